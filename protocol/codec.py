@@ -1,0 +1,311 @@
+"""The one codec of protocol v1: messages to frames and back.
+
+``encode`` turns a message into the text of a frame; ``decode`` turns the text of a
+frame into a message, validating every field against the message's type and the
+limits in :mod:`protocol.limits`. Anything else raises ``MalformedMessageError``,
+whose message says what was wrong, so the kiosk can answer with an error reply.
+
+Blob chunks travel in binary frames: 32-byte sha256 of the blob, 8-byte big-endian
+offset, then the bytes (``encode_chunk`` / ``decode_chunk``).
+
+This module does no I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import types
+import typing
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+
+from protocol import limits
+from protocol.constants import CHUNK_HEADER_BYTES, HASH_BYTES, OFFSET_BYTES
+from protocol.errors import MalformedMessageError
+from protocol.messages import (
+    MESSAGE_TYPES,
+    Cast,
+    Control,
+    LessonManifest,
+    ManifestItem,
+    Message,
+    UsageBatch,
+    UsagePull,
+)
+
+_BY_TYPE: dict[str, type[Message]] = {cls.TYPE: cls for cls in MESSAGE_TYPES}
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_INT_MIN = -(2**63)
+_INT_MAX = 2**63 - 1
+_LONG_TEXT_FIELDS = frozenset({"text", "message"})
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------- text frames
+
+
+def encode(msg: Message) -> str:
+    """Return the JSON text of ``msg`` for one text frame."""
+    obj = _to_json(msg)
+    obj["type"] = msg.TYPE
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def decode(raw: str | bytes) -> Message:
+    """Parse and validate one text frame.
+
+    Raises:
+        MalformedMessageError: the frame is too large, not JSON, not an object, of an
+            unknown type, has a missing, unknown or mistyped field, or breaks a limit.
+    """
+    if len(raw) > limits.MAX_TEXT_FRAME_BYTES:
+        raise MalformedMessageError(
+            f"message of {len(raw)} bytes is over the limit of {limits.MAX_TEXT_FRAME_BYTES}"
+        )
+    try:
+        obj = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedMessageError(f"message is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise MalformedMessageError("message is not a JSON object")
+    kind = obj.pop("type", None)
+    if not isinstance(kind, str):
+        raise MalformedMessageError("message has no string field 'type'")
+    cls = _BY_TYPE.get(kind)
+    if cls is None:
+        raise MalformedMessageError(f"unknown message type {kind!r}")
+    msg = _from_json(cls, obj, kind)
+    _check(msg)
+    return msg
+
+
+def request_id(raw: str | bytes) -> int | None:
+    """Best-effort ``id`` of a frame that failed to decode, so an error can answer it."""
+    try:
+        obj = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if isinstance(obj, dict):
+        value = obj.get("id")
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+# --------------------------------------------------------------------------- binary frames
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Bytes of one blob starting at ``offset_bytes``."""
+
+    sha256: str
+    offset_bytes: int
+    data: bytes
+
+
+def encode_chunk(sha256: str, offset_bytes: int, data: bytes) -> bytes:
+    """Return the binary frame carrying ``data`` of blob ``sha256`` at ``offset_bytes``."""
+    return bytes.fromhex(sha256) + offset_bytes.to_bytes(OFFSET_BYTES, "big") + data
+
+
+def chunk_header(sha256: str, offset_bytes: int) -> bytes:
+    """Return the 40-byte header of a chunk frame (for senders that avoid a copy)."""
+    return bytes.fromhex(sha256) + offset_bytes.to_bytes(OFFSET_BYTES, "big")
+
+
+def decode_chunk(frame: bytes) -> Chunk:
+    """Split a binary frame into its blob, offset and bytes.
+
+    Raises:
+        MalformedMessageError: the frame is shorter than its header, carries no bytes,
+            or more than ``CHUNK_SIZE_BYTES`` of them.
+    """
+    if len(frame) <= CHUNK_HEADER_BYTES:
+        raise MalformedMessageError(f"binary frame of {len(frame)} bytes is too short for a chunk")
+    size = len(frame) - CHUNK_HEADER_BYTES
+    if size > limits.CHUNK_SIZE_BYTES:
+        raise MalformedMessageError(
+            f"chunk of {size} bytes is over the limit of {limits.CHUNK_SIZE_BYTES}"
+        )
+    sha = frame[:HASH_BYTES].hex()
+    offset = int.from_bytes(frame[HASH_BYTES:CHUNK_HEADER_BYTES], "big")
+    return Chunk(sha, offset, bytes(frame[CHUNK_HEADER_BYTES:]))
+
+
+# --------------------------------------------------------------------------- generic parts
+
+
+def _to_json(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list):
+        return [_to_json(v) for v in value]
+    return value
+
+
+@cache
+def _hints(cls: Any) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+def _from_json(cls: type[T], obj: dict[str, Any], where: str) -> T:
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    extra = set(obj) - set(fields)
+    if extra:
+        raise MalformedMessageError(f"{where}: unknown field {sorted(extra)[0]!r}")
+    hints = _hints(typing.cast(Any, cls))
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name not in obj:
+            has_default = (
+                f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+            )
+            if has_default:
+                continue
+            raise MalformedMessageError(f"{where}: missing field {name!r}")
+        kwargs[name] = _value(hints[name], obj[name], f"{where}.{name}", name)
+    return cls(**kwargs)
+
+
+def _value(tp: Any, value: Any, where: str, name: str) -> Any:
+    origin = get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = get_args(tp)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise MalformedMessageError(f"{where}: must not be null")
+        non_none = [a for a in args if a is not type(None)]
+        if len(non_none) == 1:
+            return _value(non_none[0], value, where, name)
+        raise AssertionError(f"unsupported union {tp}")  # pragma: no cover
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value not in allowed or isinstance(value, bool):
+            raise MalformedMessageError(
+                f"{where}: {value!r} is not one of {', '.join(map(str, allowed))}"
+            )
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise MalformedMessageError(f"{where}: must be a list")
+        (inner,) = get_args(tp)
+        return [_value(inner, v, f"{where}[{i}]", name) for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise MalformedMessageError(f"{where}: must be true or false")
+        return value
+    if tp is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise MalformedMessageError(f"{where}: must be an integer")
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise MalformedMessageError(f"{where}: integer out of range")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise MalformedMessageError(f"{where}: must be a string")
+        limit = limits.MAX_TEXT_ITEM_CHARS if name in _LONG_TEXT_FIELDS else limits.MAX_STRING_CHARS
+        if len(value) > limit:
+            raise MalformedMessageError(f"{where}: longer than {limit} characters")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise MalformedMessageError(f"{where}: must be an object")
+        return _from_json(tp, value, where)  # type: ignore[arg-type]
+    raise AssertionError(f"unsupported field type {tp}")  # pragma: no cover
+
+
+# --------------------------------------------------------------------------- semantic checks
+
+
+def _check(msg: Message) -> None:
+    match msg:
+        case Cast():
+            _check_lesson(msg.lesson)
+            if not 0 <= msg.start_index < len(msg.lesson.items):
+                raise MalformedMessageError(
+                    f"cast.start_index {msg.start_index} is outside the lesson's "
+                    f"{len(msg.lesson.items)} items"
+                )
+        case Control():
+            if msg.action == "goto" and (msg.index is None or msg.index < 0):
+                raise MalformedMessageError("control goto needs a non-negative 'index'")
+            if msg.action == "seek" and (
+                msg.position_ms is None or not 0 <= msg.position_ms <= limits.MAX_DURATION_MS
+            ):
+                raise MalformedMessageError(
+                    f"control seek needs 'position_ms' from 0 to {limits.MAX_DURATION_MS}"
+                )
+        case UsagePull():
+            if msg.after_seq < 0 or not 1 <= msg.limit <= limits.MAX_USAGE_BATCH:
+                raise MalformedMessageError(
+                    f"usage_pull needs after_seq >= 0 and limit from 1 to {limits.MAX_USAGE_BATCH}"
+                )
+        case UsageBatch():
+            if len(msg.records) > limits.MAX_USAGE_BATCH:
+                raise MalformedMessageError(
+                    f"usage_batch has {len(msg.records)} records, over {limits.MAX_USAGE_BATCH}"
+                )
+        case _:
+            pass
+
+
+def _check_lesson(lesson: LessonManifest) -> None:
+    n = len(lesson.items)
+    if not 1 <= n <= limits.MAX_ITEMS_PER_LESSON:
+        raise MalformedMessageError(
+            f"lesson has {n} items; it needs from 1 to {limits.MAX_ITEMS_PER_LESSON}"
+        )
+    sizes: dict[str, int] = {}
+    for i, item in enumerate(lesson.items):
+        _check_item(item, f"lesson.items[{i}]")
+        if (
+            item.sha256 is not None
+            and sizes.setdefault(item.sha256, item.size_bytes) != item.size_bytes
+        ):
+            raise MalformedMessageError(
+                f"lesson.items[{i}]: blob {item.sha256} announced with two sizes"
+            )
+    total = sum(sizes.values())
+    if total > limits.MAX_LESSON_BYTES:
+        raise MalformedMessageError(
+            f"lesson media total {total} bytes, over the limit of {limits.MAX_LESSON_BYTES}"
+        )
+
+
+def _check_item(item: ManifestItem, where: str) -> None:
+    needs_blob = item.kind in ("image", "pdf", "video")
+    may_blob = needs_blob or (item.kind == "web" and item.url is None)
+    if may_blob:
+        if item.sha256 is None or not _SHA256_HEX.fullmatch(item.sha256):
+            raise MalformedMessageError(f"{where}: {item.kind} needs a lowercase hex 'sha256'")
+        if not 0 < item.size_bytes <= limits.MAX_BLOB_BYTES:
+            raise MalformedMessageError(
+                f"{where}: size_bytes must be from 1 to {limits.MAX_BLOB_BYTES}"
+            )
+    elif item.sha256 is not None or item.size_bytes:
+        raise MalformedMessageError(f"{where}: a {item.kind} item carries no blob")
+    if item.kind == "pdf":
+        if item.page is None or item.page < 0:
+            raise MalformedMessageError(f"{where}: a pdf item needs a non-negative 'page'")
+    elif item.page is not None:
+        raise MalformedMessageError(f"{where}: only a pdf item has a 'page'")
+    if item.kind == "web":
+        if item.url is not None and not item.url.startswith(("http://", "https://")):
+            raise MalformedMessageError(f"{where}: a web item's 'url' must be http(s)")
+    elif item.url is not None:
+        raise MalformedMessageError(f"{where}: only a web item has a 'url'")
+    if item.kind == "text":
+        if item.text is None:
+            raise MalformedMessageError(f"{where}: a text item needs 'text'")
+    elif item.text is not None:
+        raise MalformedMessageError(f"{where}: only a text item has 'text'")
+    if item.duration_ms is not None and not 0 < item.duration_ms <= limits.MAX_DURATION_MS:
+        raise MalformedMessageError(
+            f"{where}: duration_ms must be from 1 to {limits.MAX_DURATION_MS}"
+        )

@@ -1,0 +1,147 @@
+"""The one exception tree of ClassCast.
+
+Every error ClassCast raises on purpose derives from :class:`ClassCastError`::
+
+    ClassCastError
+    ├── ProtocolError                 a peer broke protocol v1
+    │   ├── MalformedMessageError     bytes that do not decode to a valid message   (peer)
+    │   ├── UnexpectedMessageError    a valid message in the wrong state             (peer)
+    │   └── RemoteError               the kiosk answered a request with an error     (peer)
+    ├── MediaError                    lesson content cannot be read or stored
+    │   ├── LessonError               a lesson path, lesson.toml or item is unusable (user input)
+    │   ├── UnknownContentError       a file whose kind cannot be recognised         (user input)
+    │   ├── CorruptContentError       a file of a known kind that cannot be decoded  (user input)
+    │   ├── ChecksumMismatchError     received bytes do not hash to the announced sha256 (peer)
+    │   ├── BlobTooLargeError         a blob over MAX_BLOB_BYTES or over its announced size (peer)
+    │   └── QuotaExceededError        the blob store cannot make room                (ours)
+    ├── UsageLogError                 the usage log cannot be opened or written      (ours)
+    └── ConnectionFailedError         a kiosk cannot be reached or went away         (network)
+
+The column on the right says whose fault the error is: *peer* errors are answered
+with an error reply or a close with a reason and never change what the kiosk shows;
+*ours* errors are reported to the user who gave the input.
+
+Each error carries the fields that help a reader of the journal (``code`` for the
+wire, plus details such as ``sha256`` or ``path``) and its ``str()`` reads as one line.
+"""
+
+from __future__ import annotations
+
+
+class ClassCastError(Exception):
+    """Root of every error ClassCast raises on purpose.
+
+    ``code`` is the short machine-readable code used in ``error`` replies.
+    """
+
+    code: str = "internal"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ProtocolError(ClassCastError):
+    """A peer broke the rules of protocol v1."""
+
+    code = "protocol"
+
+
+class MalformedMessageError(ProtocolError):
+    """The peer sent bytes that do not decode to a valid message (the peer's fault)."""
+
+    code = "malformed"
+
+
+class UnexpectedMessageError(ProtocolError):
+    """The peer sent a valid message that is not allowed in the current state (the peer's fault)."""
+
+    code = "unexpected"
+
+
+class RemoteError(ProtocolError):
+    """The kiosk answered a request with an ``error`` reply.
+
+    ``code`` is the code the kiosk sent, ``message`` its explanation.
+    """
+
+    code = "remote"
+
+
+class MediaError(ClassCastError):
+    """Lesson content cannot be read, decoded or stored."""
+
+    code = "media"
+
+
+class LessonError(MediaError):
+    """A lesson path, ``lesson.toml`` or item is unusable (the user's input)."""
+
+    code = "bad_lesson"
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class UnknownContentError(MediaError):
+    """A file whose kind cannot be recognised from its content (the user's input)."""
+
+    code = "unknown_content"
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class CorruptContentError(MediaError):
+    """A file of a recognised kind that cannot be decoded (the user's input)."""
+
+    code = "corrupt_content"
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class ChecksumMismatchError(MediaError):
+    """Received bytes do not hash to the announced sha256 (the peer's fault)."""
+
+    code = "checksum_mismatch"
+
+    def __init__(self, message: str, *, sha256: str) -> None:
+        super().__init__(message)
+        self.sha256 = sha256
+
+
+class BlobTooLargeError(MediaError):
+    """A blob is larger than allowed or than announced (the peer's fault)."""
+
+    code = "too_large"
+
+    def __init__(self, message: str, *, sha256: str) -> None:
+        super().__init__(message)
+        self.sha256 = sha256
+
+
+class QuotaExceededError(MediaError):
+    """The blob store cannot make room without evicting the current lesson (ours)."""
+
+    code = "quota_exceeded"
+
+
+class UsageLogError(ClassCastError):
+    """The usage log cannot be opened or written (ours)."""
+
+    code = "usage_log"
+
+
+class ConnectionFailedError(ClassCastError):
+    """A kiosk cannot be reached, refused the handshake, or went away."""
+
+    code = "connection_failed"

@@ -1,0 +1,51 @@
+"""Every size and count limit of protocol v1, in one place.
+
+A message over a limit is rejected by the codec with ``MalformedMessageError``; a
+connection that sends a frame over ``MAX_FRAME_BYTES`` is closed by the websocket layer
+with code 1009 (message too big).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from protocol.constants import CHUNK_HEADER_BYTES
+
+MAX_TEXT_FRAME_BYTES: Final = 1 * 1024 * 1024
+"""Largest JSON text frame (a lesson manifest of MAX_ITEMS_PER_LESSON items fits)."""
+
+CHUNK_SIZE_BYTES: Final = 1 * 1024 * 1024
+"""Payload bytes a sender puts in one chunk frame; the receiver accepts up to this."""
+
+MAX_CHUNK_FRAME_BYTES: Final = CHUNK_HEADER_BYTES + CHUNK_SIZE_BYTES
+"""Largest binary frame: header plus one chunk."""
+
+MAX_FRAME_BYTES: Final = max(MAX_TEXT_FRAME_BYTES, MAX_CHUNK_FRAME_BYTES)
+"""``max_size`` given to the websocket layer on both sides."""
+
+MAX_ITEMS_PER_LESSON: Final = 500
+"""Items in one lesson (a PDF contributes one item per page)."""
+
+MAX_BLOB_BYTES: Final = 2 * 1024 * 1024 * 1024
+"""Largest single media file (2 GiB)."""
+
+MAX_LESSON_BYTES: Final = 8 * 1024 * 1024 * 1024
+"""Largest sum of distinct blob sizes in one lesson (8 GiB)."""
+
+MAX_TEXT_ITEM_CHARS: Final = 20_000
+"""Longest text slide."""
+
+MAX_STRING_CHARS: Final = 1_000
+"""Longest title, name, identifier or URL in a message."""
+
+MAX_USAGE_BATCH: Final = 1_000
+"""Most usage records in one ``usage_batch`` (and the largest ``limit`` of ``usage_pull``)."""
+
+MAX_DURATION_MS: Final = 24 * 3600 * 1000
+"""Longest item duration and seek position (one day)."""
+
+MAX_MESSAGES_PER_SECOND: Final = 200
+"""Text messages one connection may send per second on average before it is closed."""
+
+MESSAGE_BURST: Final = 400
+"""Text messages a connection may send at once before the rate limit applies."""

@@ -1,0 +1,316 @@
+"""Every message of protocol v1 as a frozen dataclass.
+
+Text frames carry one JSON object: ``{"type": <TYPE>, ...fields}``. Requests from the
+controller carry an ``id`` chosen by the controller; the kiosk answers each request with
+one reply whose ``re`` is that id: a typed reply (``welcome``, ``need``, ``status``,
+``usage_batch``), ``ok``, or ``error``. The kiosk also pushes events with ``re`` = null
+(``status``, ``blob_stored``).
+
+Names follow the house rule: commands sent by the controller are imperatives
+(``Cast``, ``Control``), reports sent by the kiosk are in the past tense or nouns
+(``BlobStored``, ``Status``). Binary frames (blob chunks) are not messages; see
+:mod:`protocol.codec`.
+
+``docs/protocol.md`` documents every class here; a test checks that it does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+ItemKind = Literal["image", "pdf", "video", "web", "text"]
+"""What an item is, decided by probing its content."""
+
+ControlAction = Literal["next", "prev", "goto", "pause", "play", "seek", "blank", "unblank", "stop"]
+"""Everything ``control`` can ask of a playing lesson."""
+
+PlayerState = Literal["idle", "loading", "playing", "paused"]
+"""What a kiosk is doing; ``blanked`` is a separate flag."""
+
+EndReason = Literal[
+    "next",
+    "prev",
+    "goto",
+    "auto",
+    "blank",
+    "stop",
+    "replaced",
+    "end",
+    "power_loss",
+    "shutdown",
+    "error",
+]
+"""Why a display interval ended."""
+
+Role = Literal["teacher", "admin"]
+
+
+# --------------------------------------------------------------------------- parts
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestItem:
+    """One item of a lesson as the controller announces it.
+
+    Media items name their file by ``sha256`` (hex) and ``size_bytes``; a PDF page also
+    has ``page`` (0-based). Web items have either ``url`` (http or https) or a blob (an
+    HTML file); text items carry ``text``. ``duration_ms`` advances the lesson
+    automatically; a video without one advances when it ends.
+    """
+
+    kind: ItemKind
+    title: str
+    sha256: str | None = None
+    size_bytes: int = 0
+    page: int | None = None
+    url: str | None = None
+    text: str | None = None
+    duration_ms: int | None = None
+    source_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LessonManifest:
+    """A lesson as sent in ``cast``: identity, descriptive fields and its items."""
+
+    lesson_id: str
+    title: str
+    items: list[ManifestItem]
+    subject: str | None = None
+    source_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BlobNeed:
+    """A blob the kiosk lacks, from ``have_bytes`` on (0 = all of it)."""
+
+    sha256: str
+    have_bytes: int
+    size_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class StatusSnapshot:
+    """What a kiosk is showing now.
+
+    ``index`` is 0-based; ``count`` is the number of items (0 when idle).
+    ``position_ms`` is the time spent on the current item, paused time excluded.
+    """
+
+    kiosk_id: str
+    room: str
+    school: str
+    state: PlayerState
+    blanked: bool
+    lesson_id: str | None
+    lesson_title: str | None
+    index: int
+    count: int
+    item_kind: ItemKind | None
+    item_title: str | None
+    position_ms: int
+    presenter: str | None
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """One display interval from a kiosk's usage log (DESIGN §6).
+
+    Times are ISO 8601 UTC strings; ``ended_at`` and ``end_reason`` are null while the
+    interval is still open. ``duration_ms`` comes from the kiosk's monotonic clock.
+    """
+
+    uuid: str
+    seq: int
+    kiosk_id: str
+    room: str
+    lesson_id: str
+    lesson_title: str
+    item_index: int
+    kind: ItemKind
+    content_hash: str | None
+    content_title: str
+    content_source: str | None
+    teacher_id: str
+    teacher_name: str
+    started_at: str
+    ended_at: str | None
+    duration_ms: int
+    end_reason: EndReason | None
+    clock_offset_ms: int = 0
+
+
+# --------------------------------------------------------------------------- controller → kiosk
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """First message on every connection: who the controller is.
+
+    The kiosk answers with ``Welcome``. Any other request before ``hello`` is refused
+    with ``error`` code ``unexpected``.
+    """
+
+    TYPE: ClassVar[str] = "hello"
+    id: int
+    protocol_version: int
+    controller_id: str
+    controller_name: str
+    token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cast:
+    """Show a lesson, replacing what is shown.
+
+    The kiosk answers with ``Need`` listing the blobs it lacks, receives their chunks,
+    sends ``BlobStored`` for each, then starts the lesson at ``start_index`` and sends
+    ``ok``. ``start_at_ms`` (kiosk wall clock, ms since the epoch) delays the start for
+    a synchronised group start.
+    """
+
+    TYPE: ClassVar[str] = "cast"
+    id: int
+    lesson: LessonManifest
+    start_index: int = 0
+    start_at_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    """Change what a playing lesson shows.
+
+    ``goto`` needs ``index`` (0-based); ``seek`` needs ``position_ms``. Answered with
+    ``ok`` once the player applied it, or ``error`` (for example ``no_lesson``).
+    """
+
+    TYPE: ClassVar[str] = "control"
+    id: int
+    action: ControlAction
+    index: int | None = None
+    position_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GetStatus:
+    """Ask for the current ``Status``; answered with ``status`` whose ``re`` is this id."""
+
+    TYPE: ClassVar[str] = "get_status"
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class UsagePull:
+    """Ask for usage records with ``seq`` greater than ``after_seq``.
+
+    Answered with ``UsageBatch`` of at most ``limit`` records in ``seq`` order.
+    """
+
+    TYPE: ClassVar[str] = "usage_pull"
+    id: int
+    after_seq: int
+    limit: int
+
+
+# --------------------------------------------------------------------------- kiosk → controller
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    """Reply to ``hello``: who the kiosk is and what it shows."""
+
+    TYPE: ClassVar[str] = "welcome"
+    re: int
+    protocol_version: int
+    kiosk_id: str
+    room: str
+    school: str
+    status: StatusSnapshot
+
+
+@dataclass(frozen=True, slots=True)
+class Need:
+    """Reply to ``cast``: the blobs (or tails of blobs) the kiosk lacks; may be empty."""
+
+    TYPE: ClassVar[str] = "need"
+    re: int
+    blobs: list[BlobNeed] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class BlobStored:
+    """Event: a blob arrived whole and its sha256 verified."""
+
+    TYPE: ClassVar[str] = "blob_stored"
+    sha256: str
+    size_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """What the kiosk shows: a reply to ``get_status`` or (``re`` null) a pushed event."""
+
+    TYPE: ClassVar[str] = "status"
+    status: StatusSnapshot
+    re: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageBatch:
+    """Reply to ``usage_pull``: records in ``seq`` order; ``more`` if others follow."""
+
+    TYPE: ClassVar[str] = "usage_batch"
+    re: int
+    kiosk_id: str
+    records: list[UsageRecord]
+    last_seq: int
+    more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Ok:
+    """A request succeeded."""
+
+    TYPE: ClassVar[str] = "ok"
+    re: int
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """A request failed, or (``re`` null) the connection broke a rule.
+
+    ``code`` is one of the codes listed in ``docs/protocol.md``; ``message`` explains
+    it to a person.
+    """
+
+    TYPE: ClassVar[str] = "error"
+    re: int | None
+    code: str
+    message: str
+
+
+Request = Hello | Cast | Control | GetStatus | UsagePull
+"""Messages a controller sends."""
+
+Reply = Welcome | Need | BlobStored | Status | UsageBatch | Ok | Error
+"""Messages a kiosk sends."""
+
+Message = Request | Reply
+
+MESSAGE_TYPES: tuple[type[Message], ...] = (
+    Hello,
+    Cast,
+    Control,
+    GetStatus,
+    UsagePull,
+    Welcome,
+    Need,
+    BlobStored,
+    Status,
+    UsageBatch,
+    Ok,
+    Error,
+)
+"""Every message class, in documentation order."""
