@@ -32,6 +32,7 @@ from protocol.messages import (
     LessonManifest,
     ManifestItem,
     Message,
+    Prepare,
     UsageBatch,
     UsagePull,
 )
@@ -232,6 +233,8 @@ def _check(msg: Message) -> None:
                     f"cast.start_index {msg.start_index} is outside the lesson's "
                     f"{len(msg.lesson.items)} items"
                 )
+        case Prepare():
+            _check_lesson(msg.lesson)
         case Control():
             if msg.action == "goto" and (msg.index is None or msg.index < 0):
                 raise MalformedMessageError("control goto needs a non-negative 'index'")

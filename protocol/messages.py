@@ -179,6 +179,19 @@ class Cast:
 
 
 @dataclass(frozen=True, slots=True)
+class Prepare:
+    """Store a lesson's media without showing it (for a synchronised start or ahead of class).
+
+    Answered like ``cast``: ``Need``, then ``BlobStored`` for each blob, then ``ok``
+    once every blob is present. What the panel shows does not change.
+    """
+
+    TYPE: ClassVar[str] = "prepare"
+    id: int
+    lesson: LessonManifest
+
+
+@dataclass(frozen=True, slots=True)
 class Control:
     """Change what a playing lesson shows.
 
@@ -232,7 +245,7 @@ class Welcome:
 
 @dataclass(frozen=True, slots=True)
 class Need:
-    """Reply to ``cast``: the blobs (or tails of blobs) the kiosk lacks; may be empty."""
+    """Reply to ``cast`` or ``prepare``: the blobs (or tails) the kiosk lacks; may be empty."""
 
     TYPE: ClassVar[str] = "need"
     re: int
@@ -291,7 +304,7 @@ class Error:
     message: str
 
 
-Request = Hello | Cast | Control | GetStatus | UsagePull
+Request = Hello | Cast | Prepare | Control | GetStatus | UsagePull
 """Messages a controller sends."""
 
 Reply = Welcome | Need | BlobStored | Status | UsageBatch | Ok | Error
@@ -302,6 +315,7 @@ Message = Request | Reply
 MESSAGE_TYPES: tuple[type[Message], ...] = (
     Hello,
     Cast,
+    Prepare,
     Control,
     GetStatus,
     UsagePull,

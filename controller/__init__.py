@@ -1,0 +1,1 @@
+"""ClassCast controller: the teacher and admin side (client, group, CLI)."""

@@ -1,0 +1,455 @@
+"""``KioskClient``: one controller connection to one kiosk.
+
+Usage::
+
+    async with await KioskClient.connect("127.0.0.1:47810", identity) as kiosk:
+        result = await kiosk.cast(load_lesson(Path("lesson")))
+        await kiosk.control("next")
+        print((await kiosk.status()).item_title)
+
+Every request waits for its reply and raises :class:`~protocol.errors.RemoteError`
+(with the kiosk's code) when the kiosk answers ``error``, or
+:class:`~protocol.errors.ConnectionFailedError` when the kiosk cannot be reached or
+goes away. Status events the kiosk pushes update :attr:`KioskClient.last_status` and
+are passed to ``on_status``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.typing import Subprotocol
+
+from media.chunks import chunk_ranges
+from media.lesson import Lesson
+from protocol import limits
+from protocol.codec import chunk_header, decode, encode
+from protocol.constants import DEFAULT_PORT, PROTOCOL_VERSION, SUBPROTOCOL, WS_PATH
+from protocol.errors import (
+    ConnectionFailedError,
+    MalformedMessageError,
+    RemoteError,
+    UnexpectedMessageError,
+)
+from protocol.messages import (
+    BlobNeed,
+    BlobStored,
+    Cast,
+    Control,
+    ControlAction,
+    Error,
+    GetStatus,
+    Hello,
+    Message,
+    Need,
+    Ok,
+    Prepare,
+    Reply,
+    Status,
+    StatusSnapshot,
+    UsageBatch,
+    UsagePull,
+    Welcome,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 10.0
+"""How long a request waits for its reply (a transfer waits per chunk, not in total)."""
+
+ProgressCallback = Callable[[int, int], None]
+"""Called with (bytes sent so far, bytes to send in all)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerIdentity:
+    """Who this controller is: a stable id and the teacher's display name."""
+
+    controller_id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class CastResult:
+    """What a ``cast`` or ``prepare`` transferred."""
+
+    blobs_sent: int
+    bytes_sent: int
+    bytes_total: int
+
+
+def kiosk_url(address: str) -> str:
+    """Turn ``HOST``, ``HOST:PORT``, ``[v6]:PORT`` or a ``ws://`` URL into a kiosk URL."""
+    if address.startswith(("ws://", "wss://")):
+        return address if address.rstrip("/").endswith(WS_PATH) else address.rstrip("/") + WS_PATH
+    host, port = split_host_port(address)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"ws://{host}:{port}{WS_PATH}"
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    """Split ``HOST[:PORT]`` (``[v6][:PORT]`` for IPv6); the port defaults to DEFAULT_PORT.
+
+    Raises:
+        ValueError: the port is not a number from 1 to 65535, or the host is empty.
+    """
+    host, port_text = address, ""
+    if address.startswith("["):
+        host, _, rest = address[1:].partition("]")
+        port_text = rest.removeprefix(":")
+    elif address.count(":") == 1:
+        host, _, port_text = address.partition(":")
+    if not host:
+        raise ValueError(f"no host in {address!r}")
+    if not port_text:
+        return host, DEFAULT_PORT
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"bad port in {address!r}")
+    return host, int(port_text)
+
+
+class KioskClient:
+    """A greeted connection to one kiosk; create it with :meth:`connect`."""
+
+    def __init__(self, ws: ClientConnection, url: str, timeout_s: float) -> None:
+        self._ws = ws
+        self.url = url
+        self.timeout_s = timeout_s
+        self.welcome: Welcome | None = None
+        self.last_status: StatusSnapshot | None = None
+        self.on_status: Callable[[StatusSnapshot], None] | None = None
+        self._next_id = 1
+        self._replies: dict[int, asyncio.Queue[Reply]] = {}
+        self._stored: asyncio.Queue[BlobStored] = asyncio.Queue()
+        self._closed_reason: str | None = None
+        self._status_waiters: list[asyncio.Future[None]] = []
+        self._reader = asyncio.create_task(self._read(), name=f"client-reader {url}")
+
+    @classmethod
+    async def connect(
+        cls,
+        address: str,
+        identity: ControllerIdentity,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> Self:
+        """Connect to the kiosk at ``address`` and say hello.
+
+        Raises:
+            ConnectionFailedError: the kiosk is unreachable, refused the handshake, or
+                speaks another protocol version.
+        """
+        url = kiosk_url(address)
+        try:
+            ws = await connect(
+                url,
+                subprotocols=[Subprotocol(SUBPROTOCOL)],
+                compression=None,
+                max_size=limits.MAX_FRAME_BYTES,
+                open_timeout=timeout_s,
+                proxy=None,
+                write_limit=4 * limits.MAX_CHUNK_FRAME_BYTES,
+            )
+        except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
+            raise ConnectionFailedError(f"cannot connect to {url}: {exc}") from None
+        client = cls(ws, url, timeout_s)
+        try:
+            reply = await client._request(
+                Hello(
+                    id=client._new_id(),
+                    protocol_version=PROTOCOL_VERSION,
+                    controller_id=identity.controller_id,
+                    controller_name=identity.name,
+                )
+            )
+        except RemoteError as exc:
+            await client.close()
+            raise ConnectionFailedError(f"{url} refused hello: {exc}") from None
+        except BaseException:
+            await client.close()
+            raise
+        if not isinstance(reply, Welcome):
+            await client.close()
+            raise ConnectionFailedError(f"{url} answered hello with {reply.TYPE}")
+        client.welcome = reply
+        client.last_status = reply.status
+        return client
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def name(self) -> str:
+        """The kiosk's room, or its URL before hello."""
+        return self.welcome.room if self.welcome else self.url
+
+    async def close(self) -> None:
+        """Close the connection (idempotent)."""
+        await self._ws.close()
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._reader
+
+    # ----------------------------------------------------------------- requests
+
+    async def cast(
+        self,
+        lesson: Lesson,
+        *,
+        start_index: int = 0,
+        start_at_ms: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> CastResult:
+        """Send ``lesson`` (only the bytes the kiosk lacks) and start showing it.
+
+        Raises:
+            RemoteError: the kiosk refused the lesson or a blob (for example
+                ``checksum_mismatch`` when a file changed while it was sent).
+        """
+        msg = Cast(
+            id=self._new_id(),
+            lesson=lesson.manifest(),
+            start_index=start_index,
+            start_at_ms=start_at_ms,
+        )
+        return await self._transfer(msg, lesson, progress)
+
+    async def prepare(
+        self, lesson: Lesson, *, progress: ProgressCallback | None = None
+    ) -> CastResult:
+        """Send the media of ``lesson`` the kiosk lacks without changing what it shows."""
+        msg = Prepare(id=self._new_id(), lesson=lesson.manifest())
+        return await self._transfer(msg, lesson, progress)
+
+    async def control(
+        self,
+        action: ControlAction,
+        *,
+        index: int | None = None,
+        position_ms: int | None = None,
+    ) -> None:
+        """Apply a control command; returns once the kiosk's player applied it."""
+        await self._expect_ok(
+            Control(id=self._new_id(), action=action, index=index, position_ms=position_ms)
+        )
+
+    async def status(self) -> StatusSnapshot:
+        """Return what the kiosk shows now."""
+        reply = await self._request(GetStatus(id=self._new_id()))
+        if not isinstance(reply, Status):
+            raise UnexpectedMessageError(f"kiosk answered get_status with {reply.TYPE}")
+        return reply.status
+
+    async def usage_pull(self, after_seq: int, limit: int = limits.MAX_USAGE_BATCH) -> UsageBatch:
+        """Return the kiosk's usage records with ``seq`` greater than ``after_seq``."""
+        reply = await self._request(UsagePull(id=self._new_id(), after_seq=after_seq, limit=limit))
+        if not isinstance(reply, UsageBatch):
+            raise UnexpectedMessageError(f"kiosk answered usage_pull with {reply.TYPE}")
+        return reply
+
+    async def wait_for_status(
+        self, predicate: Callable[[StatusSnapshot], bool], *, timeout_s: float | None = None
+    ) -> StatusSnapshot:
+        """Wait until a pushed status satisfies ``predicate``; returns that status.
+
+        Raises:
+            TimeoutError: no such status arrived within ``timeout_s`` (default: the
+                client's request timeout).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (timeout_s if timeout_s is not None else self.timeout_s)
+        while self.last_status is None or not predicate(self.last_status):
+            changed: asyncio.Future[None] = loop.create_future()
+            self._status_waiters.append(changed)
+            try:
+                await asyncio.wait_for(changed, max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                raise TimeoutError("the kiosk did not reach the expected state") from None
+        return self.last_status
+
+    # ----------------------------------------------------------------- internals
+
+    async def _transfer(
+        self, msg: Cast | Prepare, lesson: Lesson, progress: ProgressCallback | None
+    ) -> CastResult:
+        queue = self._open(msg.id)
+        try:
+            await self._send_text(msg)
+            need = await self._next_reply(queue, msg.TYPE)
+            if not isinstance(need, Need):
+                raise UnexpectedMessageError(f"kiosk answered {msg.TYPE} with {need.TYPE}")
+            paths = lesson.blob_paths()
+            total = sum(n.size_bytes - n.have_bytes for n in need.blobs)
+            sent = 0
+            if progress is not None:
+                progress(0, total)
+            for blob in need.blobs:
+                path = paths.get(blob.sha256)
+                if path is None:
+                    raise UnexpectedMessageError(
+                        f"kiosk asked for blob {blob.sha256} that is not in the lesson"
+                    )
+                sent += await self._send_blob(
+                    path,
+                    blob.sha256,
+                    blob.have_bytes,
+                    blob.size_bytes,
+                    queue,
+                    progress,
+                    sent,
+                    total,
+                )
+            done = await self._next_reply(queue, msg.TYPE)
+            if not isinstance(done, Ok):
+                raise UnexpectedMessageError(f"kiosk finished {msg.TYPE} with {done.TYPE}")
+            return CastResult(
+                blobs_sent=len(need.blobs), bytes_sent=sent, bytes_total=lesson.total_bytes
+            )
+        finally:
+            self._replies.pop(msg.id, None)
+
+    async def _send_blob(
+        self,
+        path: Path,
+        sha256: str,
+        have_bytes: int,
+        size_bytes: int,
+        queue: asyncio.Queue[Reply],
+        progress: ProgressCallback | None,
+        sent_before: int,
+        total: int,
+    ) -> int:
+        sent = 0
+        try:
+            with path.open("rb") as f:
+                for offset, length in chunk_ranges(
+                    BlobNeed(sha256, have_bytes, size_bytes), limits.CHUNK_SIZE_BYTES
+                ):
+                    f.seek(offset)
+                    data = f.read(length)
+                    if len(data) != length:
+                        raise UnexpectedMessageError(f"{path} changed while it was being sent")
+                    if not queue.empty():
+                        # The kiosk refused the transfer early (checksum, quota...).
+                        await self._next_reply(queue, "cast")
+                    await self._ws.send(chunk_header(sha256, offset) + data)
+                    sent += length
+                    if progress is not None:
+                        progress(sent_before + sent, total)
+        except ConnectionClosed:
+            raise ConnectionFailedError(
+                f"{self.url} closed the connection: {self._closed_reason}"
+            ) from None
+        return sent
+
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id - 1
+
+    def _open(self, req_id: int) -> asyncio.Queue[Reply]:
+        queue: asyncio.Queue[Reply] = asyncio.Queue()
+        self._replies[req_id] = queue
+        return queue
+
+    async def _request(self, msg: Hello | GetStatus | UsagePull | Control) -> Reply:
+        queue = self._open(msg.id)
+        try:
+            await self._send_text(msg)
+            return await self._next_reply(queue, msg.TYPE)
+        finally:
+            self._replies.pop(msg.id, None)
+
+    async def _expect_ok(self, msg: Control) -> None:
+        reply = await self._request(msg)
+        if not isinstance(reply, Ok):
+            raise UnexpectedMessageError(f"kiosk answered {msg.TYPE} with {reply.TYPE}")
+
+    async def _send_text(self, msg: Message) -> None:
+        try:
+            await self._ws.send(encode(msg))
+        except ConnectionClosed:
+            raise ConnectionFailedError(
+                f"{self.url} closed the connection: {self._closed_reason}"
+            ) from None
+
+    async def _next_reply(self, queue: asyncio.Queue[Reply], what: str) -> Reply:
+        getter = asyncio.ensure_future(queue.get())
+        done, _ = await asyncio.wait(
+            {getter, self._reader}, timeout=self.timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
+        if getter not in done:
+            getter.cancel()
+            if self._reader in done:
+                raise ConnectionFailedError(
+                    f"{self.url} closed the connection: {self._closed_reason}"
+                )
+            raise ConnectionFailedError(f"{self.url} did not answer {what} in {self.timeout_s} s")
+        reply = getter.result()
+        if isinstance(reply, Error):
+            raise RemoteError(f"{self.name}: {reply.message}", code=reply.code)
+        return reply
+
+    async def _read(self) -> None:
+        try:
+            async for frame in self._ws:
+                if isinstance(frame, bytes):
+                    logger.warning("%s sent a binary frame; ignored", self.url)
+                    continue
+                try:
+                    msg = decode(frame)
+                except MalformedMessageError as exc:
+                    logger.warning("%s sent a malformed message: %s", self.url, exc)
+                    continue
+                self._route(msg)
+        except ConnectionClosed:
+            pass
+        finally:
+            rcvd = self._ws.protocol.close_rcvd
+            self._closed_reason = (
+                f"code {rcvd.code} {rcvd.reason}".strip() if rcvd is not None else "no close frame"
+            )
+
+    def _route(self, msg: Message) -> None:
+        match msg:
+            case Status(re=None):
+                self.last_status = msg.status
+                if self.on_status is not None:
+                    self.on_status(msg.status)
+                waiters, self._status_waiters = self._status_waiters, []
+                for fut in waiters:
+                    if not fut.done():
+                        fut.set_result(None)
+                return
+            case BlobStored():
+                self._stored.put_nowait(msg)
+                return
+            case Error(re=None):
+                logger.warning("%s: %s (%s)", self.name, msg.message, msg.code)
+                for pending in self._replies.values():
+                    pending.put_nowait(msg)
+                return
+            case Welcome() | Need() | Status() | UsageBatch() | Ok() | Error():
+                queue = self._replies.get(msg.re) if msg.re is not None else None
+                if queue is not None:
+                    queue.put_nowait(msg)
+                return
+            case _:
+                logger.warning("%s sent %s, which a kiosk does not send", self.url, msg.TYPE)

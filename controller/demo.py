@@ -1,0 +1,171 @@
+"""``classcast demo``: the whole path on one machine, on loopback.
+
+Starts a headless kiosk on 127.0.0.1 in a temporary folder, connects to it as a
+teacher, casts the bundled sample lesson (images, a PDF, a text slide, a video and a
+web page), steps through it with the same control commands the CLI sends, casts it a
+second time to show that nothing is sent twice, stops, and prints the panel's usage log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+
+import click
+
+from controller.client import ControllerIdentity, KioskClient
+from controller.i18n import size_text, t
+from kiosk.app import KioskApp
+from kiosk.config import KioskConfig
+from media.lesson import load_lesson, sample_lesson_path
+from protocol.messages import ControlAction, StatusSnapshot, UsageRecord
+
+DEMO_ROOM = "Каб. 12"
+DEMO_SCHOOL = "Школа № 1"
+DEMO_TEACHER = ControllerIdentity("c-demo-teacher", "Иванова Мария Петровна")
+STEP_S = 0.4
+"""How long the demo lets each item stand before the next command."""
+
+
+async def run_demo(keep: Path | None = None) -> None:
+    """Run the demo, printing each step; the kiosk's files go to ``keep`` or a temp dir."""
+    with tempfile.TemporaryDirectory(prefix="classcast-demo-") as tmp:
+        state_dir = keep if keep is not None else Path(tmp)
+        config = KioskConfig(
+            room=DEMO_ROOM,
+            school=DEMO_SCHOOL,
+            host="127.0.0.1",
+            port=0,
+            state_dir=state_dir,
+            mode="headless",
+        )
+        app = KioskApp(config)
+        await app.start()
+        try:
+            click.echo(
+                t(
+                    "Starting a kiosk on {url} (state in {state_dir})",
+                    url=app.url,
+                    state_dir=state_dir,
+                )
+            )
+            address = f"127.0.0.1:{app.server.port}"
+            async with await KioskClient.connect(address, DEMO_TEACHER) as kiosk:
+                click.echo(
+                    t("Added the panel {room} at {address}.", room=kiosk.name, address=address)
+                )
+                await _lesson(kiosk)
+                records = await _all_records(kiosk)
+        finally:
+            await app.stop()
+        _print_records(records)
+        click.echo(t("Demo finished."))
+
+
+async def _lesson(kiosk: KioskClient) -> None:
+    lesson = load_lesson(sample_lesson_path())
+    click.echo(
+        t(
+            "Casting the sample lesson «{title}» ({items} items, {size})...",
+            title=lesson.title,
+            items=len(lesson.items),
+            size=size_text(lesson.total_bytes),
+        )
+    )
+    result = await kiosk.cast(lesson)
+    status = await kiosk.status()
+    click.echo(
+        t(
+            "Sent {sent} of {total}; the panel shows item {index} of {count}: {title}",
+            sent=size_text(result.bytes_sent),
+            total=size_text(result.bytes_total),
+            index=status.index + 1,
+            count=status.count,
+            title=status.item_title,
+        )
+    )
+    await asyncio.sleep(STEP_S)
+    for _ in range(len(lesson.items) - 1):
+        await _step(kiosk, "next")
+    await _step(kiosk, "prev")
+    await _step(kiosk, "blank")
+    await _step(kiosk, "unblank")
+    await _step(kiosk, "goto", index=0)
+    await _step(kiosk, "stop")
+    again = await kiosk.cast(lesson)
+    click.echo(
+        t(
+            "Casting again: sent {sent} (the panel keeps its copy).",
+            sent=size_text(again.bytes_sent),
+        )
+    )
+    await asyncio.sleep(STEP_S)
+    await kiosk.control("stop")
+    click.echo(t("Stopped; the panel shows its idle screen."))
+
+
+async def _step(kiosk: KioskClient, action: ControlAction, *, index: int | None = None) -> None:
+    await kiosk.control(action, index=index)
+    s = await kiosk.status()
+    click.echo(_describe(action, s))
+    await asyncio.sleep(STEP_S)
+
+
+def _describe(action: ControlAction, s: StatusSnapshot) -> str:
+    if s.state == "idle":
+        return f"→ {t(action)}"
+    if s.blanked:
+        return f"→ {t(action)}"
+    return t(
+        "→ {action}: item {index} of {count}: {kind} «{title}»",
+        action=t(action),
+        index=s.index + 1,
+        count=s.count,
+        kind=t(s.item_kind or ""),
+        title=s.item_title,
+    )
+
+
+async def _all_records(kiosk: KioskClient) -> list[UsageRecord]:
+    records: list[UsageRecord] = []
+    after = 0
+    while True:
+        batch = await kiosk.usage_pull(after)
+        records += batch.records
+        after = batch.last_seq
+        if not batch.more:
+            return records
+
+
+def _print_records(records: list[UsageRecord]) -> None:
+    click.echo()
+    click.echo(t("Usage log of the panel ({n} records):", n=len(records)))
+    header = (
+        t("#"),
+        t("Start (UTC)"),
+        t("Duration, s"),
+        t("Kind"),
+        t("Content"),
+        t("Teacher"),
+        t("End"),
+    )
+    rows = [
+        (
+            str(r.seq),
+            r.started_at[11:23],
+            f"{r.duration_ms / 1000:.1f}",
+            t(r.kind),
+            _clip(r.content_title, 28),
+            r.teacher_name,
+            t(r.end_reason or ""),
+        )
+        for r in records
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"

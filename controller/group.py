@@ -1,0 +1,139 @@
+"""``Group``: the same request to many kiosks at once.
+
+Each method runs the request on every kiosk concurrently and returns one outcome per
+kiosk (the result, or the exception that kiosk raised), so one offline panel never
+stops a broadcast to the others.
+
+A synchronised start (``Group.cast``): first every kiosk receives the lesson's media
+with ``prepare``; then every kiosk gets ``cast`` with the same ``start_at_ms`` a short
+lead in the future, so all panels switch together however long each transfer took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from controller.client import (
+    CastResult,
+    ControllerIdentity,
+    KioskClient,
+    ProgressCallback,
+)
+from media.lesson import Lesson
+from protocol.errors import ClassCastError
+from protocol.messages import ControlAction, StatusSnapshot
+
+T = TypeVar("T")
+
+SYNC_LEAD_MS = 300
+"""How far ahead a synchronised start is scheduled, after every kiosk has the media."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome(Generic[T]):
+    """The result of a request on one kiosk, or the error it raised."""
+
+    target: str
+    value: T | None = None
+    error: ClassCastError | TimeoutError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Group:
+    """Several connected kiosks addressed as one; build it with :meth:`connect`."""
+
+    def __init__(self, clients: dict[str, KioskClient], failed: dict[str, ClassCastError]) -> None:
+        self.clients = clients
+        self.failed = failed
+
+    @classmethod
+    async def connect(
+        cls, addresses: Sequence[str], identity: ControllerIdentity, *, timeout_s: float = 10.0
+    ) -> Group:
+        """Connect to every address concurrently; unreachable ones land in :attr:`failed`."""
+
+        async def one(address: str) -> KioskClient:
+            return await KioskClient.connect(address, identity, timeout_s=timeout_s)
+
+        results = await asyncio.gather(*(one(a) for a in addresses), return_exceptions=True)
+        clients: dict[str, KioskClient] = {}
+        failed: dict[str, ClassCastError] = {}
+        for address, result in zip(addresses, results, strict=True):
+            if isinstance(result, KioskClient):
+                clients[address] = result
+            elif isinstance(result, ClassCastError):
+                failed[address] = result
+            else:
+                raise result
+        return cls(clients, failed)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(c.close() for c in self.clients.values()))
+
+    async def cast(
+        self,
+        lesson: Lesson,
+        *,
+        start_index: int = 0,
+        progress: Callable[[str], ProgressCallback | None] | None = None,
+    ) -> list[Outcome[CastResult]]:
+        """Send ``lesson`` to every kiosk and start it everywhere at the same moment.
+
+        With one kiosk this is a plain ``cast``. ``progress`` maps a target to its
+        progress callback.
+        """
+
+        def cb(target: str) -> ProgressCallback | None:
+            return progress(target) if progress is not None else None
+
+        if len(self.clients) == 1:
+            return await self._each(
+                lambda t, c: c.cast(lesson, start_index=start_index, progress=cb(t))
+            )
+        prepared = await self._each(lambda t, c: c.prepare(lesson, progress=cb(t)))
+        start_at_ms = int(time.time() * 1000) + SYNC_LEAD_MS
+        started = await self._each(
+            lambda t, c: c.cast(lesson, start_index=start_index, start_at_ms=start_at_ms),
+            only=[o.target for o in prepared if o.ok],
+        )
+        return started + [o for o in prepared if not o.ok]
+
+    async def control(
+        self, action: ControlAction, *, index: int | None = None, position_ms: int | None = None
+    ) -> list[Outcome[None]]:
+        """Apply one control command on every kiosk; returns when all answered."""
+        return await self._each(
+            lambda t, c: c.control(action, index=index, position_ms=position_ms)
+        )
+
+    async def status(self) -> list[Outcome[StatusSnapshot]]:
+        return await self._each(lambda t, c: c.status())
+
+    async def _each(
+        self,
+        fn: Callable[[str, KioskClient], Awaitable[T]],
+        only: Sequence[str] | None = None,
+    ) -> list[Outcome[T]]:
+        """Run ``fn`` on every kiosk (or those in ``only``) concurrently.
+
+        Kiosks that could not be connected are reported as failed unless ``only`` is given.
+        """
+        targets = [t for t in self.clients if only is None or t in only]
+
+        async def run(target: str) -> Outcome[T]:
+            try:
+                return Outcome(target, value=await fn(target, self.clients[target]))
+            except (ClassCastError, TimeoutError) as exc:
+                return Outcome(target, error=exc)
+
+        outcomes = list(await asyncio.gather(*(run(t) for t in targets)))
+        if only is None:
+            outcomes += [Outcome(t, error=e) for t, e in self.failed.items()]
+        return outcomes

@@ -1,0 +1,173 @@
+"""The controller's own files under ``CLASSCAST_HOME``: identity, saved panels, last targets.
+
+``CLASSCAST_HOME`` defaults to the user's data directory (platformdirs). Every file is
+small JSON, written to a temporary file and renamed, so an interrupted write never
+leaves a broken file.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import secrets
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from controller.client import ControllerIdentity, split_host_port
+from protocol.errors import ClassCastError
+
+
+class PanelNotFoundError(ClassCastError):
+    """A PANEL argument matches no saved panel and is not an address (the user's input)."""
+
+    code = "panel_not_found"
+
+
+class AmbiguousPanelError(ClassCastError):
+    """A PANEL argument matches more than one saved panel (the user's input)."""
+
+    code = "ambiguous_panel"
+
+
+@dataclass(frozen=True, slots=True)
+class SavedPanel:
+    """A panel in the address book."""
+
+    address: str
+    room: str | None = None
+    kiosk_id: str | None = None
+    school: str | None = None
+
+
+def home_dir() -> Path:
+    """``$CLASSCAST_HOME``, or the user's data directory."""
+    env = os.environ.get("CLASSCAST_HOME")
+    return Path(env) if env else Path(platformdirs.user_data_dir("classcast"))
+
+
+class Home:
+    """Reads and writes the controller's files in ``root``."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root if root is not None else home_dir()
+
+    # ----------------------------------------------------------------- identity
+
+    def identity(self, name: str | None = None) -> ControllerIdentity:
+        """This controller's id (created once) and the teacher's name.
+
+        ``name`` (from ``--teacher``) replaces the saved name; without any, the login
+        name is used.
+        """
+        data = self._read("identity.json")
+        controller_id = data.get("controller_id")
+        if not isinstance(controller_id, str) or not controller_id:
+            controller_id = "c-" + secrets.token_hex(8)
+        saved = data.get("name")
+        if name is None:
+            name = saved if isinstance(saved, str) and saved else _login_name()
+        if data != {"controller_id": controller_id, "name": name}:
+            self._write("identity.json", {"controller_id": controller_id, "name": name})
+        return ControllerIdentity(controller_id, name)
+
+    # ----------------------------------------------------------------- panels
+
+    def panels(self) -> list[SavedPanel]:
+        items = self._read("panels.json").get("panels", [])
+        result = []
+        for item in items if isinstance(items, list) else []:
+            if isinstance(item, dict) and isinstance(item.get("address"), str):
+                result.append(
+                    SavedPanel(
+                        address=item["address"],
+                        room=_str_or_none(item.get("room")),
+                        kiosk_id=_str_or_none(item.get("kiosk_id")),
+                        school=_str_or_none(item.get("school")),
+                    )
+                )
+        return result
+
+    def save_panel(self, panel: SavedPanel) -> None:
+        """Add ``panel``, replacing a saved one with the same address or kiosk id."""
+        kept = [
+            p
+            for p in self.panels()
+            if p.address != panel.address
+            and (panel.kiosk_id is None or p.kiosk_id != panel.kiosk_id)
+        ]
+        kept.append(panel)
+        self._write("panels.json", {"panels": [asdict(p) for p in kept]})
+
+    def remove_panel(self, panel: SavedPanel) -> None:
+        kept = [p for p in self.panels() if p != panel]
+        self._write("panels.json", {"panels": [asdict(p) for p in kept]})
+
+    def resolve(self, name: str) -> str:
+        """Turn a PANEL argument (room, kiosk id or HOST[:PORT]) into an address.
+
+        Raises:
+            AmbiguousPanelError: several saved panels have that room name.
+            PanelNotFoundError: nothing matches and ``name`` is not an address.
+        """
+        matches = [p for p in self.panels() if name in (p.kiosk_id, p.address)]
+        if not matches:
+            folded = name.casefold()
+            matches = [p for p in self.panels() if p.room and p.room.casefold() == folded]
+        if len(matches) == 1:
+            return matches[0].address
+        if len(matches) > 1:
+            found = ", ".join(f"{p.room} ({p.kiosk_id}, {p.address})" for p in matches)
+            raise AmbiguousPanelError(f"«{name}»: {found}")
+        if _looks_like_address(name):
+            return name
+        raise PanelNotFoundError(name)
+
+    # ----------------------------------------------------------------- last targets
+
+    def last_targets(self) -> list[str]:
+        targets = self._read("last.json").get("targets", [])
+        return [t for t in targets if isinstance(t, str)] if isinstance(targets, list) else []
+
+    def set_last_targets(self, targets: list[str]) -> None:
+        self._write("last.json", {"targets": targets})
+
+    # ----------------------------------------------------------------- files
+
+    def _read(self, name: str) -> dict[str, Any]:
+        try:
+            data = json.loads((self.root / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _write(self, name: str, data: dict[str, Any]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / name
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
+        tmp.replace(path)
+
+
+def _looks_like_address(name: str) -> bool:
+    if " " in name or not name:
+        return False
+    try:
+        split_host_port(name)
+    except ValueError:
+        return False
+    return ":" in name or "." in name or name == "localhost"
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "teacher"

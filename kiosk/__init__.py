@@ -1,0 +1,1 @@
+"""ClassCast kiosk: the panel side (player, server, usage log, window)."""

@@ -1,0 +1,86 @@
+"""Wiring of a kiosk: state directory, blob store, usage log, service, server, display."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+
+from kiosk.config import KioskConfig, kiosk_id
+from kiosk.headless import HeadlessDisplay
+from kiosk.player import Identity
+from kiosk.server import WebsocketServer
+from kiosk.service import Display, KioskService
+from kiosk.usage import UsageLog
+from media.store import BlobStore
+
+logger = logging.getLogger(__name__)
+
+
+def product_version() -> str:
+    """The installed ClassCast version."""
+    try:
+        return version("classcast")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
+
+
+class KioskApp:
+    """A running kiosk: call :meth:`start` on an asyncio loop, then :meth:`stop`."""
+
+    def __init__(self, config: KioskConfig, display: Display | None = None) -> None:
+        self.config = config
+        state = config.state_dir
+        state.mkdir(parents=True, exist_ok=True)
+        self.identity = Identity(
+            kiosk_id=kiosk_id(state),
+            room=config.room,
+            school=config.school,
+            version=product_version(),
+        )
+        self.display = display if display is not None else HeadlessDisplay()
+        self.store = BlobStore(state / "media", config.quota_bytes)
+        self.usage = UsageLog(
+            state / "usage.sqlite", kiosk_id=self.identity.kiosk_id, room=config.room
+        )
+        self.service = KioskService(
+            self.identity, store=self.store, usage=self.usage, display=self.display
+        )
+        self.server = WebsocketServer(self.service, config.host, config.port)
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.config.host in ("0.0.0.0", "") else self.config.host
+        return f"ws://{host}:{self.server.port}/v1"
+
+    async def start(self) -> None:
+        """Open the log's interval recovery, then listen."""
+        await self.server.start()
+        self.service.tick()
+        self.server.poke()
+
+    async def stop(self) -> None:
+        """Close the open display interval and every connection."""
+        self.service.shutdown()
+        self.server.poke()
+        await self.server.stop()
+        self.usage.close_db()
+
+
+async def run_until_signal(app: KioskApp, on_ready: Callable[[KioskApp], None]) -> None:
+    """Run ``app`` until SIGTERM or SIGINT, calling ``on_ready`` once it listens."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await app.start()
+    on_ready(app)
+    try:
+        await stop.wait()
+    finally:
+        logger.info("stopping")
+        await app.stop()

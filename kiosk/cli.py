@@ -1,0 +1,80 @@
+"""``classcast-kiosk``: start the kiosk of one classroom panel."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from kiosk.app import KioskApp, run_until_signal
+from kiosk.config import ConfigError, load_config
+from protocol.errors import ClassCastError
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="kiosk.toml")
+@click.option("--room", help="Room name shown on the panel and used to find it.")
+@click.option("--school", help="School name shown on the panel.")
+@click.option("--host", help="Address to listen on (default 0.0.0.0).")
+@click.option("--port", type=int, help="Port to listen on (0 = any free port).")
+@click.option("--state-dir", type=click.Path(path_type=Path), help="Where media and logs live.")
+@click.option(
+    "--fullscreen", "mode", flag_value="fullscreen", help="Fullscreen window (the default)."
+)
+@click.option("--windowed", "mode", flag_value="windowed", help="A normal window.")
+@click.option("--headless", "mode", flag_value="headless", help="No window (servers, tests).")
+@click.option("--lang", type=click.Choice(["ru", "en"]), help="Language of the panel.")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+def main(
+    config_path: Path | None,
+    room: str | None,
+    school: str | None,
+    host: str | None,
+    port: int | None,
+    state_dir: Path | None,
+    mode: str | None,
+    lang: str | None,
+    verbose: bool,
+) -> None:
+    """Run the kiosk of one classroom panel.
+
+    Example:
+
+        classcast-kiosk --room "Каб. 12" --school "Школа № 5" --headless
+    """
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        config = load_config(config_path).with_overrides(
+            room=room,
+            school=school,
+            host=host,
+            port=port,
+            state_dir=state_dir,
+            mode=mode,
+            lang=lang,
+        )
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if config.mode != "headless":
+        raise click.ClickException(
+            "the panel window is not available in this version; run with --headless"
+        )
+
+    def ready(app: KioskApp) -> None:
+        click.echo(f"ready {app.url} room={config.room!r} id={app.identity.kiosk_id}")
+        sys.stdout.flush()
+
+    try:
+        app = KioskApp(config)
+        asyncio.run(run_until_signal(app, ready))
+    except ClassCastError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot start: {exc}") from None

@@ -1,0 +1,116 @@
+"""Kiosk settings: defaults, ``/etc/classcast/kiosk.toml`` and command-line overrides."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+
+from protocol.constants import DEFAULT_PORT
+from protocol.errors import ClassCastError
+
+DEFAULT_CONFIG_PATH = Path("/etc/classcast/kiosk.toml")
+DEFAULT_QUOTA_BYTES = 20 * 1024**3
+"""Media cache size unless configured (20 GiB)."""
+
+Mode = Literal["fullscreen", "windowed", "headless"]
+
+
+class ConfigError(ClassCastError):
+    """The kiosk configuration file is unreadable or has a wrong value (the admin's input)."""
+
+    code = "config"
+
+
+@dataclass(frozen=True, slots=True)
+class KioskConfig:
+    """Everything a kiosk needs to start."""
+
+    room: str = "Кабинет"
+    school: str = "Школа"
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    state_dir: Path = Path(".")
+    mode: Mode = "fullscreen"
+    lang: str = "ru"
+    quota_bytes: int = DEFAULT_QUOTA_BYTES
+
+    def with_overrides(self, **values: Any) -> KioskConfig:
+        """Return a copy with every non-None value of ``values`` set."""
+        return replace(self, **{k: v for k, v in values.items() if v is not None})
+
+
+_KEYS: dict[str, type] = {
+    "room": str,
+    "school": str,
+    "host": str,
+    "port": int,
+    "state_dir": str,
+    "lang": str,
+    "quota_mb": int,
+}
+
+
+def default_state_dir() -> Path:
+    """``$STATE_DIRECTORY`` under systemd, else the user's data directory."""
+    env = os.environ.get("STATE_DIRECTORY")
+    if env:
+        return Path(env.split(":")[0])
+    return Path(platformdirs.user_data_dir("classcast-kiosk"))
+
+
+def load_config(path: Path | None) -> KioskConfig:
+    """Read a kiosk.toml (``path``, or the default path if it exists).
+
+    Raises:
+        ConfigError: the file cannot be read, is not TOML, or has an unknown key or a
+            value of the wrong type.
+    """
+    config = KioskConfig(state_dir=default_state_dir())
+    if path is None:
+        if not DEFAULT_CONFIG_PATH.exists():
+            return config
+        path = DEFAULT_CONFIG_PATH
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        expected = _KEYS.get(key)
+        if expected is None:
+            raise ConfigError(f"{path}: unknown setting {key!r} (known: {', '.join(_KEYS)})")
+        if not isinstance(value, expected) or isinstance(value, bool):
+            raise ConfigError(f"{path}: {key} must be a {expected.__name__}")
+        values[key] = value
+    if "state_dir" in values:
+        values["state_dir"] = Path(values["state_dir"])
+    if "quota_mb" in values:
+        values["quota_bytes"] = values.pop("quota_mb") * 1024 * 1024
+    return config.with_overrides(**values)
+
+
+def kiosk_id(state_dir: Path) -> str:
+    """Return this kiosk's permanent id, creating it on first start."""
+    path = state_dir / "kiosk.json"
+    try:
+        data = json.loads(path.read_text())
+        value = data["kiosk_id"]
+        if isinstance(value, str) and value:
+            return value
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    value = "k-" + secrets.token_hex(6)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"kiosk_id": value}))
+    tmp.replace(path)
+    return value

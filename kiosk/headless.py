@@ -1,0 +1,53 @@
+"""The headless display: carries display effects out without a window.
+
+Used by ``classcast-kiosk --headless``, the demo and tests. It keeps what a window
+would show (the current item, blank flag, idle screen) and writes one journal line per
+change, so a panel without a screen still tells what it would display.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from kiosk.player import Preload, SetBlank, Show, ShowIdle, VideoCommand
+from kiosk.service import DisplayEffect
+from protocol.messages import ManifestItem
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class HeadlessDisplay:
+    """A :class:`~kiosk.service.Display` that records instead of drawing."""
+
+    current: ManifestItem | None = None
+    index: int | None = None
+    blanked: bool = False
+    preloaded: list[int] = field(default_factory=list)
+    shown: list[tuple[int, str]] = field(default_factory=list)
+    video_commands: list[VideoCommand] = field(default_factory=list)
+
+    def apply(self, effect: DisplayEffect) -> None:
+        match effect:
+            case Show():
+                self.current, self.index = effect.item, effect.index
+                self.shown.append((effect.index, effect.item.title))
+                logger.info(
+                    "showing %d/%d %s %r",
+                    effect.index + 1,
+                    len(effect.lesson.items),
+                    effect.item.kind,
+                    effect.item.title,
+                )
+            case Preload():
+                self.preloaded.append(effect.index)
+            case ShowIdle():
+                self.current, self.index = None, None
+                logger.info("showing the idle screen")
+            case SetBlank():
+                self.blanked = effect.on
+                logger.info("screen %s", "blanked" if effect.on else "unblanked")
+            case VideoCommand():
+                self.video_commands.append(effect)
+                logger.info("video %s %d ms", effect.action, effect.position_ms)

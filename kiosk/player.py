@@ -1,0 +1,456 @@
+"""The lesson player: a pure state machine that decides what a panel shows.
+
+The player takes commands together with ``now`` (seconds of a monotonic clock) and
+queues effects; it never reads a clock, draws, plays or writes anything itself. The
+caller carries the effects out and asks :meth:`LessonPlayer.next_deadline_s` when to
+call :meth:`LessonPlayer.tick` next::
+
+    player.load(manifest, presenter, start_index=0, now=0.0)
+    player.control("next", now=12.5)
+    for effect in player.drain():        # Show, Preload, ShowIdle, SetBlank, VideoCommand,
+        adapter.apply(effect)            # IntervalStarted, IntervalEnded, StatusChanged
+
+A lesson's whole life (``blanked`` is a flag beside the state, see below)::
+
+    state     input                  next state   effects
+    --------  ---------------------  -----------  ----------------------------------------
+    any       load (start now)       playing      [end interval "replaced"] Show Preload
+                                                  IntervalStarted
+    any       load (start later)     loading      [end interval "replaced"] ShowIdle
+    loading   tick at start time     playing      Show Preload IntervalStarted
+    playing   next / prev / goto     playing      end interval, Show, Preload, IntervalStarted
+    paused    next / prev / goto     playing      (as above; a new item starts playing)
+    playing   tick at item's end     playing      end interval "auto", Show next ...
+    playing   video_ended            playing      (as above)
+    playing   next on the last item  idle         end interval "end", ShowIdle
+    playing   pause                  paused       VideoCommand pause
+    paused    play                   playing      VideoCommand play
+    playing   seek / paused seek     unchanged    VideoCommand seek
+    any       blank                  unchanged    SetBlank on, end interval "blank"
+    any       unblank                unchanged    SetBlank off, IntervalStarted
+    loading+  stop                   idle         end interval "stop", ShowIdle
+    idle      any control            idle         raises UnexpectedMessageError (no_lesson)
+
+Every change also queues one ``StatusChanged``. While blanked or paused the item's
+clock stands still, so a timed slide does not advance behind a blank screen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from protocol.errors import UnexpectedMessageError
+from protocol.messages import (
+    ControlAction,
+    EndReason,
+    LessonManifest,
+    ManifestItem,
+    PlayerState,
+    StatusSnapshot,
+)
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True, slots=True)
+class Presenter:
+    """The teacher who cast the lesson."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who the kiosk is, for status snapshots."""
+
+    kiosk_id: str
+    room: str
+    school: str
+    version: str
+
+
+# --------------------------------------------------------------------------- effects
+
+
+@dataclass(frozen=True, slots=True)
+class Show:
+    """Show item ``index`` of ``lesson`` (a video starts playing)."""
+
+    lesson: LessonManifest
+    index: int
+    item: ManifestItem
+
+
+@dataclass(frozen=True, slots=True)
+class Preload:
+    """Prepare item ``index`` so that showing it later needs no loading."""
+
+    lesson: LessonManifest
+    index: int
+    item: ManifestItem
+
+
+@dataclass(frozen=True, slots=True)
+class ShowIdle:
+    """Show the idle screen (no lesson)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SetBlank:
+    """Blank the screen (``on``) or show the lesson again."""
+
+    on: bool
+
+
+@dataclass(frozen=True, slots=True)
+class VideoCommand:
+    """Pause, resume or seek the video of the current item."""
+
+    action: Literal["pause", "play", "seek"]
+    position_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalStarted:
+    """An item became visible at ``now_s``: open a usage record."""
+
+    lesson: LessonManifest
+    index: int
+    item: ManifestItem
+    presenter: Presenter
+    now_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalEnded:
+    """The open display interval ended at ``now_s`` for ``reason``: close its record."""
+
+    reason: EndReason
+    now_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChanged:
+    """What the kiosk shows changed; tell the controllers."""
+
+    status: StatusSnapshot
+
+
+Effect = (
+    Show
+    | Preload
+    | ShowIdle
+    | SetBlank
+    | VideoCommand
+    | IntervalStarted
+    | IntervalEnded
+    | StatusChanged
+)
+
+
+# --------------------------------------------------------------------------- the machine
+
+
+class LessonPlayer:
+    """Decides what the panel shows; see the module docstring for the table."""
+
+    def __init__(self, identity: Identity) -> None:
+        self._identity = identity
+        self._state: PlayerState = "idle"
+        self._blanked = False
+        self._lesson: LessonManifest | None = None
+        self._presenter: Presenter | None = None
+        self._index = 0
+        self._start_at_s: float | None = None
+        # Item clock: position = (now or frozen_at) - item_origin_s.
+        self._item_origin_s = 0.0
+        self._frozen_at_s: float | None = None
+        self._interval_open = False
+        self._effects: list[Effect] = []
+
+    # ----------------------------------------------------------------- queries
+
+    @property
+    def state(self) -> PlayerState:
+        return self._state
+
+    @property
+    def blanked(self) -> bool:
+        return self._blanked
+
+    @property
+    def lesson(self) -> LessonManifest | None:
+        return self._lesson
+
+    @property
+    def index(self) -> int:
+        return self._index
+
+    @property
+    def presenter(self) -> Presenter | None:
+        return self._presenter
+
+    def position_ms(self, now: float) -> int:
+        """Time spent on the current item, paused and blanked time excluded."""
+        if self._state not in ("playing", "paused"):
+            return 0
+        at = self._frozen_at_s if self._frozen_at_s is not None else now
+        return max(0, round((at - self._item_origin_s) * 1000))
+
+    def snapshot(self, now: float) -> StatusSnapshot:
+        """Return what the kiosk shows at ``now``."""
+        ident = self._identity
+        lesson = self._lesson
+        item = self._current_item() if self._state in ("playing", "paused") else None
+        return StatusSnapshot(
+            kiosk_id=ident.kiosk_id,
+            room=ident.room,
+            school=ident.school,
+            state=self._state,
+            blanked=self._blanked,
+            lesson_id=lesson.lesson_id if lesson else None,
+            lesson_title=lesson.title if lesson else None,
+            index=self._index if lesson else 0,
+            count=len(lesson.items) if lesson else 0,
+            item_kind=item.kind if item else None,
+            item_title=item.title if item else None,
+            position_ms=self.position_ms(now),
+            presenter=self._presenter.name if self._presenter else None,
+            version=ident.version,
+        )
+
+    def next_deadline_s(self) -> float | None:
+        """When :meth:`tick` must be called next, or None if nothing is timed."""
+        if self._state == "loading":
+            return self._start_at_s
+        if self._state != "playing" or self._frozen_at_s is not None:
+            return None
+        duration = self._current_item().duration_ms
+        if duration is None:
+            return None
+        return self._item_origin_s + duration / 1000
+
+    def drain(self) -> list[Effect]:
+        """Return and forget the effects queued since the last call."""
+        effects, self._effects = self._effects, []
+        return effects
+
+    # ----------------------------------------------------------------- inputs
+
+    def load(
+        self,
+        lesson: LessonManifest,
+        presenter: Presenter,
+        *,
+        start_index: int,
+        now: float,
+        start_at_s: float | None = None,
+    ) -> None:
+        """Replace whatever is shown with ``lesson``.
+
+        Starts at once, or at ``start_at_s`` (same clock as ``now``) when that is later,
+        so that several panels start together.
+
+        Raises:
+            UnexpectedMessageError: ``start_index`` is outside the lesson (code ``bad_index``).
+        """
+        if not 0 <= start_index < len(lesson.items):
+            raise UnexpectedMessageError(
+                f"start index {start_index} is outside the lesson's {len(lesson.items)} items",
+                code="bad_index",
+            )
+        self._end_interval("replaced", now)
+        self._lesson = lesson
+        self._presenter = presenter
+        self._index = start_index
+        if start_at_s is not None and start_at_s > now:
+            self._state = "loading"
+            self._start_at_s = start_at_s
+            self._effects.append(ShowIdle())
+            self._status(now)
+            return
+        self._start_item(start_index, now)
+
+    def control(
+        self,
+        action: ControlAction,
+        *,
+        now: float,
+        index: int | None = None,
+        position_ms: int | None = None,
+    ) -> None:
+        """Apply a teacher's (or the panel's own) control command.
+
+        Raises:
+            UnexpectedMessageError: no lesson is loaded (code ``no_lesson``) or ``goto``
+                names an item the lesson does not have (code ``bad_index``).
+        """
+        if self._state == "idle" or self._lesson is None:
+            raise UnexpectedMessageError(f"cannot {action}: no lesson is shown", code="no_lesson")
+        if self._state == "loading" and action != "stop":
+            raise UnexpectedMessageError(
+                f"cannot {action}: the lesson has not started yet", code="not_started"
+            )
+        count = len(self._lesson.items)
+        match action:
+            case "next":
+                if self._index + 1 >= count:
+                    self._finish("end", now)
+                else:
+                    self._move(self._index + 1, "next", now)
+            case "prev":
+                if self._index > 0:
+                    self._move(self._index - 1, "prev", now)
+            case "goto":
+                if index is None or not 0 <= index < count:
+                    raise UnexpectedMessageError(
+                        f"item {index} does not exist; the lesson has {count} items",
+                        code="bad_index",
+                    )
+                self._move(index, "goto", now)
+            case "pause":
+                if self._state == "playing":
+                    self._state = "paused"
+                    self._freeze(now)
+                    if self._current_item().kind == "video":
+                        self._effects.append(VideoCommand("pause"))
+                    self._status(now)
+            case "play":
+                if self._state == "paused":
+                    self._state = "playing"
+                    if not self._blanked:
+                        self._thaw(now)
+                    if self._current_item().kind == "video":
+                        self._effects.append(VideoCommand("play"))
+                    self._status(now)
+            case "seek":
+                pos = max(0, position_ms or 0)
+                duration = self._current_item().duration_ms
+                if duration is not None:
+                    pos = min(pos, duration)
+                at = self._frozen_at_s if self._frozen_at_s is not None else now
+                self._item_origin_s = at - pos / 1000
+                if self._current_item().kind == "video":
+                    self._effects.append(VideoCommand("seek", pos))
+                self._status(now)
+            case "blank":
+                if not self._blanked:
+                    self._blanked = True
+                    self._end_interval("blank", now)
+                    if self._state == "playing":
+                        self._freeze(now)
+                    self._effects.append(SetBlank(True))
+                    self._status(now)
+            case "unblank":
+                if self._blanked:
+                    self._blanked = False
+                    if self._state == "playing":
+                        self._thaw(now)
+                    self._effects.append(SetBlank(False))
+                    self._open_interval(now)
+                    self._status(now)
+            case "stop":
+                self._finish("stop", now)
+
+    def video_ended(self, index: int, *, now: float) -> None:
+        """The video of item ``index`` played to its end: advance like a timed item.
+
+        A report for an item that is no longer current is ignored.
+        """
+        if (
+            self._state == "playing"
+            and self._lesson is not None
+            and index == self._index
+            and self._current_item().kind == "video"
+        ):
+            self._advance_auto(now)
+
+    def tick(self, *, now: float) -> None:
+        """Advance time: start a scheduled lesson, or leave an item whose time is up."""
+        deadline = self.next_deadline_s()
+        if deadline is None or now < deadline:
+            return
+        if self._state == "loading":
+            self._start_at_s = None
+            self._start_item(self._index, now)
+        else:
+            self._advance_auto(now)
+
+    def shutdown(self, *, now: float) -> None:
+        """The kiosk is stopping: close the open interval with reason ``shutdown``."""
+        self._end_interval("shutdown", now)
+
+    # ----------------------------------------------------------------- internals
+
+    def _current_item(self) -> ManifestItem:
+        assert self._lesson is not None
+        return self._lesson.items[self._index]
+
+    def _advance_auto(self, now: float) -> None:
+        assert self._lesson is not None
+        if self._index + 1 >= len(self._lesson.items):
+            self._finish("end", now)
+        else:
+            self._move(self._index + 1, "auto", now)
+
+    def _move(self, index: int, reason: EndReason, now: float) -> None:
+        self._end_interval(reason, now)
+        self._start_item(index, now)
+
+    def _start_item(self, index: int, now: float) -> None:
+        lesson = self._lesson
+        assert lesson is not None
+        self._state = "playing"
+        self._index = index
+        self._item_origin_s = now
+        self._frozen_at_s = now if self._blanked else None
+        item = lesson.items[index]
+        self._effects.append(Show(lesson, index, item))
+        if index + 1 < len(lesson.items):
+            self._effects.append(Preload(lesson, index + 1, lesson.items[index + 1]))
+        if not self._blanked:
+            self._open_interval(now)
+        self._status(now)
+
+    def _finish(self, reason: EndReason, now: float) -> None:
+        self._end_interval(reason, now)
+        self._state = "idle"
+        self._lesson = None
+        self._presenter = None
+        self._index = 0
+        self._start_at_s = None
+        self._frozen_at_s = None
+        if self._blanked:
+            self._blanked = False
+            self._effects.append(SetBlank(False))
+        self._effects.append(ShowIdle())
+        self._status(now)
+
+    def _open_interval(self, now: float) -> None:
+        if self._state not in ("playing", "paused") or self._interval_open:
+            return
+        assert self._lesson is not None
+        assert self._presenter is not None
+        self._interval_open = True
+        self._effects.append(
+            IntervalStarted(self._lesson, self._index, self._current_item(), self._presenter, now)
+        )
+
+    def _end_interval(self, reason: EndReason, now: float) -> None:
+        if self._interval_open:
+            self._interval_open = False
+            self._effects.append(IntervalEnded(reason, now))
+
+    def _freeze(self, now: float) -> None:
+        if self._frozen_at_s is None:
+            self._frozen_at_s = now
+
+    def _thaw(self, now: float) -> None:
+        if self._frozen_at_s is not None:
+            self._item_origin_s += now - self._frozen_at_s
+            self._frozen_at_s = None
+
+    def _status(self, now: float) -> None:
+        self._effects.append(StatusChanged(self.snapshot(now)))

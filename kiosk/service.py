@@ -1,0 +1,540 @@
+"""The kiosk service: routes decoded messages to the player, the blob store and the log.
+
+``KioskService`` is driven by the websocket adapter (:mod:`kiosk.server`) and knows
+nothing of sockets: the adapter opens a session per connection, feeds it decoded
+messages and chunks with the current time, and sends what :meth:`KioskService.drain`
+returns. Effects of the :class:`~kiosk.player.LessonPlayer` go to a :class:`Display`
+(the pyglet window, or the headless display) and to the usage log.
+
+Errors a peer causes (``ProtocolError``, ``MediaError``) become ``error`` replies; they
+never change what is shown and never touch the usage log. A failing usage log is
+logged and the lesson goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Protocol, assert_never
+
+from kiosk.player import (
+    Effect,
+    Identity,
+    IntervalEnded,
+    IntervalStarted,
+    LessonPlayer,
+    Preload,
+    Presenter,
+    SetBlank,
+    Show,
+    ShowIdle,
+    StatusChanged,
+    VideoCommand,
+)
+from kiosk.usage import DisplayStart, UsageLog
+from media.chunks import AppendBytes, AssemblerEvent, BlobVerified, ChunkAssembler, plan_needs
+from media.store import BlobStore
+from protocol import limits
+from protocol.codec import Chunk, encode
+from protocol.constants import PROTOCOL_VERSION
+from protocol.errors import (
+    ChecksumMismatchError,
+    ClassCastError,
+    MediaError,
+    ProtocolError,
+    UnexpectedMessageError,
+    UsageLogError,
+)
+from protocol.messages import (
+    BlobNeed,
+    BlobStored,
+    Cast,
+    Control,
+    Error,
+    GetStatus,
+    Hello,
+    LessonManifest,
+    Message,
+    Need,
+    Ok,
+    Prepare,
+    Status,
+    StatusSnapshot,
+    UsageBatch,
+    UsagePull,
+    Welcome,
+)
+
+logger = logging.getLogger(__name__)
+
+DisplayEffect = Show | Preload | ShowIdle | SetBlank | VideoCommand
+
+HEARTBEAT_INTERVAL_S = 10.0
+"""How often the usage log records that the kiosk is alive (bounds power-loss error)."""
+
+
+class Display(Protocol):
+    """Where display effects go: the pyglet window or the headless display."""
+
+    def apply(self, effect: DisplayEffect) -> None:
+        """Carry out one effect; must not block (hand off to the render thread)."""
+
+
+class Clock(Protocol):
+    """Monotonic and wall clocks, injectable for tests."""
+
+    def monotonic(self) -> float: ...
+
+    def time(self) -> float: ...
+
+
+class SystemClock:
+    """The real clocks."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def time(self) -> float:
+        return time.time()
+
+
+@dataclass(slots=True)
+class _Transfer:
+    """A ``cast`` or ``prepare`` waiting for its blobs."""
+
+    request: Cast | Prepare
+    missing: set[str]
+
+
+@dataclass(slots=True)
+class Session:
+    """One controller connection."""
+
+    sid: int
+    controller_id: str | None = None
+    controller_name: str | None = None
+    transfer: _Transfer | None = None
+    tokens: float = float(limits.MESSAGE_BURST)
+    tokens_at: float = 0.0
+    blobs: set[str] = field(default_factory=set)
+
+    @property
+    def greeted(self) -> bool:
+        return self.controller_id is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message for one session (``sid``) or, with ``sid`` None, for every greeted one."""
+
+    sid: int | None
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class CloseSession:
+    """Close session ``sid`` with a websocket close ``code`` and ``reason``."""
+
+    sid: int
+    code: int
+    reason: str
+
+
+POLICY_VIOLATION = 1008
+
+
+class KioskService:
+    """The kiosk's behaviour, independent of transport and display.
+
+    Call every method from one thread (the network loop). After each call, send what
+    :meth:`drain` returns and call :meth:`tick` again by :meth:`next_deadline_s`.
+    """
+
+    def __init__(
+        self,
+        identity: Identity,
+        *,
+        store: BlobStore,
+        usage: UsageLog,
+        display: Display,
+        clock: Clock | None = None,
+    ) -> None:
+        self.identity = identity
+        self.player = LessonPlayer(identity)
+        self.store = store
+        self.usage = usage
+        self.display = display
+        self.clock = clock or SystemClock()
+        self._assembler = ChunkAssembler()
+        self._sessions: dict[int, Session] = {}
+        self._next_sid = 1
+        self._out: list[Outgoing | CloseSession] = []
+        self._open_uuid: str | None = None
+        self._last_heartbeat_s = float("-inf")
+        recovered = self.usage.recover()
+        if recovered:
+            logger.warning("closed %d display interval(s) left open by a power loss", recovered)
+
+    # ----------------------------------------------------------------- sessions
+
+    def open_session(self) -> int:
+        """Register a new connection; returns its session id."""
+        sid = self._next_sid
+        self._next_sid += 1
+        self._sessions[sid] = Session(sid, tokens_at=self.clock.monotonic())
+        return sid
+
+    def close_session(self, sid: int) -> None:
+        """Forget a connection; blobs it was sending stay as resumable partials."""
+        session = self._sessions.pop(sid, None)
+        if session is None:
+            return
+        for sha in session.blobs:
+            self._assembler.forget(sha)
+
+    def is_greeted(self, sid: int) -> bool:
+        """Whether session ``sid`` said hello (and so receives pushed events)."""
+        session = self._sessions.get(sid)
+        return session is not None and session.greeted
+
+    def drain(self) -> list[Outgoing | CloseSession]:
+        """Return and forget what must be sent since the last call."""
+        out, self._out = self._out, []
+        return out
+
+    def status(self) -> StatusSnapshot:
+        return self.player.snapshot(self.clock.monotonic())
+
+    # ----------------------------------------------------------------- input
+
+    def handle(self, sid: int, msg: Message) -> None:
+        """Act on one decoded message from session ``sid``."""
+        session = self._sessions[sid]
+        if not self._take_token(session):
+            return
+        req_id = getattr(msg, "id", None)
+        try:
+            self._dispatch(session, msg)
+        except ClassCastError as exc:
+            logger.info("session %d: %s (%s)", sid, exc, exc.code)
+            self._reply(sid, Error(re=req_id, code=exc.code, message=str(exc)))
+        self._apply_player_effects()
+
+    def handle_malformed(self, sid: int, req_id: int | None, exc: ProtocolError) -> None:
+        """Answer a frame that did not decode; the connection stays open."""
+        session = self._sessions[sid]
+        if not self._take_token(session):
+            return
+        logger.info("session %d: malformed message: %s", sid, exc)
+        self._reply(sid, Error(re=req_id, code=exc.code, message=str(exc)))
+
+    def handle_failure(self, sid: int, req_id: int | None) -> None:
+        """Answer a request whose handling failed unexpectedly (the kiosk's fault)."""
+        if sid in self._sessions:
+            self._reply(
+                sid, Error(re=req_id, code="internal", message="the kiosk failed; see its journal")
+            )
+
+    def handle_chunk(self, sid: int, chunk: Chunk) -> None:
+        """Store one received chunk; finishes the transfer when its last blob arrives."""
+        session = self._sessions[sid]
+        transfer = session.transfer
+        try:
+            if not session.greeted:
+                raise UnexpectedMessageError("send hello first")
+            if chunk.sha256 not in session.blobs:
+                raise UnexpectedMessageError(
+                    f"chunk for blob {chunk.sha256} that this connection did not announce"
+                )
+            self._store_events(session, self._assembler.feed(chunk))
+        except (ProtocolError, MediaError) as exc:
+            sha = getattr(exc, "sha256", None)
+            if sha is not None:
+                # A blob that failed verification is worthless: drop it and the transfer.
+                self.store.discard(sha)
+                session.blobs.discard(sha)
+                self._assembler.forget(sha)
+            re = transfer.request.id if transfer is not None and sha is not None else None
+            if re is not None:
+                session.transfer = None
+            logger.info("session %d: chunk refused: %s", sid, exc)
+            self._reply(sid, Error(re=re, code=exc.code, message=str(exc)))
+            return
+        if transfer is not None and not transfer.missing:
+            session.transfer = None
+            self._complete(session, transfer.request)
+            self._apply_player_effects()
+
+    def tick(self) -> None:
+        """Advance the player's clock and keep the usage log's heartbeat."""
+        now = self.clock.monotonic()
+        self.player.tick(now=now)
+        self._apply_player_effects()
+        if now - self._last_heartbeat_s >= HEARTBEAT_INTERVAL_S:
+            self._last_heartbeat_s = now
+            try:
+                self.usage.heartbeat(wall_s=self.clock.time(), mono_s=now)
+            except UsageLogError:
+                logger.exception("usage log heartbeat failed")
+
+    def next_deadline_s(self) -> float:
+        """Monotonic time at which :meth:`tick` must run next."""
+        deadline = self._last_heartbeat_s + HEARTBEAT_INTERVAL_S
+        player_deadline = self.player.next_deadline_s()
+        if player_deadline is not None:
+            deadline = min(deadline, player_deadline)
+        return deadline
+
+    def panel_control(self, action: str) -> None:
+        """A control from the panel itself (touch, keys); never refused for moderation."""
+        try:
+            self.player.control(action, now=self.clock.monotonic())  # type: ignore[arg-type]
+        except ProtocolError as exc:
+            logger.info("panel control %s ignored: %s", action, exc)
+        self._apply_player_effects()
+
+    def video_ended(self, index: int) -> None:
+        """The video output reports that the video of item ``index`` ended."""
+        self.player.video_ended(index, now=self.clock.monotonic())
+        self._apply_player_effects()
+
+    def shutdown(self) -> None:
+        """Close the open display interval (reason ``shutdown``) before exiting."""
+        self.player.shutdown(now=self.clock.monotonic())
+        self._apply_player_effects()
+
+    # ----------------------------------------------------------------- dispatch
+
+    def _dispatch(self, session: Session, msg: Message) -> None:
+        if not isinstance(msg, Hello) and not session.greeted:
+            raise UnexpectedMessageError(f"send hello before {msg.TYPE}")
+        match msg:
+            case Hello():
+                self._hello(session, msg)
+            case Cast() | Prepare():
+                self._start_transfer(session, msg)
+            case Control():
+                self.player.control(
+                    msg.action,
+                    now=self.clock.monotonic(),
+                    index=msg.index,
+                    position_ms=msg.position_ms,
+                )
+                self._reply(session.sid, Ok(msg.id))
+            case GetStatus():
+                self._reply(session.sid, Status(self.status(), re=msg.id))
+            case UsagePull():
+                self._usage_pull(session, msg)
+            case Welcome() | Need() | BlobStored() | Status() | UsageBatch() | Ok() | Error():
+                raise UnexpectedMessageError(f"a kiosk does not accept {msg.TYPE}")
+            case _:
+                assert_never(msg)
+
+    def _hello(self, session: Session, msg: Hello) -> None:
+        if msg.protocol_version != PROTOCOL_VERSION:
+            raise UnexpectedMessageError(
+                f"protocol version {msg.protocol_version} is not supported; "
+                f"this kiosk speaks {PROTOCOL_VERSION}",
+                code="version",
+            )
+        if session.greeted:
+            raise UnexpectedMessageError("hello was already sent on this connection")
+        session.controller_id = msg.controller_id
+        session.controller_name = msg.controller_name
+        ident = self.identity
+        self._reply(
+            session.sid,
+            Welcome(
+                re=msg.id,
+                protocol_version=PROTOCOL_VERSION,
+                kiosk_id=ident.kiosk_id,
+                room=ident.room,
+                school=ident.school,
+                status=self.status(),
+            ),
+        )
+
+    def _start_transfer(self, session: Session, msg: Cast | Prepare) -> None:
+        if session.transfer is not None:
+            raise UnexpectedMessageError(
+                "a cast or prepare is still receiving its media on this connection", code="busy"
+            )
+        lesson = msg.lesson
+        if isinstance(msg, Cast) and not 0 <= msg.start_index < len(lesson.items):
+            raise UnexpectedMessageError("start index outside the lesson", code="bad_index")
+        needs = plan_needs(lesson, self.store.has, self.store.partial_bytes)
+        # Room for what is missing, never evicting the lesson being shown or this one.
+        current = self.player.lesson
+        keep = _blob_set(lesson) | (_blob_set(current) if current else set())
+        self.store.pin(keep)
+        self.store.make_room(sum(n.size_bytes - n.have_bytes for n in needs))
+        needs = self._expect(session, needs)
+        self._reply(session.sid, Need(re=msg.id, blobs=needs))
+        for sha in _blob_set(lesson):
+            if self.store.has(sha):
+                self.store.touch(sha)
+        if needs:
+            session.transfer = _Transfer(msg, {n.sha256 for n in needs})
+        else:
+            self._complete(session, msg)
+
+    def _expect(self, session: Session, needs: list[BlobNeed]) -> list[BlobNeed]:
+        """Register each needed blob with the assembler; returns what must still be sent."""
+        result = []
+        for need in needs:
+            if need.sha256 in self._assembler.pending():
+                if need.sha256 not in session.blobs:
+                    raise UnexpectedMessageError(
+                        f"blob {need.sha256} is being received from another connection",
+                        code="busy",
+                    )
+                have = self._assembler.received_bytes(need.sha256)
+                result.append(BlobNeed(need.sha256, have, need.size_bytes))
+                continue
+            try:
+                events = self._assembler.expect(
+                    need.sha256,
+                    need.size_bytes,
+                    need.have_bytes,
+                    self.store.partial_hasher(need.sha256),
+                )
+            except ChecksumMismatchError:
+                # A partial left complete but damaged by a crash: start that blob afresh.
+                self.store.discard(need.sha256)
+                need = BlobNeed(need.sha256, 0, need.size_bytes)
+                events = self._assembler.expect(
+                    need.sha256, need.size_bytes, 0, self.store.partial_hasher(need.sha256)
+                )
+            if events:  # the partial was already whole: a transfer cut off before its commit
+                self._store_events(session, events)
+                continue
+            session.blobs.add(need.sha256)
+            result.append(need)
+        return result
+
+    def _store_events(self, session: Session, events: list[AssemblerEvent]) -> None:
+        for event in events:
+            match event:
+                case AppendBytes():
+                    self.store.append(event.sha256, event.offset_bytes, event.data)
+                case BlobVerified():
+                    self.store.commit(event.sha256, event.size_bytes)
+                    session.blobs.discard(event.sha256)
+                    self._reply(session.sid, BlobStored(event.sha256, event.size_bytes))
+                    if session.transfer is not None:
+                        session.transfer.missing.discard(event.sha256)
+                case _:
+                    assert_never(event)
+
+    def _complete(self, session: Session, msg: Cast | Prepare) -> None:
+        if isinstance(msg, Cast):
+            now = self.clock.monotonic()
+            start_at_s = None
+            if msg.start_at_ms is not None:
+                start_at_s = now + (msg.start_at_ms / 1000 - self.clock.time())
+            presenter = Presenter(session.controller_id or "", session.controller_name or "")
+            self.store.pin(_blob_set(msg.lesson))
+            self.player.load(
+                msg.lesson, presenter, start_index=msg.start_index, now=now, start_at_s=start_at_s
+            )
+        self._reply(session.sid, Ok(msg.id))
+
+    def _usage_pull(self, session: Session, msg: UsagePull) -> None:
+        records = self.usage.records_after(msg.after_seq, msg.limit)
+        more = bool(records) and self.usage.last_seq() > records[-1].seq
+        while True:
+            batch = UsageBatch(
+                re=msg.id,
+                kiosk_id=self.identity.kiosk_id,
+                records=records,
+                last_seq=records[-1].seq if records else msg.after_seq,
+                more=more,
+            )
+            # Long titles can make a full batch larger than a frame: send fewer records.
+            if len(records) <= 1 or len(encode(batch).encode()) <= limits.MAX_TEXT_FRAME_BYTES:
+                break
+            records = records[: len(records) // 2]
+            more = True
+        self._reply(session.sid, batch)
+
+    # ----------------------------------------------------------------- effects
+
+    def _apply_player_effects(self) -> None:
+        for effect in self.player.drain():
+            self._apply(effect)
+
+    def _apply(self, effect: Effect) -> None:
+        match effect:
+            case Show() | Preload() | ShowIdle() | SetBlank() | VideoCommand():
+                try:
+                    self.display.apply(effect)
+                except Exception:  # the one broad catch: the panel must stay up
+                    logger.exception("display failed to apply %s", type(effect).__name__)
+            case IntervalStarted():
+                self._interval_started(effect)
+            case IntervalEnded():
+                self._interval_ended(effect)
+            case StatusChanged():
+                self._out.append(Outgoing(None, Status(effect.status)))
+            case _:
+                assert_never(effect)
+
+    def _interval_started(self, effect: IntervalStarted) -> None:
+        item = effect.item
+        start = DisplayStart(
+            lesson_id=effect.lesson.lesson_id,
+            lesson_title=effect.lesson.title,
+            item_index=effect.index,
+            kind=item.kind,
+            content_hash=item.sha256,
+            content_title=item.title,
+            content_source=item.source_url or item.url or effect.lesson.source_url,
+            teacher_id=effect.presenter.id,
+            teacher_name=effect.presenter.name,
+        )
+        wall = self.clock.time() - (self.clock.monotonic() - effect.now_s)
+        try:
+            self._open_uuid = self.usage.open(start, wall_s=wall, mono_s=effect.now_s)
+        except UsageLogError:
+            self._open_uuid = None
+            logger.exception("usage log could not open a display interval")
+
+    def _interval_ended(self, effect: IntervalEnded) -> None:
+        uuid, self._open_uuid = self._open_uuid, None
+        if uuid is None:
+            return
+        wall = self.clock.time() - (self.clock.monotonic() - effect.now_s)
+        try:
+            self.usage.close(uuid, wall_s=wall, mono_s=effect.now_s, reason=effect.reason)
+        except UsageLogError:
+            logger.exception("usage log could not close display interval %s", uuid)
+
+    # ----------------------------------------------------------------- helpers
+
+    def _reply(self, sid: int, msg: Message) -> None:
+        self._out.append(Outgoing(sid, msg))
+
+    def _take_token(self, session: Session) -> bool:
+        """Token bucket: MESSAGE_BURST at once, MAX_MESSAGES_PER_SECOND sustained."""
+        now = self.clock.monotonic()
+        session.tokens = min(
+            float(limits.MESSAGE_BURST),
+            session.tokens + (now - session.tokens_at) * limits.MAX_MESSAGES_PER_SECOND,
+        )
+        session.tokens_at = now
+        if session.tokens < 1:
+            self._out.append(
+                CloseSession(
+                    session.sid,
+                    POLICY_VIOLATION,
+                    f"more than {limits.MAX_MESSAGES_PER_SECOND} messages per second",
+                )
+            )
+            return False
+        session.tokens -= 1
+        return True
+
+
+def _blob_set(lesson: LessonManifest) -> set[str]:
+    return {item.sha256 for item in lesson.items if item.sha256 is not None}

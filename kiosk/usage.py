@@ -1,0 +1,594 @@
+"""The kiosk's crash-safe usage log: one SQLite row per display interval (DESIGN §6).
+
+A display interval is written the moment it starts (:meth:`UsageLog.open`) and closed
+when it ends (:meth:`UsageLog.close`). Between the two, the caller calls
+:meth:`UsageLog.heartbeat` every few seconds so each open row knows when the panel was
+last alive. After a crash or power loss, :meth:`UsageLog.recover` (call it once at
+start-up, before the first ``open``) closes every interval a previous run left open at
+its last heartbeat, with end reason ``power_loss``.
+
+Durability: the file runs in WAL mode with ``synchronous=FULL`` (panels are switched
+off at the wall) and every write is its own transaction, so after a crash the file
+holds every row whose call returned.
+
+Time is always passed in: ``wall_s`` from :func:`time.time` (stored as ISO 8601 UTC
+with milliseconds and ``Z``) and ``mono_s`` from :func:`time.monotonic` (used for
+durations only, so a wall-clock jump never makes an interval longer or shorter). The
+log never reads a clock itself. ``started_at`` is stored as the ``wall_s`` given;
+``clock_offset_ms`` is carried as measured by the caller and not applied here.
+
+Why ``seq`` is assigned at close
+--------------------------------
+Collection (``usage_pull after_seq, limit``) returns only closed records and resumes
+from the highest ``seq`` it has seen. If ``seq`` were fixed when a row is inserted, an
+interval opened first but closed last (a video left playing while another item was
+logged and collected) would get a ``seq`` below what the collector already holds and
+would never be collected. So an open row has only a private ``id``; its public
+``seq`` is taken from a counter in the ``meta`` table in the same transaction that
+closes it (``close`` or ``recover``). Closed rows therefore appear in ``seq`` order
+exactly in the order they became collectable, a ``seq`` is never reused (the counter
+only grows, even if rows were deleted), and "give me ``seq`` > N" never skips a row.
+
+Runs: each :class:`UsageLog` object is one *run* with a random id stored on the rows it
+opens. ``heartbeat`` touches only this run's rows, and ``recover`` closes only rows of
+earlier runs, because monotonic times of different runs (or boots) cannot be compared
+and a live interval must not be closed as ``power_loss``.
+
+Errors: every failure to open, read or write the file raises
+:class:`protocol.errors.UsageLogError` (ours) with the path in its message. Invalid
+arguments (a negative ``after_seq``, a ``limit`` out of range, a non-finite time) raise
+:class:`ValueError`: they are a bug in the caller, not a state of the log.
+
+A :class:`UsageLog` may be used from any thread; calls are serialised by a lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sqlite3
+import threading
+import uuid as uuid_module
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final, cast, get_args
+
+from sqlite_utils import Database
+from sqlite_utils.db import Table
+
+from protocol.errors import UsageLogError
+from protocol.limits import MAX_USAGE_BATCH
+from protocol.messages import EndReason, ItemKind, UsageRecord
+
+__all__ = ["SCHEMA_VERSION", "DisplayStart", "UsageLog"]
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION: Final = 1
+"""Stored in ``PRAGMA user_version``; a file with another non-zero version is refused."""
+
+_MEMORY: Final = ":memory:"
+_LAST_SEQ: Final = "last_seq"
+_LAST_SEEN_AT: Final = "last_seen_at"
+_LAST_SEEN_MONO_S: Final = "last_seen_mono_s"
+
+_SCHEMA: Final = f"""
+CREATE TABLE plays (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER UNIQUE,
+    uuid TEXT NOT NULL UNIQUE,
+    run_id TEXT NOT NULL,
+    kiosk_id TEXT NOT NULL,
+    room TEXT NOT NULL,
+    lesson_id TEXT NOT NULL,
+    lesson_title TEXT NOT NULL,
+    item_index INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    content_hash TEXT,
+    content_title TEXT NOT NULL,
+    content_source TEXT,
+    teacher_id TEXT NOT NULL,
+    teacher_name TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    ended_at TEXT,
+    start_mono_s REAL NOT NULL,
+    last_seen_at TEXT,
+    last_seen_mono_s REAL,
+    duration_ms INTEGER,
+    end_reason TEXT,
+    clock_offset_ms INTEGER NOT NULL DEFAULT 0,
+    CHECK ((seq IS NULL) = (ended_at IS NULL))
+);
+CREATE INDEX plays_open ON plays (run_id) WHERE ended_at IS NULL;
+CREATE TABLE meta (key TEXT PRIMARY KEY, value);
+INSERT INTO meta (key, value) VALUES ('{_LAST_SEQ}', 0);
+PRAGMA user_version = {SCHEMA_VERSION};
+"""
+
+_PLAYS_COLUMNS: Final = frozenset(
+    {
+        "id",
+        "seq",
+        "uuid",
+        "run_id",
+        "kiosk_id",
+        "room",
+        "lesson_id",
+        "lesson_title",
+        "item_index",
+        "kind",
+        "content_hash",
+        "content_title",
+        "content_source",
+        "teacher_id",
+        "teacher_name",
+        "started_at",
+        "ended_at",
+        "start_mono_s",
+        "last_seen_at",
+        "last_seen_mono_s",
+        "duration_ms",
+        "end_reason",
+        "clock_offset_ms",
+    }
+)
+
+_RECORD_COLUMNS: Final = (
+    "uuid, seq, kiosk_id, room, lesson_id, lesson_title, item_index, kind, content_hash, "
+    "content_title, content_source, teacher_id, teacher_name, started_at, ended_at, "
+    "duration_ms, end_reason, clock_offset_ms"
+)
+
+_ITEM_KINDS: Final = frozenset(get_args(ItemKind))
+_END_REASONS: Final = frozenset(get_args(EndReason))
+
+
+@dataclass(frozen=True, slots=True)
+class DisplayStart:
+    """What began to show: everything a usage record needs except its times.
+
+    Build one when an item appears on screen and pass it to :meth:`UsageLog.open`.
+    """
+
+    lesson_id: str
+    lesson_title: str
+    item_index: int
+    kind: ItemKind
+    content_hash: str | None
+    content_title: str
+    content_source: str | None
+    teacher_id: str
+    teacher_name: str
+
+
+def _iso_utc(wall_s: float) -> str:
+    """Format seconds since the epoch as ISO 8601 UTC with milliseconds and ``Z``.
+
+    Args:
+        wall_s: Seconds since the epoch, as from :func:`time.time`.
+
+    Returns:
+        For example ``"2024-09-02T08:30:00.250Z"``.
+    """
+    moment = datetime.fromtimestamp(wall_s, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _check_times(wall_s: float, mono_s: float) -> None:
+    """Refuse times that cannot be stored.
+
+    Args:
+        wall_s: Seconds since the epoch.
+        mono_s: Seconds of the monotonic clock.
+
+    Raises:
+        ValueError: Either time is not finite, or ``wall_s`` is before the epoch.
+    """
+    if not (math.isfinite(wall_s) and math.isfinite(mono_s)):
+        raise ValueError(f"times must be finite, got wall_s={wall_s!r} mono_s={mono_s!r}")
+    if wall_s < 0:
+        raise ValueError(f"wall_s must not be before the epoch, got {wall_s!r}")
+
+
+def _duration_ms(start_mono_s: float, end_mono_s: float) -> int:
+    """Milliseconds between two monotonic readings, never negative.
+
+    Args:
+        start_mono_s: Monotonic seconds when the interval began.
+        end_mono_s: Monotonic seconds when it ended.
+
+    Returns:
+        The rounded difference in milliseconds, or 0 if the end precedes the start.
+    """
+    return max(0, round((end_mono_s - start_mono_s) * 1000))
+
+
+class UsageLog:
+    """The kiosk's usage log in one SQLite file.
+
+    Create it once at start-up, call :meth:`recover`, then :meth:`open` an interval each
+    time an item appears, :meth:`heartbeat` every few seconds, and :meth:`close` the
+    interval when the item goes away. The collector reads closed records with
+    :meth:`records_after`. Call :meth:`close_db` on shutdown.
+    """
+
+    def __init__(self, path: Path | str | None, *, kiosk_id: str, room: str) -> None:
+        """Open (or create) the log file and check that it is ours.
+
+        Args:
+            path: The SQLite file; ``None`` keeps the log in memory (for tests).
+            kiosk_id: Stamped on every record this log writes.
+            room: Stamped on every record this log writes.
+
+        Raises:
+            UsageLogError: The file cannot be opened, is not a SQLite database, belongs
+                to another program, or has a schema version this code does not know.
+        """
+        self.kiosk_id = kiosk_id
+        self.room = room
+        self.path = _MEMORY if path is None else str(path)
+        self._run_id = uuid_module.uuid4().hex
+        self._lock = threading.Lock()
+        try:
+            conn = sqlite3.connect(self.path, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise UsageLogError(f"cannot open usage log {self.path}: {exc}") from exc
+        try:
+            self._db = Database(conn, execute_plugins=False)
+            self._plays: Table = self._db.table("plays")
+            self._prepare(file_backed=path is not None)
+        except UsageLogError:
+            conn.close()
+            raise
+        except sqlite3.Error as exc:
+            conn.close()
+            raise UsageLogError(f"cannot open usage log {self.path}: {exc}") from exc
+
+    # ------------------------------------------------------------------ set-up
+
+    def _prepare(self, *, file_backed: bool) -> None:
+        """Set the durability pragmas, then create or check the schema.
+
+        Args:
+            file_backed: False for an in-memory log, where WAL does not apply.
+
+        Raises:
+            UsageLogError: The file is not ours or has an unknown schema version.
+            sqlite3.Error: SQLite refused (for example: the file is not a database).
+        """
+        self._db.execute("PRAGMA synchronous=FULL")
+        mode = str(self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
+        if file_backed and mode != "wal":
+            logger.warning("usage log %s: journal_mode is %s, not wal", self.path, mode)
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        tables = set(self._db.table_names())
+        if version == 0 and not tables:
+            with self._db.atomic():
+                for statement in _SCHEMA.strip().split(";\n"):
+                    self._db.execute(statement)
+            return
+        if version == 0:
+            raise UsageLogError(
+                f"{self.path} is not a ClassCast usage log (it has tables "
+                f"{', '.join(sorted(tables))} and no schema version)"
+            )
+        if version != SCHEMA_VERSION:
+            raise UsageLogError(
+                f"{self.path} has usage log schema version {version}; "
+                f"this kiosk understands version {SCHEMA_VERSION}"
+            )
+        missing = _PLAYS_COLUMNS - set(self._plays.columns_dict) if self._plays.exists() else None
+        if missing is None or missing or "meta" not in tables:
+            raise UsageLogError(f"{self.path} is not a ClassCast usage log (plays table damaged)")
+
+    @contextmanager
+    def _guard(self, action: str) -> Iterator[None]:
+        """Serialise a call and turn SQLite failures into :class:`UsageLogError`.
+
+        Args:
+            action: What the call does, for the error message.
+
+        Raises:
+            UsageLogError: SQLite failed (disk full, file removed, log closed, ...).
+        """
+        with self._lock:
+            try:
+                yield
+            except sqlite3.Error as exc:
+                raise UsageLogError(f"usage log {self.path}: cannot {action}: {exc}") from exc
+
+    def _next_seq(self) -> int:
+        """Take the next collection sequence number; call inside a transaction.
+
+        Returns:
+            A number greater than every ``seq`` handed out before in this file.
+        """
+        row = self._db.execute(
+            "UPDATE meta SET value = value + 1 WHERE key = ? RETURNING value", [_LAST_SEQ]
+        ).fetchone()
+        return int(row[0])
+
+    # ------------------------------------------------------------------ writes
+
+    def recover(self) -> int:
+        """Close every interval an earlier run left open, as a power loss.
+
+        Call once at start-up, before the first :meth:`open`. Each such interval ends at
+        its last heartbeat (or its start if it never had one), its duration is the
+        monotonic time between start and last heartbeat, its end reason is
+        ``power_loss``, and it gets its collection ``seq`` now. Intervals opened by this
+        object are left alone.
+
+        Returns:
+            How many intervals were closed.
+
+        Raises:
+            UsageLogError: The file cannot be read or written.
+        """
+        with self._guard("recover open intervals"), self._db.atomic():
+            rows = self._db.execute(
+                "SELECT id, started_at, start_mono_s, last_seen_at, last_seen_mono_s "
+                "FROM plays WHERE ended_at IS NULL AND run_id != ? ORDER BY id",
+                [self._run_id],
+            ).fetchall()
+            for row_id, started_at, start_mono_s, last_seen_at, last_seen_mono_s in rows:
+                end_mono_s = start_mono_s if last_seen_mono_s is None else last_seen_mono_s
+                self._db.execute(
+                    "UPDATE plays SET seq = ?, ended_at = ?, duration_ms = ?, end_reason = ? "
+                    "WHERE id = ?",
+                    [
+                        self._next_seq(),
+                        last_seen_at or started_at,
+                        _duration_ms(start_mono_s, end_mono_s),
+                        "power_loss",
+                        row_id,
+                    ],
+                )
+        if rows:
+            logger.info("usage log %s: closed %d interval(s) as power_loss", self.path, len(rows))
+        return len(rows)
+
+    def open(
+        self, start: DisplayStart, *, wall_s: float, mono_s: float, clock_offset_ms: int = 0
+    ) -> str:
+        """Record that an item began to show; the row is durable when this returns.
+
+        Keep the returned uuid and pass it to :meth:`close` when the item goes away.
+
+        Args:
+            start: What began to show.
+            wall_s: Seconds since the epoch when it began (:func:`time.time`).
+            mono_s: Monotonic seconds when it began (:func:`time.monotonic`).
+            clock_offset_ms: The kiosk clock's measured offset, stored with the record.
+
+        Returns:
+            The new interval's uuid.
+
+        Raises:
+            ValueError: A time is not finite or ``start.kind`` is not an ItemKind.
+            UsageLogError: The file cannot be written.
+        """
+        _check_times(wall_s, mono_s)
+        if start.kind not in _ITEM_KINDS:
+            raise ValueError(f"unknown item kind {start.kind!r}")
+        interval_uuid = str(uuid_module.uuid4())
+        at = _iso_utc(wall_s)
+        with self._guard("open an interval"), self._db.atomic():
+            self._plays.insert(
+                {
+                    "uuid": interval_uuid,
+                    "run_id": self._run_id,
+                    "kiosk_id": self.kiosk_id,
+                    "room": self.room,
+                    "lesson_id": start.lesson_id,
+                    "lesson_title": start.lesson_title,
+                    "item_index": start.item_index,
+                    "kind": start.kind,
+                    "content_hash": start.content_hash,
+                    "content_title": start.content_title,
+                    "content_source": start.content_source,
+                    "teacher_id": start.teacher_id,
+                    "teacher_name": start.teacher_name,
+                    "started_at": at,
+                    "start_mono_s": mono_s,
+                    "last_seen_at": at,
+                    "last_seen_mono_s": mono_s,
+                    "clock_offset_ms": clock_offset_ms,
+                }
+            )
+        return interval_uuid
+
+    def close(self, uuid: str, *, wall_s: float, mono_s: float, reason: EndReason) -> None:
+        """Record that an interval ended and make it collectable.
+
+        Closing an interval that is already closed does nothing (the first end stands).
+
+        Args:
+            uuid: What :meth:`open` returned.
+            wall_s: Seconds since the epoch when it ended.
+            mono_s: Monotonic seconds when it ended; the duration is measured with it.
+            reason: Why it ended.
+
+        Raises:
+            ValueError: A time is not finite or ``reason`` is not an EndReason.
+            UsageLogError: No interval has this uuid, it was opened by an earlier run
+                (call :meth:`recover` instead), or the file cannot be written.
+        """
+        _check_times(wall_s, mono_s)
+        if reason not in _END_REASONS:
+            raise ValueError(f"unknown end reason {reason!r}")
+        with self._guard("close an interval"), self._db.atomic():
+            row = self._db.execute(
+                "SELECT id, ended_at, start_mono_s, run_id FROM plays WHERE uuid = ?", [uuid]
+            ).fetchone()
+            if row is None:
+                raise UsageLogError(f"usage log {self.path}: no interval with uuid {uuid}")
+            row_id, ended_at, start_mono_s, run_id = row
+            if ended_at is not None:
+                return
+            if run_id != self._run_id:
+                raise UsageLogError(
+                    f"usage log {self.path}: interval {uuid} was opened by an earlier run; "
+                    "recover() closes it"
+                )
+            self._db.execute(
+                "UPDATE plays SET seq = ?, ended_at = ?, duration_ms = ?, end_reason = ?, "
+                "last_seen_at = ?, last_seen_mono_s = ? WHERE id = ?",
+                [
+                    self._next_seq(),
+                    _iso_utc(wall_s),
+                    _duration_ms(start_mono_s, mono_s),
+                    reason,
+                    _iso_utc(wall_s),
+                    mono_s,
+                    row_id,
+                ],
+            )
+
+    def heartbeat(self, *, wall_s: float, mono_s: float) -> None:
+        """Record that the kiosk is alive now.
+
+        Call every few seconds while the kiosk runs; a power loss is dated at the last
+        heartbeat. Updates the last-seen time of every interval this object opened and
+        is still open, and the kiosk-wide last-seen time in ``meta``.
+
+        Args:
+            wall_s: Seconds since the epoch now.
+            mono_s: Monotonic seconds now.
+
+        Raises:
+            ValueError: A time is not finite.
+            UsageLogError: The file cannot be written.
+        """
+        _check_times(wall_s, mono_s)
+        at = _iso_utc(wall_s)
+        with self._guard("record a heartbeat"), self._db.atomic():
+            self._db.execute(
+                "UPDATE plays SET last_seen_at = ?, last_seen_mono_s = ? "
+                "WHERE ended_at IS NULL AND run_id = ?",
+                [at, mono_s, self._run_id],
+            )
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?), (?, ?)",
+                [_LAST_SEEN_AT, at, _LAST_SEEN_MONO_S, mono_s],
+            )
+
+    # ------------------------------------------------------------------ reads
+
+    def records_after(self, after_seq: int, limit: int) -> list[UsageRecord]:
+        """Closed records with ``seq`` greater than ``after_seq``, in ``seq`` order.
+
+        Open intervals are not returned; each appears once it closes, with a ``seq``
+        above every record returned before. Pass the last ``seq`` you received as
+        ``after_seq`` to get the next page; an empty list means you have them all.
+
+        Args:
+            after_seq: 0 for everything, or the highest ``seq`` already collected.
+            limit: Most records to return, 1 to ``MAX_USAGE_BATCH``.
+
+        Returns:
+            Up to ``limit`` records.
+
+        Raises:
+            ValueError: ``after_seq`` is negative or ``limit`` is out of range.
+            UsageLogError: The file cannot be read.
+        """
+        if after_seq < 0:
+            raise ValueError(f"after_seq must be >= 0, got {after_seq}")
+        if not 1 <= limit <= MAX_USAGE_BATCH:
+            raise ValueError(f"limit must be between 1 and {MAX_USAGE_BATCH}, got {limit}")
+        with self._guard("read records"):
+            rows = self._db.execute(
+                f"SELECT {_RECORD_COLUMNS} FROM plays WHERE seq > ? ORDER BY seq LIMIT ?",
+                [after_seq, limit],
+            ).fetchall()
+        return [self._record(row) for row in rows]
+
+    @staticmethod
+    def _record(row: tuple[object, ...]) -> UsageRecord:
+        """Turn a row selected with ``_RECORD_COLUMNS`` into a record.
+
+        Args:
+            row: The row, columns in ``_RECORD_COLUMNS`` order.
+
+        Returns:
+            The record.
+        """
+        (
+            uuid,
+            seq,
+            kiosk_id,
+            room,
+            lesson_id,
+            lesson_title,
+            item_index,
+            kind,
+            content_hash,
+            content_title,
+            content_source,
+            teacher_id,
+            teacher_name,
+            started_at,
+            ended_at,
+            duration_ms,
+            end_reason,
+            clock_offset_ms,
+        ) = row
+        return UsageRecord(
+            uuid=str(uuid),
+            seq=cast(int, seq),
+            kiosk_id=str(kiosk_id),
+            room=str(room),
+            lesson_id=str(lesson_id),
+            lesson_title=str(lesson_title),
+            item_index=cast(int, item_index),
+            kind=cast(ItemKind, kind),
+            content_hash=cast(str | None, content_hash),
+            content_title=str(content_title),
+            content_source=cast(str | None, content_source),
+            teacher_id=str(teacher_id),
+            teacher_name=str(teacher_name),
+            started_at=str(started_at),
+            ended_at=cast(str | None, ended_at),
+            duration_ms=cast(int, duration_ms),
+            end_reason=cast(EndReason | None, end_reason),
+            clock_offset_ms=cast(int, clock_offset_ms),
+        )
+
+    def last_seq(self) -> int:
+        """The highest ``seq`` handed out so far (0 before the first close).
+
+        Returns:
+            The value of the collection counter.
+
+        Raises:
+            UsageLogError: The file cannot be read.
+        """
+        with self._guard("read the last seq"):
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", [_LAST_SEQ]).fetchone()
+        return int(row[0])
+
+    def open_count(self) -> int:
+        """How many intervals are open, including any an earlier run left open.
+
+        Returns:
+            The number of rows without an end.
+
+        Raises:
+            UsageLogError: The file cannot be read.
+        """
+        with self._guard("count open intervals"):
+            row = self._db.execute("SELECT count(*) FROM plays WHERE ended_at IS NULL").fetchone()
+        return int(row[0])
+
+    def close_db(self) -> None:
+        """Close the file; open intervals stay open for the next run's :meth:`recover`.
+
+        Close open intervals first (reason ``shutdown``) on an orderly stop. Calling this
+        twice is harmless; any other call afterwards raises :class:`UsageLogError`.
+        """
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,550 @@
+"""The lesson model, and loading a lesson from a folder, a ``lesson.toml`` or files.
+
+A :class:`Lesson` is what the controller casts: a title and an ordered tuple of
+:class:`LessonItem`. Items that show a file (images, PDF pages, videos, HTML pages)
+name it by ``sha256`` and keep the local ``path`` so the controller can send its
+bytes; text slides and web links carry their content inline.
+
+``load_lesson`` accepts:
+
+- a folder without ``lesson.toml``: every visible regular file in natural name order
+  (``slide2`` before ``slide10``);
+- a folder with ``lesson.toml``, or the path of a ``.toml`` file (format below);
+- one file, or a list of files in the order given.
+
+``lesson.toml``::
+
+    title = "Фотосинтез"                   # required
+    subject = "Биология"                   # optional
+    source = "https://lib.example/photo"   # optional content-source URL, inherited by items
+
+    [[items]]
+    file = "leaf.png"        # exactly one of file (relative, inside the folder),
+    title = "Лист"           #   url (http/https web page) or text (a text slide)
+    duration = 5             # optional, seconds; without it the item waits for "next"
+    source = "https://..."   # optional, overrides the lesson's source
+
+A PDF becomes one item per page. Text files become text slides; HTML files become web
+items backed by a blob.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from media.probe import probe_file
+from protocol.errors import LessonError
+from protocol.limits import (
+    MAX_BLOB_BYTES,
+    MAX_DURATION_MS,
+    MAX_ITEMS_PER_LESSON,
+    MAX_LESSON_BYTES,
+    MAX_STRING_CHARS,
+    MAX_TEXT_ITEM_CHARS,
+)
+from protocol.messages import ItemKind, LessonManifest, ManifestItem
+
+LESSON_TOML: Final = "lesson.toml"
+"""Name of the lesson description file inside a lesson folder."""
+
+DEFAULT_MULTI_FILE_TITLE: Final = "Урок"
+"""Title of a lesson made of several loose files."""
+
+LESSON_ID_HEX_CHARS: Final = 32
+"""Length of a lesson id: the first hex digits of a sha256."""
+
+HASH_READ_BYTES: Final = 1024 * 1024
+"""Bytes read at a time while hashing a file."""
+
+_TOP_KEYS: Final = frozenset({"title", "subject", "source", "items"})
+_ITEM_KEYS: Final = frozenset({"file", "url", "text", "title", "duration", "source"})
+_CONTENT_KEYS: Final = ("file", "url", "text")
+_NATURAL_SPLIT: Final = re.compile(r"(\d+)")
+_TEXT_TITLE_CHARS: Final = 80
+
+
+# --------------------------------------------------------------------------- model
+
+
+@dataclass(frozen=True, slots=True)
+class LessonItem:
+    """One thing a lesson shows.
+
+    ``path`` is the local file behind a blob item (``None`` for web links and text
+    slides); ``sha256`` (lowercase hex) and ``size_bytes`` name that blob. ``page`` is
+    the 0-based page of a PDF item. ``duration_ms`` advances the lesson automatically;
+    ``None`` waits for the teacher (or, for a video, for its end).
+    """
+
+    kind: ItemKind
+    title: str
+    path: Path | None = None
+    sha256: str | None = None
+    size_bytes: int = 0
+    page: int | None = None
+    url: str | None = None
+    text: str | None = None
+    duration_ms: int | None = None
+    source_url: str | None = None
+
+    def manifest_item(self) -> ManifestItem:
+        """Return this item as announced on the wire (without the local path)."""
+        return ManifestItem(
+            kind=self.kind,
+            title=self.title,
+            sha256=self.sha256,
+            size_bytes=self.size_bytes,
+            page=self.page,
+            url=self.url,
+            text=self.text,
+            duration_ms=self.duration_ms,
+            source_url=self.source_url,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Lesson:
+    """A loaded lesson, ready to cast.
+
+    Build one with :func:`load_lesson` or :func:`make_lesson`, which compute
+    ``lesson_id`` from the content.
+    """
+
+    lesson_id: str
+    title: str
+    items: tuple[LessonItem, ...]
+    subject: str | None = None
+    source_url: str | None = None
+
+    def manifest(self) -> LessonManifest:
+        """Return the manifest sent in ``cast``."""
+        return LessonManifest(
+            lesson_id=self.lesson_id,
+            title=self.title,
+            items=[item.manifest_item() for item in self.items],
+            subject=self.subject,
+            source_url=self.source_url,
+        )
+
+    def blob_paths(self) -> dict[str, Path]:
+        """Return each distinct blob of the lesson once: sha256 → local file."""
+        paths: dict[str, Path] = {}
+        for item in self.items:
+            if item.sha256 is not None and item.path is not None:
+                paths.setdefault(item.sha256, item.path)
+        return paths
+
+    @property
+    def total_bytes(self) -> int:
+        """Sum of the sizes of the lesson's distinct blobs."""
+        sizes = {item.sha256: item.size_bytes for item in self.items if item.sha256 is not None}
+        return sum(sizes.values())
+
+
+def lesson_id_for(title: str, items: Iterable[LessonItem]) -> str:
+    """Return the content-derived id of a lesson.
+
+    The id is the first 32 hex digits of the sha256 of the canonical JSON of the title
+    and the items as announced (local paths excluded), so the same content loaded
+    from another folder has the same id.
+    """
+    canonical = {
+        "title": title,
+        "items": [_manifest_dict(item.manifest_item()) for item in items],
+    }
+    data = json.dumps(canonical, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(data.encode("utf-8")).hexdigest()[:LESSON_ID_HEX_CHARS]
+
+
+def _manifest_dict(item: ManifestItem) -> dict[str, object]:
+    return {
+        "kind": item.kind,
+        "title": item.title,
+        "sha256": item.sha256,
+        "size_bytes": item.size_bytes,
+        "page": item.page,
+        "url": item.url,
+        "text": item.text,
+        "duration_ms": item.duration_ms,
+        "source_url": item.source_url,
+    }
+
+
+def make_lesson(
+    title: str,
+    items: Sequence[LessonItem],
+    *,
+    subject: str | None = None,
+    source_url: str | None = None,
+) -> Lesson:
+    """Build a lesson from items, checking the protocol limits and computing its id.
+
+    Args:
+        title: the lesson title (1 to ``MAX_STRING_CHARS`` characters).
+        items: 1 to ``MAX_ITEMS_PER_LESSON`` items.
+        subject: optional school subject.
+        source_url: optional content-source URL.
+
+    Returns:
+        The lesson; its ``manifest()`` passes the protocol codec.
+
+    Raises:
+        LessonError: a limit is broken (no items, too many, a title too long, too many
+            bytes in total).
+    """
+    if not items:
+        raise LessonError(f"lesson {title!r} has no items")
+    if len(items) > MAX_ITEMS_PER_LESSON:
+        raise LessonError(
+            f"lesson {title!r} has {len(items)} items, over the limit of {MAX_ITEMS_PER_LESSON}"
+            " (a PDF counts one item per page)"
+        )
+    _check_string(title, "lesson title")
+    if subject is not None:
+        _check_string(subject, "lesson subject")
+    if source_url is not None:
+        _check_url(source_url, "lesson source")
+    for n, item in enumerate(items, 1):
+        _check_string(item.title, f"item {n} title")
+    lesson = Lesson(
+        lesson_id=lesson_id_for(title, items),
+        title=title,
+        items=tuple(items),
+        subject=subject,
+        source_url=source_url,
+    )
+    if lesson.total_bytes > MAX_LESSON_BYTES:
+        raise LessonError(
+            f"lesson {title!r} has {lesson.total_bytes} bytes of media, over the limit of "
+            f"{MAX_LESSON_BYTES}"
+        )
+    return lesson
+
+
+def sample_lesson_path() -> Path:
+    """Return the folder of the bundled sample lesson (``Фотосинтез``)."""
+    return Path(__file__).resolve().parent / "sample_lesson"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_lesson(source: Path | Sequence[Path]) -> Lesson:
+    """Load a lesson from a folder, a ``lesson.toml``, one file or a list of files.
+
+    Every file is probed by content and hashed; pass the result's ``manifest()`` to
+    ``cast`` and serve ``blob_paths()`` to kiosks that need them.
+
+    Args:
+        source: a folder, a ``.toml`` file, a media file, or a sequence of media files.
+
+    Returns:
+        The lesson, items in order; a PDF contributes one item per page.
+
+    Raises:
+        LessonError: a path does not exist, a folder is empty, ``lesson.toml`` is
+            invalid, a text file is too long, or a protocol limit is broken.
+        UnknownContentError: a file is of no supported kind.
+        CorruptContentError: a file of a supported kind does not decode.
+    """
+    loader = _Loader()
+    if isinstance(source, str | os.PathLike):
+        path = Path(source)
+        _check_exists(path)
+        if path.is_dir():
+            toml_path = path / LESSON_TOML
+            if toml_path.is_file():
+                return loader.from_toml(toml_path)
+            return loader.from_folder(path)
+        if path.suffix.lower() == ".toml":
+            return loader.from_toml(path)
+        return loader.from_files([path], title=path.stem)
+    paths = [Path(p) for p in source]
+    if not paths:
+        raise LessonError("no lesson files given")
+    for p in paths:
+        _check_exists(p)
+        if not p.is_file():
+            raise LessonError(f"lesson file is not a regular file: {p}", path=str(p))
+    title = paths[0].stem if len(paths) == 1 else DEFAULT_MULTI_FILE_TITLE
+    return loader.from_files(paths, title=title)
+
+
+def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key putting ``slide2`` before ``slide10``, case-insensitively."""
+    parts = _NATURAL_SPLIT.split(name.casefold())
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in parts if part)
+
+
+def _check_exists(path: Path) -> None:
+    if not path.exists():
+        raise LessonError(f"lesson path does not exist: {path}", path=str(path))
+
+
+def _check_string(value: str, what: str) -> None:
+    if not value.strip():
+        raise LessonError(f"{what} is empty")
+    if len(value) > MAX_STRING_CHARS:
+        raise LessonError(f"{what} is longer than {MAX_STRING_CHARS} characters")
+
+
+def _check_url(value: str, what: str) -> None:
+    if not value.startswith(("http://", "https://")):
+        raise LessonError(f"{what} must be an http or https URL: {value!r}")
+    _check_string(value, what)
+
+
+@dataclass(frozen=True, slots=True)
+class _Hashed:
+    sha256: str
+    size_bytes: int
+
+
+class _Loader:
+    """Loads one lesson; hashes each distinct file once."""
+
+    def __init__(self) -> None:
+        self._hashes: dict[Path, _Hashed] = {}
+
+    def from_folder(self, folder: Path) -> Lesson:
+        files = sorted(
+            (p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file()),
+            key=lambda p: (natural_key(p.name), p.name),
+        )
+        if not files:
+            raise LessonError(f"lesson folder has no files: {folder}", path=str(folder))
+        return self.from_files(files, title=folder.resolve().name)
+
+    def from_files(self, files: Sequence[Path], *, title: str) -> Lesson:
+        items: list[LessonItem] = []
+        for path in files:
+            items.extend(self.file_items(path, title=path.stem, duration_ms=None, source_url=None))
+            _check_count(items)
+        return make_lesson(title, items)
+
+    def from_toml(self, toml_path: Path) -> Lesson:
+        try:
+            with toml_path.open("rb") as f:
+                doc = tomllib.load(f)
+        except tomllib.TOMLDecodeError as exc:
+            raise LessonError(f"{toml_path}: invalid TOML: {exc}", path=str(toml_path)) from None
+        except UnicodeDecodeError as exc:
+            raise LessonError(f"{toml_path}: not UTF-8: {exc}", path=str(toml_path)) from None
+        except OSError as exc:
+            raise LessonError(f"cannot read {toml_path}: {exc}", path=str(toml_path)) from None
+        try:
+            return self._from_doc(doc, toml_path)
+        except LessonError as exc:
+            if exc.path is not None:
+                raise
+            raise LessonError(f"{toml_path}: {exc}", path=str(toml_path)) from None
+
+    def _from_doc(self, doc: dict[str, Any], toml_path: Path) -> Lesson:
+        for key in doc:
+            if key not in _TOP_KEYS:
+                raise LessonError(f"unknown key {key!r}; allowed: {', '.join(sorted(_TOP_KEYS))}")
+        title = _opt_str(doc, "title", "lesson")
+        if title is None:
+            raise LessonError("'title' is required")
+        subject = _opt_str(doc, "subject", "lesson")
+        source = _opt_str(doc, "source", "lesson")
+        raw_items = doc.get("items")
+        if not isinstance(raw_items, list) or not raw_items:
+            raise LessonError("needs at least one [[items]] table")
+        base = toml_path.parent
+        items: list[LessonItem] = []
+        for n, raw in enumerate(raw_items, 1):
+            if not isinstance(raw, dict):
+                raise LessonError(f"item {n} must be a table ([[items]])")
+            items.extend(self._toml_item(raw, n, base, source))
+            _check_count(items)
+        return make_lesson(title, items, subject=subject, source_url=source)
+
+    def _toml_item(
+        self, raw: dict[str, Any], n: int, base: Path, lesson_source: str | None
+    ) -> list[LessonItem]:
+        where = f"item {n}"
+        for key in raw:
+            if key not in _ITEM_KEYS:
+                raise LessonError(
+                    f"{where}: unknown key {key!r}; allowed: {', '.join(sorted(_ITEM_KEYS))}"
+                )
+        given = [key for key in _CONTENT_KEYS if key in raw]
+        if len(given) != 1:
+            raise LessonError(f"{where}: needs exactly one of 'file', 'url' or 'text'")
+        title = _opt_str(raw, "title", where)
+        source = _opt_str(raw, "source", where)
+        if source is not None:
+            _check_url(source, f"{where} source")
+        source = source if source is not None else lesson_source
+        duration_ms = _duration_ms(raw, where)
+        key = given[0]
+        value = _opt_str(raw, key, where)
+        assert value is not None
+        if key == "url":
+            _check_url(value, f"{where} url")
+            return [
+                LessonItem(
+                    "web",
+                    title if title is not None else value,
+                    url=value,
+                    duration_ms=duration_ms,
+                    source_url=source,
+                )
+            ]
+        if key == "text":
+            if len(value) > MAX_TEXT_ITEM_CHARS:
+                raise LessonError(f"{where}: text is longer than {MAX_TEXT_ITEM_CHARS} characters")
+            return [
+                LessonItem(
+                    "text",
+                    title if title is not None else _text_title(value, f"Текст {n}"),
+                    text=value,
+                    duration_ms=duration_ms,
+                    source_url=source,
+                )
+            ]
+        path = _inside(base, value, where)
+        return self.file_items(
+            path,
+            title=title if title is not None else path.stem,
+            duration_ms=duration_ms,
+            source_url=source,
+        )
+
+    def file_items(
+        self, path: Path, *, title: str, duration_ms: int | None, source_url: str | None
+    ) -> list[LessonItem]:
+        probe = probe_file(path)
+        if probe.kind == "text":
+            return [
+                LessonItem(
+                    "text",
+                    title,
+                    text=_read_text(path),
+                    duration_ms=duration_ms,
+                    source_url=source_url,
+                )
+            ]
+        hashed = self._hash(path)
+        if probe.kind == "pdf":
+            pages = probe.pages or 0
+            return [
+                LessonItem(
+                    "pdf",
+                    f"{title} — с. {page + 1}",
+                    path=path,
+                    sha256=hashed.sha256,
+                    size_bytes=hashed.size_bytes,
+                    page=page,
+                    duration_ms=duration_ms,
+                    source_url=source_url,
+                )
+                for page in range(pages)
+            ]
+        return [
+            LessonItem(
+                probe.kind,
+                title,
+                path=path,
+                sha256=hashed.sha256,
+                size_bytes=hashed.size_bytes,
+                duration_ms=duration_ms,
+                source_url=source_url,
+            )
+        ]
+
+    def _hash(self, path: Path) -> _Hashed:
+        key = path.resolve()
+        cached = self._hashes.get(key)
+        if cached is not None:
+            return cached
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with path.open("rb") as f:
+                while block := f.read(HASH_READ_BYTES):
+                    digest.update(block)
+                    size += len(block)
+        except OSError as exc:
+            raise LessonError(f"cannot read {path}: {exc}", path=str(path)) from None
+        if size > MAX_BLOB_BYTES:  # pragma: no cover - probe_file rejects it first
+            raise LessonError(f"{path}: over {MAX_BLOB_BYTES} bytes", path=str(path))
+        hashed = _Hashed(digest.hexdigest(), size)
+        self._hashes[key] = hashed
+        return hashed
+
+
+def _check_count(items: list[LessonItem]) -> None:
+    if len(items) > MAX_ITEMS_PER_LESSON:
+        raise LessonError(
+            f"lesson has more than {MAX_ITEMS_PER_LESSON} items (a PDF counts one item per page)"
+        )
+
+
+def _opt_str(table: dict[str, Any], key: str, where: str) -> str | None:
+    value = table.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise LessonError(f"{where}: {key!r} must be a string")
+    return value
+
+
+def _duration_ms(raw: dict[str, Any], where: str) -> int | None:
+    value = raw.get("duration")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise LessonError(f"{where}: 'duration' must be a number of seconds")
+    ms = round(value * 1000)
+    if not 0 < ms <= MAX_DURATION_MS:
+        raise LessonError(
+            f"{where}: 'duration' must be more than 0 and at most {MAX_DURATION_MS // 1000} s"
+        )
+    return ms
+
+
+def _inside(base: Path, relative: str, where: str) -> Path:
+    """Resolve ``relative`` under ``base``, refusing absolute paths and escapes."""
+    if not relative or Path(relative).is_absolute() or relative.startswith(("/", "\\")):
+        raise LessonError(f"{where}: 'file' must be a path relative to the lesson folder")
+    path = base / relative
+    root = base.resolve()
+    if not path.resolve().is_relative_to(root):
+        raise LessonError(f"{where}: file {relative!r} is outside the lesson folder")
+    if not path.exists():
+        raise LessonError(f"{where}: file not found: {path}", path=str(path))
+    if not path.is_file():
+        raise LessonError(f"{where}: not a regular file: {path}", path=str(path))
+    return path
+
+
+def _read_text(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:  # pragma: no cover - probe_file read it just before
+        raise LessonError(f"cannot read {path}: {exc}", path=str(path)) from None
+    if len(text) > MAX_TEXT_ITEM_CHARS:
+        raise LessonError(
+            f"{path}: text of {len(text)} characters is over the limit of {MAX_TEXT_ITEM_CHARS}",
+            path=str(path),
+        )
+    return text
+
+
+def _text_title(text: str, fallback: str) -> str:
+    for line in text.splitlines():
+        stripped = line.strip().lstrip("#").strip()
+        if stripped:
+            return stripped[:_TEXT_TITLE_CHARS]
+    return fallback

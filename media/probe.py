@@ -1,0 +1,283 @@
+"""Decide what a file is by its content, not by its name.
+
+``probe_file`` reads the first bytes of a file and recognises, in this order:
+
+==========================  =======  ====================================================
+content                     kind     check
+==========================  =======  ====================================================
+PNG, JPEG, WebP             image    Pillow ``verify()`` must pass
+``%PDF-``                   pdf      pypdfium2 must open it and count at least one page
+``ftyp`` box at offset 4    video    ``moov/mvhd`` is read for the duration (MP4, MOV)
+EBML magic                  video    docType ``webm`` or Matroska; no duration
+``<!doctype html``/<html>   web      after an optional BOM and whitespace
+valid UTF-8 without NUL     text     ``text/markdown`` for ``.md``, else ``text/plain``
+==========================  =======  ====================================================
+
+Anything else raises ``UnknownContentError``. Only the bytes needed are read: a 2 GB
+video costs a few box headers, not 2 GB of memory.
+"""
+
+from __future__ import annotations
+
+import codecs
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Final
+
+import pypdfium2 as pdfium  # type: ignore[import-untyped]
+from PIL import Image
+
+from protocol.errors import CorruptContentError, LessonError, UnknownContentError
+from protocol.limits import MAX_BLOB_BYTES
+from protocol.messages import ItemKind
+
+SUPPORTED_KINDS: Final = (
+    "PNG, JPEG or WebP images, PDF documents, MP4, MOV, WebM or MKV videos, "
+    "HTML pages and UTF-8 text or Markdown"
+)
+"""What ``probe_file`` recognises, in words for error messages."""
+
+MARKDOWN_SUFFIXES: Final = frozenset({".md", ".markdown"})
+"""Suffixes that turn a UTF-8 text file into ``text/markdown``."""
+
+_HEAD_BYTES: Final = 4096
+_READ_BYTES: Final = 1024 * 1024
+_HEIF_BRANDS: Final = frozenset({b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avif"})
+_EBML_MAGIC: Final = b"\x1a\x45\xdf\xa3"
+_EBML_DOCTYPE_ID: Final = 0x4282
+_MVHD_UNKNOWN_DURATION: Final = frozenset({0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF})
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """What a file is.
+
+    ``pages`` is set for a PDF; ``duration_ms`` for an MP4/MOV video whose header
+    states it (``None`` when unknown).
+    """
+
+    kind: ItemKind
+    mime: str
+    pages: int | None = None
+    duration_ms: int | None = None
+
+
+def probe_file(path: Path) -> Probe:
+    """Recognise the kind of ``path`` from its content.
+
+    The caller decides what to do with the kind (see :func:`media.lesson.load_lesson`).
+
+    Args:
+        path: a regular file.
+
+    Returns:
+        The kind, MIME type and, where cheap to know, page count or duration.
+
+    Raises:
+        LessonError: the file cannot be read or is larger than ``MAX_BLOB_BYTES``.
+        UnknownContentError: the file is empty or of no supported kind.
+        CorruptContentError: the file looks like a supported kind but does not decode.
+    """
+    try:
+        with path.open("rb") as f:
+            size = _file_size(f)
+            if size > MAX_BLOB_BYTES:
+                raise LessonError(
+                    f"{path}: {size} bytes is over the limit of {MAX_BLOB_BYTES} bytes per file",
+                    path=str(path),
+                )
+            if size == 0:
+                raise UnknownContentError(
+                    f"{path}: the file is empty; supported: {SUPPORTED_KINDS}", path=str(path)
+                )
+            head = f.read(_HEAD_BYTES)
+            return _probe_open(path, f, head, size)
+    except OSError as exc:
+        raise LessonError(f"cannot read {path}: {exc.strerror or exc}", path=str(path)) from None
+
+
+def _file_size(f: BinaryIO) -> int:
+    f.seek(0, 2)
+    size = f.tell()
+    f.seek(0)
+    return size
+
+
+def _probe_open(path: Path, f: BinaryIO, head: bytes, size: int) -> Probe:
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return _image(path, "image/png")
+    if head.startswith(b"\xff\xd8\xff"):
+        return _image(path, "image/jpeg")
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return _image(path, "image/webp")
+    if head.startswith(b"%PDF-"):
+        return _pdf(path)
+    if head[4:8] == b"ftyp":
+        if head[8:12] in _HEIF_BRANDS:
+            raise UnknownContentError(
+                f"{path}: HEIF/AVIF images are not supported; supported: {SUPPORTED_KINDS}",
+                path=str(path),
+            )
+        return Probe("video", "video/mp4", duration_ms=_mp4_duration_ms(path, f, size))
+    if head.startswith(_EBML_MAGIC):
+        doctype = _ebml_doctype(head)
+        mime = "video/webm" if doctype == "webm" else "video/x-matroska"
+        return Probe("video", mime)
+    if _looks_like_html(head):
+        return Probe("web", "text/html")
+    if _is_utf8_text(f):
+        is_markdown = path.suffix.lower() in MARKDOWN_SUFFIXES
+        return Probe("text", "text/markdown" if is_markdown else "text/plain")
+    raise UnknownContentError(
+        f"{path}: unrecognised content; supported: {SUPPORTED_KINDS}", path=str(path)
+    )
+
+
+# --------------------------------------------------------------------------- images and PDF
+
+
+def _image(path: Path, mime: str) -> Probe:
+    try:
+        with Image.open(path) as img:
+            img.verify()
+    except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ...)
+        raise CorruptContentError(
+            f"{path}: {mime} image does not decode: {exc}", path=str(path)
+        ) from None
+    return Probe("image", mime)
+
+
+def _pdf(path: Path) -> Probe:
+    try:
+        doc = pdfium.PdfDocument(path)
+    except pdfium.PdfiumError as exc:
+        raise CorruptContentError(f"{path}: PDF does not open: {exc}", path=str(path)) from None
+    try:
+        pages = len(doc)
+    finally:
+        doc.close()
+    if pages < 1:
+        raise CorruptContentError(f"{path}: PDF has no pages", path=str(path))
+    return Probe("pdf", "application/pdf", pages=pages)
+
+
+# --------------------------------------------------------------------------- MP4 / MOV
+
+
+def _mp4_duration_ms(path: Path, f: BinaryIO, size: int) -> int | None:
+    """Walk the top-level boxes to ``moov``, then its children to ``mvhd``."""
+    moov = _find_box(path, f, b"moov", 0, size)
+    if moov is None:
+        raise CorruptContentError(f"{path}: MP4/MOV file has no 'moov' box", path=str(path))
+    mvhd = _find_box(path, f, b"mvhd", moov[0], moov[1])
+    if mvhd is None:
+        raise CorruptContentError(f"{path}: MP4/MOV 'moov' box has no 'mvhd'", path=str(path))
+    start, end = mvhd
+    f.seek(start)
+    body = f.read(min(end - start, 32))
+    if len(body) < 4:
+        raise CorruptContentError(f"{path}: MP4/MOV 'mvhd' box is truncated", path=str(path))
+    version = body[0]
+    if version == 1:
+        layout, need = ">QQIQ", 4 + 28
+    else:
+        layout, need = ">IIII", 4 + 16
+    if len(body) < need:
+        raise CorruptContentError(f"{path}: MP4/MOV 'mvhd' box is truncated", path=str(path))
+    _created, _modified, timescale, duration = struct.unpack_from(layout, body, 4)
+    if timescale == 0:
+        raise CorruptContentError(f"{path}: MP4/MOV 'mvhd' has a zero timescale", path=str(path))
+    if duration in _MVHD_UNKNOWN_DURATION:
+        return None
+    return int(duration * 1000 // timescale)
+
+
+def _find_box(path: Path, f: BinaryIO, want: bytes, start: int, end: int) -> tuple[int, int] | None:
+    """Return the (body start, body end) of the first box ``want`` in [start, end)."""
+    pos = start
+    while pos + 8 <= end:
+        f.seek(pos)
+        header = f.read(16)  # at least 8 bytes: pos + 8 <= end <= file size
+        box_size, box_type = struct.unpack_from(">I4s", header)
+        header_len = 8
+        if box_size == 1:
+            if len(header) < 16:
+                break
+            (box_size,) = struct.unpack_from(">Q", header, 8)
+            header_len = 16
+        elif box_size == 0:
+            box_size = end - pos
+        if box_size < header_len or pos + box_size > end:
+            raise CorruptContentError(
+                f"{path}: MP4/MOV box {box_type!r} at byte {pos} has a bad size {box_size}",
+                path=str(path),
+            )
+        if box_type == want:
+            return pos + header_len, pos + box_size
+        pos += box_size
+    return None
+
+
+# --------------------------------------------------------------------------- WebM / MKV
+
+
+def _read_vint(data: bytes, pos: int, *, keep_marker: bool) -> tuple[int, int]:
+    """Read an EBML variable-length integer; return (value, next position)."""
+    if pos >= len(data):
+        raise ValueError("truncated EBML")
+    first = data[pos]
+    length = 1
+    mask = 0x80
+    while length <= 8 and not first & mask:
+        mask >>= 1
+        length += 1
+    if length > 8 or pos + length > len(data):
+        raise ValueError("bad EBML vint")
+    value = first if keep_marker else first & (mask - 1)
+    for b in data[pos + 1 : pos + length]:
+        value = (value << 8) | b
+    return value, pos + length
+
+
+def _ebml_doctype(head: bytes) -> str | None:
+    """Return the DocType of the EBML header in ``head``, or None if it cannot be read."""
+    try:
+        pos = len(_EBML_MAGIC)
+        header_size, pos = _read_vint(head, pos, keep_marker=False)
+        end = min(len(head), pos + header_size)
+        while pos < end:
+            element_id, pos = _read_vint(head, pos, keep_marker=True)
+            element_size, pos = _read_vint(head, pos, keep_marker=False)
+            if element_id == _EBML_DOCTYPE_ID:
+                return head[pos : pos + element_size].rstrip(b"\0").decode("ascii")
+            pos += element_size
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return None
+
+
+# --------------------------------------------------------------------------- HTML and text
+
+
+def _looks_like_html(head: bytes) -> bool:
+    text = head.removeprefix(codecs.BOM_UTF8).lstrip(b" \t\r\n\f").lower()
+    return text.startswith((b"<!doctype html", b"<html"))
+
+
+def _is_utf8_text(f: BinaryIO) -> bool:
+    """Stream the whole file: valid UTF-8 and no NUL byte anywhere."""
+    f.seek(0)
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    while block := f.read(_READ_BYTES):
+        if b"\0" in block:
+            return False
+        try:
+            decoder.decode(block)
+        except UnicodeDecodeError:
+            return False
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True

@@ -1,0 +1,392 @@
+"""Tests of the kiosk's usage log (kiosk/usage.py) against real SQLite."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kiosk.usage import SCHEMA_VERSION, DisplayStart, UsageLog
+from protocol.errors import ClassCastError, UsageLogError
+from protocol.limits import MAX_USAGE_BATCH
+
+REPO = Path(__file__).resolve().parents[1]
+
+START = DisplayStart(
+    lesson_id="lesson-7",
+    lesson_title="Фотосинтез",
+    item_index=2,
+    kind="video",
+    content_hash="ab" * 32,
+    content_title="Хлоропласт",
+    content_source="https://library.example/items/42",
+    teacher_id="t-1",
+    teacher_name="Анна Петровна",
+)
+WALL = 1_725_265_800.0  # 2024-09-02T08:30:00Z
+
+
+def item(index: int) -> DisplayStart:
+    return dataclasses.replace(START, item_index=index)
+
+
+@pytest.fixture
+def log() -> Iterator[UsageLog]:
+    usage = UsageLog(None, kiosk_id="kiosk-1", room="Каб. 12")
+    yield usage
+    usage.close_db()
+
+
+def make_file_log(path: Path) -> UsageLog:
+    return UsageLog(path, kiosk_id="kiosk-1", room="Каб. 12")
+
+
+# --------------------------------------------------------------------------- open / close
+
+
+def test_open_close_fields_and_monotonic_duration(log: UsageLog) -> None:
+    uuid = log.open(START, wall_s=WALL + 0.25, mono_s=500.0, clock_offset_ms=-12)
+    assert log.open_count() == 1
+    assert log.records_after(0, 10) == []  # open intervals are not collected
+
+    # The wall clock jumps back an hour; the duration still comes from the monotonic clock.
+    log.close(uuid, wall_s=WALL - 3600.0, mono_s=512.3456, reason="next")
+
+    [record] = log.records_after(0, 10)
+    assert record.uuid == uuid
+    assert record.seq == 1
+    assert (record.kiosk_id, record.room) == ("kiosk-1", "Каб. 12")
+    assert (record.lesson_id, record.lesson_title, record.item_index) == (
+        "lesson-7",
+        "Фотосинтез",
+        2,
+    )
+    assert record.kind == "video"
+    assert record.content_hash == "ab" * 32
+    assert record.content_title == "Хлоропласт"
+    assert record.content_source == "https://library.example/items/42"
+    assert (record.teacher_id, record.teacher_name) == ("t-1", "Анна Петровна")
+    assert record.started_at == "2024-09-02T08:30:00.250Z"
+    assert record.ended_at == "2024-09-02T07:30:00.000Z"
+    assert record.duration_ms == 12346
+    assert record.end_reason == "next"
+    assert record.clock_offset_ms == -12
+    assert log.open_count() == 0
+
+
+def test_optional_fields_stay_none(log: UsageLog) -> None:
+    start = dataclasses.replace(START, kind="text", content_hash=None, content_source=None)
+    log.close(log.open(start, wall_s=WALL, mono_s=1.0), wall_s=WALL, mono_s=0.5, reason="stop")
+    [record] = log.records_after(0, 1)
+    assert (record.content_hash, record.content_source, record.kind) == (None, None, "text")
+    assert record.duration_ms == 0  # a monotonic end before the start is clamped
+    assert record.clock_offset_ms == 0
+
+
+def test_seq_assigned_at_close_in_close_order(log: UsageLog) -> None:
+    first = log.open(item(0), wall_s=WALL, mono_s=0.0)
+    second = log.open(item(1), wall_s=WALL + 1, mono_s=1.0)
+    third = log.open(item(2), wall_s=WALL + 2, mono_s=2.0)
+    assert log.last_seq() == 0
+    for uuid in (third, first, second):
+        log.close(uuid, wall_s=WALL + 3, mono_s=3.0, reason="stop")
+    records = log.records_after(0, 10)
+    assert [r.uuid for r in records] == [third, first, second]
+    assert [r.seq for r in records] == [1, 2, 3]
+    assert log.last_seq() == 3
+
+
+def test_interval_closed_late_is_collected_after_a_later_one_was_pulled(log: UsageLog) -> None:
+    video = log.open(item(0), wall_s=WALL, mono_s=0.0)  # opened first, stays on screen
+    slide = log.open(item(1), wall_s=WALL + 5, mono_s=5.0)
+    log.close(slide, wall_s=WALL + 10, mono_s=10.0, reason="next")
+
+    pulled = log.records_after(0, 100)
+    assert [r.uuid for r in pulled] == [slide]
+    collected_up_to = pulled[-1].seq
+
+    log.close(video, wall_s=WALL + 60, mono_s=60.0, reason="end")
+    late = log.records_after(collected_up_to, 100)
+    assert [r.uuid for r in late] == [video]
+    assert late[0].seq > collected_up_to
+    assert late[0].duration_ms == 60_000
+
+
+def test_records_after_pages(log: UsageLog) -> None:
+    uuids = [log.open(item(i), wall_s=WALL + i, mono_s=float(i)) for i in range(5)]
+    for i, uuid in enumerate(uuids):
+        log.close(uuid, wall_s=WALL + i + 1, mono_s=i + 1.0, reason="auto")
+    pages: list[list[int]] = []
+    after = 0
+    while page := log.records_after(after, 2):
+        pages.append([r.seq for r in page])
+        after = page[-1].seq
+    assert pages == [[1, 2], [3, 4], [5]]
+    assert [r.item_index for r in log.records_after(0, MAX_USAGE_BATCH)] == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(("after_seq", "limit"), [(-1, 10), (0, 0), (0, MAX_USAGE_BATCH + 1)])
+def test_records_after_rejects_bad_arguments(log: UsageLog, after_seq: int, limit: int) -> None:
+    with pytest.raises(ValueError, match=r"after_seq|limit"):
+        log.records_after(after_seq, limit)
+
+
+def test_close_unknown_uuid_raises(log: UsageLog) -> None:
+    with pytest.raises(UsageLogError, match="no interval with uuid nope") as info:
+        log.close("nope", wall_s=WALL, mono_s=1.0, reason="stop")
+    assert isinstance(info.value, ClassCastError)
+    assert info.value.code == "usage_log"
+
+
+def test_double_close_is_a_noop(log: UsageLog) -> None:
+    uuid = log.open(START, wall_s=WALL, mono_s=0.0)
+    log.close(uuid, wall_s=WALL + 2, mono_s=2.0, reason="next")
+    log.close(uuid, wall_s=WALL + 9, mono_s=9.0, reason="stop")
+    [record] = log.records_after(0, 10)
+    assert (record.end_reason, record.duration_ms, record.seq) == ("next", 2000, 1)
+    assert log.last_seq() == 1
+
+
+def test_bad_times_and_reasons_are_refused(log: UsageLog) -> None:
+    with pytest.raises(ValueError, match="finite"):
+        log.open(START, wall_s=float("nan"), mono_s=0.0)
+    with pytest.raises(ValueError, match="epoch"):
+        log.heartbeat(wall_s=-1.0, mono_s=0.0)
+    with pytest.raises(ValueError, match="kind"):
+        log.open(dataclasses.replace(START, kind="audio"), wall_s=WALL, mono_s=0.0)  # type: ignore[arg-type]
+    uuid = log.open(START, wall_s=WALL, mono_s=0.0)
+    with pytest.raises(ValueError, match="reason"):
+        log.close(uuid, wall_s=WALL, mono_s=1.0, reason="bored")  # type: ignore[arg-type]
+    assert log.open_count() == 1
+
+
+def test_use_after_close_db_raises(log: UsageLog) -> None:
+    log.close_db()
+    log.close_db()  # twice is harmless
+    with pytest.raises(UsageLogError, match="memory"):
+        log.open_count()
+
+
+# --------------------------------------------------------------------------- heartbeat / recover
+
+
+def test_recover_on_clean_log_is_zero(tmp_path: Path, log: UsageLog) -> None:
+    assert log.recover() == 0
+    usage = make_file_log(tmp_path / "usage.db")
+    assert usage.recover() == 0
+    usage.close_db()
+
+
+def test_heartbeat_then_recover_closes_at_last_heartbeat(tmp_path: Path) -> None:
+    path = tmp_path / "usage.db"
+    crashed = make_file_log(path)
+    beaten = crashed.open(item(0), wall_s=WALL, mono_s=100.0)
+    crashed.heartbeat(wall_s=WALL + 10, mono_s=110.0)
+    crashed.heartbeat(wall_s=WALL + 30.5, mono_s=130.5)
+    never_beaten = crashed.open(item(1), wall_s=WALL + 40, mono_s=140.0)
+    done = crashed.open(item(2), wall_s=WALL + 41, mono_s=141.0)
+    crashed.close(done, wall_s=WALL + 42, mono_s=142.0, reason="next")
+    crashed.close_db()  # the process dies: nothing closes the open intervals
+
+    usage = make_file_log(path)
+    assert usage.open_count() == 2
+    assert usage.recover() == 2
+    assert usage.open_count() == 0
+    assert usage.recover() == 0
+
+    by_uuid = {r.uuid: r for r in usage.records_after(0, 10)}
+    assert by_uuid[done].seq == 1
+    recovered = by_uuid[beaten]
+    assert recovered.end_reason == "power_loss"
+    assert recovered.ended_at == "2024-09-02T08:30:30.500Z"
+    assert recovered.duration_ms == 30_500
+    assert recovered.seq == 2
+    unbeaten = by_uuid[never_beaten]
+    assert (unbeaten.end_reason, unbeaten.duration_ms, unbeaten.seq) == ("power_loss", 0, 3)
+    assert unbeaten.ended_at == unbeaten.started_at == "2024-09-02T08:30:40.000Z"
+    usage.close_db()
+
+
+def test_runs_do_not_touch_each_others_open_intervals(tmp_path: Path) -> None:
+    path = tmp_path / "usage.db"
+    earlier = make_file_log(path)
+    old = earlier.open(item(0), wall_s=WALL, mono_s=100.0)
+    earlier.close_db()
+
+    usage = make_file_log(path)
+    current = usage.open(item(1), wall_s=WALL + 50, mono_s=5.0)
+    # A heartbeat of this run (monotonic clock of a new boot) must not move the old row.
+    usage.heartbeat(wall_s=WALL + 60, mono_s=15.0)
+    with pytest.raises(UsageLogError, match="earlier run"):
+        usage.close(old, wall_s=WALL + 60, mono_s=15.0, reason="stop")
+    # Recover closes the earlier run's interval only, never one still on screen.
+    assert usage.recover() == 1
+    assert usage.open_count() == 1
+    [recovered] = usage.records_after(0, 10)
+    assert (recovered.uuid, recovered.duration_ms) == (old, 0)
+    assert recovered.ended_at == "2024-09-02T08:30:00.000Z"
+    usage.close(current, wall_s=WALL + 70, mono_s=25.0, reason="shutdown")
+    assert usage.records_after(1, 10)[0].duration_ms == 20_000
+    usage.close_db()
+
+
+def test_heartbeat_records_kiosk_last_seen(tmp_path: Path) -> None:
+    path = tmp_path / "usage.db"
+    usage = make_file_log(path)
+    usage.heartbeat(wall_s=WALL, mono_s=1.5)
+    usage.close_db()
+    with sqlite3.connect(path) as conn:
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    assert meta["last_seen_at"] == "2024-09-02T08:30:00.000Z"
+    assert meta["last_seen_mono_s"] == 1.5
+
+
+# --------------------------------------------------------------------------- the file
+
+
+def test_data_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "usage.db"
+    first = make_file_log(path)
+    uuid = first.open(START, wall_s=WALL, mono_s=0.0)
+    first.close(uuid, wall_s=WALL + 1, mono_s=1.0, reason="next")
+    first.close_db()
+
+    second = make_file_log(path)
+    assert [r.uuid for r in second.records_after(0, 10)] == [uuid]
+    assert second.last_seq() == 1
+    later = second.open(START, wall_s=WALL + 2, mono_s=2.0)
+    second.close(later, wall_s=WALL + 3, mono_s=3.0, reason="stop")
+    assert [r.seq for r in second.records_after(0, 10)] == [1, 2]
+    second.close_db()
+
+
+def test_seq_is_never_reused_after_rows_are_deleted(tmp_path: Path) -> None:
+    path = tmp_path / "usage.db"
+    usage = make_file_log(path)
+    for i in range(3):
+        usage.close(
+            usage.open(item(i), wall_s=WALL, mono_s=0.0), wall_s=WALL, mono_s=1.0, reason="auto"
+        )
+    usage.close_db()
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM plays")
+    conn.close()
+
+    usage = make_file_log(path)
+    usage.close(usage.open(START, wall_s=WALL, mono_s=0.0), wall_s=WALL, mono_s=1.0, reason="auto")
+    assert [r.seq for r in usage.records_after(0, 10)] == [4]
+    usage.close_db()
+
+
+def test_wal_and_synchronous_full_are_set(tmp_path: Path) -> None:
+    path = tmp_path / "usage.db"
+    usage = make_file_log(path)
+    conn = usage._db.conn
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    usage.close_db()
+    with sqlite3.connect(path) as other:  # WAL is a property of the file itself
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    other.close()
+
+
+def test_corrupt_file_raises_with_path(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.db"
+    path.write_bytes(b"\x00\xffnot a database at all\x13" * 200)
+    with pytest.raises(UsageLogError, match=str(path)):
+        make_file_log(path)
+
+
+def test_foreign_database_raises_with_path(tmp_path: Path) -> None:
+    path = tmp_path / "foreign.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE plays (id INTEGER PRIMARY KEY, song TEXT)")
+    conn.close()
+    with pytest.raises(UsageLogError, match=f"{path} is not a ClassCast usage log"):
+        make_file_log(path)
+
+
+def test_unknown_schema_version_raises(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    make_file_log(path).close_db()
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(UsageLogError, match="schema version"):
+        make_file_log(path)
+
+
+def test_damaged_plays_table_raises(tmp_path: Path) -> None:
+    path = tmp_path / "damaged.db"
+    make_file_log(path).close_db()
+    with sqlite3.connect(path) as conn:
+        conn.execute("ALTER TABLE plays DROP COLUMN teacher_name")
+    conn.close()
+    with pytest.raises(UsageLogError, match="damaged"):
+        make_file_log(path)
+
+
+def test_unopenable_path_raises(tmp_path: Path) -> None:
+    path = tmp_path / "missing-dir" / "usage.db"
+    with pytest.raises(UsageLogError, match=str(path)):
+        make_file_log(path)
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys
+    from kiosk.usage import DisplayStart, UsageLog
+
+    log = UsageLog(sys.argv[1], kiosk_id="kiosk-1", room="r")
+    start = DisplayStart("l", "Lesson", 0, "image", None, "Slide", None, "t", "Teacher")
+    uuid = log.open(start, wall_s=1725265800.0, mono_s=1000.0)
+    log.heartbeat(wall_s=1725265807.0, mono_s=1007.25)
+    print(uuid, flush=True)
+    sys.stdin.readline()  # wait here until killed
+    """
+)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_interval_is_recovered_as_power_loss(tmp_path: Path) -> None:
+    path = tmp_path / "usage.db"
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(path)],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        uuid = child.stdout.readline().strip()
+        assert uuid, "child did not open an interval"
+        os.kill(child.pid, signal.SIGKILL)
+        assert child.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        for stream in (child.stdin, child.stdout):
+            if stream is not None:
+                stream.close()
+
+    usage = make_file_log(path)
+    assert usage.open_count() == 1
+    assert usage.recover() == 1
+    [record] = usage.records_after(0, 10)
+    assert record.uuid == uuid
+    assert record.end_reason == "power_loss"
+    assert record.ended_at == "2024-09-02T08:30:07.000Z"
+    assert record.duration_ms == 7250
+    assert record.seq == 1
+    usage.close_db()
