@@ -103,7 +103,17 @@ class Group:
             lambda t, c: c.cast(lesson, start_index=start_index, start_at_ms=start_at_ms),
             only=[o.target for o in prepared if o.ok],
         )
-        return started + [o for o in prepared if not o.ok]
+        # Return once the panels have switched, so that a control right after is not early.
+        await self._each(
+            lambda t, c: c.wait_for_status(lambda s: s.state != "loading"),
+            only=[o.target for o in started if o.ok],
+        )
+        sent = {o.target: o.value for o in prepared if o.value is not None}
+        merged = [
+            Outcome(o.target, value=_add(sent[o.target], o.value)) if o.value else o
+            for o in started
+        ]
+        return merged + [o for o in prepared if not o.ok]
 
     async def control(
         self, action: ControlAction, *, index: int | None = None, position_ms: int | None = None
@@ -137,3 +147,12 @@ class Group:
         if only is None:
             outcomes += [Outcome(t, error=e) for t, e in self.failed.items()]
         return outcomes
+
+
+def _add(prepared: CastResult, cast: CastResult) -> CastResult:
+    """What a prepare and the cast after it sent, together."""
+    return CastResult(
+        blobs_sent=prepared.blobs_sent + cast.blobs_sent,
+        bytes_sent=prepared.bytes_sent + cast.bytes_sent,
+        bytes_total=cast.bytes_total,
+    )

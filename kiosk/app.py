@@ -47,7 +47,11 @@ class KioskApp:
             state / "usage.sqlite", kiosk_id=self.identity.kiosk_id, room=config.room
         )
         self.service = KioskService(
-            self.identity, store=self.store, usage=self.usage, display=self.display
+            self.identity,
+            store=self.store,
+            usage=self.usage,
+            display=self.display,
+            heartbeat_s=config.heartbeat_s,
         )
         self.server = WebsocketServer(self.service, config.host, config.port)
 

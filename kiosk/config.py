@@ -19,6 +19,10 @@ DEFAULT_CONFIG_PATH = Path("/etc/classcast/kiosk.toml")
 DEFAULT_QUOTA_BYTES = 20 * 1024**3
 """Media cache size unless configured (20 GiB)."""
 
+HEARTBEAT_INTERVAL_S = 10.0
+"""How often the usage log records that the kiosk is alive, by default. After a power
+loss an open display interval is closed at its last heartbeat, so this bounds the error."""
+
 Mode = Literal["fullscreen", "windowed", "headless"]
 
 
@@ -40,6 +44,7 @@ class KioskConfig:
     mode: Mode = "fullscreen"
     lang: str = "ru"
     quota_bytes: int = DEFAULT_QUOTA_BYTES
+    heartbeat_s: float = HEARTBEAT_INTERVAL_S
 
     def with_overrides(self, **values: Any) -> KioskConfig:
         """Return a copy with every non-None value of ``values`` set."""
@@ -54,6 +59,7 @@ _KEYS: dict[str, type] = {
     "state_dir": str,
     "lang": str,
     "quota_mb": int,
+    "heartbeat_s": float,
 }
 
 
@@ -88,6 +94,8 @@ def load_config(path: Path | None) -> KioskConfig:
         expected = _KEYS.get(key)
         if expected is None:
             raise ConfigError(f"{path}: unknown setting {key!r} (known: {', '.join(_KEYS)})")
+        if isinstance(value, int) and expected is float:
+            value = float(value)
         if not isinstance(value, expected) or isinstance(value, bool):
             raise ConfigError(f"{path}: {key} must be a {expected.__name__}")
         values[key] = value

@@ -93,6 +93,9 @@ class WebsocketServer:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        for writer in list(self._writers):
+            writer.cancel()
+        await asyncio.gather(*self._writers, return_exceptions=True)
 
     def poke(self) -> None:
         """Re-read the service's deadline and flush its outbox (call on the loop)."""

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol, assert_never
 
+from kiosk.config import HEARTBEAT_INTERVAL_S
 from kiosk.player import (
     Effect,
     Identity,
@@ -69,9 +70,6 @@ from protocol.messages import (
 logger = logging.getLogger(__name__)
 
 DisplayEffect = Show | Preload | ShowIdle | SetBlank | VideoCommand
-
-HEARTBEAT_INTERVAL_S = 10.0
-"""How often the usage log records that the kiosk is alive (bounds power-loss error)."""
 
 
 class Display(Protocol):
@@ -159,6 +157,7 @@ class KioskService:
         usage: UsageLog,
         display: Display,
         clock: Clock | None = None,
+        heartbeat_s: float = HEARTBEAT_INTERVAL_S,
     ) -> None:
         self.identity = identity
         self.player = LessonPlayer(identity)
@@ -172,6 +171,7 @@ class KioskService:
         self._out: list[Outgoing | CloseSession] = []
         self._open_uuid: str | None = None
         self._last_heartbeat_s = float("-inf")
+        self._heartbeat_s = heartbeat_s
         recovered = self.usage.recover()
         if recovered:
             logger.warning("closed %d display interval(s) left open by a power loss", recovered)
@@ -271,7 +271,7 @@ class KioskService:
         now = self.clock.monotonic()
         self.player.tick(now=now)
         self._apply_player_effects()
-        if now - self._last_heartbeat_s >= HEARTBEAT_INTERVAL_S:
+        if now - self._last_heartbeat_s >= self._heartbeat_s:
             self._last_heartbeat_s = now
             try:
                 self.usage.heartbeat(wall_s=self.clock.time(), mono_s=now)
@@ -280,7 +280,7 @@ class KioskService:
 
     def next_deadline_s(self) -> float:
         """Monotonic time at which :meth:`tick` must run next."""
-        deadline = self._last_heartbeat_s + HEARTBEAT_INTERVAL_S
+        deadline = self._last_heartbeat_s + self._heartbeat_s
         player_deadline = self.player.next_deadline_s()
         if player_deadline is not None:
             deadline = min(deadline, player_deadline)

@@ -1,0 +1,33 @@
+"""Shared fixtures: real kiosks on loopback, a private controller home, sample lessons."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from controller.client import ControllerIdentity
+from media.lesson import Lesson, load_lesson, sample_lesson_path
+from tests.kiosks import KioskThread
+
+TEACHER = ControllerIdentity("c-test-teacher", "Петрова Анна Сергеевна")
+
+
+@pytest.fixture(autouse=True)
+def _private_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own CLASSCAST_HOME and Russian output."""
+    monkeypatch.setenv("CLASSCAST_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CLASSCAST_LANG", "ru")
+    monkeypatch.delenv("CLASSCAST_TEACHER", raising=False)
+
+
+@pytest.fixture
+def kiosk(tmp_path: Path) -> Iterator[KioskThread]:
+    with KioskThread(tmp_path / "kiosk") as k:
+        yield k
+
+
+@pytest.fixture(scope="session")
+def sample_lesson() -> Lesson:
+    return load_lesson(sample_lesson_path())

@@ -1,0 +1,80 @@
+"""Small builders shared by tests."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
+
+from media.lesson import Lesson, LessonItem, make_lesson
+from protocol import limits
+from protocol.constants import PROTOCOL_VERSION, SUBPROTOCOL
+
+
+def blob_lesson(tmp: Path, sizes: list[int], *, title: str = "Большой урок") -> Lesson:
+    """A lesson of random (incompressible) video blobs of the given sizes."""
+    items = []
+    for i, size in enumerate(sizes):
+        path = tmp / f"blob{i}.bin"
+        data = os.urandom(size)
+        path.write_bytes(data)
+        items.append(
+            LessonItem(
+                kind="video",
+                title=f"Видео {i + 1}",
+                path=path,
+                sha256=hashlib.sha256(data).hexdigest(),
+                size_bytes=size,
+            )
+        )
+    return make_lesson(title, items)
+
+
+def text_lesson(*texts: str, title: str = "Текстовый урок") -> Lesson:
+    """A lesson of text slides (no media)."""
+    return make_lesson(
+        title,
+        [LessonItem(kind="text", title=f"Слайд {i + 1}", text=t) for i, t in enumerate(texts)],
+    )
+
+
+async def raw_connect(address: str, *, hello: bool = True) -> ClientConnection:
+    """A bare websocket to a kiosk, optionally after hello, for sending hostile frames."""
+    ws = await connect(
+        f"ws://{address}/v1",
+        subprotocols=[Subprotocol(SUBPROTOCOL)],
+        compression=None,
+        max_size=limits.MAX_FRAME_BYTES,
+        proxy=None,
+    )
+    if hello:
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "hello",
+                    "id": 1,
+                    "protocol_version": PROTOCOL_VERSION,
+                    "controller_id": "c-raw",
+                    "controller_name": "Raw",
+                }
+            )
+        )
+        reply = await recv_json(ws)
+        assert reply["type"] == "welcome", reply
+    return ws
+
+
+async def recv_json(ws: ClientConnection, *, skip_events: bool = True) -> dict[str, Any]:
+    """The next text message, skipping pushed status events."""
+    while True:
+        frame = await ws.recv()
+        assert isinstance(frame, str)
+        msg: dict[str, Any] = json.loads(frame)
+        if skip_events and msg["type"] == "status" and msg.get("re") is None:
+            continue
+        return msg

@@ -1,0 +1,132 @@
+"""Real kiosks for tests: in a thread with its own event loop, or as a child process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from kiosk.app import KioskApp
+from kiosk.config import KioskConfig
+from kiosk.headless import HeadlessDisplay
+
+
+class KioskThread:
+    """A real kiosk (websockets server, blob store, SQLite log) on 127.0.0.1:0.
+
+    Runs on its own event loop in a daemon thread, like the kiosk's network thread, so
+    tests may drive it from pytest-asyncio or from click's CliRunner alike.
+    """
+
+    def __init__(self, state_dir: Path, *, room: str = "Каб. 12", **config: Any) -> None:
+        self.config = KioskConfig(
+            room=room,
+            school="Школа № 1",
+            host="127.0.0.1",
+            port=0,
+            state_dir=state_dir,
+            mode="headless",
+            **config,
+        )
+        self.display = HeadlessDisplay()
+        self.loop = asyncio.new_event_loop()
+        self.app: KioskApp | None = None
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> KioskThread:
+        self._thread.start()
+        self.app = self.call(self._start())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self.app is not None:
+                self.call(self.app.stop())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(5)
+            self.loop.close()
+
+    async def _start(self) -> KioskApp:
+        app = KioskApp(self.config, display=self.display)
+        await app.start()
+        return app
+
+    def call(self, coro: Any) -> Any:
+        """Run ``coro`` on the kiosk's loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
+
+    def sync(self, fn: Any) -> Any:
+        """Run plain ``fn()`` on the kiosk's loop (to read its state safely)."""
+
+        async def wrapper() -> Any:
+            return fn()
+
+        return self.call(wrapper())
+
+    @property
+    def port(self) -> int:
+        assert self.app is not None
+        return self.app.server.port
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@contextmanager
+def kiosk_process(
+    state_dir: Path, *extra: str, config: str = ""
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """Run ``classcast-kiosk --headless`` as a child process; yields (process, address)."""
+    args = [
+        sys.executable,
+        "-c",
+        "from kiosk.cli import main; main()",
+        "--headless",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--state-dir",
+        str(state_dir),
+        "--room",
+        "Каб. 7",
+        *extra,
+    ]
+    if config:
+        path = state_dir.parent / f"{state_dir.name}.toml"
+        path.write_text(config, encoding="utf-8")
+        args += ["--config", str(path)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.startswith("ready "):
+            proc.kill()
+            raise RuntimeError(
+                f"kiosk did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}"
+            )
+        url = line.split()[1]
+        address = url.removeprefix("ws://").removesuffix("/v1")
+        yield proc, address
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
