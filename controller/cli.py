@@ -27,7 +27,7 @@ from controller.home import AmbiguousPanelError, Home, PanelNotFoundError, Saved
 from controller.i18n import size_text, t
 from media.lesson import load_lesson
 from protocol.errors import ClassCastError
-from protocol.messages import ControlAction, StatusSnapshot
+from protocol.messages import ControlAction, StatusSnapshot, Welcome
 
 T = TypeVar("T")
 
@@ -441,21 +441,20 @@ def panels_add(obj: Ctx, address: str) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="HOST[:PORT]") from None
 
-    async def probe() -> KioskClient:
-        return await KioskClient.connect(
+    async def probe() -> Welcome | None:
+        async with await KioskClient.connect(
             address, obj.home.identity(obj.teacher), timeout_s=obj.timeout_s
-        )
+        ) as client:
+            return client.welcome
 
     try:
-        client = asyncio.run(probe())
+        welcome = asyncio.run(probe())
     except ClassCastError as exc:
         obj.home.save_panel(SavedPanel(address=address))
         click.echo(
             t("Saved {address}; the panel did not answer: {message}", address=address, message=exc)
         )
         return
-    welcome = client.welcome
-    asyncio.run(_close(client))
     assert welcome is not None
     obj.home.save_panel(
         SavedPanel(
@@ -470,10 +469,6 @@ def panels_add(obj: Ctx, address: str) -> None:
             kiosk_id=welcome.kiosk_id,
         )
     )
-
-
-async def _close(client: KioskClient) -> None:
-    await client.close()
 
 
 @panels.command("remove")

@@ -26,13 +26,17 @@ A lesson's whole life (``blanked`` is a flag beside the state, see below)::
     playing   pause                  paused       VideoCommand pause
     paused    play                   playing      VideoCommand play
     playing   seek / paused seek     unchanged    VideoCommand seek
-    any       blank                  unchanged    SetBlank on, end interval "blank"
-    any       unblank                unchanged    SetBlank off, IntervalStarted
+    playing+  blank                  unchanged    [VideoCommand pause] SetBlank on, end
+                                                  interval "blank"
+    playing+  unblank                unchanged    [VideoCommand play] SetBlank off,
+                                                  IntervalStarted
     loading+  stop                   idle         end interval "stop", ShowIdle
     idle      any control            idle         raises UnexpectedMessageError (no_lesson)
 
-Every change also queues one ``StatusChanged``. While blanked or paused the item's
-clock stands still, so a timed slide does not advance behind a blank screen.
+``playing+`` means playing or paused. Every change also queues one ``StatusChanged``.
+While blanked or paused the item's clock stands still and a video is paused, so
+nothing advances behind a blank screen; a lesson cast while the screen is blanked is
+loaded behind the blank and logged from ``unblank`` on.
 """
 
 from __future__ import annotations
@@ -322,8 +326,8 @@ class LessonPlayer:
                     self._state = "playing"
                     if not self._blanked:
                         self._thaw(now)
-                    if self._current_item().kind == "video":
-                        self._effects.append(VideoCommand("play"))
+                        if self._current_item().kind == "video":
+                            self._effects.append(VideoCommand("play"))
                     self._status(now)
             case "seek":
                 pos = max(0, position_ms or 0)
@@ -341,6 +345,8 @@ class LessonPlayer:
                     self._end_interval("blank", now)
                     if self._state == "playing":
                         self._freeze(now)
+                        if self._current_item().kind == "video":
+                            self._effects.append(VideoCommand("pause"))
                     self._effects.append(SetBlank(True))
                     self._status(now)
             case "unblank":
@@ -348,6 +354,8 @@ class LessonPlayer:
                     self._blanked = False
                     if self._state == "playing":
                         self._thaw(now)
+                        if self._current_item().kind == "video":
+                            self._effects.append(VideoCommand("play"))
                     self._effects.append(SetBlank(False))
                     self._open_interval(now)
                     self._status(now)
@@ -357,10 +365,12 @@ class LessonPlayer:
     def video_ended(self, index: int, *, now: float) -> None:
         """The video of item ``index`` played to its end: advance like a timed item.
 
-        A report for an item that is no longer current is ignored.
+        A report for an item that is no longer current, or that arrives while the
+        video is paused or blanked, is ignored.
         """
         if (
             self._state == "playing"
+            and self._frozen_at_s is None  # a video paused behind a blank cannot have ended
             and self._lesson is not None
             and index == self._index
             and self._current_item().kind == "video"

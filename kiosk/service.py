@@ -169,6 +169,7 @@ class KioskService:
         self._sessions: dict[int, Session] = {}
         self._next_sid = 1
         self._out: list[Outgoing | CloseSession] = []
+        self._replies: list[Outgoing | CloseSession] = []
         self._open_uuid: str | None = None
         self._last_heartbeat_s = float("-inf")
         self._heartbeat_s = heartbeat_s
@@ -199,8 +200,12 @@ class KioskService:
         return session is not None and session.greeted
 
     def drain(self) -> list[Outgoing | CloseSession]:
-        """Return and forget what must be sent since the last call."""
-        out, self._out = self._out, []
+        """Return and forget what must be sent since the last call.
+
+        Pushed events come before replies, so that when a controller gets the ``ok`` of
+        a command, the ``status`` it caused has already arrived.
+        """
+        out, self._out, self._replies = self._out + self._replies, [], []
         return out
 
     def status(self) -> StatusSnapshot:
@@ -513,7 +518,7 @@ class KioskService:
     # ----------------------------------------------------------------- helpers
 
     def _reply(self, sid: int, msg: Message) -> None:
-        self._out.append(Outgoing(sid, msg))
+        self._replies.append(Outgoing(sid, msg))
 
     def _take_token(self, session: Session) -> bool:
         """Token bucket: MESSAGE_BURST at once, MAX_MESSAGES_PER_SECOND sustained."""

@@ -27,11 +27,13 @@ from protocol.constants import CHUNK_HEADER_BYTES, HASH_BYTES, OFFSET_BYTES
 from protocol.errors import MalformedMessageError
 from protocol.messages import (
     MESSAGE_TYPES,
+    BlobStored,
     Cast,
     Control,
     LessonManifest,
     ManifestItem,
     Message,
+    Need,
     Prepare,
     UsageBatch,
     UsagePull,
@@ -63,9 +65,15 @@ def decode(raw: str | bytes) -> Message:
         MalformedMessageError: the frame is too large, not JSON, not an object, of an
             unknown type, has a missing, unknown or mistyped field, or breaks a limit.
     """
-    if len(raw) > limits.MAX_TEXT_FRAME_BYTES:
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise MalformedMessageError("message is not valid UTF-8") from None
+    size = len(raw) if raw.isascii() else len(raw.encode("utf-8", "surrogatepass"))
+    if size > limits.MAX_TEXT_FRAME_BYTES:
         raise MalformedMessageError(
-            f"message of {len(raw)} bytes is over the limit of {limits.MAX_TEXT_FRAME_BYTES}"
+            f"message of {size} bytes is over the limit of {limits.MAX_TEXT_FRAME_BYTES}"
         )
     try:
         obj = json.loads(raw)
@@ -249,6 +257,20 @@ def _check(msg: Message) -> None:
                 raise MalformedMessageError(
                     f"usage_pull needs after_seq >= 0 and limit from 1 to {limits.MAX_USAGE_BATCH}"
                 )
+        case Need():
+            for i, need in enumerate(msg.blobs):
+                _check_blob_name(need.sha256, f"need.blobs[{i}]")
+                if not 0 <= need.have_bytes < need.size_bytes <= limits.MAX_BLOB_BYTES:
+                    raise MalformedMessageError(
+                        f"need.blobs[{i}]: needs 0 <= have_bytes < size_bytes <= "
+                        f"{limits.MAX_BLOB_BYTES}"
+                    )
+        case BlobStored():
+            _check_blob_name(msg.sha256, "blob_stored")
+            if not 0 < msg.size_bytes <= limits.MAX_BLOB_BYTES:
+                raise MalformedMessageError(
+                    f"blob_stored: size_bytes must be from 1 to {limits.MAX_BLOB_BYTES}"
+                )
         case UsageBatch():
             if len(msg.records) > limits.MAX_USAGE_BATCH:
                 raise MalformedMessageError(
@@ -256,6 +278,11 @@ def _check(msg: Message) -> None:
                 )
         case _:
             pass
+
+
+def _check_blob_name(sha256: str, where: str) -> None:
+    if not _SHA256_HEX.fullmatch(sha256):
+        raise MalformedMessageError(f"{where}: sha256 must be 64 lowercase hex digits")
 
 
 def _check_lesson(lesson: LessonManifest) -> None:

@@ -279,7 +279,7 @@ def test_optional_fields_accept_null() -> None:
         ("", "not valid JSON"),
         ("{", "not valid JSON"),
         ("ok", "not valid JSON"),
-        (b"\xff\xfe{}", "not valid JSON"),
+        (b"\xff\xfe{}", "not valid UTF-8"),
         ("[]", "not a JSON object"),
         ("1", "not a JSON object"),
         ('"ok"', "not a JSON object"),

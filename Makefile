@@ -1,0 +1,28 @@
+# The same targets CI runs. `make demo` and `make test` set everything up first.
+.PHONY: setup demo test lint types check bench docs
+
+setup:
+	@scripts/setup.sh
+
+demo: setup
+	.venv/bin/classcast demo
+
+test: setup
+	.venv/bin/python -m pytest -q
+
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+types: setup
+	.venv/bin/mypy
+
+check: lint types test
+
+docs: setup
+	.venv/bin/python -m scripts.gen_cli_docs
+
+bench: setup
+	.venv/bin/python -m bench.control_rtt
+	.venv/bin/python -m bench.transfer
+	.venv/bin/python -m bench.fanout

@@ -1,0 +1,199 @@
+"""The ``classcast`` command against real kiosks, through click's CliRunner."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner, Result
+
+from controller.cli import cli, parse_time_ms
+from controller.i18n import RU
+from media.lesson import sample_lesson_path
+from tests.kiosks import KioskThread
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_add_cast_control_and_status_by_room_name(kiosk: KioskThread) -> None:
+    added = run("panels", "add", kiosk.address)
+    assert added.exit_code == 0, added.output
+    assert "Каб. 12" in added.output
+    listed = json.loads(run("panels", "--json").output)
+    assert listed[0]["room"] == "Каб. 12"
+    assert listed[0]["address"] == kiosk.address
+
+    cast = run("--teacher", "Сидоров И. И.", "cast", str(sample_lesson_path()), "--to", "каб. 12")
+    assert cast.exit_code == 0, cast.output
+    assert "Фотосинтез" in cast.output
+    assert "100 %" in cast.output
+
+    # Without --to, commands go to the panels of the last cast.
+    assert run("next").exit_code == 0
+    assert run("goto", "5").exit_code == 0
+    status = run("status", "--json")
+    assert status.exit_code == 0, status.output
+    (entry,) = json.loads(status.output)
+    assert entry["online"] is True
+    assert entry["status"]["index"] == 4
+    assert entry["status"]["item_kind"] == "text"
+    assert entry["status"]["presenter"] == "Сидоров И. И."
+
+    assert run("pause").exit_code == 0
+    assert run("seek", "0:03").exit_code == 0
+    paused = json.loads(run("status", "--json").output)[0]["status"]
+    assert paused["state"] == "paused"
+    assert paused["position_ms"] == 3000
+
+    human = run("status", "Каб. 12")
+    assert "Фотосинтез" in human.output
+    assert "5/7" in human.output
+
+    again = run("cast", str(sample_lesson_path()))
+    assert "передано 0 Б (0 %)" in again.output
+
+    assert run("stop").exit_code == 0
+    idle = json.loads(run("status", "--json").output)[0]["status"]
+    assert idle["state"] == "idle"
+
+
+def test_english_output_on_request(kiosk: KioskThread) -> None:
+    result = run("--lang", "en", "panels", "add", kiosk.address)
+    assert result.output.startswith("Saved Каб. 12")
+
+
+def test_missing_lesson_path_is_a_clear_error(kiosk: KioskThread, tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["cast", str(tmp_path / "nope"), "--to", kiosk.address])
+    assert result.exit_code == 1
+    assert "does not exist" in result.output
+
+
+def test_file_of_unknown_kind_is_a_clear_error(kiosk: KioskThread, tmp_path: Path) -> None:
+    odd = tmp_path / "data.bin"
+    odd.write_bytes(bytes(range(256)) * 10)
+    result = CliRunner().invoke(cli, ["cast", str(odd), "--to", kiosk.address])
+    assert result.exit_code == 1
+    assert "data.bin" in result.output
+
+
+def test_corrupt_image_is_a_clear_error(kiosk: KioskThread, tmp_path: Path) -> None:
+    bad = tmp_path / "photo.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 20)
+    result = CliRunner().invoke(cli, ["cast", str(bad), "--to", kiosk.address])
+    assert result.exit_code == 1
+    assert "photo.png" in result.output
+
+
+def test_unknown_panel_name_is_a_clear_error() -> None:
+    result = CliRunner().invoke(cli, ["next", "--to", "Каб. 404"])
+    assert result.exit_code == 1
+    assert "Панель не найдена: Каб. 404" in result.output
+
+
+def test_ambiguous_panel_name_is_a_clear_error(tmp_path: Path) -> None:
+    with KioskThread(tmp_path / "a") as a, KioskThread(tmp_path / "b") as b:
+        run("panels", "add", a.address)
+        run("panels", "add", b.address)
+        result = CliRunner().invoke(cli, ["next", "--to", "Каб. 12"])
+    assert result.exit_code == 1
+    assert "Неоднозначное имя панели" in result.output
+    assert a.address in result.output
+    assert b.address in result.output
+
+
+def test_no_target_and_no_previous_cast_is_a_usage_error() -> None:
+    result = CliRunner().invoke(cli, ["next"])
+    assert result.exit_code == 2
+    assert "--to" in result.output
+
+
+def test_offline_panel_fails_with_exit_1(kiosk: KioskThread) -> None:
+    result = CliRunner().invoke(cli, ["--timeout", "2", "next", "--to", "127.0.0.1:9"])
+    assert result.exit_code == 1
+    assert "127.0.0.1:9" in result.output
+
+
+def test_panels_add_unreachable_saves_with_a_warning() -> None:
+    result = run("--timeout", "2", "panels", "add", "127.0.0.1:9")
+    assert result.exit_code == 0
+    assert "не ответила" in result.output
+    assert json.loads(run("panels", "--json").output)[0]["address"] == "127.0.0.1:9"
+    removed = run("panels", "remove", "127.0.0.1:9")
+    assert removed.exit_code == 0
+    assert json.loads(run("panels", "--json").output) == []
+
+
+def test_panels_add_bad_address_is_a_usage_error() -> None:
+    result = CliRunner().invoke(cli, ["panels", "add", "host:99999"])
+    assert result.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [("80", 80_000), ("1:20", 80_000), ("0:01:20", 80_000), ("2.5", 2_500), ("0", 0)],
+)
+def test_seek_times(text: str, ms: int) -> None:
+    assert parse_time_ms(text) == ms
+
+
+@pytest.mark.parametrize("text", ["", "abc", "1:75", "-3", "1::2", "1:2:3:4"])
+def test_bad_seek_times(text: str) -> None:
+    with pytest.raises(click.BadParameter):
+        parse_time_ms(text)
+
+
+def _commands(group: click.Group, prefix: str = "") -> dict[str, click.Command]:
+    found: dict[str, click.Command] = {}
+    for name, command in group.commands.items():
+        found[prefix + name] = command
+        if isinstance(command, click.Group):
+            found |= _commands(command, prefix + name + " ")
+    return found
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    for name, command in _commands(cli).items():
+        assert command.help, name
+        assert "Example" in command.help, name
+
+
+def test_every_command_is_in_the_cli_docs() -> None:
+    from scripts.gen_cli_docs import DOC, render
+
+    doc = DOC.read_text(encoding="utf-8")
+    for name in _commands(cli):
+        assert f"## `classcast {name}`" in doc, name
+    assert doc == render(), "docs/cli.md is stale: run python -m scripts.gen_cli_docs"
+
+
+def test_every_message_the_cli_prints_has_a_russian_text() -> None:
+    root = Path(__file__).parent.parent / "controller"
+    missing = []
+    for path in root.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "t"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+                and node.args[0].value not in RU
+            ):
+                missing.append(f"{path.name}: {node.args[0].value}")
+    assert missing == []
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end() -> None:
+    result = run("demo")
+    assert result.exit_code == 0, result.output
+    assert "Повторный показ: передано 0 Б" in result.output
+    assert "Журнал использования панели (записей — 11)" in result.output
+    assert "Демонстрация завершена." in result.output

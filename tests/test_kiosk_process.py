@@ -1,0 +1,66 @@
+"""The kiosk as a real process: a power cut (SIGKILL) and a clean stop (SIGTERM)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import pytest
+
+from controller.client import KioskClient
+from tests.conftest import TEACHER
+from tests.helpers import text_lesson
+from tests.kiosks import kiosk_process
+
+pytestmark = pytest.mark.slow
+
+HEARTBEAT = "heartbeat_s = 0.05\n"
+
+
+async def pull_all(address: str) -> list:
+    async with await KioskClient.connect(address, TEACHER) as client:
+        return (await client.usage_pull(0)).records
+
+
+async def test_sigkill_mid_item_is_closed_as_power_loss_after_restart(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with kiosk_process(state, config=HEARTBEAT) as (proc, address):
+        async with await KioskClient.connect(address, TEACHER) as client:
+            await client.cast(text_lesson("Первый", "Второй"))
+            await client.control("next")
+            # Let a few heartbeats reach the log while item 2 is on screen.
+            await asyncio.sleep(0.4)
+            assert (await client.status()).index == 1
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+        assert proc.returncode == -signal.SIGKILL
+    with kiosk_process(state, config=HEARTBEAT) as (_, address):
+        records = await pull_all(address)
+    assert [(r.item_index, r.end_reason) for r in records] == [(0, "next"), (1, "power_loss")]
+    lost = records[1]
+    assert lost.teacher_name == TEACHER.name
+    assert lost.ended_at is not None
+    # Closed at the last heartbeat: most of the 0.4 s on screen is accounted for.
+    assert 250 <= lost.duration_ms <= 1500
+    assert lost.ended_at > lost.started_at
+
+
+async def test_sigterm_closes_the_open_interval_as_shutdown(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with kiosk_process(state) as (proc, address):
+        async with await KioskClient.connect(address, TEACHER) as client:
+            await client.cast(text_lesson("Один"))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    with kiosk_process(state) as (_, address):
+        records = await pull_all(address)
+    assert [(r.item_index, r.end_reason) for r in records] == [(0, "shutdown")]
+
+
+def test_kiosk_refuses_a_bad_config_file(tmp_path: Path) -> None:
+    with (
+        pytest.raises(RuntimeError, match="unknown setting 'colour'"),
+        kiosk_process(tmp_path / "s", config='colour = "red"\n'),
+    ):
+        pass
