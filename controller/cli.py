@@ -94,15 +94,15 @@ def run(coro: Awaitable[T]) -> T:
         raise click.ClickException(str(exc)) from None
 
 
-def report(outcomes: list[Outcome[T]], on_ok: Callable[[str, T], str | None]) -> None:
+def report(outcomes: list[Outcome[T]], on_ok: Callable[[Outcome[T]], str | None]) -> None:
     """Print one line per panel; exit 1 if any failed."""
     failed = 0
     for o in outcomes:
         if o.error is not None:
             failed += 1
-            click.echo(t("{target}: error: {message}", target=o.target, message=o.error), err=True)
+            click.echo(t("{target}: error: {message}", target=o.label, message=o.error), err=True)
         else:
-            line = on_ok(o.target, o.value)  # type: ignore[arg-type]
+            line = on_ok(o)
             if line:
                 click.echo(line)
     if failed:
@@ -192,7 +192,10 @@ def cast(obj: Ctx, lesson: tuple[Path, ...], to: str | None, all_panels: bool, s
     outcomes = run(go())
     obj.home.set_last_targets([o.target for o in outcomes if o.ok] or targets)
 
-    def line(target: str, result: CastResult) -> str:
+    def line(o: Outcome[CastResult]) -> str | None:
+        result = o.value
+        if result is None:
+            return None
         percent = round(100 * result.bytes_sent / result.bytes_total) if result.bytes_total else 0
         return t(
             "Lesson «{title}»: {items} items, {size}; sent {sent} ({percent} %) to {room}.",
@@ -201,7 +204,7 @@ def cast(obj: Ctx, lesson: tuple[Path, ...], to: str | None, all_panels: bool, s
             size=size_text(loaded.total_bytes),
             sent=size_text(result.bytes_sent),
             percent=percent,
-            room=target,
+            room=o.label,
         )
 
     report(outcomes, line)
@@ -258,7 +261,7 @@ def _control(
         finally:
             await group.close()
 
-    report(run(go()), lambda target, _: t("{room}: {action}", room=target, action=t(action)))
+    report(run(go()), lambda o: t("{room}: {action}", room=o.label, action=t(action)))
 
 
 for _action, _help in (
@@ -376,7 +379,7 @@ def status(obj: Ctx, panel: str | None, as_json: bool) -> None:
         if any(not o.ok for o in outcomes):
             sys.exit(1)
         return
-    report(outcomes, lambda target, s: _status_text(target, s))
+    report(outcomes, lambda o: _status_text(o.target, o.value) if o.value else None)
 
 
 def _status_text(address: str, s: StatusSnapshot) -> str:

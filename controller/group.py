@@ -40,6 +40,12 @@ class Outcome(Generic[T]):
     target: str
     value: T | None = None
     error: ClassCastError | TimeoutError | None = None
+    room: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The panel's room when known, else its address."""
+        return self.room or self.target
 
     @property
     def ok(self) -> bool:
@@ -110,7 +116,7 @@ class Group:
         )
         sent = {o.target: o.value for o in prepared if o.value is not None}
         merged = [
-            Outcome(o.target, value=_add(sent[o.target], o.value)) if o.value else o
+            Outcome(o.target, value=_add(sent[o.target], o.value), room=o.room) if o.value else o
             for o in started
         ]
         return merged + [o for o in prepared if not o.ok]
@@ -138,10 +144,11 @@ class Group:
         targets = [t for t in self.clients if only is None or t in only]
 
         async def run(target: str) -> Outcome[T]:
+            client = self.clients[target]
             try:
-                return Outcome(target, value=await fn(target, self.clients[target]))
+                return Outcome(target, value=await fn(target, client), room=client.name)
             except (ClassCastError, TimeoutError) as exc:
-                return Outcome(target, error=exc)
+                return Outcome(target, error=exc, room=client.name)
 
         outcomes = list(await asyncio.gather(*(run(t) for t in targets)))
         if only is None:

@@ -31,7 +31,7 @@ def test_add_cast_control_and_status_by_room_name(kiosk: KioskThread) -> None:
     cast = run("--teacher", "Сидоров И. И.", "cast", str(sample_lesson_path()), "--to", "каб. 12")
     assert cast.exit_code == 0, cast.output
     assert "Фотосинтез" in cast.output
-    assert "100 %" in cast.output
+    assert "(100 %) в «Каб. 12»" in cast.output
 
     # Without --to, commands go to the panels of the last cast.
     assert run("next").exit_code == 0
