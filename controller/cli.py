@@ -21,13 +21,14 @@ from typing import Any, TypeVar
 
 import click
 
-from controller.client import CastResult, KioskClient, ProgressCallback
+from controller.client import CastResult, Credentials, KioskClient, ProgressCallback
 from controller.group import Group, Outcome
 from controller.home import AmbiguousPanelError, Home, PanelNotFoundError, SavedPanel
 from controller.i18n import size_text, t
 from media.lesson import load_lesson
 from protocol.errors import ClassCastError
-from protocol.messages import ControlAction, StatusSnapshot, Welcome
+from protocol.messages import ControlAction, Role, StatusSnapshot, Welcome
+from protocol.pairing import PIN_DIGITS
 
 T = TypeVar("T")
 
@@ -76,10 +77,37 @@ class Ctx:
                 )
             ) from None
 
-    async def group(self, targets: list[str]) -> Group:
+    async def group(self, targets: list[str], prefer: Role = "teacher") -> Group:
         return await Group.connect(
-            targets, self.home.identity(self.teacher), timeout_s=self.timeout_s
+            targets,
+            self.home.identity(self.teacher),
+            credentials=lambda a: self.home.credentials_for_address(a, prefer),
+            timeout_s=self.timeout_s,
         )
+
+
+def error_text(exc: BaseException, panel: str = "") -> str:
+    """A ClassCast error as a teacher should read it, in the output language."""
+    code = getattr(exc, "code", None)
+    if code == "unauthorized":
+        return t(
+            "This computer is not paired with the panel: run `classcast pair {panel}`.",
+            panel=panel or "PANEL",
+        )
+    if code == "forbidden":
+        return t(
+            "This needs the admin role: pair with `classcast pair {panel} --admin`.",
+            panel=panel or "PANEL",
+        )
+    if code == "busy":
+        return t("Another teacher is presenting on this panel: {message}", message=str(exc))
+    if code == "bad_pin":
+        return t("Wrong PIN. Check the PIN shown on the panel and try again.")
+    if code == "locked":
+        return t("Too many wrong PINs: pairing is locked for a while. {message}", message=str(exc))
+    if code == "certificate_changed":
+        return t("The panel's certificate changed since pairing: {message}", message=str(exc))
+    return str(exc)
 
 
 def run(coro: Awaitable[T]) -> T:
@@ -91,7 +119,7 @@ def run(coro: Awaitable[T]) -> T:
     try:
         return asyncio.run(wrapper())
     except ClassCastError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(error_text(exc)) from None
 
 
 def report(outcomes: list[Outcome[T]], on_ok: Callable[[Outcome[T]], str | None]) -> None:
@@ -100,7 +128,8 @@ def report(outcomes: list[Outcome[T]], on_ok: Callable[[Outcome[T]], str | None]
     for o in outcomes:
         if o.error is not None:
             failed += 1
-            click.echo(t("{target}: error: {message}", target=o.label, message=o.error), err=True)
+            message = error_text(o.error, o.room or o.target)
+            click.echo(t("{target}: error: {message}", target=o.label, message=message), err=True)
         else:
             line = on_ok(o)
             if line:
@@ -472,6 +501,94 @@ def panels_add(obj: Ctx, address: str) -> None:
             kiosk_id=welcome.kiosk_id,
         )
     )
+
+
+@cli.command()
+@click.argument("panel")
+@click.option("--pin", help="The 6-digit PIN shown on the panel (asked for when omitted).")
+@click.option(
+    "--admin", is_flag=True, help="Pair as admin with the panel's admin secret instead of the PIN."
+)
+@click.pass_obj
+def pair(obj: Ctx, panel: str, pin: str | None, admin: bool) -> None:
+    """Pair this computer with a panel, using the PIN the panel shows.
+
+    Nobody can control a panel without pairing. The PIN never travels over the
+    network, and the panel's certificate is pinned so that later connections go to
+    the same panel.
+
+    Example:
+
+        classcast pair "Каб. 12"
+        classcast pair 192.168.1.40 --pin 123456
+    """
+    address = obj.resolve(panel)
+    role: Role = "admin" if admin else "teacher"
+    if pin is None:
+        if admin:
+            pin = click.prompt(t("Admin secret of the panel"), hide_input=True)
+        else:
+            pin = click.prompt(t("PIN shown on the panel"))
+    secret = pin.strip()
+    if not admin and not (secret.isdigit() and len(secret) == PIN_DIGITS):
+        raise click.BadParameter(t("The PIN has 6 digits."), param_hint="--pin")
+    identity = obj.home.identity(obj.teacher)
+
+    async def go() -> tuple[Welcome, Credentials]:
+        async with await KioskClient.connect(address, identity, timeout_s=obj.timeout_s) as client:
+            creds = await client.pair(secret, role=role)
+            assert client.welcome is not None
+            return client.welcome, creds
+
+    welcome, creds = run(go())
+    obj.home.save_panel(
+        SavedPanel(
+            address=address, room=welcome.room, kiosk_id=welcome.kiosk_id, school=welcome.school
+        )
+    )
+    obj.home.save_credentials(welcome.kiosk_id, creds)
+    click.echo(t("Paired with {room} as {role}.", room=welcome.room, role=t(role)))
+
+
+@cli.command()
+@click.argument("panel")
+@click.pass_obj
+def unpair(obj: Ctx, panel: str) -> None:
+    """Forget a pairing here and revoke its token on the panel.
+
+    Example:
+
+        classcast unpair "Каб. 12"
+    """
+    address = obj.resolve(panel)
+    saved = next((p for p in obj.home.panels() if p.address == address), None)
+    kiosk_id = saved.kiosk_id if saved else None
+    identity = obj.home.identity(obj.teacher)
+
+    async def go() -> None:
+        for role in ("teacher", "admin"):
+            creds = obj.home.credentials(kiosk_id, role)
+            if creds is None or creds.role != role:
+                continue
+            async with await KioskClient.connect(
+                address, identity, credentials=creds, timeout_s=obj.timeout_s
+            ) as client:
+                if client.role is not None:
+                    await client.unpair()
+
+    try:
+        asyncio.run(go())
+    except ClassCastError as exc:
+        click.echo(
+            t(
+                "The panel did not answer ({message}); the pairing is forgotten here only.",
+                message=error_text(exc),
+            ),
+            err=True,
+        )
+    if kiosk_id is not None:
+        obj.home.forget_credentials(kiosk_id)
+    click.echo(t("Unpaired from {panel}.", panel=saved.room if saved and saved.room else address))
 
 
 @panels.command("remove")

@@ -17,8 +17,10 @@ are passed to ``on_status``.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,7 @@ from protocol import limits
 from protocol.codec import chunk_header, decode, encode
 from protocol.constants import DEFAULT_PORT, PROTOCOL_VERSION, SUBPROTOCOL, WS_PATH
 from protocol.errors import (
+    CertificateChangedError,
     ConnectionFailedError,
     MalformedMessageError,
     RemoteError,
@@ -52,14 +55,21 @@ from protocol.messages import (
     Message,
     Need,
     Ok,
+    PairConfirm,
+    Paired,
+    PairOffer,
+    PairStart,
     Prepare,
     Reply,
+    Role,
     Status,
     StatusSnapshot,
+    Unpair,
     UsageBatch,
     UsagePull,
     Welcome,
 )
+from protocol.pairing import ControllerPairing, cert_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +89,15 @@ class ControllerIdentity:
 
 
 @dataclass(frozen=True, slots=True)
+class Credentials:
+    """What pairing gave this controller for one kiosk: a token and the pinned certificate."""
+
+    token: str
+    fingerprint: str
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
 class CastResult:
     """What a ``cast`` or ``prepare`` transferred."""
 
@@ -89,12 +108,21 @@ class CastResult:
 
 def kiosk_url(address: str) -> str:
     """Turn ``HOST``, ``HOST:PORT``, ``[v6]:PORT`` or a ``ws://`` URL into a kiosk URL."""
-    if address.startswith(("ws://", "wss://")):
+    if address.startswith("wss://"):
         return address if address.rstrip("/").endswith(WS_PATH) else address.rstrip("/") + WS_PATH
-    host, port = split_host_port(address)
+    host, port = split_host_port(address.removeprefix("ws://"))
     if ":" in host:
         host = f"[{host}]"
-    return f"ws://{host}:{port}{WS_PATH}"
+    return f"wss://{host}:{port}{WS_PATH}"
+
+
+def _client_ssl() -> ssl.SSLContext:
+    """TLS without CA checks: kiosks have self-signed certificates, pinned at pairing."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
 
 
 def split_host_port(address: str) -> tuple[str, int]:
@@ -121,11 +149,22 @@ def split_host_port(address: str) -> tuple[str, int]:
 class KioskClient:
     """A greeted connection to one kiosk; create it with :meth:`connect`."""
 
-    def __init__(self, ws: ClientConnection, url: str, timeout_s: float) -> None:
+    def __init__(
+        self,
+        ws: ClientConnection,
+        url: str,
+        timeout_s: float,
+        identity: ControllerIdentity,
+        fingerprint: str,
+    ) -> None:
         self._ws = ws
         self.url = url
         self.timeout_s = timeout_s
+        self.identity = identity
+        self.fingerprint = fingerprint
+        """sha256 of the certificate this connection sees."""
         self.welcome: Welcome | None = None
+        self.role: Role | None = None
         self.last_status: StatusSnapshot | None = None
         self.on_status: Callable[[StatusSnapshot], None] | None = None
         self._next_id = 1
@@ -141,11 +180,20 @@ class KioskClient:
         address: str,
         identity: ControllerIdentity,
         *,
+        credentials: Credentials | None = None,
+        fingerprint: str | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> Self:
-        """Connect to the kiosk at ``address`` and say hello.
+        """Connect to the kiosk at ``address`` over TLS and say hello.
+
+        With ``credentials`` (from pairing) the certificate must be the pinned one and
+        the token is sent; ``fingerprint`` alone (from mDNS) only checks the
+        certificate. Without either, only :meth:`pair` and :meth:`status`-free calls
+        are allowed by the kiosk.
 
         Raises:
+            CertificateChangedError: the kiosk's certificate is not the expected one;
+                nothing was sent.
             ConnectionFailedError: the kiosk is unreachable, refused the handshake, or
                 speaks another protocol version.
         """
@@ -153,6 +201,7 @@ class KioskClient:
         try:
             ws = await connect(
                 url,
+                ssl=_client_ssl(),
                 subprotocols=[Subprotocol(SUBPROTOCOL)],
                 compression=None,
                 max_size=limits.MAX_FRAME_BYTES,
@@ -162,7 +211,20 @@ class KioskClient:
             )
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
             raise ConnectionFailedError(f"cannot connect to {url}: {exc}") from None
-        client = cls(ws, url, timeout_s)
+        ssl_object = ws.transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        seen = cert_fingerprint(der) if der else ""
+        expected = credentials.fingerprint if credentials is not None else fingerprint
+        if expected is not None and seen != expected:
+            await ws.close()
+            raise CertificateChangedError(
+                f"{url} presented a different certificate than when it was paired "
+                f"(expected {expected[:16]}…, got {seen[:16]}…): if the panel was "
+                "reinstalled, unpair and pair again; otherwise the connection is intercepted",
+                expected=expected,
+                got=seen,
+            )
+        client = cls(ws, url, timeout_s, identity, seen)
         try:
             reply = await client._request(
                 Hello(
@@ -170,6 +232,7 @@ class KioskClient:
                     protocol_version=PROTOCOL_VERSION,
                     controller_id=identity.controller_id,
                     controller_name=identity.name,
+                    token=credentials.token if credentials is not None else None,
                 )
             )
         except RemoteError as exc:
@@ -182,8 +245,49 @@ class KioskClient:
             await client.close()
             raise ConnectionFailedError(f"{url} answered hello with {reply.TYPE}")
         client.welcome = reply
+        client.role = reply.role
         client.last_status = reply.status
         return client
+
+    async def pair(self, secret: str, *, role: Role = "teacher") -> Credentials:
+        """Pair with the PIN shown on the panel (or, for ``admin``, the admin secret).
+
+        Returns the credentials to save; this connection is authorised from now on.
+
+        Raises:
+            RemoteError: code ``bad_pin`` (wrong PIN), ``locked`` (too many wrong tries),
+                or ``not_enabled`` (admin pairing is not configured on the panel).
+            PairingError: the panel could not prove it knows the PIN (a relay).
+        """
+        assert self.welcome is not None
+        exchange = ControllerPairing(
+            secret,
+            controller_id=self.identity.controller_id,
+            kiosk_id=self.welcome.kiosk_id,
+            fingerprint=self.fingerprint,
+        )
+        start = PairStart(
+            id=self._new_id(), role=role, spake=base64.b64encode(exchange.start()).decode()
+        )
+        offer = await self._request(start)
+        if not isinstance(offer, PairOffer):
+            raise UnexpectedMessageError(f"kiosk answered pair_start with {offer.TYPE}")
+        confirm = exchange.finish(_b64decode(offer.spake))
+        paired = await self._request(
+            PairConfirm(id=self._new_id(), confirm=base64.b64encode(confirm).decode())
+        )
+        if not isinstance(paired, Paired):
+            raise UnexpectedMessageError(f"kiosk answered pair_confirm with {paired.TYPE}")
+        exchange.verify_kiosk(_b64decode(paired.confirm))
+        self.role = paired.role
+        return Credentials(token=paired.token, fingerprint=self.fingerprint, role=paired.role)
+
+    async def unpair(self) -> None:
+        """Revoke this controller's token on the kiosk."""
+        reply = await self._request(Unpair(id=self._new_id()))
+        if not isinstance(reply, Ok):
+            raise UnexpectedMessageError(f"kiosk answered unpair with {reply.TYPE}")
+        self.role = None
 
     async def __aenter__(self) -> Self:
         return self
@@ -369,7 +473,9 @@ class KioskClient:
         self._replies[req_id] = queue
         return queue
 
-    async def _request(self, msg: Hello | GetStatus | UsagePull | Control) -> Reply:
+    async def _request(
+        self, msg: Hello | GetStatus | UsagePull | Control | PairStart | PairConfirm | Unpair
+    ) -> Reply:
         queue = self._open(msg.id)
         try:
             await self._send_text(msg)
@@ -446,10 +552,26 @@ class KioskClient:
                 for pending in self._replies.values():
                     pending.put_nowait(msg)
                 return
-            case Welcome() | Need() | Status() | UsageBatch() | Ok() | Error():
+            case (
+                Welcome()
+                | PairOffer()
+                | Paired()
+                | Need()
+                | Status()
+                | UsageBatch()
+                | Ok()
+                | Error()
+            ):
                 queue = self._replies.get(msg.re) if msg.re is not None else None
                 if queue is not None:
                     queue.put_nowait(msg)
                 return
             case _:
                 logger.warning("%s sent %s, which a kiosk does not send", self.url, msg.TYPE)
+
+
+def _b64decode(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:
+        raise MalformedMessageError("kiosk sent invalid base64 in a pairing message") from None

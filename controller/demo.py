@@ -1,14 +1,17 @@
 """``classcast demo``: the whole path on one machine, on loopback.
 
-Starts a headless kiosk on 127.0.0.1 in a temporary folder, connects to it as a
-teacher, casts the bundled sample lesson (images, a PDF, a text slide, a video and a
-web page), steps through it with the same control commands the CLI sends, casts it a
-second time to show that nothing is sent twice, stops, and prints the panel's usage log.
+Starts a headless kiosk on 127.0.0.1 in a temporary folder, pairs with it as a teacher
+using the PIN the panel shows, casts the bundled sample lesson (images, a PDF, a text
+slide, a video and a web page), steps through it with the same control commands the
+CLI sends, casts it a second time to show that nothing is sent twice, stops, and prints
+the panel's usage log as the school's admin (paired with the panel's admin secret)
+collects it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -24,6 +27,7 @@ from protocol.messages import ControlAction, StatusSnapshot, UsageRecord
 DEMO_ROOM = "Каб. 12"
 DEMO_SCHOOL = "Школа № 1"
 DEMO_TEACHER = ControllerIdentity("c-demo-teacher", "Иванова Мария Петровна")
+DEMO_ADMIN = ControllerIdentity("c-demo-admin", "Завуч Петров П. П.")
 STEP_S = 0.4
 """How long the demo lets each item stand before the next command."""
 
@@ -39,6 +43,7 @@ async def run_demo(keep: Path | None = None) -> None:
             port=0,
             state_dir=state_dir,
             mode="headless",
+            admin_secret=secrets.token_urlsafe(16),
         )
         app = KioskApp(config)
         await app.start()
@@ -50,13 +55,18 @@ async def run_demo(keep: Path | None = None) -> None:
                     state_dir=state_dir,
                 )
             )
-            address = f"127.0.0.1:{app.server.port}"
+            address = app.address
+            pin = app.pin()
+            click.echo(t("The panel {room} shows the pairing PIN {pin}.", room=DEMO_ROOM, pin=pin))
             async with await KioskClient.connect(address, DEMO_TEACHER) as kiosk:
-                click.echo(
-                    t("Added the panel {room} at {address}.", room=kiosk.name, address=address)
-                )
+                creds = await kiosk.pair(pin)
+            click.echo(t("Paired with {room} as {role}.", room=DEMO_ROOM, role=t(creds.role)))
+            async with await KioskClient.connect(address, DEMO_TEACHER, credentials=creds) as kiosk:
                 await _lesson(kiosk)
-                records = await _all_records(kiosk)
+            assert config.admin_secret is not None
+            async with await KioskClient.connect(address, DEMO_ADMIN) as admin:
+                await admin.pair(config.admin_secret, role="admin")
+                records = await _all_records(admin)
         finally:
             await app.stop()
         _print_records(records)

@@ -20,6 +20,7 @@ from typing import Generic, TypeVar
 from controller.client import (
     CastResult,
     ControllerIdentity,
+    Credentials,
     KioskClient,
     ProgressCallback,
 )
@@ -61,12 +62,23 @@ class Group:
 
     @classmethod
     async def connect(
-        cls, addresses: Sequence[str], identity: ControllerIdentity, *, timeout_s: float = 10.0
+        cls,
+        addresses: Sequence[str],
+        identity: ControllerIdentity,
+        *,
+        credentials: Callable[[str], Credentials | None] | None = None,
+        timeout_s: float = 10.0,
     ) -> Group:
-        """Connect to every address concurrently; unreachable ones land in :attr:`failed`."""
+        """Connect to every address concurrently; unreachable ones land in :attr:`failed`.
+
+        ``credentials`` maps an address to what pairing gave for that kiosk.
+        """
 
         async def one(address: str) -> KioskClient:
-            return await KioskClient.connect(address, identity, timeout_s=timeout_s)
+            creds = credentials(address) if credentials is not None else None
+            return await KioskClient.connect(
+                address, identity, credentials=creds, timeout_s=timeout_s
+            )
 
         results = await asyncio.gather(*(one(a) for a in addresses), return_exceptions=True)
         clients: dict[str, KioskClient] = {}

@@ -17,8 +17,9 @@ from typing import Any
 
 import platformdirs
 
-from controller.client import ControllerIdentity, split_host_port
+from controller.client import ControllerIdentity, Credentials, split_host_port
 from protocol.errors import ClassCastError
+from protocol.messages import Role
 
 
 class PanelNotFoundError(ClassCastError):
@@ -126,6 +127,54 @@ class Home:
             return name
         raise PanelNotFoundError(name)
 
+    # ----------------------------------------------------------------- pairings
+
+    def save_credentials(self, kiosk_id: str, creds: Credentials) -> None:
+        """Keep what pairing with ``kiosk_id`` gave (one token per role)."""
+        data = self._read("pairings.json")
+        entry = data.get(kiosk_id) if isinstance(data.get(kiosk_id), dict) else {}
+        assert isinstance(entry, dict)
+        entry["fingerprint"] = creds.fingerprint
+        tokens = entry.get("tokens") if isinstance(entry.get("tokens"), dict) else {}
+        assert isinstance(tokens, dict)
+        tokens[creds.role] = creds.token
+        entry["tokens"] = tokens
+        data[kiosk_id] = entry
+        self._write("pairings.json", data, private=True)
+
+    def credentials(self, kiosk_id: str | None, prefer: Role = "teacher") -> Credentials | None:
+        """Saved credentials for ``kiosk_id``: the ``prefer`` role's if any, else the other's."""
+        if kiosk_id is None:
+            return None
+        entry = self._read("pairings.json").get(kiosk_id)
+        if not isinstance(entry, dict) or not isinstance(entry.get("tokens"), dict):
+            return None
+        fingerprint = entry.get("fingerprint")
+        if not isinstance(fingerprint, str):
+            return None
+        tokens = entry["tokens"]
+        other: Role = "admin" if prefer == "teacher" else "teacher"
+        for role in (prefer, other):
+            token = tokens.get(role)
+            if isinstance(token, str):
+                return Credentials(token=token, fingerprint=fingerprint, role=role)
+        return None
+
+    def credentials_for_address(self, address: str, prefer: Role = "teacher") -> Credentials | None:
+        """Credentials of the saved panel at ``address``, if paired."""
+        for panel in self.panels():
+            if panel.address == address:
+                return self.credentials(panel.kiosk_id, prefer)
+        return None
+
+    def forget_credentials(self, kiosk_id: str) -> None:
+        data = self._read("pairings.json")
+        if data.pop(kiosk_id, None) is not None:
+            self._write("pairings.json", data, private=True)
+
+    def paired_ids(self) -> set[str]:
+        return set(self._read("pairings.json"))
+
     # ----------------------------------------------------------------- last targets
 
     def last_targets(self) -> list[str]:
@@ -144,11 +193,13 @@ class Home:
             return {}
         return data if isinstance(data, dict) else {}
 
-    def _write(self, name: str, data: dict[str, Any]) -> None:
+    def _write(self, name: str, data: dict[str, Any], *, private: bool = False) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / name
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(data, ensure_ascii=False, indent=2))
         tmp.replace(path)
 
 

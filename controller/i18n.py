@@ -65,11 +65,40 @@ RU: dict[str, str] = {
         "Неверное время {value!r}: укажите СЕКУНДЫ, ММ:СС или ЧЧ:ММ:СС."
     ),
     "Item numbers start at 1.": "Номера элементов начинаются с 1.",
+    "This computer is not paired with the panel: run `classcast pair {panel}`.": (
+        "Этот компьютер не сопряжён с панелью: выполните `classcast pair {panel}`."
+    ),
+    "This needs the admin role: pair with `classcast pair {panel} --admin`.": (
+        "Нужны права администратора: выполните `classcast pair {panel} --admin`."
+    ),
+    "Another teacher is presenting on this panel: {message}": (
+        "На этой панели ведёт показ другой учитель: {message}"
+    ),
+    "Wrong PIN. Check the PIN shown on the panel and try again.": (
+        "Неверный PIN. Проверьте PIN на экране панели и попробуйте снова."
+    ),
+    "Too many wrong PINs: pairing is locked for a while. {message}": (
+        "Слишком много неверных PIN: сопряжение временно заблокировано. {message}"
+    ),
+    "The panel's certificate changed since pairing: {message}": (
+        "Сертификат панели изменился после сопряжения: {message}"
+    ),
+    "Admin secret of the panel": "Секрет администратора панели",
+    "PIN shown on the panel": "PIN с экрана панели",
+    "The PIN has 6 digits.": "PIN состоит из 6 цифр.",
+    "Paired with {room} as {role}.": "Сопряжено с «{room}», роль: {role}.",
+    "teacher": "учитель",
+    "admin": "администратор",
+    "The panel did not answer ({message}); the pairing is forgotten here only.": (
+        "Панель не ответила ({message}); сопряжение удалено только на этом компьютере."
+    ),
+    "Unpaired from {panel}.": "Сопряжение с «{panel}» удалено.",
     # demo
     "Starting a kiosk on {url} (state in {state_dir})": (
         "Запуск киоска на {url} (данные в {state_dir})"
     ),
     "Added the panel {room} at {address}.": "Панель «{room}» добавлена по адресу {address}.",
+    "The panel {room} shows the pairing PIN {pin}.": "Панель «{room}» показывает PIN {pin}.",
     "Casting the sample lesson «{title}» ({items} items, {size})...": (
         "Показ учебного урока «{title}» (элементов — {items}, {size})..."
     ),

@@ -6,14 +6,18 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 
+from kiosk.access import Access, Moderation
 from kiosk.config import KioskConfig, kiosk_id
 from kiosk.headless import HeadlessDisplay
 from kiosk.player import Identity
 from kiosk.server import WebsocketServer
 from kiosk.service import Display, KioskService
+from kiosk.tls import ensure_identity
+from kiosk.tokens import TokenStore
 from kiosk.usage import UsageLog
 from media.store import BlobStore
 
@@ -46,19 +50,42 @@ class KioskApp:
         self.usage = UsageLog(
             state / "usage.sqlite", kiosk_id=self.identity.kiosk_id, room=config.room
         )
+        self.tls = ensure_identity(state, self.identity.kiosk_id)
+        self.tokens = TokenStore(state / "tokens.json")
+        self.access = Access(
+            self.tokens,
+            kiosk_id=self.identity.kiosk_id,
+            fingerprint=self.tls.fingerprint,
+            admin_secret=config.admin_secret,
+            now=time.monotonic(),
+        )
         self.service = KioskService(
             self.identity,
             store=self.store,
             usage=self.usage,
             display=self.display,
+            access=self.access,
+            moderation=Moderation(config.presenter_grace_s),
             heartbeat_s=config.heartbeat_s,
         )
-        self.server = WebsocketServer(self.service, config.host, config.port)
+        self.server = WebsocketServer(
+            self.service, config.host, config.port, ssl=self.tls.server_context()
+        )
 
     @property
     def url(self) -> str:
         host = "127.0.0.1" if self.config.host in ("0.0.0.0", "") else self.config.host
-        return f"ws://{host}:{self.server.port}/v1"
+        return f"wss://{host}:{self.server.port}/v1"
+
+    @property
+    def address(self) -> str:
+        """``HOST:PORT`` as controllers name this kiosk."""
+        host = "127.0.0.1" if self.config.host in ("0.0.0.0", "") else self.config.host
+        return f"{host}:{self.server.port}"
+
+    def pin(self) -> str:
+        """The pairing PIN the panel shows now."""
+        return self.access.pin(time.monotonic())
 
     async def start(self) -> None:
         """Open the log's interval recovery, then listen."""

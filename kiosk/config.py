@@ -45,6 +45,9 @@ class KioskConfig:
     lang: str = "ru"
     quota_bytes: int = DEFAULT_QUOTA_BYTES
     heartbeat_s: float = HEARTBEAT_INTERVAL_S
+    admin_secret: str | None = None
+    presenter_grace_s: float = 120.0
+    mdns: bool = True
 
     def with_overrides(self, **values: Any) -> KioskConfig:
         """Return a copy with every non-None value of ``values`` set."""
@@ -60,6 +63,9 @@ _KEYS: dict[str, type] = {
     "lang": str,
     "quota_mb": int,
     "heartbeat_s": float,
+    "admin_secret": str,
+    "presenter_grace_s": float,
+    "mdns": bool,
 }
 
 
@@ -96,7 +102,7 @@ def load_config(path: Path | None) -> KioskConfig:
             raise ConfigError(f"{path}: unknown setting {key!r} (known: {', '.join(_KEYS)})")
         if isinstance(value, int) and expected is float:
             value = float(value)
-        if not isinstance(value, expected) or isinstance(value, bool):
+        if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
             raise ConfigError(f"{path}: {key} must be a {expected.__name__}")
         values[key] = value
     if "state_dir" in values:

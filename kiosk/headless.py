@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 
 from kiosk.player import Preload, SetBlank, Show, ShowIdle, VideoCommand
-from kiosk.service import DisplayEffect
+from kiosk.service import DisplayEffect, PinChanged
 from protocol.messages import ManifestItem
 
 logger = logging.getLogger(__name__)
@@ -27,6 +27,7 @@ class HeadlessDisplay:
     preloaded: list[int] = field(default_factory=list)
     shown: list[tuple[int, str]] = field(default_factory=list)
     video_commands: list[VideoCommand] = field(default_factory=list)
+    pin: str | None = None
 
     def apply(self, effect: DisplayEffect) -> None:
         match effect:
@@ -51,3 +52,5 @@ class HeadlessDisplay:
             case VideoCommand():
                 self.video_commands.append(effect)
                 logger.info("video %s %d ms", effect.action, effect.position_ms)
+            case PinChanged():
+                self.pin = effect.pin

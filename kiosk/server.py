@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import http
 import logging
+import ssl as ssl_module
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -53,8 +54,16 @@ class WebsocketServer:
     connection and the listening socket.
     """
 
-    def __init__(self, service: KioskService, host: str, port: int) -> None:
+    def __init__(
+        self,
+        service: KioskService,
+        host: str,
+        port: int,
+        *,
+        ssl: ssl_module.SSLContext | None = None,
+    ) -> None:
         self.service = service
+        self._ssl = ssl
         self.host = host
         self.port = port
         self._server: Server | None = None
@@ -74,6 +83,7 @@ class WebsocketServer:
             compression=None,
             max_size=limits.MAX_FRAME_BYTES,
             process_request=self._check_path,
+            ssl=self._ssl,
         )
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]

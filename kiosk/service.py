@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol, assert_never
 
+from kiosk.access import Access, Moderation, PairingAttempt
 from kiosk.config import HEARTBEAT_INTERVAL_S
 from kiosk.player import (
     Effect,
@@ -33,6 +34,7 @@ from kiosk.player import (
     StatusChanged,
     VideoCommand,
 )
+from kiosk.tokens import Grant
 from kiosk.usage import DisplayStart, UsageLog
 from media.chunks import AppendBytes, AssemblerEvent, BlobVerified, ChunkAssembler, plan_needs
 from media.store import BlobStore
@@ -59,9 +61,15 @@ from protocol.messages import (
     Message,
     Need,
     Ok,
+    PairConfirm,
+    Paired,
+    PairOffer,
+    PairStart,
     Prepare,
+    Role,
     Status,
     StatusSnapshot,
+    Unpair,
     UsageBatch,
     UsagePull,
     Welcome,
@@ -69,7 +77,28 @@ from protocol.messages import (
 
 logger = logging.getLogger(__name__)
 
-DisplayEffect = Show | Preload | ShowIdle | SetBlank | VideoCommand
+
+@dataclass(frozen=True, slots=True)
+class PinChanged:
+    """The pairing PIN changed: the idle screen must show the new one."""
+
+    pin: str
+
+
+DisplayEffect = Show | Preload | ShowIdle | SetBlank | VideoCommand | PinChanged
+
+_REQUIRED_ROLE: dict[str, Role | None] = {
+    "hello": None,
+    "pair_start": None,
+    "pair_confirm": None,
+    "unpair": "teacher",
+    "cast": "teacher",
+    "prepare": "teacher",
+    "control": "teacher",
+    "get_status": "teacher",
+    "usage_pull": "admin",
+}
+"""The role each request needs (None: allowed before pairing). See kiosk.access."""
 
 
 class Display(Protocol):
@@ -112,6 +141,8 @@ class Session:
     sid: int
     controller_id: str | None = None
     controller_name: str | None = None
+    grant: Grant | None = None
+    pairing: PairingAttempt | None = None
     transfer: _Transfer | None = None
     tokens: float = float(limits.MESSAGE_BURST)
     tokens_at: float = 0.0
@@ -156,6 +187,8 @@ class KioskService:
         store: BlobStore,
         usage: UsageLog,
         display: Display,
+        access: Access,
+        moderation: Moderation | None = None,
         clock: Clock | None = None,
         heartbeat_s: float = HEARTBEAT_INTERVAL_S,
     ) -> None:
@@ -165,6 +198,9 @@ class KioskService:
         self.usage = usage
         self.display = display
         self.clock = clock or SystemClock()
+        self.access = access
+        self.moderation = moderation or Moderation()
+        self._shown_pin: str | None = None
         self._assembler = ChunkAssembler()
         self._sessions: dict[int, Session] = {}
         self._next_sid = 1
@@ -193,6 +229,13 @@ class KioskService:
             return
         for sha in session.blobs:
             self._assembler.forget(sha)
+        presenter = self.player.presenter
+        if (
+            presenter is not None
+            and session.controller_id == presenter.id
+            and not any(s.controller_id == presenter.id for s in self._sessions.values())
+        ):
+            self.moderation.presenter_left(self.clock.monotonic())
 
     def is_greeted(self, sid: int) -> bool:
         """Whether session ``sid`` said hello (and so receives pushed events)."""
@@ -276,6 +319,7 @@ class KioskService:
         now = self.clock.monotonic()
         self.player.tick(now=now)
         self._apply_player_effects()
+        self._show_pin(now)
         if now - self._last_heartbeat_s >= self._heartbeat_s:
             self._last_heartbeat_s = now
             try:
@@ -285,7 +329,9 @@ class KioskService:
 
     def next_deadline_s(self) -> float:
         """Monotonic time at which :meth:`tick` must run next."""
-        deadline = self._last_heartbeat_s + self._heartbeat_s
+        deadline = min(
+            self._last_heartbeat_s + self._heartbeat_s, self.access.guard.pin_expires_at()
+        )
         player_deadline = self.player.next_deadline_s()
         if player_deadline is not None:
             deadline = min(deadline, player_deadline)
@@ -314,12 +360,31 @@ class KioskService:
     def _dispatch(self, session: Session, msg: Message) -> None:
         if not isinstance(msg, Hello) and not session.greeted:
             raise UnexpectedMessageError(f"send hello before {msg.TYPE}")
+        role = _REQUIRED_ROLE.get(msg.TYPE)
+        if role is not None:
+            session.grant = self.access.require(session.grant, role, msg.TYPE)
+        now = self.clock.monotonic()
         match msg:
             case Hello():
                 self._hello(session, msg)
+            case PairStart():
+                session.pairing, offer = self.access.pair_start(
+                    session.controller_id or "", msg, now
+                )
+                self._reply(session.sid, offer)
+            case PairConfirm():
+                self._pair_confirm(session, msg, now)
+            case Unpair():
+                assert session.grant is not None
+                self.access.unpair(session.grant)
+                session.grant = None
+                self._reply(session.sid, Ok(msg.id))
             case Cast() | Prepare():
+                if isinstance(msg, Cast):
+                    self._check_presenter(session, now)
                 self._start_transfer(session, msg)
             case Control():
+                self._check_presenter(session, now)
                 self.player.control(
                     msg.action,
                     now=self.clock.monotonic(),
@@ -331,7 +396,17 @@ class KioskService:
                 self._reply(session.sid, Status(self.status(), re=msg.id))
             case UsagePull():
                 self._usage_pull(session, msg)
-            case Welcome() | Need() | BlobStored() | Status() | UsageBatch() | Ok() | Error():
+            case (
+                Welcome()
+                | PairOffer()
+                | Paired()
+                | Need()
+                | BlobStored()
+                | Status()
+                | UsageBatch()
+                | Ok()
+                | Error()
+            ):
                 raise UnexpectedMessageError(f"a kiosk does not accept {msg.TYPE}")
             case _:
                 assert_never(msg)
@@ -347,6 +422,12 @@ class KioskService:
             raise UnexpectedMessageError("hello was already sent on this connection")
         session.controller_id = msg.controller_id
         session.controller_name = msg.controller_name
+        session.grant = self.access.authenticate(msg.token)
+        if session.grant is not None and session.grant.controller_id != msg.controller_id:
+            session.grant = None  # a token is bound to the controller it was issued to
+        presenter = self.player.presenter
+        if presenter is not None and presenter.id == msg.controller_id and session.grant:
+            self.moderation.presenter_back()
         ident = self.identity
         self._reply(
             session.sid,
@@ -357,8 +438,44 @@ class KioskService:
                 room=ident.room,
                 school=ident.school,
                 status=self.status(),
+                role=session.grant.role if session.grant else None,
             ),
         )
+
+    def _pair_confirm(self, session: Session, msg: PairConfirm, now: float) -> None:
+        attempt, session.pairing = session.pairing, None
+        if attempt is None:
+            raise UnexpectedMessageError("send pair_start before pair_confirm")
+        try:
+            session.grant, paired = self.access.pair_confirm(
+                attempt,
+                msg,
+                controller_id=session.controller_id or "",
+                name=session.controller_name or "",
+                now=now,
+                wall_s=self.clock.time(),
+            )
+        finally:
+            self._show_pin(now)
+        self._reply(session.sid, paired)
+
+    def _check_presenter(self, session: Session, now: float) -> None:
+        presenter = self.player.presenter if self.player.state != "idle" else None
+        assert session.grant is not None
+        self.moderation.check(
+            controller_id=session.controller_id or "",
+            role=session.grant.role,
+            presenter_id=presenter.id if presenter else None,
+            presenter_name=presenter.name if presenter else None,
+            now=now,
+        )
+
+    def _show_pin(self, now: float) -> None:
+        pin = self.access.pin(now)
+        if pin != self._shown_pin:
+            self._shown_pin = pin
+            logger.info("pairing PIN: %s", pin)
+            self._display(PinChanged(pin))
 
     def _start_transfer(self, session: Session, msg: Cast | Prepare) -> None:
         if session.transfer is not None:
@@ -472,10 +589,7 @@ class KioskService:
     def _apply(self, effect: Effect) -> None:
         match effect:
             case Show() | Preload() | ShowIdle() | SetBlank() | VideoCommand():
-                try:
-                    self.display.apply(effect)
-                except Exception:  # the one broad catch: the panel must stay up
-                    logger.exception("display failed to apply %s", type(effect).__name__)
+                self._display(effect)
             case IntervalStarted():
                 self._interval_started(effect)
             case IntervalEnded():
@@ -484,6 +598,12 @@ class KioskService:
                 self._out.append(Outgoing(None, Status(effect.status)))
             case _:
                 assert_never(effect)
+
+    def _display(self, effect: DisplayEffect) -> None:
+        try:
+            self.display.apply(effect)
+        except Exception:  # the one broad catch: the panel must stay up
+            logger.exception("display failed to apply %s", type(effect).__name__)
 
     def _interval_started(self, effect: IntervalStarted) -> None:
         item = effect.item

@@ -6,7 +6,12 @@ Every error ClassCast raises on purpose derives from :class:`ClassCastError`::
     ├── ProtocolError                 a peer broke protocol v1
     │   ├── MalformedMessageError     bytes that do not decode to a valid message   (peer)
     │   ├── UnexpectedMessageError    a valid message in the wrong state             (peer)
-    │   └── RemoteError               the kiosk answered a request with an error     (peer)
+    │   ├── RemoteError               the kiosk answered a request with an error     (peer)
+    │   ├── UnauthorizedError         a request that needs pairing, without a valid token (peer)
+    │   ├── ForbiddenError            a teacher's request that needs the admin role   (peer)
+    │   ├── BusyError                 another teacher presents on this panel          (peer)
+    │   └── PairingError              wrong PIN or a relay (protocol.pairing)         (peer)
+    │       └── PairingLockedError    too many wrong PINs                             (peer)
     ├── MediaError                    lesson content cannot be read or stored
     │   ├── LessonError               a lesson path, lesson.toml or item is unusable (user input)
     │   ├── UnknownContentError       a file whose kind cannot be recognised         (user input)
@@ -16,6 +21,7 @@ Every error ClassCast raises on purpose derives from :class:`ClassCastError`::
     │   └── QuotaExceededError        the blob store cannot make room                (ours)
     ├── UsageLogError                 the usage log cannot be opened or written      (ours)
     └── ConnectionFailedError         a kiosk cannot be reached or went away         (network)
+        └── CertificateChangedError   the kiosk's certificate is not the one pinned   (network)
 
 The column on the right says whose fault the error is: *peer* errors are answered
 with an error reply or a close with a reason and never change what the kiosk shows;
@@ -71,6 +77,31 @@ class RemoteError(ProtocolError):
     """
 
     code = "remote"
+
+
+class UnauthorizedError(ProtocolError):
+    """A request that needs a paired controller came without a valid token (the peer's)."""
+
+    code = "unauthorized"
+
+
+class ForbiddenError(ProtocolError):
+    """A request that needs the admin role came from a teacher (the peer's)."""
+
+    code = "forbidden"
+
+
+class BusyError(ProtocolError):
+    """Another teacher presents on this panel (the peer's; not a failure of either side).
+
+    ``presenter`` is the presenting teacher's name.
+    """
+
+    code = "busy"
+
+    def __init__(self, message: str, *, presenter: str | None = None) -> None:
+        super().__init__(message)
+        self.presenter = presenter
 
 
 class MediaError(ClassCastError):
@@ -145,3 +176,18 @@ class ConnectionFailedError(ClassCastError):
     """A kiosk cannot be reached, refused the handshake, or went away."""
 
     code = "connection_failed"
+
+
+class CertificateChangedError(ConnectionFailedError):
+    """The kiosk presented a certificate other than the one pinned at pairing.
+
+    Either the panel was reinstalled (pair again) or something intercepts the
+    connection; the controller sends nothing in either case.
+    """
+
+    code = "certificate_changed"
+
+    def __init__(self, message: str, *, expected: str, got: str) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.got = got

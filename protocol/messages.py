@@ -179,6 +179,41 @@ class Cast:
 
 
 @dataclass(frozen=True, slots=True)
+class PairStart:
+    """Begin pairing: the controller's SPAKE2 message (base64) for ``role``.
+
+    A teacher pairs with the PIN shown on the panel; an admin with the kiosk's admin
+    secret. Answered with ``PairOffer`` or ``error`` (``locked``, ``not_enabled``).
+    """
+
+    TYPE: ClassVar[str] = "pair_start"
+    id: int
+    role: Role
+    spake: str
+
+
+@dataclass(frozen=True, slots=True)
+class PairConfirm:
+    """Second pairing step: the controller's key confirmation (base64 HMAC).
+
+    Answered with ``Paired``, or ``error`` ``bad_pin`` (a wrong PIN counts towards the
+    lockout).
+    """
+
+    TYPE: ClassVar[str] = "pair_confirm"
+    id: int
+    confirm: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unpair:
+    """Revoke the token this connection said hello with; answered with ``ok``."""
+
+    TYPE: ClassVar[str] = "unpair"
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
 class Prepare:
     """Store a lesson's media without showing it (for a synchronised start or ahead of class).
 
@@ -232,7 +267,11 @@ class UsagePull:
 
 @dataclass(frozen=True, slots=True)
 class Welcome:
-    """Reply to ``hello``: who the kiosk is and what it shows."""
+    """Reply to ``hello``: who the kiosk is, what it shows, and what this controller may do.
+
+    ``role`` is the role of the token sent in ``hello``, or null when there was none or
+    it is not valid (then only pairing is allowed).
+    """
 
     TYPE: ClassVar[str] = "welcome"
     re: int
@@ -241,6 +280,31 @@ class Welcome:
     room: str
     school: str
     status: StatusSnapshot
+    role: Role | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PairOffer:
+    """Reply to ``pair_start``: the kiosk's SPAKE2 message (base64)."""
+
+    TYPE: ClassVar[str] = "pair_offer"
+    re: int
+    spake: str
+
+
+@dataclass(frozen=True, slots=True)
+class Paired:
+    """Reply to ``pair_confirm``: the kiosk's key confirmation and the new token.
+
+    The controller checks ``confirm`` before it trusts the token and pins the
+    certificate it saw. Send ``token`` in every later ``hello``.
+    """
+
+    TYPE: ClassVar[str] = "paired"
+    re: int
+    confirm: str
+    token: str
+    role: Role
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,22 +368,29 @@ class Error:
     message: str
 
 
-Request = Hello | Cast | Prepare | Control | GetStatus | UsagePull
+Request = (
+    Hello | PairStart | PairConfirm | Unpair | Cast | Prepare | Control | GetStatus | UsagePull
+)
 """Messages a controller sends."""
 
-Reply = Welcome | Need | BlobStored | Status | UsageBatch | Ok | Error
+Reply = Welcome | PairOffer | Paired | Need | BlobStored | Status | UsageBatch | Ok | Error
 """Messages a kiosk sends."""
 
 Message = Request | Reply
 
 MESSAGE_TYPES: tuple[type[Message], ...] = (
     Hello,
+    PairStart,
+    PairConfirm,
+    Unpair,
     Cast,
     Prepare,
     Control,
     GetStatus,
     UsagePull,
     Welcome,
+    PairOffer,
+    Paired,
     Need,
     BlobStored,
     Status,

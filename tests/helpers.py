@@ -5,15 +5,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import ssl
 from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
+from controller.client import ControllerIdentity, Credentials, KioskClient
 from media.lesson import Lesson, LessonItem, make_lesson
 from protocol import limits
 from protocol.constants import PROTOCOL_VERSION, SUBPROTOCOL
+from protocol.messages import Role
 
 
 def blob_lesson(tmp: Path, sizes: list[int], *, title: str = "Большой урок") -> Lesson:
@@ -43,10 +46,19 @@ def text_lesson(*texts: str, title: str = "Текстовый урок") -> Less
     )
 
 
-async def raw_connect(address: str, *, hello: bool = True) -> ClientConnection:
+RAW = ControllerIdentity("c-raw", "Raw")
+
+
+async def raw_connect(
+    address: str, *, hello: bool = True, token: str | None = None
+) -> ClientConnection:
     """A bare websocket to a kiosk, optionally after hello, for sending hostile frames."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
     ws = await connect(
-        f"ws://{address}/v1",
+        f"wss://{address}/v1",
+        ssl=ctx,
         subprotocols=[Subprotocol(SUBPROTOCOL)],
         compression=None,
         max_size=limits.MAX_FRAME_BYTES,
@@ -59,8 +71,9 @@ async def raw_connect(address: str, *, hello: bool = True) -> ClientConnection:
                     "type": "hello",
                     "id": 1,
                     "protocol_version": PROTOCOL_VERSION,
-                    "controller_id": "c-raw",
-                    "controller_name": "Raw",
+                    "controller_id": RAW.controller_id,
+                    "controller_name": RAW.name,
+                    "token": token,
                 }
             )
         )
@@ -78,3 +91,11 @@ async def recv_json(ws: ClientConnection, *, skip_events: bool = True) -> dict[s
         if skip_events and msg["type"] == "status" and msg.get("re") is None:
             continue
         return msg
+
+
+async def pair(
+    address: str, secret: str, identity: ControllerIdentity, *, role: Role = "teacher"
+) -> Credentials:
+    """Pair ``identity`` with the kiosk at ``address`` through the real protocol."""
+    async with await KioskClient.connect(address, identity) as client:
+        return await client.pair(secret, role=role)

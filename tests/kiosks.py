@@ -12,9 +12,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from controller.client import ControllerIdentity, KioskClient
 from kiosk.app import KioskApp
 from kiosk.config import KioskConfig
 from kiosk.headless import HeadlessDisplay
+
+ADMIN_SECRET = "admin-secret-for-tests"
 
 
 class KioskThread:
@@ -32,7 +35,7 @@ class KioskThread:
             port=0,
             state_dir=state_dir,
             mode="headless",
-            **config,
+            **{"admin_secret": ADMIN_SECRET, "mdns": False, **config},
         )
         self.display = HeadlessDisplay()
         self.loop = asyncio.new_event_loop()
@@ -79,6 +82,12 @@ class KioskThread:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def pin(self) -> str:
+        """The PIN the panel shows now."""
+        assert self.app is not None
+        app = self.app
+        return str(self.sync(app.pin))
+
 
 @contextmanager
 def kiosk_process(
@@ -100,10 +109,10 @@ def kiosk_process(
         "Каб. 7",
         *extra,
     ]
-    if config:
-        path = state_dir.parent / f"{state_dir.name}.toml"
-        path.write_text(config, encoding="utf-8")
-        args += ["--config", str(path)]
+    config = f'admin_secret = "{ADMIN_SECRET}"\nmdns = false\n' + config
+    path = state_dir.parent / f"{state_dir.name}.toml"
+    path.write_text(config, encoding="utf-8")
+    args += ["--config", str(path)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
@@ -117,7 +126,7 @@ def kiosk_process(
                 f"kiosk did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}"
             )
         url = line.split()[1]
-        address = url.removeprefix("ws://").removesuffix("/v1")
+        address = url.removeprefix("wss://").removesuffix("/v1")
         yield proc, address
     finally:
         if proc.poll() is None:
@@ -130,3 +139,21 @@ def kiosk_process(
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+async def teacher(kiosk: KioskThread, identity: ControllerIdentity | None = None) -> KioskClient:
+    """A connection paired as a teacher with the PIN the kiosk shows (real SPAKE2)."""
+    from tests.conftest import TEACHER
+
+    client = await KioskClient.connect(kiosk.address, identity or TEACHER)
+    await client.pair(kiosk.pin())
+    return client
+
+
+async def admin(kiosk: KioskThread, identity: ControllerIdentity | None = None) -> KioskClient:
+    """A connection paired as admin with the kiosk's admin secret."""
+    client = await KioskClient.connect(
+        kiosk.address, identity or ControllerIdentity("c-test-admin", "Админ")
+    )
+    await client.pair(ADMIN_SECRET, role="admin")
+    return client

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,33 +21,42 @@ from controller.client import KioskClient
 from protocol import limits
 from protocol.codec import encode, encode_chunk
 from protocol.messages import Cast, LessonManifest, ManifestItem
-from tests.conftest import TEACHER
-from tests.helpers import raw_connect, recv_json, text_lesson
-from tests.kiosks import KioskThread
+from tests.helpers import RAW, pair, raw_connect, recv_json, text_lesson
+from tests.kiosks import ADMIN_SECRET, KioskThread, admin, teacher
+
+
+@dataclass
+class Showing:
+    """A kiosk showing item 2 of a text lesson, with one closed usage record."""
+
+    kiosk: KioskThread
+    client: KioskClient
+    raw_token: str
 
 
 @pytest.fixture
-async def showing(kiosk: KioskThread) -> AsyncIterator[KioskClient]:
-    """A kiosk showing item 2 of a text lesson, with one closed usage record."""
-    async with await KioskClient.connect(kiosk.address, TEACHER) as client:
+async def showing(kiosk: KioskThread) -> AsyncIterator[Showing]:
+    # The bare connection is an admin's, so that its casts pass moderation and reach
+    # the checks under test.
+    raw = await pair(kiosk.address, ADMIN_SECRET, RAW, role="admin")
+    async with await teacher(kiosk) as client:
         await client.cast(text_lesson("Первый", "Второй", "Третий"))
         await client.control("next")
-        yield client
+        yield Showing(kiosk, client, raw.token)
 
 
-async def assert_unharmed(client: KioskClient) -> None:
-    status = await client.status()
+async def assert_unharmed(showing: Showing) -> None:
+    status = await showing.client.status()
     assert status.state == "playing"
     assert status.index == 1
     assert status.item_title == "Слайд 2"
-    batch = await client.usage_pull(0)
+    async with await admin(showing.kiosk) as client:
+        batch = await client.usage_pull(0)
     assert [(r.seq, r.item_index, r.end_reason) for r in batch.records] == [(1, 0, "next")]
 
 
-async def error_for(
-    kiosk: KioskThread, frame: str | bytes, *, hello: bool = True
-) -> dict[str, Any]:
-    ws = await raw_connect(kiosk.address, hello=hello)
+async def error_for(showing: Showing, frame: str | bytes, *, hello: bool = True) -> dict[str, Any]:
+    ws = await raw_connect(showing.kiosk.address, hello=hello, token=showing.raw_token)
     try:
         await ws.send(frame)
         reply = await recv_json(ws)
@@ -83,9 +93,9 @@ async def error_for(
     ],
 )
 async def test_malformed_messages_get_an_error_reply(
-    kiosk: KioskThread, showing: KioskClient, frame: str, code: str, text: str
+    kiosk: KioskThread, showing: Showing, frame: str, code: str, text: str
 ) -> None:
-    reply = await error_for(kiosk, frame)
+    reply = await error_for(showing, frame)
     assert reply["code"] == code
     assert text in reply["message"]
     if '"id": 5' in frame:
@@ -93,15 +103,15 @@ async def test_malformed_messages_get_an_error_reply(
     await assert_unharmed(showing)
 
 
-async def test_requests_before_hello_are_refused(kiosk: KioskThread, showing: KioskClient) -> None:
-    reply = await error_for(kiosk, '{"type": "control", "id": 4, "action": "stop"}', hello=False)
+async def test_requests_before_hello_are_refused(kiosk: KioskThread, showing: Showing) -> None:
+    reply = await error_for(showing, '{"type": "control", "id": 4, "action": "stop"}', hello=False)
     assert reply["code"] == "unexpected"
     assert "hello" in reply["message"]
     assert reply["re"] == 4
     await assert_unharmed(showing)
 
 
-async def test_wrong_protocol_version_is_refused(kiosk: KioskThread) -> None:
+async def test_wrong_protocol_version_is_refused(kiosk: KioskThread, showing: Showing) -> None:
     frame = json.dumps(
         {
             "type": "hello",
@@ -111,27 +121,27 @@ async def test_wrong_protocol_version_is_refused(kiosk: KioskThread) -> None:
             "controller_name": "n",
         }
     )
-    reply = await error_for(kiosk, frame, hello=False)
+    reply = await error_for(showing, frame, hello=False)
     assert reply["code"] == "version"
 
 
 async def test_chunk_for_an_unannounced_blob_is_refused(
-    kiosk: KioskThread, showing: KioskClient
+    kiosk: KioskThread, showing: Showing
 ) -> None:
-    reply = await error_for(kiosk, encode_chunk("ab" * 32, 0, b"hello"))
+    reply = await error_for(showing, encode_chunk("ab" * 32, 0, b"hello"))
     assert reply["code"] == "unexpected"
     assert "did not announce" in reply["message"]
     await assert_unharmed(showing)
 
 
-async def test_binary_frame_too_short_is_refused(kiosk: KioskThread, showing: KioskClient) -> None:
-    reply = await error_for(kiosk, b"\x00" * 10)
+async def test_binary_frame_too_short_is_refused(kiosk: KioskThread, showing: Showing) -> None:
+    reply = await error_for(showing, b"\x00" * 10)
     assert reply["code"] == "malformed"
     await assert_unharmed(showing)
 
 
 async def test_chunk_whose_bytes_do_not_match_the_hash(
-    kiosk: KioskThread, showing: KioskClient
+    kiosk: KioskThread, showing: Showing
 ) -> None:
     real = b"real video bytes" * 100
     sha = hashlib.sha256(real).hexdigest()
@@ -140,7 +150,7 @@ async def test_chunk_whose_bytes_do_not_match_the_hash(
         title="Подмена",
         items=[ManifestItem(kind="video", title="v", sha256=sha, size_bytes=len(real))],
     )
-    ws = await raw_connect(kiosk.address)
+    ws = await raw_connect(kiosk.address, token=showing.raw_token)
     try:
         await ws.send(encode(Cast(id=7, lesson=manifest)))
         need = await recv_json(ws)
@@ -163,7 +173,7 @@ async def test_chunk_whose_bytes_do_not_match_the_hash(
 
 
 async def test_chunk_past_the_announced_size_is_refused(
-    kiosk: KioskThread, showing: KioskClient
+    kiosk: KioskThread, showing: Showing
 ) -> None:
     real = b"0123456789"
     sha = hashlib.sha256(real).hexdigest()
@@ -172,7 +182,7 @@ async def test_chunk_past_the_announced_size_is_refused(
         title="Лишнее",
         items=[ManifestItem(kind="image", title="i", sha256=sha, size_bytes=len(real))],
     )
-    ws = await raw_connect(kiosk.address)
+    ws = await raw_connect(kiosk.address, token=showing.raw_token)
     try:
         await ws.send(encode(Cast(id=8, lesson=manifest)))
         assert (await recv_json(ws))["type"] == "need"
@@ -185,8 +195,8 @@ async def test_chunk_past_the_announced_size_is_refused(
     await assert_unharmed(showing)
 
 
-async def test_oversized_frame_closes_with_1009(kiosk: KioskThread, showing: KioskClient) -> None:
-    ws = await raw_connect(kiosk.address)
+async def test_oversized_frame_closes_with_1009(kiosk: KioskThread, showing: Showing) -> None:
+    ws = await raw_connect(kiosk.address, token=showing.raw_token)
     await ws.send("x" * (limits.MAX_FRAME_BYTES + 1))
     with pytest.raises(ConnectionClosed) as info:
         await recv_json(ws)
@@ -196,18 +206,16 @@ async def test_oversized_frame_closes_with_1009(kiosk: KioskThread, showing: Kio
 
 
 async def test_text_frame_over_the_text_limit_is_an_error(
-    kiosk: KioskThread, showing: KioskClient
+    kiosk: KioskThread, showing: Showing
 ) -> None:
-    reply = await error_for(kiosk, " " * (limits.MAX_TEXT_FRAME_BYTES + 1))
+    reply = await error_for(showing, " " * (limits.MAX_TEXT_FRAME_BYTES + 1))
     assert reply["code"] == "malformed"
     assert "over the limit" in reply["message"]
     await assert_unharmed(showing)
 
 
-async def test_message_flood_is_closed_with_a_reason(
-    kiosk: KioskThread, showing: KioskClient
-) -> None:
-    ws = await raw_connect(kiosk.address)
+async def test_message_flood_is_closed_with_a_reason(kiosk: KioskThread, showing: Showing) -> None:
+    ws = await raw_connect(kiosk.address, token=showing.raw_token)
     frame = json.dumps({"type": "get_status", "id": 1})
 
     async def flood() -> None:
@@ -225,19 +233,30 @@ async def test_message_flood_is_closed_with_a_reason(
 
 
 async def test_wrong_path_and_missing_subprotocol_are_refused(kiosk: KioskThread) -> None:
+    import ssl
+
     from websockets.asyncio.client import connect
 
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
     with pytest.raises(InvalidStatus) as info:
-        await connect(f"ws://{kiosk.address}/admin", proxy=None)
+        await connect(f"wss://{kiosk.address}/admin", ssl=ctx, proxy=None)
     assert info.value.response.status_code == 404
     with pytest.raises(InvalidStatus) as info:
-        await connect(f"ws://{kiosk.address}/v1", proxy=None)
+        await connect(f"wss://{kiosk.address}/v1", ssl=ctx, proxy=None)
     assert info.value.response.status_code == 400
 
 
-async def test_bad_lesson_manifest_in_cast_is_refused(
-    kiosk: KioskThread, showing: KioskClient
-) -> None:
+async def test_plain_websocket_without_tls_is_refused(kiosk: KioskThread) -> None:
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidMessage
+
+    with pytest.raises((InvalidMessage, OSError)):
+        await connect(f"ws://{kiosk.address}/v1", proxy=None, open_timeout=5)
+
+
+async def test_bad_lesson_manifest_in_cast_is_refused(kiosk: KioskThread, showing: Showing) -> None:
     frame = json.dumps(
         {
             "type": "cast",
@@ -249,14 +268,14 @@ async def test_bad_lesson_manifest_in_cast_is_refused(
             },
         }
     )
-    reply = await error_for(kiosk, frame)
+    reply = await error_for(showing, frame)
     assert reply["code"] == "malformed"
     assert reply["re"] == 11
     await assert_unharmed(showing)
 
 
 async def test_kiosk_survives_a_client_that_vanishes_mid_transfer(
-    kiosk: KioskThread, showing: KioskClient, tmp_path: Path
+    kiosk: KioskThread, showing: Showing, tmp_path: Path
 ) -> None:
     data = b"v" * (limits.CHUNK_SIZE_BYTES + 10)
     sha = hashlib.sha256(data).hexdigest()
@@ -265,7 +284,7 @@ async def test_kiosk_survives_a_client_that_vanishes_mid_transfer(
         title="Обрыв",
         items=[ManifestItem(kind="video", title="v", sha256=sha, size_bytes=len(data))],
     )
-    ws = await raw_connect(kiosk.address)
+    ws = await raw_connect(kiosk.address, token=showing.raw_token)
     await ws.send(encode(Cast(id=3, lesson=manifest)))
     await recv_json(ws)
     await ws.send(encode_chunk(sha, 0, data[: limits.CHUNK_SIZE_BYTES]))

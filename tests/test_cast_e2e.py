@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.client import KioskClient
+from controller.client import ControllerIdentity, KioskClient
 from controller.group import Group
 from media.lesson import Lesson
 from protocol import limits
@@ -16,19 +16,20 @@ from protocol.codec import encode, encode_chunk
 from protocol.errors import ConnectionFailedError, RemoteError
 from protocol.messages import Cast
 from tests.conftest import TEACHER
-from tests.helpers import blob_lesson, raw_connect, recv_json, text_lesson
-from tests.kiosks import KioskThread
+from tests.helpers import RAW, blob_lesson, pair, raw_connect, recv_json, text_lesson
+from tests.kiosks import KioskThread, admin, teacher
 
 
-async def all_records(client: KioskClient) -> list:
+async def all_records(kiosk: KioskThread) -> list:
     records: list = []
     after = 0
-    while True:
-        batch = await client.usage_pull(after, 2)
-        records += batch.records
-        after = batch.last_seq
-        if not batch.more:
-            return records
+    async with await admin(kiosk) as client:
+        while True:
+            batch = await client.usage_pull(after, 2)
+            records += batch.records
+            after = batch.last_seq
+            if not batch.more:
+                return records
 
 
 async def test_lesson_of_every_kind_is_shown_item_by_item(
@@ -36,7 +37,7 @@ async def test_lesson_of_every_kind_is_shown_item_by_item(
 ) -> None:
     kinds = {item.kind for item in sample_lesson.items}
     assert kinds == {"image", "pdf", "text", "video", "web"}
-    async with await KioskClient.connect(kiosk.address, TEACHER) as client:
+    async with await teacher(kiosk) as client:
         assert client.welcome is not None
         assert client.welcome.room == "Каб. 12"
         result = await client.cast(sample_lesson)
@@ -68,7 +69,7 @@ async def test_lesson_of_every_kind_is_shown_item_by_item(
 
 async def test_recast_sends_no_blob_twice(kiosk: KioskThread, tmp_path: Path) -> None:
     lesson = blob_lesson(tmp_path, [3 * limits.CHUNK_SIZE_BYTES + 17, 1000])
-    async with await KioskClient.connect(kiosk.address, TEACHER) as client:
+    async with await teacher(kiosk) as client:
         first = await client.cast(lesson)
         assert first.bytes_sent == lesson.total_bytes
         assert first.blobs_sent == 2
@@ -95,7 +96,8 @@ async def test_interrupted_transfer_resumes_where_it_stopped(
     lesson = blob_lesson(tmp_path, [size])
     (sha,) = lesson.blob_paths()
     data = lesson.blob_paths()[sha].read_bytes()
-    ws = await raw_connect(kiosk.address)
+    creds = await pair(kiosk.address, kiosk.pin(), RAW)
+    ws = await raw_connect(kiosk.address, token=creds.token)
     await ws.send(encode(Cast(id=2, lesson=lesson.manifest())))
     need = await recv_json(ws)
     assert need["type"] == "need"
@@ -108,7 +110,7 @@ async def test_interrupted_transfer_resumes_where_it_stopped(
     assert (await recv_json(ws))["type"] == "status"
     await ws.close()
 
-    async with await KioskClient.connect(kiosk.address, TEACHER) as client:
+    async with await teacher(kiosk) as client:
         result = await client.cast(lesson)
         assert result.bytes_sent == size - sent
         status = await client.status()
@@ -122,7 +124,11 @@ async def test_group_casts_and_controls_two_kiosks(tmp_path: Path, sample_lesson
         KioskThread(tmp_path / "a", room="Каб. 1") as a,
         KioskThread(tmp_path / "b", room="Каб. 2") as b,
     ):
-        group = await Group.connect([a.address, b.address], TEACHER)
+        creds = {
+            a.address: await pair(a.address, a.pin(), TEACHER),
+            b.address: await pair(b.address, b.pin(), TEACHER),
+        }
+        group = await Group.connect([a.address, b.address], TEACHER, credentials=creds.get)
         try:
             outcomes = await group.cast(sample_lesson)
             assert sorted(o.target for o in outcomes) == sorted([a.address, b.address])
@@ -142,7 +148,10 @@ async def test_group_casts_and_controls_two_kiosks(tmp_path: Path, sample_lesson
 async def test_group_reports_an_offline_panel_and_serves_the_others(
     kiosk: KioskThread, tmp_path: Path
 ) -> None:
-    group = await Group.connect([kiosk.address, "127.0.0.1:9"], TEACHER, timeout_s=2)
+    creds = await pair(kiosk.address, kiosk.pin(), TEACHER)
+    group = await Group.connect(
+        [kiosk.address, "127.0.0.1:9"], TEACHER, credentials=lambda _: creds, timeout_s=2
+    )
     try:
         outcomes = await group.cast(text_lesson("А", "Б"))
         by_target = {o.target: o for o in outcomes}
@@ -154,7 +163,7 @@ async def test_group_reports_an_offline_panel_and_serves_the_others(
 
 async def test_usage_rows_after_next_prev_stop(kiosk: KioskThread) -> None:
     lesson = text_lesson("Один", "Два", "Три")
-    async with await KioskClient.connect(kiosk.address, TEACHER) as client:
+    async with await teacher(kiosk) as client:
         await client.cast(lesson)
         await client.control("next")
         await client.control("prev")
@@ -162,7 +171,7 @@ async def test_usage_rows_after_next_prev_stop(kiosk: KioskThread) -> None:
         await client.control("unblank")
         await client.control("goto", index=2)
         await client.control("stop")
-        records = await all_records(client)
+        records = await all_records(kiosk)
     assert [(r.item_index, r.end_reason) for r in records] == [
         (0, "next"),
         (1, "prev"),
@@ -194,18 +203,18 @@ async def test_auto_advance_by_item_duration(kiosk: KioskThread) -> None:
             LessonItem(kind="text", title="Последний", text="2", duration_ms=150),
         ],
     )
-    async with await KioskClient.connect(kiosk.address, TEACHER) as client:
+    async with await teacher(kiosk) as client:
         await client.cast(lesson)
         status = await client.wait_for_status(lambda s: s.state == "idle", timeout_s=5)
         assert status.lesson_id is None
-        records = await all_records(client)
+        records = await all_records(kiosk)
     assert [(r.item_index, r.end_reason) for r in records] == [(0, "auto"), (1, "end")]
 
 
 async def test_start_at_delays_the_start(kiosk: KioskThread) -> None:
     import time
 
-    async with await KioskClient.connect(kiosk.address, TEACHER) as client:
+    async with await teacher(kiosk) as client:
         start_at_ms = int(time.time() * 1000) + 300
         await client.cast(text_lesson("А"), start_at_ms=start_at_ms)
         assert (await client.status()).state == "loading"
@@ -216,17 +225,17 @@ async def test_start_at_delays_the_start(kiosk: KioskThread) -> None:
 
 async def test_pushed_status_events_reach_every_controller(kiosk: KioskThread) -> None:
     async with (
-        await KioskClient.connect(kiosk.address, TEACHER) as teacher,
-        await KioskClient.connect(kiosk.address, TEACHER) as watcher,
+        await teacher(kiosk) as presenter,
+        await teacher(kiosk, ControllerIdentity("c-watcher", "Наблюдатель")) as watcher,
     ):
-        await teacher.cast(text_lesson("А", "Б"))
-        await teacher.control("next")
+        await presenter.cast(text_lesson("А", "Б"))
+        await presenter.control("next")
         status = await watcher.wait_for_status(lambda s: s.index == 1, timeout_s=5)
         assert status.item_title == "Слайд 2"
 
 
 async def test_control_without_a_lesson_is_an_error_reply(kiosk: KioskThread) -> None:
-    async with await KioskClient.connect(kiosk.address, TEACHER) as client:
+    async with await teacher(kiosk) as client:
         with pytest.raises(RemoteError) as info:
             await client.control("next")
         assert info.value.code == "no_lesson"
@@ -244,7 +253,7 @@ async def test_connect_to_nothing_is_a_clear_error() -> None:
 
 async def test_kiosk_gone_mid_request_is_a_clear_error(tmp_path: Path) -> None:
     k = KioskThread(tmp_path / "k").__enter__()
-    client = await KioskClient.connect(k.address, TEACHER)
+    client = await teacher(k)
     # Stop the kiosk from another thread so that this loop can answer its close frame.
     await asyncio.to_thread(k.__exit__, None, None, None)
     with pytest.raises(ConnectionFailedError):
@@ -254,7 +263,7 @@ async def test_kiosk_gone_mid_request_is_a_clear_error(tmp_path: Path) -> None:
 
 async def test_quota_too_small_refuses_the_cast_and_keeps_showing(tmp_path: Path) -> None:
     with KioskThread(tmp_path / "k", quota_bytes=100_000) as k:
-        async with await KioskClient.connect(k.address, TEACHER) as client:
+        async with await teacher(k) as client:
             await client.cast(text_lesson("Было"))
             big = blob_lesson(tmp_path, [200_000])
             with pytest.raises(RemoteError) as info:
@@ -266,7 +275,7 @@ async def test_quota_too_small_refuses_the_cast_and_keeps_showing(tmp_path: Path
 
 
 async def test_many_quick_controls_are_each_acked_in_order(kiosk: KioskThread) -> None:
-    async with await KioskClient.connect(kiosk.address, TEACHER) as client:
+    async with await teacher(kiosk) as client:
         await client.cast(text_lesson(*[str(i) for i in range(10)]))
         await asyncio.gather(*(client.control("next") for _ in range(5)))
         assert (await client.status()).index == 5

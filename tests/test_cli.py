@@ -28,6 +28,14 @@ def test_add_cast_control_and_status_by_room_name(kiosk: KioskThread) -> None:
     assert listed[0]["room"] == "Каб. 12"
     assert listed[0]["address"] == kiosk.address
 
+    unpaired = run("cast", str(sample_lesson_path()), "--to", "Каб. 12")
+    assert unpaired.exit_code == 1
+    assert "не сопряжён с панелью" in unpaired.output
+
+    paired = run("--teacher", "Сидоров И. И.", "pair", "Каб. 12", "--pin", kiosk.pin())
+    assert paired.exit_code == 0, paired.output
+    assert "Сопряжено с «Каб. 12», роль: учитель." in paired.output
+
     cast = run("--teacher", "Сидоров И. И.", "cast", str(sample_lesson_path()), "--to", "каб. 12")
     assert cast.exit_code == 0, cast.output
     assert "Фотосинтез" in cast.output
@@ -197,3 +205,50 @@ def test_demo_runs_end_to_end() -> None:
     assert "Повторный показ: передано 0 Б" in result.output
     assert "Журнал использования панели (записей — 11)" in result.output
     assert "Демонстрация завершена." in result.output
+
+
+def test_pair_with_a_wrong_pin_then_the_right_one(kiosk: KioskThread) -> None:
+    run("panels", "add", kiosk.address)
+    right = kiosk.pin()
+    wrong = f"{(int(right) + 1) % 1_000_000:06d}"
+    bad = CliRunner().invoke(cli, ["pair", "Каб. 12", "--pin", wrong])
+    assert bad.exit_code == 1
+    assert "Неверный PIN" in bad.output
+    assert run("pair", "Каб. 12", "--pin", right).exit_code == 0
+    assert run("status", "Каб. 12").exit_code == 0
+
+
+def test_pair_asks_for_the_pin(kiosk: KioskThread) -> None:
+    run("panels", "add", kiosk.address)
+    result = CliRunner().invoke(cli, ["pair", "Каб. 12"], input=kiosk.pin() + "\n")
+    assert result.exit_code == 0, result.output
+    assert "PIN с экрана панели" in result.output
+
+
+def test_pin_must_have_six_digits(kiosk: KioskThread) -> None:
+    result = CliRunner().invoke(cli, ["pair", kiosk.address, "--pin", "12ab"])
+    assert result.exit_code == 2
+
+
+def test_unpair_revokes_the_token_on_the_panel(kiosk: KioskThread) -> None:
+    run("panels", "add", kiosk.address)
+    assert run("pair", "Каб. 12", "--pin", kiosk.pin()).exit_code == 0
+    assert run("status", "Каб. 12").exit_code == 0
+    assert kiosk.app is not None
+    assert len(kiosk.app.tokens.grants()) == 1
+    result = run("unpair", "Каб. 12")
+    assert result.exit_code == 0
+    assert "Сопряжение с «Каб. 12» удалено." in result.output
+    assert kiosk.app.tokens.grants() == []
+    after = CliRunner().invoke(cli, ["status", "Каб. 12"])
+    assert after.exit_code == 1
+    assert "не сопряжён" in after.output
+
+
+def test_pair_as_admin_with_the_admin_secret(kiosk: KioskThread) -> None:
+    from tests.kiosks import ADMIN_SECRET
+
+    run("panels", "add", kiosk.address)
+    result = CliRunner().invoke(cli, ["pair", "Каб. 12", "--admin"], input=ADMIN_SECRET + "\n")
+    assert result.exit_code == 0, result.output
+    assert "роль: администратор" in result.output

@@ -11,22 +11,29 @@ import pytest
 from controller.client import KioskClient
 from tests.conftest import TEACHER
 from tests.helpers import text_lesson
-from tests.kiosks import kiosk_process
+from tests.kiosks import ADMIN_SECRET, kiosk_process
 
 pytestmark = pytest.mark.slow
 
 HEARTBEAT = "heartbeat_s = 0.05\n"
 
 
+async def connect_admin(address: str) -> KioskClient:
+    """Pair as admin (the process's PIN is on its screen; the admin secret is configured)."""
+    client = await KioskClient.connect(address, TEACHER)
+    await client.pair(ADMIN_SECRET, role="admin")
+    return client
+
+
 async def pull_all(address: str) -> list:
-    async with await KioskClient.connect(address, TEACHER) as client:
+    async with await connect_admin(address) as client:
         return (await client.usage_pull(0)).records
 
 
 async def test_sigkill_mid_item_is_closed_as_power_loss_after_restart(tmp_path: Path) -> None:
     state = tmp_path / "state"
     with kiosk_process(state, config=HEARTBEAT) as (proc, address):
-        async with await KioskClient.connect(address, TEACHER) as client:
+        async with await connect_admin(address) as client:
             await client.cast(text_lesson("Первый", "Второй"))
             await client.control("next")
             # Let a few heartbeats reach the log while item 2 is on screen.
@@ -49,7 +56,7 @@ async def test_sigkill_mid_item_is_closed_as_power_loss_after_restart(tmp_path: 
 async def test_sigterm_closes_the_open_interval_as_shutdown(tmp_path: Path) -> None:
     state = tmp_path / "state"
     with kiosk_process(state) as (proc, address):
-        async with await KioskClient.connect(address, TEACHER) as client:
+        async with await connect_admin(address) as client:
             await client.cast(text_lesson("Один"))
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
@@ -64,3 +71,14 @@ def test_kiosk_refuses_a_bad_config_file(tmp_path: Path) -> None:
         kiosk_process(tmp_path / "s", config='colour = "red"\n'),
     ):
         pass
+
+
+async def test_pairing_and_certificate_survive_a_restart(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with kiosk_process(state) as (_, address):
+        async with await KioskClient.connect(address, TEACHER) as client:
+            creds = await client.pair(ADMIN_SECRET, role="admin")
+    with kiosk_process(state) as (_, address):
+        async with await KioskClient.connect(address, TEACHER, credentials=creds) as client:
+            assert client.role == "admin"
+            assert client.fingerprint == creds.fingerprint
