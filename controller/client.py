@@ -116,7 +116,7 @@ def kiosk_url(address: str) -> str:
     return f"wss://{host}:{port}{WS_PATH}"
 
 
-def _client_ssl() -> ssl.SSLContext:
+def client_ssl_context() -> ssl.SSLContext:
     """TLS without CA checks: kiosks have self-signed certificates, pinned at pairing."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
@@ -201,7 +201,7 @@ class KioskClient:
         try:
             ws = await connect(
                 url,
-                ssl=_client_ssl(),
+                ssl=client_ssl_context(),
                 subprotocols=[Subprotocol(SUBPROTOCOL)],
                 compression=None,
                 max_size=limits.MAX_FRAME_BYTES,

@@ -19,6 +19,7 @@ from kiosk.service import Display, KioskService
 from kiosk.tls import ensure_identity
 from kiosk.tokens import TokenStore
 from kiosk.usage import UsageLog
+from kiosk.usage_writer import UsageWriter
 from media.store import BlobStore
 
 logger = logging.getLogger(__name__)
@@ -47,8 +48,8 @@ class KioskApp:
         )
         self.display = display if display is not None else HeadlessDisplay()
         self.store = BlobStore(state / "media", config.quota_bytes)
-        self.usage = UsageLog(
-            state / "usage.sqlite", kiosk_id=self.identity.kiosk_id, room=config.room
+        self.usage = UsageWriter(
+            UsageLog(state / "usage.sqlite", kiosk_id=self.identity.kiosk_id, room=config.room)
         )
         self.tls = ensure_identity(state, self.identity.kiosk_id)
         self.tokens = TokenStore(state / "tokens.json")

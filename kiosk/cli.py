@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import click
 
 from kiosk.app import KioskApp, run_until_signal
-from kiosk.config import ConfigError, load_config
+from kiosk.config import ConfigError, KioskConfig, load_config
+from kiosk.tokens import TokenStore
 from protocol.errors import ClassCastError
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True)
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="kiosk.toml")
 @click.option("--room", help="Room name shown on the panel and used to find it.")
 @click.option("--school", help="School name shown on the panel.")
@@ -28,7 +31,9 @@ from protocol.errors import ClassCastError
 @click.option("--headless", "mode", flag_value="headless", help="No window (servers, tests).")
 @click.option("--lang", type=click.Choice(["ru", "en"]), help="Language of the panel.")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+@click.pass_context
 def main(
+    ctx: click.Context,
     config_path: Path | None,
     room: str | None,
     school: str | None,
@@ -39,7 +44,7 @@ def main(
     lang: str | None,
     verbose: bool,
 ) -> None:
-    """Run the kiosk of one classroom panel.
+    """Run the kiosk of one classroom panel (or manage it: see the commands).
 
     Example:
 
@@ -62,6 +67,9 @@ def main(
         )
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    ctx.obj = config
+    if ctx.invoked_subcommand is not None:
+        return
     if config.mode != "headless":
         raise click.ClickException(
             "the panel window is not available in this version; run with --headless"
@@ -78,3 +86,50 @@ def main(
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"cannot start: {exc}") from None
+
+
+@main.group()
+def tokens() -> None:
+    """List or revoke the controllers paired with this panel.
+
+    Example:
+
+        classcast-kiosk --state-dir /var/lib/classcast tokens list
+    """
+
+
+@tokens.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def tokens_list(config: KioskConfig, as_json: bool) -> None:
+    """Show every paired controller: id, name, role, when it paired.
+
+    Example:
+
+        classcast-kiosk tokens list
+    """
+    grants = TokenStore(config.state_dir / "tokens.json").grants()
+    if as_json:
+        click.echo(json.dumps([asdict(g) for g in grants], ensure_ascii=False, indent=2))
+        return
+    for g in grants:
+        click.echo(f"{g.controller_id}\t{g.role}\t{g.paired_at}\t{g.name}\t{g.token_hash[:12]}")
+
+
+@tokens.command("revoke")
+@click.argument("selector")
+@click.pass_obj
+def tokens_revoke(config: KioskConfig, selector: str) -> None:
+    """Revoke pairings by controller id, teacher name, or token-hash prefix (8+ chars).
+
+    Takes effect at once, also in a running kiosk and on its open connections.
+
+    Example:
+
+        classcast-kiosk tokens revoke c-3f2a9d0b1c2e4f5a
+    """
+    gone = TokenStore(config.state_dir / "tokens.json").revoke(selector)
+    if not gone:
+        raise click.ClickException(f"no pairing matches {selector!r}")
+    for g in gone:
+        click.echo(f"revoked {g.controller_id} ({g.name}, {g.role})")

@@ -35,7 +35,7 @@ from kiosk.player import (
     VideoCommand,
 )
 from kiosk.tokens import Grant
-from kiosk.usage import DisplayStart, UsageLog
+from kiosk.usage import DisplayStart
 from media.chunks import AppendBytes, AssemblerEvent, BlobVerified, ChunkAssembler, plan_needs
 from media.store import BlobStore
 from protocol import limits
@@ -54,6 +54,7 @@ from protocol.messages import (
     BlobStored,
     Cast,
     Control,
+    EndReason,
     Error,
     GetStatus,
     Hello,
@@ -72,6 +73,7 @@ from protocol.messages import (
     Unpair,
     UsageBatch,
     UsagePull,
+    UsageRecord,
     Welcome,
 )
 
@@ -106,6 +108,25 @@ class Display(Protocol):
 
     def apply(self, effect: DisplayEffect) -> None:
         """Carry out one effect; must not block (hand off to the render thread)."""
+
+
+class UsageSink(Protocol):
+    """The usage log as the service uses it: :class:`~kiosk.usage.UsageLog`, or
+    :class:`~kiosk.usage_writer.UsageWriter` which keeps fsync off the network loop."""
+
+    def recover(self) -> int: ...
+
+    def open(
+        self, start: DisplayStart, *, wall_s: float, mono_s: float, clock_offset_ms: int = 0
+    ) -> str: ...
+
+    def close(self, uuid: str, *, wall_s: float, mono_s: float, reason: EndReason) -> None: ...
+
+    def heartbeat(self, *, wall_s: float, mono_s: float) -> None: ...
+
+    def records_after(self, after_seq: int, limit: int) -> list[UsageRecord]: ...
+
+    def last_seq(self) -> int: ...
 
 
 class Clock(Protocol):
@@ -185,7 +206,7 @@ class KioskService:
         identity: Identity,
         *,
         store: BlobStore,
-        usage: UsageLog,
+        usage: UsageSink,
         display: Display,
         access: Access,
         moderation: Moderation | None = None,

@@ -231,7 +231,7 @@ class UsageLog:
         self.room = room
         self.path = _MEMORY if path is None else str(path)
         self._run_id = uuid_module.uuid4().hex
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         try:
             conn = sqlite3.connect(self.path, check_same_thread=False)
         except sqlite3.Error as exc:
@@ -352,7 +352,13 @@ class UsageLog:
         return len(rows)
 
     def open(
-        self, start: DisplayStart, *, wall_s: float, mono_s: float, clock_offset_ms: int = 0
+        self,
+        start: DisplayStart,
+        *,
+        wall_s: float,
+        mono_s: float,
+        clock_offset_ms: int = 0,
+        uuid: str | None = None,
     ) -> str:
         """Record that an item began to show; the row is durable when this returns.
 
@@ -363,6 +369,8 @@ class UsageLog:
             wall_s: Seconds since the epoch when it began (:func:`time.time`).
             mono_s: Monotonic seconds when it began (:func:`time.monotonic`).
             clock_offset_ms: The kiosk clock's measured offset, stored with the record.
+            uuid: The interval's uuid, when the caller chose it (a writer thread does);
+                a new one by default.
 
         Returns:
             The new interval's uuid.
@@ -374,30 +382,35 @@ class UsageLog:
         _check_times(wall_s, mono_s)
         if start.kind not in _ITEM_KINDS:
             raise ValueError(f"unknown item kind {start.kind!r}")
-        interval_uuid = str(uuid_module.uuid4())
+        interval_uuid = uuid or str(uuid_module.uuid4())
         at = _iso_utc(wall_s)
         with self._guard("open an interval"), self._db.atomic():
-            self._plays.insert(
-                {
-                    "uuid": interval_uuid,
-                    "run_id": self._run_id,
-                    "kiosk_id": self.kiosk_id,
-                    "room": self.room,
-                    "lesson_id": start.lesson_id,
-                    "lesson_title": start.lesson_title,
-                    "item_index": start.item_index,
-                    "kind": start.kind,
-                    "content_hash": start.content_hash,
-                    "content_title": start.content_title,
-                    "content_source": start.content_source,
-                    "teacher_id": start.teacher_id,
-                    "teacher_name": start.teacher_name,
-                    "started_at": at,
-                    "start_mono_s": mono_s,
-                    "last_seen_at": at,
-                    "last_seen_mono_s": mono_s,
-                    "clock_offset_ms": clock_offset_ms,
-                }
+            # Plain SQL: building the statement through Table.insert costs ~10x more.
+            self._db.execute(
+                "INSERT INTO plays (uuid, run_id, kiosk_id, room, lesson_id, lesson_title, "
+                "item_index, kind, content_hash, content_title, content_source, teacher_id, "
+                "teacher_name, started_at, start_mono_s, last_seen_at, last_seen_mono_s, "
+                "clock_offset_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    interval_uuid,
+                    self._run_id,
+                    self.kiosk_id,
+                    self.room,
+                    start.lesson_id,
+                    start.lesson_title,
+                    start.item_index,
+                    start.kind,
+                    start.content_hash,
+                    start.content_title,
+                    start.content_source,
+                    start.teacher_id,
+                    start.teacher_name,
+                    at,
+                    mono_s,
+                    at,
+                    mono_s,
+                    clock_offset_ms,
+                ],
             )
         return interval_uuid
 
@@ -447,6 +460,16 @@ class UsageLog:
                     row_id,
                 ],
             )
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group several writes into one transaction (one fsync); they nest inside it.
+
+        Raises:
+            UsageLogError: SQLite failed; none of the writes in the block is kept.
+        """
+        with self._guard("write a batch"), self._db.atomic():
+            yield
 
     def heartbeat(self, *, wall_s: float, mono_s: float) -> None:
         """Record that the kiosk is alive now.

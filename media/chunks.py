@@ -37,7 +37,7 @@ from protocol.messages import BlobNeed, LessonManifest
 class Hasher(Protocol):
     """The part of a ``hashlib.sha256()`` object the assembler uses."""
 
-    def update(self, data: bytes, /) -> None:
+    def update(self, data: bytes | memoryview, /) -> None:
         """Feed more bytes."""
 
     def hexdigest(self) -> str:
@@ -50,7 +50,7 @@ class AppendBytes:
 
     sha256: str
     offset_bytes: int
-    data: bytes
+    data: bytes | memoryview
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
 from protocol.errors import (
     BlobTooLargeError,
@@ -72,6 +72,7 @@ class BlobStore:
         Raises:
             ValueError: ``quota_bytes`` is not positive.
         """
+        self._handles: dict[str, tuple[BinaryIO, int]] = {}
         if quota_bytes <= 0:
             raise ValueError(f"quota_bytes must be positive, not {quota_bytes}")
         self.root = root
@@ -141,7 +142,7 @@ class BlobStore:
 
     # ----------------------------------------------------------------- receiving
 
-    def append(self, sha256: str, offset_bytes: int, data: bytes) -> None:
+    def append(self, sha256: str, offset_bytes: int, data: bytes | memoryview) -> None:
         """Append ``data`` to the partial blob ``sha256``; no fsync (``commit`` does it).
 
         Raises:
@@ -149,15 +150,28 @@ class BlobStore:
                 (the peer sent a chunk out of order).
             MediaError: ``sha256`` is not a lowercase hex sha256.
         """
-        part = self._part_path(sha256)
-        current = self.partial_bytes(sha256)
-        if offset_bytes != current:
-            raise UnexpectedMessageError(
-                f"chunk of blob {sha256} at offset {offset_bytes}; the store holds "
-                f"{current} bytes of it"
-            )
-        with part.open("ab") as f:
-            f.write(data)
+        # The partial being received stays open between chunks; a handle whose size does
+        # not match (the file changed under it) is dropped and the file looked at anew.
+        handle = self._handles.get(sha256)
+        if handle is None or handle[1] != offset_bytes:
+            self.release(sha256)
+            part = self._part_path(sha256)
+            current = self.partial_bytes(sha256)
+            if offset_bytes != current:
+                raise UnexpectedMessageError(
+                    f"chunk of blob {sha256} at offset {offset_bytes}; the store holds "
+                    f"{current} bytes of it"
+                )
+            handle = (part.open("ab", buffering=0), current)
+        f, size = handle
+        f.write(data)
+        self._handles[sha256] = (f, size + len(data))
+
+    def release(self, sha256: str) -> None:
+        """Close the open file of the partial blob ``sha256``, if any (the partial stays)."""
+        handle = self._handles.pop(sha256, None)
+        if handle is not None:
+            handle[0].close()
 
     def commit(self, sha256: str, expected_size: int) -> Path:
         """Make the partial blob ``sha256`` complete, durably and atomically.
@@ -174,6 +188,7 @@ class BlobStore:
         """
         part = self._part_path(sha256)
         target = self._blob_path(sha256)
+        self.release(sha256)
         try:
             fd = os.open(part, os.O_RDONLY)
         except FileNotFoundError:
@@ -193,6 +208,7 @@ class BlobStore:
 
     def discard(self, sha256: str) -> None:
         """Remove the partial blob ``sha256`` if any (after a failed hash check)."""
+        self.release(sha256)
         self._part_path(sha256).unlink(missing_ok=True)
 
     def put_bytes(self, data: bytes) -> str:

@@ -110,11 +110,14 @@ def request_id(raw: str | bytes) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """Bytes of one blob starting at ``offset_bytes``."""
+    """Bytes of one blob starting at ``offset_bytes``.
+
+    ``data`` is a view into the received frame (no copy of up to a mebibyte per chunk).
+    """
 
     sha256: str
     offset_bytes: int
-    data: bytes
+    data: bytes | memoryview
 
 
 def encode_chunk(sha256: str, offset_bytes: int, data: bytes) -> bytes:
@@ -143,7 +146,7 @@ def decode_chunk(frame: bytes) -> Chunk:
         )
     sha = frame[:HASH_BYTES].hex()
     offset = int.from_bytes(frame[HASH_BYTES:CHUNK_HEADER_BYTES], "big")
-    return Chunk(sha, offset, bytes(frame[CHUNK_HEADER_BYTES:]))
+    return Chunk(sha, offset, memoryview(frame)[CHUNK_HEADER_BYTES:])
 
 
 # --------------------------------------------------------------------------- generic parts

@@ -67,6 +67,8 @@ def render() -> str:
         ("classcast " + " ".join(p), cli, p) for p in _walk(cli, [])
     ]
     sections.append(("classcast-kiosk", kiosk_main, []))
+    assert isinstance(kiosk_main, click.Group)
+    sections += [("classcast-kiosk " + " ".join(p), kiosk_main, p) for p in _walk(kiosk_main, [])]
     for title, command, args in sections:
         result = runner.invoke(command, [*args, "--help"], prog_name=title.split()[0])
         if result.exit_code != 0:

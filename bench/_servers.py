@@ -1,0 +1,217 @@
+"""Server side of the benchmarks, run in a child process: ``python -m bench._servers KIND``.
+
+Kinds:
+
+``echo --count N``
+    N websockets echo servers (asyncio ``serve``, ``compression=None``, the kiosk's
+    ``max_size``) on one event loop.
+``kiosk --count N --state-dir DIR [--quota-bytes Q]``
+    N headless :class:`kiosk.app.KioskApp` on one event loop, state in ``DIR/kNNN``.
+``tcpsink --dir DIR [--hash]``
+    A raw TCP receiver: for each ``>Q`` size header it receives that many bytes into a
+    new file in ``DIR`` (optionally hashing them with sha256), fsyncs it, renames it
+    into place, fsyncs the folder and answers one byte (or the 32-byte digest).
+    A size of 0 ends the connection.
+
+Prints ``READY {"ports": [...]}`` once listening; exits when stdin reaches EOF.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import signal
+import socket
+import struct
+import sys
+import threading
+from pathlib import Path
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+
+from bench._common import BENCH_ADMIN_SECRET, LOOPBACK
+from protocol import limits
+
+RECV_BYTES = 1024 * 1024
+SIZE_HEADER = struct.Struct(">Q")
+
+
+def _ready(ports: list[int], **extra: object) -> None:
+    sys.stdout.write("READY " + json.dumps({"ports": ports, "pid": os.getpid(), **extra}) + "\n")
+    sys.stdout.flush()
+
+
+def _stdin_closed_event(loop: asyncio.AbstractEventLoop) -> asyncio.Event:
+    """An event set when stdin reaches EOF (the parent is done) or on SIGTERM."""
+    done = asyncio.Event()
+
+    def wait_eof() -> None:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdin.buffer.read()
+        loop.call_soon_threadsafe(done.set)
+
+    threading.Thread(target=wait_eof, daemon=True).start()
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGTERM, done.set)
+    return done
+
+
+async def _echo(ws: ServerConnection) -> None:
+    with contextlib.suppress(Exception):
+        async for message in ws:
+            await ws.send(message)
+
+
+async def run_echo(count: int) -> None:
+    import tempfile
+
+    from kiosk.tls import ensure_identity
+
+    done = _stdin_closed_event(asyncio.get_running_loop())
+    servers: list[Server] = []
+    # TLS like the kiosk's, so that the baseline pays the same transport costs.
+    tls = ensure_identity(Path(tempfile.mkdtemp(prefix="bench-echo-tls-")), "echo")
+    ctx = tls.server_context()
+    try:
+        for _ in range(count):
+            servers.append(
+                await serve(
+                    _echo,
+                    LOOPBACK,
+                    0,
+                    compression=None,
+                    max_size=limits.MAX_FRAME_BYTES,
+                    ssl=ctx,
+                )
+            )
+        ports = [next(iter(s.sockets)).getsockname()[1] for s in servers]
+        _ready(ports)
+        await done.wait()
+    finally:
+        for server in servers:
+            server.close()
+        for server in servers:
+            await server.wait_closed()
+
+
+async def run_kiosks(count: int, state_dir: Path, quota_bytes: int) -> None:
+    from kiosk.app import KioskApp
+    from kiosk.config import KioskConfig
+
+    done = _stdin_closed_event(asyncio.get_running_loop())
+    apps: list[KioskApp] = []
+    try:
+        for n in range(count):
+            app = KioskApp(
+                KioskConfig(
+                    room=f"Room {n:03d}",
+                    school="Bench",
+                    host=LOOPBACK,
+                    port=0,
+                    state_dir=state_dir / f"k{n:03d}",
+                    mode="headless",
+                    quota_bytes=quota_bytes,
+                    admin_secret=BENCH_ADMIN_SECRET,
+                    mdns=False,
+                )
+            )
+            apps.append(app)
+            await app.start()
+        _ready([app.server.port for app in apps])
+        await done.wait()
+    finally:
+        for app in apps:
+            with contextlib.suppress(Exception):
+                await app.stop()
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sink_connection(conn: socket.socket, folder: Path, hash_bytes: bool) -> None:
+    buf = bytearray(RECV_BYTES)
+    view = memoryview(buf)
+    n = 0
+    with conn:
+        while True:
+            header = conn.recv(SIZE_HEADER.size, socket.MSG_WAITALL)
+            if len(header) < SIZE_HEADER.size:
+                return
+            (size,) = SIZE_HEADER.unpack(header)
+            if size == 0:
+                return
+            n += 1
+            part = folder / f"recv-{os.getpid()}-{n}.part"
+            hasher = hashlib.sha256() if hash_bytes else None
+            left = size
+            with part.open("wb", buffering=0) as f:
+                while left:
+                    got = conn.recv_into(view, min(left, RECV_BYTES))
+                    if got == 0:
+                        raise ConnectionError("sender went away")
+                    f.write(view[:got])
+                    if hasher is not None:
+                        hasher.update(view[:got])
+                    left -= got
+                os.fsync(f.fileno())
+            os.replace(part, part.with_suffix(".blob"))
+            _fsync_dir(folder)
+            conn.sendall(hasher.digest() if hasher is not None else b"\x01")
+
+
+def run_tcpsink(folder: Path, hash_bytes: bool) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    listener = socket.create_server((LOOPBACK, 0))
+
+    def accept_loop() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(
+                target=_sink_connection, args=(conn, folder, hash_bytes), daemon=True
+            ).start()
+
+    threading.Thread(target=accept_loop, daemon=True).start()
+    _ready([listener.getsockname()[1]])
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdin.buffer.read()
+    listener.close()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    parser = argparse.ArgumentParser(prog="python -m bench._servers")
+    parser.add_argument("kind", choices=["echo", "kiosk", "tcpsink"])
+    parser.add_argument("--count", type=int, default=1)
+    parser.add_argument("--state-dir", type=Path)
+    parser.add_argument("--quota-bytes", type=int, default=4 * 1024**3)
+    parser.add_argument("--dir", type=Path)
+    parser.add_argument("--hash", action="store_true")
+    args = parser.parse_args()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles ^C and stops us
+    if args.kind == "echo":
+        asyncio.run(run_echo(args.count))
+    elif args.kind == "kiosk":
+        if args.state_dir is None:
+            parser.error("kiosk needs --state-dir")
+        asyncio.run(run_kiosks(args.count, args.state_dir, args.quota_bytes))
+    else:
+        if args.dir is None:
+            parser.error("tcpsink needs --dir")
+        run_tcpsink(args.dir, args.hash)
+
+
+if __name__ == "__main__":
+    main()

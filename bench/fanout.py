@@ -1,0 +1,272 @@
+"""Fan-out: one control command to 100 kiosks until every one acked, vs 100 echo servers.
+
+Run: ``.venv/bin/python -m bench.fanout [--quick] [--kiosks N] [--procs P] [--rounds R]``
+
+Placement: this machine has few cores, so the 100 kiosks run as ``KioskApp``
+instances in ``--procs`` child processes (default 2, one per core), each process
+hosting its share on one event loop. A real deployment has one CPU per panel; here
+each process serialises the work of 50 kiosks, and their usage logs share one disk,
+so the kiosk side is pessimistic. The baseline (100 websockets echo servers) is
+hosted exactly the same way, so the ratio compares like with like. The controller
+(``controller.group.Group``, 100 ``KioskClient`` connections) runs here.
+
+Each round: ``Group.control(next|prev)`` on a 2-item text lesson cast to all, timed
+until all 100 ``ok`` replies arrived; rounds are ``GAP_S`` apart (a teacher's clicks
+are far apart, and each kiosk pushes a status after every control). Baseline round:
+a ``control``-sized text frame sent to each echo server concurrently, until all 100
+echoes arrived.
+
+Diagnostic: the same fan-out with the kiosks' state on tmpfs (``/dev/shm``), which
+shows the share of the usage log's durable writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from websockets.asyncio.client import ClientConnection, connect
+
+from bench._common import (
+    BENCH_ADMIN_SECRET,
+    LOOPBACK,
+    ServerProcess,
+    cancel_on_sigterm,
+    figure,
+    heading,
+    p50_p99,
+    proc_cpu_s,
+    result_line,
+    tmpfs_dir,
+)
+from controller.client import ControllerIdentity, Credentials, KioskClient, client_ssl_context
+from controller.group import Group
+from media.lesson import Lesson, LessonItem, make_lesson
+from protocol import limits
+from protocol.codec import encode
+from protocol.messages import Control, ControlAction
+
+GAP_S = 0.02
+IDENTITY = ControllerIdentity("c-bench", "Bench Teacher")
+
+
+@dataclass
+class Rounds:
+    samples_s: list[float]
+    server_cpu_s: float
+    client_cpu_s: float
+
+
+def two_text_lesson() -> Lesson:
+    return make_lesson(
+        "Bench: fan-out",
+        [
+            LessonItem("text", "Слайд A", text="Первый слайд"),
+            LessonItem("text", "Слайд B", text="Второй слайд"),
+        ],
+    )
+
+
+def action_for(i: int) -> ControlAction:
+    return "next" if i % 2 == 0 else "prev"
+
+
+def split(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if n < total % parts else 0) for n in range(parts)]
+
+
+async def timed_rounds(
+    rounds: int, warmup: int, one_round: Callable[[int], Awaitable[None]], pids: list[int]
+) -> Rounds:
+    samples: list[float] = []
+    cpu_s = cpu_c = 0.0
+    for i in range(warmup + rounds):
+        if i == warmup:
+            cpu_s = sum(proc_cpu_s(p) for p in pids)
+            cpu_c = time.process_time()
+        t0 = time.perf_counter()
+        await one_round(i)
+        elapsed = time.perf_counter() - t0
+        if i >= warmup:
+            samples.append(elapsed)
+        await asyncio.sleep(GAP_S)
+    return Rounds(samples, sum(proc_cpu_s(p) for p in pids) - cpu_s, time.process_time() - cpu_c)
+
+
+async def measure_echo(kiosks: int, procs: int, rounds: int, warmup: int) -> Rounds:
+    with contextlib.ExitStack() as stack:
+        servers = [
+            stack.enter_context(ServerProcess("echo", "--count", str(n)))
+            for n in split(kiosks, procs)
+        ]
+        ports = [p for s in servers for p in s.info["ports"]]
+        conns: list[ClientConnection] = list(
+            await asyncio.gather(
+                *(
+                    connect(
+                        f"wss://{LOOPBACK}:{port}/",
+                        ssl=client_ssl_context(),
+                        compression=None,
+                        max_size=limits.MAX_FRAME_BYTES,
+                        proxy=None,
+                        write_limit=4 * limits.MAX_CHUNK_FRAME_BYTES,
+                    )
+                    for port in ports
+                )
+            )
+        )
+        try:
+
+            async def one(ws: ClientConnection, frame: str) -> None:
+                await ws.send(frame)
+                await asyncio.wait_for(ws.recv(), 10.0)
+
+            async def one_round(i: int) -> None:
+                frame = encode(Control(id=i + 2, action=action_for(i)))
+                await asyncio.gather(*(one(ws, frame) for ws in conns))
+
+            return await timed_rounds(rounds, warmup, one_round, [s.info["pid"] for s in servers])
+        finally:
+            await asyncio.gather(*(ws.close() for ws in conns), return_exceptions=True)
+
+
+async def measure_kiosks(
+    kiosks: int, procs: int, rounds: int, warmup: int, state_root: Path
+) -> Rounds:
+    root = Path(tempfile.mkdtemp(prefix="bench-fanout-", dir=state_root))
+    try:
+        with contextlib.ExitStack() as stack:
+            servers = [
+                stack.enter_context(
+                    ServerProcess(
+                        "kiosk", "--count", str(n), "--state-dir", str(root / f"p{index}")
+                    )
+                )
+                for index, n in enumerate(split(kiosks, procs))
+            ]
+            addresses = [f"{LOOPBACK}:{p}" for s in servers for p in s.info["ports"]]
+            creds = dict(
+                zip(addresses, await asyncio.gather(*(pair(a) for a in addresses)), strict=True)
+            )
+            group = await Group.connect(addresses, IDENTITY, credentials=creds.get)
+            try:
+                if group.failed:
+                    raise RuntimeError(f"{len(group.failed)} kiosks did not connect")
+                outcomes = await group.cast(two_text_lesson())
+                bad = [o for o in outcomes if not o.ok]
+                if bad:
+                    raise RuntimeError(f"cast failed on {len(bad)} kiosks: {bad[0].error}")
+                await asyncio.gather(
+                    *(
+                        c.wait_for_status(lambda s: s.state == "playing", timeout_s=10)
+                        for c in group.clients.values()
+                    )
+                )
+
+                async def one_round(i: int) -> None:
+                    results = await group.control(action_for(i))
+                    failed = [o for o in results if not o.ok]
+                    if failed:
+                        raise RuntimeError(f"control failed on {len(failed)}: {failed[0].error}")
+
+                return await timed_rounds(
+                    rounds, warmup, one_round, [s.info["pid"] for s in servers]
+                )
+            finally:
+                await group.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def report(label: str, run: Rounds, base: tuple[float, float] | None) -> tuple[float, float]:
+    p50, p99 = p50_p99(run.samples_s)
+    note50 = f"{p50 / base[0]:.2f}x baseline" if base else ""
+    note99 = f"{p99 / base[1]:.2f}x baseline" if base else ""
+    figure(f"{label}: p50 of whole fan-out", p50 * 1e3, "ms", note50)
+    figure(f"{label}: p99 of whole fan-out", p99 * 1e3, "ms", note99)
+    n = len(run.samples_s)
+    figure(f"{label}: server CPU per round (all procs)", run.server_cpu_s / n * 1e3, "ms")
+    figure(f"{label}: controller CPU per round", run.client_cpu_s / n * 1e3, "ms")
+    return p50, p99
+
+
+async def main_async(kiosks: int, procs: int, rounds: int, warmup: int, shm: Path | None) -> None:
+    cancel_on_sigterm()
+    disk_root = Path(tempfile.gettempdir())
+    per = split(kiosks, procs)
+    print(
+        f"fan-out: {kiosks} targets in {procs} child process(es) ({'+'.join(map(str, per))} "
+        f"per event loop), controller here; {os.cpu_count()} CPUs"
+    )
+    print(
+        f"{rounds} rounds (+{warmup} warm-up), {GAP_S * 1e3:.0f} ms apart; kiosk state on "
+        f"{disk_root}. Each process serialises its kiosks' work and all share one disk, so "
+        "the kiosk side is pessimistic next to real panels with a CPU each."
+    )
+
+    heading(f"baseline: {kiosks} websockets echo servers")
+    echo = await measure_echo(kiosks, procs, rounds, warmup)
+    base = report("echo", echo, None)
+
+    heading(f"kiosks: Group.control next/prev to {kiosks} KioskApps")
+    kiosk = await measure_kiosks(kiosks, procs, rounds, warmup, disk_root)
+    k50, k99 = report("kiosks", kiosk, base)
+
+    values: dict[str, float | int | str] = {
+        "kiosks": kiosks,
+        "echo_p50_ms": base[0] * 1e3,
+        "echo_p99_ms": base[1] * 1e3,
+        "kiosk_p50_ms": k50 * 1e3,
+        "kiosk_p99_ms": k99 * 1e3,
+        "ratio_p50": k50 / base[0],
+        "ratio_p99": k99 / base[1],
+    }
+    if shm is not None:
+        heading("diagnostic: kiosks with state on tmpfs (fsync costs nothing)")
+        tmpfs = await measure_kiosks(kiosks, procs, rounds, warmup, shm)
+        _, t99 = report("kiosks on tmpfs", tmpfs, base)
+        values["tmpfs_p99_ms"] = t99 * 1e3
+
+    heading("summary")
+    figure("kiosk fan-out p99", k99 * 1e3, "ms", "aim <= 50 ms")
+    figure("ratio p50 kiosks/echo", k50 / base[0], "x")
+    figure("ratio p99 kiosks/echo", k99 / base[1], "x")
+    result_line("fanout", values)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.fanout", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="20 rounds (a smoke run)")
+    parser.add_argument("--kiosks", type=int, default=100)
+    parser.add_argument("--procs", type=int, default=2, help="child processes hosting them")
+    parser.add_argument("--rounds", type=int, help="timed rounds (default 200)")
+    parser.add_argument("--no-diagnostic", action="store_true", help="skip the tmpfs run")
+    args = parser.parse_args()
+    rounds = args.rounds or (20 if args.quick else 200)
+    warmup = 5 if args.quick else 10
+    try:
+        asyncio.run(
+            main_async(
+                args.kiosks, args.procs, rounds, warmup, None if args.no_diagnostic else tmpfs_dir()
+            )
+        )
+    except asyncio.CancelledError:  # SIGTERM: children stopped, temp dirs removed
+        raise SystemExit(143) from None
+
+
+if __name__ == "__main__":
+    main()
+
+
+async def pair(address: str) -> Credentials:
+    """Pair as admin with the benchmark kiosks' admin secret."""
+    async with await KioskClient.connect(address, IDENTITY) as client:
+        return await client.pair(BENCH_ADMIN_SECRET, role="admin")

@@ -1,0 +1,279 @@
+"""Lesson transfer: ``cast`` of a 200 MB lesson to a kiosk, vs a raw TCP copy with fsync.
+
+Run: ``.venv/bin/python -m bench.transfer [--quick] [--mb N] [--repeats R]``
+
+A lesson of ``FILES`` incompressible "video" files (random bytes; the items are built
+with ``media.lesson.make_lesson`` and hashed here, bypassing content probing) is cast
+from this process to a kiosk in a child process. The time runs from ``cast`` until it
+returns: the kiosk has received every chunk, verified each blob's sha256 and committed
+it (fsync, rename, fsync of the folder).
+
+Baseline: the same bytes over a plain TCP socket on loopback (``socket.sendfile``) to a
+child process that writes each file with 1 MiB ``recv_into``/``write``, fsyncs it,
+renames it into place, fsyncs the folder and answers one byte: the same durability
+work without websockets, framing, hashing or the store. A second baseline also hashes
+the received bytes with sha256, to show what verification costs.
+
+Both write to the same filesystem (the temp dir). Before each timed run every dirty
+page is flushed (``os.sync``), so one run's writeback does not land in the next; the
+source files stay in the page cache for all runs. Each figure is the median of
+``--repeats`` runs, taken alternately.
+
+Then the same lesson is cast again to the kiosk that has it: bytes sent as a share of
+the lesson and the time of that re-cast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+import shutil
+import socket
+import statistics
+import struct
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench._common import (
+    BENCH_ADMIN_SECRET,
+    LOOPBACK,
+    ServerProcess,
+    cancel_on_sigterm,
+    figure,
+    heading,
+    proc_cpu_s,
+    result_line,
+)
+from controller.client import ControllerIdentity, KioskClient
+from media.lesson import Lesson, LessonItem, make_lesson
+from protocol import limits
+from protocol.codec import encode
+from protocol.messages import Cast
+
+FILES = 4
+WRITE_BYTES = 4 * 1024 * 1024
+SIZE_HEADER = struct.Struct(">Q")
+IDENTITY = ControllerIdentity("c-bench", "Bench Teacher")
+MB = 1_000_000
+
+
+@dataclass
+class Timing:
+    seconds: float
+    server_cpu_s: float
+    client_cpu_s: float
+
+
+def make_files(folder: Path, total_bytes: int, files: int) -> Lesson:
+    """Write ``files`` random files totalling ``total_bytes``; return a video lesson."""
+    folder.mkdir(parents=True, exist_ok=True)
+    items = []
+    size = total_bytes // files
+    for n in range(files):
+        path = folder / f"video-{n + 1}.mp4"
+        hasher = hashlib.sha256()
+        with path.open("wb") as f:
+            left = size
+            while left:
+                block = os.urandom(min(left, WRITE_BYTES))
+                hasher.update(block)
+                f.write(block)
+                left -= len(block)
+        items.append(
+            LessonItem(
+                "video",
+                f"Видео {n + 1}",
+                path=path,
+                sha256=hasher.hexdigest(),
+                size_bytes=size,
+            )
+        )
+    return make_lesson("Bench: transfer", items)
+
+
+def raw_copy(port: int, paths: list[Path], expect_digest: bool) -> float:
+    """Send each file over one TCP connection; returns seconds until the last ack."""
+    t0 = time.perf_counter()
+    with socket.create_connection((LOOPBACK, port)) as sock:
+        for path in paths:
+            size = path.stat().st_size
+            sock.sendall(SIZE_HEADER.pack(size))
+            with path.open("rb") as f:
+                sock.sendfile(f)
+            ack = sock.recv(32 if expect_digest else 1, socket.MSG_WAITALL)
+            if not ack:
+                raise ConnectionError("sink closed the connection")
+        elapsed = time.perf_counter() - t0
+        sock.sendall(SIZE_HEADER.pack(0))
+    return elapsed
+
+
+def timed_baseline(root: Path, paths: list[Path], hash_bytes: bool) -> Timing:
+    sink = root / "sink"
+    shutil.rmtree(sink, ignore_errors=True)
+    args = ["tcpsink", "--dir", str(sink)] + (["--hash"] if hash_bytes else [])
+    try:
+        with ServerProcess(*args) as server:
+            os.sync()
+            cpu_s, cpu_c = proc_cpu_s(server.info["pid"]), time.process_time()
+            seconds = raw_copy(server.info["ports"][0], paths, hash_bytes)
+            return Timing(
+                seconds,
+                proc_cpu_s(server.info["pid"]) - cpu_s,
+                time.process_time() - cpu_c,
+            )
+    finally:
+        shutil.rmtree(sink, ignore_errors=True)
+
+
+@dataclass
+class KioskTiming(Timing):
+    recast_s: float
+    recast_bytes_sent: int
+    lesson_bytes: int
+
+
+async def timed_kiosk(root: Path, lesson: Lesson, quota_bytes: int) -> KioskTiming:
+    state = root / "kiosk"
+    shutil.rmtree(state, ignore_errors=True)
+    try:
+        with ServerProcess(
+            "kiosk", "--count", "1", "--state-dir", str(state), "--quota-bytes", str(quota_bytes)
+        ) as server:
+            pid = server.info["pid"]
+            client = await KioskClient.connect(f"{LOOPBACK}:{server.info['ports'][0]}", IDENTITY)
+            await client.pair(BENCH_ADMIN_SECRET, role="admin")
+            try:
+                os.sync()
+                cpu_s, cpu_c = proc_cpu_s(pid), time.process_time()
+                t0 = time.perf_counter()
+                result = await client.cast(lesson)
+                seconds = time.perf_counter() - t0
+                cpu_s, cpu_c = proc_cpu_s(pid) - cpu_s, time.process_time() - cpu_c
+                if result.bytes_sent != lesson.total_bytes:
+                    raise RuntimeError(f"first cast sent {result.bytes_sent} bytes")
+                t0 = time.perf_counter()
+                again = await client.cast(lesson)
+                recast_s = time.perf_counter() - t0
+            finally:
+                await client.close()
+        return KioskTiming(seconds, cpu_s, cpu_c, recast_s, again.bytes_sent, lesson.total_bytes)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def median_of(runs: list[Timing], key: Callable[[Timing], float]) -> float:
+    return statistics.median(key(r) for r in runs)
+
+
+async def main_async(total_bytes: int, repeats: int, with_hash: bool) -> None:
+    cancel_on_sigterm()
+    root = Path(tempfile.mkdtemp(prefix="bench-transfer-"))
+    try:
+        t0 = time.perf_counter()
+        lesson = make_files(root / "lesson", total_bytes, FILES)
+        paths = list(lesson.blob_paths().values())
+        lesson_bytes = lesson.total_bytes
+        print(
+            f"transfer: lesson of {FILES} random video files, {lesson_bytes / MB:.1f} MB, "
+            f"made in {time.perf_counter() - t0:.1f} s under {root}"
+        )
+        print(
+            f"chunk {limits.CHUNK_SIZE_BYTES} B; {repeats} alternating run(s) per target, "
+            f"median shown; servers in child processes; {os.cpu_count()} CPUs"
+        )
+        quota = 2 * lesson_bytes + 64 * 1024 * 1024
+        base: list[Timing] = []
+        hashed: list[Timing] = []
+        kiosk: list[KioskTiming] = []
+        for _ in range(repeats):
+            base.append(timed_baseline(root, paths, hash_bytes=False))
+            kiosk.append(await timed_kiosk(root, lesson, quota))
+            if with_hash:
+                hashed.append(timed_baseline(root, paths, hash_bytes=True))
+
+        def mbps(seconds: float) -> float:
+            return lesson_bytes / MB / seconds
+
+        heading("baseline: raw TCP copy (sendfile → recv_into/write, fsync per file)")
+        for n, run in enumerate(base, 1):
+            figure(f"run {n}", mbps(run.seconds), "MB/s")
+        b = median_of(base, lambda r: r.seconds)
+        figure("throughput (median)", mbps(b), "MB/s")
+        figure("receiver CPU (median)", median_of(base, lambda r: r.server_cpu_s), "s")
+        figure("sender CPU (median)", median_of(base, lambda r: r.client_cpu_s), "s")
+
+        if hashed:
+            heading("baseline + sha256 on the receiver (diagnostic)")
+            for n, run in enumerate(hashed, 1):
+                figure(f"run {n}", mbps(run.seconds), "MB/s")
+            h = median_of(hashed, lambda r: r.seconds)
+            figure("throughput (median)", mbps(h), "MB/s", f"{b / h:.2f}x raw baseline")
+            figure("receiver CPU (median)", median_of(hashed, lambda r: r.server_cpu_s), "s")
+
+        heading("kiosk: KioskClient.cast until ok (verified, committed with fsync)")
+        for n, run in enumerate(kiosk, 1):
+            figure(f"run {n}", mbps(run.seconds), "MB/s")
+        k = median_of(list(kiosk), lambda r: r.seconds)
+        figure("throughput (median)", mbps(k), "MB/s", f"{b / k:.2f}x baseline")
+        figure("kiosk CPU (median)", median_of(list(kiosk), lambda r: r.server_cpu_s), "s")
+        figure("controller CPU (median)", median_of(list(kiosk), lambda r: r.client_cpu_s), "s")
+
+        heading("re-cast of the same lesson to the kiosk that has it")
+        recast_bytes = kiosk[0].recast_bytes_sent
+        cast_frame = len(encode(Cast(id=1, lesson=lesson.manifest())).encode())
+        recast_ms = statistics.median(r.recast_s for r in kiosk) * 1e3
+        figure("media bytes sent", recast_bytes, "B", f"{recast_bytes / lesson_bytes:.4%}")
+        figure(
+            "cast frame (manifest) bytes",
+            cast_frame,
+            "B",
+            f"{(recast_bytes + cast_frame) / lesson_bytes:.4%} of the lesson with it",
+        )
+        figure("re-cast time (median)", recast_ms, "ms")
+
+        heading("summary")
+        figure("ratio kiosk/raw TCP throughput", b / k, "x", "aim >= 0.8")
+        figure(
+            "re-cast bytes / lesson bytes",
+            (recast_bytes + cast_frame) / lesson_bytes * 100,
+            "%",
+            "aim <= 1 %",
+        )
+        values: dict[str, float | int | str] = {
+            "lesson_mb": lesson_bytes / MB,
+            "raw_mbps": mbps(b),
+            "kiosk_mbps": mbps(k),
+            "ratio": b / k,
+        }
+        if hashed:
+            values["raw_sha256_mbps"] = mbps(median_of(hashed, lambda r: r.seconds))
+        values["recast_pct"] = (recast_bytes + cast_frame) / lesson_bytes * 100
+        values["recast_ms"] = recast_ms
+        result_line("transfer", values)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.transfer", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="20 MB, one run (a smoke run)")
+    parser.add_argument("--mb", type=int, help="lesson size in MB (default 200)")
+    parser.add_argument("--repeats", type=int, help="runs per target (default 3)")
+    parser.add_argument("--no-hash", action="store_true", help="skip the sha256 baseline")
+    args = parser.parse_args()
+    mb = args.mb or (20 if args.quick else 200)
+    repeats = args.repeats or (1 if args.quick else 3)
+    try:
+        asyncio.run(main_async(mb * MB, repeats, with_hash=not args.no_hash))
+    except asyncio.CancelledError:  # SIGTERM: children stopped, temp dirs removed
+        raise SystemExit(143) from None
+
+
+if __name__ == "__main__":
+    main()
