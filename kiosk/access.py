@@ -45,6 +45,8 @@ class PairingAttempt:
 
     exchange: KioskPairing
     role: Role
+    generation: int
+    """The guard's PIN generation when the attempt began."""
 
 
 class Access:
@@ -116,7 +118,7 @@ class Access:
             fingerprint=self.fingerprint,
         )
         offer = exchange.respond(_b64(msg.spake, "pair_start.spake"))
-        return PairingAttempt(exchange, msg.role), PairOffer(
+        return PairingAttempt(exchange, msg.role, self.guard.generation), PairOffer(
             re=msg.id, spake=base64.b64encode(offer).decode()
         )
 
@@ -133,8 +135,14 @@ class Access:
         """Answer ``pair_confirm``: a new token, or a counted failure.
 
         Raises:
-            PairingError: wrong PIN (or secret); counted towards the lockout.
+            PairingLockedError: pairing locked since this attempt began.
+            PairingError: wrong PIN (or secret), counted towards the lockout; or the
+                PIN changed since this attempt began (after a lock, a pairing or its
+                10 minutes), so that attempts started in parallel cannot outlast a lock.
         """
+        self.guard.check_allowed(now)
+        if attempt.role == "teacher" and attempt.generation != self.guard.generation:
+            raise PairingError("the PIN changed while pairing: read the new PIN and try again")
         try:
             confirm = attempt.exchange.verify_controller(_b64(msg.confirm, "pair_confirm.confirm"))
         except PairingError:
@@ -192,9 +200,11 @@ class Moderation:
         )
 
     def presenter_left(self, now: float) -> None:
+        """The presenter's last connection closed at ``now``."""
         self._left_at = now
 
     def presenter_back(self) -> None:
+        """The presenter reconnected, or a new presentation began: the grace no longer runs."""
         self._left_at = None
 
 

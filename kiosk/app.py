@@ -86,17 +86,20 @@ class KioskApp:
 
     def pin(self) -> str:
         """The pairing PIN the panel shows now."""
-        return self.access.pin(time.monotonic())
+        with self.server.lock:
+            return self.access.pin(time.monotonic())
 
     async def start(self) -> None:
         """Open the log's interval recovery, then listen."""
         await self.server.start()
-        self.service.tick()
+        with self.server.lock:
+            self.service.tick()
         self.server.poke()
 
     async def stop(self) -> None:
         """Close the open display interval and every connection."""
-        self.service.shutdown()
+        with self.server.lock:
+            self.service.shutdown()
         self.server.poke()
         await self.server.stop()
         self.usage.close_db()

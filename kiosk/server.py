@@ -2,7 +2,10 @@
 
 Runs on an asyncio loop (the kiosk's network thread). Each connection gets a session
 in the service and a writer task with its own queue, so a slow controller never holds
-up the others. Limits: ``max_size`` is ``MAX_FRAME_BYTES`` (a larger frame closes the
+up the others. Blob chunks are hashed and written on a worker thread while the loop
+goes on decrypting and parsing the next frames (hashing and file writes release the
+GIL, so a transfer uses both cores); a lock keeps every call into the service one at a
+time. Limits: ``max_size`` is ``MAX_FRAME_BYTES`` (a larger frame closes the
 connection with 1009), compression is off (media does not compress), the path must be
 ``/v1`` and the subprotocol ``classcast.v1``.
 """
@@ -14,6 +17,7 @@ import contextlib
 import http
 import logging
 import ssl as ssl_module
+import threading
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -22,7 +26,7 @@ from websockets.typing import Subprotocol
 
 from kiosk.service import CloseSession, KioskService, Outgoing
 from protocol import limits
-from protocol.codec import decode, decode_chunk, encode, request_id
+from protocol.codec import Chunk, decode, decode_chunk, encode, request_id
 from protocol.constants import SUBPROTOCOL, WS_PATH
 from protocol.errors import MalformedMessageError
 from protocol.messages import Message
@@ -72,6 +76,8 @@ class WebsocketServer:
         self._timer: asyncio.Task[None] | None = None
         self._writers: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self.lock = threading.Lock()
+        """Held for every call into the service (the loop's, and chunks' on a worker)."""
 
     async def start(self) -> None:
         """Listen; afterwards :attr:`port` is the bound port."""
@@ -124,9 +130,14 @@ class WebsocketServer:
             )
         return None
 
+    def _chunk(self, sid: int, chunk: Chunk) -> None:
+        with self.lock:
+            self.service.handle_chunk(sid, chunk)
+
     async def _handle(self, ws: ServerConnection) -> None:
         service = self.service
-        sid = service.open_session()
+        with self.lock:
+            sid = service.open_session()
         peer = _Peer(ws)
         self._peers[sid] = peer
         writer = asyncio.create_task(peer.write(), name=f"kiosk-writer-{sid}")
@@ -139,34 +150,42 @@ class WebsocketServer:
                         try:
                             msg = decode(frame)
                         except MalformedMessageError as exc:
-                            service.handle_malformed(sid, request_id(frame), exc)
+                            with self.lock:
+                                service.handle_malformed(sid, request_id(frame), exc)
                         else:
-                            service.handle(sid, msg)
+                            with self.lock:
+                                service.handle(sid, msg)
                     else:
                         try:
                             chunk = decode_chunk(frame)
                         except MalformedMessageError as exc:
-                            service.handle_malformed(sid, None, exc)
+                            with self.lock:
+                                service.handle_malformed(sid, None, exc)
                         else:
-                            service.handle_chunk(sid, chunk)
+                            await asyncio.to_thread(self._chunk, sid, chunk)
                 except Exception:  # the one broad catch: one bad frame must not stop the kiosk
                     logger.exception("session %d: failed to handle a frame", sid)
-                    service.handle_failure(
-                        sid, request_id(frame) if isinstance(frame, str) else None
-                    )
+                    with self.lock:
+                        service.handle_failure(
+                            sid, request_id(frame) if isinstance(frame, str) else None
+                        )
                 self.poke()
         except ConnectionClosed:
             pass
         finally:
-            service.close_session(sid)
+            with self.lock:
+                service.close_session(sid)
             self._peers.pop(sid, None)
             writer.cancel()
             self.poke()
 
     def _flush(self) -> None:
-        for out in self.service.drain():
+        with self.lock:
+            outgoing = self.service.drain()
+            greeted = [p for s, p in self._peers.items() if self.service.is_greeted(s)]
+        for out in outgoing:
             if isinstance(out, Outgoing) and out.sid is None:
-                targets = [p for s, p in self._peers.items() if self.service.is_greeted(s)]
+                targets = greeted
             else:
                 peer = self._peers.get(out.sid) if out.sid is not None else None
                 targets = [peer] if peer is not None else []
@@ -182,14 +201,16 @@ class WebsocketServer:
         service = self.service
         while not self._stopping:
             self._wake.clear()
-            delay = service.next_deadline_s() - service.clock.monotonic()
+            with self.lock:
+                delay = service.next_deadline_s() - service.clock.monotonic()
             if self._stopping:
                 return
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), delay)
             try:
-                service.tick()
+                with self.lock:
+                    service.tick()
             except Exception:  # the one broad catch of the timer loop
                 logger.exception("kiosk tick failed")
             self._flush()

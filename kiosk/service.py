@@ -577,6 +577,7 @@ class KioskService:
             if msg.start_at_ms is not None:
                 start_at_s = now + (msg.start_at_ms / 1000 - self.clock.time())
             presenter = Presenter(session.controller_id or "", session.controller_name or "")
+            self.moderation.presenter_back()  # a new presentation: its presenter is here
             self.store.pin(_blob_set(msg.lesson))
             self.player.load(
                 msg.lesson, presenter, start_index=msg.start_index, now=now, start_at_s=start_at_s

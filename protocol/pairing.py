@@ -102,6 +102,12 @@ class PairingGuard:
         self._failures = 0
         self._locked_until = float("-inf")
         self._lockout_s = 0.0
+        self._generation = 0
+
+    @property
+    def generation(self) -> int:
+        """Counts PIN changes; an exchange begun under an older PIN must not finish."""
+        return self._generation
 
     def pin(self, now: float) -> str:
         """The PIN to show now; renewed once it is PIN_LIFETIME_S old."""
@@ -142,6 +148,7 @@ class PairingGuard:
     def _renew(self, now: float) -> None:
         self._pin = self._make_pin()
         self._issued_at = now
+        self._generation += 1
 
 
 # --------------------------------------------------------------------------- exchange

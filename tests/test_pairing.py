@@ -1,0 +1,378 @@
+"""protocol.pairing without I/O: the PIN, the guard against guessing (with an injected
+clock), and the SPAKE2 exchange between a controller and a kiosk, honest or not."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from protocol.errors import ProtocolError
+from protocol.pairing import (
+    FREE_TRIES,
+    LOCKOUT_BASE_S,
+    LOCKOUT_MAX_S,
+    PIN_DIGITS,
+    PIN_LIFETIME_S,
+    TOKEN_BYTES,
+    ControllerPairing,
+    KioskPairing,
+    PairingError,
+    PairingGuard,
+    PairingLockedError,
+    cert_fingerprint,
+    new_pin,
+    new_token,
+    token_hash,
+)
+
+CONTROLLER = "c-1234"
+KIOSK = "k-5678"
+FP = "ab" * 32
+T0 = 1000.0
+
+
+def counter_pins() -> Iterator[str]:
+    n = 0
+    while True:
+        n += 1
+        yield f"{n:06d}"
+
+
+def make_guard(now: float = T0) -> PairingGuard:
+    pins = counter_pins()
+    return PairingGuard(now, make_pin=lambda: next(pins))
+
+
+# --------------------------------------------------------------------------- PIN, token
+
+
+def test_new_pin_is_six_digits() -> None:
+    for _ in range(50):
+        pin = new_pin()
+        assert re.fullmatch(r"[0-9]{6}", pin), pin
+    assert PIN_DIGITS == 6
+
+
+@pytest.mark.parametrize(
+    ("drawn", "pin"), [(0, "000000"), (42, "000042"), (123456, "123456"), (999999, "999999")]
+)
+def test_new_pin_keeps_leading_zeros(drawn: int, pin: str) -> None:
+    bounds: list[int] = []
+
+    def randbelow(n: int) -> int:
+        bounds.append(n)
+        return drawn
+
+    assert new_pin(randbelow) == pin
+    assert bounds == [1_000_000]
+
+
+def test_new_token_is_random_hex_of_32_bytes() -> None:
+    tokens = {new_token() for _ in range(20)}
+    assert len(tokens) == 20
+    for token in tokens:
+        assert len(bytes.fromhex(token)) == TOKEN_BYTES
+
+
+def test_token_hash_is_sha256_hex_of_the_token() -> None:
+    token = "00ff" * 16
+    assert token_hash(token) == hashlib.sha256(token.encode()).hexdigest()
+    assert token_hash(token) != token_hash(token + "0")
+    assert token not in token_hash(token)
+
+
+def test_cert_fingerprint_is_sha256_of_der() -> None:
+    der = b"\x30\x82certificate"
+    assert cert_fingerprint(der) == hashlib.sha256(der).hexdigest()
+    assert re.fullmatch(r"[0-9a-f]{64}", cert_fingerprint(der))
+
+
+def test_errors_carry_their_codes() -> None:
+    assert issubclass(PairingError, ProtocolError)
+    assert PairingError("x").code == "bad_pin"
+    locked = PairingLockedError(12.4)
+    assert isinstance(locked, PairingError)
+    assert locked.code == "locked"
+    assert locked.retry_after_s == 12.4
+    assert "12 more seconds" in str(locked)
+
+
+# --------------------------------------------------------------------------- guard
+
+
+def test_guard_uses_the_default_pin_maker() -> None:
+    guard = PairingGuard(T0)
+    assert re.fullmatch(r"[0-9]{6}", guard.pin(T0))
+
+
+def test_pin_is_renewed_at_its_lifetime_and_not_before() -> None:
+    guard = make_guard()
+    assert guard.pin(T0) == "000001"
+    assert guard.pin_expires_at() == T0 + PIN_LIFETIME_S
+    assert guard.pin(T0 + PIN_LIFETIME_S - 0.001) == "000001"
+    assert guard.pin(T0 + PIN_LIFETIME_S) == "000002"
+    assert guard.pin_expires_at() == T0 + 2 * PIN_LIFETIME_S
+    # Asking again does not renew it again.
+    assert guard.pin(T0 + PIN_LIFETIME_S + 1) == "000002"
+
+
+def test_pin_renewed_late_counts_its_lifetime_from_then() -> None:
+    guard = make_guard()
+    late = T0 + 3 * PIN_LIFETIME_S + 7
+    assert guard.pin(late) == "000002"
+    assert guard.pin_expires_at() == late + PIN_LIFETIME_S
+
+
+def test_four_wrong_tries_are_free() -> None:
+    guard = make_guard()
+    for i in range(FREE_TRIES - 1):
+        guard.check_allowed(T0 + i)
+        guard.failed(T0 + i)
+    assert guard.failures == FREE_TRIES - 1
+    guard.check_allowed(T0 + 10)
+    # A single failure does not change the PIN.
+    assert guard.pin(T0 + 10) == "000001"
+
+
+def test_fifth_wrong_try_locks_for_the_base_time_exactly() -> None:
+    guard = make_guard()
+    for _ in range(FREE_TRIES):
+        guard.failed(T0)
+    assert guard.failures == FREE_TRIES
+    with pytest.raises(PairingLockedError) as info:
+        guard.check_allowed(T0)
+    assert info.value.retry_after_s == LOCKOUT_BASE_S
+    with pytest.raises(PairingLockedError) as info:
+        guard.check_allowed(T0 + LOCKOUT_BASE_S - 0.5)
+    assert info.value.retry_after_s == pytest.approx(0.5)
+    guard.check_allowed(T0 + LOCKOUT_BASE_S)
+
+
+def test_lock_replaces_the_pin() -> None:
+    guard = make_guard()
+    for _ in range(FREE_TRIES - 1):
+        guard.failed(T0)
+    assert guard.pin(T0) == "000001"
+    guard.failed(T0 + 1)
+    assert guard.pin(T0 + 1) == "000002"
+    assert guard.pin_expires_at() == T0 + 1 + PIN_LIFETIME_S
+    guard.failed(T0 + 2)
+    assert guard.pin(T0 + 2) == "000003"
+
+
+def test_each_further_failure_doubles_the_lock_up_to_the_maximum() -> None:
+    guard = make_guard()
+    for _ in range(FREE_TRIES - 1):
+        guard.failed(T0)
+    now = T0
+    expected = LOCKOUT_BASE_S
+    seen: list[float] = []
+    for _ in range(10):
+        guard.failed(now)
+        with pytest.raises(PairingLockedError) as info:
+            guard.check_allowed(now)
+        seen.append(info.value.retry_after_s)
+        assert info.value.retry_after_s == expected
+        # Wait out the lock, then fail again.
+        now += expected
+        guard.check_allowed(now)
+        expected = min(expected * 2, LOCKOUT_MAX_S)
+    assert seen == [30.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 3600.0, 3600.0, 3600.0]
+
+
+def test_success_resets_the_counter_and_renews_the_pin() -> None:
+    guard = make_guard()
+    for _ in range(FREE_TRIES):
+        guard.failed(T0)
+    assert guard.pin(T0) == "000002"
+    guard.succeeded(T0 + 5)
+    assert guard.failures == 0
+    guard.check_allowed(T0 + 5)  # the lock is lifted too
+    assert guard.pin(T0 + 5) == "000003"
+    assert guard.pin_expires_at() == T0 + 5 + PIN_LIFETIME_S
+    # Five more free tries, and the lock starts again from the base.
+    for _ in range(FREE_TRIES - 1):
+        guard.failed(T0 + 6)
+    guard.check_allowed(T0 + 6)
+    guard.failed(T0 + 6)
+    with pytest.raises(PairingLockedError) as info:
+        guard.check_allowed(T0 + 6)
+    assert info.value.retry_after_s == LOCKOUT_BASE_S
+
+
+# --------------------------------------------------------------------------- exchange
+
+
+def run_exchange(
+    controller: ControllerPairing, kiosk: KioskPairing
+) -> tuple[bytes, bytes, bytes, bytes]:
+    """Run the messages of a pairing; returns (msg_a, msg_b, confirm_a, confirm_b)."""
+    msg_a = controller.start()
+    msg_b = kiosk.respond(msg_a)
+    confirm_a = controller.finish(msg_b)
+    confirm_b = kiosk.verify_controller(confirm_a)
+    controller.verify_kiosk(confirm_b)
+    return msg_a, msg_b, confirm_a, confirm_b
+
+
+def sides(
+    *,
+    pin_c: str = "123456",
+    pin_k: str = "123456",
+    controller_c: str = CONTROLLER,
+    controller_k: str = CONTROLLER,
+    kiosk_c: str = KIOSK,
+    kiosk_k: str = KIOSK,
+    fp_c: str = FP,
+    fp_k: str = FP,
+) -> tuple[ControllerPairing, KioskPairing]:
+    return (
+        ControllerPairing(pin_c, controller_id=controller_c, kiosk_id=kiosk_c, fingerprint=fp_c),
+        KioskPairing(pin_k, controller_id=controller_k, kiosk_id=kiosk_k, fingerprint=fp_k),
+    )
+
+
+def test_exchange_succeeds_both_ways() -> None:
+    controller, kiosk = sides()
+    msg_a, msg_b, confirm_a, confirm_b = run_exchange(controller, kiosk)
+    assert msg_a[:1] == b"A"
+    assert msg_b[:1] == b"B"
+    assert len(confirm_a) == len(confirm_b) == 32
+    assert confirm_a != confirm_b  # the two directions use different labels
+
+
+def test_exchanges_with_the_same_pin_use_fresh_keys() -> None:
+    first = run_exchange(*sides())
+    second = run_exchange(*sides())
+    assert first[0] != second[0]
+    assert first[2] != second[2]
+
+
+def test_the_pin_never_appears_in_the_messages() -> None:
+    pin = "987654"
+    for part in run_exchange(*sides(pin_c=pin, pin_k=pin)):
+        assert pin.encode() not in part
+
+
+def test_wrong_pin_is_refused_by_the_kiosk() -> None:
+    controller, kiosk = sides(pin_c="000000", pin_k="123456")
+    confirm = controller.finish(kiosk.respond(controller.start()))
+    with pytest.raises(PairingError, match="wrong PIN"):
+        kiosk.verify_controller(confirm)
+
+
+@pytest.mark.parametrize(
+    "mismatch",
+    [
+        {"fp_c": "cd" * 32},  # a relay presenting its own certificate
+        {"kiosk_c": "k-other"},
+        {"controller_k": "c-other"},
+    ],
+    ids=["fingerprint", "kiosk_id", "controller_id"],
+)
+def test_identities_that_differ_make_pairing_fail(mismatch: dict[str, str]) -> None:
+    controller, kiosk = sides(**mismatch)
+    confirm = controller.finish(kiosk.respond(controller.start()))
+    with pytest.raises(PairingError):
+        kiosk.verify_controller(confirm)
+
+
+def test_relay_with_both_pins_cannot_make_the_kiosk_confirm_to_the_controller() -> None:
+    """A relay that runs its own exchange with each side still cannot forge ``Paired``."""
+    controller, kiosk = sides()
+    msg_a = controller.start()
+    kiosk.respond(msg_a)
+    # The relay answers the controller with its own SPAKE2 side B.
+    relay = KioskPairing("123456", controller_id=CONTROLLER, kiosk_id=KIOSK, fingerprint="ee" * 32)
+    msg_b = relay.respond(msg_a)
+    confirm_a = controller.finish(msg_b)
+    with pytest.raises(PairingError):
+        relay.verify_controller(confirm_a)
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [b"", b"\x00" * 32, b"\x00" * 31, b"not a mac at all"],
+    ids=["empty", "zeros", "short", "text"],
+)
+def test_forged_kiosk_confirmation_is_refused(forged: bytes) -> None:
+    controller, kiosk = sides()
+    kiosk.verify_controller(controller.finish(kiosk.respond(controller.start())))
+    with pytest.raises(PairingError, match="intercepted"):
+        controller.verify_kiosk(forged)
+
+
+def test_kiosk_confirmation_echoing_the_controllers_is_refused() -> None:
+    controller, kiosk = sides()
+    confirm_a = controller.finish(kiosk.respond(controller.start()))
+    kiosk.verify_controller(confirm_a)
+    with pytest.raises(PairingError):
+        controller.verify_kiosk(confirm_a)
+
+
+def test_kiosk_confirmation_from_another_exchange_is_refused() -> None:
+    controller, kiosk = sides()
+    other_c, other_k = sides()
+    *_, other_confirm_b = run_exchange(other_c, other_k)
+    kiosk.verify_controller(controller.finish(kiosk.respond(controller.start())))
+    with pytest.raises(PairingError):
+        controller.verify_kiosk(other_confirm_b)
+
+
+def test_kiosk_confirmation_before_finish_is_refused() -> None:
+    controller, _ = sides()
+    controller.start()
+    with pytest.raises(PairingError):
+        controller.verify_kiosk(b"\x00" * 32)
+
+
+def test_controller_confirmation_before_respond_is_refused() -> None:
+    _, kiosk = sides()
+    with pytest.raises(PairingError, match="wrong PIN"):
+        kiosk.verify_controller(b"\x00" * 32)
+
+
+def a_message() -> bytes:
+    """A valid SPAKE2 message from side A (a controller)."""
+    return sides()[0].start()
+
+
+def b_message() -> bytes:
+    """A valid SPAKE2 message from side B (a kiosk)."""
+    controller, kiosk = sides()
+    return kiosk.respond(controller.start())
+
+
+GARBAGE: dict[str, Callable[[bytes, bytes], bytes]] = {
+    "empty": lambda own, side: b"",
+    "wrong side": lambda own, side: own,  # a message from the same side (reflected)
+    "not on curve": lambda own, side: side + b"\xff" * 32,
+    "zero point": lambda own, side: side + b"\x00" * 32,
+    "side byte only": lambda own, side: side,
+    "unknown side": lambda own, side: b"Z" + own[1:],
+}
+
+
+@pytest.mark.parametrize("kind", GARBAGE)
+def test_garbage_from_the_kiosk_is_a_pairing_error(kind: str) -> None:
+    msg = GARBAGE[kind](a_message(), b"B")
+    controller, _ = sides()
+    controller.start()
+    with pytest.raises(PairingError, match="invalid pairing message from the kiosk"):
+        controller.finish(msg)
+    # Nothing was agreed: any kiosk confirmation is refused.
+    with pytest.raises(PairingError):
+        controller.verify_kiosk(b"\x00" * 32)
+
+
+@pytest.mark.parametrize("kind", GARBAGE)
+def test_garbage_from_the_controller_is_a_pairing_error(kind: str) -> None:
+    msg = GARBAGE[kind](b_message(), b"A")
+    _, kiosk = sides()
+    with pytest.raises(PairingError, match="invalid pairing message"):
+        kiosk.respond(msg)
+    with pytest.raises(PairingError):
+        kiosk.verify_controller(b"\x00" * 32)
