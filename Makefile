@@ -1,4 +1,6 @@
 # The same targets CI runs. `make demo` and `make test` set everything up first.
+# mDNS stays on loopback for tests, benchmarks and the demo (DESIGN §7).
+export CLASSCAST_MDNS_INTERFACES ?= 127.0.0.1
 .PHONY: setup demo test lint types check bench docs
 
 setup:

@@ -22,10 +22,12 @@ from typing import Any, TypeVar
 import click
 
 from controller.client import CastResult, Credentials, KioskClient, ProgressCallback
+from controller.discovery import ZeroconfDiscovery
 from controller.group import Group, Outcome
 from controller.home import AmbiguousPanelError, Home, PanelNotFoundError, SavedPanel
 from controller.i18n import size_text, t
 from media.lesson import load_lesson
+from protocol.discovery import MDNS_INTERFACES_ENV, KioskFound, mdns_interfaces
 from protocol.errors import ClassCastError
 from protocol.messages import ControlAction, Role, StatusSnapshot, Welcome
 from protocol.pairing import PIN_DIGITS
@@ -33,6 +35,9 @@ from protocol.pairing import PIN_DIGITS
 T = TypeVar("T")
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+DISCOVERY_WAIT_S = 2.0
+"""How long a command looks for a panel by mDNS (it stops as soon as the panel answers)."""
 
 
 class Ctx:
@@ -42,6 +47,7 @@ class Ctx:
         self.home = Home()
         self.teacher = teacher
         self.timeout_s = timeout_s
+        self.discovery_wait_s = DISCOVERY_WAIT_S
 
     def targets(self, to: str | None, all_panels: bool) -> list[str]:
         """Addresses named by ``--to``/``--all``, else those of the last cast."""
@@ -59,10 +65,30 @@ class Ctx:
             raise click.UsageError(t("No panel given: use --to PANEL or --all, or cast first."))
         return last
 
+    def discovery(self) -> ZeroconfDiscovery:
+        """An mDNS browser on the interfaces CLASSCAST_MDNS_INTERFACES names (all if unset)."""
+        try:
+            interfaces = mdns_interfaces(os.environ.get(MDNS_INTERFACES_ENV))
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        return ZeroconfDiscovery(interfaces)
+
     def resolve(self, name: str) -> str:
+        """A PANEL argument → an address: saved panels first, then the panels found by mDNS."""
         try:
             return self.home.resolve(name)
         except PanelNotFoundError:
+            found = self._discover(name)
+            if len(found) == 1:
+                return found[0].address
+            if len(found) > 1:
+                detail = ", ".join(f"{k.room} ({k.kiosk_id}, {k.address})" for k in found)
+                raise click.ClickException(
+                    t(
+                        "Panel name is ambiguous: {detail}. Use the kiosk id or the address.",
+                        detail=f"«{name}»: {detail}",
+                    )
+                ) from None
             raise click.ClickException(
                 t(
                     "Panel not found: {name}. Saved panels are listed by `classcast panels`.",
@@ -76,6 +102,24 @@ class Ctx:
                     detail=str(exc),
                 )
             ) from None
+
+    def _discover(self, name: str) -> list[KioskFound]:
+        """Panels found by mDNS whose room (case-insensitive) or kiosk id is ``name``."""
+        folded = name.casefold()
+
+        def matches(k: KioskFound) -> bool:
+            return k.kiosk_id == name or k.room.casefold() == folded
+
+        async def look() -> list[KioskFound]:
+            kiosks = await self.discovery().browse(
+                self.discovery_wait_s, stop_when=lambda ks: any(matches(k) for k in ks)
+            )
+            return [k for k in kiosks if matches(k)]
+
+        try:
+            return asyncio.run(look())
+        except OSError:  # no usable network interface for mDNS
+            return []
 
     async def group(self, targets: list[str], prefer: Role = "teacher") -> Group:
         return await Group.connect(
@@ -431,27 +475,98 @@ def _status_text(address: str, s: StatusSnapshot) -> str:
 
 @cli.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--wait",
+    "wait_s",
+    type=float,
+    default=1.5,
+    show_default=True,
+    help="Seconds to look for panels on the network (mDNS).",
+)
 @click.pass_context
-def panels(ctx: click.Context, as_json: bool) -> None:
-    """List saved panels, or add and remove them.
+def panels(ctx: click.Context, as_json: bool, wait_s: float) -> None:
+    """List the panels on the network (mDNS) and the saved ones; add or remove saved ones.
+
+    Shows room, school, state, address, and whether this computer is paired with it.
+    Where mDNS does not work, add a panel by the address shown on its screen.
 
     Example:
 
         classcast panels
+        classcast panels --json --wait 3
         classcast panels add 192.168.1.40
     """
     if ctx.invoked_subcommand is not None:
         return
     obj: Ctx = ctx.obj
-    saved = obj.home.panels()
+
+    async def look() -> list[KioskFound]:
+        return await obj.discovery().browse(wait_s)
+
+    try:
+        found = asyncio.run(look()) if wait_s > 0 else []
+    except OSError as exc:
+        click.echo(t("Discovery is not available here: {message}", message=exc), err=True)
+        found = []
+    rows = merge_panels(obj.home, found)
     if as_json:
-        click.echo(json.dumps([asdict(p) for p in saved], ensure_ascii=False, indent=2))
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
-    if not saved:
-        click.echo(t("No saved panels: add one with `classcast panels add HOST[:PORT]`."))
+    if not rows:
+        click.echo(t("No panels found: add one with `classcast panels add HOST[:PORT]`."))
         return
-    for p in saved:
-        click.echo(f"{p.room or '?'}\t{p.school or ''}\t{p.address}\t{p.kiosk_id or ''}")
+    header = (t("Room"), t("School"), t("State"), t("Address"), t("Paired"))
+    table = [
+        (
+            r["room"] or "?",
+            r["school"] or "",
+            t(r["state"]) if r["state"] else t("not seen"),
+            r["address"],
+            t("yes") if r["paired"] else t("no"),
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in [header, *table]) for i in range(len(header))]
+    for row in [header, *table]:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def merge_panels(home: Home, found: list[KioskFound]) -> list[dict[str, Any]]:
+    """Panels found by mDNS and saved ones, one row per kiosk (the ``--json`` format).
+
+    A saved panel seen at a new address (DHCP) is saved with that address.
+    """
+    paired = home.paired_ids()
+    rows: dict[str, dict[str, Any]] = {}
+    for k in found:
+        rows[k.kiosk_id] = {
+            "room": k.room,
+            "school": k.school,
+            "state": k.state,
+            "address": k.address,
+            "kiosk_id": k.kiosk_id,
+            "fingerprint": k.fingerprint,
+            "paired": k.kiosk_id in paired,
+            "source": "mdns",
+        }
+    for p in home.panels():
+        row = rows.get(p.kiosk_id or "")
+        if row is not None:
+            row["source"] = "mdns+saved"
+            if p.address != row["address"]:
+                home.save_panel(SavedPanel(row["address"], p.room, p.kiosk_id, p.school))
+            continue
+        rows[p.kiosk_id or p.address] = {
+            "room": p.room,
+            "school": p.school,
+            "state": None,
+            "address": p.address,
+            "kiosk_id": p.kiosk_id,
+            "fingerprint": None,
+            "paired": p.kiosk_id in paired if p.kiosk_id else False,
+            "source": "saved",
+        }
+    return sorted(rows.values(), key=lambda r: ((r["room"] or "").casefold(), r["address"]))
 
 
 @panels.command("add")

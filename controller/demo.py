@@ -13,21 +13,26 @@ from __future__ import annotations
 import asyncio
 import secrets
 import tempfile
+import time
 from pathlib import Path
 
 import click
 
 from controller.client import ControllerIdentity, KioskClient
-from controller.i18n import size_text, t
+from controller.discovery import ZeroconfDiscovery
+from controller.i18n import number_text, size_text, t
 from kiosk.app import KioskApp
 from kiosk.config import KioskConfig
 from media.lesson import load_lesson, sample_lesson_path
+from protocol.discovery import KioskFound
 from protocol.messages import ControlAction, StatusSnapshot, UsageRecord
 
 DEMO_ROOM = "Каб. 12"
 DEMO_SCHOOL = "Школа № 1"
 DEMO_TEACHER = ControllerIdentity("c-demo-teacher", "Иванова Мария Петровна")
 DEMO_ADMIN = ControllerIdentity("c-demo-admin", "Завуч Петров П. П.")
+LOOPBACK = ("127.0.0.1",)
+"""The demo advertises and browses on loopback only: it never multicasts on the network."""
 STEP_S = 0.4
 """How long the demo lets each item stand before the next command."""
 
@@ -44,8 +49,11 @@ async def run_demo(keep: Path | None = None) -> None:
             state_dir=state_dir,
             mode="headless",
             admin_secret=secrets.token_urlsafe(16),
+            mdns=True,
+            mdns_interfaces=LOOPBACK,
         )
         app = KioskApp(config)
+        started = time.monotonic()
         await app.start()
         try:
             click.echo(
@@ -55,10 +63,13 @@ async def run_demo(keep: Path | None = None) -> None:
                     state_dir=state_dir,
                 )
             )
-            address = app.address
+            found = await _discover(started)
+            address = found.address
             pin = app.pin()
             click.echo(t("The panel {room} shows the pairing PIN {pin}.", room=DEMO_ROOM, pin=pin))
-            async with await KioskClient.connect(address, DEMO_TEACHER) as kiosk:
+            async with await KioskClient.connect(
+                address, DEMO_TEACHER, fingerprint=found.fingerprint
+            ) as kiosk:
                 creds = await kiosk.pair(pin)
             click.echo(t("Paired with {room} as {role}.", room=DEMO_ROOM, role=t(creds.role)))
             async with await KioskClient.connect(address, DEMO_TEACHER, credentials=creds) as kiosk:
@@ -71,6 +82,23 @@ async def run_demo(keep: Path | None = None) -> None:
             await app.stop()
         _print_records(records)
         click.echo(t("Demo finished."))
+
+
+async def _discover(started: float) -> KioskFound:
+    """Find the demo panel by mDNS; ``started`` is when the kiosk began to start."""
+    kiosks = await ZeroconfDiscovery(list(LOOPBACK)).browse(
+        10.0, stop_when=lambda ks: any(k.room == DEMO_ROOM for k in ks)
+    )
+    found = next(k for k in kiosks if k.room == DEMO_ROOM)
+    click.echo(
+        t(
+            "Found the panel {room} by mDNS at {address}, {seconds} s after the kiosk started.",
+            room=found.room,
+            address=found.address,
+            seconds=number_text(time.monotonic() - started),
+        )
+    )
+    return found
 
 
 async def _lesson(kiosk: KioskClient) -> None:

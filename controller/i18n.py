@@ -33,6 +33,12 @@ RU: dict[str, str] = {
         "Сохранено: {address}; панель не ответила: {message}"
     ),
     "Removed {address}.": "Удалено: {address}.",
+    "Discovery is not available here: {message}": "Поиск панелей здесь недоступен: {message}",
+    "No panels found: add one with `classcast panels add HOST[:PORT]`.": (
+        "Панели не найдены: добавьте панель командой `classcast panels add АДРЕС[:ПОРТ]`."
+    ),
+    "Paired": "Сопряжена",
+    "not seen": "не видна",
     "Room": "Кабинет",
     "School": "Школа",
     "Address": "Адрес",
@@ -98,6 +104,9 @@ RU: dict[str, str] = {
         "Запуск киоска на {url} (данные в {state_dir})"
     ),
     "Added the panel {room} at {address}.": "Панель «{room}» добавлена по адресу {address}.",
+    "Found the panel {room} by mDNS at {address}, {seconds} s after the kiosk started.": (
+        "Панель «{room}» найдена через mDNS по адресу {address} через {seconds} с после запуска."
+    ),
     "The panel {room} shows the pairing PIN {pin}.": "Панель «{room}» показывает PIN {pin}.",
     "Casting the sample lesson «{title}» ({items} items, {size})...": (
         "Показ учебного урока «{title}» (элементов — {items}, {size})..."
@@ -144,6 +153,12 @@ def t(msgid: str, /, **values: object) -> str:
     """Translate ``msgid`` into the current language and fill in ``values``."""
     text = RU.get(msgid, msgid) if language() == "ru" else msgid
     return text.format(**values) if values else text
+
+
+def number_text(value: float, digits: int = 2) -> str:
+    """A decimal number for people: ``1,25`` in Russian, ``1.25`` in English."""
+    text = f"{value:.{digits}f}"
+    return text.replace(".", ",") if language() == "ru" else text
 
 
 def size_text(size_bytes: int) -> str:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 
 from kiosk.access import Access, Moderation
+from kiosk.advertise import ZeroconfAdvertiser
 from kiosk.config import KioskConfig, kiosk_id
 from kiosk.headless import HeadlessDisplay
 from kiosk.player import Identity
@@ -21,6 +22,8 @@ from kiosk.tokens import TokenStore
 from kiosk.usage import UsageLog
 from kiosk.usage_writer import UsageWriter
 from media.store import BlobStore
+from protocol.discovery import Advertisement
+from protocol.messages import StatusSnapshot
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +75,9 @@ class KioskApp:
         self.server = WebsocketServer(
             self.service, config.host, config.port, ssl=self.tls.server_context()
         )
+        self.advertiser: ZeroconfAdvertiser | None = None
+        self._advertised_state = "idle"
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def url(self) -> str:
@@ -89,15 +95,62 @@ class KioskApp:
         with self.server.lock:
             return self.access.pin(time.monotonic())
 
+    def advertisement(self, state: str = "idle") -> Advertisement:
+        """What this kiosk announces over mDNS (call after :meth:`start`)."""
+        return Advertisement(
+            kiosk_id=self.identity.kiosk_id,
+            room=self.config.room,
+            school=self.config.school,
+            port=self.server.port,
+            fingerprint=self.tls.fingerprint,
+            state=state,
+        )
+
     async def start(self) -> None:
-        """Open the log's interval recovery, then listen."""
+        """Listen, then advertise over mDNS (when enabled)."""
         await self.server.start()
         with self.server.lock:
             self.service.tick()
         self.server.poke()
+        if self.config.mdns:
+            interfaces = list(self.config.mdns_interfaces) if self.config.mdns_interfaces else None
+            self.advertiser = ZeroconfAdvertiser(interfaces)
+            host = self.config.host
+            addresses = [host] if host not in ("0.0.0.0", "") else None
+            await self.advertiser.start(self.advertisement(), addresses)
+            loop = asyncio.get_running_loop()
+
+            def on_status(status: StatusSnapshot) -> None:
+                loop.call_soon_threadsafe(self._status_changed, status.state)
+
+            self.service.on_status = on_status
+
+    def _status_changed(self, state: str) -> None:
+        """Publish a new state in the TXT record (on the loop; coalesced)."""
+        if state == self._advertised_state or self.advertiser is None:
+            return
+        self._advertised_state = state
+        task = asyncio.create_task(self.advertiser.update(self.advertisement(state)))
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("mDNS update failed", exc_info=task.exception())
 
     async def stop(self) -> None:
-        """Close the open display interval and every connection."""
+        """Say goodbye over mDNS, close the open display interval and every connection."""
+        if self.advertiser is not None:
+            self.service.on_status = None
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            try:
+                await self.advertiser.stop()
+            except Exception:  # the kiosk must still stop cleanly
+                logger.exception("mDNS goodbye failed")
+            self.advertiser = None
         with self.server.lock:
             self.service.shutdown()
         self.server.poke()

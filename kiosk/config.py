@@ -13,6 +13,7 @@ from typing import Any, Literal
 import platformdirs
 
 from protocol.constants import DEFAULT_PORT
+from protocol.discovery import MDNS_INTERFACES_ENV, mdns_interfaces
 from protocol.errors import ClassCastError
 
 DEFAULT_CONFIG_PATH = Path("/etc/classcast/kiosk.toml")
@@ -48,6 +49,8 @@ class KioskConfig:
     admin_secret: str | None = None
     presenter_grace_s: float = 120.0
     mdns: bool = True
+    mdns_interfaces: tuple[str, ...] | None = None
+    """IPv4 addresses to advertise on; None = every interface (see CLASSCAST_MDNS_INTERFACES)."""
 
     def with_overrides(self, **values: Any) -> KioskConfig:
         """Return a copy with every non-None value of ``values`` set."""
@@ -66,6 +69,7 @@ _KEYS: dict[str, type] = {
     "admin_secret": str,
     "presenter_grace_s": float,
     "mdns": bool,
+    "mdns_interfaces": str,
 }
 
 
@@ -84,7 +88,7 @@ def load_config(path: Path | None) -> KioskConfig:
         ConfigError: the file cannot be read, is not TOML, or has an unknown key or a
             value of the wrong type.
     """
-    config = KioskConfig(state_dir=default_state_dir())
+    config = KioskConfig(state_dir=default_state_dir(), mdns_interfaces=env_mdns_interfaces())
     if path is None:
         if not DEFAULT_CONFIG_PATH.exists():
             return config
@@ -107,9 +111,28 @@ def load_config(path: Path | None) -> KioskConfig:
         values[key] = value
     if "state_dir" in values:
         values["state_dir"] = Path(values["state_dir"])
+    if "mdns_interfaces" in values:
+        try:
+            found = mdns_interfaces(values["mdns_interfaces"])
+        except ValueError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        values["mdns_interfaces"] = tuple(found) if found is not None else None
     if "quota_mb" in values:
         values["quota_bytes"] = values.pop("quota_mb") * 1024 * 1024
     return config.with_overrides(**values)
+
+
+def env_mdns_interfaces() -> tuple[str, ...] | None:
+    """``CLASSCAST_MDNS_INTERFACES`` from the environment.
+
+    Raises:
+        ConfigError: the variable is set to something other than IPv4 addresses.
+    """
+    try:
+        found = mdns_interfaces(os.environ.get(MDNS_INTERFACES_ENV))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return tuple(found) if found is not None else None
 
 
 def kiosk_id(state_dir: Path) -> str:

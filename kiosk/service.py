@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, assert_never
 
@@ -222,6 +223,8 @@ class KioskService:
         self.access = access
         self.moderation = moderation or Moderation()
         self._shown_pin: str | None = None
+        self.on_status: Callable[[StatusSnapshot], None] | None = None
+        """Called with every status change (the mDNS TXT follows the state); must not block."""
         self._assembler = ChunkAssembler()
         self._sessions: dict[int, Session] = {}
         self._next_sid = 1
@@ -618,6 +621,8 @@ class KioskService:
                 self._interval_ended(effect)
             case StatusChanged():
                 self._out.append(Outgoing(None, Status(effect.status)))
+                if self.on_status is not None:
+                    self.on_status(effect.status)
             case _:
                 assert_never(effect)
 

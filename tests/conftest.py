@@ -19,6 +19,8 @@ def _private_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test gets its own CLASSCAST_HOME and Russian output."""
     monkeypatch.setenv("CLASSCAST_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("CLASSCAST_LANG", "ru")
+    # mDNS only on loopback in tests (DESIGN §7): never multicast on real interfaces.
+    monkeypatch.setenv("CLASSCAST_MDNS_INTERFACES", "127.0.0.1")
     monkeypatch.delenv("CLASSCAST_TEACHER", raising=False)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import json
+import os
+import time
 from pathlib import Path
 
 import click
@@ -24,7 +26,7 @@ def test_add_cast_control_and_status_by_room_name(kiosk: KioskThread) -> None:
     added = run("panels", "add", kiosk.address)
     assert added.exit_code == 0, added.output
     assert "Каб. 12" in added.output
-    listed = json.loads(run("panels", "--json").output)
+    listed = json.loads(run("panels", "--json", "--wait", "0").output)
     assert listed[0]["room"] == "Каб. 12"
     assert listed[0]["address"] == kiosk.address
 
@@ -130,10 +132,10 @@ def test_panels_add_unreachable_saves_with_a_warning() -> None:
     result = run("--timeout", "2", "panels", "add", "127.0.0.1:9")
     assert result.exit_code == 0
     assert "не ответила" in result.output
-    assert json.loads(run("panels", "--json").output)[0]["address"] == "127.0.0.1:9"
+    assert json.loads(run("panels", "--json", "--wait", "0").output)[0]["address"] == "127.0.0.1:9"
     removed = run("panels", "remove", "127.0.0.1:9")
     assert removed.exit_code == 0
-    assert json.loads(run("panels", "--json").output) == []
+    assert json.loads(run("panels", "--json", "--wait", "0").output) == []
 
 
 def test_panels_add_bad_address_is_a_usage_error() -> None:
@@ -252,3 +254,32 @@ def test_pair_as_admin_with_the_admin_secret(kiosk: KioskThread) -> None:
     result = CliRunner().invoke(cli, ["pair", "Каб. 12", "--admin"], input=ADMIN_SECRET + "\n")
     assert result.exit_code == 0, result.output
     assert "роль: администратор" in result.output
+
+
+@pytest.mark.slow
+def test_panels_lists_kiosks_found_by_mdns_and_pairs_by_room(tmp_path: Path) -> None:
+    # A room name of its own: other kiosks may be advertising on this loopback.
+    room = f"Каб. {os.getpid() % 1000}-{time.monotonic_ns() % 10_000}"
+    with KioskThread(tmp_path / "k", room=room, mdns=True, mdns_interfaces=("127.0.0.1",)) as k:
+        assert k.app is not None
+        kiosk_id = k.app.identity.kiosk_id
+        listed = run("panels", "--json", "--wait", "1.5")
+        assert listed.exit_code == 0, listed.output
+        (row,) = [r for r in json.loads(listed.output) if r["kiosk_id"] == kiosk_id]
+        assert row["room"] == room
+        assert row["address"] == k.address
+        assert row["state"] == "idle"
+        assert row["paired"] is False
+        assert row["source"] == "mdns"
+        assert row["fingerprint"] == k.app.tls.fingerprint
+        # Nothing saved: the room name is resolved through mDNS.
+        paired = run("pair", room.upper(), "--pin", k.pin())
+        assert paired.exit_code == 0, paired.output
+        cast = run("cast", str(sample_lesson_path()), "--to", room)
+        assert cast.exit_code == 0, cast.output
+        rows = json.loads(run("panels", "--json", "--wait", "1.5").output)
+        (row,) = [r for r in rows if r["kiosk_id"] == kiosk_id]
+        assert row["paired"] is True
+        assert row["state"] == "playing"  # the TXT record follows the state
+        human = run("panels", "--wait", "1.5")
+        assert room in human.output
