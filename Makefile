@@ -28,3 +28,5 @@ bench: setup
 	.venv/bin/python -m bench.control_rtt
 	.venv/bin/python -m bench.transfer
 	.venv/bin/python -m bench.fanout
+	.venv/bin/python -m bench.discovery
+	.venv/bin/python -m bench.pairing

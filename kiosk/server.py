@@ -76,6 +76,7 @@ class WebsocketServer:
         self._timer: asyncio.Task[None] | None = None
         self._writers: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._timer_deadline = float("-inf")
         self.lock = threading.Lock()
         """Held for every call into the service (the loop's, and chunks' on a worker)."""
 
@@ -114,9 +115,15 @@ class WebsocketServer:
         await asyncio.gather(*self._writers, return_exceptions=True)
 
     def poke(self) -> None:
-        """Re-read the service's deadline and flush its outbox (call on the loop)."""
+        """Flush the service's outbox and wake the timer if its deadline moved earlier.
+
+        Call on the loop after every call into the service.
+        """
         self._flush()
-        self._wake.set()
+        with self.lock:
+            deadline = self.service.next_deadline_s()
+        if deadline < self._timer_deadline:
+            self._wake.set()
 
     # ----------------------------------------------------------------- internals
 
@@ -202,7 +209,8 @@ class WebsocketServer:
         while not self._stopping:
             self._wake.clear()
             with self.lock:
-                delay = service.next_deadline_s() - service.clock.monotonic()
+                self._timer_deadline = service.next_deadline_s()
+                delay = self._timer_deadline - service.clock.monotonic()
             if self._stopping:
                 return
             if delay > 0:

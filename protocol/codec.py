@@ -152,12 +152,21 @@ def decode_chunk(frame: bytes) -> Chunk:
 # --------------------------------------------------------------------------- generic parts
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
+@cache
+def _field_names(cls: Any) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
 def _to_json(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, _SCALARS):
+        return value
     if isinstance(value, list):
         return [_to_json(v) for v in value]
-    return value
+    names = _field_names(value.__class__)
+    return {name: _to_json(getattr(value, name)) for name in names}
 
 
 @cache
