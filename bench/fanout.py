@@ -138,6 +138,12 @@ async def measure_echo(kiosks: int, procs: int, rounds: int, warmup: int) -> Rou
             await asyncio.gather(*(ws.close() for ws in conns), return_exceptions=True)
 
 
+async def pair(address: str) -> Credentials:
+    """Pair as admin with the benchmark kiosks' admin secret."""
+    async with await KioskClient.connect(address, IDENTITY) as client:
+        return await client.pair(BENCH_ADMIN_SECRET, role="admin")
+
+
 async def measure_kiosks(
     kiosks: int, procs: int, rounds: int, warmup: int, state_root: Path
 ) -> Rounds:
@@ -264,9 +270,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-
-async def pair(address: str) -> Credentials:
-    """Pair as admin with the benchmark kiosks' admin secret."""
-    async with await KioskClient.connect(address, IDENTITY) as client:
-        return await client.pair(BENCH_ADMIN_SECRET, role="admin")
