@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ast
+import io
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -283,3 +285,30 @@ def test_panels_lists_kiosks_found_by_mdns_and_pairs_by_room(tmp_path: Path) -> 
         assert row["state"] == "playing"  # the TXT record follows the state
         human = run("panels", "--wait", "1.5")
         assert room in human.output
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_on_a_terminal_and_quiet_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    from controller.cli import _progress
+
+    quiet = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    with _progress(1000) as make:
+        assert make("a") is None
+    assert quiet.getvalue() == ""
+
+    tty = _Tty()
+    monkeypatch.setattr(sys, "stderr", tty)
+    with _progress(1000) as make:
+        for target in ("a", "b"):
+            update = make(target)
+            assert update is not None
+            update(250, 500)
+            update(500, 500)
+    out = tty.getvalue()
+    assert "Передача материалов" in out
+    assert "100%" in out
