@@ -21,6 +21,7 @@ import base64
 import contextlib
 import logging
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,8 @@ from protocol.messages import (
     Role,
     Status,
     StatusSnapshot,
+    TimePing,
+    TimePong,
     Unpair,
     UsageBatch,
     UsagePull,
@@ -328,11 +331,15 @@ class KioskClient:
             RemoteError: the kiosk refused the lesson or a blob (for example
                 ``checksum_mismatch`` when a file changed while it was sent).
         """
+        # The kiosk may have no real-time clock: record how far off it is, so that
+        # reports can correct the times of this lesson's usage records.
+        offset_ms = await self.measure_clock_offset()
         msg = Cast(
             id=self._new_id(),
             lesson=lesson.manifest(),
             start_index=start_index,
-            start_at_ms=start_at_ms,
+            start_at_ms=start_at_ms + offset_ms if start_at_ms is not None else None,
+            clock_offset_ms=offset_ms,
         )
         return await self._transfer(msg, lesson, progress)
 
@@ -354,6 +361,24 @@ class KioskClient:
         await self._expect_ok(
             Control(id=self._new_id(), action=action, index=index, position_ms=position_ms)
         )
+
+    async def measure_clock_offset(self, samples: int = 3) -> int:
+        """How many ms the kiosk's wall clock is ahead of this computer's (NTP-style).
+
+        Takes the sample with the shortest round trip; its error is at most half of it.
+        """
+        best: tuple[float, int] | None = None
+        for _ in range(samples):
+            t0 = time.time() * 1000
+            reply = await self._request(TimePing(id=self._new_id(), controller_ms=round(t0)))
+            t1 = time.time() * 1000
+            if not isinstance(reply, TimePong):
+                raise UnexpectedMessageError(f"kiosk answered time_ping with {reply.TYPE}")
+            offset = round(reply.kiosk_ms - (t0 + t1) / 2)
+            if best is None or t1 - t0 < best[0]:
+                best = (t1 - t0, offset)
+        assert best is not None
+        return best[1]
 
     async def status(self) -> StatusSnapshot:
         """Return what the kiosk shows now."""
@@ -474,7 +499,8 @@ class KioskClient:
         return queue
 
     async def _request(
-        self, msg: Hello | GetStatus | UsagePull | Control | PairStart | PairConfirm | Unpair
+        self,
+        msg: Hello | GetStatus | UsagePull | Control | PairStart | PairConfirm | Unpair | TimePing,
     ) -> Reply:
         queue = self._open(msg.id)
         try:
@@ -558,6 +584,7 @@ class KioskClient:
                 | Paired()
                 | Need()
                 | Status()
+                | TimePong()
                 | UsageBatch()
                 | Ok()
                 | Error()

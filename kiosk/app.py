@@ -17,7 +17,7 @@ from kiosk.headless import HeadlessDisplay
 from kiosk.player import Identity
 from kiosk.server import WebsocketServer
 from kiosk.service import Display, KioskService
-from kiosk.tls import ensure_identity
+from kiosk.tls import ensure_identity, ensure_signing_key
 from kiosk.tokens import TokenStore
 from kiosk.usage import UsageLog
 from kiosk.usage_writer import UsageWriter
@@ -52,7 +52,12 @@ class KioskApp:
         self.display = display if display is not None else HeadlessDisplay()
         self.store = BlobStore(state / "media", config.quota_bytes)
         self.usage = UsageWriter(
-            UsageLog(state / "usage.sqlite", kiosk_id=self.identity.kiosk_id, room=config.room)
+            UsageLog(
+                state / "usage.sqlite",
+                kiosk_id=self.identity.kiosk_id,
+                room=config.room,
+                signing_key=ensure_signing_key(state),
+            )
         )
         self.tls = ensure_identity(state, self.identity.kiosk_id)
         self.tokens = TokenStore(state / "tokens.json")

@@ -71,6 +71,8 @@ from protocol.messages import (
     Role,
     Status,
     StatusSnapshot,
+    TimePing,
+    TimePong,
     Unpair,
     UsageBatch,
     UsagePull,
@@ -99,6 +101,7 @@ _REQUIRED_ROLE: dict[str, Role | None] = {
     "prepare": "teacher",
     "control": "teacher",
     "get_status": "teacher",
+    "time_ping": "teacher",
     "usage_pull": "admin",
 }
 """The role each request needs (None: allowed before pairing). See kiosk.access."""
@@ -114,6 +117,9 @@ class Display(Protocol):
 class UsageSink(Protocol):
     """The usage log as the service uses it: :class:`~kiosk.usage.UsageLog`, or
     :class:`~kiosk.usage_writer.UsageWriter` which keeps fsync off the network loop."""
+
+    @property
+    def public_key(self) -> str: ...
 
     def recover(self) -> int: ...
 
@@ -223,6 +229,8 @@ class KioskService:
         self.access = access
         self.moderation = moderation or Moderation()
         self._shown_pin: str | None = None
+        self._clock_offset_ms = 0
+        """The presenter's measured clock offset, stored with each usage record."""
         self.on_status: Callable[[StatusSnapshot], None] | None = None
         """Called with every status change (the mDNS TXT follows the state); must not block."""
         self._assembler = ChunkAssembler()
@@ -418,6 +426,12 @@ class KioskService:
                 self._reply(session.sid, Ok(msg.id))
             case GetStatus():
                 self._reply(session.sid, Status(self.status(), re=msg.id))
+            case TimePing():
+                kiosk_ms = round(self.clock.time() * 1000)
+                self._reply(
+                    session.sid,
+                    TimePong(re=msg.id, controller_ms=msg.controller_ms, kiosk_ms=kiosk_ms),
+                )
             case UsagePull():
                 self._usage_pull(session, msg)
             case (
@@ -427,6 +441,7 @@ class KioskService:
                 | Need()
                 | BlobStored()
                 | Status()
+                | TimePong()
                 | UsageBatch()
                 | Ok()
                 | Error()
@@ -582,6 +597,7 @@ class KioskService:
             presenter = Presenter(session.controller_id or "", session.controller_name or "")
             self.moderation.presenter_back()  # a new presentation: its presenter is here
             self.store.pin(_blob_set(msg.lesson))
+            self._clock_offset_ms = msg.clock_offset_ms
             self.player.load(
                 msg.lesson, presenter, start_index=msg.start_index, now=now, start_at_s=start_at_s
             )
@@ -597,6 +613,7 @@ class KioskService:
                 records=records,
                 last_seq=records[-1].seq if records else msg.after_seq,
                 more=more,
+                public_key=self.usage.public_key,
             )
             # Long titles can make a full batch larger than a frame: send fewer records.
             if len(records) <= 1 or len(encode(batch).encode()) <= limits.MAX_TEXT_FRAME_BYTES:
@@ -647,7 +664,9 @@ class KioskService:
         )
         wall = self.clock.time() - (self.clock.monotonic() - effect.now_s)
         try:
-            self._open_uuid = self.usage.open(start, wall_s=wall, mono_s=effect.now_s)
+            self._open_uuid = self.usage.open(
+                start, wall_s=wall, mono_s=effect.now_s, clock_offset_ms=self._clock_offset_ms
+            )
         except UsageLogError:
             self._open_uuid = None
             logger.exception("usage log could not open a display interval")

@@ -17,6 +17,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
 from protocol.pairing import cert_fingerprint
@@ -74,3 +75,31 @@ def ensure_identity(state_dir: Path, kiosk_id: str) -> TlsIdentity:
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
     der = cert.public_bytes(serialization.Encoding.DER)
     return TlsIdentity(cert_path, key_path, cert_fingerprint(der))
+
+
+def ensure_signing_key(state_dir: Path) -> Ed25519PrivateKey:
+    """The kiosk's Ed25519 key that signs its usage records, made on first start.
+
+    Kept in ``state_dir/usage_key.pem`` (mode 0600); the school database pins its public
+    half at the first collection, so replacing it shows up there.
+    """
+    path = state_dir / "usage_key.pem"
+    if not path.exists():
+        key = Ed25519PrivateKey.generate()
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(loaded, Ed25519PrivateKey):
+        raise ValueError(f"{path} does not hold an Ed25519 key")
+    return loaded

@@ -56,22 +56,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, cast, get_args
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlite_utils import Database
 from sqlite_utils.db import Table
 
 from protocol.errors import UsageLogError
 from protocol.limits import MAX_USAGE_BATCH
 from protocol.messages import EndReason, ItemKind, UsageRecord
+from protocol.usage_chain import GENESIS_HASH, public_key_text, seal
 
 __all__ = ["SCHEMA_VERSION", "DisplayStart", "UsageLog"]
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 """Stored in ``PRAGMA user_version``; a file with another non-zero version is refused."""
 
 _MEMORY: Final = ":memory:"
 _LAST_SEQ: Final = "last_seq"
+_LAST_HASH: Final = "last_hash"
 _LAST_SEEN_AT: Final = "last_seen_at"
 _LAST_SEEN_MONO_S: Final = "last_seen_mono_s"
 
@@ -100,11 +103,15 @@ CREATE TABLE plays (
     duration_ms INTEGER,
     end_reason TEXT,
     clock_offset_ms INTEGER NOT NULL DEFAULT 0,
+    prev_hash TEXT,
+    record_hash TEXT,
+    signature TEXT,
     CHECK ((seq IS NULL) = (ended_at IS NULL))
 );
 CREATE INDEX plays_open ON plays (run_id) WHERE ended_at IS NULL;
 CREATE TABLE meta (key TEXT PRIMARY KEY, value);
 INSERT INTO meta (key, value) VALUES ('{_LAST_SEQ}', 0);
+INSERT INTO meta (key, value) VALUES ('{_LAST_HASH}', '{GENESIS_HASH}');
 PRAGMA user_version = {SCHEMA_VERSION};
 """
 
@@ -133,13 +140,16 @@ _PLAYS_COLUMNS: Final = frozenset(
         "duration_ms",
         "end_reason",
         "clock_offset_ms",
+        "prev_hash",
+        "record_hash",
+        "signature",
     }
 )
 
 _RECORD_COLUMNS: Final = (
     "uuid, seq, kiosk_id, room, lesson_id, lesson_title, item_index, kind, content_hash, "
     "content_title, content_source, teacher_id, teacher_name, started_at, ended_at, "
-    "duration_ms, end_reason, clock_offset_ms"
+    "duration_ms, end_reason, clock_offset_ms, prev_hash, record_hash, signature"
 )
 
 _ITEM_KINDS: Final = frozenset(get_args(ItemKind))
@@ -215,13 +225,22 @@ class UsageLog:
     :meth:`records_after`. Call :meth:`close_db` on shutdown.
     """
 
-    def __init__(self, path: Path | str | None, *, kiosk_id: str, room: str) -> None:
+    def __init__(
+        self,
+        path: Path | str | None,
+        *,
+        kiosk_id: str,
+        room: str,
+        signing_key: Ed25519PrivateKey | None = None,
+    ) -> None:
         """Open (or create) the log file and check that it is ours.
 
         Args:
             path: The SQLite file; ``None`` keeps the log in memory (for tests).
             kiosk_id: Stamped on every record this log writes.
             room: Stamped on every record this log writes.
+            signing_key: The kiosk's Ed25519 key that signs each closed record (a new
+                one when omitted, for tests).
 
         Raises:
             UsageLogError: The file cannot be opened, is not a SQLite database, belongs
@@ -232,6 +251,9 @@ class UsageLog:
         self.path = _MEMORY if path is None else str(path)
         self._run_id = uuid_module.uuid4().hex
         self._lock = threading.RLock()
+        self._key = signing_key if signing_key is not None else Ed25519PrivateKey.generate()
+        self.public_key = public_key_text(self._key)
+        """The public half of the signing key, as ``usage_batch`` sends it."""
         try:
             conn = sqlite3.connect(self.path, check_same_thread=False)
         except sqlite3.Error as exc:
@@ -300,6 +322,23 @@ class UsageLog:
             except sqlite3.Error as exc:
                 raise UsageLogError(f"usage log {self.path}: cannot {action}: {exc}") from exc
 
+    def _seal(self, row_id: int) -> None:
+        """Link the just-closed row ``row_id`` into the chain and sign it; in a transaction."""
+        row = self._db.execute(
+            f"SELECT {_RECORD_COLUMNS} FROM plays WHERE id = ?", [row_id]
+        ).fetchone()
+        prev = str(
+            self._db.execute("SELECT value FROM meta WHERE key = ?", [_LAST_HASH]).fetchone()[0]
+        )
+        sealed = seal(self._record(row), prev, self._key)
+        self._db.execute(
+            "UPDATE plays SET prev_hash = ?, record_hash = ?, signature = ? WHERE id = ?",
+            [sealed.prev_hash, sealed.record_hash, sealed.signature, row_id],
+        )
+        self._db.execute(
+            "UPDATE meta SET value = ? WHERE key = ?", [sealed.record_hash, _LAST_HASH]
+        )
+
     def _next_seq(self) -> int:
         """Take the next collection sequence number; call inside a transaction.
 
@@ -347,6 +386,7 @@ class UsageLog:
                         row_id,
                     ],
                 )
+                self._seal(row_id)
         if rows:
             logger.info("usage log %s: closed %d interval(s) as power_loss", self.path, len(rows))
         return len(rows)
@@ -460,6 +500,7 @@ class UsageLog:
                     row_id,
                 ],
             )
+            self._seal(row_id)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -559,6 +600,9 @@ class UsageLog:
             duration_ms,
             end_reason,
             clock_offset_ms,
+            prev_hash,
+            record_hash_,
+            signature,
         ) = row
         return UsageRecord(
             uuid=str(uuid),
@@ -579,6 +623,9 @@ class UsageLog:
             duration_ms=cast(int, duration_ms),
             end_reason=cast(EndReason | None, end_reason),
             clock_offset_ms=cast(int, clock_offset_ms),
+            prev_hash=str(prev_hash or ""),
+            record_hash=str(record_hash_ or ""),
+            signature=str(signature or ""),
         )
 
     def last_seq(self) -> int:

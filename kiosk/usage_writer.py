@@ -38,6 +38,7 @@ class UsageWriter:
 
     def __init__(self, log: UsageLog) -> None:
         self.log = log
+        self.public_key = log.public_key
         self._queue: queue.SimpleQueue[_Write | threading.Event | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="usage-writer", daemon=True)
         self._thread.start()

@@ -118,8 +118,14 @@ class StatusSnapshot:
 class UsageRecord:
     """One display interval from a kiosk's usage log (DESIGN §6).
 
-    Times are ISO 8601 UTC strings; ``ended_at`` and ``end_reason`` are null while the
-    interval is still open. ``duration_ms`` comes from the kiosk's monotonic clock.
+    Times are ISO 8601 UTC strings of the kiosk's clock; ``clock_offset_ms`` is how far
+    that clock was ahead of the casting controller's (measured with ``time_ping``), so
+    the corrected start is ``started_at - clock_offset_ms``. ``duration_ms`` comes from
+    the kiosk's monotonic clock.
+
+    Tamper evidence (:mod:`protocol.usage_chain`): ``prev_hash`` is the ``record_hash``
+    of the kiosk's record with the previous ``seq``; ``record_hash`` is the sha256 of
+    this record's canonical form; ``signature`` is the kiosk's Ed25519 signature of it.
     """
 
     uuid: str
@@ -140,6 +146,9 @@ class UsageRecord:
     duration_ms: int
     end_reason: EndReason | None
     clock_offset_ms: int = 0
+    prev_hash: str = ""
+    record_hash: str = ""
+    signature: str = ""
 
 
 # --------------------------------------------------------------------------- controller → kiosk
@@ -168,7 +177,9 @@ class Cast:
     The kiosk answers with ``Need`` listing the blobs it lacks, receives their chunks,
     sends ``BlobStored`` for each, then starts the lesson at ``start_index`` and sends
     ``ok``. ``start_at_ms`` (kiosk wall clock, ms since the epoch) delays the start for
-    a synchronised group start.
+    a synchronised group start. ``clock_offset_ms`` is how far the kiosk's clock is
+    ahead of the controller's (from ``time_ping``); the kiosk stores it in the usage
+    records of this lesson.
     """
 
     TYPE: ClassVar[str] = "cast"
@@ -176,6 +187,7 @@ class Cast:
     lesson: LessonManifest
     start_index: int = 0
     start_at_ms: int | None = None
+    clock_offset_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +259,18 @@ class GetStatus:
 
     TYPE: ClassVar[str] = "get_status"
     id: int
+
+
+@dataclass(frozen=True, slots=True)
+class TimePing:
+    """Measure the kiosk's clock: answered with ``TimePong`` carrying the kiosk's time.
+
+    ``controller_ms`` is the controller's wall clock (ms since the epoch) when sent.
+    """
+
+    TYPE: ClassVar[str] = "time_ping"
+    id: int
+    controller_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,6 +368,22 @@ class UsageBatch:
     records: list[UsageRecord]
     last_seq: int
     more: bool
+    public_key: str = ""
+    """The kiosk's Ed25519 public key (base64 of the 32 raw bytes) that signs records."""
+
+
+@dataclass(frozen=True, slots=True)
+class TimePong:
+    """Reply to ``time_ping``: the kiosk's wall clock (ms since the epoch) on receipt.
+
+    With the send time ``t0`` and receive time ``t1`` on the controller, the kiosk's
+    clock is ``kiosk_ms - (t0 + t1) / 2`` ms ahead (NTP's estimate).
+    """
+
+    TYPE: ClassVar[str] = "time_pong"
+    re: int
+    controller_ms: int
+    kiosk_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,11 +409,22 @@ class Error:
 
 
 Request = (
-    Hello | PairStart | PairConfirm | Unpair | Cast | Prepare | Control | GetStatus | UsagePull
+    Hello
+    | PairStart
+    | PairConfirm
+    | Unpair
+    | Cast
+    | Prepare
+    | Control
+    | GetStatus
+    | TimePing
+    | UsagePull
 )
 """Messages a controller sends."""
 
-Reply = Welcome | PairOffer | Paired | Need | BlobStored | Status | UsageBatch | Ok | Error
+Reply = (
+    Welcome | PairOffer | Paired | Need | BlobStored | Status | TimePong | UsageBatch | Ok | Error
+)
 """Messages a kiosk sends."""
 
 Message = Request | Reply
@@ -387,6 +438,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     Prepare,
     Control,
     GetStatus,
+    TimePing,
     UsagePull,
     Welcome,
     PairOffer,
@@ -394,6 +446,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     Need,
     BlobStored,
     Status,
+    TimePong,
     UsageBatch,
     Ok,
     Error,

@@ -1,0 +1,100 @@
+"""Tamper evidence: the kiosk seals each closed record; the chain verifies end to end."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from kiosk.tls import ensure_signing_key
+from kiosk.usage import DisplayStart, UsageLog
+from protocol.usage_chain import (
+    GENESIS_HASH,
+    canonical_bytes,
+    load_public_key,
+    public_key_text,
+    verify_chain,
+)
+from tests.helpers import text_lesson
+from tests.kiosks import KioskThread, admin, teacher
+
+
+def start(i: int) -> DisplayStart:
+    return DisplayStart("l", "Урок", i, "text", None, f"Слайд {i}", None, "c-1", "Учитель")
+
+
+def test_the_kiosk_log_seals_every_closed_record_in_a_chain(tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    log = UsageLog(tmp_path / "u.sqlite", kiosk_id="k-1", room="r", signing_key=key)
+    try:
+        previous = None
+        for i in range(5):
+            uuid = log.open(start(i), wall_s=1000.0 + i, mono_s=float(i))
+            if previous is not None:
+                log.close(previous, wall_s=1000.0 + i, mono_s=float(i), reason="next")
+            previous = uuid
+        records = log.records_after(0, 100)
+        assert log.public_key == public_key_text(key)
+    finally:
+        log.close_db()
+    assert records[0].prev_hash == GENESIS_HASH
+    assert [r.prev_hash for r in records[1:]] == [r.record_hash for r in records[:-1]]
+    assert verify_chain(records, load_public_key(public_key_text(key))) == []
+    edited = dataclasses.replace(records[2], duration_ms=records[2].duration_ms + 1)
+    problems = verify_chain([*records[:2], edited, *records[3:]], key.public_key())
+    assert [(p.seq, p.kind) for p in problems] == [(3, "edited")]
+
+
+def test_power_loss_records_are_sealed_too(tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    path = tmp_path / "u.sqlite"
+    log = UsageLog(path, kiosk_id="k-1", room="r", signing_key=key)
+    first = log.open(start(0), wall_s=1000.0, mono_s=0.0)
+    log.close(first, wall_s=1001.0, mono_s=1.0, reason="next")
+    log.open(start(1), wall_s=1001.0, mono_s=1.0)
+    log.heartbeat(wall_s=1005.0, mono_s=5.0)
+    log.close_db()  # the power goes off
+    log = UsageLog(path, kiosk_id="k-1", room="r", signing_key=key)
+    try:
+        assert log.recover() == 1
+        records = log.records_after(0, 10)
+    finally:
+        log.close_db()
+    assert [r.end_reason for r in records] == ["next", "power_loss"]
+    assert verify_chain(records, key.public_key()) == []
+
+
+def test_the_signing_key_is_kept_across_restarts_and_private(tmp_path: Path) -> None:
+    key = ensure_signing_key(tmp_path)
+    again = ensure_signing_key(tmp_path)
+    assert public_key_text(key) == public_key_text(again)
+    assert (tmp_path / "usage_key.pem").stat().st_mode & 0o777 == 0o600
+
+
+def test_canonical_form_leaves_out_only_hash_and_signature() -> None:
+    key = Ed25519PrivateKey.generate()
+    log = UsageLog(None, kiosk_id="k", room="r", signing_key=key)
+    uuid = log.open(start(0), wall_s=1000.0, mono_s=0.0)
+    log.close(uuid, wall_s=1001.0, mono_s=1.0, reason="stop")
+    (record,) = log.records_after(0, 1)
+    log.close_db()
+    text = canonical_bytes(record).decode()
+    assert record.record_hash not in text
+    assert '"prev_hash"' in text
+    assert '"signature"' not in text
+    assert '"teacher_name":"Учитель"' in text
+
+
+async def test_collected_batches_verify_and_carry_the_clock_offset(kiosk: KioskThread) -> None:
+    async with await teacher(kiosk) as client:
+        offset = await client.measure_clock_offset()
+        assert abs(offset) < 100  # same machine, same clock
+        await client.cast(text_lesson("А", "Б"))
+        await client.control("next")
+        await client.control("stop")
+    async with await admin(kiosk) as client:
+        batch = await client.usage_pull(0)
+    assert len(batch.records) == 2
+    assert verify_chain(batch.records, load_public_key(batch.public_key)) == []
+    assert all(abs(r.clock_offset_ms) < 100 for r in batch.records)
