@@ -13,6 +13,7 @@ logged and the lesson goes on.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -425,7 +426,12 @@ class KioskService:
                 )
                 self._reply(session.sid, Ok(msg.id))
             case GetStatus():
-                self._reply(session.sid, Status(self.status(), re=msg.id))
+                snapshot = dataclasses.replace(
+                    self.status(),
+                    cache_used_bytes=self.store.used_bytes(),
+                    cache_quota_bytes=self.store.quota_bytes,
+                )
+                self._reply(session.sid, Status(snapshot, re=msg.id))
             case TimePing():
                 kiosk_ms = round(self.clock.time() * 1000)
                 self._reply(

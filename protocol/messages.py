@@ -112,6 +112,9 @@ class StatusSnapshot:
     position_ms: int
     presenter: str | None
     version: str
+    cache_used_bytes: int = 0
+    cache_quota_bytes: int = 0
+    """Media cache use; filled in ``get_status`` replies (0 in pushed events)."""
 
 
 @dataclass(frozen=True, slots=True)
