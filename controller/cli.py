@@ -25,7 +25,7 @@ from controller.client import CastResult, Credentials, KioskClient, ProgressCall
 from controller.discovery import ZeroconfDiscovery
 from controller.group import Group, Outcome
 from controller.home import AmbiguousPanelError, Home, PanelNotFoundError, SavedPanel
-from controller.i18n import size_text, t
+from controller.i18n import TranslatedGroup, TranslatedOption, option, size_text, t
 from media.lesson import load_lesson
 from protocol.discovery import MDNS_INTERFACES_ENV, KioskFound, mdns_interfaces
 from protocol.errors import ClassCastError
@@ -184,10 +184,23 @@ def report(outcomes: list[Outcome[T]], on_ok: Callable[[Outcome[T]], str | None]
         )
 
 
-@click.group(context_settings=CONTEXT)
-@click.option("--teacher", envvar="CLASSCAST_TEACHER", help="Your name as panels log it.")
-@click.option("--lang", type=click.Choice(["ru", "en"]), help="Language of the output.")
-@click.option(
+def _set_lang(ctx: click.Context, param: click.Parameter, lang: str | None) -> str | None:
+    """``--lang`` takes effect at once, so that a ``--help`` after it is in that language."""
+    if lang:
+        os.environ["CLASSCAST_LANG"] = lang
+    return lang
+
+
+@click.group(cls=TranslatedGroup, context_settings=CONTEXT)
+@option("--teacher", envvar="CLASSCAST_TEACHER", help="Your name as panels log it.")
+@option(
+    "--lang",
+    type=click.Choice(["ru", "en"]),
+    is_eager=True,
+    callback=_set_lang,
+    help="Language of the output.",
+)
+@option(
     "--timeout",
     "timeout_s",
     type=float,
@@ -195,7 +208,9 @@ def report(outcomes: list[Outcome[T]], on_ok: Callable[[Outcome[T]], str | None]
     show_default=True,
     help="Seconds to wait for a panel's answer.",
 )
-@click.version_option(package_name="classcast")
+@click.version_option(
+    package_name="classcast", cls=TranslatedOption, help="Show the version and exit."
+)
 @click.pass_context
 def cli(ctx: click.Context, teacher: str | None, lang: str | None, timeout_s: float) -> None:
     """Cast lessons to classroom panels and control them.
@@ -206,14 +221,12 @@ def cli(ctx: click.Context, teacher: str | None, lang: str | None, timeout_s: fl
         classcast cast ./урок --to "Каб. 12"
         classcast next
     """
-    if lang:
-        os.environ["CLASSCAST_LANG"] = lang
     ctx.obj = Ctx(teacher, timeout_s)
 
 
 def _targets_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    fn = click.option("--all", "all_panels", is_flag=True, help="Every saved panel.")(fn)
-    return click.option(
+    fn = option("--all", "all_panels", is_flag=True, help="Every saved panel.")(fn)
+    return option(
         "--to",
         metavar="PANEL[,PANEL...]",
         help="Room name, kiosk id or HOST:PORT (default: the panels of the last cast).",
@@ -226,7 +239,7 @@ def _targets_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @cli.command()
 @click.argument("lesson", nargs=-1, required=True, type=click.Path(path_type=Path))
 @_targets_options
-@click.option(
+@option(
     "--start",
     "start",
     type=int,
@@ -409,7 +422,7 @@ def parse_time_ms(text: str) -> int:
 
 @cli.command()
 @click.argument("panel", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/cli.md).")
+@option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/cli.md).")
 @click.pass_obj
 def status(obj: Ctx, panel: str | None, as_json: bool) -> None:
     """Show what panels display: PANEL, or every saved panel.
@@ -474,8 +487,8 @@ def _status_text(address: str, s: StatusSnapshot) -> str:
 
 
 @cli.group(invoke_without_command=True)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option(
+@option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@option(
     "--wait",
     "wait_s",
     type=float,
@@ -620,8 +633,8 @@ def panels_add(obj: Ctx, address: str) -> None:
 
 @cli.command()
 @click.argument("panel")
-@click.option("--pin", help="The 6-digit PIN shown on the panel (asked for when omitted).")
-@click.option(
+@option("--pin", help="The 6-digit PIN shown on the panel (asked for when omitted).")
+@option(
     "--admin", is_flag=True, help="Pair as admin with the panel's admin secret instead of the PIN."
 )
 @click.pass_obj
@@ -731,7 +744,7 @@ def panels_remove(obj: Ctx, panel: str) -> None:
 
 
 @cli.command()
-@click.option(
+@option(
     "--keep",
     type=click.Path(path_type=Path),
     help="Keep the kiosk's state in this folder (default: a temporary one).",

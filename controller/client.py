@@ -308,6 +308,11 @@ class KioskClient:
         """The kiosk's room, or its URL before hello."""
         return self.welcome.room if self.welcome else self.url
 
+    async def wait_closed(self, timeout_s: float | None = None) -> bool:
+        """Wait until the kiosk closes the connection; False if ``timeout_s`` passed first."""
+        done, _ = await asyncio.wait({self._reader}, timeout=timeout_s)
+        return bool(done)
+
     async def close(self) -> None:
         """Close the connection (idempotent)."""
         await self._ws.close()

@@ -3,13 +3,37 @@
 Messages are written in English in the code and looked up in the Russian catalogue
 below, gettext style: ``t("Cast to {room}", room=...)``. The language is chosen by
 ``--lang`` or ``CLASSCAST_LANG`` (``ru`` or ``en``). A message missing from the
-catalogue is printed in English; a test checks that every message the CLI uses has a
-Russian text.
+catalogue is printed in English; tests check that every message the CLI uses, and
+every paragraph of its ``--help``, has a Russian text.
+
+``--help`` is translated when it is shown, not when the commands are defined: the
+commands, groups and options of the CLI are the classes below, whose ``help`` holds the
+English text and reads it in the current language (see :mod:`protocol.i18n`).
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from protocol.i18n import help_msgids, language, translate, translate_help
+
+__all__ = [
+    "RU",
+    "TranslatedCommand",
+    "TranslatedGroup",
+    "TranslatedOption",
+    "help_msgids",
+    "language",
+    "number_text",
+    "option",
+    "size_text",
+    "t",
+]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 RU: dict[str, str] = {
     "Cast to {room}: {sent} of {total} sent": "Показ в «{room}»: передано {sent} из {total}",
@@ -39,6 +63,12 @@ RU: dict[str, str] = {
     ),
     "Paired": "Сопряжена",
     "not seen": "не видна",
+    "Online": "На связи",
+    "Showing": "Показывает",
+    "Last seen": "Последний ответ",
+    "Cache": "Кэш",
+    "Version": "Версия",
+    "{seconds} s ago": "{seconds} с назад",
     "Room": "Кабинет",
     "School": "Школа",
     "Address": "Адрес",
@@ -141,18 +171,119 @@ RU: dict[str, str] = {
     "power_loss": "сбой питания",
     "shutdown": "выключение",
     "error": "ошибка",
+    # --help: click's own words
+    "Usage:": "Использование:",
+    "Options": "Параметры",
+    "Commands": "Команды",
+    "Show this message and exit.": "Показать эту справку и выйти.",
+    "Show the version and exit.": "Показать версию и выйти.",
+    "default: {default}": "по умолчанию: {default}",
+    "required": "обязательно",
+    "env var: {var}": "переменная окружения: {var}",
+    "Example:": "Пример:",
+    # --help: classcast
+    "Cast lessons to classroom panels and control them.": (
+        "Показ уроков на панелях в классах и управление ими."
+    ),
+    "Your name as panels log it.": "Ваше имя для журнала панелей.",
+    "Language of the output.": "Язык сообщений.",
+    "Seconds to wait for a panel's answer.": "Сколько секунд ждать ответа панели.",
+    "Every saved panel.": "Все сохранённые панели.",
+    "Room name, kiosk id or HOST:PORT (default: the panels of the last cast).": (
+        "Кабинет, ID киоска или АДРЕС:ПОРТ (по умолчанию — панели последнего показа)."
+    ),
+    # cast
+    "Show a lesson on panels: a folder, a lesson.toml, or files.": (
+        "Показать урок на панелях: папка, lesson.toml или файлы."
+    ),
+    "Only media the panel does not have yet is sent. With several panels the lesson starts "
+    "on all of them at the same moment.": (
+        "Передаются только материалы, которых ещё нет на панели. Если панелей несколько, "
+        "урок начинается на всех одновременно."
+    ),
+    "Item number to start at (1 = first).": "С какого элемента начать (1 — с первого).",
+    # control
+    "Go to the next item.": "Перейти к следующему элементу.",
+    "Go back to the previous item.": "Вернуться к предыдущему элементу.",
+    "Pause (a video stops; a timed slide stops counting).": (
+        "Пауза: видео и слайды с таймером останавливаются."
+    ),
+    "Continue after pause.": "Продолжить после паузы.",
+    "Black out the screen; the lesson stays loaded.": (
+        "Погасить экран; урок остаётся загруженным."
+    ),
+    "Show the lesson again after blank.": "Снова показать урок после blank.",
+    "End the lesson; the panel shows its idle screen.": (
+        "Завершить урок; панель покажет экран ожидания."
+    ),
+    "Jump to item NUMBER (1 = first).": "Перейти к элементу номер NUMBER (1 — первый).",
+    "Move within the current item (a video) to TIME: SECONDS, MM:SS or HH:MM:SS.": (
+        "Перемотать текущее видео на TIME: СЕКУНДЫ, ММ:СС или ЧЧ:ММ:СС."
+    ),
+    # status, panels
+    "Machine-readable output (see docs/cli.md).": (
+        "Вывод в формате JSON для программ (см. docs/cli.md)."
+    ),
+    "Machine-readable output.": "Вывод в формате JSON для программ.",
+    "Show what panels display: PANEL, or every saved panel.": (
+        "Что показывают панели: панель PANEL или все сохранённые."
+    ),
+    "Seconds to look for panels on the network (mDNS).": (
+        "Сколько секунд искать панели в сети (mDNS)."
+    ),
+    "List the panels on the network (mDNS) and the saved ones; add or remove saved ones.": (
+        "Панели в сети (mDNS) и сохранённые: список, добавление, удаление."
+    ),
+    "Shows room, school, state, address, and whether this computer is paired with it. "
+    "Where mDNS does not work, add a panel by the address shown on its screen.": (
+        "Для каждой панели — кабинет, школа, состояние, адрес и сопряжён ли с ней этот "
+        "компьютер. Если mDNS в сети не работает, добавьте панель по адресу, который "
+        "показан на её экране."
+    ),
+    "Save a panel by address (for networks where discovery does not work).": (
+        "Сохранить панель по адресу (если поиск в сети не работает)."
+    ),
+    "The panel's room and id are read from it when it answers.": (
+        "Кабинет и ID панели запрашиваются у неё самой, когда она отвечает."
+    ),
+    "Forget a saved panel (room name, kiosk id or address).": (
+        "Удалить сохранённую панель (по кабинету, ID киоска или адресу)."
+    ),
+    # pair, unpair
+    "Pair this computer with a panel, using the PIN the panel shows.": (
+        "Сопрячь этот компьютер с панелью по PIN-коду, который она показывает."
+    ),
+    "Nobody can control a panel without pairing. The PIN never travels over the network, "
+    "and the panel's certificate is pinned so that later connections go to the same panel.": (
+        "Без сопряжения управлять панелью нельзя. PIN-код не передаётся по сети, а "
+        "сертификат панели запоминается, чтобы следующие подключения шли к той же панели."
+    ),
+    "The 6-digit PIN shown on the panel (asked for when omitted).": (
+        "PIN-код из 6 цифр с экрана панели (если не указан, будет запрошен)."
+    ),
+    "Pair as admin with the panel's admin secret instead of the PIN.": (
+        "Сопрячь с правами администратора: по секрету администратора панели вместо PIN-кода."
+    ),
+    "Forget a pairing here and revoke its token on the panel.": (
+        "Отменить сопряжение: здесь и на самой панели."
+    ),
+    # demo
+    "Start a kiosk on this machine, cast the sample lesson, step through it, print the log.": (
+        "Запустить киоск на этом компьютере, показать на нём учебный урок, пройти его по "
+        "шагам и вывести журнал."
+    ),
+    "Keep the kiosk's state in this folder (default: a temporary one).": (
+        "Хранить данные киоска в этой папке (по умолчанию — во временной)."
+    ),
+    "Everything stays on 127.0.0.1; nothing is installed or sent elsewhere.": (
+        "Всё происходит только на 127.0.0.1: ничего не устанавливается и никуда не отправляется."
+    ),
 }
-
-
-def language() -> str:
-    """``ru`` unless ``CLASSCAST_LANG`` says ``en``."""
-    return "en" if os.environ.get("CLASSCAST_LANG", "ru").lower().startswith("en") else "ru"
 
 
 def t(msgid: str, /, **values: object) -> str:
     """Translate ``msgid`` into the current language and fill in ``values``."""
-    text = RU.get(msgid, msgid) if language() == "ru" else msgid
-    return text.format(**values) if values else text
+    return translate(RU, msgid, **values)
 
 
 def number_text(value: float, digits: int = 2) -> str:
@@ -172,3 +303,97 @@ def size_text(size_bytes: int) -> str:
             return text.replace(".", ",") if ru else text
         value /= 1024
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+# --------------------------------------------------------------------------- --help
+#
+# The same few classes are in kiosk/i18n.py with the kiosk's catalogue: the kiosk does
+# not depend on the controller, and protocol/ (shared by both) knows nothing of click.
+
+
+class _HelpFormatter(click.HelpFormatter):
+    """click's formatter with its own words translated: "Usage:", "Options", "Commands"."""
+
+    def write_usage(self, prog: str, args: str = "", prefix: str | None = None) -> None:
+        super().write_usage(prog, args, f"{t('Usage:')} " if prefix is None else prefix)
+
+    def write_heading(self, heading: str) -> None:
+        super().write_heading(t(heading))  # click's "Options", "Commands"
+
+
+class _Context(click.Context):
+    formatter_class = _HelpFormatter
+
+
+def _option_extras(text: str) -> str:
+    """click's ``[default: 10.0]`` after an option's help, in the current language."""
+    head, bracket, tail = text.rpartition("[")
+    if not bracket or not tail.endswith("]") or language() != "ru":
+        return text
+    items = []
+    for item in tail[:-1].split("; "):
+        label, _, value = item.partition(": ")
+        if item == "required":
+            items.append(t("required"))
+        elif label == "default":
+            items.append(t("default: {default}", default=value))
+        elif label == "env var":
+            items.append(t("env var: {var}", var=value))
+        else:  # a range such as "x>=0"
+            items.append(item)
+    return f"{head}[{'; '.join(items)}]"
+
+
+class TranslatedOption(click.Option):
+    """An option whose ``help`` is the English text in code and shown translated."""
+
+    help_msgid: str | None = None
+
+    @property
+    def help(self) -> str | None:
+        return None if self.help_msgid is None else t(self.help_msgid)
+
+    @help.setter
+    def help(self, value: str | None) -> None:
+        self.help_msgid = value
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        record = super().get_help_record(ctx)
+        return None if record is None else (record[0], _option_extras(record[1]))
+
+
+def option(*param_decls: str, **attrs: Any) -> Callable[[_F], _F]:
+    """``click.option`` making a :class:`TranslatedOption`."""
+    return click.option(*param_decls, cls=TranslatedOption, **attrs)
+
+
+class TranslatedCommand(click.Command):
+    """A command whose help (its docstring) is the English text, shown translated.
+
+    Subcommands of a :class:`TranslatedGroup` are of this class. The text of its
+    ``--help`` option, which click makes, is translated too.
+    """
+
+    context_class = _Context
+    help_msgid: str | None = None
+
+    @property
+    def help(self) -> str | None:
+        return None if self.help_msgid is None else translate_help(RU, self.help_msgid)
+
+    @help.setter
+    def help(self, value: str | None) -> None:
+        self.help_msgid = value
+
+    def get_help_option(self, ctx: click.Context) -> click.Option | None:
+        help_option = super().get_help_option(ctx)
+        if help_option is not None:  # made by click, with click's English text
+            help_option.help = t("Show this message and exit.")
+        return help_option
+
+
+class TranslatedGroup(TranslatedCommand, click.Group):
+    """A group of translated commands (``@group.command()``, ``@group.group()``)."""
+
+    command_class = TranslatedCommand
+    group_class = type

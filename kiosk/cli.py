@@ -13,24 +13,29 @@ import click
 
 from kiosk.app import KioskApp, run_until_signal
 from kiosk.config import ConfigError, KioskConfig, load_config
+from kiosk.i18n import TranslatedGroup, option
 from kiosk.tokens import TokenStore
 from protocol.errors import ClassCastError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True)
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="kiosk.toml")
-@click.option("--room", help="Room name shown on the panel and used to find it.")
-@click.option("--school", help="School name shown on the panel.")
-@click.option("--host", help="Address to listen on (default 0.0.0.0).")
-@click.option("--port", type=int, help="Port to listen on (0 = any free port).")
-@click.option("--state-dir", type=click.Path(path_type=Path), help="Where media and logs live.")
-@click.option(
-    "--fullscreen", "mode", flag_value="fullscreen", help="Fullscreen window (the default)."
+@click.group(
+    cls=TranslatedGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    invoke_without_command=True,
 )
-@click.option("--windowed", "mode", flag_value="windowed", help="A normal window.")
-@click.option("--headless", "mode", flag_value="headless", help="No window (servers, tests).")
-@click.option("--lang", type=click.Choice(["ru", "en"]), help="Language of the panel.")
-@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+@option(
+    "--config", "config_path", type=click.Path(path_type=Path), help="Settings file (kiosk.toml)."
+)
+@option("--room", help="Room name shown on the panel and used to find it.")
+@option("--school", help="School name shown on the panel.")
+@option("--host", help="Address to listen on (default 0.0.0.0).")
+@option("--port", type=int, help="Port to listen on (0 = any free port).")
+@option("--state-dir", type=click.Path(path_type=Path), help="Where media and logs live.")
+@option("--fullscreen", "mode", flag_value="fullscreen", help="Fullscreen window (the default).")
+@option("--windowed", "mode", flag_value="windowed", help="A normal window.")
+@option("--headless", "mode", flag_value="headless", help="No window (servers, tests).")
+@option("--lang", type=click.Choice(["ru", "en"]), help="Language of the panel.")
+@option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 @click.pass_context
 def main(
     ctx: click.Context,
@@ -99,7 +104,7 @@ def tokens() -> None:
 
 
 @tokens.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def tokens_list(config: KioskConfig, as_json: bool) -> None:
     """Show every paired controller: id, name, role, when it paired.

@@ -8,14 +8,17 @@ import json
 import os
 import sys
 import time
+import types
 from pathlib import Path
 
 import click
 import pytest
 from click.testing import CliRunner, Result
 
+from controller import i18n as controller_i18n
 from controller.cli import cli, parse_time_ms
-from controller.i18n import RU
+from kiosk import i18n as kiosk_i18n
+from kiosk.cli import main as kiosk_main
 from media.lesson import sample_lesson_path
 from tests.kiosks import KioskThread
 
@@ -168,10 +171,53 @@ def _commands(group: click.Group, prefix: str = "") -> dict[str, click.Command]:
     return found
 
 
-def test_every_command_has_help_with_an_example() -> None:
-    for name, command in _commands(cli).items():
+def _every_command() -> list[tuple[str, click.Command, types.ModuleType]]:
+    """Every command of both CLIs, the top-level ones included, with its i18n module."""
+    found: list[tuple[str, click.Command, types.ModuleType]] = []
+    for prog, group, package in [
+        ("classcast", cli, controller_i18n),
+        ("classcast-kiosk", kiosk_main, kiosk_i18n),
+    ]:
+        assert isinstance(group, click.Group)
+        found.append((prog, group, package))
+        found += [(f"{prog} {name}", c, package) for name, c in _commands(group).items()]
+    return found
+
+
+@pytest.mark.parametrize(("lang", "example"), [("ru", "Пример:"), ("en", "Example:")])
+def test_every_command_has_help_with_an_example(
+    lang: str, example: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLASSCAST_LANG", lang)
+    for name, command, _ in _every_command():
         assert command.help, name
-        assert "Example" in command.help, name
+        assert example in command.help, name
+        if lang == "ru":
+            assert "Example" not in command.help, name
+
+
+@pytest.mark.parametrize(
+    ("args", "heading", "text"),
+    [
+        (["--help"], "Использование: classcast [OPTIONS]", "Показать эту справку и выйти."),
+        (["cast", "--help"], "Параметры:", "Показать урок на панелях"),
+        (["--lang", "en", "cast", "--help"], "Options:", "Show a lesson on panels"),
+        (["--lang", "en", "--help"], "Commands:", "Show the version and exit."),
+    ],
+    ids=["ru", "ru-command", "en-command", "en"],
+)
+def test_help_follows_the_language(args: list[str], heading: str, text: str) -> None:
+    result = CliRunner().invoke(cli, args, prog_name="classcast")
+    assert result.exit_code == 0, result.output
+    assert heading in result.output
+    assert text in result.output
+
+
+def test_kiosk_help_is_russian_by_default() -> None:
+    result = CliRunner().invoke(kiosk_main, ["--help"])
+    assert result.exit_code == 0, result.output
+    assert "Название кабинета" in result.output
+    assert "Команды:" in result.output
 
 
 def test_every_command_is_in_the_cli_docs() -> None:
@@ -183,12 +229,16 @@ def test_every_command_is_in_the_cli_docs() -> None:
     assert doc == render(), "docs/cli.md is stale: run python -m scripts.gen_cli_docs"
 
 
-def test_every_message_the_cli_prints_has_a_russian_text() -> None:
-    root = Path(__file__).parent.parent / "controller"
+@pytest.mark.parametrize("package", [controller_i18n, kiosk_i18n])
+def test_every_message_the_cli_prints_has_a_russian_text(package: types.ModuleType) -> None:
+    """Every ``t("...")`` of the package (controller/ or kiosk/) is in its catalogue."""
+    root = Path(package.__file__ or "").parent
     missing = []
     for path in root.glob("*.py"):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        for node in ast.walk(tree):
+        source = path.read_text(encoding="utf-8")
+        if path.name != "i18n.py" and f"from {root.name}.i18n import" not in source:
+            continue  # a ``t`` of its own, if any, is not this catalogue's
+        for node in ast.walk(ast.parse(source)):
             if (
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Name)
@@ -196,9 +246,23 @@ def test_every_message_the_cli_prints_has_a_russian_text() -> None:
                 and node.args
                 and isinstance(node.args[0], ast.Constant)
                 and isinstance(node.args[0].value, str)
-                and node.args[0].value not in RU
+                and node.args[0].value not in package.RU
             ):
                 missing.append(f"{path.name}: {node.args[0].value}")
+    assert missing == []
+
+
+def test_every_help_text_has_a_russian_text() -> None:
+    """Docstrings and ``help=`` of both CLIs: every paragraph is in the catalogue."""
+    missing = []
+    for name, command, package in _every_command():
+        assert isinstance(command, package.TranslatedCommand), name
+        texts = [*package.help_msgids(command.help_msgid or "")]
+        for param in command.params:
+            if isinstance(param, click.Option):
+                assert isinstance(param, package.TranslatedOption), f"{name} {param.name}"
+                texts += [param.help_msgid] if param.help_msgid else []
+        missing += [f"{name}: {text}" for text in texts if text not in package.RU]
     assert missing == []
 
 
