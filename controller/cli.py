@@ -10,22 +10,37 @@ A thin click layer over :class:`~controller.client.KioskClient` and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
+from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from controller.client import CastResult, Credentials, KioskClient, ProgressCallback
+from controller.collect import collect
 from controller.discovery import ZeroconfDiscovery
 from controller.group import Group, Outcome
 from controller.home import AmbiguousPanelError, Home, PanelNotFoundError, SavedPanel
 from controller.i18n import TranslatedGroup, TranslatedOption, option, size_text, t
+from controller.monitor import Monitor, render
+from controller.report_html import report_html
+from controller.reports import (
+    compliance,
+    format_csv,
+    format_json,
+    format_table,
+    now_week,
+    usage_report,
+)
+from controller.schooldb import SchoolDb, week_days
 from media.lesson import load_lesson
 from protocol.discovery import MDNS_INTERFACES_ENV, KioskFound, mdns_interfaces
 from protocol.errors import ClassCastError
@@ -102,6 +117,17 @@ class Ctx:
                     detail=str(exc),
                 )
             ) from None
+
+    def discover_all(self, wait_s: float = 1.5) -> list[KioskFound]:
+        """Every panel mDNS finds within ``wait_s`` (none where mDNS is unavailable)."""
+
+        async def look() -> list[KioskFound]:
+            return await self.discovery().browse(wait_s)
+
+        try:
+            return asyncio.run(look())
+        except OSError:
+            return []
 
     def _discover(self, name: str) -> list[KioskFound]:
         """Panels found by mDNS whose room (case-insensitive) or kiosk id is ``name``."""
@@ -423,20 +449,32 @@ def parse_time_ms(text: str) -> int:
 @cli.command()
 @click.argument("panel", required=False)
 @option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/cli.md).")
+@option("--watch", is_flag=True, help="Keep watching every panel and redraw on each change.")
 @click.pass_obj
-def status(obj: Ctx, panel: str | None, as_json: bool) -> None:
-    """Show what panels display: PANEL, or every saved panel.
+def status(obj: Ctx, panel: str | None, as_json: bool, watch: bool) -> None:
+    """Show what panels display: PANEL, or every panel (saved or on the network).
+
+    With --watch: online or offline, what each shows, who presents, when it last
+    answered, cache use and version, kept current until Ctrl+C.
 
     Example:
 
         classcast status "Каб. 12"
         classcast status --json
+        classcast status --watch
     """
-    targets = [obj.resolve(panel)] if panel else [p.address for p in obj.home.panels()]
+    if panel:
+        targets = [obj.resolve(panel)]
+    else:
+        found = obj.discover_all() if watch else []
+        targets = [r["address"] for r in merge_panels(obj.home, found)]
     if not targets:
         raise click.ClickException(
             t("No saved panels: add one with `classcast panels add HOST[:PORT]`.")
         )
+    if watch:
+        run(_watch(obj, targets, as_json))
+        return
 
     async def go() -> list[Outcome[StatusSnapshot]]:
         group = await obj.group(targets)
@@ -466,6 +504,35 @@ def status(obj: Ctx, panel: str | None, as_json: bool) -> None:
             sys.exit(1)
         return
     report(outcomes, lambda o: _status_text(o.target, o.value) if o.value else None)
+
+
+async def _watch(obj: Ctx, targets: list[str], as_json: bool) -> None:
+    """Redraw the monitor on every change (a terminal) or print a line per change."""
+    tty = sys.stdout.isatty()
+    changed = asyncio.Event()
+    watcher = Monitor(
+        targets,
+        obj.home.identity(obj.teacher),
+        lambda a: obj.home.credentials_for_address(a, "admin"),
+        timeout_s=obj.timeout_s,
+        on_change=changed.set,
+    )
+    async with watcher:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await changed.wait()
+            if not changed.is_set() and not tty:
+                continue
+            changed.clear()
+            panels = watcher.snapshot()
+            if as_json:
+                click.echo(json.dumps([p.as_json() for p in panels], ensure_ascii=False))
+            elif tty:
+                click.clear()
+                click.echo(render(panels, time.time()))
+            else:
+                click.echo(render(panels, time.time()) + "\n")
 
 
 def _status_text(address: str, s: StatusSnapshot) -> str:
@@ -761,6 +828,279 @@ def demo(keep: Path | None) -> None:
     from controller.demo import run_demo
 
     run(run_demo(keep))
+
+
+# --------------------------------------------------------------------------- usage
+
+
+def _db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return option(
+        "--db",
+        "db_path",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="The school usage database (default: school.sqlite in CLASSCAST_HOME).",
+    )(fn)
+
+
+def _open_db(obj: Ctx, db_path: Path | None) -> SchoolDb:
+    path = db_path or obj.home.root / "school.sqlite"
+    try:
+        return SchoolDb(path)
+    except ClassCastError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@cli.group()
+def usage() -> None:
+    """Collect the panels' usage logs and report on them (admins).
+
+    Example:
+
+        classcast usage collect
+        classcast usage report --week 2026-W48 --by teacher
+        classcast usage compliance --week 2026-W48
+    """
+
+
+@usage.command("collect")
+@_db_option
+@click.pass_obj
+def usage_collect(obj: Ctx, db_path: Path | None) -> None:
+    """Pull new usage records from every panel into the school database.
+
+    Panels are the saved ones and those found on the network. Each needs this
+    computer paired as admin (classcast pair PANEL --admin). Running it again, or after
+    an interruption, loses nothing and stores nothing twice.
+
+    Example:
+
+        classcast usage collect --db /var/lib/classcast/school.sqlite
+    """
+    rows = merge_panels(obj.home, obj.discover_all())
+    if not rows:
+        raise click.ClickException(
+            t("No saved panels: add one with `classcast panels add HOST[:PORT]`.")
+        )
+    by_address = {r["address"]: r for r in rows}
+
+    def creds(address: str) -> Credentials | None:
+        kiosk_id = by_address[address]["kiosk_id"]
+        return obj.home.credentials(kiosk_id, "admin")
+
+    db = _open_db(obj, db_path)
+    try:
+        result = asyncio.run(
+            collect(
+                db,
+                list(by_address),
+                obj.home.identity(obj.teacher),
+                creds,
+                timeout_s=obj.timeout_s,
+            )
+        )
+    finally:
+        db.close()
+    for panel in result.panels:
+        name = panel.room or by_address[panel.address]["room"] or panel.address
+        if panel.error is not None:
+            message = error_text(panel.error, name)
+            click.echo(t("{target}: error: {message}", target=name, message=message), err=True)
+        else:
+            click.echo(
+                t(
+                    "{room}: {added} new records ({duplicates} already stored).",
+                    room=name,
+                    added=panel.added,
+                    duplicates=panel.duplicates,
+                )
+            )
+    if result.failed:
+        raise click.ClickException(
+            t("{done} of {count} panels failed.", done=len(result.failed), count=len(result.panels))
+        )
+
+
+def _period(
+    week: str | None, date_from: str | None, date_to: str | None, tz: str
+) -> tuple[date, date]:
+    if week and (date_from or date_to):
+        raise click.UsageError(t("Give either --week or --from/--to."))
+    try:
+        if date_from or date_to:
+            start = (
+                date.fromisoformat(date_from) if date_from else date.fromisoformat(date_to or "")
+            )
+            end = date.fromisoformat(date_to) if date_to else start
+        else:
+            start, end = week_days(week or now_week(tz=tz))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if end < start:
+        raise click.BadParameter(t("--to is before --from."))
+    return start, end
+
+
+@usage.command("report")
+@_db_option
+@option("--week", help="ISO week such as 2026-W48 (default: this week).")
+@option("--from", "date_from", metavar="DATE", help="First day, YYYY-MM-DD.")
+@option("--to", "date_to", metavar="DATE", help="Last day, YYYY-MM-DD.")
+@option(
+    "--by",
+    type=click.Choice(["room", "teacher", "content", "day", "week"]),
+    default="room",
+    show_default=True,
+    help="What to group by.",
+)
+@option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json", "html"]),
+    default="table",
+    show_default=True,
+    help="Output format; html is a self-contained page with charts.",
+)
+@option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write to this file instead of the terminal.",
+)
+@click.pass_obj
+def usage_report_command(
+    obj: Ctx,
+    db_path: Path | None,
+    week: str | None,
+    date_from: str | None,
+    date_to: str | None,
+    by: str,
+    fmt: str,
+    output: Path | None,
+) -> None:
+    """Who showed what, where and for how long: lessons, display time, items.
+
+    Example:
+
+        classcast usage report --week 2026-W48 --by teacher
+        classcast usage report --from 2026-11-01 --to 2026-11-30 --format html -o ноябрь.html
+    """
+    db = _open_db(obj, db_path)
+    try:
+        start, end = _period(week, date_from, date_to, db.tz_name)
+        if fmt == "html":
+            text = report_html(db, start=start, end=end)
+        else:
+            rows = usage_report(db, start=start, end=end, by=by)  # type: ignore[arg-type]
+            text = {
+                "table": lambda: format_table(rows, tz=db.tz_name),
+                "csv": lambda: format_csv(rows),
+                "json": lambda: format_json(rows),
+            }[fmt]()
+    finally:
+        db.close()
+    _emit(text, output)
+
+
+@usage.command("compliance")
+@_db_option
+@option("--week", help="ISO week such as 2026-W48 (default: this week).")
+@option(
+    "--min",
+    "min_lessons",
+    type=int,
+    default=3,
+    show_default=True,
+    help="Lessons with digital content each teacher should give in the week.",
+)
+@option(
+    "--min-minutes",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Display time a lesson needs to count.",
+)
+@option("--any-content", is_flag=True, help="Count lessons without a content-library source too.")
+@option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+@click.pass_obj
+def usage_compliance(
+    obj: Ctx,
+    db_path: Path | None,
+    week: str | None,
+    min_lessons: int,
+    min_minutes: float,
+    any_content: bool,
+    fmt: str,
+) -> None:
+    """Which teachers gave enough lessons with digital content in a week.
+
+    A lesson counts when one teacher showed content on one panel for at least
+    --min-minutes, with at least one item from a content source (docs/admin.md).
+
+    Example:
+
+        classcast usage compliance --week 2026-W48 --min 3
+    """
+    db = _open_db(obj, db_path)
+    try:
+        chosen = week or now_week(tz=db.tz_name)
+        try:
+            rows = compliance(
+                db,
+                week=chosen,
+                min_lessons=min_lessons,
+                min_minutes=min_minutes,
+                require_source=not any_content,
+            )
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--week") from None
+        text = {
+            "table": lambda: format_table(rows, tz=db.tz_name),
+            "csv": lambda: format_csv(rows),
+            "json": lambda: format_json(rows),
+        }[fmt]()
+    finally:
+        db.close()
+    _emit(text, None)
+
+
+@usage.command("verify")
+@_db_option
+@click.pass_obj
+def usage_verify(obj: Ctx, db_path: Path | None) -> None:
+    """Check that no usage record in the school database was edited, deleted or inserted.
+
+    Every record is signed by its panel and chained to the one before it.
+
+    Example:
+
+        classcast usage verify
+    """
+    db = _open_db(obj, db_path)
+    try:
+        problems = db.verify()
+        count = db.record_count()
+    finally:
+        db.close()
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    if problems:
+        raise click.ClickException(t("{n} problems found.", n=len(problems)))
+    click.echo(t("All {n} records verified.", n=count))
+
+
+def _emit(text: str, output: Path | None) -> None:
+    if output is None:
+        click.echo(text.rstrip("\n"))
+        return
+    output.write_text(text, encoding="utf-8")
+    click.echo(t("Written to {path}.", path=output))
 
 
 def main() -> None:

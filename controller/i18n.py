@@ -69,6 +69,83 @@ RU: dict[str, str] = {
     "Cache": "Кэш",
     "Version": "Версия",
     "{seconds} s ago": "{seconds} с назад",
+    "{room}: {added} new records ({duplicates} already stored).": (
+        "{room}: новых записей — {added} (уже было — {duplicates})."
+    ),
+    "Give either --week or --from/--to.": "Укажите либо --week, либо --from/--to.",
+    "--to is before --from.": "--to раньше, чем --from.",
+    "{n} problems found.": "Найдено нарушений: {n}.",
+    "All {n} records verified.": "Все записи проверены ({n}): подделок нет.",
+    "Written to {path}.": "Записано в {path}.",
+    "Show what panels display: PANEL, or every panel (saved or on the network).": (
+        "Что показывают панели: панель PANEL или все панели (сохранённые и найденные в сети)."
+    ),
+    (
+        "With --watch: online or offline, what each shows, who presents, when it last "
+        "answered, cache use and version, kept current until Ctrl+C."
+    ): (
+        "С --watch: на связи ли панель, что показывает, кто ведёт показ, когда отвечала "
+        "в последний раз, заполнение кэша и версия; обновляется до Ctrl+C."
+    ),
+    "Keep watching every panel and redraw on each change.": (
+        "Следить за всеми панелями и обновлять таблицу при каждом изменении."
+    ),
+    "Collect the panels' usage logs and report on them (admins).": (
+        "Сбор журналов использования с панелей и отчёты по ним (для администраторов)."
+    ),
+    "Pull new usage records from every panel into the school database.": (
+        "Забрать новые записи журнала со всех панелей в школьную базу данных."
+    ),
+    (
+        "Panels are the saved ones and those found on the network. Each needs this "
+        "computer paired as admin (classcast pair PANEL --admin). Running it again, or "
+        "after an interruption, loses nothing and stores nothing twice."
+    ): (
+        "Опрашиваются сохранённые панели и найденные в сети. Этот компьютер должен быть "
+        "сопряжён с каждой как администратор (classcast pair ПАНЕЛЬ --admin). Повторный "
+        "запуск, в том числе после обрыва, ничего не теряет и ничего не записывает дважды."
+    ),
+    "The school usage database (default: school.sqlite in CLASSCAST_HOME).": (
+        "Школьная база данных использования (по умолчанию school.sqlite в CLASSCAST_HOME)."
+    ),
+    "Who showed what, where and for how long: lessons, display time, items.": (
+        "Кто, что, где и сколько показывал: уроки, время показа, материалы."
+    ),
+    "ISO week such as 2026-W48 (default: this week).": (
+        "Неделя ISO, например 2026-W48 (по умолчанию текущая)."
+    ),
+    "First day, YYYY-MM-DD.": "Первый день, ГГГГ-ММ-ДД.",
+    "Last day, YYYY-MM-DD.": "Последний день, ГГГГ-ММ-ДД.",
+    "What to group by.": "Как группировать.",
+    "Output format; html is a self-contained page with charts.": (
+        "Формат вывода; html — самостоятельная страница с диаграммами."
+    ),
+    "Write to this file instead of the terminal.": "Записать в этот файл, а не на экран.",
+    "Which teachers gave enough lessons with digital content in a week.": (
+        "Кто из учителей провёл за неделю достаточно уроков с цифровым контентом."
+    ),
+    (
+        "A lesson counts when one teacher showed content on one panel for at least "
+        "--min-minutes, with at least one item from a content source (docs/admin.md)."
+    ): (
+        "Урок засчитывается, если один учитель показывал материалы на одной панели не "
+        "меньше --min-minutes и хотя бы один материал взят из библиотеки контента "
+        "(docs/admin.md)."
+    ),
+    "Lessons with digital content each teacher should give in the week.": (
+        "Сколько уроков с цифровым контентом учитель должен провести за неделю."
+    ),
+    "Display time a lesson needs to count.": "Сколько минут показа нужно, чтобы урок засчитался.",
+    "Count lessons without a content-library source too.": (
+        "Засчитывать и уроки без материалов из библиотеки контента."
+    ),
+    "Output format.": "Формат вывода.",
+    "Check that no usage record in the school database was edited, deleted or inserted.": (
+        "Проверить, что ни одна запись в школьной базе не изменена, не удалена и не вставлена."
+    ),
+    "Every record is signed by its panel and chained to the one before it.": (
+        "Каждая запись подписана своей панелью и связана с предыдущей."
+    ),
     "Room": "Кабинет",
     "School": "Школа",
     "Address": "Адрес",

@@ -28,15 +28,17 @@ class KioskThread:
     """
 
     def __init__(self, state_dir: Path, *, room: str = "Каб. 12", **config: Any) -> None:
-        self.config = KioskConfig(
-            room=room,
-            school="Школа № 1",
-            host="127.0.0.1",
-            port=0,
-            state_dir=state_dir,
-            mode="headless",
-            **{"admin_secret": ADMIN_SECRET, "mdns": False, **config},
-        )
+        settings: dict[str, Any] = {
+            "room": room,
+            "school": "Школа № 1",
+            "host": "127.0.0.1",
+            "port": 0,
+            "state_dir": state_dir,
+            "mode": "headless",
+            "admin_secret": ADMIN_SECRET,
+            "mdns": False,
+        }
+        self.config = KioskConfig(**{**settings, **config})
         self.display = HeadlessDisplay()
         self.loop = asyncio.new_event_loop()
         self.app: KioskApp | None = None

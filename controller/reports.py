@@ -1,0 +1,588 @@
+"""Usage reports over the school database: pure queries and text formats.
+
+:func:`usage_report` sums use per room, teacher, content item, day or ISO week over a
+range of days; :func:`compliance` tells, per teacher and ISO week, whether the teacher
+gave enough lessons with digital content. Both read only the covering index
+``plays_report`` of :mod:`controller.schooldb`. :func:`format_table`,
+:func:`format_csv` and :func:`format_json` turn their rows into text; the HTML page
+is :func:`controller.report_html.report_html`.
+
+Definitions (``docs/admin.md`` explains them for admins)
+---------------------------------------------------------
+*Times* are the panels' times corrected by their measured clock offset
+(``start_utc``); *days* and *weeks* are those of the corrected start in the school's
+timezone (``SchoolDb.tz_name``). A record belongs to the day its display started.
+
+A *lesson session* is a maximal run of records of one panel, one teacher and one
+lesson id, ordered by start, in which each record starts less than ``gap_minutes``
+(10) after the end of the run so far. Showing another lesson in between does not
+split a session; a pause of ``gap_minutes`` or more does. Sessions are formed from the
+records selected for the report (the day range or the week).
+
+A *lesson with digital content* is a session whose display time (sum of
+``duration_ms``) is at least ``min_minutes`` (10) and which showed at least one item
+with a content source (a content-library URL), unless ``require_source`` is false.
+Every such session counts, several a day included; a teacher meets the week's goal
+with at least ``min_lessons`` (3) of them.
+
+Text is Russian unless ``CLASSCAST_LANG=en`` or ``lang="en"``; the Russian catalogue is
+``REPORT_RU`` below.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Final, Literal, get_args
+from zoneinfo import ZoneInfo
+
+from controller.i18n import language
+from controller.schooldb import SchoolDb, iso_utc_ms, week_days
+
+__all__ = [
+    "DEFAULT_GAP_MINUTES",
+    "REPORT_RU",
+    "ComplianceRow",
+    "Group",
+    "ReportRow",
+    "compliance",
+    "duration_text",
+    "format_csv",
+    "format_json",
+    "format_table",
+    "report_text",
+    "usage_report",
+]
+
+Group = Literal["room", "teacher", "content", "day", "week"]
+"""What :func:`usage_report` groups by."""
+GROUPS: Final[tuple[str, ...]] = get_args(Group)
+
+DEFAULT_GAP_MINUTES: Final = 10.0
+"""A pause this long (or longer) between records starts a new lesson session."""
+
+REPORT_RU: dict[str, str] = {
+    "Digital content usage report": "Отчёт об использовании цифрового контента",
+    "Room": "Кабинет",
+    "Teacher": "Учитель",
+    "Content": "Материал",
+    "Day": "День",
+    "Week": "Неделя",
+    "Lessons": "Уроков",
+    "Display time": "Время показа",
+    "Items": "Материалов",
+    "First shown": "Первый показ",
+    "Last shown": "Последний показ",
+    "Goal met": "Норма выполнена",
+    "Days": "Дни",
+    "Sessions": "Сеансов",
+    "Too short": "Короче нормы",
+    "Without source": "Без источника",
+    "yes": "да",
+    "no": "нет",
+    "{hours} h {minutes:02d} min": "{hours} ч {minutes:02d} мин",
+    "{minutes} min": "{minutes} мин",
+    "No data": "Нет данных",
+    "Period: {start} – {end}": "Период: {start} – {end}",
+    "Timezone: {tz}": "Часовой пояс: {tz}",
+    "Display time per day": "Время показа по дням",
+    "Top content": "Самые используемые материалы",
+    "Display time per room": "Время показа по кабинетам",
+    "By room": "По кабинетам",
+    "By teacher": "По учителям",
+    "Compliance, week {week}": "Выполнение нормы, неделя {week}",
+    "A lesson counts with at least {minutes} min of display time"
+    " and {source}; the goal is {lessons} lessons a week.": (
+        "Урок засчитывается, если показ длился не меньше {minutes} мин и {source};"
+        " норма — {lessons} урока в неделю."
+    ),
+    "at least one item from a content library": "показан хотя бы один материал из библиотеки",
+    "any content": "показан любой материал",
+    "Lessons {lessons} · display time {time} · panels {panels}": (
+        "Уроков {lessons} · время показа {time} · панелей {panels}"
+    ),
+    "minutes": "минут",
+}
+"""Russian texts of this module and :mod:`controller.report_html`."""
+
+
+def report_text(msgid: str, lang: str | None = None, /, **values: object) -> str:
+    """``msgid`` in ``lang`` (the current language by default), with ``values`` filled in.
+
+    Args:
+        msgid: The English text, a key of :data:`REPORT_RU`.
+        lang: ``ru`` or ``en``; :func:`controller.i18n.language` by default.
+        **values: Filled into the text with :meth:`str.format`.
+
+    Returns:
+        The text; English when the Russian catalogue lacks it.
+    """
+    chosen = lang or language()
+    text = REPORT_RU.get(msgid, msgid) if chosen == "ru" else msgid
+    return text.format(**values) if values else text
+
+
+_t = report_text
+
+
+# --------------------------------------------------------------------------- rows
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRow:
+    """One group of :func:`usage_report`; the JSON and CSV keys are these field names.
+
+    ``key`` identifies the group (room name, teacher id, content hash or ``title:``
+    + title for items without a hash, ``YYYY-MM-DD``, ``YYYY-Www``); ``label`` is what
+    people read (room, teacher name, content title, day, week). ``lessons`` counts
+    lesson sessions that showed anything in the group, ``display_ms`` sums display
+    time, ``items`` counts distinct content items; ``first_start_utc`` and
+    ``last_end_utc`` are corrected UTC times.
+    """
+
+    group: str
+    key: str
+    label: str
+    lessons: int
+    display_ms: int
+    items: int
+    first_start_utc: str
+    last_end_utc: str
+
+
+@dataclass(frozen=True, slots=True)
+class ComplianceRow:
+    """One teacher in :func:`compliance`; the JSON and CSV keys are these field names.
+
+    ``lessons`` counts the week's lessons with digital content and ``met`` says
+    whether it reaches ``min_lessons``; ``days`` lists the days (``YYYY-MM-DD``) they
+    were given on. ``sessions`` counts all the teacher's lesson sessions, of which
+    ``too_short`` fell under ``min_minutes`` and ``without_source`` (long enough)
+    showed no item with a content source. ``display_ms`` is all display time.
+    """
+
+    week: str
+    teacher_id: str
+    teacher_name: str
+    lessons: int
+    met: bool
+    days: tuple[str, ...]
+    sessions: int
+    too_short: int
+    without_source: int
+    display_ms: int
+
+
+# --------------------------------------------------------------------------- queries
+
+_SELECT: Final = """
+SELECT kiosk_id, teacher_id, lesson_id, start_ms, duration_ms, {columns}
+FROM plays INDEXED BY plays_report
+WHERE day BETWEEN :first_day AND :last_day
+ORDER BY kiosk_id, teacher_id, lesson_id, start_ms
+"""
+"""Records of a day range in session order: grouped by (panel, teacher, lesson), by start.
+
+The rows come from the covering index ``plays_report``; only the ORDER BY needs a sort
+of the selected rows (the index is ordered by day first)."""
+
+_GROUP_COLUMNS: Final[Mapping[str, tuple[str, str]]] = {
+    "room": ("room", "room"),
+    "teacher": ("teacher_id", "teacher_name"),
+    "content": ("COALESCE(content_hash, 'title:' || content_title)", "content_title"),
+    "day": ("day", "day"),
+    "week": ("iso_week", "iso_week"),
+}
+
+_ITEM: Final = "COALESCE(content_hash, 'title:' || content_title)"
+
+
+def usage_query(by: Group) -> str:
+    """The SQL of :func:`usage_report` (exposed for ``EXPLAIN QUERY PLAN`` and benchmarks).
+
+    Sessions are numbered in Python from its rows, which are in session order.
+
+    Args:
+        by: What to group by.
+
+    Returns:
+        SQL with parameters ``:first_day`` and ``:last_day``.
+
+    Raises:
+        ValueError: ``by`` is not a :data:`Group`.
+    """
+    if by not in _GROUP_COLUMNS:
+        raise ValueError(f"cannot group by {by!r}; choose one of {', '.join(GROUPS)}")
+    key, label = _GROUP_COLUMNS[by]
+    return _SELECT.format(columns=f"{key}, {label}, {_ITEM}")
+
+
+COMPLIANCE_QUERY: Final = _SELECT.format(
+    columns="teacher_name, content_source IS NOT NULL AND content_source != '', day"
+)
+"""The SQL of :func:`compliance`, with the week's day range as parameters."""
+
+
+class _Sessions:
+    """Numbers lesson sessions while rows in session order stream past.
+
+    Feed every row's ``(kiosk_id, teacher_id, lesson_id)``, start and duration to
+    :meth:`number`, in the order of :data:`_SELECT`; it returns the row's session
+    number. A new session begins with a new (panel, teacher, lesson) or when a record
+    starts ``gap_ms`` or more after the latest end of the session so far.
+    """
+
+    def __init__(self, gap_ms: int) -> None:
+        self.gap_ms = gap_ms
+        self.count = 0
+        self._part: tuple[str, str, str] | None = None
+        self._end_ms = 0
+
+    def number(self, part: tuple[str, str, str], start_ms: int, duration_ms: int) -> int:
+        end_ms = start_ms + duration_ms
+        if part != self._part or start_ms - self._end_ms >= self.gap_ms:
+            self.count += 1
+            self._part = part
+            self._end_ms = end_ms
+        elif end_ms > self._end_ms:
+            self._end_ms = end_ms
+        return self.count
+
+
+@dataclass(slots=True)
+class _Group:
+    """One group's running figures in :func:`usage_report`."""
+
+    label: str
+    sessions: set[int] = field(default_factory=set)
+    display_ms: int = 0
+    items: set[str] = field(default_factory=set)
+    first_ms: int = 2**62
+    last_ms: int = -(2**62)
+
+
+def usage_report(
+    db: SchoolDb,
+    *,
+    start: date,
+    end: date,
+    by: Group,
+    gap_minutes: float = DEFAULT_GAP_MINUTES,
+) -> list[ReportRow]:
+    """Use per room, teacher, content item, day or week, from ``start`` to ``end``.
+
+    Args:
+        db: The school database.
+        start: The first day (school timezone), included.
+        end: The last day, included.
+        by: What to group by.
+        gap_minutes: A pause this long or longer starts a new lesson session.
+
+    Returns:
+        One row per group; days and weeks in order, the others by display time, most
+        first. Empty when nothing was shown.
+
+    Raises:
+        ValueError: ``by`` is unknown, ``end`` precedes ``start`` or ``gap_minutes`` is
+            not positive.
+        UsageLogError: The database cannot be read.
+    """
+    if end < start:
+        raise ValueError(f"the report ends ({end}) before it starts ({start})")
+    if not gap_minutes > 0:
+        raise ValueError(f"gap_minutes must be positive, got {gap_minutes!r}")
+    sql = usage_query(by)
+    params = {"first_day": start.isoformat(), "last_day": end.isoformat()}
+    rows = db.query(sql, params, action="build the usage report")
+    sessions = _Sessions(round(gap_minutes * 60_000))
+    groups: dict[str, _Group] = {}
+    for kiosk_id, teacher_id, lesson_id, start_ms, duration_ms, key, label, item in rows:
+        session = sessions.number((kiosk_id, teacher_id, lesson_id), start_ms, duration_ms)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = _Group(str(label))
+        group.sessions.add(session)
+        group.display_ms += duration_ms
+        group.items.add(item)
+        group.first_ms = min(group.first_ms, start_ms)
+        group.last_ms = max(group.last_ms, start_ms + duration_ms)
+    result = [
+        ReportRow(
+            group=by,
+            key=str(key),
+            label=g.label,
+            lessons=len(g.sessions),
+            display_ms=g.display_ms,
+            items=len(g.items),
+            first_start_utc=iso_utc_ms(g.first_ms),
+            last_end_utc=iso_utc_ms(g.last_ms),
+        )
+        for key, g in groups.items()
+    ]
+    if by in ("day", "week"):
+        result.sort(key=lambda row: row.key)
+    else:
+        result.sort(key=lambda row: (-row.display_ms, row.key))
+    return result
+
+
+def compliance(
+    db: SchoolDb,
+    *,
+    week: str,
+    min_lessons: int = 3,
+    min_minutes: float = 10.0,
+    require_source: bool = True,
+    gap_minutes: float = DEFAULT_GAP_MINUTES,
+    roster: Mapping[str, str] | None = None,
+) -> list[ComplianceRow]:
+    """Whether each teacher gave ``min_lessons`` lessons with digital content in ``week``.
+
+    Args:
+        db: The school database.
+        week: An ISO week such as ``"2026-W48"`` (school timezone, Monday to Sunday).
+        min_lessons: Lessons with digital content a teacher should give in the week.
+        min_minutes: Display time a session needs to count as a lesson.
+        require_source: Count only sessions that showed an item with a content source.
+        gap_minutes: A pause this long or longer starts a new lesson session.
+        roster: Teacher id → name of every teacher to report, including those who
+            never used a panel this week (listed with 0 lessons).
+
+    Returns:
+        One row per teacher, by name.
+
+    Raises:
+        ValueError: ``week`` is not an ISO week, or a parameter is out of range.
+        UsageLogError: The database cannot be read.
+    """
+    monday, sunday = week_days(week)
+    if min_lessons < 0 or min_minutes < 0 or not gap_minutes > 0:
+        raise ValueError("min_lessons and min_minutes must not be negative, gap_minutes positive")
+    params = {"first_day": monday.isoformat(), "last_day": sunday.isoformat()}
+    min_ms = min_minutes * 60_000
+    teachers = {teacher_id: _Tally(name) for teacher_id, name in (roster or {}).items()}
+    rows = db.query(COMPLIANCE_QUERY, params, action="build the compliance report")
+    sessions = _Sessions(round(gap_minutes * 60_000))
+    # Per session: teacher id, teacher name, display ms, any item with a source, first day.
+    per_session: dict[int, list[Any]] = {}
+    for kiosk_id, teacher_id, lesson_id, start_ms, duration_ms, name, sourced, day in rows:
+        number = sessions.number((kiosk_id, teacher_id, lesson_id), start_ms, duration_ms)
+        entry = per_session.get(number)
+        if entry is None:
+            per_session[number] = [teacher_id, name, duration_ms, bool(sourced), day]
+        else:
+            entry[2] += duration_ms
+            entry[3] = entry[3] or bool(sourced)
+    for teacher_id, name, display_ms, has_source, day in per_session.values():
+        tally = teachers.setdefault(str(teacher_id), _Tally(str(name)))
+        tally.sessions += 1
+        tally.display_ms += int(display_ms)
+        if display_ms < min_ms:
+            tally.too_short += 1
+        elif require_source and not has_source:
+            tally.without_source += 1
+        else:
+            tally.lessons += 1
+            tally.days.add(str(day))
+    result = [
+        ComplianceRow(
+            week=week,
+            teacher_id=teacher_id,
+            teacher_name=t.name,
+            lessons=t.lessons,
+            met=t.lessons >= min_lessons,
+            days=tuple(sorted(t.days)),
+            sessions=t.sessions,
+            too_short=t.too_short,
+            without_source=t.without_source,
+            display_ms=t.display_ms,
+        )
+        for teacher_id, t in teachers.items()
+    ]
+    result.sort(key=lambda row: (row.teacher_name, row.teacher_id))
+    return result
+
+
+@dataclass(slots=True)
+class _Tally:
+    """One teacher's counts while :func:`compliance` walks the sessions."""
+
+    name: str
+    lessons: int = 0
+    days: set[str] = field(default_factory=set)
+    sessions: int = 0
+    too_short: int = 0
+    without_source: int = 0
+    display_ms: int = 0
+
+
+# --------------------------------------------------------------------------- formats
+
+Rows = Sequence[ReportRow] | Sequence[ComplianceRow]
+
+_HEADINGS: Final[Mapping[str, str]] = {
+    "room": "Room",
+    "teacher": "Teacher",
+    "content": "Content",
+    "day": "Day",
+    "week": "Week",
+}
+
+
+def duration_text(ms: int, lang: str | None = None) -> str:
+    """Display time for people: ``"1 ч 05 мин"``, ``"12 мин"`` (``"1 h 05 min"`` in English).
+
+    Args:
+        ms: Milliseconds.
+        lang: ``ru`` or ``en``; the current language by default.
+
+    Returns:
+        Hours and whole minutes (rounded).
+    """
+    total = round(ms / 60_000)
+    hours, minutes = divmod(total, 60)
+    if hours:
+        return _t("{hours} h {minutes:02d} min", lang, hours=hours, minutes=minutes)
+    return _t("{minutes} min", lang, minutes=minutes)
+
+
+def local_time_text(utc: str, tz: str) -> str:
+    """``"2026-11-23 08:30"`` in ``tz`` for a corrected UTC time such as ``start_utc``."""
+    moment = datetime.fromisoformat(utc).astimezone(ZoneInfo(tz))
+    return moment.strftime("%Y-%m-%d %H:%M")
+
+
+def _table_cells(
+    rows: Rows, lang: str | None, tz: str
+) -> tuple[list[str], list[list[str]], list[bool]]:
+    """Headings, cells and which columns are numbers (right-aligned)."""
+    if rows and isinstance(rows[0], ComplianceRow):
+        heads = [
+            "Teacher",
+            "Lessons",
+            "Goal met",
+            "Days",
+            "Sessions",
+            "Too short",
+            "Without source",
+        ]
+        numeric = [False, True, False, False, True, True, True]
+        cells = [
+            [
+                r.teacher_name,
+                str(r.lessons),
+                _t("yes" if r.met else "no", lang),
+                ", ".join(d[5:] for d in r.days),
+                str(r.sessions),
+                str(r.too_short),
+                str(r.without_source),
+            ]
+            for r in rows
+            if isinstance(r, ComplianceRow)
+        ]
+    else:
+        group = rows[0].group if rows and isinstance(rows[0], ReportRow) else "room"
+        heads = [_HEADINGS[group], "Lessons", "Display time", "Items", "First shown", "Last shown"]
+        numeric = [False, True, True, True, False, False]
+        cells = [
+            [
+                r.label,
+                str(r.lessons),
+                duration_text(r.display_ms, lang),
+                str(r.items),
+                local_time_text(r.first_start_utc, tz),
+                local_time_text(r.last_end_utc, tz),
+            ]
+            for r in rows
+            if isinstance(r, ReportRow)
+        ]
+    return [_t(h, lang) for h in heads], cells, numeric
+
+
+def format_table(rows: Rows, lang: str | None = None, *, tz: str = "Europe/Moscow") -> str:
+    """Rows as an aligned text table for the terminal, headings in ``lang``.
+
+    Args:
+        rows: From :func:`usage_report` or :func:`compliance`.
+        lang: ``ru`` or ``en``; the current language by default.
+        tz: The timezone to show times in (the school's).
+
+    Returns:
+        The table, one line per row under a heading line; "no data" when empty.
+    """
+    if not rows:
+        return _t("No data", lang) + "\n"
+    heads, cells, numeric = _table_cells(rows, lang, tz)
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads)]
+
+    def line(values: list[str]) -> str:
+        parts = [
+            v.rjust(w) if num else v.ljust(w)
+            for v, w, num in zip(values, widths, numeric, strict=True)
+        ]
+        return "  ".join(parts).rstrip()
+
+    out = [line(heads), "  ".join("-" * w for w in widths)]
+    out += [line(c) for c in cells]
+    return "\n".join(out) + "\n"
+
+
+def _plain(row: ReportRow | ComplianceRow) -> dict[str, object]:
+    data = asdict(row)
+    if isinstance(row, ComplianceRow):
+        data["days"] = list(row.days)
+    return data
+
+
+def format_json(rows: Rows) -> str:
+    """Rows as a JSON array of objects whose keys are the row's field names, in order.
+
+    Args:
+        rows: From :func:`usage_report` or :func:`compliance`.
+
+    Returns:
+        Indented UTF-8 JSON (Cyrillic kept as is), ending in a newline.
+    """
+    return json.dumps([_plain(r) for r in rows], ensure_ascii=False, indent=2) + "\n"
+
+
+def format_csv(rows: Rows, *, compliance_rows: bool | None = None) -> str:
+    """Rows as CSV: a header of the row's field names (stable keys), then one line per row.
+
+    Args:
+        rows: From :func:`usage_report` or :func:`compliance`.
+        compliance_rows: Which header to write for an empty ``rows``; guessed from the
+            rows otherwise.
+
+    Returns:
+        CSV text; ``days`` of a compliance row are joined with spaces, ``met`` is
+        ``true``/``false``.
+    """
+    is_compliance = isinstance(rows[0], ComplianceRow) if rows else bool(compliance_rows)
+    names = [f.name for f in fields(ComplianceRow if is_compliance else ReportRow)]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(names)
+    for row in rows:
+        data = asdict(row)
+        if isinstance(row, ComplianceRow):
+            data["days"] = " ".join(row.days)
+            data["met"] = "true" if row.met else "false"
+        writer.writerow([data[n] for n in names])
+    return buffer.getvalue()
+
+
+def days_of(start: date, end: date) -> list[date]:
+    """Every day from ``start`` to ``end``, both included."""
+    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def now_week(now: datetime | None = None, tz: str = "Europe/Moscow") -> str:
+    """The ISO week (``YYYY-Www``) of ``now`` (the current time by default) in ``tz``."""
+    moment = (now or datetime.now(UTC)).astimezone(ZoneInfo(tz))
+    year, week, _ = moment.isocalendar()
+    return f"{year}-W{week:02d}"

@@ -1,0 +1,918 @@
+"""The school's usage database: every panel's usage records, collected and checked (DESIGN §6).
+
+One SQLite file (through sqlite-utils, WAL) holds two tables:
+
+``kiosks``
+    One row per panel: its pinned Ed25519 public key and where its chain ends
+    (``last_seq``, ``last_hash``), plus room, school, address and the time of the last
+    collection.
+``plays``
+    One row per display interval, as the panel signed it, plus columns derived from
+    it here: ``start_utc``/``end_utc``/``start_ms`` (the panel's times corrected by
+    ``clock_offset_ms``) and ``day``/``iso_week`` (the corrected start in the school's
+    timezone, ``settings.tz``, Europe/Moscow by default).
+
+Collection
+----------
+Call :meth:`SchoolDb.after_seq` to learn what to pull from a panel next, pull
+``usage_pull after_seq`` and hand each ``UsageBatch`` to :meth:`SchoolDb.ingest`.
+``ingest`` checks the whole batch before it writes anything: the key must be the one
+pinned at the first collection, every record must be the panel's, records already
+stored (a repeated or interrupted collection) must be the very same records, and the
+new records must continue the stored chain (:func:`protocol.usage_chain.verify_chain`).
+Then it inserts them and moves the panel's chain end in one transaction. So a
+collection can be repeated or cut off at any point and nothing is lost or duplicated.
+
+Tamper evidence
+---------------
+:meth:`SchoolDb.verify` re-checks every stored chain and names each record that was
+edited, deleted, inserted, reordered (its ``seq`` changed, or rows stored out of
+collection order) or carries a bad signature. See ``docs/admin.md``.
+
+Errors (all :class:`protocol.errors.UsageLogError`, ours or the panel's)::
+
+    UsageLogError                 the file cannot be opened, is not ours, cannot be written
+    └── TamperError               a panel's records cannot be trusted (panel or attacker)
+        ├── KeyChangedError       the panel signs with another key than the one pinned
+        └── ChainError            a batch breaks the chain; ``problems`` names each record
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlite_utils import Database
+from sqlite_utils.db import Table
+
+from protocol.errors import UsageLogError
+from protocol.messages import UsageBatch, UsageRecord
+from protocol.usage_chain import (
+    GENESIS_HASH,
+    ChainProblem,
+    load_public_key,
+    record_hash,
+    signature_ok,
+    verify_chain,
+)
+
+__all__ = [
+    "APPLICATION_ID",
+    "DEFAULT_TZ",
+    "SCHEMA_VERSION",
+    "ChainError",
+    "IngestResult",
+    "KeyChangedError",
+    "KioskInfo",
+    "SchoolDb",
+    "TamperError",
+    "iso_utc_ms",
+    "week_days",
+]
+
+logger = logging.getLogger(__name__)
+
+APPLICATION_ID: Final = 0x43435344
+"""``PRAGMA application_id`` of a school database ("CCSD")."""
+SCHEMA_VERSION: Final = 1
+"""``PRAGMA user_version`` of the schema below; another version is refused."""
+DEFAULT_TZ: Final = "Europe/Moscow"
+_MEMORY: Final = ":memory:"
+
+RECORD_COLUMNS: Final = (
+    "uuid",
+    "seq",
+    "kiosk_id",
+    "room",
+    "lesson_id",
+    "lesson_title",
+    "item_index",
+    "kind",
+    "content_hash",
+    "content_title",
+    "content_source",
+    "teacher_id",
+    "teacher_name",
+    "started_at",
+    "ended_at",
+    "duration_ms",
+    "end_reason",
+    "clock_offset_ms",
+    "prev_hash",
+    "record_hash",
+    "signature",
+)
+"""The signed columns of ``plays``, in :class:`UsageRecord` field order."""
+DERIVED_COLUMNS: Final = ("start_utc", "start_ms", "end_utc", "day", "iso_week")
+"""Columns of ``plays`` computed here from the signed ones (see :meth:`SchoolDb.derive`)."""
+
+_INSERT: Final = (
+    f"INSERT INTO plays ({', '.join(RECORD_COLUMNS + DERIVED_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * (len(RECORD_COLUMNS) + len(DERIVED_COLUMNS)))})"
+)
+
+_SCHEMA: Final = f"""
+CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE kiosks (
+    kiosk_id TEXT PRIMARY KEY,
+    room TEXT NOT NULL DEFAULT '',
+    school TEXT NOT NULL DEFAULT '',
+    public_key TEXT NOT NULL,
+    last_seq INTEGER NOT NULL DEFAULT 0,
+    last_hash TEXT NOT NULL DEFAULT '{GENESIS_HASH}',
+    last_collected_at TEXT,
+    address TEXT
+);
+CREATE TABLE plays (
+    id INTEGER PRIMARY KEY,
+    uuid TEXT NOT NULL UNIQUE,
+    seq INTEGER NOT NULL,
+    kiosk_id TEXT NOT NULL,
+    room TEXT NOT NULL,
+    lesson_id TEXT NOT NULL,
+    lesson_title TEXT NOT NULL,
+    item_index INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    content_hash TEXT,
+    content_title TEXT NOT NULL,
+    content_source TEXT,
+    teacher_id TEXT NOT NULL,
+    teacher_name TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    start_utc TEXT NOT NULL,
+    start_ms INTEGER NOT NULL,
+    ended_at TEXT,
+    end_utc TEXT,
+    duration_ms INTEGER NOT NULL,
+    end_reason TEXT,
+    clock_offset_ms INTEGER NOT NULL,
+    prev_hash TEXT NOT NULL,
+    record_hash TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    day TEXT NOT NULL,
+    iso_week TEXT NOT NULL,
+    UNIQUE (kiosk_id, seq)
+);
+CREATE INDEX plays_report ON plays (
+    day, kiosk_id, teacher_id, lesson_id, start_ms, duration_ms,
+    room, teacher_name, content_hash, content_title, content_source, iso_week
+);
+PRAGMA application_id = {APPLICATION_ID};
+PRAGMA user_version = {SCHEMA_VERSION}
+"""
+"""``plays_report`` covers every report query (``controller.reports``): a range of days,
+then the session key in session order, then every column a report reads."""
+
+_TABLES: Final = frozenset({"settings", "kiosks", "plays"})
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class TamperError(UsageLogError):
+    """A panel's records cannot be trusted: wrong key, broken chain, edited rows.
+
+    The panel's fault, or an attacker's between the panel and this database.
+    ``kiosk_id`` names the panel.
+    """
+
+    code = "usage_tamper"
+
+    def __init__(self, message: str, *, kiosk_id: str) -> None:
+        super().__init__(message)
+        self.kiosk_id = kiosk_id
+
+
+class KeyChangedError(TamperError):
+    """The panel sent another signing key than the one pinned at its first collection.
+
+    Either the panel was reinstalled (an admin must forget the old key on purpose) or
+    someone impersonates it. Nothing was stored.
+    """
+
+    code = "usage_key_changed"
+
+    def __init__(self, message: str, *, kiosk_id: str, pinned: str, got: str) -> None:
+        super().__init__(message, kiosk_id=kiosk_id)
+        self.pinned = pinned
+        self.got = got
+
+
+class ChainError(TamperError):
+    """A batch does not continue the panel's stored chain; nothing was stored.
+
+    ``problems`` names each record at fault and how (see :class:`ChainProblem`).
+    """
+
+    code = "usage_chain"
+
+    def __init__(self, kiosk_id: str, problems: Sequence[ChainProblem]) -> None:
+        shown = "; ".join(str(p) for p in problems[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        super().__init__(
+            f"usage records of panel {kiosk_id} refused: {shown}{more}", kiosk_id=kiosk_id
+        )
+        self.problems = tuple(problems)
+
+
+# --------------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What :meth:`SchoolDb.ingest` did: records ``added``, ``duplicates`` skipped.
+
+    ``last_seq`` is the panel's chain end now; pull from it next.
+    """
+
+    added: int
+    duplicates: int
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class KioskInfo:
+    """One panel known to the school database."""
+
+    kiosk_id: str
+    room: str
+    school: str
+    public_key: str
+    last_seq: int
+    last_hash: str
+    last_collected_at: str | None
+    address: str | None
+
+
+def iso_utc_ms(ms: int) -> str:
+    """Format milliseconds since the epoch as ISO 8601 UTC with milliseconds and ``Z``.
+
+    Args:
+        ms: Milliseconds since the epoch.
+
+    Returns:
+        For example ``"2026-11-23T08:30:00.250Z"``.
+    """
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _epoch_ms(text: str) -> int:
+    """Parse an ISO 8601 time (``Z`` or an offset; naive means UTC) to epoch milliseconds.
+
+    Raises:
+        ValueError: Not an ISO 8601 time.
+    """
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def week_days(week: str) -> tuple[date, date]:
+    """The Monday and Sunday of an ISO week such as ``"2026-W48"``.
+
+    Raises:
+        ValueError: ``week`` is not ``YYYY-Www`` or no such week exists.
+    """
+    try:
+        year_text, week_text = week.split("-W")
+        monday = date.fromisocalendar(int(year_text), int(week_text), 1)
+    except ValueError:
+        raise ValueError(f"not an ISO week (expected e.g. 2026-W48): {week!r}") from None
+    return monday, monday + timedelta(days=6)
+
+
+# --------------------------------------------------------------------------- database
+
+
+class SchoolDb:
+    """The school's usage database in one SQLite file.
+
+    Open it, :meth:`ingest` what each panel sends, query it with
+    :mod:`controller.reports`, check it with :meth:`verify`; call :meth:`close` when done.
+    """
+
+    def __init__(self, path: Path | str | None, *, tz: str | None = None) -> None:
+        """Open (or create) the database and check that it is ours.
+
+        Args:
+            path: The SQLite file; ``None`` keeps it in memory (for tests).
+            tz: The school's IANA timezone for days and weeks. ``None`` keeps the stored
+                one (``Europe/Moscow`` for a new file); another one than stored
+                recomputes ``day`` and ``iso_week`` of every record.
+
+        Raises:
+            UsageLogError: The file cannot be opened, is not a SQLite database, belongs
+                to another program (tables without our schema), has a schema version
+                this code does not know, or ``tz`` is not a known timezone.
+        """
+        self.path = _MEMORY if path is None else str(path)
+        try:
+            conn = sqlite3.connect(self.path)
+        except sqlite3.Error as exc:
+            raise UsageLogError(f"cannot open school database {self.path}: {exc}") from exc
+        try:
+            self._db = Database(conn, execute_plugins=False)
+            self._plays: Table = self._db.table("plays")
+            self._kiosks: Table = self._db.table("kiosks")
+            self._settings: Table = self._db.table("settings")
+            self._prepare(file_backed=path is not None)
+            stored = self._setting("tz")
+            self._tz_name = stored or DEFAULT_TZ
+            self._tz = _zone(self._tz_name)
+            if tz is not None and tz != self._tz_name:
+                self.set_timezone(tz)
+        except UsageLogError:
+            conn.close()
+            raise
+        except sqlite3.Error as exc:
+            conn.close()
+            raise UsageLogError(
+                f"{self.path} is not a usable ClassCast school database: {exc}"
+            ) from exc
+
+    def _prepare(self, *, file_backed: bool) -> None:
+        """Create the schema in an empty file, or check the one there.
+
+        Raises:
+            UsageLogError: The file is not ours or has another schema version.
+            sqlite3.Error: SQLite refused (for example: the file is not a database).
+        """
+        if file_backed:
+            self._db.execute("PRAGMA journal_mode=WAL")
+        # WAL with synchronous=NORMAL survives a crash of this program; a power cut can
+        # lose the last collections, which the panels still hold: collect again.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        app_id = int(self._db.execute("PRAGMA application_id").fetchone()[0])
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        tables = set(self._db.table_names())
+        if app_id == 0 and version == 0 and not tables:
+            with self._db.atomic():
+                for statement in _SCHEMA.strip().split(";\n"):
+                    self._db.execute(statement)
+                self._settings.insert({"key": "tz", "value": DEFAULT_TZ})
+            return
+        if app_id != APPLICATION_ID:
+            listed = ", ".join(sorted(tables)) or "none"
+            raise UsageLogError(
+                f"{self.path} is not a ClassCast school database (it has tables {listed})"
+            )
+        if version != SCHEMA_VERSION:
+            raise UsageLogError(
+                f"{self.path} has school database schema version {version}; "
+                f"this program understands version {SCHEMA_VERSION}"
+            )
+        if not tables >= _TABLES:
+            missing = ", ".join(sorted(_TABLES - tables))
+            raise UsageLogError(f"{self.path} is a damaged school database (missing {missing})")
+
+    def _setting(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM settings WHERE key = ?", [key]).fetchone()
+        return None if row is None else str(row[0])
+
+    @contextmanager
+    def _guard(self, action: str) -> Iterator[None]:
+        """Turn SQLite failures into :class:`UsageLogError` naming the file.
+
+        Raises:
+            UsageLogError: SQLite failed (disk full, file damaged, database closed, ...).
+        """
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise UsageLogError(f"school database {self.path}: cannot {action}: {exc}") from exc
+
+    @property
+    def db(self) -> Database:
+        """The sqlite-utils database, for read-only queries (:mod:`controller.reports`)."""
+        return self._db
+
+    def query(
+        self, sql: str, params: dict[str, Any] | Sequence[Any], *, action: str
+    ) -> list[tuple[Any, ...]]:
+        """Run a read-only query and return all its rows (for :mod:`controller.reports`).
+
+        Args:
+            sql: One SELECT statement.
+            params: Its parameters.
+            action: What the query is for, for the error message.
+
+        Returns:
+            The rows.
+
+        Raises:
+            UsageLogError: The database cannot be read.
+        """
+        with self._guard(action):
+            return list(self._db.execute(sql, params).fetchall())
+
+    @property
+    def tz_name(self) -> str:
+        """The school's IANA timezone, which decides ``day`` and ``iso_week``."""
+        return self._tz_name
+
+    def close(self) -> None:
+        """Close the file; the object cannot be used afterwards."""
+        self._db.conn.close()
+
+    # ------------------------------------------------------------------ derived columns
+
+    def derive(self, record: UsageRecord) -> tuple[str, int, str | None, str, str]:
+        """The derived columns of ``record``: corrected times and the school's day and week.
+
+        ``start_utc`` is ``started_at - clock_offset_ms``; ``end_utc`` likewise;
+        ``day`` (``YYYY-MM-DD``) and ``iso_week`` (``YYYY-Www``) are those of the
+        corrected start in the school's timezone.
+
+        Args:
+            record: A record as the panel signed it.
+
+        Returns:
+            ``(start_utc, start_ms, end_utc, day, iso_week)`` as stored in ``plays``.
+
+        Raises:
+            ValueError: ``started_at`` or ``ended_at`` is not an ISO 8601 time.
+        """
+        start_ms = _epoch_ms(record.started_at) - record.clock_offset_ms
+        end_utc = (
+            None
+            if record.ended_at is None
+            else iso_utc_ms(_epoch_ms(record.ended_at) - record.clock_offset_ms)
+        )
+        local = datetime.fromtimestamp(start_ms / 1000, self._tz)
+        year, week, _ = local.isocalendar()
+        return (
+            iso_utc_ms(start_ms),
+            start_ms,
+            end_utc,
+            local.date().isoformat(),
+            f"{year}-W{week:02d}",
+        )
+
+    def set_timezone(self, tz: str) -> None:
+        """Make ``tz`` the school's timezone and recompute every record's day and week.
+
+        Args:
+            tz: An IANA timezone name such as ``Asia/Yekaterinburg``.
+
+        Raises:
+            UsageLogError: ``tz`` is unknown, or the file cannot be written.
+        """
+        zone = _zone(tz)
+        self._tz, self._tz_name = zone, tz
+        with self._guard("change the timezone"), self._db.atomic():
+            self._settings.upsert({"key": "tz", "value": tz}, pk="key")
+            rows = self._db.execute("SELECT id, start_ms FROM plays").fetchall()
+            updates = []
+            for row_id, start_ms in rows:
+                local = datetime.fromtimestamp(start_ms / 1000, zone)
+                year, week, _ = local.isocalendar()
+                updates.append((local.date().isoformat(), f"{year}-W{week:02d}", row_id))
+            self._db.conn.executemany(
+                "UPDATE plays SET day = ?, iso_week = ? WHERE id = ?", updates
+            )
+
+    # ------------------------------------------------------------------ panels
+
+    def kiosk(self, kiosk_id: str) -> KioskInfo | None:
+        """The panel ``kiosk_id``, or ``None`` if it was never collected.
+
+        Raises:
+            UsageLogError: The file cannot be read.
+        """
+        with self._guard("read panels"):
+            row = self._db.execute(
+                "SELECT kiosk_id, room, school, public_key, last_seq, last_hash, "
+                "last_collected_at, address FROM kiosks WHERE kiosk_id = ?",
+                [kiosk_id],
+            ).fetchone()
+        return None if row is None else KioskInfo(*row)
+
+    def kiosks(self) -> list[KioskInfo]:
+        """Every panel ever collected, by kiosk id.
+
+        Raises:
+            UsageLogError: The file cannot be read.
+        """
+        with self._guard("read panels"):
+            rows = self._db.execute(
+                "SELECT kiosk_id, room, school, public_key, last_seq, last_hash, "
+                "last_collected_at, address FROM kiosks ORDER BY kiosk_id"
+            ).fetchall()
+        return [KioskInfo(*row) for row in rows]
+
+    def after_seq(self, kiosk_id: str) -> int:
+        """Where to resume collecting panel ``kiosk_id``: send ``usage_pull after_seq=<this>``.
+
+        Returns:
+            The ``seq`` of the panel's last stored record, 0 for a new panel.
+
+        Raises:
+            UsageLogError: The file cannot be read.
+        """
+        info = self.kiosk(kiosk_id)
+        return 0 if info is None else info.last_seq
+
+    def record_count(self) -> int:
+        """How many records the database holds.
+
+        Raises:
+            UsageLogError: The file cannot be read.
+        """
+        with self._guard("count records"):
+            return self._plays.count
+
+    # ------------------------------------------------------------------ collection
+
+    def ingest(
+        self,
+        kiosk_id: str,
+        batch: UsageBatch,
+        *,
+        room: str | None = None,
+        school: str | None = None,
+        address: str | None = None,
+        collected_at: datetime | None = None,
+    ) -> IngestResult:
+        """Check one ``usage_batch`` from panel ``kiosk_id`` and store its new records.
+
+        Everything is checked before anything is written; on any error nothing is
+        stored. Records the database already holds (same ``seq`` and uuid and hash)
+        are counted as duplicates and skipped, so repeat an interrupted or doubtful
+        collection freely. Then pull again from ``result.last_seq`` while
+        ``batch.more``.
+
+        Args:
+            kiosk_id: The panel the batch came from (its id from ``welcome``).
+            batch: The panel's reply to ``usage_pull``.
+            room: The panel's room now (from ``welcome``); kept when ``None``.
+            school: The panel's school (from ``welcome``); kept when ``None``.
+            address: Where the panel was reached; kept when ``None``.
+            collected_at: When the collection happened (now by default).
+
+        Returns:
+            How many records were added and skipped, and the panel's new chain end.
+
+        Raises:
+            KeyChangedError: The panel signs with another key than the one pinned.
+            ChainError: The batch is another panel's, a stored ``seq`` comes back as
+                another record, or the new records do not continue the chain (edited,
+                deleted, inserted, reordered, badly signed records); ``problems``
+                names each.
+            TamperError: The batch carries no usable signing key.
+            UsageLogError: The file cannot be read or written.
+        """
+        info = self.kiosk(kiosk_id)
+        if batch.kiosk_id != kiosk_id:
+            raise ChainError(
+                kiosk_id,
+                [ChainProblem(kiosk_id, 0, "foreign", f"the batch is from panel {batch.kiosk_id}")],
+            )
+        try:
+            key = load_public_key(batch.public_key)
+        except ValueError as exc:
+            raise TamperError(
+                f"panel {kiosk_id} sent no usable signing key: {exc}", kiosk_id=kiosk_id
+            ) from None
+        if info is not None and info.public_key != batch.public_key:
+            raise KeyChangedError(
+                f"panel {kiosk_id} ({info.room}) now signs its usage log with another key "
+                "than the one pinned at its first collection: nothing stored. If the panel "
+                "was reinstalled, an admin must forget its old key on purpose.",
+                kiosk_id=kiosk_id,
+                pinned=info.public_key,
+                got=batch.public_key,
+            )
+        last_seq = 0 if info is None else info.last_seq
+        last_hash = GENESIS_HASH if info is None else info.last_hash
+        foreign = [
+            ChainProblem(r.kiosk_id, r.seq, "foreign", f"a record of panel {r.kiosk_id}")
+            for r in batch.records
+            if r.kiosk_id != kiosk_id
+        ]
+        if foreign:
+            raise ChainError(kiosk_id, foreign)
+        old = [r for r in batch.records if r.seq <= last_seq]
+        new = [r for r in batch.records if r.seq > last_seq]
+        problems = self._check_duplicates(kiosk_id, old)
+        # The chain ties every record to the last one: one signature check covers it.
+        problems += verify_chain(
+            new, key, prev_hash=last_hash, prev_seq=last_seq, signatures="last"
+        )
+        if problems:
+            raise ChainError(kiosk_id, problems)
+        rows = []
+        for record in new:
+            try:
+                rows.append((*_fields(record), *self.derive(record)))
+            except ValueError as exc:
+                raise ChainError(
+                    kiosk_id,
+                    [ChainProblem(kiosk_id, record.seq, "edited", f"unreadable time: {exc}")],
+                ) from None
+        if new:
+            last_seq, last_hash = new[-1].seq, new[-1].record_hash
+        moment = collected_at if collected_at is not None else datetime.now(UTC)
+        latest_room = room if room is not None else (new[-1].room if new else None)
+        panel: dict[str, Any] = {
+            "kiosk_id": kiosk_id,
+            "public_key": batch.public_key,
+            "last_seq": last_seq,
+            "last_hash": last_hash,
+            "last_collected_at": moment.astimezone(UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+        }
+        for column, value in (("room", latest_room), ("school", school), ("address", address)):
+            if value is not None:
+                panel[column] = value
+        with self._guard(f"store records of panel {kiosk_id}"), self._db.atomic():
+            self._db.conn.executemany(_INSERT, rows)
+            self._kiosks.upsert(panel, pk="kiosk_id")
+        return IngestResult(added=len(rows), duplicates=len(old), last_seq=last_seq)
+
+    def _check_duplicates(
+        self, kiosk_id: str, records: Sequence[UsageRecord]
+    ) -> list[ChainProblem]:
+        """Problems with records at or below the stored chain end: each must be stored as is.
+
+        Raises:
+            UsageLogError: The file cannot be read.
+        """
+        if not records:
+            return []
+        low, high = min(r.seq for r in records), max(r.seq for r in records)
+        with self._guard("read records"):
+            stored = {
+                seq: (uuid, digest)
+                for seq, uuid, digest in self._db.execute(
+                    "SELECT seq, uuid, record_hash FROM plays "
+                    "WHERE kiosk_id = ? AND seq BETWEEN ? AND ?",
+                    [kiosk_id, low, high],
+                )
+            }
+        problems = []
+        for record in records:
+            if stored.get(record.seq) != (record.uuid, record.record_hash):
+                problems.append(
+                    ChainProblem(
+                        kiosk_id,
+                        record.seq,
+                        "inserted",
+                        f"seq {record.seq} is already stored as another record "
+                        f"(uuid {record.uuid} differs from the one collected before)",
+                    )
+                )
+        return problems
+
+    # ------------------------------------------------------------------ verification
+
+    def verify(self, kiosk_id: str | None = None) -> list[ChainProblem]:
+        """Re-check every stored chain (or one panel's) and report each record at fault.
+
+        Run it when the file may have been edited outside ClassCast (``classcast usage
+        verify``). Each problem names the panel, the record's ``seq`` and its kind:
+
+        - ``edited``: a signed field (or a column derived from them, such as ``day``)
+          no longer matches what the panel signed;
+        - ``bad_signature``: the row's hash was recomputed, or the row forged, without
+          the panel's key;
+        - ``deleted``: records missing inside the chain or after its last stored record
+          (``seq`` is the first missing one);
+        - ``inserted``: a row the panel never sent (a ``seq`` twice, beyond the chain end
+          recorded at collection, or not linking to the record before it; also rows of
+          an unknown panel);
+        - ``reordered``: a row whose ``seq`` was changed (the message gives the original)
+          or rows stored out of collection order.
+
+        Args:
+            kiosk_id: Only this panel; every panel when ``None``.
+
+        Returns:
+            Every problem found, by panel and ``seq``; empty when the database is intact.
+
+        Raises:
+            UsageLogError: The file cannot be read.
+        """
+        panels = self.kiosks()
+        if kiosk_id is not None:
+            panels = [p for p in panels if p.kiosk_id == kiosk_id]
+        problems: list[ChainProblem] = []
+        with self._guard("verify records"):
+            for panel in panels:
+                problems += self._verify_panel(panel)
+            strays = self._db.execute(
+                "SELECT kiosk_id, seq FROM plays WHERE kiosk_id NOT IN "
+                "(SELECT kiosk_id FROM kiosks) ORDER BY kiosk_id, seq"
+            ).fetchall()
+            for stray_kiosk, seq in strays:
+                if kiosk_id is None or stray_kiosk == kiosk_id:
+                    problems.append(
+                        ChainProblem(
+                            str(stray_kiosk),
+                            int(seq),
+                            "inserted",
+                            "a record of a panel that was never collected (inserted)",
+                        )
+                    )
+        return problems
+
+    def _verify_panel(self, panel: KioskInfo) -> list[ChainProblem]:
+        """Problems in the stored chain of one panel; see :meth:`verify`."""
+        kid = panel.kiosk_id
+        try:
+            key = load_public_key(panel.public_key)
+        except ValueError as exc:
+            return [ChainProblem(kid, 0, "edited", f"the pinned signing key is damaged: {exc}")]
+        rows = self._db.execute(
+            f"SELECT id, {', '.join(RECORD_COLUMNS + DERIVED_COLUMNS)} FROM plays "
+            "WHERE kiosk_id = ? ORDER BY seq, id",
+            [kid],
+        ).fetchall()
+        width = len(RECORD_COLUMNS)
+        stored = [(int(row[0]), UsageRecord(*row[1 : width + 1]), row[width + 1 :]) for row in rows]
+        seq_by_hash = {rec.record_hash: rec.seq for _, rec, _ in stored}
+        seq_by_prev = {rec.prev_hash: rec.seq for _, rec, _ in stored}
+        problems: dict[int, list[ChainProblem]] = {}
+
+        def flag(row_id: int, problem: ChainProblem) -> None:
+            problems.setdefault(row_id, []).append(problem)
+
+        # Pass 1: recover the original seq of rows whose seq alone was changed.
+        checked: list[tuple[int, UsageRecord, tuple[Any, ...], bool]] = []
+        for row_id, rec, derived in stored:
+            hash_ok = record_hash(rec) == rec.record_hash
+            if not hash_ok:
+                original = _original_seq(rec, seq_by_hash, seq_by_prev)
+                if original is not None:
+                    flag(
+                        row_id,
+                        ChainProblem(
+                            kid,
+                            original,
+                            "reordered",
+                            f"its seq was changed from {original} to {rec.seq} (reordered)",
+                        ),
+                    )
+                    rec, hash_ok = replace(rec, seq=original), True
+            checked.append((row_id, rec, tuple(derived), hash_ok))
+        checked.sort(key=lambda item: (item[1].seq, item[0]))
+
+        # Pass 2: the chain in seq order.
+        expected_prev: str | None = GENESIS_HASH
+        last_seq = 0
+        for row_id, rec, derived, hash_ok in checked:
+            seq = rec.seq
+            if seq <= last_seq:
+                flag(
+                    row_id, ChainProblem(kid, seq, "inserted", f"a second record #{seq} (inserted)")
+                )
+            elif seq > last_seq + 1:
+                gap = f"{last_seq + 1}" if seq == last_seq + 2 else f"{last_seq + 1}–{seq - 1}"
+                flag(
+                    row_id,
+                    ChainProblem(
+                        kid, last_seq + 1, "deleted", f"records {gap} are missing (deleted)"
+                    ),
+                )
+            if seq > panel.last_seq:
+                flag(
+                    row_id,
+                    ChainProblem(
+                        kid,
+                        seq,
+                        "inserted",
+                        f"after the last record collected (#{panel.last_seq}) (inserted)",
+                    ),
+                )
+            content_ok = False
+            if not hash_ok:
+                flag(
+                    row_id,
+                    ChainProblem(
+                        kid, seq, "edited", "content differs from what the panel signed (edited)"
+                    ),
+                )
+            elif not signature_ok(rec, key):
+                flag(
+                    row_id,
+                    ChainProblem(
+                        kid, seq, "bad_signature", "not signed by this panel's key (forged)"
+                    ),
+                )
+            else:
+                content_ok = True
+                try:
+                    expected = self.derive(rec)
+                except ValueError:
+                    expected = None
+                if expected is None or tuple(expected) != derived:
+                    names = [
+                        name
+                        for name, want, got in zip(
+                            DERIVED_COLUMNS, expected or (), derived, strict=False
+                        )
+                        if want != got
+                    ]
+                    flag(
+                        row_id,
+                        ChainProblem(
+                            kid,
+                            seq,
+                            "edited",
+                            f"{', '.join(names) or 'derived columns'} "
+                            "do not match the signed times (edited)",
+                        ),
+                    )
+                elif (
+                    expected_prev is not None
+                    and rec.prev_hash != expected_prev
+                    and row_id not in problems
+                ):
+                    flag(
+                        row_id,
+                        ChainProblem(
+                            kid, seq, "inserted", "does not follow the record before it (inserted)"
+                        ),
+                    )
+            # An authentic record anchors the next link even if rows around it are missing.
+            expected_prev = rec.record_hash if content_ok else None
+            last_seq = max(last_seq, seq)
+        if last_seq < panel.last_seq:
+            gap = (
+                f"{panel.last_seq}"
+                if last_seq + 1 == panel.last_seq
+                else f"{last_seq + 1}–{panel.last_seq}"
+            )
+            flag(
+                -1,
+                ChainProblem(
+                    kid, last_seq + 1, "deleted", f"records {gap} are missing at the end (deleted)"
+                ),
+            )
+
+        # Pass 3: collection order. Records are inserted in seq order, so row ids must
+        # grow with seq; rows moved about (deleted and put back) show here.
+        highest = 0
+        for row_id, rec, _, _ in sorted(checked, key=lambda item: item[0]):
+            if rec.seq < highest and row_id not in problems:
+                flag(
+                    row_id,
+                    ChainProblem(kid, rec.seq, "reordered", f"stored after #{highest} (reordered)"),
+                )
+            highest = max(highest, rec.seq)
+        found = [p for group in problems.values() for p in group]
+        found.sort(key=lambda p: (p.seq, p.kind))
+        return found
+
+
+def _fields(record: UsageRecord) -> tuple[Any, ...]:
+    """The signed columns of ``record`` in ``RECORD_COLUMNS`` order."""
+    return tuple(getattr(record, name) for name in RECORD_COLUMNS)
+
+
+def _original_seq(
+    record: UsageRecord, seq_by_hash: dict[str, int], seq_by_prev: dict[str, int]
+) -> int | None:
+    """The ``seq`` ``record`` was signed with, if only its ``seq`` was changed.
+
+    Candidates come from its neighbours in the chain (the record its ``prev_hash``
+    names, the record naming it) and from the seqs next to its own.
+    """
+    candidates: list[int] = []
+    if record.prev_hash == GENESIS_HASH:
+        candidates.append(1)
+    elif record.prev_hash in seq_by_hash:
+        candidates.append(seq_by_hash[record.prev_hash] + 1)
+    if record.record_hash in seq_by_prev:
+        candidates.append(seq_by_prev[record.record_hash] - 1)
+    candidates += [record.seq - 1, record.seq + 1]
+    for seq in candidates:
+        if (
+            seq != record.seq
+            and seq > 0
+            and record_hash(replace(record, seq=seq)) == record.record_hash
+        ):
+            return seq
+    return None
+
+
+def _zone(name: str) -> ZoneInfo:
+    """The timezone ``name``.
+
+    Raises:
+        UsageLogError: No such IANA timezone.
+    """
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UsageLogError(f"unknown timezone {name!r} (expected e.g. Europe/Moscow)") from None

@@ -1,0 +1,352 @@
+"""Tests of the usage reports (controller/reports.py) against a hand-built dataset.
+
+Times below are UTC; the school is in Moscow (UTC+3), week 2026-W48 runs from Monday
+23 to Sunday 29 November 2026.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from controller.reports import (
+    COMPLIANCE_QUERY,
+    ComplianceRow,
+    ReportRow,
+    compliance,
+    duration_text,
+    format_csv,
+    format_json,
+    format_table,
+    usage_query,
+    usage_report,
+)
+from controller.schooldb import SchoolDb
+from tests.test_schooldb import Panel, at
+
+MON, SUN = date(2026, 11, 23), date(2026, 11, 29)
+ANNA = ("t-1", "Анна Петровна")
+BORIS = ("t-2", "Борис Иванович")
+SRC = "https://library.example/items/"
+
+
+L1, L2, L3, L4 = ("L-1", "Фотосинтез"), ("L-2", "Дыхание"), ("L-3", "Дроби"), ("L-4", "Степени")
+C1, C2, C3 = ("c-1", "Хлоропласт"), ("c-2", "Лист"), ("c-3", "Митохондрия")
+C4, C9 = ("c-4", "Таблица"), ("c-9", "Другое")
+
+
+def build(db: SchoolDb) -> None:
+    """The hand-built dataset; expected figures are worked out in the tests."""
+    a, b = Panel("k-101", "101"), Panel("k-202", "202")
+    # Panel A, room 101.
+    a.play("2026-11-23 05:00", 10, teacher=ANNA, lesson=L1, content=C1, source=SRC + "1")
+    a.play("2026-11-23 05:10", 5, teacher=ANNA, lesson=L1, content=C2, source=None)
+    # 5 minutes' pause: still the same lesson session (S1, 20 min).
+    a.play("2026-11-23 05:20", 5, teacher=ANNA, lesson=L1, content=C1, source=SRC + "1")
+    a.play("2026-11-24 06:00", 12, teacher=ANNA, lesson=L2, content=C3, source=SRC + "3")
+    a.play("2026-11-24 07:00", 9.5, teacher=BORIS, lesson=L3, content=C1, source=SRC + "1")
+    # Next week: outside every report below.
+    a.play("2026-11-30 05:00", 10, teacher=ANNA, lesson=L1, content=C9, source=SRC + "9")
+    # Panel B, room 202.
+    b.play("2026-11-23 05:00", 10, teacher=ANNA, lesson=L1, content=C1, source=SRC + "1")
+    b.play("2026-11-25 08:00", 30, teacher=BORIS, lesson=L4, content=C4, source=None)
+    # 30 minutes' pause: a new session.
+    b.play("2026-11-25 09:00", 10, teacher=BORIS, lesson=L4, content=C4, source=SRC + "4")
+    a.collect(db)
+    b.collect(db)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[SchoolDb]:
+    school = SchoolDb(tmp_path / "school.db")
+    build(school)
+    yield school
+    school.close()
+
+
+def figures(rows: list[ReportRow]) -> list[tuple[str, int, int, int]]:
+    return [(r.label, r.lessons, r.display_ms, r.items) for r in rows]
+
+
+MIN = 60_000
+
+
+def test_by_room(db: SchoolDb) -> None:
+    rows = usage_report(db, start=MON, end=SUN, by="room")
+    # 202: S3 10 + S5a 30 + S5b 10; 101: S1 20 + S2 12 + S4 9.5.
+    assert figures(rows) == [("202", 3, 50 * MIN, 2), ("101", 3, int(41.5 * MIN), 3)]
+    assert rows[1].first_start_utc == "2026-11-23T05:00:00.000Z"
+    assert rows[1].last_end_utc == "2026-11-24T07:09:30.000Z"
+    assert rows[0].last_end_utc == "2026-11-25T09:10:00.000Z"
+
+
+def test_by_teacher(db: SchoolDb) -> None:
+    rows = usage_report(db, start=MON, end=SUN, by="teacher")
+    assert figures(rows) == [
+        ("Борис Иванович", 3, int(49.5 * MIN), 2),
+        ("Анна Петровна", 3, 42 * MIN, 3),
+    ]
+    assert [r.key for r in rows] == ["t-2", "t-1"]
+
+
+def test_by_content(db: SchoolDb) -> None:
+    rows = usage_report(db, start=MON, end=SUN, by="content")
+    assert figures(rows) == [
+        ("Таблица", 2, 40 * MIN, 1),
+        ("Хлоропласт", 3, int(34.5 * MIN), 1),
+        ("Митохондрия", 1, 12 * MIN, 1),
+        ("Лист", 1, 5 * MIN, 1),
+    ]
+
+
+def test_by_day_and_week(db: SchoolDb) -> None:
+    days = usage_report(db, start=MON, end=SUN, by="day")
+    assert figures(days) == [
+        ("2026-11-23", 2, 30 * MIN, 2),
+        ("2026-11-24", 2, int(21.5 * MIN), 2),
+        ("2026-11-25", 2, 40 * MIN, 1),
+    ]
+    weeks = usage_report(db, start=MON, end=date(2026, 12, 6), by="week")
+    assert figures(weeks) == [("2026-W48", 6, int(91.5 * MIN), 4), ("2026-W49", 1, 10 * MIN, 1)]
+
+
+def test_range_is_inclusive_and_empty_outside(db: SchoolDb) -> None:
+    only_tuesday = usage_report(db, start=date(2026, 11, 24), end=date(2026, 11, 24), by="room")
+    assert figures(only_tuesday) == [("101", 2, int(21.5 * MIN), 2)]
+    assert usage_report(db, start=date(2025, 1, 1), end=date(2025, 1, 2), by="day") == []
+    with pytest.raises(ValueError, match="before it starts"):
+        usage_report(db, start=SUN, end=MON, by="day")
+    with pytest.raises(ValueError, match="cannot group by"):
+        usage_report(db, start=MON, end=SUN, by="school")  # type: ignore[arg-type]
+
+
+def test_report_queries_use_the_covering_index(db: SchoolDb) -> None:
+    params = {"first_day": "2026-11-23", "last_day": "2026-11-29", "gap_ms": 600_000}
+    for sql in [*(usage_query(by) for by in ("room", "teacher", "content", "day", "week"))]:
+        plan = " | ".join(str(r[3]) for r in db.db.execute("EXPLAIN QUERY PLAN " + sql, params))
+        assert "SEARCH plays USING COVERING INDEX plays_report (day>? AND day<?)" in plan, plan
+        assert "SCAN plays" not in plan, plan
+    plan = " | ".join(
+        str(r[3]) for r in db.db.execute("EXPLAIN QUERY PLAN " + COMPLIANCE_QUERY, params)
+    )
+    assert "USING COVERING INDEX plays_report" in plan, plan
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+def one_panel(tmp_path: Path, plays: list[tuple[str, float, dict[str, object]]]) -> SchoolDb:
+    school = SchoolDb(tmp_path / "one.db")
+    panel = Panel()
+    for start, minutes, extra in plays:
+        panel.play(start, minutes, **extra)  # type: ignore[arg-type]
+    panel.collect(school)
+    return school
+
+
+def test_session_gap_edges(tmp_path: Path) -> None:
+    school = one_panel(
+        tmp_path,
+        [
+            ("2026-11-23 05:00", 5, {}),
+            ("2026-11-23 05:14:59", 5, {}),  # 9:59 after the end: same session
+            ("2026-11-23 05:29:59", 5, {}),  # exactly 10:00 after: a new one
+        ],
+    )
+    assert usage_report(school, start=MON, end=SUN, by="room")[0].lessons == 2
+    assert usage_report(school, start=MON, end=SUN, by="room", gap_minutes=10.1)[0].lessons == 1
+    school.close()
+
+
+def test_another_lesson_in_between_does_not_split_a_session(tmp_path: Path) -> None:
+    other: dict[str, object] = {"lesson": ("L-9", "Вставка")}
+    school = one_panel(
+        tmp_path,
+        [("2026-11-23 05:00", 5, {}), ("2026-11-23 05:05", 2, other), ("2026-11-23 05:07", 5, {})],
+    )
+    rows = usage_report(school, start=MON, end=SUN, by="room")
+    assert (rows[0].lessons, rows[0].display_ms) == (2, 12 * MIN)
+    school.close()
+
+
+def test_clock_offset_moves_a_record_to_the_previous_day(tmp_path: Path) -> None:
+    # The panel's clock is 2 minutes fast: it logged 00:01 Tuesday, Moscow time.
+    school = one_panel(tmp_path, [("2026-11-23 21:01", 1, {"offset_ms": 120_000})])
+    rows = usage_report(school, start=MON, end=SUN, by="day")
+    assert [(r.key, r.first_start_utc) for r in rows] == [
+        ("2026-11-23", "2026-11-23T20:59:00.000Z")
+    ]
+    school.close()
+
+
+# --------------------------------------------------------------------------- compliance
+
+
+def test_compliance_on_the_dataset(db: SchoolDb) -> None:
+    rows = compliance(db, week="2026-W48")
+    assert rows == [
+        ComplianceRow(
+            week="2026-W48",
+            teacher_id="t-1",
+            teacher_name="Анна Петровна",
+            lessons=3,  # exactly 3, two of them on Monday on two panels
+            met=True,
+            days=("2026-11-23", "2026-11-24"),
+            sessions=3,
+            too_short=0,
+            without_source=0,
+            display_ms=42 * MIN,
+        ),
+        ComplianceRow(
+            week="2026-W48",
+            teacher_id="t-2",
+            teacher_name="Борис Иванович",
+            lessons=1,
+            met=False,
+            days=("2026-11-25",),
+            sessions=3,
+            too_short=1,  # 9.5 minutes
+            without_source=1,  # 30 minutes, no content source
+            display_ms=int(49.5 * MIN),
+        ),
+    ]
+
+
+def test_compliance_parameters(db: SchoolDb) -> None:
+    def lessons(week: str = "2026-W48", **kwargs: object) -> dict[str, tuple[int, bool]]:
+        rows = compliance(db, week=week, **kwargs)  # type: ignore[arg-type]
+        return {r.teacher_id: (r.lessons, r.met) for r in rows}
+
+    # 2 lessons are not enough: Anna's 10-minute session no longer counts at 11 minutes.
+    assert lessons(min_minutes=11)["t-1"] == (2, False)
+    assert lessons(min_minutes=9.5, require_source=False) == {"t-1": (3, True), "t-2": (3, True)}
+    assert lessons(require_source=False, min_lessons=2)["t-2"] == (2, True)
+    assert lessons(min_lessons=4)["t-1"] == (3, False)
+    assert lessons(week="2026-W49") == {"t-1": (1, False)}
+    roster = {"t-1": "Анна Петровна", "t-3": "Вера Сергеевна"}
+    assert lessons(roster=roster)["t-3"] == (0, False)
+    with pytest.raises(ValueError, match="ISO week"):
+        compliance(db, week="48")
+
+
+def test_two_sessions_of_one_lesson_on_one_day_count_twice(tmp_path: Path) -> None:
+    school = one_panel(
+        tmp_path,
+        [
+            ("2026-11-23 05:00", 10, {}),
+            ("2026-11-23 05:09", 1, {}),  # back within 10 minutes: merges, not a second lesson
+            ("2026-11-23 10:00", 10, {}),  # the same lesson again in the afternoon
+            ("2026-11-24 10:00", 10, {}),
+        ],
+    )
+    (row,) = compliance(school, week="2026-W48")
+    assert (row.lessons, row.met, row.days) == (3, True, ("2026-11-23", "2026-11-24"))
+    school.close()
+
+
+def test_just_under_min_minutes_does_not_count(tmp_path: Path) -> None:
+    school = one_panel(
+        tmp_path,
+        [
+            ("2026-11-23 05:00", 9.999, {}),
+            ("2026-11-24 05:00", 10, {}),
+            ("2026-11-25 05:00", 10, {"source": None}),
+        ],
+    )
+    (row,) = compliance(school, week="2026-W48")
+    assert (row.lessons, row.too_short, row.without_source, row.met) == (1, 1, 1, False)
+    (row,) = compliance(school, week="2026-W48", require_source=False)
+    assert (row.lessons, row.met) == (2, False)
+    school.close()
+
+
+def test_lesson_is_credited_to_the_week_of_its_day(tmp_path: Path) -> None:
+    # Sunday 23:55 Moscow: week 48, though it is already Monday in Yekaterinburg.
+    school = one_panel(tmp_path, [("2026-11-29 20:55", 12, {})])
+    assert [r.lessons for r in compliance(school, week="2026-W48")] == [1]
+    assert compliance(school, week="2026-W49") == []
+    school.close()
+
+
+# --------------------------------------------------------------------------- formats
+
+
+def test_format_table_russian_and_english(db: SchoolDb) -> None:
+    rows = usage_report(db, start=MON, end=SUN, by="room")
+    text = format_table(rows, "ru")
+    lines = text.splitlines()
+    assert lines[0].split() == [
+        "Кабинет",
+        "Уроков",
+        "Время",
+        "показа",
+        "Материалов",
+        "Первый",
+        "показ",
+        "Последний",
+        "показ",
+    ]
+    assert "202" in lines[2]
+    assert "50 мин" in lines[2]
+    assert "2026-11-23 08:00" in lines[3]  # Moscow time
+    assert "Room" in format_table(rows, "en")
+    assert "41 min" in format_table(rows, "en") or "42 min" in format_table(rows, "en")
+    comp = format_table(compliance(db, week="2026-W48"), "ru")
+    assert comp.splitlines()[0].startswith("Учитель")
+    assert "да" in comp
+    assert "нет" in comp
+    assert format_table([], "ru") == "Нет данных\n"
+
+
+def test_duration_text() -> None:
+    assert duration_text(65 * MIN, "ru") == "1 ч 05 мин"
+    assert duration_text(12 * MIN, "en") == "12 min"
+
+
+def test_format_json_has_stable_keys(db: SchoolDb) -> None:
+    data = json.loads(format_json(usage_report(db, start=MON, end=SUN, by="teacher")))
+    assert list(data[0]) == [
+        "group",
+        "key",
+        "label",
+        "lessons",
+        "display_ms",
+        "items",
+        "first_start_utc",
+        "last_end_utc",
+    ]
+    assert data[0]["label"] == "Борис Иванович"
+    comp = json.loads(format_json(compliance(db, week="2026-W48")))
+    assert comp[0]["days"] == ["2026-11-23", "2026-11-24"]
+    assert comp[0]["met"] is True
+    assert format_json([]) == "[]\n"
+
+
+def test_format_csv(db: SchoolDb) -> None:
+    rows = list(csv.reader(io.StringIO(format_csv(usage_report(db, start=MON, end=SUN, by="day")))))
+    assert rows[0] == [
+        "group",
+        "key",
+        "label",
+        "lessons",
+        "display_ms",
+        "items",
+        "first_start_utc",
+        "last_end_utc",
+    ]
+    assert rows[1][:6] == ["day", "2026-11-23", "2026-11-23", "2", str(30 * MIN), "2"]
+    comp = list(csv.reader(io.StringIO(format_csv(compliance(db, week="2026-W48")))))
+    assert comp[1][4:6] == ["true", "2026-11-23 2026-11-24"]
+    assert format_csv([], compliance_rows=True).startswith("week,teacher_id")
+
+
+def test_start_times_helper() -> None:
+    assert at("2026-11-23 05:00") + timedelta(hours=3) == datetime.fromisoformat(
+        "2026-11-23T08:00:00+00:00"
+    )
