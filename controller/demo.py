@@ -14,13 +14,18 @@ import asyncio
 import secrets
 import tempfile
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import click
 
 from controller.client import ControllerIdentity, KioskClient
+from controller.collect import collect
 from controller.discovery import ZeroconfDiscovery
 from controller.i18n import number_text, size_text, t
+from controller.reports import Group, format_table, usage_report
+from controller.schooldb import SchoolDb
 from kiosk.app import KioskApp
 from kiosk.config import KioskConfig
 from media.lesson import load_lesson, sample_lesson_path
@@ -76,11 +81,18 @@ async def run_demo(keep: Path | None = None) -> None:
                 await _lesson(kiosk)
             assert config.admin_secret is not None
             async with await KioskClient.connect(address, DEMO_ADMIN) as admin:
-                await admin.pair(config.admin_secret, role="admin")
+                admin_creds = await admin.pair(config.admin_secret, role="admin")
                 records = await _all_records(admin)
+            # The school's admin collects the panel's log into the school database.
+            db = SchoolDb(state_dir / "school.sqlite")
+            try:
+                collected = await collect(db, [address], DEMO_ADMIN, lambda _: admin_creds)
+                _print_records(records)
+                _print_report(db, collected.added)
+            finally:
+                db.close()
         finally:
             await app.stop()
-        _print_records(records)
         click.echo(t("Demo finished."))
 
 
@@ -203,6 +215,30 @@ def _print_records(records: list[UsageRecord]) -> None:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+
+
+def _print_report(db: SchoolDb, added: int) -> None:
+    problems = db.verify()
+    click.echo()
+    click.echo(
+        t(
+            "Collected {n} records into the school database; signatures and chain: {result}.",
+            n=added,
+            result=t("intact") if not problems else t("broken"),
+        )
+    )
+    today = datetime.now(ZoneInfo(db.tz_name)).date()
+    groups: tuple[tuple[Group, str], ...] = (
+        ("teacher", t("Report by teacher:")),
+        ("content", t("Report by content:")),
+    )
+    for by, title in groups:
+        click.echo()
+        click.echo(title)
+        rows = usage_report(
+            db, start=today - timedelta(days=1), end=today + timedelta(days=1), by=by
+        )
+        click.echo(format_table(rows, tz=db.tz_name))
 
 
 def _clip(text: str, width: int) -> str:

@@ -146,6 +146,13 @@ RU: dict[str, str] = {
     "Every record is signed by its panel and chained to the one before it.": (
         "Каждая запись подписана своей панелью и связана с предыдущей."
     ),
+    "Collected {n} records into the school database; signatures and chain: {result}.": (
+        "В школьную базу собрано записей: {n}; подписи и цепочка: {result}."
+    ),
+    "intact": "в порядке",
+    "broken": "нарушены",
+    "Report by teacher:": "Отчёт по учителям:",
+    "Report by content:": "Отчёт по материалам:",
     "Room": "Кабинет",
     "School": "Школа",
     "Address": "Адрес",

@@ -86,6 +86,7 @@ REPORT_RU: dict[str, str] = {
     "no": "нет",
     "{hours} h {minutes:02d} min": "{hours} ч {minutes:02d} мин",
     "{minutes} min": "{minutes} мин",
+    "{seconds} s": "{seconds} с",
     "No data": "Нет данных",
     "Period: {start} – {end}": "Период: {start} – {end}",
     "Timezone: {tz}": "Часовой пояс: {tz}",
@@ -441,8 +442,10 @@ def duration_text(ms: int, lang: str | None = None) -> str:
         lang: ``ru`` or ``en``; the current language by default.
 
     Returns:
-        Hours and whole minutes (rounded).
+        Hours and whole minutes (rounded); seconds for less than a minute.
     """
+    if 0 < ms < 60_000:
+        return _t("{seconds} s", lang, seconds=round(ms / 1000))
     total = round(ms / 60_000)
     hours, minutes = divmod(total, 60)
     if hours:
