@@ -9,7 +9,8 @@ setup:
 demo: setup
 	.venv/bin/classcast demo
 
-test: setup
+test:
+	@scripts/setup.sh --test
 	.venv/bin/python -m pytest -q
 
 lint: setup

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Set up a development or CI machine: system packages, a venv in .venv, the project.
-# Idempotent and quick when nothing changed. Usage: scripts/setup.sh
+# Idempotent and quick when nothing changed. Usage: scripts/setup.sh [--test]
+# (--test also installs what only the tests use: Chromium renders the HTML report).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages the kiosk and the tests use (Debian names).
 APT_PACKAGES=(fonts-dejavu-core)
+if [ "${1:-}" = "--test" ]; then
+  APT_PACKAGES+=(chromium)
+fi
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
