@@ -450,8 +450,13 @@ def parse_time_ms(text: str) -> int:
 @click.argument("panel", required=False)
 @option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/cli.md).")
 @option("--watch", is_flag=True, help="Keep watching every panel and redraw on each change.")
+@option(
+    "--thumbnail",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Save a PNG thumbnail of what PANEL shows to this file.",
+)
 @click.pass_obj
-def status(obj: Ctx, panel: str | None, as_json: bool, watch: bool) -> None:
+def status(obj: Ctx, panel: str | None, as_json: bool, watch: bool, thumbnail: Path | None) -> None:
     """Show what panels display: PANEL, or every panel (saved or on the network).
 
     With --watch: online or offline, what each shows, who presents, when it last
@@ -463,6 +468,11 @@ def status(obj: Ctx, panel: str | None, as_json: bool, watch: bool) -> None:
         classcast status --json
         classcast status --watch
     """
+    if thumbnail is not None:
+        if not panel:
+            raise click.UsageError(t("--thumbnail needs a PANEL."))
+        _save_thumbnail(obj, obj.resolve(panel), thumbnail)
+        return
     if panel:
         targets = [obj.resolve(panel)]
     else:
@@ -504,6 +514,21 @@ def status(obj: Ctx, panel: str | None, as_json: bool, watch: bool) -> None:
             sys.exit(1)
         return
     report(outcomes, lambda o: _status_text(o.target, o.value) if o.value else None)
+
+
+def _save_thumbnail(obj: Ctx, address: str, path: Path) -> None:
+    async def go() -> bytes:
+        async with await KioskClient.connect(
+            address,
+            obj.home.identity(obj.teacher),
+            credentials=obj.home.credentials_for_address(address),
+            timeout_s=obj.timeout_s,
+        ) as client:
+            return await client.screenshot()
+
+    png = run(go())
+    path.write_bytes(png)
+    click.echo(t("Written to {path}.", path=path))
 
 
 async def _watch(obj: Ctx, targets: list[str], as_json: bool) -> None:

@@ -63,8 +63,10 @@ from protocol.messages import (
     Prepare,
     Reply,
     Role,
+    Screenshot,
     Status,
     StatusSnapshot,
+    TakeScreenshot,
     TimePing,
     TimePong,
     Unpair,
@@ -367,6 +369,17 @@ class KioskClient:
             Control(id=self._new_id(), action=action, index=index, position_ms=position_ms)
         )
 
+    async def screenshot(self, max_width: int = 480) -> bytes:
+        """A PNG thumbnail of what the panel shows.
+
+        Raises:
+            RemoteError: code ``no_screen`` when the kiosk runs without a window.
+        """
+        reply = await self._request(TakeScreenshot(id=self._new_id(), max_width=max_width))
+        if not isinstance(reply, Screenshot):
+            raise UnexpectedMessageError(f"kiosk answered take_screenshot with {reply.TYPE}")
+        return _b64decode(reply.png)
+
     async def measure_clock_offset(self, samples: int = 3) -> int:
         """How many ms the kiosk's wall clock is ahead of this computer's (NTP-style).
 
@@ -505,7 +518,15 @@ class KioskClient:
 
     async def _request(
         self,
-        msg: Hello | GetStatus | UsagePull | Control | PairStart | PairConfirm | Unpair | TimePing,
+        msg: Hello
+        | GetStatus
+        | UsagePull
+        | Control
+        | PairStart
+        | PairConfirm
+        | Unpair
+        | TimePing
+        | TakeScreenshot,
     ) -> Reply:
         queue = self._open(msg.id)
         try:
@@ -589,6 +610,7 @@ class KioskClient:
                 | Paired()
                 | Need()
                 | Status()
+                | Screenshot()
                 | TimePong()
                 | UsageBatch()
                 | Ok()
@@ -606,4 +628,4 @@ def _b64decode(text: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
     except ValueError:
-        raise MalformedMessageError("kiosk sent invalid base64 in a pairing message") from None
+        raise MalformedMessageError("kiosk sent invalid base64") from None

@@ -153,6 +153,13 @@ RU: dict[str, str] = {
     "broken": "нарушены",
     "Report by teacher:": "Отчёт по учителям:",
     "Report by content:": "Отчёт по материалам:",
+    "--thumbnail needs a PANEL.": "Для --thumbnail укажите панель.",
+    "Save a PNG thumbnail of what PANEL shows to this file.": (
+        "Сохранить в этот файл снимок (PNG) того, что показывает панель."
+    ),
+    "With --thumbnail FILE: a PNG thumbnail of what PANEL shows.": (
+        "С --thumbnail ФАЙЛ: снимок (PNG) того, что показывает панель."
+    ),
     "Room": "Кабинет",
     "School": "Школа",
     "Address": "Адрес",

@@ -29,6 +29,10 @@ class HeadlessDisplay:
     video_commands: list[VideoCommand] = field(default_factory=list)
     pin: str | None = None
 
+    def screenshot_png(self, max_width: int) -> bytes | None:
+        """No screen: nothing to capture."""
+        return None
+
     def apply(self, effect: DisplayEffect) -> None:
         match effect:
             case Show():

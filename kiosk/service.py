@@ -13,6 +13,7 @@ logged and the lesson goes on.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import logging
 import time
@@ -70,8 +71,10 @@ from protocol.messages import (
     PairStart,
     Prepare,
     Role,
+    Screenshot,
     Status,
     StatusSnapshot,
+    TakeScreenshot,
     TimePing,
     TimePong,
     Unpair,
@@ -103,6 +106,7 @@ _REQUIRED_ROLE: dict[str, Role | None] = {
     "control": "teacher",
     "get_status": "teacher",
     "time_ping": "teacher",
+    "take_screenshot": "teacher",
     "usage_pull": "admin",
 }
 """The role each request needs (None: allowed before pairing). See kiosk.access."""
@@ -113,6 +117,12 @@ class Display(Protocol):
 
     def apply(self, effect: DisplayEffect) -> None:
         """Carry out one effect; must not block (hand off to the render thread)."""
+
+    def screenshot_png(self, max_width: int) -> bytes | None:
+        """A PNG of what is on screen, at most ``max_width`` wide; None without a screen.
+
+        May wait briefly for the render thread (it reads the colour buffer there).
+        """
 
 
 class UsageSink(Protocol):
@@ -432,6 +442,8 @@ class KioskService:
                     cache_quota_bytes=self.store.quota_bytes,
                 )
                 self._reply(session.sid, Status(snapshot, re=msg.id))
+            case TakeScreenshot():
+                self._screenshot(session, msg)
             case TimePing():
                 kiosk_ms = round(self.clock.time() * 1000)
                 self._reply(
@@ -447,6 +459,7 @@ class KioskService:
                 | Need()
                 | BlobStored()
                 | Status()
+                | Screenshot()
                 | TimePong()
                 | UsageBatch()
                 | Ok()
@@ -503,6 +516,22 @@ class KioskService:
         finally:
             self._show_pin(now)
         self._reply(session.sid, paired)
+
+    def _screenshot(self, session: Session, msg: TakeScreenshot) -> None:
+        try:
+            png = self.display.screenshot_png(msg.max_width)
+        except Exception:  # the one broad catch of the display adapter: the panel stays up
+            logger.exception("screenshot failed")
+            png = None
+        if png is None:
+            raise UnexpectedMessageError("this panel has no screen to capture", code="no_screen")
+        if len(png) > limits.MAX_SCREENSHOT_BYTES:
+            raise UnexpectedMessageError(
+                f"the screenshot is {len(png)} bytes, over {limits.MAX_SCREENSHOT_BYTES}; "
+                "ask for a narrower one",
+                code="too_large",
+            )
+        self._reply(session.sid, Screenshot(re=msg.id, png=base64.b64encode(png).decode()))
 
     def _check_presenter(self, session: Session, now: float) -> None:
         presenter = self.player.presenter if self.player.state != "idle" else None

@@ -35,6 +35,7 @@ from protocol.messages import (
     Message,
     Need,
     Prepare,
+    TakeScreenshot,
     UsageBatch,
     UsagePull,
 )
@@ -43,7 +44,12 @@ _BY_TYPE: dict[str, type[Message]] = {cls.TYPE: cls for cls in MESSAGE_TYPES}
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _INT_MIN = -(2**63)
 _INT_MAX = 2**63 - 1
-_LONG_TEXT_FIELDS = frozenset({"text", "message"})
+_STRING_LIMITS = {
+    "text": limits.MAX_TEXT_ITEM_CHARS,
+    "message": limits.MAX_TEXT_ITEM_CHARS,
+    "png": limits.MAX_SCREENSHOT_B64_CHARS,
+}
+"""Fields allowed to be longer than MAX_STRING_CHARS."""
 
 T = TypeVar("T")
 
@@ -230,7 +236,7 @@ def _value(tp: Any, value: Any, where: str, name: str) -> Any:
     if tp is str:
         if not isinstance(value, str):
             raise MalformedMessageError(f"{where}: must be a string")
-        limit = limits.MAX_TEXT_ITEM_CHARS if name in _LONG_TEXT_FIELDS else limits.MAX_STRING_CHARS
+        limit = _STRING_LIMITS.get(name, limits.MAX_STRING_CHARS)
         if len(value) > limit:
             raise MalformedMessageError(f"{where}: longer than {limit} characters")
         return value
@@ -263,6 +269,11 @@ def _check(msg: Message) -> None:
             ):
                 raise MalformedMessageError(
                     f"control seek needs 'position_ms' from 0 to {limits.MAX_DURATION_MS}"
+                )
+        case TakeScreenshot():
+            if not 16 <= msg.max_width <= limits.MAX_SCREENSHOT_WIDTH:
+                raise MalformedMessageError(
+                    f"take_screenshot.max_width must be from 16 to {limits.MAX_SCREENSHOT_WIDTH}"
                 )
         case UsagePull():
             if msg.after_seq < 0 or not 1 <= msg.limit <= limits.MAX_USAGE_BATCH:

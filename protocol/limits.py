@@ -44,6 +44,14 @@ MAX_USAGE_BATCH: Final = 1_000
 MAX_DURATION_MS: Final = 24 * 3600 * 1000
 """Longest item duration and seek position (one day)."""
 
+MAX_SCREENSHOT_BYTES: Final = 512 * 1024
+"""Largest PNG thumbnail in ``screenshot`` (its base64 must fit one text frame)."""
+
+MAX_SCREENSHOT_B64_CHARS: Final = (MAX_SCREENSHOT_BYTES + 2) // 3 * 4
+
+MAX_SCREENSHOT_WIDTH: Final = 1920
+"""Widest thumbnail ``take_screenshot`` may ask for."""
+
 MAX_MESSAGES_PER_SECOND: Final = 200
 """Text messages one connection may send per second on average before it is closed."""
 

@@ -265,6 +265,19 @@ class GetStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class TakeScreenshot:
+    """Ask for a PNG thumbnail of what the panel shows, at most ``max_width`` pixels wide.
+
+    Answered with ``Screenshot``, or ``error`` ``no_screen`` when the kiosk runs without
+    a window.
+    """
+
+    TYPE: ClassVar[str] = "take_screenshot"
+    id: int
+    max_width: int = 480
+
+
+@dataclass(frozen=True, slots=True)
 class TimePing:
     """Measure the kiosk's clock: answered with ``TimePong`` carrying the kiosk's time.
 
@@ -376,6 +389,15 @@ class UsageBatch:
 
 
 @dataclass(frozen=True, slots=True)
+class Screenshot:
+    """Reply to ``take_screenshot``: ``png`` is the base64 of a PNG image."""
+
+    TYPE: ClassVar[str] = "screenshot"
+    re: int
+    png: str
+
+
+@dataclass(frozen=True, slots=True)
 class TimePong:
     """Reply to ``time_ping``: the kiosk's wall clock (ms since the epoch) on receipt.
 
@@ -420,13 +442,24 @@ Request = (
     | Prepare
     | Control
     | GetStatus
+    | TakeScreenshot
     | TimePing
     | UsagePull
 )
 """Messages a controller sends."""
 
 Reply = (
-    Welcome | PairOffer | Paired | Need | BlobStored | Status | TimePong | UsageBatch | Ok | Error
+    Welcome
+    | PairOffer
+    | Paired
+    | Need
+    | BlobStored
+    | Status
+    | Screenshot
+    | TimePong
+    | UsageBatch
+    | Ok
+    | Error
 )
 """Messages a kiosk sends."""
 
@@ -441,6 +474,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     Prepare,
     Control,
     GetStatus,
+    TakeScreenshot,
     TimePing,
     UsagePull,
     Welcome,
@@ -449,6 +483,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     Need,
     BlobStored,
     Status,
+    Screenshot,
     TimePong,
     UsageBatch,
     Ok,
