@@ -6,9 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages the kiosk and the tests use (Debian names).
-APT_PACKAGES=(fonts-dejavu-core)
+APT_PACKAGES=(fonts-dejavu-core libvlc5 libvlc-bin vlc-plugin-base vlc-plugin-video-output)
 if [ "${1:-}" = "--test" ]; then
-  APT_PACKAGES+=(chromium)
+  APT_PACKAGES+=(chromium xvfb xauth)
 fi
 
 missing=()
