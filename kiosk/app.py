@@ -5,16 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
+from types import FrameType
+from typing import TYPE_CHECKING
 
 from kiosk.access import Access, Moderation
-from kiosk.advertise import ZeroconfAdvertiser
+from kiosk.advertise import ZeroconfAdvertiser, default_addresses
 from kiosk.config import KioskConfig, kiosk_id
 from kiosk.headless import HeadlessDisplay
 from kiosk.player import Identity
+from kiosk.sdnotify import SystemdNotifier
 from kiosk.server import WebsocketServer
 from kiosk.service import Display, KioskService
 from kiosk.tls import ensure_identity, ensure_signing_key
@@ -25,7 +30,15 @@ from media.store import BlobStore
 from protocol.discovery import Advertisement
 from protocol.messages import StatusSnapshot
 
+if TYPE_CHECKING:
+    from kiosk.window import PygletWindow
+
 logger = logging.getLogger(__name__)
+
+FIRST_FRAME_TIMEOUT_S = 30.0
+"""How long the network thread waits for the window's first frame before saying ready."""
+
+NETWORK_JOIN_TIMEOUT_S = 15.0
 
 
 def product_version() -> str:
@@ -95,6 +108,32 @@ class KioskApp:
         host = "127.0.0.1" if self.config.host in ("0.0.0.0", "") else self.config.host
         return f"{host}:{self.server.port}"
 
+    @property
+    def panel_url(self) -> str:
+        """``wss://HOST:PORT`` as the panel shows it: a LAN address when listening on all."""
+        host = self.config.host
+        if host in ("0.0.0.0", ""):
+            interfaces = list(self.config.mdns_interfaces) if self.config.mdns_interfaces else None
+            host = default_addresses(interfaces)[0]
+        return f"wss://{host}:{self.server.port}"
+
+    def use_display(self, display: Display) -> None:
+        """Send display effects to ``display`` from now on (call before :meth:`start`)."""
+        self.display = display
+        self.service.display = display
+
+    def panel_control(self, action: str) -> None:
+        """A control from the panel's keys or touch (call on the loop)."""
+        with self.server.lock:
+            self.service.panel_control(action)
+        self.server.poke()
+
+    def video_ended(self, index: int) -> None:
+        """The video of item ``index`` ended (call on the loop)."""
+        with self.server.lock:
+            self.service.video_ended(index)
+        self.server.poke()
+
     def pin(self) -> str:
         """The pairing PIN the panel shows now."""
         with self.server.lock:
@@ -163,8 +202,16 @@ class KioskApp:
         self.usage.close_db()
 
 
-async def run_until_signal(app: KioskApp, on_ready: Callable[[KioskApp], None]) -> None:
-    """Run ``app`` until SIGTERM or SIGINT, calling ``on_ready`` once it listens."""
+async def run_until_signal(
+    app: KioskApp,
+    on_ready: Callable[[KioskApp], None],
+    notifier: SystemdNotifier | None = None,
+) -> None:
+    """Run ``app`` without a window until SIGTERM or SIGINT.
+
+    ``on_ready`` is called once it listens; with a ``notifier`` systemd hears READY=1
+    then, watchdog pings from this loop, and STOPPING=1 on the way out.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -172,8 +219,139 @@ async def run_until_signal(app: KioskApp, on_ready: Callable[[KioskApp], None]) 
             loop.add_signal_handler(sig, stop.set)
     await app.start()
     on_ready(app)
+    pinger: asyncio.Task[None] | None = None
+    if notifier is not None:
+        notifier.ready(f"listening on {app.address}, room {app.config.room}")
+        period = notifier.watchdog_interval_s()
+        if period is not None:
+
+            async def ping() -> None:
+                while True:
+                    notifier.maybe_ping(time.monotonic())
+                    await asyncio.sleep(period)
+
+            pinger = asyncio.create_task(ping(), name="watchdog")
     try:
         await stop.wait()
     finally:
         logger.info("stopping")
+        if notifier is not None:
+            notifier.stopping()
+        if pinger is not None:
+            pinger.cancel()
         await app.stop()
+
+
+def open_window(app: KioskApp) -> PygletWindow | None:
+    """Open the panel window for ``app``'s mode (fullscreen, windowed, headless).
+
+    Headless renders offscreen with EGL; when that is not available this logs one
+    warning and returns None (run without a window, as :class:`HeadlessDisplay`).
+
+    Raises:
+        Exception: a fullscreen or windowed window cannot be opened (no display).
+    """
+    mode = app.config.mode
+    if mode == "headless":
+        os.environ["PYGLET_HEADLESS"] = "true"  # before pyglet's first import
+    try:
+        from kiosk.scenes import IdleInfo
+        from kiosk.window import PygletWindow
+
+        return PygletWindow(
+            app.store,
+            IdleInfo(app.config.school, app.config.room),
+            mode=mode,
+            lang=app.config.lang,
+        )
+    except Exception as exc:
+        if mode != "headless":
+            raise
+        logger.warning(
+            "offscreen rendering (EGL) is not available, running without a window: %s", exc
+        )
+        return None
+
+
+def run_with_window(
+    app: KioskApp,
+    window: PygletWindow,
+    on_ready: Callable[[KioskApp], None],
+    notifier: SystemdNotifier | None = None,
+) -> None:
+    """Run ``app`` with its panel window until SIGTERM, SIGINT or the window closes.
+
+    pyglet owns this (the main) thread; the network loop runs in a second thread.
+    ``on_ready`` is called (on the network thread) once the server listens and the
+    window drew its first frame; a ``notifier`` then tells systemd READY=1. Watchdog
+    pings come from the render loop, so a frozen screen stops them and systemd
+    restarts the kiosk.
+
+    Raises:
+        Exception: what starting the network side raised (e.g. the port is taken).
+    """
+    app.use_display(window)
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    failure: list[BaseException] = []
+
+    def request_stop() -> None:
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(stop.set)
+
+    def control(action: str) -> None:
+        loop.call_soon_threadsafe(app.panel_control, action)
+
+    def item_ended(index: int) -> None:
+        loop.call_soon_threadsafe(app.video_ended, index)
+
+    window.control = control
+    window.item_ended = item_ended
+    window.on_close = request_stop
+
+    async def network() -> None:
+        try:
+            await app.start()
+            window.set_address(app.panel_url)
+            await asyncio.to_thread(window.first_frame.wait, FIRST_FRAME_TIMEOUT_S)
+            on_ready(app)
+            if notifier is not None:
+                notifier.ready(f"listening on {app.address}, room {app.config.room}")
+            await stop.wait()
+            logger.info("stopping")
+            if notifier is not None:
+                notifier.stopping()
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            try:
+                await app.stop()
+            finally:
+                window.exit()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        request_stop()
+
+    thread = threading.Thread(
+        target=loop.run_until_complete, args=(network(),), name="kiosk-network", daemon=True
+    )
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    period = notifier.watchdog_interval_s() if notifier is not None else None
+    if notifier is not None and period is not None:
+        import pyglet
+
+        pinger = notifier
+        pyglet.clock.schedule_interval(lambda dt: pinger.maybe_ping(time.monotonic()), period)
+    thread.start()
+    try:
+        window.run()
+    finally:
+        request_stop()
+        thread.join(NETWORK_JOIN_TIMEOUT_S)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        window.close()
+        if not thread.is_alive():
+            loop.close()
+    if failure:
+        raise failure[0]

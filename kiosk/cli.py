@@ -11,9 +11,10 @@ from pathlib import Path
 
 import click
 
-from kiosk.app import KioskApp, run_until_signal
+from kiosk.app import KioskApp, open_window, run_until_signal, run_with_window
 from kiosk.config import ConfigError, KioskConfig, load_config
 from kiosk.i18n import TranslatedGroup, option
+from kiosk.sdnotify import SystemdNotifier
 from kiosk.tokens import TokenStore
 from protocol.errors import ClassCastError
 
@@ -75,18 +76,22 @@ def main(
     ctx.obj = config
     if ctx.invoked_subcommand is not None:
         return
-    if config.mode != "headless":
-        raise click.ClickException(
-            "the panel window is not available in this version; run with --headless"
-        )
 
     def ready(app: KioskApp) -> None:
         click.echo(f"ready {app.url} room={config.room!r} id={app.identity.kiosk_id}")
         sys.stdout.flush()
 
+    notifier = SystemdNotifier()
     try:
         app = KioskApp(config)
-        asyncio.run(run_until_signal(app, ready))
+        try:
+            window = open_window(app)
+        except Exception as exc:
+            raise click.ClickException(f"cannot open the panel window: {exc}") from None
+        if window is None:
+            asyncio.run(run_until_signal(app, ready, notifier))
+        else:
+            run_with_window(app, window, ready, notifier)
     except ClassCastError as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:

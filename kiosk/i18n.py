@@ -24,6 +24,7 @@ __all__ = [
     "language",
     "option",
     "t",
+    "tr",
 ]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -72,12 +73,31 @@ RU: dict[str, str] = {
     "Takes effect at once, also in a running kiosk and on its open connections.": (
         "Действует сразу, в том числе в работающем киоске и на его открытых подключениях."
     ),
+    # on the panel's screen (kiosk.scenes, kiosk.window)
+    "Could not show «{title}»": "Не удалось показать «{title}»",
+    "The file is damaged or missing. The lesson goes on.": (
+        "Файл повреждён или отсутствует. Урок продолжается."
+    ),
+    "Pairing code": "Код для подключения",
+    "Video": "Видео",
+    "Web page": "Веб-страница",
+    "Press Esc again to stop the show": "Нажмите Esc ещё раз, чтобы остановить показ",
 }
 
 
 def t(msgid: str, /, **values: object) -> str:
     """Translate ``msgid`` into the current language and fill in ``values``."""
     return translate(RU, msgid, **values)
+
+
+def tr(lang: str, msgid: str, /, **values: object) -> str:
+    """Translate ``msgid`` into ``lang`` (the panel's ``--lang``: ``ru`` or ``en``).
+
+    Text on the panel's screen follows the kiosk's configured language, not the
+    environment of whoever started it.
+    """
+    text = RU.get(msgid, msgid) if lang == "ru" else msgid
+    return text.format(**values) if values else text
 
 
 # --------------------------------------------------------------------------- --help

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 
 # System packages the kiosk and the tests use (Debian names).
 APT_PACKAGES=(fonts-dejavu-core libvlc5 libvlc-bin vlc-plugin-base vlc-plugin-video-output)
+APT_PACKAGES+=(libegl1 libegl-mesa0 libgl1-mesa-dri)  # EGL: the window's offscreen --headless
 if [ "${1:-}" = "--test" ]; then
   APT_PACKAGES+=(chromium xvfb xauth)
 fi

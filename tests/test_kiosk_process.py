@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from controller.client import KioskClient
+from protocol.errors import RemoteError
 from tests.conftest import TEACHER
 from tests.helpers import text_lesson
 from tests.kiosks import ADMIN_SECRET, kiosk_process
@@ -82,3 +83,31 @@ async def test_pairing_and_certificate_survive_a_restart(tmp_path: Path) -> None
         async with await KioskClient.connect(address, TEACHER, credentials=creds) as client:
             assert client.role == "admin"
             assert client.fingerprint == creds.fingerprint
+
+
+async def test_the_panel_window_shows_the_lesson_in_a_screenshot(tmp_path: Path) -> None:
+    """classcast-kiosk --headless renders offscreen: what it shows comes back as a PNG."""
+    import io
+
+    from PIL import Image
+
+    from media.lesson import load_lesson, sample_lesson_path
+
+    state = tmp_path / "state"
+    with kiosk_process(state) as (_, address):
+        async with await connect_admin(address) as client:
+            try:
+                idle = await client.screenshot(max_width=320)
+            except RemoteError as exc:
+                pytest.skip(f"this machine renders without a window: {exc}")
+            await client.cast(load_lesson(sample_lesson_path()))
+            await asyncio.sleep(0.5)
+            shown = Image.open(io.BytesIO(await client.screenshot(max_width=320))).convert("RGB")
+    assert Image.open(io.BytesIO(idle)).size[0] == 320
+    width, height = shown.size
+    # The first sample slide is mostly green (#2e7d32); the idle screen is not.
+    pixel = shown.getpixel((width // 4, height // 2))
+    assert isinstance(pixel, tuple)
+    r, g, b = pixel[:3]
+    assert g > r + 40
+    assert g > b + 40

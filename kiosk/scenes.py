@@ -1,0 +1,706 @@
+"""Scenes: what the panel window draws for each kind of item, and the idle screen.
+
+A scene is made in two steps so that the window never waits for a file::
+
+    builder = factory.load(request)   # loader thread: read and decode the file
+    scene = builder()                 # main thread: upload textures, lay out text
+    scene.enter(); scene.draw(); ...; scene.leave(); scene.delete()
+
+:class:`SceneFactory` picks a loader by the item's kind. A loader that fails (a
+missing blob, a corrupt file: any exception) gives an :class:`ErrorScene` naming the
+item instead, so one bad file never stops the lesson. Video and web pages show a
+:class:`PlaceholderScene` until their own modules register real loaders with
+:meth:`SceneFactory.register`.
+
+Scenes draw in window pixels (origin bottom left) and only draw: state changes arrive
+through their methods, always on the main thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pyglet
+import segno
+from PIL import Image, ImageOps
+
+from kiosk.i18n import tr
+from kiosk.player import VideoCommand
+from media.store import BlobStore
+from protocol.errors import MediaError
+from protocol.messages import ItemKind, ManifestItem
+
+logger = logging.getLogger(__name__)
+
+FONT_NAME = "DejaVu Sans"
+"""A font with Cyrillic (Debian package fonts-dejavu-core)."""
+
+Color = tuple[int, int, int, int]
+
+BLACK: Color = (0, 0, 0, 255)
+WHITE: Color = (255, 255, 255, 255)
+IDLE_BACKGROUND: Color = (21, 42, 64, 255)
+SLIDE_BACKGROUND: Color = (250, 250, 245, 255)
+SLIDE_TEXT: Color = (25, 25, 25, 255)
+SLIDE_HEADING: Color = (13, 60, 130, 255)
+ERROR_BACKGROUND: Color = (66, 24, 24, 255)
+PLACEHOLDER_BACKGROUND: Color = (38, 50, 56, 255)
+MUTED_TEXT: Color = (200, 210, 220, 255)
+
+PDF_CACHE_DOCUMENTS = 2
+"""Open PDF documents kept by the loader (the current lesson's, usually one)."""
+
+
+# --------------------------------------------------------------------------- contract
+
+
+@dataclass(frozen=True, slots=True)
+class SceneRequest:
+    """Item ``index`` of the lesson, to be shown or preloaded."""
+
+    index: int
+    item: ManifestItem
+
+
+@dataclass(slots=True)
+class SceneContext:
+    """What loaders and scenes may use; ``width`` and ``height`` are window pixels."""
+
+    store: BlobStore
+    width: int
+    height: int
+    lang: str = "ru"
+    request_redraw: Callable[[], None] = lambda: None
+    """Ask for a new frame (thread-safe): a scene whose picture changed by itself."""
+    item_ended: Callable[[int], None] = lambda index: None
+    """Report that item ``index`` played to its end (thread-safe; videos)."""
+
+
+class Scene:
+    """Something drawn over the whole window. Every method runs on the main thread."""
+
+    background: Color = BLACK
+
+    def draw(self) -> None:
+        """Draw the scene (the window is already cleared to :attr:`background`)."""
+
+    def enter(self) -> None:
+        """The scene became visible."""
+
+    def leave(self) -> None:
+        """Another scene replaced this one (it may be shown again later)."""
+
+    def video(self, command: VideoCommand) -> None:
+        """Pause, resume or seek (scenes that play something)."""
+
+    def delete(self) -> None:
+        """Free textures and other resources; the scene is never drawn again."""
+
+
+SceneBuilder = Callable[[], Scene]
+"""Makes the scene on the main thread, from what the loader prepared."""
+
+
+class SceneLoader(Protocol):
+    """Prepares a scene for an item of one kind; runs on the loader thread.
+
+    Read and decode here (no GL calls), and return a :data:`SceneBuilder` that does the
+    GL part on the main thread. Raise (any exception) when the file cannot be shown.
+    """
+
+    def __call__(self, request: SceneRequest, ctx: SceneContext) -> SceneBuilder: ...
+
+
+class SceneFactory:
+    """Loaders by item kind; :meth:`register` replaces one (video, web)."""
+
+    def __init__(self, ctx: SceneContext) -> None:
+        self.ctx = ctx
+        self._pdf = PdfLoader()
+        self._loaders: dict[ItemKind, SceneLoader] = {
+            "image": load_image,
+            "pdf": self._pdf,
+            "text": load_text,
+            "video": load_placeholder,
+            "web": load_placeholder,
+        }
+
+    def register(self, kind: ItemKind, loader: SceneLoader) -> None:
+        """Use ``loader`` for items of ``kind`` from now on."""
+        self._loaders[kind] = loader
+
+    def load(self, request: SceneRequest) -> SceneBuilder:
+        """Prepare the scene of ``request`` (loader thread); never raises.
+
+        A loader's failure is logged and gives the error slide naming the item.
+        """
+        try:
+            builder = self._loaders[request.item.kind](request, self.ctx)
+        except Exception as exc:  # any bad file must give the error slide
+            logger.warning("cannot show item %d %r: %s", request.index, request.item.title, exc)
+            return self.error_builder(request.item.title)
+        return self.guarded(builder, request.item.title)
+
+    def guarded(self, builder: SceneBuilder, title: str) -> SceneBuilder:
+        """``builder``, falling back to the error slide if it raises (main thread)."""
+
+        def build() -> Scene:
+            try:
+                return builder()
+            except Exception as exc:  # e.g. a texture too large for the GPU
+                logger.warning("cannot show %r: %s", title, exc)
+                return self.error_builder(title)()
+
+        return build
+
+    def error_builder(self, title: str) -> SceneBuilder:
+        """The builder of the error slide for an item titled ``title``."""
+        ctx = self.ctx
+        return lambda: ErrorScene(ctx, title)
+
+    def close(self) -> None:
+        """Close open documents (loader thread, or after it stopped)."""
+        self._pdf.close()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def fit_size(width: int, height: int, box_w: int, box_h: int) -> tuple[int, int]:
+    """The largest size of ``width``×``height``'s aspect inside ``box_w``×``box_h``."""
+    scale = min(box_w / width, box_h / height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _blob_file(ctx: SceneContext, item: ManifestItem) -> str:
+    if item.sha256 is None:
+        raise MediaError(f"item {item.title!r} names no file")
+    return str(ctx.store.path(item.sha256))
+
+
+@dataclass(frozen=True, slots=True)
+class Pixels:
+    """Decoded RGBA pixels, top row first, ready to become a texture."""
+
+    width: int
+    height: int
+    rgba: bytes
+
+    @classmethod
+    def from_pil(cls, image: Image.Image) -> Pixels:
+        rgba = image.convert("RGBA")
+        return cls(rgba.width, rgba.height, rgba.tobytes())
+
+    def texture(self) -> pyglet.image.Texture:
+        """Upload as a texture (main thread)."""
+        data = pyglet.image.ImageData(
+            self.width, self.height, "RGBA", self.rgba, pitch=-self.width * 4
+        )
+        return data.get_texture()
+
+
+class _Centered:
+    """A texture drawn centred in the window, at its own size (no scaling).
+
+    The sprite has a batch of its own: sprites left in pyglet's default batch keep a
+    group and a vertex domain per texture there, which would grow with every item.
+    """
+
+    def __init__(self, pixels: Pixels, ctx: SceneContext) -> None:
+        self.texture = pixels.texture()
+        self._batch = pyglet.graphics.Batch()
+        self.sprite = pyglet.sprite.Sprite(
+            self.texture,
+            x=(ctx.width - pixels.width) // 2,
+            y=(ctx.height - pixels.height) // 2,
+            batch=self._batch,
+        )
+
+    def draw(self) -> None:
+        self._batch.draw()
+
+    def delete(self) -> None:
+        self.sprite.delete()
+        self.texture.delete()
+
+
+# --------------------------------------------------------------------------- image
+
+
+class PictureScene(Scene):
+    """A picture (image, PDF page) centred on ``background``: letterboxed, aspect kept."""
+
+    def __init__(self, ctx: SceneContext, pixels: Pixels, background: Color = BLACK) -> None:
+        self.background = background
+        self._picture = _Centered(pixels, ctx)
+
+    def draw(self) -> None:
+        self._picture.draw()
+
+    def delete(self) -> None:
+        self._picture.delete()
+
+
+def decode_image(path: str, box_w: int, box_h: int) -> Pixels:
+    """Decode an image file, turned upright by its EXIF orientation, fitted in the box.
+
+    Raises:
+        OSError: the file is missing or not an image Pillow can read.
+    """
+    with Image.open(path) as opened:
+        opened.draft("RGB", (box_w, box_h))  # JPEG: decode at a reduced scale when possible
+        image = ImageOps.exif_transpose(opened)
+        image.load()
+    size = fit_size(image.width, image.height, box_w, box_h)
+    if size != image.size:
+        image = image.convert("RGBA").resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return Pixels.from_pil(image)
+
+
+def load_image(request: SceneRequest, ctx: SceneContext) -> SceneBuilder:
+    """Loader of image items."""
+    pixels = decode_image(_blob_file(ctx, request.item), ctx.width, ctx.height)
+    return lambda: PictureScene(ctx, pixels)
+
+
+# --------------------------------------------------------------------------- PDF
+
+
+class PdfLoader:
+    """Renders PDF pages at the window's resolution; keeps the last documents open.
+
+    pypdfium2 is not thread-safe: call it from the loader thread only.
+    """
+
+    def __init__(self) -> None:
+        self._docs: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, request: SceneRequest, ctx: SceneContext) -> SceneBuilder:
+        pixels = self.render(request.item, ctx)
+        return lambda: PictureScene(ctx, pixels, background=BLACK)
+
+    def render(self, item: ManifestItem, ctx: SceneContext) -> Pixels:
+        import pypdfium2 as pdfium  # type: ignore[import-untyped]  # only once a PDF shows
+
+        path = _blob_file(ctx, item)
+        with self._lock:
+            doc = self._docs.pop(path, None)
+            if doc is None:
+                doc = pdfium.PdfDocument(path)
+                while len(self._docs) >= PDF_CACHE_DOCUMENTS:
+                    oldest = next(iter(self._docs))
+                    self._docs.pop(oldest).close()
+            self._docs[path] = doc  # most recently used last
+            index = item.page or 0
+            if not 0 <= index < len(doc):
+                raise MediaError(f"page {index + 1} is not in {item.title!r}")
+            page = doc[index]
+            try:
+                page_w, page_h = page.get_size()
+                scale = min(ctx.width / page_w, ctx.height / page_h)
+                bitmap = page.render(scale=scale, fill_color=(255, 255, 255, 255))
+                image = bitmap.to_pil()
+            finally:
+                page.close()
+        return Pixels.from_pil(image)
+
+    def close(self) -> None:
+        with self._lock:
+            for doc in self._docs.values():
+                doc.close()
+            self._docs.clear()
+
+
+# --------------------------------------------------------------------------- text
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A block of a Markdown slide: ``kind`` heading (with ``level``), paragraph or item.
+
+    ``spans`` are pieces of text with a bold flag.
+    """
+
+    kind: str
+    spans: tuple[tuple[str, bool], ...]
+    level: int = 0
+
+
+_HEADING = re.compile(r"^(#{1,6})\s+(.*)$")
+_LIST_ITEM = re.compile(r"^\s*[-*+]\s+(.*)$")
+_BOLD = re.compile(r"\*\*(.+?)\*\*|__(.+?)__")
+
+
+def _spans(text: str) -> tuple[tuple[str, bool], ...]:
+    spans: list[tuple[str, bool]] = []
+    pos = 0
+    for m in _BOLD.finditer(text):
+        if m.start() > pos:
+            spans.append((text[pos : m.start()], False))
+        spans.append((m.group(1) or m.group(2), True))
+        pos = m.end()
+    if pos < len(text):
+        spans.append((text[pos:], False))
+    return tuple(spans)
+
+
+def parse_markdown(text: str) -> list[Block]:
+    """Parse the Markdown subset of text slides: ``#`` headings, paragraphs, ``-`` lists,
+    ``**bold**``. Anything else is kept as plain text.
+    """
+    blocks: list[Block] = []
+    paragraph: list[str] = []
+
+    def flush() -> None:
+        if paragraph:
+            blocks.append(Block("paragraph", _spans(" ".join(paragraph))))
+            paragraph.clear()
+
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            flush()
+        elif m := _HEADING.match(line):
+            flush()
+            blocks.append(Block("heading", _spans(m.group(2).strip()), level=len(m.group(1))))
+        elif m := _LIST_ITEM.match(raw):
+            flush()
+            blocks.append(Block("item", _spans(m.group(1).strip())))
+        else:
+            paragraph.append(line)
+    flush()
+    return blocks
+
+
+def _document(blocks: list[Block], size: float) -> pyglet.text.document.FormattedDocument:
+    doc = pyglet.text.document.FormattedDocument()
+    for block in blocks:
+        start = len(doc.text)
+        if block.kind == "heading":
+            font_size = size * (1.6 if block.level <= 1 else 1.3)
+            color, bold_all, prefix = SLIDE_HEADING, True, ""
+        else:
+            font_size = size
+            color, bold_all, prefix = SLIDE_TEXT, False, "•\u00a0" if block.kind == "item" else ""
+        spans = ((prefix, False), *block.spans) if prefix else block.spans
+        for text, bold in spans:
+            doc.insert_text(
+                len(doc.text),
+                text,
+                {
+                    "font_name": FONT_NAME,
+                    "font_size": font_size,
+                    "weight": "bold" if bold or bold_all else "normal",
+                    "color": color,
+                },
+            )
+        doc.insert_text(len(doc.text), "\n", {"font_size": font_size})
+        doc.set_paragraph_style(
+            start,
+            len(doc.text),
+            {
+                "margin_bottom": round(font_size * (0.6 if block.kind == "item" else 0.9)),
+                "margin_left": round(size * 0.8) if block.kind == "item" else 0,
+                "line_spacing": round(font_size * 1.3),
+            },
+        )
+    return doc
+
+
+class TextScene(Scene):
+    """A text slide: dark type on a light page, wrapped, shrunk until it fits."""
+
+    background = SLIDE_BACKGROUND
+
+    def __init__(self, ctx: SceneContext, blocks: list[Block]) -> None:
+        margin_x = ctx.width // 14
+        margin_y = ctx.height // 12
+        width = ctx.width - 2 * margin_x
+        height = ctx.height - 2 * margin_y
+        # Pixels per point: pyglet renders at 96 dpi, so 1 pt = 4/3 px.
+        size = ctx.height / 18 * 0.75
+        layout = None
+        for _ in range(8):
+            if layout is not None:
+                layout.delete()
+            layout = pyglet.text.layout.TextLayout(
+                _document(blocks, size),
+                x=margin_x,
+                y=ctx.height - margin_y,
+                width=width,
+                height=height,
+                anchor_y="top",
+                multiline=True,
+                wrap_lines=True,
+            )
+            if layout.content_height <= height:
+                break
+            size *= 0.85
+        assert layout is not None
+        self._layout = layout
+
+    def draw(self) -> None:
+        self._layout.draw()
+
+    def delete(self) -> None:
+        self._layout.delete()
+
+
+def load_text(request: SceneRequest, ctx: SceneContext) -> SceneBuilder:
+    """Loader of text slides (Markdown subset)."""
+    text = request.item.text or ""
+    blocks = parse_markdown(text) or [Block("heading", ((request.item.title, False),), 1)]
+    return lambda: TextScene(ctx, blocks)
+
+
+# --------------------------------------------------------------------------- cards
+
+
+class _Card(Scene):
+    """Centred lines of text on a plain background."""
+
+    def __init__(
+        self, ctx: SceneContext, lines: list[tuple[str, float, Color]], background: Color
+    ) -> None:
+        self.background = background
+        self._batch = pyglet.graphics.Batch()
+        total = sum(size * 1.8 for _, size, _ in lines)
+        y = ctx.height / 2 + total / 2
+        self._labels = []
+        for text, size, color in lines:
+            y -= size * 1.8
+            self._labels.append(
+                pyglet.text.Label(
+                    text,
+                    x=ctx.width // 2,
+                    y=round(y + size * 0.5),
+                    width=round(ctx.width * 0.9),
+                    multiline=True,
+                    anchor_x="center",
+                    anchor_y="baseline",
+                    align="center",
+                    font_name=FONT_NAME,
+                    font_size=size,
+                    color=color,
+                    batch=self._batch,
+                )
+            )
+
+    def draw(self) -> None:
+        self._batch.draw()
+
+    def delete(self) -> None:
+        for label in self._labels:
+            label.delete()
+
+
+class ErrorScene(_Card):
+    """ "Не удалось показать «…»": an item that cannot be shown; the lesson goes on."""
+
+    def __init__(self, ctx: SceneContext, title: str) -> None:
+        size = ctx.height / 22
+        super().__init__(
+            ctx,
+            [
+                (tr(ctx.lang, "Could not show «{title}»", title=title), size, WHITE),
+                (
+                    tr(ctx.lang, "The file is damaged or missing. The lesson goes on."),
+                    size * 0.6,
+                    MUTED_TEXT,
+                ),
+            ],
+            ERROR_BACKGROUND,
+        )
+
+
+class PlaceholderScene(_Card):
+    """A card with the item's title, for kinds this window cannot play yet."""
+
+    def __init__(self, ctx: SceneContext, item: ManifestItem) -> None:
+        kind = tr(ctx.lang, "Video") if item.kind == "video" else tr(ctx.lang, "Web page")
+        size = ctx.height / 20
+        super().__init__(
+            ctx, [(kind, size * 0.6, MUTED_TEXT), (item.title, size, WHITE)], PLACEHOLDER_BACKGROUND
+        )
+
+
+def load_placeholder(request: SceneRequest, ctx: SceneContext) -> SceneBuilder:
+    """Loader of kinds not played yet (video, web): a card with the title."""
+    return lambda: PlaceholderScene(ctx, request.item)
+
+
+# --------------------------------------------------------------------------- idle
+
+
+def qr_pixels(text: str, size: int) -> Pixels:
+    """A QR code of ``text`` (black on white, 4-module quiet zone), at most ``size`` px."""
+    qr = segno.make(text, error="m", micro=False)
+    border = 4
+    modules = len(qr.matrix) + 2 * border
+    scale = max(1, size // modules)
+    image = Image.new("L", (modules, modules), 255)
+    pixels = image.load()
+    assert pixels is not None
+    for y, row in enumerate(qr.matrix):
+        for x, dark in enumerate(row):
+            if dark:
+                pixels[x + border, y + border] = 0
+    image = image.resize((modules * scale, modules * scale), Image.Resampling.NEAREST)
+    return Pixels.from_pil(image)
+
+
+@dataclass(slots=True)
+class IdleInfo:
+    """What the idle screen shows; ``address`` is ``wss://HOST:PORT`` once listening."""
+
+    school: str
+    room: str
+    pin: str | None = None
+    address: str | None = None
+    clock: Callable[[], float] = field(default=time.time)
+
+
+class IdleScene(Scene):
+    """School, room, a clock, the pairing PIN, the address and its QR code."""
+
+    background = IDLE_BACKGROUND
+
+    def __init__(self, ctx: SceneContext, info: IdleInfo) -> None:
+        self.ctx = ctx
+        self.info = info
+        self._batch = pyglet.graphics.Batch()
+        h, w = ctx.height, ctx.width
+        left = round(w * 0.07)
+        text_w = round(w * 0.5)
+
+        def label(
+            y: float, size: float, color: Color = WHITE, bold: bool = False
+        ) -> pyglet.text.Label:
+            return pyglet.text.Label(
+                "",
+                x=left,
+                y=round(y),
+                width=text_w,
+                font_name=FONT_NAME,
+                font_size=size,
+                weight="bold" if bold else "normal",
+                color=color,
+                batch=self._batch,
+            )
+
+        unit = h / 100
+        self._school = label(h - unit * 14, unit * 3.2, MUTED_TEXT)
+        self._room = label(h - unit * 26, unit * 6, WHITE, bold=True)
+        self._clock = label(h - unit * 48, unit * 11, WHITE)
+        self._pin_caption = label(unit * 30, unit * 2.8, MUTED_TEXT)
+        self._pin = label(unit * 17, unit * 7, WHITE, bold=True)
+        self._address = label(unit * 8, unit * 2.6, MUTED_TEXT)
+        self._qr: _Centered | None = None
+        self._qr_text: str | None = None
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Update every text from :attr:`info` and the clock (cheap when unchanged)."""
+        info, lang = self.info, self.ctx.lang
+        self._set(self._school, info.school)
+        self._set(self._room, info.room)
+        self._set(self._clock, time.strftime("%H:%M", time.localtime(info.clock())))
+        self._set(self._pin_caption, tr(lang, "Pairing code") if info.pin else "")
+        self._set(self._pin, " ".join(info.pin) if info.pin else "")
+        self._set(self._address, info.address or "")
+        if info.address != self._qr_text:
+            if self._qr is not None:
+                self._qr.delete()
+                self._qr = None
+            self._qr_text = info.address
+            if info.address:
+                self._qr = self._make_qr(info.address)
+
+    def _make_qr(self, text: str) -> _Centered:
+        ctx = self.ctx
+        side = round(min(ctx.height * 0.6, ctx.width * 0.35))
+        pixels = qr_pixels(text, side)
+        qr = _Centered(pixels, ctx)
+        qr.sprite.x = round(ctx.width * 0.93) - pixels.width
+        qr.sprite.y = (ctx.height - pixels.height) // 2
+        return qr
+
+    @property
+    def qr_box(self) -> tuple[int, int, int, int] | None:
+        """Where the QR code is: x, y (bottom left), width, height; None without one."""
+        if self._qr is None:
+            return None
+        s = self._qr.sprite
+        return round(s.x), round(s.y), self._qr.texture.width, self._qr.texture.height
+
+    @staticmethod
+    def _set(label: pyglet.text.Label, text: str) -> None:
+        if label.text != text:
+            label.text = text
+
+    def draw(self) -> None:
+        self._batch.draw()
+        if self._qr is not None:
+            self._qr.draw()
+
+    def delete(self) -> None:
+        for lab in (
+            self._school,
+            self._room,
+            self._clock,
+            self._pin_caption,
+            self._pin,
+            self._address,
+        ):
+            lab.delete()
+        if self._qr is not None:
+            self._qr.delete()
+
+
+class HintOverlay:
+    """A small banner at the bottom of the window (the Esc confirmation)."""
+
+    def __init__(self, ctx: SceneContext, text: str) -> None:
+        size = ctx.height / 40
+        pad = round(size)
+        y = round(size * 2.5)
+        self._batch = pyglet.graphics.Batch()
+        background = pyglet.graphics.Group(order=0)
+        foreground = pyglet.graphics.Group(order=1)
+        self._label = pyglet.text.Label(
+            text,
+            x=ctx.width // 2,
+            y=y,
+            anchor_x="center",
+            anchor_y="center",
+            font_name=FONT_NAME,
+            font_size=size,
+            color=WHITE,
+            batch=self._batch,
+            group=foreground,
+        )
+        width = round(self._label.content_width) + 2 * pad
+        height = round(self._label.content_height) + pad
+        self._box = pyglet.shapes.Rectangle(
+            (ctx.width - width) // 2,
+            y - height // 2,
+            width,
+            height,
+            color=(0, 0, 0, 200),
+            batch=self._batch,
+            group=background,
+        )
+
+    def draw(self) -> None:
+        self._batch.draw()
+
+    def delete(self) -> None:
+        self._box.delete()
+        self._label.delete()

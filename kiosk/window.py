@@ -1,0 +1,603 @@
+"""The panel window: carries display effects out with pyglet (DESIGN §3).
+
+pyglet owns the main thread and runs ``pyglet.app.run(None)``: nothing is drawn on a
+timer, only when something changed (an effect, a loaded scene, the idle clock's
+minute, an expose), so a still slide costs no CPU. :meth:`PygletWindow.apply` is
+called by the network thread under the service lock: it only posts the effect to the
+pyglet loop (``platform_event_loop.post_event``, which wakes it at once)::
+
+    network thread             main thread (pyglet)              loader thread
+    apply(Show) ──post──▶  _apply: cached? swap : submit ──▶  decode the file
+                                  ◀──post── _loaded ◀──────────  (builder)
+                           build (GL), swap, draw once, flip
+
+Gapless: the previous scene stays current (and is what any redraw draws) until the
+next one is built, so no black or half-drawn frame is ever shown; ``Preload`` builds
+the next item ahead, so its ``Show`` swaps at once.
+
+Input on the panel (keys, taps) becomes ``control(action)``, which the wiring turns
+into :meth:`KioskService.panel_control` on the network loop.
+
+For offscreen (EGL) rendering, set ``PYGLET_HEADLESS=true`` before pyglet is first
+imported, i.e. before importing this module (the CLI does).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import ctypes
+import io
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, assert_never
+
+import pyglet
+from PIL import Image
+from pyglet import gl
+from pyglet.window import key
+
+from kiosk.i18n import tr
+from kiosk.player import Preload, SetBlank, Show, ShowIdle, VideoCommand
+from kiosk.scenes import (
+    HintOverlay,
+    IdleInfo,
+    IdleScene,
+    Scene,
+    SceneContext,
+    SceneFactory,
+    SceneRequest,
+)
+from kiosk.service import DisplayEffect, PinChanged
+from media.store import BlobStore
+
+logger = logging.getLogger(__name__)
+
+WindowMode = Literal["fullscreen", "windowed", "headless"]
+
+WINDOWED_SIZE = (1280, 720)
+"""Size of ``--windowed`` and ``--headless`` windows."""
+
+SCENE_CACHE = 4
+"""Scenes kept built: the current one, the preloaded next, and a couple of recent."""
+
+ESC_CONFIRM_S = 3.0
+"""A second Esc within this time stops the show."""
+
+SCREENSHOT_TIMEOUT_S = 2.0
+
+_IDLE = "idle"
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """The colour buffer of one frame: RGBA rows, bottom row first (OpenGL's order)."""
+
+    width: int
+    height: int
+    rgba: bytes
+
+    def pixel(self, x: int, y: int) -> tuple[int, int, int]:
+        """The colour at ``x``, ``y`` counted from the top left corner."""
+        i = ((self.height - 1 - y) * self.width + x) * 4
+        r, g, b = self.rgba[i : i + 3]
+        return r, g, b
+
+    def is_uniform(self, color: tuple[int, int, int] | None = None) -> bool:
+        """Whether every pixel has one colour (``color``, if given)."""
+        first = self.rgba[0:4] if color is None else bytes((*color, 255))
+        return self.rgba == first * (self.width * self.height)
+
+    def image(self) -> Image.Image:
+        """As a Pillow image (top row first)."""
+        return Image.frombytes("RGBA", (self.width, self.height), self.rgba).transpose(
+            Image.Transpose.FLIP_TOP_BOTTOM
+        )
+
+    def png(self, max_width: int) -> bytes:
+        """A PNG thumbnail, at most ``max_width`` pixels wide."""
+        image = self.image().convert("RGB")
+        if image.width > max_width:
+            image = image.resize(
+                (max_width, max(1, round(image.height * max_width / image.width))),
+                Image.Resampling.BILINEAR,
+            )
+        out = io.BytesIO()
+        image.save(out, "PNG", optimize=False, compress_level=6)
+        return out.getvalue()
+
+
+class _Bridge(pyglet.event.EventDispatcher):
+    """Receives calls posted to the main thread."""
+
+    def on_call(self, fn: Callable[[], None]) -> None: ...
+
+
+_Bridge.register_event_type("on_call")
+
+
+class PygletWindow:
+    """A :class:`~kiosk.service.Display` drawing on a pyglet window.
+
+    Create it on the main thread, then run :meth:`run` there (or, in tests, call
+    :meth:`run_pending` after each step). :meth:`apply`, :meth:`call_soon`,
+    :meth:`request_redraw` and :meth:`screenshot_png` may be called from any thread;
+    everything else belongs to the main thread.
+
+    Args:
+        store: where blob files are (``BlobStore.path``).
+        info: school and room for the idle screen.
+        mode: ``fullscreen``, ``windowed`` or ``headless`` (offscreen: pyglet must
+            have been imported with ``PYGLET_HEADLESS=true``).
+        lang: language of the text on screen.
+        size: window size for ``windowed`` and ``headless`` (default 1280×720).
+        control: called with ``next``, ``prev``, ``blank``, ``unblank``, ``stop`` from
+            the panel's keys and taps (on the main thread; it must hand off).
+        item_ended: called with an item's index when a video ended (any thread).
+        on_close: called when the window is asked to close (the system's close button).
+    """
+
+    def __init__(
+        self,
+        store: BlobStore,
+        info: IdleInfo,
+        *,
+        mode: WindowMode = "fullscreen",
+        lang: str = "ru",
+        size: tuple[int, int] = WINDOWED_SIZE,
+        control: Callable[[str], None] | None = None,
+        item_ended: Callable[[int], None] | None = None,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self.control = control
+        self.on_close = on_close
+        self._headless = mode == "headless"
+        self.item_ended = item_ended
+        self.lang = lang
+        self._main = threading.get_ident()
+        self.window = _make_window(mode, size)
+        width, height = self.window.get_framebuffer_size()
+        self.ctx = SceneContext(
+            store,
+            width,
+            height,
+            lang=lang,
+            request_redraw=self.request_redraw,
+            item_ended=self._item_ended,
+        )
+        self.factory = SceneFactory(self.ctx)
+        self._loader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="scene-loader")
+        self._bridge = _Bridge()
+        self._bridge.push_handlers(on_call=self._on_call)
+        self.idle = IdleScene(self.ctx, info)
+        self._current: Scene = self.idle
+        self._wanted: object = _IDLE
+        """Key of the scene the player asked for last (current once it is built)."""
+        self._current_key: object = _IDLE
+        self._video_backlog: list[VideoCommand] = []
+        """Video commands for the wanted scene that is still loading."""
+        self._scenes: OrderedDict[object, Scene] = OrderedDict()
+        self._loading: dict[object, concurrent.futures.Future[object]] = {}
+        self._blanked = False
+        self._hint: HintOverlay | None = None
+        self._esc_at = float("-inf")
+        self._draw_scheduled = False
+        self._captures: list[concurrent.futures.Future[Frame]] = []
+        self._closed = False
+        self.frames = 0
+        """Frames drawn so far (benchmarks and tests watch it)."""
+        self.first_frame = threading.Event()
+        """Set once the first frame was drawn and flipped."""
+        self.frame_hooks: list[Callable[[], None]] = []
+        """Called after each frame is drawn, before it is flipped (tests read pixels)."""
+        self.window.push_handlers(
+            on_draw=self._on_draw_event,
+            on_key_press=self.on_key_press,
+            on_mouse_press=self.on_mouse_press,
+            on_close=self._on_close,
+            on_expose=self.request_redraw,
+            on_resize=self._on_resize,
+        )
+        self._schedule_minute()
+        self.request_redraw()
+
+    # ----------------------------------------------------------------- any thread
+
+    def apply(self, effect: DisplayEffect) -> None:
+        """Hand ``effect`` to the main thread and wake it; never blocks."""
+        self.call_soon(lambda: self._apply(effect))
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the main thread soon (thread-safe; wakes the pyglet loop)."""
+        pyglet.app.platform_event_loop.post_event(self._bridge, "on_call", fn)
+
+    def request_redraw(self) -> None:
+        """Draw a new frame soon (thread-safe)."""
+        if threading.get_ident() == self._main:
+            if not self._draw_scheduled and not self._closed:
+                self._draw_scheduled = True
+                pyglet.clock.schedule_once(self._draw, 0)
+        else:
+            self.call_soon(self.request_redraw)
+
+    def set_address(self, address: str) -> None:
+        """Show ``address`` (``wss://HOST:PORT``) and its QR code on the idle screen."""
+
+        def update() -> None:
+            self.idle.info.address = address
+            self.idle.refresh()
+            if self._current is self.idle:
+                self.request_redraw()
+
+        self.call_soon(update)
+
+    def screenshot_png(
+        self, max_width: int = 480, timeout_s: float = SCREENSHOT_TIMEOUT_S
+    ) -> bytes:
+        """A PNG thumbnail of what the panel shows, at most ``max_width`` pixels wide.
+
+        From another thread, this asks the main thread for a frame and waits up to
+        ``timeout_s``; the PNG is encoded on the calling thread.
+
+        Raises:
+            TimeoutError: the main thread did not draw in time.
+        """
+        if threading.get_ident() == self._main:
+            frame = self._draw_now(capture=True)
+        else:
+            future: concurrent.futures.Future[Frame] = concurrent.futures.Future()
+
+            def capture() -> None:
+                self._captures.append(future)
+                self.request_redraw()
+
+            self.call_soon(capture)
+            try:
+                frame = future.result(timeout_s)
+            except concurrent.futures.TimeoutError:
+                future.cancel()
+                raise TimeoutError("the panel window did not draw a frame in time") from None
+        assert frame is not None
+        return frame.png(max_width)
+
+    # ----------------------------------------------------------------- main thread
+
+    @property
+    def current(self) -> Scene:
+        """The scene being shown (blank aside)."""
+        return self._current
+
+    @property
+    def blanked(self) -> bool:
+        return self._blanked
+
+    @property
+    def busy(self) -> bool:
+        """Whether a scene is loading or a frame is due."""
+        return bool(self._loading) or self._draw_scheduled
+
+    def run(self) -> None:
+        """Run the pyglet loop until :meth:`exit` (main thread)."""
+        try:
+            pyglet.app.run(None)
+        finally:
+            # pyglet.app.run turns the class-wide event queue off; a window created
+            # later (tests) needs it back on while it initialises.
+            pyglet.window.Window._enable_event_queue = True
+
+    def exit(self) -> None:
+        """Leave :meth:`run` (thread-safe)."""
+        self.call_soon(pyglet.app.exit)
+
+    def run_pending(self, timeout_s: float = 5.0) -> None:
+        """Process posted effects, finished loads and due frames until nothing is left.
+
+        For tests and benchmarks, which drive the window without :meth:`run`.
+        """
+        deadline = time.monotonic() + timeout_s
+        loop = pyglet.app.platform_event_loop
+        while True:
+            self.window.dispatch_events()
+            loop.dispatch_posted_events()
+            pyglet.clock.tick()
+            if not self.busy and loop._event_queue.empty():
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError("the window did not settle")
+            loop.step(0.005)
+
+    def read_pixels(self) -> Frame:
+        """The colour buffer being drawn (call from a frame hook, before the flip)."""
+        width, height = self.window.get_framebuffer_size()
+        buf = (ctypes.c_ubyte * (width * height * 4))()
+        gl.glPixelStorei(gl.GL_PACK_ALIGNMENT, 1)
+        gl.glReadPixels(0, 0, width, height, gl.GL_RGBA, gl.GL_UNSIGNED_BYTE, buf)
+        return Frame(width, height, bytes(buf))
+
+    def close(self) -> None:
+        """Free scenes, stop the loader, close the window (main thread)."""
+        if self._closed:
+            return
+        self._closed = True
+        pyglet.clock.unschedule(self._draw)
+        pyglet.clock.unschedule(self._minute)
+        pyglet.clock.unschedule(self._hide_hint)
+        self._loader.shutdown(wait=True, cancel_futures=True)
+        self.factory.close()
+        for scene in self._scenes.values():
+            scene.delete()
+        self._scenes.clear()
+        self.idle.delete()
+        if self._hint is not None:
+            self._hint.delete()
+        for future in self._captures:
+            future.cancel()
+        self.window.close()
+
+    # ----------------------------------------------------------------- effects
+
+    def _on_call(self, fn: Callable[[], None]) -> None:
+        if self._closed:
+            return
+        try:
+            fn()
+        except Exception:  # the one broad catch of the main loop's hand-off
+            logger.exception("the panel window failed to carry out a change")
+
+    def _apply(self, effect: DisplayEffect) -> None:
+        match effect:
+            case Show():
+                key_ = self._key(effect.index, effect)
+                self._wanted = key_
+                self._video_backlog.clear()
+                scene = self._scenes.get(key_)
+                if scene is not None:
+                    self._scenes.move_to_end(key_)
+                    self._swap(key_, scene)
+                else:
+                    self._load(key_, SceneRequest(effect.index, effect.item))
+            case Preload():
+                key_ = self._key(effect.index, effect)
+                if key_ not in self._scenes:
+                    self._load(key_, SceneRequest(effect.index, effect.item))
+            case ShowIdle():
+                self._wanted = _IDLE
+                self._video_backlog.clear()
+                self.idle.refresh()
+                self._swap(_IDLE, self.idle)
+            case SetBlank():
+                if self._blanked != effect.on:
+                    self._blanked = effect.on
+                    self.request_redraw()
+            case VideoCommand():
+                if self._current_key == self._wanted:
+                    self._current.video(effect)
+                else:
+                    self._video_backlog.append(effect)
+            case PinChanged():
+                if self.idle.info.pin != effect.pin:
+                    self.idle.info.pin = effect.pin
+                    self.idle.refresh()
+                    if self._current is self.idle:
+                        self.request_redraw()
+            case _:
+                assert_never(effect)
+
+    @staticmethod
+    def _key(index: int, effect: Show | Preload) -> object:
+        return (index, effect.item)
+
+    def _load(self, key_: object, request: SceneRequest) -> None:
+        if key_ in self._loading:
+            return
+        future = self._loader.submit(self.factory.load, request)
+        self._loading[key_] = future  # type: ignore[assignment]
+
+        def done(f: concurrent.futures.Future[Any]) -> None:
+            if not f.cancelled():
+                self.call_soon(lambda: self._loaded(key_, request, f))
+
+        future.add_done_callback(done)
+
+    def _loaded(
+        self, key_: object, request: SceneRequest, future: concurrent.futures.Future[Any]
+    ) -> None:
+        self._loading.pop(key_, None)
+        builder = future.result()  # SceneFactory.load never raises
+        scene: Scene = self.factory.guarded(builder, request.item.title)()
+        self._scenes[key_] = scene
+        self._scenes.move_to_end(key_)
+        if self._wanted == key_:
+            self._swap(key_, scene)
+        self._evict()
+
+    def _evict(self) -> None:
+        while len(self._scenes) > SCENE_CACHE:
+            for k, scene in self._scenes.items():
+                if scene is not self._current and k != self._wanted:
+                    del self._scenes[k]
+                    scene.delete()
+                    break
+            else:
+                return
+
+    def _swap(self, key_: object, scene: Scene) -> None:
+        if scene is not self._current:
+            self._current.leave()
+            self._current, self._current_key = scene, key_
+            scene.enter()
+            self._evict()
+        backlog, self._video_backlog = self._video_backlog, []
+        for command in backlog:
+            scene.video(command)
+        self.request_redraw()
+
+    def _item_ended(self, index: int) -> None:
+        if self.item_ended is not None:
+            self.item_ended(index)
+
+    # ----------------------------------------------------------------- drawing
+
+    def _draw(self, dt: float = 0.0) -> None:
+        self._draw_scheduled = False
+        self._draw_now(capture=bool(self._captures))
+
+    def _draw_now(self, *, capture: bool) -> Frame | None:
+        if self._closed:
+            return None
+        self.window.switch_to()
+        frame = None
+        try:
+            self.on_draw()
+            for hook in self.frame_hooks:
+                hook()
+            if capture:
+                frame = self.read_pixels()
+                captures, self._captures = self._captures, []
+                for future in captures:
+                    if not future.cancelled():
+                        future.set_result(frame)
+        except Exception:  # a scene failing to draw must not take the window down
+            logger.exception("drawing a frame failed")
+        if self._headless:
+            # Swapping a pbuffer does not flush: without this, Mesa keeps every frame's
+            # commands and memory grows by ~45 kB a frame.
+            gl.glFinish()
+        self.window.flip()
+        self.frames += 1
+        self.first_frame.set()
+        return frame
+
+    def _on_draw_event(self) -> bool:
+        """pyglet's own ``on_draw`` (an expose in ``run`` with an interval): redraw."""
+        self.request_redraw()
+        return True
+
+    def on_draw(self) -> None:
+        """Draw the current scene (only draws)."""
+        if self._blanked:
+            gl.glClearColor(0.0, 0.0, 0.0, 1.0)
+            self.window.clear()
+            return
+        r, g, b, a = self._current.background
+        gl.glClearColor(r / 255, g / 255, b / 255, a / 255)
+        self.window.clear()
+        self._current.draw()
+        if self._hint is not None:
+            self._hint.draw()
+
+    def _schedule_minute(self) -> None:
+        now = time.time()
+        pyglet.clock.schedule_once(self._minute, 60.05 - now % 60)
+
+    def _minute(self, dt: float) -> None:
+        """The idle screen's clock: one frame a minute (only while it is shown)."""
+        if self._current is self.idle:
+            self.idle.refresh()
+            self.request_redraw()
+        self._schedule_minute()
+
+    def _on_resize(self, width: int, height: int) -> None:
+        fb_w, fb_h = self.window.get_framebuffer_size()
+        if (fb_w, fb_h) != (self.ctx.width, self.ctx.height):
+            logger.info("window resized to %dx%d", fb_w, fb_h)
+            self.ctx.width, self.ctx.height = fb_w, fb_h
+            # Scenes are laid out for a size: rebuild the idle screen, drop the others.
+            info = self.idle.info
+            old_idle = self.idle
+            self.idle = IdleScene(self.ctx, info)
+            if self._current is old_idle:
+                self._current = self.idle
+            old_idle.delete()
+            for k, scene in list(self._scenes.items()):
+                if scene is not self._current:
+                    del self._scenes[k]
+                    scene.delete()
+        self.request_redraw()
+
+    # ----------------------------------------------------------------- input
+
+    def on_key_press(self, symbol: int, modifiers: int) -> bool:
+        """Presenter remotes and keyboards: → PageDown Space, ← PageUp, B, Esc Esc."""
+        if symbol in (key.RIGHT, key.PAGEDOWN, key.SPACE, key.DOWN):
+            self._control("next")
+        elif symbol in (key.LEFT, key.PAGEUP, key.UP):
+            self._control("prev")
+        elif symbol == key.B:
+            self._control("unblank" if self._blanked else "blank")
+        elif symbol == key.ESCAPE:
+            now = time.monotonic()
+            if now - self._esc_at <= ESC_CONFIRM_S:
+                self._esc_at = float("-inf")
+                self._hide_hint()
+                self._control("stop")
+            else:
+                self._esc_at = now
+                self._show_hint(tr(self.lang, "Press Esc again to stop the show"))
+        return True  # never pyglet's default (Esc would close the window)
+
+    def on_mouse_press(self, x: int, y: int, button: int, modifiers: int) -> bool:
+        """A tap (or click) on the right third goes forward, on the left third back."""
+        width = self.window.width
+        if x >= width * 2 / 3:
+            self._control("next")
+        elif x < width / 3:
+            self._control("prev")
+        return True
+
+    def _control(self, action: str) -> None:
+        logger.info("panel control: %s", action)
+        if self.control is not None:
+            self.control(action)
+
+    def _show_hint(self, text: str) -> None:
+        if self._hint is not None:
+            self._hint.delete()
+        self._hint = HintOverlay(self.ctx, text)
+        pyglet.clock.unschedule(self._hide_hint)
+        pyglet.clock.schedule_once(self._hide_hint, ESC_CONFIRM_S)
+        self.request_redraw()
+
+    def _hide_hint(self, dt: float = 0.0) -> None:
+        if self._hint is not None:
+            self._hint.delete()
+            self._hint = None
+            self.request_redraw()
+
+    def _on_close(self) -> bool:
+        if self.on_close is not None:
+            self.on_close()
+        else:
+            with contextlib.suppress(Exception):
+                pyglet.app.exit()
+        return True
+
+
+def _make_window(mode: WindowMode, size: tuple[int, int]) -> pyglet.window.Window:
+    """A window with 8 bits per colour (EGL may offer 16-bit colour first)."""
+    configs = [
+        gl.Config(  # type: ignore[abstract]  # pyglet picks the platform's subclass
+            red_size=8, green_size=8, blue_size=8, alpha_size=8, double_buffer=True
+        ),
+        None,
+    ]
+    for i, config in enumerate(configs):
+        try:
+            if mode == "fullscreen":
+                window = pyglet.window.Window(
+                    fullscreen=True, caption="ClassCast", vsync=True, config=config
+                )
+                window.set_mouse_visible(False)
+                return window
+            width, height = size
+            return pyglet.window.Window(
+                width, height, caption="ClassCast", vsync=mode != "headless", config=config
+            )
+        except pyglet.window.NoSuchConfigException:
+            if i == len(configs) - 1:
+                raise
+    raise AssertionError("unreachable")

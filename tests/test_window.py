@@ -1,0 +1,344 @@
+"""The panel window, rendered for real offscreen (EGL): kiosk.window.
+
+Effects, gapless switching, the error slide, blanking, the panel's keys and taps, the
+idle screen, screenshots, and a still slide costing no frames. One headless window
+serves the module.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["PYGLET_HEADLESS"] = "true"  # before pyglet's first import
+
+import io
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyglet
+import pytest
+from PIL import Image
+from pyglet.window import key
+
+from kiosk.player import Preload, SetBlank, Show, ShowIdle, VideoCommand
+from kiosk.scenes import ERROR_BACKGROUND, IDLE_BACKGROUND, IdleInfo, Scene, SceneContext
+from kiosk.service import PinChanged
+from kiosk.window import Frame, PygletWindow
+from media.lesson import load_lesson, sample_lesson_path
+from media.store import BlobStore
+from protocol.messages import LessonManifest, ManifestItem
+
+pytestmark = pytest.mark.display
+
+W, H = 640, 480
+GREEN = (46, 125, 50)
+BLUE = (21, 101, 192)
+BLACK = (0, 0, 0)
+
+
+class Panel:
+    """The module's window, its store (sample lesson) and what it drew and asked for."""
+
+    def __init__(self, root: Path) -> None:
+        self.store = BlobStore(root, 10**9)
+        lesson = load_lesson(sample_lesson_path())
+        for path in lesson.blob_paths().values():
+            self.store.put_bytes(path.read_bytes())
+        self.lesson = lesson.manifest()
+        self.controls: list[str] = []
+        self.ended: list[int] = []
+        self.window = PygletWindow(
+            self.store,
+            IdleInfo("Школа № 5", "Каб. 12"),
+            mode="headless",
+            size=(W, H),
+            control=self.controls.append,
+            item_ended=self.ended.append,
+        )
+        self.frames: list[Frame] = []
+        self.window.frame_hooks.append(lambda: self.frames.append(self.window.read_pixels()))
+        self.window.run_pending()
+
+    def apply(self, *effects: object) -> Frame:
+        for effect in effects:
+            self.window.apply(effect)  # type: ignore[arg-type]
+        self.window.run_pending()
+        return self.frames[-1]
+
+    def show(self, index: int, *, preload: bool = True) -> Frame:
+        items = self.lesson.items
+        effects: list[object] = [Show(self.lesson, index, items[index])]
+        if preload and index + 1 < len(items):
+            effects.append(Preload(self.lesson, index + 1, items[index + 1]))
+        return self.apply(*effects)
+
+    def press(self, symbol: int) -> None:
+        self.window.window.dispatch_event("on_key_press", symbol, 0)
+        self.window.window.dispatch_events()
+        self.window.run_pending()
+
+    def tap(self, x: int) -> None:
+        self.window.window.dispatch_event("on_mouse_press", x, H // 2, 1, 0)
+        self.window.window.dispatch_events()
+
+
+@pytest.fixture(scope="module")
+def module_panel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Panel]:
+    p = Panel(tmp_path_factory.mktemp("window"))
+    yield p
+    p.window.close()
+
+
+@pytest.fixture
+def panel(module_panel: Panel) -> Iterator[Panel]:
+    module_panel.controls.clear()
+    module_panel.frames.clear()
+    yield module_panel
+    module_panel.apply(SetBlank(False), ShowIdle())
+
+
+def png_bytes(data: bytes) -> ManifestItem:
+    return ManifestItem("image", "x", sha256="0" * 64, size_bytes=len(data))
+
+
+# --------------------------------------------------------------------------- idle
+
+
+def test_idle_screen_shows_the_current_pin(panel: Panel) -> None:
+    first = panel.apply(PinChanged("111111"))
+    assert first.pixel(3, 3) == (21, 42, 64)
+    again = panel.apply(PinChanged("111111"))  # unchanged PIN: no new frame
+    assert again is first
+    second = panel.apply(PinChanged("975310"))
+    assert second.rgba != first.rgba
+    # Only the PIN's region changed: the lower left quarter.
+    diff = Image.frombytes(
+        "RGBA", (W, H), bytes(a ^ b for a, b in zip(first.rgba, second.rgba, strict=True))
+    )
+    bbox = diff.transpose(Image.Transpose.FLIP_TOP_BOTTOM).convert("L").getbbox()
+    assert bbox is not None
+    left, top, right, _ = bbox
+    assert left < W // 2
+    assert right < W // 2 + 60
+    assert top > H // 2
+
+
+def test_idle_screen_shows_the_address_as_a_qr_code(panel: Panel) -> None:
+    panel.window.set_address("wss://192.168.1.5:8765")
+    frame = panel.apply()
+    box = panel.window.idle.qr_box
+    assert box is not None
+    x, y, w, h = box
+    region = frame.image().crop((x, H - y - h, x + w, H - y)).convert("L")
+    histogram = region.histogram()
+    assert histogram[0] > w * h // 5  # black modules
+    assert histogram[255] > w * h // 3  # white modules and quiet zone
+    assert sum(histogram) - histogram[0] - histogram[255] == 0  # crisp: nothing between
+    assert x > W // 2
+    assert x + w < W
+
+
+# --------------------------------------------------------------------------- switching
+
+
+def test_show_preloaded_item_swaps_in_one_frame(panel: Panel) -> None:
+    panel.show(0)
+    assert panel.frames[-1].pixel(W // 2, H // 2) != BLACK
+    before = panel.window.frames
+    frame = panel.show(1)
+    assert frame.pixel(W // 2, H // 2) == BLUE
+    assert panel.window.frames - before == 1  # no intermediate frame
+
+
+def test_no_black_frame_between_switches(panel: Panel) -> None:
+    panel.show(0, preload=False)
+    panel.frames.clear()
+    items = panel.lesson.items
+    # Show the PDF page without preloading it, and redraw as often as possible while it
+    # loads (as an expose would): every frame is the old picture or the new one.
+    panel.window.apply(Show(panel.lesson, 3, items[3]))
+    deadline = time.monotonic() + 5
+    while not any(f.pixel(W // 2, H - 80) == (255, 255, 255) for f in panel.frames[-1:]):
+        panel.window.request_redraw()
+        pyglet.app.platform_event_loop.dispatch_posted_events()
+        pyglet.clock.tick()
+        assert time.monotonic() < deadline
+    panel.window.run_pending()
+    assert len(panel.frames) >= 2
+    for frame in panel.frames:
+        assert not frame.is_uniform(BLACK)
+        middle = frame.pixel(W // 2, H // 2)
+        assert middle == (255, 255, 255) or frame.pixel(2, 70) == GREEN
+
+
+def test_corrupt_image_shows_the_error_slide_and_the_lesson_goes_on(panel: Panel) -> None:
+    bad_sha = panel.store.put_bytes(b"GIF89a broken")
+    items = [
+        ManifestItem("image", "Битая картинка", sha256=bad_sha, size_bytes=13),
+        panel.lesson.items[1],
+    ]
+    lesson = LessonManifest("l-bad", "Урок", items)
+    frame = panel.apply(Show(lesson, 0, items[0]), Preload(lesson, 1, items[1]))
+    assert frame.pixel(3, 3) == ERROR_BACKGROUND[:3]
+    frame = panel.apply(Show(lesson, 1, items[1]))
+    assert frame.pixel(W // 2, H // 2) == BLUE
+
+
+def test_blank_and_unblank(panel: Panel) -> None:
+    panel.show(1)
+    assert panel.apply(SetBlank(True)).is_uniform(BLACK)
+    assert panel.apply(SetBlank(False)).pixel(W // 2, H // 2) == BLUE
+
+
+def test_blanked_screen_stays_black_when_the_item_changes(panel: Panel) -> None:
+    panel.apply(SetBlank(True))
+    frame = panel.show(0)
+    assert frame.is_uniform(BLACK)
+
+
+def test_video_commands_and_the_end_reach_the_scene(panel: Panel) -> None:
+    received: list[VideoCommand] = []
+
+    class FakeVideo(Scene):
+        def __init__(self, ctx: SceneContext, index: int) -> None:
+            self.ctx, self.index = ctx, index
+
+        def video(self, command: VideoCommand) -> None:
+            received.append(command)
+            if command.action == "seek":
+                self.ctx.item_ended(self.index)
+
+    factory = panel.window.factory
+    factory.register("video", lambda req, ctx: lambda: FakeVideo(ctx, req.index))
+    try:
+        item = ManifestItem("video", "Опыт", sha256="e" * 64)
+        lesson = LessonManifest("l-video", "Видео", [item])
+        panel.apply(Show(lesson, 0, item), VideoCommand("pause"), VideoCommand("seek", 5000))
+    finally:
+        from kiosk.scenes import load_placeholder
+
+        factory.register("video", load_placeholder)
+    assert received == [VideoCommand("pause"), VideoCommand("seek", 5000)]
+    assert panel.ended == [0]
+
+
+# --------------------------------------------------------------------------- input
+
+
+@pytest.mark.parametrize(
+    ("symbol", "action"),
+    [
+        (key.RIGHT, "next"),
+        (key.PAGEDOWN, "next"),
+        (key.SPACE, "next"),
+        (key.LEFT, "prev"),
+        (key.PAGEUP, "prev"),
+        (key.B, "blank"),
+    ],
+)
+def test_keys(panel: Panel, symbol: int, action: str) -> None:
+    panel.press(symbol)
+    assert panel.controls == [action]
+
+
+def test_b_unblanks_a_blank_screen(panel: Panel) -> None:
+    panel.apply(SetBlank(True))
+    panel.press(key.B)
+    assert panel.controls == ["unblank"]
+
+
+def test_escape_stops_only_after_a_confirmation(panel: Panel) -> None:
+    panel.show(1)
+    plain = panel.frames[-1]
+    panel.press(key.ESCAPE)
+    assert panel.controls == []
+    hint = panel.frames[-1]
+    assert hint.rgba != plain.rgba  # the hint banner
+    assert hint.pixel(W // 2, 60) == BLUE  # ...at the bottom only
+    panel.press(key.ESCAPE)
+    assert panel.controls == ["stop"]
+    assert panel.frames[-1].rgba == plain.rgba  # the hint is gone
+    assert not panel.window.window.has_exit  # Esc never closes the window
+
+
+def test_escape_confirmation_expires(panel: Panel, monkeypatch: pytest.MonkeyPatch) -> None:
+    panel.press(key.ESCAPE)
+    real = time.monotonic
+    monkeypatch.setattr(time, "monotonic", lambda: real() + 3.5)
+    panel.press(key.ESCAPE)
+    assert panel.controls == []
+
+
+def test_taps_on_the_thirds(panel: Panel) -> None:
+    panel.tap(W - 10)
+    panel.tap(10)
+    panel.tap(W // 2)
+    assert panel.controls == ["next", "prev"]
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+@pytest.mark.slow
+def test_still_slide_draws_nothing_and_an_effect_wakes_the_loop(panel: Panel) -> None:
+    """In the real loop: no frame while a slide stands; a Show from another thread is
+    drawn at once (the loop is woken, not polling)."""
+    panel.show(1)
+    start_frames = panel.window.frames
+    marks: dict[str, float] = {}
+
+    def from_network() -> None:
+        time.sleep(0.3)
+        marks["frames_still"] = panel.window.frames
+        marks["sent"] = time.monotonic()
+        panel.window.apply(Show(panel.lesson, 0, panel.lesson.items[0]))
+
+    def on_frame() -> None:
+        if "sent" in marks and "drawn" not in marks:
+            marks["drawn"] = time.monotonic()
+            pyglet.clock.schedule_once(lambda dt: pyglet.app.exit(), 0)
+
+    panel.window.frame_hooks.append(on_frame)
+    thread = threading.Thread(target=from_network)
+    cpu = time.process_time()
+    thread.start()
+    pyglet.clock.schedule_once(lambda dt: pyglet.app.exit(), 5)  # safety net
+    try:
+        panel.window.run()
+    finally:
+        panel.window.frame_hooks.remove(on_frame)
+        thread.join()
+        pyglet.clock.unschedule(lambda dt: None)
+    cpu = time.process_time() - cpu
+    assert marks["frames_still"] == start_frames  # 0 frames while the slide stood
+    assert marks["drawn"] - marks["sent"] < 0.5
+    assert panel.frames[-1].pixel(2, 70) == GREEN
+    assert cpu < 0.25  # the 0.3 s still period costs next to nothing
+
+
+def test_screenshot_from_another_thread(panel: Panel) -> None:
+    panel.show(1)
+    result: dict[str, bytes] = {}
+
+    def ask() -> None:
+        result["png"] = panel.window.screenshot_png(max_width=320)
+        panel.window.exit()
+
+    thread = threading.Thread(target=ask)
+    thread.start()
+    pyglet.clock.schedule_once(lambda dt: pyglet.app.exit(), 5)
+    panel.window.run()
+    thread.join()
+    image = Image.open(io.BytesIO(result["png"]))
+    assert image.size == (320, 240)
+    assert image.convert("RGB").getpixel((160, 120)) == BLUE
+    assert image.convert("RGB").getpixel((160, 5)) == BLACK
+
+
+def test_screenshot_on_the_main_thread(panel: Panel) -> None:
+    panel.apply(ShowIdle())
+    image = Image.open(io.BytesIO(panel.window.screenshot_png()))
+    assert image.width == 480
+    assert image.convert("RGB").getpixel((2, 2)) == IDLE_BACKGROUND[:3]
