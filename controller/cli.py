@@ -395,6 +395,70 @@ for _action, _help in (
 
 
 @cli.command()
+@click.argument("text", required=False)
+@_targets_options
+@option(
+    "--level",
+    type=click.Choice(["info", "alert"]),
+    default="info",
+    show_default=True,
+    help="info: a banner at the bottom; alert: the whole screen.",
+)
+@option(
+    "--for",
+    "duration_s",
+    type=click.IntRange(1, 86400),
+    metavar="SECONDS",
+    help="Remove it after this many seconds (default: until cleared).",
+)
+@option("--clear", is_flag=True, help="Remove the announcement instead.")
+@click.pass_obj
+def announce(
+    obj: Ctx,
+    text: str | None,
+    to: str | None,
+    all_panels: bool,
+    level: str,
+    duration_s: int | None,
+    clear: bool,
+) -> None:
+    """Show an announcement over what panels show, or remove it (--clear).
+
+    Over another teacher's lesson this needs the admin role.
+
+    Example:
+
+        classcast announce "Урок окончен, сдайте тетради" --for 60
+        classcast announce "Эвакуация! Выйдите из здания" --level alert --all
+        classcast announce --clear --all
+    """
+    if not clear and not (text and text.strip()):
+        raise click.UsageError(t("Give the TEXT to announce, or --clear."))
+    targets = obj.targets(to, all_panels)
+
+    async def go() -> list[Outcome[None]]:
+        group = await obj.group(targets, "admin" if all_panels else "teacher")
+        try:
+            if clear:
+                return await group.each(lambda c: c.clear_announcement())
+            assert text is not None
+            return await group.each(
+                lambda c: c.announce(text, level=level, duration_s=duration_s)  # type: ignore[arg-type]
+            )
+        finally:
+            await group.close()
+
+    report(
+        run(go()),
+        lambda o: t(
+            "{room}: {action}",
+            room=o.label,
+            action=t("announcement removed") if clear else t("announced"),
+        ),
+    )
+
+
+@cli.command()
 @click.argument("number", type=int)
 @_targets_options
 @click.pass_obj

@@ -45,9 +45,12 @@ from protocol.errors import (
     UnexpectedMessageError,
 )
 from protocol.messages import (
+    Announce,
+    AnnouncementLevel,
     BlobNeed,
     BlobStored,
     Cast,
+    ClearAnnouncement,
     Control,
     ControlAction,
     Error,
@@ -369,6 +372,22 @@ class KioskClient:
             Control(id=self._new_id(), action=action, index=index, position_ms=position_ms)
         )
 
+    async def announce(
+        self, text: str, *, level: AnnouncementLevel = "info", duration_s: int | None = None
+    ) -> None:
+        """Show an announcement on the panel (``alert`` covers the whole screen)."""
+        reply = await self._request(
+            Announce(id=self._new_id(), text=text, level=level, duration_s=duration_s)
+        )
+        if not isinstance(reply, Ok):
+            raise UnexpectedMessageError(f"kiosk answered announce with {reply.TYPE}")
+
+    async def clear_announcement(self) -> None:
+        """Remove the announcement shown on the panel."""
+        reply = await self._request(ClearAnnouncement(id=self._new_id()))
+        if not isinstance(reply, Ok):
+            raise UnexpectedMessageError(f"kiosk answered clear_announcement with {reply.TYPE}")
+
     async def screenshot(self, max_width: int = 480) -> bytes:
         """A PNG thumbnail of what the panel shows.
 
@@ -526,7 +545,9 @@ class KioskClient:
         | PairConfirm
         | Unpair
         | TimePing
-        | TakeScreenshot,
+        | TakeScreenshot
+        | Announce
+        | ClearAnnouncement,
     ) -> Reply:
         queue = self._open(msg.id)
         try:

@@ -160,6 +160,22 @@ RU: dict[str, str] = {
     "With --thumbnail FILE: a PNG thumbnail of what PANEL shows.": (
         "С --thumbnail ФАЙЛ: снимок (PNG) того, что показывает панель."
     ),
+    "Give the TEXT to announce, or --clear.": "Укажите ТЕКСТ объявления или --clear.",
+    "announcement removed": "объявление снято",
+    "announced": "объявление показано",
+    "Show an announcement over what panels show, or remove it (--clear).": (
+        "Показать объявление поверх изображения на панелях или снять его (--clear)."
+    ),
+    "Over another teacher's lesson this needs the admin role.": (
+        "Поверх урока другого учителя — только с правами администратора."
+    ),
+    "info: a banner at the bottom; alert: the whole screen.": (
+        "info — полоса внизу экрана; alert — на весь экран."
+    ),
+    "Remove it after this many seconds (default: until cleared).": (
+        "Снять через столько секунд (по умолчанию — пока не снимут)."
+    ),
+    "Remove the announcement instead.": "Снять объявление.",
     "Room": "Кабинет",
     "School": "Школа",
     "Address": "Адрес",

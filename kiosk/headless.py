@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 
 from kiosk.player import Preload, SetBlank, Show, ShowIdle, VideoCommand
-from kiosk.service import DisplayEffect, PinChanged
+from kiosk.service import DisplayEffect, HideAnnouncement, PinChanged, ShowAnnouncement
 from protocol.messages import ManifestItem
 
 logger = logging.getLogger(__name__)
@@ -28,6 +28,7 @@ class HeadlessDisplay:
     shown: list[tuple[int, str]] = field(default_factory=list)
     video_commands: list[VideoCommand] = field(default_factory=list)
     pin: str | None = None
+    announcement: ShowAnnouncement | None = None
 
     def screenshot_png(self, max_width: int) -> bytes | None:
         """No screen: nothing to capture."""
@@ -58,3 +59,8 @@ class HeadlessDisplay:
                 logger.info("video %s %d ms", effect.action, effect.position_ms)
             case PinChanged():
                 self.pin = effect.pin
+            case ShowAnnouncement():
+                self.announcement = effect
+                logger.info("announcement (%s): %s", effect.level, effect.text)
+            case HideAnnouncement():
+                self.announcement = None

@@ -664,6 +664,59 @@ class IdleScene(Scene):
             self._qr.delete()
 
 
+ALERT_RED = (183, 28, 28, 255)
+"""Background of an ``alert`` announcement (it covers the whole screen)."""
+
+INFO_BLUE = (13, 71, 161, 235)
+"""Background of an ``info`` announcement banner."""
+
+
+class AnnouncementOverlay:
+    """An announcement over the screen: a banner (info) or the whole screen (alert)."""
+
+    def __init__(self, ctx: SceneContext, text: str, level: str) -> None:
+        self._batch = pyglet.graphics.Batch()
+        background = pyglet.graphics.Group(order=0)
+        foreground = pyglet.graphics.Group(order=1)
+        alert = level == "alert"
+        if alert:
+            box = (0, 0, ctx.width, ctx.height)
+            size = ctx.height / 14
+            label_box = (ctx.width // 2, ctx.height // 2, round(ctx.width * 0.85))
+        else:
+            height = round(ctx.height / 6)
+            box = (0, 0, ctx.width, height)
+            size = ctx.height / 28
+            label_box = (ctx.width // 2, height // 2, round(ctx.width * 0.9))
+        self._box = pyglet.shapes.Rectangle(
+            *box, color=ALERT_RED if alert else INFO_BLUE, batch=self._batch, group=background
+        )
+        x, y, width = label_box
+        self._label = pyglet.text.Label(
+            text,
+            x=x,
+            y=y,
+            width=width,
+            multiline=True,
+            align="center",
+            anchor_x="center",
+            anchor_y="center",
+            font_name=FONT_NAME,
+            font_size=size,
+            weight="bold" if alert else "normal",
+            color=WHITE,
+            batch=self._batch,
+            group=foreground,
+        )
+
+    def draw(self) -> None:
+        self._batch.draw()
+
+    def delete(self) -> None:
+        self._box.delete()
+        self._label.delete()
+
+
 class HintOverlay:
     """A small banner at the bottom of the window (the Esc confirmation)."""
 

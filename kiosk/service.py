@@ -53,9 +53,12 @@ from protocol.errors import (
     UsageLogError,
 )
 from protocol.messages import (
+    Announce,
+    AnnouncementLevel,
     BlobNeed,
     BlobStored,
     Cast,
+    ClearAnnouncement,
     Control,
     EndReason,
     Error,
@@ -94,7 +97,30 @@ class PinChanged:
     pin: str
 
 
-DisplayEffect = Show | Preload | ShowIdle | SetBlank | VideoCommand | PinChanged
+@dataclass(frozen=True, slots=True)
+class ShowAnnouncement:
+    """Show an announcement over the screen (``alert`` covers all of it)."""
+
+    text: str
+    level: AnnouncementLevel
+    duration_s: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class HideAnnouncement:
+    """Remove the announcement."""
+
+
+DisplayEffect = (
+    Show
+    | Preload
+    | ShowIdle
+    | SetBlank
+    | VideoCommand
+    | PinChanged
+    | ShowAnnouncement
+    | HideAnnouncement
+)
 
 _REQUIRED_ROLE: dict[str, Role | None] = {
     "hello": None,
@@ -107,6 +133,8 @@ _REQUIRED_ROLE: dict[str, Role | None] = {
     "get_status": "teacher",
     "time_ping": "teacher",
     "take_screenshot": "teacher",
+    "announce": "teacher",
+    "clear_announcement": "teacher",
     "usage_pull": "admin",
 }
 """The role each request needs (None: allowed before pairing). See kiosk.access."""
@@ -444,6 +472,15 @@ class KioskService:
                 self._reply(session.sid, Status(snapshot, re=msg.id))
             case TakeScreenshot():
                 self._screenshot(session, msg)
+            case Announce():
+                self._check_presenter(session, now)
+                logger.info("announcement (%s) from %s", msg.level, session.controller_name)
+                self._display(ShowAnnouncement(msg.text, msg.level, msg.duration_s))
+                self._reply(session.sid, Ok(msg.id))
+            case ClearAnnouncement():
+                self._check_presenter(session, now)
+                self._display(HideAnnouncement())
+                self._reply(session.sid, Ok(msg.id))
             case TimePing():
                 kiosk_ms = round(self.clock.time() * 1000)
                 self._reply(

@@ -44,6 +44,7 @@ from pyglet.window import key
 from kiosk.i18n import tr
 from kiosk.player import Preload, SetBlank, Show, ShowIdle, VideoCommand
 from kiosk.scenes import (
+    AnnouncementOverlay,
     HintOverlay,
     IdleInfo,
     IdleScene,
@@ -52,7 +53,7 @@ from kiosk.scenes import (
     SceneFactory,
     SceneRequest,
 )
-from kiosk.service import DisplayEffect, PinChanged
+from kiosk.service import DisplayEffect, HideAnnouncement, PinChanged, ShowAnnouncement
 from media.store import BlobStore
 
 logger = logging.getLogger(__name__)
@@ -184,6 +185,7 @@ class PygletWindow:
         self._loading: dict[object, concurrent.futures.Future[object]] = {}
         self._blanked = False
         self._hint: HintOverlay | None = None
+        self._announcement: AnnouncementOverlay | None = None
         self._esc_at = float("-inf")
         self._draw_scheduled = False
         self._captures: list[concurrent.futures.Future[Frame]] = []
@@ -378,6 +380,14 @@ class PygletWindow:
                     self._current.video(effect)
                 else:
                     self._video_backlog.append(effect)
+            case ShowAnnouncement():
+                self._hide_announcement()
+                self._announcement = AnnouncementOverlay(self.ctx, effect.text, effect.level)
+                if effect.duration_s is not None:
+                    pyglet.clock.schedule_once(self._hide_announcement, effect.duration_s)
+                self.request_redraw()
+            case HideAnnouncement():
+                self._hide_announcement()
             case PinChanged():
                 if self.idle.info.pin != effect.pin:
                     self.idle.info.pin = effect.pin
@@ -478,17 +488,27 @@ class PygletWindow:
         return True
 
     def on_draw(self) -> None:
-        """Draw the current scene (only draws)."""
+        """Draw the current scene, then the announcement and hint on top (only draws)."""
         if self._blanked:
             gl.glClearColor(0.0, 0.0, 0.0, 1.0)
             self.window.clear()
-            return
-        r, g, b, a = self._current.background
-        gl.glClearColor(r / 255, g / 255, b / 255, a / 255)
-        self.window.clear()
-        self._current.draw()
-        if self._hint is not None:
+        else:
+            r, g, b, a = self._current.background
+            gl.glClearColor(r / 255, g / 255, b / 255, a / 255)
+            self.window.clear()
+            self._current.draw()
+        # An announcement shows even over a blanked screen.
+        if self._announcement is not None:
+            self._announcement.draw()
+        if self._hint is not None and not self._blanked:
             self._hint.draw()
+
+    def _hide_announcement(self, dt: float = 0.0) -> None:
+        pyglet.clock.unschedule(self._hide_announcement)
+        if self._announcement is not None:
+            self._announcement.delete()
+            self._announcement = None
+            self.request_redraw()
 
     def _schedule_minute(self) -> None:
         now = time.time()

@@ -27,6 +27,7 @@ from protocol.constants import CHUNK_HEADER_BYTES, HASH_BYTES, OFFSET_BYTES
 from protocol.errors import MalformedMessageError
 from protocol.messages import (
     MESSAGE_TYPES,
+    Announce,
     BlobStored,
     Cast,
     Control,
@@ -270,6 +271,11 @@ def _check(msg: Message) -> None:
                 raise MalformedMessageError(
                     f"control seek needs 'position_ms' from 0 to {limits.MAX_DURATION_MS}"
                 )
+        case Announce():
+            if not msg.text.strip():
+                raise MalformedMessageError("announce.text is empty")
+            if msg.duration_s is not None and not 1 <= msg.duration_s <= 24 * 3600:
+                raise MalformedMessageError("announce.duration_s must be from 1 to 86400")
         case TakeScreenshot():
             if not 16 <= msg.max_width <= limits.MAX_SCREENSHOT_WIDTH:
                 raise MalformedMessageError(

@@ -264,6 +264,34 @@ class GetStatus:
     id: int
 
 
+AnnouncementLevel = Literal["info", "alert"]
+
+
+@dataclass(frozen=True, slots=True)
+class Announce:
+    """Show an announcement over whatever the panel shows.
+
+    ``info`` is a banner at the bottom; ``alert`` takes the whole screen (an evacuation
+    notice, say). It disappears after ``duration_s`` seconds, or on ``clear_announcement``.
+    Teachers may announce on their panel; announcing while another teacher presents
+    needs the admin role.
+    """
+
+    TYPE: ClassVar[str] = "announce"
+    id: int
+    text: str
+    level: AnnouncementLevel = "info"
+    duration_s: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClearAnnouncement:
+    """Remove the announcement shown, if any; answered with ``ok``."""
+
+    TYPE: ClassVar[str] = "clear_announcement"
+    id: int
+
+
 @dataclass(frozen=True, slots=True)
 class TakeScreenshot:
     """Ask for a PNG thumbnail of what the panel shows, at most ``max_width`` pixels wide.
@@ -442,6 +470,8 @@ Request = (
     | Prepare
     | Control
     | GetStatus
+    | Announce
+    | ClearAnnouncement
     | TakeScreenshot
     | TimePing
     | UsagePull
@@ -474,6 +504,8 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     Prepare,
     Control,
     GetStatus,
+    Announce,
+    ClearAnnouncement,
     TakeScreenshot,
     TimePing,
     UsagePull,

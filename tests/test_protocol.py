@@ -37,9 +37,11 @@ from protocol.limits import (
 )
 from protocol.messages import (
     MESSAGE_TYPES,
+    Announce,
     BlobNeed,
     BlobStored,
     Cast,
+    ClearAnnouncement,
     Control,
     Error,
     GetStatus,
@@ -194,6 +196,9 @@ SAMPLES: list[Message] = [
     Unpair(id=6),
     TimePing(id=7, controller_ms=1_764_300_000_000),
     TakeScreenshot(id=8, max_width=320),
+    Announce(id=9, text="Урок окончен", level="info", duration_s=60),
+    Announce(id=10, text="Эвакуация", level="alert"),
+    ClearAnnouncement(id=11),
     Screenshot(re=8, png="iVBORw0KGgo="),
     TimePong(re=7, controller_ms=1_764_300_000_000, kiosk_ms=1_764_300_000_250),
     PairOffer(re=3, spake="QkJC"),

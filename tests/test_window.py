@@ -342,3 +342,30 @@ def test_screenshot_on_the_main_thread(panel: Panel) -> None:
     image = Image.open(io.BytesIO(panel.window.screenshot_png()))
     assert image.width == 480
     assert image.convert("RGB").getpixel((2, 2)) == IDLE_BACKGROUND[:3]
+
+
+# --------------------------------------------------------------------------- announcements
+
+
+def test_announcements_draw_over_the_slide_and_go_away(panel: Panel) -> None:
+    from kiosk.scenes import ALERT_RED
+    from kiosk.service import HideAnnouncement, ShowAnnouncement
+
+    slide = panel.show(0)
+    top = slide.pixel(W // 4, 10)  # pixels count from the top left
+    bottom_left = (5, H - 5)
+    info = panel.apply(ShowAnnouncement("Урок окончен", "info", None))
+    # A banner along the bottom (blue, a little translucent); the slide stays above it.
+    r, _g, b = info.pixel(*bottom_left)
+    assert b > 120
+    assert b > r + 60
+    assert info.pixel(W // 4, 10) == top
+    alert = panel.apply(ShowAnnouncement("Эвакуация", "alert", None))
+    assert alert.pixel(5, 5) == ALERT_RED[:3]
+    assert alert.pixel(W - 5, H - 5) == ALERT_RED[:3]
+    # An alert shows even over a blanked screen.
+    blanked = panel.apply(SetBlank(True))
+    assert blanked.pixel(5, 5) == ALERT_RED[:3]
+    cleared = panel.apply(SetBlank(False), HideAnnouncement())
+    assert cleared.pixel(W // 4, 10) == top
+    assert cleared.pixel(*bottom_left) == slide.pixel(*bottom_left)
