@@ -111,3 +111,59 @@ async def test_the_panel_window_shows_the_lesson_in_a_screenshot(tmp_path: Path)
     r, g, b = pixel[:3]
     assert g > r + 40
     assert g > b + 40
+
+
+async def test_windowed_kiosk_under_xvfb(tmp_path: Path) -> None:
+    """A real X11 window (Xvfb): the kiosk starts windowed and its screen is captured."""
+    import io
+    import shutil
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    xvfb_run = shutil.which("xvfb-run")
+    if xvfb_run is None:
+        pytest.skip("xvfb-run is not installed (apt-get install xvfb xauth)")
+    config = tmp_path / "k.toml"
+    config.write_text(f'admin_secret = "{ADMIN_SECRET}"\nmdns = false\n', encoding="utf-8")
+    proc = subprocess.Popen(  # noqa: ASYNC220 - a child for the whole test, like kiosk_process
+        [
+            xvfb_run,
+            "-a",
+            "-s",
+            "-screen 0 1280x720x24",
+            sys.executable,
+            "-c",
+            "from kiosk.cli import main; main()",
+            "--windowed",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--config",
+            str(config),
+            "--room",
+            "Каб. 7",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)
+        assert line.startswith("ready "), line
+        address = line.split()[1].removeprefix("wss://").removesuffix("/v1")
+        async with await connect_admin(address) as client:
+            png = await client.screenshot(max_width=640)
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    shot = Image.open(io.BytesIO(png)).convert("RGB")
+    assert shot.size == (640, 360)
+    colours = shot.getcolors(maxcolors=100_000)
+    assert colours is not None
+    assert len(colours) > 10  # the idle screen: text, a QR code, not one flat colour
