@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from pathlib import Path
 
@@ -151,6 +152,7 @@ async def test_windowed_kiosk_under_xvfb(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        start_new_session=True,  # xvfb-run does not pass SIGTERM on: stop the group
     )
     try:
         assert proc.stdout is not None
@@ -160,7 +162,7 @@ async def test_windowed_kiosk_under_xvfb(tmp_path: Path) -> None:
         async with await connect_admin(address) as client:
             png = await client.screenshot(max_width=640)
     finally:
-        proc.terminate()
+        os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(15)
     shot = Image.open(io.BytesIO(png)).convert("RGB")
     assert shot.size == (640, 360)
