@@ -256,14 +256,21 @@ def open_window(app: KioskApp) -> PygletWindow | None:
         os.environ["PYGLET_HEADLESS"] = "true"  # before pyglet's first import
     try:
         from kiosk.scenes import IdleInfo
+        from kiosk.video_scene import load_video
+        from kiosk.web import WebLoader
         from kiosk.window import PygletWindow
 
-        return PygletWindow(
+        window = PygletWindow(
             app.store,
             IdleInfo(app.config.school, app.config.room),
             mode=mode,
             lang=app.config.lang,
         )
+        window.factory.register("video", load_video)
+        window.factory.register(
+            "web", WebLoader(mode, profile_dir=app.config.state_dir / "chromium")
+        )
+        return window
     except Exception as exc:
         if mode != "headless":
             raise

@@ -1,0 +1,299 @@
+"""The video scene: an item of kind ``video`` played by libVLC into a texture.
+
+Uses :class:`~kiosk.video.VlcVideo`'s frame-callback output: libVLC decodes on its
+own threads, and the scene only hears "a new frame is ready"; it asks the window for
+a redraw, and :meth:`VideoScene.draw` (main thread) uploads
+:meth:`~kiosk.video.VideoOut.latest_frame` into one texture and draws it letterboxed,
+as pictures are::
+
+    loader thread   load_video: the blob's path; libVLC loaded and started
+    main thread     builder → VideoScene (no player yet: a preload plays nothing)
+                    enter: VlcVideo, load, play       leave / delete: close (joins
+                    draw: upload the newest frame      libVLC's threads)
+    libVLC threads  on_frame → request_redraw;  on_end, on_error → posted to the
+                    main thread, which checks the player is still this scene's
+
+The end of the video reports ``ctx.item_ended(index)`` (the lesson advances). A file
+libVLC cannot decode turns the scene into the error slide; a video has no duration
+of its own, so after :data:`ERROR_HOLD_S` the scene reports the item ended too and an
+unattended lesson goes on. A pause or seek that arrives before the first picture is
+kept and carried out at the first picture: libVLC ignores a seek while it opens the
+file, and a pause then would leave the screen without any picture.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import pyglet
+from pyglet import gl
+
+from kiosk.player import VideoCommand
+from kiosk.scenes import (
+    BLACK,
+    ERROR_BACKGROUND,
+    ErrorScene,
+    Scene,
+    SceneBuilder,
+    SceneContext,
+    SceneRequest,
+    fit_size,
+)
+from kiosk.video import VideoFrame, VideoOut, VlcVideo, shared_instance
+from protocol.errors import CorruptContentError, MediaError
+
+logger = logging.getLogger(__name__)
+
+ERROR_HOLD_S = 5.0
+"""How long a video that cannot be played shows the error slide before the lesson
+advances (as if it had ended)."""
+
+VideoMaker = Callable[[], VideoOut]
+
+
+class _MainThread(pyglet.event.EventDispatcher):
+    """Receives calls posted from libVLC's threads to the pyglet main thread."""
+
+    def on_call(self, fn: Callable[[], None]) -> None: ...
+
+
+_MainThread.register_event_type("on_call")
+
+
+def _run(fn: Callable[[], None]) -> None:
+    try:
+        fn()
+    except Exception:  # a posted call must not take the main loop down
+        logger.exception("the video scene failed to handle an event")
+
+
+_main_thread = _MainThread()
+_main_thread.push_handlers(on_call=_run)
+
+
+def _post(fn: Callable[[], None]) -> None:
+    """Run ``fn`` on the main thread soon (thread-safe; wakes the pyglet loop)."""
+    pyglet.app.platform_event_loop.post_event(_main_thread, "on_call", fn)
+
+
+class VideoScene(Scene):
+    """Plays ``path`` while shown; every method runs on the main thread.
+
+    The player exists only between :meth:`enter` and :meth:`leave`: a preloaded scene
+    plays nothing and holds no libVLC thread, and a scene shown again starts over.
+    """
+
+    def __init__(
+        self,
+        ctx: SceneContext,
+        request: SceneRequest,
+        path: Path,
+        make_video: VideoMaker = VlcVideo,
+    ) -> None:
+        self.ctx = ctx
+        self.index = request.index
+        self.title = request.item.title
+        self.path = path
+        self._make_video = make_video
+        self._video: VideoOut | None = None
+        self._started = False
+        """The current player delivered its first picture (commands take effect)."""
+        self._pending: list[VideoCommand] = []
+        """Commands that arrived before the first picture."""
+        self._paused = False
+        self._redraw_asked = False
+        """A redraw was requested for a new frame and not drawn yet (set by libVLC)."""
+        self._texture: pyglet.image.Texture | None = None
+        self._batch = pyglet.graphics.Batch()
+        self._sprite: pyglet.sprite.Sprite | None = None
+        self._layout: tuple[int, int, int, int] | None = None
+        self._shown_number = -1
+        self._error: ErrorScene | None = None
+
+    @property
+    def playing(self) -> bool:
+        """Whether a player exists (between :meth:`enter` and :meth:`leave`)."""
+        return self._video is not None
+
+    @property
+    def failed(self) -> bool:
+        """Whether the video could not be played (the error slide shows)."""
+        return self._error is not None
+
+    # ----------------------------------------------------------------- Scene
+
+    def enter(self) -> None:
+        self._stop()
+        self._clear_error()
+        self._drop_texture()  # no picture left from an earlier showing
+        self._redraw_asked = False
+        self._started = False
+        self._pending.clear()
+        self._paused = False
+        self._shown_number = -1
+        video = self._make_video()
+        self._video = video
+        video.on_frame = lambda: self._frame_ready(video)
+        video.on_end = lambda: _post(lambda: self._ended(video))
+        video.on_error = lambda error: _post(lambda: self._failed(video, error))
+        try:
+            video.load(self.path)
+        except CorruptContentError as exc:  # the blob vanished since the loader looked
+            self._failed(video, exc)
+            return
+        video.play()
+
+    def leave(self) -> None:
+        self._stop()
+        pyglet.clock.unschedule(self._error_hold_over)
+
+    def video(self, command: VideoCommand) -> None:
+        if command.action in ("pause", "play"):
+            self._paused = command.action == "pause"
+        if self._error is not None:
+            if command.action != "seek":  # the error slide's time stands while paused
+                pyglet.clock.unschedule(self._error_hold_over)
+                if not self._paused:
+                    pyglet.clock.schedule_once(self._error_hold_over, ERROR_HOLD_S)
+            return
+        if self._video is None:
+            return
+        if self._started:
+            self._command(self._video, command)
+        else:
+            self._pending.append(command)
+
+    def draw(self) -> None:
+        if self._error is not None:
+            self._error.draw()
+            return
+        self._redraw_asked = False  # before reading: a later frame asks again
+        if self._video is not None:
+            frame = self._video.latest_frame()
+            if frame is not None and frame.number != self._shown_number:
+                self._upload(frame)
+        if self._texture is not None and self._sprite is not None:
+            self._place(self._texture, self._sprite)
+            self._batch.draw()
+
+    def delete(self) -> None:
+        self.leave()
+        self._clear_error()
+        self._drop_texture()
+
+    # ----------------------------------------------------------------- libVLC threads
+
+    def _frame_ready(self, video: VideoOut) -> None:
+        if not self._started:
+            _post(lambda: self._first_frame(video))
+        if not self._redraw_asked:
+            self._redraw_asked = True
+            self.ctx.request_redraw()
+
+    # ----------------------------------------------------------------- main thread
+
+    def _first_frame(self, video: VideoOut) -> None:
+        if video is not self._video or self._started:
+            return
+        self._started = True
+        pending, self._pending = self._pending, []
+        for command in pending:
+            self._command(video, command)
+
+    def _ended(self, video: VideoOut) -> None:
+        if video is self._video:
+            logger.info("video %r ended", self.title)
+            self.ctx.item_ended(self.index)
+
+    def _failed(self, video: VideoOut, error: MediaError) -> None:
+        if video is not self._video:
+            return
+        logger.warning("cannot play video %d %r: %s", self.index, self.title, error)
+        self._stop()
+        self._drop_texture()
+        self._error = ErrorScene(self.ctx, self.title)
+        self.background = ERROR_BACKGROUND
+        if not self._paused:
+            pyglet.clock.schedule_once(self._error_hold_over, ERROR_HOLD_S)
+        self.ctx.request_redraw()
+
+    def _error_hold_over(self, dt: float = 0.0) -> None:
+        self.ctx.item_ended(self.index)
+
+    @staticmethod
+    def _command(video: VideoOut, command: VideoCommand) -> None:
+        if command.action == "pause":
+            video.pause()
+        elif command.action == "play":
+            video.play()
+        else:
+            video.seek(command.position_ms)
+
+    def _stop(self) -> None:
+        video, self._video = self._video, None
+        self._pending.clear()
+        if video is not None:
+            video.close()  # joins libVLC's threads; late callbacks see another player
+
+    def _clear_error(self) -> None:
+        if self._error is not None:
+            self._error.delete()
+            self._error = None
+        self.background = BLACK
+
+    def _upload(self, frame: VideoFrame) -> None:
+        texture = self._texture
+        if texture is None or (texture.width, texture.height) != (frame.width, frame.height):
+            self._drop_texture()
+            # RGB inside: the fourth byte of RV32 is padding, not alpha.
+            texture = pyglet.image.Texture.create(
+                frame.width, frame.height, internalformat=gl.GL_RGB8, fmt=gl.GL_RGB
+            )
+            self._texture = texture
+            self._sprite = pyglet.sprite.Sprite(texture, batch=self._batch)
+            self._layout = None
+        data = pyglet.image.ImageData(
+            frame.width, frame.height, "BGRA", frame.data, pitch=-frame.pitch
+        )
+        texture.blit_into(data, 0, 0, 0)
+        self._shown_number = frame.number
+
+    def _place(self, texture: pyglet.image.Texture, sprite: pyglet.sprite.Sprite) -> None:
+        """Fit the picture in the window, centred (letterboxed), aspect kept."""
+        width, height = fit_size(texture.width, texture.height, self.ctx.width, self.ctx.height)
+        layout = ((self.ctx.width - width) // 2, (self.ctx.height - height) // 2, width, height)
+        if layout != self._layout:
+            self._layout = layout
+            x, y, _, _ = layout
+            sprite.update(x=x, y=y, scale_x=width / texture.width, scale_y=height / texture.height)
+
+    def _drop_texture(self) -> None:
+        if self._sprite is not None:
+            self._sprite.delete()
+            self._sprite = None
+        if self._texture is not None:
+            self._texture.delete()
+            self._texture = None
+            # A fresh batch: the old one may still list the sprite's group, whose hash
+            # changed when its texture was deleted.
+            self._batch = pyglet.graphics.Batch()
+        self._layout = None
+        self._shown_number = -1
+
+
+def load_video(request: SceneRequest, ctx: SceneContext) -> SceneBuilder:
+    """Loader of video items: finds the blob and starts libVLC (loader thread).
+
+    Nothing plays before the scene is shown (:meth:`VideoScene.enter`).
+
+    Raises:
+        MediaError: the item names no file, or the blob is not stored.
+        OSError: libVLC is not installed.
+    """
+    if request.item.sha256 is None:
+        raise MediaError(f"item {request.item.title!r} names no file")
+    path = ctx.store.path(request.item.sha256)
+    shared_instance()  # import python-vlc and start libVLC here, not on the main thread
+    return lambda: VideoScene(ctx, request, path)

@@ -1,0 +1,234 @@
+"""The video scene in a real headless window with real libVLC: kiosk.video_scene.
+
+The sample lesson's video (2 s, 320x240, 25 fps) plays in a 16:9 window, so it is
+letterboxed with black bars left and right. The window's real loop runs in short
+bursts (:func:`run_for`), as on a panel: libVLC's callbacks wake it.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["PYGLET_HEADLESS"] = "true"  # before pyglet's first import
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pyglet
+import pytest
+
+from kiosk import video_scene
+from kiosk.player import Preload, SetBlank, Show, ShowIdle, VideoCommand
+from kiosk.scenes import ERROR_BACKGROUND, IdleInfo
+from kiosk.video import HEADLESS_VLC_ARGS, configure_vlc, shared_instance
+from kiosk.video_scene import VideoScene, load_video
+from kiosk.window import Frame, PygletWindow
+from media.lesson import load_lesson, sample_lesson_path
+from media.store import BlobStore
+from protocol.messages import LessonManifest, ManifestItem
+
+pytestmark = [pytest.mark.display, pytest.mark.slow]
+
+W, H = 640, 360
+VIDEO_W = 480  # 320x240 fitted in 640x360
+BAR = (W - VIDEO_W) // 2
+BLACK = (0, 0, 0)
+BLUE = (21, 101, 192)  # the sample lesson's second item
+VIDEO_INDEX = 5  # 05-opyt.mp4 (the PDF is two items)
+DURATION_S = 2.0
+
+
+def native_threads() -> int:
+    return len(os.listdir("/proc/self/task"))  # libVLC's threads too
+
+
+class Panel:
+    """A headless window with the video loader, the sample lesson and what it drew."""
+
+    def __init__(self, root: Path) -> None:
+        self.store = BlobStore(root, 10**9)
+        lesson = load_lesson(sample_lesson_path())
+        for path in lesson.blob_paths().values():
+            self.store.put_bytes(path.read_bytes())
+        self.lesson = lesson.manifest()
+        self.ended: list[int] = []
+        self.window = PygletWindow(
+            self.store,
+            IdleInfo("Школа № 5", "Каб. 12"),
+            mode="headless",
+            size=(W, H),
+            item_ended=self.ended.append,
+        )
+        self.window.factory.register("video", load_video)
+        self.frames: list[tuple[float, Frame]] = []
+        self.window.frame_hooks.append(
+            lambda: self.frames.append((time.monotonic(), self.window.read_pixels()))
+        )
+        self.window.run_pending()
+
+    @property
+    def video_item(self) -> ManifestItem:
+        item = self.lesson.items[VIDEO_INDEX]
+        assert item.kind == "video"
+        return item
+
+    def show_video(self, *extra: object) -> None:
+        self.window.apply(Show(self.lesson, VIDEO_INDEX, self.video_item))
+        for effect in extra:
+            self.window.apply(effect)  # type: ignore[arg-type]
+
+    def run_for(self, seconds: float, until: Callable[[], bool] | None = None) -> float:
+        """Run the window's real loop for ``seconds`` or until ``until()``; the time taken."""
+        started = time.monotonic()
+
+        def check(dt: float) -> None:
+            if until is not None and until():
+                pyglet.app.exit()
+
+        def stop(dt: float) -> None:
+            pyglet.app.exit()
+
+        pyglet.clock.schedule_once(stop, seconds)
+        pyglet.clock.schedule_interval(check, 0.01)
+        try:
+            self.window.run()
+        finally:
+            pyglet.clock.unschedule(stop)
+            pyglet.clock.unschedule(check)
+        return time.monotonic() - started
+
+    def last(self) -> Frame:
+        assert self.frames, "nothing was drawn"
+        return self.frames[-1][1]
+
+    def scene(self) -> VideoScene:
+        scene = self.window.current
+        assert isinstance(scene, VideoScene)
+        return scene
+
+
+def video_region(frame: Frame) -> bytes:
+    """The letterboxed picture's pixels (the window's middle, bars excluded)."""
+    return frame.image().crop((BAR, 0, W - BAR, H)).tobytes()
+
+
+@pytest.fixture(scope="module")
+def module_panel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Panel]:
+    configure_vlc(HEADLESS_VLC_ARGS)
+    shared_instance()  # before any thread count is taken
+    p = Panel(tmp_path_factory.mktemp("video-scene"))
+    # Start the window's loader thread now, so that thread counts see libVLC's only.
+    p.window.apply(Show(p.lesson, 1, p.lesson.items[1]))
+    p.window.run_pending()
+    yield p
+    p.window.close()
+
+
+@pytest.fixture
+def panel(module_panel: Panel) -> Iterator[Panel]:
+    module_panel.frames.clear()
+    module_panel.ended.clear()
+    yield module_panel
+    module_panel.window.apply(SetBlank(False))
+    module_panel.window.apply(ShowIdle())
+    module_panel.window.run_pending()
+
+
+def test_the_video_plays_letterboxed_and_its_frames_change(panel: Panel) -> None:
+    panel.show_video()
+    panel.run_for(0.5)
+    first = panel.last()
+    panel.run_for(0.3)
+    second = panel.last()
+    assert len(panel.frames) >= 8  # frames drawn as the video delivers them (25 fps)
+    for frame in (first, second):
+        assert frame.pixel(BAR // 2, H // 2) == BLACK  # the bars
+        assert frame.pixel(W - BAR // 2, H // 2) == BLACK
+        assert len({frame.pixel(x, H // 2) for x in range(BAR, W - BAR, 16)}) > 4, (
+            "the test pattern, not a flat picture"
+        )
+    assert video_region(first) != video_region(second)
+    assert panel.ended == []
+
+
+def test_pause_stops_the_picture_and_play_resumes(panel: Panel) -> None:
+    panel.show_video()
+    panel.run_for(0.4)
+    panel.window.apply(VideoCommand("pause"))
+    panel.run_for(0.15)  # a picture already queued may still arrive
+    drawn, paused = panel.window.frames, panel.last()
+    panel.run_for(0.4)
+    assert panel.window.frames == drawn  # nothing new to draw while paused
+    assert video_region(panel.last()) == video_region(paused)
+    panel.window.apply(VideoCommand("play"))
+    panel.run_for(0.3)
+    assert video_region(panel.last()) != video_region(paused)
+
+
+def test_the_end_reports_the_item_ended(panel: Panel) -> None:
+    panel.show_video()
+    taken = panel.run_for(DURATION_S + 1.5, until=lambda: bool(panel.ended))
+    assert panel.ended == [VIDEO_INDEX]
+    assert DURATION_S - 0.4 < taken < DURATION_S + 1.5
+    assert video_region(panel.last()) != bytes(len(video_region(panel.last())))  # last frame
+
+
+def test_seek_and_a_pause_before_the_first_picture(panel: Panel) -> None:
+    # Sent with the Show, before libVLC opened the file: carried out at the first picture.
+    panel.show_video(VideoCommand("pause"))
+    panel.run_for(0.6)
+    assert panel.ended == []
+    drawn = panel.window.frames
+    panel.run_for(0.2)
+    assert panel.window.frames == drawn  # it stays paused
+    panel.window.apply(VideoCommand("seek", 1700))
+    panel.window.apply(VideoCommand("play"))
+    taken = panel.run_for(1.5, until=lambda: bool(panel.ended))
+    assert panel.ended == [VIDEO_INDEX]
+    assert taken < 1.0  # from 1.7 s, not from the start
+
+
+def test_a_corrupt_video_shows_the_error_slide_and_the_lesson_goes_on(
+    panel: Panel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(video_scene, "ERROR_HOLD_S", 0.3)
+    bad = panel.store.put_bytes(os.urandom(50_000))
+    items = [
+        ManifestItem("video", "Битое видео", sha256=bad, size_bytes=50_000),
+        panel.lesson.items[1],
+    ]
+    lesson = LessonManifest("l-bad-video", "Урок", items)
+    panel.window.apply(Show(lesson, 0, items[0]))
+    panel.window.apply(Preload(lesson, 1, items[1]))
+    panel.run_for(3.0, until=lambda: bool(panel.ended))
+    assert panel.ended == [0]  # after the error slide stood ERROR_HOLD_S
+    assert panel.scene().failed
+    assert not panel.scene().playing
+    assert panel.last().pixel(3, 3) == ERROR_BACKGROUND[:3]
+    panel.window.apply(Show(lesson, 1, items[1]))
+    panel.window.run_pending()
+    assert panel.last().pixel(W // 2, H // 2) == BLUE
+
+
+def test_preload_plays_nothing_and_leaving_releases_the_threads(panel: Panel) -> None:
+    python_threads, threads = threading.active_count(), native_threads()
+    panel.window.apply(Preload(panel.lesson, VIDEO_INDEX, panel.video_item))
+    panel.run_for(0.3)
+    assert native_threads() == threads  # no player yet
+    panel.show_video()
+    panel.run_for(0.3)
+    scene = panel.scene()
+    assert scene.playing
+    assert native_threads() > threads
+    panel.window.apply(ShowIdle())
+    panel.window.run_pending()
+    assert not scene.playing
+    assert threading.active_count() == python_threads
+    assert native_threads() == threads
+    # Shown again (from the window's cache), it starts over.
+    panel.show_video()
+    panel.run_for(0.3)
+    assert scene is panel.scene()
+    assert scene.playing

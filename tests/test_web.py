@@ -1,0 +1,392 @@
+"""Web pages: kiosk.web, on a headless panel window (EGL) with the real Chromium.
+
+Screenshots (the sample lesson's HTML, a page from a local HTTP server, a page that
+does not load) and the supervision of the Chromium window, with a stand-in script for
+Chromium (no display here).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["PYGLET_HEADLESS"] = "true"  # before pyglet's first import
+
+import http.server
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pyglet
+import pytest
+
+from kiosk import web
+from kiosk.player import SetBlank, Show, ShowIdle
+from kiosk.scenes import (
+    BLACK,
+    ERROR_BACKGROUND,
+    PLACEHOLDER_BACKGROUND,
+    IdleInfo,
+    Pixels,
+    SceneRequest,
+    load_placeholder,
+)
+from kiosk.web import WebLoader, WebWindowScene
+from kiosk.window import Frame, PygletWindow
+from media.lesson import load_lesson, sample_lesson_path
+from media.store import BlobStore
+from protocol.messages import LessonManifest, ManifestItem
+
+pytestmark = pytest.mark.display
+
+W, H = 640, 480
+PAGE_BACKGROUND = (255, 253, 231)  # 06-proverka.html: body { background: #fffde7 }
+PAGE_HEADING = (46, 125, 50)  # h1 { color: #2e7d32 }
+SERVED_BACKGROUND = (21, 101, 192)  # #1565c0
+SERVED_BAND = (255, 111, 0)  # #ff6f00
+
+CHROMIUM = shutil.which("chromium")
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed")
+
+SERVED_PAGE = b"""<!doctype html><html><head><meta charset="utf-8"><style>
+body { margin: 0; background: #1565c0; }
+div { position: absolute; left: 0; top: 0; width: 100%; height: 100px; background: #ff6f00; }
+</style></head><body><div></div></body></html>"""
+
+
+class Panel:
+    """A headless window with the sample lesson in its store."""
+
+    def __init__(self, root: Path) -> None:
+        self.store = BlobStore(root / "store", 10**9)
+        lesson = load_lesson(sample_lesson_path())
+        for path in lesson.blob_paths().values():
+            self.store.put_bytes(path.read_bytes())
+        self.lesson = lesson.manifest()
+        self.window = PygletWindow(
+            self.store, IdleInfo("Школа № 5", "Каб. 12"), mode="headless", size=(W, H), lang="ru"
+        )
+        self.frames: list[Frame] = []
+        self.shown = 0
+        self.window.frame_hooks.append(lambda: self.frames.append(self.window.read_pixels()))
+        self.window.run_pending()
+
+    @property
+    def html_item(self) -> ManifestItem:
+        return next(item for item in self.lesson.items if item.kind == "web")
+
+    def use(self, loader: WebLoader) -> None:
+        self.window.factory.register("web", loader)
+
+    def show(self, item: ManifestItem) -> Frame:
+        """Show ``item`` as a new item (never a scene the window has cached)."""
+        self.shown += 1
+        lesson = LessonManifest(f"l-web-{self.shown}", "Веб", [item])
+        self.window.apply(Show(lesson, self.shown, item))
+        self.window.run_pending(timeout_s=web.RENDER_TIMEOUT_S + 5)
+        return self.frames[-1]
+
+    def wait_until(self, condition: Callable[[], bool], timeout_s: float = 3.0) -> None:
+        """Run the pyglet clock (the supervision check) until ``condition`` holds."""
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            assert time.monotonic() < deadline, "timed out"
+            pyglet.app.platform_event_loop.dispatch_posted_events()
+            pyglet.clock.tick()
+            time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def module_panel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Panel]:
+    p = Panel(tmp_path_factory.mktemp("web"))
+    yield p
+    p.window.close()
+
+
+@pytest.fixture
+def panel(module_panel: Panel) -> Iterator[Panel]:
+    module_panel.frames.clear()
+    yield module_panel
+    module_panel.window.apply(SetBlank(False))
+    module_panel.window.apply(ShowIdle())
+    module_panel.window.run_pending()
+    module_panel.window.factory.register("web", load_placeholder)
+
+
+def count(frame: Frame, color: tuple[int, int, int]) -> int:
+    target = bytes((*color, 255))
+    rgba = frame.rgba
+    return sum(1 for i in range(0, len(rgba), 4) if rgba[i : i + 4] == target)
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, list[str]]]:
+    """A local HTTP server on 127.0.0.1 serving SERVED_PAGE; yields its URL and the
+    paths requested."""
+    requested: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            requested.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(SERVED_PAGE)))
+            self.end_headers()
+            self.wfile.write(SERVED_PAGE)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/page.html", requested
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+# --------------------------------------------------------------------------- screenshots
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_html_blob_is_rendered_headless(panel: Panel) -> None:
+    panel.use(WebLoader("headless"))
+    frame = panel.show(panel.html_item)
+    # The page fills the window (same size: no letterbox bars).
+    for x, y in [(3, 3), (W - 3, 3), (3, H - 3), (W - 3, H - 3), (W - 20, H // 2)]:
+        assert frame.pixel(x, y) == PAGE_BACKGROUND
+    assert count(frame, PAGE_HEADING) > 100  # the green heading «Проверь себя»
+    assert count(frame, PAGE_BACKGROUND) > W * H // 2
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_url_from_a_local_server_is_rendered(panel: Panel, server: tuple[str, list[str]]) -> None:
+    url, requested = server
+    panel.use(WebLoader("headless"))
+    frame = panel.show(ManifestItem("web", "Страница", url=url))
+    assert requested[0] == "/page.html"
+    assert frame.pixel(W // 2, 50) == SERVED_BAND
+    assert frame.pixel(W // 2, 99) == SERVED_BAND
+    assert frame.pixel(W // 2, 101) == SERVED_BACKGROUND
+    assert frame.pixel(3, H - 3) == SERVED_BACKGROUND
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_page_that_does_not_load_gives_the_error_slide(panel: Panel) -> None:
+    """Chromium writes no screenshot when the load fails (its own error page is never
+    shown): the error slide, and the lesson goes on."""
+    panel.use(WebLoader("headless"))
+    frame = panel.show(ManifestItem("web", "Недоступно", url="http://127.0.0.1:9/"))
+    assert frame.pixel(3, 3) == ERROR_BACKGROUND[:3]
+    frame = panel.show(panel.lesson.items[1])
+    assert frame.pixel(3, 3) != ERROR_BACKGROUND[:3]
+
+
+def test_missing_chromium_gives_the_error_slide(panel: Panel, tmp_path: Path) -> None:
+    panel.use(WebLoader("headless", chromium_path=str(tmp_path / "no-chromium")))
+    frame = panel.show(panel.html_item)
+    assert frame.pixel(3, 3) == ERROR_BACKGROUND[:3]
+
+
+def test_screenshot_timeout(panel: Panel, tmp_path: Path) -> None:
+    hangs = stand_in(tmp_path, "exec sleep 30")
+    panel.use(WebLoader("headless", chromium_path=str(hangs), render_timeout_s=0.2))
+    started = time.monotonic()
+    frame = panel.show(panel.html_item)
+    assert time.monotonic() - started < 3
+    assert frame.pixel(3, 3) == ERROR_BACKGROUND[:3]
+
+
+def test_not_a_web_url_is_refused(panel: Panel) -> None:
+    panel.use(WebLoader("headless"))
+    frame = panel.show(ManifestItem("web", "Файл", url="file:///etc/passwd"))
+    assert frame.pixel(3, 3) == ERROR_BACKGROUND[:3]
+
+
+def test_window_mode_without_a_display_falls_back_to_the_screenshot(tmp_path: Path) -> None:
+    loader = WebLoader(
+        "fullscreen", chromium_path="/bin/sh", profile_dir=tmp_path, display_available=lambda: False
+    )
+    assert not loader.can_open_window()
+    assert WebLoader(
+        "windowed", chromium_path="/bin/sh", display_available=lambda: True
+    ).can_open_window()
+    assert WebLoader(
+        "fullscreen", chromium_path="/bin/sh", display_available=lambda: True
+    ).can_open_window()
+    assert not WebLoader(
+        "headless", chromium_path="/bin/sh", display_available=lambda: True
+    ).can_open_window()
+    assert not WebLoader(
+        "fullscreen", chromium_path=str(tmp_path / "none"), display_available=lambda: True
+    ).can_open_window()
+
+
+# --------------------------------------------------------------------------- the window
+
+
+def stand_in(tmp_path: Path, body: str) -> Path:
+    """A harmless stand-in for Chromium: records its arguments, then runs ``body``."""
+    script = tmp_path / "chromium-stand-in"
+    script.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > "{tmp_path}/argv.$$"\n{body}\n')
+    script.chmod(0o755)
+    return script
+
+
+def test_window_command_line(tmp_path: Path) -> None:
+    loader = WebLoader("fullscreen", chromium_path="/opt/chromium", profile_dir=tmp_path / "p")
+    argv = loader.window_command("https://example.org/quiz", W, H)
+    assert argv[0] == "/opt/chromium"
+    assert argv[-1] == "--app=https://example.org/quiz"
+    assert "--kiosk" in argv
+    assert f"--window-size={W},{H}" in argv
+    assert f"--user-data-dir={tmp_path / 'p'}" in argv
+    assert (tmp_path / "p").is_dir()
+    for flag in (
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--noerrdialogs",
+    ):
+        assert flag in argv
+    assert ("--no-sandbox" in argv) == (os.geteuid() == 0)
+    argv = WebLoader("windowed", chromium_path="/opt/chromium").window_command("http://a/", W, H)
+    assert "--kiosk" not in argv
+    assert f"--window-size={W},{H}" in argv
+
+
+def test_headless_command_line(tmp_path: Path) -> None:
+    argv = web.screenshot_command("chromium", "http://a/", tmp_path / "s.png", W, H, tmp_path)
+    assert argv[:2] == ["chromium", "--headless"]
+    assert f"--screenshot={tmp_path / 's.png'}" in argv
+    assert f"--window-size={W},{H}" in argv
+    assert f"--user-data-dir={tmp_path}" in argv
+    assert argv[-1] == "http://a/"
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+def test_window_is_started_on_enter_stopped_on_leave_and_restarted(
+    panel: Panel, tmp_path: Path
+) -> None:
+    script = stand_in(tmp_path, "exec sleep 30")
+    panel.use(
+        WebLoader(
+            "fullscreen",
+            chromium_path=str(script),
+            profile_dir=tmp_path / "profile",
+            display_available=lambda: True,
+        )
+    )
+    frame = panel.show(panel.html_item)
+    scene = panel.window.current
+    assert isinstance(scene, WebWindowScene)
+    assert frame.pixel(3, 3) == PLACEHOLDER_BACKGROUND[:3]  # the card under the window
+    first = scene.browser.pid
+    assert first is not None
+    assert scene.browser.running
+    # Its command line: the blob as a temporary .html file, in kiosk mode.
+    panel.wait_until(lambda: (tmp_path / f"argv.{first}").exists())
+    args = (tmp_path / f"argv.{first}").read_text().splitlines()
+    assert "--kiosk" in args
+    app = next(a for a in args if a.startswith("--app="))
+    page = Path(app.removeprefix("--app=file://"))
+    assert page.suffix == ".html"
+    assert page.read_bytes() == panel.store.path(panel.html_item.sha256 or "").read_bytes()
+
+    # Killed while shown: restarted by the next check (within a second).
+    os.kill(first, signal.SIGKILL)
+    panel.wait_until(lambda: scene.browser.pid != first and scene.browser.running)
+    second = scene.browser.pid
+    assert second is not None
+    assert not alive(first)
+
+    # The next item: the window is stopped, and stays stopped.
+    frame = panel.show(panel.lesson.items[1])
+    assert frame.pixel(3, 3) != PLACEHOLDER_BACKGROUND[:3]
+    assert scene.browser.pid is None
+    assert not alive(second)
+    deadline = time.monotonic() + 1.3
+    while time.monotonic() < deadline:  # a check would have run: nothing restarts
+        pyglet.clock.tick()
+        time.sleep(0.05)
+    assert scene.browser.pid is None
+    assert scene.browser.starts == 2
+
+    # Deleted (e.g. evicted from the cache): the temporary copy goes.
+    scene.delete()
+    assert not page.exists()
+
+
+def direct_scene(panel: Panel, argv: list[str], fallback: Callable[[], Pixels]) -> WebWindowScene:
+    return WebWindowScene(panel.window.ctx, "Проверь себя", argv, fallback)
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_window_that_keeps_dying_falls_back_to_the_screenshot(
+    panel: Panel, monkeypatch: pytest.MonkeyPatch, fails: bool
+) -> None:
+    monkeypatch.setattr(web, "SUPERVISE_INTERVAL_S", 0.01)
+    calls: list[str] = []
+
+    def fallback() -> Pixels:
+        calls.append(threading.current_thread().name)
+        if fails:
+            raise OSError("no chromium either")
+        return Pixels(2, 2, b"\xff\x00\x00\xff" * 4)
+
+    scene = direct_scene(panel, ["/bin/false"], fallback)
+    try:
+        scene.enter()
+        panel.wait_until(lambda: scene.fallback_shown)
+        assert scene.browser.starts == web.MAX_QUICK_DEATHS
+        assert calls == ["web-fallback"]
+        assert scene.background == (ERROR_BACKGROUND if fails else BLACK)
+        scene.leave()
+        scene.enter()  # shown again: no more attempts
+        assert scene.browser.starts == web.MAX_QUICK_DEATHS
+    finally:
+        scene.delete()
+
+
+def test_window_that_cannot_start_falls_back(
+    panel: Panel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(web, "SUPERVISE_INTERVAL_S", 0.01)
+    done = threading.Event()
+
+    def fallback() -> Pixels:
+        done.set()
+        return Pixels(1, 1, b"\x00\x00\x00\xff")
+
+    scene = direct_scene(panel, [str(tmp_path / "missing")], fallback)
+    try:
+        scene.enter()
+        assert scene.gave_up
+        assert done.wait(2)
+        panel.wait_until(lambda: scene.fallback_shown)
+    finally:
+        scene.delete()
+
+
+def test_request_for_a_blob_without_a_file(panel: Panel) -> None:
+    loader = WebLoader("headless")
+    item = ManifestItem("web", "Пусто")
+    with pytest.raises(Exception, match="neither a URL nor a file"):
+        loader(SceneRequest(0, item), panel.window.ctx)
