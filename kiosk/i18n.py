@@ -30,6 +30,7 @@ __all__ = [
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 RU: dict[str, str] = {
+    "Web page «{title}» is open": "Открыта веб-страница «{title}»",
     # --help: click's own words
     "Usage:": "Использование:",
     "Options": "Параметры",

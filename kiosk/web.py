@@ -92,16 +92,6 @@ WINDOW_FLAGS: Final = (
 )
 """Flags of the panel's Chromium window: nothing but the page."""
 
-_RU: Final = {
-    "Web page «{title}» is open": "Открыта веб-страница «{title}»",
-}
-"""Texts of this module's card (to move into ``kiosk.i18n.RU``)."""
-
-
-def _tr(lang: str, msgid: str, /, **values: object) -> str:
-    text = _RU.get(msgid, msgid) if lang == "ru" else msgid
-    return text.format(**values) if values else text
-
 
 def default_chromium() -> str:
     """Chromium on ``PATH`` (Debian: ``chromium``), else ``/usr/bin/chromium``."""
@@ -274,7 +264,7 @@ class WebPageCard(_Card):
             ctx,
             [
                 (tr(ctx.lang, "Web page"), size * 0.6, MUTED_TEXT),
-                (_tr(ctx.lang, "Web page «{title}» is open", title=title), size, WHITE),
+                (tr(ctx.lang, "Web page «{title}» is open", title=title), size, WHITE),
             ],
             PLACEHOLDER_BACKGROUND,
         )
