@@ -42,6 +42,7 @@ from controller.reports import (
 )
 from controller.schooldb import SchoolDb, week_days
 from media.lesson import load_lesson
+from protocol import limits
 from protocol.discovery import MDNS_INTERFACES_ENV, KioskFound, mdns_interfaces
 from protocol.errors import ClassCastError
 from protocol.messages import ControlAction, Role, StatusSnapshot, Welcome
@@ -407,7 +408,7 @@ for _action, _help in (
 @option(
     "--for",
     "duration_s",
-    type=click.IntRange(1, 86400),
+    type=click.IntRange(1, limits.MAX_ANNOUNCEMENT_S),
     metavar="SECONDS",
     help="Remove it after this many seconds (default: until cleared).",
 )

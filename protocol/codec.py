@@ -274,12 +274,15 @@ def _check(msg: Message) -> None:
         case Announce():
             if not msg.text.strip():
                 raise MalformedMessageError("announce.text is empty")
-            if msg.duration_s is not None and not 1 <= msg.duration_s <= 24 * 3600:
-                raise MalformedMessageError("announce.duration_s must be from 1 to 86400")
-        case TakeScreenshot():
-            if not 16 <= msg.max_width <= limits.MAX_SCREENSHOT_WIDTH:
+            if msg.duration_s is not None and not 1 <= msg.duration_s <= limits.MAX_ANNOUNCEMENT_S:
                 raise MalformedMessageError(
-                    f"take_screenshot.max_width must be from 16 to {limits.MAX_SCREENSHOT_WIDTH}"
+                    f"announce.duration_s must be from 1 to {limits.MAX_ANNOUNCEMENT_S}"
+                )
+        case TakeScreenshot():
+            if not limits.MIN_SCREENSHOT_WIDTH <= msg.max_width <= limits.MAX_SCREENSHOT_WIDTH:
+                raise MalformedMessageError(
+                    f"take_screenshot.max_width must be from {limits.MIN_SCREENSHOT_WIDTH} "
+                    f"to {limits.MAX_SCREENSHOT_WIDTH}"
                 )
         case UsagePull():
             if msg.after_seq < 0 or not 1 <= msg.limit <= limits.MAX_USAGE_BATCH:

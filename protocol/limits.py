@@ -52,6 +52,12 @@ MAX_SCREENSHOT_B64_CHARS: Final = (MAX_SCREENSHOT_BYTES + 2) // 3 * 4
 MAX_SCREENSHOT_WIDTH: Final = 1920
 """Widest thumbnail ``take_screenshot`` may ask for."""
 
+MIN_SCREENSHOT_WIDTH: Final = 16
+"""Narrowest thumbnail ``take_screenshot`` may ask for."""
+
+MAX_ANNOUNCEMENT_S: Final = 24 * 3600
+"""Longest ``announce.duration_s`` (one day)."""
+
 MAX_MESSAGES_PER_SECOND: Final = 200
 """Text messages one connection may send per second on average before it is closed."""
 

@@ -7,6 +7,7 @@ from click.testing import CliRunner
 
 from controller.cli import cli
 from controller.client import ControllerIdentity
+from protocol import limits
 from protocol.errors import RemoteError
 from tests.helpers import text_lesson
 from tests.kiosks import KioskThread, admin, teacher
@@ -60,3 +61,24 @@ def test_empty_announcement_is_malformed() -> None:
 
     with pytest.raises(MalformedMessageError, match="empty"):
         decode('{"type": "announce", "id": 1, "text": "   "}')
+
+
+@pytest.mark.parametrize(
+    ("seconds", "ok"),
+    [
+        (0, False),
+        (1, True),
+        (limits.MAX_ANNOUNCEMENT_S, True),
+        (limits.MAX_ANNOUNCEMENT_S + 1, False),
+    ],
+)
+def test_announcement_duration_limits(seconds: int, ok: bool) -> None:
+    from protocol.codec import decode
+    from protocol.errors import MalformedMessageError
+
+    frame = f'{{"type": "announce", "id": 1, "text": "x", "duration_s": {seconds}}}'
+    if ok:
+        decode(frame)
+    else:
+        with pytest.raises(MalformedMessageError, match="duration_s"):
+            decode(frame)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,47 @@ def test_screenshot_width_is_limited() -> None:
     )
     with pytest.raises(MalformedMessageError, match="max_width"):
         decode(frame)
+
+
+@pytest.mark.parametrize(
+    ("width", "ok"),
+    [
+        (limits.MIN_SCREENSHOT_WIDTH - 1, False),
+        (limits.MIN_SCREENSHOT_WIDTH, True),
+        (limits.MAX_SCREENSHOT_WIDTH, True),
+    ],
+)
+def test_screenshot_width_limits_at_both_ends(width: int, ok: bool) -> None:
+    from protocol.codec import decode
+    from protocol.errors import MalformedMessageError
+
+    frame = f'{{"type": "take_screenshot", "id": 1, "max_width": {width}}}'
+    if ok:
+        decode(frame)
+    else:
+        with pytest.raises(MalformedMessageError):
+            decode(frame)
+
+
+class HugeDisplay(HeadlessDisplay):
+    """A screen whose PNG is over the limit (random pixels do not compress)."""
+
+    def screenshot_png(self, max_width: int) -> bytes | None:
+        return b"\x89PNG" + os.urandom(limits.MAX_SCREENSHOT_BYTES)
+
+
+def test_a_screenshot_over_the_size_limit_is_refused(tmp_path: Path) -> None:
+    import asyncio
+
+    k = KioskThread(tmp_path / "k")
+    k.display = HugeDisplay()
+    with k:
+
+        async def grab() -> None:
+            async with await teacher(k) as client:
+                with pytest.raises(RemoteError) as info:
+                    await client.screenshot()
+                assert info.value.code == "too_large"
+                assert (await client.status()).state == "idle"  # the panel carries on
+
+        asyncio.run(grab())
