@@ -29,7 +29,7 @@ from controller.collect import collect
 from controller.discovery import ZeroconfDiscovery
 from controller.group import Group, Outcome
 from controller.home import AmbiguousPanelError, Home, PanelNotFoundError, SavedPanel
-from controller.i18n import TranslatedGroup, TranslatedOption, option, size_text, t
+from controller.i18n import TranslatedGroup, TranslatedOption, option, size_text, t, text_table
 from controller.monitor import Monitor, render
 from controller.report_html import report_html
 from controller.reports import (
@@ -696,9 +696,7 @@ def panels(ctx: click.Context, as_json: bool, wait_s: float) -> None:
         )
         for r in rows
     ]
-    widths = [max(len(row[i]) for row in [header, *table]) for i in range(len(header))]
-    for row in [header, *table]:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    click.echo(text_table([header, *table]))
 
 
 def merge_panels(home: Home, found: list[KioskFound]) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ import click
 from controller.client import ControllerIdentity, KioskClient
 from controller.collect import collect
 from controller.discovery import ZeroconfDiscovery
-from controller.i18n import number_text, size_text, t
+from controller.i18n import number_text, size_text, t, text_table
 from controller.reports import Group, format_table, usage_report
 from controller.schooldb import SchoolDb
 from kiosk.app import KioskApp
@@ -212,9 +212,7 @@ def _print_records(records: list[UsageRecord]) -> None:
         )
         for r in records
     ]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+    click.echo(text_table([header, *rows]))
 
 
 def _print_report(db: SchoolDb, added: int) -> None:

@@ -13,7 +13,7 @@ English text and reads it in the current language (see :mod:`protocol.i18n`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import click
@@ -397,6 +397,15 @@ def number_text(value: float, digits: int = 2) -> str:
     """A decimal number for people: ``1,25`` in Russian, ``1.25`` in English."""
     text = f"{value:.{digits}f}"
     return text.replace(".", ",") if language() == "ru" else text
+
+
+def text_table(rows: Sequence[Sequence[str]]) -> str:
+    """Rows (the first is the header) as left-aligned columns two spaces apart."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
 
 
 def size_text(size_bytes: int) -> str:

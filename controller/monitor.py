@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.client import ControllerIdentity, Credentials, KioskClient
-from controller.i18n import number_text, size_text, t
+from controller.i18n import number_text, size_text, t, text_table
 from protocol.errors import ClassCastError, ConnectionFailedError
 from protocol.messages import StatusSnapshot
 
@@ -171,8 +171,4 @@ def render(panels: Sequence[PanelState], now_s: float) -> str:
                 p.address,
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
+    return text_table(rows)
