@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from kiosk.service import CloseSession, KioskService, Outgoing
+from kiosk.service import CaptureScreen, CloseSession, KioskService, Outgoing
 from protocol import limits
 from protocol.codec import Chunk, decode, decode_chunk, encode, request_id
 from protocol.constants import SUBPROTOCOL, WS_PATH
@@ -191,6 +191,11 @@ class WebsocketServer:
             outgoing = self.service.drain()
             greeted = [p for s, p in self._peers.items() if self.service.is_greeted(s)]
         for out in outgoing:
+            if isinstance(out, CaptureScreen):
+                task = asyncio.create_task(self._capture(out), name="screenshot")
+                self._writers.add(task)
+                task.add_done_callback(self._writers.discard)
+                continue
             if isinstance(out, Outgoing) and out.sid is None:
                 targets = greeted
             else:
@@ -203,6 +208,17 @@ class WebsocketServer:
                     peer.queue.put_nowait(CloseSession(0, 1008, "not reading"))
                     continue
                 peer.queue.put_nowait(item)
+
+    async def _capture(self, request: CaptureScreen) -> None:
+        """Read the screen on a worker thread (it waits for the render thread), then reply."""
+        try:
+            png = await asyncio.to_thread(self.service.display.screenshot_png, request.max_width)
+        except Exception:  # the one broad catch of the display adapter: the panel stays up
+            logger.exception("screenshot failed")
+            png = None
+        with self.lock:
+            self.service.screenshot_taken(request.sid, request.re, png)
+        self.poke()
 
     async def _run_timer(self) -> None:
         service = self.service

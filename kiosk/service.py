@@ -237,6 +237,19 @@ class CloseSession:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class CaptureScreen:
+    """Capture the screen for request ``re`` of session ``sid``, away from the network loop.
+
+    The adapter calls ``display.screenshot_png(max_width)`` on a worker thread (it waits
+    for the render thread), then :meth:`KioskService.screenshot_taken`.
+    """
+
+    sid: int
+    re: int
+    max_width: int
+
+
 POLICY_VIOLATION = 1008
 
 
@@ -275,8 +288,8 @@ class KioskService:
         self._assembler = ChunkAssembler()
         self._sessions: dict[int, Session] = {}
         self._next_sid = 1
-        self._out: list[Outgoing | CloseSession] = []
-        self._replies: list[Outgoing | CloseSession] = []
+        self._out: list[Outgoing | CloseSession | CaptureScreen] = []
+        self._replies: list[Outgoing | CloseSession | CaptureScreen] = []
         self._open_uuid: str | None = None
         self._last_heartbeat_s = float("-inf")
         self._heartbeat_s = heartbeat_s
@@ -313,7 +326,7 @@ class KioskService:
         session = self._sessions.get(sid)
         return session is not None and session.greeted
 
-    def drain(self) -> list[Outgoing | CloseSession]:
+    def drain(self) -> list[Outgoing | CloseSession | CaptureScreen]:
         """Return and forget what must be sent since the last call.
 
         Pushed events come before replies, so that when a controller gets the ``ok`` of
@@ -555,20 +568,23 @@ class KioskService:
         self._reply(session.sid, paired)
 
     def _screenshot(self, session: Session, msg: TakeScreenshot) -> None:
-        try:
-            png = self.display.screenshot_png(msg.max_width)
-        except Exception:  # the one broad catch of the display adapter: the panel stays up
-            logger.exception("screenshot failed")
-            png = None
+        self._replies.append(CaptureScreen(session.sid, msg.id, msg.max_width))
+
+    def screenshot_taken(self, sid: int, re: int, png: bytes | None) -> None:
+        """Answer request ``re`` with the captured ``png`` (None: there is no screen)."""
+        if sid not in self._sessions:
+            return
         if png is None:
-            raise UnexpectedMessageError("this panel has no screen to capture", code="no_screen")
-        if len(png) > limits.MAX_SCREENSHOT_BYTES:
-            raise UnexpectedMessageError(
+            error = Error(re=re, code="no_screen", message="this panel has no screen to capture")
+            self._reply(sid, error)
+        elif len(png) > limits.MAX_SCREENSHOT_BYTES:
+            message = (
                 f"the screenshot is {len(png)} bytes, over {limits.MAX_SCREENSHOT_BYTES}; "
-                "ask for a narrower one",
-                code="too_large",
+                "ask for a narrower one"
             )
-        self._reply(session.sid, Screenshot(re=msg.id, png=base64.b64encode(png).decode()))
+            self._reply(sid, Error(re=re, code="too_large", message=message))
+        else:
+            self._reply(sid, Screenshot(re=re, png=base64.b64encode(png).decode()))
 
     def _check_presenter(self, session: Session, now: float) -> None:
         presenter = self.player.presenter if self.player.state != "idle" else None
