@@ -1,7 +1,7 @@
 # The same targets CI runs. `make demo` and `make test` set everything up first.
 # mDNS stays on loopback for tests, benchmarks and the demo (DESIGN §7).
 export CLASSCAST_MDNS_INTERFACES ?= 127.0.0.1
-.PHONY: setup demo test lint types check bench docs
+.PHONY: setup demo test lint types check bench docs catalogues
 
 setup:
 	@scripts/setup.sh
@@ -24,6 +24,10 @@ check: lint types test
 
 docs: setup
 	.venv/bin/python -m scripts.gen_cli_docs
+
+# After editing a .po file under kiosk/locale or controller/locale: commit the .mo too.
+catalogues: setup
+	.venv/bin/python -m scripts.compile_catalogues
 
 bench: setup
 	.venv/bin/python -m bench.control_rtt

@@ -1,25 +1,37 @@
-"""Language of the ``classcast-kiosk`` command's ``--help``: Russian by default.
+"""Language of the panel's screen and of the ``classcast-kiosk`` command: Russian by default.
 
-The same scheme as ``controller/i18n.py`` (English in the code, looked up in the
-Russian catalogue below; ``CLASSCAST_LANG=en`` for English), with the kiosk's own
-catalogue: the kiosk does not depend on the controller. ``--lang`` of
-``classcast-kiosk`` is the language of the panel, not of this command.
+The same gettext scheme as ``controller/i18n.py``, with the kiosk's own domain
+(``classcast-kiosk``): the kiosk does not depend on the controller. Messages are written
+in English in the code and looked up in ``locale/ru/LC_MESSAGES/classcast-kiosk.mo``,
+compiled from the ``.po`` file next to it by ``make catalogues`` (edit the ``.po``, then
+compile, and commit both). English needs no catalogue.
+
+Two languages are at play. Text on the panel's screen follows the panel's language, the
+``--lang`` of ``classcast-kiosk`` (``tr(lang, ...)``); the command's ``--help`` follows
+``CLASSCAST_LANG`` (``t(...)``), like the ``classcast`` command.
 """
 
 from __future__ import annotations
 
+import functools
+import gettext
+import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from protocol.i18n import help_msgids, language, translate, translate_help
+from protocol.i18n import help_msgids, language, mo_msgids, translate, translate_help
 
 __all__ = [
-    "RU",
+    "DOMAIN",
+    "LOCALE_DIR",
     "TranslatedCommand",
     "TranslatedGroup",
     "TranslatedOption",
+    "catalogue",
+    "catalogue_msgids",
     "help_msgids",
     "language",
     "option",
@@ -29,66 +41,41 @@ __all__ = [
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
-RU: dict[str, str] = {
-    "Web page «{title}» is open": "Открыта веб-страница «{title}»",
-    # --help: click's own words
-    "Usage:": "Использование:",
-    "Options": "Параметры",
-    "Commands": "Команды",
-    "Show this message and exit.": "Показать эту справку и выйти.",
-    "default: {default}": "по умолчанию: {default}",
-    "required": "обязательно",
-    "env var: {var}": "переменная окружения: {var}",
-    "Example:": "Пример:",
-    # classcast-kiosk
-    "Run the kiosk of one classroom panel (or manage it: see the commands).": (
-        "Запустить киоск панели в классе (или управлять им: см. команды)."
-    ),
-    "Settings file (kiosk.toml).": "Файл настроек (kiosk.toml).",
-    "Room name shown on the panel and used to find it.": (
-        "Название кабинета: показывается на панели, по нему панель находят в сети."
-    ),
-    "School name shown on the panel.": "Название школы, которое показывается на панели.",
-    "Address to listen on (default 0.0.0.0).": (
-        "Адрес для входящих подключений (по умолчанию 0.0.0.0)."
-    ),
-    "Port to listen on (0 = any free port).": "Порт для подключений (0 — любой свободный).",
-    "Where media and logs live.": "Папка для материалов и журналов.",
-    "Fullscreen window (the default).": "Окно во весь экран (по умолчанию).",
-    "A normal window.": "Обычное окно.",
-    "No window (servers, tests).": "Без окна (для серверов и тестов).",
-    "Language of the panel.": "Язык панели.",
-    "Log debug messages.": "Записывать в журнал отладочные сообщения.",
-    # tokens
-    "List or revoke the controllers paired with this panel.": (
-        "Сопряжённые компьютеры учителей: список и отзыв сопряжения."
-    ),
-    "Machine-readable output.": "Вывод в формате JSON для программ.",
-    "Show every paired controller: id, name, role, when it paired.": (
-        "Показать все сопряжённые компьютеры: ID, имя, роль и время сопряжения."
-    ),
-    "Revoke pairings by controller id, teacher name, or token-hash prefix (8+ chars).": (
-        "Отозвать сопряжение по ID компьютера, имени учителя или началу хеша токена "
-        "(не меньше 8 символов)."
-    ),
-    "Takes effect at once, also in a running kiosk and on its open connections.": (
-        "Действует сразу, в том числе в работающем киоске и на его открытых подключениях."
-    ),
-    # on the panel's screen (kiosk.scenes, kiosk.window)
-    "Could not show «{title}»": "Не удалось показать «{title}»",
-    "The file is damaged or missing. The lesson goes on.": (
-        "Файл повреждён или отсутствует. Урок продолжается."
-    ),
-    "Pairing code": "Код для подключения",
-    "Video": "Видео",
-    "Web page": "Веб-страница",
-    "Press Esc again to stop the show": "Нажмите Esc ещё раз, чтобы остановить показ",
-}
+logger = logging.getLogger(__name__)
+
+DOMAIN = "classcast-kiosk"
+"""The gettext domain: the catalogue is ``locale/<lang>/LC_MESSAGES/classcast-kiosk.mo``."""
+
+LOCALE_DIR = Path(__file__).resolve().parent / "locale"
+"""Where the kiosk's catalogues are: package data, in a checkout and an install alike."""
+
+
+@functools.cache
+def catalogue(lang: str) -> gettext.NullTranslations:
+    """The kiosk's messages in ``lang`` (``ru`` or ``en``), loaded once per language.
+
+    English has no catalogue: the msgids are the English texts, and the
+    :class:`gettext.NullTranslations` returned passes them through. So does the
+    fallback for a language whose ``.mo`` file is missing, with a warning logged.
+    """
+    found = gettext.translation(DOMAIN, LOCALE_DIR, languages=[lang], fallback=True)
+    if lang != "en" and not isinstance(found, gettext.GNUTranslations):
+        logger.warning("no %s catalogue in %s: showing English", lang, LOCALE_DIR)
+    return found
+
+
+def catalogue_msgids(lang: str = "ru") -> frozenset[str]:
+    """Every msgid the compiled catalogue of ``lang`` translates (for tests and tools).
+
+    Raises:
+        OSError: there is no compiled catalogue for ``lang``.
+    """
+    return mo_msgids((LOCALE_DIR / lang / "LC_MESSAGES" / f"{DOMAIN}.mo").read_bytes())
 
 
 def t(msgid: str, /, **values: object) -> str:
     """Translate ``msgid`` into the current language and fill in ``values``."""
-    return translate(RU, msgid, **values)
+    return translate(catalogue(language()), msgid, **values)
 
 
 def tr(lang: str, msgid: str, /, **values: object) -> str:
@@ -97,8 +84,7 @@ def tr(lang: str, msgid: str, /, **values: object) -> str:
     Text on the panel's screen follows the kiosk's configured language, not the
     environment of whoever started it.
     """
-    text = RU.get(msgid, msgid) if lang == "ru" else msgid
-    return text.format(**values) if values else text
+    return translate(catalogue(lang), msgid, **values)
 
 
 # --------------------------------------------------------------------------- --help
@@ -175,7 +161,9 @@ class TranslatedCommand(click.Command):
 
     @property
     def help(self) -> str | None:
-        return None if self.help_msgid is None else translate_help(RU, self.help_msgid)
+        if self.help_msgid is None:
+            return None
+        return translate_help(catalogue(language()), self.help_msgid)
 
     @help.setter
     def help(self, value: str | None) -> None:

@@ -1,10 +1,17 @@
 """Translation machinery shared by the ``classcast`` and ``classcast-kiosk`` commands.
 
-Pure text functions, gettext style: messages are written in English in the code and
-looked up in a Russian catalogue (a plain dict) that each program keeps for itself —
-``controller/i18n.py``, ``kiosk/i18n.py``. Russian is the default; ``CLASSCAST_LANG=en``
-switches to English. Nothing here does I/O: the language is read from the environment
-each time, so text built late (``--help``) follows a ``--lang`` given on the command line.
+GNU gettext: messages are written in English in the code and looked up in a compiled
+Russian catalogue (``.mo``) that each program keeps for itself, one gettext domain
+each — ``controller/locale/ru/LC_MESSAGES/classcast.mo``,
+``kiosk/locale/ru/LC_MESSAGES/classcast-kiosk.mo``. The ``.po`` file next to each is
+the one to edit; ``make catalogues`` compiles it. Russian is the default;
+``CLASSCAST_LANG=en`` switches to English, which needs no catalogue (the msgid is the
+text).
+
+Nothing here reads a file: ``controller/i18n.py`` and ``kiosk/i18n.py`` load their
+catalogues with :func:`gettext.translation` and pass them in as :class:`Catalogue`
+objects. The language is read from the environment each time, so text built late
+(``--help``) follows a ``--lang`` given on the command line.
 """
 
 from __future__ import annotations
@@ -12,11 +19,28 @@ from __future__ import annotations
 import inspect
 import os
 import re
-from collections.abc import Mapping
+import struct
+from typing import Protocol
 
 LANG_ENV = "CLASSCAST_LANG"
 
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
+
+# The first 4 bytes of a GNU .mo file, by byte order (struct's "<" or ">").
+_MO_MAGIC = {b"\xde\x12\x04\x95": "<", b"\x95\x04\x12\xde": ">"}
+
+
+class Catalogue(Protocol):
+    """The messages of one program in one language.
+
+    :class:`gettext.GNUTranslations` (a compiled catalogue) and
+    :class:`gettext.NullTranslations` (English: every msgid is its own text) are both
+    catalogues.
+    """
+
+    def gettext(self, message: str, /) -> str:
+        """``message`` translated, or ``message`` itself when the catalogue lacks it."""
+        ...
 
 
 def language() -> str:
@@ -24,9 +48,13 @@ def language() -> str:
     return "en" if os.environ.get(LANG_ENV, "ru").lower().startswith("en") else "ru"
 
 
-def translate(catalogue: Mapping[str, str], msgid: str, /, **values: object) -> str:
-    """``msgid`` in the current language (English when missing), with ``values`` filled in."""
-    text = catalogue.get(msgid, msgid) if language() == "ru" else msgid
+def translate(catalogue: Catalogue, msgid: str, /, **values: object) -> str:
+    """``msgid`` as ``catalogue`` has it (English when missing), with ``values`` filled in.
+
+    The caller picks the catalogue of the language wanted (usually of :func:`language`).
+    An empty ``msgid`` stays empty: gettext would answer with the catalogue's header.
+    """
+    text = catalogue.gettext(msgid) if msgid else msgid
     return text.format(**values) if values else text
 
 
@@ -53,20 +81,48 @@ def help_msgids(text: str) -> list[str]:
     return [_msgid(p) for p in _paragraphs(text) if _is_prose(p)]
 
 
-def translate_help(catalogue: Mapping[str, str], text: str) -> str:
-    """A help text (docstring or ``help=``) in the current language, for click.
+def translate_help(catalogue: Catalogue, text: str) -> str:
+    """A help text (docstring or ``help=``) as ``catalogue`` has it, for click.
 
     Each prose paragraph is looked up by its :func:`help_msgids` key (click rewraps
-    prose anyway). Indented paragraphs (examples) get click's ``\\b`` marker, so that
-    each command of an example stays on a line of its own.
+    prose anyway); one the catalogue lacks (all of them, in English) stays as written.
+    Indented paragraphs (examples) get click's ``\\b`` marker, so that each command of
+    an example stays on a line of its own.
     """
-    ru = language() == "ru"
     paragraphs = []
     for paragraph in _paragraphs(text):
         if _is_prose(paragraph):
-            paragraphs.append(translate(catalogue, _msgid(paragraph)) if ru else paragraph)
+            msgid = _msgid(paragraph)
+            translated = catalogue.gettext(msgid)
+            paragraphs.append(paragraph if translated == msgid else translated)
         elif paragraph[:1].isspace():
             paragraphs.append("\b\n" + paragraph)
         else:
             paragraphs.append(paragraph)
     return "\n\n".join(paragraphs)
+
+
+def mo_msgids(mo: bytes) -> frozenset[str]:
+    """The msgids of a compiled catalogue (the bytes of a UTF-8 GNU ``.mo`` file).
+
+    For tests and tools that list what a catalogue translates; the programs look
+    messages up through :mod:`gettext`. The header entry (msgid ``""``) is left out,
+    and a plural entry is listed by its singular msgid.
+
+    Raises:
+        ValueError: ``mo`` is not a GNU ``.mo`` file, or is cut short.
+    """
+    order = _MO_MAGIC.get(mo[:4])
+    if order is None:
+        raise ValueError("not a GNU .mo file: bad magic number")
+    try:
+        count, originals = struct.unpack_from(f"{order}2I", mo, 8)
+        msgids = set()
+        for i in range(count):
+            length, offset = struct.unpack_from(f"{order}2I", mo, originals + 8 * i)
+            if offset + length > len(mo):
+                raise ValueError("not a GNU .mo file: a msgid runs past the end")
+            msgids.add(mo[offset : offset + length].decode("utf-8").partition("\0")[0])
+    except struct.error as exc:
+        raise ValueError(f"not a GNU .mo file: {exc}") from exc
+    return frozenset(msgids - {""})

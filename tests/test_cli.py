@@ -9,6 +9,7 @@ import os
 import sys
 import time
 import types
+import typing
 from pathlib import Path
 
 import click
@@ -20,6 +21,7 @@ from controller.cli import cli, parse_time_ms
 from kiosk import i18n as kiosk_i18n
 from kiosk.cli import main as kiosk_main
 from media.lesson import sample_lesson_path
+from protocol.messages import ControlAction, EndReason, ItemKind, PlayerState, Role
 from tests.kiosks import KioskThread
 
 
@@ -229,27 +231,60 @@ def test_every_command_is_in_the_cli_docs() -> None:
     assert doc == render(), "docs/cli.md is stale: run python -m scripts.gen_cli_docs"
 
 
-@pytest.mark.parametrize("package", [controller_i18n, kiosk_i18n])
-def test_every_message_the_cli_prints_has_a_russian_text(package: types.ModuleType) -> None:
-    """Every ``t("...")`` of the package (controller/ or kiosk/) is in its catalogue."""
+def _literal_msgids(package: types.ModuleType) -> set[str]:
+    """The messages of ``package`` written as literals: ``t("...")`` and ``tr(lang, "...")``."""
     root = Path(package.__file__ or "").parent
-    missing = []
+    found = set()
     for path in root.glob("*.py"):
         source = path.read_text(encoding="utf-8")
         if path.name != "i18n.py" and f"from {root.name}.i18n import" not in source:
             continue  # a ``t`` of its own, if any, is not this catalogue's
         for node in ast.walk(ast.parse(source)):
-            if (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Name)
-                and node.func.id == "t"
-                and node.args
-                and isinstance(node.args[0], ast.Constant)
-                and isinstance(node.args[0].value, str)
-                and node.args[0].value not in package.RU
-            ):
-                missing.append(f"{path.name}: {node.args[0].value}")
-    assert missing == []
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+                continue
+            position = {"t": 0, "tr": 1}.get(node.func.id)
+            if position is None or len(node.args) <= position:
+                continue
+            arg = node.args[position]
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                found.add(arg.value)
+    return found
+
+
+def _help_msgids(package: types.ModuleType) -> set[str]:
+    """Every paragraph of the docstrings and ``help=`` of the package's CLI."""
+    found = set()
+    for _, command, command_package in _every_command():
+        if command_package is package:
+            assert isinstance(command, package.TranslatedCommand)
+            found |= set(package.help_msgids(command.help_msgid or ""))
+            options = [p for p in command.params if isinstance(p, package.TranslatedOption)]
+            found |= {p.help_msgid for p in options if p.help_msgid}
+    return found
+
+
+# Messages translated from a variable: click's headings (``write_heading``) and, in the
+# controller's output, the values of the protocol's enumerations (``t(s.state)``...).
+_CLICK_HEADINGS = {"Options", "Commands"}
+_PROTOCOL_WORDS = {
+    word
+    for literal in (ItemKind, ControlAction, PlayerState, EndReason, Role)
+    for word in typing.get_args(literal)
+}
+
+
+@pytest.mark.parametrize("package", [controller_i18n, kiosk_i18n])
+def test_every_message_the_cli_prints_has_a_russian_text(package: types.ModuleType) -> None:
+    """Every ``t("...")`` and ``tr(lang, "...")`` of controller/ or kiosk/ is in its catalogue."""
+    assert _literal_msgids(package)  # the search finds something
+    assert sorted(_literal_msgids(package) - package.catalogue_msgids()) == []
+
+
+def test_every_word_of_the_protocol_the_cli_prints_has_a_russian_text() -> None:
+    """Kinds, states, actions, end reasons and roles: ``t(s.state)`` and the like."""
+    assert sorted(_PROTOCOL_WORDS - controller_i18n.catalogue_msgids()) == []
+    assert sorted(_CLICK_HEADINGS - controller_i18n.catalogue_msgids()) == []
+    assert sorted(_CLICK_HEADINGS - kiosk_i18n.catalogue_msgids()) == []
 
 
 def test_every_help_text_has_a_russian_text() -> None:
@@ -262,8 +297,20 @@ def test_every_help_text_has_a_russian_text() -> None:
             if isinstance(param, click.Option):
                 assert isinstance(param, package.TranslatedOption), f"{name} {param.name}"
                 texts += [param.help_msgid] if param.help_msgid else []
-        missing += [f"{name}: {text}" for text in texts if text not in package.RU]
+        missing += [f"{name}: {text}" for text in texts if text not in package.catalogue_msgids()]
     assert missing == []
+
+
+@pytest.mark.parametrize(
+    ("package", "dynamic"),
+    [(controller_i18n, _CLICK_HEADINGS | _PROTOCOL_WORDS), (kiosk_i18n, _CLICK_HEADINGS)],
+)
+def test_the_catalogue_holds_only_messages_in_use(
+    package: types.ModuleType, dynamic: set[str]
+) -> None:
+    """A message no code uses any more is removed from the .po file, not left to rot."""
+    used = _literal_msgids(package) | _help_msgids(package) | dynamic
+    assert sorted(package.catalogue_msgids() - used) == []
 
 
 @pytest.mark.slow
