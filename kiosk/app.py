@@ -265,6 +265,7 @@ def open_window(app: KioskApp) -> PygletWindow | None:
             IdleInfo(app.config.school, app.config.room),
             mode=mode,
             lang=app.config.lang,
+            video_output=app.config.video_output,
         )
         window.factory.register("video", load_video)
         window.factory.register(

@@ -25,6 +25,8 @@ HEARTBEAT_INTERVAL_S = 10.0
 loss an open display interval is closed at its last heartbeat, so this bounds the error."""
 
 Mode = Literal["fullscreen", "windowed", "headless"]
+VideoOutput = Literal["auto", "embedded", "frames"]
+VIDEO_OUTPUTS: tuple[VideoOutput, ...] = ("auto", "embedded", "frames")
 
 
 class ConfigError(ClassCastError):
@@ -44,6 +46,9 @@ class KioskConfig:
     state_dir: Path = Path(".")
     mode: Mode = "fullscreen"
     lang: str = "ru"
+    video_output: VideoOutput = "auto"
+    """``embedded``: VLC's own output inside the window (X11); ``frames``: decoded into a
+    texture (any window); ``auto``: embedded when the window is on X11."""
     quota_bytes: int = DEFAULT_QUOTA_BYTES
     heartbeat_s: float = HEARTBEAT_INTERVAL_S
     admin_secret: str | None = None
@@ -64,6 +69,7 @@ _KEYS: dict[str, type] = {
     "port": int,
     "state_dir": str,
     "lang": str,
+    "video_output": str,
     "quota_mb": int,
     "heartbeat_s": float,
     "admin_secret": str,
@@ -109,6 +115,8 @@ def load_config(path: Path | None) -> KioskConfig:
         if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
             raise ConfigError(f"{path}: {key} must be a {expected.__name__}")
         values[key] = value
+    if values.get("video_output", "auto") not in VIDEO_OUTPUTS:
+        raise ConfigError(f"{path}: video_output must be one of {', '.join(VIDEO_OUTPUTS)}")
     if "state_dir" in values:
         values["state_dir"] = Path(values["state_dir"])
     if "mdns_interfaces" in values:

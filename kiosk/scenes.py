@@ -32,6 +32,7 @@ from PIL import Image, ImageOps
 
 from kiosk.i18n import tr
 from kiosk.player import VideoCommand
+from kiosk.x11 import VideoSurface
 from media.store import BlobStore
 from protocol.errors import MediaError
 from protocol.messages import ItemKind, ManifestItem
@@ -80,12 +81,25 @@ class SceneContext:
     """Ask for a new frame (thread-safe): a scene whose picture changed by itself."""
     item_ended: Callable[[int], None] = lambda index: None
     """Report that item ``index`` played to its end (thread-safe; videos)."""
+    video_surface: VideoSurface | None = None
+    """Where VLC's own output draws (X11 panels); ``None``: videos decode into frames."""
 
 
 class Scene:
     """Something drawn over the whole window. Every method runs on the main thread."""
 
     background: Color = BLACK
+
+    @property
+    def ready(self) -> bool:
+        """Whether the scene has its first picture. Until it has, the window keeps
+        showing the previous scene (a video waiting for its first frame)."""
+        return True
+
+    @property
+    def uses_surface(self) -> bool:
+        """Whether the scene shows through :attr:`SceneContext.video_surface` now."""
+        return False
 
     def draw(self) -> None:
         """Draw the scene (the window is already cleared to :attr:`background`)."""
@@ -679,6 +693,8 @@ class AnnouncementOverlay:
         background = pyglet.graphics.Group(order=0)
         foreground = pyglet.graphics.Group(order=1)
         alert = level == "alert"
+        self.covers_screen = alert
+        """An alert takes the whole screen; a banner only :attr:`top` pixels of it."""
         if alert:
             box = (0, 0, ctx.width, ctx.height)
             size = ctx.height / 14
@@ -691,6 +707,8 @@ class AnnouncementOverlay:
         self._box = pyglet.shapes.Rectangle(
             *box, color=ALERT_RED if alert else INFO_BLUE, batch=self._batch, group=background
         )
+        self.top = box[3]
+        """Height of the overlay from the bottom of the window, in pixels."""
         x, y, width = label_box
         self._label = pyglet.text.Label(
             text,
@@ -741,6 +759,8 @@ class HintOverlay:
         )
         width = round(self._label.content_width) + 2 * pad
         height = round(self._label.content_height) + pad
+        self.top = y - height // 2 + height
+        """Height of the overlay's top from the bottom of the window, in pixels."""
         self._box = pyglet.shapes.Rectangle(
             (ctx.width - width) // 2,
             y - height // 2,

@@ -105,10 +105,18 @@ class VideoOut(Protocol):
 
     on_frame: Callable[[], None] | None
     """A new frame is ready for :meth:`latest_frame` (frame-callback output only)."""
+    on_started: Callable[[], None] | None
+    """The first picture after :meth:`load` is ready: with frame callbacks its frame
+    was decoded; with the embedded output VLC opened its window, where it draws it."""
     on_end: Callable[[], None] | None
     """The media played to its end (report it with ``KioskService.video_ended``)."""
     on_error: Callable[[CorruptContentError], None] | None
     """The media cannot be played: unreadable, corrupt, truncated or without video."""
+
+    @property
+    def embedded(self) -> bool:
+        """Whether the video library draws the pictures itself (no :meth:`latest_frame`)."""
+        ...
 
     def load(self, path: Path) -> None:
         """Stop what plays and prepare ``path``; call :meth:`play` to start it.
@@ -394,6 +402,8 @@ class VlcVideo:
         decode_only: bool = False,
     ) -> None:
         self.on_frame: Callable[[], None] | None = None
+        self.on_started: Callable[[], None] | None = None
+        self._started = False
         self.on_end: Callable[[], None] | None = None
         self.on_error: Callable[[CorruptContentError], None] | None = None
         vlc = _vlc()
@@ -449,6 +459,7 @@ class VlcVideo:
         player.set_media(self._media)
         self._path = path
         self._vouts_seen = 0
+        self._started = False
         if self._sink is not None:
             self._sink.reset_for_load()
 
@@ -549,12 +560,22 @@ class VlcVideo:
         return self._player
 
     def _frame_ready(self) -> None:
+        self._start()
         callback = self.on_frame
         if callback is not None:
             _call_safely(callback)
 
+    def _start(self) -> None:
+        if not self._started:
+            self._started = True
+            callback = self.on_started
+            if callback is not None:
+                _call_safely(callback)
+
     def _vlc_vout(self, event: Any) -> None:
         self._vouts_seen += 1
+        if self._sink is None and self._player is not None and self._player.has_vout():
+            self._start()
 
     def _vlc_end(self, event: Any) -> None:
         # libVLC ends a file it could not decode like a good one ("EndReached"); a

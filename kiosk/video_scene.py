@@ -1,17 +1,28 @@
-"""The video scene: an item of kind ``video`` played by libVLC into a texture.
+"""The video scene: an item of kind ``video`` played by libVLC.
 
-Uses :class:`~kiosk.video.VlcVideo`'s frame-callback output: libVLC decodes on its
-own threads, and the scene only hears "a new frame is ready"; it asks the window for
-a redraw, and :meth:`VideoScene.draw` (main thread) uploads
-:meth:`~kiosk.video.VideoOut.latest_frame` into one texture and draws it letterboxed,
-as pictures are::
+Two outputs (see :mod:`kiosk.video`):
+
+* **embedded** (a real panel on X11): VLC's own output draws into the window's
+  :class:`~kiosk.x11.VideoSurface`; the scene draws nothing itself, and the window
+  maps the surface while the scene is current.
+* **frame callbacks** (headless, or no X11): libVLC decodes on its own threads, and
+  the scene only hears "a new frame is ready"; it asks the window for a redraw, and
+  :meth:`VideoScene.draw` (main thread) uploads
+  :meth:`~kiosk.video.VideoOut.latest_frame` into one texture and draws it
+  letterboxed, as pictures are.
+
+::
 
     loader thread   load_video: the blob's path; libVLC loaded and started
     main thread     builder → VideoScene (no player yet: a preload plays nothing)
                     enter: VlcVideo, load, play       leave / delete: close (joins
                     draw: upload the newest frame      libVLC's threads)
-    libVLC threads  on_frame → request_redraw;  on_end, on_error → posted to the
-                    main thread, which checks the player is still this scene's
+    libVLC threads  on_frame → request_redraw;  on_started, on_end, on_error →
+                    posted to the main thread, which checks the player is still
+                    this scene's
+
+Gapless: the scene is not :attr:`~kiosk.scenes.Scene.ready` until its first picture
+(``on_started``), and until then the window keeps showing the previous scene.
 
 The end of the video reports ``ctx.item_ended(index)`` (the lesson advances). A file
 libVLC cannot decode turns the scene into the error slide; a video has no duration
@@ -50,7 +61,13 @@ ERROR_HOLD_S = 5.0
 """How long a video that cannot be played shows the error slide before the lesson
 advances (as if it had ended)."""
 
-VideoMaker = Callable[[], VideoOut]
+VideoMaker = Callable[[SceneContext], VideoOut]
+
+
+def make_vlc_video(ctx: SceneContext) -> VideoOut:
+    """A libVLC player: embedded in ``ctx.video_surface`` if there is one, else frames."""
+    surface = ctx.video_surface
+    return VlcVideo() if surface is None else VlcVideo(xwindow=surface.xid)
 
 
 class _MainThread(pyglet.event.EventDispatcher):
@@ -90,7 +107,7 @@ class VideoScene(Scene):
         ctx: SceneContext,
         request: SceneRequest,
         path: Path,
-        make_video: VideoMaker = VlcVideo,
+        make_video: VideoMaker = make_vlc_video,
     ) -> None:
         self.ctx = ctx
         self.index = request.index
@@ -111,11 +128,21 @@ class VideoScene(Scene):
         self._layout: tuple[int, int, int, int] | None = None
         self._shown_number = -1
         self._error: ErrorScene | None = None
+        self._embedded = False
+        """The current player draws into the window's video surface."""
 
     @property
     def playing(self) -> bool:
         """Whether a player exists (between :meth:`enter` and :meth:`leave`)."""
         return self._video is not None
+
+    @property
+    def ready(self) -> bool:
+        return self._started or self._error is not None or self._video is None
+
+    @property
+    def uses_surface(self) -> bool:
+        return self._embedded and self._video is not None and self._error is None
 
     @property
     def failed(self) -> bool:
@@ -133,9 +160,11 @@ class VideoScene(Scene):
         self._pending.clear()
         self._paused = False
         self._shown_number = -1
-        video = self._make_video()
+        video = self._make_video(self.ctx)
         self._video = video
+        self._embedded = video.embedded
         video.on_frame = lambda: self._frame_ready(video)
+        video.on_started = lambda: _post(lambda: self._first_frame(video))
         video.on_end = lambda: _post(lambda: self._ended(video))
         video.on_error = lambda error: _post(lambda: self._failed(video, error))
         try:
@@ -186,8 +215,6 @@ class VideoScene(Scene):
     # ----------------------------------------------------------------- libVLC threads
 
     def _frame_ready(self, video: VideoOut) -> None:
-        if not self._started:
-            _post(lambda: self._first_frame(video))
         if not self._redraw_asked:
             self._redraw_asked = True
             self.ctx.request_redraw()
@@ -201,6 +228,7 @@ class VideoScene(Scene):
         pending, self._pending = self._pending, []
         for command in pending:
             self._command(video, command)
+        self.ctx.request_redraw()  # the window shows this scene from now on
 
     def _ended(self, video: VideoOut) -> None:
         if video is self._video:

@@ -12,8 +12,14 @@ pyglet loop (``platform_event_loop.post_event``, which wakes it at once)::
                            build (GL), swap, draw once, flip
 
 Gapless: the previous scene stays current (and is what any redraw draws) until the
-next one is built, so no black or half-drawn frame is ever shown; ``Preload`` builds
-the next item ahead, so its ``Show`` swaps at once.
+next one is built, and stays on screen until the new one is
+:attr:`~kiosk.scenes.Scene.ready` (a video's first picture; at most
+:data:`FIRST_PICTURE_WAIT_S`), so no black or half-drawn frame is ever shown;
+``Preload`` builds the next item ahead, so its ``Show`` swaps at once.
+
+On X11 (not headless) videos are drawn by VLC into a child window, the
+:class:`~kiosk.x11.VideoSurface`, mapped while such a video is current and kept clear
+of the overlays; screenshots are then read off the screen, not the GL framebuffer.
 
 Input on the panel (keys, taps) becomes ``control(action)``, which the wiring turns
 into :meth:`KioskService.panel_control` on the network loop.
@@ -41,6 +47,7 @@ from PIL import Image
 from pyglet import gl
 from pyglet.window import key
 
+from kiosk.config import VideoOutput
 from kiosk.i18n import tr
 from kiosk.player import Preload, SetBlank, Show, ShowIdle, VideoCommand
 from kiosk.scenes import (
@@ -54,11 +61,17 @@ from kiosk.scenes import (
     SceneRequest,
 )
 from kiosk.service import DisplayEffect, HideAnnouncement, PinChanged, ShowAnnouncement
+from kiosk.x11 import X11Surface, capture, native_window
 from media.store import BlobStore
 
 logger = logging.getLogger(__name__)
 
 WindowMode = Literal["fullscreen", "windowed", "headless"]
+
+
+FIRST_PICTURE_WAIT_S = 1.0
+"""How long the previous scene stays on screen while the next one (a video) waits for
+its first picture; after that the new scene shows regardless."""
 
 WINDOWED_SIZE = (1280, 720)
 """Size of ``--windowed`` and ``--headless`` windows."""
@@ -92,6 +105,12 @@ class Frame:
         """Whether every pixel has one colour (``color``, if given)."""
         first = self.rgba[0:4] if color is None else bytes((*color, 255))
         return self.rgba == first * (self.width * self.height)
+
+    @classmethod
+    def from_image(cls, image: Image.Image) -> Frame:
+        """From a Pillow image (top row first)."""
+        rgba = image.convert("RGBA").transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+        return cls(rgba.width, rgba.height, rgba.tobytes())
 
     def image(self) -> Image.Image:
         """As a Pillow image (top row first)."""
@@ -140,6 +159,7 @@ class PygletWindow:
             the panel's keys and taps (on the main thread; it must hand off).
         item_ended: called with an item's index when a video ended (any thread).
         on_close: called when the window is asked to close (the system's close button).
+        video_output: see :data:`VideoOutput`.
     """
 
     def __init__(
@@ -153,6 +173,7 @@ class PygletWindow:
         control: Callable[[str], None] | None = None,
         item_ended: Callable[[int], None] | None = None,
         on_close: Callable[[], None] | None = None,
+        video_output: VideoOutput = "auto",
     ) -> None:
         self.control = control
         self.on_close = on_close
@@ -162,6 +183,12 @@ class PygletWindow:
         self._main = threading.get_ident()
         self.window = _make_window(mode, size)
         width, height = self.window.get_framebuffer_size()
+        self._native = None if self._headless else native_window(self.window)
+        self._surface: X11Surface | None = None
+        if self._native is not None and video_output != "frames":
+            self._surface = X11Surface(*self._native, width, height)
+        elif video_output == "embedded":
+            logger.warning("no X11 window: videos are decoded into frames")
         self.ctx = SceneContext(
             store,
             width,
@@ -169,6 +196,7 @@ class PygletWindow:
             lang=lang,
             request_redraw=self.request_redraw,
             item_ended=self._item_ended,
+            video_surface=self._surface,
         )
         self.factory = SceneFactory(self.ctx)
         self._loader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="scene-loader")
@@ -179,6 +207,8 @@ class PygletWindow:
         self._wanted: object = _IDLE
         """Key of the scene the player asked for last (current once it is built)."""
         self._current_key: object = _IDLE
+        self._outgoing: Scene | None = None
+        """The previous scene, still on screen while the current one is not ready."""
         self._video_backlog: list[VideoCommand] = []
         """Video commands for the wanted scene that is still loading."""
         self._scenes: OrderedDict[object, Scene] = OrderedDict()
@@ -263,7 +293,8 @@ class PygletWindow:
             except concurrent.futures.TimeoutError:
                 future.cancel()
                 raise TimeoutError("the panel window did not draw a frame in time") from None
-        assert frame is not None
+        if frame is None:
+            raise TimeoutError("the panel window is not on screen")
         return frame.png(max_width)
 
     # ----------------------------------------------------------------- main thread
@@ -330,10 +361,13 @@ class PygletWindow:
         pyglet.clock.unschedule(self._hide_hint)
         self._loader.shutdown(wait=True, cancel_futures=True)
         self.factory.close()
+        pyglet.clock.unschedule(self._stop_waiting)
         for scene in self._scenes.values():
             scene.delete()
         self._scenes.clear()
         self.idle.delete()
+        if self._surface is not None:
+            self._surface.close()
         if self._hint is not None:
             self._hint.delete()
         for future in self._captures:
@@ -428,7 +462,7 @@ class PygletWindow:
     def _evict(self) -> None:
         while len(self._scenes) > SCENE_CACHE:
             for k, scene in self._scenes.items():
-                if scene is not self._current and k != self._wanted:
+                if scene is not self._current and scene is not self._outgoing and k != self._wanted:
                     del self._scenes[k]
                     scene.delete()
                     break
@@ -436,15 +470,44 @@ class PygletWindow:
                 return
 
     def _swap(self, key_: object, scene: Scene) -> None:
+        """Make ``scene`` current; what was on screen stays until ``scene`` is ready."""
         if scene is not self._current:
-            self._current.leave()
+            on_screen = self._on_screen()
+            if self._current is not on_screen:
+                self._current.leave()  # never shown: it was still waiting
             self._current, self._current_key = scene, key_
-            scene.enter()
+            if scene is on_screen:  # back to what is still on screen
+                self._outgoing = None
+            else:
+                scene.enter()
+                self._outgoing = on_screen
+                pyglet.clock.unschedule(self._stop_waiting)
+                pyglet.clock.schedule_once(self._stop_waiting, FIRST_PICTURE_WAIT_S)
+            self._settle()
             self._evict()
         backlog, self._video_backlog = self._video_backlog, []
         for command in backlog:
             scene.video(command)
         self.request_redraw()
+
+    def _on_screen(self) -> Scene:
+        """The scene drawn: the current one once it is ready, until then the previous."""
+        return self._outgoing if self._outgoing is not None else self._current
+
+    def _settle(self) -> None:
+        """Retire the previous scene once the current one has its first picture."""
+        outgoing = self._outgoing
+        if outgoing is not None and self._current.ready:
+            self._outgoing = None
+            pyglet.clock.unschedule(self._stop_waiting)
+            outgoing.leave()
+
+    def _stop_waiting(self, dt: float = 0.0) -> None:
+        outgoing, self._outgoing = self._outgoing, None
+        if outgoing is not None:
+            logger.info("no first picture in %.1f s: showing the item anyway", dt)
+            outgoing.leave()
+            self.request_redraw()
 
     def _item_ended(self, index: int) -> None:
         if self.item_ended is not None:
@@ -465,22 +528,39 @@ class PygletWindow:
             self.on_draw()
             for hook in self.frame_hooks:
                 hook()
-            if capture:
+            if capture and self._native is None:
                 frame = self.read_pixels()
-                captures, self._captures = self._captures, []
-                for future in captures:
-                    if not future.cancelled():
-                        future.set_result(frame)
         except Exception:  # a scene failing to draw must not take the window down
             logger.exception("drawing a frame failed")
-        if self._headless:
+        if self._headless or capture:
             # Swapping a pbuffer does not flush: without this, Mesa keeps every frame's
             # commands and memory grows by ~45 kB a frame.
             gl.glFinish()
         self.window.flip()
         self.frames += 1
         self.first_frame.set()
+        if capture:
+            if self._native is not None:
+                frame = self._read_screen()
+            captures, self._captures = self._captures, []
+            for future in captures:
+                if not future.cancelled():
+                    if frame is None:
+                        future.set_exception(TimeoutError("the panel window is not on screen"))
+                    else:
+                        future.set_result(frame)
         return frame
+
+    def _read_screen(self) -> Frame | None:
+        """What the screen shows over the window: VLC's picture and Chromium included."""
+        assert self._native is not None
+        width, height = self.window.get_framebuffer_size()
+        try:
+            image = capture(*self._native, width, height)
+        except Exception:
+            logger.exception("reading the screen failed")
+            return None
+        return None if image is None else Frame.from_image(image)
 
     def _on_draw_event(self) -> bool:
         """pyglet's own ``on_draw`` (an expose in ``run`` with an interval): redraw."""
@@ -489,19 +569,45 @@ class PygletWindow:
 
     def on_draw(self) -> None:
         """Draw the current scene, then the announcement and hint on top (only draws)."""
+        self._settle()
         if self._blanked:
             gl.glClearColor(0.0, 0.0, 0.0, 1.0)
             self.window.clear()
         else:
-            r, g, b, a = self._current.background
+            scene = self._on_screen()
+            r, g, b, a = scene.background
             gl.glClearColor(r / 255, g / 255, b / 255, a / 255)
             self.window.clear()
-            self._current.draw()
+            scene.draw()
         # An announcement shows even over a blanked screen.
         if self._announcement is not None:
             self._announcement.draw()
         if self._hint is not None and not self._blanked:
             self._hint.draw()
+        self._place_surface()
+
+    def _place_surface(self) -> None:
+        """Map the video surface while an embedded video is current, clear of overlays."""
+        surface = self._surface
+        if surface is None:
+            return
+        announcement = self._announcement
+        hint = self._hint if not self._blanked else None
+        if (
+            not self._current.uses_surface
+            or self._blanked
+            or (announcement is not None and announcement.covers_screen)
+        ):
+            surface.hide()
+            return
+        # Overlays sit at the bottom: the surface ends above the highest one.
+        bottom = max(
+            announcement.top if announcement is not None else 0,
+            hint.top if hint is not None else 0,
+        )
+        surface.show(0, 0, self.ctx.width, self.ctx.height - bottom)
+        if self._current.ready:
+            surface.fill_black()
 
     def _hide_announcement(self, dt: float = 0.0) -> None:
         pyglet.clock.unschedule(self._hide_announcement)
@@ -527,6 +633,7 @@ class PygletWindow:
             logger.info("window resized to %dx%d", fb_w, fb_h)
             self.ctx.width, self.ctx.height = fb_w, fb_h
             # Scenes are laid out for a size: rebuild the idle screen, drop the others.
+            self._stop_waiting()
             info = self.idle.info
             old_idle = self.idle
             self.idle = IdleScene(self.ctx, info)

@@ -93,14 +93,19 @@ class KioskThread:
 
 @contextmanager
 def kiosk_process(
-    state_dir: Path, *extra: str, config: str = ""
+    state_dir: Path,
+    *extra: str,
+    config: str = "",
+    window: str = "--headless",
+    env: dict[str, str] | None = None,
 ) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """Run ``classcast-kiosk --headless`` as a child process; yields (process, address)."""
+    """Run ``classcast-kiosk --headless`` (or ``window``) as a child process; yields
+    (process, address). ``env`` is added to this process's environment."""
     args = [
         sys.executable,
         "-c",
         "from kiosk.cli import main; main()",
-        "--headless",
+        window,
         "--host",
         "127.0.0.1",
         "--port",
@@ -115,7 +120,7 @@ def kiosk_process(
     path = state_dir.parent / f"{state_dir.name}.toml"
     path.write_text(config, encoding="utf-8")
     args += ["--config", str(path)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     proc = subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )

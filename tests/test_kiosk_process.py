@@ -75,6 +75,14 @@ def test_kiosk_refuses_a_bad_config_file(tmp_path: Path) -> None:
         pass
 
 
+def test_kiosk_refuses_an_unknown_video_output(tmp_path: Path) -> None:
+    with (
+        pytest.raises(RuntimeError, match="video_output must be one of auto, embedded, frames"),
+        kiosk_process(tmp_path / "s", config='video_output = "overlay"\n'),
+    ):
+        pass
+
+
 async def test_pairing_and_certificate_survive_a_restart(tmp_path: Path) -> None:
     state = tmp_path / "state"
     with kiosk_process(state) as (_, address):

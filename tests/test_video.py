@@ -10,8 +10,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
-import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +27,8 @@ from kiosk.video import (
 )
 from media.lesson import sample_lesson_path
 from protocol.errors import CorruptContentError
+from tests.xvfb import vlc_has_x11_output
+from tests.xvfb import xvfb as x_server
 
 SAMPLE = sample_lesson_path() / "05-opyt.mp4"
 SAMPLE_DURATION_MS = 2000
@@ -263,31 +263,12 @@ def test_the_embedded_output_can_be_constructed_without_a_display() -> None:
 # ------------------------------------------------------------ embedded output, Xvfb
 
 
-def _vlc_has_x11_output() -> bool:
-    plugins = Path("/usr/lib/x86_64-linux-gnu/vlc/plugins/video_output")
-    return (plugins / "libxcb_x11_plugin.so").exists()
-
-
 @pytest.fixture(scope="module")
 def xvfb() -> Iterator[str]:
-    if shutil.which("Xvfb") is None or ctypes.util.find_library("X11") is None:
-        pytest.skip("no Xvfb or libX11 (apt-get install xvfb)")
-    if not _vlc_has_x11_output():
+    if not vlc_has_x11_output():
         pytest.skip("no X11 output in libVLC (apt-get install vlc-plugin-video-output)")
-    read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "640x480x24", "-nolisten", "tcp"],
-        pass_fds=(write_fd,),
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write_fd)
-    try:
-        with os.fdopen(read_fd) as pipe:
-            display = ":" + pipe.readline().strip()
+    with x_server() as display:
         yield display
-    finally:
-        proc.terminate()
-        proc.wait(5)
 
 
 @pytest.mark.slow

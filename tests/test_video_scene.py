@@ -153,6 +153,27 @@ def test_the_video_plays_letterboxed_and_its_frames_change(panel: Panel) -> None
     assert panel.ended == []
 
 
+def test_no_black_frame_before_the_first_picture(panel: Panel) -> None:
+    # From a picture to a video, redrawing as often as possible (as exposes would):
+    # until libVLC delivers its first frame the picture stays on screen.
+    panel.window.apply(Show(panel.lesson, 0, panel.lesson.items[0]))
+    panel.window.run_pending()
+    picture = video_region(panel.last())
+    panel.frames.clear()
+    panel.show_video()
+    deadline = time.monotonic() + 5
+    while not (panel.frames and video_region(panel.last()) != picture):
+        panel.window.request_redraw()
+        pyglet.app.platform_event_loop.dispatch_posted_events()
+        pyglet.clock.tick()
+        assert time.monotonic() < deadline, "the video never showed"
+    assert len(panel.frames) >= 2
+    black = bytes((0, 0, 0, 255)) * (len(picture) // 4)
+    for _, frame in panel.frames:
+        assert video_region(frame) != black
+        assert video_region(frame) == picture or frame.pixel(BAR // 2, H // 2) == BLACK
+
+
 def test_pause_stops_the_picture_and_play_resumes(panel: Panel) -> None:
     panel.show_video()
     panel.run_for(0.4)

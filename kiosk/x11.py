@@ -1,0 +1,206 @@
+"""The panel window's native X11 parts: the video surface and screen capture.
+
+On a real panel (an X11 session, or XWayland under a kiosk compositor such as cage)
+videos are shown by VLC's own output, drawing straight into an X11 window: no frame
+crosses into Python, so 1080p costs what VLC costs. That window is a
+:class:`VideoSurface`, a child of the pyglet window made here with Xlib (the library
+pyglet itself uses on X11)::
+
+    pyglet window (GL: scenes, overlays)
+    └── VideoSurface  (child, no background: shows what was under it until VLC draws)
+        └── VLC's own window (made and mapped by libVLC inside the surface)
+
+The surface is mapped while an embedded video is the current scene and is kept clear
+of overlays: an info banner shortens it from below, an alert or a blank screen unmaps
+it. It selects no input, so taps on a video reach the pyglet window beneath.
+
+A screenshot must show what the class sees, VLC's picture and a Chromium window
+included, which the GL framebuffer does not hold: :func:`capture` reads the screen
+(the root window) over the pyglet window's rectangle.
+
+Every function runs on the main thread, on pyglet's own display connection.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from typing import Any, Protocol
+
+import pyglet
+from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+ZPIXMAP = 2
+ALL_PLANES = 0xFFFFFFFF
+
+
+class VideoSurface(Protocol):
+    """A native window for VLC's own output, inside the panel window."""
+
+    @property
+    def xid(self) -> int:
+        """The X11 window id handed to ``libvlc_media_player_set_xwindow``."""
+        ...
+
+    @property
+    def visible(self) -> bool: ...
+
+    def show(self, x: int, y: int, width: int, height: int) -> None:
+        """Map the surface over the given box (window pixels, top left origin)."""
+
+    def fill_black(self) -> None:
+        """Paint the surface black where VLC does not draw (once the video shows)."""
+
+    def hide(self) -> None:
+        """Unmap the surface (the pyglet window shows through)."""
+
+    def close(self) -> None:
+        """Destroy the native window."""
+
+
+def _xlib() -> Any:
+    from pyglet.libs.x11 import xlib
+
+    return xlib
+
+
+def native_window(window: pyglet.window.Window) -> tuple[Any, int] | None:
+    """``(display, window id)`` of a pyglet window on X11, else ``None`` (headless)."""
+    display = getattr(window, "_x_display", None)
+    xid = getattr(window, "_window", None)
+    if display is None or not xid:
+        return None
+    return display, int(xid)
+
+
+class X11Surface:
+    """A :class:`VideoSurface`: a child window of the pyglet window, unmapped at first.
+
+    Its background is ``None``: mapping it does not clear it, so until VLC draws its
+    first picture it keeps showing the pyglet window's last frame (the previous item).
+    """
+
+    def __init__(self, display: Any, parent: int, width: int, height: int) -> None:
+        xlib = _xlib()
+        self._display = display
+        attrs = xlib.XSetWindowAttributes()
+        attrs.background_pixmap = 0  # None: keep what is on screen
+        attrs.border_pixel = 0
+        self._xid = int(
+            xlib.XCreateWindow(
+                display,
+                parent,
+                0,
+                0,
+                max(1, width),
+                max(1, height),
+                0,
+                xlib.CopyFromParent,
+                xlib.InputOutput,
+                None,  # CopyFromParent visual
+                xlib.CWBackPixmap | xlib.CWBorderPixel,
+                ctypes.byref(attrs),
+            )
+        )
+        xlib.XFlush(display)
+        self._visible = False
+        self._filled = False
+        self._box: tuple[int, int, int, int] | None = None
+        self._closed = False
+
+    @property
+    def xid(self) -> int:
+        return self._xid
+
+    @property
+    def visible(self) -> bool:
+        return self._visible
+
+    def show(self, x: int, y: int, width: int, height: int) -> None:
+        if self._closed:
+            return
+        xlib = _xlib()
+        box = (x, y, max(1, width), max(1, height))
+        if box != self._box:
+            self._box = box
+            xlib.XMoveResizeWindow(self._display, self._xid, *box)
+        if not self._visible:
+            self._visible = True
+            xlib.XMapRaised(self._display, self._xid)
+        xlib.XFlush(self._display)
+
+    def fill_black(self) -> None:
+        """Paint what VLC's picture leaves uncovered black (the letterbox bars).
+
+        Until the first picture the surface has no background, so the previous item
+        stays visible around and under VLC's window; :meth:`hide` restores that.
+        """
+        if self._closed or self._filled:
+            return
+        xlib = _xlib()
+        self._filled = True
+        screen = xlib.XDefaultScreen(self._display)
+        xlib.XSetWindowBackground(self._display, self._xid, xlib.XBlackPixel(self._display, screen))
+        xlib.XClearWindow(self._display, self._xid)
+        xlib.XFlush(self._display)
+
+    def hide(self) -> None:
+        if self._visible and not self._closed:
+            self._visible = False
+            xlib = _xlib()
+            xlib.XUnmapWindow(self._display, self._xid)
+            if self._filled:
+                self._filled = False
+                xlib.XSetWindowBackgroundPixmap(self._display, self._xid, 0)  # None
+            xlib.XFlush(self._display)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._visible = False
+            xlib = _xlib()
+            xlib.XDestroyWindow(self._display, self._xid)
+            xlib.XFlush(self._display)
+
+
+def capture(display: Any, window: int, width: int, height: int) -> Image.Image | None:
+    """What the screen shows over ``window`` (its children and windows above it too).
+
+    Returns ``None`` when the window is not on screen (unmapped, or off the screen).
+    """
+    xlib = _xlib()
+    root = xlib.XDefaultRootWindow(display)
+    x, y = ctypes.c_int(), ctypes.c_int()
+    child = xlib.Window()
+    if not xlib.XTranslateCoordinates(
+        display, window, root, 0, 0, ctypes.byref(x), ctypes.byref(y), ctypes.byref(child)
+    ):
+        return None
+    screen = xlib.XWindowAttributes()
+    xlib.XGetWindowAttributes(display, root, ctypes.byref(screen))
+    # The part of the window that is on the screen (XGetImage fails outside it).
+    left, top = max(0, x.value), max(0, y.value)
+    width = min(x.value + width, screen.width) - left
+    height = min(y.value + height, screen.height) - top
+    if width <= 0 or height <= 0:
+        return None
+    xlib.XSync(display, False)
+    image = xlib.XGetImage(display, root, left, top, width, height, ALL_PLANES, ZPIXMAP)
+    if not image:
+        return None
+    try:
+        ximage = image.contents
+        if ximage.bits_per_pixel != 32:
+            logger.warning("cannot read a %d-bit screen", ximage.bits_per_pixel)
+            return None
+        size = ximage.bytes_per_line * ximage.height
+        # pyglet declares ``data`` as a C string: read the pointer itself.
+        address = ctypes.c_void_p.from_buffer(ximage, type(ximage).data.offset).value
+        data = ctypes.string_at(address or 0, size)
+        return Image.frombuffer(
+            "RGB", (ximage.width, ximage.height), data, "raw", "BGRX", ximage.bytes_per_line, 1
+        )
+    finally:
+        xlib._lib.XDestroyImage(image)

@@ -1,0 +1,166 @@
+"""The kiosk as on a real panel: ``classcast-kiosk --windowed`` on an X server (Xvfb).
+
+A teacher casts the sample lesson over the network and asks for screenshots, which on
+X11 are read off the screen: what the class sees, VLC's own video output and the
+Chromium window included. The window tree shows which parts drew what.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from controller.client import KioskClient
+from media.lesson import load_lesson, sample_lesson_path
+from tests.conftest import TEACHER
+from tests.kiosks import ADMIN_SECRET, kiosk_process
+from tests.xvfb import XWindow, vlc_has_x11_output, window_tree, xvfb
+
+pytestmark = pytest.mark.slow
+
+SCREEN = (1280, 720)
+GREEN = (0x2E, 0x7D, 0x32)  # the heading band of 01-list.png
+PAGE = (0xFF, 0xFD, 0xE7)  # 06-proverka.html's background
+VIDEO_INDEX = 5
+WEB_INDEX = 6
+TIMEOUT_S = 20.0
+
+Check = Callable[[Image.Image], bool]
+
+
+@pytest.fixture(scope="module")
+def display() -> Iterator[str]:
+    if not vlc_has_x11_output():
+        pytest.skip("no X11 output in libVLC (apt-get install vlc-plugin-video-output)")
+    with xvfb(*SCREEN) as name:
+        yield name
+
+
+def near(a: tuple[int, ...], b: tuple[int, ...], tolerance: int = 12) -> bool:
+    return all(abs(x - y) <= tolerance for x, y in zip(a, b, strict=False))
+
+
+def centre(image: Image.Image) -> tuple[int, ...]:
+    return tuple(image.getpixel((image.width // 2, image.height // 2)))  # type: ignore[arg-type]
+
+
+def first_picture(image: Image.Image) -> bool:
+    """01-list.png: a green heading band over white."""
+    band = image.getpixel((image.width // 2, image.height // 20))
+    return near(tuple(band), GREEN) and near(centre(image), (255, 255, 255))  # type: ignore[arg-type]
+
+
+def video_colours(image: Image.Image) -> set[tuple[int, ...]]:
+    """Saturated colours along the middle row (the sample video's test-pattern bars)."""
+    row = image.height // 3
+    found: set[tuple[int, ...]] = set()
+    for x in range(image.width // 4, image.width * 3 // 4, 8):
+        r, g, b = image.getpixel((x, row))[:3]  # type: ignore[index]
+        if max(r, g, b) - min(r, g, b) > 120:
+            found.add((r // 64, g // 64, b // 64))
+    return found
+
+
+async def screen_until(client: KioskClient, check: Check, what: str) -> Image.Image:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TIMEOUT_S
+    while True:
+        image = Image.open(io.BytesIO(await client.screenshot(max_width=640))).convert("RGB")
+        if check(image):
+            return image
+        if loop.time() > deadline:
+            image.save(Path("/tmp") / "classcast-x11-failed.png")
+            raise AssertionError(f"the screen never showed {what}")
+        await asyncio.sleep(0.1)
+
+
+def panel_window(tree: XWindow) -> XWindow:
+    found = [w for w in tree.walk() if w.name == "ClassCast" and w.mapped]
+    assert found, "no ClassCast window on the screen"
+    return found[0]
+
+
+def browser_windows(display: str) -> list[XWindow]:
+    """Mapped top-level windows (about) as large as the panel window, other than it."""
+    return [
+        w
+        for w in window_tree(display).children
+        if w.mapped and w.name != "ClassCast" and w.width * w.height > 0.9 * SCREEN[0] * SCREEN[1]
+    ]
+
+
+def video_surface(display: str) -> XWindow | None:
+    """The mapped child of the panel window that holds a mapped window of VLC's."""
+    window = panel_window(window_tree(display))
+    for child in window.children:
+        if child.mapped and any(grandchild.mapped for grandchild in child.children):
+            return child
+    return None
+
+
+async def test_every_kind_reaches_the_x11_screen(tmp_path: Path, display: str) -> None:
+    env = {"DISPLAY": display, "PYGLET_HEADLESS": ""}
+    with kiosk_process(tmp_path / "state", window="--windowed", env=env) as (_, address):
+        async with await KioskClient.connect(address, TEACHER) as client:
+            await client.pair(ADMIN_SECRET, role="admin")
+            await client.cast(load_lesson(sample_lesson_path()))
+            await screen_until(client, first_picture, "the first picture")
+            assert video_surface(display) is None
+
+            # A video: VLC's own output, in a child window of the panel window.
+            await client.control("goto", index=VIDEO_INDEX)
+
+            def video_letterboxed(image: Image.Image) -> bool:
+                bar = image.getpixel((4, image.height // 2))  # 4:3 video, 16:9 panel
+                return len(video_colours(image)) >= 3 and near(tuple(bar), (0, 0, 0))  # type: ignore[arg-type]
+
+            await screen_until(client, video_letterboxed, "the video between black bars")
+            surface = video_surface(display)
+            assert surface is not None, "the video is not drawn by VLC's embedded output"
+            assert (surface.width, surface.height) == SCREEN
+
+            # An info banner: the video surface ends above it, the banner shows below.
+            await client.announce("Внимание: пожарная тревога — учебная", level="info")
+
+            def banner_and_video(image: Image.Image) -> bool:
+                r, _, b = image.getpixel((image.width // 2, image.height - 5))  # type: ignore[misc]
+                return b > 120 and r < 60 and len(video_colours(image)) >= 3
+
+            await screen_until(client, banner_and_video, "the banner under the video")
+            surface = video_surface(display)
+            assert surface is not None
+            assert surface.height < SCREEN[1] * 0.9
+            await client.clear_announcement()
+
+            # A web page: a Chromium window over the panel window.
+            if shutil.which("chromium") is not None:
+                await client.control("goto", index=WEB_INDEX)
+                await screen_until(client, lambda im: near(centre(im), PAGE), "the web page")
+                assert video_surface(display) is None
+                assert browser_windows(display), "no Chromium window over the panel"
+
+            # Back to the picture: the browser is gone, the video surface unmapped.
+            await client.control("goto", index=0)
+            await screen_until(client, first_picture, "the picture again")
+            assert video_surface(display) is None
+            assert browser_windows(display) == []
+
+
+async def test_frames_output_on_x11_when_configured(tmp_path: Path, display: str) -> None:
+    env = {"DISPLAY": display, "PYGLET_HEADLESS": ""}
+    config = 'video_output = "frames"\n'
+    with kiosk_process(tmp_path / "state", window="--windowed", env=env, config=config) as (
+        _,
+        address,
+    ):
+        async with await KioskClient.connect(address, TEACHER) as client:
+            await client.pair(ADMIN_SECRET, role="admin")
+            await client.cast(load_lesson(sample_lesson_path()), start_index=VIDEO_INDEX)
+            await screen_until(client, lambda im: len(video_colours(im)) >= 3, "the video")
+            assert video_surface(display) is None  # drawn by the window, as a texture

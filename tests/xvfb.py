@@ -1,0 +1,128 @@
+"""A private X server (Xvfb) for tests of the panel on X11, and a little Xlib to look at it."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+def vlc_has_x11_output() -> bool:
+    """Whether libVLC's X11 video output is installed (vlc-plugin-video-output)."""
+    plugins = Path("/usr/lib/x86_64-linux-gnu/vlc/plugins/video_output")
+    return (plugins / "libxcb_x11_plugin.so").exists()
+
+
+@contextlib.contextmanager
+def xvfb(width: int = 640, height: int = 480) -> Iterator[str]:
+    """Run Xvfb on a free display number; yields its ``DISPLAY`` (skips if absent)."""
+    if shutil.which("Xvfb") is None or ctypes.util.find_library("X11") is None:
+        pytest.skip("no Xvfb or libX11 (apt-get install xvfb)")
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen(
+        [
+            *("Xvfb", "-displayfd", str(write_fd)),
+            *("-screen", "0", f"{width}x{height}x24", "-nolisten", "tcp"),
+        ],
+        pass_fds=(write_fd,),
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write_fd)
+    try:
+        with os.fdopen(read_fd) as pipe:
+            display = ":" + pipe.readline().strip()
+        yield display
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+@dataclass(frozen=True)
+class XWindow:
+    xid: int
+    name: str
+    x: int
+    y: int
+    width: int
+    height: int
+    mapped: bool
+    children: tuple[XWindow, ...]
+
+    def walk(self) -> Iterator[XWindow]:
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+
+class _Attributes(ctypes.Structure):
+    _fields_ = [
+        ("x", ctypes.c_int),
+        ("y", ctypes.c_int),
+        ("width", ctypes.c_int),
+        ("height", ctypes.c_int),
+        ("border_width", ctypes.c_int),
+        ("depth", ctypes.c_int),
+        ("visual", ctypes.c_void_p),
+        ("root", ctypes.c_ulong),
+        ("c_class", ctypes.c_int),
+        ("bit_gravity", ctypes.c_int),
+        ("win_gravity", ctypes.c_int),
+        ("backing_store", ctypes.c_int),
+        ("backing_planes", ctypes.c_ulong),
+        ("backing_pixel", ctypes.c_ulong),
+        ("save_under", ctypes.c_int),
+        ("colormap", ctypes.c_ulong),
+        ("map_installed", ctypes.c_int),
+        ("map_state", ctypes.c_int),
+        ("_rest", ctypes.c_byte * 128),
+    ]
+
+
+def window_tree(display: str) -> XWindow:
+    """Every window of ``display``, from the root down."""
+    x11 = ctypes.CDLL(ctypes.util.find_library("X11"))
+    x11.XOpenDisplay.restype = ctypes.c_void_p
+    x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
+    x11.XDefaultRootWindow.restype = ctypes.c_ulong
+    x11.XDefaultRootWindow.argtypes = [ctypes.c_void_p]
+    x11.XQueryTree.argtypes = [ctypes.c_void_p, ctypes.c_ulong, *[ctypes.c_void_p] * 4]
+    x11.XGetWindowAttributes.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_void_p]
+    x11.XFetchName.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_void_p]
+    x11.XFree.argtypes = [ctypes.c_void_p]
+    x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+    dpy = x11.XOpenDisplay(display.encode())
+    assert dpy, f"cannot open {display}"
+
+    def node(xid: int) -> XWindow:
+        attrs = _Attributes()
+        x11.XGetWindowAttributes(dpy, xid, ctypes.byref(attrs))
+        name_p = ctypes.c_char_p()
+        x11.XFetchName(dpy, xid, ctypes.byref(name_p))
+        name = (name_p.value or b"").decode("utf-8", "replace")
+        root, parent = ctypes.c_ulong(), ctypes.c_ulong()
+        children = ctypes.POINTER(ctypes.c_ulong)()
+        count = ctypes.c_uint()
+        x11.XQueryTree(
+            dpy, xid, ctypes.byref(root), ctypes.byref(parent), ctypes.byref(children),
+            ctypes.byref(count),
+        )  # fmt: skip
+        ids = [children[i] for i in range(count.value)]
+        if children:
+            x11.XFree(children)
+        return XWindow(
+            xid, name, attrs.x, attrs.y, attrs.width, attrs.height,
+            attrs.map_state == 2, tuple(node(i) for i in ids),
+        )  # fmt: skip
+
+    try:
+        return node(x11.XDefaultRootWindow(dpy))
+    finally:
+        x11.XCloseDisplay(dpy)
