@@ -80,8 +80,8 @@ def _kiosk(tmp: Path) -> tuple[Any, Any]:
 
 
 def child_kiosk_still(tmp: Path) -> None:
+    from kiosk.effects import PinChanged
     from kiosk.player import Show
-    from kiosk.service import PinChanged
 
     window, lesson = _kiosk(tmp)
     window.apply(PinChanged("123456"))

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING
 from kiosk.access import Access, Moderation
 from kiosk.advertise import ZeroconfAdvertiser, default_addresses
 from kiosk.config import KioskConfig, kiosk_id
+from kiosk.effects import Display
 from kiosk.headless import HeadlessDisplay
 from kiosk.player import Identity
 from kiosk.sdnotify import SystemdNotifier
 from kiosk.server import WebsocketServer
-from kiosk.service import Display, KioskService
+from kiosk.service import KioskService
 from kiosk.tls import ensure_identity, ensure_signing_key
 from kiosk.tokens import TokenStore
 from kiosk.usage import UsageLog

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import platformdirs
 
+from kiosk.effects import VideoOutput
 from protocol.constants import DEFAULT_PORT
 from protocol.discovery import MDNS_INTERFACES_ENV, mdns_interfaces
 from protocol.errors import ClassCastError
@@ -25,7 +26,6 @@ HEARTBEAT_INTERVAL_S = 10.0
 loss an open display interval is closed at its last heartbeat, so this bounds the error."""
 
 Mode = Literal["fullscreen", "windowed", "headless"]
-VideoOutput = Literal["auto", "embedded", "frames"]
 VIDEO_OUTPUTS: tuple[VideoOutput, ...] = ("auto", "embedded", "frames")
 
 

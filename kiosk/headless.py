@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from kiosk.effects import DisplayEffect, HideAnnouncement, PinChanged, ShowAnnouncement
 from kiosk.player import Preload, SetBlank, Show, ShowIdle, VideoCommand
-from kiosk.service import DisplayEffect, HideAnnouncement, PinChanged, ShowAnnouncement
 from protocol.messages import ManifestItem
 
 logger = logging.getLogger(__name__)

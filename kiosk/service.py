@@ -23,6 +23,13 @@ from typing import Protocol, assert_never
 
 from kiosk.access import Access, Moderation, PairingAttempt
 from kiosk.config import HEARTBEAT_INTERVAL_S
+from kiosk.effects import (
+    Display,
+    DisplayEffect,
+    HideAnnouncement,
+    PinChanged,
+    ShowAnnouncement,
+)
 from kiosk.player import (
     Effect,
     Identity,
@@ -54,7 +61,6 @@ from protocol.errors import (
 )
 from protocol.messages import (
     Announce,
-    AnnouncementLevel,
     BlobNeed,
     BlobStored,
     Cast,
@@ -90,38 +96,6 @@ from protocol.messages import (
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class PinChanged:
-    """The pairing PIN changed: the idle screen must show the new one."""
-
-    pin: str
-
-
-@dataclass(frozen=True, slots=True)
-class ShowAnnouncement:
-    """Show an announcement over the screen (``alert`` covers all of it)."""
-
-    text: str
-    level: AnnouncementLevel
-    duration_s: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class HideAnnouncement:
-    """Remove the announcement."""
-
-
-DisplayEffect = (
-    Show
-    | Preload
-    | ShowIdle
-    | SetBlank
-    | VideoCommand
-    | PinChanged
-    | ShowAnnouncement
-    | HideAnnouncement
-)
-
 _REQUIRED_ROLE: dict[str, Role | None] = {
     "hello": None,
     "pair_start": None,
@@ -138,19 +112,6 @@ _REQUIRED_ROLE: dict[str, Role | None] = {
     "usage_pull": "admin",
 }
 """The role each request needs (None: allowed before pairing). See kiosk.access."""
-
-
-class Display(Protocol):
-    """Where display effects go: the pyglet window or the headless display."""
-
-    def apply(self, effect: DisplayEffect) -> None:
-        """Carry out one effect; must not block (hand off to the render thread)."""
-
-    def screenshot_png(self, max_width: int) -> bytes | None:
-        """A PNG of what is on screen, at most ``max_width`` wide; None without a screen.
-
-        May wait briefly for the render thread (it reads the colour buffer there).
-        """
 
 
 class UsageSink(Protocol):

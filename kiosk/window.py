@@ -47,7 +47,13 @@ from PIL import Image
 from pyglet import gl
 from pyglet.window import key
 
-from kiosk.config import VideoOutput
+from kiosk.effects import (
+    DisplayEffect,
+    HideAnnouncement,
+    PinChanged,
+    ShowAnnouncement,
+    VideoOutput,
+)
 from kiosk.i18n import tr
 from kiosk.player import Preload, SetBlank, Show, ShowIdle, VideoCommand
 from kiosk.scenes import (
@@ -60,7 +66,6 @@ from kiosk.scenes import (
     SceneFactory,
     SceneRequest,
 )
-from kiosk.service import DisplayEffect, HideAnnouncement, PinChanged, ShowAnnouncement
 from kiosk.x11 import X11Surface, capture, native_window
 from media.store import BlobStore
 

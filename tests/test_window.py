@@ -22,9 +22,9 @@ import pytest
 from PIL import Image
 from pyglet.window import key
 
+from kiosk.effects import PinChanged
 from kiosk.player import Preload, SetBlank, Show, ShowIdle, VideoCommand
 from kiosk.scenes import ERROR_BACKGROUND, IDLE_BACKGROUND, IdleInfo, Scene, SceneContext
-from kiosk.service import PinChanged
 from kiosk.window import Frame, PygletWindow
 from media.lesson import load_lesson, sample_lesson_path
 from media.store import BlobStore
@@ -348,8 +348,8 @@ def test_screenshot_on_the_main_thread(panel: Panel) -> None:
 
 
 def test_announcements_draw_over_the_slide_and_go_away(panel: Panel) -> None:
+    from kiosk.effects import HideAnnouncement, ShowAnnouncement
     from kiosk.scenes import ALERT_RED
-    from kiosk.service import HideAnnouncement, ShowAnnouncement
 
     slide = panel.show(0)
     top = slide.pixel(W // 4, 10)  # pixels count from the top left
