@@ -282,6 +282,11 @@ def test_taps_on_the_thirds(panel: Panel) -> None:
 
 
 @pytest.mark.slow
+def _safety_net(dt: float) -> None:
+    """Ends a test's real loop that would otherwise hang (unscheduled after the run)."""
+    pyglet.app.exit()
+
+
 def test_still_slide_draws_nothing_and_an_effect_wakes_the_loop(panel: Panel) -> None:
     """In the real loop: no frame while a slide stands; a Show from another thread is
     drawn at once (the loop is woken, not polling)."""
@@ -304,13 +309,13 @@ def test_still_slide_draws_nothing_and_an_effect_wakes_the_loop(panel: Panel) ->
     thread = threading.Thread(target=from_network)
     cpu = time.process_time()
     thread.start()
-    pyglet.clock.schedule_once(lambda dt: pyglet.app.exit(), 5)  # safety net
+    pyglet.clock.schedule_once(_safety_net, 5)
     try:
         panel.window.run()
     finally:
+        pyglet.clock.unschedule(_safety_net)  # or it ends a later test's loop
         panel.window.frame_hooks.remove(on_frame)
         thread.join()
-        pyglet.clock.unschedule(lambda dt: None)
     cpu = time.process_time() - cpu
     assert marks["frames_still"] == start_frames  # 0 frames while the slide stood
     assert marks["drawn"] - marks["sent"] < 0.5
@@ -328,8 +333,11 @@ def test_screenshot_from_another_thread(panel: Panel) -> None:
 
     thread = threading.Thread(target=ask)
     thread.start()
-    pyglet.clock.schedule_once(lambda dt: pyglet.app.exit(), 5)
-    panel.window.run()
+    pyglet.clock.schedule_once(_safety_net, 5)
+    try:
+        panel.window.run()
+    finally:
+        pyglet.clock.unschedule(_safety_net)
     thread.join()
     image = Image.open(io.BytesIO(result["png"]))
     assert image.size == (320, 240)
