@@ -366,11 +366,12 @@ def _control(
     *,
     index: int | None = None,
     position_ms: int | None = None,
+    volume: int | None = None,
 ) -> None:
     async def go() -> list[Outcome[None]]:
         group = await obj.group(targets)
         try:
-            return await group.control(action, index=index, position_ms=position_ms)
+            return await group.control(action, index=index, position_ms=position_ms, volume=volume)
         finally:
             await group.close()
 
@@ -487,6 +488,22 @@ def seek(obj: Ctx, time_text: str, to: str | None, all_panels: bool) -> None:
         classcast seek 1:20
     """
     _control(obj, obj.targets(to, all_panels), "seek", position_ms=parse_time_ms(time_text))
+
+
+@cli.command()
+@click.argument("percent", type=click.IntRange(0, limits.MAX_VOLUME_PERCENT))
+@_targets_options
+@click.pass_obj
+def volume(obj: Ctx, percent: int, to: str | None, all_panels: bool) -> None:
+    """Set the panel's sound level for videos to PERCENT (0 = silent, 100 = full).
+
+    The level stays for later videos and lessons.
+
+    Example:
+
+        classcast volume 60
+    """
+    _control(obj, obj.targets(to, all_panels), "volume", volume=percent)
 
 
 def parse_time_ms(text: str) -> int:
@@ -630,6 +647,7 @@ def _status_text(address: str, s: StatusSnapshot) -> str:
         f"{t('Room')}: {s.room}   {t('School')}: {s.school}",
         f"  {t('Address')}: {address}   {t('Kiosk id')}: {s.kiosk_id}",
         f"  {t('State')}: {t(s.state)}" + (f"   ({t('Blanked')})" if s.blanked else ""),
+        f"  {t('Volume')}: {s.volume} %",
     ]
     if s.lesson_title is not None:
         lines.append(f"  {t('Lesson')}: {s.lesson_title}")

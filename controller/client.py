@@ -366,10 +366,17 @@ class KioskClient:
         *,
         index: int | None = None,
         position_ms: int | None = None,
+        volume: int | None = None,
     ) -> None:
         """Apply a control command; returns once the kiosk's player applied it."""
         await self._expect_ok(
-            Control(id=self._new_id(), action=action, index=index, position_ms=position_ms)
+            Control(
+                id=self._new_id(),
+                action=action,
+                index=index,
+                position_ms=position_ms,
+                volume=volume,
+            )
         )
 
     async def announce(

@@ -134,11 +134,16 @@ class Group:
         return merged + [o for o in prepared if not o.ok]
 
     async def control(
-        self, action: ControlAction, *, index: int | None = None, position_ms: int | None = None
+        self,
+        action: ControlAction,
+        *,
+        index: int | None = None,
+        position_ms: int | None = None,
+        volume: int | None = None,
     ) -> list[Outcome[None]]:
         """Apply one control command on every kiosk; returns when all answered."""
         return await self._each(
-            lambda t, c: c.control(action, index=index, position_ms=position_ms)
+            lambda t, c: c.control(action, index=index, position_ms=position_ms, volume=volume)
         )
 
     async def each(self, fn: Callable[[KioskClient], Awaitable[T]]) -> list[Outcome[T]]:

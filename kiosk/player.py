@@ -26,6 +26,8 @@ A lesson's whole life (``blanked`` is a flag beside the state, see below)::
     playing   pause                  paused       VideoCommand pause
     paused    play                   playing      VideoCommand play
     playing   seek / paused seek     unchanged    VideoCommand seek
+    any       volume                 unchanged    VideoCommand volume (idle too: kept
+                                                  for the next videos)
     playing+  blank                  unchanged    [VideoCommand pause] SetBlank on, end
                                                   interval "blank"
     playing+  unblank                unchanged    [VideoCommand play] SetBlank off,
@@ -110,10 +112,12 @@ class SetBlank:
 
 @dataclass(frozen=True, slots=True)
 class VideoCommand:
-    """Pause, resume or seek the video of the current item."""
+    """Pause, resume or seek the video of the current item, or set the panel's volume
+    (``volume``: percent, for this and every later video)."""
 
-    action: Literal["pause", "play", "seek"]
+    action: Literal["pause", "play", "seek", "volume"]
     position_ms: int = 0
+    volume: int = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +176,7 @@ class LessonPlayer:
         self._item_origin_s = 0.0
         self._frozen_at_s: float | None = None
         self._interval_open = False
+        self._volume = 100
         self._effects: list[Effect] = []
 
     # ----------------------------------------------------------------- queries
@@ -195,6 +200,11 @@ class LessonPlayer:
     @property
     def presenter(self) -> Presenter | None:
         return self._presenter
+
+    @property
+    def volume(self) -> int:
+        """Sound level of videos, percent."""
+        return self._volume
 
     def position_ms(self, now: float) -> int:
         """Time spent on the current item, paused and blanked time excluded."""
@@ -223,6 +233,7 @@ class LessonPlayer:
             position_ms=self.position_ms(now),
             presenter=self._presenter.name if self._presenter else None,
             version=ident.version,
+            volume=self._volume,
         )
 
     def next_deadline_s(self) -> float | None:
@@ -284,6 +295,7 @@ class LessonPlayer:
         now: float,
         index: int | None = None,
         position_ms: int | None = None,
+        volume: int | None = None,
     ) -> None:
         """Apply a teacher's (or the panel's own) control command.
 
@@ -291,6 +303,13 @@ class LessonPlayer:
             UnexpectedMessageError: no lesson is loaded (code ``no_lesson``) or ``goto``
                 names an item the lesson does not have (code ``bad_index``).
         """
+        if action == "volume":  # a setting of the panel: no lesson needed
+            percent = max(0, min(100, 100 if volume is None else volume))
+            if percent != self._volume:
+                self._volume = percent
+                self._effects.append(VideoCommand("volume", volume=percent))
+                self._status(now)
+            return
         if self._state == "idle" or self._lesson is None:
             raise UnexpectedMessageError(f"cannot {action}: no lesson is shown", code="no_lesson")
         if self._state == "loading" and action != "stop":

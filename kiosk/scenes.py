@@ -83,6 +83,8 @@ class SceneContext:
     """Report that item ``index`` played to its end (thread-safe; videos)."""
     video_surface: VideoSurface | None = None
     """Where VLC's own output draws (X11 panels); ``None``: videos decode into frames."""
+    volume: int = 100
+    """Sound level of videos, percent (the player's ``volume``)."""
 
 
 class Scene:

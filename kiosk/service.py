@@ -435,6 +435,7 @@ class KioskService:
                     now=self.clock.monotonic(),
                     index=msg.index,
                     position_ms=msg.position_ms,
+                    volume=msg.volume,
                 )
                 self._reply(session.sid, Ok(msg.id))
             case GetStatus():

@@ -172,6 +172,7 @@ class VideoScene(Scene):
         except CorruptContentError as exc:  # the blob vanished since the loader looked
             self._failed(video, exc)
             return
+        video.set_volume(self.ctx.volume)
         video.play()
 
     def leave(self) -> None:
@@ -179,6 +180,10 @@ class VideoScene(Scene):
         pyglet.clock.unschedule(self._error_hold_over)
 
     def video(self, command: VideoCommand) -> None:
+        if command.action == "volume":
+            if self._video is not None:
+                self._video.set_volume(command.volume)
+            return
         if command.action in ("pause", "play"):
             self._paused = command.action == "pause"
         if self._error is not None:

@@ -414,6 +414,11 @@ class PygletWindow:
                 if self._blanked != effect.on:
                     self._blanked = effect.on
                     self.request_redraw()
+            case VideoCommand(action="volume"):
+                self.ctx.volume = effect.volume  # for videos shown later
+                self._current.video(effect)
+                if self._outgoing is not None:
+                    self._outgoing.video(effect)
             case VideoCommand():
                 if self._current_key == self._wanted:
                     self._current.video(effect)

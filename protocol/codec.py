@@ -271,6 +271,12 @@ def _check(msg: Message) -> None:
                 raise MalformedMessageError(
                     f"control seek needs 'position_ms' from 0 to {limits.MAX_DURATION_MS}"
                 )
+            if msg.action == "volume" and (
+                msg.volume is None or not 0 <= msg.volume <= limits.MAX_VOLUME_PERCENT
+            ):
+                raise MalformedMessageError(
+                    f"control volume needs 'volume' from 0 to {limits.MAX_VOLUME_PERCENT}"
+                )
         case Announce():
             if not msg.text.strip():
                 raise MalformedMessageError("announce.text is empty")

@@ -44,6 +44,9 @@ MAX_USAGE_BATCH: Final = 1_000
 MAX_DURATION_MS: Final = 24 * 3600 * 1000
 """Longest item duration and seek position (one day)."""
 
+MAX_VOLUME_PERCENT: Final = 100
+"""Highest ``control`` ``volume`` (libVLC's 100 % is the file's own level, no boost)."""
+
 MAX_SCREENSHOT_BYTES: Final = 512 * 1024
 """Largest PNG thumbnail in ``screenshot`` (its base64 must fit one text frame)."""
 

@@ -22,7 +22,9 @@ from typing import ClassVar, Literal
 ItemKind = Literal["image", "pdf", "video", "web", "text"]
 """What an item is, decided by probing its content."""
 
-ControlAction = Literal["next", "prev", "goto", "pause", "play", "seek", "blank", "unblank", "stop"]
+ControlAction = Literal[
+    "next", "prev", "goto", "pause", "play", "seek", "volume", "blank", "unblank", "stop"
+]
 """Everything ``control`` can ask of a playing lesson."""
 
 PlayerState = Literal["idle", "loading", "playing", "paused"]
@@ -115,6 +117,8 @@ class StatusSnapshot:
     cache_used_bytes: int = 0
     cache_quota_bytes: int = 0
     """Media cache use; filled in ``get_status`` replies (0 in pushed events)."""
+    volume: int = 100
+    """Sound level of videos, percent (``control`` ``volume``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,8 +249,10 @@ class Prepare:
 class Control:
     """Change what a playing lesson shows.
 
-    ``goto`` needs ``index`` (0-based); ``seek`` needs ``position_ms``. Answered with
-    ``ok`` once the player applied it, or ``error`` (for example ``no_lesson``).
+    ``goto`` needs ``index`` (0-based); ``seek`` needs ``position_ms``; ``volume``
+    needs ``volume`` (percent, 0–100: the panel's sound level for videos, kept across
+    items and lessons; also accepted while no lesson is shown). Answered with ``ok``
+    once the player applied it, or ``error`` (for example ``no_lesson``).
     """
 
     TYPE: ClassVar[str] = "control"
@@ -254,6 +260,7 @@ class Control:
     action: ControlAction
     index: int | None = None
     position_ms: int | None = None
+    volume: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

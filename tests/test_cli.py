@@ -67,9 +67,18 @@ def test_add_cast_control_and_status_by_room_name(kiosk: KioskThread) -> None:
     assert paused["state"] == "paused"
     assert paused["position_ms"] == 3000
 
+    volume = run("volume", "60")
+    assert volume.exit_code == 0, volume.output
+    assert "Каб. 12: громкость" in volume.output
+    assert json.loads(run("status", "--json").output)[0]["status"]["volume"] == 60
+    too_loud = run("volume", "150")
+    assert too_loud.exit_code == 2
+    assert "150" in too_loud.output
+
     human = run("status", "Каб. 12")
     assert "Фотосинтез" in human.output
     assert "5/7" in human.output
+    assert "Громкость: 60 %" in human.output
 
     again = run("cast", str(sample_lesson_path()))
     assert "передано 0 Б (0 %)" in again.output

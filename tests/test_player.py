@@ -86,6 +86,7 @@ def snap(
     position_ms: int = 0,
     blanked: bool = False,
     presenter: Presenter = ANNA,
+    volume: int = 100,
 ) -> StatusSnapshot:
     """The snapshot a player should report."""
     item = lesson.items[index] if lesson and state in ("playing", "paused") else None
@@ -104,6 +105,7 @@ def snap(
         position_ms=position_ms,
         presenter=presenter.name if lesson else None,
         version="1.2.3",
+        volume=volume,
     )
 
 
@@ -631,6 +633,43 @@ def test_seek_an_image_moves_its_clock() -> None:
     assert player.position_ms(11.0) == 2000
     assert player.position_ms(12.0) == 3000
     assert player.next_deadline_s() == 14.0
+
+
+# --------------------------------------------------------------------------- volume
+
+
+def test_volume_while_idle_is_kept_for_later_videos() -> None:
+    player = LessonPlayer(IDENTITY)
+    player.control("volume", volume=40, now=1.0)
+    assert player.drain() == [VideoCommand("volume", volume=40), changed("idle", volume=40)]
+    player.load(LESSON, ANNA, start_index=0, now=2.0)
+    assert player.snapshot(2.0).volume == 40
+    player.control("goto", index=1, now=3.0)  # the video: the window applies ctx.volume
+    assert player.volume == 40
+
+
+def test_volume_while_playing_does_not_touch_the_item() -> None:
+    player = playing(LESSON, 1, now=0.0)
+    player.control("volume", volume=0, now=5.0)
+    assert player.drain() == [
+        VideoCommand("volume", volume=0),
+        changed("playing", LESSON, 1, position_ms=5000, volume=0),
+    ]
+    assert player.position_ms(6.0) == 6000  # the clock runs on
+
+
+@pytest.mark.parametrize(("asked", "kept"), [(-5, 0), (250, 100), (None, 100)])
+def test_volume_is_clamped(asked: int | None, kept: int) -> None:
+    player = LessonPlayer(IDENTITY)
+    player.control("volume", volume=50, now=0.0)
+    player.control("volume", volume=asked, now=1.0)
+    assert player.volume == kept
+
+
+def test_the_same_volume_again_changes_nothing() -> None:
+    player = playing(LESSON, 0, now=0.0)
+    player.control("volume", volume=100, now=1.0)
+    assert player.drain() == []
 
 
 def test_seek_is_clamped_to_the_duration() -> None:

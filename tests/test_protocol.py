@@ -36,6 +36,7 @@ from protocol.limits import (
     MAX_TEXT_FRAME_BYTES,
     MAX_TEXT_ITEM_CHARS,
     MAX_USAGE_BATCH,
+    MAX_VOLUME_PERCENT,
 )
 from protocol.messages import (
     MESSAGE_TYPES,
@@ -644,6 +645,8 @@ def test_prepare_checks_its_lesson() -> None:
         Control(1, "goto", index=2**63 - 1),  # the player, not the codec, knows the count
         Control(1, "seek", position_ms=0),
         Control(1, "seek", position_ms=MAX_DURATION_MS),
+        Control(1, "volume", volume=0),
+        Control(1, "volume", volume=MAX_VOLUME_PERCENT),
         Control(1, "next", index=3, position_ms=5),
         *(
             Control(1, action)
@@ -666,6 +669,10 @@ def test_valid_controls(msg: Control) -> None:
         (Control(1, "seek", position_ms=-1), "^control seek needs 'position_ms'"),
         (Control(1, "seek", position_ms=MAX_DURATION_MS + 1), "^control seek needs 'position_ms'"),
         (Control(1, "seek", index=1), "^control seek needs 'position_ms'"),
+        (Control(1, "volume"), f"^control volume needs 'volume' from 0 to {MAX_VOLUME_PERCENT}$"),
+        (Control(1, "volume", volume=-1), "^control volume needs 'volume'"),
+        (Control(1, "volume", volume=MAX_VOLUME_PERCENT + 1), "^control volume needs 'volume'"),
+        (Control(1, "volume", position_ms=50), "^control volume needs 'volume'"),
     ],
     ids=repr,
 )

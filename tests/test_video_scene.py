@@ -7,6 +7,7 @@ bursts (:func:`run_for`), as on a panel: libVLC's callbacks wake it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 os.environ["PYGLET_HEADLESS"] = "true"  # before pyglet's first import
@@ -21,8 +22,8 @@ import pytest
 
 from kiosk import video_scene
 from kiosk.player import Preload, SetBlank, Show, ShowIdle, VideoCommand
-from kiosk.scenes import ERROR_BACKGROUND, IdleInfo
-from kiosk.video import HEADLESS_VLC_ARGS, configure_vlc, shared_instance
+from kiosk.scenes import ERROR_BACKGROUND, IdleInfo, SceneBuilder, SceneContext, SceneRequest
+from kiosk.video import HEADLESS_VLC_ARGS, VlcVideo, configure_vlc, shared_instance
 from kiosk.video_scene import VideoScene, load_video
 from kiosk.window import Frame, PygletWindow
 from media.lesson import load_lesson, sample_lesson_path
@@ -253,3 +254,40 @@ def test_preload_plays_nothing_and_leaving_releases_the_threads(panel: Panel) ->
     panel.run_for(0.3)
     assert scene is panel.scene()
     assert scene.playing
+
+
+class VolumeSpy(VlcVideo):
+    """The real libVLC player, recording the volumes it is given (with ``--aout=dummy``
+    libVLC has no mixer to read them back from)."""
+
+    def __init__(self, log: list[int]) -> None:
+        super().__init__()
+        self.log = log
+
+    def set_volume(self, percent: int) -> None:
+        self.log.append(percent)
+        super().set_volume(percent)
+
+
+def test_the_volume_reaches_this_and_later_videos(panel: Panel) -> None:
+    volumes: list[int] = []
+
+    def loader(request: SceneRequest, ctx: SceneContext) -> SceneBuilder:
+        path = ctx.store.path(request.item.sha256 or "")
+        return lambda: VideoScene(ctx, request, path, make_video=lambda c: VolumeSpy(volumes))
+
+    panel.window.factory.register("video", loader)
+    try:
+        panel.window.apply(VideoCommand("volume", volume=30))  # before the video
+        # A new item (the window keeps built scenes by item): built by the spy's loader.
+        item = dataclasses.replace(panel.video_item, title="Громкость")
+        panel.window.apply(Show(panel.lesson, VIDEO_INDEX, item))
+        panel.run_for(0.4)
+        assert volumes == [30]
+        panel.window.apply(VideoCommand("volume", volume=70))  # while it plays
+        panel.window.run_pending()
+        assert volumes == [30, 70]
+        assert panel.scene().playing  # nothing else changed
+    finally:
+        panel.window.factory.register("video", load_video)
+        panel.window.apply(VideoCommand("volume", volume=100))
