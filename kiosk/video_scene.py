@@ -57,6 +57,14 @@ from protocol.errors import CorruptContentError, MediaError
 
 logger = logging.getLogger(__name__)
 
+EMBEDDED_SETTLE_S = 0.15
+"""With the embedded output, how long after VLC opened its window the surface is
+mapped. libVLC 3 opens its X11 output at the video's own size, then reopens or
+resizes it to the surface's and shows an empty (black) picture for a frame or two
+before the first real one (measured here: 40–65 ms). While the surface is unmapped
+none of that is seen: the previous item stays on screen, and once mapped, the next
+picture VLC draws replaces it (neither window has a background to paint)."""
+
 ERROR_HOLD_S = 5.0
 """How long a video that cannot be played shows the error slide before the lesson
 advances (as if it had ended)."""
@@ -117,6 +125,8 @@ class VideoScene(Scene):
         self._video: VideoOut | None = None
         self._started = False
         """The current player delivered its first picture (commands take effect)."""
+        self._shows = False
+        """The picture may be shown (embedded: :data:`EMBEDDED_SETTLE_S` after it)."""
         self._pending: list[VideoCommand] = []
         """Commands that arrived before the first picture."""
         self._paused = False
@@ -138,11 +148,11 @@ class VideoScene(Scene):
 
     @property
     def ready(self) -> bool:
-        return self._started or self._error is not None or self._video is None
+        return self._shows or self._error is not None or self._video is None
 
     @property
     def uses_surface(self) -> bool:
-        return self._embedded and self._video is not None and self._error is None
+        return self._embedded and self._shows and self._video is not None and self._error is None
 
     @property
     def failed(self) -> bool:
@@ -157,6 +167,8 @@ class VideoScene(Scene):
         self._drop_texture()  # no picture left from an earlier showing
         self._redraw_asked = False
         self._started = False
+        self._shows = False
+        pyglet.clock.unschedule(self._settled)
         self._pending.clear()
         self._paused = False
         self._shown_number = -1
@@ -178,6 +190,7 @@ class VideoScene(Scene):
     def leave(self) -> None:
         self._stop()
         pyglet.clock.unschedule(self._error_hold_over)
+        pyglet.clock.unschedule(self._settled)
 
     def video(self, command: VideoCommand) -> None:
         if command.action == "volume":
@@ -233,7 +246,16 @@ class VideoScene(Scene):
         pending, self._pending = self._pending, []
         for command in pending:
             self._command(video, command)
+        if self._embedded:
+            pyglet.clock.schedule_once(self._settled, EMBEDDED_SETTLE_S)
+            return
+        self._shows = True
         self.ctx.request_redraw()  # the window shows this scene from now on
+
+    def _settled(self, dt: float = 0.0) -> None:
+        if self._video is not None and self._started:
+            self._shows = True
+            self.ctx.request_redraw()
 
     def _ended(self, video: VideoOut) -> None:
         if video is self._video:

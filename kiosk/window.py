@@ -89,6 +89,9 @@ ESC_CONFIRM_S = 3.0
 
 SCREENSHOT_TIMEOUT_S = 2.0
 
+SURFACE_FILL_POLL_S = 0.02
+"""How often the window looks whether VLC shows its picture yet (embedded output)."""
+
 _IDLE = "idle"
 
 
@@ -367,6 +370,7 @@ class PygletWindow:
         self._loader.shutdown(wait=True, cancel_futures=True)
         self.factory.close()
         pyglet.clock.unschedule(self._stop_waiting)
+        pyglet.clock.unschedule(self._fill_surface)
         for scene in self._scenes.values():
             scene.delete()
         self._scenes.clear()
@@ -580,6 +584,8 @@ class PygletWindow:
     def on_draw(self) -> None:
         """Draw the current scene, then the announcement and hint on top (only draws)."""
         self._settle()
+        # The video surface first: once it is mapped, GL drawing under it is clipped.
+        self._place_surface()
         if self._blanked:
             gl.glClearColor(0.0, 0.0, 0.0, 1.0)
             self.window.clear()
@@ -594,7 +600,6 @@ class PygletWindow:
             self._announcement.draw()
         if self._hint is not None and not self._blanked:
             self._hint.draw()
-        self._place_surface()
 
     def _place_surface(self) -> None:
         """Map the video surface while an embedded video is current, clear of overlays."""
@@ -616,8 +621,14 @@ class PygletWindow:
             hint.top if hint is not None else 0,
         )
         surface.show(0, 0, self.ctx.width, self.ctx.height - bottom)
-        if self._current.ready:
-            surface.fill_black()
+        pyglet.clock.unschedule(self._fill_surface)
+        self._fill_surface()
+
+    def _fill_surface(self, dt: float = 0.0) -> None:
+        """Black letterbox bars around VLC's picture as soon as VLC shows one."""
+        surface = self._surface
+        if surface is not None and surface.visible and not surface.fill_black():
+            pyglet.clock.schedule_once(self._fill_surface, SURFACE_FILL_POLL_S)
 
     def _hide_announcement(self, dt: float = 0.0) -> None:
         pyglet.clock.unschedule(self._hide_announcement)

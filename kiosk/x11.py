@@ -50,8 +50,11 @@ class VideoSurface(Protocol):
     def show(self, x: int, y: int, width: int, height: int) -> None:
         """Map the surface over the given box (window pixels, top left origin)."""
 
-    def fill_black(self) -> None:
-        """Paint the surface black where VLC does not draw (once the video shows)."""
+    def fill_black(self) -> bool:
+        """Paint the surface black where VLC does not draw, once VLC shows a picture.
+
+        Returns whether that is done (``False``: no picture yet, ask again later).
+        """
 
     def hide(self) -> None:
         """Unmap the surface (the pyglet window shows through)."""
@@ -128,23 +131,65 @@ class X11Surface:
             xlib.XMoveResizeWindow(self._display, self._xid, *box)
         if not self._visible:
             self._visible = True
+            self._clear_children_background()
             xlib.XMapRaised(self._display, self._xid)
         xlib.XFlush(self._display)
 
-    def fill_black(self) -> None:
+    def _children(self) -> list[int]:
+        xlib = _xlib()
+        root, parent = xlib.Window(), xlib.Window()
+        children = ctypes.POINTER(xlib.Window)()
+        count = ctypes.c_uint()
+        if not xlib.XQueryTree(
+            self._display,
+            self._xid,
+            ctypes.byref(root),
+            ctypes.byref(parent),
+            ctypes.byref(children),
+            ctypes.byref(count),
+        ):
+            return []
+        try:
+            return [int(children[i]) for i in range(count.value)]
+        finally:
+            if children:
+                xlib.XFree(children)
+
+    def _clear_children_background(self) -> None:
+        """No background for VLC's own window either: libVLC makes it black, and the
+        X server would paint that black when the surface is mapped, before VLC's next
+        picture. Without one, the previous item stays until the picture replaces it."""
+        xlib = _xlib()
+        for child in self._children():
+            xlib.XSetWindowBackgroundPixmap(self._display, child, 0)  # None
+
+    def _picture_shown(self) -> bool:
+        """Whether VLC mapped its window in the surface (it does so with a picture)."""
+        xlib = _xlib()
+        attrs = xlib.XWindowAttributes()
+        for child in self._children():
+            got = xlib.XGetWindowAttributes(self._display, child, ctypes.byref(attrs))
+            if got and attrs.map_state != xlib.IsUnmapped:
+                return True
+        return False
+
+    def fill_black(self) -> bool:
         """Paint what VLC's picture leaves uncovered black (the letterbox bars).
 
         Until the first picture the surface has no background, so the previous item
         stays visible around and under VLC's window; :meth:`hide` restores that.
         """
-        if self._closed or self._filled:
-            return
+        if self._closed or self._filled or not self._visible:
+            return True
+        if not self._picture_shown():
+            return False  # clearing now would blank where the picture is about to be
         xlib = _xlib()
         self._filled = True
         screen = xlib.XDefaultScreen(self._display)
         xlib.XSetWindowBackground(self._display, self._xid, xlib.XBlackPixel(self._display, screen))
         xlib.XClearWindow(self._display, self._xid)
         xlib.XFlush(self._display)
+        return True
 
     def hide(self) -> None:
         if self._visible and not self._closed:
