@@ -53,6 +53,7 @@ from kiosk.scenes import (
     fit_size,
 )
 from kiosk.video import VideoFrame, VideoOut, VlcVideo, shared_instance
+from media.probe import mp4_picture_size
 from protocol.errors import CorruptContentError, MediaError
 
 logger = logging.getLogger(__name__)
@@ -69,13 +70,15 @@ ERROR_HOLD_S = 5.0
 """How long a video that cannot be played shows the error slide before the lesson
 advances (as if it had ended)."""
 
-VideoMaker = Callable[[SceneContext], VideoOut]
+PictureSize = tuple[int, int] | None
+VideoMaker = Callable[[SceneContext, PictureSize], VideoOut]
 
 
-def make_vlc_video(ctx: SceneContext) -> VideoOut:
-    """A libVLC player: embedded in ``ctx.video_surface`` if there is one, else frames."""
+def make_vlc_video(ctx: SceneContext, picture_size: PictureSize) -> VideoOut:
+    """A libVLC player: embedded in ``ctx.video_surface`` if there is one, else frames
+    of ``picture_size`` (the file's own display size, when known)."""
     surface = ctx.video_surface
-    return VlcVideo() if surface is None else VlcVideo(xwindow=surface.xid)
+    return VlcVideo(size=picture_size) if surface is None else VlcVideo(xwindow=surface.xid)
 
 
 class _MainThread(pyglet.event.EventDispatcher):
@@ -116,12 +119,14 @@ class VideoScene(Scene):
         request: SceneRequest,
         path: Path,
         make_video: VideoMaker = make_vlc_video,
+        picture_size: PictureSize = None,
     ) -> None:
         self.ctx = ctx
         self.index = request.index
         self.title = request.item.title
         self.path = path
         self._make_video = make_video
+        self._picture_size = picture_size
         self._video: VideoOut | None = None
         self._started = False
         """The current player delivered its first picture (commands take effect)."""
@@ -172,7 +177,7 @@ class VideoScene(Scene):
         self._pending.clear()
         self._paused = False
         self._shown_number = -1
-        video = self._make_video(self.ctx)
+        video = self._make_video(self.ctx, self._picture_size)
         self._video = video
         self._embedded = video.embedded
         video.on_frame = lambda: self._frame_ready(video)
@@ -351,4 +356,7 @@ def load_video(request: SceneRequest, ctx: SceneContext) -> SceneBuilder:
         raise MediaError(f"item {request.item.title!r} names no file")
     path = ctx.store.path(request.item.sha256)
     shared_instance()  # import python-vlc and start libVLC here, not on the main thread
-    return lambda: VideoScene(ctx, request, path)
+    # libVLC offers frame callbacks the decoder's size (1920x1088 for 1080p H.264) and
+    # would stretch every picture to it; the file's track header has the real one.
+    size = mp4_picture_size(path)
+    return lambda: VideoScene(ctx, request, path, picture_size=size)

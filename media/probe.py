@@ -193,6 +193,33 @@ def _mp4_duration_ms(path: Path, f: BinaryIO, size: int) -> int | None:
     return int(duration * 1000 // timescale)
 
 
+def mp4_picture_size(path: Path) -> tuple[int, int] | None:
+    """The display size of an MP4/MOV file's first video track (its ``tkhd`` box).
+
+    Decoders work in whole macroblocks and report 1920x1088 for a 1080p H.264 video;
+    the track header holds the size to show. ``None`` when ``path`` is not an MP4/MOV
+    file with a sized track, or cannot be read.
+    """
+    try:
+        with path.open("rb") as f:
+            size = _file_size(f)
+            moov = _find_box(path, f, b"moov", 0, size)
+            if moov is None:
+                return None
+            pos, end = moov
+            while (trak := _find_box(path, f, b"trak", pos, end)) is not None:
+                tkhd = _find_box(path, f, b"tkhd", trak[0], trak[1])
+                if tkhd is not None and tkhd[1] - tkhd[0] >= 84:
+                    f.seek(tkhd[1] - 8)  # width and height close the box, 16.16 fixed
+                    width, height = struct.unpack(">II", f.read(8))
+                    if width >> 16 and height >> 16:
+                        return width >> 16, height >> 16
+                pos = trak[1]
+    except (OSError, CorruptContentError, struct.error):
+        return None
+    return None
+
+
 def _find_box(path: Path, f: BinaryIO, want: bytes, start: int, end: int) -> tuple[int, int] | None:
     """Return the (body start, body end) of the first box ``want`` in [start, end)."""
     pos = start

@@ -27,6 +27,9 @@ pytestmark = pytest.mark.slow
 SCREEN = (1280, 720)
 GREEN = (0x2E, 0x7D, 0x32)  # the heading band of 01-list.png
 PAGE = (0xFF, 0xFD, 0xE7)  # 06-proverka.html's background
+# kiosk.scenes.ALERT_RED, not imported: that would load pyglet in this process before
+# the headless tests set PYGLET_HEADLESS.
+ALERT_RED = (183, 28, 28)
 VIDEO_INDEX = 5
 WEB_INDEX = 6
 TIMEOUT_S = 20.0
@@ -136,7 +139,12 @@ async def test_every_kind_reaches_the_x11_screen(tmp_path: Path, display: str) -
             surface = video_surface(display)
             assert surface is not None
             assert surface.height < SCREEN[1] * 0.9
+            # An alert takes the whole screen: the video surface is unmapped under it.
+            await client.announce("Эвакуация: выходите к главному входу", level="alert")
+            await screen_until(client, lambda im: near(centre(im), ALERT_RED, 40), "the alert")
+            assert video_surface(display) is None
             await client.clear_announcement()
+            await screen_until(client, lambda im: len(video_colours(im)) >= 3, "the video again")
 
             # A web page: a Chromium window over the panel window.
             if shutil.which("chromium") is not None:

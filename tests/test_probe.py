@@ -10,7 +10,7 @@ from PIL import Image
 
 from media import probe as probe_module
 from media.lesson import sample_lesson_path
-from media.probe import Probe, probe_file
+from media.probe import Probe, mp4_picture_size, probe_file
 from protocol.errors import CorruptContentError, LessonError, UnknownContentError
 
 # --------------------------------------------------------------------------- helpers
@@ -276,3 +276,11 @@ def test_unreadable_path(tmp_path: Path) -> None:
         probe_file(tmp_path)
     with pytest.raises(LessonError, match="cannot read"):
         probe_file(tmp_path / "missing.png")
+
+
+def test_mp4_picture_size_is_the_track_headers() -> None:
+    data = Path(__file__).parent / "data"
+    assert mp4_picture_size(data / "padded-320x180.mp4") == (320, 180)  # decoded as 320x192
+    assert mp4_picture_size(sample_lesson_path() / "05-opyt.mp4") == (320, 240)
+    assert mp4_picture_size(sample_lesson_path() / "01-list.png") is None
+    assert mp4_picture_size(data / "no-such-file.mp4") is None

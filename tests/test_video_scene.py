@@ -274,7 +274,7 @@ def test_the_volume_reaches_this_and_later_videos(panel: Panel) -> None:
 
     def loader(request: SceneRequest, ctx: SceneContext) -> SceneBuilder:
         path = ctx.store.path(request.item.sha256 or "")
-        return lambda: VideoScene(ctx, request, path, make_video=lambda c: VolumeSpy(volumes))
+        return lambda: VideoScene(ctx, request, path, make_video=lambda c, s: VolumeSpy(volumes))
 
     panel.window.factory.register("video", loader)
     try:
@@ -291,3 +291,18 @@ def test_the_volume_reaches_this_and_later_videos(panel: Panel) -> None:
     finally:
         panel.window.factory.register("video", load_video)
         panel.window.apply(VideoCommand("volume", volume=100))
+
+
+PADDED = Path(__file__).parent / "data" / "padded-320x180.mp4"
+"""320x180 H.264: decoded in 16-row macroblocks, 320x192 to libVLC's frame callbacks."""
+
+
+def test_a_video_is_shown_at_its_own_size_not_the_decoders(panel: Panel) -> None:
+    sha = panel.store.put_bytes(PADDED.read_bytes())
+    item = ManifestItem("video", "16:9", sha256=sha, size_bytes=PADDED.stat().st_size)
+    lesson = LessonManifest(lesson_id="padded", title="16:9", items=[item])
+    panel.window.apply(Show(lesson, 0, item))
+    panel.run_for(0.5)
+    # 16:9 in a 16:9 window fills it; at 320x192 it would stand between black bars.
+    assert panel.last().pixel(4, H * 3 // 4) != BLACK
+    assert panel.last().pixel(W - 4, H * 3 // 4) != BLACK
