@@ -226,7 +226,7 @@ class PygletWindow:
         self._announcement: AnnouncementOverlay | None = None
         self._esc_at = float("-inf")
         self._draw_scheduled = False
-        self._captures: list[concurrent.futures.Future[Frame]] = []
+        self._captures: list[concurrent.futures.Future[Frame | None]] = []
         self._closed = False
         self.frames = 0
         """Frames drawn so far (benchmarks and tests watch it)."""
@@ -277,8 +277,9 @@ class PygletWindow:
 
     def screenshot_png(
         self, max_width: int = 480, timeout_s: float = SCREENSHOT_TIMEOUT_S
-    ) -> bytes:
-        """A PNG thumbnail of what the panel shows, at most ``max_width`` pixels wide.
+    ) -> bytes | None:
+        """A PNG thumbnail of what the panel shows, at most ``max_width`` pixels wide;
+        ``None`` when the window is not on screen (unmapped, or the screen unreadable).
 
         From another thread, this asks the main thread for a frame and waits up to
         ``timeout_s``; the PNG is encoded on the calling thread.
@@ -289,7 +290,7 @@ class PygletWindow:
         if threading.get_ident() == self._main:
             frame = self._draw_now(capture=True)
         else:
-            future: concurrent.futures.Future[Frame] = concurrent.futures.Future()
+            future: concurrent.futures.Future[Frame | None] = concurrent.futures.Future()
 
             def capture() -> None:
                 self._captures.append(future)
@@ -301,9 +302,7 @@ class PygletWindow:
             except concurrent.futures.TimeoutError:
                 future.cancel()
                 raise TimeoutError("the panel window did not draw a frame in time") from None
-        if frame is None:
-            raise TimeoutError("the panel window is not on screen")
-        return frame.png(max_width)
+        return None if frame is None else frame.png(max_width)
 
     # ----------------------------------------------------------------- main thread
 
@@ -559,10 +558,7 @@ class PygletWindow:
             captures, self._captures = self._captures, []
             for future in captures:
                 if not future.cancelled():
-                    if frame is None:
-                        future.set_exception(TimeoutError("the panel window is not on screen"))
-                    else:
-                        future.set_result(frame)
+                    future.set_result(frame)
         return frame
 
     def _read_screen(self) -> Frame | None:

@@ -16,7 +16,9 @@ it. It selects no input, so taps on a video reach the pyglet window beneath.
 
 A screenshot must show what the class sees, VLC's picture and a Chromium window
 included, which the GL framebuffer does not hold: :func:`capture` reads the screen
-(the root window) over the pyglet window's rectangle.
+(the root window) over the pyglet window's rectangle. Under rootless Xwayland (cage)
+there is no screen to read, and it reads the pyglet window itself, VLC's child window
+included but not another program's window above it.
 
 Every function runs on the main thread, on pyglet's own display connection.
 """
@@ -211,7 +213,14 @@ class X11Surface:
 
 
 def capture(display: Any, window: int, width: int, height: int) -> Image.Image | None:
-    """What the screen shows over ``window`` (its children and windows above it too).
+    """What the screen shows over ``window``: its children, and windows above it if X has them.
+
+    On an X server with a screen of its own (Xorg, Xvfb) this is read off the root
+    window, windows above it included. Under rootless Xwayland (a Wayland compositor
+    such as cage) the root window holds no picture and cannot be read: the window itself
+    is read instead, with its child windows (VLC's video) but without other clients'
+    windows, which only the compositor puts together (a Chromium window above it is not
+    in the picture).
 
     Returns ``None`` when the window is not on screen (unmapped, or off the screen).
     """
@@ -233,6 +242,12 @@ def capture(display: Any, window: int, width: int, height: int) -> Image.Image |
         return None
     xlib.XSync(display, False)
     image = xlib.XGetImage(display, root, left, top, width, height, ALL_PLANES, ZPIXMAP)
+    if not image:
+        # Rootless Xwayland answers BadMatch for the root window (pyglet's X error
+        # handler ignores it); the same part of the window itself can be read.
+        image = xlib.XGetImage(
+            display, window, left - x.value, top - y.value, width, height, ALL_PLANES, ZPIXMAP
+        )
     if not image:
         return None
     try:

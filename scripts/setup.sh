@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up a development or CI machine: system packages, a venv in .venv, the project.
 # Idempotent and quick when nothing changed. Usage: scripts/setup.sh [--test]
-# (--test also installs what only the tests use: Chromium renders the HTML report).
+# (--test also installs what only the tests use: Chromium renders the HTML report,
+# Xvfb and cage with Xwayland run the kiosk's window on a private display).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,7 +10,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(fonts-dejavu-core libvlc5 libvlc-bin vlc-plugin-base vlc-plugin-video-output)
 APT_PACKAGES+=(libegl1 libegl-mesa0 libgl1-mesa-dri)  # EGL: the window's offscreen --headless
 if [ "${1:-}" = "--test" ]; then
-  APT_PACKAGES+=(chromium xvfb xauth)
+  APT_PACKAGES+=(chromium xvfb xauth cage xwayland)
 fi
 
 missing=()

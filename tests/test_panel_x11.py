@@ -8,6 +8,7 @@ Chromium window included. The window tree shows which parts drew what.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import shutil
 from collections.abc import Callable, Iterator
@@ -17,7 +18,7 @@ import pytest
 from PIL import Image
 
 from controller.client import KioskClient
-from media.lesson import load_lesson, sample_lesson_path
+from media.lesson import Lesson, load_lesson, make_lesson, sample_lesson_path
 from tests.conftest import TEACHER
 from tests.kiosks import ADMIN_SECRET, kiosk_process
 from tests.xvfb import XWindow, vlc_has_x11_output, window_tree, xvfb
@@ -25,7 +26,8 @@ from tests.xvfb import XWindow, vlc_has_x11_output, window_tree, xvfb
 pytestmark = pytest.mark.slow
 
 SCREEN = (1280, 720)
-GREEN = (0x2E, 0x7D, 0x32)  # the heading band of 01-list.png
+GREEN = (0x2E, 0x7D, 0x32)  # 01-list.png: the green ground ...
+LEAF = (0x66, 0xBB, 0x6A)  # ... and the leaf in the middle
 PAGE = (0xFF, 0xFD, 0xE7)  # 06-proverka.html's background
 # kiosk.scenes.ALERT_RED, not imported: that would load pyglet in this process before
 # the headless tests set PYGLET_HEADLESS.
@@ -54,9 +56,16 @@ def centre(image: Image.Image) -> tuple[int, ...]:
 
 
 def first_picture(image: Image.Image) -> bool:
-    """01-list.png: a green heading band over white."""
-    band = image.getpixel((image.width // 2, image.height // 20))
-    return near(tuple(band), GREEN) and near(centre(image), (255, 255, 255))  # type: ignore[arg-type]
+    """01-list.png: a light-green leaf on a green ground."""
+    ground = tuple(image.getpixel((image.width // 2, image.height // 20)))  # type: ignore[arg-type]
+    return near(ground, GREEN) and near(centre(image), LEAF)
+
+
+def untimed_sample_lesson() -> Lesson:
+    """The sample lesson without its slides' durations: nothing advances by itself."""
+    lesson = load_lesson(sample_lesson_path())
+    items = [dataclasses.replace(item, duration_ms=None) for item in lesson.items]
+    return make_lesson(lesson.title, items)
 
 
 def video_colours(image: Image.Image) -> set[tuple[int, ...]]:
@@ -112,7 +121,7 @@ async def test_every_kind_reaches_the_x11_screen(tmp_path: Path, display: str) -
     with kiosk_process(tmp_path / "state", window="--windowed", env=env) as (_, address):
         async with await KioskClient.connect(address, TEACHER) as client:
             await client.pair(ADMIN_SECRET, role="admin")
-            await client.cast(load_lesson(sample_lesson_path()))
+            await client.cast(untimed_sample_lesson())
             await screen_until(client, first_picture, "the first picture")
             assert video_surface(display) is None
 
@@ -127,6 +136,9 @@ async def test_every_kind_reaches_the_x11_screen(tmp_path: Path, display: str) -
             surface = video_surface(display)
             assert surface is not None, "the video is not drawn by VLC's embedded output"
             assert (surface.width, surface.height) == SCREEN
+
+            # Paused, the video stays (its two seconds would end meanwhile).
+            await client.control("pause")
 
             # An info banner: the video surface ends above it, the banner shows below.
             await client.announce("Внимание: пожарная тревога — учебная", level="info")
@@ -169,6 +181,6 @@ async def test_frames_output_on_x11_when_configured(tmp_path: Path, display: str
     ):
         async with await KioskClient.connect(address, TEACHER) as client:
             await client.pair(ADMIN_SECRET, role="admin")
-            await client.cast(load_lesson(sample_lesson_path()), start_index=VIDEO_INDEX)
+            await client.cast(untimed_sample_lesson(), start_index=VIDEO_INDEX)
             await screen_until(client, lambda im: len(video_colours(im)) >= 3, "the video")
             assert video_surface(display) is None  # drawn by the window, as a texture

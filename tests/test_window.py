@@ -325,7 +325,7 @@ def test_still_slide_draws_nothing_and_an_effect_wakes_the_loop(panel: Panel) ->
 
 def test_screenshot_from_another_thread(panel: Panel) -> None:
     panel.show(1)
-    result: dict[str, bytes] = {}
+    result: dict[str, bytes | None] = {}
 
     def ask() -> None:
         result["png"] = panel.window.screenshot_png(max_width=320)
@@ -339,7 +339,9 @@ def test_screenshot_from_another_thread(panel: Panel) -> None:
     finally:
         pyglet.clock.unschedule(_safety_net)
     thread.join()
-    image = Image.open(io.BytesIO(result["png"]))
+    png = result["png"]
+    assert png is not None
+    image = Image.open(io.BytesIO(png))
     assert image.size == (320, 240)
     assert image.convert("RGB").getpixel((160, 120)) == BLUE
     assert image.convert("RGB").getpixel((160, 5)) == BLACK
@@ -347,7 +349,9 @@ def test_screenshot_from_another_thread(panel: Panel) -> None:
 
 def test_screenshot_on_the_main_thread(panel: Panel) -> None:
     panel.apply(ShowIdle())
-    image = Image.open(io.BytesIO(panel.window.screenshot_png()))
+    png = panel.window.screenshot_png()
+    assert png is not None
+    image = Image.open(io.BytesIO(png))
     assert image.width == 480
     assert image.convert("RGB").getpixel((2, 2)) == IDLE_BACKGROUND[:3]
 
