@@ -115,6 +115,14 @@ class Scene:
     def video(self, command: VideoCommand) -> None:
         """Pause, resume or seek (scenes that play something)."""
 
+    def overlaid(self, covered: bool) -> None:
+        """An announcement is (``covered``) or is no longer over the screen.
+
+        The window draws announcements itself; a scene that shows another program's
+        window over it (a web page in Chromium) must make way meanwhile. Called before
+        :meth:`enter` and whenever that changes.
+        """
+
     def delete(self) -> None:
         """Free textures and other resources; the scene is never drawn again."""
 

@@ -12,7 +12,10 @@ Two ways to show a page, chosen per item by :class:`WebLoader`:
   it on :meth:`~Scene.leave` and restarts it when it dies while the item is shown (a
   ``pyglet.clock`` check every second, only while the scene is current). The pyglet
   window draws a card underneath (“Открыта веб-страница «…»”). Should Chromium keep
-  dying at once, the scene gives up and falls back to the screenshot.
+  dying at once, the scene gives up and falls back to the screenshot. While an
+  announcement is on screen, Chromium's window would hide it: the scene closes the
+  window, shows a screenshot of the page under the announcement, and opens the
+  window again when the announcement is gone.
 
 HTML blobs (stored without an extension) are copied to a temporary ``.html`` file
 first, so that Chromium reads them as HTML.
@@ -310,6 +313,12 @@ class WebWindowScene(Scene):
         self.fallback_shown = False
         self._fallback_result: Pixels | Exception | None = None
         self._fallback_thread: threading.Thread | None = None
+        self.covered = False
+        """An announcement is over the screen: no Chromium window meanwhile."""
+        self._page: Scene | None = None
+        """A screenshot of the page, drawn instead of the card once there is one."""
+        self._page_result: Pixels | Exception | None = None
+        self._page_thread: threading.Thread | None = None
 
     # ----------------------------------------------------------------- Scene
 
@@ -317,9 +326,23 @@ class WebWindowScene(Scene):
         self._active = True
         if self.fallback_shown:
             return  # nothing to watch
-        if not self.gave_up:
+        if self.covered:
+            self._render_page()
+        elif not self.gave_up:
             self._start()
         pyglet.clock.schedule_interval(self._supervise, SUPERVISE_INTERVAL_S)
+
+    def overlaid(self, covered: bool) -> None:
+        if covered == self.covered:
+            return
+        self.covered = covered
+        if not self._active or self.fallback_shown or self.gave_up:
+            return
+        if covered:
+            self.browser.stop()
+            self._render_page()
+        else:
+            self._start()  # the page's screenshot stays under the window as it opens
 
     def leave(self) -> None:
         self._active = False
@@ -327,11 +350,18 @@ class WebWindowScene(Scene):
         self.browser.stop()
 
     def draw(self) -> None:
-        self._content.draw()
+        self._apply_page()
+        if self._page is not None and not self.fallback_shown:
+            self._page.draw()
+        else:
+            self._content.draw()
 
     def delete(self) -> None:
         self.leave()
         self._content.delete()
+        if self._page is not None:
+            self._page.delete()
+            self._page = None
         if self._cleanup is not None:
             cleanup, self._cleanup = self._cleanup, None
             with contextlib.suppress(OSError):
@@ -353,7 +383,7 @@ class WebWindowScene(Scene):
         if self.gave_up:
             self._apply_fallback()
             return
-        if self.browser.running:
+        if self.covered or self.browser.running:
             return
         code = None if self.browser.proc is None else self.browser.proc.returncode
         self._quick_deaths = 1 if self._lived_long() else self._quick_deaths + 1
@@ -368,6 +398,29 @@ class WebWindowScene(Scene):
             return
         logger.warning("the browser window for %r exited (code %s); restarting", self.title, code)
         self._start()
+
+    def _render_page(self) -> None:
+        """Render the page's screenshot once, on a thread (for under announcements)."""
+        if self._page is None and self._page_thread is None:
+            self._page_thread = threading.Thread(
+                target=self._render_page_thread, name="web-page-shot", daemon=True
+            )
+            self._page_thread.start()
+
+    def _render_page_thread(self) -> None:
+        try:
+            result: Pixels | Exception = self._fallback()
+        except Exception as exc:  # the card stays
+            logger.warning("cannot render %r under the announcement: %s", self.title, exc)
+            result = exc
+        self._page_result = result
+        self.ctx.request_redraw()
+
+    def _apply_page(self) -> None:
+        result, self._page_result = self._page_result, None
+        if isinstance(result, Pixels):
+            self._page = PictureScene(self.ctx, result)
+            self.background = self._page.background
 
     def _lived_long(self) -> bool:
         return time.monotonic() - self.browser.started_at >= QUICK_DEATH_S

@@ -492,6 +492,7 @@ class PygletWindow:
             if scene is on_screen:  # back to what is still on screen
                 self._outgoing = None
             else:
+                scene.overlaid(self._announcement is not None)
                 scene.enter()
                 self._outgoing = on_screen
                 pyglet.clock.unschedule(self._stop_waiting)
@@ -580,6 +581,7 @@ class PygletWindow:
     def on_draw(self) -> None:
         """Draw the current scene, then the announcement and hint on top (only draws)."""
         self._settle()
+        self._current.overlaid(self._announcement is not None)
         # The video surface first: once it is mapped, GL drawing under it is clipped.
         self._place_surface()
         if self._blanked:

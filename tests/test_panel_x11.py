@@ -165,6 +165,18 @@ async def test_every_kind_reaches_the_x11_screen(tmp_path: Path, display: str) -
                 assert video_surface(display) is None
                 assert browser_windows(display), "no Chromium window over the panel"
 
+                # A banner: Chromium's window would hide it; the page's picture stays.
+                await client.announce("Звонок через 5 минут", level="info")
+
+                def banner_over_page(image: Image.Image) -> bool:
+                    r, _, b = image.getpixel((image.width // 2, image.height - 5))  # type: ignore[misc]
+                    return b > 120 and r < 60 and near(centre(image), PAGE)
+
+                await screen_until(client, banner_over_page, "the banner over the page")
+                assert browser_windows(display) == []
+                await client.clear_announcement()
+                await screen_until(client, lambda im: bool(browser_windows(display)), "Chromium")
+
             # Back to the picture: the browser is gone, the video surface unmapped.
             await client.control("goto", index=0)
             await screen_until(client, first_picture, "the picture again")

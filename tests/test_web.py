@@ -385,6 +385,47 @@ def test_window_that_cannot_start_falls_back(
         scene.delete()
 
 
+def test_an_announcement_closes_the_window_over_a_screenshot_of_the_page(
+    panel: Panel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chromium's window would hide the announcement: it closes meanwhile, and the page
+    shows as a picture under the announcement; afterwards the window opens again."""
+    monkeypatch.setattr(web, "SUPERVISE_INTERVAL_S", 0.01)
+    renders: list[str] = []
+
+    def screenshot() -> Pixels:
+        renders.append(threading.current_thread().name)
+        return Pixels(2, 2, bytes((*PAGE_BACKGROUND, 255)) * 4)
+
+    scene = direct_scene(panel, [str(stand_in(tmp_path, "exec sleep 30"))], screenshot)
+    try:
+        scene.enter()
+        first = scene.browser.pid
+        assert scene.browser.running
+        scene.overlaid(True)
+        assert not scene.browser.running
+        assert not alive(first)
+
+        def page_drawn() -> bool:
+            scene.draw()  # the page's picture replaces the card once it is rendered
+            return scene.background == BLACK
+
+        panel.wait_until(page_drawn)
+        time.sleep(0.1)
+        pyglet.clock.tick()  # checks ran meanwhile: nothing restarted under the banner
+        assert not scene.browser.running
+        scene.overlaid(False)
+        assert scene.browser.running
+        assert scene.browser.starts == 2
+        scene.leave()
+        scene.overlaid(True)  # shown again under an announcement: no window at all
+        scene.enter()
+        assert not scene.browser.running
+        assert renders == ["web-page-shot"]  # rendered once, kept
+    finally:
+        scene.delete()
+
+
 def test_request_for_a_blob_without_a_file(panel: Panel) -> None:
     loader = WebLoader("headless")
     item = ManifestItem("web", "Пусто")
