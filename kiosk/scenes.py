@@ -103,6 +103,12 @@ class Scene:
         """Whether the scene shows through :attr:`SceneContext.video_surface` now."""
         return False
 
+    @property
+    def takes_keyboard(self) -> bool:
+        """Whether another program's window (Chromium) has the keyboard now, so that
+        the window must grab the presenter keys to keep them."""
+        return False
+
     def draw(self) -> None:
         """Draw the scene (the window is already cleared to :attr:`background`)."""
 

@@ -332,6 +332,10 @@ class WebWindowScene(Scene):
             self._start()
         pyglet.clock.schedule_interval(self._supervise, SUPERVISE_INTERVAL_S)
 
+    @property
+    def takes_keyboard(self) -> bool:
+        return self._active and not (self.covered or self.gave_up or self.fallback_shown)
+
     def overlaid(self, covered: bool) -> None:
         if covered == self.covered:
             return

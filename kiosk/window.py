@@ -66,7 +66,7 @@ from kiosk.scenes import (
     SceneFactory,
     SceneRequest,
 )
-from kiosk.x11 import X11Surface, capture, native_window
+from kiosk.x11 import KeyGrab, X11Surface, capture, native_window
 from media.store import BlobStore
 
 logger = logging.getLogger(__name__)
@@ -88,6 +88,9 @@ ESC_CONFIRM_S = 3.0
 """A second Esc within this time stops the show."""
 
 SCREENSHOT_TIMEOUT_S = 2.0
+
+KEY_POLL_S = 0.05
+"""How often grabbed presenter keys are read while a web page has the keyboard."""
 
 SURFACE_FILL_POLL_S = 0.02
 """How often the window looks whether VLC shows its picture yet (embedded output)."""
@@ -197,6 +200,12 @@ class PygletWindow:
             self._surface = X11Surface(*self._native, width, height)
         elif video_output == "embedded":
             logger.warning("no X11 window: videos are decoded into frames")
+        self._keys: KeyGrab | None = None
+        if self._native is not None:
+            try:
+                self._keys = KeyGrab()
+            except OSError as exc:
+                logger.warning("presenter keys will not reach the kiosk over web pages: %s", exc)
         self.ctx = SceneContext(
             store,
             width,
@@ -370,6 +379,9 @@ class PygletWindow:
         self.factory.close()
         pyglet.clock.unschedule(self._stop_waiting)
         pyglet.clock.unschedule(self._fill_surface)
+        pyglet.clock.unschedule(self._poll_keys)
+        if self._keys is not None:
+            self._keys.close()
         for scene in self._scenes.values():
             scene.delete()
         self._scenes.clear()
@@ -582,6 +594,7 @@ class PygletWindow:
         """Draw the current scene, then the announcement and hint on top (only draws)."""
         self._settle()
         self._current.overlaid(self._announcement is not None)
+        self._grab_keys(self._current.takes_keyboard)
         # The video surface first: once it is mapped, GL drawing under it is clipped.
         self._place_surface()
         if self._blanked:
@@ -621,6 +634,21 @@ class PygletWindow:
         surface.show(0, 0, self.ctx.width, self.ctx.height - bottom)
         pyglet.clock.unschedule(self._fill_surface)
         self._fill_surface()
+
+    def _grab_keys(self, on: bool) -> None:
+        """Keep the presenter keys while a web page's window has the keyboard."""
+        keys = self._keys
+        if keys is None or keys.grabbed == on:
+            return
+        keys.grab(on)
+        pyglet.clock.unschedule(self._poll_keys)
+        if on:
+            pyglet.clock.schedule_interval(self._poll_keys, KEY_POLL_S)
+
+    def _poll_keys(self, dt: float = 0.0) -> None:
+        if self._keys is not None:
+            for action in self._keys.poll():
+                self._control(action)
 
     def _fill_surface(self, dt: float = 0.0) -> None:
         """Black letterbox bars around VLC's picture as soon as VLC shows one."""

@@ -264,3 +264,80 @@ def capture(display: Any, window: int, width: int, height: int) -> Image.Image |
         )
     finally:
         xlib._lib.XDestroyImage(image)
+
+
+XK_PRIOR = 0xFF55  # PageUp
+XK_NEXT = 0xFF56  # PageDown
+
+PRESENTER_KEYS: dict[int, str] = {XK_NEXT: "next", XK_PRIOR: "prev"}
+"""The keys of presenter remotes, grabbed while another program has the keyboard."""
+
+
+class KeyGrab:
+    """Presenter-remote keys for the kiosk while another program's window has the keyboard.
+
+    A Chromium window over the panel takes the keyboard (without a window manager the
+    keyboard goes to the window under the pointer, and a tap on the page focuses it),
+    and a remote's PageDown would scroll the page instead of moving on. While
+    :meth:`grab` is in force, PageUp and PageDown go to the kiosk whatever window has
+    the focus: they are grabbed on the root window on a connection of this object's
+    own, which :meth:`poll` reads. Other keys still reach the page (a quiz's form).
+
+    Args:
+        display: the X display name (``None``: ``$DISPLAY``).
+    """
+
+    def __init__(self, display: bytes | None = None) -> None:
+        xlib = _xlib()
+        self._display = xlib.XOpenDisplay(display)
+        if not self._display:
+            raise OSError("cannot open the X display for the presenter keys")
+        self._root = xlib.XDefaultRootWindow(self._display)
+        self._codes = {
+            int(xlib.XKeysymToKeycode(self._display, keysym)): action
+            for keysym, action in PRESENTER_KEYS.items()
+        }
+        self._codes.pop(0, None)  # a keysym the keyboard map lacks
+        self.grabbed = False
+
+    def grab(self, on: bool) -> None:
+        """Grab the presenter keys (``on``) or let them go; idempotent."""
+        if on == self.grabbed or not self._display:
+            return
+        xlib = _xlib()
+        for code in self._codes:
+            if on:
+                xlib.XGrabKey(
+                    self._display,
+                    code,
+                    xlib.AnyModifier,
+                    self._root,
+                    False,
+                    xlib.GrabModeAsync,
+                    xlib.GrabModeAsync,
+                )
+            else:
+                xlib.XUngrabKey(self._display, code, xlib.AnyModifier, self._root)
+        xlib.XFlush(self._display)
+        self.grabbed = on
+
+    def poll(self) -> list[str]:
+        """The actions (``next``, ``prev``) of the presenter keys pressed since the last call."""
+        if not self._display:
+            return []
+        xlib = _xlib()
+        actions = []
+        event = xlib.XEvent()
+        while xlib.XPending(self._display):
+            xlib.XNextEvent(self._display, ctypes.byref(event))
+            if event.type == xlib.KeyPress:
+                action = self._codes.get(int(event.xkey.keycode))
+                if action is not None:
+                    actions.append(action)
+        return actions
+
+    def close(self) -> None:
+        if self._display:
+            self.grab(False)
+            _xlib().XCloseDisplay(self._display)
+            self._display = None

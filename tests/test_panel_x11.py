@@ -19,9 +19,10 @@ from PIL import Image
 
 from controller.client import KioskClient
 from media.lesson import Lesson, load_lesson, make_lesson, sample_lesson_path
+from protocol.messages import StatusSnapshot
 from tests.conftest import TEACHER
 from tests.kiosks import ADMIN_SECRET, kiosk_process
-from tests.xvfb import XWindow, vlc_has_x11_output, window_tree, xvfb
+from tests.xvfb import XK_PRIOR, XWindow, press_key, vlc_has_x11_output, window_tree, xvfb
 
 pytestmark = pytest.mark.slow
 
@@ -90,6 +91,20 @@ async def screen_until(client: KioskClient, check: Check, what: str) -> Image.Im
             image.save(Path("/tmp") / "classcast-x11-failed.png")
             raise AssertionError(f"the screen never showed {what}")
         await asyncio.sleep(0.1)
+
+
+async def status_until(
+    client: KioskClient, check: Callable[[StatusSnapshot], bool], what: str
+) -> StatusSnapshot:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TIMEOUT_S
+    while True:
+        status = await client.status()
+        if check(status):
+            return status
+        if loop.time() > deadline:
+            raise AssertionError(f"the panel never reached {what}: {status}")
+        await asyncio.sleep(0.05)
 
 
 def panel_window(tree: XWindow) -> XWindow:
@@ -176,6 +191,11 @@ async def test_every_kind_reaches_the_x11_screen(tmp_path: Path, display: str) -
                 assert browser_windows(display) == []
                 await client.clear_announcement()
                 await screen_until(client, lambda im: bool(browser_windows(display)), "Chromium")
+
+                # A presenter remote's PageUp goes to the kiosk, not to the page under it.
+                await asyncio.sleep(1.0)  # Chromium has drawn and may have the keyboard
+                press_key(display, XK_PRIOR)
+                await status_until(client, lambda s: s.index == VIDEO_INDEX, "PageUp → prev")
 
             # Back to the picture: the browser is gone, the video surface unmapped.
             await client.control("goto", index=0)
