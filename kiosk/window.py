@@ -197,7 +197,7 @@ class PygletWindow:
         self._native = None if self._headless else native_window(self.window)
         self._surface: X11Surface | None = None
         if self._native is not None and video_output != "frames":
-            self._surface = X11Surface(*self._native, width, height)
+            self._surface = X11Surface(self._native.display, self._native.view, width, height)
         elif video_output == "embedded":
             logger.warning("no X11 window: videos are decoded into frames")
         self._keys: KeyGrab | None = None
@@ -579,7 +579,7 @@ class PygletWindow:
         assert self._native is not None
         width, height = self.window.get_framebuffer_size()
         try:
-            image = capture(*self._native, width, height)
+            image = capture(self._native.display, self._native.window, width, height)
         except Exception:
             logger.exception("reading the screen failed")
             return None

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pyglet
@@ -71,13 +72,24 @@ def _xlib() -> Any:
     return xlib
 
 
-def native_window(window: pyglet.window.Window) -> tuple[Any, int] | None:
-    """``(display, window id)`` of a pyglet window on X11, else ``None`` (headless)."""
+@dataclass(frozen=True)
+class NativeWindow:
+    """A pyglet window's X11 side: its display connection, its top-level window, and
+    the child window pyglet draws in and takes input from (its "view")."""
+
+    display: Any
+    window: int
+    view: int
+
+
+def native_window(window: pyglet.window.Window) -> NativeWindow | None:
+    """The X11 side of a pyglet window, or ``None`` (headless)."""
     display = getattr(window, "_x_display", None)
     xid = getattr(window, "_window", None)
     if display is None or not xid:
         return None
-    return display, int(xid)
+    view = getattr(window, "_view", None) or xid
+    return NativeWindow(display, int(xid), int(view))
 
 
 class X11Surface:
@@ -88,6 +100,9 @@ class X11Surface:
     """
 
     def __init__(self, display: Any, parent: int, width: int, height: int) -> None:
+        """``parent`` is the window that takes input (pyglet's view): the surface and
+        VLC's window (``video_set_mouse_input(False)``) select no pointer events, so
+        a tap on a video goes up to it, as on any other item."""
         xlib = _xlib()
         self._display = display
         attrs = xlib.XSetWindowAttributes()

@@ -22,7 +22,15 @@ from media.lesson import Lesson, load_lesson, make_lesson, sample_lesson_path
 from protocol.messages import StatusSnapshot
 from tests.conftest import TEACHER
 from tests.kiosks import ADMIN_SECRET, kiosk_process
-from tests.xvfb import XK_PRIOR, XWindow, press_key, vlc_has_x11_output, window_tree, xvfb
+from tests.xvfb import (
+    XK_PRIOR,
+    XWindow,
+    press_key,
+    tap,
+    vlc_has_x11_output,
+    window_tree,
+    xvfb,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -123,11 +131,12 @@ def browser_windows(display: str) -> list[XWindow]:
 
 
 def video_surface(display: str) -> XWindow | None:
-    """The mapped child of the panel window that holds a mapped window of VLC's."""
-    window = panel_window(window_tree(display))
-    for child in window.children:
-        if child.mapped and any(grandchild.mapped for grandchild in child.children):
-            return child
+    """The video surface, mapped, with VLC's window mapped in it: a window inside the
+    panel window's view (pyglet's drawing window) with a mapped window of its own."""
+    for view in panel_window(window_tree(display)).children:
+        for child in view.children:
+            if child.mapped and any(c.mapped for c in child.children):
+                return child
     return None
 
 
@@ -172,6 +181,10 @@ async def test_every_kind_reaches_the_x11_screen(tmp_path: Path, display: str) -
             assert video_surface(display) is None
             await client.clear_announcement()
             await screen_until(client, lambda im: len(video_colours(im)) >= 3, "the video again")
+
+            # A tap on the video's left third goes back: VLC's window takes no input.
+            tap(display, SCREEN[0] // 6, SCREEN[1] // 2)
+            await status_until(client, lambda s: s.index == VIDEO_INDEX - 1, "a tap → prev")
 
             # A web page: a Chromium window over the panel window.
             if shutil.which("chromium") is not None:

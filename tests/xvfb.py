@@ -160,3 +160,34 @@ def press_key(display: str, keysym: int, pointer: tuple[int, int] = (640, 360)) 
         x11.XFlush(dpy)
     finally:
         x11.XCloseDisplay(dpy)
+
+
+def tap(display: str, x: int, y: int) -> None:
+    """A tap (a left click) at ``x``, ``y`` of the screen, as a touch panel sends it (XTest)."""
+    x11 = ctypes.CDLL(ctypes.util.find_library("X11"))
+    xtst_path = ctypes.util.find_library("Xtst")
+    if xtst_path is None:
+        pytest.skip("no libXtst (apt-get install libxtst6)")
+    xtst = ctypes.CDLL(xtst_path)
+    x11.XOpenDisplay.restype = ctypes.c_void_p
+    x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
+    x11.XFlush.argtypes = [ctypes.c_void_p]
+    x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+    xtst.XTestFakeMotionEvent.argtypes = [
+        *(ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_ulong)
+    ]
+    xtst.XTestFakeButtonEvent.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_uint,
+        ctypes.c_int,
+        ctypes.c_ulong,
+    ]
+    dpy = x11.XOpenDisplay(display.encode())
+    assert dpy, f"cannot open {display}"
+    try:
+        xtst.XTestFakeMotionEvent(dpy, -1, x, y, 0)
+        xtst.XTestFakeButtonEvent(dpy, 1, True, 0)
+        xtst.XTestFakeButtonEvent(dpy, 1, False, 0)
+        x11.XFlush(dpy)
+    finally:
+        x11.XCloseDisplay(dpy)
