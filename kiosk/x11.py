@@ -6,13 +6,16 @@ crosses into Python, so 1080p costs what VLC costs. That window is a
 :class:`VideoSurface`, a child of the pyglet window made here with Xlib (the library
 pyglet itself uses on X11)::
 
-    pyglet window (GL: scenes, overlays)
-    └── VideoSurface  (child, no background: shows what was under it until VLC draws)
-        └── VLC's own window (made and mapped by libVLC inside the surface)
+    pyglet window
+    └── view (pyglet's child window: GL drawing, scenes, overlays; takes input)
+        └── VideoSurface  (no background: shows what was under it until VLC draws)
+            └── VLC's own window (made and mapped by libVLC inside the surface)
 
 The surface is mapped while an embedded video is the current scene and is kept clear
 of overlays: an info banner shortens it from below, an alert or a blank screen unmaps
-it. It selects no input, so taps on a video reach the pyglet window beneath.
+it. It selects no input, so taps on a video go up to pyglet's view. It is mapped
+:data:`~kiosk.video_scene.EMBEDDED_SETTLE_S` after VLC opened its output, past the
+empty picture libVLC 3 shows first.
 
 A screenshot must show what the class sees, VLC's picture and a Chromium window
 included, which the GL framebuffer does not hold: :func:`capture` reads the screen
@@ -173,15 +176,15 @@ class X11Surface:
                 xlib.XFree(children)
 
     def _clear_children_background(self) -> None:
-        """No background for VLC's own window either: libVLC makes it black, and the
-        X server would paint that black when the surface is mapped, before VLC's next
-        picture. Without one, the previous item stays until the picture replaces it."""
+        """No background for VLC's own window either: the X server would paint any
+        background when the surface is mapped, before VLC's next picture. Without one,
+        the previous item stays until that picture replaces it."""
         xlib = _xlib()
         for child in self._children():
             xlib.XSetWindowBackgroundPixmap(self._display, child, 0)  # None
 
     def _picture_shown(self) -> bool:
-        """Whether VLC mapped its window in the surface (it does so with a picture)."""
+        """Whether VLC's window is in the surface, mapped (it holds the picture)."""
         xlib = _xlib()
         attrs = xlib.XWindowAttributes()
         for child in self._children():
