@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -13,7 +14,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from controller.client import ControllerIdentity, Credentials, KioskClient
-from media.lesson import Lesson, LessonItem, make_lesson
+from media.lesson import Lesson, LessonItem, load_lesson, make_lesson, sample_lesson_path
 from protocol import limits
 from protocol.constants import PROTOCOL_VERSION, SUBPROTOCOL
 from protocol.messages import Role
@@ -99,3 +100,10 @@ async def pair(
     """Pair ``identity`` with the kiosk at ``address`` through the real protocol."""
     async with await KioskClient.connect(address, identity) as client:
         return await client.pair(secret, role=role)
+
+
+def untimed_sample_lesson() -> Lesson:
+    """The sample lesson without its slides' durations: nothing advances by itself."""
+    lesson = load_lesson(sample_lesson_path())
+    items = [dataclasses.replace(item, duration_ms=None) for item in lesson.items]
+    return make_lesson(lesson.title, items)

@@ -24,9 +24,9 @@ import pytest
 from PIL import Image
 
 from controller.client import KioskClient
-from media.lesson import load_lesson, sample_lesson_path
 from tests.cage import active_window, cage_kiosk, window_pixel
 from tests.conftest import TEACHER
+from tests.helpers import untimed_sample_lesson
 from tests.kiosks import ADMIN_SECRET
 from tests.xvfb import XWindow, vlc_has_x11_output, window_tree
 
@@ -98,10 +98,12 @@ def panel_window(display: str) -> XWindow:
 
 
 def video_surface(display: str) -> XWindow | None:
-    """The mapped child of the panel window that holds a mapped window of VLC's."""
-    for child in panel_window(display).children:
-        if child.mapped and any(grandchild.mapped for grandchild in child.children):
-            return child
+    """The video surface, mapped, with VLC's window mapped in it: a window inside the
+    panel window's view (pyglet's drawing window) with a mapped window of its own."""
+    for view in panel_window(display).children:
+        for child in view.children:
+            if child.mapped and any(c.mapped for c in child.children):
+                return child
     return None
 
 
@@ -130,7 +132,7 @@ async def test_the_kiosk_under_cage_casts_pictures_videos_and_pages(tmp_path: Pa
     with cage_kiosk(tmp_path / "state") as cage:
         async with await KioskClient.connect(cage.address, TEACHER) as client:
             await client.pair(ADMIN_SECRET, role="admin")
-            await client.cast(load_lesson(sample_lesson_path()))
+            await client.cast(untimed_sample_lesson())
             await screen_until(client, first_picture, "the first picture")
             panel = panel_window(cage.display)
             assert (panel.x, panel.y, panel.width, panel.height) == (0, 0, *SCREEN)

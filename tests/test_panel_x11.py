@@ -8,7 +8,6 @@ Chromium window included. The window tree shows which parts drew what.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import io
 import shutil
 from collections.abc import Callable, Iterator
@@ -18,9 +17,9 @@ import pytest
 from PIL import Image
 
 from controller.client import KioskClient
-from media.lesson import Lesson, load_lesson, make_lesson, sample_lesson_path
 from protocol.messages import StatusSnapshot
 from tests.conftest import TEACHER
+from tests.helpers import untimed_sample_lesson
 from tests.kiosks import ADMIN_SECRET, kiosk_process
 from tests.xvfb import (
     XK_PRIOR,
@@ -68,13 +67,6 @@ def first_picture(image: Image.Image) -> bool:
     """01-list.png: a light-green leaf on a green ground."""
     ground = tuple(image.getpixel((image.width // 2, image.height // 20)))  # type: ignore[arg-type]
     return near(ground, GREEN) and near(centre(image), LEAF)
-
-
-def untimed_sample_lesson() -> Lesson:
-    """The sample lesson without its slides' durations: nothing advances by itself."""
-    lesson = load_lesson(sample_lesson_path())
-    items = [dataclasses.replace(item, duration_ms=None) for item in lesson.items]
-    return make_lesson(lesson.title, items)
 
 
 def video_colours(image: Image.Image) -> set[tuple[int, ...]]:
