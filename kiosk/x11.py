@@ -20,8 +20,8 @@ empty picture libVLC 3 shows first.
 A screenshot must show what the class sees, VLC's picture and a Chromium window
 included, which the GL framebuffer does not hold: :func:`capture` reads the screen
 (the root window) over the pyglet window's rectangle. Under rootless Xwayland (cage)
-there is no screen to read, and it reads the pyglet window itself, VLC's child window
-included but not another program's window above it.
+there is no screen to read: it reads the pyglet window itself, VLC's child window
+included, and lays the window the compositor shows on top (Chromium's) over it.
 
 Every function runs on the main thread, on pyglet's own display connection.
 """
@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 ZPIXMAP = 2
 ALL_PLANES = 0xFFFFFFFF
+XA_WINDOW = 33
 
 
 class VideoSurface(Protocol):
@@ -231,14 +232,14 @@ class X11Surface:
 
 
 def capture(display: Any, window: int, width: int, height: int) -> Image.Image | None:
-    """What the screen shows over ``window``: its children, and windows above it if X has them.
+    """What the screen shows over ``window``: its children, and windows above it.
 
     On an X server with a screen of its own (Xorg, Xvfb) this is read off the root
-    window, windows above it included. Under rootless Xwayland (a Wayland compositor
-    such as cage) the root window holds no picture and cannot be read: the window itself
-    is read instead, with its child windows (VLC's video) but without other clients'
-    windows, which only the compositor puts together (a Chromium window above it is not
-    in the picture).
+    window. Under rootless Xwayland (a Wayland compositor such as cage) the root window
+    holds no picture and cannot be read: the window itself is read, with its child
+    windows (VLC's video), and when the compositor shows another window over it (the
+    focused one, ``_NET_ACTIVE_WINDOW``: a Chromium window) that one is read and laid
+    over it. X's own stacking order says nothing there: cage shows the focused window.
 
     Returns ``None`` when the window is not on screen (unmapped, or off the screen).
     """
@@ -259,13 +260,70 @@ def capture(display: Any, window: int, width: int, height: int) -> Image.Image |
     if width <= 0 or height <= 0:
         return None
     xlib.XSync(display, False)
-    image = xlib.XGetImage(display, root, left, top, width, height, ALL_PLANES, ZPIXMAP)
-    if not image:
-        # Rootless Xwayland answers BadMatch for the root window (pyglet's X error
-        # handler ignores it); the same part of the window itself can be read.
-        image = xlib.XGetImage(
-            display, window, left - x.value, top - y.value, width, height, ALL_PLANES, ZPIXMAP
-        )
+    image = _read(display, root, left, top, width, height)
+    if image is not None:
+        return image
+    # Rootless Xwayland answers BadMatch for the root window (pyglet's X error
+    # handler ignores it): compose the picture from the windows themselves.
+    image = _read(display, window, left - x.value, top - y.value, width, height)
+    if image is None:
+        return None
+    box = (left, top, left + width, top + height)
+    above = _active_window(display, root)
+    if above is not None and above != window:
+        attrs = xlib.XWindowAttributes()
+        if (
+            xlib.XGetWindowAttributes(display, above, ctypes.byref(attrs))
+            and attrs.map_state == xlib.IsViewable
+            and getattr(attrs, "class") == xlib.InputOutput
+        ):
+            x0, y0 = max(box[0], attrs.x), max(box[1], attrs.y)
+            x1, y1 = min(box[2], attrs.x + attrs.width), min(box[3], attrs.y + attrs.height)
+            if x1 > x0 and y1 > y0:
+                part = _read(display, above, x0 - attrs.x, y0 - attrs.y, x1 - x0, y1 - y0)
+                if part is not None:
+                    image.paste(part, (x0 - left, y0 - top))
+    return image
+
+
+def _active_window(display: Any, root: int) -> int | None:
+    """The root window's ``_NET_ACTIVE_WINDOW`` (set by the window manager), or ``None``."""
+    xlib = _xlib()
+    atom = xlib.XInternAtom(display, b"_NET_ACTIVE_WINDOW", True)
+    if not atom:
+        return None
+    actual_type, actual_format = xlib.Atom(), ctypes.c_int()
+    count, after = ctypes.c_ulong(), ctypes.c_ulong()
+    data = ctypes.POINTER(ctypes.c_ubyte)()
+    status = xlib.XGetWindowProperty(
+        display,
+        root,
+        atom,
+        0,
+        1,
+        False,
+        XA_WINDOW,
+        ctypes.byref(actual_type),
+        ctypes.byref(actual_format),
+        ctypes.byref(count),
+        ctypes.byref(after),
+        ctypes.byref(data),
+    )
+    try:
+        if status != 0 or not count.value or actual_format.value != 32:
+            return None
+        return int(ctypes.cast(data, ctypes.POINTER(ctypes.c_ulong))[0]) or None
+    finally:
+        if data:
+            xlib.XFree(data)
+
+
+def _read(
+    display: Any, drawable: int, x: int, y: int, width: int, height: int
+) -> Image.Image | None:
+    """Part of a window as a Pillow image, or ``None`` (X refused, or not 32-bit)."""
+    xlib = _xlib()
+    image = xlib.XGetImage(display, drawable, x, y, width, height, ALL_PLANES, ZPIXMAP)
     if not image:
         return None
     try:

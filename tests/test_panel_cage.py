@@ -3,7 +3,8 @@
 cage starts Xwayland and the kiosk opens its fullscreen window there, as on a panel. A
 teacher casts the sample lesson and asks for screenshots. Under (rootless) Xwayland
 the X server composes no screen, so :func:`kiosk.x11.capture` reads the panel window
-itself: the slides and VLC's video (a child window) are in it, a Chromium window is not.
+itself (the slides, and VLC's video in a child window) and lays the window cage shows
+on top (the focused one: Chromium's) over it.
 
 What this cannot check: the picture cage finally puts on its output. With the pixman
 renderer on the headless backend, cage 0.1.4 (wlroots 0.15) does not reliably present
@@ -47,6 +48,10 @@ def near(a: tuple[int, ...], b: tuple[int, ...], tolerance: int = 12) -> bool:
 
 def pixel(image: Image.Image, x: int, y: int) -> tuple[int, ...]:
     return tuple(image.getpixel((x, y)))  # type: ignore[arg-type]
+
+
+def centre(image: Image.Image) -> tuple[int, ...]:
+    return pixel(image, image.width // 2, image.height // 2)
 
 
 def first_picture(image: Image.Image) -> bool:
@@ -144,11 +149,12 @@ async def test_the_kiosk_under_cage_casts_pictures_videos_and_pages(tmp_path: Pa
             surface = video_surface(cage.display)
             assert surface is not None, "the video is not drawn by VLC's embedded output"
 
-            # A web page: Chromium (on Xwayland too) over the panel window. The kiosk's
-            # screenshot cannot show it (see the module docstring); its window can.
+            # A web page: Chromium (on Xwayland too), shown over the panel window.
             if shutil.which("chromium") is not None:
                 await client.control("goto", index=WEB_INDEX)
                 await until(lambda: browser_on_top(cage.display, panel.xid), "the web page")
+                # The screenshot lays Chromium's window over the panel's, as cage shows it.
+                await screen_until(client, lambda im: near(centre(im), PAGE), "the page")
 
             # Back to the picture: the browser is gone and the panel window on top again.
             await client.control("goto", index=0)
