@@ -25,11 +25,12 @@ import pytest
 from PIL import Image
 
 from controller.client import KioskClient
+from protocol.messages import StatusSnapshot
 from tests.cage import active_window, cage_kiosk, window_pixel
 from tests.conftest import TEACHER
 from tests.helpers import untimed_sample_lesson
 from tests.kiosks import ADMIN_SECRET
-from tests.xvfb import XWindow, vlc_has_x11_output, window_tree
+from tests.xvfb import XK_PRIOR, XWindow, press_key, vlc_has_x11_output, window_tree
 
 pytestmark = pytest.mark.slow
 
@@ -96,6 +97,17 @@ async def until(check: Callable[[], bool], what: str) -> None:
         await asyncio.sleep(0.1)
 
 
+async def until_status(
+    client: KioskClient, check: Callable[[StatusSnapshot], bool], what: str
+) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TIMEOUT_S
+    while not check(status := await client.status()):
+        if loop.time() > deadline:
+            raise AssertionError(f"never: {what}: {status}")
+        await asyncio.sleep(0.05)
+
+
 def panel_window(display: str) -> XWindow:
     found = [w for w in window_tree(display).children if w.name == "ClassCast" and w.mapped]
     assert len(found) == 1, "no ClassCast window on Xwayland"
@@ -155,6 +167,10 @@ async def test_the_kiosk_under_cage_casts_pictures_videos_and_pages(tmp_path: Pa
                 await until(lambda: browser_on_top(cage.display, panel.xid), "the web page")
                 # The screenshot lays Chromium's window over the panel's, as cage shows it.
                 await screen_until(client, lambda im: near(centre(im), PAGE), "the page")
+                # A presenter remote's PageUp reaches the kiosk, not the page.
+                press_key(cage.display, XK_PRIOR)
+                await until_status(client, lambda s: s.index == VIDEO_INDEX, "PageUp → prev")
+                await client.control("goto", index=WEB_INDEX)
 
             # Back to the picture: the browser is gone and the panel window on top again.
             await client.control("goto", index=0)
