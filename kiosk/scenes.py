@@ -122,10 +122,11 @@ class Scene:
         """Pause, resume or seek (scenes that play something)."""
 
     def overlaid(self, covered: bool) -> None:
-        """An announcement is (``covered``) or is no longer over the screen.
+        """An announcement or the blank screen is (``covered``) or is no longer over
+        the scene.
 
-        The window draws announcements itself; a scene that shows another program's
-        window over it (a web page in Chromium) must make way meanwhile. Called before
+        The window draws those itself; a scene that shows another program's window
+        over it (a web page in Chromium) must make way meanwhile. Called before
         :meth:`enter` and whenever that changes.
         """
 

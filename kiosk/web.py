@@ -13,9 +13,9 @@ Two ways to show a page, chosen per item by :class:`WebLoader`:
   ``pyglet.clock`` check every second, only while the scene is current). The pyglet
   window draws a card underneath (“Открыта веб-страница «…»”). Should Chromium keep
   dying at once, the scene gives up and falls back to the screenshot. While an
-  announcement is on screen, Chromium's window would hide it: the scene closes the
-  window, shows a screenshot of the page under the announcement, and opens the
-  window again when the announcement is gone.
+  announcement is on screen, or the screen is blanked, Chromium's window would hide
+  it: the scene closes the window, shows a screenshot of the page under the
+  announcement, and opens the window again afterwards.
 
 HTML blobs (stored without an extension) are copied to a temporary ``.html`` file
 first, so that Chromium reads them as HTML.
@@ -314,7 +314,7 @@ class WebWindowScene(Scene):
         self._fallback_result: Pixels | Exception | None = None
         self._fallback_thread: threading.Thread | None = None
         self.covered = False
-        """An announcement is over the screen: no Chromium window meanwhile."""
+        """An announcement or the blank screen is over the scene: no Chromium window."""
         self._page: Scene | None = None
         """A screenshot of the page, drawn instead of the card once there is one."""
         self._page_result: Pixels | Exception | None = None

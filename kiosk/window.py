@@ -504,7 +504,7 @@ class PygletWindow:
             if scene is on_screen:  # back to what is still on screen
                 self._outgoing = None
             else:
-                scene.overlaid(self._announcement is not None)
+                scene.overlaid(self._covered())
                 scene.enter()
                 self._outgoing = on_screen
                 pyglet.clock.unschedule(self._stop_waiting)
@@ -515,6 +515,10 @@ class PygletWindow:
         for command in backlog:
             scene.video(command)
         self.request_redraw()
+
+    def _covered(self) -> bool:
+        """Whether the window itself covers the scene: an announcement, or blank."""
+        return self._announcement is not None or self._blanked
 
     def _on_screen(self) -> Scene:
         """The scene drawn: the current one once it is ready, until then the previous."""
@@ -593,7 +597,7 @@ class PygletWindow:
     def on_draw(self) -> None:
         """Draw the current scene, then the announcement and hint on top (only draws)."""
         self._settle()
-        self._current.overlaid(self._announcement is not None)
+        self._current.overlaid(self._covered())
         self._grab_keys(self._current.takes_keyboard)
         # The video surface first: once it is mapped, GL drawing under it is clipped.
         self._place_surface()

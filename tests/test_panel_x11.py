@@ -197,6 +197,13 @@ async def test_every_kind_reaches_the_x11_screen(tmp_path: Path, display: str) -
                 await client.clear_announcement()
                 await screen_until(client, lambda im: bool(browser_windows(display)), "Chromium")
 
+                # Blank: the screen goes black, Chromium's window too, and comes back.
+                await client.control("blank")
+                await screen_until(client, lambda im: near(centre(im), (0, 0, 0)), "black")
+                assert browser_windows(display) == []
+                await client.control("unblank")
+                await screen_until(client, lambda im: bool(browser_windows(display)), "Chromium")
+
                 # A presenter remote's PageUp goes to the kiosk, not to the page under it.
                 await asyncio.sleep(1.0)  # Chromium has drawn and may have the keyboard
                 press_key(display, XK_PRIOR)
