@@ -22,7 +22,8 @@ from typing import Any, TypeVar
 
 import click
 
-from protocol.i18n import help_msgids, language, mo_msgids, translate, translate_help
+from protocol import cli_help
+from protocol.i18n import Catalogue, help_msgids, language, mo_msgids, translate
 
 __all__ = [
     "DOMAIN",
@@ -89,59 +90,14 @@ def tr(lang: str, msgid: str, /, **values: object) -> str:
 
 # --------------------------------------------------------------------------- --help
 #
-# The same few classes as in controller/i18n.py, with the kiosk's catalogue: the kiosk
-# does not depend on the controller, and protocol/ (shared by both) knows nothing of click.
+# The classes of protocol.cli_help, with this program's catalogue.
 
 
-class _HelpFormatter(click.HelpFormatter):
-    """click's formatter with its own words translated: "Usage:", "Options", "Commands"."""
-
-    def write_usage(self, prog: str, args: str = "", prefix: str | None = None) -> None:
-        super().write_usage(prog, args, f"{t('Usage:')} " if prefix is None else prefix)
-
-    def write_heading(self, heading: str) -> None:
-        super().write_heading(t(heading))  # click's "Options", "Commands"
-
-
-class _Context(click.Context):
-    formatter_class = _HelpFormatter
-
-
-def _option_extras(text: str) -> str:
-    """click's ``[default: 10.0]`` after an option's help, in the current language."""
-    head, bracket, tail = text.rpartition("[")
-    if not bracket or not tail.endswith("]") or language() != "ru":
-        return text
-    items = []
-    for item in tail[:-1].split("; "):
-        label, _, value = item.partition(": ")
-        if item == "required":
-            items.append(t("required"))
-        elif label == "default":
-            items.append(t("default: {default}", default=value))
-        elif label == "env var":
-            items.append(t("env var: {var}", var=value))
-        else:  # a range such as "x>=0"
-            items.append(item)
-    return f"{head}[{'; '.join(items)}]"
-
-
-class TranslatedOption(click.Option):
+class TranslatedOption(cli_help.TranslatedOption):
     """An option whose ``help`` is the English text in code and shown translated."""
 
-    help_msgid: str | None = None
-
-    @property
-    def help(self) -> str | None:
-        return None if self.help_msgid is None else t(self.help_msgid)
-
-    @help.setter
-    def help(self, value: str | None) -> None:
-        self.help_msgid = value
-
-    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
-        record = super().get_help_record(ctx)
-        return None if record is None else (record[0], _option_extras(record[1]))
+    def catalogues(self, lang: str) -> Catalogue:
+        return catalogue(lang)
 
 
 def option(*param_decls: str, **attrs: Any) -> Callable[[_F], _F]:
@@ -149,31 +105,11 @@ def option(*param_decls: str, **attrs: Any) -> Callable[[_F], _F]:
     return click.option(*param_decls, cls=TranslatedOption, **attrs)
 
 
-class TranslatedCommand(click.Command):
-    """A command whose help (its docstring) is the English text, shown translated.
+class TranslatedCommand(cli_help.TranslatedCommand):
+    """A command whose help (its docstring) is the English text, shown translated."""
 
-    Subcommands of a :class:`TranslatedGroup` are of this class. The text of its
-    ``--help`` option, which click makes, is translated too.
-    """
-
-    context_class = _Context
-    help_msgid: str | None = None
-
-    @property
-    def help(self) -> str | None:
-        if self.help_msgid is None:
-            return None
-        return translate_help(catalogue(language()), self.help_msgid)
-
-    @help.setter
-    def help(self, value: str | None) -> None:
-        self.help_msgid = value
-
-    def get_help_option(self, ctx: click.Context) -> click.Option | None:
-        help_option = super().get_help_option(ctx)
-        if help_option is not None:  # made by click, with click's English text
-            help_option.help = t("Show this message and exit.")
-        return help_option
+    def catalogues(self, lang: str) -> Catalogue:
+        return catalogue(lang)
 
 
 class TranslatedGroup(TranslatedCommand, click.Group):

@@ -241,17 +241,22 @@ def test_every_command_is_in_the_cli_docs() -> None:
 
 
 def _literal_msgids(package: types.ModuleType) -> set[str]:
-    """The messages of ``package`` written as literals: ``t("...")`` and ``tr(lang, "...")``."""
+    """The messages of ``package`` written as literals: ``t("...")`` and ``tr(lang, "...")``,
+    and click's words that protocol/cli_help.py translates (``_t(catalogues, "...")``)
+    with every program's catalogue."""
     root = Path(package.__file__ or "").parent
+    paths = [*root.glob("*.py"), root.parent / "protocol" / "cli_help.py"]
     found = set()
-    for path in root.glob("*.py"):
+    for path in paths:
         source = path.read_text(encoding="utf-8")
-        if path.name != "i18n.py" and f"from {root.name}.i18n import" not in source:
+        shared = path.name == "cli_help.py"
+        if not shared and path.name != "i18n.py" and f"from {root.name}.i18n import" not in source:
             continue  # a ``t`` of its own, if any, is not this catalogue's
+        positions = {"_t": 1} if shared else {"t": 0, "tr": 1}
         for node in ast.walk(ast.parse(source)):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
                 continue
-            position = {"t": 0, "tr": 1}.get(node.func.id)
+            position = positions.get(node.func.id)
             if position is None or len(node.args) <= position:
                 continue
             arg = node.args[position]
