@@ -17,6 +17,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -159,3 +162,44 @@ class ServerProcess:
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+XVFB_START_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class Xvfb:
+    """A private X server: its ``DISPLAY`` and process id (to read its CPU)."""
+
+    display: str
+    pid: int
+
+
+@contextmanager
+def xvfb(size: tuple[int, int]) -> Iterator[Xvfb]:
+    """Run a private Xvfb of ``size`` on a free display number; terminated afterwards."""
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen(
+        [
+            *("Xvfb", "-displayfd", str(write_fd)),
+            *("-screen", "0", f"{size[0]}x{size[1]}x24", "-nolisten", "tcp"),
+        ],
+        pass_fds=(write_fd,),
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write_fd)
+    try:
+        with os.fdopen(read_fd) as pipe:
+            ready, _, _ = select.select([pipe], [], [], XVFB_START_TIMEOUT_S)
+            number = pipe.readline().strip() if ready else ""
+        if not number:
+            raise RuntimeError(f"Xvfb did not start in {XVFB_START_TIMEOUT_S:g} s")
+        yield Xvfb(":" + number, proc.pid)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

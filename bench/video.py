@@ -45,13 +45,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench._common import REPO_ROOT, figure, heading, proc_cpu_s, result_line
+from bench._common import REPO_ROOT, Xvfb, figure, heading, proc_cpu_s, result_line, xvfb
 from kiosk.video import (
     HEADLESS_VLC_ARGS,
     VlcVideo,
@@ -70,8 +69,7 @@ EMBEDDED_VLC_ARGS = ("--aout=dummy", "--stats")
 """The embedded child's additions to ``KIOSK_VLC_ARGS``: no sound card; picture counters
 (``--stats``, for the displayed frame rate). ``set_xwindow`` itself selects the X11
 outputs (and resets ``--avcodec-hw``: hardware decoding is probed, as on a panel)."""
-XVFB_SCREEN = "1920x1080x24"
-XVFB_START_TIMEOUT_S = 10.0
+XVFB_SCREEN = (1920, 1080)
 CHILD_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
 
@@ -188,42 +186,6 @@ def embedded_skip_reason() -> str | None:
     if vlc_x11_output() is None:
         return "VLC's X11 output not found (apt-get install vlc-plugin-video-output)"
     return None
-
-
-@dataclass(frozen=True)
-class Xvfb:
-    display: str
-    pid: int
-
-
-@contextmanager
-def xvfb() -> Iterator[Xvfb]:
-    """Run a private Xvfb on a free display number; it is terminated afterwards."""
-    read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen(
-        [
-            *("Xvfb", "-displayfd", str(write_fd)),
-            *("-screen", "0", XVFB_SCREEN, "-nolisten", "tcp"),
-        ],
-        pass_fds=(write_fd,),
-        stdin=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write_fd)
-    try:
-        with os.fdopen(read_fd) as pipe:
-            ready, _, _ = select.select([pipe], [], [], XVFB_START_TIMEOUT_S)
-            number = pipe.readline().strip() if ready else ""
-        if not number:
-            raise RuntimeError(f"Xvfb did not start in {XVFB_START_TIMEOUT_S:g} s")
-        yield Xvfb(":" + number, proc.pid)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @dataclass(frozen=True)
@@ -545,7 +507,7 @@ def main() -> None:
         )
     with (
         tempfile.TemporaryDirectory(prefix="classcast-bench-video-") as tmp,
-        xvfb() if skip is None else nullcontext(None) as server,
+        xvfb(XVFB_SCREEN) if skip is None else nullcontext(None) as server,
     ):
         for name, (width, height) in SIZES.items():
             path = make_video(Path(tmp), name, width, height)

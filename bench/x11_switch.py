@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -27,36 +26,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench._common import LOOPBACK, REPO_ROOT, figure, heading, p50_p99, result_line
+from bench._common import LOOPBACK, REPO_ROOT, figure, heading, p50_p99, result_line, xvfb
 
 SCREEN = (1280, 720)
 VIDEO_INDEX = 5
 PICTURE_INDEX = 1  # 02-hloroplast.png: a blue picture, nothing black in its middle
 ADMIN_SECRET = "bench-admin-secret"
-
-
-@contextlib.contextmanager
-def xvfb() -> Iterator[str]:
-    read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen(
-        [
-            *("Xvfb", "-displayfd", str(write_fd), "-screen", "0"),
-            *(f"{SCREEN[0]}x{SCREEN[1]}x24", "-nolisten", "tcp"),
-        ],
-        pass_fds=(write_fd,),
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write_fd)
-    try:
-        with os.fdopen(read_fd) as pipe:
-            yield ":" + pipe.readline().strip()
-    finally:
-        proc.terminate()
-        proc.wait(5)
 
 
 class Screen:
@@ -216,7 +194,8 @@ def main() -> None:
         print("no Xvfb or libX11: skipped (apt-get install xvfb)")
         return
     results: dict[str, float | int | str] = {}
-    with xvfb() as display:
+    with xvfb(SCREEN) as server:
+        display = server.display
         for output in ("frames", "embedded"):
             found = measure(display, output, switches)
             heading(f"{output}: picture → video, {switches} switches, screen read every ~ms")

@@ -15,8 +15,6 @@ holds, which is what Xwayland hands to cage.
 
 from __future__ import annotations
 
-import asyncio
-import io
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -26,86 +24,45 @@ from PIL import Image
 
 from controller.client import KioskClient
 from protocol.messages import StatusSnapshot
+from tests import panel_screen
 from tests.cage import active_window, cage_kiosk, window_pixel
 from tests.conftest import TEACHER
 from tests.helpers import untimed_sample_lesson
 from tests.kiosks import ADMIN_SECRET
+from tests.panel_screen import (
+    PAGE,
+    VIDEO_INDEX,
+    WEB_INDEX,
+    centre,
+    first_picture,
+    near,
+    video_letterboxed,
+)
 from tests.xvfb import XK_PRIOR, XWindow, press_key, vlc_has_x11_output, window_tree
 
 pytestmark = pytest.mark.slow
 
 SCREEN = (1280, 720)  # the output of wlroots' headless backend
-GREEN = (0x2E, 0x7D, 0x32)  # 01-list.png: the green ground ...
-LEAF = (0x66, 0xBB, 0x6A)  # ... and the leaf in the middle
-PAGE = (0xFF, 0xFD, 0xE7)  # 06-proverka.html's background
-VIDEO_INDEX = 5
-WEB_INDEX = 6
 TIMEOUT_S = 15.0
-
-
-def near(a: tuple[int, ...], b: tuple[int, ...], tolerance: int = 12) -> bool:
-    return all(abs(x - y) <= tolerance for x, y in zip(a, b, strict=False))
-
-
-def pixel(image: Image.Image, x: int, y: int) -> tuple[int, ...]:
-    return tuple(image.getpixel((x, y)))  # type: ignore[arg-type]
-
-
-def centre(image: Image.Image) -> tuple[int, ...]:
-    return pixel(image, image.width // 2, image.height // 2)
-
-
-def first_picture(image: Image.Image) -> bool:
-    """01-list.png: a light-green leaf on a green ground."""
-    ground = pixel(image, image.width // 2, image.height // 20)
-    return near(ground, GREEN) and near(pixel(image, image.width // 2, image.height // 2), LEAF)
-
-
-def video_letterboxed(image: Image.Image) -> bool:
-    """The sample video's test-pattern bars, between black bars (4:3 on a 16:9 panel)."""
-    row = image.height // 3
-    colours = set()
-    for x in range(image.width // 4, image.width * 3 // 4, 8):
-        r, g, b = pixel(image, x, row)[:3]
-        if max(r, g, b) - min(r, g, b) > 120:
-            colours.add((r // 64, g // 64, b // 64))
-    return len(colours) >= 3 and near(pixel(image, 4, image.height // 2), (0, 0, 0))
+FAILED_PNG = Path("/tmp") / "classcast-cage-failed.png"
 
 
 async def screen_until(
     client: KioskClient, check: Callable[[Image.Image], bool], what: str
 ) -> Image.Image:
-    """Screenshots until one passes ``check``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + TIMEOUT_S
-    while True:
-        image = Image.open(io.BytesIO(await client.screenshot(max_width=640))).convert("RGB")
-        if check(image):
-            return image
-        if loop.time() > deadline:
-            image.save(Path("/tmp") / "classcast-cage-failed.png")
-            raise AssertionError(f"the screenshot never showed {what}")
-        await asyncio.sleep(0.1)
+    return await panel_screen.screen_until(
+        client, check, what, timeout_s=TIMEOUT_S, failed_png=FAILED_PNG
+    )
 
 
 async def until(check: Callable[[], bool], what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + TIMEOUT_S
-    while not check():
-        if loop.time() > deadline:
-            raise AssertionError(f"never: {what}")
-        await asyncio.sleep(0.1)
+    await panel_screen.until(check, what, TIMEOUT_S)
 
 
 async def until_status(
     client: KioskClient, check: Callable[[StatusSnapshot], bool], what: str
 ) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + TIMEOUT_S
-    while not check(status := await client.status()):
-        if loop.time() > deadline:
-            raise AssertionError(f"never: {what}: {status}")
-        await asyncio.sleep(0.05)
+    await panel_screen.status_until(client, check, what, TIMEOUT_S)
 
 
 def panel_window(display: str) -> XWindow:
@@ -115,13 +72,7 @@ def panel_window(display: str) -> XWindow:
 
 
 def video_surface(display: str) -> XWindow | None:
-    """The video surface, mapped, with VLC's window mapped in it: a window inside the
-    panel window's view (pyglet's drawing window) with a mapped window of its own."""
-    for view in panel_window(display).children:
-        for child in view.children:
-            if child.mapped and any(c.mapped for c in child.children):
-                return child
-    return None
+    return panel_screen.video_surface(panel_window(display))
 
 
 def other_windows(display: str) -> list[XWindow]:

@@ -8,7 +8,6 @@ Chromium window included. The window tree shows which parts drew what.
 from __future__ import annotations
 
 import asyncio
-import io
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,9 +17,21 @@ from PIL import Image
 
 from controller.client import KioskClient
 from protocol.messages import StatusSnapshot
+from tests import panel_screen
 from tests.conftest import TEACHER
 from tests.helpers import untimed_sample_lesson
 from tests.kiosks import ADMIN_SECRET, kiosk_process
+from tests.panel_screen import (
+    ALERT_RED,
+    PAGE,
+    VIDEO_INDEX,
+    WEB_INDEX,
+    centre,
+    first_picture,
+    near,
+    video_colours,
+    video_letterboxed,
+)
 from tests.xvfb import (
     XK_PRIOR,
     XWindow,
@@ -34,17 +45,8 @@ from tests.xvfb import (
 pytestmark = pytest.mark.slow
 
 SCREEN = (1280, 720)
-GREEN = (0x2E, 0x7D, 0x32)  # 01-list.png: the green ground ...
-LEAF = (0x66, 0xBB, 0x6A)  # ... and the leaf in the middle
-PAGE = (0xFF, 0xFD, 0xE7)  # 06-proverka.html's background
-# kiosk.scenes.ALERT_RED, not imported: that would load pyglet in this process before
-# the headless tests set PYGLET_HEADLESS.
-ALERT_RED = (183, 28, 28)
-VIDEO_INDEX = 5
-WEB_INDEX = 6
 TIMEOUT_S = 20.0
-
-Check = Callable[[Image.Image], bool]
+FAILED_PNG = Path("/tmp") / "classcast-x11-failed.png"
 
 
 @pytest.fixture(scope="module")
@@ -55,56 +57,18 @@ def display() -> Iterator[str]:
         yield name
 
 
-def near(a: tuple[int, ...], b: tuple[int, ...], tolerance: int = 12) -> bool:
-    return all(abs(x - y) <= tolerance for x, y in zip(a, b, strict=False))
-
-
-def centre(image: Image.Image) -> tuple[int, ...]:
-    return tuple(image.getpixel((image.width // 2, image.height // 2)))  # type: ignore[arg-type]
-
-
-def first_picture(image: Image.Image) -> bool:
-    """01-list.png: a light-green leaf on a green ground."""
-    ground = tuple(image.getpixel((image.width // 2, image.height // 20)))  # type: ignore[arg-type]
-    return near(ground, GREEN) and near(centre(image), LEAF)
-
-
-def video_colours(image: Image.Image) -> set[tuple[int, ...]]:
-    """Saturated colours along the middle row (the sample video's test-pattern bars)."""
-    row = image.height // 3
-    found: set[tuple[int, ...]] = set()
-    for x in range(image.width // 4, image.width * 3 // 4, 8):
-        r, g, b = image.getpixel((x, row))[:3]  # type: ignore[index]
-        if max(r, g, b) - min(r, g, b) > 120:
-            found.add((r // 64, g // 64, b // 64))
-    return found
-
-
-async def screen_until(client: KioskClient, check: Check, what: str) -> Image.Image:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + TIMEOUT_S
-    while True:
-        image = Image.open(io.BytesIO(await client.screenshot(max_width=640))).convert("RGB")
-        if check(image):
-            return image
-        if loop.time() > deadline:
-            image.save(Path("/tmp") / "classcast-x11-failed.png")
-            raise AssertionError(f"the screen never showed {what}")
-        await asyncio.sleep(0.1)
+async def screen_until(
+    client: KioskClient, check: Callable[[Image.Image], bool], what: str
+) -> Image.Image:
+    return await panel_screen.screen_until(
+        client, check, what, timeout_s=TIMEOUT_S, failed_png=FAILED_PNG
+    )
 
 
 async def status_until(
     client: KioskClient, check: Callable[[StatusSnapshot], bool], what: str
 ) -> StatusSnapshot:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + TIMEOUT_S
-    while True:
-        status = await client.status()
-        if check(status):
-            return status
-        if loop.time() > deadline:
-            raise AssertionError(f"the panel never reached {what}: {status}")
-        await asyncio.sleep(0.05)
+    return await panel_screen.status_until(client, check, what, TIMEOUT_S)
 
 
 def panel_window(tree: XWindow) -> XWindow:
@@ -123,13 +87,7 @@ def browser_windows(display: str) -> list[XWindow]:
 
 
 def video_surface(display: str) -> XWindow | None:
-    """The video surface, mapped, with VLC's window mapped in it: a window inside the
-    panel window's view (pyglet's drawing window) with a mapped window of its own."""
-    for view in panel_window(window_tree(display)).children:
-        for child in view.children:
-            if child.mapped and any(c.mapped for c in child.children):
-                return child
-    return None
+    return panel_screen.video_surface(panel_window(window_tree(display)))
 
 
 async def test_every_kind_reaches_the_x11_screen(tmp_path: Path, display: str) -> None:
@@ -143,10 +101,6 @@ async def test_every_kind_reaches_the_x11_screen(tmp_path: Path, display: str) -
 
             # A video: VLC's own output, in a child window of the panel window.
             await client.control("goto", index=VIDEO_INDEX)
-
-            def video_letterboxed(image: Image.Image) -> bool:
-                bar = image.getpixel((4, image.height // 2))  # 4:3 video, 16:9 panel
-                return len(video_colours(image)) >= 3 and near(tuple(bar), (0, 0, 0))  # type: ignore[arg-type]
 
             await screen_until(client, video_letterboxed, "the video between black bars")
             surface = video_surface(display)

@@ -131,10 +131,9 @@ def window_tree(display: str) -> XWindow:
 XK_PRIOR = 0xFF55  # PageUp
 
 
-def press_key(display: str, keysym: int, pointer: tuple[int, int] = (640, 360)) -> None:
-    """Press and release a key on ``display`` as a keyboard would (XTest), with the
-    pointer moved to ``pointer`` first (without a window manager the keyboard goes to
-    the window under it)."""
+@contextlib.contextmanager
+def _xtest(display: str) -> Iterator[tuple[ctypes.CDLL, ctypes.CDLL, int]]:
+    """libX11, libXtst and a connection to ``display``, closed afterwards."""
     x11 = ctypes.CDLL(ctypes.util.find_library("X11"))
     xtst_path = ctypes.util.find_library("Xtst")
     if xtst_path is None:
@@ -147,47 +146,38 @@ def press_key(display: str, keysym: int, pointer: tuple[int, int] = (640, 360)) 
     x11.XFlush.argtypes = [ctypes.c_void_p]
     x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
     xtst.XTestFakeKeyEvent.argtypes = [ctypes.c_void_p, ctypes.c_uint, ctypes.c_int, ctypes.c_ulong]
-    xtst.XTestFakeMotionEvent.argtypes = [
-        *(ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_ulong)
-    ]
-    dpy = x11.XOpenDisplay(display.encode())
-    assert dpy, f"cannot open {display}"
-    try:
-        xtst.XTestFakeMotionEvent(dpy, -1, *pointer, 0)
-        code = x11.XKeysymToKeycode(dpy, keysym)
-        xtst.XTestFakeKeyEvent(dpy, code, True, 0)
-        xtst.XTestFakeKeyEvent(dpy, code, False, 0)
-        x11.XFlush(dpy)
-    finally:
-        x11.XCloseDisplay(dpy)
-
-
-def tap(display: str, x: int, y: int) -> None:
-    """A tap (a left click) at ``x``, ``y`` of the screen, as a touch panel sends it (XTest)."""
-    x11 = ctypes.CDLL(ctypes.util.find_library("X11"))
-    xtst_path = ctypes.util.find_library("Xtst")
-    if xtst_path is None:
-        pytest.skip("no libXtst (apt-get install libxtst6)")
-    xtst = ctypes.CDLL(xtst_path)
-    x11.XOpenDisplay.restype = ctypes.c_void_p
-    x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
-    x11.XFlush.argtypes = [ctypes.c_void_p]
-    x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
-    xtst.XTestFakeMotionEvent.argtypes = [
-        *(ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_ulong)
-    ]
     xtst.XTestFakeButtonEvent.argtypes = [
         ctypes.c_void_p,
         ctypes.c_uint,
         ctypes.c_int,
         ctypes.c_ulong,
     ]
+    xtst.XTestFakeMotionEvent.argtypes = [
+        *(ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_ulong)
+    ]
     dpy = x11.XOpenDisplay(display.encode())
     assert dpy, f"cannot open {display}"
     try:
-        xtst.XTestFakeMotionEvent(dpy, -1, x, y, 0)
-        xtst.XTestFakeButtonEvent(dpy, 1, True, 0)
-        xtst.XTestFakeButtonEvent(dpy, 1, False, 0)
+        yield x11, xtst, dpy
         x11.XFlush(dpy)
     finally:
         x11.XCloseDisplay(dpy)
+
+
+def press_key(display: str, keysym: int, pointer: tuple[int, int] = (640, 360)) -> None:
+    """Press and release a key on ``display`` as a keyboard would (XTest), with the
+    pointer moved to ``pointer`` first (without a window manager the keyboard goes to
+    the window under it)."""
+    with _xtest(display) as (x11, xtst, dpy):
+        xtst.XTestFakeMotionEvent(dpy, -1, *pointer, 0)
+        code = x11.XKeysymToKeycode(dpy, keysym)
+        xtst.XTestFakeKeyEvent(dpy, code, True, 0)
+        xtst.XTestFakeKeyEvent(dpy, code, False, 0)
+
+
+def tap(display: str, x: int, y: int) -> None:
+    """A tap (a left click) at ``x``, ``y`` of the screen, as a touch panel sends it (XTest)."""
+    with _xtest(display) as (_, xtst, dpy):
+        xtst.XTestFakeMotionEvent(dpy, -1, x, y, 0)
+        xtst.XTestFakeButtonEvent(dpy, 1, True, 0)
+        xtst.XTestFakeButtonEvent(dpy, 1, False, 0)
