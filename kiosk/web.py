@@ -311,14 +311,13 @@ class WebWindowScene(Scene):
         self.gave_up = False
         """Chromium kept dying (or cannot run): the screenshot is (being) shown instead."""
         self.fallback_shown = False
-        self._fallback_result: Pixels | Exception | None = None
-        self._fallback_thread: threading.Thread | None = None
         self.covered = False
         """An announcement or the blank screen is over the scene: no Chromium window."""
+        self._shot: Pixels | Exception | None = None
+        """The page's screenshot (rendered at most once, for either use), or its failure."""
+        self._shot_thread: threading.Thread | None = None
         self._page: Scene | None = None
-        """A screenshot of the page, drawn instead of the card once there is one."""
-        self._page_result: Pixels | Exception | None = None
-        self._page_thread: threading.Thread | None = None
+        """The screenshot, drawn instead of the card once there is one."""
 
     # ----------------------------------------------------------------- Scene
 
@@ -403,27 +402,31 @@ class WebWindowScene(Scene):
         logger.warning("the browser window for %r exited (code %s); restarting", self.title, code)
         self._start()
 
-    def _render_page(self) -> None:
-        """Render the page's screenshot once, on a thread (for under announcements)."""
-        if self._page is None and self._page_thread is None:
-            self._page_thread = threading.Thread(
-                target=self._render_page_thread, name="web-page-shot", daemon=True
+    def _shoot(self, thread_name: str) -> None:
+        """Render the page's screenshot on a thread, unless it is (being) rendered."""
+        if self._shot_thread is None:
+            self._shot_thread = threading.Thread(
+                target=self._render_shot, name=thread_name, daemon=True
             )
-            self._page_thread.start()
+            self._shot_thread.start()
 
-    def _render_page_thread(self) -> None:
+    def _render_shot(self) -> None:
         try:
             result: Pixels | Exception = self._fallback()
-        except Exception as exc:  # the card stays
-            logger.warning("cannot render %r under the announcement: %s", self.title, exc)
+        except Exception as exc:  # the fallback shows the error slide; the card stays
+            logger.warning("cannot render %r: %s", self.title, exc)
             result = exc
-        self._page_result = result
-        self.ctx.request_redraw()
+        self._shot = result
+        self.ctx.request_redraw()  # thread-safe; drawing or the next check applies it
+
+    def _render_page(self) -> None:
+        """The page's screenshot for under announcements."""
+        self._shoot("web-page-shot")
 
     def _apply_page(self) -> None:
-        result, self._page_result = self._page_result, None
-        if isinstance(result, Pixels):
-            self._page = PictureScene(self.ctx, result)
+        shot = self._shot
+        if self._page is None and not self.fallback_shown and isinstance(shot, Pixels):
+            self._page = PictureScene(self.ctx, shot)
             self.background = self._page.background
 
     def _lived_long(self) -> bool:
@@ -431,24 +434,11 @@ class WebWindowScene(Scene):
 
     def _give_up(self) -> None:
         self.gave_up = True
-        if self._fallback_thread is None:
-            self._fallback_thread = threading.Thread(
-                target=self._render_fallback, name="web-fallback", daemon=True
-            )
-            self._fallback_thread.start()
-
-    def _render_fallback(self) -> None:
-        try:
-            result: Pixels | Exception = self._fallback()
-        except Exception as exc:  # any failure gives the error slide
-            logger.warning("cannot show %r: %s", self.title, exc)
-            result = exc
-        self._fallback_result = result
-        self.ctx.request_redraw()  # thread-safe; the next check applies the result
+        self._shoot("web-fallback")
 
     def _apply_fallback(self) -> None:
-        result, self._fallback_result = self._fallback_result, None
-        if result is None:
+        result = self._shot
+        if result is None or self.fallback_shown:
             return
         content: Scene = (
             ErrorScene(self.ctx, self.title)
