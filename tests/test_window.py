@@ -22,9 +22,17 @@ import pytest
 from PIL import Image
 from pyglet.window import key
 
+from kiosk import window as window_module
 from kiosk.effects import PinChanged
 from kiosk.player import Preload, SetBlank, Show, ShowIdle, VideoCommand
-from kiosk.scenes import ERROR_BACKGROUND, IDLE_BACKGROUND, IdleInfo, Scene, SceneContext
+from kiosk.scenes import (
+    ERROR_BACKGROUND,
+    IDLE_BACKGROUND,
+    IdleInfo,
+    Scene,
+    SceneContext,
+    load_placeholder,
+)
 from kiosk.window import Frame, PygletWindow
 from media.lesson import load_lesson, sample_lesson_path
 from media.store import BlobStore
@@ -381,3 +389,37 @@ def test_announcements_draw_over_the_slide_and_go_away(panel: Panel) -> None:
     cleared = panel.apply(SetBlank(False), HideAnnouncement())
     assert cleared.pixel(W // 4, 10) == top
     assert cleared.pixel(*bottom_left) == slide.pixel(*bottom_left)
+
+
+# --------------------------------------------------------------------------- first picture
+
+
+class _NeverReady(Scene):
+    """A scene that never gets its first picture (a video libVLC cannot start)."""
+
+    background = (200, 0, 0, 255)
+
+    @property
+    def ready(self) -> bool:
+        return False
+
+
+def test_a_scene_without_a_first_picture_shows_after_the_wait(
+    panel: Panel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(window_module, "FIRST_PICTURE_WAIT_S", 0.3)
+    panel.show(1)  # the blue picture
+    panel.window.factory.register("video", lambda request, ctx: _NeverReady)
+    try:
+        item = panel.lesson.items[5]
+        frame = panel.apply(Show(panel.lesson, 5, item))
+        assert frame.pixel(W // 2, H // 2) == BLUE  # the previous item stays meanwhile
+        deadline = time.monotonic() + 3
+        while panel.frames[-1].pixel(3, 3) != (200, 0, 0):
+            assert time.monotonic() < deadline, "the waiting scene never showed"
+            pyglet.clock.tick()
+            panel.window.run_pending()
+            time.sleep(0.02)
+        assert panel.frames[-1].pixel(W // 2, H // 2) == (200, 0, 0)
+    finally:
+        panel.window.factory.register("video", load_placeholder)
