@@ -143,8 +143,10 @@ class WebsocketServer:
 
     async def _handle(self, ws: ServerConnection) -> None:
         service = self.service
+        remote = ws.remote_address
+        address = str(remote[0]) if remote else ""
         with self.lock:
-            sid = service.open_session()
+            sid = service.open_session(address)
         peer = _Peer(ws)
         self._peers[sid] = peer
         writer = asyncio.create_task(peer.write(), name=f"kiosk-writer-{sid}")

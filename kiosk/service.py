@@ -167,6 +167,8 @@ class Session:
     """One controller connection."""
 
     sid: int
+    address: str = ""
+    """The peer's IP address, as the transport saw it ("" when unknown)."""
     controller_id: str | None = None
     controller_name: str | None = None
     grant: Grant | None = None
@@ -260,11 +262,11 @@ class KioskService:
 
     # ----------------------------------------------------------------- sessions
 
-    def open_session(self) -> int:
-        """Register a new connection; returns its session id."""
+    def open_session(self, address: str = "") -> int:
+        """Register a new connection from IP ``address``; returns its session id."""
         sid = self._next_sid
         self._next_sid += 1
-        self._sessions[sid] = Session(sid, tokens_at=self.clock.monotonic())
+        self._sessions[sid] = Session(sid, address=address, tokens_at=self.clock.monotonic())
         return sid
 
     def close_session(self, sid: int) -> None:
