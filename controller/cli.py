@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import click
 
 from controller.client import CastResult, Credentials, KioskClient, ProgressCallback
-from controller.collect import collect
+from controller.collect import MAX_PULLS_PER_PANEL, CollectProblem, PanelCollection, collect
 from controller.discovery import ZeroconfDiscovery
 from controller.group import Group, Outcome
 from controller.home import AmbiguousPanelError, Home, PanelNotFoundError, SavedPanel
@@ -970,13 +970,17 @@ def usage() -> None:
 
 @usage.command("collect")
 @_db_option
+@option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/admin.md).")
 @click.pass_obj
-def usage_collect(obj: Ctx, db_path: Path | None) -> None:
+def usage_collect(obj: Ctx, db_path: Path | None, as_json: bool) -> None:
     """Pull new usage records from every panel into the school database.
 
     Panels are the saved ones and those found on the network. Each needs this
     computer paired as admin (classcast pair PANEL --admin). Running it again, or after
     an interruption, loses nothing and stores nothing twice.
+
+    A record that cannot be trusted is named with its panel and number; the records
+    before it are stored (docs/admin.md).
 
     Example:
 
@@ -1006,24 +1010,168 @@ def usage_collect(obj: Ctx, db_path: Path | None) -> None:
         )
     finally:
         db.close()
+    names = {p.address: p.room or by_address[p.address]["room"] or p.address for p in result.panels}
+    failed = [p for p in result.panels if p.error is not None]
+    if as_json:
+        panels_json = [_collection_json(p, names[p.address]) for p in result.panels]
+        summary = {"added": result.added, "failed": len(result.failed), "panels": panels_json}
+        click.echo(json.dumps(summary, ensure_ascii=False, indent=2))
+        if result.failed:
+            sys.exit(1)
+        return
     for panel in result.panels:
-        name = panel.room or by_address[panel.address]["room"] or panel.address
+        name = names[panel.address]
         if panel.error is not None:
-            message = error_text(panel.error, name)
+            message = _collect_error_text(panel.error, name)
             click.echo(t("{target}: error: {message}", target=name, message=message), err=True)
-        else:
-            click.echo(
-                t(
-                    "{room}: {added} new records ({duplicates} already stored).",
-                    room=name,
-                    added=panel.added,
-                    duplicates=panel.duplicates,
-                )
+            continue
+        click.echo(
+            t(
+                "{room}: {added} new records ({duplicates} already stored).",
+                room=name,
+                added=panel.added,
+                duplicates=panel.duplicates,
             )
+        )
+        for problem in panel.problems:
+            click.echo(f"{name}: {_problem_text(problem)}", err=True)
+    if failed:
+        raise click.ClickException(
+            t("{done} of {count} panels failed.", done=len(failed), count=len(result.panels))
+        )
     if result.failed:
         raise click.ClickException(
-            t("{done} of {count} panels failed.", done=len(result.failed), count=len(result.panels))
+            t(
+                "Problems with the records of {n} of {count} panels: see above.",
+                n=len(result.failed),
+                count=len(result.panels),
+            )
         )
+
+
+def _collect_error_text(exc: ClassCastError, panel: str) -> str:
+    """Why nothing could be collected from a panel, in the output language."""
+    if exc.code == "usage_key_changed":
+        return t(
+            "the panel now signs its usage log with another key than the one pinned at its "
+            "first collection: nothing stored. If the panel was reinstalled, an admin must "
+            "forget its old key on purpose (docs/admin.md); otherwise someone impersonates it."
+        )
+    if exc.code == "usage_tamper":
+        return t("the panel sent no usable signing key: nothing stored. Check the panel.")
+    if exc.code in ("usage_chain", "bad_batch"):
+        return t("the panel sent another panel's records: nothing stored. Check the panel.")
+    if exc.code == "usage_log":
+        return t("the school database cannot be read or written: {message}", message=str(exc))
+    if exc.code == "internal":
+        return t("collection failed unexpectedly: {message}", message=str(exc))
+    return error_text(exc, panel)
+
+
+def _refusal_cause(problem: CollectProblem) -> str:
+    """Why a record does not continue the panel's chain, in the output language."""
+    match problem.cause:
+        case "edited":
+            return t("its content differs from what the panel signed (edited)")
+        case "deleted":
+            return t("records before it are missing (deleted)")
+        case "reordered":
+            return t("it comes out of order (reordered)")
+        case "bad_signature":
+            return t("it is not signed by the panel's key (forged)")
+        case "foreign":
+            return t("it is a record of another panel")
+        case _:
+            return t("it does not follow the record before it (inserted)")
+
+
+def _problem_text(problem: CollectProblem) -> str:
+    """One problem of a panel's records, for the admin, in the output language."""
+    seq, value, field_name = problem.seq, problem.value, problem.field
+    match problem.kind:
+        case "invalid" if problem.reason == "not_a_time":
+            return t(
+                "record #{seq} is stored but left out of reports: {field} = {value} is not a time.",
+                seq=seq,
+                field=field_name,
+                value=value,
+            )
+        case "invalid" if problem.reason == "negative":
+            return t(
+                "record #{seq} is stored but left out of reports: {field} = {value} is negative.",
+                seq=seq,
+                field=field_name,
+                value=value,
+            )
+        case "invalid":
+            return t(
+                "record #{seq} is stored but left out of reports: "
+                "{field} = {value} is out of range.",
+                seq=seq,
+                field=field_name,
+                value=value,
+            )
+        case "refused":
+            return t(
+                "record #{seq} was not stored: {cause}. Records not stored: {n}; collection "
+                "stops at this record until the panel's usage log is checked.",
+                seq=seq,
+                cause=_refusal_cause(problem),
+                n=problem.not_stored,
+            )
+        case "conflict":
+            return t(
+                "record #{seq} came back as another record than the one stored; "
+                "the stored one is kept.",
+                seq=seq,
+            )
+        case "no_progress":
+            return t(
+                "the panel says more records follow #{seq} but sends none: collection from "
+                "it stopped. Check the panel.",
+                seq=seq,
+            )
+        case "pull_limit":
+            return t(
+                "the panel was still sending after {n} batches: stopped after record #{seq}; "
+                "the next collection goes on from there.",
+                n=MAX_PULLS_PER_PANEL,
+                seq=seq,
+            )
+
+
+def _collection_json(panel: PanelCollection, name: str) -> dict[str, Any]:
+    """One panel of ``usage collect --json``."""
+    error = (
+        None
+        if panel.error is None
+        else {"code": panel.error.code, "message": _collect_error_text(panel.error, name)}
+    )
+    return {
+        "address": panel.address,
+        "room": name,
+        "kiosk_id": panel.kiosk_id,
+        "ok": panel.ok,
+        "added": panel.added,
+        "duplicates": panel.duplicates,
+        "quarantined": panel.quarantined,
+        "last_seq": panel.last_seq,
+        "pulls": panel.pulls,
+        "error": error,
+        "problems": [
+            {
+                "kind": p.kind,
+                "seq": p.seq,
+                "cause": p.cause,
+                "not_stored": p.not_stored,
+                "field": p.field,
+                "value": p.value,
+                "reason": p.reason,
+                "message": _problem_text(p),
+            }
+            for p in panel.problems
+        ],
+    }
 
 
 def _period(

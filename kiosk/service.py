@@ -49,6 +49,7 @@ from kiosk.usage import DisplayStart
 from media.chunks import AppendBytes, AssemblerEvent, BlobVerified, ChunkAssembler, plan_needs
 from media.store import BlobStore
 from protocol import limits
+from protocol.clock import CLOCK_SAMPLES_KEPT, ClockSample, check_clock_offset
 from protocol.codec import Chunk, encode
 from protocol.constants import PROTOCOL_VERSION
 from protocol.errors import (
@@ -177,6 +178,8 @@ class Session:
     tokens: float = float(limits.MESSAGE_BURST)
     tokens_at: float = 0.0
     blobs: set[str] = field(default_factory=set)
+    clock_samples: list[ClockSample] = field(default_factory=list)
+    """The latest ``time_ping`` samples, which a ``cast``'s clock offset must match."""
 
     @property
     def greeted(self) -> bool:
@@ -429,6 +432,7 @@ class KioskService:
             case Cast() | Prepare():
                 if isinstance(msg, Cast):
                     self._check_presenter(session, now)
+                    self._check_clock_offset(session, msg)
                 self._start_transfer(session, msg)
             case Control():
                 self._check_presenter(session, now)
@@ -460,6 +464,8 @@ class KioskService:
                 self._reply(session.sid, Ok(msg.id))
             case TimePing():
                 kiosk_ms = round(self.clock.time() * 1000)
+                session.clock_samples.append(ClockSample(msg.controller_ms, kiosk_ms))
+                del session.clock_samples[:-CLOCK_SAMPLES_KEPT]
                 self._reply(
                     session.sid,
                     TimePong(re=msg.id, controller_ms=msg.controller_ms, kiosk_ms=kiosk_ms),
@@ -530,6 +536,17 @@ class KioskService:
         finally:
             self._show_pin(now)
         self._reply(session.sid, paired)
+
+    def _check_clock_offset(self, session: Session, msg: Cast) -> None:
+        """Refuse a clock offset this panel cannot vouch for (see protocol.clock)."""
+        measured = check_clock_offset(msg.clock_offset_ms, session.clock_samples)
+        if measured is not None and abs(measured) > limits.MAX_CLOCK_OFFSET_MS:
+            logger.warning(
+                "this panel's clock is %d s off the clock of %s's computer; its usage "
+                "records keep the panel's own time: set the panel's clock (NTP)",
+                measured // 1000,
+                session.controller_name,
+            )
 
     def _screenshot(self, session: Session, msg: TakeScreenshot) -> None:
         self._replies.append(CaptureScreen(session.sid, msg.id, msg.max_width))

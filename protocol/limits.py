@@ -58,6 +58,18 @@ MAX_SCREENSHOT_WIDTH: Final = 1920
 MIN_SCREENSHOT_WIDTH: Final = 16
 """Narrowest thumbnail ``take_screenshot`` may ask for."""
 
+MAX_CLOCK_OFFSET_MS: Final = 3600 * 1000
+"""Largest ``cast.clock_offset_ms`` either way (one hour); the codec rejects more.
+
+The offset moves a lesson's usage records in the school's reports, so it is bounded
+to what a real clock ever drifts (a PC clock without time sync drifts a few minutes a
+year) and kept far below what could move a lesson to another day. A controller that
+measures a panel further off sends 0: the records keep the panel's own time."""
+
+CLOCK_OFFSET_TOLERANCE_MS: Final = 60 * 1000
+"""How far a nonzero ``cast.clock_offset_ms`` may be from what the kiosk measured with
+the ``time_ping`` messages of the same connection (half a round trip, with room to spare)."""
+
 MAX_ANNOUNCEMENT_S: Final = 24 * 3600
 """Longest ``announce.duration_s`` (one day)."""
 
