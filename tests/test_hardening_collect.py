@@ -42,7 +42,7 @@ from controller.schooldb import (
 )
 from kiosk.tls import ensure_identity
 from protocol import limits
-from protocol.clock import ClockSample, check_clock_offset
+from protocol.clock import CLOCK_SAMPLES_KEPT, ClockSample, check_clock_offset
 from protocol.codec import decode, encode
 from protocol.constants import PROTOCOL_VERSION, SUBPROTOCOL
 from protocol.errors import MalformedMessageError, UnexpectedMessageError
@@ -153,6 +153,29 @@ async def test_a_real_kiosk_refuses_a_cast_with_an_offset_it_did_not_measure(
     async with await admin(kiosk) as client:
         batch = await client.usage_pull(0)
     assert [r.clock_offset_ms for r in batch.records] == [measured]
+
+
+@pytest.mark.parametrize(
+    ("honest_pings", "accepted"), [(CLOCK_SAMPLES_KEPT - 1, True), (CLOCK_SAMPLES_KEPT, False)]
+)
+async def test_a_kiosk_keeps_the_last_time_pings_of_a_connection(
+    kiosk: KioskThread, honest_pings: int, accepted: bool
+) -> None:
+    creds = await pair(kiosk.address, kiosk.pin(), RAW)
+    ws = await raw_connect(kiosk.address, token=creds.token)
+    try:
+        # One ping claiming to be sent 30 min ago, then honest ones.
+        pings = [round(time.time() * 1000) - 1_800_000]
+        pings += [round(time.time() * 1000)] * honest_pings
+        for i, controller_ms in enumerate(pings):
+            ping = {"type": "time_ping", "id": 10 + i, "controller_ms": controller_ms}
+            await ws.send(json.dumps(ping))
+            assert (await recv_json(ws))["type"] == "time_pong"
+        await ws.send(cast_frame(1_800_000))
+        reply = await recv_json(ws)
+    finally:
+        await ws.close()
+    assert reply["type"] == ("need" if accepted else "error")
 
 
 # --------------------------------------------------------------------------- the school database
