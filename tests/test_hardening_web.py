@@ -673,8 +673,9 @@ def test_downloads_write_nothing(panel: Panel, window_env: Path, x_display: str)
     assert list((root / "chromium").iterdir()) == []
 
 
+@pytest.mark.parametrize("mode", ["headless", "windowed"])
 def test_address_outside_the_allowlist_gets_the_error_slide(
-    panel: Panel, trap: Trap, tmp_path: Path
+    panel: Panel, trap: Trap, tmp_path: Path, mode: str
 ) -> None:
     """Not opened at all (Chromium never runs): the slide says the address is not
     allowed on this panel and whom to ask; allowed hosts still show."""
@@ -684,7 +685,7 @@ def test_address_outside_the_allowlist_gets_the_error_slide(
     stand_in.chmod(0o755)
     guard = WebGuard(HostAllowlist(["lib.myschool.edu.ru", "*.myschool.edu.ru"]))
     try:
-        panel.use(make_loader("headless", tmp_path, guard, chromium=str(stand_in)))
+        panel.use(make_loader(mode, tmp_path, guard, chromium=str(stand_in)))
         item = ManifestItem("web", "Игра", url=f"http://evil.example:{trap.port}/game")
         frame = panel.show(item)
         scene = panel.window.current
