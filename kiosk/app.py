@@ -259,6 +259,7 @@ def open_window(app: KioskApp) -> PygletWindow | None:
         from kiosk.scenes import IdleInfo
         from kiosk.video_scene import load_video
         from kiosk.web import WebLoader
+        from kiosk.webguard import HostAllowlist, WebGuard
         from kiosk.window import PygletWindow
 
         window = PygletWindow(
@@ -269,8 +270,11 @@ def open_window(app: KioskApp) -> PygletWindow | None:
             video_output=app.config.video_output,
         )
         window.factory.register("video", load_video)
+        # Every page goes through the web guard (proxy, private origin, allowlist);
+        # each showing gets a temporary profile under state/chromium.
+        guard = WebGuard(HostAllowlist(app.config.web_allow), lang=app.config.lang)
         window.factory.register(
-            "web", WebLoader(mode, profile_dir=app.config.state_dir / "chromium")
+            "web", WebLoader(mode, profiles_dir=app.config.state_dir / "chromium", guard=guard)
         )
         return window
     except Exception as exc:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import platformdirs
 
 from kiosk.effects import VideoOutput
+from kiosk.webguard import parse_host_pattern
 from protocol.constants import DEFAULT_PORT
 from protocol.discovery import MDNS_INTERFACES_ENV, mdns_interfaces
 from protocol.errors import ClassCastError
@@ -56,6 +57,9 @@ class KioskConfig:
     mdns: bool = True
     mdns_interfaces: tuple[str, ...] | None = None
     """IPv4 addresses to advertise on; None = every interface (see CLASSCAST_MDNS_INTERFACES)."""
+    web_allow: tuple[str, ...] = ()
+    """Hosts web items may reach (``host`` or ``*.domain``, normalised); empty = every host.
+    The panel's own addresses are refused regardless (docs/security.md, “Web items”)."""
 
     def with_overrides(self, **values: Any) -> KioskConfig:
         """Return a copy with every non-None value of ``values`` set."""
@@ -76,6 +80,7 @@ _KEYS: dict[str, type] = {
     "presenter_grace_s": float,
     "mdns": bool,
     "mdns_interfaces": str,
+    "web_allow": list,
 }
 
 
@@ -115,6 +120,8 @@ def load_config(path: Path | None) -> KioskConfig:
         if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
             raise ConfigError(f"{path}: {key} must be a {expected.__name__}")
         values[key] = value
+    if "web_allow" in values:
+        values["web_allow"] = _web_allow(path, values["web_allow"])
     if values.get("video_output", "auto") not in VIDEO_OUTPUTS:
         raise ConfigError(f"{path}: video_output must be one of {', '.join(VIDEO_OUTPUTS)}")
     if "state_dir" in values:
@@ -128,6 +135,23 @@ def load_config(path: Path | None) -> KioskConfig:
     if "quota_mb" in values:
         values["quota_bytes"] = values.pop("quota_mb") * 1024 * 1024
     return config.with_overrides(**values)
+
+
+def _web_allow(path: Path, entries: list[Any]) -> tuple[str, ...]:
+    """``web_allow``'s entries, checked and normalised.
+
+    Raises:
+        ConfigError: an entry is not a string, or not a ``host`` / ``*.domain`` pattern.
+    """
+    patterns = []
+    for entry in entries:
+        if not isinstance(entry, str):
+            raise ConfigError(f"{path}: web_allow must be a list of host names")
+        try:
+            patterns.append(parse_host_pattern(entry))
+        except ValueError as exc:
+            raise ConfigError(f"{path}: web_allow: {exc}") from None
+    return tuple(patterns)
 
 
 def env_mdns_interfaces() -> tuple[str, ...] | None:
