@@ -8,6 +8,7 @@ small disk mount a tmpfs of their own (root only; skipped with the reason otherw
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import json
 import os
@@ -23,13 +24,17 @@ from click.testing import CliRunner
 from websockets.asyncio.client import ClientConnection
 
 from controller.cli import cli, error_text
+from controller.schooldb import SchoolDb
 from kiosk.config import ConfigError, load_config
+from kiosk.usage import DisplayStart, UsageLog
+from kiosk.usage_writer import UsageWriter
 from media.lesson import Lesson, sample_lesson_path
 from media.store import STALE_PARTIAL_S, USAGE_LOG_FLOOR_BYTES, BlobStore
 from protocol import limits
 from protocol.codec import encode, encode_chunk
-from protocol.errors import DiskFullError, QuotaExceededError, RemoteError
+from protocol.errors import DiskFullError, QuotaExceededError, RemoteError, UsageLogError
 from protocol.messages import Prepare
+from protocol.usage_chain import load_public_key, verify_chain
 from tests.helpers import RAW, blob_lesson, pair, raw_connect, recv_json, text_lesson
 from tests.kiosks import KioskThread, admin, teacher
 
@@ -419,6 +424,82 @@ async def test_media_never_takes_the_usage_logs_floor_on_a_small_disk(tmp_path: 
         async with await admin(kiosk) as collector:
             records = (await collector.usage_pull(0, 100)).records
         assert [r.content_title for r in records] == ["Видео 1", "Слайд 1"]
+
+
+@pytest.mark.slow
+async def test_a_full_disk_loses_no_display_interval(tmp_path: Path) -> None:
+    slides = [f"Слайд {i}" for i in range(120)]
+    with (
+        small_disk(tmp_path / "disk", 16) as disk,
+        KioskThread(disk / "k", quota_bytes=10**9, usage_floor_bytes=0) as kiosk,
+    ):
+        assert kiosk.app is not None
+        writer = kiosk.app.usage
+        assert isinstance(writer, UsageWriter)
+        async with await admin(kiosk) as collector, await teacher(kiosk) as client:
+            await client.cast(text_lesson(*slides))
+            for _ in range(10):
+                await client.control("next")
+            filler = fill(disk / "filler")
+            for _ in range(60):  # shown while nothing can be written
+                await client.control("next")
+            with pytest.raises(UsageLogError, match="cannot write now"):
+                await asyncio.to_thread(writer.flush, 5)
+            assert writer.stalled
+            early = (await collector.usage_pull(0, 1000)).records  # what is on disk
+            filler.unlink()
+            for _ in range(20):
+                await client.control("next")
+            await client.control("stop")
+            await asyncio.to_thread(writer.wait_for_written, 10)
+            records, after = [], 0
+            while True:
+                batch = await collector.usage_pull(after, 50)
+                records += batch.records
+                after = batch.last_seq
+                if not batch.more:
+                    break
+        shown = 1 + 10 + 60 + 20
+        assert len(records) == shown, f"{shown - len(records)} intervals lost"
+        assert len(early) < shown
+        assert [r.item_index for r in records] == list(range(shown))
+        assert [r.seq for r in records] == list(range(1, shown + 1))
+        assert verify_chain(records, load_public_key(batch.public_key)) == []
+        school = SchoolDb(tmp_path / "school.sqlite")
+        try:
+            whole = dataclasses.replace(
+                batch, records=records, last_seq=records[-1].seq, more=False
+            )
+            school.ingest(batch.kiosk_id, whole)
+            assert school.verify() == []
+        finally:
+            school.close()
+
+
+@pytest.mark.slow
+def test_recover_refused_by_a_full_disk_is_kept_and_runs_first(tmp_path: Path) -> None:
+    start = DisplayStart("l", "Урок", 0, "text", None, "Слайд", None, "t", "Учитель")
+    with small_disk(tmp_path / "disk", 4) as disk:
+        path = disk / "usage.sqlite"
+        first = UsageLog(path, kiosk_id="k", room="r")
+        first.open(start, wall_s=1000.0, mono_s=0.0)
+        first.heartbeat(wall_s=1010.0, mono_s=10.0)
+        first.close_db()  # a power loss: the interval stays open
+        log = UsageLog(path, kiosk_id="k", room="r")
+        filler = fill(disk / "filler")
+        writer = UsageWriter(log, retry_first_s=0.001, retry_max_s=0.002)
+        try:
+            assert writer.recover() == 0  # refused by the disk: queued, not lost
+            uuid = writer.open(start, wall_s=1100.0, mono_s=100.0)
+            writer.close(uuid, wall_s=1101.0, mono_s=101.0, reason="stop")
+            filler.unlink()
+            writer.wait_for_written(5)
+            records = writer.records_after(0, 10)
+            assert [r.end_reason for r in records] == ["power_loss", "stop"]
+            assert [r.duration_ms for r in records] == [10_000, 1_000]
+            assert verify_chain(records, load_public_key(writer.public_key)) == []
+        finally:
+            writer.close_db()
 
 
 def test_the_teacher_reads_what_to_do_in_russian(tmp_path: Path) -> None:
