@@ -51,7 +51,7 @@ FLUSH_TIMEOUT_S: Final = 30.0
 RETRY_FIRST_S: Final = 0.5
 """Delay before the first retry of a write the file refused; it doubles after each try."""
 
-RETRY_MAX_S: Final = 30.0
+RETRY_MAX_S: Final = 10.0
 """Longest delay between retries while the file refuses writes (a full disk)."""
 
 MAX_PENDING_INTERVALS: Final = 10_000
