@@ -25,7 +25,7 @@ from websockets.asyncio.client import ClientConnection
 
 from controller.cli import cli, error_text
 from controller.schooldb import SchoolDb
-from kiosk.config import ConfigError, load_config
+from kiosk.config import ConfigError, KioskConfig, load_config
 from kiosk.usage import DisplayStart, UsageLog
 from kiosk.usage_writer import UsageWriter
 from media.lesson import Lesson, sample_lesson_path
@@ -334,7 +334,7 @@ def test_put_bytes_keeps_the_floor(tmp_path: Path) -> None:
 
 def test_the_floor_is_a_setting(tmp_path: Path) -> None:
     config = tmp_path / "kiosk.toml"
-    assert load_config(None).usage_floor_bytes == USAGE_LOG_FLOOR_BYTES == 64 * MiB
+    assert KioskConfig().usage_floor_bytes == USAGE_LOG_FLOOR_BYTES == 64 * MiB
     config.write_text("usage_floor_mb = 16\n")
     assert load_config(config).usage_floor_bytes == 16 * MiB
     config.write_text("usage_floor_mb = -1\n")
