@@ -178,6 +178,17 @@ def error_text(exc: BaseException, panel: str = "") -> str:
         return t("Too many wrong PINs: pairing is locked for a while. {message}", message=str(exc))
     if code == "certificate_changed":
         return t("The panel's certificate changed since pairing: {message}", message=str(exc))
+    if code == "quota_exceeded":
+        return t(
+            "The panel's media cache has no room for this lesson now: other lessons are "
+            "being sent to it, or the lesson on screen takes the rest. Wait and try again, "
+            "or send a smaller lesson."
+        )
+    if code == "no_space":
+        return t(
+            "The panel's disk is nearly full: the rest is kept for its usage log. Ask the "
+            "administrator to free disk space on the panel, or send a smaller lesson."
+        )
     return str(exc)
 
 

@@ -27,7 +27,7 @@ from kiosk.tls import ensure_identity, ensure_signing_key
 from kiosk.tokens import TokenStore
 from kiosk.usage import UsageLog
 from kiosk.usage_writer import UsageWriter
-from media.store import BlobStore
+from media.store import BlobStore, free_disk_bytes
 from protocol.discovery import Advertisement
 from protocol.messages import StatusSnapshot
 
@@ -64,7 +64,13 @@ class KioskApp:
             version=product_version(),
         )
         self.display = display if display is not None else HeadlessDisplay()
-        self.store = BlobStore(state / "media", config.quota_bytes)
+        # The floor is measured where the usage log lives: media never takes its room.
+        self.store = BlobStore(
+            state / "media",
+            config.quota_bytes,
+            floor_bytes=config.usage_floor_bytes,
+            free_bytes=lambda: free_disk_bytes(state),
+        )
         self.usage = UsageWriter(
             UsageLog(
                 state / "usage.sqlite",

@@ -14,6 +14,7 @@ import platformdirs
 
 from kiosk.effects import VideoOutput
 from kiosk.webguard import parse_host_pattern
+from media.store import USAGE_LOG_FLOOR_BYTES
 from protocol.constants import DEFAULT_PORT
 from protocol.discovery import MDNS_INTERFACES_ENV, mdns_interfaces
 from protocol.errors import ClassCastError
@@ -51,6 +52,8 @@ class KioskConfig:
     """``embedded``: VLC's own output inside the window (X11); ``frames``: decoded into a
     texture (any window); ``auto``: embedded when the window is on X11."""
     quota_bytes: int = DEFAULT_QUOTA_BYTES
+    usage_floor_bytes: int = USAGE_LOG_FLOOR_BYTES
+    """Free disk space in the state directory that media never takes: kept for the usage log."""
     heartbeat_s: float = HEARTBEAT_INTERVAL_S
     admin_secret: str | None = None
     presenter_grace_s: float = 120.0
@@ -75,6 +78,7 @@ _KEYS: dict[str, type] = {
     "lang": str,
     "video_output": str,
     "quota_mb": int,
+    "usage_floor_mb": int,
     "heartbeat_s": float,
     "admin_secret": str,
     "presenter_grace_s": float,
@@ -134,6 +138,10 @@ def load_config(path: Path | None) -> KioskConfig:
         values["mdns_interfaces"] = tuple(found) if found is not None else None
     if "quota_mb" in values:
         values["quota_bytes"] = values.pop("quota_mb") * 1024 * 1024
+    if "usage_floor_mb" in values:
+        if values["usage_floor_mb"] < 0:
+            raise ConfigError(f"{path}: usage_floor_mb must not be negative")
+        values["usage_floor_bytes"] = values.pop("usage_floor_mb") * 1024 * 1024
     return config.with_overrides(**values)
 
 

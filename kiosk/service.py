@@ -273,12 +273,14 @@ class KioskService:
         return sid
 
     def close_session(self, sid: int) -> None:
-        """Forget a connection; blobs it was sending stay as resumable partials."""
+        """Forget a connection; blobs it was sending stay as resumable partials.
+
+        Their reserved room is released (the partials may be evicted once stale).
+        """
         session = self._sessions.pop(sid, None)
         if session is None:
             return
-        for sha in session.blobs:
-            self._assembler.forget(sha)
+        self._end_transfer(session)
         presenter = self.player.presenter
         if (
             presenter is not None
@@ -349,13 +351,11 @@ class KioskService:
         except (ProtocolError, MediaError) as exc:
             sha = getattr(exc, "sha256", None)
             if sha is not None:
-                # A blob that failed verification is worthless: drop it and the transfer.
+                # A blob that failed verification, or that the disk cannot hold, is
+                # worthless: drop it, and end the transfer (releasing its reservations).
                 self.store.discard(sha)
-                session.blobs.discard(sha)
-                self._assembler.forget(sha)
+                self._end_transfer(session)
             re = transfer.request.id if transfer is not None and sha is not None else None
-            if re is not None:
-                session.transfer = None
             logger.info("session %d: chunk refused: %s", sid, exc)
             self._reply(sid, Error(re=re, code=exc.code, message=str(exc)))
             return
@@ -594,12 +594,24 @@ class KioskService:
         if isinstance(msg, Cast) and not 0 <= msg.start_index < len(lesson.items):
             raise UnexpectedMessageError("start index outside the lesson", code="bad_index")
         needs = plan_needs(lesson, self.store.has, self.store.partial_bytes)
-        # Room for what is missing, never evicting the lesson being shown or this one.
-        current = self.player.lesson
-        keep = _blob_set(lesson) | (_blob_set(current) if current else set())
-        self.store.pin(keep)
-        self.store.make_room(sum(n.size_bytes - n.have_bytes for n in needs))
-        needs = self._expect(session, needs)
+        for need in needs:
+            if need.sha256 in self._assembler.pending():
+                raise UnexpectedMessageError(
+                    f"blob {need.sha256} is being received from another connection",
+                    code="busy",
+                )
+        # Reserve the whole of every missing blob before asking for it, never evicting
+        # the lesson being shown, this one, or one another connection is receiving.
+        # All or nothing: a refusal (QuotaExceededError, DiskFullError) changes nothing.
+        self.store.pin(self._keep(lesson))
+        self.store.reserve({n.sha256: n.size_bytes for n in needs})
+        try:
+            needs = self._expect(session, needs)
+        except BaseException:
+            for need in needs:
+                self.store.unreserve(need.sha256)
+            self._end_transfer(session)
+            raise
         self._reply(session.sid, Need(re=msg.id, blobs=needs))
         for sha in _blob_set(lesson):
             if self.store.has(sha):
@@ -613,15 +625,6 @@ class KioskService:
         """Register each needed blob with the assembler; returns what must still be sent."""
         result = []
         for need in needs:
-            if need.sha256 in self._assembler.pending():
-                if need.sha256 not in session.blobs:
-                    raise UnexpectedMessageError(
-                        f"blob {need.sha256} is being received from another connection",
-                        code="busy",
-                    )
-                have = self._assembler.received_bytes(need.sha256)
-                result.append(BlobNeed(need.sha256, have, need.size_bytes))
-                continue
             try:
                 events = self._assembler.expect(
                     need.sha256,
@@ -632,6 +635,7 @@ class KioskService:
             except ChecksumMismatchError:
                 # A partial left complete but damaged by a crash: start that blob afresh.
                 self.store.discard(need.sha256)
+                self.store.reserve({need.sha256: need.size_bytes})
                 need = BlobNeed(need.sha256, 0, need.size_bytes)
                 events = self._assembler.expect(
                     need.sha256, need.size_bytes, 0, self.store.partial_hasher(need.sha256)
@@ -642,6 +646,27 @@ class KioskService:
             session.blobs.add(need.sha256)
             result.append(need)
         return result
+
+    def _end_transfer(self, session: Session) -> None:
+        """Stop receiving on ``session`` (it failed or closed): forget its blobs and
+        release their reserved room; their partials stay, resumable until stale."""
+        for sha in session.blobs:
+            self._assembler.forget(sha)
+            self.store.unreserve(sha)
+        session.blobs.clear()
+        session.transfer = None
+
+    def _keep(self, lesson: LessonManifest | None = None) -> set[str]:
+        """The blobs no eviction may touch: ``lesson``'s, the lesson on screen, and
+        those of every lesson still being received."""
+        keep = _blob_set(lesson) if lesson is not None else set()
+        current = self.player.lesson
+        if current is not None:
+            keep |= _blob_set(current)
+        for other in self._sessions.values():
+            if other.transfer is not None:
+                keep |= _blob_set(other.transfer.request.lesson)
+        return keep
 
     def _store_events(self, session: Session, events: list[AssemblerEvent]) -> None:
         for event in events:
@@ -665,7 +690,7 @@ class KioskService:
                 start_at_s = now + (msg.start_at_ms / 1000 - self.clock.time())
             presenter = Presenter(session.controller_id or "", session.controller_name or "")
             self.moderation.presenter_back()  # a new presentation: its presenter is here
-            self.store.pin(_blob_set(msg.lesson))
+            self.store.pin(self._keep(msg.lesson))
             self._clock_offset_ms = msg.clock_offset_ms
             self.player.load(
                 msg.lesson, presenter, start_index=msg.start_index, now=now, start_at_s=start_at_s

@@ -19,6 +19,7 @@ Every error ClassCast raises on purpose derives from :class:`ClassCastError`::
     │   ├── ChecksumMismatchError     received bytes do not hash to the announced sha256 (peer)
     │   ├── BlobTooLargeError         a blob over MAX_BLOB_BYTES or over its announced size (peer)
     │   └── QuotaExceededError        the blob store cannot make room                (ours)
+    │       └── DiskFullError         media would take the disk space kept for the usage log (ours)
     ├── UsageLogError                 the usage log cannot be opened or written      (ours)
     └── ConnectionFailedError         a kiosk cannot be reached or went away         (network)
         └── CertificateChangedError   the kiosk's certificate is not the one pinned   (network)
@@ -164,6 +165,20 @@ class QuotaExceededError(MediaError):
     """The blob store cannot make room without evicting the current lesson (ours)."""
 
     code = "quota_exceeded"
+
+
+class DiskFullError(QuotaExceededError):
+    """Storing more media would leave less free disk than the usage log is promised (ours).
+
+    ``sha256`` names the blob whose chunk was refused, when one was (None when a whole
+    transfer was refused before it began).
+    """
+
+    code = "no_space"
+
+    def __init__(self, message: str, *, sha256: str | None = None) -> None:
+        super().__init__(message)
+        self.sha256 = sha256
 
 
 class UsageLogError(ClassCastError):
