@@ -14,6 +14,8 @@ Every error ClassCast raises on purpose derives from :class:`ClassCastError`::
     │       └── PairingLockedError    too many wrong PINs                             (peer)
     ├── MediaError                    lesson content cannot be read or stored
     │   ├── LessonError               a lesson path, lesson.toml or item is unusable (user input)
+    │   │   └── FileTooLargeError     a lesson file over its size limit, refused unread (user input)
+    │   ├── PictureTooLargeError      an image with more pixels than a panel decodes (input/peer)
     │   ├── UnknownContentError       a file whose kind cannot be recognised         (user input)
     │   ├── CorruptContentError       a file of a known kind that cannot be decoded  (user input)
     │   ├── ChecksumMismatchError     received bytes do not hash to the announced sha256 (peer)
@@ -119,6 +121,43 @@ class LessonError(MediaError):
     def __init__(self, message: str, *, path: str | None = None) -> None:
         super().__init__(message)
         self.path = path
+
+
+class FileTooLargeError(LessonError):
+    """A lesson file is larger than its kind allows; found from its size, before reading it.
+
+    ``what`` says which limit: ``"file"`` (any media file, ``MAX_BLOB_BYTES``), ``"text"``
+    (a text or Markdown slide) or ``"lesson.toml"``. The user's input.
+    """
+
+    code = "too_large"
+
+    def __init__(
+        self, message: str, *, path: str, size_bytes: int, limit_bytes: int, what: str
+    ) -> None:
+        super().__init__(message, path=path)
+        self.size_bytes = size_bytes
+        self.limit_bytes = limit_bytes
+        self.what = what
+
+
+class PictureTooLargeError(MediaError):
+    """An image has more pixels than ``MAX_PICTURE_PIXELS``; found from its header, before
+    decoding it. The user's input (controller) or the peer's content (kiosk).
+
+    ``width`` and ``height`` are ``None`` when the image is so large that the decoder
+    refused it before saying its size.
+    """
+
+    code = "picture_too_large"
+
+    def __init__(
+        self, message: str, *, path: str, width: int | None = None, height: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.width = width
+        self.height = height
 
 
 class UnknownContentError(MediaError):

@@ -29,6 +29,17 @@ MAX_ITEMS_PER_LESSON: Final = 500
 MAX_BLOB_BYTES: Final = 2 * 1024 * 1024 * 1024
 """Largest single media file (2 GiB)."""
 
+MAX_PICTURE_PIXELS: Final = 40_000_000
+"""Most pixels a panel decodes for one image (40 megapixels, e.g. 8000×5000).
+
+Checked from the image's header before decoding, by the controller when a lesson is
+loaded and by the kiosk before it shows the image (which then shows an error slide
+saying so). Decoding costs 4 bytes a pixel and a few copies: 40 MP keeps a panel within
+a few hundred MB, where Pillow's own limit (89 MP, refused only from 179 MP) let a
+194 KB PNG of 13000×13000 take it to 1.8 GB. A JPEG counts at the reduced scale it is
+decoded at (down to 1/8 per side, so a 108 MP phone photo shows); Pillow's own limit
+still refuses any image of more than 179 MP."""
+
 MAX_LESSON_BYTES: Final = 8 * 1024 * 1024 * 1024
 """Largest sum of distinct blob sizes in one lesson (8 GiB)."""
 
