@@ -546,6 +546,7 @@ async def attack_textflood(slot: Slot, opening: asyncio.Semaphore) -> None:
             writer.write(b"".join(proto.data_to_send()))
             slot.stats.frames_sent += TEXT_BATCH
             await writer.drain()
+            await asyncio.sleep(0)  # drain() does not yield while the socket takes it all
     finally:
         writer.transport.abort()
 
@@ -575,6 +576,7 @@ async def attack_binflood(slot: Slot, opening: asyncio.Semaphore) -> None:
             writer.write(b"".join(proto.data_to_send()))
             slot.stats.frames_sent += BINARY_BATCH
             await writer.drain()
+            await asyncio.sleep(0)
     finally:
         replies.cancel()
         writer.transport.abort()
