@@ -7,7 +7,9 @@ Three kinds of process, all on loopback:
 - the kiosk: ``python -m bench.attack --kiosk-child DIR``, a headless
   :class:`kiosk.app.KioskApp` run by :func:`kiosk.app.run_until_signal` with the kiosk's
   own log format on stderr, which this process reads (lines and bytes per attack). It
-  answers ``pin`` on stdin with the PIN its panel shows (a teacher reading the screen);
+  answers ``pin`` on stdin with the PIN its panel shows (a teacher reading the screen),
+  and where the kiosk asks on its panel whether a controller may pair, a teacher at the
+  panel answers (:class:`PanelUser`);
 - the attackers: ``python -m bench.attack --attacker SPEC``, one process per attack,
   with plain clients only (asyncio streams with ``ssl``, websockets' sans-I/O
   ``ClientProtocol`` or its asyncio client), every connection to ``127.0.0.1`` from
@@ -97,6 +99,11 @@ PAIR_TIMEOUT_S = 10.0
 """How long a new teacher's pairing (connect, hello, SPAKE2, token) may take."""
 PIN_TIMEOUT_S = 10.0
 """How long the kiosk child may take to say its PIN."""
+PANEL_TAP_S = 1.0
+"""When the kiosk asks on the panel whether a controller may pair, the teacher standing
+there answers this much later (see :class:`PanelUser`)."""
+LATE_TEACHER = "Опоздавший учитель"
+"""The name of the new teacher who pairs during each phase (the one the panel user allows)."""
 RAMP_TIMEOUT_S = 30.0
 """Longest wait for an attacker to have tried every connection once."""
 RECOVER_TIMEOUT_S = 60.0
@@ -153,6 +160,34 @@ def tls_context() -> ssl.SSLContext:
 # =========================================================================== kiosk child
 
 
+class PanelUser:
+    """The kiosk's display, with a teacher standing at the panel.
+
+    A kiosk that asks on its panel whether a controller may pair (a ``PairingRequested``
+    display effect, answered through ``KioskApp.panel_answer_pairing``, where the kiosk
+    has them) gets its answer ``PANEL_TAP_S`` later: allow for ``LATE_TEACHER``, the
+    teacher who is pairing, refuse for any other name. Everything else goes to the
+    kiosk's own display.
+    """
+
+    def __init__(self, app: Any, inner: Any) -> None:
+        self.app = app
+        self.inner = inner
+        self.loop: asyncio.AbstractEventLoop | None = None
+        """Set once the kiosk runs (its network loop)."""
+
+    def apply(self, effect: Any) -> None:
+        self.inner.apply(effect)
+        answer = getattr(self.app, "panel_answer_pairing", None)
+        if type(effect).__name__ != "PairingRequested" or answer is None or self.loop is None:
+            return
+        allow = getattr(effect, "name", None) == LATE_TEACHER
+        self.loop.call_soon_threadsafe(self.loop.call_later, PANEL_TAP_S, answer, allow)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
 def kiosk_child(state_dir: Path) -> None:
     """The kiosk under attack; prints ``READY {json}``, answers ``pin`` lines on stdin."""
     import logging
@@ -177,6 +212,9 @@ def kiosk_child(state_dir: Path) -> None:
         )
     )
 
+    panel = PanelUser(app, app.display)
+    app.use_display(panel)
+
     def serve_commands() -> None:
         for line in sys.stdin:
             if line.strip() == "pin":
@@ -185,6 +223,7 @@ def kiosk_child(state_dir: Path) -> None:
         os.kill(os.getpid(), signal.SIGTERM)  # stdin closed: the parent is done
 
     def ready(app: KioskApp) -> None:
+        panel.loop = asyncio.get_running_loop()
         info = {"port": app.server.port, "pid": os.getpid()}
         sys.stdout.write("READY " + json.dumps(info) + "\n")
         sys.stdout.flush()
@@ -988,7 +1027,7 @@ async def probe_pair(kiosk: KioskChild, n: int) -> Probe:
     pin = await asyncio.to_thread(kiosk.pin)
     if pin is None:
         return Probe(None, "no PIN")
-    identity = ControllerIdentity(f"c-bench-late-teacher-{n}", "Опоздавший учитель")
+    identity = ControllerIdentity(f"c-bench-late-teacher-{n}", LATE_TEACHER)
     start = time.perf_counter()
 
     async def pair() -> None:
