@@ -23,6 +23,7 @@ from typing import Protocol, assert_never
 
 from kiosk.access import Access, Moderation, PairingAttempt
 from kiosk.config import HEARTBEAT_INTERVAL_S
+from kiosk.connections import LogLimiter
 from kiosk.effects import (
     Display,
     DisplayEffect,
@@ -188,7 +189,7 @@ class Session:
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """A message for one session (``sid``) or, with ``sid`` None, for every greeted one."""
+    """A message for one session (``sid``) or, with ``sid`` None, for every authenticated one."""
 
     sid: int | None
     message: Message
@@ -259,6 +260,7 @@ class KioskService:
         self._open_uuid: str | None = None
         self._last_heartbeat_s = float("-inf")
         self._heartbeat_s = heartbeat_s
+        self._refusals_log = LogLimiter()
         recovered = self.usage.recover()
         if recovered:
             logger.warning("closed %d display interval(s) left open by a power loss", recovered)
@@ -290,9 +292,27 @@ class KioskService:
             self.moderation.presenter_left(self.clock.monotonic())
 
     def is_greeted(self, sid: int) -> bool:
-        """Whether session ``sid`` said hello (and so receives pushed events)."""
+        """Whether session ``sid`` said hello."""
         session = self._sessions.get(sid)
         return session is not None and session.greeted
+
+    def is_authenticated(self, sid: int) -> bool:
+        """Whether session ``sid`` holds a valid grant (proved a token, or paired).
+
+        Only such sessions receive pushed events; the adapter never drops them to make
+        room and does not time them out.
+        """
+        session = self._sessions.get(sid)
+        return (
+            session is not None
+            and session.grant is not None
+            and self.access.tokens.is_valid(session.grant)
+        )
+
+    def is_pairing(self, sid: int) -> bool:
+        """Whether session ``sid`` is pairing (``pair_start`` answered, no confirmation yet)."""
+        session = self._sessions.get(sid)
+        return session is not None and session.pairing is not None
 
     def drain(self) -> list[Outgoing | CloseSession | CaptureScreen]:
         """Return and forget what must be sent since the last call.
@@ -317,7 +337,7 @@ class KioskService:
         try:
             self._dispatch(session, msg)
         except ClassCastError as exc:
-            logger.info("session %d: %s (%s)", sid, exc, exc.code)
+            self._log_refusal(sid, msg.TYPE, exc)
             self._reply(sid, Error(re=req_id, code=exc.code, message=str(exc)))
         self._apply_player_effects()
 
@@ -326,7 +346,7 @@ class KioskService:
         session = self._sessions[sid]
         if not self._take_token(session):
             return
-        logger.info("session %d: malformed message: %s", sid, exc)
+        self._log_refusal(sid, "malformed message", exc)
         self._reply(sid, Error(re=req_id, code=exc.code, message=str(exc)))
 
     def handle_failure(self, sid: int, req_id: int | None) -> None:
@@ -356,7 +376,10 @@ class KioskService:
                 self.store.discard(sha)
                 self._end_transfer(session)
             re = transfer.request.id if transfer is not None and sha is not None else None
-            logger.info("session %d: chunk refused: %s", sid, exc)
+            # A refused chunk costs a message token, so a flood of them is closed.
+            if not self._take_token(session):
+                return
+            self._log_refusal(sid, "chunk refused", exc)
             self._reply(sid, Error(re=re, code=exc.code, message=str(exc)))
             return
         if transfer is not None and not transfer.missing:
@@ -515,7 +538,7 @@ class KioskService:
                 kiosk_id=ident.kiosk_id,
                 room=ident.room,
                 school=ident.school,
-                status=self.status(),
+                status=self.status() if session.grant else _public(self.status()),
                 role=session.grant.role if session.grant else None,
             ),
         )
@@ -780,6 +803,14 @@ class KioskService:
     def _reply(self, sid: int, msg: Message) -> None:
         self._replies.append(Outgoing(sid, msg))
 
+    def _log_refusal(self, sid: int, what: str, exc: ClassCastError) -> None:
+        """Log a refused request, once per error code per interval (floods stay one line)."""
+        suppressed = self._refusals_log.allow(exc.code, self.clock.monotonic())
+        if suppressed is None:
+            return
+        more = f" ({suppressed} more {exc.code} since the last such line)" if suppressed else ""
+        logger.info("session %d: %s: %s (%s)%s", sid, what, exc, exc.code, more)
+
     def _take_token(self, session: Session) -> bool:
         """Token bucket: MESSAGE_BURST at once, MAX_MESSAGES_PER_SECOND sustained."""
         now = self.clock.monotonic()
@@ -799,6 +830,21 @@ class KioskService:
             return False
         session.tokens -= 1
         return True
+
+
+def _public(status: StatusSnapshot) -> StatusSnapshot:
+    """What an unpaired connection may see: the panel and its state, no lesson or names."""
+    return dataclasses.replace(
+        status,
+        lesson_id=None,
+        lesson_title=None,
+        index=0,
+        count=0,
+        item_kind=None,
+        item_title=None,
+        position_ms=0,
+        presenter=None,
+    )
 
 
 def _blob_set(lesson: LessonManifest) -> set[str]:

@@ -85,7 +85,50 @@ MAX_ANNOUNCEMENT_S: Final = 24 * 3600
 """Longest ``announce.duration_s`` (one day)."""
 
 MAX_MESSAGES_PER_SECOND: Final = 200
-"""Text messages one connection may send per second on average before it is closed."""
+"""Messages one connection may send per second on average before it is closed (1008).
+
+Text frames count, and binary frames that are not a valid chunk of a blob this
+connection announced."""
 
 MESSAGE_BURST: Final = 400
-"""Text messages a connection may send at once before the rate limit applies."""
+"""Messages a connection may send at once before the rate limit applies."""
+
+# Connections (enforced by the kiosk: kiosk/connections.py, kiosk/server.py; see
+# docs/security.md, "Connections").
+
+MAX_CONNECTIONS: Final = 256
+"""Connections a kiosk holds at once, counted from the TCP accept (handshakes included).
+
+A new connection over the cap evicts an unauthenticated one; it is refused only when
+every other connection is authenticated."""
+
+MAX_UNAUTHENTICATED_PER_ADDRESS: Final = 128
+"""Connections from one IP address that have not proved a token; one more evicts one of them."""
+
+HANDSHAKE_TIMEOUT_S: Final = 5.0
+"""Time for the TLS handshake, and then again for the websocket opening handshake."""
+
+UNAUTHENTICATED_TIMEOUT_S: Final = 10.0
+"""Time from the TCP accept to proving a token (``hello``) or pairing; then 1008."""
+
+PAIRING_TIMEOUT_S: Final = 60.0
+"""The same while a pairing is under way (``pair_start`` answered): room for a
+confirmation on the panel. ``classcast pair`` asks for the PIN before it connects."""
+
+MAX_UNAUTHENTICATED_FRAME_BYTES: Final = 64 * 1024
+"""Largest frame before the connection is authenticated (a ``hello`` is a few KiB); 1009."""
+
+UNAUTHENTICATED_BYTES_PER_SECOND: Final = 16 * 1024
+"""Bytes an unauthenticated connection may send per second on average; then 1008."""
+
+UNAUTHENTICATED_BYTE_BURST: Final = 2 * MAX_UNAUTHENTICATED_FRAME_BYTES
+"""Bytes an unauthenticated connection may send at once."""
+
+MAX_SEND_BACKLOG_MESSAGES: Final = 1000
+"""Messages waiting for a connection that does not read them; one more aborts it."""
+
+MAX_SEND_BACKLOG_BYTES: Final = 8 * 1024 * 1024
+"""Bytes waiting for a connection that does not read them; more aborts it."""
+
+CLOSE_TIMEOUT_S: Final = 1.0
+"""A connection the kiosk closes (1008) is aborted if not gone after this long."""
