@@ -1,19 +1,22 @@
 """The presentation a kiosk shows, kept on disk so that a restarted kiosk shows it again.
 
-While a lesson is on screen the service saves, on every change of item or state and at
-every usage-log heartbeat, what it shows (:class:`SavedPresentation`): the lesson
-manifest as the codec encodes it in ``cast``, the item, paused and blanked, the video
-position, the volume, the presenter and the clock offset of the cast. When the lesson
+While a lesson is on screen the service saves what it shows (:class:`SavedPresentation`)
+on every change of item or state, and at a heartbeat when a playing video moved on or
+the file is getting old (:func:`needs_writing`): the lesson manifest as the codec encodes
+it in ``cast``, the item, paused and blanked, the video position, the volume, the
+presenter and the clock offset of the cast. When the lesson
 ends or is stopped the file is removed. At start, after the usage log closed the
 interval the previous run left open (``power_loss``), the kiosk reads the file and, if
 :func:`refusal` finds nothing against it, shows the same item again
 (:meth:`kiosk.player.LessonPlayer.resume`), which opens a new interval.
 
 The file (``presentation.json`` in the state directory) is replaced atomically: written
-to a temporary file, fsynced, renamed over the old one, and the folder fsynced, so a
-crash or power loss leaves the old or the new version, never a mixture. The writes
-happen on a thread of their own (:class:`PresentationWriter`): the network loop never
-waits on fsync, and a burst of changes costs one write (only the newest is written).
+to a temporary file and renamed over the old one, so a crash leaves the old or the new
+version, never a mixture. The replacement happens at once, before the status of the
+change goes out (a few system calls, no fsync): a kiosk killed a moment after a teacher
+saw a change comes back with it. The fsyncs that make it survive a power loss happen on
+a thread of their own (:class:`PresentationWriter`): the network loop never waits on
+the disk, and a burst of changes costs one flush.
 
 A damaged or foreign file is never trusted: the lesson is decoded by
 :func:`protocol.codec.decode` like any ``cast`` from the network, and every other field is
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
 import json
 import logging
 import math
@@ -203,41 +207,82 @@ def refusal(
 
 
 class PresentationFile:
-    """The saved presentation on disk; every method does its I/O at once."""
+    """The saved presentation on disk.
+
+    :meth:`replace` and :meth:`remove` change what a restarted kiosk finds at once
+    (a few system calls, no fsync); :meth:`sync` makes that survive a power loss.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._tmp = path.with_name(path.name + ".tmp")
 
-    def write(self, saved: SavedPresentation) -> None:
-        """Replace the file with ``saved`` atomically (temp file, fsync, rename, fsync).
+    def replace(self, saved: SavedPresentation) -> None:
+        """Replace the file with ``saved`` atomically: a temporary file renamed over it.
+
+        A kiosk killed right after this call (a crash, the watchdog) finds the new
+        version. Call :meth:`sync` afterwards (off the network loop) for a power loss:
+        until then the file may still be the old version, and on a file system that
+        does not flush a file renamed over another before the rename (ext4 does), even
+        damaged, which :meth:`load` refuses (the panel comes back idle, as without it).
 
         Raises:
             OSError: the file cannot be written (the old version stays).
         """
         data = encode_saved(saved)
-        fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
+            fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
             os.replace(self._tmp, self.path)
         except BaseException:
             with contextlib.suppress(OSError):
                 self._tmp.unlink()
             raise
-        self._fsync_folder()
 
-    def clear(self) -> None:
-        """Remove the file (nothing to resume).
+    def remove(self) -> None:
+        """Remove the file (nothing to resume); :meth:`sync` makes that durable.
 
         Raises:
             OSError: the file exists and cannot be removed.
         """
-        if self.path.exists():
-            self.path.unlink()
-            self._fsync_folder()
+        self.path.unlink(missing_ok=True)
+
+    def sync(self) -> None:
+        """Flush the file (if any) and its folder to the disk.
+
+        Raises:
+            OSError: the disk refused.
+        """
+        with contextlib.suppress(FileNotFoundError):
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def write(self, saved: SavedPresentation) -> None:
+        """:meth:`replace` then :meth:`sync`.
+
+        Raises:
+            OSError: the file cannot be written.
+        """
+        self.replace(saved)
+        self.sync()
+
+    def clear(self) -> None:
+        """:meth:`remove` then :meth:`sync`.
+
+        Raises:
+            OSError: the file cannot be removed.
+        """
+        self.remove()
+        self.sync()
 
     def load(self) -> SavedPresentation | None:
         """The saved presentation, or None if there is none or it cannot be trusted.
@@ -263,13 +308,6 @@ class PresentationFile:
                 self.clear()
             return None
 
-    def _fsync_folder(self) -> None:
-        fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
 
 class PresentationSink(Protocol):
     """Where the service hands what it shows: :class:`PresentationWriter`."""
@@ -278,45 +316,63 @@ class PresentationSink(Protocol):
         """Keep ``saved`` for the next run (None: nothing to resume); must not block."""
 
 
-_NOTHING: Final = object()
+class _Unknown(enum.Enum):
+    UNKNOWN = enum.auto()
+
+
+_UNKNOWN: Final = _Unknown.UNKNOWN
 
 
 class PresentationWriter:
-    """Writes the newest saved presentation on a thread of its own.
+    """Keeps the saved presentation up to date; the fsyncs happen on a thread of its own.
 
-    :meth:`save` returns at once; the thread writes only the newest value handed to it
-    (a burst of item changes costs one write). A write that fails is logged (once until
-    a write succeeds again) and the lesson goes on; the next change writes again. Call
-    :meth:`close` on shutdown.
+    :meth:`save` replaces (or removes) the file at once, before the service sends the
+    status of the change, so a kiosk killed at any moment after a controller saw a
+    change comes back with it; it costs a small write to the page cache, never an
+    fsync. The thread then flushes the file to the disk; a burst of changes costs one
+    flush. A save or flush that fails is logged (once until one succeeds again) and
+    the lesson goes on. Call :meth:`close` on shutdown. Call every method but
+    :meth:`flush` from one thread.
     """
 
     def __init__(self, file: PresentationFile) -> None:
         self.file = file
         self._cond = threading.Condition()
-        self._pending: object = _NOTHING
+        self._dirty = False
         self._busy = False
         self._stopping = False
         self._failing = False
-        self._written: object = _NOTHING
-        """What the file holds (None: no file); _NOTHING until this writer wrote it."""
-        self._thread = threading.Thread(target=self._run, name="presentation-writer", daemon=True)
+        self._written: SavedPresentation | _Unknown | None = _UNKNOWN
+        """What the file holds (None: no file); unknown until a save succeeds."""
+        self._thread = threading.Thread(target=self._run, name="presentation-sync", daemon=True)
         self._thread.start()
 
     def save(self, saved: SavedPresentation | None) -> None:
-        """Queue ``saved`` (None: remove the file) to be written; never blocks on I/O."""
+        """Keep ``saved`` (None: remove the file); never waits for the disk."""
+        written = self._written
+        if not isinstance(written, _Unknown) and not needs_writing(saved, written):
+            return
+        self._written = _UNKNOWN  # until this save succeeds
+        try:
+            if saved is None:
+                self.file.remove()
+            else:
+                self.file.replace(saved)
+        except Exception:  # a save that fails must not stop the lesson
+            self._failed()
+            return
+        self._written = saved
         with self._cond:
-            self._pending = saved
+            self._dirty = True
             self._cond.notify_all()
 
     def flush(self, timeout_s: float = WRITE_TIMEOUT_S) -> bool:
-        """Wait until everything queued is written; False if that took over ``timeout_s``."""
+        """Wait until what was saved is on the disk; False if that took over ``timeout_s``."""
         with self._cond:
-            return self._cond.wait_for(
-                lambda: self._pending is _NOTHING and not self._busy, timeout_s
-            )
+            return self._cond.wait_for(lambda: not self._dirty and not self._busy, timeout_s)
 
     def close(self) -> None:
-        """Write what is queued, then stop the thread."""
+        """Flush what was saved, then stop the thread."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -325,37 +381,28 @@ class PresentationWriter:
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._pending is not _NOTHING or self._stopping)
-                if self._pending is _NOTHING:
+                self._cond.wait_for(lambda: self._dirty or self._stopping)
+                if not self._dirty:
                     return
-                value, self._pending = self._pending, _NOTHING
+                self._dirty = False
                 self._busy = True
             try:
-                self._write(value)
+                self.file.sync()
+            except Exception:  # the one broad catch of the thread: the panel stays up
+                self._failed()
+            else:
+                self._succeeded()
             finally:
                 with self._cond:
                     self._busy = False
                     self._cond.notify_all()
 
-    def _write(self, value: object) -> None:
-        assert value is None or isinstance(value, SavedPresentation)
-        written = self._written
-        if written is not _NOTHING:
-            assert written is None or isinstance(written, SavedPresentation)
-            if not needs_writing(value, written):
-                return
-        self._written = _NOTHING  # unknown until this write succeeds
-        try:
-            if value is not None:
-                self.file.write(value)
-            else:
-                self.file.clear()
-            self._written = value
-        except Exception:  # the one broad catch of the writer: the panel stays up
-            if not self._failing:
-                logger.exception("cannot save the presentation to %s", self.file.path)
-            self._failing = True
-        else:
-            if self._failing:
-                logger.info("the presentation is saved again to %s", self.file.path)
-            self._failing = False
+    def _failed(self) -> None:
+        if not self._failing:
+            logger.exception("cannot save the presentation to %s", self.file.path)
+        self._failing = True
+
+    def _succeeded(self) -> None:
+        if self._failing:
+            logger.info("the presentation is saved again to %s", self.file.path)
+        self._failing = False
