@@ -236,6 +236,10 @@ async def test_casting_and_moving_keep_the_file_and_stop_removes_it(kiosk: Kiosk
     async with await teacher(kiosk) as client:
         await client.cast(text_lesson("Один", "Два", "Три", "Четыре"))
         await client.control("goto", index=2)
+        # Replaced before the status went out: a kill now would bring back item 3.
+        early = PresentationFile(writer.file.path).load()
+        assert early is not None
+        assert early.index == 2
         await client.control("blank")
         assert writer.flush()
         value = writer.file.load()
