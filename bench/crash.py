@@ -396,20 +396,22 @@ class Record:
 
 
 def match(seen: list[Seen], records: list[Record]) -> tuple[list[Seen], list[Record]]:
-    """Pair each interval the driver saw with the earliest unmatched record of the same
-    item that started shortly before it was seen; returns what is left on each side."""
+    """Pair each interval the driver saw with the unmatched record of the same item that
+    started closest to when it was seen (at most ``MATCH_WINDOW_S`` before, a moment
+    after); returns what is left on each side."""
     matched: set[int] = set()
     lost: list[Seen] = []
     for interval in seen:
         key = (interval.lesson_id, interval.index)
-        for i, record in enumerate(records):
-            if (
-                i not in matched
-                and record.key == key
-                and interval.seen_s - MATCH_WINDOW_S <= record.start_s <= interval.seen_s + 0.5
-            ):
-                matched.add(i)
-                break
+        candidates = [
+            i
+            for i, record in enumerate(records)
+            if i not in matched
+            and record.key == key
+            and interval.seen_s - MATCH_WINDOW_S <= record.start_s <= interval.seen_s + 0.5
+        ]
+        if candidates:
+            matched.add(min(candidates, key=lambda i: abs(interval.seen_s - records[i].start_s)))
         else:
             lost.append(interval)
     return lost, [r for i, r in enumerate(records) if i not in matched]
@@ -469,6 +471,20 @@ def report(
             if kill is not None:
                 before.append(kill - a.end_s)
     same = [r for r in restarts if r.same]
+    # A restart on another item is explained if the item last seen ended (by a control
+    # or its time) just before the kill: the kiosk had moved on, its status on the way.
+    moved_on = [
+        r
+        for r in restarts
+        if not r.same
+        and r.expected is not None
+        and any(
+            rec.key == (r.expected.lesson_id, r.expected.index)
+            and rec.reason != "power_loss"
+            and 0 <= kills[r.run - 1] - rec.end_s <= 1.0
+            for rec in records
+        )
+    ]
     shown_again = [r for r in same if r.got.state != "idle"]
     status_times = sorted(r.status_s for r in shown_again)
     screen_times = sorted(r.screen_s for r in shown_again if r.screen_s is not None)
@@ -502,8 +518,9 @@ def report(
             and (r.expected.state, r.expected.blanked) != (r.got.state, r.got.blanked)
         ),
     )
+    count("came back on a change made just before the kill", len(moved_on))
     for r in restarts:
-        if not r.same:
+        if not r.same and r not in moved_on:
             exp = r.expected
             print(
                 f"  run {r.run}: last seen {exp and (exp.state, exp.index, exp.blanked)}, "
@@ -542,6 +559,7 @@ def report(
             "unseen_at_kill": len(unseen_at_kill),
             "chain": "yes" if chain_ok else "no",
             "same_item": f"{len(same)}/{len(restarts)}",
+            "moved_on_at_kill": len(moved_on),
             "screen_p50_s": percentile(screen_times, 0.5) if screen_times else nan,
             "screen_p99_s": percentile(screen_times, 0.99) if screen_times else nan,
             "screen_max_s": screen_times[-1] if screen_times else nan,
