@@ -14,14 +14,16 @@ import signal
 import stat
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
 from controller.client import ControllerIdentity, KioskClient
 from controller.schooldb import SchoolDb
-from kiosk.player import Presenter
+from kiosk.access import Access
+from kiosk.headless import HeadlessDisplay
+from kiosk.player import Identity, Presenter, VideoCommand
 from kiosk.resume import (
     FILE_NAME,
     MAX_FILE_BYTES,
@@ -35,6 +37,10 @@ from kiosk.resume import (
     needs_writing,
     refusal,
 )
+from kiosk.service import KioskService
+from kiosk.tokens import TokenStore
+from kiosk.usage import UsageLog
+from media.store import BlobStore
 from protocol.errors import RemoteError
 from protocol.messages import LessonManifest, ManifestItem
 from tests.conftest import TEACHER
@@ -300,6 +306,67 @@ async def test_after_the_grace_another_teacher_may_take_the_resumed_panel(tmp_pa
         async with await teacher(kiosk, OTHER) as other:
             await other.cast(text_lesson("Моё"))
             assert (await other.status()).presenter == OTHER.name
+
+
+@dataclass
+class FakeClock:
+    """Monotonic and wall clocks that move only when told to."""
+
+    mono_s: float = 100.0
+    wall_s: float = NOW_S
+
+    def monotonic(self) -> float:
+        return self.mono_s
+
+    def time(self) -> float:
+        return self.wall_s
+
+    def advance(self, seconds: float) -> None:
+        self.mono_s += seconds
+        self.wall_s += seconds
+
+
+def test_a_video_continues_from_its_position_and_heartbeats_keep_it(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path / "media", 10**6)
+    sha = store.put_bytes(b"not really a video")
+    item = ManifestItem("video", "Фильм", sha256=sha, size_bytes=18)
+    lesson = LessonManifest("film", "Фильм", [item, ManifestItem("text", "Т", text="т")])
+    clock = FakeClock()
+    display = HeadlessDisplay()
+    writer = PresentationWriter(PresentationFile(tmp_path / FILE_NAME))
+    service = KioskService(
+        Identity("k-test", "Каб. 1", "Школа", "1"),
+        store=store,
+        usage=UsageLog(None, kiosk_id="k-test", room="Каб. 1"),
+        display=display,
+        access=Access(
+            TokenStore(tmp_path / "tokens.json"),
+            kiosk_id="k-test",
+            fingerprint="f",
+            admin_secret=None,
+            now=clock.monotonic(),
+        ),
+        clock=clock,
+        heartbeat_s=2.0,
+        presentation=writer,
+    )
+    try:
+        assert service.resume(saved(lesson, 0, position_ms=5_000, volume=30))
+        assert display.index == 0
+        assert display.video_commands == [
+            VideoCommand("volume", volume=30),
+            VideoCommand("seek", 5_000),
+        ]
+        assert store.pinned == frozenset({sha})
+        service.tick()  # the first heartbeat: nothing moved yet, nothing written
+        clock.advance(2.5)
+        service.tick()  # a heartbeat: the playing video's position is saved
+        value = writer.file.load()
+        assert value is not None
+        assert (value.index, value.position_ms, value.volume) == (0, 7_500, 30)
+        assert value.saved_at_s == NOW_S + 2.5
+    finally:
+        writer.close()
 
 
 async def test_a_lesson_whose_media_is_gone_is_not_resumed(
