@@ -20,6 +20,7 @@ from kiosk.config import KioskConfig, kiosk_id
 from kiosk.effects import Display
 from kiosk.headless import HeadlessDisplay
 from kiosk.player import Identity
+from kiosk.resume import FILE_NAME, PresentationFile, PresentationWriter
 from kiosk.sdnotify import SystemdNotifier
 from kiosk.server import WebsocketServer
 from kiosk.service import KioskService
@@ -79,6 +80,7 @@ class KioskApp:
                 signing_key=ensure_signing_key(state),
             )
         )
+        self.presentation = PresentationWriter(PresentationFile(state / FILE_NAME))
         self.tls = ensure_identity(state, self.identity.kiosk_id)
         self.tokens = TokenStore(state / "tokens.json")
         self.access = Access(
@@ -96,6 +98,7 @@ class KioskApp:
             access=self.access,
             moderation=Moderation(config.presenter_grace_s),
             heartbeat_s=config.heartbeat_s,
+            presentation=self.presentation,
         )
         self.server = WebsocketServer(
             self.service, config.host, config.port, ssl=self.tls.server_context()
@@ -158,17 +161,23 @@ class KioskApp:
         )
 
     async def start(self) -> None:
-        """Listen, then advertise over mDNS (when enabled)."""
+        """Show the lesson a previous run left on screen (if any), listen, then advertise
+        over mDNS (when enabled)."""
+        saved = self.presentation.file.load()
+        if saved is not None:
+            with self.server.lock:
+                self.service.resume(saved)
         await self.server.start()
         with self.server.lock:
             self.service.tick()
+            self._advertised_state = self.service.status().state
         self.server.poke()
         if self.config.mdns:
             interfaces = list(self.config.mdns_interfaces) if self.config.mdns_interfaces else None
             self.advertiser = ZeroconfAdvertiser(interfaces)
             host = self.config.host
             addresses = [host] if host not in ("0.0.0.0", "") else None
-            await self.advertiser.start(self.advertisement(), addresses)
+            await self.advertiser.start(self.advertisement(self._advertised_state), addresses)
             loop = asyncio.get_running_loop()
 
             def on_status(status: StatusSnapshot) -> None:
@@ -206,6 +215,7 @@ class KioskApp:
             self.service.shutdown()
         self.server.poke()
         await self.server.stop()
+        self.presentation.close()
         self.usage.close_db()
 
 

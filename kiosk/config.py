@@ -23,9 +23,11 @@ DEFAULT_CONFIG_PATH = Path("/etc/classcast/kiosk.toml")
 DEFAULT_QUOTA_BYTES = 20 * 1024**3
 """Media cache size unless configured (20 GiB)."""
 
-HEARTBEAT_INTERVAL_S = 10.0
+HEARTBEAT_INTERVAL_S = 2.0
 """How often the usage log records that the kiosk is alive, by default. After a power
-loss an open display interval is closed at its last heartbeat, so this bounds the error."""
+loss or a crash an open display interval is closed at its last heartbeat, so this bounds
+the screen time the log loses (a restarted kiosk shows the item again in a new interval);
+each heartbeat costs one small write with fsync, off the network loop."""
 
 Mode = Literal["fullscreen", "windowed", "headless"]
 VIDEO_OUTPUTS: tuple[VideoOutput, ...] = ("auto", "embedded", "frames")

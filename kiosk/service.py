@@ -45,6 +45,7 @@ from kiosk.player import (
     StatusChanged,
     VideoCommand,
 )
+from kiosk.resume import PresentationSink, SavedPresentation, refusal
 from kiosk.tokens import Grant
 from kiosk.usage import DisplayStart
 from media.chunks import AppendBytes, AssemblerEvent, BlobVerified, ChunkAssembler, plan_needs
@@ -238,6 +239,7 @@ class KioskService:
         moderation: Moderation | None = None,
         clock: Clock | None = None,
         heartbeat_s: float = HEARTBEAT_INTERVAL_S,
+        presentation: PresentationSink | None = None,
     ) -> None:
         self.identity = identity
         self.player = LessonPlayer(identity)
@@ -261,6 +263,8 @@ class KioskService:
         self._last_heartbeat_s = float("-inf")
         self._heartbeat_s = heartbeat_s
         self._refusals_log = LogLimiter()
+        self.presentation = presentation
+        """Keeps what is shown for the next run (kiosk.resume); None: not kept."""
         recovered = self.usage.recover()
         if recovered:
             logger.warning("closed %d display interval(s) left open by a power loss", recovered)
@@ -399,6 +403,8 @@ class KioskService:
                 self.usage.heartbeat(wall_s=self.clock.time(), mono_s=now)
             except UsageLogError:
                 logger.exception("usage log heartbeat failed")
+            if self.player.state in ("playing", "paused"):
+                self._save_presentation()  # its age and the video's position
 
     def next_deadline_s(self) -> float:
         """Monotonic time at which :meth:`tick` must run next."""
@@ -422,6 +428,47 @@ class KioskService:
         """The video output reports that the video of item ``index`` ended."""
         self.player.video_ended(index, now=self.clock.monotonic())
         self._apply_player_effects()
+
+    def resume(self, saved: SavedPresentation) -> bool:
+        """Show again what a previous run showed when it stopped (kiosk.resume).
+
+        Call once at start, before the first connection; the usage log's recovery (in
+        the constructor) has closed the interval that run left open, and the resumed item
+        opens a new one. The presenter keeps the panel as if they had just disconnected:
+        other teachers may take over once the presenter's grace has run out.
+
+        Returns:
+            Whether the presentation is shown; if not, the reason is logged, the saved
+            presentation is dropped and the panel stays idle.
+        """
+        now = self.clock.monotonic()
+        reason = refusal(saved, wall_s=self.clock.time(), has_blob=self.store.has)
+        if reason is None:
+            try:
+                self.player.resume(
+                    saved.lesson,
+                    saved.presenter,
+                    index=saved.index,
+                    now=now,
+                    paused=saved.paused,
+                    blanked=saved.blanked,
+                    position_ms=saved.position_ms,
+                    volume=saved.volume,
+                )
+            except ProtocolError as exc:
+                reason = str(exc)
+        if reason is not None:
+            logger.warning("not resuming the lesson %r: %s", saved.lesson.title, reason)
+            self._save_presentation()
+            return False
+        logger.info(
+            "resumed the lesson %r at item %d after a restart", saved.lesson.title, saved.index + 1
+        )
+        self.store.pin(_blob_set(saved.lesson))
+        self._clock_offset_ms = saved.clock_offset_ms
+        self.moderation.presenter_left(now)
+        self._apply_player_effects()
+        return True
 
     def shutdown(self) -> None:
         """Close the open display interval (reason ``shutdown``) before exiting."""
@@ -742,8 +789,32 @@ class KioskService:
     # ----------------------------------------------------------------- effects
 
     def _apply_player_effects(self) -> None:
-        for effect in self.player.drain():
+        effects = self.player.drain()
+        for effect in effects:
             self._apply(effect)
+        if any(isinstance(effect, StatusChanged) for effect in effects):
+            self._save_presentation()
+
+    def _save_presentation(self) -> None:
+        """Hand what is shown now to the presentation sink (None when no item shows)."""
+        if self.presentation is None:
+            return
+        player = self.player
+        lesson, presenter = player.lesson, player.presenter
+        saved = None
+        if player.state in ("playing", "paused") and lesson is not None and presenter is not None:
+            saved = SavedPresentation(
+                lesson=lesson,
+                index=player.index,
+                presenter=presenter,
+                saved_at_s=self.clock.time(),
+                paused=player.state == "paused",
+                blanked=player.blanked,
+                position_ms=min(player.position_ms(self.clock.monotonic()), limits.MAX_DURATION_MS),
+                clock_offset_ms=self._clock_offset_ms,
+                volume=player.volume,
+            )
+        self.presentation.save(saved)
 
     def _apply(self, effect: Effect) -> None:
         match effect:
