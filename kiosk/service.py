@@ -18,6 +18,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol, assert_never
 
@@ -137,6 +138,10 @@ class UsageSink(Protocol):
     def records_after(self, after_seq: int, limit: int) -> list[UsageRecord]: ...
 
     def last_seq(self) -> int: ...
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Writes inside the block are committed together (a switch: close, then open)."""
+        ...
 
 
 class Clock(Protocol):
@@ -790,8 +795,9 @@ class KioskService:
 
     def _apply_player_effects(self) -> None:
         effects = self.player.drain()
-        for effect in effects:
-            self._apply(effect)
+        with self.usage.batch():  # a switch's close and open are committed together
+            for effect in effects:
+                self._apply(effect)
         if any(isinstance(effect, StatusChanged) for effect in effects):
             self._save_presentation()
 

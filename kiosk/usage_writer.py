@@ -4,7 +4,9 @@ DESIGN §3: the main thread never waits on fsync, and the network loop should no
 :class:`UsageWriter` has the same methods as :class:`~kiosk.usage.UsageLog`, but
 ``open``, ``close`` and ``heartbeat`` only queue the write and return at once (``open``
 chooses the interval's uuid itself). One thread takes everything queued and commits it
-in one transaction, so a burst of item switches costs one fsync, not two per switch.
+in one transaction, so a burst of item switches costs one fsync, not two per switch;
+the service makes each switch inside :meth:`UsageWriter.batch`, so its close and the next
+item's open are always committed together (a crash never falls between them).
 
 A write that fails because of the file (disk full, ``SQLITE_FULL``, an I/O error, the
 file locked) is not lost: it stays in memory, in order with everything queued after it,
@@ -35,7 +37,8 @@ import threading
 import time
 import uuid as uuid_module
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
@@ -118,7 +121,7 @@ class UsageWriter:
         self._retry_first_s = retry_first_s
         self._retry_max_s = retry_max_s
         self._max_pending = max_pending_intervals
-        self._queue: queue.SimpleQueue[_Write | _Waiter | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Write | list[_Write] | _Waiter | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._pending_opens = 0
         """Opens queued and not yet committed (guarded by ``_lock``)."""
@@ -132,6 +135,8 @@ class UsageWriter:
         self._stalled = False
         """True while the file refuses writes (read by other threads; set by the writer)."""
         self._closed = False
+        self._held: list[_Write] | None = None
+        """Writes of the :meth:`batch` under way, queued together when it ends."""
         self._thread = threading.Thread(target=self._run, name="usage-writer", daemon=True)
         self._thread.start()
 
@@ -176,7 +181,7 @@ class UsageWriter:
                     )
                 return interval_uuid
             self._pending_opens += 1
-        self._queue.put(
+        self._put(
             _Write(
                 "open",
                 lambda log: log.open(
@@ -196,7 +201,7 @@ class UsageWriter:
             if uuid in self._dropped:
                 self._dropped.discard(uuid)
                 return
-        self._queue.put(
+        self._put(
             _Write(
                 "close", lambda log: log.close(uuid, wall_s=wall_s, mono_s=mono_s, reason=reason)
             )
@@ -204,9 +209,32 @@ class UsageWriter:
 
     def heartbeat(self, *, wall_s: float, mono_s: float) -> None:
         """Queue a heartbeat."""
-        self._queue.put(
-            _Write("heartbeat", lambda log: log.heartbeat(wall_s=wall_s, mono_s=mono_s))
-        )
+        self._put(_Write("heartbeat", lambda log: log.heartbeat(wall_s=wall_s, mono_s=mono_s)))
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Queue the writes made inside the block together, so they commit in one
+        transaction: a switch's close and the next item's open reach the disk together
+        or not at all (a crash between two commits would lose the open).
+
+        Call from the thread that makes the writes (the network loop); blocks nest.
+        """
+        if self._held is not None:
+            yield
+            return
+        self._held = []
+        try:
+            yield
+        finally:
+            held, self._held = self._held, None
+            if held:
+                self._queue.put(held)
+
+    def _put(self, write: _Write) -> None:
+        if self._held is not None:
+            self._held.append(write)
+        else:
+            self._queue.put(write)
 
     # ----------------------------------------------------------------- reads
 
@@ -293,10 +321,11 @@ class UsageWriter:
                 elif isinstance(item, _Waiter):
                     waiters.append(item)
                 else:
-                    if item.kind == "heartbeat" and self._stalled:
-                        # A later heartbeat says all that an earlier waiting one would.
-                        backlog = deque(w for w in backlog if w.kind != "heartbeat")
-                    backlog.append(item)
+                    for write in item if isinstance(item, list) else [item]:
+                        if write.kind == "heartbeat" and self._stalled:
+                            # A later heartbeat says all that an earlier waiting one would.
+                            backlog = deque(w for w in backlog if w.kind != "heartbeat")
+                        backlog.append(write)
             now = time.monotonic()
             if backlog and (not self._stalled or now >= retry_at or stop):
                 if self._stalled:
@@ -332,7 +361,7 @@ class UsageWriter:
                     )
                 return
 
-    def _take(self, timeout_s: float | None) -> list[_Write | _Waiter | None]:
+    def _take(self, timeout_s: float | None) -> list[_Write | list[_Write] | _Waiter | None]:
         """Everything queued: wait up to ``timeout_s`` (None: forever) for the first."""
         try:
             items = [self._queue.get(timeout=timeout_s)]

@@ -220,3 +220,24 @@ def test_intervals_past_the_memory_bound_are_counted_not_kept(
         assert any("not logged" in r.getMessage() for r in caplog.records)
     finally:
         writer.close_db()
+
+
+def test_a_switch_reaches_the_disk_whole(tmp_path: Path) -> None:
+    """A switch's close and the next open are committed together: a crash between two
+    commits would leave the item just shown out of the log."""
+    writer = UsageWriter(UsageLog(tmp_path / "u.sqlite", kiosk_id="k", room="r"))
+    try:
+        first = writer.open(start(0), wall_s=1000.0, mono_s=0.0)
+        writer.flush()
+        with writer.batch():
+            writer.close(first, wall_s=1001.0, mono_s=1.0, reason="next")
+            with writer.batch():  # blocks nest
+                assert writer.records_after(0, 10) == []  # held: nothing written alone
+            second = writer.open(start(1), wall_s=1001.0, mono_s=1.0)
+            assert writer.records_after(0, 10) == []
+        assert [r.uuid for r in writer.records_after(0, 10)] == [first]
+        assert writer.open_count() == 1
+        writer.close(second, wall_s=1002.0, mono_s=2.0, reason="stop")
+        assert [r.uuid for r in writer.records_after(0, 10)] == [first, second]
+    finally:
+        writer.close_db()
