@@ -752,6 +752,137 @@ class AnnouncementOverlay:
         self._label.delete()
 
 
+NOTICE_TEAL = (0, 105, 92, 235)
+"""Background of the "who paired" notice along the top of the screen."""
+
+QUESTION_PURPLE = (74, 20, 140, 255)
+"""Background of the question to allow a pairing (it covers the whole screen)."""
+
+ALLOW_GREEN = (46, 125, 50, 255)
+REFUSE_GREY = (97, 97, 97, 255)
+
+
+class NoticeOverlay:
+    """A one-line banner along the top of the screen (who just paired)."""
+
+    def __init__(self, ctx: SceneContext, text: str) -> None:
+        self._batch = pyglet.graphics.Batch()
+        background = pyglet.graphics.Group(order=0)
+        foreground = pyglet.graphics.Group(order=1)
+        self.height = round(ctx.height / 10)
+        """Height of the banner from the top of the window, in pixels."""
+        bottom = ctx.height - self.height
+        self._box = pyglet.shapes.Rectangle(
+            0,
+            bottom,
+            ctx.width,
+            self.height,
+            color=NOTICE_TEAL,
+            batch=self._batch,
+            group=background,
+        )
+        self._label = pyglet.text.Label(
+            text,
+            x=ctx.width // 2,
+            y=bottom + self.height // 2,
+            anchor_x="center",
+            anchor_y="center",
+            font_name=FONT_NAME,
+            font_size=ctx.height / 32,
+            color=WHITE,
+            batch=self._batch,
+            group=foreground,
+        )
+
+    def draw(self) -> None:
+        self._batch.draw()
+
+    def delete(self) -> None:
+        self._box.delete()
+        self._label.delete()
+
+
+class PairingQuestionOverlay:
+    """The question to allow a pairing: the whole screen, with a Refuse and an Allow
+    button (:meth:`answer_at` tells which one a tap hit)."""
+
+    covers_screen = True
+
+    def __init__(self, ctx: SceneContext, text: str, refuse: str, allow: str) -> None:
+        self._batch = pyglet.graphics.Batch()
+        background = pyglet.graphics.Group(order=0)
+        foreground = pyglet.graphics.Group(order=1)
+        w, h = ctx.width, ctx.height
+        self._box = pyglet.shapes.Rectangle(
+            0, 0, w, h, color=QUESTION_PURPLE, batch=self._batch, group=background
+        )
+        self._label = pyglet.text.Label(
+            text,
+            x=w // 2,
+            y=round(h * 0.64),
+            width=round(w * 0.85),
+            multiline=True,
+            align="center",
+            anchor_x="center",
+            anchor_y="center",
+            font_name=FONT_NAME,
+            font_size=h / 24,
+            color=WHITE,
+            batch=self._batch,
+            group=foreground,
+        )
+        button_w, button_h = round(w * 0.3), round(h * 0.16)
+        y = round(h * 0.12)
+        self.refuse_box = (round(w * 0.15), y, button_w, button_h)
+        """The Refuse button: x, y (bottom left), width, height, in window pixels."""
+        self.allow_box = (round(w * 0.55), y, button_w, button_h)
+        """The Allow button, likewise."""
+        self._buttons: list[pyglet.shapes.Rectangle | pyglet.text.Label] = []
+        for box, color, label in (
+            (self.refuse_box, REFUSE_GREY, refuse),
+            (self.allow_box, ALLOW_GREEN, allow),
+        ):
+            bx, by, bw, bh = box
+            self._buttons.append(
+                pyglet.shapes.Rectangle(
+                    bx, by, bw, bh, color=color, batch=self._batch, group=background
+                )
+            )
+            self._buttons.append(
+                pyglet.text.Label(
+                    label,
+                    x=bx + bw // 2,
+                    y=by + bh // 2,
+                    anchor_x="center",
+                    anchor_y="center",
+                    font_name=FONT_NAME,
+                    font_size=h / 30,
+                    weight="bold",
+                    color=WHITE,
+                    batch=self._batch,
+                    group=foreground,
+                )
+            )
+
+    def answer_at(self, x: int, y: int) -> bool | None:
+        """A tap at ``x``, ``y`` (window pixels, bottom left origin): True on Allow,
+        False on Refuse, None elsewhere."""
+        for box, answer in ((self.allow_box, True), (self.refuse_box, False)):
+            bx, by, bw, bh = box
+            if bx <= x < bx + bw and by <= y < by + bh:
+                return answer
+        return None
+
+    def draw(self) -> None:
+        self._batch.draw()
+
+    def delete(self) -> None:
+        self._box.delete()
+        self._label.delete()
+        for part in self._buttons:
+            part.delete()
+
+
 class HintOverlay:
     """A small banner at the bottom of the window (the Esc confirmation)."""
 

@@ -24,12 +24,13 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from kiosk.service import CaptureScreen, CloseSession, KioskService, Outgoing
+from kiosk.service import CaptureScreen, CloseSession, ComputeOffer, KioskService, Outgoing
 from protocol import limits
 from protocol.codec import Chunk, decode, decode_chunk, encode, request_id
 from protocol.constants import SUBPROTOCOL, WS_PATH
 from protocol.errors import MalformedMessageError
 from protocol.messages import Message
+from protocol.pairing import OfferKeys
 
 logger = logging.getLogger(__name__)
 
@@ -198,6 +199,11 @@ class WebsocketServer:
                 self._writers.add(task)
                 task.add_done_callback(self._writers.discard)
                 continue
+            if isinstance(out, ComputeOffer):
+                task = asyncio.create_task(self._compute_offer(out), name="pairing")
+                self._writers.add(task)
+                task.add_done_callback(self._writers.discard)
+                continue
             if isinstance(out, Outgoing) and out.sid is None:
                 targets = greeted
             else:
@@ -220,6 +226,17 @@ class WebsocketServer:
             png = None
         with self.lock:
             self.service.screenshot_taken(request.sid, request.re, png)
+        self.poke()
+
+    async def _compute_offer(self, request: ComputeOffer) -> None:
+        """Run a ``pair_start``'s SPAKE2 on the pairing worker, off the loop and the lock."""
+        result: OfferKeys | Exception
+        try:
+            result = await asyncio.to_thread(self.service.pairing_worker.compute, request.offer.job)
+        except Exception as exc:  # a bad SPAKE2 message, or a failed worker: the service answers
+            result = exc
+        with self.lock:
+            self.service.offer_computed(request, result)
         self.poke()
 
     async def _run_timer(self) -> None:
