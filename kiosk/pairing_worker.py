@@ -80,7 +80,7 @@ class ProcessPairingWorker:
                     return _answer_keys(_ask(child, job))
                 except (OSError, ValueError, KeyError, TimeoutError) as exc:
                     logger.warning("the pairing worker failed (%s): starting a new one", exc)
-                    _stop(child)
+                    _stop(child, graceful=False)
                     type(self)._child = None
         return compute_offer(job)
 
@@ -140,7 +140,10 @@ def _read_line(stream: IO[str], timeout_s: float) -> str:
     return line
 
 
-def _stop(child: subprocess.Popen[str]) -> None:
+def _stop(child: subprocess.Popen[str], *, graceful: bool = True) -> None:
+    """End ``child``: close its stdin and let it exit, or kill it (a failed one)."""
+    if not graceful:
+        child.kill()
     if child.stdin is not None:
         with contextlib.suppress(OSError):
             child.stdin.close()

@@ -358,6 +358,41 @@ def test_the_process_worker_computes_what_the_exchange_needs() -> None:
     assert ProcessPairingWorker._child is not child
 
 
+def test_a_stuck_worker_is_replaced_and_without_one_pairing_computes_here(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import subprocess
+    import sys
+
+    from kiosk import pairing_worker
+
+    def job() -> tuple[ControllerPairing, OfferJob]:
+        controller = ControllerPairing("1", controller_id="c", kiosk_id="k", fingerprint="f")
+        return controller, OfferJob("1", "c", "k", "f", controller.start())
+
+    ProcessPairingWorker.stop()
+    stuck = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    monkeypatch.setattr(ProcessPairingWorker, "_child", stuck)
+    monkeypatch.setattr(pairing_worker, "ANSWER_TIMEOUT_S", 0.2)
+    controller, offer_job = job()
+    keys = ProcessPairingWorker().compute(offer_job)
+    keys.verify_controller(controller.finish(keys.msg_b))
+    assert stuck.poll() is not None  # stopped, and a working child took its place
+    assert ProcessPairingWorker._child is not stuck
+    ProcessPairingWorker.stop()
+    # No child can be started: the job is computed in the calling thread.
+    monkeypatch.setattr(ProcessPairingWorker, "_disabled", True)
+    controller, offer_job = job()
+    keys = ProcessPairingWorker().compute(offer_job)
+    keys.verify_controller(controller.finish(keys.msg_b))
+    assert ProcessPairingWorker._child is None
+
+
 # --------------------------------------------------------------------------- the service
 
 
