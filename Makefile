@@ -35,3 +35,4 @@ bench: setup
 	.venv/bin/python -m bench.fanout
 	.venv/bin/python -m bench.discovery
 	.venv/bin/python -m bench.pairing
+	.venv/bin/python -m bench.attack

@@ -5,13 +5,18 @@ A thin click layer over :class:`~controller.client.KioskClient` and
 ``CLASSCAST_LANG=en`` for English); ``--json`` output is stable and documented in
 ``docs/cli.md``. Exit status: 0 on success, 1 when the command failed (on any panel),
 2 on a usage error.
+
+Names in the output come from other machines (mDNS adverts, panels, usage records).
+Everything this module prints goes through :func:`echo`, and every error message
+through :class:`CliGroup`, which clean it with :func:`protocol.text.clean_lines`;
+``--json`` output is written by :func:`protocol.text.json_text`. So no escape
+sequence or control character from a peer reaches the terminal.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import sys
 import time
@@ -25,10 +30,18 @@ from typing import Any, TypeVar
 import click
 
 from controller.client import CastResult, Credentials, KioskClient, ProgressCallback
-from controller.collect import collect
+from controller.collect import MAX_PULLS_PER_PANEL, CollectProblem, PanelCollection, collect
 from controller.discovery import ZeroconfDiscovery
 from controller.group import Group, Outcome
-from controller.home import AmbiguousPanelError, Home, PanelNotFoundError, SavedPanel
+from controller.home import (
+    PROOF_TIMEOUT_S,
+    AmbiguousPanelError,
+    Home,
+    PanelNotFoundError,
+    PanelRow,
+    SavedPanel,
+    prove_claims,
+)
 from controller.i18n import TranslatedGroup, TranslatedOption, option, size_text, t, text_table
 from controller.monitor import Monitor, render
 from controller.report_html import report_html
@@ -44,9 +57,10 @@ from controller.schooldb import SchoolDb, week_days
 from media.lesson import load_lesson
 from protocol import limits
 from protocol.discovery import MDNS_INTERFACES_ENV, KioskFound, mdns_interfaces
-from protocol.errors import ClassCastError
+from protocol.errors import ClassCastError, FileTooLargeError, PictureTooLargeError
 from protocol.messages import ControlAction, Role, StatusSnapshot, Welcome
 from protocol.pairing import PIN_DIGITS
+from protocol.text import clean_lines, clean_name, json_text
 
 T = TypeVar("T")
 
@@ -54,6 +68,29 @@ CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 DISCOVERY_WAIT_S = 2.0
 """How long a command looks for a panel by mDNS (it stops as soon as the panel answers)."""
+
+
+def echo(message: str, *, err: bool = False) -> None:
+    """Print one message: the only way this module writes to the terminal.
+
+    Control characters and escape sequences that came with names are removed
+    (:func:`protocol.text.clean_lines`); the line breaks of the message stay.
+    """
+    click.echo(clean_lines(message), err=err)
+
+
+class CliGroup(TranslatedGroup):
+    """The ``classcast`` group: error messages of every command are cleaned before click
+    prints them, like :func:`echo` output (they may quote a panel's own words)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as exc:
+            # click's stubs mark ``message`` final; replacing it keeps the exit code and
+            # the kind of error (usage or not), which a new exception would lose.
+            setattr(exc, "message", clean_lines(exc.message))  # noqa: B010
+            raise
 
 
 class Ctx:
@@ -131,22 +168,65 @@ class Ctx:
             return []
 
     def _discover(self, name: str) -> list[KioskFound]:
-        """Panels found by mDNS whose room (case-insensitive) or kiosk id is ``name``."""
+        """Panels found by mDNS whose room (case-insensitive) or kiosk id is ``name``.
+
+        An advert that puts a saved panel's kiosk id at another address is left out:
+        only :meth:`panel_rows` may move a saved panel, after a proof.
+        """
         folded = name.casefold()
 
-        def matches(k: KioskFound) -> bool:
-            return k.kiosk_id == name or k.room.casefold() == folded
+        def matches(kiosks: list[KioskFound]) -> list[KioskFound]:
+            return [
+                k
+                for k in self.home.unclaimed(kiosks)
+                if k.kiosk_id == name or k.room.casefold() == folded
+            ]
 
         async def look() -> list[KioskFound]:
             kiosks = await self.discovery().browse(
-                self.discovery_wait_s, stop_when=lambda ks: any(matches(k) for k in ks)
+                self.discovery_wait_s, stop_when=lambda ks: bool(matches(ks))
             )
-            return [k for k in kiosks if matches(k)]
+            return matches(kiosks)
 
         try:
             return asyncio.run(look())
         except OSError:  # no usable network interface for mDNS
             return []
+
+    def panel_rows(self, found: list[KioskFound]) -> list[PanelRow]:
+        """Saved panels and those ``found`` by mDNS, after following proven moves.
+
+        A saved panel advertised at another address is moved there only if that
+        address proves it (:func:`controller.home.prove_claims`); see
+        :meth:`controller.home.Home.panel_rows` for the rows.
+        """
+        claims = self.home.claims(found)
+        if claims:
+            timeout_s = min(self.timeout_s, PROOF_TIMEOUT_S)
+            identity = self.home.identity(self.teacher)
+            moved: set[str] = set()
+            for claim in asyncio.run(prove_claims(claims, identity, timeout_s=timeout_s)):
+                if claim.panel.address not in moved:
+                    moved.add(claim.panel.address)
+                    self.home.move_panel(claim)
+        return self.home.panel_rows(found)
+
+    def usable_rows(self, found: list[KioskFound]) -> list[PanelRow]:
+        """:meth:`panel_rows` without unproven or disputed adverts, each named on stderr."""
+        rows = self.panel_rows(found)
+        for row in rows:
+            if not row.usable:
+                echo(
+                    t(
+                        "Ignored {address}: it claims to be panel {room} ({kiosk_id}) "
+                        "but did not prove it.",
+                        address=row.address,
+                        room=row.room or "?",
+                        kiosk_id=row.kiosk_id or "?",
+                    ),
+                    err=True,
+                )
+        return [r for r in rows if r.usable]
 
     async def group(self, targets: list[str], prefer: Role = "teacher") -> Group:
         return await Group.connect(
@@ -159,6 +239,8 @@ class Ctx:
 
 def error_text(exc: BaseException, panel: str = "") -> str:
     """A ClassCast error as a teacher should read it, in the output language."""
+    if isinstance(exc, FileTooLargeError | PictureTooLargeError):
+        return _too_large_text(exc)
     code = getattr(exc, "code", None)
     if code == "unauthorized":
         return t(
@@ -188,7 +270,67 @@ def error_text(exc: BaseException, panel: str = "") -> str:
         )
     if code == "certificate_changed":
         return t("The panel's certificate changed since pairing: {message}", message=str(exc))
+    if code == "quota_exceeded":
+        return t(
+            "The panel's media cache has no room for this lesson now: other lessons are "
+            "being sent to it, or the lesson on screen takes the rest. Wait and try again, "
+            "or send a smaller lesson."
+        )
+    if code == "no_space":
+        return t(
+            "The panel's disk is nearly full: the rest is kept for its usage log. Ask the "
+            "administrator to free disk space on the panel, or send a smaller lesson."
+        )
     return str(exc)
+
+
+def _too_large_text(exc: FileTooLargeError | PictureTooLargeError) -> str:
+    """What to do about a lesson file refused for its size (found before reading it)."""
+    if isinstance(exc, PictureTooLargeError):
+        megapixels = limits.MAX_PICTURE_PIXELS // 1_000_000
+        if exc.width is None or exc.height is None:
+            return t(
+                "{path}: the picture has more than {megapixels} megapixels, more than a panel "
+                "shows. Make it smaller in an image editor and cast again.",
+                path=exc.path,
+                megapixels=megapixels,
+            )
+        return t(
+            "{path}: the picture is {width}×{height} pixels, more than a panel shows (at most "
+            "{megapixels} megapixels). Make it smaller in an image editor and cast again.",
+            path=exc.path,
+            width=exc.width,
+            height=exc.height,
+            megapixels=megapixels,
+        )
+    size, limit = size_text(exc.size_bytes), size_text(exc.limit_bytes)
+    if size == limit:  # rounded alike: say how many bytes each is
+        unit = size_text(0).split()[1]
+        size, limit = f"{exc.size_bytes} {unit}", f"{exc.limit_bytes} {unit}"
+    if exc.what == "text":
+        return t(
+            "{path}: the text file is {size}, but a text slide holds at most {limit} "
+            "({chars} characters). Split the text into several files or shorten it.",
+            path=exc.path,
+            size=size,
+            limit=limit,
+            chars=limits.MAX_TEXT_ITEM_CHARS,
+        )
+    if exc.what == "lesson.toml":
+        return t(
+            "{path}: the lesson.toml is {size}, over the limit of {limit}. Check that it is "
+            "the right file: a lesson.toml only lists the lesson's items.",
+            path=exc.path,
+            size=size,
+            limit=limit,
+        )
+    return t(
+        "{path}: the file is {size}, over the limit of {limit} per file. Make it smaller "
+        "(compress the video, split the document) or leave it out of the lesson.",
+        path=exc.path,
+        size=size,
+        limit=limit,
+    )
 
 
 def run(coro: Awaitable[T]) -> T:
@@ -210,11 +352,11 @@ def report(outcomes: list[Outcome[T]], on_ok: Callable[[Outcome[T]], str | None]
         if o.error is not None:
             failed += 1
             message = error_text(o.error, o.room or o.target)
-            click.echo(t("{target}: error: {message}", target=o.label, message=message), err=True)
+            echo(t("{target}: error: {message}", target=o.label, message=message), err=True)
         else:
             line = on_ok(o)
             if line:
-                click.echo(line)
+                echo(line)
     if failed:
         raise click.ClickException(
             t("{done} of {count} panels failed.", done=failed, count=len(outcomes))
@@ -228,7 +370,7 @@ def _set_lang(ctx: click.Context, param: click.Parameter, lang: str | None) -> s
     return lang
 
 
-@click.group(cls=TranslatedGroup, context_settings=CONTEXT)
+@click.group(cls=CliGroup, context_settings=CONTEXT)
 @option("--teacher", envvar="CLASSCAST_TEACHER", help="Your name as panels log it.")
 @option(
     "--lang",
@@ -301,7 +443,7 @@ def cast(obj: Ctx, lesson: tuple[Path, ...], to: str | None, all_panels: bool, s
     try:
         loaded = load_lesson(lesson[0] if len(lesson) == 1 else list(lesson))
     except ClassCastError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(error_text(exc)) from None
     targets = obj.targets(to, all_panels)
 
     async def go() -> list[Outcome[CastResult]]:
@@ -569,7 +711,7 @@ def status(obj: Ctx, panel: str | None, as_json: bool, watch: bool, thumbnail: P
         targets = [obj.resolve(panel)]
     else:
         found = obj.discover_all() if watch else []
-        targets = [r["address"] for r in merge_panels(obj.home, found)]
+        targets = [r.address for r in obj.usable_rows(found)]
     if not targets:
         raise click.ClickException(
             t("No saved panels: add one with `classcast panels add HOST[:PORT]`.")
@@ -587,8 +729,8 @@ def status(obj: Ctx, panel: str | None, as_json: bool, watch: bool, thumbnail: P
 
     outcomes = run(go())
     if as_json:
-        click.echo(
-            json.dumps(
+        echo(
+            json_text(
                 [
                     {
                         "address": o.target,
@@ -598,7 +740,6 @@ def status(obj: Ctx, panel: str | None, as_json: bool, watch: bool, thumbnail: P
                     }
                     for o in outcomes
                 ],
-                ensure_ascii=False,
                 indent=2,
             )
         )
@@ -620,7 +761,7 @@ def _save_thumbnail(obj: Ctx, address: str, path: Path) -> None:
 
     png = run(go())
     path.write_bytes(png)
-    click.echo(t("Written to {path}.", path=path))
+    echo(t("Written to {path}.", path=path))
 
 
 async def _watch(obj: Ctx, targets: list[str], as_json: bool) -> None:
@@ -644,12 +785,12 @@ async def _watch(obj: Ctx, targets: list[str], as_json: bool) -> None:
             changed.clear()
             panels = watcher.snapshot()
             if as_json:
-                click.echo(json.dumps([p.as_json() for p in panels], ensure_ascii=False))
+                echo(json_text([p.as_json() for p in panels]))
             elif tty:
                 click.clear()
-                click.echo(render(panels, time.time()))
+                echo(render(panels, time.time()))
             else:
-                click.echo(render(panels, time.time()) + "\n")
+                echo(render(panels, time.time()) + "\n")
 
 
 def _status_text(address: str, s: StatusSnapshot) -> str:
@@ -704,65 +845,41 @@ def panels(ctx: click.Context, as_json: bool, wait_s: float) -> None:
     try:
         found = asyncio.run(look()) if wait_s > 0 else []
     except OSError as exc:
-        click.echo(t("Discovery is not available here: {message}", message=exc), err=True)
+        echo(t("Discovery is not available here: {message}", message=exc), err=True)
         found = []
-    rows = merge_panels(obj.home, found)
+    rows = obj.panel_rows(found)
     if as_json:
-        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        echo(json_text([r.as_json() for r in rows], indent=2))
         return
     if not rows:
-        click.echo(t("No panels found: add one with `classcast panels add HOST[:PORT]`."))
+        echo(t("No panels found: add one with `classcast panels add HOST[:PORT]`."))
         return
-    header = (t("Room"), t("School"), t("State"), t("Address"), t("Paired"))
+    header = (t("Room"), t("School"), t("State"), t("Address"), t("Paired"), "")
     table = [
         (
-            r["room"] or "?",
-            r["school"] or "",
-            t(r["state"]) if r["state"] else t("not seen"),
-            r["address"],
-            t("yes") if r["paired"] else t("no"),
+            clean_name(r.room or "?"),
+            clean_name(r.school or ""),
+            t(r.state) if r.state else t("not seen"),
+            r.address,
+            t("yes") if r.paired else t("no"),
+            _row_note(r, rows),
         )
         for r in rows
     ]
-    click.echo(text_table([header, *table]))
+    echo(text_table([header, *table]))
 
 
-def merge_panels(home: Home, found: list[KioskFound]) -> list[dict[str, Any]]:
-    """Panels found by mDNS and saved ones, one row per kiosk (the ``--json`` format).
-
-    A saved panel seen at a new address (DHCP) is saved with that address.
-    """
-    paired = home.paired_ids()
-    rows: dict[str, dict[str, Any]] = {}
-    for k in found:
-        rows[k.kiosk_id] = {
-            "room": k.room,
-            "school": k.school,
-            "state": k.state,
-            "address": k.address,
-            "kiosk_id": k.kiosk_id,
-            "fingerprint": k.fingerprint,
-            "paired": k.kiosk_id in paired,
-            "source": "mdns",
-        }
-    for p in home.panels():
-        row = rows.get(p.kiosk_id or "")
-        if row is not None:
-            row["source"] = "mdns+saved"
-            if p.address != row["address"]:
-                home.save_panel(SavedPanel(row["address"], p.room, p.kiosk_id, p.school))
-            continue
-        rows[p.kiosk_id or p.address] = {
-            "room": p.room,
-            "school": p.school,
-            "state": None,
-            "address": p.address,
-            "kiosk_id": p.kiosk_id,
-            "fingerprint": None,
-            "paired": p.kiosk_id in paired if p.kiosk_id else False,
-            "source": "saved",
-        }
-    return sorted(rows.values(), key=lambda r: ((r["room"] or "").casefold(), r["address"]))
+def _row_note(row: PanelRow, rows: list[PanelRow]) -> str:
+    """Why a row of ``classcast panels`` must not be trusted, or ``""``."""
+    if row.verified is False:
+        saved = next((r for r in rows if r.verified and r.kiosk_id == row.kiosk_id), None)
+        return t(
+            "NOT VERIFIED: claims to be the saved panel at {address}",
+            address=saved.address if saved is not None else "?",
+        )
+    if row.conflict:
+        return t("CONFLICT: several panels claim this kiosk id")
+    return ""
 
 
 @panels.command("add")
@@ -784,27 +901,44 @@ def panels_add(obj: Ctx, address: str) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="HOST[:PORT]") from None
 
-    async def probe() -> Welcome | None:
+    async def probe() -> tuple[Welcome, str]:
         async with await KioskClient.connect(
             address, obj.home.identity(obj.teacher), timeout_s=obj.timeout_s
         ) as client:
-            return client.welcome
+            assert client.welcome is not None
+            return client.welcome, client.fingerprint
 
     try:
-        welcome = asyncio.run(probe())
+        welcome, fingerprint = asyncio.run(probe())
     except ClassCastError as exc:
         obj.home.save_panel(SavedPanel(address=address))
-        click.echo(
+        echo(
             t("Saved {address}; the panel did not answer: {message}", address=address, message=exc)
         )
         return
-    assert welcome is not None
+    pinned = obj.home.pinned_fingerprint(welcome.kiosk_id)
+    if pinned is not None and pinned != fingerprint:
+        # Another machine using a known panel's id: it must not take that panel's place.
+        raise click.ClickException(
+            t(
+                "{address} says it is panel {room} ({kiosk_id}), but its certificate is not "
+                "the one this computer knows for that panel; nothing was saved. If the panel "
+                "was reinstalled, remove it with `classcast panels remove` and pair again.",
+                address=address,
+                room=welcome.room,
+                kiosk_id=welcome.kiosk_id,
+            )
+        )
     obj.home.save_panel(
         SavedPanel(
-            address=address, room=welcome.room, kiosk_id=welcome.kiosk_id, school=welcome.school
+            address=address,
+            room=welcome.room,
+            kiosk_id=welcome.kiosk_id,
+            school=welcome.school,
+            fingerprint=fingerprint,
         )
     )
-    click.echo(
+    echo(
         t(
             "Saved {room} ({address}, id {kiosk_id}).",
             room=welcome.room,
@@ -854,11 +988,15 @@ def pair(obj: Ctx, panel: str, pin: str | None, admin: bool) -> None:
     welcome, creds = run(go())
     obj.home.save_panel(
         SavedPanel(
-            address=address, room=welcome.room, kiosk_id=welcome.kiosk_id, school=welcome.school
+            address=address,
+            room=welcome.room,
+            kiosk_id=welcome.kiosk_id,
+            school=welcome.school,
+            fingerprint=creds.fingerprint,
         )
     )
     obj.home.save_credentials(welcome.kiosk_id, creds)
-    click.echo(t("Paired with {room} as {role}.", room=welcome.room, role=t(role)))
+    echo(t("Paired with {room} as {role}.", room=welcome.room, role=t(role)))
 
 
 @cli.command()
@@ -890,7 +1028,7 @@ def unpair(obj: Ctx, panel: str) -> None:
     try:
         asyncio.run(go())
     except ClassCastError as exc:
-        click.echo(
+        echo(
             t(
                 "The panel did not answer ({message}); the pairing is forgotten here only.",
                 message=error_text(exc),
@@ -899,7 +1037,7 @@ def unpair(obj: Ctx, panel: str) -> None:
         )
     if kiosk_id is not None:
         obj.home.forget_credentials(kiosk_id)
-    click.echo(t("Unpaired from {panel}.", panel=saved.room if saved and saved.room else address))
+    echo(t("Unpaired from {panel}.", panel=saved.room if saved and saved.room else address))
 
 
 @panels.command("remove")
@@ -916,7 +1054,7 @@ def panels_remove(obj: Ctx, panel: str) -> None:
     for p in obj.home.panels():
         if p.address == address:
             obj.home.remove_panel(p)
-            click.echo(t("Removed {address}.", address=address))
+            echo(t("Removed {address}.", address=address))
             return
     raise click.ClickException(
         t("Panel not found: {name}. Saved panels are listed by `classcast panels`.", name=panel)
@@ -980,28 +1118,31 @@ def usage() -> None:
 
 @usage.command("collect")
 @_db_option
+@option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/admin.md).")
 @click.pass_obj
-def usage_collect(obj: Ctx, db_path: Path | None) -> None:
+def usage_collect(obj: Ctx, db_path: Path | None, as_json: bool) -> None:
     """Pull new usage records from every panel into the school database.
 
     Panels are the saved ones and those found on the network. Each needs this
     computer paired as admin (classcast pair PANEL --admin). Running it again, or after
     an interruption, loses nothing and stores nothing twice.
 
+    A record that cannot be trusted is named with its panel and number; the records
+    before it are stored (docs/admin.md).
+
     Example:
 
         classcast usage collect --db /var/lib/classcast/school.sqlite
     """
-    rows = merge_panels(obj.home, obj.discover_all())
+    rows = obj.usable_rows(obj.discover_all())
     if not rows:
         raise click.ClickException(
             t("No saved panels: add one with `classcast panels add HOST[:PORT]`.")
         )
-    by_address = {r["address"]: r for r in rows}
+    by_address = {r.address: r for r in rows}
 
     def creds(address: str) -> Credentials | None:
-        kiosk_id = by_address[address]["kiosk_id"]
-        return obj.home.credentials(kiosk_id, "admin")
+        return obj.home.credentials(by_address[address].kiosk_id, "admin")
 
     db = _open_db(obj, db_path)
     try:
@@ -1016,24 +1157,168 @@ def usage_collect(obj: Ctx, db_path: Path | None) -> None:
         )
     finally:
         db.close()
+    names = {p.address: p.room or by_address[p.address].room or p.address for p in result.panels}
+    failed = [p for p in result.panels if p.error is not None]
+    if as_json:
+        panels_json = [_collection_json(p, names[p.address]) for p in result.panels]
+        summary = {"added": result.added, "failed": len(result.failed), "panels": panels_json}
+        echo(json_text(summary, indent=2))
+        if result.failed:
+            sys.exit(1)
+        return
     for panel in result.panels:
-        name = panel.room or by_address[panel.address]["room"] or panel.address
+        name = names[panel.address]
         if panel.error is not None:
-            message = error_text(panel.error, name)
-            click.echo(t("{target}: error: {message}", target=name, message=message), err=True)
-        else:
-            click.echo(
-                t(
-                    "{room}: {added} new records ({duplicates} already stored).",
-                    room=name,
-                    added=panel.added,
-                    duplicates=panel.duplicates,
-                )
+            message = _collect_error_text(panel.error, name)
+            echo(t("{target}: error: {message}", target=name, message=message), err=True)
+            continue
+        echo(
+            t(
+                "{room}: {added} new records ({duplicates} already stored).",
+                room=name,
+                added=panel.added,
+                duplicates=panel.duplicates,
             )
+        )
+        for problem in panel.problems:
+            echo(f"{name}: {_problem_text(problem)}", err=True)
+    if failed:
+        raise click.ClickException(
+            t("{done} of {count} panels failed.", done=len(failed), count=len(result.panels))
+        )
     if result.failed:
         raise click.ClickException(
-            t("{done} of {count} panels failed.", done=len(result.failed), count=len(result.panels))
+            t(
+                "Problems with the records of {n} of {count} panels: see above.",
+                n=len(result.failed),
+                count=len(result.panels),
+            )
         )
+
+
+def _collect_error_text(exc: ClassCastError, panel: str) -> str:
+    """Why nothing could be collected from a panel, in the output language."""
+    if exc.code == "usage_key_changed":
+        return t(
+            "the panel now signs its usage log with another key than the one pinned at its "
+            "first collection: nothing stored. If the panel was reinstalled, an admin must "
+            "forget its old key on purpose (docs/admin.md); otherwise someone impersonates it."
+        )
+    if exc.code == "usage_tamper":
+        return t("the panel sent no usable signing key: nothing stored. Check the panel.")
+    if exc.code in ("usage_chain", "bad_batch"):
+        return t("the panel sent another panel's records: nothing stored. Check the panel.")
+    if exc.code == "usage_log":
+        return t("the school database cannot be read or written: {message}", message=str(exc))
+    if exc.code == "internal":
+        return t("collection failed unexpectedly: {message}", message=str(exc))
+    return error_text(exc, panel)
+
+
+def _refusal_cause(problem: CollectProblem) -> str:
+    """Why a record does not continue the panel's chain, in the output language."""
+    match problem.cause:
+        case "edited":
+            return t("its content differs from what the panel signed (edited)")
+        case "deleted":
+            return t("records before it are missing (deleted)")
+        case "reordered":
+            return t("it comes out of order (reordered)")
+        case "bad_signature":
+            return t("it is not signed by the panel's key (forged)")
+        case "foreign":
+            return t("it is a record of another panel")
+        case _:
+            return t("it does not follow the record before it (inserted)")
+
+
+def _problem_text(problem: CollectProblem) -> str:
+    """One problem of a panel's records, for the admin, in the output language."""
+    seq, value, field_name = problem.seq, problem.value, problem.field
+    match problem.kind:
+        case "invalid" if problem.reason == "not_a_time":
+            return t(
+                "record #{seq} is stored but left out of reports: {field} = {value} is not a time.",
+                seq=seq,
+                field=field_name,
+                value=value,
+            )
+        case "invalid" if problem.reason == "negative":
+            return t(
+                "record #{seq} is stored but left out of reports: {field} = {value} is negative.",
+                seq=seq,
+                field=field_name,
+                value=value,
+            )
+        case "invalid":
+            return t(
+                "record #{seq} is stored but left out of reports: "
+                "{field} = {value} is out of range.",
+                seq=seq,
+                field=field_name,
+                value=value,
+            )
+        case "refused":
+            return t(
+                "record #{seq} was not stored: {cause}. Records not stored: {n}; collection "
+                "stops at this record until the panel's usage log is checked.",
+                seq=seq,
+                cause=_refusal_cause(problem),
+                n=problem.not_stored,
+            )
+        case "conflict":
+            return t(
+                "record #{seq} came back as another record than the one stored; "
+                "the stored one is kept.",
+                seq=seq,
+            )
+        case "no_progress":
+            return t(
+                "the panel says more records follow #{seq} but sends none: collection from "
+                "it stopped. Check the panel.",
+                seq=seq,
+            )
+        case "pull_limit":
+            return t(
+                "the panel was still sending after {n} batches: stopped after record #{seq}; "
+                "the next collection goes on from there.",
+                n=MAX_PULLS_PER_PANEL,
+                seq=seq,
+            )
+
+
+def _collection_json(panel: PanelCollection, name: str) -> dict[str, Any]:
+    """One panel of ``usage collect --json``."""
+    error = (
+        None
+        if panel.error is None
+        else {"code": panel.error.code, "message": _collect_error_text(panel.error, name)}
+    )
+    return {
+        "address": panel.address,
+        "room": name,
+        "kiosk_id": panel.kiosk_id,
+        "ok": panel.ok,
+        "added": panel.added,
+        "duplicates": panel.duplicates,
+        "quarantined": panel.quarantined,
+        "last_seq": panel.last_seq,
+        "pulls": panel.pulls,
+        "error": error,
+        "problems": [
+            {
+                "kind": p.kind,
+                "seq": p.seq,
+                "cause": p.cause,
+                "not_stored": p.not_stored,
+                "field": p.field,
+                "value": p.value,
+                "reason": p.reason,
+                "message": _problem_text(p),
+            }
+            for p in panel.problems
+        ],
+    }
 
 
 def _period(
@@ -1205,18 +1490,18 @@ def usage_verify(obj: Ctx, db_path: Path | None) -> None:
     finally:
         db.close()
     for problem in problems:
-        click.echo(str(problem), err=True)
+        echo(str(problem), err=True)
     if problems:
         raise click.ClickException(t("{n} problems found.", n=len(problems)))
-    click.echo(t("All {n} records verified.", n=count))
+    echo(t("All {n} records verified.", n=count))
 
 
 def _emit(text: str, output: Path | None) -> None:
     if output is None:
-        click.echo(text.rstrip("\n"))
+        echo(text.rstrip("\n"))
         return
     output.write_text(text, encoding="utf-8")
-    click.echo(t("Written to {path}.", path=output))
+    echo(t("Written to {path}.", path=output))
 
 
 def main() -> None:

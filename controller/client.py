@@ -345,13 +345,18 @@ class KioskClient:
         """
         # The kiosk may have no real-time clock: record how far off it is, so that
         # reports can correct the times of this lesson's usage records.
+        # A panel further off than the protocol allows keeps its own time in its records
+        # (0); the synchronised start still uses the measured offset.
         offset_ms = await self.measure_clock_offset()
+        logged_ms = offset_ms if abs(offset_ms) <= limits.MAX_CLOCK_OFFSET_MS else 0
+        if logged_ms != offset_ms:
+            logger.info("%s: clock %d ms off, beyond the protocol's bound", self.name, offset_ms)
         msg = Cast(
             id=self._new_id(),
             lesson=lesson.manifest(),
             start_index=start_index,
             start_at_ms=start_at_ms + offset_ms if start_at_ms is not None else None,
-            clock_offset_ms=offset_ms,
+            clock_offset_ms=logged_ms,
         )
         return await self._transfer(msg, lesson, progress)
 

@@ -3,23 +3,42 @@
 ``CLASSCAST_HOME`` defaults to the user's data directory (platformdirs). Every file is
 small JSON, written to a temporary file and renamed, so an interrupted write never
 leaves a broken file.
+
+**Saved addresses move only on proof.** Anyone on the network can advertise a saved
+panel's kiosk id (and its public certificate fingerprint) at another address. So an
+mDNS advert never changes ``panels.json`` by itself: :meth:`Home.claims` lists the
+adverts that put a saved panel somewhere else, :func:`prove_claims` opens a TLS
+connection to each and keeps those that show the certificate pinned for that panel
+(at pairing, or when it was saved over TLS) and greet with its kiosk id, and only
+:meth:`Home.move_panel` on such a proven claim changes the address. Until then the
+saved address stays, and :meth:`Home.panel_rows` shows the advert as unverified and
+conflicting. Names read from ``panels.json`` or saved into it are cleaned
+(:func:`protocol.text.clean_name`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import getpass
 import json
 import os
 import secrets
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import platformdirs
 
-from controller.client import ControllerIdentity, Credentials, split_host_port
+from controller.client import ControllerIdentity, Credentials, KioskClient, split_host_port
+from protocol.discovery import KioskFound
 from protocol.errors import ClassCastError
 from protocol.messages import Role
+from protocol.text import clean_name
+
+PROOF_TIMEOUT_S: Final = 3.0
+"""Longest wait for the TLS connection and greeting that prove a saved panel's new address."""
 
 
 class PanelNotFoundError(ClassCastError):
@@ -36,12 +55,70 @@ class AmbiguousPanelError(ClassCastError):
 
 @dataclass(frozen=True, slots=True)
 class SavedPanel:
-    """A panel in the address book."""
+    """A panel in the address book.
+
+    ``fingerprint`` is the certificate the panel showed when it was saved over TLS
+    (``panels add``, ``pair``): with the one pinned at pairing, it is what a new
+    address must prove (module docstring). ``None`` when the panel did not answer.
+    """
 
     address: str
     room: str | None = None
     kiosk_id: str | None = None
     school: str | None = None
+    fingerprint: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("room", "kiosk_id", "school"):
+            value = getattr(self, name)
+            if value is not None and clean_name(value) != value:
+                object.__setattr__(self, name, clean_name(value))
+
+
+@dataclass(frozen=True, slots=True)
+class AddressClaim:
+    """An mDNS advert that puts a saved panel's kiosk id at another address.
+
+    Believe it only once :func:`prove_claims` has kept it; ``fingerprint`` is the
+    certificate pinned for ``panel``.
+    """
+
+    panel: SavedPanel
+    advert: KioskFound
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class PanelRow:
+    """One line of ``classcast panels``: a panel found by mDNS, saved, or both.
+
+    ``verified`` is True for an address from the address book (typed by the user, or
+    proven over TLS), False for an advert that claims a saved panel's kiosk id but did
+    not prove it, and None for an advert of a panel not in the address book (nothing
+    to check it against). ``conflict`` marks an advert whose kiosk id another address
+    holds (the saved panel's, or other adverts of that id): never a target.
+    """
+
+    room: str | None
+    school: str | None
+    state: str | None
+    address: str
+    kiosk_id: str | None
+    fingerprint: str | None
+    paired: bool
+    source: str
+    """``mdns``, ``saved`` or ``mdns+saved``."""
+    verified: bool | None
+    conflict: bool
+
+    def as_json(self) -> dict[str, Any]:
+        """The row as ``classcast panels --json`` prints it (docs/cli.md)."""
+        return asdict(self)
+
+    @property
+    def usable(self) -> bool:
+        """Whether commands may send to this address (not an unproven or disputed advert)."""
+        return self.verified is not False and not self.conflict
 
 
 def home_dir() -> Path:
@@ -88,9 +165,118 @@ class Home:
                         room=_str_or_none(item.get("room")),
                         kiosk_id=_str_or_none(item.get("kiosk_id")),
                         school=_str_or_none(item.get("school")),
+                        fingerprint=_str_or_none(item.get("fingerprint")),
                     )
                 )
         return result
+
+    def pinned_fingerprint(self, kiosk_id: str | None) -> str | None:
+        """The certificate the panel ``kiosk_id`` must show: the one pinned at pairing, else
+        the one seen when it was saved; ``None`` when neither is known (then nothing can
+        prove that an address is that panel)."""
+        if kiosk_id is None:
+            return None
+        paired = self.credentials(kiosk_id)
+        if paired is not None:
+            return paired.fingerprint
+        return next(
+            (p.fingerprint for p in self.panels() if p.kiosk_id == kiosk_id and p.fingerprint),
+            None,
+        )
+
+    def claims(self, found: Sequence[KioskFound]) -> list[AddressClaim]:
+        """The adverts in ``found`` that put a saved panel's kiosk id at another address.
+
+        Only saved panels with a known certificate can have claims (the others can
+        never be proven): pass the result to :func:`prove_claims`, then
+        :meth:`move_panel` each claim it keeps.
+        """
+        result = []
+        for panel in self.panels():
+            if panel.kiosk_id is None:
+                continue
+            pinned = self.pinned_fingerprint(panel.kiosk_id)
+            if pinned is None:
+                continue
+            for advert in found:
+                if advert.kiosk_id == panel.kiosk_id and advert.address != panel.address:
+                    result.append(AddressClaim(panel, advert, pinned))
+        return result
+
+    def unclaimed(self, found: Sequence[KioskFound]) -> list[KioskFound]:
+        """``found`` without the adverts that put a saved panel's kiosk id elsewhere.
+
+        What a command may connect to when it looks a panel up by mDNS: a saved panel
+        is reached at its saved address, never through another advert of its id.
+        """
+        saved = {p.kiosk_id: p.address for p in self.panels() if p.kiosk_id is not None}
+        return [k for k in found if saved.get(k.kiosk_id, k.address) == k.address]
+
+    def move_panel(self, claim: AddressClaim) -> SavedPanel:
+        """Save the panel of a **proven** ``claim`` at the advert's address; return it.
+
+        Call it only with claims :func:`prove_claims` kept.
+        """
+        moved = dataclasses.replace(
+            claim.panel, address=claim.advert.address, fingerprint=claim.fingerprint
+        )
+        self.save_panel(moved)
+        return moved
+
+    def panel_rows(self, found: Sequence[KioskFound]) -> list[PanelRow]:
+        """Panels found by mDNS and saved ones, sorted by room (``classcast panels``).
+
+        An advert at a saved panel's address with its kiosk id is merged into that
+        panel's row. An advert that puts a saved panel's kiosk id elsewhere gets a row of
+        its own, ``verified=False`` and ``conflict=True`` (call :meth:`claims`,
+        :func:`prove_claims` and :meth:`move_panel` first, so that a proven move is
+        already saved); several adverts of one unsaved kiosk id are all ``conflict``.
+        """
+        paired = self.paired_ids()
+        saved = self.panels()
+        saved_by_id = {p.kiosk_id: p for p in saved if p.kiosk_id is not None}
+        adverts_per_id: dict[str, int] = {}
+        for k in found:
+            adverts_per_id[k.kiosk_id] = adverts_per_id.get(k.kiosk_id, 0) + 1
+        rows: list[PanelRow] = []
+        merged: dict[str, KioskFound] = {}
+        for k in found:
+            panel = saved_by_id.get(k.kiosk_id)
+            if panel is not None and panel.address == k.address:
+                merged[panel.address] = k
+                continue
+            claimed = panel is not None
+            rows.append(
+                PanelRow(
+                    room=k.room,
+                    school=k.school,
+                    state=k.state,
+                    address=k.address,
+                    kiosk_id=k.kiosk_id,
+                    fingerprint=k.fingerprint,
+                    paired=not claimed and k.kiosk_id in paired,
+                    source="mdns",
+                    verified=False if claimed else None,
+                    conflict=claimed or adverts_per_id[k.kiosk_id] > 1,
+                )
+            )
+        for p in saved:
+            advert = merged.get(p.address)
+            rows.append(
+                PanelRow(
+                    room=p.room,
+                    school=p.school,
+                    state=advert.state if advert is not None else None,
+                    address=p.address,
+                    kiosk_id=p.kiosk_id,
+                    fingerprint=advert.fingerprint if advert is not None else p.fingerprint,
+                    paired=p.kiosk_id in paired if p.kiosk_id else False,
+                    source="mdns+saved" if advert is not None else "saved",
+                    verified=True,
+                    conflict=False,
+                )
+            )
+        return sorted(rows, key=lambda r: ((r.room or "").casefold(), r.address))
 
     def save_panel(self, panel: SavedPanel) -> None:
         """Add ``panel``, replacing a saved one with the same address or kiosk id."""
@@ -201,6 +387,45 @@ class Home:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(json.dumps(data, ensure_ascii=False, indent=2))
         tmp.replace(path)
+
+
+async def prove_claims(
+    claims: Sequence[AddressClaim],
+    identity: ControllerIdentity,
+    *,
+    timeout_s: float = PROOF_TIMEOUT_S,
+) -> list[AddressClaim]:
+    """The claims whose address proves to be the saved panel, checked all at once.
+
+    A claim is proven when a TLS connection to the advert's address shows the pinned
+    certificate (the handshake proves the peer holds its private key, which the public
+    fingerprint in the advert does not) and the kiosk there greets with the saved
+    kiosk id. Nothing is sent to an address whose certificate differs (see
+    :meth:`KioskClient.connect`). Give the result to :meth:`Home.move_panel`; the
+    other claims are impostors or stale adverts, and the saved address stays.
+
+    Args:
+        claims: from :meth:`Home.claims`.
+        identity: this controller (sent in ``hello`` to a proven kiosk only).
+        timeout_s: per claim; a claim that does not answer in time is not proven.
+    """
+
+    async def proven(claim: AddressClaim) -> bool:
+        try:
+            async with asyncio.timeout(2 * timeout_s):  # connect, then hello: each timed
+                async with await KioskClient.connect(
+                    claim.advert.address,
+                    identity,
+                    fingerprint=claim.fingerprint,
+                    timeout_s=timeout_s,
+                ) as client:
+                    welcome = client.welcome
+                    return welcome is not None and welcome.kiosk_id == claim.panel.kiosk_id
+        except (ClassCastError, TimeoutError):  # another certificate, refused, silent
+            return False
+
+    results = await asyncio.gather(*(proven(c) for c in claims))
+    return [c for c, ok in zip(claims, results, strict=True) if ok]
 
 
 def _looks_like_address(name: str) -> bool:

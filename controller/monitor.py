@@ -20,6 +20,7 @@ from controller.client import ControllerIdentity, Credentials, KioskClient
 from controller.i18n import number_text, size_text, t, text_table
 from protocol.errors import ClassCastError, ConnectionFailedError
 from protocol.messages import StatusSnapshot
+from protocol.text import clean_name
 
 RECONNECT_S = 5.0
 """How often an offline panel is tried again."""
@@ -127,7 +128,11 @@ class Monitor:
 
 
 def render(panels: Sequence[PanelState], now_s: float) -> str:
-    """The monitor table, in the output language."""
+    """The monitor table, in the output language.
+
+    What the panels report (room, lesson, presenter, version) is cleaned of control
+    characters and escape sequences (:func:`protocol.text.clean_name`) before layout.
+    """
     header = (
         t("Room"),
         t("Online"),
@@ -144,7 +149,7 @@ def render(panels: Sequence[PanelState], now_s: float) -> str:
         if s is None or s.lesson_title is None:
             showing = t(s.state) if s is not None else "—"
         else:
-            showing = f"{s.lesson_title}: {s.index + 1}/{s.count}"
+            showing = f"{clean_name(s.lesson_title)}: {s.index + 1}/{s.count}"
             if s.blanked:
                 showing += f" ({t('Blanked')})"
             elif s.state == "paused":
@@ -161,13 +166,13 @@ def render(panels: Sequence[PanelState], now_s: float) -> str:
         )
         rows.append(
             (
-                (s.room if s else p.room) or "?",
+                clean_name((s.room if s else p.room) or "?"),
                 t("yes") if p.online else t("no"),
                 showing,
-                (s.presenter if s else None) or "—",
+                clean_name((s.presenter if s else None) or "—"),
                 seen,
                 cache,
-                s.version if s else "—",
+                clean_name(s.version) if s else "—",
                 p.address,
             )
         )

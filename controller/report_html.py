@@ -4,7 +4,9 @@
 drawn here as inline SVG (one ``<rect class="bar">`` per bar), no scripts, fonts or
 links to fetch. Save it and open it in any browser, or mail it. Labels are Russian
 unless ``lang="en"`` (or ``CLASSCAST_LANG=en``); texts come from
-:data:`controller.reports.REPORT_RU`.
+:data:`controller.reports.REPORT_RU`. Names (rooms, teachers, content) come from the
+panels' usage records: every text is cleaned of control characters, bidi overrides and
+zero-width characters (:func:`protocol.text.clean_name`) and HTML-escaped by :func:`_h`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from controller.reports import (
     report_text as _t,
 )
 from controller.schooldb import SchoolDb
+from protocol.text import clean_name
 
 __all__ = ["bar_chart", "compliance_rule_text", "report_html"]
 
@@ -46,6 +49,12 @@ rect.bar { fill: #2b6cb0; }
 .met { color: #276749; font-weight: bold; }
 .unmet { color: #c53030; font-weight: bold; }
 """
+
+
+def _h(text: str) -> str:
+    """``text`` as safe HTML: cleaned (:func:`protocol.text.clean_name`), then escaped."""
+    return html.escape(clean_name(text))
+
 
 _LABEL_W: Final = 220
 _BAR_W: Final = 420
@@ -69,18 +78,19 @@ def bar_chart(title: str, bars: Sequence[tuple[str, float, str]]) -> str:
     parts = [
         f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" role="img" '
         f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-        f'aria-label="{html.escape(title)}">'
+        f'aria-label="{_h(title)}">'
     ]
     for i, (label, value, value_text) in enumerate(bars):
         y = 4 + i * _ROW_H
         bar_w = max(1.0, _BAR_W * value / peak) if value > 0 else 0.0
+        label = clean_name(label)  # before shortening: count the characters shown
         short = label if len(label) <= 32 else label[:31] + "…"
         parts.append(
-            f'<text x="{_LABEL_W - 6}" y="{y + 15}" text-anchor="end">{html.escape(short)}</text>'
+            f'<text x="{_LABEL_W - 6}" y="{y + 15}" text-anchor="end">{_h(short)}</text>'
             f'<rect class="bar" x="{_LABEL_W}" y="{y + 3}" '
             f'width="{bar_w:.1f}" height="{_ROW_H - 6}">'
-            f"<title>{html.escape(label)}: {html.escape(value_text)}</title></rect>"
-            f'<text x="{_LABEL_W + bar_w + 6:.1f}" y="{y + 15}">{html.escape(value_text)}</text>'
+            f"<title>{_h(label)}: {_h(value_text)}</title></rect>"
+            f'<text x="{_LABEL_W + bar_w + 6:.1f}" y="{y + 15}">{_h(value_text)}</text>'
         )
     parts.append("</svg>")
     return "".join(parts)
@@ -88,11 +98,11 @@ def bar_chart(title: str, bars: Sequence[tuple[str, float, str]]) -> str:
 
 def _usage_table(rows: Sequence[ReportRow], heading: str, lang: str, tz: str) -> str:
     heads = [heading, "Lessons", "Display time", "Items", "First shown", "Last shown"]
-    out = ["<table><tr>", *(f"<th>{html.escape(_t(h, lang))}</th>" for h in heads), "</tr>"]
+    out = ["<table><tr>", *(f"<th>{_h(_t(h, lang))}</th>" for h in heads), "</tr>"]
     for r in rows:
         out.append(
-            f"<tr><td>{html.escape(r.label)}</td><td class='n'>{r.lessons}</td>"
-            f"<td class='n'>{html.escape(duration_text(r.display_ms, lang))}</td>"
+            f"<tr><td>{_h(r.label)}</td><td class='n'>{r.lessons}</td>"
+            f"<td class='n'>{_h(duration_text(r.display_ms, lang))}</td>"
             f"<td class='n'>{r.items}</td>"
             f"<td>{local_time_text(r.first_start_utc, tz)}</td>"
             f"<td>{local_time_text(r.last_end_utc, tz)}</td></tr>"
@@ -103,11 +113,11 @@ def _usage_table(rows: Sequence[ReportRow], heading: str, lang: str, tz: str) ->
 
 def _compliance_table(rows: Sequence[ComplianceRow], lang: str) -> str:
     heads = ["Teacher", "Lessons", "Goal met", "Days", "Sessions", "Too short", "Without source"]
-    out = ["<table><tr>", *(f"<th>{html.escape(_t(h, lang))}</th>" for h in heads), "</tr>"]
+    out = ["<table><tr>", *(f"<th>{_h(_t(h, lang))}</th>" for h in heads), "</tr>"]
     for r in rows:
         mark = "met" if r.met else "unmet"
         out.append(
-            f"<tr><td>{html.escape(r.teacher_name)}</td><td class='n'>{r.lessons}</td>"
+            f"<tr><td>{_h(r.teacher_name)}</td><td class='n'>{r.lessons}</td>"
             f"<td class='{mark}'>{_t('yes' if r.met else 'no', lang)}</td>"
             f"<td>{', '.join(d[5:] for d in r.days)}</td><td class='n'>{r.sessions}</td>"
             f"<td class='n'>{r.too_short}</td><td class='n'>{r.without_source}</td></tr>"
@@ -173,11 +183,11 @@ def report_html(
     title = _t("Digital content usage report", language)
     period = _t("Period: {start} – {end}", language, start=start, end=end)
     body = [
-        f"<h1>{html.escape(title)}</h1>",
-        f"<p class='meta'>{html.escape(period)}</p>",
-        f"<p class='meta'>{html.escape(_t('Timezone: {tz}', language, tz=tz))}</p>",
+        f"<h1>{_h(title)}</h1>",
+        f"<p class='meta'>{_h(period)}</p>",
+        f"<p class='meta'>{_h(_t('Timezone: {tz}', language, tz=tz))}</p>",
         "<p class='meta'>"
-        + html.escape(
+        + _h(
             _t(
                 "Lessons {lessons} · display time {time} · panels {panels}",
                 language,
@@ -189,7 +199,7 @@ def report_html(
         + "</p>",
     ]
     if not by_day:
-        body.append(f"<p>{html.escape(_t('No data', language))}</p>")
+        body.append(f"<p>{_h(_t('No data', language))}</p>")
     charts = [
         ("Display time per day", day_bars),
         ("Top content", [bar(r.label, r.display_ms) for r in content[:top]]),
@@ -197,21 +207,21 @@ def report_html(
     ]
     for heading, bars in charts:
         text = _t(heading, language)
-        body.append(f"<h2>{html.escape(text)}</h2>")
+        body.append(f"<h2>{_h(text)}</h2>")
         body.append(bar_chart(f"{text} ({minutes})", bars))
-    body.append(f"<h2>{html.escape(_t('By room', language))}</h2>")
+    body.append(f"<h2>{_h(_t('By room', language))}</h2>")
     body.append(_usage_table(rooms, "Room", language, tz))
-    body.append(f"<h2>{html.escape(_t('By teacher', language))}</h2>")
+    body.append(f"<h2>{_h(_t('By teacher', language))}</h2>")
     body.append(_usage_table(teachers, "Teacher", language, tz))
     if compliance_rows:
         week = compliance_rows[0].week
-        body.append(f"<h2>{html.escape(_t('Compliance, week {week}', language, week=week))}</h2>")
+        body.append(f"<h2>{_h(_t('Compliance, week {week}', language, week=week))}</h2>")
         if compliance_note:
-            body.append(f"<p class='meta'>{html.escape(compliance_note)}</p>")
+            body.append(f"<p class='meta'>{_h(compliance_note)}</p>")
         body.append(_compliance_table(compliance_rows, language))
     return (
         f'<!DOCTYPE html>\n<html lang="{language}"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>"
+        f"<title>{_h(title)}</title><style>{_CSS}</style></head>"
         f"<body>{''.join(body)}</body></html>\n"
     )
 

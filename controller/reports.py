@@ -27,13 +27,18 @@ with at least ``min_lessons`` (3) of them.
 
 Text is Russian unless ``CLASSCAST_LANG=en`` or ``lang="en"``; the Russian catalogue is
 ``REPORT_RU`` below.
+
+Names (rooms, teachers, lessons, items) come from the panels' usage records, signed as
+the panels wrote them. The table and CSV, read by people (a terminal, a spreadsheet),
+show them cleaned of control characters and escape sequences
+(:func:`protocol.text.clean_name`); JSON is data and keeps the exact signed values,
+written by :func:`protocol.text.json_text` so that none of those characters is raw.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
@@ -42,6 +47,7 @@ from zoneinfo import ZoneInfo
 
 from controller.i18n import language
 from controller.schooldb import SchoolDb, iso_utc_ms, week_days
+from protocol.text import clean_name, json_text
 
 __all__ = [
     "DEFAULT_GAP_MINUTES",
@@ -476,7 +482,7 @@ def _table_cells(
         numeric = [False, True, False, False, True, True, True]
         cells = [
             [
-                r.teacher_name,
+                clean_name(r.teacher_name),
                 str(r.lessons),
                 _t("yes" if r.met else "no", lang),
                 ", ".join(d[5:] for d in r.days),
@@ -493,7 +499,7 @@ def _table_cells(
         numeric = [False, True, True, True, False, False]
         cells = [
             [
-                r.label,
+                clean_name(r.label),
                 str(r.lessons),
                 duration_text(r.display_ms, lang),
                 str(r.items),
@@ -548,9 +554,10 @@ def format_json(rows: Rows) -> str:
         rows: From :func:`usage_report` or :func:`compliance`.
 
     Returns:
-        Indented UTF-8 JSON (Cyrillic kept as is), ending in a newline.
+        Indented UTF-8 JSON (Cyrillic kept as is, control, bidi and zero-width characters
+        as ``\\u`` escapes: :func:`protocol.text.json_text`), ending in a newline.
     """
-    return json.dumps([_plain(r) for r in rows], ensure_ascii=False, indent=2) + "\n"
+    return json_text([_plain(r) for r in rows], indent=2) + "\n"
 
 
 def format_csv(rows: Rows, *, compliance_rows: bool | None = None) -> str:
@@ -563,7 +570,7 @@ def format_csv(rows: Rows, *, compliance_rows: bool | None = None) -> str:
 
     Returns:
         CSV text; ``days`` of a compliance row are joined with spaces, ``met`` is
-        ``true``/``false``.
+        ``true``/``false``; text is cleaned (:func:`protocol.text.clean_name`).
     """
     is_compliance = isinstance(rows[0], ComplianceRow) if rows else bool(compliance_rows)
     names = [f.name for f in fields(ComplianceRow if is_compliance else ReportRow)]
@@ -575,7 +582,9 @@ def format_csv(rows: Rows, *, compliance_rows: bool | None = None) -> str:
         if isinstance(row, ComplianceRow):
             data["days"] = " ".join(row.days)
             data["met"] = "true" if row.met else "false"
-        writer.writerow([data[n] for n in names])
+        writer.writerow(
+            [clean_name(v) if isinstance(v, str) else v for v in (data[n] for n in names)]
+        )
     return buffer.getvalue()
 
 

@@ -10,18 +10,30 @@ One SQLite file (through sqlite-utils, WAL) holds two tables:
     One row per display interval, as the panel signed it, plus columns derived from
     it here: ``start_utc``/``end_utc``/``start_ms`` (the panel's times corrected by
     ``clock_offset_ms``) and ``day``/``iso_week`` (the corrected start in the school's
-    timezone, ``settings.tz``, Europe/Moscow by default).
+    timezone, ``settings.tz``, Europe/Moscow by default), and ``invalid``.
 
 Collection
 ----------
 Call :meth:`SchoolDb.after_seq` to learn what to pull from a panel next, pull
 ``usage_pull after_seq`` and hand each ``UsageBatch`` to :meth:`SchoolDb.ingest`.
-``ingest`` checks the whole batch before it writes anything: the key must be the one
-pinned at the first collection, every record must be the panel's, records already
-stored (a repeated or interrupted collection) must be the very same records, and the
-new records must continue the stored chain (:func:`protocol.usage_chain.verify_chain`).
-Then it inserts them and moves the panel's chain end in one transaction. So a
-collection can be repeated or cut off at any point and nothing is lost or duplicated.
+``ingest`` refuses a whole batch only when it cannot be the panel's (another panel's
+batch, no key, or another key than the one pinned at the first collection). Otherwise
+it stores the longest run of new records that continues the stored chain
+(:mod:`protocol.usage_chain`: in ``seq`` order, linked, signed by the pinned key) and
+reports the first record that does not, which is where the next collection stops
+again. Records already stored (a repeated or interrupted collection) must be the very
+same records; any other is reported. Rows and the panel's new chain end are written in
+one transaction, so a collection can be repeated or cut off at any point and nothing
+is lost or duplicated.
+
+Quarantine
+----------
+A record the panel signed but whose values cannot be used (a time that is not a time or
+overflows, a negative duration, a clock offset beyond ``MAX_CLOCK_OFFSET_MS``) is
+stored all the same, so that the chain goes on, with ``invalid`` saying what is wrong
+and no day or week (``day = ''``, ``start_ms = 0``): reports select records by day, so
+they never count it, and :meth:`SchoolDb.verify` checks that the flag matches the
+signed values.
 
 Tamper evidence
 ---------------
@@ -34,7 +46,7 @@ Errors (all :class:`protocol.errors.UsageLogError`, ours or the panel's)::
     UsageLogError                 the file cannot be opened, is not ours, cannot be written
     └── TamperError               a panel's records cannot be trusted (panel or attacker)
         ├── KeyChangedError       the panel signs with another key than the one pinned
-        └── ChainError            a batch breaks the chain; ``problems`` names each record
+        └── ChainError            a batch of another panel; ``problems`` says how
 """
 
 from __future__ import annotations
@@ -46,12 +58,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlite_utils import Database
 from sqlite_utils.db import Table
 
+from protocol import limits
 from protocol.errors import UsageLogError
 from protocol.messages import UsageBatch, UsageRecord
 from protocol.usage_chain import (
@@ -60,15 +74,16 @@ from protocol.usage_chain import (
     load_public_key,
     record_hash,
     signature_ok,
-    verify_chain,
 )
 
 __all__ = [
     "APPLICATION_ID",
     "DEFAULT_TZ",
+    "MAX_RECORD_DURATION_MS",
     "SCHEMA_VERSION",
     "ChainError",
     "IngestResult",
+    "InvalidValue",
     "KeyChangedError",
     "KioskInfo",
     "SchoolDb",
@@ -81,10 +96,18 @@ logger = logging.getLogger(__name__)
 
 APPLICATION_ID: Final = 0x43435344
 """``PRAGMA application_id`` of a school database ("CCSD")."""
-SCHEMA_VERSION: Final = 1
-"""``PRAGMA user_version`` of the schema below; another version is refused."""
+SCHEMA_VERSION: Final = 2
+"""``PRAGMA user_version`` of the schema below; version 1 (no ``invalid`` column) is
+upgraded when opened, any other is refused."""
+MAX_RECORD_DURATION_MS: Final = 366 * 24 * 3600 * 1000
+"""Longest display interval counted (a year): a longer ``duration_ms`` is quarantined,
+and no sum of counted durations can overflow SQLite's integers."""
 DEFAULT_TZ: Final = "Europe/Moscow"
 _MEMORY: Final = ":memory:"
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MIN_TIME_MS: Final = (datetime(2, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(milliseconds=1)
+_MAX_TIME_MS: Final = (datetime(9998, 12, 31, tzinfo=UTC) - _EPOCH) // timedelta(milliseconds=1)
+"""The corrected times a record may have: any timezone can turn them into a date."""
 
 RECORD_COLUMNS: Final = (
     "uuid",
@@ -110,7 +133,7 @@ RECORD_COLUMNS: Final = (
     "signature",
 )
 """The signed columns of ``plays``, in :class:`UsageRecord` field order."""
-DERIVED_COLUMNS: Final = ("start_utc", "start_ms", "end_utc", "day", "iso_week")
+DERIVED_COLUMNS: Final = ("start_utc", "start_ms", "end_utc", "day", "iso_week", "invalid")
 """Columns of ``plays`` computed here from the signed ones (see :meth:`SchoolDb.derive`)."""
 
 _INSERT: Final = (
@@ -158,6 +181,7 @@ CREATE TABLE plays (
     signature TEXT NOT NULL,
     day TEXT NOT NULL,
     iso_week TEXT NOT NULL,
+    invalid TEXT,
     UNIQUE (kiosk_id, seq)
 );
 CREATE INDEX plays_report ON plays (
@@ -168,7 +192,8 @@ PRAGMA application_id = {APPLICATION_ID};
 PRAGMA user_version = {SCHEMA_VERSION}
 """
 """``plays_report`` covers every report query (``controller.reports``): a range of days,
-then the session key in session order, then every column a report reads."""
+then the session key in session order, then every column a report reads. A quarantined
+record (``invalid`` set) has ``day = ''``, which no range of days includes."""
 
 _TABLES: Final = frozenset({"settings", "kiosks", "plays"})
 
@@ -206,9 +231,11 @@ class KeyChangedError(TamperError):
 
 
 class ChainError(TamperError):
-    """A batch does not continue the panel's stored chain; nothing was stored.
+    """A batch cannot be the panel's (it names another panel); nothing was stored.
 
-    ``problems`` names each record at fault and how (see :class:`ChainProblem`).
+    ``problems`` says how (see :class:`ChainProblem`). Records that do not continue the
+    chain are not errors of the batch: :meth:`SchoolDb.ingest` reports them in its
+    result and stores the records before them.
     """
 
     code = "usage_chain"
@@ -225,16 +252,58 @@ class ChainError(TamperError):
 # --------------------------------------------------------------------------- values
 
 
+InvalidReason = Literal["not_a_time", "out_of_range", "negative"]
+"""Why a signed value cannot be used: see :class:`InvalidValue`."""
+
+_REASON_TEXT: Final[dict[InvalidReason, str]] = {
+    "not_a_time": "is not an ISO 8601 time",
+    "out_of_range": "is out of range",
+    "negative": "is negative",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidValue:
+    """A record the panel signed whose value ``field`` cannot be used (the panel's fault).
+
+    The record is stored quarantined: the chain goes on, reports leave it out.
+    ``value`` is the signed value as text, cut to 40 characters.
+    """
+
+    kiosk_id: str
+    seq: int
+    field: str
+    value: str
+    reason: InvalidReason
+
+    @property
+    def text(self) -> str:
+        """What is wrong, as stored in ``plays.invalid``."""
+        return f"{self.field} = {self.value} {_REASON_TEXT[self.reason]}"
+
+    def __str__(self) -> str:
+        return f"{self.kiosk_id} #{self.seq}: {self.text}"
+
+
 @dataclass(frozen=True, slots=True)
 class IngestResult:
-    """What :meth:`SchoolDb.ingest` did: records ``added``, ``duplicates`` skipped.
+    """What :meth:`SchoolDb.ingest` did with one batch.
 
-    ``last_seq`` is the panel's chain end now; pull from it next.
+    ``last_seq`` is the panel's chain end now: pull after it next. ``added`` counts
+    the rows stored, the ``quarantined`` ones among them; ``duplicates`` the records
+    already stored. ``refused`` is the first new record that does not continue the
+    chain; it and the ``not_stored`` records after it were not stored, and the next
+    collection stops at it again. ``conflicts`` are records at or below the chain end
+    that differ from the ones stored.
     """
 
     added: int
     duplicates: int
     last_seq: int
+    quarantined: tuple[InvalidValue, ...] = ()
+    refused: ChainProblem | None = None
+    not_stored: int = 0
+    conflicts: tuple[ChainProblem, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,10 +394,12 @@ class SchoolDb:
             self._plays: Table = self._db.table("plays")
             self._kiosks: Table = self._db.table("kiosks")
             self._settings: Table = self._db.table("settings")
-            self._prepare(file_backed=path is not None)
+            version = self._prepare(file_backed=path is not None)
             stored = self._setting("tz")
             self._tz_name = stored or DEFAULT_TZ
             self._tz = _zone(self._tz_name)
+            if version == 1:
+                self._upgrade_from_1()
             if tz is not None and tz != self._tz_name:
                 self.set_timezone(tz)
         except UsageLogError:
@@ -340,8 +411,12 @@ class SchoolDb:
                 f"{self.path} is not a usable ClassCast school database: {exc}"
             ) from exc
 
-    def _prepare(self, *, file_backed: bool) -> None:
+    def _prepare(self, *, file_backed: bool) -> int:
         """Create the schema in an empty file, or check the one there.
+
+        Returns:
+            The file's schema version: ``SCHEMA_VERSION``, or 1 (call
+            :meth:`_upgrade_from_1` once the timezone is known).
 
         Raises:
             UsageLogError: The file is not ours or has another schema version.
@@ -360,13 +435,13 @@ class SchoolDb:
                 for statement in _SCHEMA.strip().split(";\n"):
                     self._db.execute(statement)
                 self._settings.insert({"key": "tz", "value": DEFAULT_TZ})
-            return
+            return SCHEMA_VERSION
         if app_id != APPLICATION_ID:
             listed = ", ".join(sorted(tables)) or "none"
             raise UsageLogError(
                 f"{self.path} is not a ClassCast school database (it has tables {listed})"
             )
-        if version != SCHEMA_VERSION:
+        if version not in (1, SCHEMA_VERSION):
             raise UsageLogError(
                 f"{self.path} has school database schema version {version}; "
                 f"this program understands version {SCHEMA_VERSION}"
@@ -374,6 +449,34 @@ class SchoolDb:
         if not tables >= _TABLES:
             missing = ", ".join(sorted(_TABLES - tables))
             raise UsageLogError(f"{self.path} is a damaged school database (missing {missing})")
+        return version
+
+    def _upgrade_from_1(self) -> None:
+        """Add the ``invalid`` column and quarantine stored records it applies to.
+
+        Version 1 stored every record that verified, including ones with a clock offset
+        beyond ``MAX_CLOCK_OFFSET_MS``; those leave the reports now, as at collection.
+
+        Raises:
+            sqlite3.Error: SQLite refused.
+        """
+        columns = ", ".join(RECORD_COLUMNS)
+        with self._db.atomic():
+            self._db.execute("ALTER TABLE plays ADD COLUMN invalid TEXT")
+            updates = []
+            for row in self._db.execute(f"SELECT id, {columns} FROM plays").fetchall():
+                derived = self.derive(UsageRecord(*row[1:]))
+                if derived[-1] is not None:
+                    updates.append((*derived, row[0]))
+            self._db.conn.executemany(
+                f"UPDATE plays SET {', '.join(f'{c} = ?' for c in DERIVED_COLUMNS)} WHERE id = ?",
+                updates,
+            )
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        if updates:
+            logger.info(
+                "%s: %d stored record(s) quarantined by the schema upgrade", self.path, len(updates)
+            )
 
     def _setting(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM settings WHERE key = ?", [key]).fetchone()
@@ -426,22 +529,24 @@ class SchoolDb:
 
     # ------------------------------------------------------------------ derived columns
 
-    def derive(self, record: UsageRecord) -> tuple[str, int, str | None, str, str]:
-        """The derived columns of ``record``: corrected times and the school's day and week.
+    def derive(self, record: UsageRecord) -> tuple[str, int, str | None, str, str, str | None]:
+        """The derived columns of ``record``: corrected times, the school's day and week.
 
         ``start_utc`` is ``started_at - clock_offset_ms``; ``end_utc`` likewise;
         ``day`` (``YYYY-MM-DD``) and ``iso_week`` (``YYYY-Www``) are those of the
-        corrected start in the school's timezone.
+        corrected start in the school's timezone. For a record whose values cannot be
+        used (:meth:`invalid_value`) they are ``("", 0, None, "", "", what is wrong)``.
 
         Args:
             record: A record as the panel signed it.
 
         Returns:
-            ``(start_utc, start_ms, end_utc, day, iso_week)`` as stored in ``plays``.
-
-        Raises:
-            ValueError: ``started_at`` or ``ended_at`` is not an ISO 8601 time.
+            ``(start_utc, start_ms, end_utc, day, iso_week, invalid)`` as stored in
+            ``plays``; ``invalid`` is None for a usable record.
         """
+        problem = self.invalid_value(record)
+        if problem is not None:
+            return ("", 0, None, "", "", problem.text)
         start_ms = _epoch_ms(record.started_at) - record.clock_offset_ms
         end_utc = (
             None
@@ -456,7 +561,50 @@ class SchoolDb:
             end_utc,
             local.date().isoformat(),
             f"{year}-W{week:02d}",
+            None,
         )
+
+    @staticmethod
+    def invalid_value(record: UsageRecord) -> InvalidValue | None:
+        """The first value of ``record`` that cannot be used, or None.
+
+        A clock offset beyond ``limits.MAX_CLOCK_OFFSET_MS`` either way (no kiosk
+        accepts one), a negative ``duration_ms`` or one over ``MAX_RECORD_DURATION_MS``,
+        a ``started_at``/``ended_at`` that is not an ISO 8601 time, or one whose
+        corrected time is outside the years 2 to 9998 (so every timezone can show it).
+        Such a record is stored quarantined: in the chain, out of the reports.
+
+        Args:
+            record: A record as the panel signed it.
+
+        Returns:
+            What is wrong, or None when the record can be counted.
+        """
+
+        def bad(name: str, value: object, reason: InvalidReason) -> InvalidValue:
+            text = value if isinstance(value, str) else str(value)
+            shown = text if len(text) <= 40 else text[:39] + "…"
+            return InvalidValue(record.kiosk_id, record.seq, name, shown, reason)
+
+        offset = record.clock_offset_ms
+        if abs(offset) > limits.MAX_CLOCK_OFFSET_MS:
+            return bad("clock_offset_ms", offset, "out_of_range")
+        if record.duration_ms < 0:
+            return bad("duration_ms", record.duration_ms, "negative")
+        if record.duration_ms > MAX_RECORD_DURATION_MS:
+            return bad("duration_ms", record.duration_ms, "out_of_range")
+        for name, text in (("started_at", record.started_at), ("ended_at", record.ended_at)):
+            if text is None:
+                continue
+            try:
+                moment_ms = _epoch_ms(text)
+            except ValueError:
+                return bad(name, text, "not_a_time")
+            except OverflowError:
+                return bad(name, text, "out_of_range")
+            if not _MIN_TIME_MS <= moment_ms - offset <= _MAX_TIME_MS:
+                return bad(name, text, "out_of_range")
+        return None
 
     def set_timezone(self, tz: str) -> None:
         """Make ``tz`` the school's timezone and recompute every record's day and week.
@@ -471,7 +619,9 @@ class SchoolDb:
         self._tz, self._tz_name = zone, tz
         with self._guard("change the timezone"), self._db.atomic():
             self._settings.upsert({"key": "tz", "value": tz}, pk="key")
-            rows = self._db.execute("SELECT id, start_ms FROM plays").fetchall()
+            rows = self._db.execute(
+                "SELECT id, start_ms FROM plays WHERE invalid IS NULL"
+            ).fetchall()
             updates = []
             for row_id, start_ms in rows:
                 local = datetime.fromtimestamp(start_ms / 1000, zone)
@@ -543,13 +693,15 @@ class SchoolDb:
         address: str | None = None,
         collected_at: datetime | None = None,
     ) -> IngestResult:
-        """Check one ``usage_batch`` from panel ``kiosk_id`` and store its new records.
+        """Check one ``usage_batch`` from panel ``kiosk_id`` and store what can be trusted.
 
-        Everything is checked before anything is written; on any error nothing is
-        stored. Records the database already holds (same ``seq`` and uuid and hash)
-        are counted as duplicates and skipped, so repeat an interrupted or doubtful
-        collection freely. Then pull again from ``result.last_seq`` while
-        ``batch.more``.
+        The new records are stored up to the first one that does not continue the
+        chain (``result.refused``); records the panel signed with unusable values are
+        stored quarantined (``result.quarantined``). Records the database already holds
+        (same ``seq`` and uuid and hash) are counted as duplicates and skipped, so
+        repeat an interrupted or doubtful collection freely. Then pull again after
+        ``result.last_seq`` while ``batch.more``, unless a record was refused (the
+        panel's chain stops there) or ``last_seq`` did not move (nothing new came).
 
         Args:
             kiosk_id: The panel the batch came from (its id from ``welcome``).
@@ -560,15 +712,16 @@ class SchoolDb:
             collected_at: When the collection happened (now by default).
 
         Returns:
-            How many records were added and skipped, and the panel's new chain end.
+            Records added, quarantined and skipped, the panel's new chain end, and the
+            records at fault: the one refused (edited, deleted, inserted, reordered,
+            badly signed, another panel's) and stored ``seq`` numbers that came back
+            as other records.
 
         Raises:
-            KeyChangedError: The panel signs with another key than the one pinned.
-            ChainError: The batch is another panel's, a stored ``seq`` comes back as
-                another record, or the new records do not continue the chain (edited,
-                deleted, inserted, reordered, badly signed records); ``problems``
-                names each.
-            TamperError: The batch carries no usable signing key.
+            KeyChangedError: The panel signs with another key than the one pinned;
+                nothing was stored.
+            ChainError: The batch is another panel's; nothing was stored.
+            TamperError: The batch carries no usable signing key; nothing was stored.
             UsageLogError: The file cannot be read or written.
         """
         info = self.kiosk(kiosk_id)
@@ -594,35 +747,25 @@ class SchoolDb:
             )
         last_seq = 0 if info is None else info.last_seq
         last_hash = GENESIS_HASH if info is None else info.last_hash
-        foreign = [
-            ChainProblem(r.kiosk_id, r.seq, "foreign", f"a record of panel {r.kiosk_id}")
-            for r in batch.records
-            if r.kiosk_id != kiosk_id
-        ]
-        if foreign:
-            raise ChainError(kiosk_id, foreign)
         old = [r for r in batch.records if r.seq <= last_seq]
         new = [r for r in batch.records if r.seq > last_seq]
-        problems = self._check_duplicates(kiosk_id, old)
-        # The chain ties every record to the last one: one signature check covers it.
-        problems += verify_chain(
-            new, key, prev_hash=last_hash, prev_seq=last_seq, signatures="last"
+        conflicts = self._check_duplicates(kiosk_id, old)
+        accepted, refused = _authentic_prefix(
+            kiosk_id, new, key, prev_seq=last_seq, prev_hash=last_hash
         )
-        if problems:
-            raise ChainError(kiosk_id, problems)
         rows = []
-        for record in new:
-            try:
-                rows.append((*_fields(record), *self.derive(record)))
-            except ValueError as exc:
-                raise ChainError(
-                    kiosk_id,
-                    [ChainProblem(kiosk_id, record.seq, "edited", f"unreadable time: {exc}")],
-                ) from None
-        if new:
-            last_seq, last_hash = new[-1].seq, new[-1].record_hash
+        quarantined = []
+        for record in accepted:
+            derived = self.derive(record)
+            rows.append((*_fields(record), *derived))
+            if derived[-1] is not None:
+                problem = self.invalid_value(record)
+                assert problem is not None
+                quarantined.append(problem)
+        if accepted:
+            last_seq, last_hash = accepted[-1].seq, accepted[-1].record_hash
         moment = collected_at if collected_at is not None else datetime.now(UTC)
-        latest_room = room if room is not None else (new[-1].room if new else None)
+        latest_room = room if room is not None else (accepted[-1].room if accepted else None)
         panel: dict[str, Any] = {
             "kiosk_id": kiosk_id,
             "public_key": batch.public_key,
@@ -638,7 +781,15 @@ class SchoolDb:
         with self._guard(f"store records of panel {kiosk_id}"), self._db.atomic():
             self._db.conn.executemany(_INSERT, rows)
             self._kiosks.upsert(panel, pk="kiosk_id")
-        return IngestResult(added=len(rows), duplicates=len(old), last_seq=last_seq)
+        return IngestResult(
+            added=len(rows),
+            duplicates=len(old) - len(conflicts),
+            last_seq=last_seq,
+            quarantined=tuple(quarantined),
+            refused=refused,
+            not_stored=len(new) - len(accepted),
+            conflicts=tuple(conflicts),
+        )
 
     def _check_duplicates(
         self, kiosk_id: str, records: Sequence[UsageRecord]
@@ -811,16 +962,11 @@ class SchoolDb:
                 )
             else:
                 content_ok = True
-                try:
-                    expected = self.derive(rec)
-                except ValueError:
-                    expected = None
-                if expected is None or tuple(expected) != derived:
+                expected = self.derive(rec)
+                if expected != derived:
                     names = [
                         name
-                        for name, want, got in zip(
-                            DERIVED_COLUMNS, expected or (), derived, strict=False
-                        )
+                        for name, want, got in zip(DERIVED_COLUMNS, expected, derived, strict=True)
                         if want != got
                     ]
                     flag(
@@ -873,6 +1019,64 @@ class SchoolDb:
         found = [p for group in problems.values() for p in group]
         found.sort(key=lambda p: (p.seq, p.kind))
         return found
+
+
+def _authentic_prefix(
+    kiosk_id: str,
+    records: Sequence[UsageRecord],
+    key: Ed25519PublicKey,
+    *,
+    prev_seq: int,
+    prev_hash: str,
+) -> tuple[list[UsageRecord], ChainProblem | None]:
+    """The longest run of ``records`` that continues the chain after ``prev_seq``.
+
+    Each record must be the panel's, have the next ``seq``, match its hash and link to
+    the one before it; the run ends before the first that does not, which is returned
+    as the problem. Because the chain ties each record to the ones before it, one valid
+    signature on the run's last record vouches for the whole run; only when it is not
+    valid are the others checked, to find the first record the panel did not sign.
+
+    Returns:
+        The records to store, and the first record refused (None when all continue).
+    """
+    problem: ChainProblem | None = None
+    expected_prev, expected_seq = prev_hash, prev_seq + 1
+    count = 0
+    for record in records:
+        seq = record.seq
+        if record.kiosk_id != kiosk_id:
+            problem = ChainProblem(
+                kiosk_id, seq, "foreign", f"a record of panel {record.kiosk_id} (foreign)"
+            )
+        elif seq > expected_seq:
+            gap = f"{expected_seq}" if seq == expected_seq + 1 else f"{expected_seq}–{seq - 1}"
+            problem = ChainProblem(
+                kiosk_id, seq, "deleted", f"record(s) {gap} are missing before it (deleted)"
+            )
+        elif seq < expected_seq:
+            problem = ChainProblem(
+                kiosk_id, seq, "reordered", f"sent after #{expected_seq - 1} (reordered)"
+            )
+        elif record_hash(record) != record.record_hash:
+            problem = ChainProblem(
+                kiosk_id, seq, "edited", "content differs from what the panel signed (edited)"
+            )
+        elif record.prev_hash != expected_prev:
+            problem = ChainProblem(
+                kiosk_id, seq, "inserted", "does not follow the record before it (inserted)"
+            )
+        if problem is not None:
+            break
+        expected_prev, expected_seq, count = record.record_hash, expected_seq + 1, count + 1
+    run = list(records[:count])
+    if run and not signature_ok(run[-1], key):
+        for position, record in enumerate(run):
+            if not signature_ok(record, key):
+                return run[:position], ChainProblem(
+                    kiosk_id, record.seq, "bad_signature", "not signed by this panel's key (forged)"
+                )
+    return run, problem
 
 
 def _fields(record: UsageRecord) -> tuple[Any, ...]:

@@ -22,6 +22,7 @@ import binascii
 import logging
 from dataclasses import dataclass
 
+from kiosk.connections import LogLimiter
 from kiosk.tokens import Grant, TokenStore
 from protocol.errors import (
     BusyError,
@@ -41,11 +42,6 @@ PRESENTER_GRACE_S = 120.0
 MIN_ADMIN_SECRET_CHARS = 12
 
 
-LOG_EVERY_S = 60.0
-"""Pairing refusals and wrong PINs are logged at most once a minute per kind (with a
-count), so that a flood cannot fill the journal."""
-
-
 @dataclass(frozen=True, slots=True)
 class OfferRequest:
     """A ``pair_start`` let through: the SPAKE2 job, and what its attempt will need."""
@@ -63,26 +59,6 @@ class PairingAttempt:
     keys: OfferKeys
     role: Role
     generation: int
-
-
-class _RateLimitedLog:
-    """One journal line per kind and :data:`LOG_EVERY_S`, saying how many were left out."""
-
-    def __init__(self) -> None:
-        self._last: dict[str, float] = {}
-        self._skipped: dict[str, int] = {}
-
-    def warning(self, kind: str, now: float, msg: str, *args: object) -> None:
-        last = self._last.get(kind)
-        if last is not None and now - last < LOG_EVERY_S:
-            self._skipped[kind] = self._skipped.get(kind, 0) + 1
-            return
-        skipped = self._skipped.pop(kind, 0)
-        self._last[kind] = now
-        if skipped:
-            logger.warning(msg + " (and %d more like it in the last minute)", *args, skipped)
-        else:
-            logger.warning(msg, *args)
 
 
 class Access:
@@ -111,7 +87,8 @@ class Access:
         self.fingerprint = fingerprint
         self._admin_secret = admin_secret
         self.guard = PairingGuard(now)
-        self._log = _RateLimitedLog()
+        self._log_limiter = LogLimiter()
+        """Refusals and wrong tries are logged once per cause and interval, with a count."""
 
     def pin(self, now: float) -> str:
         """The PIN the panel shows now."""
@@ -164,7 +141,7 @@ class Access:
         try:
             self.guard.admit(msg.role, source, now)
         except PairingError as exc:
-            self._log.warning(exc.code, now, "pairing refused for %s: %s", source, exc)
+            self._warn(exc.code, now, "pairing refused for %s: %s", source, exc)
             raise
         job = OfferJob(secret, controller_id, self.kiosk_id, self.fingerprint, msg_a)
         return OfferRequest(job, msg.role, self.guard.generation)
@@ -195,7 +172,7 @@ class Access:
             return attempt.keys.verify_controller(confirm)
         except PairingError:
             self.guard.failed(attempt.role, source, now)
-            self._log.warning(
+            self._warn(
                 f"wrong-{attempt.role}",
                 now,
                 "pairing as %s failed for %r from %s: wrong %s",
@@ -240,6 +217,17 @@ class Access:
 
     def unpair(self, grant: Grant) -> None:
         self.tokens.revoke_hash(grant.token_hash)
+
+    def _warn(self, cause: str, now: float, msg: str, *args: object) -> None:
+        suppressed = self._log_limiter.allow(cause, now)
+        if suppressed is None:
+            return
+        if suppressed:
+            logger.warning(
+                msg + " (and %d more like it since the last such line)", *args, suppressed
+            )
+        else:
+            logger.warning(msg, *args)
 
 
 class Moderation:

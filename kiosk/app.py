@@ -20,6 +20,7 @@ from kiosk.config import KioskConfig, kiosk_id
 from kiosk.effects import Display
 from kiosk.headless import HeadlessDisplay
 from kiosk.player import Identity
+from kiosk.resume import FILE_NAME, PresentationFile, PresentationWriter
 from kiosk.sdnotify import SystemdNotifier
 from kiosk.server import WebsocketServer
 from kiosk.service import KioskService
@@ -27,7 +28,7 @@ from kiosk.tls import ensure_identity, ensure_signing_key
 from kiosk.tokens import TokenStore
 from kiosk.usage import UsageLog
 from kiosk.usage_writer import UsageWriter
-from media.store import BlobStore
+from media.store import BlobStore, free_disk_bytes
 from protocol.discovery import Advertisement
 from protocol.messages import StatusSnapshot
 
@@ -64,7 +65,13 @@ class KioskApp:
             version=product_version(),
         )
         self.display = display if display is not None else HeadlessDisplay(lang=config.lang)
-        self.store = BlobStore(state / "media", config.quota_bytes)
+        # The floor is measured where the usage log lives: media never takes its room.
+        self.store = BlobStore(
+            state / "media",
+            config.quota_bytes,
+            floor_bytes=config.usage_floor_bytes,
+            free_bytes=lambda: free_disk_bytes(state),
+        )
         self.usage = UsageWriter(
             UsageLog(
                 state / "usage.sqlite",
@@ -73,6 +80,7 @@ class KioskApp:
                 signing_key=ensure_signing_key(state),
             )
         )
+        self.presentation = PresentationWriter(PresentationFile(state / FILE_NAME))
         self.tls = ensure_identity(state, self.identity.kiosk_id)
         self.tokens = TokenStore(state / "tokens.json")
         self.access = Access(
@@ -90,6 +98,7 @@ class KioskApp:
             access=self.access,
             moderation=Moderation(config.presenter_grace_s),
             heartbeat_s=config.heartbeat_s,
+            presentation=self.presentation,
         )
         self.server = WebsocketServer(
             self.service, config.host, config.port, ssl=self.tls.server_context()
@@ -158,17 +167,23 @@ class KioskApp:
         )
 
     async def start(self) -> None:
-        """Listen, then advertise over mDNS (when enabled)."""
+        """Show the lesson a previous run left on screen (if any), listen, then advertise
+        over mDNS (when enabled)."""
+        saved = self.presentation.file.load()
+        if saved is not None:
+            with self.server.lock:
+                self.service.resume(saved)
         await self.server.start()
         with self.server.lock:
             self.service.tick()
+            self._advertised_state = self.service.status().state
         self.server.poke()
         if self.config.mdns:
             interfaces = list(self.config.mdns_interfaces) if self.config.mdns_interfaces else None
             self.advertiser = ZeroconfAdvertiser(interfaces)
             host = self.config.host
             addresses = [host] if host not in ("0.0.0.0", "") else None
-            await self.advertiser.start(self.advertisement(), addresses)
+            await self.advertiser.start(self.advertisement(self._advertised_state), addresses)
             loop = asyncio.get_running_loop()
 
             def on_status(status: StatusSnapshot) -> None:
@@ -206,6 +221,7 @@ class KioskApp:
             self.service.shutdown()
         self.server.poke()
         await self.server.stop()
+        self.presentation.close()
         self.usage.close_db()
 
 
@@ -265,6 +281,7 @@ def open_window(app: KioskApp) -> PygletWindow | None:
         from kiosk.scenes import IdleInfo
         from kiosk.video_scene import load_video
         from kiosk.web import WebLoader
+        from kiosk.webguard import HostAllowlist, WebGuard
         from kiosk.window import PygletWindow
 
         window = PygletWindow(
@@ -275,8 +292,11 @@ def open_window(app: KioskApp) -> PygletWindow | None:
             video_output=app.config.video_output,
         )
         window.factory.register("video", load_video)
+        # Every page goes through the web guard (proxy, private origin, allowlist);
+        # each showing gets a temporary profile under state/chromium.
+        guard = WebGuard(HostAllowlist(app.config.web_allow), lang=app.config.lang)
         window.factory.register(
-            "web", WebLoader(mode, profile_dir=app.config.state_dir / "chromium")
+            "web", WebLoader(mode, profiles_dir=app.config.state_dir / "chromium", guard=guard)
         )
         return window
     except Exception as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import sys
@@ -88,6 +89,9 @@ def main(
             window = open_window(app)
         except Exception as exc:
             raise click.ClickException(f"cannot open the panel window: {exc}") from None
+        # What exists now lives as long as the process: keep it out of garbage
+        # collections, which then stay short while crowds of connections come and go.
+        gc.freeze()
         if window is None:
             asyncio.run(run_until_signal(app, ready, notifier))
         else:

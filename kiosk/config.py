@@ -13,6 +13,8 @@ from typing import Any, Literal
 import platformdirs
 
 from kiosk.effects import VideoOutput
+from kiosk.webguard import parse_host_pattern
+from media.store import USAGE_LOG_FLOOR_BYTES
 from protocol.constants import DEFAULT_PORT
 from protocol.discovery import MDNS_INTERFACES_ENV, mdns_interfaces
 from protocol.errors import ClassCastError
@@ -21,9 +23,11 @@ DEFAULT_CONFIG_PATH = Path("/etc/classcast/kiosk.toml")
 DEFAULT_QUOTA_BYTES = 20 * 1024**3
 """Media cache size unless configured (20 GiB)."""
 
-HEARTBEAT_INTERVAL_S = 10.0
+HEARTBEAT_INTERVAL_S = 2.0
 """How often the usage log records that the kiosk is alive, by default. After a power
-loss an open display interval is closed at its last heartbeat, so this bounds the error."""
+loss or a crash an open display interval is closed at its last heartbeat, so this bounds
+the screen time the log loses (a restarted kiosk shows the item again in a new interval);
+each heartbeat costs one small write with fsync, off the network loop."""
 
 Mode = Literal["fullscreen", "windowed", "headless"]
 VIDEO_OUTPUTS: tuple[VideoOutput, ...] = ("auto", "embedded", "frames")
@@ -50,12 +54,17 @@ class KioskConfig:
     """``embedded``: VLC's own output inside the window (X11); ``frames``: decoded into a
     texture (any window); ``auto``: embedded when the window is on X11."""
     quota_bytes: int = DEFAULT_QUOTA_BYTES
+    usage_floor_bytes: int = USAGE_LOG_FLOOR_BYTES
+    """Free disk space in the state directory that media never takes: kept for the usage log."""
     heartbeat_s: float = HEARTBEAT_INTERVAL_S
     admin_secret: str | None = None
     presenter_grace_s: float = 120.0
     mdns: bool = True
     mdns_interfaces: tuple[str, ...] | None = None
     """IPv4 addresses to advertise on; None = every interface (see CLASSCAST_MDNS_INTERFACES)."""
+    web_allow: tuple[str, ...] = ()
+    """Hosts web items may reach (``host`` or ``*.domain``, normalised); empty = every host.
+    The panel's own addresses are refused regardless (docs/security.md, “Web items”)."""
 
     def with_overrides(self, **values: Any) -> KioskConfig:
         """Return a copy with every non-None value of ``values`` set."""
@@ -71,11 +80,13 @@ _KEYS: dict[str, type] = {
     "lang": str,
     "video_output": str,
     "quota_mb": int,
+    "usage_floor_mb": int,
     "heartbeat_s": float,
     "admin_secret": str,
     "presenter_grace_s": float,
     "mdns": bool,
     "mdns_interfaces": str,
+    "web_allow": list,
 }
 
 
@@ -115,6 +126,8 @@ def load_config(path: Path | None) -> KioskConfig:
         if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
             raise ConfigError(f"{path}: {key} must be a {expected.__name__}")
         values[key] = value
+    if "web_allow" in values:
+        values["web_allow"] = _web_allow(path, values["web_allow"])
     if values.get("video_output", "auto") not in VIDEO_OUTPUTS:
         raise ConfigError(f"{path}: video_output must be one of {', '.join(VIDEO_OUTPUTS)}")
     if "state_dir" in values:
@@ -127,7 +140,28 @@ def load_config(path: Path | None) -> KioskConfig:
         values["mdns_interfaces"] = tuple(found) if found is not None else None
     if "quota_mb" in values:
         values["quota_bytes"] = values.pop("quota_mb") * 1024 * 1024
+    if "usage_floor_mb" in values:
+        if values["usage_floor_mb"] < 0:
+            raise ConfigError(f"{path}: usage_floor_mb must not be negative")
+        values["usage_floor_bytes"] = values.pop("usage_floor_mb") * 1024 * 1024
     return config.with_overrides(**values)
+
+
+def _web_allow(path: Path, entries: list[Any]) -> tuple[str, ...]:
+    """``web_allow``'s entries, checked and normalised.
+
+    Raises:
+        ConfigError: an entry is not a string, or not a ``host`` / ``*.domain`` pattern.
+    """
+    patterns = []
+    for entry in entries:
+        if not isinstance(entry, str):
+            raise ConfigError(f"{path}: web_allow must be a list of host names")
+        try:
+            patterns.append(parse_host_pattern(entry))
+        except ValueError as exc:
+            raise ConfigError(f"{path}: web_allow: {exc}") from None
+    return tuple(patterns)
 
 
 def env_mdns_interfaces() -> tuple[str, ...] | None:

@@ -15,6 +15,7 @@ from typing import Final, Literal, Protocol
 from kiosk.i18n import tr
 from kiosk.player import Preload, SetBlank, Show, ShowIdle, VideoCommand
 from protocol.messages import AnnouncementLevel, Role
+from protocol.text import clean_name
 
 __all__ = [
     "PAIRED_NOTICE_S",
@@ -108,9 +109,9 @@ DisplayEffect = (
 
 
 def screen_name(name: str) -> str:
-    """``name`` as the panel shows it: printable characters only, cut to
+    """``name`` as the panel shows it: cleaned (:func:`protocol.text.clean_name`), cut to
     :data:`NAME_CHARS_ON_SCREEN`."""
-    shown = "".join(c if c.isprintable() else " " for c in name).strip()
+    shown = clean_name(name).strip()
     if len(shown) > NAME_CHARS_ON_SCREEN:
         shown = shown[: NAME_CHARS_ON_SCREEN - 1].rstrip() + "…"
     return shown

@@ -34,11 +34,21 @@ A lesson's whole life (``blanked`` is a flag beside the state, see below)::
                                                   IntervalStarted
     loading+  stop                   idle         end interval "stop", ShowIdle
     idle      any control            idle         raises UnexpectedMessageError (no_lesson)
+    any       resume (at start)      playing or   [end interval "replaced"] [VideoCommand
+                                     paused       volume] [SetBlank] Show Preload
+                                                  [VideoCommand seek, pause]
+                                                  IntervalStarted (unless blanked)
 
 ``playing+`` means playing or paused. Every change also queues one ``StatusChanged``.
 While blanked or paused the item's clock stands still and a video is paused, so
 nothing advances behind a blank screen; a lesson cast while the screen is blanked is
 loaded behind the blank and logged from ``unblank`` on.
+
+``resume`` brings back what a previous run of the kiosk showed when it stopped
+unexpectedly (:mod:`kiosk.resume` saves it): the same item, paused and blanked as it
+was, in a new display interval. A video continues from the saved position; any other
+item starts afresh, so a timed slide is shown for its whole duration again (a still
+picture loses nothing by that, and what the class missed during the restart is shown).
 """
 
 from __future__ import annotations
@@ -287,6 +297,66 @@ class LessonPlayer:
             self._status(now)
             return
         self._start_item(start_index, now)
+
+    def resume(
+        self,
+        lesson: LessonManifest,
+        presenter: Presenter,
+        *,
+        index: int,
+        now: float,
+        paused: bool = False,
+        blanked: bool = False,
+        position_ms: int = 0,
+        volume: int = 100,
+    ) -> None:
+        """Show item ``index`` of ``lesson`` again, as a previous run of the kiosk left it.
+
+        Call once at start, before any other input, with what the kiosk saved while it
+        showed the lesson. The item is shown at once and, unless ``blanked``, a new display
+        interval opens for it at ``now``: the interval the previous run left open was
+        closed by the usage log's recovery, so the log goes on without a double count.
+        A video continues from ``position_ms`` (paused if ``paused`` or ``blanked``); any
+        other item starts afresh, so a timed slide runs its whole duration again.
+
+        Raises:
+            UnexpectedMessageError: ``index`` is outside the lesson (code ``bad_index``).
+        """
+        if not 0 <= index < len(lesson.items):
+            raise UnexpectedMessageError(
+                f"item {index} is outside the lesson's {len(lesson.items)} items",
+                code="bad_index",
+            )
+        self._end_interval("replaced", now)
+        item = lesson.items[index]
+        self._lesson = lesson
+        self._presenter = presenter
+        self._index = index
+        self._start_at_s = None
+        self._state = "paused" if paused else "playing"
+        percent = max(0, min(100, volume))
+        if percent != self._volume:
+            self._volume = percent
+            self._effects.append(VideoCommand("volume", volume=percent))
+        if blanked != self._blanked:
+            self._blanked = blanked
+            self._effects.append(SetBlank(blanked))
+        position_ms = max(0, position_ms) if item.kind == "video" else 0
+        if item.duration_ms is not None:
+            position_ms = min(position_ms, item.duration_ms)
+        self._item_origin_s = now - position_ms / 1000
+        self._frozen_at_s = now if paused or blanked else None
+        self._effects.append(Show(lesson, index, item))
+        if index + 1 < len(lesson.items):
+            self._effects.append(Preload(lesson, index + 1, lesson.items[index + 1]))
+        if item.kind == "video":
+            if position_ms:
+                self._effects.append(VideoCommand("seek", position_ms))
+            if paused or blanked:
+                self._effects.append(VideoCommand("pause"))
+        if not blanked:
+            self._open_interval(now)
+        self._status(now)
 
     def control(
         self,

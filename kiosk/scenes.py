@@ -33,9 +33,12 @@ from PIL import Image, ImageOps
 from kiosk.i18n import tr
 from kiosk.player import VideoCommand
 from kiosk.x11 import VideoSurface
+from media.probe import check_picture_size
 from media.store import BlobStore
-from protocol.errors import MediaError
+from protocol.errors import MediaError, PictureTooLargeError
+from protocol.limits import MAX_PICTURE_PIXELS
 from protocol.messages import ItemKind, ManifestItem
+from protocol.text import clean_name
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +178,7 @@ class SceneFactory:
             builder = self._loaders[request.item.kind](request, self.ctx)
         except Exception as exc:  # any bad file must give the error slide
             logger.warning("cannot show item %d %r: %s", request.index, request.item.title, exc)
-            return self.error_builder(request.item.title)
+            return self.error_builder(request.item.title, exc)
         return self.guarded(builder, request.item.title)
 
     def guarded(self, builder: SceneBuilder, title: str) -> SceneBuilder:
@@ -190,10 +193,11 @@ class SceneFactory:
 
         return build
 
-    def error_builder(self, title: str) -> SceneBuilder:
-        """The builder of the error slide for an item titled ``title``."""
+    def error_builder(self, title: str, error: BaseException | None = None) -> SceneBuilder:
+        """The builder of the error slide for an item titled ``title`` that failed with
+        ``error`` (its kind picks the explanation: :func:`error_slide_lines`)."""
         ctx = self.ctx
-        return lambda: ErrorScene(ctx, title)
+        return lambda: ErrorScene(ctx, title, error)
 
     def close(self) -> None:
         """Close open documents (loader thread, or after it stopped)."""
@@ -281,17 +285,38 @@ class PictureScene(Scene):
 def decode_image(path: str, box_w: int, box_h: int) -> Pixels:
     """Decode an image file, turned upright by its EXIF orientation, fitted in the box.
 
+    The size in the file's header is checked before any pixel is decoded: at most
+    ``MAX_PICTURE_PIXELS`` are decoded (a JPEG counts at the reduced scale it is
+    decoded at to fit the box). The full-size picture exists once: it is turned in
+    place and scaled down before it becomes RGBA.
+
     Raises:
+        PictureTooLargeError: the image has more pixels than ``MAX_PICTURE_PIXELS``.
         OSError: the file is missing or not an image Pillow can read.
     """
-    with Image.open(path) as opened:
+    try:
+        opened = Image.open(path)
+    except Image.DecompressionBombError as exc:  # over twice Pillow's limit, refused at open
+        raise PictureTooLargeError(f"{path}: {exc}", path=path) from None
+    with opened:
         opened.draft("RGB", (box_w, box_h))  # JPEG: decode at a reduced scale when possible
-        image = ImageOps.exif_transpose(opened)
-        image.load()
-    size = fit_size(image.width, image.height, box_w, box_h)
-    if size != image.size:
-        image = image.convert("RGBA").resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
-    return Pixels.from_pil(image)
+        check_picture_size(path, *opened.size, reducible=False)  # the size to be decoded
+        opened.load()
+        ImageOps.exif_transpose(opened, in_place=True)
+        image: Image.Image = opened
+        if image.mode not in _RESAMPLED_MODES:
+            image = image.convert(_RESAMPLE_AS.get(image.mode, "RGBA"))
+        size = fit_size(image.width, image.height, box_w, box_h)
+        if size != image.size:
+            image = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        return Pixels.from_pil(image)
+
+
+_RESAMPLED_MODES = frozenset({"L", "LA", "RGB", "RGBA"})
+"""Modes Pillow scales with LANCZOS as they are (others are converted first)."""
+
+_RESAMPLE_AS = {"1": "L", "CMYK": "RGB", "I;16": "L"}
+"""The cheapest mode a picture of another mode is scaled in (default RGBA)."""
 
 
 def load_image(request: SceneRequest, ctx: SceneContext) -> SceneBuilder:
@@ -532,21 +557,36 @@ class _Card(Scene):
             label.delete()
 
 
-class ErrorScene(_Card):
-    """ "Не удалось показать «…»": an item that cannot be shown; the lesson goes on."""
+def error_slide_lines(lang: str, title: str, error: BaseException | None) -> tuple[str, str]:
+    """The two lines of the error slide: what could not be shown, and why, in ``lang``.
 
-    def __init__(self, ctx: SceneContext, title: str) -> None:
+    A picture over ``MAX_PICTURE_PIXELS`` says so; any other failure reads "damaged
+    or missing". The title comes from the teacher's lesson: it is cleaned
+    (:func:`protocol.text.clean_name`).
+    """
+    heading = tr(lang, "Could not show «{title}»", title=clean_name(title))
+    if isinstance(error, PictureTooLargeError):
+        return heading, tr(
+            lang,
+            "The picture is too large: a panel shows at most {megapixels} megapixels. "
+            "The lesson goes on.",
+            megapixels=MAX_PICTURE_PIXELS // 1_000_000,
+        )
+    return heading, tr(lang, "The file is damaged or missing. The lesson goes on.")
+
+
+class ErrorScene(_Card):
+    """ "Не удалось показать «…»": an item that cannot be shown; the lesson goes on.
+
+    ``error``, when given, is what went wrong (see :func:`error_slide_lines`).
+    """
+
+    def __init__(self, ctx: SceneContext, title: str, error: BaseException | None = None) -> None:
         size = ctx.height / 22
+        heading, reason = error_slide_lines(ctx.lang, title, error)
         super().__init__(
             ctx,
-            [
-                (tr(ctx.lang, "Could not show «{title}»", title=title), size, WHITE),
-                (
-                    tr(ctx.lang, "The file is damaged or missing. The lesson goes on."),
-                    size * 0.6,
-                    MUTED_TEXT,
-                ),
-            ],
+            [(heading, size, WHITE), (reason, size * 0.6, MUTED_TEXT)],
             ERROR_BACKGROUND,
         )
 
@@ -558,7 +598,9 @@ class PlaceholderScene(_Card):
         kind = tr(ctx.lang, "Video") if item.kind == "video" else tr(ctx.lang, "Web page")
         size = ctx.height / 20
         super().__init__(
-            ctx, [(kind, size * 0.6, MUTED_TEXT), (item.title, size, WHITE)], PLACEHOLDER_BACKGROUND
+            ctx,
+            [(kind, size * 0.6, MUTED_TEXT), (clean_name(item.title), size, WHITE)],
+            PLACEHOLDER_BACKGROUND,
         )
 
 
@@ -638,10 +680,13 @@ class IdleScene(Scene):
         self.refresh()
 
     def refresh(self) -> None:
-        """Update every text from :attr:`info` and the clock (cheap when unchanged)."""
+        """Update every text from :attr:`info` and the clock (cheap when unchanged).
+
+        The school and room names are cleaned (:func:`protocol.text.clean_name`).
+        """
         info, lang = self.info, self.ctx.lang
-        self._set(self._school, info.school)
-        self._set(self._room, info.room)
+        self._set(self._school, clean_name(info.school))
+        self._set(self._room, clean_name(info.room))
         self._set(self._clock, time.strftime("%H:%M", time.localtime(info.clock())))
         self._set(self._pin_caption, tr(lang, "Pairing code") if info.pin else "")
         self._set(self._pin, " ".join(info.pin) if info.pin else "")
@@ -753,7 +798,11 @@ class AnnouncementOverlay:
 
 
 NOTICE_TEAL = (0, 105, 92, 235)
-"""Background of the "who paired" notice along the top of the screen."""
+"""Background of the "who paired" notice in the top right corner."""
+
+NOTICE_MAX_WIDTH = 0.42
+"""The notice is at most this share of the screen's width (longer names wrap), so that
+it stays clear of the middle of the top edge."""
 
 QUESTION_PURPLE = (74, 20, 140, 255)
 """Background of the question to allow a pairing (it covers the whole screen)."""
@@ -763,35 +812,44 @@ REFUSE_GREY = (97, 97, 97, 255)
 
 
 class NoticeOverlay:
-    """A one-line banner along the top of the screen (who just paired)."""
+    """A small box in the top right corner of the screen (who just paired).
+
+    It keeps clear of the middle and the left of the top edge, where slides put their
+    titles; drawn by the window, so a native window (an embedded video, a web page) on
+    top of it hides it.
+    """
 
     def __init__(self, ctx: SceneContext, text: str) -> None:
         self._batch = pyglet.graphics.Batch()
         background = pyglet.graphics.Group(order=0)
         foreground = pyglet.graphics.Group(order=1)
-        self.height = round(ctx.height / 10)
-        """Height of the banner from the top of the window, in pixels."""
-        bottom = ctx.height - self.height
-        self._box = pyglet.shapes.Rectangle(
-            0,
-            bottom,
-            ctx.width,
-            self.height,
-            color=NOTICE_TEAL,
-            batch=self._batch,
-            group=background,
-        )
+        margin = round(ctx.height / 60)
+        pad = round(ctx.height / 50)
+        max_width = round(ctx.width * NOTICE_MAX_WIDTH)
         self._label = pyglet.text.Label(
             text,
-            x=ctx.width // 2,
-            y=bottom + self.height // 2,
-            anchor_x="center",
-            anchor_y="center",
+            x=0,
+            y=0,
+            width=max_width,
+            multiline=True,
+            anchor_x="right",
+            anchor_y="top",
             font_name=FONT_NAME,
-            font_size=ctx.height / 32,
+            font_size=ctx.height / 36,
             color=WHITE,
             batch=self._batch,
             group=foreground,
+        )
+        # Shrink-wrap a short text: a box only as wide as its longest line.
+        self._label.width = min(max_width, round(self._label.content_width) + 1)
+        right, top = ctx.width - margin - pad, ctx.height - margin - pad
+        self._label.position = (right, top, 0)
+        width = round(self._label.content_width) + 2 * pad
+        height = round(self._label.content_height) + 2 * pad
+        self.box = (ctx.width - margin - width, ctx.height - margin - height, width, height)
+        """x, y (bottom left), width, height of the box, in window pixels."""
+        self._box = pyglet.shapes.Rectangle(
+            *self.box, color=NOTICE_TEAL, batch=self._batch, group=background
         )
 
     def draw(self) -> None:

@@ -23,6 +23,7 @@ from typing import Protocol, assert_never
 
 from kiosk.access import Access, Moderation, OfferRequest, PairingAttempt
 from kiosk.config import HEARTBEAT_INTERVAL_S
+from kiosk.connections import LogLimiter, source_of
 from kiosk.effects import (
     ControllerPaired,
     Display,
@@ -48,11 +49,13 @@ from kiosk.player import (
     StatusChanged,
     VideoCommand,
 )
+from kiosk.resume import PresentationSink, SavedPresentation, refusal
 from kiosk.tokens import Grant
 from kiosk.usage import DisplayStart
 from media.chunks import AppendBytes, AssemblerEvent, BlobVerified, ChunkAssembler, plan_needs
 from media.store import BlobStore
 from protocol import limits
+from protocol.clock import CLOCK_SAMPLES_KEPT, ClockSample, check_clock_offset
 from protocol.codec import Chunk, encode
 from protocol.constants import PROTOCOL_VERSION
 from protocol.errors import (
@@ -188,6 +191,8 @@ class Session:
     tokens: float = float(limits.MESSAGE_BURST)
     tokens_at: float = 0.0
     blobs: set[str] = field(default_factory=set)
+    clock_samples: list[ClockSample] = field(default_factory=list)
+    """The latest ``time_ping`` samples, which a ``cast``'s clock offset must match."""
 
     @property
     def greeted(self) -> bool:
@@ -196,7 +201,7 @@ class Session:
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """A message for one session (``sid``) or, with ``sid`` None, for every greeted one."""
+    """A message for one session (``sid``) or, with ``sid`` None, for every authenticated one."""
 
     sid: int | None
     message: Message
@@ -270,6 +275,7 @@ class KioskService:
         moderation: Moderation | None = None,
         clock: Clock | None = None,
         heartbeat_s: float = HEARTBEAT_INTERVAL_S,
+        presentation: PresentationSink | None = None,
         pairing_worker: PairingWorker | None = None,
     ) -> None:
         self.identity = identity
@@ -283,6 +289,8 @@ class KioskService:
         self.pairing_worker: PairingWorker = pairing_worker or ProcessPairingWorker()
         """Where ``pair_start``'s SPAKE2 runs (the adapter calls it, see ComputeOffer)."""
         self._question: _PanelQuestion | None = None
+        self._offering: set[int] = set()
+        """Sessions whose ``pair_start`` offer is being computed."""
         self._shown_pin: str | None = None
         self._clock_offset_ms = 0
         """The presenter's measured clock offset, stored with each usage record."""
@@ -296,6 +304,9 @@ class KioskService:
         self._open_uuid: str | None = None
         self._last_heartbeat_s = float("-inf")
         self._heartbeat_s = heartbeat_s
+        self._refusals_log = LogLimiter()
+        self.presentation = presentation
+        """Keeps what is shown for the next run (kiosk.resume); None: not kept."""
         recovered = self.usage.recover()
         if recovered:
             logger.warning("closed %d display interval(s) left open by a power loss", recovered)
@@ -310,12 +321,15 @@ class KioskService:
         return sid
 
     def close_session(self, sid: int) -> None:
-        """Forget a connection; blobs it was sending stay as resumable partials."""
+        """Forget a connection; blobs it was sending stay as resumable partials.
+
+        Their reserved room is released (the partials may be evicted once stale).
+        """
         session = self._sessions.pop(sid, None)
         if session is None:
             return
-        for sha in session.blobs:
-            self._assembler.forget(sha)
+        self._end_transfer(session)
+        self._offering.discard(sid)
         if self._question is not None and self._question.sid == sid:
             self._close_question(self.clock.monotonic())
         presenter = self.player.presenter
@@ -327,9 +341,35 @@ class KioskService:
             self.moderation.presenter_left(self.clock.monotonic())
 
     def is_greeted(self, sid: int) -> bool:
-        """Whether session ``sid`` said hello (and so receives pushed events)."""
+        """Whether session ``sid`` said hello."""
         session = self._sessions.get(sid)
         return session is not None and session.greeted
+
+    def is_authenticated(self, sid: int) -> bool:
+        """Whether session ``sid`` holds a valid grant (proved a token, or paired).
+
+        Only such sessions receive pushed events; the adapter never drops them to make
+        room and does not time them out.
+        """
+        session = self._sessions.get(sid)
+        return (
+            session is not None
+            and session.grant is not None
+            and self.access.tokens.is_valid(session.grant)
+        )
+
+    def is_pairing(self, sid: int) -> bool:
+        """Whether session ``sid`` is pairing: its ``pair_start`` was let through (its offer
+        is being computed, or was sent), or the panel is asked about it."""
+        session = self._sessions.get(sid)
+        if session is None:
+            return False
+        question = self._question
+        return (
+            session.pairing is not None
+            or sid in self._offering
+            or (question is not None and question.sid == sid)
+        )
 
     def drain(self) -> list[Outgoing | CloseSession | CaptureScreen | ComputeOffer]:
         """Return and forget what must be sent since the last call.
@@ -354,7 +394,7 @@ class KioskService:
         try:
             self._dispatch(session, msg)
         except ClassCastError as exc:
-            logger.info("session %d: %s (%s)", sid, exc, exc.code)
+            self._log_refusal(sid, msg.TYPE, exc)
             self._reply(sid, Error(re=req_id, code=exc.code, message=str(exc)))
         self._apply_player_effects()
 
@@ -363,7 +403,7 @@ class KioskService:
         session = self._sessions[sid]
         if not self._take_token(session):
             return
-        logger.info("session %d: malformed message: %s", sid, exc)
+        self._log_refusal(sid, "malformed message", exc)
         self._reply(sid, Error(re=req_id, code=exc.code, message=str(exc)))
 
     def handle_failure(self, sid: int, req_id: int | None) -> None:
@@ -388,14 +428,15 @@ class KioskService:
         except (ProtocolError, MediaError) as exc:
             sha = getattr(exc, "sha256", None)
             if sha is not None:
-                # A blob that failed verification is worthless: drop it and the transfer.
+                # A blob that failed verification, or that the disk cannot hold, is
+                # worthless: drop it, and end the transfer (releasing its reservations).
                 self.store.discard(sha)
-                session.blobs.discard(sha)
-                self._assembler.forget(sha)
+                self._end_transfer(session)
             re = transfer.request.id if transfer is not None and sha is not None else None
-            if re is not None:
-                session.transfer = None
-            logger.info("session %d: chunk refused: %s", sid, exc)
+            # A refused chunk costs a message token, so a flood of them is closed.
+            if not self._take_token(session):
+                return
+            self._log_refusal(sid, "chunk refused", exc)
             self._reply(sid, Error(re=re, code=exc.code, message=str(exc)))
             return
         if transfer is not None and not transfer.missing:
@@ -429,6 +470,8 @@ class KioskService:
                 self.usage.heartbeat(wall_s=self.clock.time(), mono_s=now)
             except UsageLogError:
                 logger.exception("usage log heartbeat failed")
+            if self.player.state in ("playing", "paused"):
+                self._save_presentation()  # its age and the video's position
 
     def next_deadline_s(self) -> float:
         """Monotonic time at which :meth:`tick` must run next."""
@@ -479,6 +522,7 @@ class KioskService:
         """The offer of :class:`ComputeOffer` ``request`` is computed (``result``: the
         keys, or the exception the computation raised): answer the ``pair_start``."""
         self.access.offer_computed(request.offer)
+        self._offering.discard(request.sid)
         session = self._sessions.get(request.sid)
         if session is None:
             return
@@ -500,6 +544,47 @@ class KioskService:
         """The video output reports that the video of item ``index`` ended."""
         self.player.video_ended(index, now=self.clock.monotonic())
         self._apply_player_effects()
+
+    def resume(self, saved: SavedPresentation) -> bool:
+        """Show again what a previous run showed when it stopped (kiosk.resume).
+
+        Call once at start, before the first connection; the usage log's recovery (in
+        the constructor) has closed the interval that run left open, and the resumed item
+        opens a new one. The presenter keeps the panel as if they had just disconnected:
+        other teachers may take over once the presenter's grace has run out.
+
+        Returns:
+            Whether the presentation is shown; if not, the reason is logged, the saved
+            presentation is dropped and the panel stays idle.
+        """
+        now = self.clock.monotonic()
+        reason = refusal(saved, wall_s=self.clock.time(), has_blob=self.store.has)
+        if reason is None:
+            try:
+                self.player.resume(
+                    saved.lesson,
+                    saved.presenter,
+                    index=saved.index,
+                    now=now,
+                    paused=saved.paused,
+                    blanked=saved.blanked,
+                    position_ms=saved.position_ms,
+                    volume=saved.volume,
+                )
+            except ProtocolError as exc:
+                reason = str(exc)
+        if reason is not None:
+            logger.warning("not resuming the lesson %r: %s", saved.lesson.title, reason)
+            self._save_presentation()
+            return False
+        logger.info(
+            "resumed the lesson %r at item %d after a restart", saved.lesson.title, saved.index + 1
+        )
+        self.store.pin(_blob_set(saved.lesson))
+        self._clock_offset_ms = saved.clock_offset_ms
+        self.moderation.presenter_left(now)
+        self._apply_player_effects()
+        return True
 
     def shutdown(self) -> None:
         """Close the open display interval (reason ``shutdown``) before exiting."""
@@ -530,6 +615,7 @@ class KioskService:
             case Cast() | Prepare():
                 if isinstance(msg, Cast):
                     self._check_presenter(session, now)
+                    self._check_clock_offset(session, msg)
                 self._start_transfer(session, msg)
             case Control():
                 self._check_presenter(session, now)
@@ -561,6 +647,8 @@ class KioskService:
                 self._reply(session.sid, Ok(msg.id))
             case TimePing():
                 kiosk_ms = round(self.clock.time() * 1000)
+                session.clock_samples.append(ClockSample(msg.controller_ms, kiosk_ms))
+                del session.clock_samples[:-CLOCK_SAMPLES_KEPT]
                 self._reply(
                     session.sid,
                     TimePong(re=msg.id, controller_ms=msg.controller_ms, kiosk_ms=kiosk_ms),
@@ -610,7 +698,7 @@ class KioskService:
                 kiosk_id=ident.kiosk_id,
                 room=ident.room,
                 school=ident.school,
-                status=self.status(),
+                status=self.status() if session.grant else _public(self.status()),
                 role=session.grant.role if session.grant else None,
             ),
         )
@@ -618,11 +706,12 @@ class KioskService:
     def _pair_start(self, session: Session, msg: PairStart, now: float) -> None:
         try:
             offer = self.access.begin_pairing(
-                session.controller_id or "", session.address, msg, now
+                session.controller_id or "", source_of(session.address), msg, now
             )
         except PairingError as exc:  # refused at once; the access logs it, rate-limited
             self._reply(session.sid, _error(msg.id, exc))
             return
+        self._offering.add(session.sid)
         self._replies.append(ComputeOffer(session.sid, msg.id, offer))
 
     def _pair_confirm(self, session: Session, msg: PairConfirm, now: float) -> None:
@@ -633,7 +722,7 @@ class KioskService:
             confirm = self.access.check_confirm(
                 attempt,
                 msg,
-                source=session.address,
+                source=source_of(session.address),
                 name=session.controller_name or "",
                 now=now,
             )
@@ -671,7 +760,7 @@ class KioskService:
             confirm=confirm,
             controller_id=session.controller_id or "",
             name=name,
-            source=session.address,
+            source=source_of(session.address),
             now=now,
             wall_s=self.clock.time(),
         )
@@ -685,6 +774,17 @@ class KioskService:
         self._display(PairingQuestionClosed())
         self.access.refused_on_panel(now)
         self._show_pin(now)
+
+    def _check_clock_offset(self, session: Session, msg: Cast) -> None:
+        """Refuse a clock offset this panel cannot vouch for (see protocol.clock)."""
+        measured = check_clock_offset(msg.clock_offset_ms, session.clock_samples)
+        if measured is not None and abs(measured) > limits.MAX_CLOCK_OFFSET_MS:
+            logger.warning(
+                "this panel's clock is %d s off the clock of %s's computer; its usage "
+                "records keep the panel's own time: set the panel's clock (NTP)",
+                measured // 1000,
+                session.controller_name,
+            )
 
     def _screenshot(self, session: Session, msg: TakeScreenshot) -> None:
         self._replies.append(CaptureScreen(session.sid, msg.id, msg.max_width))
@@ -732,12 +832,24 @@ class KioskService:
         if isinstance(msg, Cast) and not 0 <= msg.start_index < len(lesson.items):
             raise UnexpectedMessageError("start index outside the lesson", code="bad_index")
         needs = plan_needs(lesson, self.store.has, self.store.partial_bytes)
-        # Room for what is missing, never evicting the lesson being shown or this one.
-        current = self.player.lesson
-        keep = _blob_set(lesson) | (_blob_set(current) if current else set())
-        self.store.pin(keep)
-        self.store.make_room(sum(n.size_bytes - n.have_bytes for n in needs))
-        needs = self._expect(session, needs)
+        for need in needs:
+            if need.sha256 in self._assembler.pending():
+                raise UnexpectedMessageError(
+                    f"blob {need.sha256} is being received from another connection",
+                    code="busy",
+                )
+        # Reserve the whole of every missing blob before asking for it, never evicting
+        # the lesson being shown, this one, or one another connection is receiving.
+        # All or nothing: a refusal (QuotaExceededError, DiskFullError) changes nothing.
+        self.store.pin(self._keep(lesson))
+        self.store.reserve({n.sha256: n.size_bytes for n in needs})
+        try:
+            needs = self._expect(session, needs)
+        except BaseException:
+            for need in needs:
+                self.store.unreserve(need.sha256)
+            self._end_transfer(session)
+            raise
         self._reply(session.sid, Need(re=msg.id, blobs=needs))
         for sha in _blob_set(lesson):
             if self.store.has(sha):
@@ -751,15 +863,6 @@ class KioskService:
         """Register each needed blob with the assembler; returns what must still be sent."""
         result = []
         for need in needs:
-            if need.sha256 in self._assembler.pending():
-                if need.sha256 not in session.blobs:
-                    raise UnexpectedMessageError(
-                        f"blob {need.sha256} is being received from another connection",
-                        code="busy",
-                    )
-                have = self._assembler.received_bytes(need.sha256)
-                result.append(BlobNeed(need.sha256, have, need.size_bytes))
-                continue
             try:
                 events = self._assembler.expect(
                     need.sha256,
@@ -770,6 +873,7 @@ class KioskService:
             except ChecksumMismatchError:
                 # A partial left complete but damaged by a crash: start that blob afresh.
                 self.store.discard(need.sha256)
+                self.store.reserve({need.sha256: need.size_bytes})
                 need = BlobNeed(need.sha256, 0, need.size_bytes)
                 events = self._assembler.expect(
                     need.sha256, need.size_bytes, 0, self.store.partial_hasher(need.sha256)
@@ -780,6 +884,27 @@ class KioskService:
             session.blobs.add(need.sha256)
             result.append(need)
         return result
+
+    def _end_transfer(self, session: Session) -> None:
+        """Stop receiving on ``session`` (it failed or closed): forget its blobs and
+        release their reserved room; their partials stay, resumable until stale."""
+        for sha in session.blobs:
+            self._assembler.forget(sha)
+            self.store.unreserve(sha)
+        session.blobs.clear()
+        session.transfer = None
+
+    def _keep(self, lesson: LessonManifest | None = None) -> set[str]:
+        """The blobs no eviction may touch: ``lesson``'s, the lesson on screen, and
+        those of every lesson still being received."""
+        keep = _blob_set(lesson) if lesson is not None else set()
+        current = self.player.lesson
+        if current is not None:
+            keep |= _blob_set(current)
+        for other in self._sessions.values():
+            if other.transfer is not None:
+                keep |= _blob_set(other.transfer.request.lesson)
+        return keep
 
     def _store_events(self, session: Session, events: list[AssemblerEvent]) -> None:
         for event in events:
@@ -803,7 +928,7 @@ class KioskService:
                 start_at_s = now + (msg.start_at_ms / 1000 - self.clock.time())
             presenter = Presenter(session.controller_id or "", session.controller_name or "")
             self.moderation.presenter_back()  # a new presentation: its presenter is here
-            self.store.pin(_blob_set(msg.lesson))
+            self.store.pin(self._keep(msg.lesson))
             self._clock_offset_ms = msg.clock_offset_ms
             self.player.load(
                 msg.lesson, presenter, start_index=msg.start_index, now=now, start_at_s=start_at_s
@@ -832,8 +957,32 @@ class KioskService:
     # ----------------------------------------------------------------- effects
 
     def _apply_player_effects(self) -> None:
-        for effect in self.player.drain():
+        effects = self.player.drain()
+        for effect in effects:
             self._apply(effect)
+        if any(isinstance(effect, StatusChanged) for effect in effects):
+            self._save_presentation()
+
+    def _save_presentation(self) -> None:
+        """Hand what is shown now to the presentation sink (None when no item shows)."""
+        if self.presentation is None:
+            return
+        player = self.player
+        lesson, presenter = player.lesson, player.presenter
+        saved = None
+        if player.state in ("playing", "paused") and lesson is not None and presenter is not None:
+            saved = SavedPresentation(
+                lesson=lesson,
+                index=player.index,
+                presenter=presenter,
+                saved_at_s=self.clock.time(),
+                paused=player.state == "paused",
+                blanked=player.blanked,
+                position_ms=min(player.position_ms(self.clock.monotonic()), limits.MAX_DURATION_MS),
+                clock_offset_ms=self._clock_offset_ms,
+                volume=player.volume,
+            )
+        self.presentation.save(saved)
 
     def _apply(self, effect: Effect) -> None:
         match effect:
@@ -893,6 +1042,14 @@ class KioskService:
     def _reply(self, sid: int, msg: Message) -> None:
         self._replies.append(Outgoing(sid, msg))
 
+    def _log_refusal(self, sid: int, what: str, exc: ClassCastError) -> None:
+        """Log a refused request, once per error code per interval (floods stay one line)."""
+        suppressed = self._refusals_log.allow(exc.code, self.clock.monotonic())
+        if suppressed is None:
+            return
+        more = f" ({suppressed} more {exc.code} since the last such line)" if suppressed else ""
+        logger.info("session %d: %s: %s (%s)%s", sid, what, exc, exc.code, more)
+
     def _take_token(self, session: Session) -> bool:
         """Token bucket: MESSAGE_BURST at once, MAX_MESSAGES_PER_SECOND sustained."""
         now = self.clock.monotonic()
@@ -916,6 +1073,21 @@ class KioskService:
 
 def _error(re: int, exc: ClassCastError) -> Error:
     return Error(re=re, code=exc.code, message=str(exc))
+
+
+def _public(status: StatusSnapshot) -> StatusSnapshot:
+    """What an unpaired connection may see: the panel and its state, no lesson or names."""
+    return dataclasses.replace(
+        status,
+        lesson_id=None,
+        lesson_title=None,
+        index=0,
+        count=0,
+        item_kind=None,
+        item_title=None,
+        position_ms=0,
+        presenter=None,
+    )
 
 
 def _blob_set(lesson: LessonManifest) -> set[str]:

@@ -35,7 +35,11 @@ earlier runs, because monotonic times of different runs (or boots) cannot be com
 and a live interval must not be closed as ``power_loss``.
 
 Errors: every failure to open, read or write the file raises
-:class:`protocol.errors.UsageLogError` (ours) with the path in its message. Invalid
+:class:`protocol.errors.UsageLogError` (ours) with the path in its message; when the
+file itself failed (disk full, I/O error, locked) its ``__cause__`` is the
+:class:`sqlite3.Error`, and a failed write left nothing behind, so it may be retried
+as is (:mod:`kiosk.usage_writer` does). One without such a cause is about the call (a
+uuid never opened) and would fail again. Invalid
 arguments (a negative ``after_seq``, a ``limit`` out of range, a non-finite time) raise
 :class:`ValueError`: they are a bug in the caller, not a state of the log.
 

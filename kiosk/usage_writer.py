@@ -6,20 +6,38 @@ DESIGN §3: the main thread never waits on fsync, and the network loop should no
 chooses the interval's uuid itself). One thread takes everything queued and commits it
 in one transaction, so a burst of item switches costs one fsync, not two per switch.
 
+A write that fails because of the file (disk full, ``SQLITE_FULL``, an I/O error, the
+file locked) is not lost: it stays in memory, in order with everything queued after it,
+and the thread retries with a growing delay (``RETRY_FIRST_S`` doubling up to
+``RETRY_MAX_S``) until the file takes it. The first failure is logged once, and the
+recovery once; each record then gets its ``seq`` and its place in the hash chain when it
+is finally committed, exactly as if it had been written at once (its times were taken
+when the call was made). Meanwhile a heartbeat replaces the earlier ones still waiting.
+At most ``MAX_PENDING_INTERVALS`` intervals wait; past that, new intervals are not logged
+until the file takes writes again (counted and logged once), so memory stays bounded.
+A write that is wrong in itself (closing an unknown uuid, a bad value) is logged and
+dropped: retrying it could never succeed.
+
 Reads (``records_after``, ``last_seq``, ``open_count``) first wait until every write
 queued before them is committed, so a ``usage_pull`` always sees the switch that came
-before it. A write that fails is logged; the lesson goes on (a classroom screen must
-stay up). After a power loss, what had not reached the disk is at most the last few
-milliseconds of queued writes; open intervals on disk are closed by ``recover``.
+before it; while writes wait for disk space, reads return what is committed (the waiting
+records come later, with higher ``seq``). After a power loss, what had not reached the
+disk is lost: the last few milliseconds of queued writes, or everything still waiting
+for disk space; open intervals on disk are closed by ``recover``.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+import sqlite3
 import threading
+import time
 import uuid as uuid_module
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final, Literal
 
 from kiosk.usage import DisplayStart, UsageLog
 from protocol.errors import UsageLogError
@@ -27,80 +45,210 @@ from protocol.messages import EndReason, UsageRecord
 
 logger = logging.getLogger(__name__)
 
-_Write = Callable[[UsageLog], object]
-
-FLUSH_TIMEOUT_S = 30.0
+FLUSH_TIMEOUT_S: Final = 30.0
 """Longest a read waits for queued writes before it fails."""
+
+RETRY_FIRST_S: Final = 0.5
+"""Delay before the first retry of a write the file refused; it doubles after each try."""
+
+RETRY_MAX_S: Final = 10.0
+"""Longest delay between retries while the file refuses writes (a full disk)."""
+
+MAX_PENDING_INTERVALS: Final = 10_000
+"""Most display intervals kept in memory while the file refuses writes: about 14 hours
+of slides changing every 5 s, a few MB. Past it, new intervals are not logged (each such
+one is counted, and the count logged) until the file takes writes again."""
+
+_Kind = Literal["recover", "open", "close", "heartbeat"]
+
+
+@dataclass(slots=True)
+class _Write:
+    """One queued write: what it does to the log, and what it is (for the backlog)."""
+
+    kind: _Kind
+    apply: Callable[[UsageLog], object]
+
+
+@dataclass(slots=True)
+class _Waiter:
+    """A reader waiting for the writes queued before it."""
+
+    give_up_when_stalled: bool
+    done: threading.Event = field(default_factory=threading.Event)
+    committed: bool = False
+
+
+def _is_transient(exc: Exception) -> bool:
+    """Whether ``exc`` comes from the file (retry the write) and not from the write."""
+    cause = exc.__cause__
+    if not isinstance(exc, UsageLogError) or not isinstance(cause, sqlite3.Error):
+        return False
+    return not isinstance(
+        cause, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.InterfaceError
+    )
 
 
 class UsageWriter:
-    """A :class:`UsageLog` whose writes happen on a dedicated thread."""
+    """A :class:`UsageLog` whose writes happen on a dedicated thread, and are retried
+    while the file refuses them.
 
-    def __init__(self, log: UsageLog) -> None:
+    Call :meth:`recover` once at start, then ``open``/``close``/``heartbeat`` as
+    :class:`UsageLog`; call :meth:`close_db` on shutdown.
+    """
+
+    def __init__(
+        self,
+        log: UsageLog,
+        *,
+        retry_first_s: float = RETRY_FIRST_S,
+        retry_max_s: float = RETRY_MAX_S,
+        max_pending_intervals: int = MAX_PENDING_INTERVALS,
+    ) -> None:
+        """Start the writer thread for ``log``.
+
+        Args:
+            log: the usage log; the writer owns it from now on.
+            retry_first_s: delay before the first retry of a refused write.
+            retry_max_s: longest delay between retries.
+            max_pending_intervals: most intervals kept in memory while writes fail.
+        """
         self.log = log
         self.public_key = log.public_key
-        self._queue: queue.SimpleQueue[_Write | threading.Event | None] = queue.SimpleQueue()
+        self._retry_first_s = retry_first_s
+        self._retry_max_s = retry_max_s
+        self._max_pending = max_pending_intervals
+        self._queue: queue.SimpleQueue[_Write | _Waiter | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._pending_opens = 0
+        """Opens queued and not yet committed (guarded by ``_lock``)."""
+        self._dropped: set[str] = set()
+        """Intervals not logged because too many were waiting (guarded by ``_lock``)."""
+        self._dropped_count = 0
+        self.unlogged_intervals = 0
+        """Intervals never logged because ``MAX_PENDING_INTERVALS`` were waiting already."""
+        self.retries = 0
+        """How many times writes the file refused were tried again."""
+        self._stalled = False
+        """True while the file refuses writes (read by other threads; set by the writer)."""
+        self._closed = False
         self._thread = threading.Thread(target=self._run, name="usage-writer", daemon=True)
         self._thread.start()
-        self._closed = False
 
     # ----------------------------------------------------------------- writes
 
     def recover(self) -> int:
-        """Close intervals an earlier run left open (synchronously; call at start)."""
-        return self.log.recover()
+        """Close intervals an earlier run left open; call once at start, before ``open``.
+
+        Runs at once on the calling thread. When the file refuses the write (a full
+        disk), it is queued ahead of everything else and retried like any write.
+
+        Returns:
+            How many intervals were closed (0 when the write was queued).
+
+        Raises:
+            UsageLogError: the file cannot be read at all.
+        """
+        try:
+            return self.log.recover()
+        except UsageLogError as exc:
+            if not _is_transient(exc):
+                raise
+            logger.error("usage log: cannot recover open intervals now (%s); will retry", exc)
+            self._queue.put(_Write("recover", lambda log: log.recover()))
+            return 0
 
     def open(
         self, start: DisplayStart, *, wall_s: float, mono_s: float, clock_offset_ms: int = 0
     ) -> str:
         """Queue the start of a display interval; returns its uuid at once."""
         interval_uuid = str(uuid_module.uuid4())
+        with self._lock:
+            if self._pending_opens >= self._max_pending:
+                self._dropped.add(interval_uuid)
+                self._dropped_count += 1
+                self.unlogged_intervals += 1
+                if self._dropped_count == 1:
+                    logger.error(
+                        "usage log: %d display intervals wait for disk space, the most kept "
+                        "in memory; newer intervals are not logged until the disk has room",
+                        self._pending_opens,
+                    )
+                return interval_uuid
+            self._pending_opens += 1
         self._queue.put(
-            lambda log: log.open(
-                start,
-                wall_s=wall_s,
-                mono_s=mono_s,
-                clock_offset_ms=clock_offset_ms,
-                uuid=interval_uuid,
-            ),
+            _Write(
+                "open",
+                lambda log: log.open(
+                    start,
+                    wall_s=wall_s,
+                    mono_s=mono_s,
+                    clock_offset_ms=clock_offset_ms,
+                    uuid=interval_uuid,
+                ),
+            )
         )
         return interval_uuid
 
     def close(self, uuid: str, *, wall_s: float, mono_s: float, reason: EndReason) -> None:
         """Queue the end of the interval ``uuid``."""
-        self._queue.put(lambda log: log.close(uuid, wall_s=wall_s, mono_s=mono_s, reason=reason))
+        with self._lock:
+            if uuid in self._dropped:
+                self._dropped.discard(uuid)
+                return
+        self._queue.put(
+            _Write(
+                "close", lambda log: log.close(uuid, wall_s=wall_s, mono_s=mono_s, reason=reason)
+            )
+        )
 
     def heartbeat(self, *, wall_s: float, mono_s: float) -> None:
         """Queue a heartbeat."""
-        self._queue.put(lambda log: log.heartbeat(wall_s=wall_s, mono_s=mono_s))
+        self._queue.put(
+            _Write("heartbeat", lambda log: log.heartbeat(wall_s=wall_s, mono_s=mono_s))
+        )
 
     # ----------------------------------------------------------------- reads
+
+    @property
+    def stalled(self) -> bool:
+        """Whether writes are waiting in memory because the file refuses them."""
+        return self._stalled
 
     def flush(self, timeout_s: float = FLUSH_TIMEOUT_S) -> None:
         """Wait until every write queued so far is committed.
 
         Raises:
-            UsageLogError: the writer did not get there within ``timeout_s``.
+            UsageLogError: the file refuses writes (they wait in memory; see
+                :meth:`wait_for_written`), or the writer did not get there within
+                ``timeout_s``.
         """
-        done = threading.Event()
-        self._queue.put(done)
-        if not done.wait(timeout_s):
-            raise UsageLogError(f"usage log {self.log.path}: writes did not finish in time")
+        self._wait(timeout_s, give_up_when_stalled=True)
+
+    def wait_for_written(self, timeout_s: float = FLUSH_TIMEOUT_S) -> None:
+        """Wait until every write queued so far is committed, however long the file
+        refuses them (up to ``timeout_s``).
+
+        Raises:
+            UsageLogError: they were not committed within ``timeout_s``.
+        """
+        self._wait(timeout_s, give_up_when_stalled=False)
 
     def records_after(self, after_seq: int, limit: int) -> list[UsageRecord]:
-        self.flush()
+        self._settle()
         return self.log.records_after(after_seq, limit)
 
     def last_seq(self) -> int:
-        self.flush()
+        self._settle()
         return self.log.last_seq()
 
     def open_count(self) -> int:
-        self.flush()
+        self._settle()
         return self.log.open_count()
 
     def close_db(self) -> None:
-        """Commit what is queued, stop the thread, close the file."""
+        """Commit what is queued (one more try if the file refuses it), stop the thread,
+        close the file."""
         if self._closed:
             return
         self._closed = True
@@ -108,44 +256,153 @@ class UsageWriter:
         self._thread.join(FLUSH_TIMEOUT_S)
         self.log.close_db()
 
+    def _wait(self, timeout_s: float, *, give_up_when_stalled: bool) -> None:
+        waiter = _Waiter(give_up_when_stalled)
+        self._queue.put(waiter)
+        if not waiter.done.wait(timeout_s):
+            raise UsageLogError(f"usage log {self.log.path}: writes did not finish in time")
+        if not waiter.committed:
+            raise UsageLogError(
+                f"usage log {self.log.path}: cannot write now (is the disk full?); "
+                "the records wait in memory and are written when it has room"
+            )
+
+    def _settle(self) -> None:
+        """Before a read: wait for queued writes, unless they wait for disk space (then
+        the read sees what is committed; the rest comes later with higher ``seq``)."""
+        try:
+            self.flush()
+        except UsageLogError:
+            if not self._stalled:
+                raise
+
     # ----------------------------------------------------------------- the thread
 
     def _run(self) -> None:
+        backlog: deque[_Write] = deque()
+        waiters: list[_Waiter] = []
+        delay_s = self._retry_first_s
+        retry_at = 0.0
+        stalled_since = 0.0
+        stop = False
         while True:
-            item = self._queue.get()
-            batch: list[_Write] = []
-            waiters: list[threading.Event] = []
-            stop = False
-            while True:
+            timeout = None if not backlog else max(0.0, retry_at - time.monotonic())
+            for item in self._take(timeout):
                 if item is None:
                     stop = True
-                elif isinstance(item, threading.Event):
+                elif isinstance(item, _Waiter):
                     waiters.append(item)
                 else:
-                    batch.append(item)
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            if batch:
-                self._commit(batch)
-            for event in waiters:
-                event.set()
+                    if item.kind == "heartbeat" and self._stalled:
+                        # A later heartbeat says all that an earlier waiting one would.
+                        backlog = deque(w for w in backlog if w.kind != "heartbeat")
+                    backlog.append(item)
+            now = time.monotonic()
+            if backlog and (not self._stalled or now >= retry_at or stop):
+                if self._stalled:
+                    self.retries += 1
+                failure = self._commit(backlog)
+                if failure is None:
+                    if self._stalled:
+                        self._recovered(now - stalled_since)
+                    delay_s = self._retry_first_s
+                elif not self._stalled:
+                    self._stalled = True
+                    stalled_since = now
+                    logger.error(
+                        "usage log %s: cannot write (%s); %d write(s) wait in memory and are "
+                        "retried until the disk has room",
+                        self.log.path,
+                        failure,
+                        len(backlog),
+                    )
+                    retry_at, delay_s = now + delay_s, min(delay_s * 2, self._retry_max_s)
+                else:
+                    retry_at, delay_s = now + delay_s, min(delay_s * 2, self._retry_max_s)
+            waiters = self._release(waiters, written=not backlog)
             if stop:
+                for waiter in waiters:
+                    waiter.done.set()  # not committed: the reader gets an error
+                if backlog:
+                    logger.error(
+                        "usage log %s: %d write(s) could not be written before exit (disk "
+                        "full); intervals open on disk are closed as power_loss at next start",
+                        self.log.path,
+                        len(backlog),
+                    )
                 return
 
-    def _commit(self, batch: list[_Write]) -> None:
+    def _take(self, timeout_s: float | None) -> list[_Write | _Waiter | None]:
+        """Everything queued: wait up to ``timeout_s`` (None: forever) for the first."""
+        try:
+            items = [self._queue.get(timeout=timeout_s)]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                return items
+
+    def _release(self, waiters: list[_Waiter], *, written: bool) -> list[_Waiter]:
+        """Wake the readers that may go on; return those still waiting."""
+        left = []
+        for waiter in waiters:
+            if written:
+                waiter.committed = True
+                waiter.done.set()
+            elif waiter.give_up_when_stalled and self._stalled:
+                waiter.done.set()
+            else:
+                left.append(waiter)
+        return left
+
+    def _recovered(self, stalled_s: float) -> None:
+        self._stalled = False
+        with self._lock:
+            dropped, self._dropped_count = self._dropped_count, 0
+        logger.warning(
+            "usage log %s: written again after %.0f s; the waiting records are stored%s",
+            self.log.path,
+            stalled_s,
+            f"; {dropped} interval(s) over the memory limit were not logged" if dropped else "",
+        )
+
+    def _commit(self, backlog: deque[_Write]) -> UsageLogError | None:
+        """Commit the backlog in order, removing what was written or is hopeless.
+
+        Returns:
+            None when all of it was committed, else the error of the write the file
+            refused (it and those after it stay in ``backlog``).
+        """
         try:
             with self.log.transaction():
-                for write in batch:
-                    write(self.log)
-        except (UsageLogError, ValueError):
-            logger.exception(
-                "usage log: a batch of %d writes failed; retrying one by one", len(batch)
-            )
-            for write in batch:
-                try:
-                    with self.log.transaction():
-                        write(self.log)
-                except Exception:  # the one broad catch of the writer: the panel stays up
-                    logger.exception("usage log: a write failed")
+                for write in backlog:
+                    write.apply(self.log)
+        except Exception:  # find the culprit one by one below
+            pass
+        else:
+            self._written(backlog)
+            backlog.clear()
+            return None
+        # One by one: keep order, drop what can never be written, stop at the file.
+        while backlog:
+            write = backlog[0]
+            try:
+                with self.log.transaction():
+                    write.apply(self.log)
+            except (UsageLogError, ValueError) as exc:
+                if isinstance(exc, UsageLogError) and _is_transient(exc):
+                    return exc
+                logger.exception("usage log: a %s write failed and is dropped", write.kind)
+            except Exception:  # the one broad catch of the writer: the panel stays up
+                logger.exception("usage log: a %s write failed and is dropped", write.kind)
+            self._written([write])
+            backlog.popleft()
+        return None
+
+    def _written(self, writes: deque[_Write] | list[_Write]) -> None:
+        opens = sum(1 for write in writes if write.kind == "open")
+        if opens:
+            with self._lock:
+                self._pending_opens -= opens

@@ -17,13 +17,25 @@ Two ways to show a page, chosen per item by :class:`WebLoader`:
   it: the scene closes the window, shows a screenshot of the page under the
   announcement, and opens the window again afterwards.
 
-HTML blobs (stored without an extension) are copied to a temporary ``.html`` file
-first, so that Chromium reads them as HTML.
+What a page can reach (docs/security.md, “Web items”):
+
+* Every Chromium goes through the kiosk's :class:`~kiosk.webguard.WebGuard` (a proxy
+  on 127.0.0.1): the panel's own addresses and ports are refused to every request, and
+  so are hosts outside the district's allowlist (``web_allow``).
+* Lesson HTML is never opened from ``file://``: the guard serves each page's blob at a
+  private ``http://<token>.classcast.localhost/`` origin of its own.
+* Every showing of a page gets a fresh browser profile (a temporary
+  ``--user-data-dir``, deleted when the item is left), so nothing one cast stores is
+  seen by the next; every screenshot gets one too. Downloads are off in each profile
+  (:data:`PROFILE_PREFERENCES`).
+* An item whose address is outside the allowlist is not opened at all: the panel shows
+  :class:`AddressNotAllowedScene`, which says whom to ask.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -34,13 +46,15 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
 
 import pyglet
 
 from kiosk.i18n import tr
 from kiosk.scenes import (
     BLACK,
+    ERROR_BACKGROUND,
     MUTED_TEXT,
     PLACEHOLDER_BACKGROUND,
     WHITE,
@@ -54,6 +68,7 @@ from kiosk.scenes import (
     _Card,
     decode_image,
 )
+from kiosk.webguard import WebGuard
 from protocol.errors import MediaError
 from protocol.messages import ManifestItem
 
@@ -95,6 +110,25 @@ WINDOW_FLAGS: Final = (
 )
 """Flags of the panel's Chromium window: nothing but the page."""
 
+PROFILE_PREFIX: Final = "profile-"
+"""Name prefix of the temporary profiles made under the loader's ``profiles_dir``."""
+
+DOWNLOADS_BLOCKED: Final = 3
+"""Chromium's ``download_restrictions`` value that blocks every download (the value of
+the DownloadRestrictions policy, honoured from the profile's own preferences too)."""
+
+PROFILE_PREFERENCES: Final[dict[str, Any]] = {
+    "download_restrictions": DOWNLOADS_BLOCKED,
+    "download": {"prompt_for_download": False},
+    "webrtc": {"ip_handling_policy": "disable_non_proxied_udp"},
+    "profile": {"default_content_setting_values": {"automatic_downloads": 2}},
+    "credentials_enable_service": False,
+    "autofill": {"profile_enabled": False, "credit_card_enabled": False},
+}
+"""What each fresh profile starts with: no downloads (should one slip through anyway,
+its directory is inside the profile, deleted with it), WebRTC only through the proxy,
+no saved passwords or form data."""
+
 
 def default_chromium() -> str:
     """Chromium on ``PATH`` (Debian: ``chromium``), else ``/usr/bin/chromium``."""
@@ -115,6 +149,44 @@ def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+def new_profile(parent: Path | None = None) -> Path:
+    """A fresh Chromium profile (``--user-data-dir``) in a new temporary directory.
+
+    Its preferences are :data:`PROFILE_PREFERENCES`, downloads pointed inside it.
+    Delete it with :func:`remove_profile` once its Chromium has exited.
+
+    Raises:
+        OSError: the directory cannot be made or written.
+    """
+    if parent is not None:
+        parent.mkdir(parents=True, exist_ok=True)
+    profile = Path(tempfile.mkdtemp(prefix=PROFILE_PREFIX, dir=parent))
+    try:
+        prefs = json.loads(json.dumps(PROFILE_PREFERENCES))
+        prefs["download"]["default_directory"] = str(profile / "downloads")
+        (profile / "Default").mkdir()
+        (profile / "Default" / "Preferences").write_text(json.dumps(prefs))
+    except BaseException:
+        remove_profile(profile)
+        raise
+    return profile
+
+
+def remove_profile(profile: Path) -> None:
+    """Delete a profile made by :func:`new_profile` (best effort; never raises)."""
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def sweep_profiles(parent: Path) -> None:
+    """Delete profiles left in ``parent`` by a kiosk that did not stop cleanly."""
+    with contextlib.suppress(OSError):
+        for child in parent.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+
+
 def _kill_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
     """Send ``sig`` to ``proc``'s process group (Chromium's helpers included)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -125,14 +197,24 @@ def _kill_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
 
 
 def screenshot_command(
-    chromium: str, url: str, out: Path, width: int, height: int, profile: Path
+    chromium: str,
+    url: str,
+    out: Path,
+    width: int,
+    height: int,
+    profile: Path,
+    guard_flags: Sequence[str] = (),
 ) -> list[str]:
-    """The command line of a headless screenshot of ``url`` at ``width``×``height``."""
+    """The command line of a headless screenshot of ``url`` at ``width``×``height``.
+
+    ``guard_flags`` are :meth:`WebGuard.chromium_flags` (every request through it).
+    """
     return [
         chromium,
         "--headless",
         *_sandbox_flags(),
         *COMMON_FLAGS,
+        *guard_flags,
         f"--user-data-dir={profile}",
         "--hide-scrollbars",
         "--force-device-scale-factor=1",
@@ -161,12 +243,13 @@ def render_page(
     *,
     chromium: str,
     timeout_s: float = RENDER_TIMEOUT_S,
-    html: Path | None = None,
+    guard_flags: Sequence[str] = (),
 ) -> Pixels:
-    """A screenshot of ``url`` (or of the HTML file ``html``), fitted in the box.
+    """A screenshot of ``url``, fitted in the box.
 
-    Runs Chromium headless with a fresh profile in a temporary directory; blocks up to
-    ``timeout_s`` (call it from the loader thread).
+    Runs Chromium headless with a fresh profile (:func:`new_profile`) in a temporary
+    directory, deleted afterwards; blocks up to ``timeout_s`` (call it from the loader
+    thread). ``guard_flags``: see :func:`screenshot_command`.
 
     Raises:
         MediaError: the page did not load (or Chromium timed out).
@@ -174,13 +257,10 @@ def render_page(
     """
     with tempfile.TemporaryDirectory(prefix="classcast-web-", ignore_cleanup_errors=True) as tmp:
         root = Path(tmp)
-        if html is not None:
-            page = root / "page.html"
-            shutil.copyfile(html, page)
-            url = page.as_uri()
         shot = root / "page.png"
         log = root / "chromium.log"
-        argv = screenshot_command(chromium, url, shot, width, height, root / "profile")
+        profile = new_profile(root)
+        argv = screenshot_command(chromium, url, shot, width, height, profile, guard_flags)
         with log.open("wb") as err:
             proc = subprocess.Popen(
                 argv,
@@ -273,6 +353,41 @@ class WebPageCard(_Card):
         )
 
 
+class AddressNotAllowedError(MediaError):
+    """A web item's address is outside the panel's allowlist (the teacher's input)."""
+
+    code = "address_not_allowed"
+
+    def __init__(self, title: str, host: str) -> None:
+        super().__init__(f"item {title!r}: {host} is not in this panel's web_allow list")
+        self.title = title
+        self.host = host
+
+
+class AddressNotAllowedScene(_Card):
+    """The error slide of a web item whose host the panel may not open, and whom to ask."""
+
+    def __init__(self, ctx: SceneContext, title: str, host: str) -> None:
+        size = ctx.height / 22
+        self.lines = [
+            tr(ctx.lang, "Could not show «{title}»", title=title),
+            tr(ctx.lang, "The address {host} is not allowed on this panel.", host=host),
+            tr(
+                ctx.lang,
+                "Ask the school's administrator to add it to the panel's list of allowed sites.",
+            ),
+        ]
+        super().__init__(
+            ctx,
+            [
+                (self.lines[0], size, WHITE),
+                (self.lines[1], size * 0.7, WHITE),
+                (self.lines[2], size * 0.6, MUTED_TEXT),
+            ],
+            ERROR_BACKGROUND,
+        )
+
+
 class WebWindowScene(Scene):
     """A web page in a supervised Chromium window over the panel window.
 
@@ -283,25 +398,37 @@ class WebWindowScene(Scene):
     shows ``fallback()``'s screenshot instead, rendered on a thread of its own; the
     error slide if that fails too.
 
+    Each showing (from :meth:`enter` to :meth:`leave`) runs Chromium in a fresh profile
+    (:func:`new_profile`), kept across restarts and announcements within the showing,
+    and deleted when the scene is left.
+
     Args:
         ctx: the window's context.
         title: the item's title, for the card.
-        argv: Chromium's command line (:meth:`WebLoader.window_command`).
+        command: Chromium's command line for a profile directory
+            (:meth:`WebLoader.window_command`).
         fallback: renders the screenshot (blocking; called off the main thread).
-        cleanup: called once by :meth:`delete` (e.g. removes a temporary HTML copy).
+        cleanup: called once by :meth:`delete` (e.g. withdraws the published page).
+        profiles_dir: where the temporary profiles are made (None: the system's
+            temporary directory).
     """
 
     def __init__(
         self,
         ctx: SceneContext,
         title: str,
-        argv: Sequence[str],
+        command: Callable[[Path], Sequence[str]],
         fallback: Callable[[], Pixels],
         cleanup: Callable[[], None] = lambda: None,
+        profiles_dir: Path | None = None,
     ) -> None:
         self.ctx = ctx
         self.title = title
-        self.browser = BrowserProcess(argv)
+        self.browser = BrowserProcess(())
+        self._command = command
+        self._profiles_dir = profiles_dir
+        self.profile: Path | None = None
+        """The current showing's profile directory, or None between showings."""
         self._fallback = fallback
         self._cleanup: Callable[[], None] | None = cleanup
         self._content: Scene = WebPageCard(ctx, title)
@@ -351,6 +478,7 @@ class WebWindowScene(Scene):
         self._active = False
         pyglet.clock.unschedule(self._supervise)
         self.browser.stop()
+        self._drop_profile()
 
     def draw(self) -> None:
         self._apply_page()
@@ -374,6 +502,9 @@ class WebWindowScene(Scene):
 
     def _start(self) -> None:
         try:
+            if self.profile is None:
+                self.profile = new_profile(self._profiles_dir)
+                self.browser.argv = list(self._command(self.profile))
             self.browser.start()
         except OSError as exc:
             logger.warning("cannot start the browser window for %r: %s", self.title, exc)
@@ -397,6 +528,7 @@ class WebWindowScene(Scene):
                 code,
             )
             self.browser.stop()
+            self._drop_profile()
             self._give_up()
             return
         logger.warning("the browser window for %r exited (code %s); restarting", self.title, code)
@@ -429,6 +561,12 @@ class WebWindowScene(Scene):
             self._page = PictureScene(self.ctx, shot)
             self.background = self._page.background
 
+    def _drop_profile(self) -> None:
+        """Delete this showing's profile (its Chromium has exited)."""
+        if self.profile is not None:
+            remove_profile(self.profile)
+            self.profile = None
+
     def _lived_long(self) -> bool:
         return time.monotonic() - self.browser.started_at >= QUICK_DEATH_S
 
@@ -459,11 +597,16 @@ class WebWindowScene(Scene):
 class WebLoader:
     """The scene loader of ``web`` items (register it with ``SceneFactory.register``).
 
+    Every Chromium it starts goes through ``guard`` (started on first use). Call
+    :meth:`close` when done: it stops the guard if the loader made it.
+
     Args:
         mode: the window's mode; ``headless`` always takes screenshots.
         chromium_path: the browser to run (default: :func:`default_chromium`).
-        profile_dir: the Chromium window's user data directory (per kiosk, e.g. under
-            the state directory); a temporary one when None.
+        profiles_dir: where the window's temporary profiles are made (per kiosk, e.g.
+            under the state directory; emptied now of what a previous run left); the
+            system's temporary directory when None.
+        guard: the proxy and private origin (default: one allowing every host).
         render_timeout_s: limit of a headless screenshot.
         display_available: whether a Chromium window can be shown (default:
             :func:`has_display`).
@@ -474,23 +617,25 @@ class WebLoader:
         mode: WindowMode,
         *,
         chromium_path: str | None = None,
-        profile_dir: Path | None = None,
+        profiles_dir: Path | None = None,
+        guard: WebGuard | None = None,
         render_timeout_s: float = RENDER_TIMEOUT_S,
         display_available: Callable[[], bool] = has_display,
     ) -> None:
         self.mode = mode
         self.chromium = chromium_path if chromium_path is not None else default_chromium()
-        self._profile_dir = profile_dir
+        self.profiles_dir = profiles_dir
+        if profiles_dir is not None:
+            sweep_profiles(profiles_dir)
+        self._own_guard = guard is None
+        self.guard = guard if guard is not None else WebGuard()
         self.render_timeout_s = render_timeout_s
         self.display_available = display_available
 
-    @property
-    def profile_dir(self) -> Path:
-        """The window's user data directory (made on first use)."""
-        if self._profile_dir is None:
-            self._profile_dir = Path(tempfile.mkdtemp(prefix="classcast-chromium-"))
-        self._profile_dir.mkdir(parents=True, exist_ok=True)
-        return self._profile_dir
+    def close(self) -> None:
+        """Stop the guard if this loader made it (shown pages stop loading)."""
+        if self._own_guard:
+            self.guard.close()
 
     def can_open_window(self) -> bool:
         """Whether items get a Chromium window (not headless, a display, Chromium there)."""
@@ -500,9 +645,10 @@ class WebLoader:
             and shutil.which(self.chromium) is not None
         )
 
-    def window_command(self, url: str, width: int, height: int) -> list[str]:
-        """Chromium's command line for ``url``: an app window of the panel window's
-        size, in kiosk mode when fullscreen."""
+    def window_command(self, url: str, width: int, height: int, profile: Path) -> list[str]:
+        """Chromium's command line for ``url`` in the profile directory ``profile``: an
+        app window of the panel window's size, in kiosk mode when fullscreen, every
+        request through the guard."""
         # Position and size too: a kiosk session without a window manager does not
         # stretch a --kiosk window over the screen (seen under Xvfb).
         placement = [
@@ -515,21 +661,50 @@ class WebLoader:
             *_sandbox_flags(),
             *COMMON_FLAGS,
             *WINDOW_FLAGS,
-            f"--user-data-dir={self.profile_dir}",
+            *self.guard.chromium_flags(),
+            f"--user-data-dir={profile}",
             *placement,
             f"--app={url}",
         ]
 
     def __call__(self, request: SceneRequest, ctx: SceneContext) -> SceneBuilder:
         item = request.item
+        try:
+            self.check(item)
+        except AddressNotAllowedError as exc:
+            host = exc.host
+            logger.warning("not showing %r: %s is not allowed on this panel", item.title, host)
+            return lambda: AddressNotAllowedScene(ctx, item.title, host)
         if not self.can_open_window():
             pixels = self.render(item, ctx)
             return lambda: PictureScene(ctx, pixels, background=BLACK)
-        url, cleanup = self._window_url(item, ctx)
-        argv = self.window_command(url, ctx.width, ctx.height)
+        url, cleanup = self._open(item, ctx)
+
+        def command(profile: Path) -> list[str]:
+            return self.window_command(url, ctx.width, ctx.height, profile)
+
         return lambda: WebWindowScene(
-            ctx, item.title, argv, lambda: self.render(item, ctx), cleanup
+            ctx,
+            item.title,
+            command,
+            lambda: self.render(item, ctx),
+            cleanup,
+            self.profiles_dir,
         )
+
+    def check(self, item: ManifestItem) -> None:
+        """Whether ``item`` may be shown on this panel.
+
+        Raises:
+            MediaError: it has neither an http(s) URL nor a file.
+            AddressNotAllowedError: its URL's host is outside the guard's allowlist.
+        """
+        if item.url is None:
+            _blob_sha(item)
+            return
+        host = urlsplit(_checked_url(item)).hostname or ""
+        if not self.guard.allow.allows(host):
+            raise AddressNotAllowedError(item.title, host)
 
     def render(self, item: ManifestItem, ctx: SceneContext) -> Pixels:
         """The screenshot of ``item`` at the window's size (blocking).
@@ -538,39 +713,31 @@ class WebLoader:
             MediaError: no page, or it did not load in time.
             OSError: Chromium cannot be run.
         """
-        if item.url is not None:
-            url, html = _checked_url(item), None
-        else:
-            url, html = "", _blob_path(item, ctx)
-        return render_page(
-            url,
-            ctx.width,
-            ctx.height,
-            chromium=self.chromium,
-            timeout_s=self.render_timeout_s,
-            html=html,
-        )
+        url, cleanup = self._open(item, ctx)
+        try:
+            return render_page(
+                url,
+                ctx.width,
+                ctx.height,
+                chromium=self.chromium,
+                timeout_s=self.render_timeout_s,
+                guard_flags=self.guard.chromium_flags(),
+            )
+        finally:
+            cleanup()
 
-    def _window_url(self, item: ManifestItem, ctx: SceneContext) -> tuple[str, Callable[[], None]]:
-        """The URL to open, and what removes its temporary file afterwards."""
+    def _open(self, item: ManifestItem, ctx: SceneContext) -> tuple[str, Callable[[], None]]:
+        """The URL to open, and what withdraws it afterwards (a published page)."""
         if item.url is not None:
             return _checked_url(item), lambda: None
-        blob = _blob_path(item, ctx)
-        fd, name = tempfile.mkstemp(prefix="classcast-page-", suffix=".html")
-        os.close(fd)
-        copy = Path(name)
-        try:
-            shutil.copyfile(blob, copy)
-        except BaseException:
-            copy.unlink(missing_ok=True)
-            raise
-        return copy.as_uri(), lambda: copy.unlink(missing_ok=True)
+        url = self.guard.publish(ctx.store.path(_blob_sha(item)))
+        return url, lambda: self.guard.withdraw(url)
 
 
-def _blob_path(item: ManifestItem, ctx: SceneContext) -> Path:
+def _blob_sha(item: ManifestItem) -> str:
     if item.sha256 is None:
         raise MediaError(f"item {item.title!r} has neither a URL nor a file")
-    return ctx.store.path(item.sha256)
+    return item.sha256
 
 
 def _checked_url(item: ManifestItem) -> str:

@@ -555,13 +555,10 @@ class PygletWindow:
         self.request_redraw()
 
     def _covered(self) -> bool:
-        """Whether the window itself covers the scene: an overlay, or blank."""
-        return (
-            self._announcement is not None
-            or self._notice is not None
-            or self._question is not None
-            or self._blanked
-        )
+        """Whether the window itself covers the scene: an announcement, the question to
+        allow a pairing, or blank. (Not the small "who paired" notice: a web page would
+        stop for it.)"""
+        return self._announcement is not None or self._question is not None or self._blanked
 
     def _on_screen(self) -> Scene:
         """The scene drawn: the current one once it is ready, until then the previous."""
@@ -678,14 +675,12 @@ class PygletWindow:
         ):
             surface.hide()
             return
-        # Overlays sit at the bottom: the surface ends above the highest one; the notice
-        # sits at the top: the surface starts below it.
+        # Overlays sit at the bottom: the surface ends above the highest one.
         bottom = max(
             announcement.top if announcement is not None else 0,
             hint.top if hint is not None else 0,
         )
-        top = self._notice.height if self._notice is not None else 0
-        surface.show(0, top, self.ctx.width, self.ctx.height - bottom - top)
+        surface.show(0, 0, self.ctx.width, self.ctx.height - bottom)
         pyglet.clock.unschedule(self._fill_surface)
         self._fill_surface()
 

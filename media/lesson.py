@@ -26,6 +26,11 @@ bytes; text slides and web links carry their content inline.
 
 A PDF becomes one item per page. Text files become text slides; HTML files become web
 items backed by a blob.
+
+Sizes are checked before anything is read: every file of a folder or list is
+``stat``-ed first (a file over ``MAX_BLOB_BYTES`` stops the load before the first
+file is hashed), a ``lesson.toml`` over ``MAX_LESSON_TOML_BYTES`` is refused unread, and
+:func:`media.probe.probe_file` refuses a text file too long for a slide from its size.
 """
 
 from __future__ import annotations
@@ -41,14 +46,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from media.probe import probe_file
-from protocol.errors import LessonError
+from media.probe import check_file_size, probe_file
+from protocol.errors import FileTooLargeError, LessonError
 from protocol.limits import (
     MAX_BLOB_BYTES,
     MAX_DURATION_MS,
     MAX_ITEMS_PER_LESSON,
     MAX_LESSON_BYTES,
     MAX_STRING_CHARS,
+    MAX_TEXT_FRAME_BYTES,
     MAX_TEXT_ITEM_CHARS,
 )
 from protocol.messages import ItemKind, LessonManifest, ManifestItem
@@ -64,6 +70,11 @@ LESSON_ID_HEX_CHARS: Final = 32
 
 HASH_READ_BYTES: Final = 1024 * 1024
 """Bytes read at a time while hashing a file."""
+
+MAX_LESSON_TOML_BYTES: Final = 4 * MAX_TEXT_FRAME_BYTES
+"""Largest ``lesson.toml`` (4 MiB), refused from its size before it is parsed. A lesson's
+manifest, text slides included, must fit one text frame (``MAX_TEXT_FRAME_BYTES``); four
+times that leaves room for comments and TOML's longer escapes."""
 
 _TOP_KEYS: Final = frozenset({"title", "subject", "source", "items"})
 _ITEM_KEYS: Final = frozenset({"file", "url", "text", "title", "duration", "source"})
@@ -325,6 +336,13 @@ class _Loader:
         return self.from_files(files, title=folder.resolve().name)
 
     def from_files(self, files: Sequence[Path], *, title: str) -> Lesson:
+        for path in files:  # every size first: a huge last file stops the load at once
+            try:
+                check_file_size(path)
+            except OSError as exc:
+                raise LessonError(
+                    f"cannot read {path}: {exc.strerror or exc}", path=str(path)
+                ) from None
         items: list[LessonItem] = []
         for path in files:
             items.extend(self.file_items(path, title=path.stem, duration_ms=None, source_url=None))
@@ -333,6 +351,16 @@ class _Loader:
 
     def from_toml(self, toml_path: Path) -> Lesson:
         try:
+            size = toml_path.stat().st_size
+            if size > MAX_LESSON_TOML_BYTES:
+                raise FileTooLargeError(
+                    f"{toml_path}: {size} bytes is over the limit of {MAX_LESSON_TOML_BYTES} "
+                    "bytes for a lesson.toml",
+                    path=str(toml_path),
+                    size_bytes=size,
+                    limit_bytes=MAX_LESSON_TOML_BYTES,
+                    what="lesson.toml",
+                )
             with toml_path.open("rb") as f:
                 doc = tomllib.load(f)
         except tomllib.TOMLDecodeError as exc:

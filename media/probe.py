@@ -15,12 +15,19 @@ valid UTF-8 without NUL     text     ``text/markdown`` for ``.md``, else ``text/
 
 Anything else raises ``UnknownContentError``. Only the bytes needed are read: a 2 GB
 video costs a few box headers, not 2 GB of memory.
+
+Sizes are checked from the file's metadata before anything is read: a file over
+``MAX_BLOB_BYTES``, or a text file over ``MAX_TEXT_FILE_BYTES`` (more than the longest
+text slide can take), raises ``FileTooLargeError`` after at most the first 4 KiB were
+looked at. An image whose header gives more than ``MAX_PICTURE_PIXELS`` (counted at the
+scale a panel decodes it at) raises ``PictureTooLargeError`` without decoding it.
 """
 
 from __future__ import annotations
 
 import codecs
 import struct
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final
@@ -28,8 +35,14 @@ from typing import BinaryIO, Final
 import pypdfium2 as pdfium  # type: ignore[import-untyped]
 from PIL import Image
 
-from protocol.errors import CorruptContentError, LessonError, UnknownContentError
-from protocol.limits import MAX_BLOB_BYTES
+from protocol.errors import (
+    CorruptContentError,
+    FileTooLargeError,
+    LessonError,
+    PictureTooLargeError,
+    UnknownContentError,
+)
+from protocol.limits import MAX_BLOB_BYTES, MAX_PICTURE_PIXELS, MAX_TEXT_ITEM_CHARS
 from protocol.messages import ItemKind
 
 SUPPORTED_KINDS: Final = (
@@ -40,6 +53,19 @@ SUPPORTED_KINDS: Final = (
 
 MARKDOWN_SUFFIXES: Final = frozenset({".md", ".markdown"})
 """Suffixes that turn a UTF-8 text file into ``text/markdown``."""
+
+MAX_TEXT_FILE_BYTES: Final = 4 * MAX_TEXT_ITEM_CHARS + len(codecs.BOM_UTF8)
+"""Largest text or Markdown file: ``MAX_TEXT_ITEM_CHARS`` characters of up to 4 UTF-8
+bytes each, after an optional BOM. A larger file cannot be one text slide, so it is
+refused from its size, unread."""
+
+JPEG_MAX_REDUCTION: Final = 8
+"""A JPEG can be decoded at 1/2, 1/4 or 1/8 of its size per side (Pillow ``draft``):
+the panel does so to fit its screen, so a JPEG's pixels are counted at 1/8."""
+
+# Pillow warns about images over 89 MP, which MAX_PICTURE_PIXELS refuses anyway (or, for
+# a JPEG, decodes at a reduced scale): its warning would only alarm a teacher.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 _HEAD_BYTES: Final = 4096
 _READ_BYTES: Final = 1024 * 1024
@@ -80,13 +106,10 @@ def probe_file(path: Path) -> Probe:
         CorruptContentError: the file looks like a supported kind but does not decode.
     """
     try:
+        check_file_size(path)
         with path.open("rb") as f:
             size = _file_size(f)
-            if size > MAX_BLOB_BYTES:
-                raise LessonError(
-                    f"{path}: {size} bytes is over the limit of {MAX_BLOB_BYTES} bytes per file",
-                    path=str(path),
-                )
+            check_file_size(path, size)  # the file may have grown since
             if size == 0:
                 raise UnknownContentError(
                     f"{path}: the file is empty; supported: {SUPPORTED_KINDS}", path=str(path)
@@ -95,6 +118,27 @@ def probe_file(path: Path) -> Probe:
             return _probe_open(path, f, head, size)
     except OSError as exc:
         raise LessonError(f"cannot read {path}: {exc.strerror or exc}", path=str(path)) from None
+
+
+def check_file_size(path: Path, size_bytes: int | None = None) -> int:
+    """Refuse a lesson file over ``MAX_BLOB_BYTES`` from its size alone; return the size.
+
+    Call it before reading a file (``size_bytes`` defaults to what ``stat`` says).
+
+    Raises:
+        FileTooLargeError: the file is larger than ``MAX_BLOB_BYTES``.
+        OSError: the file cannot be looked at.
+    """
+    size = path.stat().st_size if size_bytes is None else size_bytes
+    if size > MAX_BLOB_BYTES:
+        raise FileTooLargeError(
+            f"{path}: {size} bytes is over the limit of {MAX_BLOB_BYTES} bytes per file",
+            path=str(path),
+            size_bytes=size,
+            limit_bytes=MAX_BLOB_BYTES,
+            what="file",
+        )
+    return size
 
 
 def _file_size(f: BinaryIO) -> int:
@@ -126,6 +170,20 @@ def _probe_open(path: Path, f: BinaryIO, head: bytes, size: int) -> Probe:
         return Probe("video", mime)
     if _looks_like_html(head):
         return Probe("web", "text/html")
+    if size > MAX_TEXT_FILE_BYTES:
+        # Only text is left, and no text slide is this long: decide from the head alone.
+        if _head_is_text(head):
+            raise FileTooLargeError(
+                f"{path}: {size} bytes is over the limit of {MAX_TEXT_FILE_BYTES} bytes for "
+                f"a text slide ({MAX_TEXT_ITEM_CHARS} characters)",
+                path=str(path),
+                size_bytes=size,
+                limit_bytes=MAX_TEXT_FILE_BYTES,
+                what="text",
+            )
+        raise UnknownContentError(
+            f"{path}: unrecognised content; supported: {SUPPORTED_KINDS}", path=str(path)
+        )
     if _is_utf8_text(f):
         is_markdown = path.suffix.lower() in MARKDOWN_SUFFIXES
         return Probe("text", "text/markdown" if is_markdown else "text/plain")
@@ -140,12 +198,44 @@ def _probe_open(path: Path, f: BinaryIO, head: bytes, size: int) -> Probe:
 def _image(path: Path, mime: str) -> Probe:
     try:
         with Image.open(path) as img:
+            check_picture_size(path, *img.size, reducible=mime == "image/jpeg")
             img.verify()
+    except PictureTooLargeError:
+        raise
+    except Image.DecompressionBombError as exc:  # over twice Pillow's own limit
+        raise PictureTooLargeError(
+            f"{path}: over {MAX_PICTURE_PIXELS} pixels ({exc})", path=str(path)
+        ) from None
     except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ...)
         raise CorruptContentError(
             f"{path}: {mime} image does not decode: {exc}", path=str(path)
         ) from None
     return Probe("image", mime)
+
+
+def check_picture_size(path: Path | str, width: int, height: int, *, reducible: bool) -> None:
+    """Refuse an image of ``width``×``height`` (from its header) over ``MAX_PICTURE_PIXELS``.
+
+    Args:
+        path: for the message.
+        width: pixels, as the header says.
+        height: pixels, as the header says.
+        reducible: a JPEG, which a panel decodes at up to 1/``JPEG_MAX_REDUCTION``
+            per side; its pixels are counted at that scale.
+
+    Raises:
+        PictureTooLargeError: too many pixels to decode.
+    """
+    scale = JPEG_MAX_REDUCTION if reducible else 1
+    pixels = -(-width // scale) * -(-height // scale)
+    if pixels > MAX_PICTURE_PIXELS:
+        raise PictureTooLargeError(
+            f"{path}: {width}×{height} pixels is over the limit of {MAX_PICTURE_PIXELS} "
+            "pixels a panel decodes",
+            path=str(path),
+            width=width,
+            height=height,
+        )
 
 
 def _pdf(path: Path) -> Probe:
@@ -290,6 +380,18 @@ def _ebml_doctype(head: bytes) -> str | None:
 def _looks_like_html(head: bytes) -> bool:
     text = head.removeprefix(codecs.BOM_UTF8).lstrip(b" \t\r\n\f").lower()
     return text.startswith((b"<!doctype html", b"<html"))
+
+
+def _head_is_text(head: bytes) -> bool:
+    """The first bytes of a file could start a UTF-8 text: no NUL, no invalid sequence
+    (a character cut at the end of ``head`` is fine)."""
+    if b"\0" in head:
+        return False
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _is_utf8_text(f: BinaryIO) -> bool:

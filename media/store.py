@@ -10,27 +10,40 @@ Blobs are named by their sha256 only, and every sha256 argument is checked again
 by an atomic rename after an fsync; chunks are appended without fsync (a power loss
 costs at most a re-sent tail, which the hash check catches).
 
-The store keeps to a quota by evicting the least recently used complete blobs
-(``touch`` marks use, via the file's mtime); blobs of the current lesson are
-``pin``-ned and never evicted. The transfer rules themselves (offsets, hashes) live in
-the pure :mod:`media.chunks`; this module only carries them out on disk.
+Room is taken before bytes arrive: a transfer ``reserve``-s the whole size of every blob
+it will receive, and each ``append`` must stay inside its blob's reservation, so
+transfers running at once can never together exceed the quota. To make room the store
+evicts the least recently used blobs (``touch`` marks use, via the file's mtime):
+complete blobs, and partial ones left by a transfer that went away (unreserved and not
+appended to for ``STALE_PARTIAL_S``). Blobs of the current lesson are ``pin``-ned and
+never evicted.
+
+The cache never takes the last ``floor_bytes`` of free space on its filesystem
+(``USAGE_LOG_FLOOR_BYTES`` by default): they are kept for the usage log, whose records
+must never be lost to a disk filled with media. Both ``reserve`` and every ``append``
+check it.
+
+The transfer rules themselves (offsets, hashes) live in the pure :mod:`media.chunks`;
+this module only carries them out on disk.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final
 
 from protocol.errors import (
     BlobTooLargeError,
+    DiskFullError,
     MediaError,
     QuotaExceededError,
     UnexpectedMessageError,
@@ -39,6 +52,17 @@ from protocol.limits import MAX_BLOB_BYTES
 
 READ_BYTES: Final = 1024 * 1024
 """Bytes read at a time while hashing a stored file."""
+
+STALE_PARTIAL_S: Final = 600.0
+"""A partial blob not appended to for this long (10 minutes), and reserved by no live
+transfer, may be evicted like a complete blob. Until then it waits for its transfer to
+resume (a teacher's laptop that lost the Wi-Fi for a moment)."""
+
+USAGE_LOG_FLOOR_BYTES: Final = 64 * 1024 * 1024
+"""Free disk space the media cache never takes, by default (64 MiB): it is kept for the
+usage log (about 75,000 records of ~900 bytes). ``usage_floor_mb`` in kiosk.toml changes it."""
+
+_NS_PER_S: Final = 1_000_000_000
 
 _SHA256_HEX: Final = re.compile(r"[0-9a-f]{64}")
 _PART_SUFFIX: Final = ".part"
@@ -49,34 +73,54 @@ class _Entry:
     sha256: str
     size_bytes: int
     used_ns: int
+    """mtime: last ``touch`` of a complete blob, last append of a partial one."""
+    partial: bool = False
 
 
 class BlobStore:
-    """Complete and partial blobs under one folder, within a quota.
+    """Complete and partial blobs under one folder, within a quota and a disk floor.
 
-    A receiving kiosk calls ``make_room`` for the bytes it still needs, then
-    ``append`` for each chunk the :class:`media.chunks.ChunkAssembler` accepted, then
-    ``commit`` once the assembler verified the hash (or ``discard`` if it did not).
+    A receiving kiosk calls ``reserve`` with the blobs it will receive (answering
+    ``need``), then ``append`` for each chunk the :class:`media.chunks.ChunkAssembler`
+    accepted, then ``commit`` once the assembler verified the hash (or ``discard`` if it
+    did not). ``commit`` and ``discard`` end the blob's reservation; a transfer that
+    stops half-way (its connection closed) calls ``unreserve``, and its partial stays
+    for a resumed transfer until it goes stale.
     """
 
     def __init__(
-        self, root: Path, quota_bytes: int, *, clock_ns: Callable[[], int] = time.time_ns
+        self,
+        root: Path,
+        quota_bytes: int,
+        *,
+        floor_bytes: int = USAGE_LOG_FLOOR_BYTES,
+        free_bytes: Callable[[], int] | None = None,
+        clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         """Open (and create) the store at ``root``.
 
         Args:
             root: folder of the store; created with ``blobs/`` and ``partial/`` if absent.
-            quota_bytes: most bytes the store may hold, complete plus partial.
-            clock_ns: wall clock in nanoseconds used by ``touch`` (injectable for tests).
+            quota_bytes: most bytes the store may hold, complete, partial and reserved.
+            floor_bytes: free disk space the store never takes (kept for the usage log).
+            free_bytes: returns the free bytes left on the disk the floor protects;
+                by default ``os.statvfs`` of ``root`` (bytes available to this user).
+            clock_ns: wall clock in nanoseconds for ``touch`` and for telling stale
+                partials (injectable for tests).
 
         Raises:
-            ValueError: ``quota_bytes`` is not positive.
+            ValueError: ``quota_bytes`` is not positive or ``floor_bytes`` is negative.
         """
         self._handles: dict[str, tuple[BinaryIO, int]] = {}
+        self._reserved: dict[str, int] = {}
         if quota_bytes <= 0:
             raise ValueError(f"quota_bytes must be positive, not {quota_bytes}")
+        if floor_bytes < 0:
+            raise ValueError(f"floor_bytes must not be negative, not {floor_bytes}")
         self.root = root
         self.quota_bytes = quota_bytes
+        self.floor_bytes = floor_bytes
+        self._free_bytes = free_bytes if free_bytes is not None else lambda: free_disk_bytes(root)
         self._blobs = root / "blobs"
         self._partial = root / "partial"
         self._blobs.mkdir(parents=True, exist_ok=True)
@@ -131,9 +175,20 @@ class BlobStore:
         return hasher.hexdigest() == sha256
 
     def used_bytes(self) -> int:
-        """Return the bytes held: complete blobs plus partial ones."""
+        """Return the bytes held on disk: complete blobs plus partial ones."""
         complete = sum(entry.size_bytes for entry in self._complete())
-        return complete + sum(size for _, size in self._partials())
+        return complete + sum(entry.size_bytes for entry in self._partials())
+
+    def reserved_bytes(self) -> int:
+        """Return the bytes reserved by transfers and not yet received."""
+        return sum(
+            max(0, size - self.partial_bytes(sha256)) for sha256, size in self._reserved.items()
+        )
+
+    @property
+    def reservations(self) -> Mapping[str, int]:
+        """The blobs being received and the whole size reserved for each."""
+        return dict(self._reserved)
 
     @property
     def pinned(self) -> frozenset[str]:
@@ -145,11 +200,31 @@ class BlobStore:
     def append(self, sha256: str, offset_bytes: int, data: bytes | memoryview) -> None:
         """Append ``data`` to the partial blob ``sha256``; no fsync (``commit`` does it).
 
+        The bytes must lie inside the blob's reservation, and writing them must leave
+        ``floor_bytes`` free on the disk.
+
         Raises:
             UnexpectedMessageError: ``offset_bytes`` is not the partial's current size
                 (the peer sent a chunk out of order).
-            MediaError: ``sha256`` is not a lowercase hex sha256.
+            DiskFullError: the disk is too full (below the floor, or out of space); the
+                partial keeps what it had. Fail the transfer and ``discard`` the blob.
+            MediaError: ``sha256`` is not a lowercase hex sha256, or these bytes are
+                outside the blob's reservation (the caller did not ``reserve``).
         """
+        _check_sha256(sha256)
+        end = offset_bytes + len(data)
+        reserved = self._reserved.get(sha256)
+        if reserved is None or end > reserved:
+            raise MediaError(
+                f"blob {sha256}: bytes up to {end} are outside its reservation "
+                f"({reserved or 0} bytes); reserve() the blob before receiving it"
+            )
+        if self._free_bytes() - len(data) < self.floor_bytes:
+            raise DiskFullError(
+                f"the panel's disk is nearly full: storing blob {sha256} would take the "
+                f"{self.floor_bytes} bytes kept free for the usage log",
+                sha256=sha256,
+            )
         # The partial being received stays open between chunks; a handle whose size does
         # not match (the file changed under it) is dropped and the file looked at anew.
         handle = self._handles.get(sha256)
@@ -164,7 +239,17 @@ class BlobStore:
                 )
             handle = (part.open("ab", buffering=0), current)
         f, size = handle
-        f.write(data)
+        try:
+            f.write(data)
+        except OSError as exc:
+            # A short write leaves the file longer than ``size``: the next append
+            # looks at the file anew and refuses the offset, so resume plans again.
+            self.release(sha256)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFullError(
+                    f"the panel's disk is full: blob {sha256} cannot be stored", sha256=sha256
+                ) from None
+            raise MediaError(f"blob {sha256} cannot be written: {exc.strerror}") from None
         self._handles[sha256] = (f, size + len(data))
 
     def release(self, sha256: str) -> None:
@@ -177,7 +262,8 @@ class BlobStore:
         """Make the partial blob ``sha256`` complete, durably and atomically.
 
         The caller has verified the hash (``BlobVerified``). The partial is fsynced,
-        renamed into ``blobs/`` and the folder fsynced; the blob counts as just used.
+        renamed into ``blobs/`` and the folder fsynced; the blob counts as just used and
+        its reservation ends.
 
         Returns:
             The file of the complete blob.
@@ -203,13 +289,57 @@ class BlobStore:
         finally:
             os.close(fd)
         self._move_in(part, target)
+        self._reserved.pop(sha256, None)
         self.touch(sha256)
         return target
 
     def discard(self, sha256: str) -> None:
-        """Remove the partial blob ``sha256`` if any (after a failed hash check)."""
-        self.release(sha256)
+        """Remove the partial blob ``sha256`` if any, and its reservation (after a failed
+        hash check, or a transfer refused half-way)."""
+        self.unreserve(sha256)
         self._part_path(sha256).unlink(missing_ok=True)
+
+    def unreserve(self, sha256: str) -> None:
+        """End the reservation of ``sha256`` (its transfer stopped); the partial stays.
+
+        The partial can be resumed by a later ``reserve``; once ``STALE_PARTIAL_S`` pass
+        without an append, ``reserve`` and ``make_room`` may evict it.
+        """
+        self.release(sha256)
+        self._reserved.pop(sha256, None)
+
+    def reserve(self, sizes: Mapping[str, int]) -> list[str]:
+        """Reserve room for whole blobs about to be received, evicting to make it.
+
+        Call it when answering ``need``, with each blob's whole size (bytes already in
+        its partial count toward it). Reserved room is held until ``commit``,
+        ``discard`` or ``unreserve``; reserving a blob again keeps the larger size. All
+        or nothing: when room cannot be made, nothing is evicted or reserved.
+
+        Returns:
+            The evicted blobs (complete or stale partial), least recently used first.
+
+        Raises:
+            QuotaExceededError: even evicting every unpinned complete blob and every
+                stale partial leaves too little of the quota (other transfers' bytes,
+                the pinned lesson). Tell the teacher to send a smaller lesson or wait.
+            DiskFullError: storing them would leave less than ``floor_bytes`` free on
+                the disk. Tell the teacher that the panel's disk is full.
+            MediaError: one of ``sizes`` is not a lowercase hex sha256.
+            ValueError: a size is not positive.
+        """
+        for sha256, size in sizes.items():
+            _check_sha256(sha256)
+            if size <= 0:
+                raise ValueError(f"blob {sha256}: size must be positive, not {size}")
+        if not sizes:
+            return []
+        merged = dict(self._reserved)
+        for sha256, size in sizes.items():
+            merged[sha256] = max(size, merged.get(sha256, 0))
+        evicted = self._make_room(merged, 0)
+        self._reserved = merged
+        return evicted
 
     def put_bytes(self, data: bytes) -> str:
         """Store ``data`` as a complete blob, making room for it; return its sha256.
@@ -218,7 +348,8 @@ class BlobStore:
 
         Raises:
             BlobTooLargeError: ``data`` is larger than ``MAX_BLOB_BYTES``.
-            QuotaExceededError: there is no room, even after evicting.
+            QuotaExceededError: there is no room, even after evicting (``DiskFullError``
+                when it is the disk floor that is short).
         """
         sha256 = hashlib.sha256(data).hexdigest()
         if len(data) > MAX_BLOB_BYTES:
@@ -270,42 +401,21 @@ class BlobStore:
         self._pinned = pinned
 
     def make_room(self, size_bytes: int) -> list[str]:
-        """Evict least recently used unpinned blobs until ``size_bytes`` more fit.
+        """Evict least recently used blobs until ``size_bytes`` more fit, besides what
+        is reserved.
 
-        Call it before receiving, with the bytes still to come. Nothing is evicted
-        when room cannot be made.
+        For a blob stored outside a transfer (``put_bytes``); a transfer calls
+        ``reserve``. Complete unpinned blobs and stale unreserved partials are evicted,
+        oldest first. Nothing is evicted when room cannot be made.
 
         Returns:
             The evicted blobs, oldest first.
 
         Raises:
-            QuotaExceededError: even evicting every unpinned blob leaves too little room.
+            QuotaExceededError: even evicting every evictable blob leaves too little room.
+            DiskFullError: ``size_bytes`` more would leave less than ``floor_bytes`` free.
         """
-        entries = self._complete()
-        partial = sum(size for _, size in self._partials())
-        used = partial + sum(entry.size_bytes for entry in entries)
-        if used + size_bytes <= self.quota_bytes:
-            return []
-        evictable = sorted(
-            (entry for entry in entries if entry.sha256 not in self._pinned),
-            key=lambda entry: (entry.used_ns, entry.sha256),
-        )
-        freeable = sum(entry.size_bytes for entry in evictable)
-        if used - freeable + size_bytes > self.quota_bytes:
-            available = max(0, self.quota_bytes - (used - freeable))
-            raise QuotaExceededError(
-                f"blob store needs {size_bytes} bytes but can make at most {available} "
-                f"available (quota {self.quota_bytes}; {used - freeable - partial} bytes "
-                f"pinned by the current lesson, {partial} in partial transfers)"
-            )
-        evicted: list[str] = []
-        for entry in evictable:
-            if used + size_bytes <= self.quota_bytes:
-                break
-            self._blob_path(entry.sha256).unlink(missing_ok=True)
-            used -= entry.size_bytes
-            evicted.append(entry.sha256)
-        return evicted
+        return self._make_room(self._reserved, size_bytes)
 
     # ----------------------------------------------------------------- internals
 
@@ -325,6 +435,82 @@ class BlobStore:
         os.replace(source, target)
         _fsync_dir(folder)
 
+    def _make_room(self, reserved: Mapping[str, int], loose_bytes: int) -> list[str]:
+        """Evict until ``reserved`` (whole sizes) plus ``loose_bytes`` fit in the quota
+        and leave ``floor_bytes`` free; all or nothing.
+
+        Raises:
+            QuotaExceededError, DiskFullError: as ``reserve``.
+        """
+        complete = self._complete()
+        partials = self._partials()
+        partial_size = {entry.sha256: entry.size_bytes for entry in partials}
+        # A reserved blob counts with its whole size; an unreserved partial as it is.
+        reserved_total = sum(
+            max(size, partial_size.get(sha256, 0)) for sha256, size in reserved.items()
+        )
+        unreserved_partial = sum(
+            entry.size_bytes for entry in partials if entry.sha256 not in reserved
+        )
+        used = sum(entry.size_bytes for entry in complete) + unreserved_partial + reserved_total
+        used += loose_bytes
+        to_come = loose_bytes + sum(
+            max(0, size - partial_size.get(sha256, 0)) for sha256, size in reserved.items()
+        )
+        previously_to_come = sum(
+            max(0, size - partial_size.get(sha256, 0)) for sha256, size in self._reserved.items()
+        )
+        over_quota = used - self.quota_bytes
+        # Check the floor only for what this call adds: what was reserved before passed.
+        over_floor = 0
+        if to_come > previously_to_come:
+            over_floor = self.floor_bytes + to_come - self._free_bytes()
+        if over_quota <= 0 and over_floor <= 0:
+            return []
+        stale_before_ns = self._clock_ns() - round(STALE_PARTIAL_S * _NS_PER_S)
+        evictable = sorted(
+            [entry for entry in complete if entry.sha256 not in self._pinned]
+            + [
+                entry
+                for entry in partials
+                if entry.sha256 not in reserved
+                and entry.sha256 not in self._pinned
+                and entry.used_ns <= stale_before_ns
+            ],
+            key=lambda entry: (entry.used_ns, entry.sha256),
+        )
+        freeable = sum(entry.size_bytes for entry in evictable)
+        if over_quota > freeable:
+            busy = sum(
+                max(size, partial_size.get(sha256, 0)) for sha256, size in self._reserved.items()
+            )
+            raise QuotaExceededError(
+                f"the media cache ({_mib(self.quota_bytes)} quota) cannot make "
+                f"{_mib(over_quota - freeable)} more room: {_mib(busy)} are taken by "
+                "transfers in progress and the rest by the lesson on screen or being "
+                "sent; send a smaller lesson, or wait for the other transfer to finish, "
+                "or raise quota_mb"
+            )
+        if over_floor > freeable:
+            raise DiskFullError(
+                f"the panel's disk is nearly full: the lesson needs "
+                f"{_mib(over_floor - freeable)} more than the cache can free without "
+                f"touching the {_mib(self.floor_bytes)} kept for the usage log; free disk "
+                "space on the panel or send a smaller lesson"
+            )
+        need = max(over_quota, over_floor)
+        evicted: list[str] = []
+        for entry in evictable:
+            if need <= 0:
+                break
+            if entry.partial:
+                self._part_path(entry.sha256).unlink(missing_ok=True)
+            else:
+                self._blob_path(entry.sha256).unlink(missing_ok=True)
+            need -= entry.size_bytes
+            evicted.append(entry.sha256)
+        return evicted
+
     def _complete(self) -> list[_Entry]:
         entries: list[_Entry] = []
         for path in self._iter_files(self._blobs, depth=2):
@@ -333,12 +519,14 @@ class BlobStore:
                 entries.append(_Entry(path.name, st.st_size, st.st_mtime_ns))
         return entries
 
-    def _partials(self) -> list[tuple[str, int]]:
-        return [
-            (path.name, path.stat().st_size)
-            for path in self._iter_files(self._partial, depth=1)
-            if path.name.endswith(_PART_SUFFIX)
-        ]
+    def _partials(self) -> list[_Entry]:
+        entries: list[_Entry] = []
+        for path in self._iter_files(self._partial, depth=1):
+            name = path.name.removesuffix(_PART_SUFFIX)
+            if path.name.endswith(_PART_SUFFIX) and _SHA256_HEX.fullmatch(name):
+                st = path.stat()
+                entries.append(_Entry(name, st.st_size, st.st_mtime_ns, partial=True))
+        return entries
 
     @staticmethod
     def _iter_files(folder: Path, *, depth: int) -> Iterator[Path]:
@@ -348,6 +536,19 @@ class BlobStore:
                     yield from BlobStore._iter_files(Path(entry.path), depth=depth - 1)
                 elif depth == 1 and entry.is_file(follow_symlinks=False):
                     yield Path(entry.path)
+
+
+def free_disk_bytes(path: Path) -> int:
+    """Return the bytes an unprivileged user may still write on ``path``'s filesystem."""
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def _mib(size_bytes: int) -> str:
+    """A size as people read it in a message: bytes below 1 MiB, else MiB."""
+    if size_bytes < 1024 * 1024:
+        return f"{size_bytes} bytes"
+    return f"{size_bytes / (1024 * 1024):.1f} MiB"
 
 
 def _check_sha256(sha256: str) -> None:

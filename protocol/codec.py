@@ -260,6 +260,11 @@ def _check(msg: Message) -> None:
                     f"cast.start_index {msg.start_index} is outside the lesson's "
                     f"{len(msg.lesson.items)} items"
                 )
+            if abs(msg.clock_offset_ms) > limits.MAX_CLOCK_OFFSET_MS:
+                raise MalformedMessageError(
+                    f"cast.clock_offset_ms must be from -{limits.MAX_CLOCK_OFFSET_MS} "
+                    f"to {limits.MAX_CLOCK_OFFSET_MS}"
+                )
         case Prepare():
             _check_lesson(msg.lesson)
         case Control():

@@ -18,9 +18,10 @@ Instance names: DNS-SD allows any UTF-8 in an instance label (RFC 6763 §4.3), d
 included, but python-zeroconf writes a name by splitting it on every ``.``, so
 ``"Каб. 12"`` would go on the wire as two labels and no other DNS-SD tool would read it
 as one instance. :func:`instance_name` therefore replaces ``.`` with ``"․"``
-(U+2024 ONE DOT LEADER, which looks the same), replaces control characters with
-spaces and truncates the label at a UTF-8 boundary to leave room for zeroconf's
-``-2``, ``-3`` ... rename suffix. The real room name always travels in the TXT record.
+(U+2024 ONE DOT LEADER, which looks the same), cleans it like any name
+(:func:`protocol.text.clean_name`) and truncates the label at a UTF-8 boundary to
+leave room for zeroconf's ``-2``, ``-3`` ... rename suffix. The real room name always
+travels in the TXT record.
 
 This module imports nothing from asyncio, socket or zeroconf.
 """
@@ -34,6 +35,7 @@ from typing import Final
 
 from protocol.constants import PROTOCOL_VERSION, SERVICE_TYPE
 from protocol.errors import MalformedMessageError
+from protocol.text import clean_name
 
 MDNS_INTERFACES_ENV: Final = "CLASSCAST_MDNS_INTERFACES"
 """Environment variable naming the IPv4 addresses mDNS binds to (unset: all interfaces)."""
@@ -109,10 +111,7 @@ def truncate_utf8(text: str, max_bytes: int) -> str:
 
 def instance_label(room: str) -> str:
     """The DNS-SD instance label for ``room``: no dots or control characters, ≤ 59 bytes."""
-    cleaned = "".join(
-        " " if ord(ch) < 0x20 or ord(ch) == 0x7F else DOT_LOOKALIKE if ch == "." else ch
-        for ch in room
-    ).strip()
+    cleaned = clean_name(room).replace(".", DOT_LOOKALIKE).strip()
     label = truncate_utf8(cleaned, MAX_INSTANCE_LABEL_BYTES - RENAME_RESERVE_BYTES).rstrip()
     return label or FALLBACK_INSTANCE
 
@@ -215,7 +214,12 @@ def _text(props: Mapping[bytes, bytes | None], key: str, name: str) -> str:
 def parse_txt(name: str, host: str, port: int, props: Mapping[bytes, bytes | None]) -> KioskFound:
     """Turn a resolved service into a :class:`KioskFound`.
 
-    Unknown keys are ignored (later versions may add some).
+    Unknown keys are ignored (later versions may add some). Anyone on the network can
+    send a TXT record, so every value is cleaned of control characters and escape
+    sequences (:func:`protocol.text.clean_name`) before it goes anywhere; and an
+    advert proves nothing about who answers at its address (its ``fp`` is public):
+    the controller moves a saved panel only after a TLS connection shows the pinned
+    certificate (``controller.home``).
 
     Args:
         name: the mDNS instance name.
@@ -225,11 +229,11 @@ def parse_txt(name: str, host: str, port: int, props: Mapping[bytes, bytes | Non
 
     Raises:
         MalformedMessageError: a required key is missing, has no value or is not UTF-8,
-            ``id`` is empty, ``proto`` is not a decimal number, or ``port`` is not a
-            TCP port (the advertiser's fault: skip that service).
+            ``id`` is empty (or blank once cleaned), ``proto`` is not a decimal number,
+            or ``port`` is not a TCP port (the advertiser's fault: skip that service).
     """
-    values = {key: _text(props, key, name) for key in TXT_KEYS}
-    if not values["id"]:
+    values = {key: clean_name(_text(props, key, name)) for key in TXT_KEYS}
+    if not values["id"].strip():
         raise MalformedMessageError(f"mDNS service {name!r}: TXT 'id' is empty")
     proto_text = values["proto"]
     if not (proto_text.isascii() and proto_text.isdigit() and len(proto_text) <= 6):

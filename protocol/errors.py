@@ -16,11 +16,14 @@ Every error ClassCast raises on purpose derives from :class:`ClassCastError`::
     │       └── PairingRefusedError   not allowed on the panel (under attack)         (peer)
     ├── MediaError                    lesson content cannot be read or stored
     │   ├── LessonError               a lesson path, lesson.toml or item is unusable (user input)
+    │   │   └── FileTooLargeError     a lesson file over its size limit, refused unread (user input)
+    │   ├── PictureTooLargeError      an image with more pixels than a panel decodes (input/peer)
     │   ├── UnknownContentError       a file whose kind cannot be recognised         (user input)
     │   ├── CorruptContentError       a file of a known kind that cannot be decoded  (user input)
     │   ├── ChecksumMismatchError     received bytes do not hash to the announced sha256 (peer)
     │   ├── BlobTooLargeError         a blob over MAX_BLOB_BYTES or over its announced size (peer)
     │   └── QuotaExceededError        the blob store cannot make room                (ours)
+    │       └── DiskFullError         media would take the disk space kept for the usage log (ours)
     ├── UsageLogError                 the usage log cannot be opened or written      (ours)
     └── ConnectionFailedError         a kiosk cannot be reached or went away         (network)
         └── CertificateChangedError   the kiosk's certificate is not the one pinned   (network)
@@ -122,6 +125,43 @@ class LessonError(MediaError):
         self.path = path
 
 
+class FileTooLargeError(LessonError):
+    """A lesson file is larger than its kind allows; found from its size, before reading it.
+
+    ``what`` says which limit: ``"file"`` (any media file, ``MAX_BLOB_BYTES``), ``"text"``
+    (a text or Markdown slide) or ``"lesson.toml"``. The user's input.
+    """
+
+    code = "too_large"
+
+    def __init__(
+        self, message: str, *, path: str, size_bytes: int, limit_bytes: int, what: str
+    ) -> None:
+        super().__init__(message, path=path)
+        self.size_bytes = size_bytes
+        self.limit_bytes = limit_bytes
+        self.what = what
+
+
+class PictureTooLargeError(MediaError):
+    """An image has more pixels than ``MAX_PICTURE_PIXELS``; found from its header, before
+    decoding it. The user's input (controller) or the peer's content (kiosk).
+
+    ``width`` and ``height`` are ``None`` when the image is so large that the decoder
+    refused it before saying its size.
+    """
+
+    code = "picture_too_large"
+
+    def __init__(
+        self, message: str, *, path: str, width: int | None = None, height: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.width = width
+        self.height = height
+
+
 class UnknownContentError(MediaError):
     """A file whose kind cannot be recognised from its content (the user's input)."""
 
@@ -166,6 +206,20 @@ class QuotaExceededError(MediaError):
     """The blob store cannot make room without evicting the current lesson (ours)."""
 
     code = "quota_exceeded"
+
+
+class DiskFullError(QuotaExceededError):
+    """Storing more media would leave less free disk than the usage log is promised (ours).
+
+    ``sha256`` names the blob whose chunk was refused, when one was (None when a whole
+    transfer was refused before it began).
+    """
+
+    code = "no_space"
+
+    def __init__(self, message: str, *, sha256: str | None = None) -> None:
+        super().__init__(message)
+        self.sha256 = sha256
 
 
 class UsageLogError(ClassCastError):

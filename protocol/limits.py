@@ -29,6 +29,17 @@ MAX_ITEMS_PER_LESSON: Final = 500
 MAX_BLOB_BYTES: Final = 2 * 1024 * 1024 * 1024
 """Largest single media file (2 GiB)."""
 
+MAX_PICTURE_PIXELS: Final = 40_000_000
+"""Most pixels a panel decodes for one image (40 megapixels, e.g. 8000×5000).
+
+Checked from the image's header before decoding, by the controller when a lesson is
+loaded and by the kiosk before it shows the image (which then shows an error slide
+saying so). Decoding costs 4 bytes a pixel and a few copies: 40 MP keeps a panel within
+a few hundred MB, where Pillow's own limit (89 MP, refused only from 179 MP) let a
+194 KB PNG of 13000×13000 take it to 1.8 GB. A JPEG counts at the reduced scale it is
+decoded at (down to 1/8 per side, so a 108 MP phone photo shows); Pillow's own limit
+still refuses any image of more than 179 MP."""
+
 MAX_LESSON_BYTES: Final = 8 * 1024 * 1024 * 1024
 """Largest sum of distinct blob sizes in one lesson (8 GiB)."""
 
@@ -58,11 +69,66 @@ MAX_SCREENSHOT_WIDTH: Final = 1920
 MIN_SCREENSHOT_WIDTH: Final = 16
 """Narrowest thumbnail ``take_screenshot`` may ask for."""
 
+MAX_CLOCK_OFFSET_MS: Final = 3600 * 1000
+"""Largest ``cast.clock_offset_ms`` either way (one hour); the codec rejects more.
+
+The offset moves a lesson's usage records in the school's reports, so it is bounded
+to what a real clock ever drifts (a PC clock without time sync drifts a few minutes a
+year) and kept far below what could move a lesson to another day. A controller that
+measures a panel further off sends 0: the records keep the panel's own time."""
+
+CLOCK_OFFSET_TOLERANCE_MS: Final = 60 * 1000
+"""How far a nonzero ``cast.clock_offset_ms`` may be from what the kiosk measured with
+the ``time_ping`` messages of the same connection (half a round trip, with room to spare)."""
+
 MAX_ANNOUNCEMENT_S: Final = 24 * 3600
 """Longest ``announce.duration_s`` (one day)."""
 
 MAX_MESSAGES_PER_SECOND: Final = 200
-"""Text messages one connection may send per second on average before it is closed."""
+"""Messages one connection may send per second on average before it is closed (1008).
+
+Text frames count, and binary frames that are not a valid chunk of a blob this
+connection announced."""
 
 MESSAGE_BURST: Final = 400
-"""Text messages a connection may send at once before the rate limit applies."""
+"""Messages a connection may send at once before the rate limit applies."""
+
+# Connections (enforced by the kiosk: kiosk/connections.py, kiosk/server.py; see
+# docs/security.md, "Connections").
+
+MAX_CONNECTIONS: Final = 256
+"""Connections a kiosk holds at once, counted from the TCP accept (handshakes included).
+
+A new connection over the cap evicts an unauthenticated one; it is refused only when
+every other connection is authenticated."""
+
+MAX_UNAUTHENTICATED_PER_ADDRESS: Final = 128
+"""Connections from one IP address that have not proved a token; one more evicts one of them."""
+
+HANDSHAKE_TIMEOUT_S: Final = 5.0
+"""Time for the TLS handshake, and then again for the websocket opening handshake."""
+
+UNAUTHENTICATED_TIMEOUT_S: Final = 10.0
+"""Time from the TCP accept to proving a token (``hello``) or pairing; then 1008."""
+
+PAIRING_TIMEOUT_S: Final = 60.0
+"""The same while a pairing is under way (``pair_start`` answered): room for a
+confirmation on the panel. ``classcast pair`` asks for the PIN before it connects."""
+
+MAX_UNAUTHENTICATED_FRAME_BYTES: Final = 64 * 1024
+"""Largest frame before the connection is authenticated (a ``hello`` is a few KiB); 1009."""
+
+UNAUTHENTICATED_BYTES_PER_SECOND: Final = 16 * 1024
+"""Bytes an unauthenticated connection may send per second on average; then 1008."""
+
+UNAUTHENTICATED_BYTE_BURST: Final = 2 * MAX_UNAUTHENTICATED_FRAME_BYTES
+"""Bytes an unauthenticated connection may send at once."""
+
+MAX_SEND_BACKLOG_MESSAGES: Final = 1000
+"""Messages waiting for a connection that does not read them; one more aborts it."""
+
+MAX_SEND_BACKLOG_BYTES: Final = 8 * 1024 * 1024
+"""Bytes waiting for a connection that does not read them; more aborts it."""
+
+CLOSE_TIMEOUT_S: Final = 1.0
+"""A connection the kiosk closes (1008) is aborted if not gone after this long."""

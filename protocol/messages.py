@@ -186,7 +186,9 @@ class Cast:
     ``ok``. ``start_at_ms`` (kiosk wall clock, ms since the epoch) delays the start for
     a synchronised group start. ``clock_offset_ms`` is how far the kiosk's clock is
     ahead of the controller's (from ``time_ping``); the kiosk stores it in the usage
-    records of this lesson.
+    records of this lesson. It is at most ``limits.MAX_CLOCK_OFFSET_MS`` either way,
+    and a nonzero one must match the ``time_ping`` of the same connection
+    (:mod:`protocol.clock`); 0 keeps the kiosk's own time.
     """
 
     TYPE: ClassVar[str] = "cast"

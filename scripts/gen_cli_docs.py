@@ -44,8 +44,23 @@ panel), 2 usage error.
 on the wire. A panel that cannot be reached has `"online": false`, `"status": null` and
 the reason in `"error"`; the exit status is then 1.
 
-`classcast panels --json` prints the address book: a list of
-`{"address", "room", "kiosk_id", "school"}`.
+`classcast panels --json` prints one object per panel found by mDNS or saved:
+
+```json
+[{"room": "Каб. 12", "school": "…", "state": "idle", "address": "10.0.0.5:47810",
+  "kiosk_id": "k-…", "fingerprint": "…", "paired": true, "source": "mdns+saved",
+  "verified": true, "conflict": false}]
+```
+
+`source` is `mdns`, `saved` or `mdns+saved`. `verified` is `true` for an address from
+the address book (typed by the user, or proven over TLS with the pinned certificate),
+`false` for an advert that claims a saved panel's kiosk id but did not prove it, and
+`null` for a panel not in the address book. `conflict` marks an advert whose kiosk id
+another address holds; commands never send to such an advert (`docs/security.md`).
+
+JSON output is data: names are exactly as the panels sent them, with control, bidi and
+zero-width characters written as `\\u` escapes. Everything else the commands print has
+such characters removed.
 """
 
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import ssl
+import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
@@ -45,6 +49,42 @@ def text_lesson(*texts: str, title: str = "Текстовый урок") -> Less
         title,
         [LessonItem(kind="text", title=f"Слайд {i + 1}", text=t) for i, t in enumerate(texts)],
     )
+
+
+def png_bytes(width: int, height: int, *, decodable: bool = True) -> bytes:
+    """A black 1-bit greyscale PNG of ``width``×``height``: a few KB whatever its size.
+
+    All-zero rows compress about 1000:1, so a 13000×13000 picture (169 megapixels)
+    takes ~20 KB. With ``decodable=False`` the pixel data is cut short: a decoder that
+    gets that far fails with its own error, so an error about the size proves that no
+    pixel was decoded (and no memory for them allocated).
+    """
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    if decodable:
+        packer = zlib.compressobj(9)
+        row = bytes(1 + (width + 7) // 8)  # filter byte 0, then 8 pixels a byte
+        idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    else:
+        idat = zlib.compress(bytes(16))
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+
+
+def jpeg_of_size(width: int, height: int) -> bytes:
+    """A 16×16 JPEG whose frame header says ``width``×``height``: it opens with that
+    size, and decoding it fails (its data is for 16×16)."""
+    out = io.BytesIO()
+    Image.new("RGB", (16, 16), "white").save(out, "JPEG")
+    data = bytearray(out.getvalue())
+    sof = data.index(b"\xff\xc0")  # baseline frame header: length, precision, height, width
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
 
 
 RAW = ControllerIdentity("c-raw", "Raw")

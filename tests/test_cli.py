@@ -21,7 +21,9 @@ from controller.cli import cli, parse_time_ms
 from kiosk import i18n as kiosk_i18n
 from kiosk.cli import main as kiosk_main
 from media.lesson import sample_lesson_path
+from protocol import limits
 from protocol.messages import ControlAction, EndReason, ItemKind, PlayerState, Role
+from tests.helpers import png_bytes
 from tests.kiosks import KioskThread
 
 
@@ -113,6 +115,50 @@ def test_corrupt_image_is_a_clear_error(kiosk: KioskThread, tmp_path: Path) -> N
     result = CliRunner().invoke(cli, ["cast", str(bad), "--to", kiosk.address])
     assert result.exit_code == 1
     assert "photo.png" in result.output
+
+
+def _bytes_read() -> int:
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
+
+
+def test_a_2_gb_text_file_is_refused_from_its_size_unread(tmp_path: Path) -> None:
+    # Past its text head the file is a sparse hole of NUL bytes: read, it would be
+    # refused as "unrecognised content" instead.
+    path = tmp_path / "конспект.md"
+    with path.open("wb") as f:
+        f.write("Фотосинтез — это процесс. ".encode() * 400)
+        f.truncate(2_000_000_000)
+    before = _bytes_read()
+    result = CliRunner().invoke(cli, ["cast", str(path), "--to", "127.0.0.1:9"])
+    assert _bytes_read() - before < 1024 * 1024
+    assert result.exit_code == 1
+    assert "конспект.md: текстовый файл занимает 1,9 ГБ" in result.output
+    assert "Разделите текст на несколько файлов или сократите его." in result.output
+
+
+def test_a_file_over_the_size_limit_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "фильм.mp4"
+    with path.open("wb") as f:
+        f.truncate(limits.MAX_BLOB_BYTES + 1)
+    result = CliRunner().invoke(cli, ["cast", str(path), "--to", "127.0.0.1:9"])
+    assert result.exit_code == 1
+    # Rounded, both sizes read "2,0 ГБ": the message gives them in bytes instead.
+    assert "фильм.mp4: файл занимает 2147483649 Б, а можно не больше 2147483648 Б." in (
+        result.output
+    )
+    assert "Уменьшите его (сожмите видео, разделите документ)" in result.output
+
+
+def test_a_picture_over_the_pixel_limit_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "плакат.png"
+    path.write_bytes(png_bytes(13000, 13000))
+    result = CliRunner().invoke(cli, ["cast", str(path), "--to", "127.0.0.1:9"])
+    assert result.exit_code == 1
+    assert "плакат.png: изображение размером 13000×13000 пикселей" in result.output
+    assert "Уменьшите его в графическом редакторе" in result.output
 
 
 def test_unknown_panel_name_is_a_clear_error() -> None:

@@ -181,6 +181,32 @@ def test_parse_txt_missing_key(key: bytes) -> None:
         parse_txt("n", "h", 80, props)
 
 
+def test_parse_txt_cleans_every_value() -> None:
+    """Anyone can send a TXT record: escapes, controls and bidi tricks never get through."""
+    txt = make_ad("k-1").txt() | {
+        "room": "\x1b]0;pwned\x07Каб. 1",
+        "school": "Школа\u202e 5\x9b2J",
+        "state": "idle\x1b[2J",
+        "id": "k-1\u200b",
+    }
+    found = parse_txt("n", "10.0.0.7", 47810, wire(txt))
+    assert (found.room, found.school, found.state, found.kiosk_id) == (
+        "Каб. 1",
+        "Школа 5",
+        "idle",
+        "k-1",
+    )
+
+
+def test_parse_txt_id_of_controls_only_is_malformed() -> None:
+    with pytest.raises(MalformedMessageError, match="empty"):
+        parse_txt("n", "h", 80, wire(make_ad("k").txt() | {"id": "\x1b[0m\u200b"}))
+
+
+def test_instance_label_is_clean() -> None:
+    assert instance_label("\x1b]0;x\x07Каб.\u202e 1") == f"Каб{DOT_LOOKALIKE} 1"
+
+
 def test_parse_txt_bad_port() -> None:
     with pytest.raises(MalformedMessageError, match="port"):
         parse_txt("n", "h", 0, wire(make_ad("k").txt()))

@@ -482,6 +482,7 @@ def panel(tmp_path: Path) -> Iterator[Panel]:
         display=display,
         access=access,
         clock=clock,
+        heartbeat_s=3600.0,  # so that the question's deadline is the next one
         pairing_worker=InlinePairingWorker(),
     )
     service.tick()
@@ -658,7 +659,7 @@ def test_throttled_pair_start_is_answered_at_once(panel: Panel) -> None:
 
 
 def test_notice_and_question_texts() -> None:
-    assert screen_name("Иван\x1b[2J\x07 Петров") == "Иван [2J  Петров"
+    assert screen_name("Иван\x1b[2J\x07 Петров\u202e") == "Иван Петров"
     long = screen_name("Я" * 500)
     assert len(long) == 80
     assert long.endswith("…")
@@ -920,7 +921,7 @@ async def test_a_paired_teacher_is_shown_on_the_panel(kiosk: KioskThread) -> Non
     )
 
 
-async def test_refused_pairings_are_logged_once_a_minute(
+async def test_refused_pairings_are_logged_once_per_interval(
     kiosk: KioskThread, attackers: Callable[..., Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     flooder = await attackers("127.0.0.2", "c-flood")
@@ -964,11 +965,18 @@ def test_window_shows_who_paired_and_asks_to_allow(tmp_path: Path) -> None:
             return frames[-1]
 
         notice = apply(ControllerPaired("Петрова Анна Сергеевна", "teacher"))
-        assert notice.pixel(3, 3) != idle.pixel(3, 3)  # a banner along the top
-        r, g, _ = notice.pixel(3, 3)
+        # A box in the top right corner, clear of the middle of the top edge.
+        assert window._notice is not None
+        x, y, _, h = window._notice.box  # bottom left origin
+        assert x > 640 // 2
+        assert y + h < 480
+        r, g, _ = notice.pixel(x + 3, 480 - (y + h) + 3)
         assert abs(r - NOTICE_TEAL[0]) < 20
         assert abs(g - NOTICE_TEAL[1]) < 30
-        assert notice.pixel(3, 477) == idle.pixel(3, 477)  # the bottom is untouched
+        assert notice.pixel(3, 3) == idle.pixel(3, 3)
+        assert notice.pixel(640 // 2, 3) == idle.pixel(640 // 2, 3)
+        assert notice.pixel(3, 477) == idle.pixel(3, 477)
+        assert not window._covered()  # a web page under it would not stop for it
 
         question = apply(PairingRequested("Петрова Анна Сергеевна", "teacher", 8.0))
         assert question.pixel(3, 240) == QUESTION_PURPLE[:3]  # the whole screen
@@ -997,10 +1005,10 @@ def test_window_shows_who_paired_and_asks_to_allow(tmp_path: Path) -> None:
         assert controls == []
         closed = apply(PairingQuestionClosed())
         assert closed.pixel(3, 240) != QUESTION_PURPLE[:3]
-        # The notice goes away by itself.
+        # The notice goes away by itself, after PAIRED_NOTICE_S.
         window._hide_notice()
         window.run_pending()
-        assert frames[-1].pixel(3, 3) == idle.pixel(3, 3)
+        assert frames[-1].pixel(x + 3, 480 - (y + h) + 3) == idle.pixel(x + 3, 480 - (y + h) + 3)
         assert PAIRED_NOTICE_S > 0
     finally:
         window.close()

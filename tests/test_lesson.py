@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from PIL import Image
 
 from media.lesson import (
     DEFAULT_MULTI_FILE_TITLE,
+    MAX_LESSON_TOML_BYTES,
     Lesson,
     LessonItem,
     lesson_id_for,
@@ -20,8 +22,8 @@ from media.lesson import (
     sample_lesson_path,
 )
 from protocol.codec import decode, encode
-from protocol.errors import LessonError, UnknownContentError
-from protocol.limits import MAX_ITEMS_PER_LESSON, MAX_TEXT_ITEM_CHARS
+from protocol.errors import FileTooLargeError, LessonError, UnknownContentError
+from protocol.limits import MAX_BLOB_BYTES, MAX_ITEMS_PER_LESSON, MAX_TEXT_ITEM_CHARS
 from protocol.messages import Cast
 
 # --------------------------------------------------------------------------- helpers
@@ -151,6 +153,45 @@ def test_text_file_too_long(tmp_path: Path) -> None:
     path.write_text("я" * (MAX_TEXT_ITEM_CHARS + 1), encoding="utf-8")
     with pytest.raises(LessonError, match="over the limit"):
         load_lesson(path)
+
+
+def bytes_read() -> int:
+    """Bytes this process has read so far (Linux /proc/self/io ``rchar``)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
+
+
+def test_a_file_over_the_limit_stops_the_load_before_any_file_is_read(tmp_path: Path) -> None:
+    noise = Image.frombytes("RGB", (600, 600), os.urandom(600 * 600 * 3))
+    noise.save(tmp_path / "01-noise.png", "PNG")  # 1 MB that probing and hashing would read
+    assert (tmp_path / "01-noise.png").stat().st_size > 1_000_000
+    with (tmp_path / "02-huge.mp4").open("wb") as f:
+        f.truncate(MAX_BLOB_BYTES + 1)  # sparse: no disk space
+    before = bytes_read()
+    with pytest.raises(FileTooLargeError, match=r"02-huge\.mp4") as caught:
+        load_lesson(tmp_path)
+    assert bytes_read() - before < 64 * 1024
+    assert caught.value.size_bytes == MAX_BLOB_BYTES + 1
+
+
+def test_lesson_toml_size_limit_at_both_ends(tmp_path: Path) -> None:
+    head = 'title = "Урок"\n[[items]]\ntext = "Привет"\n#'
+    padding = MAX_LESSON_TOML_BYTES - len(head.encode()) - 1
+    path = toml(tmp_path / "fits", head + "x" * padding + "\n")
+    assert path.stat().st_size == MAX_LESSON_TOML_BYTES
+    assert load_lesson(path).items[0].text == "Привет"
+    over = tmp_path / "over" / "lesson.toml"
+    over.parent.mkdir()
+    with over.open("wb") as f:  # a hole of NUL bytes: invalid TOML, were it read
+        f.write(head.encode())
+        f.truncate(MAX_LESSON_TOML_BYTES + 1)
+    before = bytes_read()
+    with pytest.raises(FileTooLargeError, match=r"lesson\.toml") as caught:
+        load_lesson(over.parent)
+    assert bytes_read() - before < 64 * 1024
+    assert caught.value.what == "lesson.toml"
 
 
 def test_text_file_with_bom(tmp_path: Path) -> None:

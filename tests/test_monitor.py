@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from controller import monitor as monitor_module
+from controller.client import KioskClient
 from controller.monitor import Monitor, render
 from tests.conftest import TEACHER
 from tests.helpers import pair, text_lesson
-from tests.kiosks import KioskThread, teacher
+from tests.kiosks import KioskThread
 
 
 async def wait_until(predicate, timeout_s: float = 5.0) -> None:
@@ -39,7 +40,11 @@ async def test_monitor_follows_panels(tmp_path: Path, monkeypatch: pytest.Monkey
             status = watcher.panels[b.address].status
             assert status is not None
             assert status.cache_quota_bytes > 0
-            async with await teacher(b) as client:
+            # The same teacher casts with the same pairing (pairing again would replace
+            # the monitor's token, and a connection with a replaced token gets no events).
+            async with await KioskClient.connect(
+                b.address, TEACHER, credentials=creds[b.address]
+            ) as client:
                 await client.cast(text_lesson("Один", "Два"))
                 await client.control("next")
             try:

@@ -950,6 +950,139 @@ def test_shutdown_without_an_open_interval(setup: str) -> None:
     assert player.drain() == []
 
 
+# --------------------------------------------------------------------------- resume
+
+
+def test_resume_shows_the_item_and_opens_a_new_interval() -> None:
+    player = LessonPlayer(IDENTITY)
+    player.resume(LESSON, BORIS, index=2, now=30.0)
+    assert player.drain() == started(LESSON, 2, 30.0, presenter=BORIS)
+    assert player.state == "playing"
+    assert player.presenter == BORIS
+    assert player.index == 2
+
+
+def test_resume_restarts_a_timed_slide_for_its_whole_duration() -> None:
+    player = LessonPlayer(IDENTITY)
+    # The slide had been on screen for 1.5 s of its 2 s: it gets its 2 s again.
+    player.resume(TIMED, ANNA, index=1, now=50.0, position_ms=1_500)
+    assert player.drain() == started(TIMED, 1, 50.0)
+    assert player.position_ms(50.0) == 0
+    assert player.next_deadline_s() == 52.0
+    player.tick(now=52.0)
+    assert player.drain() == moved("auto", TIMED, 2, 52.0)
+
+
+def test_resume_continues_a_video_from_its_position() -> None:
+    player = LessonPlayer(IDENTITY)
+    player.resume(LESSON, ANNA, index=1, now=10.0, position_ms=42_000)
+    assert player.drain() == [
+        Show(LESSON, 1, video(1)),
+        Preload(LESSON, 2, text(2)),
+        VideoCommand("seek", 42_000),
+        IntervalStarted(LESSON, 1, video(1), ANNA, 10.0),
+        changed("playing", LESSON, 1, position_ms=42_000),
+    ]
+    assert player.position_ms(11.0) == 43_000
+
+
+def test_resume_clamps_a_video_position_to_its_duration() -> None:
+    lesson = manifest(video(0, 5_000), text(1))
+    player = LessonPlayer(IDENTITY)
+    player.resume(lesson, ANNA, index=0, now=10.0, position_ms=9_000)
+    assert VideoCommand("seek", 5_000) in player.drain()
+    assert player.next_deadline_s() == 10.0
+
+
+def test_resume_a_video_at_its_start_sends_no_seek() -> None:
+    player = LessonPlayer(IDENTITY)
+    player.resume(LESSON, ANNA, index=1, now=10.0, position_ms=-5)
+    assert player.drain() == started(LESSON, 1, 10.0)
+
+
+def test_resume_paused_video_stays_paused_at_its_position() -> None:
+    player = LessonPlayer(IDENTITY)
+    player.resume(LESSON, ANNA, index=1, now=10.0, paused=True, position_ms=7_000)
+    assert player.drain() == [
+        Show(LESSON, 1, video(1)),
+        Preload(LESSON, 2, text(2)),
+        VideoCommand("seek", 7_000),
+        VideoCommand("pause"),
+        IntervalStarted(LESSON, 1, video(1), ANNA, 10.0),  # a paused item is on screen
+        changed("paused", LESSON, 1, position_ms=7_000),
+    ]
+    assert player.position_ms(99.0) == 7_000
+    player.control("play", now=100.0)
+    assert player.drain() == [
+        VideoCommand("play"),
+        changed("playing", LESSON, 1, position_ms=7_000),
+    ]
+
+
+def test_resume_blanked_opens_no_interval_until_unblank() -> None:
+    player = LessonPlayer(IDENTITY)
+    player.resume(TIMED, ANNA, index=0, now=10.0, blanked=True)
+    assert player.drain() == [
+        SetBlank(True),
+        Show(TIMED, 0, image(0, 5_000)),
+        Preload(TIMED, 1, text(1, 2_000)),
+        changed("playing", TIMED, 0, blanked=True),
+    ]
+    assert player.next_deadline_s() is None  # nothing advances behind the blank
+    player.control("unblank", now=20.0)
+    assert player.drain() == [
+        SetBlank(False),
+        IntervalStarted(TIMED, 0, image(0, 5_000), ANNA, 20.0),
+        changed("playing", TIMED, 0),
+    ]
+    assert player.next_deadline_s() == 25.0
+
+
+def test_resume_blanked_video_is_paused_behind_the_blank() -> None:
+    player = LessonPlayer(IDENTITY)
+    player.resume(LESSON, ANNA, index=1, now=10.0, blanked=True, position_ms=3_000)
+    assert player.drain()[:4] == [
+        SetBlank(True),
+        Show(LESSON, 1, video(1)),
+        Preload(LESSON, 2, text(2)),
+        VideoCommand("seek", 3_000),
+    ]
+    player.control("unblank", now=20.0)
+    assert player.drain()[0] == VideoCommand("play")
+    assert player.position_ms(21.0) == 4_000
+
+
+def test_resume_restores_the_volume_before_the_video_starts() -> None:
+    player = LessonPlayer(IDENTITY)
+    player.resume(LESSON, ANNA, index=1, now=10.0, volume=30)
+    effects = player.drain()
+    assert effects[0] == VideoCommand("volume", volume=30)
+    assert effects[1] == Show(LESSON, 1, video(1))
+    assert player.volume == 30
+    assert player.snapshot(10.0).volume == 30
+
+
+def test_resume_replaces_what_is_shown() -> None:
+    player = playing(OTHER, 1, now=0.0)
+    player.control("blank", now=1.0)
+    player.drain()
+    player.resume(LESSON, ANNA, index=0, now=5.0)
+    assert player.drain() == [SetBlank(False), *started(LESSON, 0, 5.0)]
+    player = playing(OTHER, 0, now=0.0)
+    player.resume(LESSON, ANNA, index=0, now=5.0)
+    assert player.drain() == [IntervalEnded("replaced", 5.0), *started(LESSON, 0, 5.0)]
+
+
+@pytest.mark.parametrize("index", [-1, 3])
+def test_resume_outside_the_lesson_raises_bad_index(index: int) -> None:
+    player = LessonPlayer(IDENTITY)
+    with pytest.raises(UnexpectedMessageError, match="outside the lesson") as info:
+        player.resume(LESSON, ANNA, index=index, now=0.0)
+    assert info.value.code == "bad_index"
+    assert player.drain() == []
+    assert player.state == "idle"
+
+
 # --------------------------------------------------------------------------- snapshots, status
 
 

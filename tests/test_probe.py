@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import struct
 from pathlib import Path
 
@@ -10,8 +11,16 @@ from PIL import Image
 
 from media import probe as probe_module
 from media.lesson import sample_lesson_path
-from media.probe import Probe, mp4_picture_size, probe_file
-from protocol.errors import CorruptContentError, LessonError, UnknownContentError
+from media.probe import MAX_TEXT_FILE_BYTES, Probe, mp4_picture_size, probe_file
+from protocol.errors import (
+    CorruptContentError,
+    FileTooLargeError,
+    LessonError,
+    PictureTooLargeError,
+    UnknownContentError,
+)
+from protocol.limits import MAX_BLOB_BYTES, MAX_PICTURE_PIXELS, MAX_TEXT_ITEM_CHARS
+from tests.helpers import jpeg_of_size, png_bytes
 
 # --------------------------------------------------------------------------- helpers
 
@@ -237,9 +246,76 @@ def test_text_mime_by_suffix(tmp_path: Path, name: str, mime: str) -> None:
     assert probe_file(path) == Probe("text", mime)
 
 
-def test_multibyte_character_across_read_boundary_is_text(tmp_path: Path) -> None:
-    path = write(tmp_path / "long.txt", b"a" * (1024 * 1024 - 1) + "Ж".encode())
-    assert probe_file(path).kind == "text"
+def test_multibyte_character_across_the_head_is_still_text(tmp_path: Path) -> None:
+    # The first 4 KiB end inside a character: still text, refused only for its size.
+    data = b"a" * 4095 + "Ж".encode() + b"b" * MAX_TEXT_FILE_BYTES
+    with pytest.raises(FileTooLargeError) as caught:
+        probe_file(write(tmp_path / "long.txt", data))
+    assert caught.value.what == "text"
+    assert probe_file(write(tmp_path / "short.txt", data[:5000])).kind == "text"
+
+
+def test_text_file_limit_at_both_ends(tmp_path: Path) -> None:
+    # The most bytes a slide of MAX_TEXT_ITEM_CHARS characters can take: a BOM, then
+    # characters of 4 UTF-8 bytes each.
+    longest = codecs.BOM_UTF8 + "😀".encode() * MAX_TEXT_ITEM_CHARS
+    assert len(longest) == MAX_TEXT_FILE_BYTES
+    assert probe_file(write(tmp_path / "full.md", longest)) == Probe("text", "text/markdown")
+    over = write(tmp_path / "over.md", longest + b"!")
+    with pytest.raises(FileTooLargeError, match=f"{MAX_TEXT_FILE_BYTES + 1} bytes") as caught:
+        probe_file(over)
+    assert (caught.value.size_bytes, caught.value.limit_bytes) == (
+        MAX_TEXT_FILE_BYTES + 1,
+        MAX_TEXT_FILE_BYTES,
+    )
+
+
+def test_big_text_file_is_refused_from_its_size_unread(tmp_path: Path) -> None:
+    """A 2 GB file with a text head: refused after its head, never streamed.
+
+    Past its head the file is a hole of NUL bytes, so reading it would end in "unknown
+    content" instead; /proc/self/io counts what this process read.
+    """
+    path = tmp_path / "huge.txt"
+    with path.open("wb") as f:
+        f.write("Фотосинтез — это процесс. ".encode() * 400)  # > 4 KiB of text
+        f.truncate(2_000_000_000)  # sparse: takes no disk space
+    before = _bytes_read()
+    with pytest.raises(FileTooLargeError, match="2000000000 bytes") as caught:
+        probe_file(path)
+    assert _bytes_read() - before < 64 * 1024
+    assert caught.value.what == "text"
+
+
+def test_big_binary_file_without_a_known_kind_is_unknown_unread(tmp_path: Path) -> None:
+    path = tmp_path / "data.bin"
+    with path.open("wb") as f:
+        f.write(bytes(range(256)) * 16)
+        f.truncate(500_000_000)
+    before = _bytes_read()
+    with pytest.raises(UnknownContentError, match="unrecognised"):
+        probe_file(path)
+    assert _bytes_read() - before < 64 * 1024
+
+
+def test_file_over_the_blob_limit_is_refused_from_its_size(tmp_path: Path) -> None:
+    path = tmp_path / "huge.png"
+    with path.open("wb") as f:
+        f.write(png_bytes(64, 48))
+        f.truncate(MAX_BLOB_BYTES + 1)
+    before = _bytes_read()
+    with pytest.raises(FileTooLargeError, match=f"{MAX_BLOB_BYTES + 1} bytes") as caught:
+        probe_file(path)
+    assert _bytes_read() - before < 4096
+    assert (caught.value.what, caught.value.limit_bytes) == ("file", MAX_BLOB_BYTES)
+
+
+def _bytes_read() -> int:
+    """Bytes this process has read through read() and friends (Linux /proc/self/io)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
 
 
 @pytest.mark.parametrize(
@@ -266,9 +342,54 @@ def test_empty_file_is_unknown(tmp_path: Path) -> None:
 
 def test_file_over_blob_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(probe_module, "MAX_BLOB_BYTES", 10)
+    assert probe_file(write(tmp_path / "ten.txt", b"x" * 10)).kind == "text"
     path = write(tmp_path / "big.txt", b"x" * 11)
     with pytest.raises(LessonError, match="over the limit"):
         probe_file(path)
+
+
+# --------------------------------------------------------------------------- picture size
+
+# 8000×5000 is exactly MAX_PICTURE_PIXELS; the pixel data is cut short, so a decoder would
+# fail: these pass or fail on the header alone.
+EXACT = (8000, 5000)
+
+
+def test_picture_pixel_limit_at_both_ends(tmp_path: Path) -> None:
+    assert EXACT[0] * EXACT[1] == MAX_PICTURE_PIXELS
+    fits = write(tmp_path / "fits.png", png_bytes(*EXACT, decodable=False))
+    assert probe_file(fits) == Probe("image", "image/png")
+    over = write(tmp_path / "over.png", png_bytes(EXACT[0], EXACT[1] + 1, decodable=False))
+    with pytest.raises(PictureTooLargeError, match="8000×5001 pixels") as caught:
+        probe_file(over)
+    assert (caught.value.width, caught.value.height) == (8000, 5001)
+
+
+def test_huge_png_is_refused_from_its_header(tmp_path: Path) -> None:
+    path = write(tmp_path / "bomb.png", png_bytes(13000, 13000))
+    assert path.stat().st_size < 64 * 1024
+    with pytest.raises(PictureTooLargeError, match="13000×13000"):
+        probe_file(path)
+
+
+def test_picture_beyond_pillows_own_limit_is_too_large_not_corrupt(tmp_path: Path) -> None:
+    path = write(tmp_path / "bomb.png", png_bytes(20000, 20000, decodable=False))
+    with pytest.raises(PictureTooLargeError, match="pixels") as caught:
+        probe_file(path)
+    assert caught.value.width is None
+
+
+def test_a_jpeg_counts_at_the_scale_a_panel_decodes_it(tmp_path: Path) -> None:
+    # A panel decodes a JPEG at down to 1/8 per side (Pillow's draft): a 108 MP phone
+    # photo is fine. Past twice Pillow's own limit (179 MP) it refuses to open any file.
+    fits = write(tmp_path / "fits.jpg", jpeg_of_size(12000, 9000))
+    assert probe_file(fits).kind == "image"
+    over = write(tmp_path / "over.jpg", jpeg_of_size(20000, 10000))
+    with pytest.raises(PictureTooLargeError):
+        probe_file(over)
+    png = write(tmp_path / "photo.png", png_bytes(12000, 9000, decodable=False))
+    with pytest.raises(PictureTooLargeError):
+        probe_file(png)
 
 
 def test_unreadable_path(tmp_path: Path) -> None:

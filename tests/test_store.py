@@ -41,7 +41,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def store(tmp_path: Path, clock: Clock) -> BlobStore:
-    return BlobStore(tmp_path / "store", quota_bytes=1000, clock_ns=clock)
+    return BlobStore(tmp_path / "store", quota_bytes=1000, floor_bytes=0, clock_ns=clock)
 
 
 # --------------------------------------------------------------------------- receiving
@@ -51,6 +51,7 @@ def test_append_commit_has_path(store: BlobStore, tmp_path: Path) -> None:
     data = b"hello, classroom"
     name = sha(data)
     assert not store.has(name)
+    store.reserve({name: len(data)})
     store.append(name, 0, data[:5])
     store.append(name, 5, data[5:])
     assert store.partial_bytes(name) == len(data)
@@ -68,6 +69,7 @@ def test_append_commit_has_path(store: BlobStore, tmp_path: Path) -> None:
 
 def test_append_at_wrong_offset(store: BlobStore) -> None:
     name = sha(b"abc")
+    store.reserve({name: 3})
     store.append(name, 0, b"a")
     with pytest.raises(UnexpectedMessageError, match="offset 0"):
         store.append(name, 0, b"a")
@@ -80,6 +82,7 @@ def test_partial_resumes_after_restart(tmp_path: Path) -> None:
     data = bytes(range(256)) * 40
     name = sha(data)
     first = BlobStore(tmp_path, quota_bytes=100_000)
+    first.reserve({name: len(data)})
     first.append(name, 0, data[:3000])
 
     second = BlobStore(tmp_path, quota_bytes=100_000)
@@ -91,6 +94,7 @@ def test_partial_resumes_after_restart(tmp_path: Path) -> None:
 
 def test_commit_with_wrong_size_keeps_partial(store: BlobStore) -> None:
     name = sha(b"abcdef")
+    store.reserve({name: 6})
     store.append(name, 0, b"abc")
     with pytest.raises(MediaError, match="has 3 bytes, expected 6"):
         store.commit(name, 6)
@@ -105,10 +109,12 @@ def test_commit_without_partial(store: BlobStore) -> None:
 
 def test_discard(store: BlobStore) -> None:
     name = sha(b"abc")
+    store.reserve({name: 3})
     store.append(name, 0, b"ab")
     store.discard(name)
     store.discard(name)
     assert store.partial_bytes(name) == 0
+    assert store.reservations == {}
 
 
 def test_path_of_missing_blob(store: BlobStore) -> None:
@@ -136,6 +142,7 @@ def test_bad_sha256_never_becomes_a_path(store: BlobStore, bad: str) -> None:
         lambda: store.touch(bad),
         lambda: store.verify(bad),
         lambda: store.pin([bad]),
+        lambda: store.reserve({bad: 1}),
     ]
     for call in calls:
         with pytest.raises(MediaError, match="not a lowercase hex sha256"):
@@ -179,8 +186,10 @@ def put(store: BlobStore, clock: Clock, tag: str, size: int) -> str:
 
 def test_used_bytes_counts_partials(store: BlobStore, clock: Clock) -> None:
     put(store, clock, "a", 100)
+    store.reserve({sha(b"partial"): 10})
     store.append(sha(b"partial"), 0, b"1234")
     assert store.used_bytes() == 104
+    assert store.reserved_bytes() == 6
 
 
 def test_lru_eviction_order(store: BlobStore, clock: Clock) -> None:
@@ -212,10 +221,10 @@ def test_pinned_blobs_are_never_evicted(store: BlobStore, clock: Clock) -> None:
     assert store.pinned == frozenset({a, b})
 
     assert store.make_room(300) == [c]
-    with pytest.raises(QuotaExceededError, match="needs 500 bytes") as info:
+    with pytest.raises(QuotaExceededError, match="cannot make 100 bytes more room") as info:
         store.make_room(500)
-    assert "at most 400" in str(info.value)
-    assert "600 bytes pinned" in str(info.value)
+    assert info.value.code == "quota_exceeded"
+    assert "send a smaller lesson" in str(info.value)
     assert store.has(a)
     assert store.has(b)
 
@@ -225,10 +234,12 @@ def test_pinned_blobs_are_never_evicted(store: BlobStore, clock: Clock) -> None:
 
 def test_quota_exceeded_evicts_nothing(store: BlobStore, clock: Clock) -> None:
     a = put(store, clock, "a", 300)
-    store.append(sha(b"incoming"), 0, b"x" * 200)
-    with pytest.raises(QuotaExceededError, match=r"200 in partial transfers"):
+    store.reserve({sha(b"incoming"): 200})
+    store.append(sha(b"incoming"), 0, b"x" * 100)
+    with pytest.raises(QuotaExceededError, match=r"200 bytes are taken by transfers in progress"):
         store.make_room(900)
     assert store.has(a)
+    assert store.partial_bytes(sha(b"incoming")) == 100
 
 
 def test_put_bytes_makes_room(store: BlobStore, clock: Clock) -> None:
@@ -257,6 +268,7 @@ def test_resumed_transfer_through_assembler_and_store(store: BlobStore) -> None:
     """A transfer cut at 7 bytes resumes with the store's hasher and commits."""
     data = b"0123456789abcdefghij"
     name = sha(data)
+    store.reserve({name: len(data)})
     store.append(name, 0, data[:7])
 
     assembler = ChunkAssembler()

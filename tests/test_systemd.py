@@ -106,3 +106,103 @@ def test_kiosk_unit_is_notify_with_watchdog_and_sandbox() -> None:
     assert unit["WantedBy"] == ["graphical.target"]
     # Mesa's and Chromium's JITs need writable+executable memory.
     assert "MemoryDenyWriteExecute" not in unit
+
+
+MAX_KIOSK_EXPOSURE = 2.0
+"""`systemd-analyze security` exposure of the kiosk unit (0 = confined … 10 = exposed)."""
+
+
+def test_kiosk_unit_raises_the_open_files_limit() -> None:
+    # Connection caps, media files and VLC/Mesa/Chromium need more than the default 1024.
+    unit = unit_settings("classcast-kiosk.service")
+    assert unit["LimitNOFILE"] == ["65536"]
+
+
+def test_kiosk_unit_sandbox_directives() -> None:
+    unit = unit_settings("classcast-kiosk.service")
+    expected = {
+        "CapabilityBoundingSet": [""],
+        "AmbientCapabilities": [""],
+        "ProtectHome": ["yes"],
+        "PrivateMounts": ["yes"],
+        "PrivateDevices": ["yes"],
+        "DevicePolicy": ["closed"],
+        "ProtectKernelTunables": ["yes"],
+        "ProtectKernelModules": ["yes"],
+        "ProtectKernelLogs": ["yes"],
+        "ProtectControlGroups": ["yes"],
+        "ProtectClock": ["yes"],
+        "ProtectHostname": ["yes"],
+        "ProtectProc": ["invisible"],
+        "RestrictNamespaces": ["user pid net"],
+        "LockPersonality": ["yes"],
+        "RestrictRealtime": ["yes"],
+        "RestrictSUIDSGID": ["yes"],
+        "RemoveIPC": ["yes"],
+        "UMask": ["0077"],
+        "SystemCallErrorNumber": ["EPERM"],
+        "RestrictAddressFamilies": ["AF_UNIX AF_INET AF_INET6 AF_NETLINK"],
+    }
+    for key, value in expected.items():
+        assert unit.get(key) == value, key
+    # The GPU, input devices and sound are bound into the private /dev and allowed.
+    assert unit["BindPaths"] == ["-/dev/dri -/dev/input -/dev/snd"]
+    assert sorted(unit["DeviceAllow"]) == ["char-alsa rw", "char-drm rw", "char-input rw"]
+    # An ordinary service's calls, plus chroot and seccomp for Chromium's sandbox.
+    assert unit["SystemCallFilter"] == ["@system-service", "chroot seccomp @pkey", "~@resources"]
+    # Chromium's sandbox needs its namespaces; /proc/meminfo etc. stay readable; teachers
+    # and web pages are anywhere on the network.
+    for absent in ("PrivateUsers", "ProcSubset", "PrivateNetwork", "IPAddressDeny"):
+        assert absent not in unit, absent
+
+
+def expand_syscalls(analyze: str, group: str) -> set[str]:
+    """The system calls of ``group`` (``@name``), nested groups expanded."""
+    listing = subprocess.run(
+        [analyze, "syscall-filter", group], capture_output=True, text=True, timeout=30
+    ).stdout
+    calls: set[str] = set()
+    for line in listing.splitlines()[1:]:
+        name = line.strip()
+        if not name or name.startswith("#"):
+            continue
+        calls |= expand_syscalls(analyze, name) if name.startswith("@") else {name}
+    return calls
+
+
+def test_kiosk_unit_still_allows_what_the_kiosk_needs() -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    allowed: set[str] = set()
+    for spec in unit_settings("classcast-kiosk.service")["SystemCallFilter"]:
+        deny = spec.startswith("~")
+        for name in spec.removeprefix("~").split():
+            calls = expand_syscalls(analyze, name) if name.startswith("@") else {name}
+            allowed = allowed - calls if deny else allowed | calls
+    # Raising the open-files soft limit (glibc's setrlimit is prlimit64), Chromium's
+    # namespace sandbox (clone, unshare, chroot, its own seccomp filters), V8's pkeys,
+    # SysV shared memory for X11 MIT-SHM, memfd for Wayland buffers.
+    needed = {"prlimit64", "clone", "unshare", "chroot", "seccomp", "pkey_alloc"}
+    needed |= {"shmget", "shmat", "memfd_create", "mprotect", "ioctl", "epoll_wait"}
+    assert needed <= allowed, needed - allowed
+    assert not {"ptrace", "mount", "reboot", "settimeofday", "setrlimit"} & allowed
+
+
+def test_kiosk_unit_exposure(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    unit = tmp_path / "classcast-kiosk.service"
+    unit.write_text(installed((UNITS / unit.name).read_text(encoding="utf-8")))
+    result = subprocess.run(
+        [analyze, "security", "--offline=yes", str(unit)],
+        capture_output=True,
+        text=True,
+        env={"SYSTEMD_LOG_LEVEL": "warning", "PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
+    found = re.search(r"Overall exposure level for \S+: (\d+\.\d)", result.stdout)
+    if found is None:
+        pytest.skip(f"systemd-analyze cannot assess units offline: {result.stderr.strip()}")
+    assert float(found.group(1)) <= MAX_KIOSK_EXPOSURE, result.stdout

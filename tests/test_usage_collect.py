@@ -18,6 +18,13 @@ from tests.kiosks import ADMIN_SECRET, KioskThread, teacher
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(autouse=True)
+def _only_saved_panels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These kiosks do not advertise (mdns = false): collect the saved panels only, and
+    never panels that other programs on this machine advertise on loopback."""
+    monkeypatch.setattr("controller.cli.Ctx.discover_all", lambda self, wait_s=1.5: [])
+
+
 def run(*args: str, input: str | None = None) -> Result:
     return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
 

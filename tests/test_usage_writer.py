@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from pathlib import Path
+
+import pytest
 
 from kiosk.usage import DisplayStart, UsageLog
 from kiosk.usage_writer import UsageWriter
+from protocol.errors import UsageLogError
+from protocol.usage_chain import load_public_key, verify_chain
 
 
 def start(i: int) -> DisplayStart:
@@ -85,3 +91,132 @@ def test_heartbeat_goes_through_the_writer(tmp_path: Path) -> None:
         assert record.duration_ms == 30_000
     finally:
         log.close_db()
+
+
+# --------------------------------------------------------------------------- a full disk
+
+
+def fill_up(log: UsageLog) -> None:
+    """Make the file refuse to grow, as on a full disk: SQLITE_FULL on the next page.
+
+    ``max_page_count`` belongs to the connection, so it is set on the log's own one.
+    """
+    with log._lock:
+        pages = log._db.execute("PRAGMA page_count").fetchone()[0]
+        log._db.execute(f"PRAGMA max_page_count = {pages}")
+
+
+def free_up(log: UsageLog) -> None:
+    """Give the file room again, as when space is freed on the disk."""
+    with log._lock:
+        log._db.execute("PRAGMA max_page_count = 1073741823")
+
+
+def run_until_stalled(writer: UsageWriter, next_index: list[int]) -> list[str]:
+    """Log intervals (each opened and closed) until the file refuses them."""
+    uuids = []
+    for _ in range(500):
+        i = next_index[0]
+        next_index[0] += 1
+        uuid = writer.open(start(i), wall_s=1000.0 + i, mono_s=float(i))
+        writer.close(uuid, wall_s=1000.5 + i, mono_s=i + 0.5, reason="next")
+        uuids.append(uuid)
+        try:
+            writer.flush()
+        except UsageLogError:
+            assert writer.stalled
+            return uuids
+    raise AssertionError("the file never filled up")
+
+
+def wait_for_retries(writer: UsageWriter, n: int) -> None:
+    tick = threading.Event()
+    for _ in range(500):
+        if writer.retries >= n:
+            return
+        tick.wait(0.01)
+    raise AssertionError(f"only {writer.retries} retries")
+
+
+def test_writes_refused_by_a_full_disk_wait_and_all_arrive_chained(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = UsageLog(tmp_path / "u.sqlite", kiosk_id="k", room="r")
+    writer = UsageWriter(log, retry_first_s=0.001, retry_max_s=0.002)
+    try:
+        index = [0]
+        before = writer.records_after(0, 1000)
+        fill_up(log)
+        shown = run_until_stalled(writer, index)
+        committed = writer.records_after(0, 1000)  # does not wait: reads what is on disk
+        for _ in range(34):  # intervals shown while the disk stays full
+            shown += run_until_stalled(writer, index)
+        heartbeats = 20
+        for h in range(heartbeats):
+            writer.heartbeat(wall_s=5000.0 + h, mono_s=4000.0 + h)
+        wait_for_retries(writer, 3)
+        assert writer.records_after(0, 1000) == committed
+
+        free_up(log)
+        writer.wait_for_written(5)
+
+        records = writer.records_after(0, 1000)
+        assert not writer.stalled
+        assert before == []
+        assert [r.uuid for r in records] == [r.uuid for r in committed] + shown[
+            len(shown) - (len(records) - len(committed)) :
+        ]
+        assert {r.uuid for r in records} >= set(shown)
+        assert [r.seq for r in records] == list(range(1, len(records) + 1))
+        assert [r.item_index for r in records] == sorted(r.item_index for r in records)
+        assert all(r.duration_ms == 500 for r in records)
+        key = load_public_key(writer.public_key)
+        assert verify_chain(records, key) == []
+        assert writer.open_count() == 0
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1, [r.getMessage() for r in errors]  # once, not per retry
+        assert "wait in memory" in errors[0].getMessage()
+        assert any("written again" in r.getMessage() for r in caplog.records)
+    finally:
+        writer.close_db()
+
+
+def test_a_read_while_the_disk_is_full_returns_what_is_committed(tmp_path: Path) -> None:
+    log = UsageLog(tmp_path / "u.sqlite", kiosk_id="k", room="r")
+    writer = UsageWriter(log, retry_first_s=60.0, retry_max_s=60.0)
+    try:
+        fill_up(log)
+        run_until_stalled(writer, [0])
+        with pytest.raises(UsageLogError, match="wait in memory"):
+            writer.flush()
+        with pytest.raises(UsageLogError, match="did not finish in time"):
+            writer.wait_for_written(0.01)
+        assert writer.last_seq() == len(writer.records_after(0, 1000))
+    finally:
+        free_up(log)
+        writer.close_db()
+
+
+def test_intervals_past_the_memory_bound_are_counted_not_kept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = UsageLog(tmp_path / "u.sqlite", kiosk_id="k", room="r")
+    writer = UsageWriter(log, retry_first_s=0.001, retry_max_s=0.002, max_pending_intervals=3)
+    try:
+        fill_up(log)
+        index = [0]
+        shown = run_until_stalled(writer, index)
+        for i in range(10):
+            uuid = writer.open(start(100 + i), wall_s=2000.0 + i, mono_s=100.0 + i)
+            writer.close(uuid, wall_s=2000.5 + i, mono_s=100.5 + i, reason="next")
+            shown.append(uuid)
+        assert 7 <= writer.unlogged_intervals <= 10
+        free_up(log)
+        writer.wait_for_written(5)
+        records = writer.records_after(0, 1000)
+        assert len(records) + writer.unlogged_intervals == len(shown)
+        assert verify_chain(records, load_public_key(writer.public_key)) == []
+        assert writer.open_count() == 0  # no close of an unlogged interval went astray
+        assert any("not logged" in r.getMessage() for r in caplog.records)
+    finally:
+        writer.close_db()

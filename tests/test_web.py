@@ -2,7 +2,7 @@
 
 Screenshots (the sample lesson's HTML, a page from a local HTTP server, a page that
 does not load) and the supervision of the Chromium window, with a stand-in script for
-Chromium (no display here).
+Chromium (no display here). What pages can reach is tested in test_hardening_web.py.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import os
 
 os.environ["PYGLET_HEADLESS"] = "true"  # before pyglet's first import
 
+import http.client
 import http.server
 import shutil
 import signal
@@ -34,6 +35,7 @@ from kiosk.scenes import (
     load_placeholder,
 )
 from kiosk.web import WebLoader, WebWindowScene
+from kiosk.webguard import PRIVATE_DOMAIN, WebGuard
 from kiosk.window import Frame, PygletWindow
 from media.lesson import load_lesson, sample_lesson_path
 from media.store import BlobStore
@@ -60,6 +62,7 @@ class Panel:
     """A headless window with the sample lesson in its store."""
 
     def __init__(self, root: Path) -> None:
+        self.root = root
         self.store = BlobStore(root / "store", 10**9)
         lesson = load_lesson(sample_lesson_path())
         for path in lesson.blob_paths().values():
@@ -69,6 +72,7 @@ class Panel:
             self.store, IdleInfo("Школа № 5", "Каб. 12"), mode="headless", size=(W, H), lang="ru"
         )
         self.frames: list[Frame] = []
+        self.loaders: list[WebLoader] = []
         self.shown = 0
         self.window.frame_hooks.append(lambda: self.frames.append(self.window.read_pixels()))
         self.window.run_pending()
@@ -78,6 +82,7 @@ class Panel:
         return next(item for item in self.lesson.items if item.kind == "web")
 
     def use(self, loader: WebLoader) -> None:
+        self.loaders.append(loader)  # closed after the test (its guard)
         self.window.factory.register("web", loader)
 
     def show(self, item: ManifestItem) -> Frame:
@@ -88,14 +93,16 @@ class Panel:
         self.window.run_pending(timeout_s=web.RENDER_TIMEOUT_S + 5)
         return self.frames[-1]
 
-    def wait_until(self, condition: Callable[[], bool], timeout_s: float = 3.0) -> None:
+    def wait_until(
+        self, condition: Callable[[], bool], timeout_s: float = 3.0, poll_s: float = 0.02
+    ) -> None:
         """Run the pyglet clock (the supervision check) until ``condition`` holds."""
         deadline = time.monotonic() + timeout_s
         while not condition():
             assert time.monotonic() < deadline, "timed out"
             pyglet.app.platform_event_loop.dispatch_posted_events()
             pyglet.clock.tick()
-            time.sleep(0.02)
+            time.sleep(poll_s)
 
 
 @pytest.fixture(scope="module")
@@ -107,12 +114,39 @@ def module_panel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Panel]:
 
 @pytest.fixture
 def panel(module_panel: Panel) -> Iterator[Panel]:
-    module_panel.frames.clear()
-    yield module_panel
-    module_panel.window.apply(SetBlank(False))
-    module_panel.window.apply(ShowIdle())
-    module_panel.window.run_pending()
-    module_panel.window.factory.register("web", load_placeholder)
+    yield from fresh(module_panel)
+
+
+def fresh(panel: Panel) -> Iterator[Panel]:
+    """``panel`` for one test, then back to idle with its web loaders closed."""
+    panel.frames.clear()
+    yield panel
+    panel.window.apply(SetBlank(False))
+    panel.window.apply(ShowIdle())
+    panel.window.run_pending()
+    panel.window.factory.register("web", load_placeholder)
+    for loader in panel.loaders:
+        loader.close()
+    panel.loaders.clear()
+
+
+@pytest.fixture
+def open_guard() -> Iterator[WebGuard]:
+    """A guard that lets pages reach loopback: for tests of pages from a local server."""
+    guard = WebGuard(is_panel_address=lambda address: False)
+    yield guard
+    guard.close()
+
+
+def proxy_get(guard: WebGuard, url: str) -> tuple[int, bytes]:
+    """GET ``url`` through ``guard`` as Chromium does (absolute form); status and body."""
+    conn = http.client.HTTPConnection("127.0.0.1", guard.port, timeout=5)
+    try:
+        conn.request("GET", url)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
 
 
 def count(frame: Frame, color: tuple[int, int, int]) -> int:
@@ -167,9 +201,12 @@ def test_html_blob_is_rendered_headless(panel: Panel) -> None:
 
 @pytest.mark.slow
 @needs_chromium
-def test_url_from_a_local_server_is_rendered(panel: Panel, server: tuple[str, list[str]]) -> None:
+def test_url_from_a_local_server_is_rendered(
+    panel: Panel, server: tuple[str, list[str]], open_guard: WebGuard
+) -> None:
+    """Through the guard (the proxy), which forwards the request to the server."""
     url, requested = server
-    panel.use(WebLoader("headless"))
+    panel.use(WebLoader("headless", guard=open_guard))
     frame = panel.show(ManifestItem("web", "Страница", url=url))
     assert requested[0] == "/page.html"
     assert frame.pixel(W // 2, 50) == SERVED_BAND
@@ -180,10 +217,11 @@ def test_url_from_a_local_server_is_rendered(panel: Panel, server: tuple[str, li
 
 @pytest.mark.slow
 @needs_chromium
-def test_page_that_does_not_load_gives_the_error_slide(panel: Panel) -> None:
+def test_page_that_does_not_load_gives_the_error_slide(panel: Panel, open_guard: WebGuard) -> None:
     """Chromium writes no screenshot when the load fails (its own error page is never
-    shown): the error slide, and the lesson goes on."""
-    panel.use(WebLoader("headless"))
+    shown; the guard answers nothing for a host it cannot reach): the error slide, and
+    the lesson goes on."""
+    panel.use(WebLoader("headless", guard=open_guard))
     frame = panel.show(ManifestItem("web", "Недоступно", url="http://127.0.0.1:9/"))
     assert frame.pixel(3, 3) == ERROR_BACKGROUND[:3]
     frame = panel.show(panel.lesson.items[1])
@@ -213,7 +251,10 @@ def test_not_a_web_url_is_refused(panel: Panel) -> None:
 
 def test_window_mode_without_a_display_falls_back_to_the_screenshot(tmp_path: Path) -> None:
     loader = WebLoader(
-        "fullscreen", chromium_path="/bin/sh", profile_dir=tmp_path, display_available=lambda: False
+        "fullscreen",
+        chromium_path="/bin/sh",
+        profiles_dir=tmp_path,
+        display_available=lambda: False,
     )
     assert not loader.can_open_window()
     assert WebLoader(
@@ -242,34 +283,45 @@ def stand_in(tmp_path: Path, body: str) -> Path:
 
 
 def test_window_command_line(tmp_path: Path) -> None:
-    loader = WebLoader("fullscreen", chromium_path="/opt/chromium", profile_dir=tmp_path / "p")
-    argv = loader.window_command("https://example.org/quiz", W, H)
-    assert argv[0] == "/opt/chromium"
-    assert argv[-1] == "--app=https://example.org/quiz"
-    assert "--kiosk" in argv
-    assert f"--window-size={W},{H}" in argv
-    assert f"--user-data-dir={tmp_path / 'p'}" in argv
-    assert (tmp_path / "p").is_dir()
-    for flag in (
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--noerrdialogs",
-    ):
-        assert flag in argv
-    assert ("--no-sandbox" in argv) == (os.geteuid() == 0)
-    argv = WebLoader("windowed", chromium_path="/opt/chromium").window_command("http://a/", W, H)
-    assert "--kiosk" not in argv
-    assert f"--window-size={W},{H}" in argv
+    guard = WebGuard()
+    loader = WebLoader("fullscreen", chromium_path="/opt/chromium", guard=guard)
+    try:
+        argv = loader.window_command("https://example.org/quiz", W, H, tmp_path / "p")
+        assert argv[0] == "/opt/chromium"
+        assert argv[-1] == "--app=https://example.org/quiz"
+        assert "--kiosk" in argv
+        assert f"--window-size={W},{H}" in argv
+        assert f"--user-data-dir={tmp_path / 'p'}" in argv
+        for flag in (
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--noerrdialogs",
+            f"--proxy-server=http://127.0.0.1:{guard.port}",
+            "--proxy-bypass-list=<-loopback>",
+        ):
+            assert flag in argv
+        assert ("--no-sandbox" in argv) == (os.geteuid() == 0)
+        argv = WebLoader("windowed", chromium_path="/opt/chromium", guard=guard).window_command(
+            "http://a/", W, H, tmp_path / "p"
+        )
+        assert "--kiosk" not in argv
+        assert f"--window-size={W},{H}" in argv
+    finally:
+        guard.close()
 
 
 def test_headless_command_line(tmp_path: Path) -> None:
-    argv = web.screenshot_command("chromium", "http://a/", tmp_path / "s.png", W, H, tmp_path)
+    flags = ("--proxy-server=http://127.0.0.1:1",)
+    argv = web.screenshot_command(
+        "chromium", "http://a/", tmp_path / "s.png", W, H, tmp_path, flags
+    )
     assert argv[:2] == ["chromium", "--headless"]
     assert f"--screenshot={tmp_path / 's.png'}" in argv
     assert f"--window-size={W},{H}" in argv
     assert f"--user-data-dir={tmp_path}" in argv
+    assert flags[0] in argv
     assert argv[-1] == "http://a/"
 
 
@@ -286,14 +338,13 @@ def test_window_is_started_on_enter_stopped_on_leave_and_restarted(
     panel: Panel, tmp_path: Path
 ) -> None:
     script = stand_in(tmp_path, "exec sleep 30")
-    panel.use(
-        WebLoader(
-            "fullscreen",
-            chromium_path=str(script),
-            profile_dir=tmp_path / "profile",
-            display_available=lambda: True,
-        )
+    loader = WebLoader(
+        "fullscreen",
+        chromium_path=str(script),
+        profiles_dir=tmp_path / "profiles",
+        display_available=lambda: True,
     )
+    panel.use(loader)
     frame = panel.show(panel.html_item)
     scene = panel.window.current
     assert isinstance(scene, WebWindowScene)
@@ -301,27 +352,38 @@ def test_window_is_started_on_enter_stopped_on_leave_and_restarted(
     first = scene.browser.pid
     assert first is not None
     assert scene.browser.running
-    # Its command line: the blob as a temporary .html file, in kiosk mode.
+    # Its command line: the blob at a private origin of the guard, in kiosk mode, in a
+    # fresh profile.
     panel.wait_until(lambda: (tmp_path / f"argv.{first}").exists())
     args = (tmp_path / f"argv.{first}").read_text().splitlines()
     assert "--kiosk" in args
-    app = next(a for a in args if a.startswith("--app="))
-    page = Path(app.removeprefix("--app=file://"))
-    assert page.suffix == ".html"
-    assert page.read_bytes() == panel.store.path(panel.html_item.sha256 or "").read_bytes()
+    url = next(a for a in args if a.startswith("--app=")).removeprefix("--app=")
+    assert url.startswith("http://")
+    assert url.endswith(f".{PRIVATE_DOMAIN}/")
+    status, body = proxy_get(loader.guard, url)
+    assert status == 200
+    assert body == panel.store.path(panel.html_item.sha256 or "").read_bytes()
+    profile = scene.profile
+    assert profile is not None
+    assert profile.parent == tmp_path / "profiles"
+    assert f"--user-data-dir={profile}" in args
+    assert (profile / "Default" / "Preferences").is_file()
 
-    # Killed while shown: restarted by the next check (within a second).
+    # Killed while shown: restarted by the next check (within a second), same profile.
     os.kill(first, signal.SIGKILL)
     panel.wait_until(lambda: scene.browser.pid != first and scene.browser.running)
     second = scene.browser.pid
     assert second is not None
     assert not alive(first)
+    assert scene.profile == profile
 
-    # The next item: the window is stopped, and stays stopped.
+    # The next item: the window is stopped, and stays stopped; the profile is gone.
     frame = panel.show(panel.lesson.items[1])
     assert frame.pixel(3, 3) != PLACEHOLDER_BACKGROUND[:3]
     assert scene.browser.pid is None
     assert not alive(second)
+    assert scene.profile is None
+    assert not profile.exists()
     deadline = time.monotonic() + 1.3
     while time.monotonic() < deadline:  # a check would have run: nothing restarts
         pyglet.clock.tick()
@@ -329,13 +391,13 @@ def test_window_is_started_on_enter_stopped_on_leave_and_restarted(
     assert scene.browser.pid is None
     assert scene.browser.starts == 2
 
-    # Deleted (e.g. evicted from the cache): the temporary copy goes.
+    # Deleted (e.g. evicted from the cache): the page is no longer served.
     scene.delete()
-    assert not page.exists()
+    assert proxy_get(loader.guard, url)[0] == 404
 
 
 def direct_scene(panel: Panel, argv: list[str], fallback: Callable[[], Pixels]) -> WebWindowScene:
-    return WebWindowScene(panel.window.ctx, "Проверь себя", argv, fallback)
+    return WebWindowScene(panel.window.ctx, "Проверь себя", lambda profile: argv, fallback)
 
 
 @pytest.mark.parametrize("fails", [False, True])
