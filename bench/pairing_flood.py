@@ -97,6 +97,21 @@ async def run_kiosk(state_dir: Path) -> None:
 async def attacker(
     port: int, source: str, n: int, mode: str, stop: asyncio.Event, seen: dict[str, int]
 ) -> None:
+    """Attack over one connection; when the kiosk closes it, open another, as a real
+    attacker would."""
+    from websockets.exceptions import ConnectionClosed
+
+    while not stop.is_set():
+        try:
+            await attack_once(port, source, n, mode, stop, seen)
+        except (ConnectionClosed, OSError) as exc:
+            key = f"closed: {exc}"[:60]
+            seen[key] = seen.get(key, 0) + 1
+
+
+async def attack_once(
+    port: int, source: str, n: int, mode: str, stop: asyncio.Event, seen: dict[str, int]
+) -> None:
     from protocol.pairing import ControllerPairing
 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
