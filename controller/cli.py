@@ -257,7 +257,17 @@ def error_text(exc: BaseException, panel: str = "") -> str:
     if code == "bad_pin":
         return t("Wrong PIN. Check the PIN shown on the panel and try again.")
     if code == "locked":
-        return t("Too many wrong PINs: pairing is locked for a while. {message}", message=str(exc))
+        return t(
+            "Too many wrong PINs from this computer: wait a minute, check the PIN shown on "
+            "the panel and try again."
+        )
+    if code == "try_later":
+        return t("The panel is busy with other pairing attempts: try again in a few seconds.")
+    if code == "refused":
+        return t(
+            "The pairing was not allowed on the panel. Pair again with the PIN the panel "
+            "shows now, and tap «Allow» on the panel when it asks."
+        )
     if code == "certificate_changed":
         return t("The panel's certificate changed since pairing: {message}", message=str(exc))
     if code == "quota_exceeded":

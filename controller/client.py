@@ -263,8 +263,10 @@ class KioskClient:
         Returns the credentials to save; this connection is authorised from now on.
 
         Raises:
-            RemoteError: code ``bad_pin`` (wrong PIN), ``locked`` (too many wrong tries),
-                or ``not_enabled`` (admin pairing is not configured on the panel).
+            RemoteError: code ``bad_pin`` (wrong PIN), ``locked`` (too many wrong tries
+                from this computer), ``try_later`` (too many pairing attempts right now),
+                ``refused`` (under a guessing attack, the panel's user did not allow
+                it), or ``not_enabled`` (admin pairing is not configured on the panel).
             PairingError: the panel could not prove it knows the PIN (a relay).
         """
         assert self.welcome is not None

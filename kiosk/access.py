@@ -10,7 +10,9 @@ admin          also ``usage_pull``, and overriding another teacher's presentatio
 
 A teacher pairs with the PIN shown on the panel; an admin with the ``admin_secret``
 from the kiosk's own configuration, so only whoever configures the panel can make
-admins. One teacher presents at a time (:class:`Moderation`).
+admins. Tries are rationed per source address and per role by
+:class:`~protocol.pairing.PairingGuard`; under a guessing attack a right PIN pairs only
+once the panel's user allows it. One teacher presents at a time (:class:`Moderation`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import binascii
 import logging
 from dataclasses import dataclass
 
+from kiosk.connections import LogLimiter
 from kiosk.tokens import Grant, TokenStore
 from protocol.errors import (
     BusyError,
@@ -28,8 +31,8 @@ from protocol.errors import (
     UnauthorizedError,
     UnexpectedMessageError,
 )
-from protocol.messages import PairConfirm, Paired, PairOffer, PairStart, Role
-from protocol.pairing import KioskPairing, PairingError, PairingGuard, new_token
+from protocol.messages import PairConfirm, Paired, PairStart, Role
+from protocol.pairing import OfferJob, OfferKeys, PairingError, PairingGuard, new_token
 
 logger = logging.getLogger(__name__)
 
@@ -39,18 +42,34 @@ PRESENTER_GRACE_S = 120.0
 MIN_ADMIN_SECRET_CHARS = 12
 
 
-@dataclass(slots=True)
-class PairingAttempt:
-    """A pairing in progress on one connection."""
+@dataclass(frozen=True, slots=True)
+class OfferRequest:
+    """A ``pair_start`` let through: the SPAKE2 job, and what its attempt will need."""
 
-    exchange: KioskPairing
+    job: OfferJob
     role: Role
     generation: int
     """The guard's PIN generation when the attempt began."""
 
 
+@dataclass(slots=True)
+class PairingAttempt:
+    """A pairing in progress on one connection: its offer was sent."""
+
+    keys: OfferKeys
+    role: Role
+    generation: int
+
+
 class Access:
-    """Tokens, roles and pairing for one kiosk; ``now`` is always passed in."""
+    """Tokens, roles and pairing for one kiosk; ``now`` is always passed in.
+
+    Pairing, as the service drives it: :meth:`begin_pairing` for a ``pair_start``
+    (raises when refused), compute the offer off the loop, :meth:`offer_computed`;
+    then for the ``pair_confirm``, :meth:`check_confirm`, and either :meth:`grant` at
+    once or, when :meth:`needs_panel`, after the panel's user allowed it
+    (:meth:`refused_on_panel` otherwise).
+    """
 
     def __init__(
         self,
@@ -68,6 +87,8 @@ class Access:
         self.fingerprint = fingerprint
         self._admin_secret = admin_secret
         self.guard = PairingGuard(now)
+        self._log_limiter = LogLimiter()
+        """Refusals and wrong tries are logged once per cause and interval, with a count."""
 
     def pin(self, now: float) -> str:
         """The PIN the panel shows now."""
@@ -91,17 +112,22 @@ class Access:
             raise ForbiddenError(f"{what} needs the admin role")
         return grant
 
-    def pair_start(
-        self, controller_id: str, msg: PairStart, now: float
-    ) -> tuple[PairingAttempt, PairOffer]:
-        """Answer ``pair_start``.
+    def begin_pairing(
+        self, controller_id: str, source: str, msg: PairStart, now: float
+    ) -> OfferRequest:
+        """Let a ``pair_start`` from IP ``source`` through, or refuse it at once.
+
+        The caller computes ``request.job`` off the network loop
+        (:func:`protocol.pairing.compute_offer`), then calls :meth:`offer_computed`
+        whatever the outcome.
 
         Raises:
-            PairingLockedError: too many wrong tries.
             UnexpectedMessageError: admin pairing is not enabled on this kiosk.
             MalformedMessageError: ``spake`` is not base64.
+            PairingLockedError: too many wrong tries from ``source``.
+            PairingThrottledError: too many ``pair_start`` (from ``source``, or from
+                everybody), or another exchange is being computed.
         """
-        self.guard.check_allowed(now)
         if msg.role == "admin":
             if self._admin_secret is None:
                 raise UnexpectedMessageError(
@@ -111,57 +137,97 @@ class Access:
             secret = self._admin_secret
         else:
             secret = self.guard.pin(now)
-        exchange = KioskPairing(
-            secret,
-            controller_id=controller_id,
-            kiosk_id=self.kiosk_id,
-            fingerprint=self.fingerprint,
-        )
-        offer = exchange.respond(_b64(msg.spake, "pair_start.spake"))
-        return PairingAttempt(exchange, msg.role, self.guard.generation), PairOffer(
-            re=msg.id, spake=base64.b64encode(offer).decode()
-        )
+        msg_a = _b64(msg.spake, "pair_start.spake")
+        try:
+            self.guard.admit(msg.role, source, now)
+        except PairingError as exc:
+            self._warn(exc.code, now, "pairing refused for %s: %s", source, exc)
+            raise
+        job = OfferJob(secret, controller_id, self.kiosk_id, self.fingerprint, msg_a)
+        return OfferRequest(job, msg.role, self.guard.generation)
 
-    def pair_confirm(
-        self,
-        attempt: PairingAttempt,
-        msg: PairConfirm,
-        *,
-        controller_id: str,
-        name: str,
-        now: float,
-        wall_s: float,
-    ) -> tuple[Grant, Paired]:
-        """Answer ``pair_confirm``: a new token, or a counted failure.
+    def offer_computed(self, request: OfferRequest) -> None:
+        """The job of ``request`` was computed (or failed): the next one may start."""
+        self.guard.computed(request.role)
+
+    def check_confirm(
+        self, attempt: PairingAttempt, msg: PairConfirm, *, source: str, name: str, now: float
+    ) -> bytes:
+        """Check a ``pair_confirm``; returns the kiosk's confirmation for ``Paired``.
+
+        A right PIN does not pair yet: call :meth:`needs_panel`, then :meth:`grant`.
 
         Raises:
-            PairingLockedError: pairing locked since this attempt began.
-            PairingError: wrong PIN (or secret), counted towards the lockout; or the
-                PIN changed since this attempt began (after a lock, a pairing or its
-                10 minutes), so that attempts started in parallel cannot outlast a lock.
+            MalformedMessageError: ``confirm`` is not base64.
+            PairingLockedError: ``source`` was locked out since its ``pair_start``.
+            PairingError: wrong PIN (or secret), counted for ``source`` and for
+                everybody; or the PIN changed since this attempt began (after a
+                pairing or its 10 minutes): read the new one.
         """
-        self.guard.check_allowed(now)
+        confirm = _b64(msg.confirm, "pair_confirm.confirm")
+        self.guard.check_source(attempt.role, source, now)
         if attempt.role == "teacher" and attempt.generation != self.guard.generation:
             raise PairingError("the PIN changed while pairing: read the new PIN and try again")
         try:
-            confirm = attempt.exchange.verify_controller(_b64(msg.confirm, "pair_confirm.confirm"))
+            return attempt.keys.verify_controller(confirm)
         except PairingError:
-            self.guard.failed(now)
-            logger.warning("pairing failed for %s (%s): wrong PIN", name, controller_id)
+            self.guard.failed(attempt.role, source, now)
+            self._warn(
+                f"wrong-{attempt.role}",
+                now,
+                "pairing as %s failed for %r from %s: wrong %s",
+                attempt.role,
+                name,
+                source,
+                "PIN" if attempt.role == "teacher" else "admin secret",
+            )
             raise
+
+    def needs_panel(self, role: Role, now: float) -> bool:
+        """Whether pairing as ``role`` is under attack: the panel's user must allow it."""
+        return self.guard.needs_panel(role, now)
+
+    def grant(
+        self,
+        attempt: PairingAttempt,
+        *,
+        re: int,
+        confirm: bytes,
+        controller_id: str,
+        name: str,
+        source: str,
+        now: float,
+        wall_s: float,
+    ) -> tuple[Grant, Paired]:
+        """Issue a token for a checked ``pair_confirm`` (request ``re``); a new PIN shows."""
         token = new_token()
         grant = self.tokens.add(token, controller_id, name, attempt.role, wall_s)
-        self.guard.succeeded(now)
-        logger.info("paired %s (%s) as %s", name, controller_id, attempt.role)
+        self.guard.succeeded(attempt.role, source, now)
+        logger.info("paired %s (%s) from %s as %s", name, controller_id, source, attempt.role)
         return grant, Paired(
-            re=msg.id,
+            re=re,
             confirm=base64.b64encode(confirm).decode(),
             token=token,
             role=attempt.role,
         )
 
+    def refused_on_panel(self, now: float) -> None:
+        """A right PIN was refused on the panel, or nobody answered: show a new PIN."""
+        self.guard.exposed(now)
+
     def unpair(self, grant: Grant) -> None:
         self.tokens.revoke_hash(grant.token_hash)
+
+    def _warn(self, cause: str, now: float, msg: str, *args: object) -> None:
+        suppressed = self._log_limiter.allow(cause, now)
+        if suppressed is None:
+            return
+        if suppressed:
+            logger.warning(
+                msg + " (and %d more like it since the last such line)", *args, suppressed
+            )
+        else:
+            logger.warning(msg, *args)
 
 
 class Moderation:

@@ -64,7 +64,7 @@ class KioskApp:
             school=config.school,
             version=product_version(),
         )
-        self.display = display if display is not None else HeadlessDisplay()
+        self.display = display if display is not None else HeadlessDisplay(lang=config.lang)
         # The floor is measured where the usage log lives: media never takes its room.
         self.store = BlobStore(
             state / "media",
@@ -136,6 +136,12 @@ class KioskApp:
         """A control from the panel's keys or touch (call on the loop)."""
         with self.server.lock:
             self.service.panel_control(action)
+        self.server.poke()
+
+    def panel_answer_pairing(self, allow: bool) -> None:
+        """The panel's user allowed (or refused) the pairing it asked about (call on the loop)."""
+        with self.server.lock:
+            self.service.panel_answer_pairing(allow)
         self.server.poke()
 
     def video_ended(self, index: int) -> None:
@@ -334,8 +340,12 @@ def run_with_window(
     def item_ended(index: int) -> None:
         loop.call_soon_threadsafe(app.video_ended, index)
 
+    def answer_pairing(allow: bool) -> None:
+        loop.call_soon_threadsafe(app.panel_answer_pairing, allow)
+
     window.control = control
     window.item_ended = item_ended
+    window.answer_pairing = answer_pairing
     window.on_close = request_stop
 
     async def network() -> None:

@@ -1,26 +1,43 @@
 """What the service asks of the screen: display effects, and the :class:`Display` port.
 
-The player's effects (:mod:`kiosk.player`) plus the service's own (PIN, announcements).
-A module of its own, light to import: the window (:mod:`kiosk.window`) and the
-headless display depend on these types, not on the service.
+The player's effects (:mod:`kiosk.player`) plus the service's own (PIN, announcements,
+who paired, the question to allow a pairing). A module of its own, light to import:
+the window (:mod:`kiosk.window`) and the headless display depend on these types, not
+on the service. The texts both displays show for the pairing effects are made here,
+in the panel's language, from the kiosk's catalogue.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Final, Literal, Protocol
 
+from kiosk.i18n import tr
 from kiosk.player import Preload, SetBlank, Show, ShowIdle, VideoCommand
-from protocol.messages import AnnouncementLevel
+from protocol.messages import AnnouncementLevel, Role
+from protocol.text import clean_name
 
 __all__ = [
+    "PAIRED_NOTICE_S",
+    "ControllerPaired",
     "Display",
     "DisplayEffect",
     "HideAnnouncement",
+    "PairingQuestionClosed",
+    "PairingRequested",
     "PinChanged",
     "ShowAnnouncement",
     "VideoOutput",
+    "paired_notice_text",
+    "pairing_question_text",
+    "screen_name",
 ]
+
+PAIRED_NOTICE_S: Final = 15.0
+"""How long the panel shows who just paired with it."""
+
+NAME_CHARS_ON_SCREEN: Final = 80
+"""A controller's name is cut to this many characters on the panel (it may have 1 000)."""
 
 VideoOutput = Literal["auto", "embedded", "frames"]
 """How videos reach the screen: ``embedded`` (VLC's own output in a child window on
@@ -48,6 +65,34 @@ class HideAnnouncement:
     """Remove the announcement."""
 
 
+@dataclass(frozen=True, slots=True)
+class ControllerPaired:
+    """A controller paired: show who, for :data:`PAIRED_NOTICE_S`, so that a teacher
+    sees a student who paired from the back row."""
+
+    name: str
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class PairingRequested:
+    """Pairing is under attack and a right PIN (or admin secret) arrived: ask the
+    panel's user whether ``name`` may control the panel, for ``timeout_s``.
+
+    The display passes the answer to :meth:`KioskService.panel_answer_pairing`
+    (through the wiring); :class:`PairingQuestionClosed` follows either way.
+    """
+
+    name: str
+    role: Role
+    timeout_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class PairingQuestionClosed:
+    """The question of :class:`PairingRequested` was answered or timed out: remove it."""
+
+
 DisplayEffect = (
     Show
     | Preload
@@ -57,7 +102,41 @@ DisplayEffect = (
     | PinChanged
     | ShowAnnouncement
     | HideAnnouncement
+    | ControllerPaired
+    | PairingRequested
+    | PairingQuestionClosed
 )
+
+
+def screen_name(name: str) -> str:
+    """``name`` as the panel shows it: cleaned (:func:`protocol.text.clean_name`), cut to
+    :data:`NAME_CHARS_ON_SCREEN`."""
+    shown = clean_name(name).strip()
+    if len(shown) > NAME_CHARS_ON_SCREEN:
+        shown = shown[: NAME_CHARS_ON_SCREEN - 1].rstrip() + "…"
+    return shown
+
+
+def paired_notice_text(effect: ControllerPaired, lang: str) -> str:
+    """The notice of :class:`ControllerPaired` in ``lang``."""
+    name = screen_name(effect.name)
+    if effect.role == "admin":
+        return tr(lang, "Connected: «{name}» (admin)", name=name)
+    return tr(lang, "Connected: «{name}» (teacher)", name=name)
+
+
+def pairing_question_text(effect: PairingRequested, lang: str) -> str:
+    """The question of :class:`PairingRequested` in ``lang`` (two lines)."""
+    name = screen_name(effect.name)
+    if effect.role == "admin":
+        question = tr(lang, "Allow «{name}» (admin) to control this panel?", name=name)
+    else:
+        question = tr(lang, "Allow «{name}» (teacher) to control this panel?", name=name)
+    why = tr(
+        lang,
+        "Someone has been guessing this panel's code. Allow only if you are pairing right now.",
+    )
+    return f"{question}\n{why}"
 
 
 class Display(Protocol):

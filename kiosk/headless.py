@@ -1,8 +1,9 @@
 """The headless display: carries display effects out without a window.
 
 Used by ``classcast-kiosk --headless``, the demo and tests. It keeps what a window
-would show (the current item, blank flag, idle screen) and writes one journal line per
-change, so a panel without a screen still tells what it would display.
+would show (the current item, blank flag, idle screen, who paired, the question to
+allow a pairing, in the panel's language) and writes one journal line per change, so a
+panel without a screen still tells what it would display.
 """
 
 from __future__ import annotations
@@ -10,7 +11,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from kiosk.effects import DisplayEffect, HideAnnouncement, PinChanged, ShowAnnouncement
+from kiosk.effects import (
+    ControllerPaired,
+    DisplayEffect,
+    HideAnnouncement,
+    PairingQuestionClosed,
+    PairingRequested,
+    PinChanged,
+    ShowAnnouncement,
+    paired_notice_text,
+    pairing_question_text,
+)
 from kiosk.player import Preload, SetBlank, Show, ShowIdle, VideoCommand
 from protocol.messages import ManifestItem
 
@@ -29,6 +40,12 @@ class HeadlessDisplay:
     video_commands: list[VideoCommand] = field(default_factory=list)
     pin: str | None = None
     announcement: ShowAnnouncement | None = None
+    lang: str = "ru"
+    """The panel's language, for the texts below."""
+    notice: str | None = None
+    """The last "who paired" notice (a window shows it for ``PAIRED_NOTICE_S``)."""
+    question: str | None = None
+    """The question to allow a pairing, while it is asked."""
 
     def screenshot_png(self, max_width: int) -> bytes | None:
         """No screen: nothing to capture."""
@@ -64,3 +81,11 @@ class HeadlessDisplay:
                 logger.info("announcement (%s): %s", effect.level, effect.text)
             case HideAnnouncement():
                 self.announcement = None
+            case ControllerPaired():
+                self.notice = paired_notice_text(effect, self.lang)
+                logger.info("notice: %s", self.notice)
+            case PairingRequested():
+                self.question = pairing_question_text(effect, self.lang)
+                logger.warning("asking on the panel: %s", self.question.replace("\n", " "))
+            case PairingQuestionClosed():
+                self.question = None

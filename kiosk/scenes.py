@@ -797,6 +797,150 @@ class AnnouncementOverlay:
         self._label.delete()
 
 
+NOTICE_TEAL = (0, 105, 92, 235)
+"""Background of the "who paired" notice in the top right corner."""
+
+NOTICE_MAX_WIDTH = 0.42
+"""The notice is at most this share of the screen's width (longer names wrap), so that
+it stays clear of the middle of the top edge."""
+
+QUESTION_PURPLE = (74, 20, 140, 255)
+"""Background of the question to allow a pairing (it covers the whole screen)."""
+
+ALLOW_GREEN = (46, 125, 50, 255)
+REFUSE_GREY = (97, 97, 97, 255)
+
+
+class NoticeOverlay:
+    """A small box in the top right corner of the screen (who just paired).
+
+    It keeps clear of the middle and the left of the top edge, where slides put their
+    titles; drawn by the window, so a native window (an embedded video, a web page) on
+    top of it hides it.
+    """
+
+    def __init__(self, ctx: SceneContext, text: str) -> None:
+        self._batch = pyglet.graphics.Batch()
+        background = pyglet.graphics.Group(order=0)
+        foreground = pyglet.graphics.Group(order=1)
+        margin = round(ctx.height / 60)
+        pad = round(ctx.height / 50)
+        max_width = round(ctx.width * NOTICE_MAX_WIDTH)
+        self._label = pyglet.text.Label(
+            text,
+            x=0,
+            y=0,
+            width=max_width,
+            multiline=True,
+            anchor_x="right",
+            anchor_y="top",
+            font_name=FONT_NAME,
+            font_size=ctx.height / 36,
+            color=WHITE,
+            batch=self._batch,
+            group=foreground,
+        )
+        # Shrink-wrap a short text: a box only as wide as its longest line.
+        self._label.width = min(max_width, round(self._label.content_width) + 1)
+        right, top = ctx.width - margin - pad, ctx.height - margin - pad
+        self._label.position = (right, top, 0)
+        width = round(self._label.content_width) + 2 * pad
+        height = round(self._label.content_height) + 2 * pad
+        self.box = (ctx.width - margin - width, ctx.height - margin - height, width, height)
+        """x, y (bottom left), width, height of the box, in window pixels."""
+        self._box = pyglet.shapes.Rectangle(
+            *self.box, color=NOTICE_TEAL, batch=self._batch, group=background
+        )
+
+    def draw(self) -> None:
+        self._batch.draw()
+
+    def delete(self) -> None:
+        self._box.delete()
+        self._label.delete()
+
+
+class PairingQuestionOverlay:
+    """The question to allow a pairing: the whole screen, with a Refuse and an Allow
+    button (:meth:`answer_at` tells which one a tap hit)."""
+
+    covers_screen = True
+
+    def __init__(self, ctx: SceneContext, text: str, refuse: str, allow: str) -> None:
+        self._batch = pyglet.graphics.Batch()
+        background = pyglet.graphics.Group(order=0)
+        foreground = pyglet.graphics.Group(order=1)
+        w, h = ctx.width, ctx.height
+        self._box = pyglet.shapes.Rectangle(
+            0, 0, w, h, color=QUESTION_PURPLE, batch=self._batch, group=background
+        )
+        self._label = pyglet.text.Label(
+            text,
+            x=w // 2,
+            y=round(h * 0.64),
+            width=round(w * 0.85),
+            multiline=True,
+            align="center",
+            anchor_x="center",
+            anchor_y="center",
+            font_name=FONT_NAME,
+            font_size=h / 24,
+            color=WHITE,
+            batch=self._batch,
+            group=foreground,
+        )
+        button_w, button_h = round(w * 0.3), round(h * 0.16)
+        y = round(h * 0.12)
+        self.refuse_box = (round(w * 0.15), y, button_w, button_h)
+        """The Refuse button: x, y (bottom left), width, height, in window pixels."""
+        self.allow_box = (round(w * 0.55), y, button_w, button_h)
+        """The Allow button, likewise."""
+        self._buttons: list[pyglet.shapes.Rectangle | pyglet.text.Label] = []
+        for box, color, label in (
+            (self.refuse_box, REFUSE_GREY, refuse),
+            (self.allow_box, ALLOW_GREEN, allow),
+        ):
+            bx, by, bw, bh = box
+            self._buttons.append(
+                pyglet.shapes.Rectangle(
+                    bx, by, bw, bh, color=color, batch=self._batch, group=background
+                )
+            )
+            self._buttons.append(
+                pyglet.text.Label(
+                    label,
+                    x=bx + bw // 2,
+                    y=by + bh // 2,
+                    anchor_x="center",
+                    anchor_y="center",
+                    font_name=FONT_NAME,
+                    font_size=h / 30,
+                    weight="bold",
+                    color=WHITE,
+                    batch=self._batch,
+                    group=foreground,
+                )
+            )
+
+    def answer_at(self, x: int, y: int) -> bool | None:
+        """A tap at ``x``, ``y`` (window pixels, bottom left origin): True on Allow,
+        False on Refuse, None elsewhere."""
+        for box, answer in ((self.allow_box, True), (self.refuse_box, False)):
+            bx, by, bw, bh = box
+            if bx <= x < bx + bw and by <= y < by + bh:
+                return answer
+        return None
+
+    def draw(self) -> None:
+        self._batch.draw()
+
+    def delete(self) -> None:
+        self._box.delete()
+        self._label.delete()
+        for part in self._buttons:
+            part.delete()
+
+
 class HintOverlay:
     """A small banner at the bottom of the window (the Esc confirmation)."""
 

@@ -48,11 +48,12 @@ from kiosk.connections import (
     Stage,
     fit_to_open_files,
 )
-from kiosk.service import CaptureScreen, CloseSession, KioskService, Outgoing
+from kiosk.service import CaptureScreen, CloseSession, ComputeOffer, KioskService, Outgoing
 from protocol import limits
 from protocol.codec import Chunk, decode, decode_chunk, encode, request_id
 from protocol.constants import SUBPROTOCOL, WS_PATH
 from protocol.errors import MalformedMessageError
+from protocol.pairing import OfferKeys
 
 logger = logging.getLogger(__name__)
 
@@ -540,6 +541,8 @@ class WebsocketServer:
             match out:
                 case CaptureScreen():
                     self._start(self._capture(out), "screenshot")
+                case ComputeOffer():
+                    self._start(self._compute_offer(out), "pairing")
                 case CloseSession():
                     self._close_session(out)
                 case Outgoing(sid=None):
@@ -587,6 +590,17 @@ class WebsocketServer:
             png = None
         with self.lock:
             self.service.screenshot_taken(request.sid, request.re, png)
+        self.poke()
+
+    async def _compute_offer(self, request: ComputeOffer) -> None:
+        """Run a ``pair_start``'s SPAKE2 on the pairing worker, off the loop and the lock."""
+        result: OfferKeys | Exception
+        try:
+            result = await asyncio.to_thread(self.service.pairing_worker.compute, request.offer.job)
+        except Exception as exc:  # a bad SPAKE2 message, or a failed worker: the service answers
+            result = exc
+        with self.lock:
+            self.service.offer_computed(request, result)
         self.poke()
 
     async def _run_timer(self) -> None:

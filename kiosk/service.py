@@ -22,16 +22,20 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol, assert_never
 
-from kiosk.access import Access, Moderation, PairingAttempt
+from kiosk.access import Access, Moderation, OfferRequest, PairingAttempt
 from kiosk.config import HEARTBEAT_INTERVAL_S
-from kiosk.connections import LogLimiter
+from kiosk.connections import LogLimiter, source_of
 from kiosk.effects import (
+    ControllerPaired,
     Display,
     DisplayEffect,
     HideAnnouncement,
+    PairingQuestionClosed,
+    PairingRequested,
     PinChanged,
     ShowAnnouncement,
 )
+from kiosk.pairing_worker import PairingWorker, ProcessPairingWorker
 from kiosk.player import (
     Effect,
     Identity,
@@ -95,6 +99,13 @@ from protocol.messages import (
     UsagePull,
     UsageRecord,
     Welcome,
+)
+from protocol.pairing import (
+    PANEL_CONFIRM_S,
+    OfferKeys,
+    PairingError,
+    PairingRefusedError,
+    PairingThrottledError,
 )
 
 logger = logging.getLogger(__name__)
@@ -223,6 +234,31 @@ class CaptureScreen:
     max_width: int
 
 
+@dataclass(frozen=True, slots=True)
+class ComputeOffer:
+    """Compute the SPAKE2 offer for ``pair_start`` ``re`` of session ``sid``, away from
+    the network loop and outside the service lock.
+
+    The adapter calls ``service.pairing_worker.compute(offer.job)`` on a worker thread,
+    then :meth:`KioskService.offer_computed` with the keys or the exception.
+    """
+
+    sid: int
+    re: int
+    offer: OfferRequest
+
+
+@dataclass(slots=True)
+class _PanelQuestion:
+    """A right PIN under attack, waiting for the panel's user to allow it."""
+
+    sid: int
+    re: int
+    attempt: PairingAttempt
+    confirm: bytes
+    deadline_s: float
+
+
 POLICY_VIOLATION = 1008
 
 
@@ -245,6 +281,7 @@ class KioskService:
         clock: Clock | None = None,
         heartbeat_s: float = HEARTBEAT_INTERVAL_S,
         presentation: PresentationSink | None = None,
+        pairing_worker: PairingWorker | None = None,
     ) -> None:
         self.identity = identity
         self.player = LessonPlayer(identity)
@@ -254,6 +291,11 @@ class KioskService:
         self.clock = clock or SystemClock()
         self.access = access
         self.moderation = moderation or Moderation()
+        self.pairing_worker: PairingWorker = pairing_worker or ProcessPairingWorker()
+        """Where ``pair_start``'s SPAKE2 runs (the adapter calls it, see ComputeOffer)."""
+        self._question: _PanelQuestion | None = None
+        self._offering: set[int] = set()
+        """Sessions whose ``pair_start`` offer is being computed."""
         self._shown_pin: str | None = None
         self._clock_offset_ms = 0
         """The presenter's measured clock offset, stored with each usage record."""
@@ -262,8 +304,8 @@ class KioskService:
         self._assembler = ChunkAssembler()
         self._sessions: dict[int, Session] = {}
         self._next_sid = 1
-        self._out: list[Outgoing | CloseSession | CaptureScreen] = []
-        self._replies: list[Outgoing | CloseSession | CaptureScreen] = []
+        self._out: list[Outgoing | CloseSession | CaptureScreen | ComputeOffer] = []
+        self._replies: list[Outgoing | CloseSession | CaptureScreen | ComputeOffer] = []
         self._open_uuid: str | None = None
         self._last_heartbeat_s = float("-inf")
         self._heartbeat_s = heartbeat_s
@@ -292,6 +334,9 @@ class KioskService:
         if session is None:
             return
         self._end_transfer(session)
+        self._offering.discard(sid)
+        if self._question is not None and self._question.sid == sid:
+            self._close_question(self.clock.monotonic())
         presenter = self.player.presenter
         if (
             presenter is not None
@@ -319,11 +364,19 @@ class KioskService:
         )
 
     def is_pairing(self, sid: int) -> bool:
-        """Whether session ``sid`` is pairing (``pair_start`` answered, no confirmation yet)."""
+        """Whether session ``sid`` is pairing: its ``pair_start`` was let through (its offer
+        is being computed, or was sent), or the panel is asked about it."""
         session = self._sessions.get(sid)
-        return session is not None and session.pairing is not None
+        if session is None:
+            return False
+        question = self._question
+        return (
+            session.pairing is not None
+            or sid in self._offering
+            or (question is not None and question.sid == sid)
+        )
 
-    def drain(self) -> list[Outgoing | CloseSession | CaptureScreen]:
+    def drain(self) -> list[Outgoing | CloseSession | CaptureScreen | ComputeOffer]:
         """Return and forget what must be sent since the last call.
 
         Pushed events come before replies, so that when a controller gets the ``ok`` of
@@ -401,6 +454,20 @@ class KioskService:
         now = self.clock.monotonic()
         self.player.tick(now=now)
         self._apply_player_effects()
+        question = self._question
+        if question is not None and now >= question.deadline_s:
+            logger.warning("nobody allowed the pairing on the panel in time: refused")
+            self._close_question(now)
+            self._reply(
+                question.sid,
+                _error(
+                    question.re,
+                    PairingRefusedError(
+                        "nobody allowed this pairing on the panel in time: pair again and "
+                        "allow it on the panel, with the new PIN it shows"
+                    ),
+                ),
+            )
         self._show_pin(now)
         if now - self._last_heartbeat_s >= self._heartbeat_s:
             self._last_heartbeat_s = now
@@ -419,6 +486,8 @@ class KioskService:
         player_deadline = self.player.next_deadline_s()
         if player_deadline is not None:
             deadline = min(deadline, player_deadline)
+        if self._question is not None:
+            deadline = min(deadline, self._question.deadline_s)
         return deadline
 
     def panel_control(self, action: str) -> None:
@@ -428,6 +497,53 @@ class KioskService:
         except ProtocolError as exc:
             logger.info("panel control %s ignored: %s", action, exc)
         self._apply_player_effects()
+
+    def panel_answer_pairing(self, allow: bool) -> None:
+        """The panel's user answered the question of :class:`PairingRequested` (a tap or a
+        key on the panel): pair the controller that asked, or refuse it."""
+        question = self._question
+        if question is None:
+            return
+        now = self.clock.monotonic()
+        session = self._sessions.get(question.sid)
+        if not allow or session is None:
+            logger.warning("the pairing was refused on the panel")
+            self._close_question(now)
+            self._reply(
+                question.sid,
+                _error(
+                    question.re,
+                    PairingRefusedError(
+                        "the pairing was refused on the panel: ask the teacher at the panel"
+                    ),
+                ),
+            )
+            return
+        self._question = None
+        self._display(PairingQuestionClosed())
+        self._finish_pairing(session, question.attempt, question.re, question.confirm, now)
+
+    def offer_computed(self, request: ComputeOffer, result: OfferKeys | Exception) -> None:
+        """The offer of :class:`ComputeOffer` ``request`` is computed (``result``: the
+        keys, or the exception the computation raised): answer the ``pair_start``."""
+        self.access.offer_computed(request.offer)
+        self._offering.discard(request.sid)
+        session = self._sessions.get(request.sid)
+        if session is None:
+            return
+        if isinstance(result, OfferKeys):
+            offer = request.offer
+            session.pairing = PairingAttempt(result, offer.role, offer.generation)
+            self._reply(
+                session.sid,
+                PairOffer(re=request.re, spake=base64.b64encode(result.msg_b).decode()),
+            )
+        elif isinstance(result, PairingError):
+            logger.info("session %d: %s", session.sid, result)
+            self._reply(session.sid, _error(request.re, result))
+        else:
+            logger.error("computing a pairing offer failed", exc_info=result)
+            self.handle_failure(session.sid, request.re)
 
     def video_ended(self, index: int) -> None:
         """The video output reports that the video of item ``index`` ended."""
@@ -493,10 +609,7 @@ class KioskService:
             case Hello():
                 self._hello(session, msg)
             case PairStart():
-                session.pairing, offer = self.access.pair_start(
-                    session.controller_id or "", msg, now
-                )
-                self._reply(session.sid, offer)
+                self._pair_start(session, msg, now)
             case PairConfirm():
                 self._pair_confirm(session, msg, now)
             case Unpair():
@@ -595,22 +708,77 @@ class KioskService:
             ),
         )
 
+    def _pair_start(self, session: Session, msg: PairStart, now: float) -> None:
+        try:
+            offer = self.access.begin_pairing(
+                session.controller_id or "", source_of(session.address), msg, now
+            )
+        except PairingError as exc:  # refused at once; the access logs it, rate-limited
+            self._reply(session.sid, _error(msg.id, exc))
+            return
+        self._offering.add(session.sid)
+        self._replies.append(ComputeOffer(session.sid, msg.id, offer))
+
     def _pair_confirm(self, session: Session, msg: PairConfirm, now: float) -> None:
         attempt, session.pairing = session.pairing, None
         if attempt is None:
             raise UnexpectedMessageError("send pair_start before pair_confirm")
         try:
-            session.grant, paired = self.access.pair_confirm(
+            confirm = self.access.check_confirm(
                 attempt,
                 msg,
-                controller_id=session.controller_id or "",
+                source=source_of(session.address),
                 name=session.controller_name or "",
                 now=now,
-                wall_s=self.clock.time(),
             )
-        finally:
-            self._show_pin(now)
+        except PairingError as exc:  # the access logs wrong PINs, rate-limited
+            self._reply(session.sid, _error(msg.id, exc))
+            return
+        if not self.access.needs_panel(attempt.role, now):
+            self._finish_pairing(session, attempt, msg.id, confirm, now)
+            return
+        if self._question is not None:
+            wait_s = self._question.deadline_s - now
+            busy = PairingThrottledError("another pairing waits for an answer on the panel", wait_s)
+            self._reply(session.sid, _error(msg.id, busy))
+            return
+        logger.warning(
+            "pairing is under attack: asking the panel to allow %r (%s) from %s",
+            session.controller_name,
+            attempt.role,
+            session.address,
+        )
+        self._question = _PanelQuestion(
+            session.sid, msg.id, attempt, confirm, now + PANEL_CONFIRM_S
+        )
+        self._display(
+            PairingRequested(session.controller_name or "", attempt.role, PANEL_CONFIRM_S)
+        )
+
+    def _finish_pairing(
+        self, session: Session, attempt: PairingAttempt, re: int, confirm: bytes, now: float
+    ) -> None:
+        name = session.controller_name or ""
+        session.grant, paired = self.access.grant(
+            attempt,
+            re=re,
+            confirm=confirm,
+            controller_id=session.controller_id or "",
+            name=name,
+            source=source_of(session.address),
+            now=now,
+            wall_s=self.clock.time(),
+        )
         self._reply(session.sid, paired)
+        self._display(ControllerPaired(name, attempt.role))
+        self._show_pin(now)
+
+    def _close_question(self, now: float) -> None:
+        """Forget the question on the panel; its PIN is known to whoever sent it: renew it."""
+        self._question = None
+        self._display(PairingQuestionClosed())
+        self.access.refused_on_panel(now)
+        self._show_pin(now)
 
     def _check_clock_offset(self, session: Session, msg: Cast) -> None:
         """Refuse a clock offset this panel cannot vouch for (see protocol.clock)."""
@@ -907,6 +1075,10 @@ class KioskService:
             return False
         session.tokens -= 1
         return True
+
+
+def _error(re: int, exc: ClassCastError) -> Error:
+    return Error(re=re, code=exc.code, message=str(exc))
 
 
 def _public(status: StatusSnapshot) -> StatusSnapshot:

@@ -22,7 +22,10 @@ On X11 (not headless) videos are drawn by VLC into a child window, the
 of the overlays; screenshots are then read off the screen, not the GL framebuffer.
 
 Input on the panel (keys, taps) becomes ``control(action)``, which the wiring turns
-into :meth:`KioskService.panel_control` on the network loop.
+into :meth:`KioskService.panel_control` on the network loop; while the panel asks
+whether to allow a pairing (:class:`~kiosk.effects.PairingRequested`), Enter or a tap
+on Allow, Esc or a tap on Refuse become ``answer_pairing(allow)``, which the wiring
+turns into :meth:`KioskService.panel_answer_pairing`.
 
 For offscreen (EGL) rendering, set ``PYGLET_HEADLESS=true`` before pyglet is first
 imported, i.e. before importing this module (the CLI does).
@@ -48,11 +51,17 @@ from pyglet import gl
 from pyglet.window import key
 
 from kiosk.effects import (
+    PAIRED_NOTICE_S,
+    ControllerPaired,
     DisplayEffect,
     HideAnnouncement,
+    PairingQuestionClosed,
+    PairingRequested,
     PinChanged,
     ShowAnnouncement,
     VideoOutput,
+    paired_notice_text,
+    pairing_question_text,
 )
 from kiosk.i18n import tr
 from kiosk.player import Preload, SetBlank, Show, ShowIdle, VideoCommand
@@ -61,6 +70,8 @@ from kiosk.scenes import (
     HintOverlay,
     IdleInfo,
     IdleScene,
+    NoticeOverlay,
+    PairingQuestionOverlay,
     Scene,
     SceneContext,
     SceneFactory,
@@ -171,6 +182,9 @@ class PygletWindow:
         item_ended: called with an item's index when a video ended (any thread).
         on_close: called when the window is asked to close (the system's close button).
         video_output: see :data:`VideoOutput`.
+        answer_pairing: called with True (Allow) or False (Refuse) when the panel's
+            user answers the question to allow a pairing (on the main thread; it must
+            hand off).
     """
 
     def __init__(
@@ -185,8 +199,10 @@ class PygletWindow:
         item_ended: Callable[[int], None] | None = None,
         on_close: Callable[[], None] | None = None,
         video_output: VideoOutput = "auto",
+        answer_pairing: Callable[[bool], None] | None = None,
     ) -> None:
         self.control = control
+        self.answer_pairing = answer_pairing
         self.on_close = on_close
         self._headless = mode == "headless"
         self.item_ended = item_ended
@@ -233,6 +249,8 @@ class PygletWindow:
         self._blanked = False
         self._hint: HintOverlay | None = None
         self._announcement: AnnouncementOverlay | None = None
+        self._notice: NoticeOverlay | None = None
+        self._question: PairingQuestionOverlay | None = None
         self._esc_at = float("-inf")
         self._draw_scheduled = False
         self._captures: list[concurrent.futures.Future[Frame | None]] = []
@@ -375,6 +393,7 @@ class PygletWindow:
         pyglet.clock.unschedule(self._draw)
         pyglet.clock.unschedule(self._minute)
         pyglet.clock.unschedule(self._hide_hint)
+        pyglet.clock.unschedule(self._hide_notice)
         self._loader.shutdown(wait=True, cancel_futures=True)
         self.factory.close()
         pyglet.clock.unschedule(self._stop_waiting)
@@ -390,6 +409,9 @@ class PygletWindow:
             self._surface.close()
         if self._hint is not None:
             self._hint.delete()
+        for overlay in (self._announcement, self._notice, self._question):
+            if overlay is not None:
+                overlay.delete()
         for future in self._captures:
             future.cancel()
         self.window.close()
@@ -447,6 +469,22 @@ class PygletWindow:
                 self.request_redraw()
             case HideAnnouncement():
                 self._hide_announcement()
+            case ControllerPaired():
+                self._hide_notice()
+                self._notice = NoticeOverlay(self.ctx, paired_notice_text(effect, self.lang))
+                pyglet.clock.schedule_once(self._hide_notice, PAIRED_NOTICE_S)
+                self.request_redraw()
+            case PairingRequested():
+                self._hide_question()
+                self._question = PairingQuestionOverlay(
+                    self.ctx,
+                    pairing_question_text(effect, self.lang),
+                    tr(self.lang, "Refuse (Esc)"),
+                    tr(self.lang, "Allow (Enter)"),
+                )
+                self.request_redraw()
+            case PairingQuestionClosed():
+                self._hide_question()
             case PinChanged():
                 if self.idle.info.pin != effect.pin:
                     self.idle.info.pin = effect.pin
@@ -517,8 +555,10 @@ class PygletWindow:
         self.request_redraw()
 
     def _covered(self) -> bool:
-        """Whether the window itself covers the scene: an announcement, or blank."""
-        return self._announcement is not None or self._blanked
+        """Whether the window itself covers the scene: an announcement, the question to
+        allow a pairing, or blank. (Not the small "who paired" notice: a web page would
+        stop for it.)"""
+        return self._announcement is not None or self._question is not None or self._blanked
 
     def _on_screen(self) -> Scene:
         """The scene drawn: the current one once it is ready, until then the previous."""
@@ -610,11 +650,15 @@ class PygletWindow:
             gl.glClearColor(r / 255, g / 255, b / 255, a / 255)
             self.window.clear()
             scene.draw()
-        # An announcement shows even over a blanked screen.
+        # An announcement, the notice and the question show even over a blanked screen.
         if self._announcement is not None:
             self._announcement.draw()
+        if self._notice is not None:
+            self._notice.draw()
         if self._hint is not None and not self._blanked:
             self._hint.draw()
+        if self._question is not None:
+            self._question.draw()
 
     def _place_surface(self) -> None:
         """Map the video surface while an embedded video is current, clear of overlays."""
@@ -626,6 +670,7 @@ class PygletWindow:
         if (
             not self._current.uses_surface
             or self._blanked
+            or self._question is not None
             or (announcement is not None and announcement.covers_screen)
         ):
             surface.hide()
@@ -667,6 +712,19 @@ class PygletWindow:
             self._announcement = None
             self.request_redraw()
 
+    def _hide_notice(self, dt: float = 0.0) -> None:
+        pyglet.clock.unschedule(self._hide_notice)
+        if self._notice is not None:
+            self._notice.delete()
+            self._notice = None
+            self.request_redraw()
+
+    def _hide_question(self) -> None:
+        if self._question is not None:
+            self._question.delete()
+            self._question = None
+            self.request_redraw()
+
     def _schedule_minute(self) -> None:
         now = time.time()
         pyglet.clock.schedule_once(self._minute, 60.05 - now % 60)
@@ -700,7 +758,18 @@ class PygletWindow:
     # ----------------------------------------------------------------- input
 
     def on_key_press(self, symbol: int, modifiers: int) -> bool:
-        """Presenter remotes and keyboards: → PageDown Space, ← PageUp, B, Esc Esc."""
+        """Presenter remotes and keyboards: → PageDown Space, ← PageUp, B, Esc Esc.
+
+        While the panel asks whether to allow a pairing, only its answers count:
+        Enter (or Y) allows, Esc (or N) refuses; presenter remotes have no Enter, so a
+        click meant for the next slide never allows a pairing.
+        """
+        if self._question is not None:
+            if symbol in (key.RETURN, key.ENTER, key.NUM_ENTER, key.Y):
+                self._answer_pairing(True)
+            elif symbol in (key.ESCAPE, key.N):
+                self._answer_pairing(False)
+            return True
         if symbol in (key.RIGHT, key.PAGEDOWN, key.SPACE, key.DOWN):
             self._control("next")
         elif symbol in (key.LEFT, key.PAGEUP, key.UP):
@@ -719,13 +788,26 @@ class PygletWindow:
         return True  # never pyglet's default (Esc would close the window)
 
     def on_mouse_press(self, x: int, y: int, button: int, modifiers: int) -> bool:
-        """A tap (or click) on the right third goes forward, on the left third back."""
+        """A tap (or click) on the right third goes forward, on the left third back;
+        while the panel asks whether to allow a pairing, only its buttons count."""
+        if self._question is not None:
+            scale = self.ctx.width / max(1, self.window.width)  # window → framebuffer pixels
+            answer = self._question.answer_at(round(x * scale), round(y * scale))
+            if answer is not None:
+                self._answer_pairing(answer)
+            return True
         width = self.window.width
         if x >= width * 2 / 3:
             self._control("next")
         elif x < width / 3:
             self._control("prev")
         return True
+
+    def _answer_pairing(self, allow: bool) -> None:
+        logger.info("panel answer to the pairing question: %s", "allow" if allow else "refuse")
+        self._hide_question()
+        if self.answer_pairing is not None:
+            self.answer_pairing(allow)
 
     def _control(self, action: str) -> None:
         logger.info("panel control: %s", action)

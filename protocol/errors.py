@@ -11,7 +11,9 @@ Every error ClassCast raises on purpose derives from :class:`ClassCastError`::
     │   ├── ForbiddenError            a teacher's request that needs the admin role   (peer)
     │   ├── BusyError                 another teacher presents on this panel          (peer)
     │   └── PairingError              wrong PIN or a relay (protocol.pairing)         (peer)
-    │       └── PairingLockedError    too many wrong PINs                             (peer)
+    │       ├── PairingLockedError    too many wrong PINs from one address            (peer)
+    │       ├── PairingThrottledError too many pairing attempts right now             (peer)
+    │       └── PairingRefusedError   not allowed on the panel (under attack)         (peer)
     ├── MediaError                    lesson content cannot be read or stored
     │   ├── LessonError               a lesson path, lesson.toml or item is unusable (user input)
     │   │   └── FileTooLargeError     a lesson file over its size limit, refused unread (user input)

@@ -204,7 +204,8 @@ class PairStart:
     """Begin pairing: the controller's SPAKE2 message (base64) for ``role``.
 
     A teacher pairs with the PIN shown on the panel; an admin with the kiosk's admin
-    secret. Answered with ``PairOffer`` or ``error`` (``locked``, ``not_enabled``).
+    secret. Answered with ``PairOffer`` or ``error`` (``try_later``, ``locked``,
+    ``not_enabled``).
     """
 
     TYPE: ClassVar[str] = "pair_start"
@@ -217,8 +218,9 @@ class PairStart:
 class PairConfirm:
     """Second pairing step: the controller's key confirmation (base64 HMAC).
 
-    Answered with ``Paired``, or ``error`` ``bad_pin`` (a wrong PIN counts towards the
-    lockout).
+    Answered with ``Paired``, or ``error`` ``bad_pin`` (a wrong PIN counts for the
+    sender's address and for everybody) or ``locked``; while pairing is under a guessing
+    attack, only once the panel's user answered (``refused`` if they did not allow it).
     """
 
     TYPE: ClassVar[str] = "pair_confirm"

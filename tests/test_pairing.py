@@ -11,9 +11,6 @@ import pytest
 
 from protocol.errors import ProtocolError
 from protocol.pairing import (
-    FREE_TRIES,
-    LOCKOUT_BASE_S,
-    LOCKOUT_MAX_S,
     PIN_DIGITS,
     PIN_LIFETIME_S,
     TOKEN_BYTES,
@@ -22,6 +19,8 @@ from protocol.pairing import (
     PairingError,
     PairingGuard,
     PairingLockedError,
+    PairingRefusedError,
+    PairingThrottledError,
     cert_fingerprint,
     new_pin,
     new_token,
@@ -97,7 +96,12 @@ def test_errors_carry_their_codes() -> None:
     assert isinstance(locked, PairingError)
     assert locked.code == "locked"
     assert locked.retry_after_s == 12.4
-    assert "12 more seconds" in str(locked)
+    assert "try again in 13 seconds" in str(locked)
+    throttled = PairingThrottledError("too many", 0.2)
+    assert isinstance(throttled, PairingError)
+    assert (throttled.code, throttled.retry_after_s) == ("try_later", 0.2)
+    assert str(throttled) == "too many: try again in 1 second"
+    assert PairingRefusedError("no").code == "refused"
 
 
 # --------------------------------------------------------------------------- guard
@@ -126,81 +130,24 @@ def test_pin_renewed_late_counts_its_lifetime_from_then() -> None:
     assert guard.pin_expires_at() == late + PIN_LIFETIME_S
 
 
-def test_four_wrong_tries_are_free() -> None:
+def test_wrong_tries_never_renew_the_pin() -> None:
+    """Wrong PINs used to replace the PIN at each lock; now only its lifetime, a pairing
+    and a refused right PIN do (tests/test_hardening_pairing.py has the budgets)."""
     guard = make_guard()
-    for i in range(FREE_TRIES - 1):
-        guard.check_allowed(T0 + i)
-        guard.failed(T0 + i)
-    assert guard.failures == FREE_TRIES - 1
-    guard.check_allowed(T0 + 10)
-    # A single failure does not change the PIN.
-    assert guard.pin(T0 + 10) == "000001"
+    for i in range(100):
+        guard.failed("teacher", f"10.0.0.{i}", T0 + i)
+    assert guard.pin(T0 + 100) == "000001"
+    assert guard.generation == 0
 
 
-def test_fifth_wrong_try_locks_for_the_base_time_exactly() -> None:
+def test_success_and_exposure_renew_the_pin() -> None:
     guard = make_guard()
-    for _ in range(FREE_TRIES):
-        guard.failed(T0)
-    assert guard.failures == FREE_TRIES
-    with pytest.raises(PairingLockedError) as info:
-        guard.check_allowed(T0)
-    assert info.value.retry_after_s == LOCKOUT_BASE_S
-    with pytest.raises(PairingLockedError) as info:
-        guard.check_allowed(T0 + LOCKOUT_BASE_S - 0.5)
-    assert info.value.retry_after_s == pytest.approx(0.5)
-    guard.check_allowed(T0 + LOCKOUT_BASE_S)
-
-
-def test_lock_replaces_the_pin() -> None:
-    guard = make_guard()
-    for _ in range(FREE_TRIES - 1):
-        guard.failed(T0)
-    assert guard.pin(T0) == "000001"
-    guard.failed(T0 + 1)
-    assert guard.pin(T0 + 1) == "000002"
-    assert guard.pin_expires_at() == T0 + 1 + PIN_LIFETIME_S
-    guard.failed(T0 + 2)
-    assert guard.pin(T0 + 2) == "000003"
-
-
-def test_each_further_failure_doubles_the_lock_up_to_the_maximum() -> None:
-    guard = make_guard()
-    for _ in range(FREE_TRIES - 1):
-        guard.failed(T0)
-    now = T0
-    expected = LOCKOUT_BASE_S
-    seen: list[float] = []
-    for _ in range(10):
-        guard.failed(now)
-        with pytest.raises(PairingLockedError) as info:
-            guard.check_allowed(now)
-        seen.append(info.value.retry_after_s)
-        assert info.value.retry_after_s == expected
-        # Wait out the lock, then fail again.
-        now += expected
-        guard.check_allowed(now)
-        expected = min(expected * 2, LOCKOUT_MAX_S)
-    assert seen == [30.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 3600.0, 3600.0, 3600.0]
-
-
-def test_success_resets_the_counter_and_renews_the_pin() -> None:
-    guard = make_guard()
-    for _ in range(FREE_TRIES):
-        guard.failed(T0)
-    assert guard.pin(T0) == "000002"
-    guard.succeeded(T0 + 5)
-    assert guard.failures == 0
-    guard.check_allowed(T0 + 5)  # the lock is lifted too
-    assert guard.pin(T0 + 5) == "000003"
+    guard.succeeded("teacher", "10.0.0.1", T0 + 5)
+    assert guard.pin(T0 + 5) == "000002"
     assert guard.pin_expires_at() == T0 + 5 + PIN_LIFETIME_S
-    # Five more free tries, and the lock starts again from the base.
-    for _ in range(FREE_TRIES - 1):
-        guard.failed(T0 + 6)
-    guard.check_allowed(T0 + 6)
-    guard.failed(T0 + 6)
-    with pytest.raises(PairingLockedError) as info:
-        guard.check_allowed(T0 + 6)
-    assert info.value.retry_after_s == LOCKOUT_BASE_S
+    guard.exposed(T0 + 6)
+    assert guard.pin(T0 + 6) == "000003"
+    assert guard.generation == 2
 
 
 # --------------------------------------------------------------------------- exchange
