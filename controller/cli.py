@@ -270,6 +270,11 @@ def error_text(exc: BaseException, panel: str = "") -> str:
         )
     if code == "certificate_changed":
         return t("The panel's certificate changed since pairing: {message}", message=str(exc))
+    if code == "clock_offset":
+        return t(
+            "The panel did not accept this computer's clock difference. Cast again; if it "
+            "happens again, set the clock of this computer or of the panel to the right time."
+        )
     if code == "quota_exceeded":
         return t(
             "The panel's media cache has no room for this lesson now: other lessons are "

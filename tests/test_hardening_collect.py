@@ -641,3 +641,11 @@ def test_collect_explains_a_changed_key_in_russian(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     assert "Каб. 7: ошибка: панель подписывает журнал другим ключом" in result.output
+
+
+def test_the_teacher_reads_a_refused_clock_offset_in_russian() -> None:
+    from controller.cli import error_text
+    from protocol.errors import RemoteError
+
+    text = error_text(RemoteError("Каб. 12: clock_offset_ms 5 does not match", code="clock_offset"))
+    assert "Повторите" in text or "повторите" in text
