@@ -419,11 +419,27 @@ class WebsocketServer:
         self._start(self._close_politely(peer, code, reason), f"kiosk-close-{peer.sid}")
 
     async def _close_politely(self, peer: _Peer, code: int, reason: str) -> None:
+        """Send the close frame with ``reason``, then stop reading at once.
+
+        A flooder keeps sending after it crossed its limit; waiting for its close frame
+        would mean parsing every frame it sends meanwhile. So the kiosk writes its close
+        frame (through websockets' sans-I/O protocol) and closes the transport, which
+        stops reading now, flushes the close frame and TLS close_notify, and aborts
+        after ``close_timeout_s`` if the peer does not even read that.
+        """
+        ws = peer.ws
+        transport = ws.transport
         try:
-            async with asyncio.timeout(self.limits.close_timeout_s):
-                await peer.ws.close(code, reason)
-        except TimeoutError:
-            peer.ws.transport.abort()
+            ws.protocol.send_close(code, reason)
+        except Exception:  # the state may already be closing: then just close the socket
+            transport.abort()
+            return
+        for data in ws.protocol.data_to_send():
+            if data:
+                transport.write(data)
+        transport.close()
+        await asyncio.sleep(self.limits.close_timeout_s)
+        transport.abort()  # a no-op once the socket is closed
 
     def _abort_not_reading(self, peer: _Peer) -> None:
         peer.stop_writing()
