@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from controller.client import ControllerIdentity, Credentials
     from kiosk.config import KioskConfig
+    from media.lesson import Lesson
 
 LOOPBACK = "127.0.0.1"
 
@@ -223,6 +224,19 @@ def tls_client_context() -> ssl.SSLContext:
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+def two_text_lesson(title: str = "Bench: two slides") -> Lesson:
+    """A lesson of two text slides (nothing to transfer): a teacher switches between them."""
+    from media.lesson import LessonItem, make_lesson
+
+    return make_lesson(
+        title,
+        [
+            LessonItem("text", "Слайд A", text="Первый слайд"),
+            LessonItem("text", "Слайд B", text="Второй слайд"),
+        ],
+    )
 
 
 def cancel_on_sigterm() -> None:

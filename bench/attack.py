@@ -91,6 +91,7 @@ from bench._common import (
     rss_mb,
     stop_process,
     tls_client_context,
+    two_text_lesson,
 )
 
 TEACHER_PACE_PER_S = 50.0
@@ -1248,18 +1249,6 @@ def print_table(phases: list[Phase]) -> None:
             + ("  (the kiosk exited)" if ph.kiosk_died else "")
         )
     sys.stdout.flush()
-
-
-def two_text_lesson() -> Any:
-    from media.lesson import LessonItem, make_lesson
-
-    return make_lesson(
-        "Bench: two slides",
-        [
-            LessonItem("text", "Слайд A", text="Первый слайд"),
-            LessonItem("text", "Слайд B", text="Второй слайд"),
-        ],
-    )
 
 
 async def pair_with_pin(kiosk: KioskChild, identity: Any) -> tuple[Any, Any]:
