@@ -51,6 +51,8 @@ from bench._common import (
 
 SIZE = (1280, 720)
 STILL_S = 5.0
+CHILD_ENV = {"PYGLET_HEADLESS": "true", "PYTHONUNBUFFERED": "1"}
+"""What the window children run with, besides :func:`bench._common.child_env`."""
 
 
 def emit(**values: Any) -> None:
@@ -276,7 +278,7 @@ def run_child(mode: str, *extra: str, timeout_s: float = 900) -> dict[str, Any]:
     out = subprocess.run(
         child_command(mode, *extra),
         cwd=REPO_ROOT,
-        env=child_env(PYGLET_HEADLESS="true", PYTHONUNBUFFERED="1"),
+        env=child_env(**CHILD_ENV),
         capture_output=True,
         text=True,
         timeout=timeout_s,
@@ -293,7 +295,7 @@ def still_child(mode: str) -> dict[str, Any]:
     proc = subprocess.Popen(
         child_command(mode),
         cwd=REPO_ROOT,
-        env=child_env(PYGLET_HEADLESS="true", PYTHONUNBUFFERED="1"),
+        env=child_env(**CHILD_ENV),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
