@@ -283,24 +283,14 @@ async def test_a_kiosk_full_of_paired_connections_refuses_the_newcomer(tmp_path:
             await b.close()
 
 
-async def raw_from(source: str, address: str) -> ClientConnection:
-    """An open, silent websocket from ``source`` (any 127.x.y.z reaches the kiosk)."""
-    host, port = address.rsplit(":", 1)
-    sock = socket.create_connection((host, int(port)), source_address=(source, 0))
-    return await connect(
-        f"wss://{address}/v1",
-        sock=sock,
-        ssl=tls_client_context(),
-        server_hostname="kiosk",
-        subprotocols=[Subprotocol(SUBPROTOCOL)],
-        proxy=None,
-    )
-
-
 async def test_a_crowd_from_another_address_never_evicts_the_teacher(tight: LimitedKiosk) -> None:
     creds = await pair(tight.address, tight.pin(), TEACHER)
-    mine = await raw_from("127.0.0.1", tight.address)  # the teacher's, not paired yet
-    crowd = [await raw_from("127.0.0.2", tight.address) for _ in range(3 * TIGHT.max_connections)]
+    # The teacher's, not paired yet; the crowd from another address (of 127/8).
+    mine = await raw_connect(tight.address, hello=False, source="127.0.0.1")
+    crowd = [
+        await raw_connect(tight.address, hello=False, source="127.0.0.2")
+        for _ in range(3 * TIGHT.max_connections)
+    ]
     table = tight.server.connections
     assert tight.sync(lambda: table.unauthenticated("127.0.0.1")) == 1
     assert tight.sync(lambda: table.unauthenticated("127.0.0.2")) == 3  # its own cap
