@@ -1,15 +1,20 @@
-"""Shared helpers of the benchmarks: percentiles, child server processes, output lines.
+"""Shared helpers of the benchmarks: percentiles, child processes, output lines.
 
-Every benchmark runs its servers in child processes (``python -m bench._servers ...``)
-so the measuring client and the measured server never share an event loop, as on a
-real network. A child prints one ``READY <json>`` line when it listens and exits when
-its stdin closes; :class:`ServerProcess` makes sure it is gone afterwards, even on
-error.
+Every benchmark runs its servers in child processes (``python -m bench._servers ...``,
+or a kiosk child of its own) so the measuring client and the measured server never
+share an event loop, as on a real network. A child prints one ``READY <json>`` line
+when it listens and exits when its stdin closes; :class:`ServerProcess` makes sure it
+is gone afterwards, even on error (:func:`stop_process` for a benchmark's own children).
+
+Some benchmarks measure the memory of children that import this module, so it imports
+only what costs nothing: ``ssl``, ``resource``, the protocol, the kiosk and the
+controller are imported inside the functions that use them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import select
@@ -22,7 +27,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
+
+if TYPE_CHECKING:
+    import ssl
+
+    from controller.client import ControllerIdentity, Credentials
+    from kiosk.config import KioskConfig
+    from media.lesson import Lesson
 
 LOOPBACK = "127.0.0.1"
 
@@ -32,12 +44,199 @@ READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+KIOSK_LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+"""The log format of ``classcast-kiosk`` (kiosk/cli.py): a kiosk child logs as a panel does."""
+KIOSK_CLI = (sys.executable, "-c", "from kiosk.cli import main; main()")
+"""The command line of ``classcast-kiosk`` run from this checkout (add its options)."""
 
 
 def proc_cpu_s(pid: int) -> float:
     """User plus system CPU seconds used so far by process ``pid`` (Linux ``/proc``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_kib(pid: int | str = "self") -> int:
+    """Resident set size of process ``pid`` in KiB (``/proc/PID/status`` ``VmRSS``).
+
+    Raises:
+        OSError: the process is gone.
+        RuntimeError: it has no memory of its own any more (a zombie).
+    """
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def rss_mb(pid: int | str = "self") -> float:
+    """:func:`rss_kib` in MiB."""
+    return rss_kib(pid) / 1024
+
+
+def raise_nofile(soft: int | None = None) -> tuple[int, int]:
+    """Raise this process's soft RLIMIT_NOFILE to ``soft`` (default: the hard limit).
+
+    Returns the (soft, hard) limits now in force. Call it before opening thousands of
+    connections, or in a child's ``preexec_fn`` to give the child its own limit.
+    """
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if soft is None else min(soft, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return target, hard
+
+
+def child_env(*paths: str, **extra: str) -> dict[str, str]:
+    """This process's environment for a child that runs code from this checkout.
+
+    ``PYTHONPATH`` starts with ``paths`` (another checkout to compare with), then this
+    checkout; mDNS stays on loopback; ``extra`` variables are set on top.
+    """
+    from protocol.discovery import MDNS_INTERFACES_ENV
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (*paths, str(REPO_ROOT), env.get("PYTHONPATH")) if p
+    )
+    env[MDNS_INTERFACES_ENV] = LOOPBACK
+    env.update(extra)
+    return env
+
+
+def stop_process(
+    proc: subprocess.Popen[Any], *, terminate: bool = False, close_pipes: bool = True
+) -> None:
+    """End a child: close its stdin (its signal to exit) or, with ``terminate``, send it
+    SIGTERM; wait ``STOP_TIMEOUT_S``, then kill it if it lingers.
+
+    With ``close_pipes`` its stdout and stderr are closed too; pass False while threads
+    of yours still read them (they reach EOF now that the child is gone).
+    """
+    if terminate:
+        proc.terminate()
+    else:
+        with contextlib.suppress(OSError):
+            if proc.stdin is not None:
+                proc.stdin.close()
+    try:
+        proc.wait(STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if close_pipes:
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+async def stop_async_process(proc: asyncio.subprocess.Process, *, terminate: bool = False) -> None:
+    """:func:`stop_process` for an ``asyncio`` child (its pipes close with it)."""
+    if terminate:
+        if proc.returncode is not None:
+            return
+        proc.terminate()
+    elif proc.stdin is not None:
+        proc.stdin.close()
+    try:
+        async with asyncio.timeout(STOP_TIMEOUT_S):
+            await proc.wait()
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+
+
+def wait_ready(stdout: Any, what: str, timeout_s: float = READY_TIMEOUT_S) -> dict[str, Any]:
+    """Read a child's ``stdout`` (a text pipe) up to its ``READY <json>`` line; the JSON.
+
+    Raises:
+        TimeoutError: no such line within ``timeout_s``.
+        RuntimeError: the child closed its stdout (exited) first.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"{what} did not start in {timeout_s:g} s")
+        ready, _, _ = select.select([stdout], [], [], left)
+        if not ready:
+            continue
+        line = stdout.readline()
+        if not line:
+            raise RuntimeError(f"{what} exited before it was ready")
+        if line.startswith("READY "):
+            info: dict[str, Any] = json.loads(line[len("READY ") :])
+            return info
+
+
+def kiosk_address(ready_line: str, where: str = "") -> str:
+    """The ``host:port`` in the ``ready wss://HOST:PORT/v1 ...`` line ``classcast-kiosk``
+    prints once it listens.
+
+    Raises:
+        RuntimeError: the line is something else (``where`` says where to look for why).
+    """
+    if not ready_line.startswith("ready "):
+        raise RuntimeError(f"the kiosk did not start: {ready_line!r}{where}")
+    return ready_line.split()[1].removeprefix("wss://").removesuffix("/v1")
+
+
+def kiosk_config(state_dir: Path, **settings: Any) -> KioskConfig:
+    """The settings of a benchmark kiosk: headless on loopback port 0, no mDNS, pairing
+    as admin with ``BENCH_ADMIN_SECRET``; ``settings`` override or add to them."""
+    from kiosk.config import KioskConfig
+
+    defaults: dict[str, Any] = {
+        "room": "Bench",
+        "school": "Bench",
+        "host": LOOPBACK,
+        "port": 0,
+        "state_dir": state_dir,
+        "mode": "headless",
+        "admin_secret": BENCH_ADMIN_SECRET,
+        "mdns": False,
+    }
+    return KioskConfig(**{**defaults, **settings})
+
+
+def log_like_kiosk() -> None:
+    """Log at INFO to stderr in the kiosk's own format (call first in a kiosk child)."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format=KIOSK_LOG_FORMAT, stream=sys.stderr)
+
+
+async def pair_as_admin(address: str, identity: ControllerIdentity) -> Credentials:
+    """Connect to the kiosk at ``address``, pair ``identity`` as admin with
+    ``BENCH_ADMIN_SECRET`` and close; keep the credentials to connect again."""
+    from controller.client import KioskClient
+
+    async with await KioskClient.connect(address, identity) as client:
+        return await client.pair(BENCH_ADMIN_SECRET, role="admin")
+
+
+def tls_client_context() -> ssl.SSLContext:
+    """A plain TLS client context that checks no certificate (kiosks sign their own)."""
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def two_text_lesson(title: str = "Bench: two slides") -> Lesson:
+    """A lesson of two text slides (nothing to transfer): a teacher switches between them."""
+    from media.lesson import LessonItem, make_lesson
+
+    return make_lesson(
+        title,
+        [
+            LessonItem("text", "Слайд A", text="Первый слайд"),
+            LessonItem("text", "Слайд B", text="Второй слайд"),
+        ],
+    )
 
 
 def cancel_on_sigterm() -> None:
@@ -100,19 +299,17 @@ class ServerProcess:
         self.info: dict[str, Any] = {}
 
     def __enter__(self) -> Self:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-        env["CLASSCAST_MDNS_INTERFACES"] = LOOPBACK
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench._servers", *self.args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             cwd=REPO_ROOT,
-            env=env,
+            env=child_env(),
         )
         try:
-            self.info = self._wait_ready()
+            assert self.proc.stdout is not None
+            self.info = wait_ready(self.proc.stdout, f"server {self.args}")
         except BaseException:
             self.stop()
             raise
@@ -126,42 +323,11 @@ class ServerProcess:
     ) -> None:
         self.stop()
 
-    def _wait_ready(self) -> dict[str, Any]:
-        assert self.proc is not None
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"server {self.args} did not start in {READY_TIMEOUT_S} s")
-            ready, _, _ = select.select([self.proc.stdout], [], [], left)
-            if not ready:
-                continue
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"server {self.args} exited with {self.proc.wait()}")
-            if line.startswith("READY "):
-                info: dict[str, Any] = json.loads(line[len("READY ") :])
-                return info
-
     def stop(self) -> None:
         """Close the child's stdin (its signal to exit), then wait; kill if it lingers."""
-        proc = self.proc
-        if proc is None:
-            return
-        self.proc = None
-        try:
-            if proc.stdin is not None:
-                proc.stdin.close()
-        except OSError:
-            pass
-        try:
-            proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            stop_process(proc)
 
 
 XVFB_START_TIMEOUT_S = 10.0
@@ -197,9 +363,4 @@ def xvfb(size: tuple[int, int]) -> Iterator[Xvfb]:
             raise RuntimeError(f"Xvfb did not start in {XVFB_START_TIMEOUT_S:g} s")
         yield Xvfb(":" + number, proc.pid)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, terminate=True)

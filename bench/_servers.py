@@ -34,7 +34,7 @@ from pathlib import Path
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 
-from bench._common import BENCH_ADMIN_SECRET, LOOPBACK
+from bench._common import LOOPBACK, kiosk_config
 from protocol import limits
 
 RECV_BYTES = 1024 * 1024
@@ -101,24 +101,13 @@ async def run_echo(count: int) -> None:
 
 async def run_kiosks(count: int, state_dir: Path, quota_bytes: int) -> None:
     from kiosk.app import KioskApp
-    from kiosk.config import KioskConfig
 
     done = _stdin_closed_event(asyncio.get_running_loop())
     apps: list[KioskApp] = []
     try:
         for n in range(count):
             app = KioskApp(
-                KioskConfig(
-                    room=f"Room {n:03d}",
-                    school="Bench",
-                    host=LOOPBACK,
-                    port=0,
-                    state_dir=state_dir / f"k{n:03d}",
-                    mode="headless",
-                    quota_bytes=quota_bytes,
-                    admin_secret=BENCH_ADMIN_SECRET,
-                    mdns=False,
-                )
+                kiosk_config(state_dir / f"k{n:03d}", room=f"Room {n:03d}", quota_bytes=quota_bytes)
             )
             apps.append(app)
             await app.start()

@@ -63,7 +63,6 @@ import os
 import queue
 import random
 import re
-import resource
 import shutil
 import signal
 import ssl
@@ -79,14 +78,20 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import (
-    BENCH_ADMIN_SECRET,
     LOOPBACK,
     REPO_ROOT,
-    STOP_TIMEOUT_S,
     cancel_on_sigterm,
+    child_env,
     heading,
+    kiosk_config,
+    log_like_kiosk,
     percentile,
+    raise_nofile,
     result_line,
+    rss_mb,
+    stop_process,
+    tls_client_context,
+    two_text_lesson,
 )
 
 TEACHER_PACE_PER_S = 50.0
@@ -137,24 +142,8 @@ LEVELS = ("DEBUG ", "INFO ", "WARNING ", "ERROR ", "CRITICAL ")
 """A kiosk log record starts with its level (``%(levelname)s %(name)s: %(message)s``)."""
 
 
-def raise_nofile(soft: int | None = None) -> tuple[int, int]:
-    """Raise this process's soft RLIMIT_NOFILE to ``soft`` (default: the hard limit)."""
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if soft is None else min(soft, hard)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return target, hard
-
-
 def attack_sources(count: int) -> list[str]:
     return [f"127.0.0.{ATTACK_SOURCES_FROM + n}" for n in range(count)]
-
-
-def tls_context() -> ssl.SSLContext:
-    """A plain TLS client context (kiosks have self-signed certificates)."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 # =========================================================================== kiosk child
@@ -190,27 +179,11 @@ class PanelUser:
 
 def kiosk_child(state_dir: Path) -> None:
     """The kiosk under attack; prints ``READY {json}``, answers ``pin`` lines on stdin."""
-    import logging
-
     from kiosk.app import KioskApp, run_until_signal
-    from kiosk.config import KioskConfig
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    log_like_kiosk()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles ^C and stops us
-    app = KioskApp(
-        KioskConfig(
-            room="Bench",
-            school="Bench",
-            host=LOOPBACK,
-            port=0,
-            state_dir=state_dir,
-            mode="headless",
-            admin_secret=BENCH_ADMIN_SECRET,
-            mdns=False,
-        )
-    )
+    app = KioskApp(kiosk_config(state_dir))
 
     panel = PanelUser(app, app.display)
     app.use_display(panel)
@@ -276,10 +249,6 @@ class KioskChild:
         self._stdout: queue.Queue[str] = queue.Queue()
 
     def __enter__(self) -> KioskChild:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-        env["CLASSCAST_MDNS_INTERFACES"] = LOOPBACK
-        env["PYTHONUNBUFFERED"] = "1"
         nofile = self.nofile
 
         def limits() -> None:
@@ -291,7 +260,7 @@ class KioskChild:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=REPO_ROOT,
-            env=env,
+            env=child_env(PYTHONUNBUFFERED="1"),
             preexec_fn=limits,
         )
         assert self.proc.stdout is not None
@@ -341,12 +310,9 @@ class KioskChild:
     def rss_mb(self) -> float:
         """VmRSS of the kiosk in MiB (``/proc/PID/status``); nan once it is gone."""
         try:
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return math.nan
+            return rss_mb(self.pid)
+        except (OSError, RuntimeError):
+            return math.nan
 
     def open_files(self) -> int:
         try:
@@ -358,18 +324,9 @@ class KioskChild:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self) -> None:
-        proc = self.proc
-        if proc is None:
-            return
-        self.proc = None
-        with contextlib.suppress(OSError):
-            if proc.stdin is not None:
-                proc.stdin.close()
-        try:
-            proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            stop_process(proc, close_pipes=False)  # LogTap and _read_stdout read to EOF
 
 
 # =========================================================================== attackers
@@ -482,7 +439,7 @@ async def ws_open(
         reader, writer = await asyncio.open_connection(
             LOOPBACK,
             slot.port,
-            ssl=tls_context(),
+            ssl=tls_client_context(),
             local_addr=(slot.source, 0),
             ssl_handshake_timeout=OPEN_TIMEOUT_S,
         )
@@ -524,6 +481,18 @@ def hello_json(controller_id: str, token: str | None) -> str:
     )
 
 
+def pair_start_json(req_id: int, spake: bytes) -> str:
+    """A teacher's ``pair_start`` carrying the SPAKE2 message ``spake``."""
+    return json.dumps(
+        {
+            "type": "pair_start",
+            "id": req_id,
+            "role": "teacher",
+            "spake": base64.b64encode(spake).decode(),
+        }
+    )
+
+
 async def attack_idle(slot: Slot, opening: asyncio.Semaphore) -> None:
     """Open the websocket, then send nothing; answer pings; return when the kiosk closes."""
     reader, writer, proto = await ws_open(slot, opening)
@@ -547,7 +516,7 @@ HALF_HELLO = b""
 def client_hello_half() -> bytes:
     """The first half of a real TLS ClientHello."""
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = tls_context().wrap_bio(incoming, outgoing)
+    tls = tls_client_context().wrap_bio(incoming, outgoing)
     with contextlib.suppress(ssl.SSLWantReadError):
         tls.do_handshake()
     hello = outgoing.read()
@@ -634,7 +603,7 @@ async def ws_client(slot: Slot, opening: asyncio.Semaphore) -> Any:
     async with opening:
         ws = await connect(
             f"wss://{LOOPBACK}:{slot.port}{WS_PATH}",
-            ssl=tls_context(),
+            ssl=tls_client_context(),
             subprotocols=[Subprotocol(SUBPROTOCOL)],
             compression=None,
             max_size=limits.MAX_FRAME_BYTES,
@@ -667,12 +636,10 @@ async def attack_pairing(slot: Slot, opening: asyncio.Semaphore) -> None:
         start = ControllerPairing(
             "000000", controller_id=controller_id, kiosk_id="k", fingerprint="f"
         )
-        spake = base64.b64encode(start.start()).decode()
+        spake = start.start()
         req_id = 2
         while slot.running:
-            await ws.send(
-                json.dumps({"type": "pair_start", "id": req_id, "role": "teacher", "spake": spake})
-            )
+            await ws.send(pair_start_json(req_id, spake))
             slot.stats.frames_sent += 1
             slot.reply(await reply_to(ws, req_id))
             req_id += 1
@@ -697,10 +664,7 @@ async def attack_guess(slot: Slot, opening: asyncio.Semaphore) -> None:
             exchange = ControllerPairing(
                 pin, controller_id=controller_id, kiosk_id=kiosk_id, fingerprint=fingerprint
             )
-            spake = base64.b64encode(exchange.start()).decode()
-            await ws.send(
-                json.dumps({"type": "pair_start", "id": req_id, "role": "teacher", "spake": spake})
-            )
+            await ws.send(pair_start_json(req_id, exchange.start()))
             slot.stats.frames_sent += 1
             offer = await reply_to(ws, req_id)
             req_id += 1
@@ -833,16 +797,13 @@ class AttackerProcess:
         self._errors: list[str] = []
 
     def start(self) -> dict[str, Any]:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-        env["PYTHONFAULTHANDLER"] = "1"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.attack", "--attacker", json.dumps(self.spec)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=REPO_ROOT,
-            env=env,
+            env=child_env(PYTHONFAULTHANDLER="1"),
         )
         assert self.proc.stdout is not None
         assert self.proc.stderr is not None
@@ -893,16 +854,8 @@ class AttackerProcess:
 
     def kill(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        with contextlib.suppress(OSError):
-            if proc.stdin is not None:
-                proc.stdin.close()
-        try:
-            proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc is not None:
+            stop_process(proc, close_pipes=False)  # _pump reads to EOF
 
 
 # =========================================================================== measuring side
@@ -1296,18 +1249,6 @@ def print_table(phases: list[Phase]) -> None:
             + ("  (the kiosk exited)" if ph.kiosk_died else "")
         )
     sys.stdout.flush()
-
-
-def two_text_lesson() -> Any:
-    from media.lesson import LessonItem, make_lesson
-
-    return make_lesson(
-        "Bench: two slides",
-        [
-            LessonItem("text", "Слайд A", text="Первый слайд"),
-            LessonItem("text", "Слайд B", text="Второй слайд"),
-        ],
-    )
 
 
 async def pair_with_pin(kiosk: KioskChild, identity: Any) -> tuple[Any, Any]:

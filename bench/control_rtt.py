@@ -46,9 +46,9 @@ from bench._common import (
     proc_cpu_s,
     result_line,
     tmpfs_dir,
+    two_text_lesson,
 )
 from controller.client import ControllerIdentity, KioskClient, client_ssl_context
-from media.lesson import Lesson, LessonItem, make_lesson
 from protocol import limits
 from protocol.codec import decode, encode
 from protocol.constants import PROTOCOL_VERSION, SUBPROTOCOL, WS_PATH
@@ -71,16 +71,6 @@ class Run:
     @property
     def n(self) -> int:
         return len(self.samples_s)
-
-
-def two_text_lesson() -> Lesson:
-    return make_lesson(
-        "Bench: two slides",
-        [
-            LessonItem("text", "Слайд A", text="Первый слайд"),
-            LessonItem("text", "Слайд B", text="Второй слайд"),
-        ],
-    )
 
 
 async def recv(ws: ClientConnection) -> str | bytes:

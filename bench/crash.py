@@ -24,10 +24,8 @@ import hashlib
 import io
 import itertools
 import json
-import os
 import random
 import signal
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -39,15 +37,18 @@ from PIL import Image
 
 from bench._common import (
     BENCH_ADMIN_SECRET,
+    KIOSK_CLI,
     LOOPBACK,
     READY_TIMEOUT_S,
     REPO_ROOT,
-    STOP_TIMEOUT_S,
     cancel_on_sigterm,
+    child_env,
     figure,
     heading,
+    kiosk_address,
     percentile,
     result_line,
+    stop_async_process,
 )
 from controller.client import ControllerIdentity, Credentials, KioskClient
 from controller.collect import collect
@@ -149,16 +150,7 @@ def new_lesson(number: int, slides: list[LessonItem], rng: random.Random) -> Les
     items = []
     for slide in slides:
         duration = None if rng.random() < 0.25 else rng.randint(300, 1500)
-        items.append(
-            LessonItem(
-                kind=slide.kind,
-                title=slide.title,
-                path=slide.path,
-                sha256=slide.sha256,
-                size_bytes=slide.size_bytes,
-                duration_ms=duration,
-            )
-        )
+        items.append(dataclasses.replace(slide, duration_ms=duration))
     return make_lesson(f"Урок {number}", items)
 
 
@@ -177,16 +169,10 @@ class Kiosk:
 
     async def start(self) -> tuple[str, float]:
         """Start the kiosk; returns its address and the monotonic time of the start."""
-        env = dict(os.environ)
-        env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-        env["CLASSCAST_MDNS_INTERFACES"] = LOOPBACK
-        env["PYTHONUNBUFFERED"] = "1"
         with self.journal.open("ab") as journal:
             started = time.monotonic()
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-c",
-                "from kiosk.cli import main; main()",
+                *KIOSK_CLI,
                 *("--headless", "--host", LOOPBACK, "--port", "0"),
                 *("--state-dir", str(self.state), "--config", str(self.config)),
                 *("--room", "Каб. 9"),
@@ -194,14 +180,11 @@ class Kiosk:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=journal,
                 cwd=REPO_ROOT,
-                env=env,
+                env=child_env(PYTHONUNBUFFERED="1"),
             )
         assert self.proc.stdout is not None
         line = (await asyncio.wait_for(self.proc.stdout.readline(), READY_TIMEOUT_S)).decode()
-        if not line.startswith("ready "):
-            raise RuntimeError(f"the kiosk did not start: {line!r}; see {self.journal}")
-        url = line.split()[1]
-        return url.removeprefix("wss://").removesuffix("/v1"), started
+        return kiosk_address(line, f"; see {self.journal}"), started
 
     def kill(self) -> float:
         """SIGKILL; returns the wall clock of the kill."""
@@ -217,14 +200,8 @@ class Kiosk:
 
     async def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.returncode is not None:
-            return
-        proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), STOP_TIMEOUT_S)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        if proc is not None:
+            await stop_async_process(proc, terminate=True)
 
 
 def shows(png: bytes, status: StatusSnapshot) -> bool:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 import uuid
@@ -40,17 +39,18 @@ from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZerocon
 from bench._common import (
     LOOPBACK,
     REPO_ROOT,
-    STOP_TIMEOUT_S,
     cancel_on_sigterm,
+    child_env,
     figure,
     heading,
     percentile,
     result_line,
+    stop_async_process,
 )
 from controller.discovery import ZeroconfDiscovery
 from kiosk.advertise import ZeroconfAdvertiser
 from protocol.constants import SERVICE_TYPE
-from protocol.discovery import MDNS_INTERFACES_ENV, Advertisement, instance_name
+from protocol.discovery import Advertisement, instance_name
 
 INTERFACES = [LOOPBACK]
 APPEAR_TIMEOUT_S = 10.0
@@ -128,9 +128,6 @@ class Child:
 
     @classmethod
     async def spawn(cls) -> Child:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-        env[MDNS_INTERFACES_ENV] = LOOPBACK
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -139,7 +136,7 @@ class Child:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             cwd=REPO_ROOT,
-            env=env,
+            env=child_env(),
         )
         child = cls(proc)
         try:
@@ -166,14 +163,7 @@ class Child:
 
     async def close(self) -> None:
         """Close stdin (the child unregisters and exits); kill it if it lingers."""
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            async with asyncio.timeout(STOP_TIMEOUT_S):
-                await self.proc.wait()
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
+        await stop_async_process(self.proc)
 
 
 @dataclass

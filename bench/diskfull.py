@@ -27,13 +27,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import errno
 import json
-import logging
 import os
 import re
-import select
 import subprocess
 import sys
 import tempfile
@@ -46,14 +43,16 @@ from pathlib import Path
 
 from bench._common import (
     BENCH_ADMIN_SECRET,
-    LOOPBACK,
-    READY_TIMEOUT_S,
     REPO_ROOT,
-    STOP_TIMEOUT_S,
     cancel_on_sigterm,
+    child_env,
     figure,
     heading,
+    kiosk_config,
+    log_like_kiosk,
     result_line,
+    stop_process,
+    wait_ready,
 )
 from controller.client import ControllerIdentity, Credentials, KioskClient
 from controller.collect import collect
@@ -128,21 +127,12 @@ def fill(path: Path) -> None:
 def child(state_dir: Path) -> None:
     """Run a headless kiosk on loopback until stdin closes (the parent is done)."""
     from kiosk.app import KioskApp
-    from kiosk.config import KioskConfig
     from kiosk.headless import HeadlessDisplay
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    log_like_kiosk()
 
     async def main() -> None:
-        config = KioskConfig(
-            room="Каб. диск",
-            host=LOOPBACK,
-            port=0,
-            state_dir=state_dir,
-            mode="headless",
-            admin_secret=BENCH_ADMIN_SECRET,
-            mdns=False,
-        )
+        config = kiosk_config(state_dir, room="Каб. диск")
         app = KioskApp(config, display=HeadlessDisplay())
         await app.start()
         print("READY " + json.dumps({"address": app.address}), flush=True)
@@ -156,9 +146,6 @@ def child(state_dir: Path) -> None:
 @contextmanager
 def kiosk_child(state_dir: Path, journal: Path) -> Iterator[str]:
     """Start the kiosk child; yields its address; stops it (stdin closed) afterwards."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env["CLASSCAST_MDNS_INTERFACES"] = LOOPBACK
     with journal.open("w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "bench.diskfull", "--child", str(state_dir)],
@@ -167,26 +154,13 @@ def kiosk_child(state_dir: Path, journal: Path) -> Iterator[str]:
             stderr=log,
             text=True,
             cwd=REPO_ROOT,
-            env=env,
+            env=child_env(),
         )
         try:
             assert proc.stdout is not None
-            ready, _, _ = select.select([proc.stdout], [], [], READY_TIMEOUT_S)
-            line = proc.stdout.readline() if ready else ""
-            if not line.startswith("READY "):
-                raise RuntimeError(f"the kiosk did not start: {line!r}; see {journal}")
-            yield str(json.loads(line[len("READY ") :])["address"])
+            yield str(wait_ready(proc.stdout, f"the kiosk (see {journal})")["address"])
         finally:
-            with contextlib.suppress(OSError):
-                if proc.stdin is not None:
-                    proc.stdin.close()
-            try:
-                proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
+            stop_process(proc)
 
 
 # --------------------------------------------------------------------------- one run

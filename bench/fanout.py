@@ -46,10 +46,10 @@ from bench._common import (
     proc_cpu_s,
     result_line,
     tmpfs_dir,
+    two_text_lesson,
 )
 from controller.client import ControllerIdentity, Credentials, KioskClient, client_ssl_context
 from controller.group import Group
-from media.lesson import Lesson, LessonItem, make_lesson
 from protocol import limits
 from protocol.codec import encode
 from protocol.messages import Control, ControlAction
@@ -63,16 +63,6 @@ class Rounds:
     samples_s: list[float]
     server_cpu_s: float
     client_cpu_s: float
-
-
-def two_text_lesson() -> Lesson:
-    return make_lesson(
-        "Bench: fan-out",
-        [
-            LessonItem("text", "Слайд A", text="Первый слайд"),
-            LessonItem("text", "Слайд B", text="Второй слайд"),
-        ],
-    )
 
 
 def action_for(i: int) -> ControlAction:
@@ -166,7 +156,7 @@ async def measure_kiosks(
             try:
                 if group.failed:
                     raise RuntimeError(f"{len(group.failed)} kiosks did not connect")
-                outcomes = await group.cast(two_text_lesson())
+                outcomes = await group.cast(two_text_lesson("Bench: fan-out"))
                 bad = [o for o in outcomes if not o.ok]
                 if bad:
                     raise RuntimeError(f"cast failed on {len(bad)} kiosks: {bad[0].error}")

@@ -23,9 +23,6 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import logging
-import os
-import resource
 import shutil
 import signal
 import ssl
@@ -37,14 +34,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench._common import (
-    BENCH_ADMIN_SECRET,
-    LOOPBACK,
-    REPO_ROOT,
+    child_env,
     figure,
     heading,
+    kiosk_address,
+    kiosk_config,
+    log_like_kiosk,
     p50_p99,
+    pair_as_admin,
     proc_cpu_s,
+    raise_nofile,
     result_line,
+    rss_mb,
+    stop_process,
+    tls_client_context,
 )
 from controller.client import ControllerIdentity, Credentials, KioskClient
 from protocol.errors import ClassCastError
@@ -52,28 +55,12 @@ from protocol.errors import ClassCastError
 ADMIN = ControllerIdentity("c-bench-flood", "Bench")
 
 
-def rss_mb(pid: int) -> float:
-    """Resident set size of process ``pid`` in MiB (``/proc/PID/status`` ``VmRSS``)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
-
-
-def raise_fd_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
 # ----------------------------------------------------------------- attacker process
 
 
 async def _hold(kind: str, address: str, opened: list[int]) -> None:
     host, port = address.rsplit(":", 1)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
+    ctx = tls_client_context()
     while True:
         writer = None
         try:
@@ -150,18 +137,16 @@ async def connect_times(address: str, creds: Credentials, n: int) -> list[float]
 
 
 async def main(kind: str, count: int, seconds: float, n: int) -> None:
-    raise_fd_limit()
+    raise_nofile()
     state = Path(tempfile.mkdtemp(prefix="bench-flood-"))
     log = state / "kiosk.log"
     try:
         with kiosk_process(state, log) as (pid, address):
-            async with await KioskClient.connect(address, ADMIN) as client:
-                creds = await client.pair(BENCH_ADMIN_SECRET, role="admin")
+            creds = await pair_as_admin(address, ADMIN)
             await asyncio.sleep(1)
             heading(f"{count} {kind} connections for {seconds:g} s")
             before = rss_mb(pid)
             quiet = await connect_times(address, creds, n)
-            env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
             attacker = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
                 [
                     sys.executable,
@@ -173,7 +158,7 @@ async def main(kind: str, count: int, seconds: float, n: int) -> None:
                     "--count",
                     str(count),
                 ],
-                env=env,
+                env=child_env(),
                 stdout=subprocess.PIPE,
                 text=True,
             )
@@ -240,46 +225,23 @@ async def main(kind: str, count: int, seconds: float, n: int) -> None:
 @contextlib.contextmanager
 def kiosk_process(state: Path, log: Path) -> Iterator[tuple[int, str]]:
     """``classcast-kiosk --headless`` as in production (INFO log to ``log``): (pid, address)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
+    env = child_env(PYTHONUNBUFFERED="1")
     args = [sys.executable, "-m", "bench.idle_flood", "--kiosk", str(state / "kiosk")]
     with log.open("w") as err:
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
     try:
         assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.startswith("ready "):
-            raise RuntimeError(f"kiosk did not start: {line!r}")
-        url = line.split()[1]
-        yield proc.pid, url.removeprefix("wss://").removesuffix("/v1")
+        yield proc.pid, kiosk_address(proc.stdout.readline())
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        stop_process(proc, terminate=True)
 
 
 def run_kiosk(state_dir: Path) -> None:
     """The kiosk's network side as ``classcast-kiosk --headless`` runs it, without a window."""
     from kiosk.app import KioskApp, run_until_signal
-    from kiosk.config import KioskConfig
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    config = KioskConfig(
-        room="Bench",
-        school="Bench",
-        host=LOOPBACK,
-        port=0,
-        state_dir=state_dir,
-        mode="headless",
-        admin_secret=BENCH_ADMIN_SECRET,
-        mdns=False,
-    )
+    log_like_kiosk()
+    config = kiosk_config(state_dir)
 
     def ready(app: KioskApp) -> None:
         print(f"ready {app.url}", flush=True)
@@ -301,7 +263,7 @@ def cli() -> None:
     if args.kiosk:
         run_kiosk(args.kiosk)
     elif args.attacker:
-        raise_fd_limit()
+        raise_nofile()
         asyncio.run(attack(args.attacker[0], args.attacker[1], args.count))
     else:
         asyncio.run(main(args.kind, args.count, args.seconds, args.n))

@@ -37,6 +37,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+# The children (kiosk, attack) run with --kiosk-path's checkout first on the path, whose
+# bench._common may be older: this module imports from it at the top only what every
+# version has, and the parent's newer helpers where it uses them.
 from bench._common import BENCH_ADMIN_SECRET, LOOPBACK, figure, heading, p50_p99, result_line
 from controller.client import ControllerIdentity, KioskClient
 from media.lesson import LessonItem, make_lesson
@@ -215,18 +218,14 @@ class Child:
     """A child process of this script that talks JSON lines on stdin/stdout."""
 
     def __init__(self, *args: str, path: str | None = None) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p
-            for p in (path, str(Path(__file__).resolve().parent.parent), env.get("PYTHONPATH"))
-            if p
-        )
+        from bench._common import child_env
+
         self.proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-            env=env,
+            env=child_env(*([path] if path else [])),
         )
 
     async def read(self) -> dict[str, Any]:
@@ -244,16 +243,9 @@ class Child:
         return await self.read()
 
     def close(self) -> None:
-        if self.proc.stdin is not None:
-            with contextlib.suppress(OSError):
-                self.proc.stdin.close()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        from bench._common import stop_process
+
+        stop_process(self.proc)
 
 
 async def controls(client: KioskClient, n: int) -> list[float]:
@@ -308,6 +300,8 @@ async def pair_with_panel(kiosk: Child, address: str) -> tuple[bool, bool, float
 
 
 async def main_async(n: int, kiosk_path: str | None) -> None:
+    from bench._common import pair_as_admin
+
     state = Path(tempfile.mkdtemp(prefix="bench-pairing-flood-"))
     kiosk = Child("kiosk", "--state-dir", str(state), path=kiosk_path)
     try:
@@ -330,8 +324,7 @@ async def main_async(n: int, kiosk_path: str | None) -> None:
         guessed = await controls(client, n)
         paired, asked, pair_s = await pair_with_panel(kiosk, address)
         try:
-            async with await KioskClient.connect(address, ADMIN) as boss:
-                await boss.pair(BENCH_ADMIN_SECRET, role="admin")
+            await pair_as_admin(address, ADMIN)
             admin_paired = True
         except Exception as exc:
             print(f"  admin could not pair: {exc}")

@@ -35,17 +35,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._common import REPO_ROOT, figure, heading, p50_p99, proc_cpu_s, result_line
+from bench._common import (
+    KIOSK_CLI,
+    REPO_ROOT,
+    child_env,
+    figure,
+    heading,
+    kiosk_address,
+    p50_p99,
+    proc_cpu_s,
+    result_line,
+    rss_kib,
+    stop_process,
+)
 
 SIZE = (1280, 720)
 STILL_S = 5.0
-
-
-def rss_kib(pid: int | str = "self") -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
+CHILD_ENV = {"PYGLET_HEADLESS": "true", "PYTHONUNBUFFERED": "1"}
+"""What the window children run with, besides :func:`bench._common.child_env`."""
 
 
 def emit(**values: Any) -> None:
@@ -266,16 +273,12 @@ def child_command(mode: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "bench.window", "--child", mode, *extra]
 
 
-def child_env() -> dict[str, str]:
-    return {**os.environ, "PYGLET_HEADLESS": "true", "PYTHONUNBUFFERED": "1"}
-
-
 def run_child(mode: str, *extra: str, timeout_s: float = 900) -> dict[str, Any]:
     """Run a child that prints one JSON line and exits."""
     out = subprocess.run(
         child_command(mode, *extra),
         cwd=REPO_ROOT,
-        env=child_env(),
+        env=child_env(**CHILD_ENV),
         capture_output=True,
         text=True,
         timeout=timeout_s,
@@ -292,7 +295,7 @@ def still_child(mode: str) -> dict[str, Any]:
     proc = subprocess.Popen(
         child_command(mode),
         cwd=REPO_ROOT,
-        env=child_env(),
+        env=child_env(**CHILD_ENV),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -329,34 +332,23 @@ def whole_kiosk_rss(tmp: Path) -> int:
     config.write_text("mdns = false\n", encoding="utf-8")
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-c",
-            "from kiosk.cli import main; main()",
+            *KIOSK_CLI,
             *("--headless", "--host", "127.0.0.1", "--port", "0"),
             *("--state-dir", str(tmp / "state"), "--config", str(config)),
         ],
         cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env=child_env(PYTHONUNBUFFERED="1"),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
     )
     try:
         assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.startswith("ready "):
-            raise RuntimeError(f"kiosk did not start: {line!r}")
+        kiosk_address(proc.stdout.readline())  # raises unless it listens
         time.sleep(1.0)
         return rss_kib(proc.pid)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        stop_process(proc, terminate=True)
 
 
 def main() -> None:

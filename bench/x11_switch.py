@@ -20,16 +20,25 @@ import argparse
 import asyncio
 import ctypes
 import ctypes.util
-import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench._common import LOOPBACK, REPO_ROOT, figure, heading, p50_p99, result_line, xvfb
+from bench._common import (
+    KIOSK_CLI,
+    LOOPBACK,
+    child_env,
+    figure,
+    heading,
+    kiosk_address,
+    p50_p99,
+    result_line,
+    stop_process,
+    xvfb,
+)
 
 SCREEN = (1280, 720)
 VIDEO_INDEX = 5
@@ -110,17 +119,12 @@ def measure(display: str, output: str, switches: int) -> Found:
         f'admin_secret = "{ADMIN_SECRET}"\nmdns = false\nvideo_output = "{output}"\n',
         encoding="utf-8",
     )
-    env = {
-        **os.environ,
-        "DISPLAY": display,
-        "PYTHONPATH": str(REPO_ROOT),
-        "CLASSCAST_MDNS_INTERFACES": LOOPBACK,
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = child_env(DISPLAY=display, PYTHONUNBUFFERED="1")
     env.pop("PYGLET_HEADLESS", None)
     proc = subprocess.Popen(
         [
-            *(sys.executable, "-c", "from kiosk.cli import main; main()", "--windowed"),
+            *KIOSK_CLI,
+            "--windowed",
             *("--host", LOOPBACK, "--port", "0", "--state-dir", str(tmp / "state")),
             *("--config", str(config)),
         ],
@@ -132,18 +136,11 @@ def measure(display: str, output: str, switches: int) -> Found:
     screen = Screen(display)
     try:
         assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.startswith("ready "):
-            raise RuntimeError(f"the kiosk did not start: {line!r}")
-        address = line.split()[1].removeprefix("wss://").removesuffix("/v1")
+        address = kiosk_address(proc.stdout.readline())
         return asyncio.run(switch(address, screen, switches))
     finally:
         screen.close()
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, terminate=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

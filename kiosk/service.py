@@ -456,17 +456,12 @@ class KioskService:
         self._apply_player_effects()
         question = self._question
         if question is not None and now >= question.deadline_s:
-            logger.warning("nobody allowed the pairing on the panel in time: refused")
-            self._close_question(now)
-            self._reply(
-                question.sid,
-                _error(
-                    question.re,
-                    PairingRefusedError(
-                        "nobody allowed this pairing on the panel in time: pair again and "
-                        "allow it on the panel, with the new PIN it shows"
-                    ),
-                ),
+            self._refuse_question(
+                question,
+                now,
+                "nobody allowed the pairing on the panel in time: refused",
+                "nobody allowed this pairing on the panel in time: pair again and "
+                "allow it on the panel, with the new PIN it shows",
             )
         self._show_pin(now)
         if now - self._last_heartbeat_s >= self._heartbeat_s:
@@ -507,16 +502,11 @@ class KioskService:
         now = self.clock.monotonic()
         session = self._sessions.get(question.sid)
         if not allow or session is None:
-            logger.warning("the pairing was refused on the panel")
-            self._close_question(now)
-            self._reply(
-                question.sid,
-                _error(
-                    question.re,
-                    PairingRefusedError(
-                        "the pairing was refused on the panel: ask the teacher at the panel"
-                    ),
-                ),
+            self._refuse_question(
+                question,
+                now,
+                "the pairing was refused on the panel",
+                "the pairing was refused on the panel: ask the teacher at the panel",
             )
             return
         self._question = None
@@ -772,6 +762,15 @@ class KioskService:
         self._reply(session.sid, paired)
         self._display(ControllerPaired(name, attempt.role))
         self._show_pin(now)
+
+    def _refuse_question(
+        self, question: _PanelQuestion, now: float, log_line: str, message: str
+    ) -> None:
+        """Refuse the pairing asked about on the panel: ``log_line`` goes to the journal,
+        ``message`` (saying what to do next) to the controller; the question closes."""
+        logger.warning(log_line)
+        self._close_question(now)
+        self._reply(question.sid, _error(question.re, PairingRefusedError(message)))
 
     def _close_question(self, now: float) -> None:
         """Forget the question on the panel; its PIN is known to whoever sent it: renew it."""

@@ -90,34 +90,48 @@ def jpeg_of_size(width: int, height: int) -> bytes:
 RAW = ControllerIdentity("c-raw", "Raw")
 
 
-async def raw_connect(
-    address: str, *, hello: bool = True, token: str | None = None
-) -> ClientConnection:
-    """A bare websocket to a kiosk, optionally after hello, for sending hostile frames."""
+def tls_client_context() -> ssl.SSLContext:
+    """A TLS client context that checks no certificate (kiosks sign their own), as a
+    plain client uses."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def hello_json(identity: ControllerIdentity = RAW, token: str | None = None) -> str:
+    """A ``hello`` text frame (request id 1) written by hand, as a plain client sends it."""
+    return json.dumps(
+        {
+            "type": "hello",
+            "id": 1,
+            "protocol_version": PROTOCOL_VERSION,
+            "controller_id": identity.controller_id,
+            "controller_name": identity.name,
+            "token": token,
+        }
+    )
+
+
+async def raw_connect(
+    address: str, *, hello: bool = True, token: str | None = None, source: str | None = None
+) -> ClientConnection:
+    """A bare websocket to a kiosk, optionally after hello, for sending hostile frames.
+
+    ``source``: the local address to connect from (any 127.x.y.z reaches a kiosk on
+    127.0.0.1), to stand for another device.
+    """
     ws = await connect(
         f"wss://{address}/v1",
-        ssl=ctx,
+        ssl=tls_client_context(),
         subprotocols=[Subprotocol(SUBPROTOCOL)],
         compression=None,
         max_size=limits.MAX_FRAME_BYTES,
         proxy=None,
+        local_addr=None if source is None else (source, 0),
     )
     if hello:
-        await ws.send(
-            json.dumps(
-                {
-                    "type": "hello",
-                    "id": 1,
-                    "protocol_version": PROTOCOL_VERSION,
-                    "controller_id": RAW.controller_id,
-                    "controller_name": RAW.name,
-                    "token": token,
-                }
-            )
-        )
+        await ws.send(hello_json(RAW, token))
         reply = await recv_json(ws)
         assert reply["type"] == "welcome", reply
     return ws

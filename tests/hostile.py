@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
 import sys
 import threading
 
@@ -22,13 +21,12 @@ from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
 from protocol.constants import SUBPROTOCOL
+from tests.helpers import tls_client_context
 
 
 async def _hold(kind: int, address: str, opened: list[int]) -> None:
     host, port = address.rsplit(":", 1)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
+    ctx = tls_client_context()
     while True:
         with contextlib.suppress(Exception):
             if kind == 0:

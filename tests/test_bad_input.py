@@ -21,7 +21,7 @@ from controller.client import KioskClient
 from protocol import limits
 from protocol.codec import encode, encode_chunk
 from protocol.messages import Cast, LessonManifest, ManifestItem
-from tests.helpers import RAW, pair, raw_connect, recv_json, text_lesson
+from tests.helpers import RAW, pair, raw_connect, recv_json, text_lesson, tls_client_context
 from tests.kiosks import ADMIN_SECRET, KioskThread, admin, teacher
 
 
@@ -233,13 +233,9 @@ async def test_message_flood_is_closed_with_a_reason(kiosk: KioskThread, showing
 
 
 async def test_wrong_path_and_missing_subprotocol_are_refused(kiosk: KioskThread) -> None:
-    import ssl
-
     from websockets.asyncio.client import connect
 
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
+    ctx = tls_client_context()
     with pytest.raises(InvalidStatus) as info:
         await connect(f"wss://{kiosk.address}/admin", ssl=ctx, proxy=None)
     assert info.value.response.status_code == 404

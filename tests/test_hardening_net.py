@@ -18,7 +18,6 @@ import logging
 import os
 import resource
 import socket
-import ssl
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -35,10 +34,17 @@ from kiosk.connections import FD_RESERVE, ConnectionLimits, Stage
 from kiosk.server import WebsocketServer, raise_open_file_limit
 from protocol import limits
 from protocol.codec import encode_chunk
-from protocol.constants import PROTOCOL_VERSION, SUBPROTOCOL
+from protocol.constants import SUBPROTOCOL
 from protocol.pairing import ControllerPairing
 from tests.conftest import TEACHER
-from tests.helpers import RAW, pair, raw_connect, text_lesson
+from tests.helpers import (
+    RAW,
+    hello_json,
+    pair,
+    raw_connect,
+    text_lesson,
+    tls_client_context,
+)
 from tests.kiosks import ADMIN_SECRET, KioskThread, teacher
 
 GUARD_S = 10.0
@@ -88,26 +94,6 @@ def tight(tmp_path: Path) -> Iterator[LimitedKiosk]:
         yield k
 
 
-def tls_context() -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
-def hello(token: str | None = None, identity: ControllerIdentity = RAW) -> str:
-    return json.dumps(
-        {
-            "type": "hello",
-            "id": 1,
-            "protocol_version": PROTOCOL_VERSION,
-            "controller_id": identity.controller_id,
-            "controller_name": identity.name,
-            "token": token,
-        }
-    )
-
-
 async def closed(ws: ClientConnection) -> ConnectionClosed:
     """Read until the kiosk closes ``ws``; returns how it closed."""
     async with asyncio.timeout(GUARD_S):
@@ -142,7 +128,7 @@ async def test_pushed_status_goes_only_to_paired_connections(kiosk: KioskThread)
         await client.cast(text_lesson("Первый", "Второй", title="Контрольная 7Б"))
         ws = await raw_connect(kiosk.address, hello=False)
         try:
-            await ws.send(hello())
+            await ws.send(hello_json())
             welcome = json.loads(await ws.recv())
             assert welcome["type"] == "welcome"
             assert welcome["role"] is None
@@ -187,7 +173,7 @@ async def test_connection_that_does_not_pair_in_time_is_closed_with_a_reason(
 
 async def test_pairing_in_progress_gets_the_longer_allowance(tight: LimitedKiosk) -> None:
     ws = await raw_connect(tight.address, hello=False)
-    await ws.send(hello())
+    await ws.send(hello_json())
     welcome = json.loads(await ws.recv())
     exchange = ControllerPairing(
         tight.pin(),
@@ -222,7 +208,7 @@ async def test_stalled_handshakes_are_dropped(tight: LimitedKiosk) -> None:
     finally:
         raw.close()
     # TLS done, but no websocket opening handshake.
-    reader, writer = await asyncio.open_connection(host, int(port), ssl=tls_context())
+    reader, writer = await asyncio.open_connection(host, int(port), ssl=tls_client_context())
     try:
         async with asyncio.timeout(GUARD_S):
             with contextlib.suppress(ConnectionResetError):
@@ -297,28 +283,18 @@ async def test_a_kiosk_full_of_paired_connections_refuses_the_newcomer(tmp_path:
             await b.close()
 
 
-async def raw_from(source: str, address: str) -> ClientConnection:
-    """An open, silent websocket from ``source`` (any 127.x.y.z reaches the kiosk)."""
-    host, port = address.rsplit(":", 1)
-    sock = socket.create_connection((host, int(port)), source_address=(source, 0))
-    return await connect(
-        f"wss://{address}/v1",
-        sock=sock,
-        ssl=tls_context(),
-        server_hostname="kiosk",
-        subprotocols=[Subprotocol(SUBPROTOCOL)],
-        proxy=None,
-    )
-
-
 async def test_a_crowd_from_another_address_never_evicts_the_teacher(tight: LimitedKiosk) -> None:
     creds = await pair(tight.address, tight.pin(), TEACHER)
-    mine = await raw_from("127.0.0.1", tight.address)  # the teacher's, not paired yet
-    crowd = [await raw_from("127.0.0.2", tight.address) for _ in range(3 * TIGHT.max_connections)]
+    # The teacher's, not paired yet; the crowd from another address (of 127/8).
+    mine = await raw_connect(tight.address, hello=False, source="127.0.0.1")
+    crowd = [
+        await raw_connect(tight.address, hello=False, source="127.0.0.2")
+        for _ in range(3 * TIGHT.max_connections)
+    ]
     table = tight.server.connections
     assert tight.sync(lambda: table.unauthenticated("127.0.0.1")) == 1
     assert tight.sync(lambda: table.unauthenticated("127.0.0.2")) == 3  # its own cap
-    await mine.send(hello(creds.token, TEACHER))
+    await mine.send(hello_json(TEACHER, creds.token))
     welcome = json.loads(await mine.recv())
     assert welcome["role"] == "teacher"
     for ws in [mine, *crowd]:
@@ -414,13 +390,13 @@ async def test_a_flooder_that_never_reads_is_aborted_and_logged_once(
         ws = await connect(
             f"wss://{kiosk.address}/v1",
             sock=sock,
-            ssl=tls_context(),
+            ssl=tls_client_context(),
             server_hostname="kiosk",
             subprotocols=[Subprotocol(SUBPROTOCOL)],
             max_queue=1,
             proxy=None,
         )
-        await ws.send(hello(creds.token))
+        await ws.send(hello_json(token=creds.token))
         assert json.loads(await ws.recv())["type"] == "welcome"
         server = kiosk.server
         assert kiosk.sync(lambda: len(server._peers)) == 1

@@ -19,7 +19,6 @@ import base64
 import contextlib
 import json
 import math
-import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,8 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.typing import Subprotocol
+from websockets.asyncio.client import ClientConnection
 
 from controller.client import ControllerIdentity, KioskClient
 from kiosk.access import Access
@@ -48,8 +46,7 @@ from kiosk.service import ComputeOffer, KioskService, Outgoing
 from kiosk.tokens import TokenStore
 from kiosk.usage import UsageLog
 from media.store import BlobStore
-from protocol import limits
-from protocol.constants import PROTOCOL_VERSION, SUBPROTOCOL
+from protocol.constants import PROTOCOL_VERSION
 from protocol.messages import (
     Error,
     Hello,
@@ -83,7 +80,7 @@ from protocol.pairing import (
     compute_offer,
 )
 from tests.conftest import TEACHER
-from tests.helpers import text_lesson
+from tests.helpers import hello_json, raw_connect, recv_json, text_lesson
 from tests.kiosks import ADMIN_SECRET, KioskThread, teacher
 
 T0 = 1000.0
@@ -700,30 +697,6 @@ def test_the_teacher_reads_each_refusal_in_russian(code: str, words: str) -> Non
 # --------------------------------------------------------------------------- real kiosks
 
 
-async def connect_from(kiosk: KioskThread, source: str) -> ClientConnection:
-    """A plain websocket to ``kiosk`` from the loopback address ``source``."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return await connect(
-        f"wss://{kiosk.address}/v1",
-        ssl=ctx,
-        subprotocols=[Subprotocol(SUBPROTOCOL)],
-        compression=None,
-        max_size=limits.MAX_FRAME_BYTES,
-        proxy=None,
-        local_addr=(source, 0),
-    )
-
-
-async def recv(ws: ClientConnection) -> dict[str, Any]:
-    """The next reply (pushed statuses skipped)."""
-    while True:
-        msg: dict[str, Any] = json.loads(await ws.recv())
-        if msg["type"] != "status" or msg.get("re") is not None:
-            return msg
-
-
 @dataclass
 class Attacker:
     """A plain client from one loopback address, pairing by hand."""
@@ -736,17 +709,9 @@ class Attacker:
     @classmethod
     async def open(cls, kiosk: KioskThread, source: str, cid: str) -> Attacker:
         assert kiosk.app is not None
-        ws = await connect_from(kiosk, source)
-        hello = {
-            "type": "hello",
-            "id": 1,
-            "protocol_version": PROTOCOL_VERSION,
-            "controller_id": cid,
-            "controller_name": f"Attacker {cid}",
-            "token": None,
-        }
-        await ws.send(json.dumps(hello))
-        welcome = await recv(ws)
+        ws = await raw_connect(kiosk.address, hello=False, source=source)
+        await ws.send(hello_json(ControllerIdentity(cid, f"Attacker {cid}")))
+        welcome = await recv_json(ws)
         assert welcome["type"] == "welcome", welcome
         return cls(ws, cid, welcome["kiosk_id"], kiosk.app.tls.fingerprint)
 
@@ -761,7 +726,7 @@ class Attacker:
         await self.ws.send(
             json.dumps({"type": "pair_start", "id": 2, "role": role, "spake": spake})
         )
-        return await recv(self.ws)
+        return await recv_json(self.ws)
 
     async def guess(self, secret: str, role: Role = "teacher") -> str:
         """One whole try; returns the reply's code (or its type)."""
@@ -775,7 +740,7 @@ class Attacker:
                 {"type": "pair_confirm", "id": 3, "confirm": base64.b64encode(confirm).decode()}
             )
         )
-        reply = await recv(self.ws)
+        reply = await recv_json(self.ws)
         return str(reply.get("code", reply["type"]))
 
 

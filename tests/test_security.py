@@ -29,7 +29,6 @@ from kiosk.cli import main as kiosk_cli
 from kiosk.tls import ensure_identity
 from kiosk.tokens import TokenStore
 from protocol.codec import encode
-from protocol.constants import PROTOCOL_VERSION
 from protocol.errors import CertificateChangedError, RemoteError
 from protocol.messages import (
     Cast,
@@ -44,7 +43,15 @@ from protocol.messages import (
 )
 from protocol.pairing import ControllerPairing, token_hash
 from tests.conftest import TEACHER
-from tests.helpers import RAW, pair, raw_connect, recv_json, text_lesson
+from tests.helpers import (
+    RAW,
+    hello_json,
+    pair,
+    raw_connect,
+    recv_json,
+    text_lesson,
+    tls_client_context,
+)
 from tests.kiosks import ADMIN_SECRET, KioskThread, admin, teacher
 
 OTHER = ControllerIdentity("c-test-other", "Иванов Пётр Ильич")
@@ -62,18 +69,7 @@ def wrong(pin: str) -> str:
 
 async def hello(ws: ClientConnection, identity: ControllerIdentity, token: str | None) -> Any:
     """Send hello on a bare websocket; returns the welcome."""
-    await ws.send(
-        json.dumps(
-            {
-                "type": "hello",
-                "id": 1,
-                "protocol_version": PROTOCOL_VERSION,
-                "controller_id": identity.controller_id,
-                "controller_name": identity.name,
-                "token": token,
-            }
-        )
-    )
+    await ws.send(hello_json(identity, token))
     welcome = await recv_json(ws)
     assert welcome["type"] == "welcome", welcome
     return welcome
@@ -274,9 +270,7 @@ class Relay:
 @pytest.fixture
 async def relay(kiosk: KioskThread, tmp_path: Path) -> AsyncIterator[Relay]:
     identity = ensure_identity(tmp_path / "relay", "relay")
-    onward = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    onward.check_hostname = False
-    onward.verify_mode = ssl.CERT_NONE
+    onward = tls_client_context()
     tasks: set[asyncio.Task[None]] = set()
     upstream: list[bytes] = []
 
