@@ -99,6 +99,8 @@ class _Peer:
         self.closing = False
         """Told to close: nothing more is sent or handled."""
         self.writer: asyncio.Task[None] | None = None
+        self.closer: asyncio.Task[None] | None = None
+        """The close the kiosk began (close frame, then abort if it does not finish)."""
 
     async def write(self) -> None:
         while True:
@@ -416,30 +418,22 @@ class WebsocketServer:
         if peer.closing:
             return
         peer.stop_writing()
-        self._start(self._close_politely(peer, code, reason), f"kiosk-close-{peer.sid}")
+        peer.closer = self._start(
+            self._close_politely(peer, code, reason), f"kiosk-close-{peer.sid}"
+        )
 
     async def _close_politely(self, peer: _Peer, code: int, reason: str) -> None:
-        """Send the close frame with ``reason``, then stop reading at once.
+        """Send the close frame with ``reason``; abort if the close does not finish in time.
 
-        A flooder keeps sending after it crossed its limit; waiting for its close frame
-        would mean parsing every frame it sends meanwhile. So the kiosk writes its close
-        frame (through websockets' sans-I/O protocol) and closes the transport, which
-        stops reading now, flushes the close frame and TLS close_notify, and aborts
-        after ``close_timeout_s`` if the peer does not even read that.
+        The connection's frames are no longer consumed once it is closing (see
+        :meth:`_handle`), so websockets pauses reading after ``max_queue`` frames: a
+        flooder that goes on sending costs no parsing while its close runs out.
         """
-        ws = peer.ws
-        transport = ws.transport
         try:
-            ws.protocol.send_close(code, reason)
-        except Exception:  # the state may already be closing: then just close the socket
-            transport.abort()
-            return
-        for data in ws.protocol.data_to_send():
-            if data:
-                transport.write(data)
-        transport.close()
-        await asyncio.sleep(self.limits.close_timeout_s)
-        transport.abort()  # a no-op once the socket is closed
+            async with asyncio.timeout(self.limits.close_timeout_s):
+                await peer.ws.close(code, reason)
+        except TimeoutError:
+            peer.ws.transport.abort()
 
     def _abort_not_reading(self, peer: _Peer) -> None:
         peer.stop_writing()
@@ -469,10 +463,11 @@ class WebsocketServer:
         with self.lock:
             self.service.handle_chunk(sid, chunk)
 
-    def _start(self, coro: Any, name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
+    def _start(self, coro: Any, name: str) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
         self._writers.add(task)
         task.add_done_callback(self._writers.discard)
+        return task
 
     async def _handle(self, ws: ServerConnection) -> None:
         service = self.service
@@ -493,7 +488,9 @@ class WebsocketServer:
         try:
             async for frame in ws:
                 if peer.closing:
-                    continue
+                    # Stop consuming: websockets then pauses reading (its max_queue), so
+                    # what a flooder sends after its close costs nothing to parse.
+                    break
                 if not self._within_budget(peer, frame):
                     continue
                 try:
@@ -534,6 +531,10 @@ class WebsocketServer:
                 self._by_key.pop(peer.key, None)
             peer.stop_writing()
             self.poke()
+            if peer.closer is not None:
+                # Returning would let websockets close with 1000 before the kiosk's
+                # close frame (with its code and reason) is out: wait for that close.
+                await asyncio.shield(peer.closer)
 
     def _within_budget(self, peer: _Peer, frame: str | bytes) -> bool:
         """Charge an unauthenticated peer's byte budget; closes it when spent."""

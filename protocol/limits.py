@@ -130,5 +130,6 @@ MAX_SEND_BACKLOG_MESSAGES: Final = 1000
 MAX_SEND_BACKLOG_BYTES: Final = 8 * 1024 * 1024
 """Bytes waiting for a connection that does not read them; more aborts it."""
 
-CLOSE_TIMEOUT_S: Final = 1.0
-"""A connection the kiosk closes (1008) is aborted if not gone after this long."""
+CLOSE_TIMEOUT_S: Final = 0.5
+"""A connection the kiosk closes (1008) is aborted if not gone after this long: a flooder
+is cut off within a second of crossing its limit (it is no longer read meanwhile)."""

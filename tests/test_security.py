@@ -506,19 +506,21 @@ async def test_presenter_who_left_keeps_the_panel_within_the_grace(kiosk: KioskT
 
 @pytest.mark.slow
 async def test_presenter_who_left_loses_the_panel_after_the_grace(tmp_path: Path) -> None:
-    with KioskThread(tmp_path / "kiosk", presenter_grace_s=0.2) as kiosk:
-        async with await teacher(kiosk) as a:
-            await a.cast(text_lesson("А1"))
-        loop = asyncio.get_running_loop()
-        left = loop.time()
+    with KioskThread(tmp_path / "kiosk", presenter_grace_s=0.5) as kiosk:
+        # B is connected and paired before A leaves, so B's first cast comes well
+        # inside the grace even on a loaded machine.
         async with await teacher(kiosk, OTHER) as b:
+            async with await teacher(kiosk) as a:
+                await a.cast(text_lesson("А1"))
+            loop = asyncio.get_running_loop()
+            left = loop.time()
             codes: list[str] = []
             while True:
                 try:
                     await b.cast(text_lesson("Б1"))
                 except RemoteError as exc:
                     codes.append(exc.code)
-                    assert loop.time() - left < 1.0, "B never got the panel"
+                    assert loop.time() - left < 5.0, "B never got the panel"
                     await asyncio.sleep(0.03)
                 else:
                     break
