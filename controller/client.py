@@ -29,7 +29,7 @@ from types import TracebackType
 from typing import Self
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidMessage, InvalidURI
 from websockets.typing import Subprotocol
 
 from media.chunks import chunk_ranges
@@ -82,6 +82,14 @@ from protocol.pairing import ControllerPairing, cert_fingerprint
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 10.0
+
+CONNECT_ATTEMPTS = 3
+"""Tries of the TLS and websocket handshakes when the kiosk drops them half-way: a panel
+crowded with unpaired connections makes room by dropping the least active ones, and a
+newcomer still in its handshake may be one of them (docs/security.md)."""
+
+CONNECT_RETRY_S = 0.1
+"""Pause before the second try; it doubles before each further one."""
 """How long a request waits for its reply (a transfer waits per chunk, not in total)."""
 
 ProgressCallback = Callable[[int, int], None]
@@ -154,6 +162,37 @@ def split_host_port(address: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
+async def _open(url: str, timeout_s: float) -> ClientConnection:
+    """Open the TLS websocket to ``url``, trying again (up to ``CONNECT_ATTEMPTS``) when
+    the kiosk drops the handshake half-way.
+
+    Raises:
+        ConnectionFailedError: unreachable, refused, or dropped on every try.
+    """
+    delay_s = CONNECT_RETRY_S
+    for attempt in range(1, CONNECT_ATTEMPTS + 1):
+        try:
+            return await connect(
+                url,
+                ssl=client_ssl_context(),
+                subprotocols=[Subprotocol(SUBPROTOCOL)],
+                compression=None,
+                max_size=limits.MAX_FRAME_BYTES,
+                open_timeout=timeout_s,
+                proxy=None,
+                write_limit=4 * limits.MAX_CHUNK_FRAME_BYTES,
+            )
+        except (InvalidMessage, ConnectionResetError, BrokenPipeError, ssl.SSLEOFError) as exc:
+            if attempt == CONNECT_ATTEMPTS:
+                raise ConnectionFailedError(f"cannot connect to {url}: {exc}") from None
+            logger.info("%s dropped the handshake (%s); trying again", url, exc)
+            await asyncio.sleep(delay_s)
+            delay_s *= 2
+        except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
+            raise ConnectionFailedError(f"cannot connect to {url}: {exc}") from None
+    raise AssertionError("unreachable")
+
+
 class KioskClient:
     """A greeted connection to one kiosk; create it with :meth:`connect`."""
 
@@ -206,19 +245,7 @@ class KioskClient:
                 speaks another protocol version.
         """
         url = kiosk_url(address)
-        try:
-            ws = await connect(
-                url,
-                ssl=client_ssl_context(),
-                subprotocols=[Subprotocol(SUBPROTOCOL)],
-                compression=None,
-                max_size=limits.MAX_FRAME_BYTES,
-                open_timeout=timeout_s,
-                proxy=None,
-                write_limit=4 * limits.MAX_CHUNK_FRAME_BYTES,
-            )
-        except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
-            raise ConnectionFailedError(f"cannot connect to {url}: {exc}") from None
+        ws = await _open(url, timeout_s)
         ssl_object = ws.transport.get_extra_info("ssl_object")
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         seen = cert_fingerprint(der) if der else ""

@@ -462,3 +462,58 @@ def test_kiosk_raises_its_open_file_limit_to_the_hard_limit(tmp_path: Path) -> N
         assert raise_open_file_limit() == raised
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def test_a_teacher_whose_handshake_is_dropped_tries_again(kiosk: KioskThread) -> None:
+    """A crowded panel drops the least active unpaired connections, which may be a
+    teacher's still in its handshake: the controller tries again, a bounded number of
+    times."""
+    from controller.client import CONNECT_ATTEMPTS
+    from protocol.errors import ConnectionFailedError
+
+    creds = await pair(kiosk.address, kiosk.pin(), TEACHER)
+    drop_first = CONNECT_ATTEMPTS - 1
+    seen = 0
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal seen
+        seen += 1
+        if seen <= drop_first:  # as the kiosk drops a connection: mid-handshake, no word
+            await reader.read(1)
+            writer.transport.abort()
+            return
+        k_reader, k_writer = await asyncio.open_connection("127.0.0.1", kiosk.port)
+        for task in (
+            asyncio.create_task(pipe(reader, k_writer)),
+            asyncio.create_task(pipe(k_reader, writer)),
+        ):
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+    relay = await asyncio.start_server(handle, "127.0.0.1", 0)
+    address = f"127.0.0.1:{relay.sockets[0].getsockname()[1]}"
+    try:
+        async with await KioskClient.connect(address, TEACHER, credentials=creds) as client:
+            assert client.role == "teacher"
+        assert seen == CONNECT_ATTEMPTS
+        # Dropped on every try: a clear error, not an endless loop.
+        seen, drop_first = 0, CONNECT_ATTEMPTS
+        with pytest.raises(ConnectionFailedError):
+            await KioskClient.connect(address, TEACHER, credentials=creds)
+        assert seen == CONNECT_ATTEMPTS
+    finally:
+        relay.close()
+        for task in list(tasks):
+            task.cancel()
+        await relay.wait_closed()
