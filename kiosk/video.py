@@ -76,6 +76,10 @@ Not ``--no-video``: a video-only file never reaches *Playing* with it.
 CHROMA: Final = "RV32"
 BYTES_PER_PIXEL: Final = 4
 _ALIGN: Final = 32  # libVLC wants planes, pitches and line counts aligned to 32
+FRAME_COPIES: Final = 3
+"""Buffers :meth:`VlcVideo.latest_frame` copies frames into, in turn: a frame's
+``data`` is overwritten once this many newer frames were read. Reused rather than
+allocated for every frame: a 720p frame is 3.7 MB, 30 times a second."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +96,9 @@ class VideoFrame:
     width: int
     height: int
     pitch: int
-    data: bytes
+    data: ctypes.Array[ctypes.c_char]
+    """The pixels; reused for a later frame once :data:`FRAME_COPIES` newer frames were
+    read (upload them at once, or keep ``bytes(data)``)."""
     number: int
 
 
@@ -271,6 +277,8 @@ class _FrameSink:
         self._reading = -1
         self._number = 0
         self._cached: VideoFrame | None = None
+        self._copies: list[ctypes.Array[ctypes.c_char]] = []
+        self._next_copy = 0
         self.frames_since_load = 0
         self._pinned_size: tuple[int, int] | None = None
         self.paused = False
@@ -341,7 +349,7 @@ class _FrameSink:
         collector after every video shown.
         """
         with self._mutex:
-            self._buffers, self._offsets = [], []
+            self._buffers, self._offsets, self._copies = [], [], []
             self._ready, self._reading, self._cached = -1, -1, None
         self._on_frame = _nothing
 
@@ -380,8 +388,13 @@ class _FrameSink:
             buffer, number = self._buffers[index], self._number
             width, height, pitch = self._width, self._height, self._pitch
             address = ctypes.addressof(buffer) + self._offsets[index]
+            size = pitch * height
+            if not self._copies or len(self._copies[0]) != size:
+                self._copies = [ctypes.create_string_buffer(size) for _ in range(FRAME_COPIES)]
+            data = self._copies[self._next_copy]
+            self._next_copy = (self._next_copy + 1) % FRAME_COPIES
         try:
-            data = ctypes.string_at(address, pitch * height)  # one copy, lock not held
+            ctypes.memmove(data, address, size)  # one copy, lock not held
         finally:
             with self._mutex:
                 self._reading = -1
