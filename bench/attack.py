@@ -28,6 +28,8 @@ retries until a switch works again ("recovered", at most ``RECOVER_TIMEOUT_S``);
 that gets no ``ok`` within ``REQUEST_TIMEOUT_S`` (or whose connection the kiosk
 closed) counts as lost: p50/p99 read "timeout" when the lost requests reach that
 percentile. Ratios are against the quiet phase of the same run.
+``--repeat N`` runs the attacks N times over on the same kiosk (does RSS after a phase keep
+growing, or is it a high-water mark?).
 Attacks (``--attacks``, in this order; PIN guessing last because it may lock pairing):
 
 - ``pairing``: ``--flooders`` connections each sending ``pair_start`` as soon as the
@@ -1278,7 +1280,7 @@ async def main_async(args: argparse.Namespace) -> list[Phase]:
     for name in attacks:
         if name not in ATTACKS:
             raise SystemExit(f"unknown attack {name!r}; choose from {', '.join(ATTACKS)}")
-    attacks = [a for a in ATTACKS if a in attacks]  # guessing always last
+    attacks = [a for a in ATTACKS if a in attacks] * args.repeat  # guessing always last
     print(
         f"attack: {args.seconds:g} s per phase, teacher at {TEACHER_PACE_PER_S:g} controls/s; "
         f"{args.connections} connections, {args.flooders} flooders, {args.guessers} guessers, "
@@ -1372,6 +1374,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--kiosk-nofile", type=int, help="the kiosk's soft open-files limit (default: hard limit)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run the attacks N times over (memory high-water)"
     )
     parser.add_argument("--kiosk-child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--attacker", help=argparse.SUPPRESS)

@@ -15,6 +15,7 @@ import click
 from kiosk.app import KioskApp, open_window, run_until_signal, run_with_window
 from kiosk.config import ConfigError, KioskConfig, load_config
 from kiosk.i18n import TranslatedGroup, option
+from kiosk.memory import tune_allocator
 from kiosk.sdnotify import SystemdNotifier
 from kiosk.tokens import TokenStore
 from protocol.errors import ClassCastError
@@ -77,6 +78,7 @@ def main(
     ctx.obj = config
     if ctx.invoked_subcommand is not None:
         return
+    tune_allocator()  # before any thread starts: a panel runs all day
 
     def ready(app: KioskApp) -> None:
         click.echo(f"ready {app.url} room={config.room!r} id={app.identity.kiosk_id}")

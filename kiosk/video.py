@@ -76,6 +76,10 @@ Not ``--no-video``: a video-only file never reaches *Playing* with it.
 CHROMA: Final = "RV32"
 BYTES_PER_PIXEL: Final = 4
 _ALIGN: Final = 32  # libVLC wants planes, pitches and line counts aligned to 32
+FRAME_COPIES: Final = 3
+"""Buffers :meth:`VlcVideo.latest_frame` copies frames into, in turn: a frame's
+``data`` is overwritten once this many newer frames were read. Reused rather than
+allocated for every frame: a 720p frame is 3.7 MB, 30 times a second."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +96,9 @@ class VideoFrame:
     width: int
     height: int
     pitch: int
-    data: bytes
+    data: ctypes.Array[ctypes.c_char]
+    """The pixels; reused for a later frame once :data:`FRAME_COPIES` newer frames were
+    read (upload them at once, or keep ``bytes(data)``)."""
     number: int
 
 
@@ -271,6 +277,8 @@ class _FrameSink:
         self._reading = -1
         self._number = 0
         self._cached: VideoFrame | None = None
+        self._copies: list[ctypes.Array[ctypes.c_char]] = []
+        self._next_copy = 0
         self.frames_since_load = 0
         self._pinned_size: tuple[int, int] | None = None
         self.paused = False
@@ -332,6 +340,19 @@ class _FrameSink:
         except Exception:
             return 0  # libVLC gives up on this video output; on_end sees no frames
 
+    def release(self) -> None:
+        """Free the buffers and the last frame, and forget ``on_frame``, at once.
+
+        Call once libVLC no longer calls back (its player stopped and released). The
+        sink refers to itself through its C callbacks, so without this its buffers
+        (three frames: 11 MB at 720p, 25 MB at 1080p) would wait for the cyclic garbage
+        collector after every video shown.
+        """
+        with self._mutex:
+            self._buffers, self._offsets, self._copies = [], [], []
+            self._ready, self._reading, self._cached = -1, -1, None
+        self._on_frame = _nothing
+
     def _cleanup(self, opaque: Any) -> None:
         """The video output closed; keep the last frame for whoever still shows it."""
 
@@ -367,8 +388,13 @@ class _FrameSink:
             buffer, number = self._buffers[index], self._number
             width, height, pitch = self._width, self._height, self._pitch
             address = ctypes.addressof(buffer) + self._offsets[index]
+            size = pitch * height
+            if not self._copies or len(self._copies[0]) != size:
+                self._copies = [ctypes.create_string_buffer(size) for _ in range(FRAME_COPIES)]
+            data = self._copies[self._next_copy]
+            self._next_copy = (self._next_copy + 1) % FRAME_COPIES
         try:
-            data = ctypes.string_at(address, pitch * height)  # one copy, lock not held
+            ctypes.memmove(data, address, size)  # one copy, lock not held
         finally:
             with self._mutex:
                 self._reading = -1
@@ -538,7 +564,11 @@ class VlcVideo:
             if self._media is not None:
                 self._media.release()
                 self._media = None
-        self.on_frame = self.on_end = self.on_error = None
+            if self._sink is not None:
+                self._sink.release()
+        # No reference cycle left through the callbacks (the scene's refer to this
+        # object): the object and its frames go as soon as the caller drops it.
+        self.on_frame = self.on_started = self.on_end = self.on_error = None
         # The ctypes callbacks in ``_sink`` stay referenced until this object goes:
         # libVLC no longer calls them after ``release``.
 
@@ -600,6 +630,10 @@ class VlcVideo:
             _call_safely(
                 lambda: callback(CorruptContentError(f"video {path}: {reason}", path=path))
             )
+
+
+def _nothing() -> None:
+    pass
 
 
 def _call_safely(callback: Callable[[], None]) -> None:

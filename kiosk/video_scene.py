@@ -37,6 +37,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import pyglet
 from pyglet import gl
@@ -314,8 +315,15 @@ class VideoScene(Scene):
             self._texture = texture
             self._sprite = pyglet.sprite.Sprite(texture, batch=self._batch)
             self._layout = None
+        # Uploaded as it is, top row first (pyglet would reverse the rows in Python,
+        # allocating a frame's size again): the sprite is drawn flipped instead.
         data = pyglet.image.ImageData(
-            frame.width, frame.height, "BGRA", frame.data, pitch=-frame.pitch
+            # pyglet passes the buffer to GL as it is (typed bytes, any buffer will do).
+            frame.width,
+            frame.height,
+            "BGRA",
+            cast(bytes, frame.data),
+            pitch=frame.pitch,
         )
         texture.blit_into(data, 0, 0, 0)
         self._shown_number = frame.number
@@ -327,7 +335,10 @@ class VideoScene(Scene):
         if layout != self._layout:
             self._layout = layout
             x, y, _, _ = layout
-            sprite.update(x=x, y=y, scale_x=width / texture.width, scale_y=height / texture.height)
+            # Flipped: the texture's first row is the picture's top (see _upload).
+            sprite.update(
+                x=x, y=y + height, scale_x=width / texture.width, scale_y=-height / texture.height
+            )
 
     def _drop_texture(self) -> None:
         if self._sprite is not None:

@@ -118,6 +118,27 @@ def test_kiosk_unit_raises_the_open_files_limit() -> None:
     assert unit["LimitNOFILE"] == ["65536"]
 
 
+def _bytes(size: str) -> int:
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3}
+    return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+
+
+def test_kiosk_unit_caps_memory_and_restarts_when_it_is_exceeded() -> None:
+    unit = unit_settings("classcast-kiosk.service")
+    high, top = _bytes(unit["MemoryHigh"][0]), _bytes(unit["MemoryMax"][0])
+    # Room for the kiosk (~300 MB, flat) and Chromium; throttled before it is killed.
+    assert 1024**3 <= high < top <= 4 * 1024**3
+    # A process killed for memory stops the unit, and it is started again.
+    assert unit["OOMPolicy"] == ["stop"]
+    assert unit["Restart"] == ["always"]
+
+
+def test_memory_sizes_are_read_in_binary_units() -> None:
+    assert _bytes("1536M") == 1536 * 1024**2
+    assert _bytes("2G") == 2 * 1024**3
+    assert _bytes("4096") == 4096
+
+
 def test_kiosk_unit_sandbox_directives() -> None:
     unit = unit_settings("classcast-kiosk.service")
     expected = {

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pyglet
 import pytest
+from PIL import Image, ImageChops, ImageStat
 
 from kiosk import video_scene
 from kiosk.player import Preload, SetBlank, Show, ShowIdle, VideoCommand
@@ -187,6 +188,30 @@ def test_pause_stops_the_picture_and_play_resumes(panel: Panel) -> None:
     panel.window.apply(VideoCommand("play"))
     panel.run_for(0.3)
     assert video_region(panel.last()) != video_region(paused)
+
+
+def test_the_picture_is_drawn_upright(panel: Panel) -> None:
+    # Frames are uploaded top row first and the sprite drawn flipped: the window's
+    # picture must match the decoded frame as it is, not upside down.
+    panel.show_video()
+    panel.run_for(0.5)
+    panel.window.apply(VideoCommand("pause"))
+    panel.run_for(0.3)
+    video = panel.scene()._video
+    assert video is not None
+    frame = video.latest_frame()
+    assert frame is not None
+    decoded = Image.frombuffer(
+        "RGB", (frame.width, frame.height), bytes(frame.data), "raw", "BGRX", frame.pitch, 1
+    ).resize((VIDEO_W, H))
+    drawn = panel.last().image().crop((BAR, 0, W - BAR, H)).convert("RGB")
+
+    def distance(a: Image.Image, b: Image.Image) -> float:
+        return sum(ImageStat.Stat(ImageChops.difference(a, b)).mean)
+
+    upright = distance(drawn, decoded)
+    flipped = distance(drawn, decoded.transpose(Image.Transpose.FLIP_TOP_BOTTOM))
+    assert upright < flipped / 2
 
 
 def test_the_end_reports_the_item_ended(panel: Panel) -> None:
