@@ -17,11 +17,12 @@ from pathlib import Path
 
 import click
 
-from i18n import Messages, help_msgids, language
+from i18n import N_, Messages, help_msgids, language
 from i18n import cli as i18n_cli
 
 __all__ = [
     "MESSAGES",
+    "N_",
     "TranslatedCommand",
     "TranslatedGroup",
     "TranslatedOption",
