@@ -43,6 +43,7 @@ from controller.home import (
     prove_claims,
 )
 from controller.i18n import TranslatedGroup, TranslatedOption, option, size_text, t, text_table
+from controller.media_texts import media_error_text
 from controller.monitor import Monitor, render
 from controller.report_html import report_html
 from controller.reports import (
@@ -57,7 +58,7 @@ from controller.schooldb import SchoolDb, week_days
 from media.lesson import load_lesson
 from protocol import limits
 from protocol.discovery import MDNS_INTERFACES_ENV, KioskFound, mdns_interfaces
-from protocol.errors import ClassCastError, FileTooLargeError, PictureTooLargeError
+from protocol.errors import ClassCastError, FileTooLargeError, MediaError, PictureTooLargeError
 from protocol.messages import ControlAction, Role, StatusSnapshot, Welcome
 from protocol.pairing import PIN_DIGITS
 from protocol.text import clean_lines, clean_name, json_text
@@ -241,6 +242,8 @@ def error_text(exc: BaseException, panel: str = "") -> str:
     """A ClassCast error as a teacher should read it, in the output language."""
     if isinstance(exc, FileTooLargeError | PictureTooLargeError):
         return _too_large_text(exc)
+    if isinstance(exc, MediaError) and (media_text := media_error_text(exc)) is not None:
+        return media_text
     code = getattr(exc, "code", None)
     if code == "unauthorized":
         return t(

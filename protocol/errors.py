@@ -116,13 +116,30 @@ class MediaError(ClassCastError):
 
 
 class LessonError(MediaError):
-    """A lesson path, ``lesson.toml`` or item is unusable (the user's input)."""
+    """A lesson path, ``lesson.toml`` or item is unusable (the user's input).
+
+    The English ``message`` is for the journal; a program shows its own text for
+    ``reason`` (a short machine-readable word, such as ``"empty_folder"`` or
+    ``"file_not_found"``: see :mod:`media.lesson`), filled in from ``path``, ``item`` (the
+    1-based ``[[items]]`` table of a ``lesson.toml``) and ``values``.
+    """
 
     code = "bad_lesson"
 
-    def __init__(self, message: str, *, path: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        reason: str = "invalid",
+        item: int | None = None,
+        values: dict[str, str | int] | None = None,
+    ) -> None:
         super().__init__(message)
         self.path = path
+        self.reason = reason
+        self.item = item
+        self.values: dict[str, str | int] = dict(values or {})
 
 
 class FileTooLargeError(LessonError):

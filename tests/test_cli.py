@@ -98,7 +98,7 @@ def test_english_output_on_request(kiosk: KioskThread) -> None:
 def test_missing_lesson_path_is_a_clear_error(kiosk: KioskThread, tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["cast", str(tmp_path / "nope"), "--to", kiosk.address])
     assert result.exit_code == 1
-    assert "does not exist" in result.output
+    assert "nope: не найден. Проверьте путь к папке или файлу урока" in result.output
 
 
 def test_file_of_unknown_kind_is_a_clear_error(kiosk: KioskThread, tmp_path: Path) -> None:
