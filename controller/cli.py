@@ -43,8 +43,14 @@ from controller.home import (
     prove_claims,
 )
 from controller.i18n import TranslatedGroup, TranslatedOption, option, size_text, t, text_table
-from controller.media_texts import media_error_text
 from controller.monitor import Monitor, render
+from controller.problems import (
+    busy_text,
+    connection_error_text,
+    media_error_text,
+    pairing_error_text,
+    remote_error_text,
+)
 from controller.report_html import report_html
 from controller.reports import (
     compliance,
@@ -58,7 +64,13 @@ from controller.schooldb import SchoolDb, week_days
 from media.lesson import load_lesson
 from protocol import limits
 from protocol.discovery import MDNS_INTERFACES_ENV, KioskFound, mdns_interfaces
-from protocol.errors import ClassCastError, FileTooLargeError, MediaError, PictureTooLargeError
+from protocol.errors import (
+    ClassCastError,
+    ConnectionFailedError,
+    FileTooLargeError,
+    MediaError,
+    PictureTooLargeError,
+)
 from protocol.messages import ControlAction, Role, StatusSnapshot, Welcome
 from protocol.pairing import PIN_DIGITS
 from protocol.text import clean_lines, clean_name, json_text
@@ -244,6 +256,8 @@ def error_text(exc: BaseException, panel: str = "") -> str:
         return _too_large_text(exc)
     if isinstance(exc, MediaError) and (media_text := media_error_text(exc)) is not None:
         return media_text
+    if isinstance(exc, ConnectionFailedError):
+        return connection_error_text(exc, panel)
     code = getattr(exc, "code", None)
     if code == "unauthorized":
         return t(
@@ -256,7 +270,7 @@ def error_text(exc: BaseException, panel: str = "") -> str:
             panel=panel or "PANEL",
         )
     if code == "busy":
-        return t("Another teacher is presenting on this panel: {message}", message=str(exc))
+        return busy_text(exc, panel)
     if code == "bad_pin":
         return t("Wrong PIN. Check the PIN shown on the panel and try again.")
     if code == "locked":
@@ -271,8 +285,6 @@ def error_text(exc: BaseException, panel: str = "") -> str:
             "The pairing was not allowed on the panel. Pair again with the PIN the panel "
             "shows now, and tap «Allow» on the panel when it asks."
         )
-    if code == "certificate_changed":
-        return t("The panel's certificate changed since pairing: {message}", message=str(exc))
     if code == "clock_offset":
         return t(
             "The panel did not accept this computer's clock difference. Cast again; if it "
@@ -289,7 +301,7 @@ def error_text(exc: BaseException, panel: str = "") -> str:
             "The panel's disk is nearly full: the rest is kept for its usage log. Ask the "
             "administrator to free disk space on the panel, or send a smaller lesson."
         )
-    return str(exc)
+    return remote_error_text(exc, panel)
 
 
 def _too_large_text(exc: FileTooLargeError | PictureTooLargeError) -> str:
@@ -356,11 +368,13 @@ def run(coro: Awaitable[T]) -> T:
 def report(outcomes: list[Outcome[T]], on_ok: Callable[[Outcome[T]], str | None]) -> None:
     """Print one line per panel; exit 1 if any failed."""
     failed = 0
+    saved_rooms = {p.address: p.room for p in Home().panels() if p.room}
     for o in outcomes:
         if o.error is not None:
             failed += 1
-            message = error_text(o.error, o.room or o.target)
-            echo(t("{target}: error: {message}", target=o.label, message=message), err=True)
+            name = o.room or saved_rooms.get(o.target) or o.target
+            message = error_text(o.error, name)
+            echo(t("{target}: error: {message}", target=name, message=message), err=True)
         else:
             line = on_ok(o)
             if line:
@@ -921,7 +935,11 @@ def panels_add(obj: Ctx, address: str) -> None:
     except ClassCastError as exc:
         obj.home.save_panel(SavedPanel(address=address))
         echo(
-            t("Saved {address}; the panel did not answer: {message}", address=address, message=exc)
+            t(
+                "Saved {address}; the panel did not answer: {message}",
+                address=address,
+                message=error_text(exc, address),
+            )
         )
         return
     pinned = obj.home.pinned_fingerprint(welcome.kiosk_id)
@@ -993,7 +1011,11 @@ def pair(obj: Ctx, panel: str, pin: str | None, admin: bool) -> None:
             assert client.welcome is not None
             return client.welcome, creds
 
-    welcome, creds = run(go())
+    try:
+        welcome, creds = asyncio.run(go())
+    except ClassCastError as exc:
+        text = pairing_error_text(exc, panel, role) or error_text(exc, panel)
+        raise click.ClickException(text) from None
     obj.home.save_panel(
         SavedPanel(
             address=address,

@@ -246,9 +246,23 @@ class UsageLogError(ClassCastError):
 
 
 class ConnectionFailedError(ClassCastError):
-    """A kiosk cannot be reached, refused the handshake, or went away."""
+    """A kiosk cannot be reached, refused the handshake, or went away.
+
+    ``address`` is the kiosk's ``HOST:PORT`` when known. ``reason`` says what happened,
+    for a program to word it: ``"unreachable"`` (no connection: the panel is off, on
+    another network, or not listening), ``"refused"`` (it answered, but not as a
+    ClassCast panel of this version), ``"closed"`` (it went away mid-request) or
+    ``"timeout"`` (it did not answer in time).
+    """
 
     code = "connection_failed"
+
+    def __init__(
+        self, message: str, *, address: str | None = None, reason: str = "unreachable"
+    ) -> None:
+        super().__init__(message)
+        self.address = address
+        self.reason = reason
 
 
 class CertificateChangedError(ConnectionFailedError):
