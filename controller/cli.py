@@ -40,6 +40,7 @@ from controller.home import (
     PanelNotFoundError,
     PanelRow,
     SavedPanel,
+    home_dir,
     prove_claims,
 )
 from controller.i18n import TranslatedGroup, TranslatedOption, option, size_text, t, text_table
@@ -48,6 +49,7 @@ from controller.problems import (
     busy_text,
     connection_error_text,
     media_error_text,
+    os_error_text,
     pairing_error_text,
     remote_error_text,
 )
@@ -99,6 +101,8 @@ class CliGroup(TranslatedGroup):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except OSError as exc:  # this computer's files: CLASSCAST_HOME, --db, --output
+            raise click.ClickException(os_error_text(exc, home_dir())) from None
         except click.ClickException as exc:
             # click's stubs mark ``message`` final; replacing it keeps the exit code and
             # the kind of error (usage or not), which a new exception would lose.
@@ -135,8 +139,14 @@ class Ctx:
         """An mDNS browser on the interfaces CLASSCAST_MDNS_INTERFACES names (all if unset)."""
         try:
             interfaces = mdns_interfaces(os.environ.get(MDNS_INTERFACES_ENV))
-        except ValueError as exc:
-            raise click.ClickException(str(exc)) from None
+        except ValueError:
+            raise click.ClickException(
+                t(
+                    "CLASSCAST_MDNS_INTERFACES must hold IPv4 addresses separated by commas, "
+                    "such as 127.0.0.1 (now: {value}). Fix it and try again.",
+                    value=os.environ.get(MDNS_INTERFACES_ENV, ""),
+                )
+            ) from None
         return ZeroconfDiscovery(interfaces)
 
     def resolve(self, name: str) -> str:
@@ -1130,8 +1140,15 @@ def _open_db(obj: Ctx, db_path: Path | None) -> SchoolDb:
     path = db_path or obj.home.root / "school.sqlite"
     try:
         return SchoolDb(path)
-    except ClassCastError as exc:
-        raise click.ClickException(str(exc)) from None
+    except ClassCastError:
+        raise click.ClickException(
+            t(
+                "The school database {path} cannot be opened, or it is not a ClassCast school "
+                "database. Check the path given with --db and that you may write there, then "
+                "try again.",
+                path=path,
+            )
+        ) from None
 
 
 @cli.group()

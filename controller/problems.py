@@ -13,6 +13,8 @@ its room when the caller knows it.
 
 from __future__ import annotations
 
+import errno
+from pathlib import Path
 from typing import Final
 
 from controller.i18n import N_, size_text, t
@@ -35,6 +37,7 @@ __all__ = [
     "busy_text",
     "connection_error_text",
     "media_error_text",
+    "os_error_text",
     "pairing_error_text",
     "remote_error_text",
 ]
@@ -278,4 +281,40 @@ def remote_error_text(exc: BaseException, panel: str = "") -> str:
         "the administrator (the panel's journal says why).",
         panel=panel or t("the panel"),
         code=code,
+    )
+
+
+def os_error_text(exc: OSError, home: Path) -> str:
+    """A file of this computer that cannot be used: which, and what to do.
+
+    Args:
+        exc: the error; its ``filename`` names the file when known.
+        home: the controller's folder (``CLASSCAST_HOME``), named when the file is in it.
+    """
+    path = Path(exc.filename) if isinstance(exc.filename, str) else None
+    if isinstance(exc, PermissionError):
+        cause = t("no permission")
+    elif exc.errno == errno.ENOSPC:
+        cause = t("the disk is full")
+    elif isinstance(exc, FileNotFoundError | NotADirectoryError):
+        cause = t("a part of the path is missing or is not a folder")
+    else:
+        cause = t("input/output error")
+    if path is not None and (path == home or home in path.parents or path in home.parents):
+        return t(
+            "ClassCast cannot keep its settings in {home}: {cause}. Set CLASSCAST_HOME to a "
+            "folder you may write to, or fix this one, and try again.",
+            home=home,
+            cause=cause,
+        )
+    if path is None:
+        return t(
+            "The system refused an operation ({errno}). Try again; if it keeps happening, "
+            "tell the administrator.",
+            errno=errno.errorcode.get(exc.errno or 0, "?"),
+        )
+    return t(
+        "Cannot use {path}: {cause}. Check the path and its permissions, and try again.",
+        path=path,
+        cause=cause,
     )
