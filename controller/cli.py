@@ -930,8 +930,14 @@ def panels_add(obj: Ctx, address: str) -> None:
 
     try:
         split_host_port(address)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="HOST[:PORT]") from None
+    except ValueError:
+        raise click.BadParameter(
+            t(
+                "{address} is not an address: write HOST or HOST:PORT, such as 192.168.1.40:47810.",
+                address=address,
+            ),
+            param_hint="HOST[:PORT]",
+        ) from None
 
     async def probe() -> tuple[Welcome, str]:
         async with await KioskClient.connect(
@@ -1138,6 +1144,8 @@ def _db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _open_db(obj: Ctx, db_path: Path | None) -> SchoolDb:
     path = db_path or obj.home.root / "school.sqlite"
+    if db_path is None:  # the first report on this computer: an empty database
+        obj.home.root.mkdir(parents=True, exist_ok=True)
     try:
         return SchoolDb(path)
     except ClassCastError:
@@ -1381,8 +1389,13 @@ def _period(
             end = date.fromisoformat(date_to) if date_to else start
         else:
             start, end = week_days(week or now_week(tz=tz))
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    except ValueError:
+        raise click.BadParameter(
+            t(
+                "Write dates as YYYY-MM-DD (such as 2026-11-23) and weeks as YYYY-Www (such as "
+                "2026-W48), and try again."
+            )
+        ) from None
     if end < start:
         raise click.BadParameter(t("--to is before --from."))
     return start, end
@@ -1506,8 +1519,14 @@ def usage_compliance(
                 min_minutes=min_minutes,
                 require_source=not any_content,
             )
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--week") from None
+        except ValueError:
+            raise click.BadParameter(
+                t(
+                    "Write dates as YYYY-MM-DD (such as 2026-11-23) and weeks as YYYY-Www "
+                    "(such as 2026-W48), and try again."
+                ),
+                param_hint="--week",
+            ) from None
         text = {
             "table": lambda: format_table(rows, tz=db.tz_name),
             "csv": lambda: format_csv(rows),

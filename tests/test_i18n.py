@@ -158,7 +158,7 @@ def test_click_errors_are_russian_and_english_on_request(monkeypatch: pytest.Mon
     result = CliRunner().invoke(cli, ["nosuch"], prog_name="classcast")
     assert result.exit_code == 2
     assert "Ошибка: Нет такой команды: 'nosuch'." in result.output
-    assert "Подробнее: «classcast --help»." in result.output
+    assert "Посмотрите справку: «classcast --help»." in result.output
     monkeypatch.setenv("CLASSCAST_LANG", "en")
     result = CliRunner().invoke(cli, ["nosuch"], prog_name="classcast")
     assert "Error: No such command 'nosuch'." in result.output
