@@ -46,7 +46,9 @@ from controller.home import (
 from controller.i18n import TranslatedGroup, TranslatedOption, option, size_text, t, text_table
 from controller.monitor import Monitor, render
 from controller.problems import (
+    CHAIN_PROBLEMS,
     busy_text,
+    chain_problem_text,
     connection_error_text,
     media_error_text,
     os_error_text,
@@ -876,8 +878,14 @@ def panels(ctx: click.Context, as_json: bool, wait_s: float) -> None:
 
     try:
         found = asyncio.run(look()) if wait_s > 0 else []
-    except OSError as exc:
-        echo(t("Discovery is not available here: {message}", message=exc), err=True)
+    except OSError:
+        echo(
+            t(
+                "Panels cannot be searched for on this network: only saved panels are listed. "
+                "Add the others with `classcast panels add HOST[:PORT]`."
+            ),
+            err=True,
+        )
         found = []
     rows = obj.panel_rows(found)
     if as_json:
@@ -1272,19 +1280,7 @@ def _collect_error_text(exc: ClassCastError, panel: str) -> str:
 
 def _refusal_cause(problem: CollectProblem) -> str:
     """Why a record does not continue the panel's chain, in the output language."""
-    match problem.cause:
-        case "edited":
-            return t("its content differs from what the panel signed (edited)")
-        case "deleted":
-            return t("records before it are missing (deleted)")
-        case "reordered":
-            return t("it comes out of order (reordered)")
-        case "bad_signature":
-            return t("it is not signed by the panel's key (forged)")
-        case "foreign":
-            return t("it is a record of another panel")
-        case _:
-            return t("it does not follow the record before it (inserted)")
+    return t(CHAIN_PROBLEMS.get(problem.cause or "inserted", CHAIN_PROBLEMS["inserted"]))
 
 
 def _problem_text(problem: CollectProblem) -> str:
@@ -1556,8 +1552,15 @@ def usage_verify(obj: Ctx, db_path: Path | None) -> None:
     finally:
         db.close()
     for problem in problems:
-        echo(str(problem), err=True)
+        echo(chain_problem_text(problem), err=True)
     if problems:
+        echo(
+            t(
+                "The school database was changed outside ClassCast. Restore it from a backup "
+                "and collect from the panels again (docs/admin.md, “Tamper evidence”)."
+            ),
+            err=True,
+        )
         raise click.ClickException(t("{n} problems found.", n=len(problems)))
     echo(t("All {n} records verified.", n=count))
 

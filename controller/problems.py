@@ -30,11 +30,14 @@ from protocol.errors import (
     UnknownContentError,
 )
 from protocol.messages import Role
+from protocol.usage_chain import ChainProblem
 
 __all__ = [
+    "CHAIN_PROBLEMS",
     "LESSON_PROBLEMS",
     "REMOTE_PROBLEMS",
     "busy_text",
+    "chain_problem_text",
     "connection_error_text",
     "media_error_text",
     "os_error_text",
@@ -317,4 +320,25 @@ def os_error_text(exc: OSError, home: Path) -> str:
         "Cannot use {path}: {cause}. Check the path and its permissions, and try again.",
         path=path,
         cause=cause,
+    )
+
+
+CHAIN_PROBLEMS: Final = {
+    "edited": N_("its content differs from what the panel signed (edited)"),
+    "deleted": N_("records before it are missing (deleted)"),
+    "reordered": N_("it comes out of order (reordered)"),
+    "bad_signature": N_("it is not signed by the panel's key (forged)"),
+    "foreign": N_("it is a record of another panel"),
+    "inserted": N_("it does not follow the record before it (inserted)"),
+}
+"""What each kind of :class:`protocol.usage_chain.ChainProblem` means, for the admin."""
+
+
+def chain_problem_text(problem: ChainProblem, room: str | None = None) -> str:
+    """One break in a panel's chain of usage records, found by ``usage verify``."""
+    return t(
+        "Panel {panel}, record #{seq}: {cause}.",
+        panel=room or problem.kiosk_id,
+        seq=problem.seq,
+        cause=t(CHAIN_PROBLEMS[problem.kind]),
     )
