@@ -104,12 +104,22 @@ def run_kiosk(*args: str) -> Result:
         ["usage", "report", "--from", "2026-13-01"],
         ["usage", "compliance", "--week", "xx"],
         ["status", "--thumbnail", "/"],
+        ["announce"],
+        ["cast", "--start", "0", "lesson"],
+        ["usage", "report", "--from", "2026-11-30", "--to", "2026-11-01"],
+        ["usage", "report", "--week", "2026-W48", "--from", "2026-11-01"],
     ],
     ids=" ".join,
 )
 def test_usage_errors_are_russian(args: list[str]) -> None:
     out = assert_russian_with_a_next_step(run(*args), exit_code=2)
     assert "Ошибка: " in out
+
+
+@pytest.mark.slow
+def test_an_unknown_panel_is_russian() -> None:
+    """Looked for by mDNS for ``DISCOVERY_WAIT_S`` first: slow."""
+    assert "Панель не найдена" in assert_russian_with_a_next_step(run("status", "nosuch"))
 
 
 def test_click_words_in_usage_errors() -> None:
