@@ -179,6 +179,7 @@ def main(
             lang=lang,
         )
     except ConfigError as exc:
+        logger.error("bad settings: %s", exc)  # the journal's line, in English
         raise click.ClickException(config_error_text(exc)) from None
     ctx.obj = config
     if ctx.invoked_subcommand is not None:
