@@ -264,11 +264,14 @@ async def test_a_revoked_grant_is_refused_and_the_page_reloads_to_say_so(lan: La
     assert lan.book.revoke_all(lan.clock.now) == 1
     refused = await control(client, "next", csrf)
     assert refused.status_code == 403
-    assert refused.headers["hx-redirect"] == "/"
+    assert refused.headers["hx-redirect"] == "/?closed=revoked"
     assert f'{COOKIE_NAME}=""' in refused.headers["set-cookie"]  # the cookie is deleted
     assert lan.cast.done == []
-    page = await client.get("/")
+    page = await client.get("/?closed=revoked")
     assert "Доступ к пульту закрыт" in page.text
+    assert "Учитель закрыл этот пульт" in page.text
+    odd = await client.get("/?closed=<script>")
+    assert "<script>" not in odd.text
     await client.aclose()
 
 
@@ -502,3 +505,84 @@ async def test_idle_connections_make_room_for_the_phone() -> None:
             writer.close()
     finally:
         await lan.server.close()
+
+
+# ------------------------------------------------------------------ the teacher's side
+
+
+async def test_the_teachers_app_shows_a_qr_code_lists_and_revokes(lan: Lan) -> None:
+    import segno
+    from starlette.applications import Starlette
+
+    from controller.webapp.remote import grant_routes
+
+    app = Starlette(routes=grant_routes(lan.book, lan.cast, lambda: lan.base, clock=lan.clock))
+    teacher = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1")
+    panel = await teacher.get("/remote")
+    assert "Показать QR-код для телефона" in panel.text
+    assert "Пульт на телефоне не открыт" in panel.text
+
+    made = await teacher.post("/remote/grants")
+    assert made.status_code == 200
+    link = re.search(r'href="(http://127\.0\.0\.1:\d+/p/[A-Za-z0-9_-]+)"', made.text)
+    assert link is not None
+    assert "действует 5 мин" in made.text
+    # The inline SVG is the QR code of exactly that link.
+    svg = segno.make(link.group(1), error="m", micro=False).svg_inline(
+        scale=6, border=4, dark="#000", light="#fff"
+    )
+    assert svg in made.text
+    [row] = lan.book.grants(lan.clock.now)
+    assert "Каб. 12 — Фотосинтез" in (await teacher.get("/remote/grants")).text
+    assert (await teacher.get(f"/remote/grants/{row.grant_id}")).status_code == 204  # waiting
+
+    phone = lan.client()
+    assert (await phone.post(link.group(1).removeprefix(lan.base))).status_code == 303
+    scanned = await teacher.get(f"/remote/grants/{row.grant_id}")
+    assert scanned.status_code == 200
+    assert "<svg" not in scanned.text  # the QR code leaves the teacher's screen
+    listed = await teacher.get("/remote/grants")
+    assert "Телефон подключён (127.0.0.1)" in listed.text
+    assert "осталось 90 мин" in listed.text
+
+    revoked = await teacher.post(f"/remote/grants/{row.grant_id}/revoke")
+    assert "Пульт на телефоне не открыт" in revoked.text
+    assert (await phone.get("/")).status_code == 403
+    await phone.aclose()
+    await teacher.aclose()
+
+
+async def test_no_qr_code_without_a_cast_or_a_lan_address(lan: Lan) -> None:
+    from starlette.applications import Starlette
+
+    from controller.webapp.remote import grant_routes
+
+    base = [lan.base]
+    app = Starlette(routes=grant_routes(lan.book, lan.cast, lambda: base[0], clock=lan.clock))
+    teacher = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1")
+    lan.cast.casting = False
+    nothing = await teacher.post("/remote/grants")
+    assert "сначала начните показ урока" in nothing.text
+    lan.cast.casting = True
+    base[0] = ""
+    no_lan = await teacher.post("/remote/grants")
+    assert "нет адреса в сети" in no_lan.text
+    assert lan.book.grants(lan.clock.now) == []
+    await teacher.aclose()
+
+
+async def test_a_reused_qr_code_warns_the_teacher(lan: Lan) -> None:
+    from starlette.applications import Starlette
+
+    from controller.webapp.remote import grant_routes
+
+    app = Starlette(routes=grant_routes(lan.book, lan.cast, lambda: lan.base, clock=lan.clock))
+    teacher = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1")
+    issued = lan.issue()
+    phone, student = lan.client(), lan.client()
+    await phone.post(f"/p/{issued.code}")
+    await student.post(f"/p/{issued.code}")
+    listed = await teacher.get("/remote/grants")
+    assert "QR-код отсканировали ещё раз с адреса 127.0.0.1" in listed.text
+    for client in (phone, student, teacher):
+        await client.aclose()

@@ -119,6 +119,8 @@ COOKIE_NAME: Final = "classcast_remote"
 CSRF_HEADER: Final = "x-classcast-csrf"
 """The header (or form field ``csrf``) carrying the session's CSRF token on every POST."""
 
+_CLOSED_REASONS: Final = frozenset({"code_expired", "expired", "revoked", "recast"})
+
 _HERE = Path(__file__).resolve().parent
 _STATIC = _HERE / "static"
 _STATIC_FILES: Final = {
@@ -390,7 +392,7 @@ def remote_lan_app(
             status = 429
             headers["Retry-After"] = str(max(1, round(error.retry_after_s)))
         if htmx and isinstance(error, RemoteClosedError):
-            headers["HX-Redirect"] = "/"  # the page reloads and shows why
+            headers["HX-Redirect"] = f"/?closed={error.reason}"  # the page reloads, says why
         response: Response
         if htmx:
             response = _render("remote_flash.html", status, headers, text=text)
@@ -403,7 +405,10 @@ def remote_lan_app(
     def session(request: Request) -> str:
         cookie = request.cookies.get(COOKIE_NAME)
         if not cookie:
-            raise RemoteClosedError("no session cookie", reason="none")
+            # After a reload that says why the remote closed (the cookie is gone by then).
+            reason = request.query_params.get("closed", "")
+            known = reason if reason in _CLOSED_REASONS else "none"
+            raise RemoteClosedError("no session cookie", reason=known)
         return cookie
 
     def current() -> tuple[RemoteView | None, CastScope | None]:
@@ -587,7 +592,14 @@ def grant_routes(
         qr = segno.make(url, error="m", micro=False)
         svg = qr.svg_inline(scale=6, border=4, dark="#000", light="#fff")
         minutes = max(1, round((issued.code_expires_at - now) / 60))
-        return teacher("remote_grant.html", error=None, url=url, svg=Markup(svg), minutes=minutes)
+        return teacher(
+            "remote_grant.html",
+            error=None,
+            grant_id=issued.grant_id,
+            url=url,
+            svg=Markup(svg),
+            minutes=minutes,
+        )
 
     async def grants(request: Request) -> Response:
         return listing()
