@@ -307,6 +307,11 @@ class GrantBook:
             if g.ended is None
         ]
 
+    def held(self, now: float) -> int:
+        """Grants held, live or remembered after their end (0: the LAN port may close)."""
+        self.sweep(now)
+        return len(self._grants)
+
     def csrf_token(self, grant_id: str) -> str:
         """The CSRF token to put in the page of a redeemed grant ("" if none)."""
         grant = self._grants.get(grant_id)

@@ -586,3 +586,53 @@ async def test_a_reused_qr_code_warns_the_teacher(lan: Lan) -> None:
     assert "QR-код отсканировали ещё раз с адреса 127.0.0.1" in listed.text
     for client in (phone, student, teacher):
         await client.aclose()
+
+
+@pytest.mark.slow
+async def test_the_lan_port_is_open_only_while_a_remote_may_be_used() -> None:
+    from starlette.applications import Starlette
+
+    from controller.remote import ENDED_KEEP_S
+    from controller.webapp.remote import RemoteListener, grant_routes
+
+    book, cast, clock = GrantBook(), FakeCast(), Clock()
+    listener = RemoteListener(book, cast, host="127.0.0.1", clock=clock, idle_check_s=0.02)
+    app = Starlette(routes=grant_routes(book, cast, listener, clock=clock))
+    teacher = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1")
+    try:
+        assert listener.base_url == ""  # nothing listens before a QR code is asked for
+        made = await teacher.post("/remote/grants")
+        base = listener.base_url
+        assert base.startswith("http://127.0.0.1:")
+        assert f'href="{base}/p/' in made.text
+        link = re.search(r'href="http://[^"]+(/p/[^"]+)"', made.text)
+        assert link is not None
+        phone = httpx.AsyncClient(base_url=base, headers={"Origin": base})
+        assert (await phone.post(link.group(1))).status_code == 303
+        await teacher.post("/remote/grants/revoke")
+        await asyncio.sleep(0.1)
+        closed = await phone.get("/")  # still open: the phone is told why
+        assert "Учитель закрыл этот пульт" in (await phone.get("/?closed=revoked")).text
+        assert closed.status_code == 403
+        clock.now += ENDED_KEEP_S  # the ended grant is forgotten: the port closes
+        for _ in range(100):
+            if listener.base_url == "":
+                break
+            await asyncio.sleep(0.02)
+        assert listener.base_url == ""
+        async with httpx.AsyncClient() as late:
+            with pytest.raises(httpx.ConnectError):
+                await late.get(base)
+        await phone.aclose()
+    finally:
+        await listener.close()
+        await teacher.aclose()
+
+
+def test_the_lan_address_is_a_non_loopback_ip_or_none() -> None:
+    import ipaddress
+
+    from controller.webapp.remote import lan_address
+
+    address = lan_address()  # no packet is sent: a UDP socket only picks its source
+    assert address is None or not ipaddress.ip_address(address).is_loopback

@@ -68,6 +68,7 @@ __all__ = [
     "CONTROL_TIMEOUT_S",
     "COOKIE_NAME",
     "HEAD_TIMEOUT_S",
+    "IDLE_CHECK_S",
     "KEEP_ALIVE_S",
     "MAX_BODY_BYTES",
     "MAX_CONNECTIONS",
@@ -75,6 +76,7 @@ __all__ = [
     "MAX_HEAD_BYTES",
     "STATE_POLL_S",
     "LanLimits",
+    "RemoteListener",
     "RemoteServer",
     "RemoteTarget",
     "RemoteView",
@@ -536,7 +538,7 @@ def remote_lan_app(
 def grant_routes(
     book: GrantBook,
     target: RemoteTarget,
-    lan_base_url: Callable[[], str],
+    lan_base_url: Callable[[], str] | RemoteListener,
     *,
     prefix: str = "/remote",
     clock: Callable[[], float] = time.monotonic,
@@ -556,8 +558,10 @@ def grant_routes(
     its Host and Origin checks): whoever can POST here can hand out control of the cast.
 
     Args:
-        lan_base_url: ``http://IP:PORT`` of the LAN listener, as phones reach it; ""
-            when the computer has no LAN address (the fragment then says so).
+        lan_base_url: a :class:`RemoteListener` (best: the LAN port is open only while
+            a phone remote may be used), or a function giving ``http://IP:PORT`` of a
+            listener the caller runs; "" when the computer has no LAN address (the
+            fragment then says so).
     """
 
     def teacher(name: str, **ctx: Any) -> HTMLResponse:
@@ -576,7 +580,10 @@ def grant_routes(
     async def create(request: Request) -> Response:
         tt = teacher_texts()
         view = target.remote_view()
-        base = lan_base_url()
+        if isinstance(lan_base_url, RemoteListener):
+            base = await lan_base_url.start()
+        else:
+            base = lan_base_url()
         if view is None or not base:
             text = tt["nothing_cast"] if view is None else tt["no_lan"]
             return teacher("remote_grant.html", error=text)
@@ -813,3 +820,91 @@ async def serve_remote(
             raise OSError(f"cannot serve the phone remote on {host}:{port}")
         await asyncio.sleep(0.01)
     return RemoteServer(server, task, host, int(sock.getsockname()[1]))
+
+
+IDLE_CHECK_S: Final = 30.0
+"""How often a running RemoteListener checks whether any grant is still held."""
+
+
+class RemoteListener:
+    """The LAN listener, open only while a phone remote may be used.
+
+    :meth:`start` (called when the teacher asks for a QR code) opens it on this
+    computer's LAN address; it closes by itself once the book holds no grant, live or
+    remembered (so a revoked phone is still told why before the port closes). Most of
+    the time, then, the teacher's computer has no port open on the school's network.
+    Call :meth:`close` when the app exits.
+    """
+
+    def __init__(
+        self,
+        book: GrantBook,
+        target: RemoteTarget,
+        *,
+        host: str | None = None,
+        port: int = 0,
+        limits: LanLimits = LanLimits(),
+        clock: Callable[[], float] = time.monotonic,
+        idle_check_s: float = IDLE_CHECK_S,
+    ) -> None:
+        self.book = book
+        self.target = target
+        self.host = host
+        self.port = port
+        self.limits = limits
+        self.clock = clock
+        self.idle_check_s = idle_check_s
+        self._server: RemoteServer | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def base_url(self) -> str:
+        """``http://IP:PORT`` while open, else ""."""
+        server = self._server
+        if server is None:
+            return ""
+        host = f"[{server.host}]" if ":" in server.host else server.host
+        return f"http://{host}:{server.port}"
+
+    async def start(self) -> str:
+        """Open the listener unless it is open; returns :attr:`base_url` ("" when this
+        computer has no LAN address or the port cannot be bound: logged)."""
+        async with self._lock:
+            if self._server is not None:
+                return self.base_url
+            host = self.host or lan_address()
+            if host is None:
+                return ""
+            app = remote_lan_app(
+                self.book, self.target, lambda: self.base_url, limits=self.limits, clock=self.clock
+            )
+            try:
+                self._server = await serve_remote(app, host, self.port, limits=self.limits)
+            except OSError as error:
+                logger.warning("phone remote: cannot listen on %s:%s: %s", host, self.port, error)
+                return ""
+            self._watch = asyncio.create_task(self._close_when_idle(), name="phone remote idle")
+            logger.info("phone remote: listening on %s", self.base_url)
+            return self.base_url
+
+    async def close(self) -> None:
+        """Close the listener (if open) and stop watching."""
+        async with self._lock:
+            watch, self._watch = self._watch, None
+            if watch is not None and watch is not asyncio.current_task():
+                watch.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watch
+            if self._server is not None:
+                await self._server.close()
+                self._server = None  # base_url is "" once the port is closed
+                logger.info("phone remote: closed")
+
+    async def _close_when_idle(self) -> None:
+        while True:
+            await asyncio.sleep(self.idle_check_s)
+            if self.book.held(self.clock()) == 0:
+                self._watch = None  # close() must not cancel the task running it
+                await self.close()
+                return
