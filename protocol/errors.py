@@ -288,13 +288,13 @@ class CodeUsedError(RemoteAccessError):
     phone that redeemed it first, and the teacher's list of remotes says so.
     """
 
-    code = "code_used"
+    code = "remote_code_used"
 
 
 class SourceLockedError(RemoteAccessError):
     """Too many failed attempts from one address (the peer's): wait ``retry_after_s``."""
 
-    code = "source_locked"
+    code = "remote_source_locked"
 
     def __init__(self, message: str, *, retry_after_s: float) -> None:
         super().__init__(message)
@@ -304,7 +304,7 @@ class SourceLockedError(RemoteAccessError):
 class ControlRateError(RemoteAccessError):
     """Controls pressed faster than a remote's budget (the peer's): wait ``retry_after_s``."""
 
-    code = "rate_limited"
+    code = "remote_rate_limited"
 
     def __init__(self, message: str, *, retry_after_s: float) -> None:
         super().__init__(message)
@@ -314,10 +314,10 @@ class ControlRateError(RemoteAccessError):
 class ControlNotAllowedError(RemoteAccessError):
     """An action outside a phone remote's scope, or a bad CSRF token (the peer's)."""
 
-    code = "not_allowed"
+    code = "remote_not_allowed"
 
 
 class GrantLimitError(RemoteAccessError):
     """The teacher has as many phone remotes open as allowed (the user's: revoke one)."""
 
-    code = "grant_limit"
+    code = "remote_grant_limit"

@@ -487,6 +487,44 @@ async def test_a_slow_head_or_body_is_cut_off() -> None:
         await lan.server.close()
 
 
+async def test_a_kept_connection_serves_requests_until_it_idles_too_long() -> None:
+    lan = await start(replace(LanLimits(), keep_alive_s=0.3))
+    try:
+        port = lan.server.port
+        request = b"GET /nope HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % port
+        reader, writer = await raw(port, request)
+        for _ in range(2):  # two requests on one connection, each within the limit
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert head.startswith(b"HTTP/1.1 404")
+            length = int(re.search(rb"content-length: (\d+)", head).group(1))  # type: ignore[union-attr]
+            await reader.readexactly(length)
+            writer.write(request)
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        writer.write(b"GET / HTTP/1.1\r\n")  # a head begun and never finished
+        rest = await asyncio.wait_for(reader.read(), 5)
+        assert rest.count(b"HTTP/1.1") == 0  # closed without another answer
+        writer.close()
+    finally:
+        await lan.server.close()
+
+
+async def test_a_control_the_panel_does_not_carry_out_in_time_is_a_502() -> None:
+    lan = await start(replace(LanLimits(), control_timeout_s=0.05))
+    try:
+        client, csrf = await lan.phone()
+
+        async def stuck(action: ControlAction, number: int | None = None) -> None:
+            await asyncio.sleep(5)
+
+        lan.cast.remote_control = stuck  # type: ignore[method-assign]
+        late = await control(client, "next", csrf)
+        assert late.status_code == 502
+        assert "Панель не ответила вовремя" in late.text
+        await client.aclose()
+    finally:
+        await lan.server.close()
+
+
 async def test_idle_connections_make_room_for_the_phone() -> None:
     limits = replace(LanLimits(), max_connections=6, max_connections_per_source=4)
     lan = await start(limits)

@@ -107,7 +107,8 @@ MAX_BODY_BYTES: Final = 1024
 """Largest request body: a control is a few bytes of form (413 past it)."""
 
 KEEP_ALIVE_S: Final = 15.0
-"""An idle kept-alive connection is closed after this (the phone polls every 2 s)."""
+"""After a response, the next request head must be whole within this, or the connection
+is closed (the phone polls every 2 s and keeps its connection)."""
 
 CONTROL_TIMEOUT_S: Final = 15.0
 """Longest wait for the teacher's cast to carry out a phone's control (502 past it)."""
@@ -225,8 +226,9 @@ def _render(
     return HTMLResponse(html, status_code=status, headers=dict(headers or {}))
 
 
-def _message(status: int, heading: str, text: str) -> HTMLResponse:
-    return _render("remote_message.html", status, heading=heading, text=text)
+def _message(status: int, heading: str, text: str, *, close: bool = False) -> HTMLResponse:
+    headers = {"Connection": "close"} if close else None
+    return _render("remote_message.html", status, headers, heading=heading, text=text)
 
 
 # ------------------------------------------------------------------------ LAN app
@@ -300,7 +302,7 @@ class _Guard:
         head_bytes += len(query) + 1 if query else 0
         head_bytes += sum(len(k) + len(v) + 4 for k, v in scope["headers"])
         if head_bytes > self.limits.max_head_bytes:
-            return _message(431, tx["not_allowed"], tx["too_large"])
+            return _message(431, tx["not_allowed"], tx["too_large"], close=True)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         host = headers.get("host", "")
         allowed = urlsplit(self.lan_base_url()).netloc if self.lan_base_url else None
@@ -315,7 +317,7 @@ class _Guard:
 
     async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, ASGIApp | None]:
         tx = phone_texts()
-        too_large = _message(413, tx["not_allowed"], tx["too_large"])
+        too_large = _message(413, tx["not_allowed"], tx["too_large"], close=True)
         for name, value in scope["headers"]:
             if name.lower() == b"content-length" and (
                 not value.isdigit() or int(value) > self.limits.max_body_bytes
@@ -336,7 +338,7 @@ class _Guard:
                     if not message.get("more_body", False):
                         break
         except TimeoutError:
-            return b"", _message(408, tx["not_allowed"], tx["too_slow"])
+            return b"", _message(408, tx["not_allowed"], tx["too_slow"], close=True)
         return bytes(body), None
 
 
@@ -672,10 +674,11 @@ class _GuardedH11Protocol(H11Protocol):
     """uvicorn's HTTP/1.1 protocol with connection caps and a request-head timeout.
 
     uvicorn alone lets a connection dribble its head forever and keeps any number of
-    them; here a connection that has not sent a whole head within ``head_timeout_s``
-    is closed, and past the caps the connection waiting for its head longest (of the
-    same address, when that address is at its cap) is closed to make room. A
-    connection with a request in flight is never closed to make room.
+    them. Here a connection that has not sent a whole head within ``head_timeout_s`` of
+    its accept (``keep_alive_s`` of its last response) is closed; past the caps, the
+    connection waiting longest for its head (of the same address, when that address is
+    at its cap) is closed to make room. A connection with a request in flight is never
+    closed to make room.
     """
 
     limits: LanLimits = LanLimits()
@@ -705,7 +708,9 @@ class _GuardedH11Protocol(H11Protocol):
     def on_response_complete(self) -> None:
         super().on_response_complete()
         if not self.transport.is_closing() and not self._in_flight():
-            self._wait_for_head()
+            # uvicorn closes an idle kept connection after keep_alive_s, but forgets
+            # that once a byte arrives: the next head must be whole within that time.
+            self._wait_for_head(self.limits.keep_alive_s)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_waiting()
@@ -714,11 +719,12 @@ class _GuardedH11Protocol(H11Protocol):
     def _in_flight(self) -> bool:
         return self.cycle is not None and not self.cycle.response_complete
 
-    def _wait_for_head(self) -> None:
+    def _wait_for_head(self, timeout_s: float | None = None) -> None:
         self._stop_waiting()
         self._waiting_since = self.loop.time()
         self._unparsed_bytes = 0
-        self._head_timer = self.loop.call_later(self.limits.head_timeout_s, self._too_slow)
+        wait_s = self.limits.head_timeout_s if timeout_s is None else timeout_s
+        self._head_timer = self.loop.call_later(wait_s, self._too_slow)
 
     def _stop_waiting(self) -> None:
         if self._head_timer is not None:
