@@ -4,6 +4,7 @@ against remote_lan_app served by serve_remote on 127.0.0.1:0."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -674,3 +675,14 @@ def test_the_lan_address_is_a_non_loopback_ip_or_none() -> None:
 
     address = lan_address()  # no packet is sent: a UDP socket only picks its source
     assert address is None or not ipaddress.ip_address(address).is_loopback
+
+
+async def test_a_flood_of_bad_requests_is_logged_once(
+    lan: Lan, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    for _ in range(20):
+        line = await status_line(lan.server.port, b"NOT HTTP AT ALL\r\n\r\n")
+        assert line.startswith(b"HTTP/1.1 400")
+    lines = [r for r in caplog.records if "Invalid HTTP request" in r.getMessage()]
+    assert len(lines) == 1

@@ -51,7 +51,7 @@ from controller.remote import (
     phone_texts,
     teacher_texts,
 )
-from kiosk.connections import source_of
+from kiosk.connections import LogLimiter, source_of
 from protocol.errors import (
     ClassCastError,
     ControlNotAllowedError,
@@ -87,6 +87,30 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+class _OncePerCause(logging.Filter):
+    """At most one line per message per LOG_INTERVAL_S (kiosk.connections' LogLimiter);
+    the next line that passes says how many were held back. Whoever floods the LAN
+    listener with bad requests cannot flood the journal."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.limiter = LogLimiter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        held = self.limiter.allow(str(record.msg), time.monotonic())
+        if held is None:
+            return False
+        if held:
+            record.msg = f"{record.msg} (and {held} more like it)"
+        return True
+
+
+logger.addFilter(_OncePerCause())
+_http_logger = logging.getLogger(f"{__name__}.http")
+"""What uvicorn's protocol logs for the LAN listener (invalid requests and the like)."""
+_http_logger.addFilter(_OncePerCause())
 
 MAX_CONNECTIONS: Final = 64
 """Open connections to the LAN listener; past it the one idle longest is closed."""
@@ -443,6 +467,7 @@ def remote_lan_app(
             issued = book.redeem(request.path_params["code"], source=source(request), now=clock())
         except RemoteAccessError as error:
             return refused(request, error)
+        logger.info("phone remote: a phone connected from %s", source(request))
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(
             COOKIE_NAME,
@@ -684,6 +709,7 @@ class _GuardedH11Protocol(H11Protocol):
     limits: LanLimits = LanLimits()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self.logger = _http_logger  # not uvicorn's: a line per bad request is held back
         super().connection_made(transport)
         self._waiting_since: float | None = None
         self._unparsed_bytes = 0
