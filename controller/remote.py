@@ -54,15 +54,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from controller.i18n import t
-from protocol.errors import (
-    CodeUsedError,
-    ControlNotAllowedError,
-    ControlRateError,
-    GrantLimitError,
-    RemoteAccessError,
-    RemoteClosedError,
-    SourceLockedError,
-)
+from protocol.errors import ClassCastError
 from protocol.messages import ControlAction
 
 __all__ = [
@@ -78,10 +70,17 @@ __all__ = [
     "MAX_TRACKED_SOURCES",
     "SECRET_BYTES",
     "CastScope",
+    "CodeUsedError",
+    "ControlNotAllowedError",
+    "ControlRateError",
     "GrantBook",
+    "GrantClosedError",
     "GrantInfo",
+    "GrantLimitError",
     "IssuedGrant",
+    "PhoneRemoteError",
     "PhoneSession",
+    "SourceLockedError",
     "phone_error_text",
     "phone_texts",
     "teacher_texts",
@@ -122,6 +121,86 @@ ALLOWED_ACTIONS: Final[frozenset[ControlAction]] = frozenset(
     {"next", "prev", "goto", "pause", "play", "blank", "unblank"}
 )
 """What a phone remote may ask of the cast; everything else is ControlNotAllowedError."""
+
+
+# ------------------------------------------------------------------------ errors
+#
+#     ClassCastError (protocol.errors)
+#     └── PhoneRemoteError          the phone remote refused a request           (peer)
+#         ├── GrantClosedError      unknown, expired or revoked grant; the cast moved (peer)
+#         ├── CodeUsedError         a QR code redeemed a second time             (peer)
+#         ├── SourceLockedError     too many failed attempts from one address    (peer)
+#         ├── ControlRateError      controls faster than a remote's budget       (peer)
+#         ├── ControlNotAllowedError an action a phone may not ask; a bad CSRF token (peer)
+#         └── GrantLimitError       too many phone remotes open at once          (user)
+#
+# None crosses the protocol: they are answered with pages (phone_error_text).
+class PhoneRemoteError(ClassCastError):
+    """The phone remote refused a request; no panel was touched.
+
+    The phone's side, except :class:`GrantLimitError` (the teacher's). The web adapter
+    answers each subclass with a page in the teacher's language.
+    """
+
+    code = "phone_remote"
+
+
+class GrantClosedError(PhoneRemoteError):
+    """The phone holds no valid grant (the phone's side; it needs a new QR code).
+
+    ``reason``: ``unknown`` (no such code or session), ``code_expired`` (the QR code was
+    not scanned in time), ``expired``, ``revoked`` (by the teacher), ``recast`` (the
+    teacher's cast moved to other panels).
+    """
+
+    code = "grant_closed"
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class CodeUsedError(PhoneRemoteError):
+    """A QR code that a phone already redeemed was presented again (the peer's).
+
+    Someone else scanned or photographed the QR code; the grant keeps working for the
+    phone that redeemed it first, and the teacher's list of remotes says so.
+    """
+
+    code = "code_used"
+
+
+class SourceLockedError(PhoneRemoteError):
+    """Too many failed attempts from one address (the peer's): wait ``retry_after_s``."""
+
+    code = "source_locked"
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class ControlRateError(PhoneRemoteError):
+    """Controls pressed faster than a remote's budget (the peer's): wait ``retry_after_s``."""
+
+    code = "control_rate"
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class ControlNotAllowedError(PhoneRemoteError):
+    """An action outside a phone remote's scope, or a bad CSRF token (the peer's)."""
+
+    code = "control_not_allowed"
+
+
+class GrantLimitError(PhoneRemoteError):
+    """The teacher has as many phone remotes open as allowed (the user's: revoke one)."""
+
+    code = "grant_limit"
+
 
 EndReason = Literal["code_expired", "expired", "revoked", "recast"]
 
@@ -336,16 +415,16 @@ class GrantBook:
 
         Raises:
             SourceLockedError: ``source`` failed too often; nothing else was checked.
-            RemoteClosedError: no such code (counted as a failure), or its grant ended.
+            GrantClosedError: no such code (counted as a failure), or its grant ended.
             CodeUsedError: the code was redeemed before (counted; noted for the teacher).
         """
         self.sweep(now)
         self._check_not_locked(source, now)
         grant = self._grants.get(self._by_code.get(_digest(code), ""))
         if grant is None:
-            raise self._failure(source, now, RemoteClosedError("unknown code", reason="unknown"))
+            raise self._failure(source, now, GrantClosedError("unknown code", reason="unknown"))
         if grant.ended is not None:
-            raise RemoteClosedError(f"grant ended: {grant.ended}", reason=grant.ended)
+            raise GrantClosedError(f"grant ended: {grant.ended}", reason=grant.ended)
         if grant.code_digest is None:
             if source not in grant.reused_from and len(grant.reused_from) < _MAX_NOTED_SOURCES:
                 grant.reused_from.append(source)
@@ -373,7 +452,7 @@ class GrantBook:
 
         Raises:
             SourceLockedError: an unknown session from a source that failed too often.
-            RemoteClosedError: unknown session (counted as a failure), or its grant ended
+            GrantClosedError: unknown session (counted as a failure), or its grant ended
                 (expired, revoked, recast: not counted; the phone needs a new QR code).
         """
         return self._session(secret, source=source, now=now, scope=scope).grant_id
@@ -394,7 +473,7 @@ class GrantBook:
             The grant's id: carry out ``action`` on the current cast.
 
         Raises:
-            SourceLockedError, RemoteClosedError: as :meth:`authorize`.
+            SourceLockedError, GrantClosedError: as :meth:`authorize`.
             ControlNotAllowedError: a wrong CSRF token, or an action outside
                 ALLOWED_ACTIONS (neither counts against the source: a forged request
                 comes from the teacher's own phone).
@@ -440,10 +519,10 @@ class GrantBook:
         grant = self._grants.get(self._by_session.get(_digest(secret), ""))
         if grant is None:
             self._check_not_locked(source, now)
-            raise self._failure(source, now, RemoteClosedError("unknown session", reason="unknown"))
+            raise self._failure(source, now, GrantClosedError("unknown session", reason="unknown"))
         self.observe_cast(scope, now)
         if grant.ended is not None:
-            raise RemoteClosedError(f"grant ended: {grant.ended}", reason=grant.ended)
+            raise GrantClosedError(f"grant ended: {grant.ended}", reason=grant.ended)
         noted = source == grant.phone_source or source in grant.other_sources
         if not noted and len(grant.other_sources) < _MAX_NOTED_SOURCES:
             grant.other_sources.append(source)
@@ -476,7 +555,7 @@ class GrantBook:
                 retry_after_s=times[0] + FAILURE_WINDOW_S - now,
             )
 
-    def _failure(self, source: str, now: float, error: RemoteAccessError) -> RemoteAccessError:
+    def _failure(self, source: str, now: float, error: PhoneRemoteError) -> PhoneRemoteError:
         """Count a failure of ``source``; returns ``error`` for the caller to raise."""
         times = self._failures.pop(source, [])
         times.append(now)
@@ -554,20 +633,20 @@ def teacher_texts() -> dict[str, str]:
     }
 
 
-def phone_error_text(error: RemoteAccessError) -> tuple[str, str]:
+def phone_error_text(error: PhoneRemoteError) -> tuple[str, str]:
     """The heading and the text of the page a phone sees for ``error``."""
     closed = t("Access to the remote is closed")
     again = t("Ask the teacher to show a new QR code.")
     match error:
-        case RemoteClosedError(reason="code_expired"):
+        case GrantClosedError(reason="code_expired"):
             return closed, t("This QR code was not scanned in time.") + " " + again
-        case RemoteClosedError(reason="expired"):
+        case GrantClosedError(reason="expired"):
             return closed, t("The remote's time is over.") + " " + again
-        case RemoteClosedError(reason="revoked"):
+        case GrantClosedError(reason="revoked"):
             return closed, t("The teacher closed this remote.") + " " + again
-        case RemoteClosedError(reason="recast"):
+        case GrantClosedError(reason="recast"):
             return closed, t("The teacher now casts to other panels.") + " " + again
-        case RemoteClosedError():
+        case GrantClosedError():
             return closed, again
         case CodeUsedError():
             return t("This QR code has been used already"), t(

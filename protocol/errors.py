@@ -25,13 +25,6 @@ Every error ClassCast raises on purpose derives from :class:`ClassCastError`::
     │   └── QuotaExceededError        the blob store cannot make room                (ours)
     │       └── DiskFullError         media would take the disk space kept for the usage log (ours)
     ├── UsageLogError                 the usage log cannot be opened or written      (ours)
-    ├── RemoteAccessError             the phone remote refused a request (controller.remote) (peer)
-    │   ├── RemoteClosedError         unknown, expired or revoked grant; the cast moved (peer)
-    │   ├── CodeUsedError             a QR code redeemed a second time (a photographed QR) (peer)
-    │   ├── SourceLockedError         too many failed attempts from one address       (peer)
-    │   ├── ControlRateError          controls pressed faster than the budget allows  (peer)
-    │   ├── ControlNotAllowedError    an action the phone remote may not ask for      (peer)
-    │   └── GrantLimitError           too many phone remotes open at once             (user)
     └── ConnectionFailedError         a kiosk cannot be reached or went away         (network)
         └── CertificateChangedError   the kiosk's certificate is not the one pinned   (network)
 
@@ -254,70 +247,3 @@ class CertificateChangedError(ConnectionFailedError):
         super().__init__(message)
         self.expected = expected
         self.got = got
-
-
-class RemoteAccessError(ClassCastError):
-    """The phone remote refused a request (``controller.remote``); no panel was touched.
-
-    The phone's side, except :class:`GrantLimitError` (the teacher's). The web adapter
-    answers each subclass with a page in the teacher's language.
-    """
-
-    code = "remote_access"
-
-
-class RemoteClosedError(RemoteAccessError):
-    """The phone holds no valid grant (the phone's side; it needs a new QR code).
-
-    ``reason``: ``unknown`` (no such code or session), ``code_expired`` (the QR code was
-    not scanned in time), ``expired``, ``revoked`` (by the teacher), ``recast`` (the
-    teacher's cast moved to other panels).
-    """
-
-    code = "remote_closed"
-
-    def __init__(self, message: str, *, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-class CodeUsedError(RemoteAccessError):
-    """A QR code that a phone already redeemed was presented again (the peer's).
-
-    Someone else scanned or photographed the QR code; the grant keeps working for the
-    phone that redeemed it first, and the teacher's list of remotes says so.
-    """
-
-    code = "remote_code_used"
-
-
-class SourceLockedError(RemoteAccessError):
-    """Too many failed attempts from one address (the peer's): wait ``retry_after_s``."""
-
-    code = "remote_source_locked"
-
-    def __init__(self, message: str, *, retry_after_s: float) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-
-
-class ControlRateError(RemoteAccessError):
-    """Controls pressed faster than a remote's budget (the peer's): wait ``retry_after_s``."""
-
-    code = "remote_rate_limited"
-
-    def __init__(self, message: str, *, retry_after_s: float) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-
-
-class ControlNotAllowedError(RemoteAccessError):
-    """An action outside a phone remote's scope, or a bad CSRF token (the peer's)."""
-
-    code = "remote_not_allowed"
-
-
-class GrantLimitError(RemoteAccessError):
-    """The teacher has as many phone remotes open as allowed (the user's: revoke one)."""
-
-    code = "remote_grant_limit"

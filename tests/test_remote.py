@@ -16,18 +16,16 @@ from controller.remote import (
     MAX_GRANTS,
     MAX_TRACKED_SOURCES,
     CastScope,
-    GrantBook,
-    IssuedGrant,
-    PhoneSession,
-    phone_error_text,
-)
-from protocol.errors import (
     CodeUsedError,
     ControlNotAllowedError,
     ControlRateError,
+    GrantBook,
+    GrantClosedError,
     GrantLimitError,
-    RemoteClosedError,
+    IssuedGrant,
+    PhoneSession,
     SourceLockedError,
+    phone_error_text,
 )
 from protocol.messages import ControlAction
 
@@ -85,10 +83,10 @@ def test_a_code_works_once_and_a_second_scan_is_shown_to_the_teacher() -> None:
 def test_an_unknown_code_or_session_is_refused_and_counted() -> None:
     book = GrantBook()
     for i in range(0, MAX_FAILURES_PER_SOURCE, 2):
-        with pytest.raises(RemoteClosedError) as e:
+        with pytest.raises(GrantClosedError) as e:
             book.redeem(f"guess-{i}", source=STUDENT, now=i)
         assert e.value.reason == "unknown"
-        with pytest.raises(RemoteClosedError) as e:
+        with pytest.raises(GrantClosedError) as e:
             book.authorize(f"guess-{i}", source=STUDENT, now=i + 1, scope=ROOM_12)
         assert e.value.reason == "unknown"
     # The budget is spent: even a right code from that source is refused now ...
@@ -105,7 +103,7 @@ def test_an_unknown_code_or_session_is_refused_and_counted() -> None:
 def test_one_failure_less_than_the_budget_still_lets_a_source_in() -> None:
     book = GrantBook()
     for i in range(MAX_FAILURES_PER_SOURCE - 1):
-        with pytest.raises(RemoteClosedError):
+        with pytest.raises(GrantClosedError):
             book.redeem(f"guess-{i}", source=STUDENT, now=i)
     issued = book.issue(ROOM_12, now=10)
     assert book.redeem(issued.code, source=STUDENT, now=11).grant_id == issued.grant_id
@@ -116,7 +114,7 @@ def test_a_locked_source_keeps_its_valid_session() -> None:
     book = GrantBook()
     issued, session = connected(book)
     for i in range(MAX_FAILURES_PER_SOURCE + 3):
-        with pytest.raises((RemoteClosedError, SourceLockedError)):
+        with pytest.raises((GrantClosedError, SourceLockedError)):
             book.redeem(f"guess-{i}", source=PHONE, now=2 + i)
     assert control(book, session, now=30) == issued.grant_id
 
@@ -124,7 +122,7 @@ def test_a_locked_source_keeps_its_valid_session() -> None:
 def test_the_failure_table_is_bounded() -> None:
     book = GrantBook()
     for i in range(MAX_TRACKED_SOURCES + 5):
-        with pytest.raises(RemoteClosedError):
+        with pytest.raises(GrantClosedError):
             book.redeem("guess", source=f"source-{i}", now=1)
     assert len(book._failures) == MAX_TRACKED_SOURCES
     assert "source-0" not in book._failures
@@ -134,7 +132,7 @@ def test_a_code_not_scanned_in_time_is_dead() -> None:
     book = GrantBook()
     issued = book.issue(ROOM_12, now=0)
     assert book.grants(now=CODE_TTL_S - 1)[0].state == "waiting"
-    with pytest.raises(RemoteClosedError) as e:
+    with pytest.raises(GrantClosedError) as e:
         book.redeem(issued.code, source=PHONE, now=CODE_TTL_S)
     assert e.value.reason == "code_expired"
     assert book.grants(now=CODE_TTL_S) == []
@@ -144,16 +142,16 @@ def test_a_grant_expires_after_its_time() -> None:
     book = GrantBook()
     _, session = connected(book)
     assert control(book, session, now=GRANT_TTL_S - 1)
-    with pytest.raises(RemoteClosedError) as e:
+    with pytest.raises(GrantClosedError) as e:
         control(book, session, now=GRANT_TTL_S)
     assert e.value.reason == "expired"
     # Remembered for a while (the phone is told why, nothing is counted) ...
-    with pytest.raises(RemoteClosedError) as e:
+    with pytest.raises(GrantClosedError) as e:
         book.authorize(session.secret, source=PHONE, now=GRANT_TTL_S + ENDED_KEEP_S - 1, scope=None)
     assert e.value.reason == "expired"
     assert book._failures == {}
     # ... then forgotten: unknown.
-    with pytest.raises(RemoteClosedError) as e:
+    with pytest.raises(GrantClosedError) as e:
         book.authorize(session.secret, source=PHONE, now=GRANT_TTL_S + ENDED_KEEP_S, scope=None)
     assert e.value.reason == "unknown"
     assert book._grants == {}
@@ -166,12 +164,12 @@ def test_revoke_ends_one_grant_at_once_and_revoke_all_every_grant() -> None:
     assert book.revoke(first.grant_id, now=20)
     assert not book.revoke(first.grant_id, now=21)  # already ended
     assert not book.revoke("no-such-grant", now=21)
-    with pytest.raises(RemoteClosedError) as e:
+    with pytest.raises(GrantClosedError) as e:
         control(book, one, now=22)
     assert e.value.reason == "revoked"
     assert control(book, two, now=23)
     assert book.revoke_all(now=24) == 1
-    with pytest.raises(RemoteClosedError):
+    with pytest.raises(GrantClosedError):
         control(book, two, now=25)
     assert book.grants(now=26) == []
 
@@ -184,11 +182,11 @@ def test_a_new_lesson_on_the_same_panels_keeps_the_grant_other_panels_end_it() -
     # The same panels again (another lesson): still the phone's.
     assert control(book, session, now=6, scope=CastScope(frozenset({"kiosk-12"})))
     # Another room, or one more panel: the grant ends.
-    with pytest.raises(RemoteClosedError) as e:
+    with pytest.raises(GrantClosedError) as e:
         control(book, session, now=7, scope=CastScope(frozenset({"kiosk-12", "kiosk-14"})))
     assert e.value.reason == "recast"
     # Back to room 12: still ended.
-    with pytest.raises(RemoteClosedError):
+    with pytest.raises(GrantClosedError):
         control(book, session, now=8, scope=ROOM_12)
 
 
@@ -272,12 +270,12 @@ def test_only_digests_of_secrets_are_kept() -> None:
     ("error", "heading", "text"),
     [
         (
-            RemoteClosedError("x", reason="revoked"),
+            GrantClosedError("x", reason="revoked"),
             "Доступ к пульту закрыт",
             "Учитель закрыл этот пульт. Попросите учителя показать новый QR-код.",
         ),
         (
-            RemoteClosedError("x", reason="unknown"),
+            GrantClosedError("x", reason="unknown"),
             "Доступ к пульту закрыт",
             "Попросите учителя показать новый QR-код.",
         ),

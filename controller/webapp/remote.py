@@ -44,8 +44,13 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from controller.i18n import language
 from controller.remote import (
     CastScope,
+    ControlRateError,
     GrantBook,
+    GrantClosedError,
     GrantInfo,
+    GrantLimitError,
+    PhoneRemoteError,
+    SourceLockedError,
     phone_error_text,
     phone_texts,
     teacher_texts,
@@ -53,11 +58,6 @@ from controller.remote import (
 from kiosk.connections import LogLimiter, source_of
 from protocol.errors import (
     ClassCastError,
-    ControlRateError,
-    GrantLimitError,
-    RemoteAccessError,
-    RemoteClosedError,
-    SourceLockedError,
 )
 from protocol.messages import ControlAction
 
@@ -409,7 +409,7 @@ def remote_lan_app(
     def source(request: Request) -> str:
         return source_of(request.client.host if request.client else "")
 
-    def refused(request: Request, error: RemoteAccessError) -> Response:
+    def refused(request: Request, error: PhoneRemoteError) -> Response:
         heading, text = phone_error_text(error)
         htmx = request.headers.get("hx-request") == "true"
         headers: dict[str, str] = {}
@@ -417,14 +417,14 @@ def remote_lan_app(
         if isinstance(error, SourceLockedError | ControlRateError):
             status = 429
             headers["Retry-After"] = str(max(1, round(error.retry_after_s)))
-        if htmx and isinstance(error, RemoteClosedError):
+        if htmx and isinstance(error, GrantClosedError):
             headers["HX-Redirect"] = f"/?closed={error.reason}"  # the page reloads, says why
         response: Response
         if htmx:
             response = _render("remote_flash.html", status, headers, text=text)
         else:
             response = _render("remote_message.html", status, headers, heading=heading, text=text)
-        if isinstance(error, RemoteClosedError):
+        if isinstance(error, GrantClosedError):
             response.delete_cookie(COOKIE_NAME, path="/", httponly=True, samesite="strict")
         return response
 
@@ -434,7 +434,7 @@ def remote_lan_app(
             # After a reload that says why the remote closed (the cookie is gone by then).
             reason = request.query_params.get("closed", "")
             known = reason if reason in _CLOSED_REASONS else "none"
-            raise RemoteClosedError("no session cookie", reason=known)
+            raise GrantClosedError("no session cookie", reason=known)
         return cookie
 
     def current() -> tuple[RemoteView | None, CastScope | None]:
@@ -453,7 +453,7 @@ def remote_lan_app(
             grant_id = book.authorize(
                 session(request), source=source(request), now=clock(), scope=scope
             )
-        except RemoteAccessError as error:
+        except PhoneRemoteError as error:
             return refused(request, error)
         return state_page("remote_phone.html", view, csrf=book.csrf_token(grant_id))
 
@@ -463,7 +463,7 @@ def remote_lan_app(
     async def redeem(request: Request) -> Response:
         try:
             issued = book.redeem(request.path_params["code"], source=source(request), now=clock())
-        except RemoteAccessError as error:
+        except PhoneRemoteError as error:
             return refused(request, error)
         logger.info("phone remote: a phone connected from %s", source(request))
         response = RedirectResponse("/", status_code=303)
@@ -483,7 +483,7 @@ def remote_lan_app(
             grant_id = book.authorize(
                 session(request), source=source(request), now=clock(), scope=scope
             )
-        except RemoteAccessError as error:
+        except PhoneRemoteError as error:
             return refused(request, error)
         if request.query_params.get("v") == version_of(view):
             return Response(status_code=204)  # nothing changed: htmx swaps nothing
@@ -504,7 +504,7 @@ def remote_lan_app(
                 now=clock(),
                 scope=scope,
             )
-        except RemoteAccessError as error:
+        except PhoneRemoteError as error:
             return refused(request, error)
         if view is None:
             return _render("remote_flash.html", 409, text=tx["nothing"])
