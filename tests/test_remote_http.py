@@ -29,7 +29,7 @@ from controller.webapp.remote import (
     remote_lan_app,
     serve_remote,
 )
-from protocol.errors import RemoteError
+from protocol.errors import BusyError, RemoteError
 from protocol.messages import ControlAction
 
 PANELS = frozenset({"kiosk-12"})
@@ -414,6 +414,10 @@ async def test_a_failing_cast_is_a_russian_message_not_a_traceback(lan: Lan) -> 
     failed = await control(client, "next", csrf)
     assert failed.status_code == 502
     assert "Панель не выполнила команду: Панель не отвечает" in failed.text
+    lan.cast.fail = BusyError("Сидоров И. И.")
+    busy = await control(client, "next", csrf)
+    assert "Панель не выполнила команду: " in busy.text
+    assert "другой учитель" in busy.text  # controller.texts' words for each error class
     lan.cast.fail = RuntimeError("a bug")
     crashed = await control(client, "next", csrf)
     assert crashed.status_code == 500

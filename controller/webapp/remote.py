@@ -55,6 +55,7 @@ from controller.remote import (
     phone_texts,
     teacher_texts,
 )
+from controller.texts import error_text
 from kiosk.connections import LogLimiter, source_of
 from protocol.errors import (
     ClassCastError,
@@ -520,7 +521,7 @@ def remote_lan_app(
         except TimeoutError:
             return _render("remote_flash.html", 502, text=tx["no_answer"])
         except ClassCastError as error:
-            text = tx["failed"].format(reason=str(error))
+            text = tx["failed"].format(reason=error_text(error))
             return _render("remote_flash.html", 502, text=text)
         if request.headers.get("hx-request") != "true":
             return RedirectResponse("/", status_code=303)  # the page without scripts
