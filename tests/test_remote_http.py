@@ -632,14 +632,17 @@ async def test_a_reused_qr_code_warns_the_teacher(lan: Lan) -> None:
 
 
 @pytest.mark.slow
-async def test_the_lan_port_is_open_only_while_a_remote_may_be_used() -> None:
+async def test_the_lan_port_is_open_only_while_a_remote_may_be_used(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CLASSCAST_REMOTE_HOST", "127.0.0.1")
     from starlette.applications import Starlette
 
     from controller.remote import ENDED_KEEP_S
     from controller.webapp.remote import RemoteListener, grant_routes
 
     book, cast, clock = GrantBook(), FakeCast(), Clock()
-    listener = RemoteListener(book, cast, host="127.0.0.1", clock=clock, idle_check_s=0.02)
+    listener = RemoteListener(book, cast, clock=clock, idle_check_s=0.02)  # $CLASSCAST_REMOTE_HOST
     app = Starlette(routes=grant_routes(book, cast, listener, clock=clock))
     teacher = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1")
     try:

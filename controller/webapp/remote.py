@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import ipaddress
 import logging
+import os
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -73,6 +74,7 @@ __all__ = [
     "MAX_CONNECTIONS",
     "MAX_CONNECTIONS_PER_SOURCE",
     "MAX_HEAD_BYTES",
+    "REMOTE_HOST_ENV",
     "STATE_POLL_S",
     "LanLimits",
     "RemoteListener",
@@ -851,6 +853,11 @@ async def serve_remote(
     return RemoteServer(server, task, host, int(sock.getsockname()[1]))
 
 
+REMOTE_HOST_ENV: Final = "CLASSCAST_REMOTE_HOST"
+"""The address the LAN listener binds when none is given (default: this computer's LAN
+address, :func:`lan_address`). Tests set 127.0.0.1: nothing of theirs listens on a real
+network."""
+
 IDLE_CHECK_S: Final = 30.0
 """How often a running RemoteListener checks whether any grant is still held."""
 
@@ -858,9 +865,10 @@ IDLE_CHECK_S: Final = 30.0
 class RemoteListener:
     """The LAN listener, open only while a phone remote may be used.
 
-    :meth:`start` (called when the teacher asks for a QR code) opens it on this
-    computer's LAN address; it closes by itself once the book holds no grant, live or
-    remembered (so a revoked phone is still told why before the port closes). Most of
+    :meth:`start` (called when the teacher asks for a QR code) opens it on ``host``,
+    else on ``$CLASSCAST_REMOTE_HOST``, else on this computer's LAN address; it closes
+    by itself once the book holds no grant, live or remembered (so a revoked phone is
+    still told why before the port closes). Most of
     the time, then, the teacher's computer has no port open on the school's network.
     Call :meth:`close` when the app exits.
     """
@@ -902,7 +910,7 @@ class RemoteListener:
         async with self._lock:
             if self._server is not None:
                 return self.base_url
-            host = self.host or lan_address()
+            host = self.host or os.environ.get(REMOTE_HOST_ENV) or lan_address()
             if host is None:
                 return ""
             app = remote_lan_app(
