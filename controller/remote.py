@@ -592,13 +592,13 @@ def phone_texts() -> dict[str, str]:
         "wrong_address": t("Wrong address"),
         "not_allowed": t("Not allowed"),
         "from_qr": t("Open the remote from the teacher's QR code."),
-        "too_large": t("The request is too large."),
+        "too_large": t("The request is too large: reload the page."),
         "too_slow": t("The request was too slow."),
         "nothing_here": t("Nothing here"),
         "went_wrong": t("Something went wrong"),
         "reload": t("Reload the page. If it happens again, ask the teacher for a new QR code."),
         "no_item": t("There is no such item."),
-        "no_answer": t("The panel did not answer in time."),
+        "no_answer": t("The panel did not answer in time: press again."),
         "failed": t("The panel did not do it: {reason}"),
     }
 
@@ -617,7 +617,7 @@ def teacher_texts() -> dict[str, str]:
         "waiting": t("Waiting for the phone to scan the QR code"),
         "connected": t("Phone connected ({source})"),
         "left": t("{minutes} min left"),
-        "revoke": t("Close"),
+        "revoke": t("Close this remote"),
         "revoke_all": t("Close every phone remote"),
         "reused": t(
             "Warning: the QR code was scanned again from {sources}. If that was not you, "

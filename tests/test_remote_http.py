@@ -344,7 +344,7 @@ async def test_a_body_up_to_the_limit_passes_and_beyond_is_refused(lan: Lan) -> 
     assert fits.status_code == 200
     over = await client.post("/control/next", content=ok + "x", headers=headers)
     assert over.status_code == 413
-    assert "Слишком большой запрос" in over.text
+    assert "Запрос слишком большой: обновите страницу" in over.text
 
     async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: read and counted
         for _ in range(4):
