@@ -710,6 +710,10 @@ class _GuardedH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.logger = _http_logger  # not uvicorn's: a line per bad request is held back
         super().connection_made(transport)
+        raw_socket = transport.get_extra_info("socket")
+        if raw_socket is not None:  # headers and body go out at once (no Nagle wait)
+            with contextlib.suppress(OSError):
+                raw_socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._waiting_since: float | None = None
         self._unparsed_bytes = 0
         self._head_timer: asyncio.TimerHandle | None = None
@@ -819,7 +823,9 @@ async def serve_remote(
         OSError: the address cannot be bound (in use, not this computer's).
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP given, or asyncio would not set TCP_NODELAY on accepted connections:
+    # each response would then wait ~40 ms for a delayed ACK (Nagle).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
