@@ -14,6 +14,7 @@ its room when the caller knows it.
 from __future__ import annotations
 
 import errno
+import re
 from pathlib import Path
 from typing import Final
 
@@ -154,6 +155,13 @@ def media_error_text(exc: MediaError) -> str | None:
     return t("{where}: {problem}", where=where, problem=t(problem, **values))
 
 
+def named_t(msgid: str, *, panel: str, **values: object) -> str:
+    """``t(msgid, panel=panel, ...)`` that still reads well when the panel has no name:
+    ``Panel {panel} …`` becomes ``Panel …`` (the sentences are written so that it does)."""
+    text = t(msgid, panel=panel, **values)
+    return text if panel else re.sub(" {2,}", " ", text)
+
+
 def connection_error_text(exc: ConnectionFailedError, panel: str = "") -> str:
     """``exc`` as a teacher should read it: which panel, and what to check.
 
@@ -161,33 +169,33 @@ def connection_error_text(exc: ConnectionFailedError, panel: str = "") -> str:
         exc: the error.
         panel: the panel's room (or how the user named it); its address when empty.
     """
-    name = panel or exc.address or t("the panel")
+    name = panel or exc.address or ""
     if isinstance(exc, CertificateChangedError):
-        return t(
+        return named_t(
             "Panel {panel} presented another certificate than at pairing. If the panel was "
             "reinstalled, pair again with `classcast pair {panel}`; otherwise tell the "
             "administrator: someone may be intercepting the connection.",
             panel=name,
         )
     if exc.reason == "refused":
-        return t(
+        return named_t(
             "Panel {panel} did not accept the connection. Check that ClassCast on it is "
             "up to date and that the address is that of a panel, then try again.",
             panel=name,
         )
     if exc.reason == "closed":
-        return t(
+        return named_t(
             "Panel {panel} closed the connection. Try again; if it keeps happening, "
             "restart the panel.",
             panel=name,
         )
     if exc.reason == "timeout":
-        return t(
+        return named_t(
             "Panel {panel} did not answer in time. Check the network and try again, or "
             "wait longer with --timeout.",
             panel=name,
         )
-    return t(
+    return named_t(
         "Cannot reach panel {panel}. Check that it is switched on and on the same network "
         "as this computer, then try again.",
         panel=name,
@@ -198,16 +206,16 @@ def busy_text(exc: BaseException, panel: str = "") -> str:
     """Another teacher presents on the panel: who (when the error says), and what to do."""
     presenter = exc.presenter if isinstance(exc, BusyError) else None
     if presenter:
-        return t(
+        return named_t(
             "{presenter} is presenting on panel {panel}. Ask them to stop, or wait until "
             "they finish.",
             presenter=presenter,
-            panel=panel or t("the panel"),
+            panel=panel,
         )
-    return t(
+    return named_t(
         "Another teacher is presenting on panel {panel}, or the panel is still receiving "
         "another lesson. Ask them to stop, or wait a little and try again.",
-        panel=panel or t("the panel"),
+        panel=panel,
     )
 
 

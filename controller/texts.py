@@ -22,7 +22,7 @@ from controller.panels import (
     NoPanelGivenError,
     NoSavedPanelsError,
 )
-from controller.problems import busy_text, connection_error_text, media_error_text
+from controller.problems import busy_text, connection_error_text, media_error_text, named_t
 from protocol import limits
 from protocol.discovery import MDNS_INTERFACES_ENV
 from protocol.errors import (
@@ -215,17 +215,16 @@ REFUSALS: Final[dict[type[RemoteError], str]] = {
 def _remote_text(exc: BaseException, panel: str) -> str:
     """The text of a kiosk's refusal that :func:`error_text` does not handle itself;
     never the error's English message (that is for the journal)."""
-    name = panel or t("the panel")
     for cls in type(exc).__mro__:
         if (msgid := REFUSALS.get(cls)) is not None:
-            return t(msgid, panel=name)
+            return named_t(msgid, panel=panel)
     if isinstance(exc, TimeoutError):
         return connection_error_text(ConnectionFailedError(str(exc), reason="timeout"), panel)
     code = exc.code if isinstance(exc, ClassCastError) else "internal"
-    return t(
+    return named_t(
         "Panel {panel} could not do this ({code}). Try again; if it keeps happening, tell "
         "the administrator (the panel's journal says why).",
-        panel=name,
+        panel=panel,
         code=code,
     )
 

@@ -6,9 +6,11 @@ tests/test_cli.py; this module checks the files themselves and how they are load
 
 from __future__ import annotations
 
+import collections
 import gettext
 import io
 import logging
+import re
 import string
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,6 +79,19 @@ def test_the_po_header_is_russian_utf8(package: Messages) -> None:
     assert catalog.charset == "utf-8"
     assert catalog.num_plurals == 3
     assert not catalog.fuzzy
+
+
+@pytest.mark.parametrize("package", PACKAGES, ids=IDS)
+def test_no_msgid_is_written_twice(package: Messages) -> None:
+    """Two entries of one msgid are merged silently by the compiler: the last one wins,
+    and a text elsewhere changes its meaning (a report's «Материалов» became a remote's
+    «Все слайды»)."""
+    source = po_path(package).read_text(encoding="utf-8")
+    msgids = [
+        "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', block))
+        for block in re.findall(r'^msgid ((?:".*"\n)+)', source, re.MULTILINE)
+    ]
+    assert [m for m, n in collections.Counter(msgids).items() if n > 1] == []
 
 
 @pytest.mark.parametrize("package", PACKAGES, ids=IDS)

@@ -288,14 +288,15 @@ def test_every_command_is_in_the_cli_docs() -> None:
 
 def _literal_msgids(package: types.ModuleType) -> set[str]:
     """The messages of ``package`` written as literals: ``t("...")``, ``tr(lang, "...")``,
-    the reports' ``_t("...", lang)`` and ``N_("...")`` (a msgid kept for later)."""
+    the reports' ``_t("...", lang)``, ``named_t("...", panel=...)`` and ``N_("...")`` (a
+    msgid kept for later)."""
     root = Path(package.__file__ or "").parent
     found = set()
     for path in root.glob("*.py"):
         source = path.read_text(encoding="utf-8")
         if path.name != "i18n.py" and f"from {root.name}.i18n import" not in source:
             continue  # a ``t`` of its own, if any, is not this catalogue's
-        positions = {"t": 0, "tr": 1, "_t": 0, "N_": 0}
+        positions = {"t": 0, "tr": 1, "_t": 0, "N_": 0, "named_t": 0}
         for node in ast.walk(ast.parse(source)):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
                 continue
