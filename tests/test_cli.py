@@ -13,6 +13,7 @@ import typing
 from pathlib import Path
 
 import click
+import jinja2.ext
 import pytest
 from click.testing import CliRunner, Result
 
@@ -291,8 +292,8 @@ def _literal_msgids(package: types.ModuleType) -> set[str]:
     and click's words that protocol/cli_help.py translates (``_t(catalogues, "...")``)
     with every program's catalogue."""
     root = Path(package.__file__ or "").parent
-    paths = [*root.glob("*.py"), root.parent / "protocol" / "cli_help.py"]
-    found = set()
+    paths = [*root.rglob("*.py"), root.parent / "protocol" / "cli_help.py"]
+    found = _template_msgids(root)
     for path in paths:
         source = path.read_text(encoding="utf-8")
         shared = path.name == "cli_help.py"
@@ -308,6 +309,18 @@ def _literal_msgids(package: types.ModuleType) -> set[str]:
             arg = node.args[position]
             if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
                 found.add(arg.value)
+    return found
+
+
+def _template_msgids(root: Path) -> set[str]:
+    """The ``{{ t("...") }}`` of the package's Jinja2 templates (the teacher's app)."""
+    found = set()
+    for path in root.rglob("templates/*.html"):
+        with path.open("rb") as f:
+            for _, _, message, _ in jinja2.ext.babel_extract(f, ("t",), (), {}):
+                msgid = message if isinstance(message, str) else (message or (None,))[0]
+                if isinstance(msgid, str):
+                    found.add(msgid)
     return found
 
 
