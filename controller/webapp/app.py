@@ -36,6 +36,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from controller.home import Home
 from controller.i18n import language, size_text, t
+from controller.webapp import lessons, security
 from controller.webapp.backend import AppError, Backend, error_text
 from controller.webapp.lessons import (
     LessonLibrary,
@@ -45,10 +46,9 @@ from controller.webapp.lessons import (
     too_large_lesson_text,
 )
 from controller.webapp.live import Hub, TeacherCast
-from controller.webapp.security import MAX_UPLOAD_BYTES, BodyTooLargeError, Guard
+from controller.webapp.security import BodyTooLargeError, Guard
 from protocol import limits
 from protocol.errors import ClassCastError
-from protocol.limits import MAX_LESSON_BYTES
 from protocol.text import clean_name
 
 logger = logging.getLogger(__name__)
@@ -104,7 +104,8 @@ class AppConfig:
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     launch_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     hosts: frozenset[str] = frozenset()
-    lan_base_url: Callable[[], str] | None = None
+    state: TeacherApp | None = field(default=None, init=False)
+    """The app built for this configuration (set by :func:`create_app`)."""
 
 
 class TeacherApp:
@@ -230,7 +231,7 @@ def create_app(config: AppConfig) -> Starlette:
         exception_handlers={HTTPException: on_http_error, Exception: on_error},
         lifespan=lifespan,
     )
-    app.state.teacher_app = state
+    config.state = state
     return app
 
 
@@ -372,7 +373,7 @@ async def _begin_lesson(state: TeacherApp, request: Request) -> Response:
         total = int(_field(form, "total_bytes", "0"))
     except ValueError:
         total = 0
-    if total > MAX_LESSON_BYTES:
+    if total > lessons.MAX_LESSON_UPLOAD_BYTES:
         return JSONResponse({"error": too_large_lesson_text()}, 413)
     upload = state.library.begin(_field(form, "title"))
     return JSONResponse({"key": upload.key})
@@ -389,18 +390,18 @@ async def _upload_file(state: TeacherApp, request: Request) -> Response:
         target = upload.target(relative)
     except UploadError as exc:
         return JSONResponse({"error": str(exc)}, 400)
-    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     written = 0
     try:
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         with target.open("xb") as out:
             async for chunk in request.stream():
                 written += len(chunk)
-                if written > MAX_UPLOAD_BYTES:
+                if written > security.MAX_UPLOAD_BYTES:
                     raise UploadError(too_large_file_text(str(relative)))
-                if upload.total_bytes + written > MAX_LESSON_BYTES:
+                if upload.total_bytes + written > lessons.MAX_LESSON_UPLOAD_BYTES:
                     raise UploadError(too_large_lesson_text())
                 out.write(chunk)
-    except FileExistsError:
+    except OSError:  # the same name twice, a file where a folder should be
         return JSONResponse(
             {"error": t("The file name {name} is not allowed.", name=str(relative))}, 400
         )
@@ -638,6 +639,8 @@ async def serve(
     host, port = sock.getsockname()[:2]
     config.hosts = loopback_hosts(host, port)
     app = create_app(config)
+    state = config.state
+    assert state is not None
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -665,7 +668,7 @@ async def serve(
         else:
             await task
     finally:
-        app.state.teacher_app.hub.close_streams()
+        state.hub.close_streams()
         server.should_exit = True
         with contextlib.suppress(Exception):
             await task

@@ -7,7 +7,7 @@ own with its relative path (a folder drop carries ``sub/dir/file.png``), and
 :func:`safe_relative_path` decides where it goes: never outside the lesson folder.
 
 Limits, checked while the bytes arrive (:class:`Upload`): a file of at most
-``MAX_BLOB_BYTES``, a lesson of at most ``MAX_LESSON_BYTES`` and ``MAX_UPLOAD_FILES``
+``MAX_BLOB_BYTES``, a lesson of at most ``MAX_LESSON_UPLOAD_BYTES`` and ``MAX_UPLOAD_FILES``
 files, paths of at most ``MAX_PATH_PARTS`` parts of ``MAX_NAME_BYTES`` each — the
 media limits a cast would enforce anyway, applied before the disk fills.
 """
@@ -34,6 +34,9 @@ from protocol.text import clean_name
 
 MAX_UPLOAD_FILES: Final = MAX_ITEMS_PER_LESSON + 1
 """Files in one dropped lesson: as many as a lesson has items, plus its ``lesson.toml``."""
+
+MAX_LESSON_UPLOAD_BYTES: Final = MAX_LESSON_BYTES
+"""Bytes of one dropped lesson, all files together: as much as a cast may send."""
 
 MAX_PATH_PARTS: Final = 8
 """Folders deep a dropped file may be (``a/b/c/file.png`` has 4 parts)."""
@@ -135,7 +138,7 @@ def too_large_file_text(name: str) -> str:
 def too_large_lesson_text() -> str:
     return t(
         "The lesson is larger than {limit}: split it into several lessons.",
-        limit=_gib(MAX_LESSON_BYTES),
+        limit=_gib(MAX_LESSON_UPLOAD_BYTES),
     )
 
 

@@ -421,7 +421,7 @@ class TeacherCast:
         """Apply a control on every panel of the cast; returns one error line per panel
         that failed (empty when all applied it)."""
         if not self.targets:
-            return [t("No panel given: use --to PANEL or --all, or cast first.")]
+            return [t("Nothing is shown yet: choose a lesson and panels, then press «Show».")]
         group = self.backend.group(self._clients(), self._errors())
         outcomes = await group.control(action, index=index, position_ms=position_ms, volume=volume)
         return self._error_lines(outcomes)

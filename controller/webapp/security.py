@@ -109,7 +109,8 @@ class Guard:
                 return
             await self.refuse(403)(scope, receive, send)
             return
-        limit = MAX_UPLOAD_BYTES if UPLOAD_PATH.match(scope["path"]) else MAX_BODY_BYTES
+        upload = UPLOAD_PATH.match(scope["path"])
+        limit = MAX_UPLOAD_BYTES if upload else MAX_BODY_BYTES
         declared = headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await self.refuse(413 if declared.isdigit() else 400)(scope, receive, send)
