@@ -17,6 +17,8 @@ The kiosk's RSS (``VmRSS``), open files (``/proc/PID/fd``) and threads are sampl
 ``--sample-s`` seconds and printed per minute. At the end every record is collected
 and the database verified. ``--kinds pdf,video`` keeps only those kinds (one kind at a
 time shows which one grows); ``--pace 4`` runs every interval four times as fast.
+``--x11`` runs the kiosk in a fullscreen window on a private Xvfb instead (videos
+through VLC's own X11 output, web pages in a Chromium window, as on a real panel).
 ``--tracemalloc FILE`` starts the kiosk under :mod:`tracemalloc` and appends, every
 minute, the top Python allocation sites that grew since minute 1 to ``FILE``.
 
@@ -50,6 +52,7 @@ from bench._common import (
     figure,
     heading,
     result_line,
+    xvfb,
 )
 from bench._video720 import make_video_720p
 from controller.client import ControllerIdentity, Credentials, KioskClient
@@ -66,6 +69,7 @@ RECAST_S = 97.0
 SCREENSHOT_S = 31.0
 ANNOUNCE_S = 47.0
 COLLECT_S = 127.0
+X11_SIZE = (1280, 720)
 WARM_MINUTE = 3
 """Growth is counted from this minute on (caches and allocator pools are warm)."""
 
@@ -155,9 +159,10 @@ def proc_sample(pid: int) -> tuple[float, int, int]:
 class Kiosk:
     """The kiosk child process (``--tracemalloc``: under :mod:`tracemalloc`)."""
 
-    def __init__(self, root: Path, trace: Path | None) -> None:
+    def __init__(self, root: Path, trace: Path | None, display: str | None = None) -> None:
         self.root = root
         self.trace = trace
+        self.display = display
         self.config = root / "kiosk.toml"
         self.config.write_text(
             f'admin_secret = "{BENCH_ADMIN_SECRET}"\nmdns = false\n', encoding="utf-8"
@@ -170,6 +175,11 @@ class Kiosk:
         env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         env["CLASSCAST_MDNS_INTERFACES"] = LOOPBACK
         env["PYTHONUNBUFFERED"] = "1"
+        window = "--headless"
+        if self.display is not None:  # a real X11 window: videos through VLC's own output
+            env["DISPLAY"] = self.display
+            env.pop("PYGLET_HEADLESS", None)
+            window = "--fullscreen"
         child = ["-m", "bench.soak", "--kiosk-child"]
         if self.trace is not None:
             child += ["--tracemalloc", str(self.trace)]
@@ -178,7 +188,7 @@ class Kiosk:
                 sys.executable,
                 *child,
                 "--",
-                *("--headless", "--host", LOOPBACK, "--port", "0"),
+                *(window, "--host", LOOPBACK, "--port", "0"),
                 *("--state-dir", str(self.root / "state"), "--config", str(self.config)),
                 *("--room", "Каб. 17"),
                 stdin=asyncio.subprocess.DEVNULL,
@@ -360,10 +370,13 @@ async def run(args: argparse.Namespace) -> None:
         root = Path(tmp)
         lesson = soak_lesson(root, kinds)
         trace = Path(args.tracemalloc) if args.tracemalloc else None
-        kiosk = Kiosk(root, trace)
+        screen = contextlib.ExitStack()
+        display = screen.enter_context(xvfb(X11_SIZE)).display if args.x11 else None
+        kiosk = Kiosk(root, trace, display)
         heading(
             f"soak {args.minutes} min, kinds {','.join(sorted(kinds))}, "
-            f"{len(lesson.items)} items, pace ×{args.pace:g}"
+            f"{len(lesson.items)} items, pace ×{args.pace:g}, "
+            + (f"X11 window on Xvfb {display}" if display else "headless (EGL)")
         )
         address = await kiosk.start()
         assert kiosk.proc is not None
@@ -390,6 +403,7 @@ async def run(args: argparse.Namespace) -> None:
             sampling.cancel()
             db.close()
             await kiosk.stop()
+            screen.close()
         rows = per_minute(samples, args.minutes)
         print("minute  RSS(MB)  files  threads")
         for minute, rss, fds, threads in rows:
@@ -435,6 +449,9 @@ def main() -> None:
     parser.add_argument("--pace", type=float, default=1.0, help="run every interval P× as fast")
     parser.add_argument("--sample-s", type=float, default=10.0, help="sampling period, seconds")
     parser.add_argument("--tracemalloc", metavar="FILE", help="dump the kiosk's growth there")
+    parser.add_argument(
+        "--x11", action="store_true", help="a fullscreen X11 window on a private Xvfb"
+    )
     parser.add_argument("--kiosk-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("kiosk_args", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -1,10 +1,12 @@
 """``classcast``: the teacher's and admin's command line.
 
-A thin click layer over :class:`~controller.client.KioskClient` and
-:class:`~controller.group.Group`. Output is Russian by default (``--lang en`` or
-``CLASSCAST_LANG=en`` for English); ``--json`` output is stable and documented in
-``docs/cli.md``. Exit status: 0 on success, 1 when the command failed (on any panel),
-2 on a usage error.
+A thin click layer over :class:`~controller.panels.Panels` (which panel a name means,
+where a command goes, the rows of ``classcast panels``),
+:class:`~controller.client.KioskClient` and :class:`~controller.group.Group`; what it
+says about an error comes from :func:`controller.texts.error_text`, as in the web app.
+Output is Russian by default (``--lang en`` or ``CLASSCAST_LANG=en`` for English);
+``--json`` output is stable and documented in ``docs/cli.md``. Exit status: 0 on
+success, 1 when the command failed (on any panel), 2 on a usage error.
 
 Names in the output come from other machines (mDNS adverts, panels, usage records).
 Everything this module prints goes through :func:`echo`, and every error message
@@ -20,7 +22,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import date
@@ -31,19 +33,16 @@ import click
 
 from controller.client import CastResult, Credentials, KioskClient, ProgressCallback
 from controller.collect import MAX_PULLS_PER_PANEL, CollectProblem, PanelCollection, collect
-from controller.discovery import ZeroconfDiscovery
 from controller.group import Group, Outcome
-from controller.home import (
-    PROOF_TIMEOUT_S,
-    AmbiguousPanelError,
-    Home,
-    PanelNotFoundError,
-    PanelRow,
-    SavedPanel,
-    prove_claims,
-)
+from controller.home import Home, PanelRow, SavedPanel
 from controller.i18n import TranslatedGroup, TranslatedOption, option, size_text, t, text_table
 from controller.monitor import Monitor, render
+from controller.panels import (
+    DISCOVER_ALL_WAIT_S,
+    DiscoveryUnavailableError,
+    NoPanelGivenError,
+    Panels,
+)
 from controller.report_html import report_html
 from controller.reports import (
     compliance,
@@ -54,10 +53,11 @@ from controller.reports import (
     usage_report,
 )
 from controller.schooldb import SchoolDb, week_days
+from controller.texts import error_text
 from media.lesson import load_lesson
 from protocol import limits
-from protocol.discovery import MDNS_INTERFACES_ENV, KioskFound, mdns_interfaces
-from protocol.errors import ClassCastError, FileTooLargeError, PictureTooLargeError
+from protocol.discovery import KioskFound
+from protocol.errors import ClassCastError
 from protocol.messages import ControlAction, Role, StatusSnapshot, Welcome
 from protocol.pairing import PIN_DIGITS
 from protocol.text import clean_lines, clean_name, json_text
@@ -65,9 +65,6 @@ from protocol.text import clean_lines, clean_name, json_text
 T = TypeVar("T")
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
-
-DISCOVERY_WAIT_S = 2.0
-"""How long a command looks for a panel by mDNS (it stops as soon as the panel answers)."""
 
 
 def echo(message: str, *, err: bool = False) -> None:
@@ -94,248 +91,71 @@ class CliGroup(TranslatedGroup):
 
 
 class Ctx:
-    """Options shared by every command."""
+    """Options shared by every command, over :class:`~controller.panels.Panels`.
+
+    Each method runs the API's coroutine and turns its errors into click's: a usage
+    error (exit 2) when no panel was named, a one-line message (exit 1) otherwise, in
+    the words of :func:`controller.texts.error_text`.
+    """
 
     def __init__(self, teacher: str | None, timeout_s: float) -> None:
-        self.home = Home()
+        self.panels = Panels(Home(), teacher=teacher, timeout_s=timeout_s)
+        self.home = self.panels.home
         self.teacher = teacher
         self.timeout_s = timeout_s
-        self.discovery_wait_s = DISCOVERY_WAIT_S
 
     def targets(self, to: str | None, all_panels: bool) -> list[str]:
         """Addresses named by ``--to``/``--all``, else those of the last cast."""
-        if all_panels:
-            panels = self.home.panels()
-            if not panels:
-                raise click.ClickException(
-                    t("No saved panels: add one with `classcast panels add HOST[:PORT]`.")
-                )
-            return [p.address for p in panels]
-        if to:
-            return [self.resolve(name.strip()) for name in to.split(",") if name.strip()]
-        last = self.home.last_targets()
-        if not last:
-            raise click.UsageError(t("No panel given: use --to PANEL or --all, or cast first."))
-        return last
-
-    def discovery(self) -> ZeroconfDiscovery:
-        """An mDNS browser on the interfaces CLASSCAST_MDNS_INTERFACES names (all if unset)."""
-        try:
-            interfaces = mdns_interfaces(os.environ.get(MDNS_INTERFACES_ENV))
-        except ValueError as exc:
-            raise click.ClickException(str(exc)) from None
-        return ZeroconfDiscovery(interfaces)
+        names = to.split(",") if to else []
+        return self._run(self.panels.targets(names, all_panels=all_panels))
 
     def resolve(self, name: str) -> str:
         """A PANEL argument → an address: saved panels first, then the panels found by mDNS."""
-        try:
-            return self.home.resolve(name)
-        except PanelNotFoundError:
-            found = self._discover(name)
-            if len(found) == 1:
-                return found[0].address
-            if len(found) > 1:
-                detail = ", ".join(f"{k.room} ({k.kiosk_id}, {k.address})" for k in found)
-                raise click.ClickException(
-                    t(
-                        "Panel name is ambiguous: {detail}. Use the kiosk id or the address.",
-                        detail=f"«{name}»: {detail}",
-                    )
-                ) from None
-            raise click.ClickException(
-                t(
-                    "Panel not found: {name}. Saved panels are listed by `classcast panels`.",
-                    name=name,
-                )
-            ) from None
-        except AmbiguousPanelError as exc:
-            raise click.ClickException(
-                t(
-                    "Panel name is ambiguous: {detail}. Use the kiosk id or the address.",
-                    detail=str(exc),
-                )
-            ) from None
+        return self._run(self.panels.resolve(name))
 
-    def discover_all(self, wait_s: float = 1.5) -> list[KioskFound]:
+    def browse(self, wait_s: float) -> list[KioskFound]:
+        """Every panel mDNS finds within ``wait_s``; raises DiscoveryUnavailableError."""
+        return self._run(self.panels.browse(wait_s), passing=DiscoveryUnavailableError)
+
+    def discover_all(self, wait_s: float = DISCOVER_ALL_WAIT_S) -> list[KioskFound]:
         """Every panel mDNS finds within ``wait_s`` (none where mDNS is unavailable)."""
-
-        async def look() -> list[KioskFound]:
-            return await self.discovery().browse(wait_s)
-
-        try:
-            return asyncio.run(look())
-        except OSError:
-            return []
-
-    def _discover(self, name: str) -> list[KioskFound]:
-        """Panels found by mDNS whose room (case-insensitive) or kiosk id is ``name``.
-
-        An advert that puts a saved panel's kiosk id at another address is left out:
-        only :meth:`panel_rows` may move a saved panel, after a proof.
-        """
-        folded = name.casefold()
-
-        def matches(kiosks: list[KioskFound]) -> list[KioskFound]:
-            return [
-                k
-                for k in self.home.unclaimed(kiosks)
-                if k.kiosk_id == name or k.room.casefold() == folded
-            ]
-
-        async def look() -> list[KioskFound]:
-            kiosks = await self.discovery().browse(
-                self.discovery_wait_s, stop_when=lambda ks: bool(matches(ks))
-            )
-            return matches(kiosks)
-
-        try:
-            return asyncio.run(look())
-        except OSError:  # no usable network interface for mDNS
-            return []
+        return self._run(self.panels.discover_all(wait_s))
 
     def panel_rows(self, found: list[KioskFound]) -> list[PanelRow]:
-        """Saved panels and those ``found`` by mDNS, after following proven moves.
-
-        A saved panel advertised at another address is moved there only if that
-        address proves it (:func:`controller.home.prove_claims`); see
-        :meth:`controller.home.Home.panel_rows` for the rows.
-        """
-        claims = self.home.claims(found)
-        if claims:
-            timeout_s = min(self.timeout_s, PROOF_TIMEOUT_S)
-            identity = self.home.identity(self.teacher)
-            moved: set[str] = set()
-            for claim in asyncio.run(prove_claims(claims, identity, timeout_s=timeout_s)):
-                if claim.panel.address not in moved:
-                    moved.add(claim.panel.address)
-                    self.home.move_panel(claim)
-        return self.home.panel_rows(found)
+        """Saved panels and those ``found`` by mDNS, after following proven moves."""
+        return self._run(self.panels.panel_rows(found))
 
     def usable_rows(self, found: list[KioskFound]) -> list[PanelRow]:
         """:meth:`panel_rows` without unproven or disputed adverts, each named on stderr."""
-        rows = self.panel_rows(found)
-        for row in rows:
-            if not row.usable:
-                echo(
-                    t(
-                        "Ignored {address}: it claims to be panel {room} ({kiosk_id}) "
-                        "but did not prove it.",
-                        address=row.address,
-                        room=row.room or "?",
-                        kiosk_id=row.kiosk_id or "?",
-                    ),
-                    err=True,
-                )
-        return [r for r in rows if r.usable]
+        usable = self._run(self.panels.usable_rows(found))
+        for row in usable.ignored:
+            echo(
+                t(
+                    "Ignored {address}: it claims to be panel {room} ({kiosk_id}) "
+                    "but did not prove it.",
+                    address=row.address,
+                    room=row.room or "?",
+                    kiosk_id=row.kiosk_id or "?",
+                ),
+                err=True,
+            )
+        return list(usable.rows)
 
     async def group(self, targets: list[str], prefer: Role = "teacher") -> Group:
-        return await Group.connect(
-            targets,
-            self.home.identity(self.teacher),
-            credentials=lambda a: self.home.credentials_for_address(a, prefer),
-            timeout_s=self.timeout_s,
-        )
+        """Connect to ``targets`` (inside a command's coroutine); close it when done."""
+        return await self.panels.group(targets, prefer)
 
-
-def error_text(exc: BaseException, panel: str = "") -> str:
-    """A ClassCast error as a teacher should read it, in the output language."""
-    if isinstance(exc, FileTooLargeError | PictureTooLargeError):
-        return _too_large_text(exc)
-    code = getattr(exc, "code", None)
-    if code == "unauthorized":
-        return t(
-            "This computer is not paired with the panel: run `classcast pair {panel}`.",
-            panel=panel or "PANEL",
-        )
-    if code == "forbidden":
-        return t(
-            "This needs the admin role: pair with `classcast pair {panel} --admin`.",
-            panel=panel or "PANEL",
-        )
-    if code == "busy":
-        return t("Another teacher is presenting on this panel: {message}", message=str(exc))
-    if code == "bad_pin":
-        return t("Wrong PIN. Check the PIN shown on the panel and try again.")
-    if code == "locked":
-        return t(
-            "Too many wrong PINs from this computer: wait a minute, check the PIN shown on "
-            "the panel and try again."
-        )
-    if code == "try_later":
-        return t("The panel is busy with other pairing attempts: try again in a few seconds.")
-    if code == "refused":
-        return t(
-            "The pairing was not allowed on the panel. Pair again with the PIN the panel "
-            "shows now, and tap «Allow» on the panel when it asks."
-        )
-    if code == "certificate_changed":
-        return t("The panel's certificate changed since pairing: {message}", message=str(exc))
-    if code == "clock_offset":
-        return t(
-            "The panel did not accept this computer's clock difference. Cast again; if it "
-            "happens again, set the clock of this computer or of the panel to the right time."
-        )
-    if code == "quota_exceeded":
-        return t(
-            "The panel's media cache has no room for this lesson now: other lessons are "
-            "being sent to it, or the lesson on screen takes the rest. Wait and try again, "
-            "or send a smaller lesson."
-        )
-    if code == "no_space":
-        return t(
-            "The panel's disk is nearly full: the rest is kept for its usage log. Ask the "
-            "administrator to free disk space on the panel, or send a smaller lesson."
-        )
-    return str(exc)
-
-
-def _too_large_text(exc: FileTooLargeError | PictureTooLargeError) -> str:
-    """What to do about a lesson file refused for its size (found before reading it)."""
-    if isinstance(exc, PictureTooLargeError):
-        megapixels = limits.MAX_PICTURE_PIXELS // 1_000_000
-        if exc.width is None or exc.height is None:
-            return t(
-                "{path}: the picture has more than {megapixels} megapixels, more than a panel "
-                "shows. Make it smaller in an image editor and cast again.",
-                path=exc.path,
-                megapixels=megapixels,
-            )
-        return t(
-            "{path}: the picture is {width}×{height} pixels, more than a panel shows (at most "
-            "{megapixels} megapixels). Make it smaller in an image editor and cast again.",
-            path=exc.path,
-            width=exc.width,
-            height=exc.height,
-            megapixels=megapixels,
-        )
-    size, limit = size_text(exc.size_bytes), size_text(exc.limit_bytes)
-    if size == limit:  # rounded alike: say how many bytes each is
-        unit = size_text(0).split()[1]
-        size, limit = f"{exc.size_bytes} {unit}", f"{exc.limit_bytes} {unit}"
-    if exc.what == "text":
-        return t(
-            "{path}: the text file is {size}, but a text slide holds at most {limit} "
-            "({chars} characters). Split the text into several files or shorten it.",
-            path=exc.path,
-            size=size,
-            limit=limit,
-            chars=limits.MAX_TEXT_ITEM_CHARS,
-        )
-    if exc.what == "lesson.toml":
-        return t(
-            "{path}: the lesson.toml is {size}, over the limit of {limit}. Check that it is "
-            "the right file: a lesson.toml only lists the lesson's items.",
-            path=exc.path,
-            size=size,
-            limit=limit,
-        )
-    return t(
-        "{path}: the file is {size}, over the limit of {limit} per file. Make it smaller "
-        "(compress the video, split the document) or leave it out of the lesson.",
-        path=exc.path,
-        size=size,
-        limit=limit,
-    )
+    @staticmethod
+    def _run(coro: Coroutine[Any, Any, T], *, passing: type[ClassCastError] | None = None) -> T:
+        """Run one of the API's coroutines; its errors become click's (``passing`` excepted)."""
+        try:
+            return asyncio.run(coro)
+        except ClassCastError as exc:
+            if passing is not None and isinstance(exc, passing):
+                raise
+            if isinstance(exc, NoPanelGivenError):
+                raise click.UsageError(error_text(exc)) from None
+            raise click.ClickException(error_text(exc)) from None
 
 
 def run(coro: Awaitable[T]) -> T:
@@ -843,14 +663,10 @@ def panels(ctx: click.Context, as_json: bool, wait_s: float) -> None:
     if ctx.invoked_subcommand is not None:
         return
     obj: Ctx = ctx.obj
-
-    async def look() -> list[KioskFound]:
-        return await obj.discovery().browse(wait_s)
-
     try:
-        found = asyncio.run(look()) if wait_s > 0 else []
-    except OSError as exc:
-        echo(t("Discovery is not available here: {message}", message=exc), err=True)
+        found = obj.browse(wait_s) if wait_s > 0 else []
+    except DiscoveryUnavailableError as exc:
+        echo(error_text(exc), err=True)
         found = []
     rows = obj.panel_rows(found)
     if as_json:

@@ -7,8 +7,9 @@ Usage::
         await kiosk.control("next")
         print((await kiosk.status()).item_title)
 
-Every request waits for its reply and raises :class:`~protocol.errors.RemoteError`
-(with the kiosk's code) when the kiosk answers ``error``, or
+Every request waits for its reply and raises a :class:`~protocol.errors.RemoteError`
+(the subclass :data:`~protocol.errors.REMOTE_ERRORS` names for the kiosk's code, such
+as ``BusyError``) when the kiosk answers ``error``, or
 :class:`~protocol.errors.ConnectionFailedError` when the kiosk cannot be reached or
 goes away. Status events the kiosk pushes update :attr:`KioskClient.last_status` and
 are passed to ``on_status``.
@@ -43,6 +44,7 @@ from protocol.errors import (
     MalformedMessageError,
     RemoteError,
     UnexpectedMessageError,
+    remote_error,
 )
 from protocol.messages import (
     Announce,
@@ -290,10 +292,11 @@ class KioskClient:
         Returns the credentials to save; this connection is authorised from now on.
 
         Raises:
-            RemoteError: code ``bad_pin`` (wrong PIN), ``locked`` (too many wrong tries
-                from this computer), ``try_later`` (too many pairing attempts right now),
-                ``refused`` (under a guessing attack, the panel's user did not allow
-                it), or ``not_enabled`` (admin pairing is not configured on the panel).
+            BadPinError: wrong PIN (or admin secret).
+            LockedError: too many wrong tries from this computer.
+            TryLaterError: too many pairing attempts right now.
+            RefusedError: under a guessing attack, the panel's user did not allow it.
+            NotEnabledError: admin pairing is not configured on the panel.
             PairingError: the panel could not prove it knows the PIN (a relay).
         """
         assert self.welcome is not None
@@ -367,8 +370,9 @@ class KioskClient:
         """Send ``lesson`` (only the bytes the kiosk lacks) and start showing it.
 
         Raises:
-            RemoteError: the kiosk refused the lesson or a blob (for example
-                ``checksum_mismatch`` when a file changed while it was sent).
+            RemoteError: the kiosk refused the lesson or a blob, as one of its
+                subclasses (for example ``RemoteChecksumError`` when a file changed
+                while it was sent, ``NoSpaceError``, ``BusyError``).
         """
         # The kiosk may have no real-time clock: record how far off it is, so that
         # reports can correct the times of this lesson's usage records.
@@ -433,7 +437,7 @@ class KioskClient:
         """A PNG thumbnail of what the panel shows.
 
         Raises:
-            RemoteError: code ``no_screen`` when the kiosk runs without a window.
+            NoScreenError: the kiosk runs without a window.
         """
         reply = await self._request(TakeScreenshot(id=self._new_id(), max_width=max_width))
         if not isinstance(reply, Screenshot):
@@ -624,7 +628,7 @@ class KioskClient:
             raise ConnectionFailedError(f"{self.url} did not answer {what} in {self.timeout_s} s")
         reply = getter.result()
         if isinstance(reply, Error):
-            raise RemoteError(f"{self.name}: {reply.message}", code=reply.code)
+            raise remote_error(reply.code, f"{self.name}: {reply.message}")
         return reply
 
     async def _read(self) -> None:

@@ -42,15 +42,42 @@ PROOF_TIMEOUT_S: Final = 3.0
 
 
 class PanelNotFoundError(ClassCastError):
-    """A PANEL argument matches no saved panel and is not an address (the user's input)."""
+    """A PANEL argument matches no saved panel and is not an address (the user's input).
+
+    ``name`` is the argument as given.
+    """
 
     code = "panel_not_found"
 
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+@dataclass(frozen=True, slots=True)
+class PanelCandidate:
+    """One of the panels an ambiguous PANEL argument matches."""
+
+    room: str | None
+    kiosk_id: str | None
+    address: str
+
 
 class AmbiguousPanelError(ClassCastError):
-    """A PANEL argument matches more than one saved panel (the user's input)."""
+    """A PANEL argument matches more than one panel (the user's input): several saved
+    panels, or several found by mDNS, have that room name.
+
+    ``candidates`` lists them; ask the user for a kiosk id or an address instead. The
+    ``str()`` is ``«name»: room (kiosk id, address), ...``.
+    """
 
     code = "ambiguous_panel"
+
+    def __init__(self, name: str, candidates: Sequence[PanelCandidate]) -> None:
+        listed = ", ".join(f"{c.room} ({c.kiosk_id}, {c.address})" for c in candidates)
+        super().__init__(f"«{name}»: {listed}")
+        self.name = name
+        self.candidates = tuple(candidates)
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,8 +334,8 @@ class Home:
         if len(matches) == 1:
             return matches[0].address
         if len(matches) > 1:
-            found = ", ".join(f"{p.room} ({p.kiosk_id}, {p.address})" for p in matches)
-            raise AmbiguousPanelError(f"«{name}»: {found}")
+            candidates = [PanelCandidate(p.room, p.kiosk_id, p.address) for p in matches]
+            raise AmbiguousPanelError(name, candidates)
         if _looks_like_address(name):
             return name
         raise PanelNotFoundError(name)

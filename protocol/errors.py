@@ -7,9 +7,10 @@ Every error ClassCast raises on purpose derives from :class:`ClassCastError`::
     │   ├── MalformedMessageError     bytes that do not decode to a valid message   (peer)
     │   ├── UnexpectedMessageError    a valid message in the wrong state             (peer)
     │   ├── RemoteError               the kiosk answered a request with an error     (peer)
-    │   ├── UnauthorizedError         a request that needs pairing, without a valid token (peer)
-    │   ├── ForbiddenError            a teacher's request that needs the admin role   (peer)
-    │   ├── BusyError                 another teacher presents on this panel          (peer)
+    │   │   ├── UnauthorizedError     a request that needs pairing, without a valid token (peer)
+    │   │   ├── ForbiddenError        a teacher's request that needs the admin role   (peer)
+    │   │   ├── BusyError             another teacher presents on this panel          (peer)
+    │   │   └── …                     one class per code a kiosk sends: REMOTE_ERRORS
     │   └── PairingError              wrong PIN or a relay (protocol.pairing)         (peer)
     │       ├── PairingLockedError    too many wrong PINs from one address            (peer)
     │       ├── PairingThrottledError too many pairing attempts right now             (peer)
@@ -34,9 +35,18 @@ with an error reply or a close with a reason and never change what the kiosk sho
 
 Each error carries the fields that help a reader of the journal (``code`` for the
 wire, plus details such as ``sha256`` or ``path``) and its ``str()`` reads as one line.
+
+**Errors across the wire.** A kiosk answers a refused request with an ``error`` reply
+carrying the ``code`` of the error it raised. The controller turns the reply back into
+an exception with :func:`remote_error`, which looks the code up in :data:`REMOTE_ERRORS`:
+one :class:`RemoteError` subclass per code a kiosk sends, so callers ``match`` on
+classes (``case BusyError():``), never on ``exc.code``. A code missing from the table
+(a newer kiosk's) becomes a plain :class:`RemoteError` carrying that code.
 """
 
 from __future__ import annotations
+
+from typing import Final
 
 
 class ClassCastError(Exception):
@@ -76,27 +86,30 @@ class UnexpectedMessageError(ProtocolError):
 
 
 class RemoteError(ProtocolError):
-    """The kiosk answered a request with an ``error`` reply.
+    """An error a kiosk reports to a controller in an ``error`` reply (the peer's side).
 
-    ``code`` is the code the kiosk sent, ``message`` its explanation.
+    The kiosk raises a subclass in its core and answers with its ``code``; the controller
+    raises the same subclass again from the reply with :func:`remote_error`. ``code`` is
+    the code the kiosk sent, ``message`` its explanation (English, for the journal: show
+    a user the text of the class instead).
     """
 
     code = "remote"
 
 
-class UnauthorizedError(ProtocolError):
+class UnauthorizedError(RemoteError):
     """A request that needs a paired controller came without a valid token (the peer's)."""
 
     code = "unauthorized"
 
 
-class ForbiddenError(ProtocolError):
+class ForbiddenError(RemoteError):
     """A request that needs the admin role came from a teacher (the peer's)."""
 
     code = "forbidden"
 
 
-class BusyError(ProtocolError):
+class BusyError(RemoteError):
     """Another teacher presents on this panel (the peer's; not a failure of either side).
 
     ``presenter`` is the presenting teacher's name.
@@ -107,6 +120,132 @@ class BusyError(ProtocolError):
     def __init__(self, message: str, *, presenter: str | None = None) -> None:
         super().__init__(message)
         self.presenter = presenter
+
+
+class BadPinError(RemoteError):
+    """The kiosk did not accept the PIN or admin secret of a pairing (the peer's answer)."""
+
+    code = "bad_pin"
+
+
+class LockedError(RemoteError):
+    """The kiosk refuses pairing from this computer after too many wrong PINs (for a while)."""
+
+    code = "locked"
+
+
+class TryLaterError(RemoteError):
+    """The kiosk is busy with other pairing attempts: try again in a few seconds."""
+
+    code = "try_later"
+
+
+class RefusedError(RemoteError):
+    """The pairing was not allowed on the panel (refused, or nobody answered in time)."""
+
+    code = "refused"
+
+
+class NotEnabledError(RemoteError):
+    """Admin pairing is not enabled on the kiosk (no ``admin_secret`` in its kiosk.toml)."""
+
+    code = "not_enabled"
+
+
+class UnsupportedVersionError(RemoteError):
+    """The kiosk speaks another protocol version than this controller."""
+
+    code = "version"
+
+
+class RemoteMalformedError(RemoteError):
+    """The kiosk could not decode what this controller sent (our side broke the protocol)."""
+
+    code = "malformed"
+
+
+class RemoteUnexpectedError(RemoteError):
+    """The kiosk did not accept a valid request in its current state."""
+
+    code = "unexpected"
+
+
+class ClockOffsetError(RemoteError):
+    """The kiosk did not accept the clock offset sent with a cast (not measured, too far)."""
+
+    code = "clock_offset"
+
+
+class BadIndexError(RemoteError):
+    """The item asked for (goto, start index) is not in the lesson the kiosk shows."""
+
+    code = "bad_index"
+
+
+class NoLessonError(RemoteError):
+    """A control command came while the kiosk shows no lesson."""
+
+    code = "no_lesson"
+
+
+class NotStartedError(RemoteError):
+    """A control command came before the lesson's synchronised start."""
+
+    code = "not_started"
+
+
+class NoScreenError(RemoteError):
+    """A screenshot was asked of a kiosk that runs without a window."""
+
+    code = "no_screen"
+
+
+class RemoteTooLargeError(RemoteError):
+    """The kiosk refused data as too large: a blob over its size, or a screenshot."""
+
+    code = "too_large"
+
+
+class RemoteChecksumError(RemoteError):
+    """A blob the kiosk received does not hash to its sha256 (a file changed while sent)."""
+
+    code = "checksum_mismatch"
+
+
+class RemoteQuotaExceededError(RemoteError):
+    """The kiosk's media cache has no room for the lesson now."""
+
+    code = "quota_exceeded"
+
+
+class NoSpaceError(RemoteError):
+    """The kiosk's disk is nearly full: the rest is kept for its usage log."""
+
+    code = "no_space"
+
+
+class RemoteMediaError(RemoteError):
+    """The kiosk could not store the lesson's media (its store failed)."""
+
+    code = "media"
+
+
+class RemoteUsageLogError(RemoteError):
+    """The kiosk's usage log cannot be read or written."""
+
+    code = "usage_log"
+
+
+class PairingsDamagedError(RemoteError):
+    """The kiosk's file of pairings (tokens) is damaged."""
+
+    code = "tokens"
+
+
+class RemoteInternalError(RemoteError):
+    """The kiosk failed while handling the request (its fault; see its journal)."""
+
+    code = "internal"
 
 
 class MediaError(ClassCastError):
@@ -247,3 +386,52 @@ class CertificateChangedError(ConnectionFailedError):
         super().__init__(message)
         self.expected = expected
         self.got = got
+
+
+REMOTE_ERRORS: Final[dict[str, type[RemoteError]]] = {
+    cls.code: cls
+    for cls in (
+        UnauthorizedError,
+        ForbiddenError,
+        BusyError,
+        BadPinError,
+        LockedError,
+        TryLaterError,
+        RefusedError,
+        NotEnabledError,
+        UnsupportedVersionError,
+        RemoteMalformedError,
+        RemoteUnexpectedError,
+        ClockOffsetError,
+        BadIndexError,
+        NoLessonError,
+        NotStartedError,
+        NoScreenError,
+        RemoteTooLargeError,
+        RemoteChecksumError,
+        RemoteQuotaExceededError,
+        NoSpaceError,
+        RemoteMediaError,
+        RemoteUsageLogError,
+        PairingsDamagedError,
+        RemoteInternalError,
+    )
+}
+"""Every code a kiosk sends in an ``error`` reply → the class the controller raises."""
+
+
+def remote_error(code: str, message: str) -> RemoteError:
+    """The exception for a kiosk's ``error`` reply: raise it.
+
+    Args:
+        code: the reply's ``code``.
+        message: what to put in the exception (the kiosk's message, with its name).
+
+    Returns:
+        An instance of the class :data:`REMOTE_ERRORS` names for ``code``, or a plain
+        :class:`RemoteError` carrying ``code`` when the table has none (a newer kiosk).
+    """
+    cls = REMOTE_ERRORS.get(code)
+    if cls is None:
+        return RemoteError(message, code=code)
+    return cls(message)

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from controller.cli import error_text as cli_error_text
+from controller.texts import error_text as cli_error_text
 from controller.webapp import lessons, security
 from controller.webapp.app import loopback_hosts
 from controller.webapp.lessons import (
@@ -30,7 +30,7 @@ from controller.webapp.lessons import (
     safe_relative_path,
 )
 from controller.webapp.security import COOKIE, MAX_BODY_BYTES
-from protocol.errors import RemoteError
+from protocol.errors import BadPinError
 from tests.app_server import PaintingDisplay, RunningApp, lesson_folder, running_app
 from tests.kiosks import KioskThread
 
@@ -351,7 +351,7 @@ def test_pairing_errors_are_the_clis_words(app: RunningApp, kiosk: KioskThread) 
         assert "PIN-код состоит из 6 цифр" in short.text or "6 цифр" in short.text
         wrong_pin = "000000" if kiosk.pin() != "000000" else "111111"
         wrong = c.post("/pair", data={"address": kiosk.address, "pin": wrong_pin})
-        expected = cli_error_text(RemoteError("x", code="bad_pin"))
+        expected = cli_error_text(BadPinError("x"))
         assert expected in html.unescape(wrong.text)
         right = c.post("/pair", data={"address": kiosk.address, "pin": kiosk.pin()})
         assert "Сопряжено с «Каб. 12», роль: учитель." in right.text

@@ -644,8 +644,8 @@ def test_collect_explains_a_changed_key_in_russian(tmp_path: Path) -> None:
 
 
 def test_the_teacher_reads_a_refused_clock_offset_in_russian() -> None:
-    from controller.cli import error_text
-    from protocol.errors import RemoteError
+    from controller.texts import error_text
+    from protocol.errors import remote_error
 
-    text = error_text(RemoteError("Каб. 12: clock_offset_ms 5 does not match", code="clock_offset"))
+    text = error_text(remote_error("clock_offset", "Каб. 12: clock_offset_ms 5 does not match"))
     assert "Повторите" in text or "повторите" in text

@@ -688,10 +688,10 @@ def test_headless_display_logs_the_question_and_its_end() -> None:
     ],
 )
 def test_the_teacher_reads_each_refusal_in_russian(code: str, words: str) -> None:
-    from controller.cli import error_text
-    from protocol.errors import RemoteError
+    from controller.texts import error_text
+    from protocol.errors import remote_error
 
-    assert words in error_text(RemoteError("Каб. 12: in English", code=code))
+    assert words in error_text(remote_error(code, "Каб. 12: in English"))
 
 
 # --------------------------------------------------------------------------- real kiosks

@@ -23,8 +23,9 @@ import pytest
 from click.testing import CliRunner
 from websockets.asyncio.client import ClientConnection
 
-from controller.cli import cli, error_text
+from controller.cli import cli
 from controller.schooldb import SchoolDb
+from controller.texts import error_text
 from kiosk.config import ConfigError, KioskConfig, load_config
 from kiosk.usage import DisplayStart, UsageLog
 from kiosk.usage_writer import UsageWriter
@@ -32,7 +33,13 @@ from media.lesson import Lesson, sample_lesson_path
 from media.store import STALE_PARTIAL_S, USAGE_LOG_FLOOR_BYTES, BlobStore
 from protocol import limits
 from protocol.codec import encode, encode_chunk
-from protocol.errors import DiskFullError, QuotaExceededError, RemoteError, UsageLogError
+from protocol.errors import (
+    DiskFullError,
+    QuotaExceededError,
+    RemoteError,
+    UsageLogError,
+    remote_error,
+)
 from protocol.messages import Prepare
 from protocol.usage_chain import load_public_key, verify_chain
 from tests.helpers import RAW, blob_lesson, pair, raw_connect, recv_json, text_lesson
@@ -511,5 +518,5 @@ def test_the_teacher_reads_what_to_do_in_russian(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "В кэше панели сейчас нет места для этого урока" in result.output
     assert "отправьте урок поменьше" in result.output
-    full = error_text(RemoteError("Каб. 12: the panel's disk is nearly full", code="no_space"))
+    full = error_text(remote_error("no_space", "Каб. 12: the panel's disk is nearly full"))
     assert full.startswith("Диск панели почти заполнен")

@@ -1,27 +1,27 @@
 """The teacher's app's one door into the controller: panels, pairing, connections, texts.
 
 Everything the web app asks of the controller goes through :class:`Backend`, a thin
-layer over :class:`~controller.home.Home`, :class:`~controller.discovery.ZeroconfDiscovery`,
-:class:`~controller.client.KioskClient` and :class:`~controller.group.Group`, so that
-the page says what the ``classcast`` command says: the messages are the CLI's own
-(:func:`error_text`, the same msgids). Every method is a coroutine or cheap, never
-touches click, and raises :class:`AppError` with a message for the teacher, or a
+layer over :class:`~controller.panels.Panels` (the API under the ``classcast`` command
+too) and :class:`~controller.client.KioskClient`, so that the page says what the
+command says: the messages are :func:`controller.texts.error_text` and the CLI's own
+msgids. Every method is a coroutine or cheap, never touches click, and raises
+:class:`AppError` with a message for the teacher, or a
 :class:`~protocol.errors.ClassCastError` the caller turns into text with
 :func:`error_text`.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
-from controller.cli import error_text as cli_error_text
 from controller.client import ControllerIdentity, Credentials, KioskClient, split_host_port
 from controller.discovery import ZeroconfDiscovery
 from controller.group import Group
-from controller.home import PROOF_TIMEOUT_S, Home, PanelRow, SavedPanel, prove_claims
+from controller.home import Home, PanelRow, SavedPanel
 from controller.i18n import t
-from protocol.discovery import MDNS_INTERFACES_ENV, KioskFound, mdns_interfaces
+from controller.panels import DiscoverySettingError, Panels
+from controller.texts import error_text as controller_error_text
+from protocol.discovery import KioskFound
 from protocol.errors import ClassCastError, ConnectionFailedError
 from protocol.messages import Role
 from protocol.pairing import PIN_DIGITS
@@ -37,7 +37,7 @@ def error_text(exc: BaseException, panel: str = "") -> str:
     """A ClassCast error as the teacher reads it: the CLI's own words."""
     if isinstance(exc, TimeoutError):
         return t("The panel did not answer in time.")
-    return cli_error_text(exc, panel)
+    return controller_error_text(exc, panel)
 
 
 class Backend:
@@ -53,6 +53,7 @@ class Backend:
         self.home = home
         self.teacher = teacher
         self.timeout_s = timeout_s
+        self.panels = Panels(home, teacher=teacher, timeout_s=timeout_s)
 
     # ----------------------------------------------------------------- discovery
 
@@ -60,28 +61,19 @@ class Backend:
         """An mDNS browser on the interfaces ``CLASSCAST_MDNS_INTERFACES`` names, or
         ``None`` when that setting is invalid (the app then lists saved panels only)."""
         try:
-            interfaces = mdns_interfaces(os.environ.get(MDNS_INTERFACES_ENV))
-        except ValueError:
+            return self.panels.discovery()
+        except DiscoverySettingError:
             return None
-        return ZeroconfDiscovery(interfaces)
 
     async def panel_rows(self, found: Sequence[KioskFound]) -> list[PanelRow]:
         """Saved panels and those ``found`` by mDNS, after following proven moves
         (as ``classcast panels``: an advert moves a saved panel only once it proved it)."""
-        claims = self.home.claims(found)
-        if claims:
-            timeout_s = min(self.timeout_s, PROOF_TIMEOUT_S)
-            moved: set[str] = set()
-            for claim in await prove_claims(claims, self.identity(), timeout_s=timeout_s):
-                if claim.panel.address not in moved:
-                    moved.add(claim.panel.address)
-                    self.home.move_panel(claim)
-        return self.home.panel_rows(found)
+        return await self.panels.panel_rows(found)
 
     # ----------------------------------------------------------------- who we are
 
     def identity(self) -> ControllerIdentity:
-        return self.home.identity(self.teacher)
+        return self.panels.identity()
 
     def credentials(self, address: str, prefer: Role = "teacher") -> Credentials | None:
         return self.home.credentials_for_address(address, prefer)
@@ -217,9 +209,4 @@ class Backend:
 
     async def fresh_group(self, targets: list[str], prefer: Role = "teacher") -> Group:
         """A :class:`Group` of new connections (close it after use)."""
-        return await Group.connect(
-            targets,
-            self.identity(),
-            credentials=lambda a: self.credentials(a, prefer),
-            timeout_s=self.timeout_s,
-        )
+        return await self.panels.group(targets, prefer)

@@ -29,7 +29,7 @@ from controller.i18n import t
 from controller.webapp.backend import Backend, error_text
 from media.lesson import Lesson
 from protocol.discovery import KioskFound
-from protocol.errors import ClassCastError, RemoteError
+from protocol.errors import ClassCastError, NoScreenError
 from protocol.messages import ControlAction, StatusSnapshot
 
 logger = logging.getLogger(__name__)
@@ -240,12 +240,9 @@ class Hub:
             if self.viewers > 0 and not link.no_screen:
                 try:
                     png = await client.screenshot(max_width=THUMBNAIL_WIDTH)
-                except RemoteError as exc:
-                    if exc.code == "no_screen":
-                        link.no_screen = True
-                        self.changed()
-                    else:
-                        raise
+                except NoScreenError:
+                    link.no_screen = True
+                    self.changed()
                 else:
                     tag = hashlib.sha256(png).hexdigest()[:16]
                     if tag != link.shot_tag:

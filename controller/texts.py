@@ -1,0 +1,249 @@
+"""What a teacher or admin reads about an error, in both faces: the command line and the
+web app.
+
+:func:`error_text` turns any ClassCast error into a message in the output language
+(:mod:`controller.i18n`: Russian by default) that says what to do next. It matches on
+exception classes (:data:`protocol.errors.REMOTE_ERRORS` gives each code a kiosk sends
+its own class), never on ``exc.code``. A face prints the text as it is; names in it
+came from other machines, so the command line cleans it before printing
+(:func:`protocol.text.clean_lines`) and the web app escapes it.
+"""
+
+from __future__ import annotations
+
+from controller.home import AmbiguousPanelError, PanelNotFoundError
+from controller.i18n import size_text, t
+from controller.panels import (
+    DiscoverySettingError,
+    DiscoveryUnavailableError,
+    NoPanelGivenError,
+    NoSavedPanelsError,
+)
+from protocol import limits
+from protocol.errors import (
+    BadIndexError,
+    BadPinError,
+    BusyError,
+    CertificateChangedError,
+    ClockOffsetError,
+    DiskFullError,
+    FileTooLargeError,
+    ForbiddenError,
+    LockedError,
+    NoLessonError,
+    NoScreenError,
+    NoSpaceError,
+    NotEnabledError,
+    NotStartedError,
+    PairingsDamagedError,
+    PictureTooLargeError,
+    QuotaExceededError,
+    RefusedError,
+    RemoteChecksumError,
+    RemoteInternalError,
+    RemoteMalformedError,
+    RemoteMediaError,
+    RemoteQuotaExceededError,
+    RemoteTooLargeError,
+    RemoteUnexpectedError,
+    RemoteUsageLogError,
+    TryLaterError,
+    UnauthorizedError,
+    UnsupportedVersionError,
+)
+from protocol.pairing import (
+    PairingError,
+    PairingLockedError,
+    PairingRefusedError,
+    PairingThrottledError,
+)
+
+
+def error_text(exc: BaseException, panel: str = "") -> str:
+    """A ClassCast error as a teacher should read it, in the output language.
+
+    Args:
+        exc: the error (one a command raised, or one panel's ``Outcome.error``).
+        panel: the panel's room or address, for texts that name a command to run.
+
+    Returns:
+        The message to show; an error with no text of its own is shown as ``str(exc)``.
+    """
+    name = panel or "PANEL"
+    match exc:
+        case FileTooLargeError() | PictureTooLargeError():
+            return _too_large_text(exc)
+        case PanelNotFoundError():
+            return t(
+                "Panel not found: {name}. Saved panels are listed by `classcast panels`.",
+                name=exc.name,
+            )
+        case AmbiguousPanelError():
+            return t(
+                "Panel name is ambiguous: {detail}. Use the kiosk id or the address.",
+                detail=str(exc),
+            )
+        case NoSavedPanelsError():
+            return t("No saved panels: add one with `classcast panels add HOST[:PORT]`.")
+        case NoPanelGivenError():
+            return t("No panel given: use --to PANEL or --all, or cast first.")
+        case DiscoveryUnavailableError():
+            return t("Discovery is not available here: {message}", message=exc)
+        case DiscoverySettingError():
+            return str(exc)
+        case UnauthorizedError():
+            return t(
+                "This computer is not paired with the panel: run `classcast pair {panel}`.",
+                panel=name,
+            )
+        case ForbiddenError():
+            return t(
+                "This needs the admin role: pair with `classcast pair {panel} --admin`.",
+                panel=name,
+            )
+        case BusyError():
+            return t("Another teacher is presenting on this panel: {message}", message=str(exc))
+        case LockedError() | PairingLockedError():
+            return t(
+                "Too many wrong PINs from this computer: wait a minute, check the PIN shown "
+                "on the panel and try again."
+            )
+        case TryLaterError() | PairingThrottledError():
+            return t("The panel is busy with other pairing attempts: try again in a few seconds.")
+        case RefusedError() | PairingRefusedError():
+            return t(
+                "The pairing was not allowed on the panel. Pair again with the PIN the panel "
+                "shows now, and tap «Allow» on the panel when it asks."
+            )
+        case BadPinError() | PairingError():
+            return t("Wrong PIN. Check the PIN shown on the panel and try again.")
+        case NotEnabledError():
+            return t(
+                "Admin pairing is not enabled on this panel: the administrator sets "
+                "admin_secret in the panel's kiosk.toml."
+            )
+        case CertificateChangedError():
+            return t("The panel's certificate changed since pairing: {message}", message=str(exc))
+        case ClockOffsetError():
+            return t(
+                "The panel did not accept this computer's clock difference. Cast again; if it "
+                "happens again, set the clock of this computer or of the panel to the right "
+                "time."
+            )
+        case NoSpaceError() | DiskFullError():
+            return t(
+                "The panel's disk is nearly full: the rest is kept for its usage log. Ask the "
+                "administrator to free disk space on the panel, or send a smaller lesson."
+            )
+        case RemoteQuotaExceededError() | QuotaExceededError():
+            return t(
+                "The panel's media cache has no room for this lesson now: other lessons are "
+                "being sent to it, or the lesson on screen takes the rest. Wait and try again, "
+                "or send a smaller lesson."
+            )
+        case _:
+            return _remote_text(exc)
+
+
+def _remote_text(exc: BaseException) -> str:
+    """The text of a kiosk's refusal that :func:`error_text` does not handle itself."""
+    match exc:
+        case UnsupportedVersionError() | RemoteMalformedError():
+            return t(
+                "The panel runs another version of ClassCast: install the same version on "
+                "this computer and on the panel."
+            )
+        case RemoteUnexpectedError():
+            return t(
+                "The panel did not expect this request now: try again; if it happens again, "
+                "install the same version of ClassCast on this computer and on the panel."
+            )
+        case BadIndexError():
+            return t(
+                "The lesson on the panel has no item with this number: see how many items it "
+                "has with `classcast status`."
+            )
+        case NoLessonError():
+            return t("The panel shows no lesson now: cast one first.")
+        case NotStartedError():
+            return t("The lesson on the panel has not started yet: wait a moment and try again.")
+        case NoScreenError():
+            return t("The panel has no screen to capture: it runs without a window.")
+        case RemoteTooLargeError():
+            return t(
+                "The panel refused data that is too large: make the lesson's files smaller, "
+                "or ask for a smaller screenshot."
+            )
+        case RemoteChecksumError():
+            return t("A lesson file changed while it was being sent: cast the lesson again.")
+        case RemoteMediaError():
+            return t(
+                "The panel could not store the lesson's media: try again; if it happens "
+                "again, ask the administrator to check the panel's journal."
+            )
+        case RemoteUsageLogError():
+            return t(
+                "The panel cannot read or write its usage log: ask the administrator to "
+                "check the panel's journal."
+            )
+        case PairingsDamagedError():
+            return t(
+                "The panel's list of pairings is damaged: ask the administrator to check "
+                "the panel's journal."
+            )
+        case RemoteInternalError():
+            return t(
+                "The panel failed to carry out the request: try again; if it happens again, "
+                "ask the administrator to check the panel's journal."
+            )
+        case _:
+            return str(exc)
+
+
+def _too_large_text(exc: FileTooLargeError | PictureTooLargeError) -> str:
+    """What to do about a lesson file refused for its size (found before reading it)."""
+    if isinstance(exc, PictureTooLargeError):
+        megapixels = limits.MAX_PICTURE_PIXELS // 1_000_000
+        if exc.width is None or exc.height is None:
+            return t(
+                "{path}: the picture has more than {megapixels} megapixels, more than a panel "
+                "shows. Make it smaller in an image editor and cast again.",
+                path=exc.path,
+                megapixels=megapixels,
+            )
+        return t(
+            "{path}: the picture is {width}×{height} pixels, more than a panel shows (at most "
+            "{megapixels} megapixels). Make it smaller in an image editor and cast again.",
+            path=exc.path,
+            width=exc.width,
+            height=exc.height,
+            megapixels=megapixels,
+        )
+    size, limit = size_text(exc.size_bytes), size_text(exc.limit_bytes)
+    if size == limit:  # rounded alike: say how many bytes each is
+        unit = size_text(0).split()[1]
+        size, limit = f"{exc.size_bytes} {unit}", f"{exc.limit_bytes} {unit}"
+    if exc.what == "text":
+        return t(
+            "{path}: the text file is {size}, but a text slide holds at most {limit} "
+            "({chars} characters). Split the text into several files or shorten it.",
+            path=exc.path,
+            size=size,
+            limit=limit,
+            chars=limits.MAX_TEXT_ITEM_CHARS,
+        )
+    if exc.what == "lesson.toml":
+        return t(
+            "{path}: the lesson.toml is {size}, over the limit of {limit}. Check that it is "
+            "the right file: a lesson.toml only lists the lesson's items.",
+            path=exc.path,
+            size=size,
+            limit=limit,
+        )
+    return t(
+        "{path}: the file is {size}, over the limit of {limit} per file. Make it smaller "
+        "(compress the video, split the document) or leave it out of the lesson.",
+        path=exc.path,
+        size=size,
+        limit=limit,
+    )
