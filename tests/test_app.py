@@ -505,3 +505,96 @@ def test_classcast_app_on_a_taken_port_says_so(tmp_path: Path) -> None:
         result = CliRunner().invoke(cli, ["app", "--no-browser", "--port", str(port)])
     assert result.exit_code == 1
     assert f"Не удалось открыть 127.0.0.1:{port}" in result.output
+
+
+def _run(app: RunningApp, coro: object) -> object:
+    return asyncio.run_coroutine_threadsafe(coro, app.loop).result(20)  # type: ignore[arg-type]
+
+
+def _pair(c: httpx.Client, app: RunningApp, kiosk: KioskThread) -> None:
+    c.post("/panels/add", data={"address": kiosk.address})
+    _wait_for_rows(app, kiosk.address)
+    answer = c.post("/pair", data={"address": kiosk.address, "pin": kiosk.pin()})
+    assert "Сопряжено" in answer.text, answer.text
+
+
+@pytest.mark.slow
+def test_a_cast_shows_each_panels_own_error(app: RunningApp, tmp_path: Path) -> None:
+    state = app.config.state
+    assert state is not None
+    folder = lesson_folder(tmp_path / "drop")
+    with KioskThread(tmp_path / "k1", room="Каб. 12") as k1, client(app) as c:
+        k2 = KioskThread(tmp_path / "k2", room="Каб. 14")
+        with k2:
+            _pair(c, app, k1)
+            _pair(c, app, k2)
+        gone = k2.address  # that panel is switched off now
+
+        async def offline() -> None:
+            while (link := state.hub.links.get(gone)) is None or link.online:
+                await state.hub.wait_for_change(state.hub.version, 1.0)
+
+        _run(app, offline())
+        key = begin(c, "Фотосинтез")
+        for path in sorted(folder.iterdir()):
+            upload(c, key, path.name, path.read_bytes())
+        c.post(f"/lessons/{key}/done")
+        started = c.post("/cast", data={"target": [k1.address, gone], "start": "2"})
+        assert "msg error" not in started.text
+        _run(app, state.cast.wait())
+        fragment = c.get("/fragments/cast").text
+        assert k1.sync(lambda: k1.display.index) == 1
+    done = fragment.split('<li class="done">')[1].split("</li>")[0]
+    assert "Каб. 12" in done
+    assert 'value="100"' in done
+    failed = fragment.split('<li class="failed">')[1].split("</li>")[0]
+    assert "Каб. 14" in failed or gone in failed
+    assert 'class="why"' in failed
+    assert "Traceback" not in fragment
+
+
+@pytest.mark.slow
+def test_only_an_admin_may_announce_to_every_panel(app: RunningApp, tmp_path: Path) -> None:
+    from tests.kiosks import ADMIN_SECRET
+
+    with (
+        KioskThread(tmp_path / "k1", room="Каб. 12") as k1,
+        KioskThread(tmp_path / "k2", room="Каб. 14") as k2,
+        client(app) as c,
+    ):
+        _pair(c, app, k1)
+        c.post("/panels/add", data={"address": k2.address})
+        _wait_for_rows(app, k2.address)
+        assert "на все панели (администратор)" not in c.get("/").text
+        teacher = c.post("/announce", data={"text": "Всем!", "scope": "all"})
+        assert "msg error" in teacher.text  # a teacher has no token for k2 at all
+        admin = c.post("/pair", data={"address": k2.address, "pin": ADMIN_SECRET, "admin": "1"})
+        assert "роль: администратор" in admin.text
+        c.post("/pair", data={"address": k1.address, "pin": ADMIN_SECRET, "admin": "1"})
+        assert "на все панели (администратор)" in c.get("/").text
+        answer = c.post("/announce", data={"text": "Эвакуация!", "level": "alert", "scope": "all"})
+        assert answer.text.count("объявление показано") == 2, answer.text
+    # (the kiosks are stopped; their displays keep what they were told)
+    for kiosk in (k1, k2):
+        shown = kiosk.display.announcement
+        assert shown is not None
+        assert (shown.text, shown.level) == ("Эвакуация!", "alert")
+
+
+@pytest.mark.slow
+def test_panels_found_by_mdns_are_listed_live(app: RunningApp, tmp_path: Path) -> None:
+    """A panel advertising on loopback shows up without being added, ready to pair."""
+    state = app.config.state
+    assert state is not None
+    with KioskThread(tmp_path / "k", room="Каб. 31", mdns=True) as k, client(app) as c:
+
+        async def found() -> None:
+            while not any(r.address == k.address for r in state.hub.rows):
+                await state.hub.wait_for_change(state.hub.version, 1.0)
+
+        _run(app, found())
+        page = c.get("/fragments/panels").text
+        card = page.split(f'data-address="{k.address}"')[1].split("</article>")[0]
+        assert "Каб. 31" in card
+        assert "на связи" in card
+        assert "pair-open" in card

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -86,6 +86,20 @@ def wait_for_picture(page: Any, xy: tuple[int, int], colour: str) -> bytes:
         page.wait_for_timeout(100)
 
 
+def _video_commands(kiosk: KioskThread) -> list[tuple[str, int]]:
+    return list(
+        kiosk.sync(lambda: [(c.action, c.position_ms) for c in kiosk.display.video_commands])
+    )
+
+
+def until(page: Any, condition: Callable[[], bool]) -> None:
+    """Wait (letting the page run) until ``condition()`` holds, at most 10 s."""
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        page.wait_for_timeout(50)
+
+
 def test_a_new_teacher_pairs_drops_casts_and_controls(browser: Any, tmp_path: Path) -> None:
     folder = lesson_folder(tmp_path / "drop")
     with (
@@ -155,6 +169,20 @@ def test_a_new_teacher_pairs_drops_casts_and_controls(browser: Any, tmp_path: Pa
         page.wait_for_selector("#now[data-state=paused]")
         for kiosk in (k1, k2):
             assert kiosk.sync(lambda k=kiosk: k.display.video_commands[-1].action) == "pause"
+
+        # Seek in the video, set the volume, announce to both panels.
+        page.fill("form.seek input[name=position]", "0:01")
+        page.click("form.seek button[type=submit]")
+        until(page, lambda: all(("seek", 1000) in _video_commands(k) for k in (k1, k2)))
+        page.locator("input[name=volume]").fill("40")
+        page.wait_for_selector("#now:has-text('Громкость 40 %')")
+        page.fill("textarea[name=text]", "Урок окончен, сдайте тетради")
+        page.click(".announce-card button[type=submit]:not([name])")
+        page.wait_for_selector("#messages .msg.ok")
+        assert page.inner_text("#messages").count("объявление показано") == 2
+        for kiosk in (k1, k2):
+            text = kiosk.sync(lambda k=kiosk: k.display.announcement.text)
+            assert text == "Урок окончен, сдайте тетради"
 
         # Blank with the key B (a presenter remote's blank key), then stop.
         page.keyboard.press("b")
