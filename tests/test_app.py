@@ -30,6 +30,7 @@ from controller.webapp.lessons import (
     safe_relative_path,
 )
 from controller.webapp.security import COOKIE, MAX_BODY_BYTES
+from kiosk.config import kiosk_id
 from protocol.errors import BadPinError
 from tests.app_server import PaintingDisplay, RunningApp, lesson_folder, running_app
 from tests.kiosks import KioskThread
@@ -598,3 +599,42 @@ def test_panels_found_by_mdns_are_listed_live(app: RunningApp, tmp_path: Path) -
         assert "Каб. 31" in card
         assert "на связи" in card
         assert "pair-open" in card
+
+
+@pytest.mark.slow
+def test_the_teachers_cast_is_what_a_phone_remote_drives(app: RunningApp, tmp_path: Path) -> None:
+    """``TeacherCast`` as the phone remote's target: the view of the cast, and controls
+    carried out on its panels with the teacher's connections."""
+    from controller.webapp.live import CastControlError
+
+    state = app.config.state
+    assert state is not None
+    folder = lesson_folder(tmp_path / "drop")
+    with KioskThread(tmp_path / "k1", room="Каб. 12") as k1, client(app) as c:
+        assert state.cast.cast_view() is None
+        with pytest.raises(CastControlError, match="Пока ничего не показывается"):
+            _run(app, state.cast.remote_control("next"))
+        _pair(c, app, k1)
+        key = begin(c, "Фотосинтез")
+        for path in sorted(folder.iterdir()):
+            upload(c, key, path.name, path.read_bytes())
+        c.post(f"/lessons/{key}/done")
+        c.post("/cast", data={"target": [k1.address]})
+        _run(app, state.cast.wait())
+        _run(app, state.cast.remote_control("goto", 3))
+        assert k1.sync(lambda: k1.display.index) == 2
+
+        async def on_item_3() -> None:
+            while (view := state.cast.cast_view()) is None or view.index != 2:
+                await state.hub.wait_for_change(state.hub.version, 1.0)
+
+        _run(app, on_item_3())
+        view = state.cast.cast_view()
+        assert view is not None
+        assert view.panels == ("Каб. 12",)
+        assert view.lesson_title == "Фотосинтез"
+        assert (view.index, view.count, view.paused, view.blanked) == (2, 7, False, False)
+        assert view.item_titles[2] == "03-shema — с. 1"
+        assert view.panel_ids == {kiosk_id(tmp_path / "k1")}
+        with pytest.raises(CastControlError, match=r"Каб\. 12"):
+            _run(app, state.cast.remote_control("goto", 99))

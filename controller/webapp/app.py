@@ -49,6 +49,7 @@ from controller.webapp.live import Hub, TeacherCast
 from controller.webapp.security import BodyTooLargeError, Guard
 from protocol import limits
 from protocol.errors import ClassCastError
+from protocol.messages import ControlAction
 from protocol.text import clean_name
 
 logger = logging.getLogger(__name__)
@@ -125,6 +126,7 @@ class TeacherApp:
         )
         self.templates.globals.update(t=t, size_text=size_text, clean=clean_name)
         self.remote_available = False
+        self.remote_closers: list[Callable[[], Awaitable[None]]] = []
 
     # ----------------------------------------------------------------- rendering
 
@@ -195,6 +197,9 @@ def create_app(config: AppConfig) -> Starlette:
         try:
             yield
         finally:
+            for close in state.remote_closers:
+                with contextlib.suppress(Exception):
+                    await close()
             await state.hub.stop()
 
     routes: list[BaseRoute] = [
@@ -240,14 +245,36 @@ def create_app(config: AppConfig) -> Starlette:
 
 def _remote_routes(state: TeacherApp) -> list[BaseRoute]:
     """The teacher's side of the phone remote (grants: QR code, list, revoke), when the
-    remote is part of this build. See ``controller/webapp/remote.py``."""
+    remote is part of this build (``controller/webapp/remote.py``); its LAN listener
+    opens only while a grant is held, and closes with the app."""
     try:
-        remote = importlib.import_module("controller.webapp.remote")
+        remote: Any = importlib.import_module("controller.webapp.remote")
+        grants: Any = importlib.import_module("controller.remote")
     except ImportError:
         return []
-    # REMOTE: mount remote.grant_routes(book, state.cast, lan_base_url) here.
-    state.remote_available = hasattr(remote, "grant_routes")
-    return []
+    view_class = remote.RemoteView
+
+    class Target:
+        """The teacher's cast as the remote's ``RemoteTarget``."""
+
+        def remote_view(self) -> Any:
+            view = state.cast.cast_view()
+            return None if view is None else view_class(**_fields(view))
+
+        async def remote_control(self, action: ControlAction, number: int | None = None) -> None:
+            await state.cast.remote_control(action, number)
+
+    target = Target()
+    book = grants.GrantBook()
+    listener = remote.RemoteListener(book, target)
+    state.remote_closers.append(listener.close)
+    state.remote_available = True
+    routes: list[BaseRoute] = remote.grant_routes(book, target, listener)
+    return routes
+
+
+def _fields(view: Any) -> dict[str, Any]:
+    return {name: getattr(view, name) for name in view.__slots__}
 
 
 # --------------------------------------------------------------------------- handlers

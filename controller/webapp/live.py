@@ -274,6 +274,28 @@ class Hub:
 Phase = Literal["idle", "sending", "showing", "failed"]
 
 
+@dataclass(frozen=True, slots=True)
+class CastView:
+    """The teacher's current cast as a phone remote shows it (fields of the remote's
+    ``RemoteView``). ``index`` is 0-based; ``panel_ids`` are the cast's kiosk ids."""
+
+    panels: tuple[str, ...]
+    lesson_title: str
+    index: int
+    count: int
+    item_titles: tuple[str, ...]
+    paused: bool
+    blanked: bool
+    panel_ids: frozenset[str]
+
+
+class CastControlError(ClassCastError):
+    """A control of the current cast failed on some panel, or nothing is cast (the
+    teacher's side); ``str(exc)`` is the message, in the teacher's language."""
+
+    code = "cast_control"
+
+
 @dataclass(slots=True)
 class PanelProgress:
     """How a cast is going on one panel."""
@@ -433,6 +455,48 @@ class TeacherCast:
             for o in outcomes
             if o.error is not None
         ]
+
+    # ----------------------------------------------------------------- the phone remote
+
+    def cast_view(self) -> CastView | None:
+        """The current cast for a phone remote, or ``None`` when nothing is shown."""
+        status = self.lead_status()
+        if self.phase != "showing" or status is None or status.lesson_title is None:
+            return None
+        rooms, ids = [], set()
+        for address in self.targets:
+            link = self.hub.links.get(address)
+            if link is not None and link.status is not None:
+                rooms.append(link.status.room)
+                ids.add(link.status.kiosk_id)
+        titles = tuple(i.title for i in self.lesson.items) if self.lesson is not None else ()
+        return CastView(
+            panels=tuple(rooms),
+            lesson_title=status.lesson_title,
+            index=status.index,
+            count=status.count,
+            item_titles=titles,
+            paused=status.state == "paused",
+            blanked=status.blanked,
+            panel_ids=frozenset(ids),
+        )
+
+    async def remote_control(self, action: ControlAction, number: int | None = None) -> None:
+        """Carry out ``action`` on every panel of the cast (``number``: 1-based, for
+        ``goto``), as the page's buttons do.
+
+        Raises:
+            CastControlError: nothing is cast, or a panel refused (the message says which
+                and why).
+        """
+        if self.cast_view() is None:
+            raise CastControlError(
+                t("Nothing is shown yet: choose a lesson and panels, then press «Show».")
+            )
+        index = number - 1 if action == "goto" and number is not None else None
+        lines = await self.control(action, index=index)
+        if lines:
+            raise CastControlError(" ".join(lines))
 
     def screen(self) -> PanelLink | None:
         """The panel whose picture the page shows big: the cast's first."""
