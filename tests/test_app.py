@@ -638,3 +638,16 @@ def test_the_teachers_cast_is_what_a_phone_remote_drives(app: RunningApp, tmp_pa
         assert view.panel_ids == {kiosk_id(tmp_path / "k1")}
         with pytest.raises(CastControlError, match=r"Каб\. 12"):
             _run(app, state.cast.remote_control("goto", 99))
+
+
+def test_answers_are_not_held_back_by_nagle() -> None:
+    """Each connection the app accepts has TCP_NODELAY: an answer written in two parts
+    (head, body) used to wait 40 ms for the client's delayed ACK."""
+    from controller.webapp.app import bind
+
+    with bind("127.0.0.1", 0) as listener:
+        assert listener.proto == socket.IPPROTO_TCP  # asyncio sets NODELAY on such sockets
+        with socket.create_connection(listener.getsockname()[:2]):
+            accepted, _ = listener.accept()
+            with accepted:
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
