@@ -67,6 +67,8 @@ class PanelLink:
     no_screen: bool = False
     task: asyncio.Task[None] | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    tried: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the first connection attempt is over (connected or failed)."""
 
 
 class Hub:
@@ -88,6 +90,7 @@ class Hub:
         self._discovery: ZeroconfDiscovery | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._refresh = asyncio.Event()
+        self._rows_lock = asyncio.Lock()
 
     # ----------------------------------------------------------------- lifetime
 
@@ -182,6 +185,10 @@ class Hub:
                     await self._discovery.__aexit__(None, None, None)
 
     async def _update_rows(self) -> None:
+        async with self._rows_lock:
+            await self._update_rows_locked()
+
+    async def _update_rows_locked(self) -> None:
         found = list(self._discovery.found.values()) if self._discovery is not None else []
         self.found = found
         rows = await self.backend.panel_rows(found)
@@ -212,6 +219,7 @@ class Hub:
                     link.status = client.last_status
                     client.on_status = lambda s: self._seen(link, s)
                     self._seen(link, await client.status())
+                    link.tried.set()
                     await self._shots(link, client)
             except (ClassCastError, TimeoutError) as exc:
                 link.error = error_text(exc, link.room or link.address)
@@ -220,10 +228,21 @@ class Hub:
                 link.error = t("The panel is offline.")
             finally:
                 link.client = None
+                link.tried.set()
             if link.online:
                 link.online = False
                 self.changed()
             await asyncio.sleep(RECONNECT_S)
+
+    async def wait_for_links(self, addresses: list[str], timeout_s: float) -> None:
+        """Wait until the first connection attempt to each of ``addresses`` is over
+        (a panel paired a moment ago may still be connecting), at most ``timeout_s``."""
+        if any(a not in self.links for a in addresses):
+            await self._update_rows()  # paired a moment ago: its watcher starts now
+        events = [self.links[a].tried.wait() for a in addresses if a in self.links]
+        if events:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*events), timeout_s)
 
     def _seen(self, link: PanelLink, status: StatusSnapshot) -> None:
         if status != link.status:
@@ -386,6 +405,7 @@ class TeacherCast:
 
     async def _cast(self, lesson: Lesson, start_index: int) -> None:
         try:
+            await self.hub.wait_for_links(self.targets, self.backend.timeout_s)
             group = self.backend.group(self._clients(), self._errors())
             outcomes: list[Outcome[CastResult]] = await group.cast(
                 lesson, start_index=start_index, progress=self._progress
