@@ -651,3 +651,15 @@ def test_answers_are_not_held_back_by_nagle() -> None:
             accepted, _ = listener.accept()
             with accepted:
                 assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+
+
+def test_the_app_speaks_english_on_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``classcast --lang en app`` sets CLASSCAST_LANG, as for every command."""
+    monkeypatch.setenv("CLASSCAST_LANG", "en")
+    with running_app(tmp_path / "home") as running, client(running) as c:
+        page = c.get("/")
+        assert '<html lang="en">' in page.text
+        assert "Show on the chosen panels" in page.text
+        assert "Показать" not in page.text
+        refused = httpx.get(running.base + "/", timeout=10)
+        assert "This page opens only from `classcast app`" in refused.text

@@ -194,4 +194,15 @@ def test_a_new_teacher_pairs_drops_casts_and_controls(browser: Any, tmp_path: Pa
         for kiosk in (k1, k2):
             assert kiosk.sync(lambda k=kiosk: k.display.index) is None
         assert len({first, third, video, paused, blanked, stopped}) == 6
+
+        # Hidden (another tab, a closed laptop lid): the page closes its event stream,
+        # and the app stops asking the panels for pictures.
+        state = app.config.state
+        assert state is not None
+        assert state.hub.viewers == 1
+        page.evaluate(
+            "() => { Object.defineProperty(document, 'hidden', {value: true});"
+            " document.dispatchEvent(new Event('visibilitychange')); }"
+        )
+        until(page, lambda: state.hub.viewers == 0)
         context.close()

@@ -436,7 +436,7 @@ async def _upload_file(state: TeacherApp, request: Request) -> Response:
         target.unlink(missing_ok=True)
         message = str(exc) if isinstance(exc, UploadError) else too_large_file_text(str(relative))
         return JSONResponse({"error": message}, 413)
-    upload.write(target, written)
+    upload.stored(written)
     return Response(status_code=204)
 
 

@@ -114,28 +114,28 @@ class Upload:
                 )
             )
         path = self.folder.joinpath(*relative.parts)
-        base = self.folder.resolve()
-        if not path.parent.resolve().is_relative_to(base) and path.parent != self.folder:
+        if not path.parent.resolve().is_relative_to(self.folder.resolve()):
             raise UploadError(t("The file name {name} is not allowed.", name=str(relative)))
         return path
 
-    def write(self, path: Path, chunks_total: int) -> None:
-        """Count a file of ``chunks_total`` bytes written to ``path``."""
+    def stored(self, size_bytes: int) -> None:
+        """Count a file of ``size_bytes`` written in full."""
         self.files += 1
-        self.total_bytes += chunks_total
+        self.total_bytes += size_bytes
 
 
 def too_large_file_text(name: str) -> str:
+    """What to do about a dropped file over ``MAX_BLOB_BYTES``."""
     return t(
-        "{path}: the file is {size}, over the limit of {limit} per file. Make it smaller "
+        "{path}: the file is over the limit of {limit} per file. Make it smaller "
         "(compress the video, split the document) or leave it out of the lesson.",
         path=name,
-        size=t("more than {limit}", limit=_gib(MAX_BLOB_BYTES)),
         limit=_gib(MAX_BLOB_BYTES),
     )
 
 
 def too_large_lesson_text() -> str:
+    """What to do about a dropped lesson over ``MAX_LESSON_UPLOAD_BYTES``."""
     return t(
         "The lesson is larger than {limit}: split it into several lessons.",
         limit=_gib(MAX_LESSON_UPLOAD_BYTES),
