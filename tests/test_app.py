@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -663,3 +664,60 @@ def test_the_app_speaks_english_on_request(tmp_path: Path, monkeypatch: pytest.M
         assert "Показать" not in page.text
         refused = httpx.get(running.base + "/", timeout=10)
         assert "This page opens only from `classcast app`" in refused.text
+
+
+def test_the_phone_remotes_routes_are_mounted_when_it_is_built_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wiring of ``controller/webapp/remote.py`` (grant_routes, RemoteListener,
+    RemoteView), with a stand-in module of the same interface; the real one is tested
+    with its own module."""
+    import dataclasses
+    import types
+
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from controller.webapp.live import CastView
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class RemoteView:
+        panels: tuple[str, ...]
+        lesson_title: str
+        index: int
+        count: int
+        item_titles: tuple[str, ...]
+        paused: bool
+        blanked: bool
+        panel_ids: frozenset[str]
+
+    closed: list[bool] = []
+
+    class RemoteListener:
+        def __init__(self, book: object, target: object) -> None:
+            self.target = target
+
+        async def close(self) -> None:
+            closed.append(True)
+
+    def grant_routes(book: object, target: Any, listener: RemoteListener) -> list[Route]:
+        async def panel(request: object) -> PlainTextResponse:
+            return PlainTextResponse(f"remote for {target.remote_view()!r}")
+
+        return [Route("/remote", panel)]
+
+    remote = types.ModuleType("controller.webapp.remote")
+    remote.RemoteView = RemoteView  # type: ignore[attr-defined]
+    remote.RemoteListener = RemoteListener  # type: ignore[attr-defined]
+    remote.grant_routes = grant_routes  # type: ignore[attr-defined]
+    grants = types.ModuleType("controller.remote")
+    grants.GrantBook = object  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "controller.webapp.remote", remote)
+    monkeypatch.setitem(sys.modules, "controller.remote", grants)
+    assert [f.name for f in dataclasses.fields(RemoteView)] == list(CastView.__slots__)
+
+    with running_app(tmp_path / "home") as running, client(running) as c:
+        assert 'hx-get="/remote"' in c.get("/").text
+        assert c.get("/remote").text == "remote for None"  # nothing cast yet
+        assert httpx.get(running.base + "/remote", timeout=10).status_code == 403  # gated
+    assert closed == [True]

@@ -153,7 +153,7 @@ class Backend:
         if not admin and not (secret.isdigit() and len(secret) == PIN_DIGITS):
             raise AppError(t("The PIN has 6 digits."))
         if admin and not secret:
-            raise AppError(t("Admin secret of the panel"))
+            raise AppError(t("Type the panel's admin secret (from its kiosk.toml)."))
         try:
             async with await KioskClient.connect(
                 address, self.identity(), timeout_s=self.timeout_s
