@@ -206,3 +206,29 @@ def test_a_new_teacher_pairs_drops_casts_and_controls(browser: Any, tmp_path: Pa
         )
         until(page, lambda: state.hub.viewers == 0)
         context.close()
+
+
+def test_files_dropped_on_the_page_become_a_lesson(browser: Any, tmp_path: Path) -> None:
+    """A drop of loose files (a DataTransfer, as a file manager's drag gives), then
+    picking it again among the recent lessons."""
+    with running_app(tmp_path / "home") as app:
+        context = browser.new_context(bypass_csp=True)
+        page = context.new_page()
+        page.goto(app.url)
+        page.evaluate(
+            """() => {
+                const dt = new DataTransfer();
+                dt.items.add(new File(['# Тема урока'], '1-тема.md', {type: 'text/markdown'}));
+                dt.items.add(new File(['Вопросы к уроку'], '2-вопросы.txt', {type: 'text/plain'}));
+                document.getElementById('drop').dispatchEvent(
+                    new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));
+            }"""
+        )
+        page.wait_for_selector(".strip .item >> nth=1")
+        assert page.inner_text(".lesson-head h3") == "Урок"
+        assert page.locator(".strip .item.kind-text").count() == 2
+        assert "Тема урока" in page.inner_text(".strip")
+        page.reload()
+        page.click(".recent .chip")
+        page.wait_for_selector(".strip .item >> nth=1")
+        context.close()
