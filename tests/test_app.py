@@ -142,6 +142,8 @@ def test_the_answers_forbid_framing_and_foreign_scripts(app: RunningApp) -> None
 def test_only_loopback_names_of_the_bound_port_are_hosts() -> None:
     assert loopback_hosts("127.0.0.1", 8080) == {"127.0.0.1:8080", "localhost:8080"}
     assert "192.168.1.5:8080" in loopback_hosts("192.168.1.5", 8080)
+    assert loopback_hosts("::1", 80) == {"127.0.0.1:80", "localhost:80", "[::1]:80"}
+    assert "0.0.0.0:80" not in loopback_hosts("0.0.0.0", 80)
 
 
 # --------------------------------------------------------------------------- body limits

@@ -20,7 +20,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, get_args
 
 import click
 import jinja2
@@ -59,9 +59,7 @@ HERE: Final = Path(__file__).resolve().parent
 SSE_KEEPALIVE_S: Final = 15.0
 """A comment line on an idle event stream this often, so that a closed page is noticed."""
 
-CONTROL_ACTIONS: Final[frozenset[str]] = frozenset(
-    {"next", "prev", "goto", "pause", "play", "seek", "volume", "blank", "unblank", "stop"}
-)
+CONTROL_ACTIONS: Final[frozenset[str]] = frozenset(get_args(ControlAction))
 
 
 def status_text(status: int) -> str:
@@ -632,11 +630,14 @@ class _SecurityHeaders:
 
 
 def loopback_hosts(host: str, port: int) -> frozenset[str]:
-    """The ``Host`` values the app answers to when bound to ``host``:``port``."""
-    names = {"127.0.0.1", "localhost", host}
+    """The ``Host`` values the app answers to when bound to ``host``:``port``: the
+    loopback names, and the bound address itself (an IPv6 one in brackets)."""
+    names = {"127.0.0.1", "localhost"}
     if host in ("::1", "::"):
-        names |= {"[::1]"}
-    return frozenset(f"{h}:{port}" if ":" not in h else f"[{h}]:{port}" for h in names if h)
+        names.add("[::1]")
+    if host not in ("0.0.0.0", "::"):
+        names.add(f"[{host}]" if ":" in host else host)
+    return frozenset(f"{name}:{port}" for name in names)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -687,7 +688,7 @@ async def serve(
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started and not task.done():  # noqa: ASYNC110  (uvicorn has no event)
         await asyncio.sleep(0.01)
-    shown = "127.0.0.1" if host in ("0.0.0.0", "127.0.0.1") else host
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/?token={config.launch_token}"
     if on_ready is not None and server.started:
         on_ready(url)
