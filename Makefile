@@ -25,7 +25,7 @@ check: lint types test
 docs: setup
 	.venv/bin/python -m scripts.gen_cli_docs
 
-# After editing a .po file under kiosk/locale or controller/locale: commit the .mo too.
+# After editing a .po file under kiosk/locale, controller/locale or i18n/locale: commit the .mo too.
 catalogues: setup
 	.venv/bin/python -m scripts.compile_catalogues
 

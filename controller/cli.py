@@ -34,7 +34,7 @@ import click
 from controller.client import CastResult, Credentials, KioskClient, ProgressCallback
 from controller.collect import MAX_PULLS_PER_PANEL, CollectProblem, PanelCollection, collect
 from controller.group import Group, Outcome
-from controller.home import Home, PanelRow, SavedPanel
+from controller.home import Home, PanelRow, SavedPanel, home_dir
 from controller.i18n import TranslatedGroup, TranslatedOption, option, size_text, t, text_table
 from controller.monitor import Monitor, render
 from controller.panels import (
@@ -42,6 +42,12 @@ from controller.panels import (
     DiscoveryUnavailableError,
     NoPanelGivenError,
     Panels,
+)
+from controller.problems import (
+    CHAIN_PROBLEMS,
+    chain_problem_text,
+    os_error_text,
+    pairing_error_text,
 )
 from controller.report_html import report_html
 from controller.reports import (
@@ -83,6 +89,8 @@ class CliGroup(TranslatedGroup):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except OSError as exc:  # this computer's files: CLASSCAST_HOME, --db, --output
+            raise click.ClickException(os_error_text(exc, home_dir())) from None
         except click.ClickException as exc:
             # click's stubs mark ``message`` final; replacing it keeps the exit code and
             # the kind of error (usage or not), which a new exception would lose.
@@ -173,11 +181,13 @@ def run(coro: Awaitable[T]) -> T:
 def report(outcomes: list[Outcome[T]], on_ok: Callable[[Outcome[T]], str | None]) -> None:
     """Print one line per panel; exit 1 if any failed."""
     failed = 0
+    saved_rooms = {p.address: p.room for p in Home().panels() if p.room}
     for o in outcomes:
         if o.error is not None:
             failed += 1
-            message = error_text(o.error, o.room or o.target)
-            echo(t("{target}: error: {message}", target=o.label, message=message), err=True)
+            name = o.room or saved_rooms.get(o.target) or o.target
+            message = error_text(o.error, name)
+            echo(t("{target}: error: {message}", target=name, message=message), err=True)
         else:
             line = on_ok(o)
             if line:
@@ -719,8 +729,14 @@ def panels_add(obj: Ctx, address: str) -> None:
 
     try:
         split_host_port(address)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="HOST[:PORT]") from None
+    except ValueError:
+        raise click.BadParameter(
+            t(
+                "{address} is not an address: write HOST or HOST:PORT, such as 192.168.1.40:47810.",
+                address=address,
+            ),
+            param_hint="HOST[:PORT]",
+        ) from None
 
     async def probe() -> tuple[Welcome, str]:
         async with await KioskClient.connect(
@@ -734,7 +750,11 @@ def panels_add(obj: Ctx, address: str) -> None:
     except ClassCastError as exc:
         obj.home.save_panel(SavedPanel(address=address))
         echo(
-            t("Saved {address}; the panel did not answer: {message}", address=address, message=exc)
+            t(
+                "Saved {address}; the panel did not answer: {message}",
+                address=address,
+                message=error_text(exc, address),
+            )
         )
         return
     pinned = obj.home.pinned_fingerprint(welcome.kiosk_id)
@@ -806,7 +826,11 @@ def pair(obj: Ctx, panel: str, pin: str | None, admin: bool) -> None:
             assert client.welcome is not None
             return client.welcome, creds
 
-    welcome, creds = run(go())
+    try:
+        welcome, creds = asyncio.run(go())
+    except ClassCastError as exc:
+        text = pairing_error_text(exc, panel, role) or error_text(exc, panel)
+        raise click.ClickException(text) from None
     obj.home.save_panel(
         SavedPanel(
             address=address,
@@ -946,7 +970,7 @@ def app_command(obj: Ctx, host: str, port: int, no_browser: bool) -> None:
             t(
                 "Cannot listen on {address}: {message}",
                 address=f"{host}:{port}",
-                message=exc.strerror or exc,
+                message=_listen_error_text(exc),
             )
         ) from None
     config = AppConfig(home=obj.home, teacher=obj.teacher, timeout_s=obj.timeout_s)
@@ -959,6 +983,19 @@ def app_command(obj: Ctx, host: str, port: int, no_browser: bool) -> None:
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(config, sock, on_ready=ready))
+
+
+def _listen_error_text(exc: OSError) -> str:
+    """Why ``classcast app`` cannot listen, and what to do instead."""
+    import errno
+
+    if exc.errno == errno.EADDRINUSE:
+        return t("another program uses this port: choose another with --port, or leave it out.")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return t("this computer has no such address: check --host, or leave it out.")
+    if exc.errno == errno.EACCES:
+        return t("ports below 1024 need administrator rights: choose a port above 1024.")
+    return t("the system refused ({message}): try another --port.", message=exc.strerror or exc)
 
 
 # --------------------------------------------------------------------------- usage
@@ -975,10 +1012,19 @@ def _db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _open_db(obj: Ctx, db_path: Path | None) -> SchoolDb:
     path = db_path or obj.home.root / "school.sqlite"
+    if db_path is None:  # the first report on this computer: an empty database
+        obj.home.root.mkdir(parents=True, exist_ok=True)
     try:
         return SchoolDb(path)
-    except ClassCastError as exc:
-        raise click.ClickException(str(exc)) from None
+    except ClassCastError:
+        raise click.ClickException(
+            t(
+                "The school database {path} cannot be opened, or it is not a ClassCast school "
+                "database. Check the path given with --db and that you may write there, then "
+                "try again.",
+                path=path,
+            )
+        ) from None
 
 
 @cli.group()
@@ -1094,19 +1140,7 @@ def _collect_error_text(exc: ClassCastError, panel: str) -> str:
 
 def _refusal_cause(problem: CollectProblem) -> str:
     """Why a record does not continue the panel's chain, in the output language."""
-    match problem.cause:
-        case "edited":
-            return t("its content differs from what the panel signed (edited)")
-        case "deleted":
-            return t("records before it are missing (deleted)")
-        case "reordered":
-            return t("it comes out of order (reordered)")
-        case "bad_signature":
-            return t("it is not signed by the panel's key (forged)")
-        case "foreign":
-            return t("it is a record of another panel")
-        case _:
-            return t("it does not follow the record before it (inserted)")
+    return t(CHAIN_PROBLEMS.get(problem.cause or "inserted", CHAIN_PROBLEMS["inserted"]))
 
 
 def _problem_text(problem: CollectProblem) -> str:
@@ -1211,8 +1245,13 @@ def _period(
             end = date.fromisoformat(date_to) if date_to else start
         else:
             start, end = week_days(week or now_week(tz=tz))
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    except ValueError:
+        raise click.BadParameter(
+            t(
+                "Write dates as YYYY-MM-DD (such as 2026-11-23) and weeks as YYYY-Www (such as "
+                "2026-W48), and try again."
+            )
+        ) from None
     if end < start:
         raise click.BadParameter(t("--to is before --from."))
     return start, end
@@ -1336,8 +1375,14 @@ def usage_compliance(
                 min_minutes=min_minutes,
                 require_source=not any_content,
             )
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--week") from None
+        except ValueError:
+            raise click.BadParameter(
+                t(
+                    "Write dates as YYYY-MM-DD (such as 2026-11-23) and weeks as YYYY-Www "
+                    "(such as 2026-W48), and try again."
+                ),
+                param_hint="--week",
+            ) from None
         text = {
             "table": lambda: format_table(rows, tz=db.tz_name),
             "csv": lambda: format_csv(rows),
@@ -1367,8 +1412,15 @@ def usage_verify(obj: Ctx, db_path: Path | None) -> None:
     finally:
         db.close()
     for problem in problems:
-        echo(str(problem), err=True)
+        echo(chain_problem_text(problem), err=True)
     if problems:
+        echo(
+            t(
+                "The school database was changed outside ClassCast. Restore it from a backup "
+                "and collect from the panels again (docs/admin.md, “Tamper evidence”)."
+            ),
+            err=True,
+        )
         raise click.ClickException(t("{n} problems found.", n=len(problems)))
     echo(t("All {n} records verified.", n=count))
 

@@ -164,6 +164,11 @@ def split_host_port(address: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
+def _address_of(url: str) -> str:
+    """``HOST:PORT`` of a ``wss://HOST:PORT/v1`` URL (for error messages)."""
+    return url.removeprefix("wss://").partition("/")[0]
+
+
 async def _open(url: str, timeout_s: float) -> ClientConnection:
     """Open the TLS websocket to ``url``, trying again (up to ``CONNECT_ATTEMPTS``) when
     the kiosk drops the handshake half-way.
@@ -186,12 +191,18 @@ async def _open(url: str, timeout_s: float) -> ClientConnection:
             )
         except (InvalidMessage, ConnectionResetError, BrokenPipeError, ssl.SSLEOFError) as exc:
             if attempt == CONNECT_ATTEMPTS:
-                raise ConnectionFailedError(f"cannot connect to {url}: {exc}") from None
+                raise ConnectionFailedError(
+                    f"cannot connect to {url}: {exc}", address=_address_of(url)
+                ) from None
             logger.info("%s dropped the handshake (%s); trying again", url, exc)
             await asyncio.sleep(delay_s)
             delay_s *= 2
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
-            raise ConnectionFailedError(f"cannot connect to {url}: {exc}") from None
+            raise ConnectionFailedError(
+                f"cannot connect to {url}: {exc}",
+                address=_address_of(url),
+                reason="refused" if isinstance(exc, InvalidHandshake) else "unreachable",
+            ) from None
     raise AssertionError("unreachable")
 
 
@@ -274,13 +285,19 @@ class KioskClient:
             )
         except RemoteError as exc:
             await client.close()
-            raise ConnectionFailedError(f"{url} refused hello: {exc}") from None
+            raise ConnectionFailedError(
+                f"{url} refused hello: {exc}", address=_address_of(url), reason="refused"
+            ) from None
         except BaseException:
             await client.close()
             raise
         if not isinstance(reply, Welcome):
             await client.close()
-            raise ConnectionFailedError(f"{url} answered hello with {reply.TYPE}")
+            raise ConnectionFailedError(
+                f"{url} answered hello with {reply.TYPE}",
+                address=_address_of(url),
+                reason="refused",
+            )
         client.welcome = reply
         client.role = reply.role
         client.last_status = reply.status
@@ -567,7 +584,9 @@ class KioskClient:
                         progress(sent_before + sent, total)
         except ConnectionClosed:
             raise ConnectionFailedError(
-                f"{self.url} closed the connection: {self._closed_reason}"
+                f"{self.url} closed the connection: {self._closed_reason}",
+                address=_address_of(self.url),
+                reason="closed",
             ) from None
         return sent
 
@@ -611,7 +630,9 @@ class KioskClient:
             await self._ws.send(encode(msg))
         except ConnectionClosed:
             raise ConnectionFailedError(
-                f"{self.url} closed the connection: {self._closed_reason}"
+                f"{self.url} closed the connection: {self._closed_reason}",
+                address=_address_of(self.url),
+                reason="closed",
             ) from None
 
     async def _next_reply(self, queue: asyncio.Queue[Reply], what: str) -> Reply:
@@ -623,9 +644,15 @@ class KioskClient:
             getter.cancel()
             if self._reader in done:
                 raise ConnectionFailedError(
-                    f"{self.url} closed the connection: {self._closed_reason}"
+                    f"{self.url} closed the connection: {self._closed_reason}",
+                    address=_address_of(self.url),
+                    reason="closed",
                 )
-            raise ConnectionFailedError(f"{self.url} did not answer {what} in {self.timeout_s} s")
+            raise ConnectionFailedError(
+                f"{self.url} did not answer {what} in {self.timeout_s} s",
+                address=_address_of(self.url),
+                reason="timeout",
+            )
         reply = getter.result()
         if isinstance(reply, Error):
             raise remote_error(reply.code, f"{self.name}: {reply.message}")

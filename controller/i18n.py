@@ -1,86 +1,45 @@
 """Language of what the ``classcast`` command prints: Russian by default, English on request.
 
-GNU gettext: messages are written in English in the code, ``t("Cast to {room}",
-room=...)``, and looked up in the ``classcast`` domain's Russian catalogue,
-``locale/ru/LC_MESSAGES/classcast.mo``. That file is compiled from the ``.po`` file
-next to it by ``make catalogues``: edit the ``.po``, compile, and commit both. The
-language is chosen by ``--lang`` or ``CLASSCAST_LANG`` (``ru`` or ``en``); English needs
-no catalogue. A message missing from the catalogue is printed in English; tests check
-that every message the CLI uses, and every paragraph of its ``--help``, has a Russian
-text, and that the catalogue holds nothing else.
-
-``--help`` is translated when it is shown, not when the commands are defined: the
-commands, groups and options of the CLI are the classes below, whose ``help`` holds the
-English text and reads it in the current language (see :mod:`protocol.i18n`).
+Messages are written in English in the code, ``t("Cast to {room}", room=...)``, and
+looked up in the ``classcast`` domain's Russian catalogue,
+``locale/ru/LC_MESSAGES/classcast.mo`` (see :mod:`i18n` for the scheme, and
+:mod:`i18n.cli` for ``--help`` and click's own words). Edit the ``.po`` file next to
+it, run ``make catalogues``, and commit both. The language is chosen by ``--lang`` or
+``CLASSCAST_LANG`` (``ru`` or ``en``). A message missing from the catalogue is printed
+in English; tests check that every message the CLI uses, and every paragraph of its
+``--help``, has a Russian text, and that the catalogue holds nothing else.
 """
 
 from __future__ import annotations
 
-import functools
-import gettext
-import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
-from protocol import cli_help
-from protocol.i18n import Catalogue, help_msgids, language, mo_msgids, translate
+from i18n import N_, Messages, help_msgids, language
+from i18n import cli as i18n_cli
 
 __all__ = [
-    "DOMAIN",
-    "LOCALE_DIR",
+    "MESSAGES",
+    "N_",
     "TranslatedCommand",
     "TranslatedGroup",
     "TranslatedOption",
-    "catalogue",
-    "catalogue_msgids",
     "help_msgids",
     "language",
     "number_text",
     "option",
     "size_text",
     "t",
+    "text_table",
 ]
 
-_F = TypeVar("_F", bound=Callable[..., Any])
+MESSAGES = Messages("classcast", Path(__file__).resolve().parent / "locale")
+"""The controller's catalogues: ``locale/<lang>/LC_MESSAGES/classcast.mo``."""
 
-logger = logging.getLogger(__name__)
-
-DOMAIN = "classcast"
-"""The gettext domain: the catalogue is ``locale/<lang>/LC_MESSAGES/classcast.mo``."""
-
-LOCALE_DIR = Path(__file__).resolve().parent / "locale"
-"""Where the controller's catalogues are: package data, in a checkout and an install alike."""
-
-
-@functools.cache
-def catalogue(lang: str) -> gettext.NullTranslations:
-    """The controller's messages in ``lang`` (``ru`` or ``en``), loaded once per language.
-
-    English has no catalogue: the msgids are the English texts, and the
-    :class:`gettext.NullTranslations` returned passes them through. So does the
-    fallback for a language whose ``.mo`` file is missing, with a warning logged.
-    """
-    found = gettext.translation(DOMAIN, LOCALE_DIR, languages=[lang], fallback=True)
-    if lang != "en" and not isinstance(found, gettext.GNUTranslations):
-        logger.warning("no %s catalogue in %s: printing English", lang, LOCALE_DIR)
-    return found
-
-
-def catalogue_msgids(lang: str = "ru") -> frozenset[str]:
-    """Every msgid the compiled catalogue of ``lang`` translates (for tests and tools).
-
-    Raises:
-        OSError: there is no compiled catalogue for ``lang``.
-    """
-    return mo_msgids((LOCALE_DIR / lang / "LC_MESSAGES" / f"{DOMAIN}.mo").read_bytes())
-
-
-def t(msgid: str, /, **values: object) -> str:
-    """Translate ``msgid`` into the current language and fill in ``values``."""
-    return translate(catalogue(language()), msgid, **values)
+t = MESSAGES.t
+"""Translate a msgid into the current language and fill in its values."""
 
 
 def number_text(value: float, digits: int = 2) -> str:
@@ -112,27 +71,22 @@ def size_text(size_bytes: int) -> str:
 
 
 # --------------------------------------------------------------------------- --help
-#
-# The classes of protocol.cli_help, with this program's catalogue.
 
 
-class TranslatedOption(cli_help.TranslatedOption):
+class TranslatedOption(i18n_cli.TranslatedOption):
     """An option whose ``help`` is the English text in code and shown translated."""
 
-    def catalogues(self, lang: str) -> Catalogue:
-        return catalogue(lang)
+    messages = MESSAGES
 
 
-def option(*param_decls: str, **attrs: Any) -> Callable[[_F], _F]:
-    """``click.option`` making a :class:`TranslatedOption`."""
-    return click.option(*param_decls, cls=TranslatedOption, **attrs)
+option = i18n_cli.option_maker(TranslatedOption)
+"""``click.option`` making a :class:`TranslatedOption`."""
 
 
-class TranslatedCommand(cli_help.TranslatedCommand):
+class TranslatedCommand(i18n_cli.TranslatedCommand):
     """A command whose help (its docstring) is the English text, shown translated."""
 
-    def catalogues(self, lang: str) -> Catalogue:
-        return catalogue(lang)
+    messages = MESSAGES
 
 
 class TranslatedGroup(TranslatedCommand, click.Group):

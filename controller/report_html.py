@@ -3,9 +3,9 @@
 :func:`report_html` returns a page that needs nothing but itself: CSS inline, charts
 drawn here as inline SVG (one ``<rect class="bar">`` per bar), no scripts, fonts or
 links to fetch. Save it and open it in any browser, or mail it. Labels are Russian
-unless ``lang="en"`` (or ``CLASSCAST_LANG=en``); texts come from
-:data:`controller.reports.REPORT_RU`. Names (rooms, teachers, content) come from the
-panels' usage records: every text is cleaned of control characters, bidi overrides and
+unless ``lang="en"`` (or ``CLASSCAST_LANG=en``); texts come from the controller's
+catalogue (:func:`controller.reports.report_text`). Names (rooms, teachers, content)
+come from the panels' usage records: every text is cleaned of control characters, bidi overrides and
 zero-width characters (:func:`protocol.text.clean_name`) and HTML-escaped by :func:`_h`.
 """
 
@@ -16,9 +16,11 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Final
 
+from controller.i18n import N_
 from controller.i18n import language as current_language
 from controller.reports import (
     DEFAULT_GAP_MINUTES,
+    USAGE_HEADINGS,
     ComplianceRow,
     ReportRow,
     days_of,
@@ -97,7 +99,7 @@ def bar_chart(title: str, bars: Sequence[tuple[str, float, str]]) -> str:
 
 
 def _usage_table(rows: Sequence[ReportRow], heading: str, lang: str, tz: str) -> str:
-    heads = [heading, "Lessons", "Display time", "Items", "First shown", "Last shown"]
+    heads = [heading, *USAGE_HEADINGS]
     out = ["<table><tr>", *(f"<th>{_h(_t(h, lang))}</th>" for h in heads), "</tr>"]
     for r in rows:
         out.append(
@@ -112,13 +114,21 @@ def _usage_table(rows: Sequence[ReportRow], heading: str, lang: str, tz: str) ->
 
 
 def _compliance_table(rows: Sequence[ComplianceRow], lang: str) -> str:
-    heads = ["Teacher", "Lessons", "Goal met", "Days", "Sessions", "Too short", "Without source"]
+    heads = [
+        N_("Teacher"),
+        N_("Lessons"),
+        N_("Goal met"),
+        N_("Days"),
+        N_("Sessions"),
+        N_("Too short"),
+        N_("Without source"),
+    ]
     out = ["<table><tr>", *(f"<th>{_h(_t(h, lang))}</th>" for h in heads), "</tr>"]
     for r in rows:
         mark = "met" if r.met else "unmet"
         out.append(
             f"<tr><td>{_h(r.teacher_name)}</td><td class='n'>{r.lessons}</td>"
-            f"<td class='{mark}'>{_t('yes' if r.met else 'no', lang)}</td>"
+            f"<td class='{mark}'>{_t('yes', lang) if r.met else _t('no', lang)}</td>"
             f"<td>{', '.join(d[5:] for d in r.days)}</td><td class='n'>{r.sessions}</td>"
             f"<td class='n'>{r.too_short}</td><td class='n'>{r.without_source}</td></tr>"
         )
@@ -201,18 +211,18 @@ def report_html(
     if not by_day:
         body.append(f"<p>{_h(_t('No data', language))}</p>")
     charts = [
-        ("Display time per day", day_bars),
-        ("Top content", [bar(r.label, r.display_ms) for r in content[:top]]),
-        ("Display time per room", [bar(r.label, r.display_ms) for r in rooms]),
+        (N_("Display time per day"), day_bars),
+        (N_("Top content"), [bar(r.label, r.display_ms) for r in content[:top]]),
+        (N_("Display time per room"), [bar(r.label, r.display_ms) for r in rooms]),
     ]
     for heading, bars in charts:
         text = _t(heading, language)
         body.append(f"<h2>{_h(text)}</h2>")
         body.append(bar_chart(f"{text} ({minutes})", bars))
     body.append(f"<h2>{_h(_t('By room', language))}</h2>")
-    body.append(_usage_table(rooms, "Room", language, tz))
+    body.append(_usage_table(rooms, N_("Room"), language, tz))
     body.append(f"<h2>{_h(_t('By teacher', language))}</h2>")
-    body.append(_usage_table(teachers, "Teacher", language, tz))
+    body.append(_usage_table(teachers, N_("Teacher"), language, tz))
     if compliance_rows:
         week = compliance_rows[0].week
         body.append(f"<h2>{_h(_t('Compliance, week {week}', language, week=week))}</h2>")
@@ -244,8 +254,10 @@ def compliance_rule_text(
     Returns:
         One sentence.
     """
-    source = _t(
-        "at least one item from a content library" if require_source else "any content", lang
+    source = (
+        _t("at least one item from a content library", lang)
+        if require_source
+        else _t("any content", lang)
     )
     return _t(
         "A lesson counts with at least {minutes} min of display time"

@@ -25,8 +25,8 @@ with a content source (a content-library URL), unless ``require_source`` is fals
 Every such session counts, several a day included; a teacher meets the week's goal
 with at least ``min_lessons`` (3) of them.
 
-Text is Russian unless ``CLASSCAST_LANG=en`` or ``lang="en"``; the Russian catalogue is
-``REPORT_RU`` below.
+Text is Russian unless ``CLASSCAST_LANG=en`` or ``lang="en"``; the Russian texts are in
+the controller's catalogue (``controller/locale/ru/LC_MESSAGES/classcast.po``).
 
 Names (rooms, teachers, lessons, items) come from the panels' usage records, signed as
 the panels wrote them. The table and CSV, read by people (a terminal, a spreadsheet),
@@ -45,13 +45,13 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, Literal, get_args
 from zoneinfo import ZoneInfo
 
-from controller.i18n import language
+from controller.i18n import MESSAGES, N_, language
 from controller.schooldb import SchoolDb, iso_utc_ms, week_days
 from protocol.text import clean_name, json_text
 
 __all__ = [
     "DEFAULT_GAP_MINUTES",
-    "REPORT_RU",
+    "USAGE_HEADINGS",
     "ComplianceRow",
     "Group",
     "ReportRow",
@@ -71,66 +71,19 @@ GROUPS: Final[tuple[str, ...]] = get_args(Group)
 DEFAULT_GAP_MINUTES: Final = 10.0
 """A pause this long (or longer) between records starts a new lesson session."""
 
-REPORT_RU: dict[str, str] = {
-    "Digital content usage report": "Отчёт об использовании цифрового контента",
-    "Room": "Кабинет",
-    "Teacher": "Учитель",
-    "Content": "Материал",
-    "Day": "День",
-    "Week": "Неделя",
-    "Lessons": "Уроков",
-    "Display time": "Время показа",
-    "Items": "Материалов",
-    "First shown": "Первый показ",
-    "Last shown": "Последний показ",
-    "Goal met": "Норма выполнена",
-    "Days": "Дни",
-    "Sessions": "Сеансов",
-    "Too short": "Короче нормы",
-    "Without source": "Без источника",
-    "yes": "да",
-    "no": "нет",
-    "{hours} h {minutes:02d} min": "{hours} ч {minutes:02d} мин",
-    "{minutes} min": "{minutes} мин",
-    "{seconds} s": "{seconds} с",
-    "No data": "Нет данных",
-    "Period: {start} – {end}": "Период: {start} – {end}",
-    "Timezone: {tz}": "Часовой пояс: {tz}",
-    "Display time per day": "Время показа по дням",
-    "Top content": "Самые используемые материалы",
-    "Display time per room": "Время показа по кабинетам",
-    "By room": "По кабинетам",
-    "By teacher": "По учителям",
-    "Compliance, week {week}": "Выполнение нормы, неделя {week}",
-    "A lesson counts with at least {minutes} min of display time"
-    " and {source}; the goal is {lessons} lessons a week.": (
-        "Урок засчитывается, если показ длился не меньше {minutes} мин и {source};"
-        " норма — {lessons} урока в неделю."
-    ),
-    "at least one item from a content library": "показан хотя бы один материал из библиотеки",
-    "any content": "показан любой материал",
-    "Lessons {lessons} · display time {time} · panels {panels}": (
-        "Уроков {lessons} · время показа {time} · панелей {panels}"
-    ),
-    "minutes": "минут",
-}
-"""Russian texts of this module and :mod:`controller.report_html`."""
-
 
 def report_text(msgid: str, lang: str | None = None, /, **values: object) -> str:
     """``msgid`` in ``lang`` (the current language by default), with ``values`` filled in.
 
     Args:
-        msgid: The English text, a key of :data:`REPORT_RU`.
+        msgid: The English text, a msgid of the controller's catalogue.
         lang: ``ru`` or ``en``; :func:`controller.i18n.language` by default.
         **values: Filled into the text with :meth:`str.format`.
 
     Returns:
         The text; English when the Russian catalogue lacks it.
     """
-    chosen = lang or language()
-    text = REPORT_RU.get(msgid, msgid) if chosen == "ru" else msgid
-    return text.format(**values) if values else text
+    return MESSAGES.tr(lang or language(), msgid, **values)
 
 
 _t = report_text
@@ -431,12 +384,21 @@ class _Tally:
 
 Rows = Sequence[ReportRow] | Sequence[ComplianceRow]
 
+USAGE_HEADINGS: Final = (
+    N_("Lessons"),
+    N_("Display time"),
+    N_("Items"),
+    N_("First shown"),
+    N_("Last shown"),
+)
+"""Headings of a usage report's columns after the first (what the rows are grouped by)."""
+
 _HEADINGS: Final[Mapping[str, str]] = {
-    "room": "Room",
-    "teacher": "Teacher",
-    "content": "Content",
-    "day": "Day",
-    "week": "Week",
+    "room": N_("Room"),
+    "teacher": N_("Teacher"),
+    "content": N_("Content"),
+    "day": N_("Day"),
+    "week": N_("Week"),
 }
 
 
@@ -471,20 +433,20 @@ def _table_cells(
     """Headings, cells and which columns are numbers (right-aligned)."""
     if rows and isinstance(rows[0], ComplianceRow):
         heads = [
-            "Teacher",
-            "Lessons",
-            "Goal met",
-            "Days",
-            "Sessions",
-            "Too short",
-            "Without source",
+            N_("Teacher"),
+            N_("Lessons"),
+            N_("Goal met"),
+            N_("Days"),
+            N_("Sessions"),
+            N_("Too short"),
+            N_("Without source"),
         ]
         numeric = [False, True, False, False, True, True, True]
         cells = [
             [
                 clean_name(r.teacher_name),
                 str(r.lessons),
-                _t("yes" if r.met else "no", lang),
+                _t("yes", lang) if r.met else _t("no", lang),
                 ", ".join(d[5:] for d in r.days),
                 str(r.sessions),
                 str(r.too_short),
@@ -495,7 +457,7 @@ def _table_cells(
         ]
     else:
         group = rows[0].group if rows and isinstance(rows[0], ReportRow) else "room"
-        heads = [_HEADINGS[group], "Lessons", "Display time", "Items", "First shown", "Last shown"]
+        heads = [_HEADINGS[group], *USAGE_HEADINGS]
         numeric = [False, True, True, True, False, False]
         cells = [
             [

@@ -11,25 +11,32 @@ came from other machines, so the command line cleans it before printing
 
 from __future__ import annotations
 
+import os
+from typing import Final
+
 from controller.home import AmbiguousPanelError, PanelNotFoundError
-from controller.i18n import size_text, t
+from controller.i18n import N_, size_text, t
 from controller.panels import (
     DiscoverySettingError,
     DiscoveryUnavailableError,
     NoPanelGivenError,
     NoSavedPanelsError,
 )
+from controller.problems import busy_text, connection_error_text, media_error_text
 from protocol import limits
+from protocol.discovery import MDNS_INTERFACES_ENV
 from protocol.errors import (
     BadIndexError,
     BadPinError,
     BusyError,
-    CertificateChangedError,
+    ClassCastError,
     ClockOffsetError,
+    ConnectionFailedError,
     DiskFullError,
     FileTooLargeError,
     ForbiddenError,
     LockedError,
+    MediaError,
     NoLessonError,
     NoScreenError,
     NoSpaceError,
@@ -40,6 +47,7 @@ from protocol.errors import (
     QuotaExceededError,
     RefusedError,
     RemoteChecksumError,
+    RemoteError,
     RemoteInternalError,
     RemoteMalformedError,
     RemoteMediaError,
@@ -70,6 +78,10 @@ def error_text(exc: BaseException, panel: str = "") -> str:
         The message to show; an error with no text of its own is shown as ``str(exc)``.
     """
     name = panel or "PANEL"
+    if isinstance(exc, FileTooLargeError | PictureTooLargeError):
+        return _too_large_text(exc)
+    if isinstance(exc, MediaError) and (media_text := media_error_text(exc)) is not None:
+        return media_text
     match exc:
         case FileTooLargeError() | PictureTooLargeError():
             return _too_large_text(exc)
@@ -88,9 +100,16 @@ def error_text(exc: BaseException, panel: str = "") -> str:
         case NoPanelGivenError():
             return t("No panel given: use --to PANEL or --all, or cast first.")
         case DiscoveryUnavailableError():
-            return t("Discovery is not available here: {message}", message=exc)
+            return t(
+                "Panels cannot be searched for on this network: only saved panels are listed. "
+                "Add the others with `classcast panels add HOST[:PORT]`."
+            )
         case DiscoverySettingError():
-            return str(exc)
+            return t(
+                "CLASSCAST_MDNS_INTERFACES must hold IPv4 addresses separated by commas, "
+                "such as 127.0.0.1 (now: {value}). Fix it and try again.",
+                value=os.environ.get(MDNS_INTERFACES_ENV, ""),
+            )
         case UnauthorizedError():
             return t(
                 "This computer is not paired with the panel: run `classcast pair {panel}`.",
@@ -102,7 +121,7 @@ def error_text(exc: BaseException, panel: str = "") -> str:
                 panel=name,
             )
         case BusyError():
-            return t("Another teacher is presenting on this panel: {message}", message=str(exc))
+            return busy_text(exc, panel)
         case LockedError() | PairingLockedError():
             return t(
                 "Too many wrong PINs from this computer: wait a minute, check the PIN shown "
@@ -117,13 +136,8 @@ def error_text(exc: BaseException, panel: str = "") -> str:
             )
         case BadPinError() | PairingError():
             return t("Wrong PIN. Check the PIN shown on the panel and try again.")
-        case NotEnabledError():
-            return t(
-                "Admin pairing is not enabled on this panel: the administrator sets "
-                "admin_secret in the panel's kiosk.toml."
-            )
-        case CertificateChangedError():
-            return t("The panel's certificate changed since pairing: {message}", message=str(exc))
+        case ConnectionFailedError():  # CertificateChangedError too
+            return connection_error_text(exc, panel)
         case ClockOffsetError():
             return t(
                 "The panel did not accept this computer's clock difference. Cast again; if it "
@@ -142,62 +156,78 @@ def error_text(exc: BaseException, panel: str = "") -> str:
                 "or send a smaller lesson."
             )
         case _:
-            return _remote_text(exc)
+            return _remote_text(exc, panel)
 
 
-def _remote_text(exc: BaseException) -> str:
-    """The text of a kiosk's refusal that :func:`error_text` does not handle itself."""
-    match exc:
-        case UnsupportedVersionError() | RemoteMalformedError():
-            return t(
-                "The panel runs another version of ClassCast: install the same version on "
-                "this computer and on the panel."
-            )
-        case RemoteUnexpectedError():
-            return t(
-                "The panel did not expect this request now: try again; if it happens again, "
-                "install the same version of ClassCast on this computer and on the panel."
-            )
-        case BadIndexError():
-            return t(
-                "The lesson on the panel has no item with this number: see how many items it "
-                "has with `classcast status`."
-            )
-        case NoLessonError():
-            return t("The panel shows no lesson now: cast one first.")
-        case NotStartedError():
-            return t("The lesson on the panel has not started yet: wait a moment and try again.")
-        case NoScreenError():
-            return t("The panel has no screen to capture: it runs without a window.")
-        case RemoteTooLargeError():
-            return t(
-                "The panel refused data that is too large: make the lesson's files smaller, "
-                "or ask for a smaller screenshot."
-            )
-        case RemoteChecksumError():
-            return t("A lesson file changed while it was being sent: cast the lesson again.")
-        case RemoteMediaError():
-            return t(
-                "The panel could not store the lesson's media: try again; if it happens "
-                "again, ask the administrator to check the panel's journal."
-            )
-        case RemoteUsageLogError():
-            return t(
-                "The panel cannot read or write its usage log: ask the administrator to "
-                "check the panel's journal."
-            )
-        case PairingsDamagedError():
-            return t(
-                "The panel's list of pairings is damaged: ask the administrator to check "
-                "the panel's journal."
-            )
-        case RemoteInternalError():
-            return t(
-                "The panel failed to carry out the request: try again; if it happens again, "
-                "ask the administrator to check the panel's journal."
-            )
-        case _:
-            return str(exc)
+REFUSALS: Final[dict[type[RemoteError], str]] = {
+    NotEnabledError: N_(
+        "Admin pairing is not enabled on panel {panel}: set admin_secret in its kiosk.toml "
+        "(see docs/admin.md), restart the panel and try again."
+    ),
+    NoLessonError: N_("Nothing is shown on panel {panel} now: cast a lesson first."),
+    NotStartedError: N_(
+        "The lesson on panel {panel} has not started yet: wait for it to start and try again."
+    ),
+    BadIndexError: N_(
+        "The lesson on panel {panel} has no item with that number. Items count from 1; "
+        "`classcast status` shows how many there are."
+    ),
+    UnsupportedVersionError: N_(
+        "Panel {panel} runs another version of ClassCast. Update ClassCast on this "
+        "computer and on the panel to the same version."
+    ),
+    RemoteMalformedError: N_(
+        "Panel {panel} runs another version of ClassCast. Update ClassCast on this "
+        "computer and on the panel to the same version."
+    ),
+    RemoteUnexpectedError: N_(
+        "Panel {panel} did not expect this request now: try again; if it happens again, "
+        "install the same version of ClassCast on this computer and on the panel."
+    ),
+    NoScreenError: N_("Panel {panel} runs without a screen, so there is no picture to take."),
+    RemoteUsageLogError: N_(
+        "The usage log of panel {panel} cannot be read or written. Tell the administrator: "
+        "the panel's journal says why."
+    ),
+    RemoteChecksumError: N_(
+        "Media arrived damaged on panel {panel}. Cast again; if it happens again, check the "
+        "network."
+    ),
+    RemoteTooLargeError: N_(
+        "Panel {panel} refused a file as too large. Make the file smaller and cast again."
+    ),
+    RemoteMediaError: N_(
+        "Panel {panel} could not store the lesson's media: try again; if it happens "
+        "again, ask the administrator to check the panel's journal."
+    ),
+    PairingsDamagedError: N_(
+        "The list of pairings of panel {panel} is damaged: ask the administrator to check "
+        "the panel's journal."
+    ),
+    RemoteInternalError: N_(
+        "Panel {panel} failed to carry out the request: try again; if it happens again, "
+        "ask the administrator to check the panel's journal."
+    ),
+}
+"""What each refusal of a kiosk that needs no more than the panel's name says."""
+
+
+def _remote_text(exc: BaseException, panel: str) -> str:
+    """The text of a kiosk's refusal that :func:`error_text` does not handle itself;
+    never the error's English message (that is for the journal)."""
+    name = panel or t("the panel")
+    for cls in type(exc).__mro__:
+        if (msgid := REFUSALS.get(cls)) is not None:
+            return t(msgid, panel=name)
+    if isinstance(exc, TimeoutError):
+        return connection_error_text(ConnectionFailedError(str(exc), reason="timeout"), panel)
+    code = exc.code if isinstance(exc, ClassCastError) else "internal"
+    return t(
+        "Panel {panel} could not do this ({code}). Try again; if it keeps happening, tell "
+        "the administrator (the panel's journal says why).",
+        panel=name,
+        code=code,
+    )
 
 
 def _too_large_text(exc: FileTooLargeError | PictureTooLargeError) -> str:

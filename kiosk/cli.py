@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import json
 import logging
@@ -12,13 +13,117 @@ from pathlib import Path
 
 import click
 
+from i18n import N_
 from kiosk.app import KioskApp, open_window, run_until_signal, run_with_window
 from kiosk.config import ConfigError, KioskConfig, load_config
-from kiosk.i18n import TranslatedGroup, option
+from kiosk.i18n import TranslatedGroup, option, t
 from kiosk.memory import tune_allocator
 from kiosk.sdnotify import SystemdNotifier
 from kiosk.tokens import TokenStore
-from protocol.errors import ClassCastError
+from protocol.errors import ClassCastError, UsageLogError
+
+logger = logging.getLogger(__name__)
+
+_TYPES = {
+    "str": N_("text in quotes"),
+    "int": N_("a whole number"),
+    "float": N_("a number"),
+    "bool": N_("true or false"),
+    "list": N_("a list in square brackets"),
+}
+"""How each type of a kiosk.toml setting is named to the admin."""
+
+_ROLES = {"teacher": N_("teacher"), "admin": N_("admin")}
+"""The roles of a pairing, as the admin reads them."""
+
+_CONFIG_PROBLEMS = {
+    "unreadable": N_(
+        "The settings file {path} cannot be read. Check that it exists, is UTF-8 text and "
+        "may be read, then start the kiosk again."
+    ),
+    "bad_toml": N_(
+        "{path} has a mistake on line {line}. Fix it in a text editor and start the kiosk again."
+    ),
+    "unknown_key": N_(
+        "{path}: unknown setting {key} (known: {known}). Fix the spelling and start the "
+        "kiosk again."
+    ),
+    "wrong_type": N_("{path}: {key} must be {kind}. Fix it and start the kiosk again."),
+    "video_output": N_(
+        "{path}: video_output must be one of {choices}. Fix it and start the kiosk again."
+    ),
+    "mdns_interfaces": N_(
+        "{path}: mdns_interfaces must be IPv4 addresses separated by commas, such as "
+        '"192.168.1.40". Fix it and start the kiosk again.'
+    ),
+    "web_allow": N_(
+        '{path}: web_allow must list site names such as ["lib.school.ru", "*.school.ru"]; '
+        "{entry} is not one. Fix it and start the kiosk again."
+    ),
+    "negative": N_("{path}: {key} must not be negative. Fix it and start the kiosk again."),
+    "short_secret": N_(
+        "{path}: admin_secret must have at least {min_chars} characters. Set a longer "
+        "secret and start the kiosk again."
+    ),
+    "mdns_env": N_(
+        "The environment variable CLASSCAST_MDNS_INTERFACES must hold IPv4 addresses "
+        "separated by commas, such as 127.0.0.1 (now: {value}). Fix it and start the kiosk "
+        "again."
+    ),
+}
+"""The text of each ``reason`` of :class:`kiosk.config.ConfigError`."""
+
+
+def config_error_text(exc: ConfigError) -> str:
+    """A settings problem as the admin reads it, with what to do (never the English message)."""
+    values: dict[str, object] = {"path": exc.path or "", "key": exc.key or "", **exc.values}
+    if exc.reason == "wrong_type":
+        values["kind"] = t(_TYPES.get(str(exc.values.get("type")), "text in quotes"))
+    msgid = _CONFIG_PROBLEMS.get(exc.reason)
+    if exc.reason == "bad_toml" and "line" not in values:
+        msgid = N_("{path} has a mistake. Fix it in a text editor and start the kiosk again.")
+    if msgid is None:
+        msgid = N_("{path}: a setting is wrong. Fix it and start the kiosk again.")
+    return t(msgid, **values)
+
+
+def os_error_text(exc: OSError) -> str:
+    """A file or network problem at start, with what to check."""
+    where = exc.filename or t("the network")
+    if isinstance(exc, PermissionError):
+        return t(
+            "The kiosk may not use {path}. Give its user the right to write there, or "
+            "choose another folder with --state-dir, and start it again.",
+            path=where,
+        )
+    if exc.errno == errno.EADDRINUSE:
+        return t(
+            "The port is taken by another program (another kiosk?). Stop it, or choose "
+            "another port with --port, and start the kiosk again."
+        )
+    if exc.errno == errno.ENOSPC:
+        return t("The disk is full. Free some space and start the kiosk again.")
+    return t(
+        "The kiosk cannot use {path} ({errno}). Check the path, its permissions and the "
+        "free disk space, and start it again.",
+        path=where,
+        errno=errno.errorcode.get(exc.errno or 0, "?"),
+    )
+
+
+def start_error_text(exc: ClassCastError, config: KioskConfig) -> str:
+    """A ClassCast error that stopped the kiosk at start."""
+    if isinstance(exc, UsageLogError):
+        return t(
+            "The usage log in {path} cannot be opened. Check that the folder may be written "
+            "and the disk has room, then start the kiosk again.",
+            path=config.state_dir,
+        )
+    return t(
+        "The kiosk could not start ({code}): the lines above say why. Fix the cause and "
+        "start it again.",
+        code=exc.code,
+    )
 
 
 @click.group(
@@ -74,7 +179,8 @@ def main(
             lang=lang,
         )
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        logger.error("bad settings: %s", exc)  # the journal's line, in English
+        raise click.ClickException(config_error_text(exc)) from None
     ctx.obj = config
     if ctx.invoked_subcommand is not None:
         return
@@ -90,7 +196,13 @@ def main(
         try:
             window = open_window(app)
         except Exception as exc:
-            raise click.ClickException(f"cannot open the panel window: {exc}") from None
+            logger.error("cannot open the panel window: %s", exc)
+            raise click.ClickException(
+                t(
+                    "The panel window cannot be opened. Check that a screen is connected and "
+                    "the desktop session has started, or run the kiosk with --headless."
+                )
+            ) from None
         # What exists now lives as long as the process: keep it out of garbage
         # collections, which then stay short while crowds of connections come and go.
         gc.freeze()
@@ -99,9 +211,11 @@ def main(
         else:
             run_with_window(app, window, ready, notifier)
     except ClassCastError as exc:
-        raise click.ClickException(str(exc)) from None
+        logger.error("cannot start: %s", exc)
+        raise click.ClickException(start_error_text(exc, config)) from None
     except OSError as exc:
-        raise click.ClickException(f"cannot start: {exc}") from None
+        logger.error("cannot start: %s", exc)
+        raise click.ClickException(os_error_text(exc)) from None
 
 
 @main.group()
@@ -146,6 +260,18 @@ def tokens_revoke(config: KioskConfig, selector: str) -> None:
     """
     gone = TokenStore(config.state_dir / "tokens.json").revoke(selector)
     if not gone:
-        raise click.ClickException(f"no pairing matches {selector!r}")
+        raise click.ClickException(
+            t(
+                "No pairing matches {selector}. See them with `classcast-kiosk tokens list`.",
+                selector=selector,
+            )
+        )
     for g in gone:
-        click.echo(f"revoked {g.controller_id} ({g.name}, {g.role})")
+        click.echo(
+            t(
+                "Revoked {controller_id} ({name}, {role}).",
+                controller_id=g.controller_id,
+                name=g.name,
+                role=t(_ROLES.get(g.role, g.role)),
+            )
+        )

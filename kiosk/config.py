@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import platformdirs
 
+from kiosk.access import MIN_ADMIN_SECRET_CHARS
 from kiosk.effects import VideoOutput
 from kiosk.webguard import parse_host_pattern
 from media.store import USAGE_LOG_FLOOR_BYTES
@@ -29,14 +31,41 @@ loss or a crash an open display interval is closed at its last heartbeat, so thi
 the screen time the log loses (a restarted kiosk shows the item again in a new interval);
 each heartbeat costs one small write with fsync, off the network loop."""
 
+_TOML_LINE: Final = re.compile(r"\(at line (\d+)")
+"""Where tomllib's error message says the mistake is."""
+
 Mode = Literal["fullscreen", "windowed", "headless"]
 VIDEO_OUTPUTS: tuple[VideoOutput, ...] = ("auto", "embedded", "frames")
 
 
 class ConfigError(ClassCastError):
-    """The kiosk configuration file is unreadable or has a wrong value (the admin's input)."""
+    """The kiosk configuration file is unreadable or has a wrong value (the admin's input).
+
+    The English ``message`` is for the journal; ``classcast-kiosk`` words ``reason`` in
+    the admin's language from the fields: ``path`` (the file; None for the environment),
+    ``key`` (the setting) and ``values``. Reasons: ``unreadable``, ``bad_toml``
+    (``values["line"]`` when known), ``unknown_key`` (``known``), ``wrong_type``
+    (``type``: ``str``, ``int``, ``float``, ``bool`` or ``list``), ``video_output``
+    (``choices``), ``mdns_interfaces``, ``web_allow`` (``entry``), ``negative``,
+    ``short_secret`` (``min_chars``) and ``mdns_env`` (``value``).
+    """
 
     code = "config"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str,
+        path: Path | None = None,
+        key: str | None = None,
+        values: dict[str, str | int] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.path = path
+        self.key = key
+        self.values: dict[str, str | int] = dict(values or {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,38 +141,81 @@ def load_config(path: Path | None) -> KioskConfig:
         path = DEFAULT_CONFIG_PATH
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        cause = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+        raise ConfigError(f"cannot read {path}: {cause}", reason="unreadable", path=path) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+        line = _TOML_LINE.search(str(exc))
+        raise ConfigError(
+            f"{path} is not valid TOML: {exc}",
+            reason="bad_toml",
+            path=path,
+            values={"line": int(line.group(1))} if line else {},
+        ) from None
     values: dict[str, Any] = {}
     for key, value in data.items():
         expected = _KEYS.get(key)
         if expected is None:
-            raise ConfigError(f"{path}: unknown setting {key!r} (known: {', '.join(_KEYS)})")
+            known = ", ".join(_KEYS)
+            raise ConfigError(
+                f"{path}: unknown setting {key!r} (known: {known})",
+                reason="unknown_key",
+                path=path,
+                key=key,
+                values={"known": known},
+            )
         if isinstance(value, int) and expected is float:
             value = float(value)
         if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
-            raise ConfigError(f"{path}: {key} must be a {expected.__name__}")
+            raise ConfigError(
+                f"{path}: {key} must be a {expected.__name__}",
+                reason="wrong_type",
+                path=path,
+                key=key,
+                values={"type": expected.__name__},
+            )
         values[key] = value
     if "web_allow" in values:
         values["web_allow"] = _web_allow(path, values["web_allow"])
     if values.get("video_output", "auto") not in VIDEO_OUTPUTS:
-        raise ConfigError(f"{path}: video_output must be one of {', '.join(VIDEO_OUTPUTS)}")
+        choices = ", ".join(VIDEO_OUTPUTS)
+        raise ConfigError(
+            f"{path}: video_output must be one of {choices}",
+            reason="video_output",
+            path=path,
+            key="video_output",
+            values={"choices": choices},
+        )
     if "state_dir" in values:
         values["state_dir"] = Path(values["state_dir"])
     if "mdns_interfaces" in values:
         try:
             found = mdns_interfaces(values["mdns_interfaces"])
         except ValueError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
+            raise ConfigError(
+                f"{path}: {exc}", reason="mdns_interfaces", path=path, key="mdns_interfaces"
+            ) from None
         values["mdns_interfaces"] = tuple(found) if found is not None else None
     if "quota_mb" in values:
         values["quota_bytes"] = values.pop("quota_mb") * 1024 * 1024
     if "usage_floor_mb" in values:
         if values["usage_floor_mb"] < 0:
-            raise ConfigError(f"{path}: usage_floor_mb must not be negative")
+            raise ConfigError(
+                f"{path}: usage_floor_mb must not be negative",
+                reason="negative",
+                path=path,
+                key="usage_floor_mb",
+            )
         values["usage_floor_bytes"] = values.pop("usage_floor_mb") * 1024 * 1024
+    secret = values.get("admin_secret")
+    if secret is not None and len(secret) < MIN_ADMIN_SECRET_CHARS:
+        raise ConfigError(
+            f"{path}: admin_secret must have at least {MIN_ADMIN_SECRET_CHARS} characters",
+            reason="short_secret",
+            path=path,
+            key="admin_secret",
+            values={"min_chars": MIN_ADMIN_SECRET_CHARS},
+        )
     return config.with_overrides(**values)
 
 
@@ -156,11 +228,23 @@ def _web_allow(path: Path, entries: list[Any]) -> tuple[str, ...]:
     patterns = []
     for entry in entries:
         if not isinstance(entry, str):
-            raise ConfigError(f"{path}: web_allow must be a list of host names")
+            raise ConfigError(
+                f"{path}: web_allow must be a list of host names",
+                reason="web_allow",
+                path=path,
+                key="web_allow",
+                values={"entry": repr(entry)},
+            )
         try:
             patterns.append(parse_host_pattern(entry))
         except ValueError as exc:
-            raise ConfigError(f"{path}: web_allow: {exc}") from None
+            raise ConfigError(
+                f"{path}: web_allow: {exc}",
+                reason="web_allow",
+                path=path,
+                key="web_allow",
+                values={"entry": entry},
+            ) from None
     return tuple(patterns)
 
 
@@ -173,7 +257,9 @@ def env_mdns_interfaces() -> tuple[str, ...] | None:
     try:
         found = mdns_interfaces(os.environ.get(MDNS_INTERFACES_ENV))
     except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+        raise ConfigError(
+            str(exc), reason="mdns_env", values={"value": os.environ.get(MDNS_INTERFACES_ENV, "")}
+        ) from None
     return tuple(found) if found is not None else None
 
 

@@ -31,6 +31,39 @@ Sizes are checked before anything is read: every file of a folder or list is
 ``stat``-ed first (a file over ``MAX_BLOB_BYTES`` stops the load before the first
 file is hashed), a ``lesson.toml`` over ``MAX_LESSON_TOML_BYTES`` is refused unread, and
 :func:`media.probe.probe_file` refuses a text file too long for a slide from its size.
+
+Every problem is a :class:`~protocol.errors.LessonError` with a ``reason`` a program
+turns into its own words, in its language, with what to do next:
+
+====================  ======================================================
+``missing``           the lesson path does not exist (``path``)
+``not_a_file``        a named lesson file, or an item's ``file``, is not a file
+``empty_folder``      a lesson folder with no files in it
+``no_files``          an empty list of lesson files
+``unreadable``        a file cannot be read (permissions, I/O)
+``bad_toml``          ``lesson.toml`` is not TOML (``values["line"]`` when known)
+``not_utf8``          ``lesson.toml`` is not UTF-8
+``unknown_key``       a key ``lesson.toml`` does not know (``key``, ``allowed``)
+``no_title``          ``lesson.toml`` has no ``title``
+``no_item_tables``    ``lesson.toml`` has no ``[[items]]`` table
+``not_a_table``       an ``items`` entry is not a table
+``content_keys``      an item has not exactly one of ``file``, ``url``, ``text``
+``not_a_string``      a setting that must be a string is not (``key``)
+``empty``             a title, subject or URL is empty (``key``)
+``too_long``          a title, subject or URL is too long (``key``, ``limit``)
+``not_a_url``         a ``source`` or ``url`` that is not http(s) (``key``, ``value``)
+``bad_duration``      an item's ``duration`` is not in (0, ``limit_s``] seconds
+``not_relative``      an item's ``file`` is absolute (``file``)
+``outside``           an item's ``file`` leads out of the lesson folder (``file``)
+``file_not_found``    an item's ``file`` does not exist (``file``)
+``text_too_long``     a text slide over ``MAX_TEXT_ITEM_CHARS`` (``limit``)
+``too_many_items``    over ``MAX_ITEMS_PER_LESSON`` items (``limit``)
+``too_many_bytes``    over ``MAX_LESSON_BYTES`` of media (``size_bytes``, ``limit_bytes``)
+``no_items``          nothing to show (a lesson built from no items)
+====================  ======================================================
+
+``item`` is the 1-based ``[[items]]`` table the problem is in, when it is in one; a
+``lesson.toml`` problem has ``path`` set to the ``lesson.toml``.
 """
 
 from __future__ import annotations
@@ -75,6 +108,40 @@ MAX_LESSON_TOML_BYTES: Final = 4 * MAX_TEXT_FRAME_BYTES
 """Largest ``lesson.toml`` (4 MiB), refused from its size before it is parsed. A lesson's
 manifest, text slides included, must fit one text frame (``MAX_TEXT_FRAME_BYTES``); four
 times that leaves room for comments and TOML's longer escapes."""
+
+LESSON_ERROR_REASONS: Final = frozenset(
+    {
+        "missing",
+        "not_a_file",
+        "empty_folder",
+        "no_files",
+        "unreadable",
+        "bad_toml",
+        "not_utf8",
+        "unknown_key",
+        "no_title",
+        "no_item_tables",
+        "not_a_table",
+        "content_keys",
+        "not_a_string",
+        "empty",
+        "too_long",
+        "not_a_url",
+        "bad_duration",
+        "not_relative",
+        "outside",
+        "file_not_found",
+        "text_too_long",
+        "too_many_items",
+        "too_many_bytes",
+        "no_items",
+    }
+)
+"""Every ``reason`` of the :class:`~protocol.errors.LessonError` this module raises (see the
+module docstring): a program has a text for each."""
+
+_TOML_LINE: Final = re.compile(r"\(at line (\d+)")
+"""Where tomllib's error message says the mistake is."""
 
 _TOP_KEYS: Final = frozenset({"title", "subject", "source", "items"})
 _ITEM_KEYS: Final = frozenset({"file", "url", "text", "title", "duration", "source"})
@@ -213,19 +280,21 @@ def make_lesson(
             bytes in total).
     """
     if not items:
-        raise LessonError(f"lesson {title!r} has no items")
+        raise LessonError(f"lesson {title!r} has no items", reason="no_items")
     if len(items) > MAX_ITEMS_PER_LESSON:
         raise LessonError(
             f"lesson {title!r} has {len(items)} items, over the limit of {MAX_ITEMS_PER_LESSON}"
-            " (a PDF counts one item per page)"
+            " (a PDF counts one item per page)",
+            reason="too_many_items",
+            values={"limit": MAX_ITEMS_PER_LESSON},
         )
-    _check_string(title, "lesson title")
+    _check_string(title, "title")
     if subject is not None:
-        _check_string(subject, "lesson subject")
+        _check_string(subject, "subject")
     if source_url is not None:
-        _check_url(source_url, "lesson source")
+        _check_url(source_url, "source")
     for n, item in enumerate(items, 1):
-        _check_string(item.title, f"item {n} title")
+        _check_string(item.title, "title", n)
     lesson = Lesson(
         lesson_id=lesson_id_for(title, items),
         title=title,
@@ -236,7 +305,9 @@ def make_lesson(
     if lesson.total_bytes > MAX_LESSON_BYTES:
         raise LessonError(
             f"lesson {title!r} has {lesson.total_bytes} bytes of media, over the limit of "
-            f"{MAX_LESSON_BYTES}"
+            f"{MAX_LESSON_BYTES}",
+            reason="too_many_bytes",
+            values={"size_bytes": lesson.total_bytes, "limit_bytes": MAX_LESSON_BYTES},
         )
     return lesson
 
@@ -281,11 +352,13 @@ def load_lesson(source: Path | Sequence[Path]) -> Lesson:
         return loader.from_files([path], title=path.stem)
     paths = [Path(p) for p in source]
     if not paths:
-        raise LessonError("no lesson files given")
+        raise LessonError("no lesson files given", reason="no_files")
     for p in paths:
         _check_exists(p)
         if not p.is_file():
-            raise LessonError(f"lesson file is not a regular file: {p}", path=str(p))
+            raise LessonError(
+                f"lesson file is not a regular file: {p}", path=str(p), reason="not_a_file"
+            )
     title = paths[0].stem if len(paths) == 1 else DEFAULT_MULTI_FILE_TITLE
     return loader.from_files(paths, title=title)
 
@@ -298,20 +371,36 @@ def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
 
 def _check_exists(path: Path) -> None:
     if not path.exists():
-        raise LessonError(f"lesson path does not exist: {path}", path=str(path))
+        raise LessonError(f"lesson path does not exist: {path}", path=str(path), reason="missing")
 
 
-def _check_string(value: str, what: str) -> None:
+def _where(item: int | None) -> str:
+    return "lesson" if item is None else f"item {item}"
+
+
+def _check_string(value: str, key: str, item: int | None = None) -> None:
+    """Check a text setting (``key`` of the lesson, or of its ``item``-th item)."""
+    what = f"{_where(item)} {key}"
     if not value.strip():
-        raise LessonError(f"{what} is empty")
+        raise LessonError(f"{what} is empty", reason="empty", item=item, values={"key": key})
     if len(value) > MAX_STRING_CHARS:
-        raise LessonError(f"{what} is longer than {MAX_STRING_CHARS} characters")
+        raise LessonError(
+            f"{what} is longer than {MAX_STRING_CHARS} characters",
+            reason="too_long",
+            item=item,
+            values={"key": key, "limit": MAX_STRING_CHARS},
+        )
 
 
-def _check_url(value: str, what: str) -> None:
+def _check_url(value: str, key: str, item: int | None = None) -> None:
     if not value.startswith(("http://", "https://")):
-        raise LessonError(f"{what} must be an http or https URL: {value!r}")
-    _check_string(value, what)
+        raise LessonError(
+            f"{_where(item)} {key} must be an http or https URL: {value!r}",
+            reason="not_a_url",
+            item=item,
+            values={"key": key, "value": value},
+        )
+    _check_string(value, key, item)
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,7 +421,9 @@ class _Loader:
             key=lambda p: (natural_key(p.name), p.name),
         )
         if not files:
-            raise LessonError(f"lesson folder has no files: {folder}", path=str(folder))
+            raise LessonError(
+                f"lesson folder has no files: {folder}", path=str(folder), reason="empty_folder"
+            )
         return self.from_files(files, title=folder.resolve().name)
 
     def from_files(self, files: Sequence[Path], *, title: str) -> Lesson:
@@ -341,7 +432,9 @@ class _Loader:
                 check_file_size(path)
             except OSError as exc:
                 raise LessonError(
-                    f"cannot read {path}: {exc.strerror or exc}", path=str(path)
+                    f"cannot read {path}: {exc.strerror or exc}",
+                    path=str(path),
+                    reason="unreadable",
                 ) from None
         items: list[LessonItem] = []
         for path in files:
@@ -364,35 +457,58 @@ class _Loader:
             with toml_path.open("rb") as f:
                 doc = tomllib.load(f)
         except tomllib.TOMLDecodeError as exc:
-            raise LessonError(f"{toml_path}: invalid TOML: {exc}", path=str(toml_path)) from None
+            line = _TOML_LINE.search(str(exc))
+            raise LessonError(
+                f"{toml_path}: invalid TOML: {exc}",
+                path=str(toml_path),
+                reason="bad_toml",
+                values={"line": int(line.group(1))} if line else {},
+            ) from None
         except UnicodeDecodeError as exc:
-            raise LessonError(f"{toml_path}: not UTF-8: {exc}", path=str(toml_path)) from None
+            raise LessonError(
+                f"{toml_path}: not UTF-8: {exc}", path=str(toml_path), reason="not_utf8"
+            ) from None
         except OSError as exc:
-            raise LessonError(f"cannot read {toml_path}: {exc}", path=str(toml_path)) from None
+            raise LessonError(
+                f"cannot read {toml_path}: {exc}", path=str(toml_path), reason="unreadable"
+            ) from None
         try:
             return self._from_doc(doc, toml_path)
         except LessonError as exc:
             if exc.path is not None:
                 raise
-            raise LessonError(f"{toml_path}: {exc}", path=str(toml_path)) from None
+            raise LessonError(
+                f"{toml_path}: {exc}",
+                path=str(toml_path),
+                reason=exc.reason,
+                item=exc.item,
+                values=exc.values,
+            ) from None
 
     def _from_doc(self, doc: dict[str, Any], toml_path: Path) -> Lesson:
         for key in doc:
             if key not in _TOP_KEYS:
-                raise LessonError(f"unknown key {key!r}; allowed: {', '.join(sorted(_TOP_KEYS))}")
-        title = _opt_str(doc, "title", "lesson")
+                allowed = ", ".join(sorted(_TOP_KEYS))
+                raise LessonError(
+                    f"unknown key {key!r}; allowed: {allowed}",
+                    reason="unknown_key",
+                    values={"key": key, "allowed": allowed},
+                )
+        title = _opt_str(doc, "title")
         if title is None:
-            raise LessonError("'title' is required")
-        subject = _opt_str(doc, "subject", "lesson")
-        source = _opt_str(doc, "source", "lesson")
+            raise LessonError("'title' is required", reason="no_title")
+        subject = _opt_str(doc, "subject")
+        source = _opt_str(doc, "source")
         raw_items = doc.get("items")
         if not isinstance(raw_items, list) or not raw_items:
-            raise LessonError("needs at least one [[items]] table")
+            raise LessonError("needs at least one [[items]] table", reason="no_item_tables")
         base = toml_path.parent
         items: list[LessonItem] = []
         for n, raw in enumerate(raw_items, 1):
             if not isinstance(raw, dict):
-                raise LessonError(f"item {n} must be a table ([[items]])")
+                raise LessonError(
+                    f"item {n} must be a table ([[items]])", reason="not_a_table", item=n
+                )
             items.extend(self._toml_item(raw, n, base, source))
             _check_count(items)
         return make_lesson(title, items, subject=subject, source_url=source)
@@ -403,23 +519,31 @@ class _Loader:
         where = f"item {n}"
         for key in raw:
             if key not in _ITEM_KEYS:
+                allowed = ", ".join(sorted(_ITEM_KEYS))
                 raise LessonError(
-                    f"{where}: unknown key {key!r}; allowed: {', '.join(sorted(_ITEM_KEYS))}"
+                    f"{where}: unknown key {key!r}; allowed: {allowed}",
+                    reason="unknown_key",
+                    item=n,
+                    values={"key": key, "allowed": allowed},
                 )
         given = [key for key in _CONTENT_KEYS if key in raw]
         if len(given) != 1:
-            raise LessonError(f"{where}: needs exactly one of 'file', 'url' or 'text'")
-        title = _opt_str(raw, "title", where)
-        source = _opt_str(raw, "source", where)
+            raise LessonError(
+                f"{where}: needs exactly one of 'file', 'url' or 'text'",
+                reason="content_keys",
+                item=n,
+            )
+        title = _opt_str(raw, "title", n)
+        source = _opt_str(raw, "source", n)
         if source is not None:
-            _check_url(source, f"{where} source")
+            _check_url(source, "source", n)
         source = source if source is not None else lesson_source
-        duration_ms = _duration_ms(raw, where)
+        duration_ms = _duration_ms(raw, n)
         key = given[0]
-        value = _opt_str(raw, key, where)
+        value = _opt_str(raw, key, n)
         assert value is not None
         if key == "url":
-            _check_url(value, f"{where} url")
+            _check_url(value, "url", n)
             return [
                 LessonItem(
                     "web",
@@ -431,7 +555,12 @@ class _Loader:
             ]
         if key == "text":
             if len(value) > MAX_TEXT_ITEM_CHARS:
-                raise LessonError(f"{where}: text is longer than {MAX_TEXT_ITEM_CHARS} characters")
+                raise LessonError(
+                    f"{where}: text is longer than {MAX_TEXT_ITEM_CHARS} characters",
+                    reason="text_too_long",
+                    item=n,
+                    values={"limit": MAX_TEXT_ITEM_CHARS},
+                )
             return [
                 LessonItem(
                     "text",
@@ -441,7 +570,7 @@ class _Loader:
                     source_url=source,
                 )
             ]
-        path = _inside(base, value, where)
+        path = _inside(base, value, n)
         return self.file_items(
             path,
             title=title if title is not None else path.stem,
@@ -504,9 +633,13 @@ class _Loader:
                     digest.update(block)
                     size += len(block)
         except OSError as exc:
-            raise LessonError(f"cannot read {path}: {exc}", path=str(path)) from None
+            raise LessonError(
+                f"cannot read {path}: {exc}", path=str(path), reason="unreadable"
+            ) from None
         if size > MAX_BLOB_BYTES:  # pragma: no cover - probe_file rejects it first
-            raise LessonError(f"{path}: over {MAX_BLOB_BYTES} bytes", path=str(path))
+            raise LessonError(
+                f"{path}: over {MAX_BLOB_BYTES} bytes", path=str(path), reason="too_many_bytes"
+            )
         hashed = _Hashed(digest.hexdigest(), size)
         self._hashes[key] = hashed
         return hashed
@@ -515,45 +648,80 @@ class _Loader:
 def _check_count(items: list[LessonItem]) -> None:
     if len(items) > MAX_ITEMS_PER_LESSON:
         raise LessonError(
-            f"lesson has more than {MAX_ITEMS_PER_LESSON} items (a PDF counts one item per page)"
+            f"lesson has more than {MAX_ITEMS_PER_LESSON} items (a PDF counts one item per page)",
+            reason="too_many_items",
+            values={"limit": MAX_ITEMS_PER_LESSON},
         )
 
 
-def _opt_str(table: dict[str, Any], key: str, where: str) -> str | None:
+def _opt_str(table: dict[str, Any], key: str, item: int | None = None) -> str | None:
     value = table.get(key)
     if value is None:
         return None
     if not isinstance(value, str):
-        raise LessonError(f"{where}: {key!r} must be a string")
+        raise LessonError(
+            f"{_where(item)}: {key!r} must be a string",
+            reason="not_a_string",
+            item=item,
+            values={"key": key},
+        )
     return value
 
 
-def _duration_ms(raw: dict[str, Any], where: str) -> int | None:
+def _duration_ms(raw: dict[str, Any], item: int) -> int | None:
     value = raw.get("duration")
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise LessonError(f"{where}: 'duration' must be a number of seconds")
-    ms = round(value * 1000)
-    if not 0 < ms <= MAX_DURATION_MS:
+    limit_s = MAX_DURATION_MS // 1000
+    ms = (
+        round(value * 1000)
+        if not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+        else None
+    )
+    if ms is None or not 0 < ms <= MAX_DURATION_MS:
         raise LessonError(
-            f"{where}: 'duration' must be more than 0 and at most {MAX_DURATION_MS // 1000} s"
+            f"item {item}: 'duration' must be a number of seconds, more than 0 and at most "
+            f"{limit_s}",
+            reason="bad_duration",
+            item=item,
+            values={"limit_s": limit_s},
         )
     return ms
 
 
-def _inside(base: Path, relative: str, where: str) -> Path:
+def _inside(base: Path, relative: str, item: int) -> Path:
     """Resolve ``relative`` under ``base``, refusing absolute paths and escapes."""
+    where = f"item {item}"
     if not relative or Path(relative).is_absolute() or relative.startswith(("/", "\\")):
-        raise LessonError(f"{where}: 'file' must be a path relative to the lesson folder")
+        raise LessonError(
+            f"{where}: 'file' must be a path relative to the lesson folder",
+            reason="not_relative",
+            item=item,
+            values={"file": relative},
+        )
     path = base / relative
     root = base.resolve()
     if not path.resolve().is_relative_to(root):
-        raise LessonError(f"{where}: file {relative!r} is outside the lesson folder")
+        raise LessonError(
+            f"{where}: file {relative!r} is outside the lesson folder",
+            reason="outside",
+            item=item,
+            values={"file": relative},
+        )
     if not path.exists():
-        raise LessonError(f"{where}: file not found: {path}", path=str(path))
+        raise LessonError(
+            f"{where}: file not found: {path}",
+            reason="file_not_found",
+            item=item,
+            values={"file": relative},
+        )
     if not path.is_file():
-        raise LessonError(f"{where}: not a regular file: {path}", path=str(path))
+        raise LessonError(
+            f"{where}: not a regular file: {path}",
+            reason="not_a_file",
+            item=item,
+            values={"file": relative},
+        )
     return path
 
 
@@ -561,11 +729,15 @@ def _read_text(path: Path) -> str:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:  # pragma: no cover - probe_file read it just before
-        raise LessonError(f"cannot read {path}: {exc}", path=str(path)) from None
+        raise LessonError(
+            f"cannot read {path}: {exc}", path=str(path), reason="unreadable"
+        ) from None
     if len(text) > MAX_TEXT_ITEM_CHARS:
         raise LessonError(
             f"{path}: text of {len(text)} characters is over the limit of {MAX_TEXT_ITEM_CHARS}",
             path=str(path),
+            reason="text_too_long",
+            values={"limit": MAX_TEXT_ITEM_CHARS},
         )
     return text
 

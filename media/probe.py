@@ -117,7 +117,9 @@ def probe_file(path: Path) -> Probe:
             head = f.read(_HEAD_BYTES)
             return _probe_open(path, f, head, size)
     except OSError as exc:
-        raise LessonError(f"cannot read {path}: {exc.strerror or exc}", path=str(path)) from None
+        raise LessonError(
+            f"cannot read {path}: {exc.strerror or exc}", path=str(path), reason="unreadable"
+        ) from None
 
 
 def check_file_size(path: Path, size_bytes: int | None = None) -> int:

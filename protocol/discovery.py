@@ -62,8 +62,8 @@ TXT_KEYS: Final = ("id", "room", "school", "proto", "fp", "state")
 def mdns_interfaces(value: str | None) -> list[str] | None:
     """Parse the ``CLASSCAST_MDNS_INTERFACES`` setting.
 
-    Pass ``os.environ.get(MDNS_INTERFACES_ENV)``; give the result to the zeroconf
-    adapters.
+    The adapters read the variable named :data:`MDNS_INTERFACES_ENV` from their
+    environment, pass its value here, and give the result to zeroconf.
 
     Args:
         value: unset or blank for every interface (the production default), else one

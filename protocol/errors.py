@@ -255,13 +255,30 @@ class MediaError(ClassCastError):
 
 
 class LessonError(MediaError):
-    """A lesson path, ``lesson.toml`` or item is unusable (the user's input)."""
+    """A lesson path, ``lesson.toml`` or item is unusable (the user's input).
+
+    The English ``message`` is for the journal; a program shows its own text for
+    ``reason`` (a short machine-readable word, such as ``"empty_folder"`` or
+    ``"file_not_found"``: see :mod:`media.lesson`), filled in from ``path``, ``item`` (the
+    1-based ``[[items]]`` table of a ``lesson.toml``) and ``values``.
+    """
 
     code = "bad_lesson"
 
-    def __init__(self, message: str, *, path: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        reason: str = "invalid",
+        item: int | None = None,
+        values: dict[str, str | int] | None = None,
+    ) -> None:
         super().__init__(message)
         self.path = path
+        self.reason = reason
+        self.item = item
+        self.values: dict[str, str | int] = dict(values or {})
 
 
 class FileTooLargeError(LessonError):
@@ -368,9 +385,23 @@ class UsageLogError(ClassCastError):
 
 
 class ConnectionFailedError(ClassCastError):
-    """A kiosk cannot be reached, refused the handshake, or went away."""
+    """A kiosk cannot be reached, refused the handshake, or went away.
+
+    ``address`` is the kiosk's ``HOST:PORT`` when known. ``reason`` says what happened,
+    for a program to word it: ``"unreachable"`` (no connection: the panel is off, on
+    another network, or not listening), ``"refused"`` (it answered, but not as a
+    ClassCast panel of this version), ``"closed"`` (it went away mid-request) or
+    ``"timeout"`` (it did not answer in time).
+    """
 
     code = "connection_failed"
+
+    def __init__(
+        self, message: str, *, address: str | None = None, reason: str = "unreachable"
+    ) -> None:
+        super().__init__(message)
+        self.address = address
+        self.reason = reason
 
 
 class CertificateChangedError(ConnectionFailedError):

@@ -1,8 +1,8 @@
 """Compile the translation catalogues (``.po``) into the ``.mo`` files the programs read.
 
 Run ``python -m scripts.compile_catalogues`` (``make catalogues``) after editing a
-``.po`` file under ``kiosk/locale`` or ``controller/locale``, and commit the ``.mo``
-file with it: the programs read only the ``.mo`` files (stdlib :mod:`gettext`), so a
+``.po`` file under ``kiosk/locale``, ``controller/locale`` or ``i18n/locale``, and commit
+the ``.mo`` file with it: the programs read only the ``.mo`` files (stdlib :mod:`gettext`), so a
 checkout or an installed wheel works without a build step. ``--check`` writes nothing
 and exits 1 when a ``.mo`` file is missing, stale or has no ``.po``; a test runs it.
 
@@ -24,7 +24,7 @@ from babel.messages.mofile import read_mo, write_mo
 from babel.messages.pofile import PoFileError, read_po
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("kiosk", "controller")
+PACKAGES = ("kiosk", "controller", "i18n")
 """The packages with a ``locale/<lang>/LC_MESSAGES/<domain>.po`` tree."""
 
 _Content = tuple[list[tuple[str, str]], list[tuple[str, str, str]]]

@@ -508,7 +508,10 @@ def test_classcast_app_on_a_taken_port_says_so(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         result = CliRunner().invoke(cli, ["app", "--no-browser", "--port", str(port)])
     assert result.exit_code == 1
-    assert f"Не удалось открыть 127.0.0.1:{port}" in result.output
+    assert f"Не удалось открыть 127.0.0.1:{port}: этот порт занят другой программой" in (
+        result.output
+    )
+    assert "Address already in use" not in result.output
 
 
 def _run(app: RunningApp, coro: object) -> object:
@@ -723,3 +726,13 @@ def test_the_phone_remotes_routes_are_mounted_when_it_is_built_in(
         assert c.get("/remote").text == "remote for None"  # nothing cast yet
         assert httpx.get(running.base + "/remote", timeout=10).status_code == 403  # gated
     assert closed == [True]
+
+
+def test_adding_a_panel_says_what_the_cli_says(app: RunningApp) -> None:
+    with client(app) as c:
+        bad = c.post("/panels/add", data={"address": "not an address:x"})
+        assert "not an address:x — не адрес: укажите ХОСТ или ХОСТ:ПОРТ" in html.unescape(bad.text)
+        assert "msg error" in bad.text
+        silent = c.post("/panels/add", data={"address": "127.0.0.1:9"})
+        assert "Сохранено: 127.0.0.1:9; панель не ответила: " in silent.text
+        assert "msg ok" in silent.text

@@ -99,7 +99,7 @@ def test_english_output_on_request(kiosk: KioskThread) -> None:
 def test_missing_lesson_path_is_a_clear_error(kiosk: KioskThread, tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["cast", str(tmp_path / "nope"), "--to", kiosk.address])
     assert result.exit_code == 1
-    assert "does not exist" in result.output
+    assert "nope: не найден. Проверьте путь к папке или файлу урока" in result.output
 
 
 def test_file_of_unknown_kind_is_a_clear_error(kiosk: KioskThread, tmp_path: Path) -> None:
@@ -288,18 +288,15 @@ def test_every_command_is_in_the_cli_docs() -> None:
 
 
 def _literal_msgids(package: types.ModuleType) -> set[str]:
-    """The messages of ``package`` written as literals: ``t("...")`` and ``tr(lang, "...")``,
-    and click's words that protocol/cli_help.py translates (``_t(catalogues, "...")``)
-    with every program's catalogue."""
+    """The messages of ``package`` written as literals: ``t("...")``, ``tr(lang, "...")``,
+    the reports' ``_t("...", lang)`` and ``N_("...")`` (a msgid kept for later)."""
     root = Path(package.__file__ or "").parent
-    paths = [*root.rglob("*.py"), root.parent / "protocol" / "cli_help.py"]
     found = _template_msgids(root)
-    for path in paths:
+    for path in root.rglob("*.py"):
         source = path.read_text(encoding="utf-8")
-        shared = path.name == "cli_help.py"
-        if not shared and path.name != "i18n.py" and f"from {root.name}.i18n import" not in source:
+        if path.name != "i18n.py" and f"from {root.name}.i18n import" not in source:
             continue  # a ``t`` of its own, if any, is not this catalogue's
-        positions = {"_t": 1} if shared else {"t": 0, "tr": 1}
+        positions = {"t": 0, "tr": 1, "_t": 0, "N_": 0}
         for node in ast.walk(ast.parse(source)):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
                 continue
@@ -336,9 +333,9 @@ def _help_msgids(package: types.ModuleType) -> set[str]:
     return found
 
 
-# Messages translated from a variable: click's headings (``write_heading``) and, in the
-# controller's output, the values of the protocol's enumerations (``t(s.state)``...).
-_CLICK_HEADINGS = {"Options", "Commands"}
+# Messages translated from a variable: in the controller's output, the values of the
+# protocol's enumerations (``t(s.state)``...). click's own words are in i18n/cli.py's
+# catalogue (tests/test_i18n.py).
 _PROTOCOL_WORDS = {
     word
     for literal in (ItemKind, ControlAction, PlayerState, EndReason, Role)
@@ -350,14 +347,12 @@ _PROTOCOL_WORDS = {
 def test_every_message_the_cli_prints_has_a_russian_text(package: types.ModuleType) -> None:
     """Every ``t("...")`` and ``tr(lang, "...")`` of controller/ or kiosk/ is in its catalogue."""
     assert _literal_msgids(package)  # the search finds something
-    assert sorted(_literal_msgids(package) - package.catalogue_msgids()) == []
+    assert sorted(_literal_msgids(package) - package.MESSAGES.catalogue_msgids()) == []
 
 
 def test_every_word_of_the_protocol_the_cli_prints_has_a_russian_text() -> None:
     """Kinds, states, actions, end reasons and roles: ``t(s.state)`` and the like."""
-    assert sorted(_PROTOCOL_WORDS - controller_i18n.catalogue_msgids()) == []
-    assert sorted(_CLICK_HEADINGS - controller_i18n.catalogue_msgids()) == []
-    assert sorted(_CLICK_HEADINGS - kiosk_i18n.catalogue_msgids()) == []
+    assert sorted(_PROTOCOL_WORDS - controller_i18n.MESSAGES.catalogue_msgids()) == []
 
 
 def test_every_help_text_has_a_russian_text() -> None:
@@ -370,20 +365,21 @@ def test_every_help_text_has_a_russian_text() -> None:
             if isinstance(param, click.Option):
                 assert isinstance(param, package.TranslatedOption), f"{name} {param.name}"
                 texts += [param.help_msgid] if param.help_msgid else []
-        missing += [f"{name}: {text}" for text in texts if text not in package.catalogue_msgids()]
+        known = package.MESSAGES.catalogue_msgids()
+        missing += [f"{name}: {text}" for text in texts if text not in known]
     assert missing == []
 
 
 @pytest.mark.parametrize(
     ("package", "dynamic"),
-    [(controller_i18n, _CLICK_HEADINGS | _PROTOCOL_WORDS), (kiosk_i18n, _CLICK_HEADINGS)],
+    [(controller_i18n, _PROTOCOL_WORDS), (kiosk_i18n, set())],
 )
 def test_the_catalogue_holds_only_messages_in_use(
     package: types.ModuleType, dynamic: set[str]
 ) -> None:
     """A message no code uses any more is removed from the .po file, not left to rot."""
     used = _literal_msgids(package) | _help_msgids(package) | dynamic
-    assert sorted(package.catalogue_msgids() - used) == []
+    assert sorted(package.MESSAGES.catalogue_msgids() - used) == []
 
 
 @pytest.mark.slow

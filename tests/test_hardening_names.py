@@ -338,10 +338,13 @@ def test_a_panels_error_message_is_printed_clean(tmp_path: Path) -> None:
         address = f"127.0.0.1:{evil.port}"
         added = run("panels", "add", address)  # printed through echo()
         paired = CliRunner().invoke(cli, ["pair", address, "--pin", "123456"])  # an error
-    assert "нет" in added.output
+    # The panel's own words are for its journal: the user reads ours, with what to do.
+    assert "не приняла подключение" in added.output
+    assert "pwned" not in added.output
     assert_clean(added.output)
     assert paired.exit_code == 1
-    assert "нет" in paired.output
+    assert "не приняла подключение" in paired.output
+    assert "pwned" not in paired.output
     assert_clean(paired.output)
 
 

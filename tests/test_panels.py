@@ -181,7 +181,7 @@ async def test_discovery_where_mdns_cannot_bind_finds_nothing(
     panels = panels_in(tmp_path)
     with pytest.raises(DiscoveryUnavailableError) as info:
         await panels.browse(0.1)
-    assert error_text(info.value).startswith("Поиск панелей здесь недоступен")
+    assert error_text(info.value).startswith("В этой сети панели не ищутся")
     assert await panels.discover_all(0.1) == []
     panels.discovery_wait_s = 0.1
     with pytest.raises(PanelNotFoundError):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +24,6 @@ from protocol.codec import (
 )
 from protocol.constants import CHUNK_HEADER_BYTES, PROTOCOL_VERSION
 from protocol.errors import ClassCastError, MalformedMessageError
-from protocol.i18n import help_msgids, language, mo_msgids, translate, translate_help
 from protocol.limits import (
     CHUNK_SIZE_BYTES,
     MAX_BLOB_BYTES,
@@ -788,111 +786,57 @@ def test_error_codes_and_str() -> None:
     assert issubclass(MalformedMessageError, errors.ProtocolError)
 
 
-# --------------------------------------------------------------------------- i18n
-
-
-class Tagged:
-    """A catalogue (``protocol.i18n.Catalogue``) that knows some messages, tagged ``ru:``."""
-
-    def __init__(self, *known: str) -> None:
-        self.known = set(known)
-
-    def gettext(self, message: str, /) -> str:
-        return f"ru: {message}" if message in self.known else message
-
-
-def test_language_is_russian_unless_english_is_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("CLASSCAST_LANG", raising=False)
-    assert language() == "ru"
-    monkeypatch.setenv("CLASSCAST_LANG", "en_GB")
-    assert language() == "en"
-    monkeypatch.setenv("CLASSCAST_LANG", "de")
-    assert language() == "ru"
-
-
-def test_translate_fills_in_values_and_keeps_what_it_does_not_know() -> None:
-    catalogue = Tagged("hi {name}")
-    assert translate(catalogue, "hi {name}", name="x") == "ru: hi x"
-    assert translate(catalogue, "bye {name}", name="x") == "bye x"
-    assert translate(catalogue, "hi {name}") == "ru: hi {name}"  # no values: not formatted
-    assert translate(Tagged(""), "") == ""  # gettext("") would be a catalogue's header
-
-
-HELP = """Show a lesson
-    on panels.
-
-    Not known.
-
-    Example:
-
-        classcast cast ./lesson
-
-    \b
-    kept
-    as is
-    """
-
-
-def test_help_is_translated_paragraph_by_paragraph() -> None:
-    assert help_msgids(HELP) == ["Show a lesson on panels.", "Not known.", "Example:"]
-    text = translate_help(Tagged("Show a lesson on panels.", "Example:"), HELP)
-    assert text.split("\n\n") == [
-        "ru: Show a lesson on panels.",
-        "Not known.",  # kept as written
-        "ru: Example:",
-        "\b\n    classcast cast ./lesson",
-        "\b\nkept\nas is",
-    ]
-    assert translate_help(Tagged(), HELP).split("\n\n")[0] == "Show a lesson\non panels."
-
-
-def mo_file(msgids: list[str], order: str = "<") -> bytes:
-    """A GNU .mo file whose translations are the msgids (``order``: struct's byte order)."""
-    keys = [m.encode() for m in msgids]
-    start = 28 + 16 * len(keys)
-    table, data = b"", b""
-    for key in keys:
-        table += struct.pack(f"{order}2I", len(key), start + len(data))
-        data += key + b"\0"
-    header = struct.pack(f"{order}7I", 0x950412DE, 0, len(keys), 28, 28 + 8 * len(keys), 0, 0)
-    return header + table + table + data
-
-
-@pytest.mark.parametrize("order", ["<", ">"])
-def test_mo_msgids_lists_a_catalogue_without_its_header(order: str) -> None:
-    mo = mo_file(["", "Video", "one file\0{n} files"], order)
-    assert mo_msgids(mo) == {"Video", "one file"}
-
-
-@pytest.mark.parametrize(
-    ("mo", "error"),
-    [
-        (b"\0" * 28, "bad magic number"),
-        (mo_file(["Video"])[:12], "unpack_from"),
-        (mo_file(["Video"])[:-3], "runs past the end"),
-    ],
-    ids=["magic", "header", "string"],
-)
-def test_mo_msgids_refuses_what_is_not_a_mo_file(mo: bytes, error: str) -> None:
-    with pytest.raises(ValueError, match=error):
-        mo_msgids(mo)
-
-
 # --------------------------------------------------------------------------- no I/O imports
 
 
+FORBIDDEN_IN_PURE_MODULES = (
+    "asyncio",
+    "websockets",
+    "zeroconf",
+    "pyglet",
+    "vlc",
+    "sqlite3",
+    "sqlite_utils",
+    "socket",
+    "_socket",
+    "click",
+)
+"""Packages that mean I/O (or a command line): none is loaded by importing protocol/."""
+
+
+def protocol_modules() -> list[str]:
+    """Every module of the protocol package, found by walking it (new ones included)."""
+    import pkgutil
+
+    import protocol
+
+    found = [m.name for m in pkgutil.walk_packages(protocol.__path__, "protocol.")]
+    assert "protocol.codec" in found
+    return ["protocol", *found]
+
+
 def test_pure_modules_import_no_io() -> None:
+    """Importing every module of protocol/ (and the pure cores) loads no I/O package."""
+    modules = [*protocol_modules(), "kiosk.player", "media.chunks"]
     code = (
-        "import sys\n"
-        "import protocol, protocol.codec, protocol.i18n, kiosk.player, media.chunks\n"
-        "bad = {'asyncio', 'websockets', 'zeroconf', 'pyglet', 'vlc', 'sqlite3',\n"
-        "       'sqlite_utils', 'socket', '_socket'}\n"
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        f"bad = set({FORBIDDEN_IN_PURE_MODULES!r})\n"
         "print(sorted(bad & {m.split('.')[0] for m in sys.modules}))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_no_protocol_module_reads_the_environment() -> None:
+    """Settings reach protocol/ as arguments: its source never names ``os.environ``."""
+    sources = sorted((ROOT / "protocol").rglob("*.py"))
+    assert len(sources) == len(protocol_modules())
+    readers = [p.name for p in sources if "os.environ" in p.read_text(encoding="utf-8")]
+    assert readers == []
 
 
 # --------------------------------------------------------------------------- docs

@@ -350,3 +350,32 @@ def test_start_times_helper() -> None:
     assert at("2026-11-23 05:00") + timedelta(hours=3) == datetime.fromisoformat(
         "2026-11-23T08:00:00+00:00"
     )
+
+
+def test_report_texts_come_from_the_controller_catalogue(
+    db: SchoolDb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The report's Russian is the .po's (no table of its own): another .mo, other words."""
+    from babel.messages.catalog import Catalog
+    from babel.messages.mofile import write_mo
+
+    from controller.i18n import MESSAGES
+    from i18n import Messages
+
+    catalog = Catalog(locale="ru", domain=MESSAGES.domain)
+    catalog.add("Display time", "Показывали")
+    mo = tmp_path / "ru" / "LC_MESSAGES" / f"{MESSAGES.domain}.mo"
+    mo.parent.mkdir(parents=True)
+    with mo.open("wb") as f:
+        write_mo(f, catalog)
+    rows = usage_report(db, start=MON, end=SUN, by="room")
+    assert "Время показа" in format_table(rows, "ru")
+    monkeypatch.setattr(MESSAGES, "locale_dir", tmp_path)
+    Messages.catalogue.cache_clear()
+    try:
+        heading = format_table(rows, "ru").splitlines()[0]
+        assert "Показывали" in heading
+        assert "Room" in heading  # not in that .mo: English, as the code writes it
+    finally:
+        monkeypatch.undo()
+        Messages.catalogue.cache_clear()

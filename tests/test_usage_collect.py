@@ -143,8 +143,9 @@ def test_collect_from_three_kiosks_with_one_offline_then_back(tmp_path: Path) ->
     conn.close()
     tampered = CliRunner().invoke(cli, ["usage", "verify", "--db", str(db_path)])
     assert tampered.exit_code == 1
-    assert "#2" in tampered.output
-    assert "edited" in tampered.output
+    assert "запись №2" in tampered.output
+    assert "запись изменена" in tampered.output
+    assert "Восстановите её из резервной копии" in tampered.output
 
 
 def test_collect_without_admin_pairing_names_the_panel(tmp_path: Path) -> None:

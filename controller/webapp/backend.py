@@ -98,8 +98,14 @@ class Backend:
         address = address.strip()
         try:
             split_host_port(address)
-        except ValueError as exc:
-            raise AppError(str(exc)) from None
+        except ValueError:
+            raise AppError(
+                t(
+                    "{address} is not an address: write HOST or HOST:PORT, such as "
+                    "192.168.1.40:47810.",
+                    address=address,
+                )
+            ) from None
         try:
             async with await KioskClient.connect(
                 address, self.identity(), timeout_s=self.timeout_s
@@ -110,7 +116,7 @@ class Backend:
             return t(
                 "Saved {address}; the panel did not answer: {message}",
                 address=address,
-                message=exc,
+                message=error_text(exc, address),
             )
         assert welcome is not None
         pinned = self.home.pinned_fingerprint(welcome.kiosk_id)

@@ -1,28 +1,50 @@
-"""Translation machinery shared by the ``classcast`` and ``classcast-kiosk`` commands.
+"""Translation shared by the ``classcast`` and ``classcast-kiosk`` commands.
 
 GNU gettext: messages are written in English in the code and looked up in a compiled
-Russian catalogue (``.mo``) that each program keeps for itself, one gettext domain
-each — ``controller/locale/ru/LC_MESSAGES/classcast.mo``,
-``kiosk/locale/ru/LC_MESSAGES/classcast-kiosk.mo``. The ``.po`` file next to each is
-the one to edit; ``make catalogues`` compiles it. Russian is the default;
+Russian catalogue (``.mo``). Each program keeps its own, one gettext domain each —
+``controller/locale/ru/LC_MESSAGES/classcast.mo``,
+``kiosk/locale/ru/LC_MESSAGES/classcast-kiosk.mo`` — and click's own words (``Error:``,
+``Usage:``, ``Missing argument``…) are in ``i18n/locale/ru/LC_MESSAGES/classcast-click.mo``
+(see :mod:`i18n.cli`). The ``.po`` file next to each is the one to edit; ``make
+catalogues`` compiles it, and both are committed. Russian is the default;
 ``CLASSCAST_LANG=en`` switches to English, which needs no catalogue (the msgid is the
 text).
 
-Nothing here reads a file: ``controller/i18n.py`` and ``kiosk/i18n.py`` load their
-catalogues with :func:`gettext.translation` and pass them in as :class:`Catalogue`
-objects. The language is read from the environment each time, so text built late
-(``--help``) follows a ``--lang`` given on the command line.
+A program makes its catalogues with :class:`Messages` (the domain and the folder) and
+translates with its :meth:`Messages.t` (the language of :func:`language`, read from the
+environment each time, so text built late such as ``--help`` follows a ``--lang`` given
+on the command line) or :meth:`Messages.tr` (a language chosen by the caller, such as a
+panel's own). The functions below :class:`Messages` do no I/O.
 """
 
 from __future__ import annotations
 
+import functools
+import gettext
 import inspect
+import logging
 import os
 import re
 import struct
+from pathlib import Path
 from typing import Protocol
 
+__all__ = [
+    "LANG_ENV",
+    "N_",
+    "Catalogue",
+    "Messages",
+    "help_msgids",
+    "language",
+    "mo_msgids",
+    "translate",
+    "translate_help",
+]
+
+logger = logging.getLogger(__name__)
+
 LANG_ENV = "CLASSCAST_LANG"
+"""The environment variable that chooses the language: ``ru`` (the default) or ``en``."""
 
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 
@@ -46,6 +68,62 @@ class Catalogue(Protocol):
 def language() -> str:
     """``ru`` unless ``CLASSCAST_LANG`` says ``en``."""
     return "en" if os.environ.get(LANG_ENV, "ru").lower().startswith("en") else "ru"
+
+
+class Messages:
+    """The gettext catalogues of one domain, loaded once per language.
+
+    ``Messages("classcast", Path(__file__).parent / "locale")`` reads
+    ``locale/<lang>/LC_MESSAGES/classcast.mo``. English has no catalogue: the msgids
+    are the English texts, and the :class:`gettext.NullTranslations` used passes them
+    through. So does the fallback for a language whose ``.mo`` file is missing, with a
+    warning logged once.
+    """
+
+    def __init__(self, domain: str, locale_dir: Path) -> None:
+        self.domain = domain
+        self.locale_dir = locale_dir
+
+    @functools.cache  # noqa: B019 - a few Messages per process, each lives as long
+    def catalogue(self, lang: str) -> gettext.NullTranslations:
+        """The messages in ``lang`` (``ru`` or ``en``); call :meth:`forget` after moving files."""
+        found = gettext.translation(self.domain, self.locale_dir, languages=[lang], fallback=True)
+        if lang != "en" and not isinstance(found, gettext.GNUTranslations):
+            logger.warning("no %s catalogue in %s: printing English", lang, self.locale_dir)
+        return found
+
+    def forget(self) -> None:
+        """Drop the loaded catalogues (tests that point :attr:`locale_dir` elsewhere)."""
+        Messages.catalogue.cache_clear()
+
+    def mo_path(self, lang: str = "ru") -> Path:
+        """The compiled catalogue of ``lang``."""
+        return self.locale_dir / lang / "LC_MESSAGES" / f"{self.domain}.mo"
+
+    def catalogue_msgids(self, lang: str = "ru") -> frozenset[str]:
+        """Every msgid the compiled catalogue of ``lang`` translates (for tests and tools).
+
+        Raises:
+            OSError: there is no compiled catalogue for ``lang``.
+        """
+        return mo_msgids(self.mo_path(lang).read_bytes())
+
+    def t(self, msgid: str, /, **values: object) -> str:
+        """``msgid`` in the current language (:func:`language`), ``values`` filled in."""
+        return translate(self.catalogue(language()), msgid, **values)
+
+    def tr(self, lang: str, msgid: str, /, **values: object) -> str:
+        """``msgid`` in ``lang`` (``ru`` or ``en``), ``values`` filled in."""
+        return translate(self.catalogue(lang), msgid, **values)
+
+
+def N_(msgid: str, /) -> str:
+    """Mark ``msgid`` as a message translated later (``t(heading)``); returns it unchanged.
+
+    The catalogue tests find the msgids of ``t("...")`` calls; text kept in a table
+    first (column headings, chart titles) is found through this mark.
+    """
+    return msgid
 
 
 def translate(catalogue: Catalogue, msgid: str, /, **values: object) -> str:
