@@ -929,6 +929,75 @@ def demo(keep: Path | None) -> None:
     run(run_demo(keep))
 
 
+# --------------------------------------------------------------------------- app
+
+
+@cli.command("app")
+@option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (127.0.0.1: only this computer can open the app).",
+)
+@option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="Port to listen on (0: any free port).",
+)
+@option("--no-browser", is_flag=True, help="Do not open the browser; only print the address.")
+@click.pass_obj
+def app_command(obj: Ctx, host: str, port: int, no_browser: bool) -> None:
+    """Open the teacher's app in the browser: panels, lessons and controls with big buttons.
+
+    The app runs on this computer until Ctrl+C. Its address holds a one-time key:
+    only the browser that opens it first gets in.
+
+    Example:
+
+        classcast app
+        classcast app --no-browser --port 8080
+    """
+    import webbrowser
+
+    from controller.webapp.app import AppConfig, bind, serve
+
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        raise click.ClickException(
+            t(
+                "Cannot listen on {address}: {message}",
+                address=f"{host}:{port}",
+                message=_listen_error_text(exc),
+            )
+        ) from None
+    config = AppConfig(home=obj.home, teacher=obj.teacher, timeout_s=obj.timeout_s)
+
+    def ready(url: str) -> None:
+        echo(t("The teacher's app is at {url}", url=url))
+        echo(t("Keep this window open while you work; Ctrl+C stops the app."))
+        if not no_browser:
+            webbrowser.open(url)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(config, sock, on_ready=ready))
+
+
+def _listen_error_text(exc: OSError) -> str:
+    """Why ``classcast app`` cannot listen, and what to do instead."""
+    import errno
+
+    if exc.errno == errno.EADDRINUSE:
+        return t("another program uses this port: choose another with --port, or leave it out.")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return t("this computer has no such address: check --host, or leave it out.")
+    if exc.errno == errno.EACCES:
+        return t("ports below 1024 need administrator rights: choose a port above 1024.")
+    return t("the system refused ({message}): try another --port.", message=exc.strerror or exc)
+
+
 # --------------------------------------------------------------------------- usage
 
 

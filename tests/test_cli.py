@@ -13,6 +13,7 @@ import typing
 from pathlib import Path
 
 import click
+import jinja2.ext
 import pytest
 from click.testing import CliRunner, Result
 
@@ -291,8 +292,8 @@ def _literal_msgids(package: types.ModuleType) -> set[str]:
     the reports' ``_t("...", lang)``, ``named_t("...", panel=...)`` and ``N_("...")`` (a
     msgid kept for later)."""
     root = Path(package.__file__ or "").parent
-    found = set()
-    for path in root.glob("*.py"):
+    found = _template_msgids(root)
+    for path in root.rglob("*.py"):
         source = path.read_text(encoding="utf-8")
         if path.name != "i18n.py" and f"from {root.name}.i18n import" not in source:
             continue  # a ``t`` of its own, if any, is not this catalogue's
@@ -306,6 +307,18 @@ def _literal_msgids(package: types.ModuleType) -> set[str]:
             arg = node.args[position]
             if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
                 found.add(arg.value)
+    return found
+
+
+def _template_msgids(root: Path) -> set[str]:
+    """The ``{{ t("...") }}`` of the package's Jinja2 templates (the teacher's app)."""
+    found = set()
+    for path in root.rglob("templates/*.html"):
+        with path.open("rb") as f:
+            for _, _, message, _ in jinja2.ext.babel_extract(f, ("t",), (), {}):
+                msgid = message if isinstance(message, str) else (message or (None,))[0]
+                if isinstance(msgid, str):
+                    found.add(msgid)
     return found
 
 

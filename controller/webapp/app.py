@@ -1,0 +1,706 @@
+"""The teacher's app: a Starlette application served on loopback by ``classcast app``.
+
+Pages are rendered on the server (Jinja2) and updated with htmx; the live parts (the
+panels, the cast's progress and picture) come as server-sent events, fragments of
+HTML sent only when they changed, and only while the page is visible (the page closes
+its event stream when hidden). Every request passes :class:`~controller.webapp.security.Guard`;
+every error becomes a Russian page or fragment, never a traceback (the log keeps it).
+
+Build the app with :func:`create_app`, run it with :func:`serve`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import secrets
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, get_args
+
+import click
+import jinja2
+from starlette.applications import Starlette
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from controller.home import Home
+from controller.i18n import language, size_text, t
+from controller.webapp import lessons, security
+from controller.webapp.backend import AppError, Backend, error_text
+from controller.webapp.lessons import (
+    LessonLibrary,
+    UploadError,
+    safe_relative_path,
+    too_large_file_text,
+    too_large_lesson_text,
+)
+from controller.webapp.live import Hub, TeacherCast
+from controller.webapp.security import BodyTooLargeError, Guard
+from protocol import limits
+from protocol.errors import ClassCastError
+from protocol.messages import ControlAction
+from protocol.text import clean_name
+
+logger = logging.getLogger(__name__)
+
+HERE: Final = Path(__file__).resolve().parent
+
+SSE_KEEPALIVE_S: Final = 15.0
+"""A comment line on an idle event stream this often, so that a closed page is noticed."""
+
+CONTROL_ACTIONS: Final[frozenset[str]] = frozenset(get_args(ControlAction))
+
+
+def status_text(status: int) -> str:
+    """What a refusal page with ``status`` says (400 for any status not listed)."""
+    match status:
+        case 403:
+            return t("This page opens only from `classcast app` on this computer: run it again.")
+        case 404 | 405:
+            return t("Nothing here.")
+        case 413:
+            return t("The request is too large.")
+        case 500:
+            return t("Something went wrong; see the log.")
+        case _:
+            return t("The request was not understood.")
+
+
+CSP: Final = (
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; "
+    "base-uri 'none'; object-src 'none'"
+)
+
+
+@dataclass(slots=True)
+class AppConfig:
+    """How the app was started.
+
+    Args:
+        home: the controller's files.
+        teacher: ``--teacher``, or ``None``.
+        timeout_s: ``--timeout``.
+        secret, launch_token: the launch secret and its one-time token (random if not
+            given; tests pass their own).
+        hosts: the ``Host`` values allowed; set by :func:`serve` once bound.
+    """
+
+    home: Home
+    teacher: str | None = None
+    timeout_s: float = 10.0
+    secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    launch_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    hosts: frozenset[str] = frozenset()
+    state: TeacherApp | None = field(default=None, init=False)
+    """The app built for this configuration (set by :func:`create_app`)."""
+
+
+class TeacherApp:
+    """The state behind the pages: one teacher, one browser, one cast."""
+
+    def __init__(self, config: AppConfig) -> None:
+        self.config = config
+        self.backend = Backend(config.home, config.teacher, config.timeout_s)
+        self.hub = Hub(self.backend)
+        self.cast = TeacherCast(self.backend, self.hub)
+        self.library = LessonLibrary(config.home.root / "lessons")
+        self.selected: str | None = None
+        self.templates = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(HERE / "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
+        self.templates.globals.update(t=t, size_text=size_text, clean=clean_name)
+        self.remote_available = False
+        self.remote_closers: list[Callable[[], Awaitable[None]]] = []
+
+    # ----------------------------------------------------------------- rendering
+
+    def render(self, name: str, **values: Any) -> str:
+        return self.templates.get_template(name).render(app=self, lang=language(), **values)
+
+    def page(self, name: str, status_code: int = 200, **values: Any) -> HTMLResponse:
+        return HTMLResponse(self.render(name, **values), status_code, headers=_page_headers())
+
+    def fragment(self, name: str, **values: Any) -> HTMLResponse:
+        return HTMLResponse(self.render(name, **values), headers={"cache-control": "no-store"})
+
+    def messages(self, lines: list[str], *, ok: bool = False) -> HTMLResponse:
+        return self.fragment("_messages.html", lines=lines, ok=ok)
+
+    def lesson_view(self) -> dict[str, Any]:
+        """The selected lesson (or the error that keeps it from loading)."""
+        if self.selected is None:
+            return {"lesson": None, "lesson_error": None}
+        try:
+            return {"lesson": self.library.load(self.selected), "lesson_error": None}
+        except KeyError:
+            self.selected = None
+            return {"lesson": None, "lesson_error": None}
+        except ClassCastError as exc:
+            return {"lesson": None, "lesson_error": error_text(exc)}
+
+    # ----------------------------------------------------------------- panels
+
+    def panel_cards(self) -> list[dict[str, Any]]:
+        cards = []
+        for row in self.hub.rows:
+            link = self.hub.links.get(row.address)
+            status = link.status if link is not None else None
+            cards.append(
+                {
+                    "row": row,
+                    "link": link,
+                    "status": status,
+                    "online": link.online if link is not None else row.state is not None,
+                    "paired": link is not None,
+                    "room": clean_name((status.room if status else None) or row.room or "?"),
+                }
+            )
+        return cards
+
+
+def create_app(config: AppConfig) -> Starlette:
+    """The teacher's app for ``config``; serve it with :func:`serve` (or a test client)."""
+    state = TeacherApp(config)
+
+    def refuse(status: int) -> ASGIApp:
+        return state.page("error.html", status, message=status_text(status))
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        if isinstance(exc, BodyTooLargeError) and request.url.path.endswith("/files"):
+            return JSONResponse({"error": status_text(413)}, 413)
+        return refuse(status)  # type: ignore[return-value]
+
+    async def on_error(request: Request, exc: Exception) -> Response:
+        logger.exception("error in %s %s", request.method, request.url.path, exc_info=exc)
+        return refuse(500)  # type: ignore[return-value]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await state.hub.start()
+        try:
+            yield
+        finally:
+            for close in state.remote_closers:
+                with contextlib.suppress(Exception):
+                    await close()
+            await state.hub.stop()
+
+    routes: list[BaseRoute] = [
+        Route("/", _index(state)),
+        Route("/events", _events(state)),
+        Route("/fragments/panels", _handler(state, _panels_fragment)),
+        Route("/fragments/cast", _handler(state, _cast_fragment)),
+        Route("/panels/shot", _handler(state, _shot)),
+        Route("/panels/add", _handler(state, _add_panel), methods=["POST"]),
+        Route("/pair", _handler(state, _pair), methods=["POST"]),
+        Route("/lessons", _handler(state, _begin_lesson), methods=["POST"]),
+        Route("/lessons/{key}/files", _handler(state, _upload_file), methods=["PUT"]),
+        Route("/lessons/{key}/done", _handler(state, _finish_lesson), methods=["POST"]),
+        Route("/lessons/{key}/select", _handler(state, _select_lesson), methods=["POST"]),
+        Route("/lessons/{key}/thumbs/{index:int}", _handler(state, _thumb)),
+        Route("/cast", _handler(state, _start_cast), methods=["POST"]),
+        Route("/control", _handler(state, _control), methods=["POST"]),
+        Route("/announce", _handler(state, _announce), methods=["POST"]),
+        *_remote_routes(state),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(
+                Guard,
+                secret=config.secret,
+                launch_token=config.launch_token,
+                hosts=lambda: config.hosts,
+                refuse=refuse,
+            ),
+            Middleware(_SecurityHeaders),
+        ],
+        exception_handlers={HTTPException: on_http_error, Exception: on_error},
+        lifespan=lifespan,
+    )
+    config.state = state
+    return app
+
+
+# --------------------------------------------------------------------------- the phone remote
+
+
+def _remote_routes(state: TeacherApp) -> list[BaseRoute]:
+    """The teacher's side of the phone remote (grants: QR code, list, revoke), when the
+    remote is part of this build (``controller/webapp/remote.py``); its LAN listener
+    opens only while a grant is held, and closes with the app."""
+    try:
+        remote: Any = importlib.import_module("controller.webapp.remote")
+        grants: Any = importlib.import_module("controller.remote")
+    except ImportError:
+        return []
+    view_class = remote.RemoteView
+
+    class Target:
+        """The teacher's cast as the remote's ``RemoteTarget``."""
+
+        def remote_view(self) -> Any:
+            view = state.cast.cast_view()
+            return None if view is None else view_class(**_fields(view))
+
+        async def remote_control(self, action: ControlAction, number: int | None = None) -> None:
+            await state.cast.remote_control(action, number)
+
+    target = Target()
+    book = grants.GrantBook()
+    listener = remote.RemoteListener(book, target)
+    state.remote_closers.append(listener.close)
+    state.remote_available = True
+    routes: list[BaseRoute] = remote.grant_routes(book, target, listener)
+    return routes
+
+
+def _fields(view: Any) -> dict[str, Any]:
+    return {name: getattr(view, name) for name in view.__slots__}
+
+
+# --------------------------------------------------------------------------- handlers
+
+Handler = Callable[[TeacherApp, Request], Awaitable[Response]]
+
+
+def _handler(state: TeacherApp, fn: Handler) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await fn(state, request)
+        except AppError as exc:
+            return state.messages([str(exc)])
+
+    return endpoint
+
+
+def _index(state: TeacherApp) -> Callable[[Request], Awaitable[Response]]:
+    async def index(request: Request) -> Response:
+        return state.page(
+            "index.html",
+            cards=state.panel_cards(),
+            recent=state.library.recent(),
+            **state.lesson_view(),
+            limits=limits,
+        )
+
+    return index
+
+
+async def _panels_fragment(state: TeacherApp, request: Request) -> Response:
+    return state.fragment("_panels.html", cards=state.panel_cards())
+
+
+async def _cast_fragment(state: TeacherApp, request: Request) -> Response:
+    return state.fragment("_cast.html")
+
+
+def _events(state: TeacherApp) -> Callable[[Request], Awaitable[Response]]:
+    async def events(request: Request) -> Response:
+        async def stream() -> AsyncIterator[str]:
+            state.hub.viewer_joined()
+            sent: dict[str, str] = {}
+            version = -1
+            try:
+                while True:
+                    if version == state.hub.version:
+                        yield ": keep-alive\n\n"
+                    version = state.hub.version
+                    for name, html in (
+                        ("panels", state.render("_panels.html", cards=state.panel_cards())),
+                        ("cast", state.render("_cast.html")),
+                    ):
+                        if sent.get(name) != html:
+                            sent[name] = html
+                            data = "".join(f"data: {line}\n" for line in html.splitlines())
+                            yield f"event: {name}\n{data}\n"
+                    if state.hub.closing or await request.is_disconnected():
+                        return
+                    await state.hub.wait_for_change(version, SSE_KEEPALIVE_S)
+            finally:
+                state.hub.viewer_left()
+
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+        )
+
+    return events
+
+
+async def _shot(state: TeacherApp, request: Request) -> Response:
+    link = state.hub.links.get(request.query_params.get("address", ""))
+    if link is None or link.shot is None:
+        raise HTTPException(404)
+    return Response(
+        link.shot,
+        media_type="image/png",
+        headers={"cache-control": "private, max-age=3600", "etag": f'"{link.shot_tag}"'},
+    )
+
+
+async def _form(request: Request) -> FormData:
+    return await request.form(max_files=0, max_fields=64)
+
+
+def _field(form: FormData, name: str, default: str = "") -> str:
+    value = form.get(name, default)
+    return value if isinstance(value, str) else default
+
+
+async def _add_panel(state: TeacherApp, request: Request) -> Response:
+    form = await _form(request)
+    message = await state.backend.add_panel(_field(form, "address"))
+    state.hub.refresh_rows()
+    return state.messages([message], ok=True)
+
+
+async def _pair(state: TeacherApp, request: Request) -> Response:
+    form = await _form(request)
+    address = _field(form, "address")
+    if address not in {r.address for r in state.hub.rows if r.usable}:
+        raise AppError(
+            t(
+                "Panel not found: {name}. Saved panels are listed by `classcast panels`.",
+                name=clean_name(address),
+            )
+        )
+    message = await state.backend.pair(
+        address, _field(form, "pin"), admin=_field(form, "admin") == "1"
+    )
+    state.hub.refresh_rows()
+    return state.messages([message], ok=True)
+
+
+# --------------------------------------------------------------------------- lessons
+
+
+async def _begin_lesson(state: TeacherApp, request: Request) -> Response:
+    form = await _form(request)
+    try:
+        total = int(_field(form, "total_bytes", "0"))
+    except ValueError:
+        total = 0
+    if total > lessons.MAX_LESSON_UPLOAD_BYTES:
+        return JSONResponse({"error": too_large_lesson_text()}, 413)
+    upload = state.library.begin(_field(form, "title"))
+    return JSONResponse({"key": upload.key})
+
+
+async def _upload_file(state: TeacherApp, request: Request) -> Response:
+    """One dropped file, streamed to its place in the lesson folder."""
+    upload = state.library.uploads.get(request.path_params["key"])
+    if upload is None:
+        raise HTTPException(404)
+    raw_path = request.query_params.get("path", "")
+    try:
+        relative = safe_relative_path(raw_path)
+        target = upload.target(relative)
+    except UploadError as exc:
+        return JSONResponse({"error": str(exc)}, 400)
+    written = 0
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with target.open("xb") as out:
+            async for chunk in request.stream():
+                written += len(chunk)
+                if written > security.MAX_UPLOAD_BYTES:
+                    raise UploadError(too_large_file_text(str(relative)))
+                if upload.total_bytes + written > lessons.MAX_LESSON_UPLOAD_BYTES:
+                    raise UploadError(too_large_lesson_text())
+                out.write(chunk)
+    except OSError:  # the same name twice, a file where a folder should be
+        return JSONResponse(
+            {"error": t("The file name {name} is not allowed.", name=str(relative))}, 400
+        )
+    except (UploadError, BodyTooLargeError) as exc:
+        target.unlink(missing_ok=True)
+        message = str(exc) if isinstance(exc, UploadError) else too_large_file_text(str(relative))
+        return JSONResponse({"error": message}, 413)
+    upload.stored(written)
+    return Response(status_code=204)
+
+
+async def _finish_lesson(state: TeacherApp, request: Request) -> Response:
+    key = request.path_params["key"]
+    if key not in state.library.uploads:
+        raise HTTPException(404)
+    try:
+        await asyncio.to_thread(state.library.finish, key)
+    except ClassCastError as exc:
+        return state.fragment("_lesson.html", lesson=None, lesson_error=error_text(exc))
+    state.selected = key
+    return state.fragment("_lesson.html", **state.lesson_view())
+
+
+async def _select_lesson(state: TeacherApp, request: Request) -> Response:
+    key = request.path_params["key"]
+    if state.library.folder(key) is None:
+        raise HTTPException(404)
+    state.selected = key
+    with contextlib.suppress(ClassCastError):  # lesson_view says why
+        await asyncio.to_thread(state.library.load, key)
+    return state.fragment("_lesson.html", **state.lesson_view())
+
+
+async def _thumb(state: TeacherApp, request: Request) -> Response:
+    key, index = request.path_params["key"], request.path_params["index"]
+    try:
+        png = await asyncio.to_thread(state.library.thumbnail, key, index)
+    except (KeyError, ClassCastError):
+        raise HTTPException(404) from None
+    if png is None:
+        raise HTTPException(404)
+    return Response(
+        png, media_type="image/png", headers={"cache-control": "private, max-age=86400"}
+    )
+
+
+# --------------------------------------------------------------------------- cast and control
+
+
+async def _start_cast(state: TeacherApp, request: Request) -> Response:
+    form = await _form(request)
+    targets = [v for v in form.getlist("target") if isinstance(v, str)]
+    known = {r.address for r in state.hub.rows if r.usable}
+    targets = [a for a in dict.fromkeys(targets) if a in known]
+    if not targets:
+        raise AppError(t("Choose the panels to show the lesson on."))
+    if state.selected is None:
+        raise AppError(t("Choose a lesson first: drop a folder or files, or pick a recent one."))
+    if state.cast.busy:
+        raise AppError(t("The lesson is still being sent: wait for it to start."))
+    try:
+        lesson = await asyncio.to_thread(state.library.load, state.selected)
+    except ClassCastError as exc:
+        raise AppError(error_text(exc)) from None
+    except KeyError:
+        raise AppError(
+            t("Choose a lesson first: drop a folder or files, or pick a recent one.")
+        ) from None
+    try:
+        start = int(_field(form, "start", "1"))
+    except ValueError:
+        start = 1
+    if not 1 <= start <= len(lesson.items):
+        raise AppError(t("Item numbers start at 1."))
+    state.cast.start(lesson, state.selected, targets, start - 1)
+    return state.messages([])
+
+
+async def _control(state: TeacherApp, request: Request) -> Response:
+    form = await _form(request)
+    action = _field(form, "action")
+    if action not in CONTROL_ACTIONS:
+        raise HTTPException(400)
+    index = position_ms = volume = None
+    if action == "goto":
+        number = _int(_field(form, "number"))
+        if number is None or number < 1:
+            raise AppError(t("Item numbers start at 1."))
+        index = number - 1
+    elif action == "seek":
+        from controller.cli import parse_time_ms
+
+        try:
+            position_ms = parse_time_ms(_field(form, "position"))
+        except click.BadParameter as exc:
+            raise AppError(exc.format_message()) from None
+    elif action == "volume":
+        volume = _int(_field(form, "volume"))
+        if volume is None or not 0 <= volume <= limits.MAX_VOLUME_PERCENT:
+            raise HTTPException(400)
+    lines = await state.cast.control(
+        action,  # type: ignore[arg-type]
+        index=index,
+        position_ms=position_ms,
+        volume=volume,
+    )
+    return state.messages(lines)
+
+
+async def _announce(state: TeacherApp, request: Request) -> Response:
+    form = await _form(request)
+    clear = _field(form, "clear") == "1"
+    text = _field(form, "text").strip()
+    if not clear and not text:
+        raise AppError(t("Give the TEXT to announce, or --clear."))
+    level = _field(form, "level", "info")
+    if level not in ("info", "alert"):
+        raise HTTPException(400)
+    duration = _int(_field(form, "duration"))
+    if duration is not None and not 1 <= duration <= limits.MAX_ANNOUNCEMENT_S:
+        raise HTTPException(400)
+    everyone = _field(form, "scope") == "all"
+    if everyone:
+        targets = [p.address for p in state.backend.home.panels()]
+        if not targets:
+            raise AppError(t("No saved panels: add one with `classcast panels add HOST[:PORT]`."))
+    else:
+        known = {r.address for r in state.hub.rows if r.usable}
+        targets = [a for a in form.getlist("target") if isinstance(a, str) and a in known]
+        if not targets:
+            raise AppError(t("Choose the panels to show the lesson on."))
+    group = await state.backend.fresh_group(targets, "admin" if everyone else "teacher")
+    try:
+        if clear:
+            outcomes = await group.each(lambda c: c.clear_announcement())
+        else:
+            outcomes = await group.each(
+                lambda c: c.announce(text, level=level, duration_s=duration)  # type: ignore[arg-type]
+            )
+    finally:
+        await group.close()
+    lines, ok = [], True
+    for o in outcomes:
+        if o.error is not None:
+            ok = False
+            lines.append(
+                t(
+                    "{target}: error: {message}",
+                    target=o.label,
+                    message=error_text(o.error, o.room or o.target),
+                )
+            )
+        else:
+            action = t("announcement removed") if clear else t("announced")
+            lines.append(t("{room}: {action}", room=o.label, action=action))
+    return state.messages(lines, ok=ok)
+
+
+def _int(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------- headers
+
+
+def _page_headers() -> dict[str, str]:
+    return {"cache-control": "no-store"}
+
+
+class _SecurityHeaders:
+    """Adds the headers every answer carries: no framing, no referrer, a strict CSP."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [
+                    (b"content-security-policy", CSP.encode()),
+                    (b"x-frame-options", b"DENY"),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"cross-origin-resource-policy", b"same-origin"),
+                ]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- serving
+
+
+def loopback_hosts(host: str, port: int) -> frozenset[str]:
+    """The ``Host`` values the app answers to when bound to ``host``:``port``: the
+    loopback names, and the bound address itself (an IPv6 one in brackets)."""
+    names = {"127.0.0.1", "localhost"}
+    if host in ("::1", "::"):
+        names.add("[::1]")
+    if host not in ("0.0.0.0", "::"):
+        names.add(f"[{host}]" if ":" in host else host)
+    return frozenset(f"{name}:{port}" for name in names)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host``:``port`` (``0``: a free port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP named, so that asyncio sets TCP_NODELAY on each accepted connection
+    # (it checks ``sock.proto``); set on the listener too, which they inherit. Without
+    # it every answer written in two parts waits 40 ms for a delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+async def serve(
+    config: AppConfig,
+    sock: socket.socket,
+    *,
+    on_ready: Callable[[str], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve the app on ``sock`` until cancelled or ``stop`` is set.
+
+    ``on_ready`` gets the launch URL (with the one-time token) once the server listens.
+    """
+    import uvicorn
+
+    host, port = sock.getsockname()[:2]
+    config.hosts = loopback_hosts(host, port)
+    app = create_app(config)
+    state = config.state
+    assert state is not None
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            log_level="warning",
+            server_header=False,
+            date_header=False,
+            access_log=False,
+            timeout_graceful_shutdown=1,
+            h11_max_incomplete_event_size=16 * 1024,
+        )
+    )
+    server.config.setup_event_loop = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started and not task.done():  # noqa: ASYNC110  (uvicorn has no event)
+        await asyncio.sleep(0.01)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}/?token={config.launch_token}"
+    if on_ready is not None and server.started:
+        on_ready(url)
+    try:
+        if stop is not None:
+            waiter = asyncio.create_task(stop.wait())
+            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+        else:
+            await task
+    finally:
+        state.hub.close_streams()
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await task
