@@ -947,8 +947,14 @@ def demo(keep: Path | None) -> None:
     help="Port to listen on (0: any free port).",
 )
 @option("--no-browser", is_flag=True, help="Do not open the browser; only print the address.")
+@option(
+    "--remote-host",
+    metavar="ADDR",
+    help="Address the phone remote listens on while a QR code is in use "
+    "(default: this computer's address on the school network).",
+)
 @click.pass_obj
-def app_command(obj: Ctx, host: str, port: int, no_browser: bool) -> None:
+def app_command(obj: Ctx, host: str, port: int, no_browser: bool, remote_host: str | None) -> None:
     """Open the teacher's app in the browser: panels, lessons and controls with big buttons.
 
     The app runs on this computer until Ctrl+C. Its address holds a one-time key:
@@ -958,6 +964,7 @@ def app_command(obj: Ctx, host: str, port: int, no_browser: bool) -> None:
 
         classcast app
         classcast app --no-browser --port 8080
+        classcast app --remote-host 192.168.1.25
     """
     import webbrowser
 
@@ -973,7 +980,9 @@ def app_command(obj: Ctx, host: str, port: int, no_browser: bool) -> None:
                 message=_listen_error_text(exc),
             )
         ) from None
-    config = AppConfig(home=obj.home, teacher=obj.teacher, timeout_s=obj.timeout_s)
+    config = AppConfig(
+        home=obj.home, teacher=obj.teacher, timeout_s=obj.timeout_s, remote_host=remote_host
+    )
 
     def ready(url: str) -> None:
         echo(t("The teacher's app is at {url}", url=url))

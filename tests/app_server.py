@@ -53,9 +53,15 @@ class RunningApp:
 
 
 @contextmanager
-def running_app(home: Path, *, teacher: str = "Петрова Анна Сергеевна") -> Iterator[RunningApp]:
-    """``classcast app`` on 127.0.0.1:0 in a thread; yields its launch URL."""
-    config = AppConfig(home=Home(home), teacher=teacher, timeout_s=5.0)
+def running_app(
+    home: Path, *, teacher: str = "Петрова Анна Сергеевна", remote_host: str | None = None
+) -> Iterator[RunningApp]:
+    """``classcast app`` on 127.0.0.1:0 in a thread; yields its launch URL.
+
+    ``remote_host``: ``--remote-host`` (else the phone remote listens on
+    ``$CLASSCAST_REMOTE_HOST``, 127.0.0.1 in tests).
+    """
+    config = AppConfig(home=Home(home), teacher=teacher, timeout_s=5.0, remote_host=remote_host)
     sock = bind("127.0.0.1", 0)
     ready = threading.Event()
     urls: list[str] = []

@@ -21,6 +21,8 @@ def _private_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLASSCAST_LANG", "ru")
     # mDNS only on loopback in tests (DESIGN §7): never multicast on real interfaces.
     monkeypatch.setenv("CLASSCAST_MDNS_INTERFACES", "127.0.0.1")
+    # The phone remote's LAN listener on loopback too: no test binds a LAN address.
+    monkeypatch.setenv("CLASSCAST_REMOTE_HOST", "127.0.0.1")
     monkeypatch.delenv("CLASSCAST_TEACHER", raising=False)
 
 

@@ -617,7 +617,7 @@ def test_the_teachers_cast_is_what_a_phone_remote_drives(app: RunningApp, tmp_pa
     assert state is not None
     folder = lesson_folder(tmp_path / "drop")
     with KioskThread(tmp_path / "k1", room="Каб. 12") as k1, client(app) as c:
-        assert state.cast.cast_view() is None
+        assert state.cast.remote_view() is None
         with pytest.raises(CastControlError, match="Пока ничего не показывается"):
             _run(app, state.cast.remote_control("next"))
         _pair(c, app, k1)
@@ -631,11 +631,11 @@ def test_the_teachers_cast_is_what_a_phone_remote_drives(app: RunningApp, tmp_pa
         assert k1.sync(lambda: k1.display.index) == 2
 
         async def on_item_3() -> None:
-            while (view := state.cast.cast_view()) is None or view.index != 2:
+            while (view := state.cast.remote_view()) is None or view.index != 2:
                 await state.hub.wait_for_change(state.hub.version, 1.0)
 
         _run(app, on_item_3())
-        view = state.cast.cast_view()
+        view = state.cast.remote_view()
         assert view is not None
         assert view.panels == ("Каб. 12",)
         assert view.lesson_title == "Фотосинтез"
@@ -671,61 +671,77 @@ def test_the_app_speaks_english_on_request(tmp_path: Path, monkeypatch: pytest.M
         assert "This page opens only from `classcast app`" in refused.text
 
 
-def test_the_phone_remotes_routes_are_mounted_when_it_is_built_in(
+def test_the_phone_remotes_part_of_the_page_is_the_real_one(app: RunningApp) -> None:
+    """The page loads the phone remote's part (its button, its list), gated as every
+    route of the app; with nothing cast, a QR code is refused in words and no LAN port
+    opens."""
+    state = app.config.state
+    assert state is not None
+    with client(app) as c:
+        assert 'hx-get="/remote"' in c.get("/").text
+        part = c.get("/remote").text
+        assert "Показать QR-код для телефона" in part
+        assert "Пульт на телефоне не открыт." in part
+        refused = html.unescape(c.post("/remote/grants").text)
+        assert "Сейчас ничего не показывается: сначала начните показ урока" in refused
+        assert state.remote_listener.base_url == ""  # nothing listens on the LAN
+    assert httpx.get(app.base + "/remote", timeout=10).status_code == 403  # gated
+
+
+@pytest.mark.slow
+def test_a_qr_code_opens_the_remote_on_the_address_given_with_remote_host(
+    tmp_path: Path,
+) -> None:
+    """``--remote-host`` reaches the LAN listener: the QR code's link names it, it answers
+    there, and it closes with the app."""
+    folder = lesson_folder(tmp_path / "drop")
+    with (
+        KioskThread(tmp_path / "k1", room="Каб. 12") as k1,
+        running_app(tmp_path / "home", remote_host="127.0.0.2") as running,
+        client(running) as c,
+    ):
+        state = running.config.state
+        assert state is not None
+        _pair(c, running, k1)
+        key = begin(c, "Фотосинтез")
+        for path in sorted(folder.iterdir()):
+            upload(c, key, path.name, path.read_bytes())
+        c.post(f"/lessons/{key}/done")
+        c.post("/cast", data={"target": [k1.address]})
+        _run(running, state.cast.wait())
+
+        async def shown() -> None:
+            while state.cast.remote_view() is None:
+                await state.hub.wait_for_change(state.hub.version, 1.0)
+
+        _run(running, shown())
+        grant = c.post("/remote/grants").text
+        link = grant.split('class="remote-link"><a href="')[1].split('"')[0]
+        assert link.startswith("http://127.0.0.2:")
+        assert httpx.get(link.split("/p/")[0] + "/", timeout=10).status_code in (200, 403)
+        assert state.remote_listener.base_url == link.split("/p/")[0]
+    assert state.remote_listener.base_url == ""  # closed with the app
+
+
+def test_classcast_app_passes_remote_host_to_the_app(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The wiring of ``controller/webapp/remote.py`` (grant_routes, RemoteListener,
-    RemoteView), with a stand-in module of the same interface; the real one is tested
-    with its own module."""
-    import dataclasses
-    import types
+    from click.testing import CliRunner
 
-    from starlette.responses import PlainTextResponse
-    from starlette.routing import Route
+    from controller.cli import cli
+    from controller.webapp import app as webapp
 
-    from controller.webapp.live import CastView
+    seen: list[webapp.AppConfig] = []
 
-    @dataclasses.dataclass(frozen=True, slots=True)
-    class RemoteView:
-        panels: tuple[str, ...]
-        lesson_title: str
-        index: int
-        count: int
-        item_titles: tuple[str, ...]
-        paused: bool
-        blanked: bool
-        panel_ids: frozenset[str]
+    async def serve(config: webapp.AppConfig, sock: socket.socket, **kwargs: Any) -> None:
+        seen.append(config)
+        sock.close()
 
-    closed: list[bool] = []
-
-    class RemoteListener:
-        def __init__(self, book: object, target: object) -> None:
-            self.target = target
-
-        async def close(self) -> None:
-            closed.append(True)
-
-    def grant_routes(book: object, target: Any, listener: RemoteListener) -> list[Route]:
-        async def panel(request: object) -> PlainTextResponse:
-            return PlainTextResponse(f"remote for {target.remote_view()!r}")
-
-        return [Route("/remote", panel)]
-
-    remote = types.ModuleType("controller.webapp.remote")
-    remote.RemoteView = RemoteView  # type: ignore[attr-defined]
-    remote.RemoteListener = RemoteListener  # type: ignore[attr-defined]
-    remote.grant_routes = grant_routes  # type: ignore[attr-defined]
-    grants = types.ModuleType("controller.remote")
-    grants.GrantBook = object  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "controller.webapp.remote", remote)
-    monkeypatch.setitem(sys.modules, "controller.remote", grants)
-    assert [f.name for f in dataclasses.fields(RemoteView)] == list(CastView.__slots__)
-
-    with running_app(tmp_path / "home") as running, client(running) as c:
-        assert 'hx-get="/remote"' in c.get("/").text
-        assert c.get("/remote").text == "remote for None"  # nothing cast yet
-        assert httpx.get(running.base + "/remote", timeout=10).status_code == 403  # gated
-    assert closed == [True]
+    monkeypatch.setattr(webapp, "serve", serve)
+    result = CliRunner().invoke(cli, ["app", "--no-browser", "--remote-host", "127.0.0.2"])
+    assert result.exit_code == 0, result.output
+    assert [c.remote_host for c in seen] == ["127.0.0.2"]
+    assert "--remote-host ADDR" in CliRunner().invoke(cli, ["app", "--help"]).output
 
 
 def test_adding_a_panel_says_what_the_cli_says(app: RunningApp) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import secrets
 import socket
@@ -36,6 +35,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from controller.home import Home
 from controller.i18n import language, size_text, t
+from controller.remote import GrantBook
 from controller.webapp import lessons, security
 from controller.webapp.backend import AppError, Backend, error_text
 from controller.webapp.lessons import (
@@ -46,6 +46,7 @@ from controller.webapp.lessons import (
     too_large_lesson_text,
 )
 from controller.webapp.live import Hub, TeacherCast
+from controller.webapp.remote import RemoteListener, RemoteTarget, grant_routes
 from controller.webapp.security import BodyTooLargeError, Guard
 from protocol import limits
 from protocol.errors import ClassCastError
@@ -95,6 +96,9 @@ class AppConfig:
         secret, launch_token: the launch secret and its one-time token (random if not
             given; tests pass their own).
         hosts: the ``Host`` values allowed; set by :func:`serve` once bound.
+        remote_host: the address the phone remote's LAN listener binds
+            (``--remote-host``); ``None``: ``$CLASSCAST_REMOTE_HOST``, else this
+            computer's address on its default route.
     """
 
     home: Home
@@ -103,6 +107,7 @@ class AppConfig:
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     launch_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     hosts: frozenset[str] = frozenset()
+    remote_host: str | None = None
     state: TeacherApp | None = field(default=None, init=False)
     """The app built for this configuration (set by :func:`create_app`)."""
 
@@ -123,8 +128,10 @@ class TeacherApp:
             undefined=jinja2.StrictUndefined,
         )
         self.templates.globals.update(t=t, size_text=size_text, clean=clean_name)
-        self.remote_available = False
-        self.remote_closers: list[Callable[[], Awaitable[None]]] = []
+        self.remote_book = GrantBook()
+        target: RemoteTarget = self.cast
+        self.remote_listener = RemoteListener(self.remote_book, target, host=config.remote_host)
+        """The phone remote's LAN listener: open only while a grant is held."""
 
     # ----------------------------------------------------------------- rendering
 
@@ -195,9 +202,8 @@ def create_app(config: AppConfig) -> Starlette:
         try:
             yield
         finally:
-            for close in state.remote_closers:
-                with contextlib.suppress(Exception):
-                    await close()
+            with contextlib.suppress(Exception):
+                await state.remote_listener.close()
             await state.hub.stop()
 
     routes: list[BaseRoute] = [
@@ -216,7 +222,7 @@ def create_app(config: AppConfig) -> Starlette:
         Route("/cast", _handler(state, _start_cast), methods=["POST"]),
         Route("/control", _handler(state, _control), methods=["POST"]),
         Route("/announce", _handler(state, _announce), methods=["POST"]),
-        *_remote_routes(state),
+        *grant_routes(state.remote_book, state.cast, state.remote_listener),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(
@@ -236,43 +242,6 @@ def create_app(config: AppConfig) -> Starlette:
     )
     config.state = state
     return app
-
-
-# --------------------------------------------------------------------------- the phone remote
-
-
-def _remote_routes(state: TeacherApp) -> list[BaseRoute]:
-    """The teacher's side of the phone remote (grants: QR code, list, revoke), when the
-    remote is part of this build (``controller/webapp/remote.py``); its LAN listener
-    opens only while a grant is held, and closes with the app."""
-    try:
-        remote: Any = importlib.import_module("controller.webapp.remote")
-        grants: Any = importlib.import_module("controller.remote")
-    except ImportError:
-        return []
-    view_class = remote.RemoteView
-
-    class Target:
-        """The teacher's cast as the remote's ``RemoteTarget``."""
-
-        def remote_view(self) -> Any:
-            view = state.cast.cast_view()
-            return None if view is None else view_class(**_fields(view))
-
-        async def remote_control(self, action: ControlAction, number: int | None = None) -> None:
-            await state.cast.remote_control(action, number)
-
-    target = Target()
-    book = grants.GrantBook()
-    listener = remote.RemoteListener(book, target)
-    state.remote_closers.append(listener.close)
-    state.remote_available = True
-    routes: list[BaseRoute] = remote.grant_routes(book, target, listener)
-    return routes
-
-
-def _fields(view: Any) -> dict[str, Any]:
-    return {name: getattr(view, name) for name in view.__slots__}
 
 
 # --------------------------------------------------------------------------- handlers

@@ -27,6 +27,7 @@ from controller.group import Outcome
 from controller.home import PanelRow
 from controller.i18n import t
 from controller.webapp.backend import Backend, error_text
+from controller.webapp.remote import RemoteView
 from media.lesson import Lesson
 from protocol.discovery import KioskFound
 from protocol.errors import ClassCastError, NoScreenError
@@ -293,21 +294,6 @@ class Hub:
 Phase = Literal["idle", "sending", "showing", "failed"]
 
 
-@dataclass(frozen=True, slots=True)
-class CastView:
-    """The teacher's current cast as a phone remote shows it (fields of the remote's
-    ``RemoteView``). ``index`` is 0-based; ``panel_ids`` are the cast's kiosk ids."""
-
-    panels: tuple[str, ...]
-    lesson_title: str
-    index: int
-    count: int
-    item_titles: tuple[str, ...]
-    paused: bool
-    blanked: bool
-    panel_ids: frozenset[str]
-
-
 class CastControlError(ClassCastError):
     """A control of the current cast failed on some panel, or nothing is cast (the
     teacher's side); ``str(exc)`` is the message, in the teacher's language."""
@@ -478,8 +464,9 @@ class TeacherCast:
 
     # ----------------------------------------------------------------- the phone remote
 
-    def cast_view(self) -> CastView | None:
-        """The current cast for a phone remote, or ``None`` when nothing is shown."""
+    def remote_view(self) -> RemoteView | None:
+        """The current cast for a phone remote, or ``None`` when nothing is shown
+        (:class:`~controller.webapp.remote.RemoteTarget`)."""
         status = self.lead_status()
         if self.phase != "showing" or status is None or status.lesson_title is None:
             return None
@@ -490,7 +477,7 @@ class TeacherCast:
                 rooms.append(link.status.room)
                 ids.add(link.status.kiosk_id)
         titles = tuple(i.title for i in self.lesson.items) if self.lesson is not None else ()
-        return CastView(
+        return RemoteView(
             panels=tuple(rooms),
             lesson_title=status.lesson_title,
             index=status.index,
@@ -503,13 +490,13 @@ class TeacherCast:
 
     async def remote_control(self, action: ControlAction, number: int | None = None) -> None:
         """Carry out ``action`` on every panel of the cast (``number``: 1-based, for
-        ``goto``), as the page's buttons do.
+        ``goto``), as the page's buttons do (:class:`~controller.webapp.remote.RemoteTarget`).
 
         Raises:
             CastControlError: nothing is cast, or a panel refused (the message says which
                 and why).
         """
-        if self.cast_view() is None:
+        if self.remote_view() is None:
             raise CastControlError(
                 t("Nothing is shown yet: choose a lesson and panels, then press «Show».")
             )

@@ -606,13 +606,14 @@ def grant_routes(
     async def create(request: Request) -> Response:
         tt = teacher_texts()
         view = target.remote_view()
+        if view is None:  # no port opens on the LAN for nothing to control
+            return teacher("remote_grant.html", error=tt["nothing_cast"])
         if isinstance(lan_base_url, RemoteListener):
             base = await lan_base_url.start()
         else:
             base = lan_base_url()
-        if view is None or not base:
-            text = tt["nothing_cast"] if view is None else tt["no_lan"]
-            return teacher("remote_grant.html", error=text)
+        if not base:
+            return teacher("remote_grant.html", error=tt["no_lan"])
         now = clock()
         book.observe_cast(view.scope, now)
         label = f"{', '.join(view.panels)} — {view.lesson_title}"
