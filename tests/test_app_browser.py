@@ -232,3 +232,72 @@ def test_files_dropped_on_the_page_become_a_lesson(browser: Any, tmp_path: Path)
         page.click(".recent .chip")
         page.wait_for_selector(".strip .item >> nth=1")
         context.close()
+
+
+def test_a_phone_remote_from_the_page_drives_the_cast_until_revoked(
+    browser: Any, tmp_path: Path
+) -> None:
+    """The teacher casts from the page and shows the phone remote's QR code; a phone
+    (a second context: a phone's viewport and touch) opens its link and taps «Далее»:
+    the panel and the teacher's page move on. The teacher closes the remote in the page:
+    the phone's next tap is refused with the Russian closed page, and the panel stays."""
+    folder = lesson_folder(tmp_path / "drop")
+    with painting_kiosk(tmp_path / "k1", "Каб. 12") as k1, running_app(tmp_path / "home") as app:
+        context = browser.new_context(
+            viewport={"width": 1280, "height": 900}, locale="ru-RU", bypass_csp=True
+        )
+        page = context.new_page()
+        page.goto(app.url)
+        page.click("summary")
+        page.fill("input[name=address]", k1.address)
+        page.click(".add-panel button[type=submit]")
+        page.click(f".panel[data-address='{k1.address}'] button.pair-open")
+        page.fill("#pair-pin", k1.pin())
+        page.click(".pair-form button[type=submit]")
+        page.wait_for_selector("#pair-messages .msg.ok")
+        page.click("#pair-close")
+        page.check(f"input.target[value='{k1.address}']")
+        page.set_input_files("#pick-folder", str(folder))
+        page.wait_for_selector(".strip .item >> nth=6")
+        page.click("#cast-button")
+        wait_for_picture(page, CENTRE, COLOURS[0])
+        assert k1.sync(lambda: k1.display.index) == 0
+
+        # The phone remote's QR code, and its link.
+        page.click("text=Показать QR-код для телефона")
+        page.wait_for_selector("#remote-grant .remote-qr svg")
+        link = page.get_attribute("#remote-grant .remote-link a", "href")
+        assert link is not None
+        assert link.startswith("http://127.0.0.1:")  # CLASSCAST_REMOTE_HOST, tests/conftest.py
+
+        phone_context = browser.new_context(
+            viewport={"width": 390, "height": 844},
+            device_scale_factor=2,
+            is_mobile=True,
+            has_touch=True,
+            locale="ru-RU",
+        )
+        phone = phone_context.new_page()
+        errors: list[str] = []
+        phone.on("pageerror", lambda e: errors.append(str(e)))
+        phone.goto(link)
+        phone.wait_for_selector("#position:has-text('Слайд 1 из 7')")
+        phone.locator("#next").tap()
+        phone.wait_for_selector("#position:has-text('Слайд 2 из 7')")
+        assert k1.sync(lambda: k1.display.index) == 1
+        wait_for_picture(page, CENTRE, COLOURS[1])  # the teacher's page shows it
+        page.wait_for_selector(".strip .item.current[data-number='2']")
+
+        # The teacher sees the phone connected and closes its remote in the page. The
+        # phone's poll is held back, so that its next tap is what meets the closed grant.
+        phone.route("**/state?*", lambda route: route.abort())
+        page.wait_for_selector("#remote-list .remote-row:has-text('Телефон подключён')")
+        page.click("#remote-list .remote-row button:has-text('Закрыть пульт')")
+        page.wait_for_selector("#remote-list:has-text('Пульт на телефоне не открыт.')")
+        phone.locator("#next").tap()
+        phone.wait_for_selector("#message h1:has-text('Доступ к пульту закрыт')")
+        assert "Учитель закрыл этот пульт" in phone.inner_text("#message p")
+        assert k1.sync(lambda: k1.display.index) == 1
+        assert errors == []
+        phone_context.close()
+        context.close()
