@@ -19,7 +19,6 @@ through their methods, always on the main thread.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +32,15 @@ from PIL import Image, ImageOps
 from kiosk.i18n import tr
 from kiosk.player import VideoCommand
 from kiosk.x11 import VideoSurface
+from media.markdown import (
+    BULLET,
+    SLIDE_BACKGROUND,
+    SLIDE_HEADING,
+    SLIDE_TEXT,
+    Block,
+    Color,
+    parse_markdown,
+)
 from media.probe import check_picture_size
 from media.store import BlobStore
 from protocol.errors import MediaError, PictureTooLargeError
@@ -45,14 +53,9 @@ logger = logging.getLogger(__name__)
 FONT_NAME = "DejaVu Sans"
 """A font with Cyrillic (Debian package fonts-dejavu-core)."""
 
-Color = tuple[int, int, int, int]
-
 BLACK: Color = (0, 0, 0, 255)
 WHITE: Color = (255, 255, 255, 255)
 IDLE_BACKGROUND: Color = (21, 42, 64, 255)
-SLIDE_BACKGROUND: Color = (250, 250, 245, 255)
-SLIDE_TEXT: Color = (25, 25, 25, 255)
-SLIDE_HEADING: Color = (13, 60, 130, 255)
 ERROR_BACKGROUND: Color = (66, 24, 24, 255)
 PLACEHOLDER_BACKGROUND: Color = (38, 50, 56, 255)
 MUTED_TEXT: Color = (200, 210, 220, 255)
@@ -377,64 +380,6 @@ class PdfLoader:
 # --------------------------------------------------------------------------- text
 
 
-@dataclass(frozen=True, slots=True)
-class Block:
-    """A block of a Markdown slide: ``kind`` heading (with ``level``), paragraph or item.
-
-    ``spans`` are pieces of text with a bold flag.
-    """
-
-    kind: str
-    spans: tuple[tuple[str, bool], ...]
-    level: int = 0
-
-
-_HEADING = re.compile(r"^(#{1,6})\s+(.*)$")
-_LIST_ITEM = re.compile(r"^\s*[-*+]\s+(.*)$")
-_BOLD = re.compile(r"\*\*(.+?)\*\*|__(.+?)__")
-
-
-def _spans(text: str) -> tuple[tuple[str, bool], ...]:
-    spans: list[tuple[str, bool]] = []
-    pos = 0
-    for m in _BOLD.finditer(text):
-        if m.start() > pos:
-            spans.append((text[pos : m.start()], False))
-        spans.append((m.group(1) or m.group(2), True))
-        pos = m.end()
-    if pos < len(text):
-        spans.append((text[pos:], False))
-    return tuple(spans)
-
-
-def parse_markdown(text: str) -> list[Block]:
-    """Parse the Markdown subset of text slides: ``#`` headings, paragraphs, ``-`` lists,
-    ``**bold**``. Anything else is kept as plain text.
-    """
-    blocks: list[Block] = []
-    paragraph: list[str] = []
-
-    def flush() -> None:
-        if paragraph:
-            blocks.append(Block("paragraph", _spans(" ".join(paragraph))))
-            paragraph.clear()
-
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line:
-            flush()
-        elif m := _HEADING.match(line):
-            flush()
-            blocks.append(Block("heading", _spans(m.group(2).strip()), level=len(m.group(1))))
-        elif m := _LIST_ITEM.match(raw):
-            flush()
-            blocks.append(Block("item", _spans(m.group(1).strip())))
-        else:
-            paragraph.append(line)
-    flush()
-    return blocks
-
-
 def _document(blocks: list[Block], size: float) -> pyglet.text.document.FormattedDocument:
     doc = pyglet.text.document.FormattedDocument()
     for block in blocks:
@@ -444,7 +389,7 @@ def _document(blocks: list[Block], size: float) -> pyglet.text.document.Formatte
             color, bold_all, prefix = SLIDE_HEADING, True, ""
         else:
             font_size = size
-            color, bold_all, prefix = SLIDE_TEXT, False, "•\u00a0" if block.kind == "item" else ""
+            color, bold_all, prefix = SLIDE_TEXT, False, BULLET if block.kind == "item" else ""
         spans = ((prefix, False), *block.spans) if prefix else block.spans
         for text, bold in spans:
             doc.insert_text(

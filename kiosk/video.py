@@ -32,8 +32,9 @@ threads: they must return quickly, must not call back into the ``VideoOut`` (lib
 deadlocks when a player is stopped from its own event thread) and must hand the news
 to the main thread, e.g. with ``pyglet.app.platform_event_loop.post_event``.
 
-python-vlc (untyped) is imported here and nowhere else, lazily, so importing this
-module for :class:`VideoOut` or :class:`VideoFrame` needs no libVLC.
+python-vlc (untyped) comes from :func:`media.libvlc.vlc_module` (its one import in
+ClassCast), lazily, so importing this module for :class:`VideoOut` or
+:class:`VideoFrame` needs no libVLC.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
 
+from media.libvlc import vlc_module
 from protocol.errors import CorruptContentError
 
 logger = logging.getLogger(__name__)
@@ -197,9 +199,7 @@ def configure_vlc(extra_args: Sequence[str]) -> None:
 
 
 def _vlc() -> Any:
-    import vlc  # the one import of python-vlc in ClassCast
-
-    return vlc
+    return vlc_module()
 
 
 def load_libvlc() -> None:

@@ -404,11 +404,12 @@ def test_a_dropped_folder_loads_as_the_clis_lesson_with_thumbnails(
         assert done.status_code == 200
         assert "Фотосинтез" in done.text
         assert done.text.count('class="item kind-') == 7
-        for index, kind in ((0, "image"), (2, "pdf")):
+        for index, kind in ((0, "image"), (2, "pdf"), (4, "text"), (5, "video")):
             thumb = c.get(f"/lessons/{key}/thumbs/{index}")
             assert thumb.status_code == 200, kind
             assert thumb.content.startswith(b"\x89PNG")
-        assert c.get(f"/lessons/{key}/thumbs/5").status_code == 404  # a video: an icon
+        assert 'alt="Уравнение фотосинтеза 6 CO₂' in done.text  # the slide's words, no markers
+        assert c.get(f"/lessons/{key}/thumbs/6").status_code == 404  # a web page: an icon
         assert c.get(f"/lessons/{key}/thumbs/99").status_code == 404
         page = c.get("/")
         assert f"/lessons/{key}/select" in page.text  # a recent lesson now

@@ -46,12 +46,12 @@ from controller.report_html import bar_chart
 from controller.reports import ComplianceRow, ReportRow, format_csv, format_json, format_table
 from kiosk.scenes import (
     ERROR_BACKGROUND,
-    SLIDE_BACKGROUND,
     decode_image,
     error_slide_lines,
 )
 from kiosk.tls import ensure_identity
 from media.lesson import LessonItem, make_lesson
+from media.markdown import SLIDE_BACKGROUND
 from protocol.constants import SERVICE_TYPE, SUBPROTOCOL
 from protocol.discovery import Advertisement, KioskFound, instance_name
 from protocol.errors import PictureTooLargeError

@@ -25,18 +25,16 @@ from kiosk.scenes import (
     FONT_NAME,
     IDLE_BACKGROUND,
     PLACEHOLDER_BACKGROUND,
-    SLIDE_BACKGROUND,
-    Block,
     IdleInfo,
     Scene,
     SceneContext,
     SceneRequest,
     fit_size,
-    parse_markdown,
     qr_pixels,
 )
 from kiosk.window import Frame, PygletWindow
 from media.lesson import load_lesson, sample_lesson_path
+from media.markdown import SLIDE_BACKGROUND, Block, parse_markdown
 from media.store import BlobStore
 from protocol.messages import LessonManifest, ManifestItem
 

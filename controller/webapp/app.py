@@ -127,7 +127,9 @@ class TeacherApp:
             autoescape=True,
             undefined=jinja2.StrictUndefined,
         )
-        self.templates.globals.update(t=t, size_text=size_text, clean=clean_name)
+        self.templates.globals.update(
+            t=t, size_text=size_text, clean=clean_name, slide_text=lessons.slide_text
+        )
         self.remote_book = GrantBook()
         target: RemoteTarget = self.cast
         self.remote_listener = RemoteListener(self.remote_book, target, host=config.remote_host)

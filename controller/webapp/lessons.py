@@ -14,21 +14,32 @@ media limits a cast would enforce anyway, applied before the disk fills.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
 import secrets
 import shutil
+import threading
 import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Final
 
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from controller.i18n import t
 from media.lesson import Lesson, LessonItem, load_lesson
+from media.markdown import (
+    BULLET,
+    SLIDE_BACKGROUND,
+    SLIDE_HEADING,
+    SLIDE_TEXT,
+    Block,
+    parse_markdown,
+)
+from media.videoframe import FRAME_TIMEOUT_S, video_frame_png
 from protocol.limits import MAX_BLOB_BYTES, MAX_ITEMS_PER_LESSON, MAX_LESSON_BYTES
 from protocol.text import clean_name
 
@@ -50,8 +61,25 @@ MAX_RECENT_LESSONS: Final = 20
 THUMB_WIDTH: Final = 240
 """Width of an item's thumbnail in the strip (PNG)."""
 
+THUMB_SIZE: Final = (THUMB_WIDTH, THUMB_WIDTH * 9 // 16)
+"""Size of a text slide's thumbnail and of a video's icon: a panel's 16:9."""
+
 MAX_CACHED_THUMBS: Final = 512
 """Thumbnails kept in memory (about 30 KB each)."""
+
+MAX_VIDEO_FRAME_JOBS: Final = 2
+"""Videos whose picture is taken at once (each a libVLC child process): a lesson of
+many videos does not start as many processes on the teacher's laptop."""
+
+MAX_FRAME_PIXELS: Final = 4096 * 4096
+"""Largest picture read back from the frame grabber (it writes 320 pixels wide)."""
+
+VIDEO_ICON_BACKGROUND: Final = (38, 50, 56)
+"""The icon of a video without a picture: the panel's placeholder colour."""
+
+TEXT_FONT: Final = "DejaVuSans.ttf"
+TEXT_FONT_BOLD: Final = "DejaVuSans-Bold.ttf"
+"""The panel's font (Debian fonts-dejavu-core), found by Pillow among the system's."""
 
 KEY_RE: Final = re.compile(r"^[0-9a-f]{16}$")
 
@@ -261,10 +289,17 @@ class LessonLibrary:
 
 
 def render_thumbnail(item: LessonItem) -> bytes | None:
-    """A PNG ``THUMB_WIDTH`` wide of an image or a PDF page; ``None`` for other kinds."""
-    if item.path is None:
+    """A PNG ``THUMB_WIDTH`` wide of an item: an image, a PDF page, a picture of a video
+    (its icon when libVLC gives none in ``FRAME_TIMEOUT_S``: a broken video), a text
+    slide drawn as the panel lays it out; ``None`` for web pages (an icon in the page).
+
+    Blocks for as long as a video's picture takes: call it from a worker thread.
+    """
+    if item.kind == "text":
+        picture = text_thumbnail(item.text or "", item.title)
+    elif item.path is None:
         return None
-    if item.kind == "image":
+    elif item.kind == "image":
         with Image.open(item.path) as image:
             image.draft("RGB", (THUMB_WIDTH, THUMB_WIDTH))  # JPEG: decode small
             picture = image.convert("RGB")
@@ -283,8 +318,118 @@ def render_thumbnail(item: LessonItem) -> bytes | None:
                 page.close()
         finally:
             doc.close()
+    elif item.kind == "video":
+        picture = video_thumbnail(item.path)
     else:
         return None
     out = io.BytesIO()
     picture.save(out, "PNG", optimize=True)
     return out.getvalue()
+
+
+# --------------------------------------------------------------------------- videos
+
+_video_jobs = threading.BoundedSemaphore(MAX_VIDEO_FRAME_JOBS)
+
+
+def video_thumbnail(path: Path, *, timeout_s: float = FRAME_TIMEOUT_S) -> Image.Image:
+    """A picture of the video at ``path`` (see :mod:`media.videoframe`), ``THUMB_WIDTH``
+    wide; :func:`video_icon` when none came within ``timeout_s`` or it does not decode."""
+    with _video_jobs:
+        png = video_frame_png(path, timeout_s=timeout_s)
+    if png is None:
+        return video_icon()
+    try:
+        with Image.open(io.BytesIO(png)) as image:
+            if image.format != "PNG" or image.width * image.height > MAX_FRAME_PIXELS:
+                return video_icon()
+            picture = image.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return video_icon()
+    picture.thumbnail((THUMB_WIDTH, THUMB_WIDTH * 3 // 4))
+    return picture
+
+
+def video_icon() -> Image.Image:
+    """A video without a picture: a white ▶ on the panel's dark placeholder colour."""
+    width, height = THUMB_SIZE
+    image = Image.new("RGB", THUMB_SIZE, VIDEO_ICON_BACKGROUND)
+    side = height // 3
+    left, top = (width - side) // 2 + side // 8, (height - side) // 2
+    ImageDraw.Draw(image).polygon(
+        [(left, top), (left, top + side), (left + side * 7 // 8, top + side // 2)],
+        fill=(255, 255, 255),
+    )
+    return image
+
+
+# --------------------------------------------------------------------------- text slides
+
+TEXT_FIT_STEPS: Final = 8
+"""Times a text thumbnail's type is shrunk by 0.85 to fit, as the panel does."""
+
+
+@functools.lru_cache(maxsize=64)
+def _font(bold: bool, size_px: float) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    try:
+        return ImageFont.truetype(TEXT_FONT_BOLD if bold else TEXT_FONT, size_px)
+    except OSError:  # no DejaVu (fonts-dejavu-core): Pillow's own font, still legible
+        return ImageFont.load_default(size_px)
+
+
+def text_thumbnail(text: str, title: str) -> Image.Image:
+    """A text slide as the panel lays it out, ``THUMB_SIZE``: a light page, headings bold
+    and blue, list items with a bullet, ``**bold**`` in bold, the Markdown markers gone,
+    the type shrunk until it fits (what does not fit after that is cut at the bottom)."""
+    blocks = parse_markdown(text) or [Block("heading", ((title, False),), 1)]
+    width, height = THUMB_SIZE
+    margin_x, margin_y = width // 14, height // 12
+    size = height / 18  # the panel's size, in pixels of this page
+    for _ in range(TEXT_FIT_STEPS):
+        lines, used = _layout(blocks, size, width - 2 * margin_x)
+        if used <= height - 2 * margin_y:
+            break
+        size *= 0.85
+    image = Image.new("RGB", THUMB_SIZE, SLIDE_BACKGROUND[:3])
+    draw = ImageDraw.Draw(image)
+    for x, y, piece, bold, font_px, colour in lines:
+        draw.text((margin_x + x, margin_y + y), piece, font=_font(bold, font_px), fill=colour)
+    return image
+
+
+def slide_text(text: str) -> str:
+    """A text slide's words without the Markdown markers (a thumbnail's ``alt``)."""
+    return " ".join("".join(piece for piece, _ in b.spans) for b in parse_markdown(text))
+
+
+_Line = tuple[float, float, str, bool, float, tuple[int, int, int]]
+
+
+def _layout(blocks: list[Block], size: float, width: float) -> tuple[list[_Line], float]:
+    """Pieces of text placed (x, y from the top left of the text area) and the height
+    used, wrapped at ``width``: the panel's layout (``kiosk/scenes.py``) in Pillow."""
+    placed: list[_Line] = []
+    y = 0.0
+    for block in blocks:
+        heading = block.kind == "heading"
+        font_px = size * (1.6 if block.level <= 1 else 1.3) if heading else size
+        colour = (SLIDE_HEADING if heading else SLIDE_TEXT)[:3]
+        indent = round(size * 0.8) if block.kind == "item" else 0
+        words = [
+            (word, bold or heading)
+            for text, bold in block.spans
+            for word in re.split(r"(?<=\s)", text)
+            if word
+        ]
+        if block.kind == "item":
+            words.insert(0, (BULLET, False))
+        line_height = font_px * 1.3
+        x = float(indent)
+        for word, bold in words:
+            advance = _font(bold, font_px).getlength(word)
+            if x > indent and x + advance > width and word.strip():
+                x, y = float(indent), y + line_height
+            placed.append((x, y, word, bold, font_px, colour))
+            x += advance
+        y += line_height + font_px * (0.6 if block.kind == "item" else 0.9)
+    return placed, y
