@@ -300,7 +300,7 @@ def test_uploads_with_climbing_paths_write_nothing_outside(app: RunningApp, tmp_
         assert upload(c, key, "sub/dir/ok.txt/x.txt", b"y").status_code == 400  # a file, not a dir
     root = app.config.home.root / "lessons"
     written = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-    assert written == [f"{key}/Урок/sub/dir/ok.txt"]
+    assert written == [f"{key}/.upload", f"{key}/Урок/sub/dir/ok.txt"]  # .upload: unfinished
     assert not list(tmp_path.rglob("escaped.txt"))
     assert not Path("/tmp/escaped.txt").exists()
 

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import secrets
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,6 +135,23 @@ class TeacherApp:
         target: RemoteTarget = self.cast
         self.remote_listener = RemoteListener(self.remote_book, target, host=config.remote_host)
         """The phone remote's LAN listener: open only while a grant is held."""
+        self.lessons_swept = asyncio.Event()
+        """Set after each sweep of the dropped lessons (:meth:`sweep_lessons`)."""
+
+    def kept_lessons(self) -> set[str]:
+        """Lessons the library must not delete to make room: the cast one, the chosen one."""
+        return {k for k in (self.selected, self.cast.lesson_key) if k is not None}
+
+    async def sweep_lessons(self, interval_s: float = lessons.UPLOAD_SWEEP_S) -> None:
+        """Delete abandoned drops and keep the library within ``MAX_LIBRARY_BYTES``: at
+        once, then every ``interval_s``, until cancelled (the app's lifespan runs it)."""
+        while True:
+            try:
+                await asyncio.to_thread(self.library.prune, time.time(), keep=self.kept_lessons())
+            except Exception:  # the sweep's one broad catch: the next one tries again
+                logger.exception("cleaning the dropped lessons failed")
+            self.lessons_swept.set()
+            await asyncio.sleep(interval_s)
 
     # ----------------------------------------------------------------- rendering
 
@@ -201,9 +219,11 @@ def create_app(config: AppConfig) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await state.hub.start()
+        sweeper = asyncio.create_task(state.sweep_lessons(), name="app lessons sweep")
         try:
             yield
         finally:
+            sweeper.cancel()
             with contextlib.suppress(Exception):
                 await state.remote_listener.close()
             await state.hub.stop()
@@ -371,7 +391,15 @@ async def _begin_lesson(state: TeacherApp, request: Request) -> Response:
         total = 0
     if total > lessons.MAX_LESSON_UPLOAD_BYTES:
         return JSONResponse({"error": too_large_lesson_text()}, 413)
-    upload = state.library.begin(_field(form, "title"))
+    try:
+        upload = await asyncio.to_thread(
+            state.library.begin,
+            _field(form, "title"),
+            total_bytes=max(0, total),
+            keep=state.kept_lessons(),
+        )
+    except UploadError as exc:
+        return JSONResponse({"error": str(exc)}, 413)
     return JSONResponse({"key": upload.key})
 
 
@@ -414,7 +442,7 @@ async def _finish_lesson(state: TeacherApp, request: Request) -> Response:
     if key not in state.library.uploads:
         raise HTTPException(404)
     try:
-        await asyncio.to_thread(state.library.finish, key)
+        await asyncio.to_thread(state.library.finish, key, keep=state.kept_lessons())
     except ClassCastError as exc:
         return state.fragment("_lesson.html", lesson=None, lesson_error=error_text(exc))
     state.selected = key

@@ -14,6 +14,7 @@ media limits a cast would enforce anyway, applied before the disk fills.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
@@ -21,8 +22,10 @@ import re
 import secrets
 import shutil
 import threading
+import time
 import unicodedata
 from collections import OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Final
@@ -57,6 +60,22 @@ MAX_NAME_BYTES: Final = 255
 
 MAX_RECENT_LESSONS: Final = 20
 """Recent lessons the page offers."""
+
+MAX_LIBRARY_BYTES: Final = 2 * MAX_LESSON_UPLOAD_BYTES
+"""Bytes all the lessons dropped on the app may take on disk together (16 GiB): past
+it, the oldest recent lessons are deleted, never the one shown or chosen now. A new
+drop makes room for the size its page declares before its first byte."""
+
+ABANDONED_UPLOAD_S: Final = 3600.0
+"""A drop that has written nothing for this long (its page closed, the laptop slept
+through it, the app stopped) is deleted, half-written files and all."""
+
+UPLOAD_SWEEP_S: Final = 600.0
+"""How often the app looks for abandoned drops and the library's size (and at start)."""
+
+UPLOAD_MARKER: Final = ".upload"
+"""A file in ``lessons/<key>/`` while its drop is not finished; such a folder is never
+offered as a lesson, and is deleted once abandoned."""
 
 THUMB_WIDTH: Final = 240
 """Width of an item's thumbnail in the strip (PNG)."""
@@ -170,6 +189,41 @@ def too_large_lesson_text() -> str:
     )
 
 
+def library_full_text() -> str:
+    """What to do when the lessons kept by the app leave no room for a new one."""
+    return t(
+        "The lessons dropped on the app take {limit} already: show another recent "
+        "lesson, then drop this one again, or split it into several lessons.",
+        limit=_gib(MAX_LIBRARY_BYTES),
+    )
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _newest_mtime(base: Path) -> float:
+    """The newest modification time in the tree under ``base`` (``base`` included)."""
+    newest = _mtime(base)
+    for folder, dirs, files in os.walk(base):
+        for name in dirs + files:
+            newest = max(newest, _mtime(Path(folder) / name))
+    return newest
+
+
+def _tree_bytes(base: Path) -> int:
+    """Bytes of the files under ``base`` (links not followed)."""
+    total = 0
+    for folder, _, files in os.walk(base):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += (Path(folder) / name).lstat().st_size
+    return total
+
+
 def _gib(size: int) -> str:
     from controller.i18n import size_text
 
@@ -187,44 +241,121 @@ class LessonLibrary:
 
     # ----------------------------------------------------------------- drops
 
-    def begin(self, title: str) -> Upload:
+    def begin(
+        self,
+        title: str,
+        *,
+        total_bytes: int = 0,
+        now: float | None = None,
+        keep: Collection[str] = (),
+    ) -> Upload:
         """Start a new lesson folder named ``title`` (sanitised); files go in with
-        :meth:`Upload.target`, then call :meth:`finish`."""
+        :meth:`Upload.target`, then call :meth:`finish`.
+
+        Makes room for ``total_bytes`` (the size the page declares) first, deleting the
+        oldest recent lessons but those in ``keep`` (see :meth:`prune`).
+
+        Raises:
+            UploadError: the lessons in ``keep`` leave no room for ``total_bytes``.
+        """
+        self.prune(time.time() if now is None else now, keep=keep, room_bytes=total_bytes)
+        if self.used_bytes() + total_bytes > MAX_LIBRARY_BYTES:
+            raise UploadError(library_full_text())
         name = clean_name(title).strip().replace("/", " ").replace("\\", " ")
         name = name.lstrip(".").strip()[:100] or t("Lesson")
         key = secrets.token_hex(8)
         folder = self.root / key / name
         folder.mkdir(parents=True, mode=0o700)
+        (self.root / key / UPLOAD_MARKER).touch()
         upload = Upload(key, folder)
         self.uploads[key] = upload
         return upload
 
-    def finish(self, key: str) -> Lesson:
-        """Close the drop ``key`` and load its lesson.
+    def finish(self, key: str, *, now: float | None = None, keep: Collection[str] = ()) -> Lesson:
+        """Close the drop ``key`` and load its lesson; then :meth:`prune` the library
+        (keeping this lesson and ``keep``) so that it fits ``MAX_LIBRARY_BYTES``.
 
         Raises:
             KeyError: no such drop.
             ClassCastError: the lesson does not load (the CLI's error texts apply).
         """
         upload = self.uploads.pop(key)
+        (upload.folder.parent / UPLOAD_MARKER).unlink(missing_ok=True)
         try:
-            return self.load(key)
+            lesson = self.load(key)
         except Exception:
             shutil.rmtree(upload.folder.parent, ignore_errors=True)
             raise
+        self.prune(time.time() if now is None else now, keep={key, *keep})
+        return lesson
 
     def abandon(self, key: str) -> None:
         upload = self.uploads.pop(key, None)
         if upload is not None:
             shutil.rmtree(upload.folder.parent, ignore_errors=True)
 
+    # ----------------------------------------------------------------- disk
+
+    def prune(self, now: float, *, keep: Collection[str] = (), room_bytes: int = 0) -> list[str]:
+        """Delete abandoned drops, then the oldest lessons until the rest take at most
+        ``MAX_LIBRARY_BYTES - room_bytes``; returns the keys deleted.
+
+        A drop is abandoned when nothing in it was written for ``ABANDONED_UPLOAD_S``
+        before ``now`` (seconds since the epoch, as file times); one still being written
+        is never touched. Lessons go oldest first (the order of :meth:`recent`), never
+        one in ``keep`` (the lesson cast and the one chosen now). Blocks on the disk:
+        call it from a worker thread.
+        """
+        deleted: list[str] = []
+        lessons: list[tuple[float, str, int]] = []
+        total = 0
+        for base in self._keyed_folders():
+            key = base.name
+            if (base / UPLOAD_MARKER).exists():
+                if now - _newest_mtime(base) >= ABANDONED_UPLOAD_S:
+                    self.uploads.pop(key, None)
+                    shutil.rmtree(base, ignore_errors=True)
+                    deleted.append(key)
+                else:
+                    total += _tree_bytes(base)  # being written: counted, never deleted
+                continue
+            size = _tree_bytes(base)
+            lessons.append((_mtime(base), key, size))
+            total += size
+        for _, key, size in sorted(lessons):
+            if total + room_bytes <= MAX_LIBRARY_BYTES:
+                break
+            if key in keep:
+                continue
+            shutil.rmtree(self.root / key, ignore_errors=True)
+            self._lessons.pop(key, None)
+            for cached in [k for k in self._thumbs if k[0] == key]:
+                del self._thumbs[cached]
+            total -= size
+            deleted.append(key)
+        return deleted
+
+    def used_bytes(self) -> int:
+        """Bytes of every lesson and drop under :attr:`root`."""
+        return sum(_tree_bytes(base) for base in self._keyed_folders())
+
+    def _keyed_folders(self) -> list[Path]:
+        try:
+            entries = list(self.root.iterdir())
+        except OSError:
+            return []
+        return [e for e in entries if KEY_RE.match(e.name) and e.is_dir() and not e.is_symlink()]
+
     # ----------------------------------------------------------------- lessons
 
     def folder(self, key: str) -> Path | None:
-        """The lesson folder of ``key``, or ``None``."""
+        """The lesson folder of ``key``, or ``None`` (no such lesson, or a drop not
+        finished)."""
         if not KEY_RE.match(key):
             return None
         base = self.root / key
+        if (base / UPLOAD_MARKER).exists():
+            return None
         try:
             entries = [p for p in base.iterdir() if p.is_dir() and not p.is_symlink()]
         except OSError:
