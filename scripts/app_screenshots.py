@@ -2,8 +2,10 @@
 
 Two real kiosks (child processes rendering offscreen with EGL, on 127.0.0.1), the app,
 and Debian's Chromium driven by Playwright: the teacher pairs with both panels, drops
-the sample lesson, casts it and jumps to the PDF page. Writes ``docs/img/app-*.png``,
-reduced to a small palette so that they stay small.
+the sample lesson, casts it, jumps to the PDF page and shows the phone remote's QR code;
+a phone (a second browser context: a phone's viewport and touch) opens the remote.
+Writes ``docs/img/app-*.png``, reduced to a small palette so that they stay small. The
+phone remote listens on 127.0.0.1 here (``CLASSCAST_REMOTE_HOST``), never on the LAN.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def small_png(png: bytes, path: Path) -> None:
 def main() -> int:
     os.environ.setdefault("CLASSCAST_MDNS_INTERFACES", "127.0.0.1")  # never multicast outside
     os.environ.setdefault("CLASSCAST_LANG", "ru")
+    os.environ.setdefault("CLASSCAST_REMOTE_HOST", "127.0.0.1")  # the phone remote too
     from playwright.sync_api import sync_playwright
 
     from tests.app_server import lesson_folder, running_app
@@ -83,10 +86,32 @@ def main() -> int:
             page.wait_for_selector(".strip .item.current[data-number='3']")
             page.wait_for_timeout(2500)  # the pictures of both panels refresh
             page.evaluate("document.getElementById('messages').innerHTML = ''")
+            page.click("text=Показать QR-код для телефона")
+            page.wait_for_selector("#remote-grant .remote-qr svg")
+            page.wait_for_selector("#remote-list .remote-row")  # the list's next refresh
+            # The strip's end: the text slide, the video's picture and the web page.
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.strip img')]"
+                ".every(i => i.complete && i.naturalWidth > 0)"
+            )
+            page.evaluate("document.querySelector('.strip').scrollLeft = 10000")
             small_png(page.screenshot(full_page=True), OUT / "app-cast.png")
+            link = page.get_attribute("#remote-grant .remote-link a", "href")
+            assert link is not None
             page.set_viewport_size({"width": 820, "height": 1180})  # a tablet, upright
+            page.evaluate("window.scrollTo(0, 0)")
             page.wait_for_timeout(300)
             small_png(page.screenshot(), OUT / "app-tablet.png")
+            phone = browser.new_context(
+                viewport={"width": 390, "height": 844},
+                device_scale_factor=2,
+                is_mobile=True,
+                has_touch=True,
+                locale="ru-RU",
+            ).new_page()
+            phone.goto(link)
+            phone.wait_for_selector("#next")
+            small_png(phone.screenshot(), OUT / "app-phone.png")
             browser.close()
     return 0
 

@@ -275,6 +275,11 @@ def test_a_phone_remote_from_the_page_drives_the_cast_until_revoked(
         link = page.get_attribute("#remote-grant .remote-link a", "href")
         assert link is not None
         assert link.startswith("http://127.0.0.1:")  # CLASSCAST_REMOTE_HOST, tests/conftest.py
+        duplicated = page.evaluate(
+            "() => { const ids = [...document.querySelectorAll('[id]')].map(e => e.id);"
+            " return ids.filter((id, i) => ids.indexOf(id) !== i); }"
+        )
+        assert duplicated == []  # the remote's part has ids of its own
 
         phone_context = browser.new_context(
             viewport={"width": 390, "height": 844},
