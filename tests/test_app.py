@@ -753,3 +753,51 @@ def test_adding_a_panel_says_what_the_cli_says(app: RunningApp) -> None:
         silent = c.post("/panels/add", data={"address": "127.0.0.1:9"})
         assert "Сохранено: 127.0.0.1:9; панель не ответила: " in silent.text
         assert "msg ok" in silent.text
+
+
+@pytest.mark.slow
+def test_slow_video_thumbnails_hold_up_neither_the_page_nor_a_drop(
+    app: RunningApp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Video pictures that take long (here: held until the test lets them go) keep to
+    their own threads: meanwhile the page answers and a new drop begins."""
+    import threading
+
+    from controller.webapp import lessons as library
+
+    release = threading.Event()
+    calls, returned = [], []
+
+    def held_frame(path: Path, *, timeout_s: float) -> bytes | None:
+        calls.append(path)
+        release.wait(30)
+        returned.append(path)
+        return None  # as for a broken video: the icon
+
+    monkeypatch.setattr(library, "video_frame_png", held_frame)
+    folder = lesson_folder(tmp_path / "drop")
+    answers: list[httpx.Response] = []
+    with client(app) as c:
+        key = begin(c, "Фотосинтез")
+        for path in sorted(folder.iterdir()):
+            upload(c, key, path.name, path.read_bytes())
+        c.post(f"/lessons/{key}/done")
+
+        def fetch() -> None:
+            with client(app) as own:
+                answers.append(own.get(f"/lessons/{key}/thumbs/5", timeout=60))
+
+        fetchers = [threading.Thread(target=fetch) for _ in range(8)]
+        for thread in fetchers:
+            thread.start()
+        while len(calls) < library.MAX_THUMBNAIL_JOBS:
+            release.wait(0.01)
+        assert c.get("/fragments/cast").status_code == 200
+        assert begin(c, "Ещё один")  # a drop begins (a worker thread of the loop's own)
+        assert returned == []  # while every video picture is still held
+        assert len(calls) == library.MAX_THUMBNAIL_JOBS  # at most this many at once
+        release.set()
+        for thread in fetchers:
+            thread.join(60)
+    assert [a.status_code for a in answers] == [200] * 8
+    assert {a.content for a in answers} == {answers[0].content}  # the icon

@@ -18,6 +18,7 @@ import secrets
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, get_args
@@ -135,6 +136,10 @@ class TeacherApp:
         target: RemoteTarget = self.cast
         self.remote_listener = RemoteListener(self.remote_book, target, host=config.remote_host)
         """The phone remote's LAN listener: open only while a grant is held."""
+        self.thumbnailer = ThreadPoolExecutor(
+            lessons.MAX_THUMBNAIL_JOBS, thread_name_prefix="app thumbnails"
+        )
+        """Threads of the strip's thumbnails alone (a video's may take FRAME_TIMEOUT_S)."""
         self.lessons_swept = asyncio.Event()
         """Set after each sweep of the dropped lessons (:meth:`sweep_lessons`)."""
 
@@ -224,6 +229,7 @@ def create_app(config: AppConfig) -> Starlette:
             yield
         finally:
             sweeper.cancel()
+            state.thumbnailer.shutdown(wait=False, cancel_futures=True)
             with contextlib.suppress(Exception):
                 await state.remote_listener.close()
             await state.hub.stop()
@@ -462,7 +468,9 @@ async def _select_lesson(state: TeacherApp, request: Request) -> Response:
 async def _thumb(state: TeacherApp, request: Request) -> Response:
     key, index = request.path_params["key"], request.path_params["index"]
     try:
-        png = await asyncio.to_thread(state.library.thumbnail, key, index)
+        png = await asyncio.get_running_loop().run_in_executor(
+            state.thumbnailer, state.library.thumbnail, key, index
+        )
     except (KeyError, ClassCastError):
         raise HTTPException(404) from None
     if png is None:

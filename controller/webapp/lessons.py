@@ -21,7 +21,6 @@ import os
 import re
 import secrets
 import shutil
-import threading
 import time
 import unicodedata
 from collections import OrderedDict
@@ -86,9 +85,10 @@ THUMB_SIZE: Final = (THUMB_WIDTH, THUMB_WIDTH * 9 // 16)
 MAX_CACHED_THUMBS: Final = 512
 """Thumbnails kept in memory (about 30 KB each)."""
 
-MAX_VIDEO_FRAME_JOBS: Final = 2
-"""Videos whose picture is taken at once (each a libVLC child process): a lesson of
-many videos does not start as many processes on the teacher's laptop."""
+MAX_THUMBNAIL_JOBS: Final = 2
+"""Thumbnails made at once, in worker threads of their own (a video's is a libVLC child
+process): a lesson of many videos starts no more processes than this on the teacher's
+laptop, and waiting thumbnails never hold the threads a cast or a drop needs."""
 
 MAX_FRAME_PIXELS: Final = 4096 * 4096
 """Largest picture read back from the frame grabber (it writes 320 pixels wide)."""
@@ -264,9 +264,11 @@ class LessonLibrary:
         name = clean_name(title).strip().replace("/", " ").replace("\\", " ")
         name = name.lstrip(".").strip()[:100] or t("Lesson")
         key = secrets.token_hex(8)
-        folder = self.root / key / name
-        folder.mkdir(parents=True, mode=0o700)
-        (self.root / key / UPLOAD_MARKER).touch()
+        base = self.root / key
+        base.mkdir(parents=True, mode=0o700)
+        (base / UPLOAD_MARKER).touch()  # before anything else: never taken for a lesson
+        folder = base / name
+        folder.mkdir(mode=0o700)
         upload = Upload(key, folder)
         self.uploads[key] = upload
         return upload
@@ -460,14 +462,11 @@ def render_thumbnail(item: LessonItem) -> bytes | None:
 
 # --------------------------------------------------------------------------- videos
 
-_video_jobs = threading.BoundedSemaphore(MAX_VIDEO_FRAME_JOBS)
-
 
 def video_thumbnail(path: Path, *, timeout_s: float = FRAME_TIMEOUT_S) -> Image.Image:
     """A picture of the video at ``path`` (see :mod:`media.videoframe`), ``THUMB_WIDTH``
     wide; :func:`video_icon` when none came within ``timeout_s`` or it does not decode."""
-    with _video_jobs:
-        png = video_frame_png(path, timeout_s=timeout_s)
+    png = video_frame_png(path, timeout_s=timeout_s)
     if png is None:
         return video_icon()
     try:
