@@ -22,7 +22,6 @@ import binascii
 import logging
 from dataclasses import dataclass
 
-from kiosk.connections import LogLimiter
 from kiosk.tokens import Grant, TokenStore
 from protocol.errors import (
     BusyError,
@@ -33,6 +32,7 @@ from protocol.errors import (
 )
 from protocol.messages import PairConfirm, Paired, PairStart, Role
 from protocol.pairing import OfferJob, OfferKeys, PairingError, PairingGuard, new_token
+from protocol.sources import LogLimiter
 
 logger = logging.getLogger(__name__)
 

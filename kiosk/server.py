@@ -44,7 +44,6 @@ from kiosk.connections import (
     Cause,
     ConnectionLimits,
     ConnectionTable,
-    LogLimiter,
     Stage,
     fit_to_open_files,
 )
@@ -54,6 +53,7 @@ from protocol.codec import Chunk, decode, decode_chunk, encode, request_id
 from protocol.constants import SUBPROTOCOL, WS_PATH
 from protocol.errors import MalformedMessageError
 from protocol.pairing import OfferKeys
+from protocol.sources import LogLimiter
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,6 @@ from typing import Protocol, assert_never
 
 from kiosk.access import Access, Moderation, OfferRequest, PairingAttempt
 from kiosk.config import HEARTBEAT_INTERVAL_S
-from kiosk.connections import LogLimiter, source_of
 from kiosk.effects import (
     ControllerPaired,
     Display,
@@ -107,6 +106,7 @@ from protocol.pairing import (
     PairingRefusedError,
     PairingThrottledError,
 )
+from protocol.sources import LogLimiter, source_of
 
 logger = logging.getLogger(__name__)
 

@@ -9,12 +9,11 @@ from kiosk.connections import (
     Cause,
     ConnectionLimits,
     ConnectionTable,
-    LogLimiter,
     Stage,
     fit_to_open_files,
-    source_of,
 )
 from protocol import limits
+from protocol.sources import LogLimiter, source_of
 
 SMALL = ConnectionLimits(
     max_connections=6,

@@ -57,11 +57,11 @@ from controller.remote import (
     teacher_texts,
 )
 from controller.texts import error_text
-from kiosk.connections import LogLimiter, source_of
 from protocol.errors import (
     ClassCastError,
 )
 from protocol.messages import ControlAction
+from protocol.sources import LogLimiter, source_of
 
 __all__ = [
     "BODY_TIMEOUT_S",
