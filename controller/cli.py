@@ -39,6 +39,7 @@ from controller.i18n import TranslatedGroup, TranslatedOption, option, size_text
 from controller.monitor import Monitor, render
 from controller.panels import (
     DISCOVER_ALL_WAIT_S,
+    BadAddressError,
     DiscoveryUnavailableError,
     NoPanelGivenError,
     Panels,
@@ -59,7 +60,7 @@ from controller.reports import (
     usage_report,
 )
 from controller.schooldb import SchoolDb, week_days
-from controller.texts import error_text
+from controller.texts import added_text, error_text
 from media.lesson import load_lesson
 from protocol import limits
 from protocol.discovery import KioskFound
@@ -725,68 +726,13 @@ def panels_add(obj: Ctx, address: str) -> None:
 
         classcast panels add 192.168.1.40:47810
     """
-    from controller.client import split_host_port
-
     try:
-        split_host_port(address)
-    except ValueError:
-        raise click.BadParameter(
-            t(
-                "{address} is not an address: write HOST or HOST:PORT, such as 192.168.1.40:47810.",
-                address=address,
-            ),
-            param_hint="HOST[:PORT]",
-        ) from None
-
-    async def probe() -> tuple[Welcome, str]:
-        async with await KioskClient.connect(
-            address, obj.home.identity(obj.teacher), timeout_s=obj.timeout_s
-        ) as client:
-            assert client.welcome is not None
-            return client.welcome, client.fingerprint
-
-    try:
-        welcome, fingerprint = asyncio.run(probe())
-    except ClassCastError as exc:
-        obj.home.save_panel(SavedPanel(address=address))
-        echo(
-            t(
-                "Saved {address}; the panel did not answer: {message}",
-                address=address,
-                message=error_text(exc, address),
-            )
-        )
-        return
-    pinned = obj.home.pinned_fingerprint(welcome.kiosk_id)
-    if pinned is not None and pinned != fingerprint:
-        # Another machine using a known panel's id: it must not take that panel's place.
-        raise click.ClickException(
-            t(
-                "{address} says it is panel {room} ({kiosk_id}), but its certificate is not "
-                "the one this computer knows for that panel; nothing was saved. If the panel "
-                "was reinstalled, remove it with `classcast panels remove` and pair again.",
-                address=address,
-                room=welcome.room,
-                kiosk_id=welcome.kiosk_id,
-            )
-        )
-    obj.home.save_panel(
-        SavedPanel(
-            address=address,
-            room=welcome.room,
-            kiosk_id=welcome.kiosk_id,
-            school=welcome.school,
-            fingerprint=fingerprint,
-        )
-    )
-    echo(
-        t(
-            "Saved {room} ({address}, id {kiosk_id}).",
-            room=welcome.room,
-            address=address,
-            kiosk_id=welcome.kiosk_id,
-        )
-    )
+        added = asyncio.run(obj.panels.add(address))
+    except BadAddressError as exc:
+        raise click.BadParameter(error_text(exc), param_hint="HOST[:PORT]") from None
+    except ClassCastError as exc:  # a machine there claims a saved panel's id
+        raise click.ClickException(error_text(exc)) from None
+    echo(added_text(added))
 
 
 @cli.command()

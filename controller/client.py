@@ -147,11 +147,14 @@ def split_host_port(address: str) -> tuple[str, int]:
     """Split ``HOST[:PORT]`` (``[v6][:PORT]`` for IPv6); the port defaults to DEFAULT_PORT.
 
     Raises:
-        ValueError: the port is not a number from 1 to 65535, or the host is empty.
+        ValueError: the port is not a number from 1 to 65535, the host is empty, or an
+            IPv6 address's ``[`` is not closed.
     """
     host, port_text = address, ""
     if address.startswith("["):
-        host, _, rest = address[1:].partition("]")
+        host, bracket, rest = address[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError(f"bad IPv6 address in {address!r}")
         port_text = rest.removeprefix(":")
     elif address.count(":") == 1:
         host, _, port_text = address.partition(":")

@@ -38,7 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from controller.client import DEFAULT_TIMEOUT_S, ControllerIdentity
+from controller.client import DEFAULT_TIMEOUT_S, ControllerIdentity, KioskClient, split_host_port
 from controller.discovery import ZeroconfDiscovery
 from controller.group import Group
 from controller.home import (
@@ -48,6 +48,7 @@ from controller.home import (
     PanelCandidate,
     PanelNotFoundError,
     PanelRow,
+    SavedPanel,
     prove_claims,
 )
 from protocol.discovery import MDNS_INTERFACES_ENV, KioskFound, mdns_interfaces
@@ -80,6 +81,29 @@ class NoSavedPanelsError(ClassCastError):
         super().__init__("no saved panels")
 
 
+class BadAddressError(ClassCastError):
+    """``panels add`` was given something that is not HOST or HOST:PORT (the user's input)."""
+
+    code = "bad_address"
+
+    def __init__(self, address: str) -> None:
+        super().__init__(f"not an address: {address!r}")
+        self.address = address
+
+
+class PanelIdClaimedError(ClassCastError):
+    """A machine at ``address`` claims a saved panel's id with another certificate (the
+    other machine's doing): nothing was saved."""
+
+    code = "panel_id_claimed"
+
+    def __init__(self, address: str, room: str, kiosk_id: str) -> None:
+        super().__init__(f"{address} claims panel {kiosk_id} with another certificate")
+        self.address = address
+        self.room = room
+        self.kiosk_id = kiosk_id
+
+
 class DiscoveryUnavailableError(ClassCastError):
     """mDNS cannot run here: no usable network interface (this computer's network)."""
 
@@ -90,6 +114,15 @@ class DiscoverySettingError(ClassCastError):
     """``CLASSCAST_MDNS_INTERFACES`` is not a list of IPv4 addresses (the user's setting)."""
 
     code = "discovery_setting"
+
+
+@dataclass(frozen=True, slots=True)
+class AddedPanel:
+    """What :meth:`Panels.add` saved: the panel, and why it was saved without its room
+    and id when the panel did not answer (``unreachable``)."""
+
+    panel: SavedPanel
+    unreachable: ClassCastError | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +312,46 @@ class Panels:
         )
 
     # ----------------------------------------------------------------- connections
+
+    async def add(self, address: str) -> AddedPanel:
+        """Save the panel at ``address`` (networks where discovery does not work).
+
+        The panel's room, id and certificate are read from it when it answers; when it
+        does not, the address alone is saved (its room is learnt at the next contact).
+
+        Raises:
+            BadAddressError: ``address`` is not HOST or HOST:PORT.
+            PanelIdClaimedError: the machine there claims a saved panel's id with
+                another certificate; nothing was saved (it must not take that panel's
+                place).
+        """
+        address = address.strip()
+        try:
+            split_host_port(address)
+        except ValueError:
+            raise BadAddressError(address) from None
+        try:
+            async with await KioskClient.connect(
+                address, self.identity(), timeout_s=self.timeout_s
+            ) as client:
+                welcome, fingerprint = client.welcome, client.fingerprint
+        except ClassCastError as exc:
+            panel = SavedPanel(address=address)
+            self.home.save_panel(panel)
+            return AddedPanel(panel, unreachable=exc)
+        assert welcome is not None  # connect() returns after the welcome
+        pinned = self.home.pinned_fingerprint(welcome.kiosk_id)
+        if pinned is not None and pinned != fingerprint:
+            raise PanelIdClaimedError(address, welcome.room, welcome.kiosk_id)
+        panel = SavedPanel(
+            address=address,
+            room=welcome.room,
+            kiosk_id=welcome.kiosk_id,
+            school=welcome.school,
+            fingerprint=fingerprint,
+        )
+        self.home.save_panel(panel)
+        return AddedPanel(panel)
 
     async def group(self, targets: Sequence[str], prefer: Role = "teacher") -> Group:
         """Connect to ``targets`` with this controller's pairings (the ``prefer`` role's

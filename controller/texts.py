@@ -17,10 +17,13 @@ from typing import Final
 from controller.home import AmbiguousPanelError, PanelNotFoundError
 from controller.i18n import N_, size_text, t
 from controller.panels import (
+    AddedPanel,
+    BadAddressError,
     DiscoverySettingError,
     DiscoveryUnavailableError,
     NoPanelGivenError,
     NoSavedPanelsError,
+    PanelIdClaimedError,
 )
 from controller.problems import busy_text, connection_error_text, media_error_text, named_t
 from protocol import limits
@@ -94,6 +97,20 @@ def error_text(exc: BaseException, panel: str = "") -> str:
             return t(
                 "Panel name is ambiguous: {detail}. Use the kiosk id or the address.",
                 detail=str(exc),
+            )
+        case BadAddressError():
+            return t(
+                "{address} is not an address: write HOST or HOST:PORT, such as 192.168.1.40:47810.",
+                address=exc.address,
+            )
+        case PanelIdClaimedError():
+            return t(
+                "{address} says it is panel {room} ({kiosk_id}), but its certificate is not "
+                "the one this computer knows for that panel; nothing was saved. If the panel "
+                "was reinstalled, remove it with `classcast panels remove` and pair again.",
+                address=exc.address,
+                room=exc.room,
+                kiosk_id=exc.kiosk_id,
             )
         case NoSavedPanelsError():
             return t("No saved panels: add one with `classcast panels add HOST[:PORT]`.")
@@ -210,6 +227,23 @@ REFUSALS: Final[dict[type[RemoteError], str]] = {
     ),
 }
 """What each refusal of a kiosk that needs no more than the panel's name says."""
+
+
+def added_text(added: AddedPanel) -> str:
+    """What ``panels add`` says about a panel it saved (:meth:`Panels.add`)."""
+    panel = added.panel
+    if added.unreachable is not None:
+        return t(
+            "Saved {address}; the panel did not answer: {message}",
+            address=panel.address,
+            message=error_text(added.unreachable, panel.address),
+        )
+    return t(
+        "Saved {room} ({address}, id {kiosk_id}).",
+        room=panel.room,
+        address=panel.address,
+        kiosk_id=panel.kiosk_id,
+    )
 
 
 def _remote_text(exc: BaseException, panel: str) -> str:

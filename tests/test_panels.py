@@ -23,15 +23,18 @@ from controller.home import (
     SavedPanel,
 )
 from controller.panels import (
+    BadAddressError,
     DiscoverySettingError,
     DiscoveryUnavailableError,
     NoPanelGivenError,
     NoSavedPanelsError,
+    PanelIdClaimedError,
     Panels,
     UsableRows,
 )
-from controller.texts import error_text
+from controller.texts import added_text, error_text
 from protocol.discovery import MDNS_INTERFACES_ENV, Advertisement, KioskFound
+from tests.kiosks import KioskThread
 from tests.netns import AdvertiserProcess
 
 LOOPBACK = ["127.0.0.1"]
@@ -224,3 +227,51 @@ async def test_an_advert_of_a_saved_kiosk_id_elsewhere_never_resolves_a_name(
     # The advert's room is not the saved one; by the advert alone it would match.
     with pytest.raises(PanelNotFoundError):
         await panels.resolve(f"Каб. 40 {RUN}")
+
+
+# --------------------------------------------------------------------------- add
+
+
+async def test_add_saves_a_panel_with_its_room_id_and_certificate(tmp_path: Path) -> None:
+    panels = panels_in(tmp_path)
+    with KioskThread(tmp_path / "k", room="Каб. 7") as kiosk:
+        added = await panels.add(f"  {kiosk.address} ")
+    assert added.unreachable is None
+    assert added.panel.address == kiosk.address
+    assert added.panel.room == "Каб. 7"
+    assert added.panel.kiosk_id
+    assert added.panel.fingerprint
+    assert panels.home.panels() == [added.panel]
+    assert added_text(added).startswith("Сохранено: Каб. 7")
+
+
+async def test_add_keeps_the_address_of_a_panel_that_does_not_answer(tmp_path: Path) -> None:
+    panels = panels_in(tmp_path)
+    address = f"127.0.0.1:{closed_port()}"
+    added = await panels.add(address)
+    assert added.panel == SavedPanel(address=address)
+    assert added.unreachable is not None
+    assert panels.home.panels() == [added.panel]
+
+
+@pytest.mark.parametrize("address", ["", "host:port", "127.0.0.1:99999", "[::1", "[::1]x"])
+async def test_add_refuses_what_is_not_an_address(tmp_path: Path, address: str) -> None:
+    panels = panels_in(tmp_path)
+    with pytest.raises(BadAddressError) as info:
+        await panels.add(address)
+    assert panels.home.panels() == []
+    assert "не адрес" in error_text(info.value)
+
+
+async def test_add_refuses_a_machine_claiming_a_saved_panels_id(tmp_path: Path) -> None:
+    panels = panels_in(tmp_path)
+    with KioskThread(tmp_path / "k") as kiosk:
+        kiosk_id = (await panels.add(kiosk.address)).panel.kiosk_id
+        # The panel of that id is known with another certificate, at another address:
+        # the machine here must not take its place.
+        known = SavedPanel(address="10.0.0.9:47810", kiosk_id=kiosk_id, fingerprint=FP)
+        panels.home.save_panel(known)
+        with pytest.raises(PanelIdClaimedError) as info:
+            await panels.add(kiosk.address)
+    assert panels.home.panels() == [known]
+    assert "ничего не сохранено" in error_text(info.value)

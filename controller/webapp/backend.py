@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from controller.client import ControllerIdentity, Credentials, KioskClient, split_host_port
+from controller.client import ControllerIdentity, Credentials, KioskClient
 from controller.discovery import ZeroconfDiscovery
 from controller.group import Group
 from controller.home import Home, PanelRow, SavedPanel
 from controller.i18n import t
-from controller.panels import DiscoverySettingError, Panels
+from controller.panels import BadAddressError, DiscoverySettingError, PanelIdClaimedError, Panels
+from controller.texts import added_text
 from controller.texts import error_text as controller_error_text
 from protocol.discovery import KioskFound
 from protocol.errors import ClassCastError, ConnectionFailedError
@@ -95,58 +96,11 @@ class Backend:
             AppError: the address is malformed, or a machine there claims a known
                 panel's id with another certificate (nothing saved).
         """
-        address = address.strip()
         try:
-            split_host_port(address)
-        except ValueError:
-            raise AppError(
-                t(
-                    "{address} is not an address: write HOST or HOST:PORT, such as "
-                    "192.168.1.40:47810.",
-                    address=address,
-                )
-            ) from None
-        try:
-            async with await KioskClient.connect(
-                address, self.identity(), timeout_s=self.timeout_s
-            ) as client:
-                welcome, fingerprint = client.welcome, client.fingerprint
-        except ClassCastError as exc:
-            self.home.save_panel(SavedPanel(address=address))
-            return t(
-                "Saved {address}; the panel did not answer: {message}",
-                address=address,
-                message=error_text(exc, address),
-            )
-        assert welcome is not None
-        pinned = self.home.pinned_fingerprint(welcome.kiosk_id)
-        if pinned is not None and pinned != fingerprint:
-            raise AppError(
-                t(
-                    "{address} says it is panel {room} ({kiosk_id}), but its certificate is "
-                    "not the one this computer knows for that panel; nothing was saved. If "
-                    "the panel was reinstalled, remove it with `classcast panels remove` and "
-                    "pair again.",
-                    address=address,
-                    room=welcome.room,
-                    kiosk_id=welcome.kiosk_id,
-                )
-            )
-        self.home.save_panel(
-            SavedPanel(
-                address=address,
-                room=welcome.room,
-                kiosk_id=welcome.kiosk_id,
-                school=welcome.school,
-                fingerprint=fingerprint,
-            )
-        )
-        return t(
-            "Saved {room} ({address}, id {kiosk_id}).",
-            room=welcome.room,
-            address=address,
-            kiosk_id=welcome.kiosk_id,
-        )
+            added = await self.panels.add(address)
+        except (BadAddressError, PanelIdClaimedError) as exc:
+            raise AppError(error_text(exc)) from None
+        return added_text(added)
 
     async def pair(self, address: str, secret: str, *, admin: bool = False) -> str:
         """Pair with the panel at ``address``, as ``classcast pair``; returns the message.
