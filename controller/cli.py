@@ -27,16 +27,14 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import date
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from controller.client import CastResult, Credentials, KioskClient, ProgressCallback
-from controller.collect import MAX_PULLS_PER_PANEL, CollectProblem, PanelCollection, collect
 from controller.group import Group, Outcome
 from controller.home import Home, PanelRow, SavedPanel, home_dir
 from controller.i18n import TranslatedGroup, TranslatedOption, option, size_text, t, text_table
-from controller.monitor import Monitor, render
 from controller.panels import (
     DISCOVER_ALL_WAIT_S,
     DiscoveryUnavailableError,
@@ -49,16 +47,6 @@ from controller.problems import (
     os_error_text,
     pairing_error_text,
 )
-from controller.report_html import report_html
-from controller.reports import (
-    compliance,
-    format_csv,
-    format_json,
-    format_table,
-    now_week,
-    usage_report,
-)
-from controller.schooldb import SchoolDb, week_days
 from controller.texts import error_text
 from media.lesson import load_lesson
 from protocol import limits
@@ -67,6 +55,10 @@ from protocol.errors import ClassCastError
 from protocol.messages import ControlAction, Role, StatusSnapshot, Welcome
 from protocol.pairing import PIN_DIGITS
 from protocol.text import clean_lines, clean_name, json_text
+
+if TYPE_CHECKING:  # imported by the commands that need them: `classcast --help` stays quick
+    from controller.collect import CollectProblem, PanelCollection
+    from controller.schooldb import SchoolDb
 
 T = TypeVar("T")
 
@@ -601,6 +593,8 @@ def _save_thumbnail(obj: Ctx, address: str, path: Path) -> None:
 
 async def _watch(obj: Ctx, targets: list[str], as_json: bool) -> None:
     """Redraw the monitor on every change (a terminal) or print a line per change."""
+    from controller.monitor import Monitor, render
+
     tty = sys.stdout.isatty()
     changed = asyncio.Event()
     watcher = Monitor(
@@ -1011,6 +1005,8 @@ def _db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _open_db(obj: Ctx, db_path: Path | None) -> SchoolDb:
+    from controller.schooldb import SchoolDb
+
     path = db_path or obj.home.root / "school.sqlite"
     if db_path is None:  # the first report on this computer: an empty database
         obj.home.root.mkdir(parents=True, exist_ok=True)
@@ -1066,6 +1062,8 @@ def usage_collect(obj: Ctx, db_path: Path | None, as_json: bool) -> None:
 
     def creds(address: str) -> Credentials | None:
         return obj.home.credentials(by_address[address].kiosk_id, "admin")
+
+    from controller.collect import collect
 
     db = _open_db(obj, db_path)
     try:
@@ -1190,6 +1188,8 @@ def _problem_text(problem: CollectProblem) -> str:
                 seq=seq,
             )
         case "pull_limit":
+            from controller.collect import MAX_PULLS_PER_PANEL
+
             return t(
                 "the panel was still sending after {n} batches: stopped after record #{seq}; "
                 "the next collection goes on from there.",
@@ -1235,6 +1235,9 @@ def _collection_json(panel: PanelCollection, name: str) -> dict[str, Any]:
 def _period(
     week: str | None, date_from: str | None, date_to: str | None, tz: str
 ) -> tuple[date, date]:
+    from controller.reports import now_week
+    from controller.schooldb import week_days
+
     if week and (date_from or date_to):
         raise click.UsageError(t("Give either --week or --from/--to."))
     try:
@@ -1301,6 +1304,9 @@ def usage_report_command(
         classcast usage report --week 2026-W48 --by teacher
         classcast usage report --from 2026-11-01 --to 2026-11-30 --format html -o ноябрь.html
     """
+    from controller.report_html import report_html
+    from controller.reports import format_csv, format_json, format_table, usage_report
+
     db = _open_db(obj, db_path)
     try:
         start, end = _period(week, date_from, date_to, db.tz_name)
@@ -1364,6 +1370,8 @@ def usage_compliance(
 
         classcast usage compliance --week 2026-W48 --min 3
     """
+    from controller.reports import compliance, format_csv, format_json, format_table, now_week
+
     db = _open_db(obj, db_path)
     try:
         chosen = week or now_week(tz=db.tz_name)
