@@ -25,7 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -88,6 +88,14 @@ class CliGroup(TranslatedGroup):
             # the kind of error (usage or not), which a new exception would lose.
             setattr(exc, "message", clean_lines(exc.message))  # noqa: B010
             raise
+        except (click.exceptions.Exit, click.Abort):  # --help, exit codes, Ctrl+C
+            raise
+        except Exception as exc:  # the one catch-all: a bug, never a traceback for the user
+            from controller.errorlog import record_exception, unexpected_error_text
+
+            what = f"{ctx.command_path} {ctx.invoked_subcommand or ''}".strip()
+            path = record_exception(home_dir(), datetime.now(), what, exc)
+            raise click.ClickException(unexpected_error_text(path)) from None
 
 
 class Ctx:

@@ -17,8 +17,10 @@ import importlib
 import logging
 import secrets
 import socket
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, get_args
 
@@ -34,6 +36,13 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from controller.errorlog import (
+    DailyLogHandler,
+    OneLineFormatter,
+    not_recorded,
+    record_exception,
+    unexpected_error_text,
+)
 from controller.home import Home
 from controller.i18n import language, size_text, t
 from controller.webapp import lessons, security
@@ -186,8 +195,12 @@ def create_app(config: AppConfig) -> Starlette:
         return refuse(status)  # type: ignore[return-value]
 
     async def on_error(request: Request, exc: Exception) -> Response:
-        logger.exception("error in %s %s", request.method, request.url.path, exc_info=exc)
-        return refuse(500)  # type: ignore[return-value]
+        path = record_exception(
+            config.home.root, datetime.now(), f"{request.method} {request.url.path}", exc
+        )
+        message = unexpected_error_text(path)
+        logger.warning("%s", message)  # the terminal's one line; the file has the details
+        return state.page("error.html", 500, message=message)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -666,6 +679,34 @@ async def serve(
 
     ``on_ready`` gets the launch URL (with the one-time token) once the server listens.
     """
+    handlers = _log_handlers(config.home)
+    root = logging.getLogger()
+    for handler in handlers:
+        root.addHandler(handler)
+    try:
+        await _serve(config, sock, on_ready=on_ready, stop=stop)
+    finally:
+        for handler in handlers:
+            root.removeHandler(handler)
+
+
+def _log_handlers(home: Home) -> list[logging.Handler]:
+    """Errors with their tracebacks to the day's log file; warnings and errors as one
+    line each on the terminal (never a traceback there)."""
+    terminal = logging.StreamHandler(sys.stderr)
+    terminal.setLevel(logging.WARNING)
+    terminal.setFormatter(OneLineFormatter())
+    terminal.addFilter(not_recorded)
+    return [DailyLogHandler(home.root), terminal]
+
+
+async def _serve(
+    config: AppConfig,
+    sock: socket.socket,
+    *,
+    on_ready: Callable[[str], None] | None,
+    stop: asyncio.Event | None,
+) -> None:
     import uvicorn
 
     host, port = sock.getsockname()[:2]
@@ -677,6 +718,7 @@ async def serve(
         uvicorn.Config(
             app,
             log_level="warning",
+            log_config=None,  # uvicorn's records reach the handlers of serve()
             server_header=False,
             date_header=False,
             access_log=False,
