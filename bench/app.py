@@ -4,19 +4,20 @@ Run: ``.venv/bin/python -m bench.app [--quick] [--n N] [--starts S]``
 
 A kiosk and ``classcast app --no-browser`` run in child processes; Debian's Chromium is
 driven by Playwright (async API) from here, and an observer ``KioskClient`` (paired as
-admin) hears the kiosk's pushed ``status``. Figures:
+admin) hears the kiosk's pushed ``status``. Figures (bench/README.md says what each
+covers):
 
 - baseline: ``KioskClient.control`` next/prev, sequential, from here to the kiosk's
   ``ok`` (the CLI's control round trip, without the process start);
-- click → push: ``page.click(force=True)`` on «Дальше»/«Назад» (a real mouse click
-  through the DevTools protocol, without Playwright's wait for the button to hold still)
-  until the observer receives the kiosk's status for the new item: the page's
-  ``fetch``, the app's Origin/cookie checks, its form parsing, its control over the
-  connection it keeps open, the kiosk's player;
+- click → push (the aim): a real mouse click (``page.mouse.click`` at the button's
+  middle) from the click event's own time stamp in the page (when the browser took the
+  release; the page's wall clock, its offset from this process's measured first) until
+  the observer receives the kiosk's status for the new item: the browser's input
+  dispatch, the page's script, its controls WebSocket, the app, the kiosk. Playwright's
+  delivery of the click is not counted; "Playwright's call → push" counts it;
 - click → page: the same click until the page shows the new item (the app heard the
   push and sent the changed fragment over its event stream);
-- ``click()`` → push: the button's ``click()`` called in the page instead (no input
-  events: what the page and the app cost, without the mouse's way through DevTools);
+- ``click()`` → push: the button's ``click()`` called by page script (no input events);
 - cold start: from starting ``classcast app`` until the page is usable (its launch URL
   loaded in a new tab, the cookie set, htmx loaded, the panel list drawn), with
   Chromium already running as the teacher's browser is; the median of ``--starts`` runs.

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from socket import IPPROTO_TCP, TCP_NODELAY
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ from websockets.sync.client import ClientConnection, connect
 from controller.webapp.live import TeacherCast
 from controller.webapp.security import COOKIE, MAX_SOCKET_MESSAGE_BYTES
 from tests.app_server import RunningApp, running_app
+from tests.kiosks import KioskThread, teacher
 
 NOTHING_SHOWN = "Пока ничего не показывается"
 
@@ -155,3 +157,11 @@ def test_the_app_stops_at_once_with_a_page_open(tmp_path: Path) -> None:
     assert proc.stderr is not None
     assert proc.stderr.read() == ""
     assert not (home / "logs").exists()
+
+
+async def test_a_panel_connection_sends_at_once(kiosk: KioskThread) -> None:
+    """The connection the app keeps to each panel (``KioskClient``) has Nagle's algorithm
+    off, so a control is not held back waiting for the previous frame's ACK."""
+    async with await teacher(kiosk) as client:
+        raw = client._ws.transport.get_extra_info("socket")
+        assert raw.getsockopt(IPPROTO_TCP, TCP_NODELAY) != 0
