@@ -963,7 +963,7 @@ def app_command(obj: Ctx, host: str, port: int, no_browser: bool) -> None:
     """
     import webbrowser
 
-    from controller.webapp.app import AppConfig, bind, serve
+    from controller.webapp.launch import bind, launch_url, new_launch_token
 
     try:
         sock = bind(host, port)
@@ -975,16 +975,22 @@ def app_command(obj: Ctx, host: str, port: int, no_browser: bool) -> None:
                 message=_listen_error_text(exc),
             )
         ) from None
-    config = AppConfig(home=obj.home, teacher=obj.teacher, timeout_s=obj.timeout_s)
+    # The address is shown and the browser opened as soon as the socket listens: the
+    # browser starts while the server is imported and built, and its first request
+    # waits in the socket's backlog until the server takes it.
+    token = new_launch_token()
+    url = launch_url(sock, token)
+    echo(t("The teacher's app is at {url}", url=url))
+    echo(t("Keep this window open while you work; Ctrl+C stops the app."))
+    if not no_browser:
+        webbrowser.open(url)
+    from controller.webapp.app import AppConfig, serve
 
-    def ready(url: str) -> None:
-        echo(t("The teacher's app is at {url}", url=url))
-        echo(t("Keep this window open while you work; Ctrl+C stops the app."))
-        if not no_browser:
-            webbrowser.open(url)
-
+    config = AppConfig(
+        home=obj.home, teacher=obj.teacher, timeout_s=obj.timeout_s, launch_token=token
+    )
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(config, sock, on_ready=ready))
+        asyncio.run(serve(config, sock))
 
 
 def _listen_error_text(exc: OSError) -> str:

@@ -49,6 +49,9 @@ from controller.home import Home
 from controller.i18n import language, size_text, t
 from controller.webapp import lessons, security
 from controller.webapp.backend import AppError, Backend, error_text
+from controller.webapp.launch import bind as bind
+from controller.webapp.launch import launch_url, new_launch_token
+from controller.webapp.launch import loopback_hosts as loopback_hosts
 from controller.webapp.lessons import (
     LessonLibrary,
     UploadError,
@@ -112,7 +115,7 @@ class AppConfig:
     teacher: str | None = None
     timeout_s: float = 10.0
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
-    launch_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    launch_token: str = field(default_factory=new_launch_token)
     hosts: frozenset[str] = frozenset()
     state: TeacherApp | None = field(default=None, init=False)
     """The app built for this configuration (set by :func:`create_app`)."""
@@ -697,32 +700,6 @@ class _SecurityHeaders:
 # --------------------------------------------------------------------------- serving
 
 
-def loopback_hosts(host: str, port: int) -> frozenset[str]:
-    """The ``Host`` values the app answers to when bound to ``host``:``port``: the
-    loopback names, and the bound address itself (an IPv6 one in brackets)."""
-    names = {"127.0.0.1", "localhost"}
-    if host in ("::1", "::"):
-        names.add("[::1]")
-    if host not in ("0.0.0.0", "::"):
-        names.add(f"[{host}]" if ":" in host else host)
-    return frozenset(f"{name}:{port}" for name in names)
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket on ``host``:``port`` (``0``: a free port)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP named, so that asyncio sets TCP_NODELAY on each accepted connection
-    # (it checks ``sock.proto``); set on the listener too, which they inherit. Without
-    # it every answer written in two parts waits 40 ms for a delayed ACK.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(128)
-    sock.set_inheritable(True)
-    return sock
-
-
 async def serve(
     config: AppConfig,
     sock: socket.socket,
@@ -804,8 +781,7 @@ async def _serve(
     waiter = asyncio.create_task(listening.wait())
     await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
     waiter.cancel()
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
-    url = f"http://{shown}:{port}/?token={config.launch_token}"
+    url = launch_url(sock, config.launch_token)
     if on_ready is not None and server.started:
         on_ready(url)
     try:
