@@ -36,7 +36,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from controller.errorlog import (
     DailyLogHandler,
@@ -585,7 +585,11 @@ def _control_socket(state: TeacherApp) -> Callable[[WebSocket], Awaitable[None]]
             if text is None:  # the page sends text only
                 await socket.close(1003)
                 return
-            await socket.send_text(await _socket_control(state, text))
+            answer = await _socket_control(state, text)
+            try:
+                await socket.send_text(answer)
+            except (WebSocketDisconnect, OSError):  # the page went away meanwhile
+                return
 
     return control_socket
 
