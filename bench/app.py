@@ -4,19 +4,20 @@ Run: ``.venv/bin/python -m bench.app [--quick] [--n N] [--starts S]``
 
 A kiosk and ``classcast app --no-browser`` run in child processes; Debian's Chromium is
 driven by Playwright (async API) from here, and an observer ``KioskClient`` (paired as
-admin) hears the kiosk's pushed ``status``. Figures:
+admin) hears the kiosk's pushed ``status``. Figures (bench/README.md says what each
+covers):
 
 - baseline: ``KioskClient.control`` next/prev, sequential, from here to the kiosk's
   ``ok`` (the CLI's control round trip, without the process start);
-- click → push: ``page.click(force=True)`` on «Дальше»/«Назад» (a real mouse click
-  through the DevTools protocol, without Playwright's wait for the button to hold still)
-  until the observer receives the kiosk's status for the new item: the page's
-  ``fetch``, the app's Origin/cookie checks, its form parsing, its control over the
-  connection it keeps open, the kiosk's player;
+- click → push (the aim): a real mouse click (``page.mouse.click`` at the button's
+  middle) from the click event's own time stamp in the page (when the browser took the
+  release; the page's wall clock, its offset from this process's measured first) until
+  the observer receives the kiosk's status for the new item: the browser's input
+  dispatch, the page's script, its controls WebSocket, the app, the kiosk. Playwright's
+  delivery of the click is not counted; "Playwright's call → push" counts it;
 - click → page: the same click until the page shows the new item (the app heard the
   push and sent the changed fragment over its event stream);
-- ``click()`` → push: the button's ``click()`` called in the page instead (no input
-  events: what the page and the app cost, without the mouse's way through DevTools);
+- ``click()`` → push: the button's ``click()`` called by page script (no input events);
 - cold start: from starting ``classcast app`` until the page is usable (its launch URL
   loaded in a new tab, the cookie set, htmx loaded, the panel list drawn), with
   Chromium already running as the teacher's browser is; the median of ``--starts`` runs.
@@ -34,6 +35,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -196,17 +198,20 @@ async def run(browser: Any, n: int, starts: int, root: Path) -> None:
                 figure("control round trip p50", b50 * 1e3, "ms")
                 figure("control round trip p99", b99 * 1e3, "ms")
 
-                heading("click in the page → the kiosk's status push, → the page shows it")
-                push, shown = await clicks(page, observer, n)
-                c50, c99 = p50_p99(push)
-                s50, s99 = p50_p99(shown)
+                heading("a mouse click in the page → the kiosk's status push (the aim)")
+                mouse = await clicks(page, observer, n)
+                c50, c99 = p50_p99(mouse.push)
                 figure("click → status push p50", c50 * 1e3, "ms", f"{c50 / b50:.2f}× baseline")
                 figure("click → status push p99", c99 * 1e3, "ms", f"{c99 / b99:.2f}× baseline")
+                s50, s99 = p50_p99(mouse.shown)
                 figure("click → page shows the item p50", s50 * 1e3, "ms")
                 figure("click → page shows the item p99", s99 * 1e3, "ms")
-                heading("the same, the button's click() called in the page (no mouse events)")
-                js_push, _ = await clicks(page, observer, n, in_page=True)
-                j50, j99 = p50_p99(js_push)
+                p50, p99 = p50_p99(mouse.call_push)
+                figure("Playwright's mouse.click call → push p50", p50 * 1e3, "ms")
+                figure("Playwright's mouse.click call → push p99", p99 * 1e3, "ms")
+                heading("the button's click() called by page script → the status push")
+                js = await clicks(page, observer, n, in_page=True)
+                j50, j99 = p50_p99(js.push)
                 figure("click() → status push p50", j50 * 1e3, "ms", f"{j50 / b50:.2f}× baseline")
                 figure("click() → status push p99", j99 * 1e3, "ms", f"{j99 / b99:.2f}× baseline")
             finally:
@@ -226,8 +231,11 @@ async def run(browser: Any, n: int, starts: int, root: Path) -> None:
             "ratio_p50": c50 / b50,
             "ratio_p99": c99 / b99,
             "click_page_p50_ms": s50 * 1e3,
+            "playwright_click_push_p50_ms": p50 * 1e3,
             "js_click_push_p50_ms": j50 * 1e3,
+            "js_click_push_p99_ms": j99 * 1e3,
             "js_ratio_p50": j50 / b50,
+            "js_ratio_p99": j99 / b99,
             "cold_start_ms": usable_s * 1e3,
         },
     )
@@ -237,45 +245,93 @@ def _idle() -> StatusSnapshot:
     return StatusSnapshot("", "", "", "idle", False, None, None, 0, 0, None, None, 0, None, "")
 
 
-async def clicks(
-    page: Any, observer: KioskClient, n: int, *, in_page: bool = False
-) -> tuple[list[float], list[float]]:
-    """Click «Дальше»/«Назад» ``n`` times; times until the push and until the page shows it.
+CLICK_CLOCK = """() => {
+  window.__classcastClickAt = null;
+  document.addEventListener("click", (e) => {
+    if (e.target.closest && e.target.closest("button[data-action]")) {
+      // the click's own time (for a mouse click: when the browser took the button's
+      // release), on the wall clock Python's time.time() reads too
+      window.__classcastClickAt = performance.timeOrigin + e.timeStamp;
+    }
+  }, true);
+}"""
 
-    A real mouse click through Playwright (``force``: without its wait for the button to
-    hold still over two animation frames, which a finger does not wait for); with
-    ``in_page``, the button's ``click()`` called in the page (no input events).
+
+async def page_clock_offset(page: Any) -> tuple[float, float]:
+    """The page's wall clock (``performance.timeOrigin + now()``) minus ``time.time()``,
+    in seconds, from the quickest of 30 round trips; and that round trip's half (the
+    offset's uncertainty)."""
+    best = (float("inf"), 0.0)
+    for _ in range(30):
+        t0 = time.time()
+        page_ms = await page.evaluate("() => performance.timeOrigin + performance.now()")
+        t1 = time.time()
+        if t1 - t0 < best[0]:
+            best = (t1 - t0, page_ms / 1e3 - (t0 + t1) / 2)
+    return best[1], best[0] / 2
+
+
+@dataclass(slots=True)
+class Clicks:
+    """Seconds per click: from the click's time in the page to the status push and to
+    the page showing the item, and from Playwright's call to the push."""
+
+    push: list[float]
+    shown: list[float]
+    call_push: list[float]
+
+
+async def clicks(page: Any, observer: KioskClient, n: int, *, in_page: bool = False) -> Clicks:
+    """Click «Дальше»/«Назад» ``n`` times (after 10 not counted).
+
+    A real mouse click (``page.mouse.click`` at the button's middle: press and release
+    through the DevTools protocol), or with ``in_page`` the button's ``click()`` called
+    by page script. Each is timed from the click event's own time stamp in the page (the
+    browser's input time for a mouse click), read on the wall clock, to the observer's
+    ``status`` push (``time.time()`` in this process), so that Playwright's delivery of
+    the click is not counted; ``call_push`` counts it (from Playwright's call).
     """
     loop = asyncio.get_running_loop()
-    push: list[float] = []
-    shown: list[float] = []
+    await page.evaluate(CLICK_CLOCK)
+    offset, _ = await page_clock_offset(page)
+    out = Clicks([], [], [])
     waiting: list[tuple[int, asyncio.Future[float]]] = []
 
     def on_status(status: StatusSnapshot) -> None:
         for index, future in waiting:
             if status.index == index and not future.done():
-                future.set_result(time.perf_counter())
+                future.set_result(time.time())
 
     observer.on_status = on_status
     step: Callable[[int], str] = lambda i: "next" if i % 2 == 0 else "prev"  # noqa: E731
     for i in range(n + 10):
         index = 1 if step(i) == "next" else 0
+        selector = f"button[data-action={step(i)}]"
+        box = None
+        if not in_page:
+            button = page.locator(selector)
+            await button.scroll_into_view_if_needed()
+            box = await button.bounding_box()
         arrived: asyncio.Future[float] = loop.create_future()
         waiting[:] = [(index, arrived)]
-        t0 = time.perf_counter()
-        selector = f"button[data-action={step(i)}]"
-        if in_page:
+        t0 = time.time()
+        if box is None:
             await page.evaluate("s => document.querySelector(s).click()", selector)
         else:
-            await page.click(selector, force=True)
+            await page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
         t_push = await asyncio.wait_for(arrived, 10)
         await page.wait_for_selector(f"#now[data-index='{index}']")
-        t_shown = time.perf_counter()
+        t_shown = time.time()
+        clicked = await page.evaluate("() => window.__classcastClickAt")
+        if clicked is None:
+            raise RuntimeError("the page saw no click")
+        t_click = clicked / 1e3 - offset
         if i >= 10:
-            push.append(t_push - t0)
-            shown.append(t_shown - t0)
+            out.push.append(t_push - t_click)
+            out.shown.append(t_shown - t_click)
+            out.call_push.append(t_push - t0)
         await asyncio.sleep(PAUSE_S)
-    return push, shown
+    return out
 
 
 def main() -> None:

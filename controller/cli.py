@@ -25,18 +25,16 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from controller.client import CastResult, Credentials, KioskClient, ProgressCallback
-from controller.collect import MAX_PULLS_PER_PANEL, CollectProblem, PanelCollection, collect
 from controller.group import Group, Outcome
 from controller.home import Home, PanelRow, SavedPanel, home_dir
 from controller.i18n import TranslatedGroup, TranslatedOption, option, size_text, t, text_table
-from controller.monitor import Monitor, render
 from controller.panels import (
     DISCOVER_ALL_WAIT_S,
     BadAddressError,
@@ -50,16 +48,6 @@ from controller.problems import (
     os_error_text,
     pairing_error_text,
 )
-from controller.report_html import report_html
-from controller.reports import (
-    compliance,
-    format_csv,
-    format_json,
-    format_table,
-    now_week,
-    usage_report,
-)
-from controller.schooldb import SchoolDb, week_days
 from controller.texts import added_text, error_text
 from media.lesson import load_lesson
 from protocol import limits
@@ -68,6 +56,10 @@ from protocol.errors import ClassCastError
 from protocol.messages import ControlAction, Role, StatusSnapshot, Welcome
 from protocol.pairing import PIN_DIGITS
 from protocol.text import clean_lines, clean_name, json_text
+
+if TYPE_CHECKING:  # imported by the commands that need them: `classcast --help` stays quick
+    from controller.collect import CollectProblem, PanelCollection
+    from controller.schooldb import SchoolDb
 
 T = TypeVar("T")
 
@@ -97,6 +89,14 @@ class CliGroup(TranslatedGroup):
             # the kind of error (usage or not), which a new exception would lose.
             setattr(exc, "message", clean_lines(exc.message))  # noqa: B010
             raise
+        except (click.exceptions.Exit, click.Abort):  # --help, exit codes, Ctrl+C
+            raise
+        except Exception as exc:  # the one catch-all: a bug, never a traceback for the user
+            from controller.errorlog import record_exception, unexpected_error_text
+
+            what = f"{ctx.command_path} {ctx.invoked_subcommand or ''}".strip()
+            path = record_exception(home_dir(), datetime.now(), what, exc)
+            raise click.ClickException(unexpected_error_text(path)) from None
 
 
 class Ctx:
@@ -602,6 +602,8 @@ def _save_thumbnail(obj: Ctx, address: str, path: Path) -> None:
 
 async def _watch(obj: Ctx, targets: list[str], as_json: bool) -> None:
     """Redraw the monitor on every change (a terminal) or print a line per change."""
+    from controller.monitor import Monitor, render
+
     tty = sys.stdout.isatty()
     changed = asyncio.Event()
     watcher = Monitor(
@@ -914,7 +916,7 @@ def app_command(obj: Ctx, host: str, port: int, no_browser: bool, remote_host: s
     """
     import webbrowser
 
-    from controller.webapp.app import AppConfig, bind, serve
+    from controller.webapp.launch import bind, launch_url, new_launch_token
 
     try:
         sock = bind(host, port)
@@ -926,18 +928,26 @@ def app_command(obj: Ctx, host: str, port: int, no_browser: bool, remote_host: s
                 message=_listen_error_text(exc),
             )
         ) from None
+    # The address is shown and the browser opened as soon as the socket listens: the
+    # browser starts while the server is imported and built, and its first request
+    # waits in the socket's backlog until the server takes it.
+    token = new_launch_token()
+    url = launch_url(sock, token)
+    echo(t("The teacher's app is at {url}", url=url))
+    echo(t("Keep this window open while you work; Ctrl+C stops the app."))
+    if not no_browser:
+        webbrowser.open(url)
+    from controller.webapp.app import AppConfig, serve
+
     config = AppConfig(
-        home=obj.home, teacher=obj.teacher, timeout_s=obj.timeout_s, remote_host=remote_host
+        home=obj.home,
+        teacher=obj.teacher,
+        timeout_s=obj.timeout_s,
+        launch_token=token,
+        remote_host=remote_host,
     )
-
-    def ready(url: str) -> None:
-        echo(t("The teacher's app is at {url}", url=url))
-        echo(t("Keep this window open while you work; Ctrl+C stops the app."))
-        if not no_browser:
-            webbrowser.open(url)
-
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(config, sock, on_ready=ready))
+        asyncio.run(serve(config, sock))
 
 
 def _listen_error_text(exc: OSError) -> str:
@@ -966,6 +976,8 @@ def _db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _open_db(obj: Ctx, db_path: Path | None) -> SchoolDb:
+    from controller.schooldb import SchoolDb
+
     path = db_path or obj.home.root / "school.sqlite"
     if db_path is None:  # the first report on this computer: an empty database
         obj.home.root.mkdir(parents=True, exist_ok=True)
@@ -1021,6 +1033,8 @@ def usage_collect(obj: Ctx, db_path: Path | None, as_json: bool) -> None:
 
     def creds(address: str) -> Credentials | None:
         return obj.home.credentials(by_address[address].kiosk_id, "admin")
+
+    from controller.collect import collect
 
     db = _open_db(obj, db_path)
     try:
@@ -1145,6 +1159,8 @@ def _problem_text(problem: CollectProblem) -> str:
                 seq=seq,
             )
         case "pull_limit":
+            from controller.collect import MAX_PULLS_PER_PANEL
+
             return t(
                 "the panel was still sending after {n} batches: stopped after record #{seq}; "
                 "the next collection goes on from there.",
@@ -1190,6 +1206,9 @@ def _collection_json(panel: PanelCollection, name: str) -> dict[str, Any]:
 def _period(
     week: str | None, date_from: str | None, date_to: str | None, tz: str
 ) -> tuple[date, date]:
+    from controller.reports import now_week
+    from controller.schooldb import week_days
+
     if week and (date_from or date_to):
         raise click.UsageError(t("Give either --week or --from/--to."))
     try:
@@ -1256,6 +1275,9 @@ def usage_report_command(
         classcast usage report --week 2026-W48 --by teacher
         classcast usage report --from 2026-11-01 --to 2026-11-30 --format html -o ноябрь.html
     """
+    from controller.report_html import report_html
+    from controller.reports import format_csv, format_json, format_table, usage_report
+
     db = _open_db(obj, db_path)
     try:
         start, end = _period(week, date_from, date_to, db.tz_name)
@@ -1319,6 +1341,8 @@ def usage_compliance(
 
         classcast usage compliance --week 2026-W48 --min 3
     """
+    from controller.reports import compliance, format_csv, format_json, format_table, now_week
+
     db = _open_db(obj, db_path)
     try:
         chosen = week or now_week(tz=db.tz_name)

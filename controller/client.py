@@ -658,7 +658,9 @@ class KioskClient:
             )
         reply = getter.result()
         if isinstance(reply, Error):
-            raise remote_error(reply.code, f"{self.name}: {reply.message}")
+            raise remote_error(
+                reply.code, f"{self.name}: {reply.message}", presenter=reply.presenter
+            )
         return reply
 
     async def _read(self) -> None:

@@ -59,6 +59,7 @@ from protocol.clock import CLOCK_SAMPLES_KEPT, ClockSample, check_clock_offset
 from protocol.codec import Chunk, encode
 from protocol.constants import PROTOCOL_VERSION
 from protocol.errors import (
+    BusyError,
     ChecksumMismatchError,
     ClassCastError,
     MediaError,
@@ -400,7 +401,7 @@ class KioskService:
             self._dispatch(session, msg)
         except ClassCastError as exc:
             self._log_refusal(sid, msg.TYPE, exc)
-            self._reply(sid, Error(re=req_id, code=exc.code, message=str(exc)))
+            self._reply(sid, _error(req_id, exc))
         self._apply_player_effects()
 
     def handle_malformed(self, sid: int, req_id: int | None, exc: ProtocolError) -> None:
@@ -1076,8 +1077,10 @@ class KioskService:
         return True
 
 
-def _error(re: int, exc: ClassCastError) -> Error:
-    return Error(re=re, code=exc.code, message=str(exc))
+def _error(re: int | None, exc: ClassCastError) -> Error:
+    """The ``error`` reply for ``exc`` (a ``busy`` one names the presenting teacher)."""
+    presenter = exc.presenter if isinstance(exc, BusyError) else None
+    return Error(re=re, code=exc.code, message=str(exc), presenter=presenter)
 
 
 def _public(status: StatusSnapshot) -> StatusSnapshot:

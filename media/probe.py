@@ -32,9 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final
 
-import pypdfium2 as pdfium  # type: ignore[import-untyped]
-from PIL import Image
-
 from protocol.errors import (
     CorruptContentError,
     FileTooLargeError,
@@ -64,8 +61,9 @@ JPEG_MAX_REDUCTION: Final = 8
 the panel does so to fit its screen, so a JPEG's pixels are counted at 1/8."""
 
 # Pillow warns about images over 89 MP, which MAX_PICTURE_PIXELS refuses anyway (or, for
-# a JPEG, decodes at a reduced scale): its warning would only alarm a teacher.
-warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+# a JPEG, decodes at a reduced scale): its warning would only alarm a teacher. Matched by
+# Pillow's words, so that Pillow (and pypdfium2) are imported only once a file needs them.
+warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit")
 
 _HEAD_BYTES: Final = 4096
 _READ_BYTES: Final = 1024 * 1024
@@ -198,6 +196,8 @@ def _probe_open(path: Path, f: BinaryIO, head: bytes, size: int) -> Probe:
 
 
 def _image(path: Path, mime: str) -> Probe:
+    from PIL import Image
+
     try:
         with Image.open(path) as img:
             check_picture_size(path, *img.size, reducible=mime == "image/jpeg")
@@ -241,6 +241,8 @@ def check_picture_size(path: Path | str, width: int, height: int, *, reducible: 
 
 
 def _pdf(path: Path) -> Probe:
+    import pypdfium2 as pdfium  # type: ignore[import-untyped]
+
     try:
         doc = pdfium.PdfDocument(path)
     except pdfium.PdfiumError as exc:

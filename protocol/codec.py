@@ -31,6 +31,7 @@ from protocol.messages import (
     BlobStored,
     Cast,
     Control,
+    Error,
     LessonManifest,
     ManifestItem,
     Message,
@@ -51,6 +52,10 @@ _STRING_LIMITS = {
     "png": limits.MAX_SCREENSHOT_B64_CHARS,
 }
 """Fields allowed to be longer than MAX_STRING_CHARS."""
+
+_OMITTED_WHEN_NULL: dict[type, frozenset[str]] = {Error: frozenset({"presenter"})}
+"""Fields added to a message after others: left out when null, so that every frame
+without them reads as before (an ``error`` names a presenter only when ``busy``)."""
 
 T = TypeVar("T")
 
@@ -173,7 +178,12 @@ def _to_json(value: Any) -> Any:
     if isinstance(value, list):
         return [_to_json(v) for v in value]
     names = _field_names(value.__class__)
-    return {name: _to_json(getattr(value, name)) for name in names}
+    omit = _OMITTED_WHEN_NULL.get(value.__class__, ())
+    return {
+        name: _to_json(getattr(value, name))
+        for name in names
+        if not (name in omit and getattr(value, name) is None)
+    }
 
 
 @cache
@@ -314,6 +324,9 @@ def _check(msg: Message) -> None:
                 raise MalformedMessageError(
                     f"blob_stored: size_bytes must be from 1 to {limits.MAX_BLOB_BYTES}"
                 )
+        case Error():
+            if msg.presenter is not None and msg.code != "busy":
+                raise MalformedMessageError("error.presenter comes only with code 'busy'")
         case UsageBatch():
             if len(msg.records) > limits.MAX_USAGE_BATCH:
                 raise MalformedMessageError(

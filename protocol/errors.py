@@ -48,6 +48,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from protocol.text import clean_name
+
 
 class ClassCastError(Exception):
     """Root of every error ClassCast raises on purpose.
@@ -451,12 +453,15 @@ REMOTE_ERRORS: Final[dict[str, type[RemoteError]]] = {
 """Every code a kiosk sends in an ``error`` reply → the class the controller raises."""
 
 
-def remote_error(code: str, message: str) -> RemoteError:
+def remote_error(code: str, message: str, *, presenter: str | None = None) -> RemoteError:
     """The exception for a kiosk's ``error`` reply: raise it.
 
     Args:
         code: the reply's ``code``.
         message: what to put in the exception (the kiosk's message, with its name).
+        presenter: the reply's ``presenter`` (code ``busy``): the presenting teacher's
+            name as the kiosk sent it; it is cleaned (:func:`protocol.text.clean_name`)
+            into :attr:`BusyError.presenter`.
 
     Returns:
         An instance of the class :data:`REMOTE_ERRORS` names for ``code``, or a plain
@@ -465,4 +470,7 @@ def remote_error(code: str, message: str) -> RemoteError:
     cls = REMOTE_ERRORS.get(code)
     if cls is None:
         return RemoteError(message, code=code)
+    if cls is BusyError:
+        name = clean_name(presenter).strip() if presenter is not None else ""
+        return BusyError(message, presenter=name or None)
     return cls(message)

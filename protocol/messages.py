@@ -463,13 +463,16 @@ class Error:
     """A request failed, or (``re`` null) the connection broke a rule.
 
     ``code`` is one of the codes listed in ``docs/protocol.md``; ``message`` explains
-    it to a person.
+    it to a person. ``presenter``, only with code ``busy``: the name of the teacher
+    presenting on the panel (as their controller sent it in ``hello``; clean it with
+    :func:`protocol.text.clean_name` before showing it).
     """
 
     TYPE: ClassVar[str] = "error"
     re: int | None
     code: str
     message: str
+    presenter: str | None = None
 
 
 Request = (

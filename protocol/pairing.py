@@ -63,8 +63,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from spake2 import SPAKE2_A, SPAKE2_B  # type: ignore[import-untyped]
-
 from protocol.errors import ProtocolError
 from protocol.messages import Role
 
@@ -429,6 +427,8 @@ class ControllerPairing:
 
     def __init__(self, secret: str, *, controller_id: str, kiosk_id: str, fingerprint: str):
         id_a, id_b = _ids(controller_id, kiosk_id, fingerprint)
+        from spake2 import SPAKE2_A  # type: ignore[import-untyped]  # imported once needed
+
         self._spake = SPAKE2_A(secret.encode(), idA=id_a, idB=id_b)
         self._ids = id_a + b"|" + id_b
         self._msg_a = b""
@@ -512,6 +512,8 @@ def compute_offer(job: OfferJob) -> OfferKeys:
         PairingError: ``job.msg_a`` is not a valid SPAKE2 message.
     """
     id_a, id_b = _ids(job.controller_id, job.kiosk_id, job.fingerprint)
+    from spake2 import SPAKE2_B  # imported once needed
+
     spake = SPAKE2_B(job.secret.encode(), idA=id_a, idB=id_b)
     msg_b = bytes(spake.start())
     try:

@@ -216,7 +216,7 @@ def test_another_teachers_panel_is_busy(
     monkeypatch.setenv("CLASSCAST_HOME", str(tmp_path / "other"))
     assert run("--teacher", "Иванов", "pair", kiosk.address, "--pin", kiosk.pin()).exit_code == 0
     out = assert_russian_with_a_next_step(run("next", "--to", kiosk.address))
-    assert "ведёт показ" in out
+    assert "показ ведёт Петрова" in out
     assert "is presenting" not in out
 
 

@@ -16,6 +16,10 @@ program on the computer) can send it requests. So each request must
    lesson file (``PUT /lessons/<key>/files``); a declared ``Content-Length`` over the
    limit is refused unread, and a body that turns out longer is cut off.
 
+A WebSocket handshake (the page's controls, ``/control/socket``) needs 1, 2 and an
+``Origin`` that is the app's own, whatever its method: any page may open a WebSocket
+to 127.0.0.1. Its messages are bounded by :data:`MAX_SOCKET_MESSAGE_BYTES` (uvicorn).
+
 Refusals are small Russian pages with the status code (403, 400, 413), never a hint of
 the secret.
 """
@@ -45,6 +49,13 @@ MAX_BODY_BYTES: Final = 64 * 1024
 
 MAX_UPLOAD_BYTES: Final = MAX_BLOB_BYTES
 """Body of one lesson file (``PUT /lessons/<key>/files``): the largest blob a lesson may hold."""
+
+MAX_SOCKET_MESSAGE_BYTES: Final = 4 * 1024
+"""A message on the controls' WebSocket (``/control/socket``): a control is a few dozen
+bytes; a longer message closes the socket (code 1009)."""
+
+MAX_SOCKET_QUEUE: Final = 8
+"""Messages of the controls' WebSocket read ahead of the one being carried out."""
 
 UPLOAD_PATH: Final = re.compile(r"^/lessons/[0-9a-f]{16}/files$")
 
@@ -89,8 +100,10 @@ class Guard:
         if scope["type"] == "lifespan":
             await self.app(scope, receive, send)
             return
-        if scope["type"] != "http":  # no websockets here
-            await send({"type": "websocket.close", "code": 1008})
+        if scope["type"] == "websocket":
+            await self._socket(scope, receive, send)
+            return
+        if scope["type"] != "http":
             return
         headers = _headers(scope)
         allowed = self.hosts()
@@ -116,6 +129,23 @@ class Guard:
             await self.refuse(413 if declared.isdigit() else 400)(scope, receive, send)
             return
         await self.app(scope, _limited(receive, limit), send)
+
+    async def _socket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket handshake passes only with the app's Host, its own Origin (a page
+        of another site may open a WebSocket to 127.0.0.1 and the browser would let it)
+        and the secret; else it is refused (HTTP 403) before the app sees it."""
+        headers = _headers(scope)
+        allowed = self.hosts()
+        origin = headers.get("origin")
+        if (
+            headers.get("host", "") not in allowed
+            or origin is None
+            or origin not in {f"http://{h}" for h in allowed}
+            or not self._has_secret(headers)
+        ):
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await self.app(scope, receive, send)
 
     def _has_secret(self, headers: dict[str, str]) -> bool:
         cookie = SimpleCookie()
