@@ -18,7 +18,7 @@ The error's ``path`` is the link as given, shortened to ``SHOWN_URL_CHARS`` for 
 
 An address is kept as typed but for: spaces around it are dropped, the scheme and host
 are lowercased, an internationalised host (``школа.рф``) becomes its ASCII form
-(``xn--80adb5b3b.xn--p1ai``, IDNA), and characters outside ASCII and spaces in the rest
+(``xn--80atdl2c.xn--p1ai``, IDNA), and characters outside ASCII and spaces in the rest
 are percent-encoded. What the panel may open is the panel's own decision (its
 ``web_allow``); nothing here reaches the network.
 
