@@ -455,6 +455,16 @@ def web_link_item(
     )
 
 
+def _toml_link(value: str, item: int) -> str:
+    """The ``url`` of the ``item``-th ``[[items]]`` table, checked as a typed link is."""
+    try:
+        return parse_link(value)
+    except LessonError as exc:
+        raise LessonError(
+            f"item {item}: {exc}", reason=exc.reason, item=item, values=exc.values
+        ) from None
+
+
 def _library_source(url: str, library_hosts: Sequence[str]) -> str | None:
     return url if library_host(url, library_hosts) is not None else None
 
@@ -641,6 +651,7 @@ class _Loader:
         assert value is not None
         if key == "url":
             _check_url(value, "url", n)
+            value = _toml_link(value, n)
             return [
                 LessonItem(
                     "web",

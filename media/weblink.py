@@ -14,7 +14,8 @@ URL a panel opens, or refuses it with a :class:`~protocol.errors.LessonError` wh
 ``url_shortcut``      a ``.url`` file with no ``URL=`` line, or over ``MAX_SHORTCUT_BYTES``
 ====================  ======================================================
 
-The error's ``path`` is the link as given, shortened to ``SHOWN_URL_CHARS`` for messages.
+The error's ``path`` is the link as given, shortened to ``SHOWN_URL_CHARS`` for messages
+(a user name and password replaced by ``…``).
 
 An address is kept as typed but for: spaces around it are dropped, the scheme and host
 are lowercased, an internationalised host (``школа.рф``) becomes its ASCII form
@@ -77,6 +78,7 @@ LINK_ERROR_REASONS: Final = frozenset(
 _SCHEMES: Final = ("http", "https")
 _LABEL: Final = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+_USERINFO: Final = re.compile(r"//[^/?#]*@")
 _SAFE: Final = "!#$%&'()*+,/:;=?@[]~-._"
 """Characters left as they are when the rest of an address is percent-encoded."""
 
@@ -224,6 +226,8 @@ def _host(name: str, raw: str) -> str:
 
 def _error(raw: str, reason: str, what: str) -> LessonError:
     shown = _CONTROL.sub(" ", raw)
+    if reason == "url_credentials":  # a password is not repeated back, nor logged
+        shown = _USERINFO.sub("//…@", shown, count=1)
     shown = shown if len(shown) <= SHOWN_URL_CHARS else shown[: SHOWN_URL_CHARS - 1] + "…"
     values: dict[str, str | int] = (
         {"value": shown} if reason != "url_too_long" else {"limit": MAX_URL_CHARS}

@@ -115,6 +115,7 @@ def test_refusals_read_as_what_to_do_next() -> None:
         "https://. Скопируйте её из адресной строки браузера и попробуйте снова."
     )
     assert "Удалите часть до @" in text("https://u:p@x.ru/")
+    assert text("https://teacher:secret@x.ru/a").startswith("https://…@x.ru/a: ")  # not repeated
     assert f"длиннее {MAX_URL_CHARS} символов" in text("https://x.ru/" + "a" * MAX_URL_CHARS)
 
 
@@ -300,6 +301,21 @@ def test_a_lesson_toml_url_from_the_library_is_marked_too(tmp_path: Path) -> Non
     )
     items = load_lesson(toml).items
     assert [i.source_url for i in items] == [items[0].url, None]
+
+
+def test_a_lesson_toml_url_is_checked_as_a_typed_link_is(tmp_path: Path) -> None:
+    toml = tmp_path / "lesson.toml"
+    toml.write_text(
+        'title = "Урок"\n[[items]]\ntext = "Слайд"\n'
+        '[[items]]\nurl = "https://teacher:secret@lib.myschool.edu.ru/x"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(LessonError) as refused:
+        load_lesson(toml)
+    assert (refused.value.reason, refused.value.item) == ("url_credentials", 2)
+    assert error_text(refused.value).startswith(
+        f"{toml}, пункт 2: в веб-адресе есть имя пользователя или пароль"
+    )
 
 
 # --------------------------------------------------------------------------- to a real kiosk
