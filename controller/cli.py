@@ -49,7 +49,8 @@ from controller.problems import (
     pairing_error_text,
 )
 from controller.texts import added_text, error_text
-from media.lesson import load_lesson
+from media.lesson import load_sources
+from media.weblink import MAX_LIBRARY_HOSTS, parse_library_host
 from protocol import limits
 from protocol.discovery import KioskFound
 from protocol.errors import ClassCastError
@@ -252,7 +253,7 @@ def _targets_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @cli.command()
-@click.argument("lesson", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("lesson", nargs=-1, required=True)
 @_targets_options
 @option(
     "--start",
@@ -263,21 +264,26 @@ def _targets_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     help="Item number to start at (1 = first).",
 )
 @click.pass_obj
-def cast(obj: Ctx, lesson: tuple[Path, ...], to: str | None, all_panels: bool, start: int) -> None:
-    """Show a lesson on panels: a folder, a lesson.toml, or files.
+def cast(obj: Ctx, lesson: tuple[str, ...], to: str | None, all_panels: bool, start: int) -> None:
+    """Show a lesson on panels: a folder, a lesson.toml, files or web pages.
 
     Only media the panel does not have yet is sent. With several panels the lesson
     starts on all of them at the same moment.
+
+    Each http:// or https:// address is a web page of the lesson, in the order given
+    among the files; pages from the content library's sites (`classcast library-hosts`)
+    are logged as library content.
 
     Example:
 
         classcast cast ./фотосинтез --to "Каб. 12"
         classcast cast slides.pdf video.mp4 --to 192.168.1.40:47810
+        classcast cast https://lib.myschool.edu.ru/content/123 --to "Каб. 12"
     """
     if start < 1:
         raise click.BadParameter(t("Item numbers start at 1."), param_hint="--start")
     try:
-        loaded = load_lesson(lesson[0] if len(lesson) == 1 else list(lesson))
+        loaded = load_sources(lesson, library_hosts=obj.home.library_hosts())
     except ClassCastError as exc:
         raise click.ClickException(error_text(exc)) from None
     targets = obj.targets(to, all_panels)
@@ -852,6 +858,118 @@ def panels_remove(obj: Ctx, panel: str) -> None:
     raise click.ClickException(
         t("Panel not found: {name}. Saved panels are listed by `classcast panels`.", name=panel)
     )
+
+
+# --------------------------------------------------------------------------- library hosts
+
+
+@cli.group("library-hosts", invoke_without_command=True)
+@option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def library_hosts_group(ctx: click.Context, as_json: bool) -> None:
+    """List the content library's sites: web pages from them count as library content.
+
+    A site counts with every site under it (myschool.edu.ru includes
+    lib.myschool.edu.ru). Until changed, the list is that of «Моя школа» and РЭШ.
+    What a panel may open is set on the panel (web_allow in kiosk.toml).
+
+    Example:
+
+        classcast library-hosts
+        classcast library-hosts add uchi.ru
+        classcast library-hosts reset
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    obj: Ctx = ctx.obj
+    _echo_library_hosts(obj.home.library_hosts(), as_json)
+
+
+@library_hosts_group.command("add")
+@click.argument("hosts", nargs=-1, required=True, metavar="HOST...")
+@click.pass_obj
+def library_hosts_add(obj: Ctx, hosts: tuple[str, ...]) -> None:
+    """Add sites to the content library's list.
+
+    Example:
+
+        classcast library-hosts add uchi.ru media.prosv.ru
+    """
+    _save_library_hosts(obj, [*obj.home.library_hosts(), *hosts])
+
+
+@library_hosts_group.command("remove")
+@click.argument("hosts", nargs=-1, required=True, metavar="HOST...")
+@click.pass_obj
+def library_hosts_remove(obj: Ctx, hosts: tuple[str, ...]) -> None:
+    """Remove sites from the content library's list.
+
+    Example:
+
+        classcast library-hosts remove resh.edu.ru
+    """
+    current = obj.home.library_hosts()
+    gone = set()
+    for host in hosts:
+        name = _library_host_or_none(host)
+        if name is None or name not in current:
+            raise click.ClickException(
+                t(
+                    "{host} is not in the list: `classcast library-hosts` shows it.",
+                    host=clean_name(host),
+                )
+            )
+        gone.add(name)
+    _save_library_hosts(obj, [h for h in current if h not in gone])
+
+
+@library_hosts_group.command("reset")
+@click.pass_obj
+def library_hosts_reset(obj: Ctx) -> None:
+    """Go back to the default list («Моя школа» and РЭШ).
+
+    Example:
+
+        classcast library-hosts reset
+    """
+    _echo_library_hosts(obj.home.set_library_hosts(None), as_json=False)
+
+
+def _save_library_hosts(obj: Ctx, hosts: list[str]) -> None:
+    try:
+        saved = obj.home.set_library_hosts(hosts)
+    except ValueError:
+        bad = next((h for h in hosts if _library_host_or_none(h) is None), None)
+        if bad is None:
+            raise click.ClickException(
+                t("The list holds at most {limit} sites.", limit=MAX_LIBRARY_HOSTS)
+            ) from None
+        raise click.ClickException(
+            t(
+                "{host} is not a site name: write it as lib.myschool.edu.ru, without "
+                "https:// or a path.",
+                host=clean_name(bad),
+            )
+        ) from None
+    _echo_library_hosts(saved, as_json=False)
+
+
+def _library_host_or_none(host: str) -> str | None:
+    try:
+        return parse_library_host(host)
+    except ValueError:
+        return None
+
+
+def _echo_library_hosts(hosts: tuple[str, ...], as_json: bool) -> None:
+    if as_json:
+        echo(json_text(list(hosts), indent=2))
+        return
+    echo(t("Content library sites:"))
+    for host in hosts:
+        echo(f"  {host}")
+    if not hosts:
+        echo(t("  (none: no web page counts as library content)"))
 
 
 # --------------------------------------------------------------------------- demo

@@ -32,10 +32,14 @@ from typing import Any, Final
 import platformdirs
 
 from controller.client import ControllerIdentity, Credentials, KioskClient, split_host_port
+from media.weblink import DEFAULT_LIBRARY_HOSTS, library_hosts
 from protocol.discovery import KioskFound
 from protocol.errors import ClassCastError
 from protocol.messages import Role
 from protocol.text import clean_name
+
+SETTINGS_FILE: Final = "settings.json"
+"""The controller's settings an admin changes from the command line (``library_hosts``)."""
 
 PROOF_TIMEOUT_S: Final = 3.0
 """Longest wait for the TLS connection and greeting that prove a saved panel's new address."""
@@ -396,6 +400,42 @@ class Home:
 
     def set_last_targets(self, targets: list[str]) -> None:
         self._write("last.json", {"targets": targets})
+
+    # ----------------------------------------------------------------- settings
+
+    def library_hosts(self) -> tuple[str, ...]:
+        """The recognised content-library hosts (``settings.json``'s ``library_hosts``;
+        :data:`media.weblink.DEFAULT_LIBRARY_HOSTS` until set). Pass them to
+        :func:`media.lesson.load_sources`: a web item from one of them (or a host under
+        one) is marked as library content.
+
+        A damaged setting (hand-edited into something that is not a list of host names)
+        reads as the defaults, so that casting never stops on it; ``classcast
+        library-hosts`` shows which hosts are in force.
+        """
+        saved = self._read(SETTINGS_FILE).get("library_hosts")
+        if not isinstance(saved, list) or not all(isinstance(h, str) for h in saved):
+            return DEFAULT_LIBRARY_HOSTS
+        try:
+            return library_hosts(saved)
+        except ValueError:
+            return DEFAULT_LIBRARY_HOSTS
+
+    def set_library_hosts(self, hosts: Sequence[str] | None) -> tuple[str, ...]:
+        """Save the library-hosts setting (``None``: back to the defaults); returns the
+        hosts now in force.
+
+        Raises:
+            ValueError: an entry is not a host name, or there are too many
+                (:func:`media.weblink.library_hosts`); nothing is saved.
+        """
+        data = self._read(SETTINGS_FILE)
+        if hosts is None:
+            data.pop("library_hosts", None)
+        else:
+            data["library_hosts"] = list(library_hosts(hosts))
+        self._write(SETTINGS_FILE, data)
+        return self.library_hosts()
 
     # ----------------------------------------------------------------- files
 

@@ -113,6 +113,30 @@ LESSON_PROBLEMS: Final = {
         "or split the lesson."
     ),
     "no_items": N_("the lesson has nothing to show. Add files to it and cast again."),
+    "url_too_long": N_(
+        "the web address is longer than {limit} characters. Copy the address of the page "
+        "itself from the browser's address bar and try again."
+    ),
+    "url_scheme": N_(
+        "this is not a web page's address: a link must start with http:// or https://. "
+        "Copy it from the browser's address bar and try again."
+    ),
+    "url_credentials": N_(
+        "the web address contains a user name or password. Remove the part up to @ "
+        "(a panel must not be given passwords) and try again."
+    ),
+    "url_host": N_(
+        "the web address has no valid site name or port. Copy it from the browser's "
+        "address bar and try again."
+    ),
+    "url_chars": N_(
+        "the web address contains line breaks or other control characters. Paste one "
+        "address only and try again."
+    ),
+    "url_shortcut": N_(
+        "this Internet shortcut holds no web address. Make the shortcut again, or cast "
+        "the page's address instead."
+    ),
 }
 """The text of each ``reason`` of :data:`media.lesson.LESSON_ERROR_REASONS`, after
 ``{where}: `` (the file, and the ``[[items]]`` table when there is one)."""

@@ -12,6 +12,12 @@ bytes; text slides and web links carry their content inline.
 - a folder with ``lesson.toml``, or the path of a ``.toml`` file (format below);
 - one file, or a list of files in the order given.
 
+``load_sources`` takes what ``classcast cast`` is given: web addresses (each a web item,
+:mod:`media.weblink`), folders, ``lesson.toml`` files and media files, mixed, in the
+order given. A web item whose host is a recognised content library (the
+``library_hosts`` argument) carries its URL as ``source_url``; so does a Windows Internet
+shortcut (``.url`` file) in a folder, which becomes a web item.
+
 ``lesson.toml``::
 
     title = "Фотосинтез"                   # required
@@ -62,12 +68,15 @@ turns into its own words, in its language, with what to do next:
 ``no_items``          nothing to show (a lesson built from no items)
 ====================  ======================================================
 
+and the reasons of :data:`media.weblink.LINK_ERROR_REASONS` for a refused web address.
+
 ``item`` is the 1-based ``[[items]]`` table the problem is in, when it is in one; a
 ``lesson.toml`` problem has ``path`` set to the ``lesson.toml``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -80,6 +89,16 @@ from pathlib import Path
 from typing import Any, Final
 
 from media.probe import check_file_size, probe_file
+from media.weblink import (
+    DEFAULT_LIBRARY_HOSTS,
+    LINK_ERROR_REASONS,
+    MAX_SHORTCUT_BYTES,
+    library_host,
+    link_title,
+    looks_like_url,
+    parse_link,
+    shortcut_url,
+)
 from protocol.errors import FileTooLargeError, LessonError
 from protocol.limits import (
     MAX_BLOB_BYTES,
@@ -98,6 +117,12 @@ LESSON_TOML: Final = "lesson.toml"
 DEFAULT_MULTI_FILE_TITLE: Final = "Урок"
 """Title of a lesson made of several loose files."""
 
+SHORTCUT_SUFFIX: Final = ".url"
+"""A Windows Internet shortcut in a lesson folder: cast as the web page it names."""
+
+MAX_SHORTCUT_READ_BYTES: Final = MAX_SHORTCUT_BYTES + 1
+"""Bytes of a ``.url`` file read: one more than the largest allowed, to tell it is over."""
+
 LESSON_ID_HEX_CHARS: Final = 32
 """Length of a lesson id: the first hex digits of a sha256."""
 
@@ -109,7 +134,7 @@ MAX_LESSON_TOML_BYTES: Final = 4 * MAX_TEXT_FRAME_BYTES
 manifest, text slides included, must fit one text frame (``MAX_TEXT_FRAME_BYTES``); four
 times that leaves room for comments and TOML's longer escapes."""
 
-LESSON_ERROR_REASONS: Final = frozenset(
+LESSON_ERROR_REASONS: Final = LINK_ERROR_REASONS | frozenset(
     {
         "missing",
         "not_a_file",
@@ -320,7 +345,9 @@ def sample_lesson_path() -> Path:
 # --------------------------------------------------------------------------- loading
 
 
-def load_lesson(source: Path | Sequence[Path]) -> Lesson:
+def load_lesson(
+    source: Path | Sequence[Path], *, library_hosts: Sequence[str] = DEFAULT_LIBRARY_HOSTS
+) -> Lesson:
     """Load a lesson from a folder, a ``lesson.toml``, one file or a list of files.
 
     Every file is probed by content and hashed; pass the result's ``manifest()`` to
@@ -328,6 +355,8 @@ def load_lesson(source: Path | Sequence[Path]) -> Lesson:
 
     Args:
         source: a folder, a ``.toml`` file, a media file, or a sequence of media files.
+        library_hosts: the recognised content-library hosts (the controller's setting,
+            :meth:`controller.home.Home.library_hosts`), for web items.
 
     Returns:
         The lesson, items in order; a PDF contributes one item per page.
@@ -338,7 +367,7 @@ def load_lesson(source: Path | Sequence[Path]) -> Lesson:
         UnknownContentError: a file is of no supported kind.
         CorruptContentError: a file of a supported kind does not decode.
     """
-    loader = _Loader()
+    loader = _Loader(library_hosts)
     if isinstance(source, str | os.PathLike):
         path = Path(source)
         _check_exists(path)
@@ -361,6 +390,83 @@ def load_lesson(source: Path | Sequence[Path]) -> Lesson:
             )
     title = paths[0].stem if len(paths) == 1 else DEFAULT_MULTI_FILE_TITLE
     return loader.from_files(paths, title=title)
+
+
+# --------------------------------------------------------------------------- web links
+
+
+def load_sources(
+    sources: Sequence[str], *, library_hosts: Sequence[str] = DEFAULT_LIBRARY_HOSTS
+) -> Lesson:
+    """Load a lesson from what ``classcast cast`` is given, in the order given.
+
+    Each source that has a scheme (``https://…``; :func:`media.weblink.looks_like_url`)
+    is one web item; any other is a local path: a folder or ``lesson.toml`` gives its
+    items, a file its item (a PDF one per page). Without any web address this is
+    :func:`load_lesson`, titles and all; one address alone is titled by its host;
+    a mix is titled ``DEFAULT_MULTI_FILE_TITLE``.
+
+    Args:
+        sources: web addresses and paths, as typed.
+        library_hosts: the recognised content-library hosts (normalised,
+            :func:`media.weblink.library_hosts`).
+
+    Raises:
+        LessonError: a web address is refused (``reason`` in
+            :data:`media.weblink.LINK_ERROR_REASONS`), or as :func:`load_lesson`.
+        UnknownContentError, CorruptContentError: as :func:`load_lesson`.
+    """
+    if not sources:
+        raise LessonError("no lesson files given", reason="no_files")
+    if not any(looks_like_url(s) for s in sources):
+        paths = [Path(s) for s in sources]
+        return load_lesson(paths[0] if len(paths) == 1 else paths, library_hosts=library_hosts)
+    loader = _Loader(library_hosts)
+    items: list[LessonItem] = []
+    for source in sources:
+        if looks_like_url(source):
+            items.append(web_link_item(source, library_hosts=library_hosts))
+        else:
+            items.extend(loader.source_items(Path(source)))
+        _check_count(items)
+    only = items[0].url if len(sources) == 1 else None
+    return make_lesson(link_title(only) if only else DEFAULT_MULTI_FILE_TITLE, items)
+
+
+def web_link_item(
+    text: str, *, library_hosts: Sequence[str] = DEFAULT_LIBRARY_HOSTS, title: str | None = None
+) -> LessonItem:
+    """The web item of an address a teacher typed or pasted, checked
+    (:func:`media.weblink.parse_link`); titled ``title``, else by its host.
+
+    Its ``source_url`` is its URL when the host is in ``library_hosts`` (library
+    content), else ``None``.
+
+    Raises:
+        LessonError: the address is refused (``reason`` in
+            :data:`media.weblink.LINK_ERROR_REASONS`).
+    """
+    url = parse_link(text)
+    return LessonItem(
+        "web",
+        title if title else link_title(url),
+        url=url,
+        source_url=_library_source(url, library_hosts),
+    )
+
+
+def _toml_link(value: str, item: int) -> str:
+    """The ``url`` of the ``item``-th ``[[items]]`` table, checked as a typed link is."""
+    try:
+        return parse_link(value)
+    except LessonError as exc:
+        raise LessonError(
+            f"item {item}: {exc}", reason=exc.reason, item=item, values=exc.values
+        ) from None
+
+
+def _library_source(url: str, library_hosts: Sequence[str]) -> str | None:
+    return url if library_host(url, library_hosts) is not None else None
 
 
 def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
@@ -412,8 +518,9 @@ class _Hashed:
 class _Loader:
     """Loads one lesson; hashes each distinct file once."""
 
-    def __init__(self) -> None:
+    def __init__(self, library_hosts: Sequence[str] = DEFAULT_LIBRARY_HOSTS) -> None:
         self._hashes: dict[Path, _Hashed] = {}
+        self.library_hosts = tuple(library_hosts)
 
     def from_folder(self, folder: Path) -> Lesson:
         files = sorted(
@@ -544,13 +651,14 @@ class _Loader:
         assert value is not None
         if key == "url":
             _check_url(value, "url", n)
+            value = _toml_link(value, n)
             return [
                 LessonItem(
                     "web",
                     title if title is not None else value,
                     url=value,
                     duration_ms=duration_ms,
-                    source_url=source,
+                    source_url=source or _library_source(value, self.library_hosts),
                 )
             ]
         if key == "text":
@@ -581,6 +689,8 @@ class _Loader:
     def file_items(
         self, path: Path, *, title: str, duration_ms: int | None, source_url: str | None
     ) -> list[LessonItem]:
+        if path.suffix.lower() == SHORTCUT_SUFFIX:
+            return [self.shortcut_item(path, title=title, duration_ms=duration_ms)]
         probe = probe_file(path)
         if probe.kind == "text":
             return [
@@ -619,6 +729,36 @@ class _Loader:
                 source_url=source_url,
             )
         ]
+
+    def shortcut_item(self, path: Path, *, title: str, duration_ms: int | None) -> LessonItem:
+        """The web item of a Windows Internet shortcut (``.url`` file)."""
+        try:
+            with path.open("rb") as f:
+                data = f.read(MAX_SHORTCUT_READ_BYTES)
+        except OSError as exc:
+            raise LessonError(
+                f"cannot read {path}: {exc}", path=str(path), reason="unreadable"
+            ) from None
+        try:
+            url = shortcut_url(data)
+        except LessonError as exc:
+            raise LessonError(
+                f"{path}: {exc}", path=str(path), reason=exc.reason, values=exc.values
+            ) from None
+        item = web_link_item(url, library_hosts=self.library_hosts, title=title)
+        return dataclasses.replace(item, duration_ms=duration_ms)
+
+    def source_items(self, path: Path) -> list[LessonItem]:
+        """The items of one local argument of :func:`load_sources`: a folder, a
+        ``lesson.toml`` or a media file."""
+        _check_exists(path)
+        if path.is_dir():
+            toml_path = path / LESSON_TOML
+            lesson = self.from_toml(toml_path) if toml_path.is_file() else self.from_folder(path)
+            return list(lesson.items)
+        if path.suffix.lower() == ".toml":
+            return list(self.from_toml(path).items)
+        return list(self.from_files([path], title=path.stem).items)
 
     def _hash(self, path: Path) -> _Hashed:
         key = path.resolve()

@@ -240,6 +240,30 @@ def test_files_dropped_on_the_page_become_a_lesson(browser: Any, tmp_path: Path)
         context.close()
 
 
+def test_a_pasted_link_becomes_a_web_item_of_the_lesson(browser: Any, tmp_path: Path) -> None:
+    """«Вставить ссылку»: a refused address stays in the field with the Russian reason;
+    a good one becomes a one-item lesson, and the next joins it."""
+    with running_app(tmp_path / "home") as app:
+        context = browser.new_context(bypass_csp=True)
+        page = context.new_page()
+        page.goto(app.url)
+        page.fill("form.paste-link input[name=url]", "ftp://lib.myschool.edu.ru/x")
+        page.click("form.paste-link button[type=submit]")
+        page.wait_for_selector("#lesson .msg.error")
+        assert "http:// или https://" in page.inner_text("#lesson .msg.error")
+        assert page.input_value("form.paste-link input[name=url]") == "ftp://lib.myschool.edu.ru/x"
+        page.fill("form.paste-link input[name=url]", "https://lib.myschool.edu.ru/content/1")
+        page.click("form.paste-link button[type=submit]")
+        page.wait_for_selector(".strip .item.kind-web")
+        assert page.inner_text(".lesson-head h3") == "lib.myschool.edu.ru"
+        until(page, lambda: page.input_value("form.paste-link input[name=url]") == "")
+        page.fill("form.paste-link input[name=url]", "https://example.org/quiz")
+        page.press("form.paste-link input[name=url]", "Enter")
+        page.wait_for_selector(".strip .item.kind-web >> nth=1")
+        assert page.locator("#lesson .msg.error").count() == 0
+        context.close()
+
+
 def test_a_phone_remote_from_the_page_drives_the_cast_until_revoked(
     browser: Any, tmp_path: Path
 ) -> None:

@@ -64,6 +64,8 @@ from controller.webapp.lessons import (
 from controller.webapp.live import Hub, TeacherCast
 from controller.webapp.remote import RemoteListener, RemoteTarget, grant_routes
 from controller.webapp.security import BodyTooLargeError, Guard
+from media.lesson import web_link_item
+from media.weblink import MAX_URL_CHARS
 from protocol import limits
 from protocol.errors import ClassCastError
 from protocol.messages import ControlAction
@@ -136,7 +138,7 @@ class TeacherApp:
         self.backend = Backend(config.home, config.teacher, config.timeout_s)
         self.hub = Hub(self.backend)
         self.cast = TeacherCast(self.backend, self.hub)
-        self.library = LessonLibrary(config.home.root / "lessons")
+        self.library = LessonLibrary(config.home.root / "lessons", config.home.library_hosts)
         self.selected: str | None = None
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -261,6 +263,7 @@ def create_app(config: AppConfig) -> Starlette:
         Route("/panels/add", _handler(state, _add_panel), methods=["POST"]),
         Route("/pair", _handler(state, _pair), methods=["POST"]),
         Route("/lessons", _handler(state, _begin_lesson), methods=["POST"]),
+        Route("/lessons/link", _handler(state, _add_link), methods=["POST"]),
         Route("/lessons/{key}/files", _handler(state, _upload_file), methods=["PUT"]),
         Route("/lessons/{key}/done", _handler(state, _finish_lesson), methods=["POST"]),
         Route("/lessons/{key}/select", _handler(state, _select_lesson), methods=["POST"]),
@@ -314,6 +317,7 @@ def _index(state: TeacherApp) -> Callable[[Request], Awaitable[Response]]:
             recent=state.library.recent(),
             **state.lesson_view(),
             limits=limits,
+            max_url_chars=MAX_URL_CHARS,
         )
 
     return index
@@ -470,6 +474,25 @@ async def _finish_lesson(state: TeacherApp, request: Request) -> Response:
         await asyncio.to_thread(state.library.finish, key, keep=state.kept_lessons())
     except ClassCastError as exc:
         return state.fragment("_lesson.html", lesson=None, lesson_error=error_text(exc))
+    state.selected = key
+    return state.fragment("_lesson.html", **state.lesson_view())
+
+
+async def _add_link(state: TeacherApp, request: Request) -> Response:
+    """A pasted web address: a web item at the end of the chosen lesson, or a lesson of
+    its own when none is chosen (:meth:`LessonLibrary.add_link`)."""
+    form = await _form(request)
+    text = _field(form, "url")
+    try:
+        url = web_link_item(text, library_hosts=state.config.home.library_hosts()).url
+        assert url is not None
+        key = await asyncio.to_thread(
+            state.library.add_link, url, key=state.selected, keep=state.kept_lessons()
+        )
+    except (ClassCastError, UploadError) as exc:
+        view = state.lesson_view()
+        message = error_text(exc) if isinstance(exc, ClassCastError) else str(exc)
+        return state.fragment("_lesson.html", lesson=view["lesson"], lesson_error=message)
     state.selected = key
     return state.fragment("_lesson.html", **state.lesson_view())
 

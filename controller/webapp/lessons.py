@@ -24,7 +24,7 @@ import shutil
 import time
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Final
@@ -32,7 +32,7 @@ from typing import Final
 from PIL import Image, ImageDraw, ImageFont
 
 from controller.i18n import t
-from media.lesson import Lesson, LessonItem, load_lesson
+from media.lesson import LESSON_TOML, SHORTCUT_SUFFIX, Lesson, LessonItem, load_lesson
 from media.markdown import (
     BULLET,
     SLIDE_BACKGROUND,
@@ -42,6 +42,7 @@ from media.markdown import (
     parse_markdown,
 )
 from media.videoframe import FRAME_TIMEOUT_S, video_frame_png
+from media.weblink import DEFAULT_LIBRARY_HOSTS, link_title
 from protocol.limits import MAX_BLOB_BYTES, MAX_ITEMS_PER_LESSON, MAX_LESSON_BYTES
 from protocol.text import clean_name
 
@@ -233,8 +234,15 @@ def _gib(size: int) -> str:
 class LessonLibrary:
     """The teacher's lessons under ``root`` (``CLASSCAST_HOME/lessons``)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        library_hosts: Callable[[], Sequence[str]] = lambda: DEFAULT_LIBRARY_HOSTS,
+    ) -> None:
         self.root = root
+        self.library_hosts = library_hosts
+        """The recognised content-library hosts, read at each load (the controller's
+        setting, :meth:`controller.home.Home.library_hosts`)."""
         self.uploads: dict[str, Upload] = {}
         self._lessons: dict[str, tuple[float, Lesson]] = {}
         self._thumbs: OrderedDict[tuple[str, int], bytes] = OrderedDict()
@@ -396,10 +404,56 @@ class LessonLibrary:
         cached = self._lessons.get(key)
         if cached is not None and cached[0] == mtime:
             return cached[1]
-        lesson = load_lesson(folder)
+        lesson = load_lesson(folder, library_hosts=self.library_hosts())
         self._lessons[key] = (mtime, lesson)
         os.utime(folder.parent)  # recent first
         return lesson
+
+    # ----------------------------------------------------------------- links
+
+    def add_link(self, url: str, *, key: str | None, keep: Collection[str] = ()) -> str:
+        """Add the web address ``url`` (checked: :func:`media.lesson.web_link_item`) to
+        the lesson ``key``, or make a one-item lesson of it when ``key`` names none;
+        returns the lesson's key. Blocks on the disk: call it from a worker thread.
+
+        The link is kept as the folder would keep it: a ``[[items]]`` table added at the
+        end of the lesson's ``lesson.toml``, or else a Windows Internet shortcut
+        (:func:`link_shortcut_name`) that takes its place in the folder's name order.
+
+        Raises:
+            UploadError: the library has no room for a new lesson.
+            ClassCastError: the lesson with the link does not load (the link is taken
+                back).
+        """
+        folder = self.folder(key) if key is not None else None
+        if key is None or folder is None:
+            upload = self.begin(link_title(url), keep=keep)
+            (upload.folder / link_shortcut_name(upload.folder, url)).write_bytes(link_shortcut(url))
+            self.finish(upload.key, keep=keep)
+            return upload.key
+        toml_path = folder / LESSON_TOML
+        if toml_path.is_file():
+            before = toml_path.read_bytes()
+            toml_path.write_bytes(before + f'\n[[items]]\nurl = "{url}"\n'.encode())
+
+            def undo() -> None:
+                toml_path.write_bytes(before)
+
+        else:
+            shortcut = folder / link_shortcut_name(folder, url)
+            shortcut.write_bytes(link_shortcut(url))
+
+            def undo() -> None:
+                shortcut.unlink(missing_ok=True)
+
+        for cached in [k for k in self._thumbs if k[0] == key]:
+            del self._thumbs[cached]  # the strip's numbers may have moved
+        try:
+            self.load(key)
+        except Exception:
+            undo()
+            raise
+        return key
 
     # ----------------------------------------------------------------- thumbnails
 
@@ -419,6 +473,22 @@ class LessonLibrary:
             while len(self._thumbs) > MAX_CACHED_THUMBS:
                 self._thumbs.popitem(last=False)
         return png
+
+
+def link_shortcut(url: str) -> bytes:
+    """A Windows Internet shortcut (``.url`` file) to ``url``, as Windows writes one."""
+    return f"[InternetShortcut]\r\nURL={url}\r\n".encode("ascii")
+
+
+def link_shortcut_name(folder: Path, url: str) -> str:
+    """A free file name in ``folder`` for a shortcut to ``url``: «Ссылка N — host.url»."""
+    host = link_title(url).replace("/", " ")[: MAX_NAME_BYTES // 4]
+    n = 1
+    while True:
+        name = t("Link {n} — {host}", n=n, host=host) + SHORTCUT_SUFFIX
+        if not (folder / name).exists():
+            return name
+        n += 1
 
 
 def render_thumbnail(item: LessonItem) -> bytes | None:

@@ -230,5 +230,11 @@
     document.body.addEventListener("htmx:afterSwap", function (e) {
       if (e.detail.target && e.detail.target.id === "lesson") markCurrent();
     });
+    // A pasted link that became an item is cleared; a refused one stays, to be fixed.
+    document.body.addEventListener("htmx:afterRequest", function (e) {
+      var form = e.detail.elt;
+      if (!form.matches || !form.matches("form.paste-link") || !e.detail.successful) return;
+      if (!document.querySelector("#lesson .msg.error")) form.reset();
+    });
   });
 })();
