@@ -48,7 +48,7 @@ from controller.problems import (
     os_error_text,
     pairing_error_text,
 )
-from controller.texts import added_text, error_text
+from controller.texts import added_text, error_text, skipped_file_text
 from media.lesson import load_lesson
 from protocol import limits
 from protocol.discovery import KioskFound
@@ -280,6 +280,8 @@ def cast(obj: Ctx, lesson: tuple[Path, ...], to: str | None, all_panels: bool, s
         loaded = load_lesson(lesson[0] if len(lesson) == 1 else list(lesson))
     except ClassCastError as exc:
         raise click.ClickException(error_text(exc)) from None
+    for skipped in loaded.skipped:
+        echo(skipped_file_text(skipped), err=True)
     targets = obj.targets(to, all_panels)
 
     async def go() -> list[Outcome[CastResult]]:

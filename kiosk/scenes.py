@@ -440,8 +440,11 @@ class AnimationScene(Scene):
         pyglet.clock.unschedule(self._advance)
 
     def overlaid(self, covered: bool) -> None:
-        self._covered = covered
-        self._schedule()
+        # The window says so before every frame: only a change may touch the timer, or
+        # each redraw (a screenshot, an overlay) would put the next frame off.
+        if covered != self._covered:
+            self._covered = covered
+            self._schedule()
 
     def _schedule(self) -> None:
         pyglet.clock.unschedule(self._advance)

@@ -113,14 +113,29 @@ def test_an_animated_gif_animates_on_the_panel(
     assert panel.frames[-1].pixel(W // 2, H // 2) == RED  # it loops
 
 
+def test_other_redraws_do_not_put_the_next_frame_off(
+    panel: Panel, clock: Callable[[float], None]
+) -> None:
+    panel.show(gif([RED, GREEN], [100, 100]))
+    for _ in range(3):  # a screenshot, an overlay: frames drawn in between
+        clock(0.03)
+        panel.window.request_redraw()
+        panel.window.run_pending()
+        assert panel.frames[-1].pixel(W // 2, H // 2) == RED
+    clock(0.02)
+    panel.window.run_pending()
+    assert panel.frames[-1].pixel(W // 2, H // 2) == GREEN  # due at 0.1 s, as the GIF says
+
+
 def test_an_animation_stops_while_blanked_and_when_replaced(
     panel: Panel, clock: Callable[[float], None]
 ) -> None:
     from kiosk.player import SetBlank
 
-    panel.show(gif([RED, GREEN], [100, 100]))
+    panel.show(gif([BLUE, GREEN], [100, 100]))  # a GIF of its own: a scene of its own
     scene = panel.window._current
     assert isinstance(scene, AnimationScene)
+    assert scene.frame_index == 0
     panel.window.apply(SetBlank(True))
     panel.window.run_pending()
     drawn = len(panel.frames)
