@@ -5,13 +5,14 @@
 ==========================  =======  ====================================================
 content                     kind     check
 ==========================  =======  ====================================================
-PNG, JPEG, WebP, GIF,       image    Pillow ``verify()`` must pass (``_IMAGE_MAGIC``)
-BMP, TIFF, AVIF
-SVG (``<svg`` root)         image    ``image/svg+xml``: :mod:`media.svg` renders it to PNG
+PNG, JPEG, WebP, GIF, BMP,  image    Pillow's plugin for that type alone: ``verify()``
+TIFF, AVIF (first bytes)             passes (PNG, JPEG, WebP) or the first picture decodes
 ``%PDF-``                   pdf      pypdfium2 must open it and count at least one page
-``ftyp`` box at offset 4    video    ``moov/mvhd`` is read for the duration (MP4, MOV)
+``ftyp`` box at offset 4    video    ``moov/mvhd`` is read for the duration (MP4, MOV);
+                                     brand ``avif``: an image; HEIC: refused
 EBML magic                  video    docType ``webm`` or Matroska; no duration
 ``<!doctype html``/<html>   web      after an optional BOM and whitespace
+``<svg`` root element       image    ``image/svg+xml``: :mod:`media.svg` renders it to PNG
 valid UTF-8 without NUL     text     ``text/markdown`` for ``.md``, else ``text/plain``
 ==========================  =======  ====================================================
 
