@@ -17,7 +17,12 @@ import media.svg
 from media.lesson import OFFICE_SUFFIXES, is_system_file, load_lesson
 from media.probe import SVG_MIME, Probe, looks_like_svg, probe_file
 from media.svg import SVG_RENDER_BOX, render_svg, sanitized_svg
-from protocol.errors import CorruptContentError, FileTooLargeError, UnknownContentError
+from protocol.errors import (
+    CorruptContentError,
+    FileTooLargeError,
+    LessonError,
+    UnknownContentError,
+)
 
 RED = (255, 0, 0)
 GREEN = (0, 255, 0)
@@ -343,9 +348,9 @@ def test_a_teachers_folder_skips_the_junk_silently_and_the_broken_file_with_a_wa
 def test_a_folder_of_junk_only_is_empty(tmp_path: Path) -> None:
     (tmp_path / "Thumbs.db").write_bytes(b"\0" * 10)
     (tmp_path / "desktop.ini").write_text("[.ShellClassInfo]\n")
-    with pytest.raises(Exception, match="no files") as caught:
+    with pytest.raises(LessonError, match="no files") as caught:
         load_lesson(tmp_path)
-    assert getattr(caught.value, "reason", None) == "empty_folder"
+    assert caught.value.reason == "empty_folder"
 
 
 def test_an_office_document_is_left_to_the_office_converter(tmp_path: Path) -> None:
