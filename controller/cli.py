@@ -48,7 +48,7 @@ from controller.problems import (
     os_error_text,
     pairing_error_text,
 )
-from controller.texts import added_text, error_text
+from controller.texts import added_text, error_text, skipped_file_text
 from media.lesson import load_sources
 from media.weblink import MAX_LIBRARY_HOSTS, parse_library_host
 from protocol import limits
@@ -286,6 +286,8 @@ def cast(obj: Ctx, lesson: tuple[str, ...], to: str | None, all_panels: bool, st
         loaded = load_sources(lesson, library_hosts=obj.home.library_hosts())
     except ClassCastError as exc:
         raise click.ClickException(error_text(exc)) from None
+    for skipped in loaded.skipped:
+        echo(skipped_file_text(skipped), err=True)
     targets = obj.targets(to, all_panels)
 
     async def go() -> list[Outcome[CastResult]]:

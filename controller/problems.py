@@ -137,6 +137,10 @@ LESSON_PROBLEMS: Final = {
         "this Internet shortcut holds no web address. Make the shortcut again, or cast "
         "the page's address instead."
     ),
+    "nothing_to_show": N_(
+        "none of the files of the lesson folder can be shown ({files}). Save them as PDF, "
+        "PNG, JPEG, MP4, text or HTML and cast again."
+    ),
 }
 """The text of each ``reason`` of :data:`media.lesson.LESSON_ERROR_REASONS`, after
 ``{where}: `` (the file, and the ``[[items]]`` table when there is one)."""

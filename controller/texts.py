@@ -11,8 +11,9 @@ came from other machines, so the command line cleans it before printing
 
 from __future__ import annotations
 
+import copy
 import os
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from controller.home import AmbiguousPanelError, PanelNotFoundError
 from controller.i18n import N_, size_text, t
@@ -68,6 +69,25 @@ from protocol.pairing import (
     PairingRefusedError,
     PairingThrottledError,
 )
+
+if TYPE_CHECKING:
+    from media.lesson import SkippedFile
+
+
+def skipped_file_text(skipped: SkippedFile, name: str | None = None) -> str:
+    """The warning about a file of a lesson folder that was left out, and why.
+
+    Show one for each of ``Lesson.skipped``; the rest of the lesson is cast.
+
+    Args:
+        skipped: the file and its problem.
+        name: how to name the file (default: its path as given).
+    """
+    problem = skipped.problem
+    if name is not None and hasattr(problem, "path"):
+        problem = copy.copy(problem)
+        problem.path = name
+    return t("Not in the lesson: {problem}", problem=error_text(problem))
 
 
 def error_text(exc: BaseException, panel: str = "") -> str:

@@ -41,7 +41,7 @@ from media.markdown import (
     Color,
     parse_markdown,
 )
-from media.probe import check_picture_size
+from media.probe import PILLOW_FORMATS, check_picture_size
 from media.store import BlobStore
 from protocol.errors import MediaError, PictureTooLargeError
 from protocol.limits import MAX_PICTURE_PIXELS
@@ -62,6 +62,26 @@ MUTED_TEXT: Color = (200, 210, 220, 255)
 
 PDF_CACHE_DOCUMENTS = 2
 """Open PDF documents kept by the loader (the current lesson's, usually one)."""
+
+IMAGE_FORMATS = tuple(PILLOW_FORMATS.values())
+"""The only Pillow plugins that read an image item's file (PNG, JPEG, WebP, GIF, BMP,
+TIFF, AVIF): a blob of another kind, whatever its bytes, gives the error slide."""
+
+MAX_ANIMATION_PIXELS = 24_000_000
+"""Pixels of all the frames of an animated picture together, as kept for the panel (4
+bytes each: 96 MB). Frames are kept at their own size (the sprite scales them to fit
+the screen); an animation with more pixels than this is kept smaller, and drawn scaled
+up, rather than refused."""
+
+MAX_ANIMATION_FRAMES = 1000
+"""Frames of an animated picture that are shown; later frames are left out."""
+
+MIN_FRAME_S = 0.02
+"""Shortest time a frame of an animation stays; browsers show a frame whose delay is
+shorter (often 0 in old GIFs) for ``SHORT_FRAME_S`` instead, and so does the panel."""
+
+SHORT_FRAME_S = 0.1
+"""How long a frame whose delay is under ``MIN_FRAME_S`` stays."""
 
 
 # --------------------------------------------------------------------------- contract
@@ -298,7 +318,7 @@ def decode_image(path: str, box_w: int, box_h: int) -> Pixels:
         OSError: the file is missing or not an image Pillow can read.
     """
     try:
-        opened = Image.open(path)
+        opened = Image.open(path, formats=IMAGE_FORMATS)
     except Image.DecompressionBombError as exc:  # over twice Pillow's limit, refused at open
         raise PictureTooLargeError(f"{path}: {exc}", path=path) from None
     with opened:
@@ -323,9 +343,125 @@ _RESAMPLE_AS = {"1": "L", "CMYK": "RGB", "I;16": "L"}
 
 
 def load_image(request: SceneRequest, ctx: SceneContext) -> SceneBuilder:
-    """Loader of image items."""
-    pixels = decode_image(_blob_file(ctx, request.item), ctx.width, ctx.height)
+    """Loader of image items: an animated picture (GIF, WebP, PNG) animates."""
+    path = _blob_file(ctx, request.item)
+    frames = decode_animation(path, ctx.width, ctx.height)
+    if frames is not None:
+        return lambda: AnimationScene(ctx, frames)
+    pixels = decode_image(path, ctx.width, ctx.height)
     return lambda: PictureScene(ctx, pixels)
+
+
+@dataclass(frozen=True, slots=True)
+class Frames:
+    """The decoded frames of an animation, all of one size, each with how long it stays;
+    ``shown_size`` is the size to draw them at (fitted to the window)."""
+
+    pixels: tuple[Pixels, ...]
+    durations_s: tuple[float, ...]
+    shown_size: tuple[int, int]
+
+
+def decode_animation(path: str, box_w: int, box_h: int) -> Frames | None:
+    """Decode the frames of an animated picture, or return ``None`` for a still one.
+
+    At most ``MAX_ANIMATION_FRAMES`` frames and ``MAX_ANIMATION_PIXELS`` pixels are
+    kept: the frames are scaled down to fit both the window and that budget.
+
+    Raises:
+        PictureTooLargeError: a frame has more pixels than ``MAX_PICTURE_PIXELS``.
+        OSError: the file is missing or not an image Pillow can read.
+    """
+    try:
+        opened = Image.open(path, formats=IMAGE_FORMATS)
+    except Image.DecompressionBombError as exc:
+        raise PictureTooLargeError(f"{path}: {exc}", path=path) from None
+    with opened:
+        count = min(getattr(opened, "n_frames", 1), MAX_ANIMATION_FRAMES)
+        if not getattr(opened, "is_animated", False) or count < 2:
+            return None
+        width, height = opened.size
+        check_picture_size(path, width, height, reducible=False)
+        shown = fit_size(width, height, box_w, box_h)
+        scale = min(1.0, shown[0] / width, (MAX_ANIMATION_PIXELS / (count * width * height)) ** 0.5)
+        size = max(1, int(width * scale)), max(1, int(height * scale))
+        pixels: list[Pixels] = []
+        durations: list[float] = []
+        for index in range(count):
+            opened.seek(index)
+            frame = opened.convert("RGBA")
+            if frame.size != size:
+                frame = frame.resize(size, Image.Resampling.LANCZOS)
+            pixels.append(Pixels.from_pil(frame))
+            delay_s = float(opened.info.get("duration") or 0) / 1000
+            durations.append(delay_s if delay_s >= MIN_FRAME_S else SHORT_FRAME_S)
+        return Frames(tuple(pixels), tuple(durations), shown)
+
+
+class AnimationScene(Scene):
+    """An animated picture, letterboxed like :class:`PictureScene`, looping.
+
+    Each frame schedules the next on pyglet's clock and asks for a redraw; nothing runs
+    while the scene is not shown or is covered (an announcement, blank).
+    """
+
+    def __init__(self, ctx: SceneContext, frames: Frames) -> None:
+        self._ctx = ctx
+        self._durations_s = frames.durations_s
+        self._textures = [p.texture() for p in frames.pixels]
+        self._batch = pyglet.graphics.Batch()
+        shown_w, shown_h = frames.shown_size
+        first = frames.pixels[0]
+        self._sprite = pyglet.sprite.Sprite(
+            self._textures[0],
+            x=(ctx.width - shown_w) // 2,
+            y=(ctx.height - shown_h) // 2,
+            batch=self._batch,
+        )
+        self._sprite.update(scale_x=shown_w / first.width, scale_y=shown_h / first.height)
+        self._index = 0
+        self._shown = False
+        self._covered = False
+
+    @property
+    def frame_index(self) -> int:
+        """The frame drawn now."""
+        return self._index
+
+    def draw(self) -> None:
+        self._batch.draw()
+
+    def enter(self) -> None:
+        self._shown = True
+        self._schedule()
+
+    def leave(self) -> None:
+        self._shown = False
+        pyglet.clock.unschedule(self._advance)
+
+    def overlaid(self, covered: bool) -> None:
+        # The window says so before every frame: only a change may touch the timer, or
+        # each redraw (a screenshot, an overlay) would put the next frame off.
+        if covered != self._covered:
+            self._covered = covered
+            self._schedule()
+
+    def _schedule(self) -> None:
+        pyglet.clock.unschedule(self._advance)
+        if self._shown and not self._covered:
+            pyglet.clock.schedule_once(self._advance, self._durations_s[self._index])
+
+    def _advance(self, dt: float = 0.0) -> None:
+        self._index = (self._index + 1) % len(self._textures)
+        self._sprite.image = self._textures[self._index]
+        self._ctx.request_redraw()
+        self._schedule()
+
+    def delete(self) -> None:
+        pyglet.clock.unschedule(self._advance)
+        self._sprite.delete()
+        for texture in self._textures:
+            texture.delete()
 
 
 # --------------------------------------------------------------------------- PDF

@@ -8,7 +8,11 @@ bytes; text slides and web links carry their content inline.
 ``load_lesson`` accepts:
 
 - a folder without ``lesson.toml``: every visible regular file in natural name order
-  (``slide2`` before ``slide10``);
+  (``slide2`` before ``slide10``), as teachers keep folders: system files
+  (:func:`is_system_file`: ``Thumbs.db``, ``desktop.ini``, dotfiles, ``~$`` lock files;
+  subfolders such as ``__MACOSX/`` are not read) are passed over silently, and a file
+  that cannot be shown is left out and listed in :attr:`Lesson.skipped` with its problem
+  (the caller warns about each), as long as something else can be shown;
 - a folder with ``lesson.toml``, or the path of a ``.toml`` file (format below);
 - one file, or a list of files in the order given.
 
@@ -31,7 +35,8 @@ shortcut (``.url`` file) in a folder, which becomes a web item.
     source = "https://..."   # optional, overrides the lesson's source
 
 A PDF becomes one item per page. Text files become text slides; HTML files become web
-items backed by a blob.
+items backed by a blob; an SVG becomes a PNG rendered on this computer
+(:func:`media.svg.render_svg`), shown as an image.
 
 Sizes are checked before anything is read: every file of a folder or list is
 ``stat``-ed first (a file over ``MAX_BLOB_BYTES`` stops the load before the first
@@ -66,6 +71,7 @@ turns into its own words, in its language, with what to do next:
 ``too_many_items``    over ``MAX_ITEMS_PER_LESSON`` items (``limit``)
 ``too_many_bytes``    over ``MAX_LESSON_BYTES`` of media (``size_bytes``, ``limit_bytes``)
 ``no_items``          nothing to show (a lesson built from no items)
+``nothing_to_show``   no file of a folder can be shown (``files``: the first names)
 ====================  ======================================================
 
 and the reasons of :data:`media.weblink.LINK_ERROR_REASONS` for a refused web address.
@@ -88,7 +94,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from media.probe import check_file_size, probe_file
+from media.probe import SVG_MIME, Probe, check_file_size, probe_file
 from media.weblink import (
     DEFAULT_LIBRARY_HOSTS,
     LINK_ERROR_REASONS,
@@ -99,7 +105,7 @@ from media.weblink import (
     parse_link,
     shortcut_url,
 )
-from protocol.errors import FileTooLargeError, LessonError
+from protocol.errors import FileTooLargeError, LessonError, MediaError
 from protocol.limits import (
     MAX_BLOB_BYTES,
     MAX_DURATION_MS,
@@ -160,6 +166,7 @@ LESSON_ERROR_REASONS: Final = LINK_ERROR_REASONS | frozenset(
         "too_many_items",
         "too_many_bytes",
         "no_items",
+        "nothing_to_show",
     }
 )
 """Every ``reason`` of the :class:`~protocol.errors.LessonError` this module raises (see the
@@ -173,6 +180,16 @@ _ITEM_KEYS: Final = frozenset({"file", "url", "text", "title", "duration", "sour
 _CONTENT_KEYS: Final = ("file", "url", "text")
 _NATURAL_SPLIT: Final = re.compile(r"(\d+)")
 _TEXT_TITLE_CHARS: Final = 80
+
+SYSTEM_FILE_NAMES: Final = frozenset({"thumbs.db", "ehthumbs.db", "desktop.ini", "icon\r"})
+"""Files Windows and macOS leave in folders (compared case-insensitively)."""
+
+OFFICE_SUFFIXES: Final = frozenset({".pptx", ".ppt", ".odp", ".docx", ".doc", ".odt", ".rtf"})
+"""Office documents. The office converter reports its own problems with them, so a
+folder never warns about one here (see :meth:`_Loader.from_folder`)."""
+
+MAX_SKIPPED_NAMES: Final = 5
+"""Files named in a ``nothing_to_show`` error (the rest are counted)."""
 
 
 # --------------------------------------------------------------------------- model
@@ -215,11 +232,21 @@ class LessonItem:
 
 
 @dataclass(frozen=True, slots=True)
+class SkippedFile:
+    """A file of a lesson folder that is left out: ``problem`` says why (a
+    :class:`~protocol.errors.MediaError`, worded by the caller like a load error)."""
+
+    path: Path
+    problem: MediaError
+
+
+@dataclass(frozen=True, slots=True)
 class Lesson:
     """A loaded lesson, ready to cast.
 
     Build one with :func:`load_lesson` or :func:`make_lesson`, which compute
-    ``lesson_id`` from the content.
+    ``lesson_id`` from the content. ``skipped`` lists the files of a lesson folder that
+    cannot be shown and were left out: warn the teacher about each, then cast the rest.
     """
 
     lesson_id: str
@@ -227,6 +254,7 @@ class Lesson:
     items: tuple[LessonItem, ...]
     subject: str | None = None
     source_url: str | None = None
+    skipped: tuple[SkippedFile, ...] = ()
 
     def manifest(self) -> LessonManifest:
         """Return the manifest sent in ``cast``."""
@@ -475,6 +503,13 @@ def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
     return tuple((0, int(part)) if part.isdigit() else (1, part) for part in parts if part)
 
 
+def is_system_file(name: str) -> bool:
+    """Whether a file named ``name`` is one that systems, not teachers, put in folders:
+    hidden files (``.DS_Store``, ``._*``), ``Thumbs.db``, ``desktop.ini``, and office
+    lock files (``~$deck.pptx``). A lesson folder passes over them silently."""
+    return name.startswith((".", "~$")) or name.casefold() in SYSTEM_FILE_NAMES
+
+
 def _check_exists(path: Path) -> None:
     if not path.exists():
         raise LessonError(f"lesson path does not exist: {path}", path=str(path), reason="missing")
@@ -523,15 +558,56 @@ class _Loader:
         self.library_hosts = tuple(library_hosts)
 
     def from_folder(self, folder: Path) -> Lesson:
+        """Every file that can be shown; the others in ``Lesson.skipped``."""
         files = sorted(
-            (p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file()),
+            (p for p in folder.iterdir() if not is_system_file(p.name) and p.is_file()),
             key=lambda p: (natural_key(p.name), p.name),
         )
         if not files:
             raise LessonError(
                 f"lesson folder has no files: {folder}", path=str(folder), reason="empty_folder"
             )
-        return self.from_files(files, title=folder.resolve().name)
+        skipped: dict[Path, MediaError] = {}
+        for path in files:  # every size first, as from_files does
+            try:
+                check_file_size(path)
+            except OSError as exc:
+                skipped[path] = _unreadable(path, exc)
+            except FileTooLargeError as exc:
+                skipped[path] = exc
+        items: list[LessonItem] = []
+        office_problems: list[MediaError] = []
+        for path in files:
+            if path in skipped:
+                continue
+            try:
+                items.extend(
+                    self.file_items(path, title=path.stem, duration_ms=None, source_url=None)
+                )
+            except MediaError as exc:
+                if path.suffix.lower() in OFFICE_SUFFIXES:
+                    office_problems.append(exc)  # the office converter's to report
+                else:
+                    skipped[path] = exc
+            _check_count(items)
+        if not items:
+            if office_problems:
+                raise office_problems[0]
+            names = [p.name for p in skipped]
+            shown = ", ".join(names[:MAX_SKIPPED_NAMES])
+            if len(names) > MAX_SKIPPED_NAMES:
+                shown += f" (+{len(names) - MAX_SKIPPED_NAMES})"
+            raise LessonError(
+                f"no file of the lesson folder can be shown: {shown}",
+                path=str(folder),
+                reason="nothing_to_show",
+                values={"files": shown},
+            )
+        lesson = make_lesson(folder.resolve().name, items)
+        return dataclasses.replace(
+            lesson,
+            skipped=tuple(SkippedFile(path, skipped[path]) for path in files if path in skipped),
+        )
 
     def from_files(self, files: Sequence[Path], *, title: str) -> Lesson:
         for path in files:  # every size first: a huge last file stops the load at once
@@ -692,6 +768,7 @@ class _Loader:
         if path.suffix.lower() == SHORTCUT_SUFFIX:
             return [self.shortcut_item(path, title=title, duration_ms=duration_ms)]
         probe = probe_file(path)
+        path = _shown_file(path, probe)
         if probe.kind == "text":
             return [
                 LessonItem(
@@ -783,6 +860,21 @@ class _Loader:
         hashed = _Hashed(digest.hexdigest(), size)
         self._hashes[key] = hashed
         return hashed
+
+
+def _shown_file(path: Path, probe: Probe) -> Path:
+    """The file a panel is sent for ``path``: an SVG's PNG rendering, else ``path``."""
+    if probe.mime == SVG_MIME:
+        from media.svg import render_svg
+
+        return render_svg(path)
+    return path
+
+
+def _unreadable(path: Path, exc: OSError) -> LessonError:
+    return LessonError(
+        f"cannot read {path}: {exc.strerror or exc}", path=str(path), reason="unreadable"
+    )
 
 
 def _check_count(items: list[LessonItem]) -> None:

@@ -5,11 +5,14 @@
 ==========================  =======  ====================================================
 content                     kind     check
 ==========================  =======  ====================================================
-PNG, JPEG, WebP             image    Pillow ``verify()`` must pass
+PNG, JPEG, WebP, GIF, BMP,  image    Pillow's plugin for that type alone: ``verify()``
+TIFF, AVIF (first bytes)             passes (PNG, JPEG, WebP) or the first picture decodes
 ``%PDF-``                   pdf      pypdfium2 must open it and count at least one page
-``ftyp`` box at offset 4    video    ``moov/mvhd`` is read for the duration (MP4, MOV)
+``ftyp`` box at offset 4    video    ``moov/mvhd`` is read for the duration (MP4, MOV);
+                                     brand ``avif``: an image; HEIC: refused
 EBML magic                  video    docType ``webm`` or Matroska; no duration
 ``<!doctype html``/<html>   web      after an optional BOM and whitespace
+``<svg`` root element       image    ``image/svg+xml``: :mod:`media.svg` renders it to PNG
 valid UTF-8 without NUL     text     ``text/markdown`` for ``.md``, else ``text/plain``
 ==========================  =======  ====================================================
 
@@ -26,6 +29,7 @@ scale a panel decodes it at) raises ``PictureTooLargeError`` without decoding it
 from __future__ import annotations
 
 import codecs
+import re
 import struct
 import warnings
 from dataclasses import dataclass
@@ -43,8 +47,8 @@ from protocol.limits import MAX_BLOB_BYTES, MAX_PICTURE_PIXELS, MAX_TEXT_ITEM_CH
 from protocol.messages import ItemKind
 
 SUPPORTED_KINDS: Final = (
-    "PNG, JPEG or WebP images, PDF documents, MP4, MOV, WebM or MKV videos, "
-    "HTML pages and UTF-8 text or Markdown"
+    "PNG, JPEG, WebP, GIF, BMP, TIFF, AVIF or SVG images, PDF documents, "
+    "MP4, MOV, WebM or MKV videos, HTML pages and UTF-8 text or Markdown"
 )
 """What ``probe_file`` recognises, in words for error messages."""
 
@@ -67,7 +71,21 @@ warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds li
 
 _HEAD_BYTES: Final = 4096
 _READ_BYTES: Final = 1024 * 1024
-_HEIF_BRANDS: Final = frozenset({b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"avif"})
+_HEIF_BRANDS: Final = frozenset({b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1"})
+"""HEIC: Pillow opens it only with the pillow-heif plugin (libheif and an HEVC decoder),
+which ClassCast does not depend on; such a photo is refused with a hint to save it as
+JPEG. AVIF (``_AVIF_BRANDS``) Pillow opens itself."""
+_AVIF_BRANDS: Final = frozenset({b"avif", b"avis"})
+_IMAGE_MAGIC: Final = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"BM", "image/bmp"),
+    (b"II*\x00", "image/tiff"),
+    (b"MM\x00*", "image/tiff"),
+)
+"""First bytes of the raster images ``probe_file`` recognises (WebP and AVIF apart)."""
 _EBML_MAGIC: Final = b"\x1a\x45\xdf\xa3"
 _EBML_DOCTYPE_ID: Final = 0x4282
 _MVHD_UNKNOWN_DURATION: Final = frozenset({0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF})
@@ -149,15 +167,16 @@ def _file_size(f: BinaryIO) -> int:
 
 
 def _probe_open(path: Path, f: BinaryIO, head: bytes, size: int) -> Probe:
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return _image(path, "image/png")
-    if head.startswith(b"\xff\xd8\xff"):
-        return _image(path, "image/jpeg")
+    mime = _image_mime(head)
+    if mime is not None:
+        return _image(path, mime)
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return _image(path, "image/webp")
     if head.startswith(b"%PDF-"):
         return _pdf(path)
     if head[4:8] == b"ftyp":
+        if head[8:12] in _AVIF_BRANDS:
+            return _image(path, "image/avif")
         if head[8:12] in _HEIF_BRANDS:
             raise UnknownContentError(
                 f"{path}: HEIF/AVIF images are not supported; supported: {SUPPORTED_KINDS}",
@@ -170,6 +189,8 @@ def _probe_open(path: Path, f: BinaryIO, head: bytes, size: int) -> Probe:
         return Probe("video", mime)
     if _looks_like_html(head):
         return Probe("web", "text/html")
+    if looks_like_svg(head):
+        return Probe("image", SVG_MIME)
     if size > MAX_TEXT_FILE_BYTES:
         # Only text is left, and no text slide is this long: decide from the head alone.
         if _head_is_text(head):
@@ -195,13 +216,60 @@ def _probe_open(path: Path, f: BinaryIO, head: bytes, size: int) -> Probe:
 # --------------------------------------------------------------------------- images and PDF
 
 
+def _image_mime(head: bytes) -> str | None:
+    for magic, mime in _IMAGE_MAGIC:
+        if head.startswith(magic):
+            if mime == "image/bmp" and len(head) >= 18 and head[6:10] != b"\0\0\0\0":
+                return None  # "BM" then reserved zeros: else a text that starts with BM
+            return mime
+    return None
+
+
+SVG_MIME: Final = "image/svg+xml"
+"""An SVG picture: the controller renders it to PNG (:mod:`media.svg`); a panel never
+parses SVG."""
+
+_SVG_PROLOGUE: Final = re.compile(
+    rb"\A(?:\s+|<\?xml[^>]*\?>|<!--.*?-->|<!DOCTYPE\s+svg\b(?:[^\[>]|\[.*?\])*>)*<svg[\s>/]",
+    re.DOTALL | re.IGNORECASE,
+)
+"""What may come before the root ``<svg`` element: whitespace, the XML declaration,
+comments and an ``svg`` DOCTYPE (its internal subset included)."""
+
+
+def looks_like_svg(head: bytes) -> bool:
+    """Whether the first bytes of a file start an SVG document (after an optional BOM)."""
+    return _SVG_PROLOGUE.match(head.removeprefix(codecs.BOM_UTF8)) is not None
+
+
+PILLOW_FORMATS: Final = {
+    "image/png": "PNG",
+    "image/jpeg": "JPEG",
+    "image/webp": "WEBP",
+    "image/gif": "GIF",
+    "image/bmp": "BMP",
+    "image/tiff": "TIFF",
+    "image/avif": "AVIF",
+}
+"""The Pillow plugin of each raster type a lesson may hold. Pillow is told which one to
+use, on the controller and on the panel (``kiosk.scenes``), so no other of its plugins
+(EPS through Ghostscript, say) ever reads a lesson's file."""
+
+_VERIFIED: Final = frozenset({"image/png", "image/jpeg", "image/webp"})
+"""Types whose structure ``verify()`` checks cheaply; the first picture of the others
+(GIF, BMP, TIFF, AVIF) is decoded instead, within ``MAX_PICTURE_PIXELS``."""
+
+
 def _image(path: Path, mime: str) -> Probe:
     from PIL import Image
 
     try:
-        with Image.open(path) as img:
+        with Image.open(path, formats=[PILLOW_FORMATS[mime]]) as img:
             check_picture_size(path, *img.size, reducible=mime == "image/jpeg")
-            img.verify()
+            if mime in _VERIFIED:
+                img.verify()
+            else:
+                img.load()
     except PictureTooLargeError:
         raise
     except Image.DecompressionBombError as exc:  # over twice Pillow's own limit

@@ -204,3 +204,50 @@ def test_a_drop_past_the_library_limit_is_refused_in_words(
             assert "уже занимают" in refused.json()["error"]
             accepted = c.post("/lessons", data={"title": "Малый", "total_bytes": "1000"})
             assert accepted.status_code == 200
+
+
+# ---------------------------------------------------------------- folders as teachers keep them
+
+
+def test_a_dropped_folder_skips_the_junk_silently_and_warns_about_the_broken_file(
+    tmp_path: Path,
+) -> None:
+    import io
+
+    from PIL import Image
+
+    good = io.BytesIO()
+    Image.new("RGB", (32, 24), (255, 0, 0)).save(good, "PNG")
+    files = {
+        "Урок/01-red.png": good.getvalue(),
+        "Урок/02-broken.png": good.getvalue()[:40] + b"\0" * 40,
+        "Урок/Thumbs.db": b"\xd0\xcf\x11\xe0" + b"\0" * 60,
+        "Урок/desktop.ini": b"[.ShellClassInfo]\r\n",
+        "Урок/.DS_Store": b"\0\0\0\1Bud1" + b"\0" * 60,
+        "Урок/~$deck.pptx": b"\x0bteacher" + b"\0" * 60,
+        "Урок/__MACOSX/Урок/._01-red.png": b"\0\5\26\7" + b"\0" * 60,
+    }
+    with (
+        running_app(tmp_path / "home") as app,
+        httpx.Client(
+            base_url=app.base,
+            cookies={COOKIE: app.config.secret},
+            headers={"origin": app.base},
+            timeout=10,
+        ) as c,
+    ):
+        total = sum(len(data) for data in files.values())
+        key = c.post("/lessons", data={"title": "Урок", "total_bytes": str(total)}).json()["key"]
+        for path, data in files.items():
+            relative = path.removeprefix("Урок/")
+            answer = c.put(f"/lessons/{key}/files", params={"path": relative}, content=data)
+            assert answer.status_code == 204, (path, answer.text)
+        page = c.post(f"/lessons/{key}/done").text
+    stored = {p.name for p in (tmp_path / "home" / "lessons" / key).rglob("*") if p.is_file()}
+    assert stored == {"01-red.png", "02-broken.png"}  # the junk was never written
+    assert "01-red" in page
+    assert 'class="msg warn"' in page
+    assert page.count("Не вошёл в урок") == 1
+    assert "02-broken.png: файл повреждён" in page
+    for junk in ("Thumbs", "desktop.ini", "DS_Store", "~$", "MACOSX"):
+        assert junk not in page

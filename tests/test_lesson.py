@@ -142,10 +142,18 @@ def test_missing_path() -> None:
         load_lesson(Path("/no/such/lesson"))
 
 
-def test_unknown_file_in_folder(tmp_path: Path) -> None:
+def test_a_folder_of_nothing_that_can_be_shown_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "data.bin").write_bytes(b"\x00\x01\x02")
+    with pytest.raises(LessonError, match=r"data\.bin") as caught:
+        load_lesson(tmp_path)
+    assert caught.value.reason == "nothing_to_show"
+    assert caught.value.values == {"files": "data.bin"}
+
+
+def test_an_unknown_file_named_on_its_own_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "data.bin").write_bytes(b"\x00\x01\x02")
     with pytest.raises(UnknownContentError, match=r"data\.bin"):
-        load_lesson(tmp_path)
+        load_lesson([tmp_path / "data.bin"])
 
 
 def test_text_file_too_long(tmp_path: Path) -> None:
@@ -171,9 +179,15 @@ def test_a_file_over_the_limit_stops_the_load_before_any_file_is_read(tmp_path: 
         f.truncate(MAX_BLOB_BYTES + 1)  # sparse: no disk space
     before = bytes_read()
     with pytest.raises(FileTooLargeError, match=r"02-huge\.mp4") as caught:
-        load_lesson(tmp_path)
+        load_lesson([tmp_path / "01-noise.png", tmp_path / "02-huge.mp4"])
     assert bytes_read() - before < 64 * 1024
     assert caught.value.size_bytes == MAX_BLOB_BYTES + 1
+    # In a folder, the file is left out unread and the rest is shown.
+    lesson = load_lesson(tmp_path)
+    assert [item.title for item in lesson.items] == ["01-noise"]
+    [skipped] = lesson.skipped
+    assert skipped.path.name == "02-huge.mp4"
+    assert isinstance(skipped.problem, FileTooLargeError)
 
 
 def test_lesson_toml_size_limit_at_both_ends(tmp_path: Path) -> None:

@@ -49,6 +49,7 @@ from controller.errorlog import (
 from controller.home import Home
 from controller.i18n import language, size_text, t
 from controller.remote import GrantBook
+from controller.texts import skipped_file_text
 from controller.webapp import lessons, security
 from controller.webapp.backend import AppError, Backend, error_text
 from controller.webapp.launch import bind as bind
@@ -57,6 +58,7 @@ from controller.webapp.launch import loopback_hosts as loopback_hosts
 from controller.webapp.lessons import (
     LessonLibrary,
     UploadError,
+    is_system_path,
     safe_relative_path,
     too_large_file_text,
     too_large_lesson_text,
@@ -189,16 +191,19 @@ class TeacherApp:
         return self.fragment("_messages.html", lines=lines, ok=ok)
 
     def lesson_view(self) -> dict[str, Any]:
-        """The selected lesson (or the error that keeps it from loading)."""
+        """The selected lesson (or the error that keeps it from loading), and a warning
+        for each of its files that is left out."""
         if self.selected is None:
-            return {"lesson": None, "lesson_error": None}
+            return {"lesson": None, "lesson_error": None, "lesson_warnings": []}
         try:
-            return {"lesson": self.library.load(self.selected), "lesson_error": None}
+            lesson = self.library.load(self.selected)
         except KeyError:
             self.selected = None
-            return {"lesson": None, "lesson_error": None}
+            return {"lesson": None, "lesson_error": None, "lesson_warnings": []}
         except ClassCastError as exc:
-            return {"lesson": None, "lesson_error": error_text(exc)}
+            return {"lesson": None, "lesson_error": error_text(exc), "lesson_warnings": []}
+        warnings = [skipped_file_text(s, s.path.name) for s in lesson.skipped]
+        return {"lesson": lesson, "lesson_error": None, "lesson_warnings": warnings}
 
     # ----------------------------------------------------------------- panels
 
@@ -438,6 +443,8 @@ async def _upload_file(state: TeacherApp, request: Request) -> Response:
     if upload is None:
         raise HTTPException(404)
     raw_path = request.query_params.get("path", "")
+    if is_system_path(raw_path):
+        return Response(status_code=204)  # Thumbs.db, .DS_Store...: never part of a lesson
     try:
         relative = safe_relative_path(raw_path)
         target = upload.target(relative)
@@ -473,7 +480,9 @@ async def _finish_lesson(state: TeacherApp, request: Request) -> Response:
     try:
         await asyncio.to_thread(state.library.finish, key, keep=state.kept_lessons())
     except ClassCastError as exc:
-        return state.fragment("_lesson.html", lesson=None, lesson_error=error_text(exc))
+        return state.fragment(
+            "_lesson.html", lesson=None, lesson_error=error_text(exc), lesson_warnings=[]
+        )
     state.selected = key
     return state.fragment("_lesson.html", **state.lesson_view())
 
@@ -492,7 +501,9 @@ async def _add_link(state: TeacherApp, request: Request) -> Response:
     except (ClassCastError, UploadError) as exc:
         view = state.lesson_view()
         message = error_text(exc) if isinstance(exc, ClassCastError) else str(exc)
-        return state.fragment("_lesson.html", lesson=view["lesson"], lesson_error=message)
+        return state.fragment(
+            "_lesson.html", lesson=view["lesson"], lesson_error=message, lesson_warnings=[]
+        )
     state.selected = key
     return state.fragment("_lesson.html", **state.lesson_view())
 

@@ -32,7 +32,14 @@ from typing import Final
 from PIL import Image, ImageDraw, ImageFont
 
 from controller.i18n import t
-from media.lesson import LESSON_TOML, SHORTCUT_SUFFIX, Lesson, LessonItem, load_lesson
+from media.lesson import (
+    LESSON_TOML,
+    SHORTCUT_SUFFIX,
+    Lesson,
+    LessonItem,
+    is_system_file,
+    load_lesson,
+)
 from media.markdown import (
     BULLET,
     SLIDE_BACKGROUND,
@@ -106,6 +113,21 @@ KEY_RE: Final = re.compile(r"^[0-9a-f]{16}$")
 
 class UploadError(Exception):
     """A dropped file was refused; ``str(exc)`` says why and what to do (Russian)."""
+
+
+SYSTEM_FOLDERS: Final = frozenset({"__macosx"})
+"""Folders systems add to a folder or a zip (macOS's resource forks), compared
+case-insensitively."""
+
+
+def is_system_path(raw: str) -> bool:
+    """Whether a dropped file is one that systems, not teachers, put in folders
+    (:func:`media.lesson.is_system_file`, or inside ``__MACOSX/``): the app takes it
+    without a word and stores nothing, as ``classcast cast FOLDER`` passes over it."""
+    parts = [p for p in raw.replace("\\", "/").split("/") if p not in ("", ".")]
+    if any(p.startswith("..") for p in parts):
+        return False  # a climb, not a system file: safe_relative_path refuses it loudly
+    return any(is_system_file(p) or p.casefold() in SYSTEM_FOLDERS for p in parts)
 
 
 def safe_relative_path(raw: str) -> PurePosixPath:
