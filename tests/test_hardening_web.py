@@ -687,7 +687,10 @@ def test_address_outside_the_allowlist_gets_the_error_slide(
     try:
         panel.use(make_loader(mode, tmp_path, guard, chromium=str(stand_in)))
         item = ManifestItem("web", "Игра", url=f"http://evil.example:{trap.port}/game")
+        reports: list[tuple[int, str, int | None]] = []
+        panel.window.item_failed = lambda index, why, status: reports.append((index, why, status))
         frame = panel.show(item)
+        assert reports == [(panel.shown, "not_allowed", None)]  # usage and status told
         scene = panel.window.current
         assert isinstance(scene, AddressNotAllowedScene)
         assert scene.lines == [
