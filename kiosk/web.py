@@ -23,7 +23,8 @@ What a page can reach (docs/security.md, “Web items”):
   on 127.0.0.1): the panel's own addresses and ports are refused to every request, and
   so are hosts outside the district's allowlist (``web_allow``).
 * Lesson HTML is never opened from ``file://``: the guard serves each page's blob at a
-  private ``http://<token>.classcast.localhost/`` origin of its own.
+  private ``http://<token>.classcast.localhost/`` origin of its own; an HTML5 lesson (a
+  zip blob) is served there file by file, straight from the zip.
 * Every showing of a page gets a fresh browser profile (a temporary
   ``--user-data-dir``, deleted when the item is left), so nothing one cast stores is
   seen by the next; every screenshot gets one too. Downloads are off in each profile
@@ -78,6 +79,7 @@ from kiosk.scenes import (
     decode_image,
 )
 from kiosk.webguard import PageFailure, WebGuard
+from media.html5zip import ZIP_MAGIC, is_zip
 from protocol.errors import MediaError
 from protocol.messages import ItemFailure, ManifestItem
 from protocol.text import clean_name
@@ -830,7 +832,10 @@ class WebLoader:
         """The URL to open, and what withdraws it afterwards (a published page)."""
         if item.url is not None:
             return _checked_url(item), lambda: None
-        url = self.guard.publish(ctx.store.path(_blob_sha(item)))
+        blob = ctx.store.path(_blob_sha(item))
+        with blob.open("rb") as head:
+            zipped = is_zip(head.read(len(ZIP_MAGIC)))
+        url = self.guard.publish_site(blob) if zipped else self.guard.publish(blob)
         return url, lambda: self.guard.withdraw(url)
 
 

@@ -10,7 +10,10 @@ resolution of its own. So every request a page makes (the page itself, iframes,
   ``http://<32 hex digits>.classcast.localhost/`` (unguessable; a secure context to
   Chromium, being under ``localhost``). Only ``/`` exists there: that page's blob, with
   a Content-Security-Policy that forbids downloads and framing. Nothing else of the
-  blob store, and no file of the panel, can be named;
+  blob store, and no file of the panel, can be named. An HTML5 lesson (a zip blob,
+  :mod:`media.html5zip`) is served the same way, each of its files read from the zip
+  when asked: ``/`` is its ``index.html``, a name that is not one of its files (``..``
+  included, however encoded) is a 404, and a folder has no listing;
 * **the panel itself is refused** — a host that is, or resolves to, a loopback,
   unspecified, link-local or local address of this machine (the kiosk's websocket port,
   this proxy, any other local service), whatever the port;
@@ -51,13 +54,15 @@ import secrets
 import socket
 import ssl
 import threading
+import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from kiosk.i18n import tr
+from media.html5zip import INDEX, Html5Site, content_type, normalize_name, open_site
 from protocol.messages import ItemFailure
 
 logger = logging.getLogger(__name__)
@@ -433,7 +438,7 @@ class WebGuard:
         self.allow = allow if allow is not None else HostAllowlist()
         self.lang = lang
         self.is_panel_address = is_panel_address
-        self._pages: dict[str, Path] = {}
+        self._pages: dict[str, Path | Html5Site] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -493,6 +498,25 @@ class WebGuard:
         token = secrets.token_hex(TOKEN_HEX_CHARS // 2)
         with self._lock:
             self._pages[token] = page
+        return f"http://{private_host(token)}/"
+
+    def publish_site(self, zip_path: Path) -> str:
+        """Serve the HTML5 zip ``zip_path`` (a lesson's blob) at a new private URL.
+
+        Returns:
+            ``http://<token>.classcast.localhost/`` (its ``index.html``); :meth:`withdraw`
+            it when done.
+
+        Raises:
+            LessonError: the zip is unsafe or has no ``index.html``
+                (:func:`media.html5zip.open_site`).
+            OSError: it cannot be read.
+        """
+        site = open_site(zip_path)
+        self.start()
+        token = secrets.token_hex(TOKEN_HEX_CHARS // 2)
+        with self._lock:
+            self._pages[token] = site
         return f"http://{private_host(token)}/"
 
     def withdraw(self, url: str) -> None:
@@ -730,6 +754,9 @@ class WebGuard:
     ) -> None:
         with self._lock:
             page = self._pages.get(decision.token)
+        if isinstance(page, Html5Site):
+            await self._serve_site_file(writer, decision, page, head_only)
+            return
         if page is None or decision.path.split("?", 1)[0] != "/":
             await self._refuse(
                 writer, Refuse("not_found", private_host(decision.token)), connect=False
@@ -764,6 +791,61 @@ class WebGuard:
                 while chunk := file.read(COPY_CHUNK_BYTES):
                     writer.write(chunk)
                     await writer.drain()
+            await writer.drain()
+
+    async def _serve_site_file(
+        self, writer: asyncio.StreamWriter, decision: ServePage, site: Html5Site, head_only: bool
+    ) -> None:
+        """One file of an HTML5 zip, read from the zip (nothing is extracted)."""
+        name = site_file_name(decision.path)
+        info = None if name is None else site.files.get(name)
+        if name is None or info is None:
+            await self._refuse(
+                writer, Refuse("not_found", private_host(decision.token)), connect=False
+            )
+            return
+        try:
+            archive = zipfile.ZipFile(site.path)
+        except (OSError, zipfile.BadZipFile) as exc:
+            logger.warning("cannot serve the HTML5 lesson %s: %s", site.path, exc)
+            archive = None
+        try:
+            file = None if archive is None else archive.open(info)
+        except (OSError, zipfile.BadZipFile, NotImplementedError, RuntimeError) as exc:
+            # e.g. the local header's name differs from the directory's
+            logger.warning("cannot serve %s of the HTML5 lesson %s: %s", name, site.path, exc)
+            file = None
+        if archive is None or file is None:
+            if archive is not None:
+                archive.close()
+            await self._refuse(
+                writer, Refuse("not_found", private_host(decision.token)), connect=False
+            )
+            return
+        with archive, file:
+            writer.write(
+                _head(
+                    200,
+                    "OK",
+                    [
+                        ("Content-Type", content_type(name)),
+                        ("Content-Length", str(info.file_size)),
+                        ("Cache-Control", "no-store"),
+                        ("X-Content-Type-Options", "nosniff"),
+                        ("Referrer-Policy", "no-referrer"),
+                        ("Content-Security-Policy", PAGE_CSP),
+                    ],
+                )
+            )
+            if not head_only:
+                try:
+                    while chunk := file.read(COPY_CHUNK_BYTES):
+                        writer.write(chunk)
+                        await writer.drain()
+                except (zipfile.BadZipFile, EOFError, ValueError) as exc:
+                    # A damaged entry (bad CRC): cut the response short; the browser sees it.
+                    logger.warning("HTML5 lesson %s: %s: %s", site.path, name, exc)
+                    return
             await writer.drain()
 
     async def _refuse(
@@ -862,6 +944,22 @@ async def _first_status(
         match = _STATUS_LINE.match(line)
         return int(match.group(1)) if match else None
     return None
+
+
+def site_file_name(path: str) -> str | None:
+    """The file of an HTML5 site a request path names (``/`` and ``/dir/``: their
+    ``index.html``), or None when it names nothing inside the site (``..``, encoded or
+    not, a backslash trick, bad percent-encoding)."""
+    raw = path.split("?", 1)[0].split("#", 1)[0]
+    if not raw.startswith("/"):
+        return None
+    try:
+        rel = unquote(raw[1:], errors="strict")
+    except UnicodeDecodeError:
+        return None
+    if rel == "" or rel.endswith("/"):
+        rel += INDEX
+    return normalize_name(rel)
 
 
 def _head(status: int, phrase: str, headers: list[tuple[str, str]]) -> bytes:

@@ -10,6 +10,7 @@ PNG, JPEG, WebP             image    Pillow ``verify()`` must pass
 ``ftyp`` box at offset 4    video    ``moov/mvhd`` is read for the duration (MP4, MOV)
 EBML magic                  video    docType ``webm`` or Matroska; no duration
 ``<!doctype html``/<html>   web      after an optional BOM and whitespace
+a zip (``PK`` magic)        web      an HTML5 lesson: :func:`media.html5zip.open_site`
 valid UTF-8 without NUL     text     ``text/markdown`` for ``.md``, else ``text/plain``
 ==========================  =======  ====================================================
 
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final
 
+from media.html5zip import is_zip, open_site
 from protocol.errors import (
     CorruptContentError,
     FileTooLargeError,
@@ -170,6 +172,8 @@ def _probe_open(path: Path, f: BinaryIO, head: bytes, size: int) -> Probe:
         return Probe("video", mime)
     if _looks_like_html(head):
         return Probe("web", "text/html")
+    if is_zip(head):
+        return _html5_zip(path)
     if size > MAX_TEXT_FILE_BYTES:
         # Only text is left, and no text slide is this long: decide from the head alone.
         if _head_is_text(head):
@@ -190,6 +194,13 @@ def _probe_open(path: Path, f: BinaryIO, head: bytes, size: int) -> Probe:
     raise UnknownContentError(
         f"{path}: unrecognised content; supported: {SUPPORTED_KINDS}", path=str(path)
     )
+
+
+def _html5_zip(path: Path) -> Probe:
+    """A zip is an HTML5 lesson (one web item) if :func:`media.html5zip.open_site`
+    finds it safe and with an ``index.html``; it raises LessonError otherwise."""
+    open_site(path)
+    return Probe("web", "application/zip")
 
 
 # --------------------------------------------------------------------------- images and PDF
