@@ -693,7 +693,7 @@ class WebGuard:
             async with asyncio.timeout(timeout_s):
                 try:
                     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-                except socket.gaierror:
+                except (socket.gaierror, UnicodeError):  # not found, or not a name to look up
                     return PageFailure("no_network", host)
                 addresses = [str(info[4][0]) for info in infos]
                 if not addresses or any(self.is_panel_address(a) for a in addresses):
