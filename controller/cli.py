@@ -48,7 +48,7 @@ from controller.problems import (
     os_error_text,
     pairing_error_text,
 )
-from controller.texts import added_text, error_text, skipped_file_text
+from controller.texts import added_text, error_text, item_failure_text, skipped_file_text
 from media.lesson import load_sources
 from media.weblink import MAX_LIBRARY_HOSTS, parse_library_host
 from protocol import limits
@@ -651,6 +651,9 @@ def _status_text(address: str, s: StatusSnapshot) -> str:
         lines.append(
             f"  {t('Item')}: {s.index + 1}/{s.count} {t(s.item_kind or '')} «{s.item_title}»"
         )
+        failure = item_failure_text(s)
+        if failure is not None:
+            lines.append(f"  {failure}")
         lines.append(f"  {t('Presenter')}: {s.presenter}")
     return "\n".join(lines)
 

@@ -154,6 +154,8 @@ def render(panels: Sequence[PanelState], now_s: float) -> str:
                 showing += f" ({t('Blanked')})"
             elif s.state == "paused":
                 showing += f" ({t('paused')})"
+            if s.item_failure is not None:
+                showing += f" ({t('the page did not open')})"
         seen = (
             t("{seconds} s ago", seconds=number_text(now_s - p.last_seen_s, 0))
             if p.last_seen_s is not None

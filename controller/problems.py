@@ -141,6 +141,27 @@ LESSON_PROBLEMS: Final = {
         "none of the files of the lesson folder can be shown ({files}). Save them as PDF, "
         "PNG, JPEG, MP4, text or HTML and cast again."
     ),
+    "zip_damaged": N_(
+        "the zip archive is damaged or packed in a way the panel cannot read. Pack the "
+        "lesson's folder again as an ordinary zip and cast again."
+    ),
+    "zip_too_many_entries": N_(
+        "the zip archive holds more than {limit} files and is refused. Leave out what the "
+        "lesson does not use and pack it again."
+    ),
+    "zip_bomb": N_(
+        "the zip archive unpacks to too much (over {limit} in all, or a file over {ratio} "
+        "times its packed size) and is refused as unsafe. Pack the lesson's folder again."
+    ),
+    "zip_unsafe_name": N_(
+        "the zip archive holds {name}, which points outside the lesson (an absolute path, "
+        "“..”, a link, or an encrypted file), and is refused as unsafe. Pack the lesson's "
+        "folder again."
+    ),
+    "zip_no_index": N_(
+        "the zip archive has no index.html at its root or in its one top folder, so it is "
+        "not an HTML5 lesson. Add index.html, or pack the folder that holds it."
+    ),
 }
 """The text of each ``reason`` of :data:`media.lesson.LESSON_ERROR_REASONS`, after
 ``{where}: `` (the file, and the ``[[items]]`` table when there is one)."""
@@ -172,7 +193,7 @@ def media_error_text(exc: MediaError) -> str | None:
     if exc.item is not None:
         where = t("{where}, item {item}", where=where, item=exc.item)
     values: dict[str, object] = {"file": exc.path or "", **exc.values}
-    if exc.reason == "too_many_bytes":
+    if exc.reason in ("too_many_bytes", "zip_bomb"):
         values["size"] = size_text(int(exc.values.get("size_bytes", 0)))
         values["limit"] = size_text(int(exc.values.get("limit_bytes", 0)))
     problem = LESSON_PROBLEMS.get(exc.reason)

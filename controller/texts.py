@@ -63,6 +63,7 @@ from protocol.errors import (
     UnauthorizedError,
     UnsupportedVersionError,
 )
+from protocol.messages import StatusSnapshot
 from protocol.pairing import (
     PairingError,
     PairingLockedError,
@@ -330,3 +331,31 @@ def _too_large_text(exc: FileTooLargeError | PictureTooLargeError) -> str:
         size=size,
         limit=limit,
     )
+
+
+def item_failure_text(status: StatusSnapshot) -> str | None:
+    """Why the panel could not show its current item (a web page), or None if it could.
+
+    One line for the command line's ``status`` and the web app's cast view; what to do
+    is on the panel's card too.
+    """
+    failure = status.item_failure
+    if failure is None:
+        return None
+    why = {
+        "no_network": t(
+            "the panel cannot find the site: it has no internet connection, or the address is wrong"
+        ),
+        "unreachable": t("the site does not answer"),
+        "timeout": t("the site took too long to answer"),
+        "http_error": t(
+            "the site answered with error {status}: there is no such page, or it is closed",
+            status=status.item_failure_status or 0,
+        ),
+        "panel": t("the address is the panel's own"),
+        "not_allowed": t(
+            "the site is not in the panel's list of allowed sites: ask the school's "
+            "administrator to add it"
+        ),
+    }[failure]
+    return t("The page could not be opened: {why}.", why=why)

@@ -30,7 +30,7 @@ from kiosk.usage import UsageLog
 from kiosk.usage_writer import UsageWriter
 from media.store import BlobStore, free_disk_bytes
 from protocol.discovery import Advertisement
-from protocol.messages import StatusSnapshot
+from protocol.messages import ItemFailure, StatusSnapshot
 
 if TYPE_CHECKING:
     from kiosk.window import PygletWindow
@@ -148,6 +148,13 @@ class KioskApp:
         """The video of item ``index`` ended (call on the loop)."""
         with self.server.lock:
             self.service.video_ended(index)
+        self.server.poke()
+
+    def item_failed(self, index: int, failure: ItemFailure, status: int | None) -> None:
+        """Item ``index`` could not be shown (call on the loop): see
+        :meth:`KioskService.item_failed`."""
+        with self.server.lock:
+            self.service.item_failed(index, failure, status)
         self.server.poke()
 
     def pin(self) -> str:
@@ -340,11 +347,15 @@ def run_with_window(
     def item_ended(index: int) -> None:
         loop.call_soon_threadsafe(app.video_ended, index)
 
+    def item_failed(index: int, failure: ItemFailure, status: int | None) -> None:
+        loop.call_soon_threadsafe(app.item_failed, index, failure, status)
+
     def answer_pairing(allow: bool) -> None:
         loop.call_soon_threadsafe(app.panel_answer_pairing, allow)
 
     window.control = control
     window.item_ended = item_ended
+    window.item_failed = item_failed
     window.answer_pairing = answer_pairing
     window.on_close = request_stop
 

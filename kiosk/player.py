@@ -22,6 +22,10 @@ A lesson's whole life (``blanked`` is a flag beside the state, see below)::
     paused    next / prev / goto     playing      (as above; a new item starts playing)
     playing   tick at item's end     playing      end interval "auto", Show next ...
     playing   video_ended            playing      (as above)
+    playing+  item_failed            unchanged    end interval "failed" (0 ms: closed at
+                                                  its start), StatusChanged with
+                                                  item_failure; no interval reopens
+                                                  for that item (unblank)
     playing   next on the last item  idle         end interval "end", ShowIdle
     playing   pause                  paused       VideoCommand pause
     paused    play                   playing      VideoCommand play
@@ -60,6 +64,7 @@ from protocol.errors import UnexpectedMessageError
 from protocol.messages import (
     ControlAction,
     EndReason,
+    ItemFailure,
     LessonManifest,
     ManifestItem,
     PlayerState,
@@ -186,6 +191,9 @@ class LessonPlayer:
         self._item_origin_s = 0.0
         self._frozen_at_s: float | None = None
         self._interval_open = False
+        self._interval_start_s = 0.0
+        self._failure: tuple[ItemFailure, int | None] | None = None
+        """Why the current item could not be shown (its interval is closed)."""
         self._volume = 100
         self._effects: list[Effect] = []
 
@@ -244,6 +252,8 @@ class LessonPlayer:
             presenter=self._presenter.name if self._presenter else None,
             version=ident.version,
             volume=self._volume,
+            item_failure=self._failure[0] if item and self._failure else None,
+            item_failure_status=self._failure[1] if item and self._failure else None,
         )
 
     def next_deadline_s(self) -> float | None:
@@ -287,6 +297,7 @@ class LessonPlayer:
                 code="bad_index",
             )
         self._end_interval("replaced", now)
+        self._failure = None
         self._lesson = lesson
         self._presenter = presenter
         self._index = start_index
@@ -328,6 +339,7 @@ class LessonPlayer:
                 code="bad_index",
             )
         self._end_interval("replaced", now)
+        self._failure = None
         item = lesson.items[index]
         self._lesson = lesson
         self._presenter = presenter
@@ -466,6 +478,28 @@ class LessonPlayer:
         ):
             self._advance_auto(now)
 
+    def item_failed(
+        self, index: int, failure: ItemFailure, *, now: float, status: int | None = None
+    ) -> None:
+        """Item ``index`` could not be shown (a web page that did not open).
+
+        Its display interval is closed with reason ``failed`` at its start (0 ms: it
+        was never on screen) and no other opens for it; the status says why
+        (``status``: the HTTP status of an ``http_error``). A report for an item that
+        is no longer current is ignored; the lesson goes on as usual.
+        """
+        if (
+            self._state in ("playing", "paused")
+            and self._lesson is not None
+            and index == self._index
+            and self._failure is None
+        ):
+            self._failure = (failure, status)
+            if self._interval_open:
+                self._interval_open = False
+                self._effects.append(IntervalEnded("failed", self._interval_start_s))
+            self._status(now)
+
     def tick(self, *, now: float) -> None:
         """Advance time: start a scheduled lesson, or leave an item whose time is up."""
         deadline = self.next_deadline_s()
@@ -503,6 +537,7 @@ class LessonPlayer:
         assert lesson is not None
         self._state = "playing"
         self._index = index
+        self._failure = None
         self._item_origin_s = now
         self._frozen_at_s = now if self._blanked else None
         item = lesson.items[index]
@@ -515,6 +550,7 @@ class LessonPlayer:
 
     def _finish(self, reason: EndReason, now: float) -> None:
         self._end_interval(reason, now)
+        self._failure = None
         self._state = "idle"
         self._lesson = None
         self._presenter = None
@@ -528,11 +564,12 @@ class LessonPlayer:
         self._status(now)
 
     def _open_interval(self, now: float) -> None:
-        if self._state not in ("playing", "paused") or self._interval_open:
+        if self._state not in ("playing", "paused") or self._interval_open or self._failure:
             return
         assert self._lesson is not None
         assert self._presenter is not None
         self._interval_open = True
+        self._interval_start_s = now
         self._effects.append(
             IntervalStarted(self._lesson, self._index, self._current_item(), self._presenter, now)
         )

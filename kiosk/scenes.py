@@ -45,7 +45,7 @@ from media.probe import PILLOW_FORMATS, check_picture_size
 from media.store import BlobStore
 from protocol.errors import MediaError, PictureTooLargeError
 from protocol.limits import MAX_PICTURE_PIXELS
-from protocol.messages import ItemKind, ManifestItem
+from protocol.messages import ItemFailure, ItemKind, ManifestItem
 from protocol.text import clean_name
 
 logger = logging.getLogger(__name__)
@@ -107,6 +107,9 @@ class SceneContext:
     """Ask for a new frame (thread-safe): a scene whose picture changed by itself."""
     item_ended: Callable[[int], None] = lambda index: None
     """Report that item ``index`` played to its end (thread-safe; videos)."""
+    item_failed: Callable[[int, ItemFailure, int | None], None] = lambda index, why, status: None
+    """Report that item ``index`` could not be shown, why and the HTTP status of an
+    ``http_error`` (thread-safe; a web page that did not open: see ``kiosk.web``)."""
     video_surface: VideoSurface | None = None
     """Where VLC's own output draws (X11 panels); ``None``: videos decode into frames."""
     volume: int = 100

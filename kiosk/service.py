@@ -78,6 +78,7 @@ from protocol.messages import (
     Error,
     GetStatus,
     Hello,
+    ItemFailure,
     LessonManifest,
     Message,
     Need,
@@ -539,6 +540,13 @@ class KioskService:
     def video_ended(self, index: int) -> None:
         """The video output reports that the video of item ``index`` ended."""
         self.player.video_ended(index, now=self.clock.monotonic())
+        self._apply_player_effects()
+
+    def item_failed(self, index: int, failure: ItemFailure, status: int | None = None) -> None:
+        """The display reports that item ``index`` could not be shown (a web page that
+        did not open): its usage record ends ``failed`` with no display time, and the
+        pushed status says why."""
+        self.player.item_failed(index, failure, now=self.clock.monotonic(), status=status)
         self._apply_player_effects()
 
     def resume(self, saved: SavedPresentation) -> bool:

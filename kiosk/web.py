@@ -23,13 +23,23 @@ What a page can reach (docs/security.md, “Web items”):
   on 127.0.0.1): the panel's own addresses and ports are refused to every request, and
   so are hosts outside the district's allowlist (``web_allow``).
 * Lesson HTML is never opened from ``file://``: the guard serves each page's blob at a
-  private ``http://<token>.classcast.localhost/`` origin of its own.
+  private ``http://<token>.classcast.localhost/`` origin of its own; an HTML5 lesson (a
+  zip blob) is served there file by file, straight from the zip.
 * Every showing of a page gets a fresh browser profile (a temporary
   ``--user-data-dir``, deleted when the item is left), so nothing one cast stores is
   seen by the next; every screenshot gets one too. Downloads are off in each profile
   (:data:`PROFILE_PREFERENCES`).
 * An item whose address is outside the allowlist is not opened at all: the panel shows
   :class:`AddressNotAllowedScene`, which says whom to ask.
+
+Pages that fail: before a URL item is shown, the loader asks the guard to open its
+page (:meth:`~kiosk.webguard.WebGuard.check_page`: the name resolved, the host
+reached, the status of the top-level document read, https included). A page that does
+not open (no network or no such host, a host that does not answer, an HTTP error
+status, too slow, the panel's own address) gets :class:`PageFailedScene`, a card saying
+why and what to do, and Chromium is not started. Both cards report the failure when they
+come on screen (``SceneContext.item_failed``): the usage log then records the item as
+``failed`` with no display time, and the kiosk's status tells the controllers why.
 """
 
 from __future__ import annotations
@@ -68,9 +78,11 @@ from kiosk.scenes import (
     _Card,
     decode_image,
 )
-from kiosk.webguard import WebGuard
+from kiosk.webguard import PageFailure, WebGuard
+from media.html5zip import ZIP_MAGIC, is_zip
 from protocol.errors import MediaError
-from protocol.messages import ManifestItem
+from protocol.messages import ItemFailure, ManifestItem
+from protocol.text import clean_name
 
 if TYPE_CHECKING:
     from kiosk.window import WindowMode
@@ -364,12 +376,44 @@ class AddressNotAllowedError(MediaError):
         self.host = host
 
 
-class AddressNotAllowedScene(_Card):
-    """The error slide of a web item whose host the panel may not open, and whom to ask."""
+class _FailedItemCard(_Card):
+    """An error card that reports its item's failure each time it comes on screen."""
 
-    def __init__(self, ctx: SceneContext, title: str, host: str) -> None:
+    def __init__(
+        self,
+        ctx: SceneContext,
+        lines: list[str],
+        index: int | None,
+        failure: PageFailure,
+    ) -> None:
         size = ctx.height / 22
-        self.lines = [
+        self.lines = lines
+        self.index = index
+        self.failure = failure
+        super().__init__(
+            ctx,
+            [
+                (lines[0], size, WHITE),
+                (lines[1], size * 0.7, WHITE),
+                (lines[2], size * 0.6, MUTED_TEXT),
+            ],
+            ERROR_BACKGROUND,
+        )
+        self._ctx = ctx
+
+    def enter(self) -> None:
+        if self.index is not None:
+            self._ctx.item_failed(self.index, self.failure.reason, self.failure.status)
+
+
+class AddressNotAllowedScene(_FailedItemCard):
+    """The error slide of a web item whose host the panel may not open, and whom to ask.
+
+    ``index``: the item's index, reported as failed (``not_allowed``) when shown.
+    """
+
+    def __init__(self, ctx: SceneContext, title: str, host: str, index: int | None = None) -> None:
+        lines = [
             tr(ctx.lang, "Could not show «{title}»", title=title),
             tr(ctx.lang, "The address {host} is not allowed on this panel.", host=host),
             tr(
@@ -377,15 +421,63 @@ class AddressNotAllowedScene(_Card):
                 "Ask the school's administrator to add it to the panel's list of allowed sites.",
             ),
         ]
-        super().__init__(
-            ctx,
-            [
-                (self.lines[0], size, WHITE),
-                (self.lines[1], size * 0.7, WHITE),
-                (self.lines[2], size * 0.6, MUTED_TEXT),
-            ],
-            ERROR_BACKGROUND,
-        )
+        super().__init__(ctx, lines, index, PageFailure("not_allowed", host))
+
+
+def page_failure_lines(lang: str, title: str, failure: PageFailure) -> list[str]:
+    """The three lines of :class:`PageFailedScene`: what, why, and what to do."""
+    host = failure.host
+    why: dict[ItemFailure, str] = {
+        "no_network": tr(
+            lang,
+            "The panel cannot find the site {host}: there is no internet connection, "
+            "or the address is wrong.",
+            host=host,
+        ),
+        "unreachable": tr(lang, "The site {host} does not answer.", host=host),
+        "timeout": tr(lang, "The site {host} took too long to answer.", host=host),
+        "http_error": tr(
+            lang,
+            "The site {host} answered with error {status}: there is no such page, or it is closed.",
+            host=host,
+            status=failure.status or 0,
+        ),
+        "panel": tr(lang, "Pages shown on the panel cannot open the panel's own addresses."),
+        "not_allowed": tr(lang, "The address {host} is not allowed on this panel.", host=host),
+    }
+    network = tr(
+        lang,
+        "Check the panel's network connection, or save the page as a file (or an HTML5 "
+        "zip) and cast that. The lesson goes on.",
+    )
+    todo: dict[ItemFailure, str] = {
+        "no_network": network,
+        "unreachable": network,
+        "timeout": network,
+        "http_error": tr(lang, "Check the link. The lesson goes on."),
+        "panel": tr(lang, "Cast the page as a file instead. The lesson goes on."),
+        "not_allowed": tr(
+            lang,
+            "Ask the school's administrator to add it to the panel's list of allowed sites.",
+        ),
+    }
+    return [
+        tr(lang, "Could not open the page «{title}»", title=clean_name(title)),
+        why[failure.reason],
+        todo[failure.reason],
+    ]
+
+
+class PageFailedScene(_FailedItemCard):
+    """ "Не удалось открыть страницу «…»": a web page that did not open, why, what to do.
+
+    ``index``: the item's index, reported as failed when the card is shown.
+    """
+
+    def __init__(
+        self, ctx: SceneContext, title: str, failure: PageFailure, index: int | None = None
+    ) -> None:
+        super().__init__(ctx, page_failure_lines(ctx.lang, title, failure), index, failure)
 
 
 class WebWindowScene(Scene):
@@ -674,7 +766,17 @@ class WebLoader:
         except AddressNotAllowedError as exc:
             host = exc.host
             logger.warning("not showing %r: %s is not allowed on this panel", item.title, host)
-            return lambda: AddressNotAllowedScene(ctx, item.title, host)
+            return lambda: AddressNotAllowedScene(ctx, item.title, host, request.index)
+        failure = None if item.url is None else self.guard.check_page(_checked_url(item))
+        if failure is not None:
+            logger.warning(
+                "not showing %r: its page does not open (%s %s%s)",
+                item.title,
+                failure.reason,
+                failure.host,
+                f" {failure.status}" if failure.status else "",
+            )
+            return lambda: PageFailedScene(ctx, item.title, failure, request.index)
         if not self.can_open_window():
             pixels = self.render(item, ctx)
             return lambda: PictureScene(ctx, pixels, background=BLACK)
@@ -730,7 +832,10 @@ class WebLoader:
         """The URL to open, and what withdraws it afterwards (a published page)."""
         if item.url is not None:
             return _checked_url(item), lambda: None
-        url = self.guard.publish(ctx.store.path(_blob_sha(item)))
+        blob = ctx.store.path(_blob_sha(item))
+        with blob.open("rb") as head:
+            zipped = is_zip(head.read(len(ZIP_MAGIC)))
+        url = self.guard.publish_site(blob) if zipped else self.guard.publish(blob)
         return url, lambda: self.guard.withdraw(url)
 
 

@@ -10,7 +10,10 @@ resolution of its own. So every request a page makes (the page itself, iframes,
   ``http://<32 hex digits>.classcast.localhost/`` (unguessable; a secure context to
   Chromium, being under ``localhost``). Only ``/`` exists there: that page's blob, with
   a Content-Security-Policy that forbids downloads and framing. Nothing else of the
-  blob store, and no file of the panel, can be named;
+  blob store, and no file of the panel, can be named. An HTML5 lesson (a zip blob,
+  :mod:`media.html5zip`) is served the same way, each of its files read from the zip
+  when asked: ``/`` is its ``index.html``, a name that is not one of its files (``..``
+  included, however encoded) is a 404, and a folder has no listing;
 * **the panel itself is refused** — a host that is, or resolves to, a loopback,
   unspecified, link-local or local address of this machine (the kiosk's websocket port,
   this proxy, any other local service), whatever the port;
@@ -19,6 +22,13 @@ resolution of its own. So every request a page makes (the page itself, iframes,
 * **everything else is forwarded** to the address the proxy resolved and checked itself
   (plain ``http`` requests, and ``CONNECT`` tunnels for ``https`` and websockets), so a
   name cannot rebind between the check and the connection.
+
+Before a web item's page is shown, :meth:`WebGuard.check_page` opens it the way the
+proxy would for Chromium (same allowlist, same name resolution, same refusal of the
+panel's addresses) and reads the status line of the top-level document, ``https``
+included (which the proxy itself only sees as an opaque tunnel). A page that cannot be
+opened gets a :class:`PageFailure` saying why, and the panel shows a card instead of a
+browser that would show nothing.
 
 ``file://`` is not a request: Chromium itself never lets an ``http`` page load or
 navigate to a ``file:`` URL, and no page is opened from ``file://`` any more.
@@ -42,14 +52,18 @@ import logging
 import re
 import secrets
 import socket
+import ssl
 import threading
+import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from kiosk.i18n import tr
+from media.html5zip import INDEX, Html5Site, content_type, normalize_name, open_site
+from protocol.messages import ItemFailure
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +86,10 @@ HEAD_TIMEOUT_S: Final = 30.0
 
 CONNECT_TIMEOUT_S: Final = 10.0
 """How long resolving and connecting to an upstream host may take."""
+
+CHECK_TIMEOUT_S: Final = 10.0
+"""Longest :meth:`WebGuard.check_page` may take (resolve, connect, TLS, the status
+line); a page slower than that is reported as ``timeout``."""
 
 COPY_CHUNK_BYTES: Final = 64 * 1024
 """Bytes moved per read when relaying or serving a page."""
@@ -287,6 +305,27 @@ class Refuse:
 Route = ServePage | Forward | Tunnel | Refuse
 
 
+@dataclass(frozen=True, slots=True)
+class PageFailure:
+    """Why a web item's page could not be opened (:meth:`WebGuard.check_page`).
+
+    ``host`` is the page's host; ``status`` the HTTP status of an ``http_error``.
+    """
+
+    reason: ItemFailure
+    host: str
+    status: int | None = None
+
+
+_REFUSAL_FAILURES: Final[dict[RefusalReason, ItemFailure]] = {
+    "not_allowed": "not_allowed",
+    "panel": "panel",
+    "bad_request": "unreachable",
+    "not_found": "unreachable",
+    "method": "unreachable",
+}
+
+
 def private_host(token: str) -> str:
     """The host of the page published under ``token``."""
     return f"{token}.{PRIVATE_DOMAIN}"
@@ -399,7 +438,7 @@ class WebGuard:
         self.allow = allow if allow is not None else HostAllowlist()
         self.lang = lang
         self.is_panel_address = is_panel_address
-        self._pages: dict[str, Path] = {}
+        self._pages: dict[str, Path | Html5Site] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -428,6 +467,27 @@ class WebGuard:
             "--disable-quic",
         )
 
+    def check_page(self, url: str, timeout_s: float = CHECK_TIMEOUT_S) -> PageFailure | None:
+        """Whether the page at ``url`` (http or https) opens: None, or why not.
+
+        Blocking (call it from a loader thread): it runs on the guard's thread and
+        decides like the proxy (allowlist, the panel's own addresses), then connects,
+        does the TLS handshake of an ``https`` page (without checking its certificate:
+        Chromium does that itself) and sends a ``GET``, reading only the status line. A
+        status of 400 or more is an ``http_error``; a redirect counts as opened. Pages
+        of the private origin are not checked.
+        """
+        self.start()
+        loop = self._loop
+        assert loop is not None
+        host = urlsplit(url).hostname or ""
+        future = asyncio.run_coroutine_threadsafe(self._check_page(url, timeout_s), loop)
+        try:
+            return future.result(timeout_s + 1)
+        except TimeoutError:
+            future.cancel()
+            return PageFailure("timeout", host)
+
     def publish(self, page: Path) -> str:
         """Serve the file ``page`` (a lesson page's blob) at a new private URL.
 
@@ -438,6 +498,25 @@ class WebGuard:
         token = secrets.token_hex(TOKEN_HEX_CHARS // 2)
         with self._lock:
             self._pages[token] = page
+        return f"http://{private_host(token)}/"
+
+    def publish_site(self, zip_path: Path) -> str:
+        """Serve the HTML5 zip ``zip_path`` (a lesson's blob) at a new private URL.
+
+        Returns:
+            ``http://<token>.classcast.localhost/`` (its ``index.html``); :meth:`withdraw`
+            it when done.
+
+        Raises:
+            LessonError: the zip is unsafe or has no ``index.html``
+                (:func:`media.html5zip.open_site`).
+            OSError: it cannot be read.
+        """
+        site = open_site(zip_path)
+        self.start()
+        token = secrets.token_hex(TOKEN_HEX_CHARS // 2)
+        with self._lock:
+            self._pages[token] = site
         return f"http://{private_host(token)}/"
 
     def withdraw(self, url: str) -> None:
@@ -593,6 +672,42 @@ class WebGuard:
             self._log_once("unreachable", host, f"web page: cannot reach {host}:{port}: {exc!s}")
         return None
 
+    async def _check_page(self, url: str, timeout_s: float) -> PageFailure | None:
+        parts = urlsplit(url)
+        secure = parts.scheme.lower() == "https"
+        try:
+            host, port = parts.hostname or "", parts.port or (443 if secure else 80)
+        except ValueError:
+            return PageFailure("unreachable", parts.netloc)
+        decision = (
+            route("CONNECT", f"{host}:{port}", self.allow)
+            if secure
+            else route("GET", url, self.allow)
+        )
+        if isinstance(decision, ServePage):
+            return None
+        if isinstance(decision, Refuse):
+            return PageFailure(_REFUSAL_FAILURES[decision.reason], host)
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout_s):
+                try:
+                    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+                except (socket.gaierror, UnicodeError):  # not found, or not a name to look up
+                    return PageFailure("no_network", host)
+                addresses = [str(info[4][0]) for info in infos]
+                if not addresses or any(self.is_panel_address(a) for a in addresses):
+                    return PageFailure("panel", host)
+                status = await _first_status(addresses, host, port, secure, parts)
+        except TimeoutError:
+            return PageFailure("timeout", host)
+        if status is None:
+            self._log_once("unreachable", host, f"web page: cannot open {host}:{port}")
+            return PageFailure("unreachable", host)
+        if status >= 400:
+            return PageFailure("http_error", host, status)
+        return None
+
     async def _forward(
         self,
         reader: asyncio.StreamReader,
@@ -639,6 +754,9 @@ class WebGuard:
     ) -> None:
         with self._lock:
             page = self._pages.get(decision.token)
+        if isinstance(page, Html5Site):
+            await self._serve_site_file(writer, decision, page, head_only)
+            return
         if page is None or decision.path.split("?", 1)[0] != "/":
             await self._refuse(
                 writer, Refuse("not_found", private_host(decision.token)), connect=False
@@ -673,6 +791,61 @@ class WebGuard:
                 while chunk := file.read(COPY_CHUNK_BYTES):
                     writer.write(chunk)
                     await writer.drain()
+            await writer.drain()
+
+    async def _serve_site_file(
+        self, writer: asyncio.StreamWriter, decision: ServePage, site: Html5Site, head_only: bool
+    ) -> None:
+        """One file of an HTML5 zip, read from the zip (nothing is extracted)."""
+        name = site_file_name(decision.path)
+        info = None if name is None else site.files.get(name)
+        if name is None or info is None:
+            await self._refuse(
+                writer, Refuse("not_found", private_host(decision.token)), connect=False
+            )
+            return
+        try:
+            archive = zipfile.ZipFile(site.path)
+        except (OSError, zipfile.BadZipFile) as exc:
+            logger.warning("cannot serve the HTML5 lesson %s: %s", site.path, exc)
+            archive = None
+        try:
+            file = None if archive is None else archive.open(info)
+        except (OSError, zipfile.BadZipFile, NotImplementedError, RuntimeError) as exc:
+            # e.g. the local header's name differs from the directory's
+            logger.warning("cannot serve %s of the HTML5 lesson %s: %s", name, site.path, exc)
+            file = None
+        if archive is None or file is None:
+            if archive is not None:
+                archive.close()
+            await self._refuse(
+                writer, Refuse("not_found", private_host(decision.token)), connect=False
+            )
+            return
+        with archive, file:
+            writer.write(
+                _head(
+                    200,
+                    "OK",
+                    [
+                        ("Content-Type", content_type(name)),
+                        ("Content-Length", str(info.file_size)),
+                        ("Cache-Control", "no-store"),
+                        ("X-Content-Type-Options", "nosniff"),
+                        ("Referrer-Policy", "no-referrer"),
+                        ("Content-Security-Policy", PAGE_CSP),
+                    ],
+                )
+            )
+            if not head_only:
+                try:
+                    while chunk := file.read(COPY_CHUNK_BYTES):
+                        writer.write(chunk)
+                        await writer.drain()
+                except (zipfile.BadZipFile, EOFError, ValueError) as exc:
+                    # A damaged entry (bad CRC): cut the response short; the browser sees it.
+                    logger.warning("HTML5 lesson %s: %s: %s", site.path, name, exc)
+                    return
             await writer.drain()
 
     async def _refuse(
@@ -725,6 +898,68 @@ class WebGuard:
             "body{font-family:sans-serif;background:#fafafa;color:#333;margin:2em}"
             f"</style></head><body><p>{text}</p></body></html>"
         ).encode()
+
+
+_STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([1-5][0-9][0-9])(?: |\r\n)")
+
+
+async def _first_status(
+    addresses: list[str], host: str, port: int, secure: bool, parts: SplitResult
+) -> int | None:
+    """The status of ``GET`` of the page at the first of ``addresses`` that answers
+    (None: none connects, or the answer is not HTTP)."""
+    context: ssl.SSLContext | None = None
+    if secure:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    default = 443 if secure else 80
+    authority = host if ":" not in host else f"[{host}]"
+    if port != default:
+        authority += f":{port}"
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: ClassCast-panel\r\n"
+        "Accept: text/html,*/*\r\nConnection: close\r\n\r\n"
+    ).encode("latin-1", "replace")
+    for address in addresses:
+        try:
+            reader, writer = await asyncio.open_connection(
+                address,
+                port,
+                ssl=context,
+                server_hostname=host if secure else None,
+                limit=_READ_LIMIT,
+            )
+        except OSError:
+            continue
+        try:
+            writer.write(request)
+            await writer.drain()
+            line = await reader.readuntil(b"\r\n")
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            return None
+        finally:
+            writer.close()
+        match = _STATUS_LINE.match(line)
+        return int(match.group(1)) if match else None
+    return None
+
+
+def site_file_name(path: str) -> str | None:
+    """The file of an HTML5 site a request path names (``/`` and ``/dir/``: their
+    ``index.html``), or None when it names nothing inside the site (``..``, encoded or
+    not, a backslash trick, bad percent-encoding)."""
+    raw = path.split("?", 1)[0].split("#", 1)[0]
+    if not raw.startswith("/"):
+        return None
+    try:
+        rel = unquote(raw[1:], errors="strict")
+    except UnicodeDecodeError:
+        return None
+    if rel == "" or rel.endswith("/"):
+        rel += INDEX
+    return normalize_name(rel)
 
 
 def _head(status: int, phrase: str, headers: list[tuple[str, str]]) -> bytes:

@@ -79,6 +79,7 @@ from kiosk.scenes import (
 )
 from kiosk.x11 import KeyGrab, X11Surface, capture, native_window
 from media.store import BlobStore
+from protocol.messages import ItemFailure
 
 logger = logging.getLogger(__name__)
 
@@ -180,6 +181,8 @@ class PygletWindow:
         control: called with ``next``, ``prev``, ``blank``, ``unblank``, ``stop`` from
             the panel's keys and taps (on the main thread; it must hand off).
         item_ended: called with an item's index when a video ended (any thread).
+        item_failed: called with an item's index, why and an HTTP status when the item
+            could not be shown (a web page that did not open; any thread).
         on_close: called when the window is asked to close (the system's close button).
         video_output: see :data:`VideoOutput`.
         answer_pairing: called with True (Allow) or False (Refuse) when the panel's
@@ -197,6 +200,7 @@ class PygletWindow:
         size: tuple[int, int] = WINDOWED_SIZE,
         control: Callable[[str], None] | None = None,
         item_ended: Callable[[int], None] | None = None,
+        item_failed: Callable[[int, ItemFailure, int | None], None] | None = None,
         on_close: Callable[[], None] | None = None,
         video_output: VideoOutput = "auto",
         answer_pairing: Callable[[bool], None] | None = None,
@@ -206,6 +210,7 @@ class PygletWindow:
         self.on_close = on_close
         self._headless = mode == "headless"
         self.item_ended = item_ended
+        self.item_failed = item_failed
         self.lang = lang
         self._main = threading.get_ident()
         self.window = _make_window(mode, size)
@@ -229,6 +234,7 @@ class PygletWindow:
             lang=lang,
             request_redraw=self.request_redraw,
             item_ended=self._item_ended,
+            item_failed=self._item_failed,
             video_surface=self._surface,
         )
         self.factory = SceneFactory(self.ctx)
@@ -582,6 +588,10 @@ class PygletWindow:
     def _item_ended(self, index: int) -> None:
         if self.item_ended is not None:
             self.item_ended(index)
+
+    def _item_failed(self, index: int, failure: ItemFailure, status: int | None) -> None:
+        if self.item_failed is not None:
+            self.item_failed(index, failure, status)
 
     # ----------------------------------------------------------------- drawing
 

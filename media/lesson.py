@@ -94,6 +94,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from media.html5zip import ZIP_ERROR_REASONS
 from media.probe import SVG_MIME, Probe, check_file_size, probe_file
 from media.weblink import (
     DEFAULT_LIBRARY_HOSTS,
@@ -140,34 +141,38 @@ MAX_LESSON_TOML_BYTES: Final = 4 * MAX_TEXT_FRAME_BYTES
 manifest, text slides included, must fit one text frame (``MAX_TEXT_FRAME_BYTES``); four
 times that leaves room for comments and TOML's longer escapes."""
 
-LESSON_ERROR_REASONS: Final = LINK_ERROR_REASONS | frozenset(
-    {
-        "missing",
-        "not_a_file",
-        "empty_folder",
-        "no_files",
-        "unreadable",
-        "bad_toml",
-        "not_utf8",
-        "unknown_key",
-        "no_title",
-        "no_item_tables",
-        "not_a_table",
-        "content_keys",
-        "not_a_string",
-        "empty",
-        "too_long",
-        "not_a_url",
-        "bad_duration",
-        "not_relative",
-        "outside",
-        "file_not_found",
-        "text_too_long",
-        "too_many_items",
-        "too_many_bytes",
-        "no_items",
-        "nothing_to_show",
-    }
+LESSON_ERROR_REASONS: Final = (
+    LINK_ERROR_REASONS
+    | ZIP_ERROR_REASONS
+    | frozenset(
+        {
+            "missing",
+            "not_a_file",
+            "empty_folder",
+            "no_files",
+            "unreadable",
+            "bad_toml",
+            "not_utf8",
+            "unknown_key",
+            "no_title",
+            "no_item_tables",
+            "not_a_table",
+            "content_keys",
+            "not_a_string",
+            "empty",
+            "too_long",
+            "not_a_url",
+            "bad_duration",
+            "not_relative",
+            "outside",
+            "file_not_found",
+            "text_too_long",
+            "too_many_items",
+            "too_many_bytes",
+            "no_items",
+            "nothing_to_show",
+        }
+    )
 )
 """Every ``reason`` of the :class:`~protocol.errors.LessonError` this module raises (see the
 module docstring): a program has a text for each."""

@@ -13,6 +13,7 @@ TIFF, AVIF (first bytes)             passes (PNG, JPEG, WebP) or the first pictu
 EBML magic                  video    docType ``webm`` or Matroska; no duration
 ``<!doctype html``/<html>   web      after an optional BOM and whitespace
 ``<svg`` root element       image    ``image/svg+xml``: :mod:`media.svg` renders it to PNG
+a zip (``PK`` magic)        web      an HTML5 lesson: :func:`media.html5zip.open_site`
 valid UTF-8 without NUL     text     ``text/markdown`` for ``.md``, else ``text/plain``
 ==========================  =======  ====================================================
 
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final
 
+from media.html5zip import is_zip, open_site
 from protocol.errors import (
     CorruptContentError,
     FileTooLargeError,
@@ -191,6 +193,8 @@ def _probe_open(path: Path, f: BinaryIO, head: bytes, size: int) -> Probe:
         return Probe("web", "text/html")
     if looks_like_svg(head):
         return Probe("image", SVG_MIME)
+    if is_zip(head):
+        return _html5_zip(path)
     if size > MAX_TEXT_FILE_BYTES:
         # Only text is left, and no text slide is this long: decide from the head alone.
         if _head_is_text(head):
@@ -211,6 +215,13 @@ def _probe_open(path: Path, f: BinaryIO, head: bytes, size: int) -> Probe:
     raise UnknownContentError(
         f"{path}: unrecognised content; supported: {SUPPORTED_KINDS}", path=str(path)
     )
+
+
+def _html5_zip(path: Path) -> Probe:
+    """A zip is an HTML5 lesson (one web item) if :func:`media.html5zip.open_site`
+    finds it safe and with an ``index.html``; it raises LessonError otherwise."""
+    open_site(path)
+    return Probe("web", "application/zip")
 
 
 # --------------------------------------------------------------------------- images and PDF

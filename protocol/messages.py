@@ -42,8 +42,16 @@ EndReason = Literal[
     "power_loss",
     "shutdown",
     "error",
+    "failed",
 ]
-"""Why a display interval ended."""
+"""Why a display interval ended. ``failed``: the item could not be shown at all (a web
+page that did not open); such a record's ``duration_ms`` is 0, it was never on screen."""
+
+ItemFailure = Literal["no_network", "unreachable", "not_allowed", "panel", "http_error", "timeout"]
+"""Why the current item (a web page) could not be opened: its host's name does not
+resolve (no network, or no such host); the host does not answer; the host is outside the
+panel's ``web_allow``; it is the panel itself; it answered with an HTTP error status; it
+took too long."""
 
 Role = Literal["teacher", "admin"]
 
@@ -119,6 +127,10 @@ class StatusSnapshot:
     """Media cache use; filled in ``get_status`` replies (0 in pushed events)."""
     volume: int = 100
     """Sound level of videos, percent (``control`` ``volume``)."""
+    item_failure: ItemFailure | None = None
+    """Set when the current item could not be shown (the panel shows why)."""
+    item_failure_status: int | None = None
+    """The HTTP status of an ``http_error`` failure."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -801,3 +801,39 @@ def test_slow_video_thumbnails_hold_up_neither_the_page_nor_a_drop(
             thread.join(60)
     assert [a.status_code for a in answers] == [200] * 8
     assert {a.content for a in answers} == {answers[0].content}  # the icon
+
+
+def test_the_cast_view_says_when_a_panel_could_not_open_a_page(
+    app: RunningApp, tmp_path: Path
+) -> None:
+    """The panel's display reports the current item failed (a web page, as kiosk.web
+    does); the pushed status reaches the app, whose cast view says why in Russian."""
+    state = app.config.state
+    assert state is not None
+    folder = lesson_folder(tmp_path / "drop")
+    with KioskThread(tmp_path / "k1", room="Каб. 12") as k1, client(app) as c:
+        _pair(c, app, k1)
+        key = begin(c, "Опыт")
+        for path in sorted(folder.iterdir()):
+            upload(c, key, path.name, path.read_bytes())
+        c.post(f"/lessons/{key}/done")
+        c.post("/cast", data={"target": [k1.address]})
+        _run(app, state.cast.wait())
+        assert k1.app is not None
+        kiosk_app = k1.app
+        k1.sync(lambda: kiosk_app.item_failed(0, "http_error", 404))
+
+        async def told() -> None:
+            while (
+                (link := state.hub.links.get(k1.address)) is None
+                or link.status is None
+                or link.status.item_failure is None
+            ):
+                await state.hub.wait_for_change(state.hub.version, 1.0)
+
+        _run(app, told())
+        fragment = c.get("/fragments/cast").text
+    assert (
+        "Страница не открылась: сайт ответил ошибкой 404: такой страницы нет или она закрыта."
+        in fragment
+    )

@@ -25,6 +25,7 @@ import http.client
 import logging
 import socket
 import socketserver
+import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +37,7 @@ from kiosk import web, webguard
 from kiosk.config import ConfigError, load_config
 from kiosk.player import Show
 from kiosk.scenes import ERROR_BACKGROUND
+from kiosk.tls import ensure_identity
 from kiosk.web import AddressNotAllowedScene, WebLoader, WebWindowScene
 from kiosk.webguard import (
     MAX_HEAD_BYTES,
@@ -43,6 +45,7 @@ from kiosk.webguard import (
     PRIVATE_DOMAIN,
     Forward,
     HostAllowlist,
+    PageFailure,
     Refuse,
     ServePage,
     Tunnel,
@@ -687,7 +690,10 @@ def test_address_outside_the_allowlist_gets_the_error_slide(
     try:
         panel.use(make_loader(mode, tmp_path, guard, chromium=str(stand_in)))
         item = ManifestItem("web", "Игра", url=f"http://evil.example:{trap.port}/game")
+        reports: list[tuple[int, str, int | None]] = []
+        panel.window.item_failed = lambda index, why, status: reports.append((index, why, status))
         frame = panel.show(item)
+        assert reports == [(panel.shown, "not_allowed", None)]  # usage and status told
         scene = panel.window.current
         assert isinstance(scene, AddressNotAllowedScene)
         assert scene.lines == [
@@ -740,4 +746,128 @@ def test_allowlist_holds_for_every_request_of_an_allowed_page(panel: Panel, trap
         server.shutdown()
         server.server_close()
         thread.join()
+        guard.close()
+
+
+# --------------------------------------------------------------------------- page checks
+
+
+class OneAnswer:
+    """A server on 127.0.0.1 that answers every connection with ``answer`` (or, with
+    None, reads and never answers); TLS with the kiosk's own kind of certificate when
+    ``tls`` is given."""
+
+    def __init__(self, answer: bytes | None, tls: ssl.SSLContext | None = None) -> None:
+        self.requests: list[bytes] = []
+        self.release = threading.Event()
+        outer = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                conn = self.request
+                if tls is not None:
+                    try:
+                        conn = tls.wrap_socket(conn, server_side=True)
+                    except (OSError, ssl.SSLError):
+                        return
+                outer.requests.append(conn.recv(65536))
+                if answer is None:
+                    outer.release.wait(5)
+                    return
+                conn.sendall(answer)
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def loopback_guard() -> Iterator[WebGuard]:
+    """A guard that lets the check reach loopback servers (as a LAN host would be)."""
+    guard = WebGuard(is_panel_address=lambda address: False)
+    yield guard
+    guard.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "failure"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", None),
+        (b"HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\n\r\n", None),
+        (b"HTTP/1.0 404 Not Found\r\n\r\n", PageFailure("http_error", "127.0.0.1", 404)),
+        (b"HTTP/1.1 503 Busy\r\n\r\n", PageFailure("http_error", "127.0.0.1", 503)),
+        (b"SSH-2.0-OpenSSH\r\n", PageFailure("unreachable", "127.0.0.1")),
+        (b"", PageFailure("unreachable", "127.0.0.1")),
+    ],
+)
+def test_check_page_reads_the_status_of_the_top_document(
+    loopback_guard: WebGuard, answer: bytes, failure: PageFailure | None
+) -> None:
+    server = OneAnswer(answer)
+    try:
+        got = loopback_guard.check_page(f"http://127.0.0.1:{server.port}/урок?x=1")
+        assert got == failure
+        assert server.requests[0].startswith(b"GET /")
+        assert f"Host: 127.0.0.1:{server.port}\r\n".encode() in server.requests[0]
+    finally:
+        server.close()
+
+
+def test_check_page_of_an_https_page_reads_its_status_through_tls(
+    loopback_guard: WebGuard, tmp_path: Path
+) -> None:
+    """The guard sees an https page only as a tunnel; its check does the handshake
+    itself (any certificate: Chromium judges it) and reads the status."""
+    tls = ensure_identity(tmp_path, "test").server_context()
+    server = OneAnswer(b"HTTP/1.1 410 Gone\r\n\r\n", tls)
+    try:
+        got = loopback_guard.check_page(f"https://127.0.0.1:{server.port}/")
+        assert got == PageFailure("http_error", "127.0.0.1", 410)
+    finally:
+        server.close()
+
+
+def test_check_page_of_a_silent_host_is_a_timeout(loopback_guard: WebGuard) -> None:
+    server = OneAnswer(None)
+    try:
+        got = loopback_guard.check_page(f"http://127.0.0.1:{server.port}/", timeout_s=0.2)
+        assert got == PageFailure("timeout", "127.0.0.1")
+    finally:
+        server.close()
+
+
+def test_check_page_refuses_as_the_proxy_does(trap: Trap) -> None:
+    """The allowlist and the panel's own addresses hold for the check as for Chromium:
+    nothing is connected to."""
+    guard = WebGuard(HostAllowlist(["lib.myschool.edu.ru", "127.0.0.1"]))
+    try:
+        assert guard.check_page(f"http://evil.example:{trap.port}/") == PageFailure(
+            "not_allowed", "evil.example"
+        )
+        assert guard.check_page(f"https://127.0.0.1:{trap.port}/") == PageFailure(
+            "panel", "127.0.0.1"
+        )
+        assert guard.check_page(f"http://localhost:{trap.port}/") == PageFailure(
+            "panel", "localhost"
+        )
+        assert trap.hits == []
+    finally:
+        guard.close()
+
+
+def test_check_page_of_a_name_that_cannot_resolve_is_no_network() -> None:
+    """A name no resolver can look up (a label over 63 characters: refused before any
+    query leaves the machine) reads as "cannot find the site"."""
+    guard = WebGuard()
+    host = "a" * 64 + ".example"
+    try:
+        assert guard.check_page(f"http://{host}/") == PageFailure("no_network", host)
+    finally:
         guard.close()

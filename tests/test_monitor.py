@@ -10,7 +10,8 @@ import pytest
 
 from controller import monitor as monitor_module
 from controller.client import KioskClient
-from controller.monitor import Monitor, render
+from controller.monitor import Monitor, PanelState, render
+from protocol.messages import StatusSnapshot
 from tests.conftest import TEACHER
 from tests.helpers import pair, text_lesson
 from tests.kiosks import KioskThread
@@ -63,3 +64,25 @@ async def test_monitor_follows_panels(tmp_path: Path, monkeypatch: pytest.Monkey
             rows = {p.address: p.as_json() for p in watcher.snapshot()}
             assert rows[a.address]["online"] is False
             assert rows[b.address]["status"]["lesson_title"] == "Текстовый урок"
+
+
+def test_the_monitor_says_when_a_panels_page_did_not_open() -> None:
+    status = StatusSnapshot(
+        kiosk_id="k",
+        room="Каб. 12",
+        school="Школа",
+        state="playing",
+        blanked=False,
+        lesson_id="l",
+        lesson_title="Опыты",
+        index=0,
+        count=2,
+        item_kind="web",
+        item_title="Игра",
+        position_ms=0,
+        presenter="Анна",
+        version="1",
+        item_failure="no_network",
+    )
+    table = render([PanelState("127.0.0.1:1", status=status, online=True)], time.time())
+    assert "Опыты: 1/2 (страница не открылась)" in table

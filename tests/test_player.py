@@ -28,6 +28,7 @@ from protocol.errors import UnexpectedMessageError
 from protocol.messages import (
     ControlAction,
     EndReason,
+    ItemFailure,
     LessonManifest,
     ManifestItem,
     PlayerState,
@@ -87,6 +88,8 @@ def snap(
     blanked: bool = False,
     presenter: Presenter = ANNA,
     volume: int = 100,
+    item_failure: ItemFailure | None = None,
+    item_failure_status: int | None = None,
 ) -> StatusSnapshot:
     """The snapshot a player should report."""
     item = lesson.items[index] if lesson and state in ("playing", "paused") else None
@@ -106,6 +109,8 @@ def snap(
         presenter=presenter.name if lesson else None,
         version="1.2.3",
         volume=volume,
+        item_failure=item_failure,
+        item_failure_status=item_failure_status,
     )
 
 
@@ -559,6 +564,57 @@ def test_video_ended_for_stale_index_is_ignored(index: int) -> None:
     player.video_ended(index, now=30.0)
     assert player.drain() == []
     assert player.index == 1
+
+
+WEB = manifest(ManifestItem("web", "Страница", url="http://127.0.0.1:9/"), text(1), lesson_id="web")
+
+
+def test_item_failed_closes_the_interval_at_its_start_and_says_why() -> None:
+    """A page that did not open has no display time: its record ends ``failed`` at its
+    start; the status says why; the lesson goes on as usual."""
+    player = playing(WEB, 0, now=10.0)
+    player.item_failed(0, "http_error", now=12.5, status=404)
+    assert player.drain() == [
+        IntervalEnded("failed", 10.0),
+        changed(
+            "playing", WEB, 0, position_ms=2500, item_failure="http_error", item_failure_status=404
+        ),
+    ]
+    player.item_failed(0, "timeout", now=13.0)  # reported again (the card shown again)
+    assert player.drain() == []
+    player.control("next", now=20.0)
+    assert player.drain() == started(WEB, 1, 20.0)  # no interval to end; no failure left
+
+
+def test_item_failed_is_not_reopened_by_unblank() -> None:
+    player = playing(WEB, 0, now=0.0)
+    player.item_failed(0, "unreachable", now=1.0)
+    player.control("blank", now=2.0)
+    player.control("unblank", now=3.0)
+    assert not any(isinstance(e, IntervalStarted) for e in player.drain())
+    assert player.snapshot(3.0).item_failure == "unreachable"
+
+
+@pytest.mark.parametrize("index", [1, 5, -1])
+def test_item_failed_for_stale_index_is_ignored(index: int) -> None:
+    player = playing(WEB, 0, now=0.0)
+    player.item_failed(index, "no_network", now=1.0)
+    assert player.drain() == []
+    assert player.snapshot(1.0).item_failure is None
+
+
+def test_item_failed_while_idle_is_ignored() -> None:
+    player = LessonPlayer(IDENTITY)
+    player.item_failed(0, "no_network", now=1.0)
+    assert player.drain() == []
+
+
+def test_a_new_cast_clears_the_failure() -> None:
+    player = playing(WEB, 0, now=0.0)
+    player.item_failed(0, "not_allowed", now=1.0)
+    player.drain()
+    player.load(WEB, ANNA, start_index=0, now=5.0)
+    assert player.drain() == started(WEB, 0, 5.0)
 
 
 def test_video_ended_for_non_video_item_is_ignored() -> None:

@@ -266,6 +266,21 @@ def test_just_under_min_minutes_does_not_count(tmp_path: Path) -> None:
     school.close()
 
 
+def test_a_library_page_that_failed_to_open_is_no_content_source(tmp_path: Path) -> None:
+    """A failed web item is logged with 0 ms (end reason ``failed``): its source does not
+    make the lesson one with digital content."""
+    school = one_panel(
+        tmp_path,
+        [
+            ("2026-11-23 05:00", 0, {}),  # the library page that did not open
+            ("2026-11-23 05:00", 10, {"source": None, "index": 1}),
+        ],
+    )
+    (row,) = compliance(school, week="2026-W48")
+    assert (row.lessons, row.without_source, row.display_ms) == (0, 1, 600_000)
+    school.close()
+
+
 def test_lesson_is_credited_to_the_week_of_its_day(tmp_path: Path) -> None:
     # Sunday 23:55 Moscow: week 48, though it is already Monday in Yekaterinburg.
     school = one_panel(tmp_path, [("2026-11-29 20:55", 12, {})])

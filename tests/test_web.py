@@ -15,6 +15,7 @@ import http.client
 import http.server
 import shutil
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,7 +37,7 @@ from kiosk.scenes import (
 )
 from kiosk.web import WebLoader, WebWindowScene
 from kiosk.webguard import PRIVATE_DOMAIN, WebGuard
-from kiosk.window import Frame, PygletWindow
+from kiosk.window import Frame, PygletWindow, WindowMode
 from media.lesson import load_lesson, sample_lesson_path
 from media.store import BlobStore
 from protocol.messages import LessonManifest, ManifestItem
@@ -164,6 +165,9 @@ def server() -> Iterator[tuple[str, list[str]]]:
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             requested.append(self.path)
+            if self.path.startswith("/missing"):
+                self.send_error(404)
+                return
             self.send_response(200)
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Content-Length", str(len(SERVED_PAGE)))
@@ -215,17 +219,68 @@ def test_url_from_a_local_server_is_rendered(
     assert frame.pixel(3, H - 3) == SERVED_BACKGROUND
 
 
-@pytest.mark.slow
-@needs_chromium
-def test_page_that_does_not_load_gives_the_error_slide(panel: Panel, open_guard: WebGuard) -> None:
-    """Chromium writes no screenshot when the load fails (its own error page is never
-    shown; the guard answers nothing for a host it cannot reach): the error slide, and
-    the lesson goes on."""
-    panel.use(WebLoader("headless", guard=open_guard))
-    frame = panel.show(ManifestItem("web", "Недоступно", url="http://127.0.0.1:9/"))
+def closed_port() -> int:
+    """A port of 127.0.0.1 where nothing listens (bound, then closed)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def failures_of(panel: Panel) -> list[tuple[int, str, int | None]]:
+    """What the window reports as failed items from now on (the kiosk's usage and status)."""
+    reports: list[tuple[int, str, int | None]] = []
+    panel.window.item_failed = lambda index, why, status: reports.append((index, why, status))
+    return reports
+
+
+@pytest.mark.parametrize("mode", ["headless", "windowed"])
+def test_page_on_a_closed_port_gets_the_card_saying_why(
+    panel: Panel, open_guard: WebGuard, tmp_path: Path, mode: WindowMode
+) -> None:
+    """The guard opens the page first: nothing answers, so Chromium is never started, the
+    card says the site does not answer and what to do, the failure is reported (the
+    usage log and the teacher's status), and the lesson goes on."""
+    ran = tmp_path / "chromium-ran"
+    chromium = stand_in(tmp_path, f"touch {ran}")
+    reports = failures_of(panel)
+    panel.use(
+        WebLoader(
+            mode, guard=open_guard, chromium_path=str(chromium), display_available=lambda: True
+        )
+    )
+    port = closed_port()
+    frame = panel.show(ManifestItem("web", "Опыт", url=f"http://127.0.0.1:{port}/"))
+    scene = panel.window.current
+    assert isinstance(scene, web.PageFailedScene)
+    assert scene.lines == [
+        "Не удалось открыть страницу «Опыт»",
+        "Сайт 127.0.0.1 не отвечает.",
+        "Проверьте подключение панели к сети или сохраните страницу файлом (или zip-архивом "
+        "HTML5) и покажите его. Урок продолжается.",
+    ]
     assert frame.pixel(3, 3) == ERROR_BACKGROUND[:3]
+    assert reports == [(panel.shown, "unreachable", None)]
+    assert not ran.exists()
     frame = panel.show(panel.lesson.items[1])
     assert frame.pixel(3, 3) != ERROR_BACKGROUND[:3]
+
+
+def test_page_with_an_http_error_gets_the_card_with_the_status(
+    panel: Panel, server: tuple[str, list[str]], open_guard: WebGuard
+) -> None:
+    url, requested = server
+    reports = failures_of(panel)
+    panel.use(WebLoader("headless", guard=open_guard))
+    frame = panel.show(ManifestItem("web", "Тест", url=url.replace("/page.html", "/missing/1")))
+    scene = panel.window.current
+    assert isinstance(scene, web.PageFailedScene)
+    assert scene.lines[1] == (
+        "Сайт 127.0.0.1 ответил ошибкой 404: такой страницы нет или она закрыта."
+    )
+    assert scene.lines[2] == "Проверьте ссылку. Урок продолжается."
+    assert frame.pixel(3, 3) == ERROR_BACKGROUND[:3]
+    assert reports == [(panel.shown, "http_error", 404)]
+    assert requested == ["/missing/1"]  # checked once; Chromium never asked for it
 
 
 def test_missing_chromium_gives_the_error_slide(panel: Panel, tmp_path: Path) -> None:

@@ -49,7 +49,7 @@ from controller.errorlog import (
 from controller.home import Home
 from controller.i18n import language, size_text, t
 from controller.remote import GrantBook
-from controller.texts import skipped_file_text
+from controller.texts import item_failure_text, skipped_file_text
 from controller.webapp import lessons, security
 from controller.webapp.backend import AppError, Backend, error_text
 from controller.webapp.launch import bind as bind
@@ -148,7 +148,11 @@ class TeacherApp:
             undefined=jinja2.StrictUndefined,
         )
         self.templates.globals.update(
-            t=t, size_text=size_text, clean=clean_name, slide_text=lessons.slide_text
+            t=t,
+            size_text=size_text,
+            clean=clean_name,
+            slide_text=lessons.slide_text,
+            item_failure_text=item_failure_text,
         )
         self.remote_book = GrantBook()
         target: RemoteTarget = self.cast
