@@ -50,6 +50,7 @@ from controller.problems import (
 )
 from controller.texts import added_text, error_text
 from media.lesson import load_lesson
+from media.office import OfficeConverter
 from protocol import limits
 from protocol.discovery import KioskFound
 from protocol.errors import ClassCastError
@@ -277,7 +278,10 @@ def cast(obj: Ctx, lesson: tuple[Path, ...], to: str | None, all_panels: bool, s
     if start < 1:
         raise click.BadParameter(t("Item numbers start at 1."), param_hint="--start")
     try:
-        loaded = load_lesson(lesson[0] if len(lesson) == 1 else list(lesson))
+        with OfficeConverter(obj.home.converted_dir(), on_convert=_converting) as converter:
+            loaded = load_lesson(
+                lesson[0] if len(lesson) == 1 else list(lesson), converter=converter
+            )
     except ClassCastError as exc:
         raise click.ClickException(error_text(exc)) from None
     targets = obj.targets(to, all_panels)
@@ -309,6 +313,12 @@ def cast(obj: Ctx, lesson: tuple[Path, ...], to: str | None, all_panels: bool, s
         )
 
     report(outcomes, line)
+
+
+def _converting(path: Path) -> None:
+    """Say on a terminal that a document is being made into pages (it takes seconds)."""
+    if sys.stderr.isatty():
+        click.echo(t("Converting {file} to pages…", file=path.name), err=True)
 
 
 @contextmanager

@@ -24,7 +24,9 @@ bytes; text slides and web links carry their content inline.
     duration = 5             # optional, seconds; without it the item waits for "next"
     source = "https://..."   # optional, overrides the lesson's source
 
-A PDF becomes one item per page. Text files become text slides; HTML files become web
+A PDF becomes one item per page; so does an office document (.pptx, .odp, .docx…),
+made into a PDF by the ``converter`` given (:mod:`media.office`), its pages titled by its
+slides' titles where it has them. Text files become text slides; HTML files become web
 items backed by a blob.
 
 Sizes are checked before anything is read: every file of a folder or list is
@@ -60,6 +62,9 @@ turns into its own words, in its language, with what to do next:
 ``too_many_items``    over ``MAX_ITEMS_PER_LESSON`` items (``limit``)
 ``too_many_bytes``    over ``MAX_LESSON_BYTES`` of media (``size_bytes``, ``limit_bytes``)
 ``no_items``          nothing to show (a lesson built from no items)
+``no_office``         an office document, and LibreOffice is not installed
+``office_failed``     LibreOffice could not convert an office document to PDF
+``office_timeout``    converting took over ``limit_s`` seconds
 ====================  ======================================================
 
 ``item`` is the 1-based ``[[items]]`` table the problem is in, when it is in one; a
@@ -79,6 +84,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from media.office import OFFICE_HEAD_BYTES, Converted, OfficeConverter, office_kind
 from media.probe import check_file_size, probe_file
 from protocol.errors import FileTooLargeError, LessonError
 from protocol.limits import (
@@ -135,6 +141,9 @@ LESSON_ERROR_REASONS: Final = frozenset(
         "too_many_items",
         "too_many_bytes",
         "no_items",
+        "no_office",
+        "office_failed",
+        "office_timeout",
     }
 )
 """Every ``reason`` of the :class:`~protocol.errors.LessonError` this module raises (see the
@@ -320,7 +329,9 @@ def sample_lesson_path() -> Path:
 # --------------------------------------------------------------------------- loading
 
 
-def load_lesson(source: Path | Sequence[Path]) -> Lesson:
+def load_lesson(
+    source: Path | Sequence[Path], *, converter: OfficeConverter | None = None
+) -> Lesson:
     """Load a lesson from a folder, a ``lesson.toml``, one file or a list of files.
 
     Every file is probed by content and hashed; pass the result's ``manifest()`` to
@@ -328,6 +339,8 @@ def load_lesson(source: Path | Sequence[Path]) -> Lesson:
 
     Args:
         source: a folder, a ``.toml`` file, a media file, or a sequence of media files.
+        converter: makes office documents (.pptx, .odp, .docx…) into PDFs; without
+            one, such a document is refused (``no_office``).
 
     Returns:
         The lesson, items in order; a PDF contributes one item per page.
@@ -338,7 +351,7 @@ def load_lesson(source: Path | Sequence[Path]) -> Lesson:
         UnknownContentError: a file is of no supported kind.
         CorruptContentError: a file of a supported kind does not decode.
     """
-    loader = _Loader()
+    loader = _Loader(converter)
     if isinstance(source, str | os.PathLike):
         path = Path(source)
         _check_exists(path)
@@ -412,8 +425,9 @@ class _Hashed:
 class _Loader:
     """Loads one lesson; hashes each distinct file once."""
 
-    def __init__(self) -> None:
+    def __init__(self, converter: OfficeConverter | None = None) -> None:
         self._hashes: dict[Path, _Hashed] = {}
+        self._converter = converter
 
     def from_folder(self, folder: Path) -> Lesson:
         files = sorted(
@@ -581,6 +595,10 @@ class _Loader:
     def file_items(
         self, path: Path, *, title: str, duration_ms: int | None, source_url: str | None
     ) -> list[LessonItem]:
+        page_titles: tuple[str | None, ...] = ()
+        converted = self._convert_office(path)
+        if converted is not None:
+            path, page_titles = converted.pdf, converted.titles
         probe = probe_file(path)
         if probe.kind == "text":
             return [
@@ -595,10 +613,12 @@ class _Loader:
         hashed = self._hash(path)
         if probe.kind == "pdf":
             pages = probe.pages or 0
+            if len(page_titles) != pages:
+                page_titles = ()  # hidden slides, say: page numbers are safer
             return [
                 LessonItem(
                     "pdf",
-                    f"{title} — с. {page + 1}",
+                    (page_titles[page] if page_titles else None) or f"{title} — с. {page + 1}",
                     path=path,
                     sha256=hashed.sha256,
                     size_bytes=hashed.size_bytes,
@@ -619,6 +639,24 @@ class _Loader:
                 source_url=source_url,
             )
         ]
+
+    def _convert_office(self, path: Path) -> Converted | None:
+        """The PDF of an office document (see :mod:`media.office`), or None for other files."""
+        try:
+            check_file_size(path)
+            with path.open("rb") as f:
+                head = f.read(OFFICE_HEAD_BYTES)
+        except OSError as exc:
+            raise LessonError(
+                f"cannot read {path}: {exc.strerror or exc}", path=str(path), reason="unreadable"
+            ) from None
+        if office_kind(path, head) is None:
+            return None
+        if self._converter is None:
+            raise LessonError(
+                f"{path}: office documents need a converter", path=str(path), reason="no_office"
+            )
+        return self._converter.to_pdf(path, self._hash(path).sha256)
 
     def _hash(self, path: Path) -> _Hashed:
         key = path.resolve()
