@@ -25,8 +25,11 @@ Slide = tuple[str, str]
 """A slide's title and its background colour as ``RRGGBB``."""
 
 
-def make_pptx(path: Path, slides: Sequence[Slide], *, hidden: Sequence[int] = ()) -> Path:
-    """Write a .pptx of ``slides``; the 0-based slides in ``hidden`` are hidden."""
+def make_pptx(
+    path: Path, slides: Sequence[Slide], *, hidden: Sequence[int] = (), body: str = ""
+) -> Path:
+    """Write a .pptx of ``slides``; the 0-based slides in ``hidden`` are hidden; ``body``,
+    when given, is a text box under each title."""
     n = len(slides)
     overrides = "".join(
         f'<Override PartName="/ppt/slides/slide{i + 1}.xml" ContentType="application/'
@@ -74,10 +77,25 @@ def make_pptx(path: Path, slides: Sequence[Slide], *, hidden: Sequence[int] = ()
                 '<p:cNvSpPr/><p:nvPr><p:ph type="title"/></p:nvPr></p:nvSpPr><p:spPr>'
                 '<a:xfrm><a:off x="457200" y="228600"/><a:ext cx="8229600" cy="857250"/>'
                 '</a:xfrm></p:spPr><p:txBody><a:bodyPr/><a:p><a:r><a:rPr lang="ru-RU"/>'
-                f"<a:t>{escape(title)}</a:t></a:r></a:p></p:txBody></p:sp></p:spTree>"
-                "</p:cSld></p:sld>",
+                f"<a:t>{escape(title)}</a:t></a:r></a:p></p:txBody></p:sp>{_body(body)}"
+                "</p:spTree></p:cSld></p:sld>",
             )
     return path
+
+
+def _body(text: str) -> str:
+    if not text:
+        return ""
+    paragraphs = "".join(
+        f'<a:p><a:r><a:rPr lang="ru-RU" sz="2000"/><a:t>{escape(line)}</a:t></a:r></a:p>'
+        for line in text.splitlines()
+    )
+    return (
+        '<p:sp><p:nvSpPr><p:cNvPr id="3" name="Body"/><p:cNvSpPr txBox="1"/><p:nvPr/>'
+        '</p:nvSpPr><p:spPr><a:xfrm><a:off x="457200" y="1200000"/><a:ext cx="8229600" '
+        'cy="3500000"/></a:xfrm><a:prstGeom prst="rect"><a:avLst/></a:prstGeom></p:spPr>'
+        f"<p:txBody><a:bodyPr/>{paragraphs}</p:txBody></p:sp>"
+    )
 
 
 def make_odp(path: Path, slides: Sequence[Slide]) -> Path:
