@@ -8,6 +8,7 @@ slide's background colour.
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import shutil
 import stat
@@ -26,6 +27,7 @@ from media.lesson import load_lesson
 from media.office import ConvertedCache, OfficeConverter, office_kind, slide_titles
 from protocol.errors import LessonError
 from protocol.messages import StatusSnapshot
+from tests.app_server import running_app
 from tests.conftest import TEACHER
 from tests.kiosks import ADMIN_SECRET, kiosk_process
 from tests.office_docs import make_docx, make_odp, make_pptx
@@ -259,3 +261,34 @@ def test_a_deck_cast_from_the_command_line_shows_on_the_panel(docs: Path, tmp_pa
         assert again.exit_code == 0, again.output
         assert "передано 0 Б (0 %)" in again.output.replace("\xa0", " "), again.output
         assert list(Home().converted_dir().glob("pdf/*.pdf")) == converted
+
+
+# --------------------------------------------------------------------------- the app
+
+
+@needs_office
+@pytest.mark.slow
+def test_a_deck_dropped_on_the_app_shows_its_slides_and_the_app_ends_libreoffice(
+    docs: Path, tmp_path: Path
+) -> None:
+    from tests.test_app import begin, client, upload
+
+    with running_app(tmp_path / "home") as app:
+        with client(app) as c:
+            key = begin(c, "Фотосинтез")
+            deck = docs / "Урок.pptx"
+            assert upload(c, key, deck.name, deck.read_bytes()).status_code == 204
+            done = c.post(f"/lessons/{key}/done")
+            assert done.status_code == 200
+            assert done.text.count('class="item kind-pdf"') == 3
+            for title in ("1. Фотосинтез", "2. Хлоропласт", "3. Итоги урока"):
+                assert title in done.text
+            thumb = c.get(f"/lessons/{key}/thumbs/0")
+            assert thumb.status_code == 200
+            page = Image.open(io.BytesIO(thumb.content)).convert("RGB")
+            assert near(bottom(page), COLOURS[0])
+        assert app.config.state is not None
+        converter = app.config.state.converter
+        assert converter.conversions == 1
+        assert converter.warm
+    assert not converter.warm  # the app's stop ended LibreOffice

@@ -41,6 +41,7 @@ from media.markdown import (
     Block,
     parse_markdown,
 )
+from media.office import OfficeConverter
 from media.videoframe import FRAME_TIMEOUT_S, video_frame_png
 from protocol.limits import MAX_BLOB_BYTES, MAX_ITEMS_PER_LESSON, MAX_LESSON_BYTES
 from protocol.text import clean_name
@@ -231,10 +232,12 @@ def _gib(size: int) -> str:
 
 
 class LessonLibrary:
-    """The teacher's lessons under ``root`` (``CLASSCAST_HOME/lessons``)."""
+    """The teacher's lessons under ``root`` (``CLASSCAST_HOME/lessons``); office documents
+    in them are made into pages by ``converter`` (see :mod:`media.office`)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, converter: OfficeConverter | None = None) -> None:
         self.root = root
+        self.converter = converter
         self.uploads: dict[str, Upload] = {}
         self._lessons: dict[str, tuple[float, Lesson]] = {}
         self._thumbs: OrderedDict[tuple[str, int], bytes] = OrderedDict()
@@ -396,7 +399,7 @@ class LessonLibrary:
         cached = self._lessons.get(key)
         if cached is not None and cached[0] == mtime:
             return cached[1]
-        lesson = load_lesson(folder)
+        lesson = load_lesson(folder, converter=self.converter)
         self._lessons[key] = (mtime, lesson)
         os.utime(folder.parent)  # recent first
         return lesson
