@@ -23,9 +23,11 @@ from PIL import Image
 from controller.cli import cli
 from controller.client import KioskClient
 from controller.home import Home
+from media import office
 from media.lesson import load_lesson
 from media.office import ConvertedCache, OfficeConverter, office_kind, slide_titles
-from protocol.errors import LessonError
+from protocol.errors import FileTooLargeError, LessonError
+from protocol.limits import MAX_BLOB_BYTES
 from protocol.messages import StatusSnapshot
 from tests.app_server import running_app
 from tests.conftest import TEACHER
@@ -132,6 +134,30 @@ def test_the_cache_keeps_under_its_size_by_dropping_the_least_recently_used(
     assert cache.get("d") is not None
 
 
+def test_a_slide_xml_over_the_limit_gives_page_numbers_not_titles(
+    docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deck = docs / "Урок.pptx"
+    with zipfile.ZipFile(deck) as z:
+        largest = max(z.getinfo(n).file_size for n in z.namelist() if n.startswith("ppt/"))
+    monkeypatch.setattr(office, "MAX_TITLE_XML_BYTES", largest)
+    assert slide_titles(deck) == ("Фотосинтез", "Хлоропласт", "Итоги урока")
+    monkeypatch.setattr(office, "MAX_TITLE_XML_BYTES", largest - 1)
+    assert slide_titles(deck) == ()
+
+
+def test_a_document_over_the_file_limit_is_refused_unread(tmp_path: Path) -> None:
+    huge = tmp_path / "Огромная.pptx"
+    with huge.open("wb") as f:
+        f.write(b"PK\x03\x04")
+        f.truncate(MAX_BLOB_BYTES + 1)  # sparse: nothing is written
+    with OfficeConverter(tmp_path / "c") as conv:
+        with pytest.raises(FileTooLargeError):
+            load_lesson(huge, converter=conv)
+        assert conv.conversions == 0
+        assert not conv.warm
+
+
 # --------------------------------------------------------------------------- converting
 
 
@@ -156,6 +182,10 @@ def test_deck_document_and_odp_become_titled_pages(docs: Path, converter: Office
     pipes = list(Path("/tmp").glob(f"OSL_PIPE_{os.getuid()}_classcast-{os.getpid()}-*"))
     assert pipes
     assert all(stat.S_IMODE(p.stat().st_mode) & 0o077 == 0 for p in pipes)
+    # Hidden slides are not pages, and their titles are not used.
+    hidden = make_pptx(docs.parent / "hidden.pptx", SLIDES, hidden=[1])
+    titled = [item.title for item in load_lesson(hidden, converter=converter).items]
+    assert titled == ["Фотосинтез", "Итоги урока"]
     # Loaded again, by another converter on the same cache: nothing is converted.
     with OfficeConverter(converter.cache.root.parent) as again:
         assert load_lesson(docs, converter=again).lesson_id == lesson.lesson_id
