@@ -182,6 +182,14 @@ def test_deck_document_and_odp_become_titled_pages(docs: Path, converter: Office
     pipes = list(Path("/tmp").glob(f"OSL_PIPE_{os.getuid()}_classcast-{os.getpid()}-*"))
     assert pipes
     assert all(stat.S_IMODE(p.stat().st_mode) & 0o077 == 0 for p in pipes)
+    # RTF, the old Word format's plain cousin, converts too.
+    rtf = docs.parent / "Письмо.rtf"
+    rtf.write_bytes(
+        b"{\\rtf1\\ansi{\\fonttbl{\\f0 Liberation Serif;}}\\f0 "
+        + "".join(f"\\u{ord(c)}?" for c in "Письмо").encode()
+        + b"\\par}"
+    )
+    assert [item.title for item in load_lesson(rtf, converter=converter).items] == ["Письмо — с. 1"]
     # Hidden slides are not pages, and their titles are not used.
     hidden = make_pptx(docs.parent / "hidden.pptx", SLIDES, hidden=[1])
     titled = [item.title for item in load_lesson(hidden, converter=converter).items]
