@@ -42,15 +42,17 @@ import subprocess
 import tempfile
 import threading
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal
-from xml.etree import ElementTree
+from typing import TYPE_CHECKING, Final, Literal
 
 from protocol.errors import LessonError
 from protocol.limits import MAX_STRING_CHARS
+
+if TYPE_CHECKING:  # zipfile and the XML parser load when a zip is looked at
+    import zipfile
+    from xml.etree import ElementTree
 
 OfficeKind = Literal["presentation", "text"]
 
@@ -120,6 +122,8 @@ def office_kind(path: Path, head: bytes) -> OfficeKind | None:
         return _OLE_SUFFIXES.get(path.suffix.lower())
     if not head.startswith(b"PK\x03\x04"):
         return None
+    import zipfile
+
     try:
         with zipfile.ZipFile(path) as z:
             names = set(z.namelist())
@@ -142,6 +146,9 @@ def slide_titles(path: Path) -> tuple[str | None, ...]:
     OOXML, ``presentation:class="title"`` in ODF); a slide without one has ``None``.
     Never raises: a document whose XML does not read has no titles.
     """
+    import zipfile
+    from xml.etree import ElementTree
+
     try:
         with zipfile.ZipFile(path) as z:
             names = set(z.namelist())
@@ -161,6 +168,8 @@ def _xml(z: zipfile.ZipFile, name: str) -> ElementTree.Element:
         data = f.read(MAX_TITLE_XML_BYTES + 1)
     if len(data) > MAX_TITLE_XML_BYTES:
         raise ValueError(f"{name} is too large")
+    from xml.etree import ElementTree
+
     return ElementTree.fromstring(data)
 
 
