@@ -10,7 +10,9 @@ parent over stdin and stdout, one JSON object a line:
 - it writes ``{"ready": true}`` once LibreOffice answers, or ``{"error": "..."}`` and
   exits when it does not start;
 - for each request ``{"in": "/abs/doc.pptx", "out": "/abs/doc.pdf"}`` it writes
-  ``{"ok": true}`` or ``{"error": "..."}``.
+  ``{"ok": true}`` or ``{"error": "...", "alive": BOOL}``; when LibreOffice is gone
+  (``alive`` false, or found dead before a request) it exits, and the parent starts a
+  new worker for the next document.
 
 Documents are opened hidden, read-only, with macros never run and links never updated.
 Closing stdin ends LibreOffice and the worker. The parent kills the whole process
@@ -92,6 +94,15 @@ def _convert(desktop: Any, src: str, dst: str) -> None:
         doc.close(True)
 
 
+def _alive(desktop: Any) -> bool:
+    """Whether LibreOffice still answers (a document may have crashed it)."""
+    try:
+        desktop.getComponents()
+    except Exception:
+        return False
+    return True
+
+
 def main() -> int:
     soffice_path, profile_url, pipe_name = sys.argv[1:4]
     os.umask(0o077)  # the UNO pipe's socket and the profile: for this user alone
@@ -121,10 +132,15 @@ def main() -> int:
     try:
         for line in sys.stdin:
             request = json.loads(line)
+            if soffice.poll() is not None:
+                return 1  # LibreOffice went away between documents: the parent restarts us
             try:
                 _convert(desktop, request["in"], request["out"])
             except Exception as exc:
-                _reply({"error": str(exc) or type(exc).__name__})
+                alive = _alive(desktop)
+                _reply({"error": str(exc) or type(exc).__name__, "alive": alive})
+                if not alive:
+                    return 1
             else:
                 _reply({"ok": True})
     finally:

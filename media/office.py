@@ -364,28 +364,35 @@ class OfficeConverter:
 
     def _convert(self, soffice: str, src: Path, out: Path) -> None:
         deadline = time.monotonic() + self.timeout_s
-        if not self._warm_failed and self._worker is None:
+        for attempt in (1, 2):
+            if not self._warm_failed and self._worker is None:
+                try:
+                    self._start_worker(soffice, deadline)
+                except TimeoutError:
+                    raise _timed_out(src, self.timeout_s) from None
+            worker = self._worker
+            if worker is None:
+                self._convert_once(soffice, src, out, deadline)
+                return
+            assert worker.stdin is not None
+            request = {"in": str(src.resolve()), "out": str(out.resolve())}
             try:
-                self._start_worker(soffice, deadline)
+                worker.stdin.write((json.dumps(request) + "\n").encode())
+                worker.stdin.flush()
+                reply = self._reply(worker, deadline)
             except TimeoutError:
+                self._stop_worker(graceful=False)
                 raise _timed_out(src, self.timeout_s) from None
-        worker = self._worker
-        if worker is None:
-            self._convert_once(soffice, src, out, deadline)
+            except OSError as exc:
+                self._stop_worker(graceful=False)
+                if attempt == 1:
+                    continue  # LibreOffice went away since the last document: start it again
+                raise _failed(src, f"LibreOffice stopped: {exc}") from None
+            if reply.get("alive") is False:
+                self._stop_worker(graceful=False)  # this document took it down: a new one next
+            if "error" in reply:
+                raise _failed(src, str(reply["error"]))
             return
-        assert worker.stdin is not None
-        request = {"in": str(src.resolve()), "out": str(out.resolve())}
-        try:
-            worker.stdin.write((json.dumps(request) + "\n").encode())
-            worker.stdin.flush()
-            reply = self._reply(worker, deadline)
-        except (OSError, TimeoutError) as exc:
-            self._stop_worker(graceful=False)
-            if isinstance(exc, TimeoutError):
-                raise _timed_out(src, self.timeout_s) from None
-            raise _failed(src, f"LibreOffice stopped: {exc}") from None
-        if "error" in reply:
-            raise _failed(src, str(reply["error"]))
 
     def _start_worker(self, soffice: str, deadline: float) -> None:
         assert self._python is not None

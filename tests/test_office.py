@@ -11,6 +11,7 @@ import asyncio
 import io
 import os
 import shutil
+import signal
 import stat
 import zipfile
 from collections.abc import Callable, Iterator
@@ -229,6 +230,44 @@ def test_plain_soffice_converts_where_the_warm_converter_cannot_start(
         assert not conv.warm
     assert converted.pdf.read_bytes().startswith(b"%PDF-")
     assert converted.titles == ("Фотосинтез", "Хлоропласт")
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes under ``pid`` (Linux ``/proc``), children first."""
+    parents: dict[int, int] = {}
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat_file.parent.name)] = int(fields[1])
+    found: list[int] = []
+    frontier = [pid]
+    while frontier:
+        children = [c for c, p in parents.items() if p in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+@needs_office
+@pytest.mark.slow
+def test_when_libreoffice_dies_the_next_document_starts_a_new_one(
+    docs: Path, tmp_path: Path
+) -> None:
+    with OfficeConverter(tmp_path / "c") as conv:
+        conv.to_pdf(docs / "Урок.pptx", "a")
+        worker = conv._worker
+        assert worker is not None
+        for pid in descendants(worker.pid):  # LibreOffice, not the worker
+            os.kill(pid, signal.SIGKILL)
+        assert conv.to_pdf(docs / "Повторение.odp", "b").titles == ("Фотосинтез", "Хлоропласт")
+        worker = conv._worker
+        assert worker is not None
+        os.killpg(worker.pid, signal.SIGKILL)  # the worker and LibreOffice
+        assert conv.to_pdf(docs / "Конспект.docx", "c").pdf.is_file()
+        assert conv.conversions == 3
+        assert conv.warm
 
 
 @needs_office
