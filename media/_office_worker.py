@@ -132,7 +132,7 @@ def main() -> int:
     try:
         for line in sys.stdin:
             request = json.loads(line)
-            if soffice.poll() is not None:
+            if soffice.poll() is not None or not _alive(desktop):
                 return 1  # LibreOffice went away between documents: the parent restarts us
             try:
                 _convert(desktop, request["in"], request["out"])

@@ -307,6 +307,7 @@ class OfficeConverter:
         self.conversions = 0
         self._lock = threading.Lock()
         self._worker: subprocess.Popen[bytes] | None = None
+        self._pipe = ""
         self._warm_failed = python is None
 
     def __enter__(self) -> OfficeConverter:
@@ -421,6 +422,7 @@ class OfficeConverter:
             self._warm_failed = True  # no uno, say: convert with plain soffice
             return
         self._worker = worker
+        self._pipe = pipe
 
     def _reply(self, worker: subprocess.Popen[bytes], deadline: float) -> dict[str, object]:
         assert worker.stdout is not None
@@ -454,6 +456,8 @@ class OfficeConverter:
             except (OSError, subprocess.TimeoutExpired):
                 pass
         _kill_group(worker)
+        # A killed LibreOffice leaves its pipe's socket behind (OSL puts it in /tmp).
+        Path(f"/tmp/OSL_PIPE_{os.getuid()}_{self._pipe}").unlink(missing_ok=True)
 
     def _convert_once(self, soffice: str, src: Path, out: Path, deadline: float) -> None:
         profile = self._dir / "profile-once"
