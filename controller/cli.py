@@ -50,6 +50,7 @@ from controller.problems import (
 )
 from controller.texts import added_text, error_text, item_failure_text, skipped_file_text
 from media.lesson import load_sources
+from media.office import OfficeConverter
 from media.weblink import MAX_LIBRARY_HOSTS, parse_library_host
 from protocol import limits
 from protocol.discovery import KioskFound
@@ -283,7 +284,10 @@ def cast(obj: Ctx, lesson: tuple[str, ...], to: str | None, all_panels: bool, st
     if start < 1:
         raise click.BadParameter(t("Item numbers start at 1."), param_hint="--start")
     try:
-        loaded = load_sources(lesson, library_hosts=obj.home.library_hosts())
+        with OfficeConverter(obj.home.converted_dir(), on_convert=_converting) as converter:
+            loaded = load_sources(
+                lesson, library_hosts=obj.home.library_hosts(), converter=converter
+            )
     except ClassCastError as exc:
         raise click.ClickException(error_text(exc)) from None
     for skipped in loaded.skipped:
@@ -317,6 +321,12 @@ def cast(obj: Ctx, lesson: tuple[str, ...], to: str | None, all_panels: bool, st
         )
 
     report(outcomes, line)
+
+
+def _converting(path: Path) -> None:
+    """Say on a terminal that a document is being made into pages (it takes seconds)."""
+    if sys.stderr.isatty():
+        click.echo(t("Converting {file} to pages…", file=path.name), err=True)
 
 
 @contextmanager

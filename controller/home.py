@@ -164,6 +164,10 @@ class Home:
     def __init__(self, root: Path | None = None) -> None:
         self.root = root if root is not None else home_dir()
 
+    def converted_dir(self) -> Path:
+        """Where office documents made into PDFs are cached (see :mod:`media.office`)."""
+        return self.root / "converted"
+
     # ----------------------------------------------------------------- identity
 
     def identity(self, name: str | None = None) -> ControllerIdentity:

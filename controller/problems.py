@@ -162,6 +162,19 @@ LESSON_PROBLEMS: Final = {
         "the zip archive has no index.html at its root or in its one top folder, so it is "
         "not an HTML5 lesson. Add index.html, or pack the folder that holds it."
     ),
+    "no_office": N_(
+        "presentations and documents are shown through LibreOffice, which is not installed "
+        "on this computer. Install it with `sudo apt install libreoffice-impress "
+        "libreoffice-writer` and cast again."
+    ),
+    "office_failed": N_(
+        "LibreOffice could not make pages of this document. Open it, save it again (or "
+        "export it as PDF) and cast again."
+    ),
+    "office_timeout": N_(
+        "making pages of this document took over {limit_s} seconds. Export it as PDF and "
+        "cast the PDF."
+    ),
 }
 """The text of each ``reason`` of :data:`media.lesson.LESSON_ERROR_REASONS`, after
 ``{where}: `` (the file, and the ``[[items]]`` table when there is one)."""

@@ -34,7 +34,9 @@ shortcut (``.url`` file) in a folder, which becomes a web item.
     duration = 5             # optional, seconds; without it the item waits for "next"
     source = "https://..."   # optional, overrides the lesson's source
 
-A PDF becomes one item per page. Text files become text slides; HTML files become web
+A PDF becomes one item per page; so does an office document (.pptx, .odp, .docx…),
+made into a PDF by the ``converter`` given (:mod:`media.office`), its pages titled by its
+slides' titles where it has them. Text files become text slides; HTML files become web
 items backed by a blob; an SVG becomes a PNG rendered on this computer
 (:func:`media.svg.render_svg`), shown as an image.
 
@@ -72,6 +74,9 @@ turns into its own words, in its language, with what to do next:
 ``too_many_bytes``    over ``MAX_LESSON_BYTES`` of media (``size_bytes``, ``limit_bytes``)
 ``no_items``          nothing to show (a lesson built from no items)
 ``nothing_to_show``   no file of a folder can be shown (``files``: the first names)
+``no_office``         an office document, and LibreOffice is not installed
+``office_failed``     LibreOffice could not convert an office document to PDF
+``office_timeout``    converting took over ``limit_s`` seconds
 ====================  ======================================================
 
 and the reasons of :data:`media.weblink.LINK_ERROR_REASONS` for a refused web address.
@@ -95,6 +100,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from media.html5zip import ZIP_ERROR_REASONS
+from media.office import OFFICE_HEAD_BYTES, Converted, OfficeConverter, office_kind
 from media.probe import SVG_MIME, Probe, check_file_size, probe_file
 from media.weblink import (
     DEFAULT_LIBRARY_HOSTS,
@@ -171,6 +177,9 @@ LESSON_ERROR_REASONS: Final = (
             "too_many_bytes",
             "no_items",
             "nothing_to_show",
+            "no_office",
+            "office_failed",
+            "office_timeout",
         }
     )
 )
@@ -190,8 +199,9 @@ SYSTEM_FILE_NAMES: Final = frozenset({"thumbs.db", "ehthumbs.db", "desktop.ini",
 """Files Windows and macOS leave in folders (compared case-insensitively)."""
 
 OFFICE_SUFFIXES: Final = frozenset({".pptx", ".ppt", ".odp", ".docx", ".doc", ".odt", ".rtf"})
-"""Office documents. The office converter reports its own problems with them, so a
-folder never warns about one here (see :meth:`_Loader.from_folder`)."""
+"""Office documents. When nothing else of a folder can be shown, the first office
+document's own problem is raised (it says what to do, e.g. install LibreOffice) rather
+than ``nothing_to_show`` (see :meth:`_Loader.from_folder`)."""
 
 MAX_SKIPPED_NAMES: Final = 5
 """Files named in a ``nothing_to_show`` error (the rest are counted)."""
@@ -379,7 +389,10 @@ def sample_lesson_path() -> Path:
 
 
 def load_lesson(
-    source: Path | Sequence[Path], *, library_hosts: Sequence[str] = DEFAULT_LIBRARY_HOSTS
+    source: Path | Sequence[Path],
+    *,
+    library_hosts: Sequence[str] = DEFAULT_LIBRARY_HOSTS,
+    converter: OfficeConverter | None = None,
 ) -> Lesson:
     """Load a lesson from a folder, a ``lesson.toml``, one file or a list of files.
 
@@ -390,6 +403,8 @@ def load_lesson(
         source: a folder, a ``.toml`` file, a media file, or a sequence of media files.
         library_hosts: the recognised content-library hosts (the controller's setting,
             :meth:`controller.home.Home.library_hosts`), for web items.
+        converter: makes office documents (.pptx, .odp, .docx…) into PDFs; without
+            one, such a document is refused (``no_office``).
 
     Returns:
         The lesson, items in order; a PDF contributes one item per page.
@@ -400,7 +415,7 @@ def load_lesson(
         UnknownContentError: a file is of no supported kind.
         CorruptContentError: a file of a supported kind does not decode.
     """
-    loader = _Loader(library_hosts)
+    loader = _Loader(library_hosts, converter)
     if isinstance(source, str | os.PathLike):
         path = Path(source)
         _check_exists(path)
@@ -429,7 +444,10 @@ def load_lesson(
 
 
 def load_sources(
-    sources: Sequence[str], *, library_hosts: Sequence[str] = DEFAULT_LIBRARY_HOSTS
+    sources: Sequence[str],
+    *,
+    library_hosts: Sequence[str] = DEFAULT_LIBRARY_HOSTS,
+    converter: OfficeConverter | None = None,
 ) -> Lesson:
     """Load a lesson from what ``classcast cast`` is given, in the order given.
 
@@ -443,6 +461,7 @@ def load_sources(
         sources: web addresses and paths, as typed.
         library_hosts: the recognised content-library hosts (normalised,
             :func:`media.weblink.library_hosts`).
+        converter: makes office documents into PDFs, as for :func:`load_lesson`.
 
     Raises:
         LessonError: a web address is refused (``reason`` in
@@ -453,8 +472,12 @@ def load_sources(
         raise LessonError("no lesson files given", reason="no_files")
     if not any(looks_like_url(s) for s in sources):
         paths = [Path(s) for s in sources]
-        return load_lesson(paths[0] if len(paths) == 1 else paths, library_hosts=library_hosts)
-    loader = _Loader(library_hosts)
+        return load_lesson(
+            paths[0] if len(paths) == 1 else paths,
+            library_hosts=library_hosts,
+            converter=converter,
+        )
+    loader = _Loader(library_hosts, converter)
     items: list[LessonItem] = []
     for source in sources:
         if looks_like_url(source):
@@ -558,9 +581,14 @@ class _Hashed:
 class _Loader:
     """Loads one lesson; hashes each distinct file once."""
 
-    def __init__(self, library_hosts: Sequence[str] = DEFAULT_LIBRARY_HOSTS) -> None:
+    def __init__(
+        self,
+        library_hosts: Sequence[str] = DEFAULT_LIBRARY_HOSTS,
+        converter: OfficeConverter | None = None,
+    ) -> None:
         self._hashes: dict[Path, _Hashed] = {}
         self.library_hosts = tuple(library_hosts)
+        self._converter = converter
 
     def from_folder(self, folder: Path) -> Lesson:
         """Every file that can be shown; the others in ``Lesson.skipped``."""
@@ -590,10 +618,9 @@ class _Loader:
                     self.file_items(path, title=path.stem, duration_ms=None, source_url=None)
                 )
             except MediaError as exc:
+                skipped[path] = exc  # left out with a warning naming it
                 if path.suffix.lower() in OFFICE_SUFFIXES:
-                    office_problems.append(exc)  # the office converter's to report
-                else:
-                    skipped[path] = exc
+                    office_problems.append(exc)
             _check_count(items)
         if not items:
             if office_problems:
@@ -772,6 +799,10 @@ class _Loader:
     ) -> list[LessonItem]:
         if path.suffix.lower() == SHORTCUT_SUFFIX:
             return [self.shortcut_item(path, title=title, duration_ms=duration_ms)]
+        page_titles: tuple[str | None, ...] = ()
+        converted = self._convert_office(path)
+        if converted is not None:
+            path, page_titles = converted.pdf, converted.titles
         probe = probe_file(path)
         path = _shown_file(path, probe)
         if probe.kind == "text":
@@ -787,10 +818,12 @@ class _Loader:
         hashed = self._hash(path)
         if probe.kind == "pdf":
             pages = probe.pages or 0
+            if len(page_titles) != pages:
+                page_titles = ()  # hidden slides, say: page numbers are safer
             return [
                 LessonItem(
                     "pdf",
-                    f"{title} — с. {page + 1}",
+                    (page_titles[page] if page_titles else None) or f"{title} — с. {page + 1}",
                     path=path,
                     sha256=hashed.sha256,
                     size_bytes=hashed.size_bytes,
@@ -841,6 +874,24 @@ class _Loader:
         if path.suffix.lower() == ".toml":
             return list(self.from_toml(path).items)
         return list(self.from_files([path], title=path.stem).items)
+
+    def _convert_office(self, path: Path) -> Converted | None:
+        """The PDF of an office document (see :mod:`media.office`), or None for other files."""
+        try:
+            check_file_size(path)
+            with path.open("rb") as f:
+                head = f.read(OFFICE_HEAD_BYTES)
+        except OSError as exc:
+            raise LessonError(
+                f"cannot read {path}: {exc.strerror or exc}", path=str(path), reason="unreadable"
+            ) from None
+        if office_kind(path, head) is None:
+            return None
+        if self._converter is None:
+            raise LessonError(
+                f"{path}: office documents need a converter", path=str(path), reason="no_office"
+            )
+        return self._converter.to_pdf(path, self._hash(path).sha256)
 
     def _hash(self, path: Path) -> _Hashed:
         key = path.resolve()

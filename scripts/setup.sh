@@ -2,7 +2,8 @@
 # Set up a development or CI machine: system packages, a venv in .venv, the project.
 # Idempotent and quick when nothing changed. Usage: scripts/setup.sh [--test]
 # (--test also installs what only the tests use: Chromium renders the HTML report,
-# Xvfb and cage with Xwayland run the kiosk's window on a private display).
+# Xvfb and cage with Xwayland run the kiosk's window on a private display, LibreOffice
+# makes office documents into pages as a teacher's computer does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,10 @@ APT_PACKAGES=(fonts-dejavu-core libvlc5 libvlc-bin vlc-plugin-base vlc-plugin-vi
 APT_PACKAGES+=(libegl1 libegl-mesa0 libgl1-mesa-dri)  # EGL: the window's offscreen --headless
 if [ "${1:-}" = "--test" ]; then
   APT_PACKAGES+=(chromium xvfb xauth cage xwayland)
+  # Office documents become PDF pages on the controller: LibreOffice headless, its uno
+  # module for the warm converter, and fonts metric-compatible with Microsoft's (Cyrillic).
+  APT_PACKAGES+=(libreoffice-impress libreoffice-writer python3-uno)
+  APT_PACKAGES+=(fonts-crosextra-carlito fonts-crosextra-caladea fonts-liberation2)
 fi
 
 missing=()

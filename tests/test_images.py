@@ -23,6 +23,7 @@ from protocol.errors import (
     LessonError,
     UnknownContentError,
 )
+from tests.office_docs import make_pptx
 
 RED = (255, 0, 0)
 GREEN = (0, 255, 0)
@@ -353,12 +354,24 @@ def test_a_folder_of_junk_only_is_empty(tmp_path: Path) -> None:
     assert caught.value.reason == "empty_folder"
 
 
-def test_an_office_document_is_left_to_the_office_converter(tmp_path: Path) -> None:
+def test_an_office_document_that_cannot_be_shown_is_left_out_with_a_warning(
+    tmp_path: Path,
+) -> None:
     picture(tmp_path / "1.png", "PNG")
-    (tmp_path / "deck.pptx").write_bytes(b"PK\x03\x04" + b"\0" * 100)
+    make_pptx(tmp_path / "deck.pptx", [("Схема", "2E7D32")])
     assert ".pptx" in OFFICE_SUFFIXES
-    lesson = load_lesson(tmp_path)
-    assert lesson.skipped == ()  # never warned about here: the converter reports its own
+    lesson = load_lesson(tmp_path)  # no converter: as where LibreOffice is missing
+    assert [s.path.name for s in lesson.skipped] == ["deck.pptx"]
+    assert len(lesson.items) == 1
+
+
+def test_a_folder_of_office_documents_alone_says_what_the_converter_needs(
+    tmp_path: Path,
+) -> None:
+    make_pptx(tmp_path / "deck.pptx", [("Схема", "2E7D32")])
+    with pytest.raises(LessonError) as info:
+        load_lesson(tmp_path)  # no converter: as where LibreOffice is missing
+    assert info.value.reason == "no_office"
 
 
 def test_an_explicitly_named_broken_file_still_stops_the_load(tmp_path: Path) -> None:

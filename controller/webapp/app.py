@@ -67,6 +67,7 @@ from controller.webapp.live import Hub, TeacherCast
 from controller.webapp.remote import RemoteListener, RemoteTarget, grant_routes
 from controller.webapp.security import BodyTooLargeError, Guard
 from media.lesson import web_link_item
+from media.office import OfficeConverter
 from media.weblink import MAX_URL_CHARS
 from protocol import limits
 from protocol.errors import ClassCastError
@@ -140,7 +141,12 @@ class TeacherApp:
         self.backend = Backend(config.home, config.teacher, config.timeout_s)
         self.hub = Hub(self.backend)
         self.cast = TeacherCast(self.backend, self.hub)
-        self.library = LessonLibrary(config.home.root / "lessons", config.home.library_hosts)
+        # One LibreOffice, started by the first document dropped, kept warm until the app
+        # stops: the next deck costs only its conversion.
+        self.converter = OfficeConverter(config.home.converted_dir())
+        self.library = LessonLibrary(
+            config.home.root / "lessons", config.home.library_hosts, self.converter
+        )
         self.selected: str | None = None
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -259,6 +265,7 @@ def create_app(config: AppConfig) -> Starlette:
         finally:
             sweeper.cancel()
             state.thumbnailer.shutdown(wait=False, cancel_futures=True)
+            await asyncio.to_thread(state.converter.close)
             with contextlib.suppress(Exception):
                 await state.remote_listener.close()
             await state.hub.stop()

@@ -48,6 +48,7 @@ from media.markdown import (
     Block,
     parse_markdown,
 )
+from media.office import OfficeConverter
 from media.videoframe import FRAME_TIMEOUT_S, video_frame_png
 from media.weblink import DEFAULT_LIBRARY_HOSTS, link_title
 from protocol.limits import MAX_BLOB_BYTES, MAX_ITEMS_PER_LESSON, MAX_LESSON_BYTES
@@ -254,17 +255,20 @@ def _gib(size: int) -> str:
 
 
 class LessonLibrary:
-    """The teacher's lessons under ``root`` (``CLASSCAST_HOME/lessons``)."""
+    """The teacher's lessons under ``root`` (``CLASSCAST_HOME/lessons``); office documents
+    in them are made into pages by ``converter`` (see :mod:`media.office`)."""
 
     def __init__(
         self,
         root: Path,
         library_hosts: Callable[[], Sequence[str]] = lambda: DEFAULT_LIBRARY_HOSTS,
+        converter: OfficeConverter | None = None,
     ) -> None:
         self.root = root
         self.library_hosts = library_hosts
         """The recognised content-library hosts, read at each load (the controller's
         setting, :meth:`controller.home.Home.library_hosts`)."""
+        self.converter = converter
         self.uploads: dict[str, Upload] = {}
         self._lessons: dict[str, tuple[float, Lesson]] = {}
         self._thumbs: OrderedDict[tuple[str, int], bytes] = OrderedDict()
@@ -426,7 +430,7 @@ class LessonLibrary:
         cached = self._lessons.get(key)
         if cached is not None and cached[0] == mtime:
             return cached[1]
-        lesson = load_lesson(folder, library_hosts=self.library_hosts())
+        lesson = load_lesson(folder, library_hosts=self.library_hosts(), converter=self.converter)
         self._lessons[key] = (mtime, lesson)
         os.utime(folder.parent)  # recent first
         return lesson

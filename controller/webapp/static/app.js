@@ -113,6 +113,8 @@
   var bar = function () { return document.getElementById("upload-progress"); };
   var defaultTitle = function () { return document.querySelector("main").dataset.defaultTitle; };
 
+  var OFFICE_NAME = /\.(pptx?|odp|docx?|odt|rtf)$/i;  // media.office.OFFICE_SUFFIXES
+
   function stem(name) { var i = name.lastIndexOf("."); return i > 0 ? name.slice(0, i) : name; }
 
   // files: [{file, path}] with paths relative to the lesson folder
@@ -134,8 +136,11 @@
       done += f.file.size;
     }
     bar().hidden = true;
-    status("");
+    // The app makes office documents into pages when the drop is done: say so meanwhile.
+    var office = files.some(function (f) { return OFFICE_NAME.test(f.path); });
+    status(office ? document.querySelector("main").dataset.converting : "");
     await htmx.ajax("POST", "/lessons/" + answer.key + "/done", { target: "#lesson", swap: "innerHTML" });
+    status("");
     markCurrent();
   }
 
