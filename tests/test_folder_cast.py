@@ -1,11 +1,13 @@
 """A teacher's folder, as Windows and macOS leave it, cast through the real ``classcast``
 command (CliRunner) to a real panel process that renders offscreen (EGL): the junk is
 passed over silently, the broken file is named in one Russian warning, and the panel
-shows each of the rest, the animated GIF animating, read back from its screenshots."""
+shows each of the rest, the animated GIF animating and the deck's slide (made into a
+page by the real LibreOffice) in its own colour, read back from its screenshots."""
 
 from __future__ import annotations
 
 import io
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,14 +18,20 @@ from PIL import Image
 
 from controller.cli import cli
 from tests.kiosks import ADMIN_SECRET, kiosk_process
+from tests.office_docs import make_docx, make_pptx
 
-pytestmark = [pytest.mark.display, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.display,
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("soffice") is None, reason="needs LibreOffice"),
+]
 
 RED = (255, 0, 0)
 GREEN = (0, 200, 0)
 BLUE = (0, 0, 255)
 YELLOW = (255, 255, 0)
 MAGENTA = (255, 0, 255)
+TEAL = (0, 128, 128)
 GIF_FRAME_MS = 800
 """Each frame of the test's GIF: longer than a screenshot through the CLI takes, so that
 polling sees every frame (with short frames it could sample the same one each time)."""
@@ -55,6 +63,8 @@ def teachers_folder(root: Path) -> Path:
         "<svg xmlns='http://www.w3.org/2000/svg' width='160' height='90'>"
         "<rect width='160' height='90' fill='#ff00ff'/></svg>"
     )
+    make_pptx(folder / "06-Схема.pptx", [("Круговорот воды", "008080")])
+    make_docx(folder / "07-Письмо.docx", ["Дорогие родители!", "Завтра экскурсия."])
     (folder / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 504)
     (folder / "desktop.ini").write_text("[.ShellClassInfo]\r\nIconResource=x\r\n")
     (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1" + b"\0" * 100)
@@ -104,7 +114,7 @@ def test_a_teachers_folder_is_cast_without_its_junk_and_with_one_warning(tmp_pat
             f"Не вошёл в урок: {folder / '04-broken.png'}: файл повреждён и не открывается. "
             "Сохраните или экспортируйте его заново и начните показ снова."
         ]
-        assert cast.stdout.startswith("Урок «Урок»: элементов — 4,")
+        assert cast.stdout.startswith("Урок «Урок»: элементов — 6,"), cast.stdout
         for junk in ("Thumbs", "desktop.ini", "DS_Store", "~$", "MACOSX"):
             assert junk not in cast.output
 
@@ -118,5 +128,10 @@ def test_a_teachers_folder_is_cast_without_its_junk_and_with_one_warning(tmp_pat
         wait_for(look, GREEN)  # the BMP
         assert run("next").exit_code == 0
         wait_for(look, MAGENTA)  # the SVG, rendered on this computer
+        assert run("next").exit_code == 0
+        wait_for(look, TEAL)  # the deck's slide, by LibreOffice
+        assert "Круговорот воды" in run("status", "Каб. 7").output  # the slide's title
+        assert run("next").exit_code == 0
         status = run("status", "Каб. 7")
-        assert "4 из 4" in status.output or "4/4" in status.output, status.output
+        assert "07-Письмо — с. 1" in status.output, status.output  # the document's page
+        assert "6 из 6" in status.output or "6/6" in status.output, status.output
