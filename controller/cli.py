@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import click
 
@@ -275,6 +275,9 @@ def cast(obj: Ctx, lesson: tuple[str, ...], to: str | None, all_panels: bool, st
     among the files; pages from the content library's sites (`classcast library-hosts`)
     are logged as library content.
 
+    When the item shown first is a web page, the cast waits until the panel has
+    opened it, and fails saying why if it could not.
+
     Example:
 
         classcast cast ./фотосинтез --to "Каб. 12"
@@ -294,15 +297,27 @@ def cast(obj: Ctx, lesson: tuple[str, ...], to: str | None, all_panels: bool, st
         echo(skipped_file_text(skipped), err=True)
     targets = obj.targets(to, all_panels)
 
-    async def go() -> list[Outcome[CastResult]]:
+    first = loaded.items[start - 1] if start <= len(loaded.items) else None
+    failures: dict[str, StatusSnapshot] = {}
+
+    async def go_and_check() -> list[Outcome[CastResult]]:
         group = await obj.group(targets)
         try:
             with _progress(loaded.total_bytes) as make_progress:
-                return await group.cast(loaded, start_index=start - 1, progress=make_progress)
+                outcomes = await group.cast(loaded, start_index=start - 1, progress=make_progress)
+            if first is not None and first.kind == "web":
+                cast_to = [o.target for o in outcomes if o.ok]
+                verdicts = await group.each(
+                    lambda c: _page_verdict(c, loaded.lesson_id, start - 1), only=cast_to
+                )
+                failures.update(
+                    (v.target, v.value) for v in verdicts if v.value and v.value.item_failure
+                )
+            return outcomes
         finally:
             await group.close()
 
-    outcomes = run(go())
+    outcomes = run(go_and_check())
     obj.home.set_last_targets([o.target for o in outcomes if o.ok] or targets)
 
     def line(o: Outcome[CastResult]) -> str | None:
@@ -321,6 +336,35 @@ def cast(obj: Ctx, lesson: tuple[str, ...], to: str | None, all_panels: bool, st
         )
 
     report(outcomes, line)
+    for o in outcomes:
+        status = failures.get(o.target)
+        failure = item_failure_text(status) if status is not None else None
+        if failure is not None:
+            echo(t("{target}: {message}", target=o.label, message=failure), err=True)
+    if failures:
+        raise SystemExit(1)
+
+
+WEB_VERDICT_WAIT_S: Final = 15.0
+"""How long ``cast`` waits for a panel's verdict on a web page shown first (the status's
+``item_opened`` or ``item_failure``): longer than the panel's own check of the page
+(``kiosk.webguard.CHECK_TIMEOUT_S``, 10 s). Past it the cast stands as done."""
+
+
+async def _page_verdict(client: KioskClient, lesson_id: str, index: int) -> StatusSnapshot | None:
+    """The panel's status once it opened, or failed to open, the web page of item
+    ``index`` of ``lesson_id``; None when it said neither within ``WEB_VERDICT_WAIT_S``."""
+    try:
+        return await client.wait_for_status(
+            lambda s: (
+                s.lesson_id == lesson_id
+                and s.index == index
+                and (s.item_opened or s.item_failure is not None)
+            ),
+            timeout_s=WEB_VERDICT_WAIT_S,
+        )
+    except TimeoutError:
+        return None
 
 
 def _converting(path: Path) -> None:

@@ -146,9 +146,15 @@ class Group:
             lambda t, c: c.control(action, index=index, position_ms=position_ms, volume=volume)
         )
 
-    async def each(self, fn: Callable[[KioskClient], Awaitable[T]]) -> list[Outcome[T]]:
-        """Run ``fn`` on every kiosk concurrently; one outcome per kiosk."""
-        return await self._each(lambda t, c: fn(c))
+    async def each(
+        self,
+        fn: Callable[[KioskClient], Awaitable[T]],
+        *,
+        only: Sequence[str] | None = None,
+    ) -> list[Outcome[T]]:
+        """Run ``fn`` on every kiosk (or those in ``only``) concurrently; one outcome
+        per kiosk."""
+        return await self._each(lambda t, c: fn(c), only=only)
 
     async def status(self) -> list[Outcome[StatusSnapshot]]:
         return await self._each(lambda t, c: c.status())

@@ -157,6 +157,13 @@ class KioskApp:
             self.service.item_failed(index, failure, status)
         self.server.poke()
 
+    def item_opened(self, index: int) -> None:
+        """Item ``index``, a web page, opened (call on the loop): see
+        :meth:`KioskService.item_opened`."""
+        with self.server.lock:
+            self.service.item_opened(index)
+        self.server.poke()
+
     def pin(self) -> str:
         """The pairing PIN the panel shows now."""
         with self.server.lock:
@@ -350,12 +357,16 @@ def run_with_window(
     def item_failed(index: int, failure: ItemFailure, status: int | None) -> None:
         loop.call_soon_threadsafe(app.item_failed, index, failure, status)
 
+    def item_opened(index: int) -> None:
+        loop.call_soon_threadsafe(app.item_opened, index)
+
     def answer_pairing(allow: bool) -> None:
         loop.call_soon_threadsafe(app.panel_answer_pairing, allow)
 
     window.control = control
     window.item_ended = item_ended
     window.item_failed = item_failed
+    window.item_opened = item_opened
     window.answer_pairing = answer_pairing
     window.on_close = request_stop
 

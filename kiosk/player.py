@@ -26,6 +26,8 @@ A lesson's whole life (``blanked`` is a flag beside the state, see below)::
                                                   its start), StatusChanged with
                                                   item_failure; no interval reopens
                                                   for that item (unblank)
+    playing+  item_opened            unchanged    StatusChanged with item_opened (a web
+                                                  page checked and opened)
     playing   next on the last item  idle         end interval "end", ShowIdle
     playing   pause                  paused       VideoCommand pause
     paused    play                   playing      VideoCommand play
@@ -194,6 +196,8 @@ class LessonPlayer:
         self._interval_start_s = 0.0
         self._failure: tuple[ItemFailure, int | None] | None = None
         """Why the current item could not be shown (its interval is closed)."""
+        self._opened = False
+        """The current item, a web page, was checked and opened."""
         self._volume = 100
         self._effects: list[Effect] = []
 
@@ -254,6 +258,7 @@ class LessonPlayer:
             volume=self._volume,
             item_failure=self._failure[0] if item and self._failure else None,
             item_failure_status=self._failure[1] if item and self._failure else None,
+            item_opened=bool(item) and self._opened,
         )
 
     def next_deadline_s(self) -> float | None:
@@ -298,6 +303,7 @@ class LessonPlayer:
             )
         self._end_interval("replaced", now)
         self._failure = None
+        self._opened = False
         self._lesson = lesson
         self._presenter = presenter
         self._index = start_index
@@ -340,6 +346,7 @@ class LessonPlayer:
             )
         self._end_interval("replaced", now)
         self._failure = None
+        self._opened = False
         item = lesson.items[index]
         self._lesson = lesson
         self._presenter = presenter
@@ -500,6 +507,23 @@ class LessonPlayer:
                 self._effects.append(IntervalEnded("failed", self._interval_start_s))
             self._status(now)
 
+    def item_opened(self, index: int, *, now: float) -> None:
+        """Item ``index``, a web page, was checked and opened on screen.
+
+        The status says so (``item_opened``), once per showing, so that the controller
+        that cast it knows the page opened without waiting out the page check. A report
+        for an item that is no longer current, or that failed, is ignored.
+        """
+        if (
+            self._state in ("playing", "paused")
+            and self._lesson is not None
+            and index == self._index
+            and self._failure is None
+            and not self._opened
+        ):
+            self._opened = True
+            self._status(now)
+
     def tick(self, *, now: float) -> None:
         """Advance time: start a scheduled lesson, or leave an item whose time is up."""
         deadline = self.next_deadline_s()
@@ -538,6 +562,7 @@ class LessonPlayer:
         self._state = "playing"
         self._index = index
         self._failure = None
+        self._opened = False
         self._item_origin_s = now
         self._frozen_at_s = now if self._blanked else None
         item = lesson.items[index]
@@ -551,6 +576,7 @@ class LessonPlayer:
     def _finish(self, reason: EndReason, now: float) -> None:
         self._end_interval(reason, now)
         self._failure = None
+        self._opened = False
         self._state = "idle"
         self._lesson = None
         self._presenter = None

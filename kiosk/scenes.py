@@ -110,6 +110,8 @@ class SceneContext:
     item_failed: Callable[[int, ItemFailure, int | None], None] = lambda index, why, status: None
     """Report that item ``index`` could not be shown, why and the HTTP status of an
     ``http_error`` (thread-safe; a web page that did not open: see ``kiosk.web``)."""
+    item_opened: Callable[[int], None] = lambda index: None
+    """Report that item ``index``, a web page, was checked and opened (thread-safe)."""
     video_surface: VideoSurface | None = None
     """Where VLC's own output draws (X11 panels); ``None``: videos decode into frames."""
     volume: int = 100

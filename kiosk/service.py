@@ -549,6 +549,12 @@ class KioskService:
         self.player.item_failed(index, failure, now=self.clock.monotonic(), status=status)
         self._apply_player_effects()
 
+    def item_opened(self, index: int) -> None:
+        """The display reports that item ``index``, a web page, was checked and opened:
+        the pushed status says so (``item_opened``)."""
+        self.player.item_opened(index, now=self.clock.monotonic())
+        self._apply_player_effects()
+
     def resume(self, saved: SavedPresentation) -> bool:
         """Show again what a previous run showed when it stopped (kiosk.resume).
 

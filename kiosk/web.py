@@ -480,6 +480,19 @@ class PageFailedScene(_FailedItemCard):
         super().__init__(ctx, page_failure_lines(ctx.lang, title, failure), index, failure)
 
 
+class OpenedPictureScene(PictureScene):
+    """A web page's screenshot (no window can be opened): it reports item ``index``
+    opened each time it comes on screen, its page having answered the check."""
+
+    def __init__(self, ctx: SceneContext, pixels: Pixels, index: int) -> None:
+        super().__init__(ctx, pixels, background=BLACK)
+        self._ctx = ctx
+        self.index = index
+
+    def enter(self) -> None:
+        self._ctx.item_opened(self.index)
+
+
 class WebWindowScene(Scene):
     """A web page in a supervised Chromium window over the panel window.
 
@@ -503,6 +516,8 @@ class WebWindowScene(Scene):
         cleanup: called once by :meth:`delete` (e.g. withdraws the published page).
         profiles_dir: where the temporary profiles are made (None: the system's
             temporary directory).
+        index: the item's index, reported opened (``SceneContext.item_opened``) each
+            time the scene comes on screen: its page answered the check.
     """
 
     def __init__(
@@ -513,8 +528,10 @@ class WebWindowScene(Scene):
         fallback: Callable[[], Pixels],
         cleanup: Callable[[], None] = lambda: None,
         profiles_dir: Path | None = None,
+        index: int | None = None,
     ) -> None:
         self.ctx = ctx
+        self.index = index
         self.title = title
         self.browser = BrowserProcess(())
         self._command = command
@@ -542,6 +559,8 @@ class WebWindowScene(Scene):
 
     def enter(self) -> None:
         self._active = True
+        if self.index is not None:
+            self.ctx.item_opened(self.index)  # its page was checked before it was built
         if self.fallback_shown:
             return  # nothing to watch
         if self.covered:
@@ -779,7 +798,7 @@ class WebLoader:
             return lambda: PageFailedScene(ctx, item.title, failure, request.index)
         if not self.can_open_window():
             pixels = self.render(item, ctx)
-            return lambda: PictureScene(ctx, pixels, background=BLACK)
+            return lambda: OpenedPictureScene(ctx, pixels, request.index)
         url, cleanup = self._open(item, ctx)
 
         def command(profile: Path) -> list[str]:
@@ -792,6 +811,7 @@ class WebLoader:
             lambda: self.render(item, ctx),
             cleanup,
             self.profiles_dir,
+            request.index,
         )
 
     def check(self, item: ManifestItem) -> None:

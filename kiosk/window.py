@@ -183,6 +183,8 @@ class PygletWindow:
         item_ended: called with an item's index when a video ended (any thread).
         item_failed: called with an item's index, why and an HTTP status when the item
             could not be shown (a web page that did not open; any thread).
+        item_opened: called with an item's index when a web page was checked and
+            opened (any thread).
         on_close: called when the window is asked to close (the system's close button).
         video_output: see :data:`VideoOutput`.
         answer_pairing: called with True (Allow) or False (Refuse) when the panel's
@@ -202,6 +204,7 @@ class PygletWindow:
         item_ended: Callable[[int], None] | None = None,
         item_failed: Callable[[int, ItemFailure, int | None], None] | None = None,
         on_close: Callable[[], None] | None = None,
+        item_opened: Callable[[int], None] | None = None,
         video_output: VideoOutput = "auto",
         answer_pairing: Callable[[bool], None] | None = None,
     ) -> None:
@@ -211,6 +214,7 @@ class PygletWindow:
         self._headless = mode == "headless"
         self.item_ended = item_ended
         self.item_failed = item_failed
+        self.item_opened = item_opened
         self.lang = lang
         self._main = threading.get_ident()
         self.window = _make_window(mode, size)
@@ -235,6 +239,7 @@ class PygletWindow:
             request_redraw=self.request_redraw,
             item_ended=self._item_ended,
             item_failed=self._item_failed,
+            item_opened=self._item_opened,
             video_surface=self._surface,
         )
         self.factory = SceneFactory(self.ctx)
@@ -592,6 +597,10 @@ class PygletWindow:
     def _item_failed(self, index: int, failure: ItemFailure, status: int | None) -> None:
         if self.item_failed is not None:
             self.item_failed(index, failure, status)
+
+    def _item_opened(self, index: int) -> None:
+        if self.item_opened is not None:
+            self.item_opened(index)
 
     # ----------------------------------------------------------------- drawing
 

@@ -131,6 +131,9 @@ class StatusSnapshot:
     """Set when the current item could not be shown (the panel shows why)."""
     item_failure_status: int | None = None
     """The HTTP status of an ``http_error`` failure."""
+    item_opened: bool = False
+    """Set once the current item, a web page, was checked and opened on screen; a
+    controller that cast it waits for this or ``item_failure``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,6 +90,7 @@ def snap(
     volume: int = 100,
     item_failure: ItemFailure | None = None,
     item_failure_status: int | None = None,
+    item_opened: bool = False,
 ) -> StatusSnapshot:
     """The snapshot a player should report."""
     item = lesson.items[index] if lesson and state in ("playing", "paused") else None
@@ -111,6 +112,7 @@ def snap(
         volume=volume,
         item_failure=item_failure,
         item_failure_status=item_failure_status,
+        item_opened=item_opened,
     )
 
 
@@ -615,6 +617,28 @@ def test_a_new_cast_clears_the_failure() -> None:
     player.drain()
     player.load(WEB, ANNA, start_index=0, now=5.0)
     assert player.drain() == started(WEB, 0, 5.0)
+
+
+def test_a_page_that_opened_is_told_once_per_showing() -> None:
+    player = playing(WEB, 0, now=10.0)
+    player.item_opened(1, now=11.0)  # the preloaded next item: not shown yet
+    assert player.drain() == []
+    player.item_opened(0, now=12.5)
+    assert player.drain() == [changed("playing", WEB, 0, position_ms=2500, item_opened=True)]
+    player.item_opened(0, now=13.0)  # the page came on screen again
+    assert player.drain() == []
+    player.control("next", now=20.0)
+    assert player.drain()[1:] == started(WEB, 1, 20.0)  # after the page's interval ended
+    assert not player.snapshot(20.0).item_opened  # the next item is not told opened
+
+
+def test_a_failed_page_is_never_told_opened() -> None:
+    player = playing(WEB, 0, now=0.0)
+    player.item_failed(0, "unreachable", now=1.0)
+    player.drain()
+    player.item_opened(0, now=2.0)
+    assert player.drain() == []
+    assert not player.snapshot(2.0).item_opened
 
 
 def test_video_ended_for_non_video_item_is_ignored() -> None:

@@ -3,8 +3,9 @@
 The kiosk runs headless (its window renders offscreen) with ``web_allow`` set; a lesson
 of three items is cast with ``classcast cast``: a page outside the allowlist, a page on
 the panel's own address, and a text slide. The panel shows the card of each failure,
-``classcast status`` says in Russian that the page could not be opened and why, and the
-usage log records both pages as ``failed`` with no display time.
+``classcast cast`` (for the page shown first) and ``classcast status`` say in Russian
+that the page could not be opened and why, and the usage log records both pages as
+``failed`` with no display time. A page that opens is cast without a word more.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -81,7 +83,8 @@ async def test_failed_pages_are_shown_told_and_logged_without_display_time(
                 pytest.skip(f"this machine renders without a window: {exc}")
 
             cast = await asyncio.to_thread(run, "cast", str(lesson), "--to", address)
-            assert cast.exit_code == 0, cast.output
+            assert cast.exit_code == 1, cast.output  # the teacher is told at once
+            assert "Каб. 7: Страница не открылась: сайта нет в списке" in cast.stderr
             shown = await asyncio.to_thread(
                 status_until, "Страница не открылась: сайта нет в списке"
             )
@@ -113,3 +116,49 @@ async def test_failed_pages_are_shown_told_and_logged_without_display_time(
     assert by_index[0].ended_at == by_index[0].started_at
     assert by_index[1].duration_ms == 0
     assert by_index[2].duration_ms > 0
+
+
+def closed_port() -> int:
+    """A port of 127.0.0.1 nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_cast_waits_for_the_panels_verdict_on_the_page_shown_first(
+    tmp_path: Path,
+) -> None:
+    page = tmp_path / "Опыт.html"
+    page.write_text("<!doctype html><title>Опыт</title><h1>Опыт</h1>", encoding="utf-8")
+    with kiosk_process(tmp_path / "state", config=CONFIG) as (_, address):
+        paired = await asyncio.to_thread(run, "pair", address, "--admin", "--pin", ADMIN_SECRET)
+        assert paired.exit_code == 0, paired.output
+        async with await KioskClient.connect(address, TEACHER) as admin:
+            await admin.pair(ADMIN_SECRET, role="admin")
+            try:
+                await admin.screenshot(max_width=320)
+            except RemoteError as exc:
+                pytest.skip(f"this machine renders without a window: {exc}")
+
+            # A link to a local port nobody listens on: the cast fails, and says why.
+            url = f"http://127.0.0.1:{closed_port()}/"
+            failed = await asyncio.to_thread(run, "cast", url, "--to", address)
+            assert failed.exit_code == 1, failed.output
+            lines = [line for line in failed.stderr.splitlines() if line.strip()]
+            assert lines == ["Каб. 7: Страница не открылась: это адрес самой панели."]
+            assert failed.stdout.startswith("Урок «127.0.0.1»: элементов — 1,"), failed.stdout
+            assert (await admin.status()).item_failure == "panel"
+
+            # A page that opens: the panel says so, and the cast says nothing more.
+            opened = await asyncio.to_thread(run, "cast", str(page), url, "--to", address)
+            assert opened.exit_code == 0, opened.output
+            assert opened.stderr == ""
+            status = await admin.status()
+            assert (status.index, status.item_opened, status.item_failure) == (0, True, None)
+
+            # The page shown first decides: starting at the link fails again.
+            again = await asyncio.to_thread(
+                run, "cast", str(page), url, "--to", address, "--start", "2"
+            )
+            assert again.exit_code == 1, again.output
+            assert "это адрес самой панели" in again.stderr
