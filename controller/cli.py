@@ -268,6 +268,11 @@ def _targets_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def cast(obj: Ctx, lesson: tuple[str, ...], to: str | None, all_panels: bool, start: int) -> None:
     """Show a lesson on panels: a folder, a lesson.toml, files or web pages.
 
+    Files may be presentations and documents (PPTX, PPT, ODP, DOCX, DOC, ODT, RTF:
+    LibreOffice makes them into pages), PDF, pictures (PNG, JPEG, WebP, GIF, BMP, TIFF,
+    AVIF, SVG), videos (MP4, MOV, WebM, MKV), text, Markdown, HTML pages and zips of
+    HTML5 lessons.
+
     Only media the panel does not have yet is sent. With several panels the lesson
     starts on all of them at the same moment.
 

@@ -48,7 +48,8 @@ LESSON_PROBLEMS: Final = {
     "missing": N_("not found. Check the path to the lesson's folder or file and cast again."),
     "not_a_file": N_("{file} is not a file. Name the lesson's folder or its files."),
     "empty_folder": N_(
-        "the lesson folder has no files. Put slides, PDFs, pictures or videos in it and cast again."
+        "the lesson folder has no files. Put presentations, documents, PDFs, pictures or "
+        "videos in it and cast again."
     ),
     "no_files": N_("no lesson files given. Name the lesson's folder or its files."),
     "unreadable": N_(
@@ -138,8 +139,10 @@ LESSON_PROBLEMS: Final = {
         "the page's address instead."
     ),
     "nothing_to_show": N_(
-        "none of the files of the lesson folder can be shown ({files}). Save them as PDF, "
-        "PNG, JPEG, MP4, text or HTML and cast again."
+        "none of the files of the lesson folder can be shown ({files}). Save them as "
+        "presentations or documents (PPTX, ODP, DOCX, ODT), PDF, pictures (PNG, JPEG, GIF, "
+        "SVG), MP4 videos, text, HTML or an HTML5 lesson zip and cast again, or cast links "
+        "to their web pages."
     ),
     "zip_damaged": N_(
         "the zip archive is damaged or packed in a way the panel cannot read. Pack the "
@@ -190,8 +193,9 @@ def media_error_text(exc: MediaError) -> str | None:
         return None
     if isinstance(exc, UnknownContentError):
         return t(
-            "{path}: this kind of file cannot be shown. Save it as PDF, PNG, JPEG, MP4, "
-            "text or HTML and cast again.",
+            "{path}: this kind of file cannot be shown. Save it as a presentation or "
+            "document (PPTX, ODP, DOCX, ODT), PDF, picture (PNG, JPEG, GIF, SVG), MP4 video, "
+            "text, HTML or an HTML5 lesson zip and cast again, or cast a link to its web page.",
             path=exc.path or "?",
         )
     if isinstance(exc, CorruptContentError):

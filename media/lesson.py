@@ -75,7 +75,8 @@ turns into its own words, in its language, with what to do next:
 ``no_items``          nothing to show (a lesson built from no items)
 ``nothing_to_show``   no file of a folder can be shown (``files``: the first names)
 ``no_office``         an office document, and LibreOffice is not installed
-``office_failed``     LibreOffice could not convert an office document to PDF
+``office_failed``     LibreOffice could not convert an office document to PDF, or a
+                      file named as one (.pptx, .docx…) is not one
 ``office_timeout``    converting took over ``limit_s`` seconds
 ====================  ======================================================
 
@@ -886,6 +887,14 @@ class _Loader:
                 f"cannot read {path}: {exc.strerror or exc}", path=str(path), reason="unreadable"
             ) from None
         if office_kind(path, head) is None:
+            if path.suffix.lower() in OFFICE_SUFFIXES:
+                # Named as a document but not one (cut short, or another file renamed):
+                # said as such, not as whatever the probe would take it for.
+                raise LessonError(
+                    f"{path}: not a valid {path.suffix.lower()} document",
+                    path=str(path),
+                    reason="office_failed",
+                )
             return None
         if self._converter is None:
             raise LessonError(

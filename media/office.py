@@ -23,7 +23,8 @@ Problems are :class:`~protocol.errors.LessonError` with ``path`` set to the docu
 
 =================  ===========================================================
 ``no_office``      LibreOffice (``soffice``) is not installed
-``office_failed``  LibreOffice could not convert the document
+``office_failed``  LibreOffice could not convert the document, or a file named
+                   as one (.pptx, .docx…) is not one (:mod:`media.lesson`)
 ``office_timeout`` the conversion took over ``CONVERT_TIMEOUT_S``
 =================  ===========================================================
 """

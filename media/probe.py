@@ -49,8 +49,10 @@ from protocol.limits import MAX_BLOB_BYTES, MAX_PICTURE_PIXELS, MAX_TEXT_ITEM_CH
 from protocol.messages import ItemKind
 
 SUPPORTED_KINDS: Final = (
-    "PNG, JPEG, WebP, GIF, BMP, TIFF, AVIF or SVG images, PDF documents, "
-    "MP4, MOV, WebM or MKV videos, HTML pages and UTF-8 text or Markdown"
+    "presentations and documents (PPTX, PPT, ODP, DOCX, DOC, ODT, RTF), PDF documents, "
+    "PNG, JPEG, WebP, GIF (animated too), BMP, TIFF, AVIF or SVG images, "
+    "MP4, MOV, WebM or MKV videos, HTML pages, HTML5 lesson zips, UTF-8 text or Markdown, "
+    "and web links (http:// or https:// addresses, .url shortcuts)"
 )
 """What ``probe_file`` recognises, in words for error messages."""
 

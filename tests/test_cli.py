@@ -118,6 +118,29 @@ def test_corrupt_image_is_a_clear_error(kiosk: KioskThread, tmp_path: Path) -> N
     assert "photo.png" in result.output
 
 
+def test_what_can_be_shown_is_named_in_full(tmp_path: Path) -> None:
+    from media.probe import SUPPORTED_KINDS
+
+    for kind in ("PPTX", "DOCX", "ODP", "GIF", "SVG", "HTML5 lesson zips", "web links"):
+        assert kind in SUPPORTED_KINDS
+    unknown = tmp_path / "схема.cdr"
+    unknown.write_bytes(b"\x00\x01RIFFCDR" + bytes(200))
+    out = CliRunner().invoke(cli, ["cast", str(unknown), "--to", "127.0.0.1:9"]).output
+    assert "схема.cdr: файлы такого вида панель не показывает." in out
+    for named in ("презентацию или документ (PPTX, ODP, DOCX, ODT)", "GIF, SVG", "HTML5"):
+        assert named in out
+    assert "ссылку на его страницу" in out
+    folder = tmp_path / "урок"
+    folder.mkdir()
+    (folder / "схема.cdr").write_bytes(unknown.read_bytes())
+    out = CliRunner().invoke(cli, ["cast", str(folder), "--to", "127.0.0.1:9"]).output
+    assert "Сохраните их как презентации или документы (PPTX" in out
+    assert "ссылки на их страницы" in out
+    helped = CliRunner().invoke(cli, ["--lang", "en", "cast", "--help"]).output
+    for named in ("PPTX", "ODP", "DOCX", "GIF", "SVG", "HTML5 lessons", "web pages"):
+        assert named in helped
+
+
 def _bytes_read() -> int:
     for line in Path("/proc/self/io").read_text().splitlines():
         if line.startswith("rchar:"):

@@ -297,6 +297,27 @@ def test_without_libreoffice_the_teacher_is_told_how_to_install_it(
     assert caught.value.reason == "no_office"
 
 
+def test_a_file_named_as_a_document_that_is_none_is_named_as_a_broken_document(
+    docs: Path, tmp_path: Path
+) -> None:
+    not_a_deck = tmp_path / "Схема.pptx"  # a zip, but of something else
+    with zipfile.ZipFile(not_a_deck, "w") as z:
+        z.writestr("readme.txt", "не презентация")
+    cut = tmp_path / "Письмо.docx"  # cut short in the download
+    cut.write_bytes((docs / "Конспект.docx").read_bytes()[:200])
+    empty = tmp_path / "bin"  # LibreOffice is not even needed to say so
+    empty.mkdir()
+    for path in (not_a_deck, cut):
+        with pytest.raises(LessonError) as caught:
+            load_lesson(path)
+        assert (caught.value.reason, caught.value.path) == ("office_failed", str(path))
+        out = assert_russian_with_a_next_step(
+            run("cast", str(path), "--to", "x:1", env={"PATH": str(empty)})
+        )
+        assert f"{path}: LibreOffice не смог сделать страницы" in out
+        assert "zip" not in out
+
+
 # --------------------------------------------------------------------------- to a panel
 
 

@@ -330,7 +330,7 @@ def _bytes_read() -> int:
 )
 def test_unknown_binary(tmp_path: Path, data: bytes) -> None:
     path = write(tmp_path / "mystery.png", data)
-    with pytest.raises(UnknownContentError, match=r"mystery\.png.*supported: PNG"):
+    with pytest.raises(UnknownContentError, match=r"mystery\.png.*supported: presentations"):
         probe_file(path)
 
 
