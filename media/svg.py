@@ -2,7 +2,8 @@
 
 :func:`render_svg` turns an SVG file into a PNG fitted to ``SVG_RENDER_BOX`` on white,
 kept in a render cache by the SVG's content: casting the same SVG again renders nothing
-and sends nothing (the PNG, byte for byte the same, is already on the panel).
+and sends nothing (the PNG, byte for byte the same, is already on the panel). The cache
+is kept under ``MAX_RENDER_CACHE_BYTES``: the least recently used PNGs go first.
 
 An SVG is untrusted input (a teacher downloads it), so before the renderer sees it:
 
@@ -28,6 +29,7 @@ import io
 import os
 import re
 import tempfile
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Final
@@ -48,6 +50,11 @@ MAX_SVG_BYTES: Final = 32 * 1024 * 1024
 """Largest SVG file (32 MiB), refused from its size before it is parsed: a detailed map
 or diagram is a few MiB; a parsed SVG takes several times its size in memory."""
 
+MAX_RENDER_CACHE_BYTES: Final = 512 * 1024 * 1024
+"""Size the render cache is kept under (512 MiB): a rendered SVG is a PNG of up to
+``SVG_RENDER_BOX``, usually well under 1 MiB; past the limit the least recently used
+PNGs are removed (one used again is rendered again)."""
+
 RENDER_VERSION: Final = "1"
 """Part of the cache key: change it when the rendering changes (the sanitiser, the box),
 so that an old PNG is not reused."""
@@ -64,7 +71,9 @@ def default_render_dir() -> Path:
     return base / "render"
 
 
-def render_svg(path: Path, cache_dir: Path | None = None) -> Path:
+def render_svg(
+    path: Path, cache_dir: Path | None = None, *, max_cache_bytes: int = MAX_RENDER_CACHE_BYTES
+) -> Path:
     """Render the SVG file ``path`` to a PNG (cached); return the PNG's path.
 
     The caller shows the PNG as an image item; the SVG itself never leaves this computer.
@@ -72,6 +81,7 @@ def render_svg(path: Path, cache_dir: Path | None = None) -> Path:
     Args:
         path: an SVG file (``media.probe`` recognised it).
         cache_dir: where PNGs are kept (default :func:`default_render_dir`).
+        max_cache_bytes: the cache is trimmed to this size after a PNG is added.
 
     Returns:
         The PNG, named by the SVG's content, the renderer and ``RENDER_VERSION``.
@@ -112,8 +122,18 @@ def render_svg(path: Path, cache_dir: Path | None = None) -> Path:
     ).hexdigest()
     folder = cache_dir if cache_dir is not None else default_render_dir()
     target = folder / f"{key}.png"
-    if target.is_file():
+    try:
+        used = target.stat()  # recently used (access time): trimmed last
+        os.utime(target, ns=(time.time_ns(), used.st_mtime_ns))
         return target
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise LessonError(
+            f"cannot use the picture of {path} in {folder}: {exc.strerror or exc}",
+            path=str(folder),
+            reason="unreadable",
+        ) from None
     svg = sanitized_svg(data, path)
     width, height = SVG_RENDER_BOX
     try:
@@ -129,6 +149,7 @@ def render_svg(path: Path, cache_dir: Path | None = None) -> Path:
         with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as out:
             out.write(png)
         os.replace(out.name, target)
+        trim_render_cache(folder, max_cache_bytes, keep=target)
     except OSError as exc:
         raise LessonError(
             f"cannot keep the picture of {path} in {folder}: {exc.strerror or exc}",
@@ -136,6 +157,27 @@ def render_svg(path: Path, cache_dir: Path | None = None) -> Path:
             reason="unreadable",
         ) from None
     return target
+
+
+def trim_render_cache(folder: Path, max_bytes: int, *, keep: Path | None = None) -> None:
+    """Remove the least recently used PNGs of ``folder`` (by access time, which
+    :func:`render_svg` sets on each use) until it holds at most ``max_bytes``;
+    ``keep`` (the PNG just made) stays. A file removed meanwhile is passed over."""
+    entries = []
+    for png in folder.glob("*.png"):
+        try:
+            st = png.stat()
+        except OSError:
+            continue
+        entries.append((st.st_atime, st.st_size, png))
+    total = sum(size for _, size, _ in entries)
+    for _, size, png in sorted(entries):
+        if total <= max_bytes:
+            break
+        if png == keep:
+            continue
+        png.unlink(missing_ok=True)
+        total -= size
 
 
 def sanitized_svg(data: bytes, path: Path | str = "?") -> str:

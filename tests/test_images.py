@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import io
+import os
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from PIL import Image
 import media.svg
 from media.lesson import OFFICE_SUFFIXES, is_system_file, load_lesson
 from media.probe import SVG_MIME, Probe, looks_like_svg, probe_file
-from media.svg import SVG_RENDER_BOX, render_svg, sanitized_svg
+from media.svg import SVG_RENDER_BOX, render_svg, sanitized_svg, trim_render_cache
 from protocol.errors import (
     CorruptContentError,
     FileTooLargeError,
@@ -159,6 +160,49 @@ def test_an_svg_is_rendered_once_and_its_png_is_the_same_every_time(tmp_path: Pa
     assert first.stat().st_mtime_ns == mtime
     other = tmp_path / "other"
     assert render_svg(source, other).read_bytes() == data  # rendered anew, byte for byte
+
+
+def test_the_render_cache_keeps_under_its_size_dropping_the_least_recently_used(
+    tmp_path: Path,
+) -> None:
+    cache = tmp_path / "render"
+    cache.mkdir()
+    for age, name in enumerate(["c", "b", "a"]):  # a oldest, c newest (explicit times)
+        (cache / f"{name}.png").write_bytes(b"x" * 100)
+        os.utime(cache / f"{name}.png", (1000 - age, 1000 - age))
+    trim_render_cache(cache, 300)  # exactly at the limit: all kept
+    assert sorted(p.name for p in cache.iterdir()) == ["a.png", "b.png", "c.png"]
+    (cache / "d.png").write_bytes(b"x" * 100)
+    trim_render_cache(cache, 300, keep=cache / "d.png")  # 100 bytes over: the oldest goes
+    assert sorted(p.name for p in cache.iterdir()) == ["b.png", "c.png", "d.png"]
+
+
+@pytest.mark.slow
+def test_render_svg_refreshes_what_it_reuses_and_keeps_what_it_made(tmp_path: Path) -> None:
+    cache = tmp_path / "render"
+    cache.mkdir()
+    for age, name in enumerate(["c", "b"]):  # long unused
+        (cache / f"{name}.png").write_bytes(b"x" * 100)
+        os.utime(cache / f"{name}.png", (1000 - age, 1000 - age))
+    source = tmp_path / "flag.svg"
+    source.write_bytes(svg(FULL_RED))
+    png = render_svg(source, cache, max_cache_bytes=10**9)
+    size = png.stat().st_size
+    os.utime(png, (1, png.stat().st_mtime))  # long unused...
+    assert render_svg(source, cache, max_cache_bytes=10**9) == png  # ...used again now
+    other = tmp_path / "dot.svg"
+    other.write_bytes(svg("<circle cx='100' cy='50' r='10' fill='#f00'/>"))
+    budget = size + other_size(other) + 100  # the two PNGs and one old one: b goes
+    made = render_svg(other, cache, max_cache_bytes=budget)
+    assert sorted(p.name for p in cache.iterdir()) == sorted(["c.png", png.name, made.name])
+    made.unlink()
+    render_svg(other, cache, max_cache_bytes=1)  # over on its own: still kept, all else goes
+    assert [p.name for p in cache.iterdir()] == [made.name]
+
+
+def other_size(source: Path) -> int:
+    """The size of ``source``'s PNG, rendered in a cache of its own."""
+    return render_svg(source, source.parent / "sizes").stat().st_size
 
 
 def test_svg_size_limit_at_both_ends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
