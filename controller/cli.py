@@ -1176,6 +1176,56 @@ def _open_db(obj: Ctx, db_path: Path | None) -> SchoolDb:
         ) from None
 
 
+def _check_tz(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """``--tz`` and ``usage timezone``: an IANA timezone name, refused in Russian otherwise."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if value is None:
+        return None
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise click.BadParameter(
+            t(
+                "{zone} is not a known time zone. Give an IANA name such as Europe/Moscow, "
+                "Europe/Samara, Asia/Yekaterinburg, Asia/Novosibirsk, Asia/Krasnoyarsk, "
+                "Asia/Irkutsk, Asia/Vladivostok or Asia/Kamchatka.",
+                zone=value,
+            )
+        ) from None
+    return value
+
+
+def _tz_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return option(
+        "--tz",
+        metavar="ZONE",
+        callback=_check_tz,
+        help=(
+            "Time zone for days, weeks and times, such as Asia/Novosibirsk: stored as the "
+            "school's the first time, for this report only once one is stored."
+        ),
+    )(fn)
+
+
+@contextmanager
+def _report_zone(
+    db: SchoolDb, tz: str | None, period: Callable[[str], tuple[date, date]]
+) -> Iterator[tuple[date, date]]:
+    """Days and weeks of the report in ``tz``: the school's zone when none is stored yet,
+    this report's otherwise; yields the report's (first day, last day) in that zone."""
+    if tz is not None and not db.timezone_chosen:
+        db.set_timezone(tz)
+    zone = tz or db.tz_name
+    start, end = period(zone)
+    with db.timezone_for_report(zone, start, end):
+        yield start, end
+
+
+def _zone_header(db: SchoolDb, text: str) -> str:
+    return t("Timezone: {tz}", tz=db.tz_name) + "\n" + text
+
+
 @cli.group()
 def usage() -> None:
     """Collect the panels' usage logs and report on them (admins).
@@ -1439,6 +1489,7 @@ def _period(
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write to this file instead of the terminal.",
 )
+@_tz_option
 @click.pass_obj
 def usage_report_command(
     obj: Ctx,
@@ -1449,6 +1500,7 @@ def usage_report_command(
     by: str,
     fmt: str,
     output: Path | None,
+    tz: str | None,
 ) -> None:
     """Who showed what, where and for how long: lessons, display time, items.
 
@@ -1462,16 +1514,19 @@ def usage_report_command(
 
     db = _open_db(obj, db_path)
     try:
-        start, end = _period(week, date_from, date_to, db.tz_name)
-        if fmt == "html":
-            text = report_html(db, start=start, end=end)
-        else:
-            rows = usage_report(db, start=start, end=end, by=by)  # type: ignore[arg-type]
-            text = {
-                "table": lambda: format_table(rows, tz=db.tz_name),
-                "csv": lambda: format_csv(rows),
-                "json": lambda: format_json(rows),
-            }[fmt]()
+        with _report_zone(db, tz, lambda zone: _period(week, date_from, date_to, zone)) as (
+            start,
+            end,
+        ):
+            if fmt == "html":
+                text = report_html(db, start=start, end=end)
+            else:
+                rows = usage_report(db, start=start, end=end, by=by)  # type: ignore[arg-type]
+                text = {
+                    "table": lambda: _zone_header(db, format_table(rows, tz=db.tz_name)),
+                    "csv": lambda: format_csv(rows),
+                    "json": lambda: format_json(rows),
+                }[fmt]()
     finally:
         db.close()
     _emit(text, output)
@@ -1504,6 +1559,7 @@ def usage_report_command(
     show_default=True,
     help="Output format.",
 )
+@_tz_option
 @click.pass_obj
 def usage_compliance(
     obj: Ctx,
@@ -1513,6 +1569,7 @@ def usage_compliance(
     min_minutes: float,
     any_content: bool,
     fmt: str,
+    tz: str | None,
 ) -> None:
     """Which teachers gave enough lessons with digital content in a week.
 
@@ -1524,18 +1581,11 @@ def usage_compliance(
         classcast usage compliance --week 2026-W48 --min 3
     """
     from controller.reports import compliance, format_csv, format_json, format_table, now_week
+    from controller.schooldb import week_days
 
-    db = _open_db(obj, db_path)
-    try:
-        chosen = week or now_week(tz=db.tz_name)
+    def period(zone: str) -> tuple[date, date]:
         try:
-            rows = compliance(
-                db,
-                week=chosen,
-                min_lessons=min_lessons,
-                min_minutes=min_minutes,
-                require_source=not any_content,
-            )
+            return week_days(week or now_week(tz=zone))
         except ValueError:
             raise click.BadParameter(
                 t(
@@ -1544,14 +1594,52 @@ def usage_compliance(
                 ),
                 param_hint="--week",
             ) from None
-        text = {
-            "table": lambda: format_table(rows, tz=db.tz_name),
-            "csv": lambda: format_csv(rows),
-            "json": lambda: format_json(rows),
-        }[fmt]()
+
+    db = _open_db(obj, db_path)
+    try:
+        with _report_zone(db, tz, period) as (monday, _sunday):
+            year, number, _ = monday.isocalendar()
+            rows = compliance(
+                db,
+                week=f"{year}-W{number:02d}",
+                min_lessons=min_lessons,
+                min_minutes=min_minutes,
+                require_source=not any_content,
+            )
+            text = {
+                "table": lambda: _zone_header(db, format_table(rows, tz=db.tz_name)),
+                "csv": lambda: format_csv(rows),
+                "json": lambda: format_json(rows),
+            }[fmt]()
     finally:
         db.close()
     _emit(text, None)
+
+
+@usage.command("timezone")
+@_db_option
+@click.argument("zone", required=False, callback=_check_tz)
+@click.pass_obj
+def usage_timezone(obj: Ctx, db_path: Path | None, zone: str | None) -> None:
+    """Show or set the school's time zone, in which reports cut days and weeks.
+
+    Example:
+
+        classcast usage timezone Asia/Novosibirsk
+    """
+    db = _open_db(obj, db_path)
+    try:
+        if zone is not None:
+            db.set_timezone(zone)
+        name = db.tz_name
+        chosen = db.timezone_chosen
+    finally:
+        db.close()
+    click.echo(t("Timezone: {tz}", tz=name))
+    if not chosen:
+        click.echo(
+            t("This is the default; set the school's time zone with classcast usage timezone ZONE.")
+        )
 
 
 @usage.command("verify")

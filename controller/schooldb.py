@@ -80,6 +80,7 @@ __all__ = [
     "APPLICATION_ID",
     "DEFAULT_TZ",
     "MAX_RECORD_DURATION_MS",
+    "REPORT_TZ_MARGIN_DAYS",
     "SCHEMA_VERSION",
     "ChainError",
     "IngestResult",
@@ -103,6 +104,12 @@ MAX_RECORD_DURATION_MS: Final = 366 * 24 * 3600 * 1000
 """Longest display interval counted (a year): a longer ``duration_ms`` is quarantined,
 and no sum of counted durations can overflow SQLite's integers."""
 DEFAULT_TZ: Final = "Europe/Moscow"
+REPORT_TZ_MARGIN_DAYS: Final = 2
+"""Days around a report's range whose records :meth:`SchoolDb.timezone_for_report`
+recomputes: timezones lie between UTC-12 and UTC+14, so a record's day moves by at most
+two days from one timezone to another."""
+_TZ_CHOSEN: Final = "tz_chosen"
+"""Settings key: ``1`` once the school's timezone was chosen (``tz`` is the default before)."""
 _MEMORY: Final = ":memory:"
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MIN_TIME_MS: Final = (datetime(2, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(milliseconds=1)
@@ -400,7 +407,7 @@ class SchoolDb:
             self._tz = _zone(self._tz_name)
             if version == 1:
                 self._upgrade_from_1()
-            if tz is not None and tz != self._tz_name:
+            if tz is not None and (tz != self._tz_name or not self.timezone_chosen):
                 self.set_timezone(tz)
         except UsageLogError:
             conn.close()
@@ -523,6 +530,50 @@ class SchoolDb:
         """The school's IANA timezone, which decides ``day`` and ``iso_week``."""
         return self._tz_name
 
+    @property
+    def timezone_chosen(self) -> bool:
+        """Whether the school's timezone was chosen (:meth:`set_timezone`), not the default."""
+        return self._setting(_TZ_CHOSEN) == "1"
+
+    @contextmanager
+    def timezone_for_report(self, tz: str, first_day: date, last_day: date) -> Iterator[None]:
+        """Read days and weeks from ``first_day`` to ``last_day`` in ``tz`` within the block.
+
+        Inside the block, queries of that day range (and :attr:`tz_name`) see ``day``
+        and ``iso_week`` cut in ``tz`` instead of the school's timezone; when it ends
+        (normally or by an exception) the stored values are back: the change is made
+        in a savepoint that is rolled back, so nothing is written. Only records within
+        ``REPORT_TZ_MARGIN_DAYS`` of the range are recomputed, since no two timezones
+        differ by more than that.
+
+        Raises:
+            UsageLogError: ``tz`` is unknown, or the file cannot be read or locked.
+        """
+        zone = _zone(tz)
+        if tz == self._tz_name:
+            yield
+            return
+        margin = timedelta(days=REPORT_TZ_MARGIN_DAYS)
+        conn = self._db.conn
+        saved = self._tz, self._tz_name
+        with self._guard("read the report in another timezone"):
+            conn.execute("SAVEPOINT report_timezone")
+            try:
+                rows = conn.execute(
+                    "SELECT id, start_ms FROM plays WHERE invalid IS NULL AND day BETWEEN ? AND ?",
+                    [(first_day - margin).isoformat(), (last_day + margin).isoformat()],
+                ).fetchall()
+                conn.executemany(
+                    "UPDATE plays SET day = ?, iso_week = ? WHERE id = ?",
+                    [(*_day_and_week(start_ms, zone), row_id) for row_id, start_ms in rows],
+                )
+                self._tz, self._tz_name = zone, tz
+                yield
+            finally:
+                self._tz, self._tz_name = saved
+                conn.execute("ROLLBACK TO report_timezone")
+                conn.execute("RELEASE report_timezone")
+
     def close(self) -> None:
         """Close the file; the object cannot be used afterwards."""
         self._db.conn.close()
@@ -619,14 +670,11 @@ class SchoolDb:
         self._tz, self._tz_name = zone, tz
         with self._guard("change the timezone"), self._db.atomic():
             self._settings.upsert({"key": "tz", "value": tz}, pk="key")
+            self._settings.upsert({"key": _TZ_CHOSEN, "value": "1"}, pk="key")
             rows = self._db.execute(
                 "SELECT id, start_ms FROM plays WHERE invalid IS NULL"
             ).fetchall()
-            updates = []
-            for row_id, start_ms in rows:
-                local = datetime.fromtimestamp(start_ms / 1000, zone)
-                year, week, _ = local.isocalendar()
-                updates.append((local.date().isoformat(), f"{year}-W{week:02d}", row_id))
+            updates = [(*_day_and_week(start_ms, zone), row_id) for row_id, start_ms in rows]
             self._db.conn.executemany(
                 "UPDATE plays SET day = ?, iso_week = ? WHERE id = ?", updates
             )
@@ -1108,6 +1156,13 @@ def _original_seq(
         ):
             return seq
     return None
+
+
+def _day_and_week(start_ms: int, zone: ZoneInfo) -> tuple[str, str]:
+    """``day`` and ``iso_week`` of a corrected start in ``zone``."""
+    local = datetime.fromtimestamp(start_ms / 1000, zone)
+    year, week, _ = local.isocalendar()
+    return local.date().isoformat(), f"{year}-W{week:02d}"
 
 
 def _zone(name: str) -> ZoneInfo:

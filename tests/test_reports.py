@@ -394,3 +394,157 @@ def test_report_texts_come_from_the_controller_catalogue(
     finally:
         monkeypatch.undo()
         Messages.catalogue.cache_clear()
+
+
+# --------------------------------------------------------------------------- time zones
+
+# Records around midnight and the week's end (UTC); each is its own 12-minute lesson.
+# UTC          Moscow (UTC+3)         Novosibirsk (UTC+7)
+# 11-22 20:30  Sun 11-22 23:30 W47    Mon 11-23 03:30 W48
+# 11-24 16:59  Tue 11-24 19:59 W48    Tue 11-24 23:59 W48
+# 11-24 17:00  Tue 11-24 20:00 W48    Wed 11-25 00:00 W48
+# 11-29 16:30  Sun 11-29 19:30 W48    Sun 11-29 23:30 W48
+# 11-29 17:30  Sun 11-29 20:30 W48    Mon 11-30 00:30 W49
+# 11-29 23:30  Mon 11-30 02:30 W49    Mon 11-30 06:30 W49
+NIGHT = (
+    "2026-11-22 20:30",
+    "2026-11-24 16:59",
+    "2026-11-24 17:00",
+    "2026-11-29 16:30",
+    "2026-11-29 17:30",
+    "2026-11-29 23:30",
+)
+NSK = "Asia/Novosibirsk"
+
+
+def build_night(db: SchoolDb) -> None:
+    panel = Panel("k-7", "7")
+    for i, start in enumerate(NIGHT):
+        panel.play(start, 12, teacher=ANNA, lesson=(f"N-{i}", "Ночь"), content=C1, source=SRC)
+    panel.collect(db)
+
+
+def day_rows(db: SchoolDb, start: date, end: date) -> list[tuple[str, int]]:
+    return [(r.label, r.lessons) for r in usage_report(db, start=start, end=end, by="day")]
+
+
+def week_days_of(db: SchoolDb, week: str) -> tuple[int, tuple[str, ...]]:
+    (row,) = compliance(db, week=week)
+    return row.lessons, row.days
+
+
+MOSCOW_DAYS = [("2026-11-24", 2), ("2026-11-29", 2), ("2026-11-30", 1)]
+NSK_DAYS = [
+    ("2026-11-23", 1),
+    ("2026-11-24", 1),
+    ("2026-11-25", 1),
+    ("2026-11-29", 1),
+    ("2026-11-30", 2),
+]
+
+
+def test_days_and_weeks_are_cut_in_the_school_zone(tmp_path: Path) -> None:
+    moscow, nsk = SchoolDb(tmp_path / "m.db"), SchoolDb(tmp_path / "n.db", tz=NSK)
+    for school in (moscow, nsk):
+        build_night(school)
+    nov30 = date(2026, 11, 30)
+    assert day_rows(moscow, MON, nov30) == MOSCOW_DAYS
+    assert day_rows(nsk, MON, nov30) == NSK_DAYS
+    assert week_days_of(moscow, "2026-W48") == (4, ("2026-11-24", "2026-11-29"))
+    assert week_days_of(nsk, "2026-W48") == (
+        4,
+        ("2026-11-23", "2026-11-24", "2026-11-25", "2026-11-29"),
+    )
+    assert week_days_of(moscow, "2026-W49") == (1, ("2026-11-30",))
+    assert week_days_of(nsk, "2026-W49") == (2, ("2026-11-30",))
+    assert week_days_of(moscow, "2026-W47") == (1, ("2026-11-22",))
+    assert compliance(nsk, week="2026-W47") == []
+    moscow.close()
+    nsk.close()
+
+
+def test_a_report_in_another_zone_changes_nothing_stored(tmp_path: Path) -> None:
+    school = SchoolDb(tmp_path / "m.db")
+    build_night(school)
+    nov30 = date(2026, 11, 30)
+    with school.timezone_for_report(NSK, MON, nov30):
+        assert school.tz_name == NSK
+        assert day_rows(school, MON, nov30) == NSK_DAYS
+    assert school.tz_name == "Europe/Moscow"
+    assert not school.timezone_chosen
+    assert day_rows(school, MON, nov30) == MOSCOW_DAYS
+    school.close()
+    again = SchoolDb(tmp_path / "m.db")
+    assert (again.tz_name, again.timezone_chosen) == ("Europe/Moscow", False)
+    assert day_rows(again, MON, nov30) == MOSCOW_DAYS
+    again.close()
+
+
+def cli(*args: str) -> tuple[int, str]:
+    from click.testing import CliRunner
+
+    from controller.cli import cli as main
+
+    result = CliRunner().invoke(main, ["--lang", "ru", *args])
+    return result.exit_code, result.output
+
+
+def test_cli_timezone_is_stored_once_then_overridden_per_report(tmp_path: Path) -> None:
+    path = tmp_path / "school.db"
+    school = SchoolDb(path)
+    build_night(school)
+    school.close()
+    db = ("--db", str(path))
+    code, out = cli("usage", "timezone", *db)
+    assert code == 0
+    assert "Часовой пояс: Europe/Moscow" in out
+    assert "classcast usage timezone" in out  # the default: says how to set it
+    # The first --tz is stored as the school's.
+    code, out = cli("usage", "report", *db, "--week", "2026-W48", "--by", "day", "--tz", NSK)
+    assert code == 0, out
+    assert out.splitlines()[0] == f"Часовой пояс: {NSK}"
+    assert [line.split()[0] for line in out.splitlines()[3:]] == [d for d, _ in NSK_DAYS[:4]]
+    assert cli("usage", "timezone", *db)[1] == f"Часовой пояс: {NSK}\n"
+    # Later, --tz is for one report only.
+    code, out = cli(
+        "usage", "report", *db, "--week", "2026-W48", "--by", "day", "--tz", "Europe/Moscow"
+    )
+    assert code == 0, out
+    assert out.splitlines()[0] == "Часовой пояс: Europe/Moscow"
+    assert [line.split()[0] for line in out.splitlines()[3:]] == ["2026-11-24", "2026-11-29"]
+    code, out = cli("usage", "compliance", *db, "--week", "2026-W48", "--format", "json")
+    assert json.loads(out)[0]["days"] == ["2026-11-23", "2026-11-24", "2026-11-25", "2026-11-29"]
+    code, out = cli(
+        "usage",
+        "compliance",
+        *db,
+        "--week",
+        "2026-W49",
+        "--format",
+        "json",
+        "--tz",
+        "Europe/Moscow",
+    )
+    assert (json.loads(out)[0]["lessons"], json.loads(out)[0]["days"]) == (1, ["2026-11-30"])
+    assert cli("usage", "timezone", *db)[1] == f"Часовой пояс: {NSK}\n"
+    # `usage timezone ZONE` changes the school's zone.
+    assert cli("usage", "timezone", *db, "Asia/Vladivostok")[0] == 0
+    assert cli("usage", "timezone", *db)[1] == "Часовой пояс: Asia/Vladivostok\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("usage", "timezone", "Mars/Olympus"),
+        ("usage", "report", "--tz", "UTC+7"),
+        ("usage", "compliance", "--tz", "Novosibirsk"),
+    ],
+)
+def test_cli_unknown_zone_is_refused_in_russian(tmp_path: Path, args: tuple[str, ...]) -> None:
+    path = tmp_path / "school.db"
+    code, out = cli(*args, "--db", str(path))
+    assert code == 2
+    assert "не известный часовой пояс" in out
+    assert "Asia/Novosibirsk" in out
+    assert "Asia/Vladivostok" in out
+    assert "Traceback" not in out
