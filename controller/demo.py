@@ -5,7 +5,8 @@ using the PIN the panel shows, casts the bundled sample lesson (images, a PDF, a
 slide, a video and a web page), steps through it with the same control commands the
 CLI sends, casts it a second time to show that nothing is sent twice, stops, and prints
 the panel's usage log as the school's admin (paired with the panel's admin secret)
-collects it.
+collects it. The panel's clock, its log and the reports all show the school's time zone
+(``tz``, Europe/Moscow unless given), named in the output.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from controller.collect import collect
 from controller.discovery import ZeroconfDiscovery
 from controller.i18n import number_text, size_text, t, text_table
 from controller.reports import Group, format_table, usage_report
-from controller.schooldb import SchoolDb
+from controller.schooldb import DEFAULT_TZ, SchoolDb
 from kiosk.app import KioskApp
 from kiosk.config import KioskConfig
 from media.lesson import load_lesson, sample_lesson_path
@@ -42,8 +43,12 @@ STEP_S = 0.4
 """How long the demo lets each item stand before the next command."""
 
 
-async def run_demo(keep: Path | None = None) -> None:
-    """Run the demo, printing each step; the kiosk's files go to ``keep`` or a temp dir."""
+async def run_demo(keep: Path | None = None, tz: str = DEFAULT_TZ) -> None:
+    """Run the demo, printing each step; the kiosk's files go to ``keep`` or a temp dir.
+
+    ``tz`` (an IANA timezone name) is the panel's and the school's time zone: the log and
+    the reports are printed in it.
+    """
     with tempfile.TemporaryDirectory(prefix="classcast-demo-") as tmp:
         state_dir = keep if keep is not None else Path(tmp)
         config = KioskConfig(
@@ -56,6 +61,7 @@ async def run_demo(keep: Path | None = None) -> None:
             admin_secret=secrets.token_urlsafe(16),
             mdns=True,
             mdns_interfaces=LOOPBACK,
+            timezone=tz,
         )
         app = KioskApp(config)
         started = time.monotonic()
@@ -84,10 +90,10 @@ async def run_demo(keep: Path | None = None) -> None:
                 admin_creds = await admin.pair(config.admin_secret, role="admin")
                 records = await _all_records(admin)
             # The school's admin collects the panel's log into the school database.
-            db = SchoolDb(state_dir / "school.sqlite")
+            db = SchoolDb(state_dir / "school.sqlite", tz=tz)
             try:
                 collected = await collect(db, [address], DEMO_ADMIN, lambda _: admin_creds)
-                _print_records(records)
+                _print_records(records, tz)
                 _print_report(db, collected.added)
             finally:
                 db.close()
@@ -188,12 +194,13 @@ async def _all_records(kiosk: KioskClient) -> list[UsageRecord]:
             return records
 
 
-def _print_records(records: list[UsageRecord]) -> None:
+def _print_records(records: list[UsageRecord], tz: str) -> None:
+    zone = ZoneInfo(tz)
     click.echo()
     click.echo(t("Usage log of the panel ({n} records):", n=len(records)))
     header = (
         t("#"),
-        t("Start (UTC)"),
+        t("Start ({tz})", tz=tz),
         t("Duration, s"),
         t("Kind"),
         t("Content"),
@@ -203,7 +210,7 @@ def _print_records(records: list[UsageRecord]) -> None:
     rows = [
         (
             str(r.seq),
-            r.started_at[11:23],
+            datetime.fromisoformat(r.started_at).astimezone(zone).strftime("%H:%M:%S.%f")[:-3],
             f"{r.duration_ms / 1000:.1f}",
             t(r.kind),
             _clip(r.content_title, 28),
@@ -225,6 +232,7 @@ def _print_report(db: SchoolDb, added: int) -> None:
             result=t("intact") if not problems else t("broken"),
         )
     )
+    click.echo(t("Timezone: {tz}", tz=db.tz_name))
     today = datetime.now(ZoneInfo(db.tz_name)).date()
     groups: tuple[tuple[Group, str], ...] = (
         ("teacher", t("Report by teacher:")),

@@ -300,7 +300,7 @@ def open_window(app: KioskApp) -> PygletWindow | None:
 
         window = PygletWindow(
             app.store,
-            IdleInfo(app.config.school, app.config.room),
+            IdleInfo(app.config.school, app.config.room, tz=app.config.zone()),
             mode=mode,
             lang=app.config.lang,
             video_output=app.config.video_output,

@@ -65,6 +65,11 @@ _CONFIG_PROBLEMS = {
         "{path}: admin_secret must have at least {min_chars} characters. Set a longer "
         "secret and start the kiosk again."
     ),
+    "timezone": N_(
+        "{path}: timezone {zone} is not a known time zone. Give an IANA name such as "
+        '"Europe/Moscow", "Asia/Novosibirsk" or "Asia/Vladivostok", or remove the line to '
+        "use the system's time zone, and start the kiosk again."
+    ),
     "mdns_env": N_(
         "The environment variable CLASSCAST_MDNS_INTERFACES must hold IPv4 addresses "
         "separated by commas, such as 127.0.0.1 (now: {value}). Fix it and start the kiosk "

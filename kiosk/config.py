@@ -8,8 +8,10 @@ import re
 import secrets
 import tomllib
 from dataclasses import dataclass, replace
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any, Final, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 
@@ -47,7 +49,7 @@ class ConfigError(ClassCastError):
     (``values["line"]`` when known), ``unknown_key`` (``known``), ``wrong_type``
     (``type``: ``str``, ``int``, ``float``, ``bool`` or ``list``), ``video_output``
     (``choices``), ``mdns_interfaces``, ``web_allow`` (``entry``), ``negative``,
-    ``short_secret`` (``min_chars``) and ``mdns_env`` (``value``).
+    ``short_secret`` (``min_chars``), ``timezone`` (``zone``) and ``mdns_env`` (``value``).
     """
 
     code = "config"
@@ -94,6 +96,20 @@ class KioskConfig:
     web_allow: tuple[str, ...] = ()
     """Hosts web items may reach (``host`` or ``*.domain``, normalised); empty = every host.
     The panel's own addresses are refused regardless (docs/security.md, “Web items”)."""
+    timezone: str | None = None
+    """IANA timezone of what the panel shows (its idle-screen clock); None = the system's."""
+
+    def zone(self) -> tzinfo:
+        """The timezone the panel shows times in: :attr:`timezone`, else the system's.
+
+        Raises:
+            ConfigError: :attr:`timezone` is not a known IANA timezone.
+        """
+        if self.timezone is None:
+            system = datetime.now().astimezone().tzinfo
+            assert system is not None
+            return system
+        return _zone(self.timezone, None)
 
     def with_overrides(self, **values: Any) -> KioskConfig:
         """Return a copy with every non-None value of ``values`` set."""
@@ -116,6 +132,7 @@ _KEYS: dict[str, type] = {
     "mdns": bool,
     "mdns_interfaces": str,
     "web_allow": list,
+    "timezone": str,
 }
 
 
@@ -207,6 +224,8 @@ def load_config(path: Path | None) -> KioskConfig:
                 key="usage_floor_mb",
             )
         values["usage_floor_bytes"] = values.pop("usage_floor_mb") * 1024 * 1024
+    if "timezone" in values:
+        _zone(values["timezone"], path)
     secret = values.get("admin_secret")
     if secret is not None and len(secret) < MIN_ADMIN_SECRET_CHARS:
         raise ConfigError(
@@ -217,6 +236,24 @@ def load_config(path: Path | None) -> KioskConfig:
             values={"min_chars": MIN_ADMIN_SECRET_CHARS},
         )
     return config.with_overrides(**values)
+
+
+def _zone(name: str, path: Path | None) -> ZoneInfo:
+    """The IANA timezone ``name`` of the setting ``timezone``.
+
+    Raises:
+        ConfigError: no such timezone (reason ``timezone``).
+    """
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"{path}: timezone {name!r} is not an IANA timezone such as Europe/Moscow",
+            reason="timezone",
+            path=path,
+            key="timezone",
+            values={"zone": name},
+        ) from None
 
 
 def _web_allow(path: Path, entries: list[Any]) -> tuple[str, ...]:

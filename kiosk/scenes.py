@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
 from typing import Any, Protocol
 
 import pyglet
@@ -724,6 +725,12 @@ class IdleInfo:
     pin: str | None = None
     address: str | None = None
     clock: Callable[[], float] = field(default=time.time)
+    tz: tzinfo | None = None
+    """The timezone of the clock (``timezone`` in kiosk.toml); None = the system's."""
+
+    def clock_text(self) -> str:
+        """The time the idle screen shows, ``HH:MM`` in :attr:`tz`."""
+        return datetime.fromtimestamp(self.clock(), self.tz).strftime("%H:%M")
 
 
 class IdleScene(Scene):
@@ -773,7 +780,7 @@ class IdleScene(Scene):
         info, lang = self.info, self.ctx.lang
         self._set(self._school, clean_name(info.school))
         self._set(self._room, clean_name(info.room))
-        self._set(self._clock, time.strftime("%H:%M", time.localtime(info.clock())))
+        self._set(self._clock, info.clock_text())
         self._set(self._pin_caption, tr(lang, "Pairing code") if info.pin else "")
         self._set(self._pin, " ".join(info.pin) if info.pin else "")
         self._set(self._address, info.address or "")

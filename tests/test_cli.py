@@ -416,6 +416,10 @@ def test_demo_runs_end_to_end() -> None:
     assert "В школьную базу собрано записей: 11; подписи и цепочка: в порядке." in result.output
     assert "Отчёт по учителям:" in result.output
     assert "Демонстрация завершена." in result.output
+    # The log and the reports are in one local time, the zone named.
+    assert "Начало (Europe/Moscow)" in result.output
+    assert "Часовой пояс: Europe/Moscow" in result.output
+    assert "(UTC)" not in result.output
 
 
 def test_pair_with_a_wrong_pin_then_the_right_one(kiosk: KioskThread) -> None:

@@ -250,6 +250,41 @@ def test_a_registered_loader_replaces_the_placeholder(panel: Panel) -> None:
     assert frame.is_uniform((200, 0, 0))
 
 
+def test_idle_clock_is_in_the_panel_timezone() -> None:
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    sunday_night = datetime(2026, 11, 29, 23, 30, tzinfo=UTC).timestamp()
+    novosibirsk = IdleInfo("Школа", "Каб. 1", clock=lambda: sunday_night, tz=ZoneInfo(NSK))
+    moscow = IdleInfo("Школа", "Каб. 1", clock=lambda: sunday_night, tz=ZoneInfo(MSK))
+    assert (novosibirsk.clock_text(), moscow.clock_text()) == ("06:30", "02:30")
+
+
+def test_idle_screen_draws_its_clock_in_the_panel_timezone(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    moment = datetime(2026, 11, 29, 16, 45, tzinfo=UTC).timestamp()
+    frames = []
+    for zone in (NSK, MSK):
+        window = PygletWindow(
+            BlobStore(tmp_path / zone.replace("/", "-"), 10**6),
+            IdleInfo("Школа", "Каб. 1", clock=lambda: moment, tz=ZoneInfo(zone)),
+            mode="headless",
+            size=(W, H),
+        )
+        try:
+            window.run_pending()
+            frames.append(window.read_pixels())
+        finally:
+            window.close()
+    # 23:45 and 19:45: the same screen but for the clock's digits.
+    assert frames[0] != frames[1]
+
+
+NSK, MSK = "Asia/Novosibirsk", "Europe/Moscow"
+
+
 def test_idle_screen_background(panel: Panel) -> None:
     from kiosk.player import ShowIdle
 
