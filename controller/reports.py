@@ -52,12 +52,15 @@ from controller.schooldb import SchoolDb, iso_utc_ms, week_days
 from protocol.text import clean_name, json_text
 
 __all__ = [
+    "CSV_BOM",
+    "CSV_DELIMITER",
     "DEFAULT_GAP_MINUTES",
     "USAGE_HEADINGS",
     "ComplianceRow",
     "Group",
     "ReportRow",
     "compliance",
+    "csv_cell",
     "duration_text",
     "format_csv",
     "format_json",
@@ -527,8 +530,33 @@ def format_json(rows: Rows) -> str:
     return json_text([_plain(r) for r in rows], indent=2) + "\n"
 
 
+CSV_DELIMITER: Final = ";"
+"""The CSV field separator: the list separator of a Russian locale, which Excel and
+LibreOffice expect when they open a ``.csv`` there (the comma is the decimal mark)."""
+CSV_BOM: Final = "\ufeff"
+"""Starts the CSV text so that Excel reads it as UTF-8 (Cyrillic) rather than the ANSI page."""
+
+
+def csv_cell(value: object) -> object:
+    """One CSV cell: text cleaned (:func:`protocol.text.clean_name`), a number with
+    decimals written with a decimal comma (``1,5``) as a Russian locale reads it, other
+    values as they are."""
+    if isinstance(value, str):
+        return clean_name(value)
+    if isinstance(value, float):
+        return repr(value).replace(".", ",")
+    return value
+
+
 def format_csv(rows: Rows, *, compliance_rows: bool | None = None) -> str:
-    """Rows as CSV: a header of the row's field names (stable keys), then one line per row.
+    """Rows as CSV for spreadsheets: a header of the row's field names (stable keys),
+    then one line per row.
+
+    The text starts with a byte order mark (:data:`CSV_BOM`) and separates fields with
+    :data:`CSV_DELIMITER` (``;``), so that Excel and LibreOffice in a Russian locale open
+    it with Cyrillic intact and one value per column; write it to a file as UTF-8 as is.
+    A program reading it should skip the BOM (Python: ``encoding="utf-8-sig"``) and use
+    ``;``.
 
     Args:
         rows: From :func:`usage_report` or :func:`compliance`.
@@ -537,21 +565,20 @@ def format_csv(rows: Rows, *, compliance_rows: bool | None = None) -> str:
 
     Returns:
         CSV text; ``days`` of a compliance row are joined with spaces, ``met`` is
-        ``true``/``false``; text is cleaned (:func:`protocol.text.clean_name`).
+        ``true``/``false``; cells as :func:`csv_cell` writes them.
     """
     is_compliance = isinstance(rows[0], ComplianceRow) if rows else bool(compliance_rows)
     names = [f.name for f in fields(ComplianceRow if is_compliance else ReportRow)]
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    buffer.write(CSV_BOM)
+    writer = csv.writer(buffer, delimiter=CSV_DELIMITER, lineterminator="\n")
     writer.writerow(names)
     for row in rows:
         data = asdict(row)
         if isinstance(row, ComplianceRow):
             data["days"] = " ".join(row.days)
             data["met"] = "true" if row.met else "false"
-        writer.writerow(
-            [clean_name(v) if isinstance(v, str) else v for v in (data[n] for n in names)]
-        )
+        writer.writerow([csv_cell(data[n]) for n in names])
     return buffer.getvalue()
 
 

@@ -16,6 +16,8 @@ if [ "${1:-}" = "--test" ]; then
   # module for the warm converter, and fonts metric-compatible with Microsoft's (Cyrillic).
   APT_PACKAGES+=(libreoffice-impress libreoffice-writer python3-uno)
   APT_PACKAGES+=(fonts-crosextra-carlito fonts-crosextra-caladea fonts-liberation2)
+  # The CSV reports are opened by LibreOffice Calc in a test, as a spreadsheet user would.
+  APT_PACKAGES+=(libreoffice-calc)
 fi
 
 missing=()

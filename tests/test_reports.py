@@ -9,8 +9,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
+import subprocess
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,7 @@ from controller.reports import (
     ComplianceRow,
     ReportRow,
     compliance,
+    csv_cell,
     duration_text,
     format_csv,
     format_json,
@@ -343,8 +347,13 @@ def test_format_json_has_stable_keys(db: SchoolDb) -> None:
     assert format_json([]) == "[]\n"
 
 
+def read_csv(text: str) -> list[list[str]]:
+    assert text.startswith("\ufeff")
+    return list(csv.reader(io.StringIO(text.removeprefix("\ufeff")), delimiter=";"))
+
+
 def test_format_csv(db: SchoolDb) -> None:
-    rows = list(csv.reader(io.StringIO(format_csv(usage_report(db, start=MON, end=SUN, by="day")))))
+    rows = read_csv(format_csv(usage_report(db, start=MON, end=SUN, by="day")))
     assert rows[0] == [
         "group",
         "key",
@@ -356,9 +365,10 @@ def test_format_csv(db: SchoolDb) -> None:
         "last_end_utc",
     ]
     assert rows[1][:6] == ["day", "2026-11-23", "2026-11-23", "2", str(30 * MIN), "2"]
-    comp = list(csv.reader(io.StringIO(format_csv(compliance(db, week="2026-W48")))))
+    comp = read_csv(format_csv(compliance(db, week="2026-W48")))
     assert comp[1][4:6] == ["true", "2026-11-23 2026-11-24"]
-    assert format_csv([], compliance_rows=True).startswith("week,teacher_id")
+    assert format_csv([], compliance_rows=True).startswith("\ufeffweek;teacher_id")
+    assert [csv_cell(1.5), csv_cell(42), csv_cell("Каб.\u202e 1")] == ["1,5", 42, "Каб. 1"]
 
 
 def test_start_times_helper() -> None:
@@ -548,3 +558,74 @@ def test_cli_unknown_zone_is_refused_in_russian(tmp_path: Path, args: tuple[str,
     assert "Asia/Novosibirsk" in out
     assert "Asia/Vladivostok" in out
     assert "Traceback" not in out
+
+
+class _Cells(HTMLParser):
+    """The cells of the tables of an HTML page: (text, ``sdval``: the number, if any)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[tuple[str, str | None]]] = []
+        self._cell: list[str] | None = None
+        self._value: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "tr":
+            self.rows.append([])
+        elif tag == "td":
+            self._cell, self._value = [], dict(attrs).get("sdval")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td" and self._cell is not None:
+            self.rows[-1].append(("".join(self._cell).strip(), self._value))
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+@pytest.mark.slow
+def test_csv_opens_in_libreoffice_with_cyrillic_and_numbers(db: SchoolDb, tmp_path: Path) -> None:
+    soffice = shutil.which("soffice")
+    if soffice is None:
+        pytest.skip("LibreOffice is not installed")
+    path = tmp_path / "отчёт.csv"
+    path.write_text(format_csv(usage_report(db, start=MON, end=SUN, by="teacher")), "utf-8")
+    # The options of LibreOffice's text import as a Russian locale fills them in: fields
+    # separated by ";", quotes '"', Unicode (UTF-8), from line 1, language Russian (1049).
+    done = subprocess.run(
+        [
+            soffice,
+            f"-env:UserInstallation={(tmp_path / 'profile').as_uri()}",
+            "--headless",
+            "--infilter=CSV:59,34,76,1,,1049",
+            "--convert-to",
+            "html:HTML (StarCalc)",
+            "--outdir",
+            str(tmp_path / "out"),
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    page = tmp_path / "out" / "отчёт.html"
+    assert page.exists(), done.stdout + done.stderr
+    cells = _Cells()
+    cells.feed(page.read_text("utf-8"))
+    rows = [row for row in cells.rows if row]
+    # The BOM is read as such, not as a character of the first heading.
+    assert [text for text, _ in rows[0]][:6] == [
+        "group",
+        "key",
+        "label",
+        "lessons",
+        "display_ms",
+        "items",
+    ]
+    assert rows[1][2] == ("Борис Иванович", None)
+    assert rows[1][3] == ("3", "3")  # a number, not text
+    assert rows[1][4][1] == str(int(49.5 * MIN))
+    assert rows[2][2][0] == "Анна Петровна"
