@@ -536,6 +536,10 @@ def test_cli_timezone_is_stored_once_then_overridden_per_report(tmp_path: Path) 
         "Europe/Moscow",
     )
     assert (json.loads(out)[0]["lessons"], json.loads(out)[0]["days"]) == (1, ["2026-11-30"])
+    page = tmp_path / "report.html"
+    args = ("--week", "2026-W48", "--format", "html", "-o", str(page), "--tz", "Asia/Vladivostok")
+    assert cli("usage", "report", *db, *args)[0] == 0
+    assert "Часовой пояс: Asia/Vladivostok" in page.read_text("utf-8")
     assert cli("usage", "timezone", *db)[1] == f"Часовой пояс: {NSK}\n"
     # `usage timezone ZONE` changes the school's zone.
     assert cli("usage", "timezone", *db, "Asia/Vladivostok")[0] == 0
