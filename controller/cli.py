@@ -22,7 +22,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import date, datetime
@@ -64,6 +64,8 @@ if TYPE_CHECKING:  # imported by the commands that need them: `classcast --help`
     from controller.schooldb import SchoolDb
 
 T = TypeVar("T")
+Target = tuple[str | None, str | None]
+"""A panel to collect from: its kiosk id and room, as saved or advertised (None: unknown)."""
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
@@ -1189,15 +1191,17 @@ def usage() -> None:
 
 
 @usage.command("collect")
+@click.argument("panels", metavar="[PANEL]...", nargs=-1)
 @_db_option
 @option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/admin.md).")
 @click.pass_obj
-def usage_collect(obj: Ctx, db_path: Path | None, as_json: bool) -> None:
-    """Pull new usage records from every panel into the school database.
+def usage_collect(obj: Ctx, panels: tuple[str, ...], db_path: Path | None, as_json: bool) -> None:
+    """Pull new usage records from the panels into the school database.
 
-    Panels are the saved ones and those found on the network. Each needs this
-    computer paired as admin (classcast pair PANEL --admin). Running it again, or after
-    an interruption, loses nothing and stores nothing twice.
+    Without PANEL: the saved panels and those found on the network. Each needs this
+    computer paired as admin (classcast pair PANEL --admin); a panel only found on the
+    network and not paired as admin is named in a warning and left out. Running it
+    again, or after an interruption, loses nothing and stores nothing twice.
 
     A record that cannot be trusted is named with its panel and number; the records
     before it are stored (docs/admin.md).
@@ -1205,16 +1209,26 @@ def usage_collect(obj: Ctx, db_path: Path | None, as_json: bool) -> None:
     Example:
 
         classcast usage collect --db /var/lib/classcast/school.sqlite
+        classcast usage collect "Каб. 12" "Каб. 14"
     """
-    rows = obj.usable_rows(obj.discover_all())
-    if not rows:
+    targets, unpaired = _collect_targets(obj, panels)
+    for row in unpaired:
+        echo(
+            t(
+                "{room} ({address}): on the network but not paired as admin: not collected. "
+                "To collect its usage, run `classcast pair {address} --admin`.",
+                room=row.room or "?",
+                address=row.address,
+            ),
+            err=True,
+        )
+    if not targets and not unpaired:
         raise click.ClickException(
             t("No saved panels: add one with `classcast panels add HOST[:PORT]`.")
         )
-    by_address = {r.address: r for r in rows}
 
     def creds(address: str) -> Credentials | None:
-        return obj.home.credentials(by_address[address].kiosk_id, "admin")
+        return obj.home.credentials(targets[address][0], "admin")
 
     from controller.collect import collect
 
@@ -1223,7 +1237,7 @@ def usage_collect(obj: Ctx, db_path: Path | None, as_json: bool) -> None:
         result = asyncio.run(
             collect(
                 db,
-                list(by_address),
+                list(targets),
                 obj.home.identity(obj.teacher),
                 creds,
                 timeout_s=obj.timeout_s,
@@ -1231,11 +1245,18 @@ def usage_collect(obj: Ctx, db_path: Path | None, as_json: bool) -> None:
         )
     finally:
         db.close()
-    names = {p.address: p.room or by_address[p.address].room or p.address for p in result.panels}
+    names = {p.address: p.room or targets[p.address][1] or p.address for p in result.panels}
     failed = [p for p in result.panels if p.error is not None]
     if as_json:
         panels_json = [_collection_json(p, names[p.address]) for p in result.panels]
-        summary = {"added": result.added, "failed": len(result.failed), "panels": panels_json}
+        summary = {
+            "added": result.added,
+            "failed": len(result.failed),
+            "panels": panels_json,
+            "not_paired": [
+                {"address": r.address, "room": r.room, "kiosk_id": r.kiosk_id} for r in unpaired
+            ],
+        }
         echo(json_text(summary, indent=2))
         if result.failed:
             sys.exit(1)
@@ -1268,6 +1289,34 @@ def usage_collect(obj: Ctx, db_path: Path | None, as_json: bool) -> None:
                 count=len(result.panels),
             )
         )
+
+
+def _collect_targets(obj: Ctx, names: Sequence[str]) -> tuple[dict[str, Target], list[PanelRow]]:
+    """The panels ``usage collect`` contacts (address → kiosk id and room), and those it
+    leaves out with a warning.
+
+    Named panels are resolved like every PANEL argument and always contacted: a named
+    panel that is not paired as admin fails. Without names: the saved panels and the
+    usable ones found by mDNS; a panel only found on the network, without an admin
+    pairing, is left out (second list): seeing a panel is no reason for collection to fail.
+    """
+    wanted = [n.strip() for n in names if n.strip()]
+    if wanted:
+        saved = {p.address: p for p in obj.home.panels()}  # pairing saves the panel
+        targets: dict[str, Target] = {}
+        for name in wanted:
+            address = obj.resolve(name)
+            panel = saved.get(address)
+            targets[address] = (panel.kiosk_id, panel.room) if panel else (None, None)
+        return targets, []
+    rows = obj.usable_rows(obj.discover_all())
+    unpaired = [r for r in rows if r.source == "mdns" and not _admin_paired(obj, r.kiosk_id)]
+    return {r.address: (r.kiosk_id, r.room) for r in rows if r not in unpaired}, unpaired
+
+
+def _admin_paired(obj: Ctx, kiosk_id: str | None) -> bool:
+    creds = obj.home.credentials(kiosk_id, "admin")
+    return creds is not None and creds.role == "admin"
 
 
 def _collect_error_text(exc: ClassCastError, panel: str) -> str:
