@@ -51,6 +51,7 @@ Errors (all :class:`protocol.errors.UsageLogError`, ours or the panel's)::
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -58,7 +59,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -71,6 +72,7 @@ from protocol.messages import UsageBatch, UsageRecord
 from protocol.usage_chain import (
     GENESIS_HASH,
     ChainProblem,
+    ProblemKind,
     load_public_key,
     record_hash,
     signature_ok,
@@ -80,12 +82,17 @@ __all__ = [
     "APPLICATION_ID",
     "DEFAULT_TZ",
     "MAX_RECORD_DURATION_MS",
+    "QUARANTINED_BY_ADMIN",
     "SCHEMA_VERSION",
     "ChainError",
+    "Decision",
+    "DecisionAction",
+    "HeldRecord",
     "IngestResult",
     "InvalidValue",
     "KeyChangedError",
     "KioskInfo",
+    "NoSuchProblemError",
     "SchoolDb",
     "TamperError",
     "iso_utc_ms",
@@ -96,9 +103,13 @@ logger = logging.getLogger(__name__)
 
 APPLICATION_ID: Final = 0x43435344
 """``PRAGMA application_id`` of a school database ("CCSD")."""
-SCHEMA_VERSION: Final = 2
-"""``PRAGMA user_version`` of the schema below; version 1 (no ``invalid`` column) is
-upgraded when opened, any other is refused."""
+SCHEMA_VERSION: Final = 3
+"""``PRAGMA user_version`` of the schema below; versions 1 (no ``invalid`` column) and 2
+(no ``held`` and ``decisions`` tables) are upgraded when opened, any other is refused."""
+DecisionAction = Literal["accept", "quarantine"]
+"""What an admin decided about a record collection stopped at (:meth:`SchoolDb.decide`)."""
+QUARANTINED_BY_ADMIN: Final = "quarantined by an admin"
+"""``plays.invalid`` of a record an admin quarantined."""
 MAX_RECORD_DURATION_MS: Final = 366 * 24 * 3600 * 1000
 """Longest display interval counted (a year): a longer ``duration_ms`` is quarantined,
 and no sum of counted durations can overflow SQLite's integers."""
@@ -188,6 +199,25 @@ CREATE INDEX plays_report ON plays (
     day, kiosk_id, teacher_id, lesson_id, start_ms, duration_ms,
     room, teacher_name, content_hash, content_title, content_source, iso_week
 );
+CREATE TABLE held (
+    kiosk_id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    cause TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    record TEXT NOT NULL,
+    found_at TEXT NOT NULL
+);
+CREATE TABLE decisions (
+    id INTEGER PRIMARY KEY,
+    kiosk_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    cause TEXT NOT NULL,
+    who TEXT NOT NULL,
+    decided_at TEXT NOT NULL,
+    record TEXT NOT NULL,
+    UNIQUE (kiosk_id, seq)
+);
 PRAGMA application_id = {APPLICATION_ID};
 PRAGMA user_version = {SCHEMA_VERSION}
 """
@@ -196,6 +226,9 @@ then the session key in session order, then every column a report reads. A quara
 record (``invalid`` set) has ``day = ''``, which no range of days includes."""
 
 _TABLES: Final = frozenset({"settings", "kiosks", "plays"})
+_TABLES_3: Final = frozenset({"held", "decisions"})
+"""Tables added by schema version 3: the record each panel's collection stops at
+(``held``) and what admins decided about such records (``decisions``)."""
 
 
 # --------------------------------------------------------------------------- errors
@@ -307,6 +340,48 @@ class IngestResult:
 
 
 @dataclass(frozen=True, slots=True)
+class HeldRecord:
+    """An open problem: the record collection from panel ``kiosk_id`` stops at.
+
+    ``cause`` is how it fails to continue the chain (a :class:`ChainProblem` kind),
+    ``detail`` the same in English; ``found_at`` when collection last met it (UTC,
+    ISO 8601). An admin resolves it with :meth:`SchoolDb.decide`.
+    """
+
+    kiosk_id: str
+    room: str
+    seq: int
+    cause: ProblemKind
+    detail: str
+    found_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What an admin decided about a held record: ``action`` by ``who`` at
+    ``decided_at`` (UTC, ISO 8601); ``cause`` is the problem the record had."""
+
+    kiosk_id: str
+    room: str
+    seq: int
+    action: DecisionAction
+    cause: ProblemKind
+    who: str
+    decided_at: str
+
+
+class NoSuchProblemError(UsageLogError):
+    """Nothing to decide: no record of that panel and number is held. List the open
+    problems (:meth:`SchoolDb.problems`) and give a panel and record number from there."""
+
+    code = "usage_no_problem"
+
+    def __init__(self, kiosk_id: str, seq: int) -> None:
+        super().__init__(f"no held record #{seq} of panel {kiosk_id}")
+        self.kiosk_id, self.seq = kiosk_id, seq
+
+
+@dataclass(frozen=True, slots=True)
 class KioskInfo:
     """One panel known to the school database."""
 
@@ -400,6 +475,8 @@ class SchoolDb:
             self._tz = _zone(self._tz_name)
             if version == 1:
                 self._upgrade_from_1()
+            if version in (1, 2):
+                self._upgrade_from_2()
             if tz is not None and tz != self._tz_name:
                 self.set_timezone(tz)
         except UsageLogError:
@@ -441,13 +518,14 @@ class SchoolDb:
             raise UsageLogError(
                 f"{self.path} is not a ClassCast school database (it has tables {listed})"
             )
-        if version not in (1, SCHEMA_VERSION):
+        if version not in (1, 2, SCHEMA_VERSION):
             raise UsageLogError(
                 f"{self.path} has school database schema version {version}; "
                 f"this program understands version {SCHEMA_VERSION}"
             )
-        if not tables >= _TABLES:
-            missing = ", ".join(sorted(_TABLES - tables))
+        needed = _TABLES | (_TABLES_3 if version == SCHEMA_VERSION else frozenset())
+        if not tables >= needed:
+            missing = ", ".join(sorted(needed - tables))
             raise UsageLogError(f"{self.path} is a damaged school database (missing {missing})")
         return version
 
@@ -472,7 +550,7 @@ class SchoolDb:
                 f"UPDATE plays SET {', '.join(f'{c} = ?' for c in DERIVED_COLUMNS)} WHERE id = ?",
                 updates,
             )
-            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._db.execute("PRAGMA user_version = 2")
         if updates:
             logger.info(
                 "%s: %d stored record(s) quarantined by the schema upgrade", self.path, len(updates)
@@ -528,6 +606,22 @@ class SchoolDb:
         self._db.conn.close()
 
     # ------------------------------------------------------------------ derived columns
+
+    def _upgrade_from_2(self) -> None:
+        """Add the ``held`` and ``decisions`` tables (schema version 3).
+
+        Raises:
+            sqlite3.Error: SQLite refused.
+        """
+        statements = [
+            st
+            for st in _SCHEMA.strip().split(";\n")
+            if st.startswith(("CREATE TABLE held", "CREATE TABLE decisions"))
+        ]
+        with self._db.atomic():
+            for statement in statements:
+                self._db.execute(statement.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"))
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def derive(self, record: UsageRecord) -> tuple[str, int, str | None, str, str, str | None]:
         """The derived columns of ``record``: corrected times, the school's day and week.
@@ -778,9 +872,24 @@ class SchoolDb:
         for column, value in (("room", latest_room), ("school", school), ("address", address)):
             if value is not None:
                 panel[column] = value
+        held = None
+        if refused is not None:
+            culprit = next((r for r in new if r.seq == refused.seq), None)
+            if culprit is not None and refused.seq > last_seq:
+                held = (
+                    kiosk_id,
+                    refused.seq,
+                    refused.kind,
+                    refused.message,
+                    json.dumps(_fields(culprit), ensure_ascii=False),
+                    panel["last_collected_at"],
+                )
         with self._guard(f"store records of panel {kiosk_id}"), self._db.atomic():
             self._db.conn.executemany(_INSERT, rows)
             self._kiosks.upsert(panel, pk="kiosk_id")
+            self._db.execute("DELETE FROM held WHERE kiosk_id = ?", [kiosk_id])
+            if held is not None:
+                self._db.execute("INSERT INTO held VALUES (?, ?, ?, ?, ?, ?)", held)
         return IngestResult(
             added=len(rows),
             duplicates=len(old) - len(conflicts),
@@ -790,6 +899,86 @@ class SchoolDb:
             not_stored=len(new) - len(accepted),
             conflicts=tuple(conflicts),
         )
+
+    # ------------------------------------------------------------------ decisions
+
+    def problems(self) -> list[HeldRecord]:
+        """The open problems: per panel, the record its collection stops at.
+
+        Resolve each with :meth:`decide`; one that the panel's real log replaces (the
+        next collection stores past it) goes away by itself.
+
+        Raises:
+            UsageLogError: The file cannot be read.
+        """
+        with self._guard("read problems"):
+            rows = self._db.execute(
+                "SELECT h.kiosk_id, COALESCE(k.room, ''), h.seq, h.cause, h.detail, h.found_at "
+                "FROM held h LEFT JOIN kiosks k USING (kiosk_id) ORDER BY k.room, h.kiosk_id"
+            ).fetchall()
+        return [HeldRecord(*row) for row in rows]
+
+    def decide(
+        self, kiosk_id: str, seq: int, action: DecisionAction, who: str, now: datetime
+    ) -> Decision:
+        """Resolve the held record ``seq`` of panel ``kiosk_id`` and record the decision.
+
+        ``accept`` stores the record as the panel sent it and counts it in reports;
+        ``quarantine`` stores it outside the reports (``invalid`` is
+        :data:`QUARANTINED_BY_ADMIN`). Either way the chain goes on from it: the next
+        collection pulls the records after ``seq``, and :meth:`verify` reports the record
+        as decided (:meth:`decisions`), not as a break, while it stays as decided.
+
+        Raises:
+            NoSuchProblemError: no record ``seq`` of that panel is held.
+            UsageLogError: The file cannot be read or written.
+        """
+        with self._guard("read problems"):
+            row = self._db.execute(
+                "SELECT cause, record FROM held WHERE kiosk_id = ? AND seq = ?", [kiosk_id, seq]
+            ).fetchone()
+        if row is None:
+            raise NoSuchProblemError(kiosk_id, seq)
+        cause, text = str(row[0]), str(row[1])
+        record = UsageRecord(*json.loads(text))
+        derived = (
+            ("", 0, None, "", "", QUARANTINED_BY_ADMIN)
+            if action == "quarantine"
+            else self.derive(record)
+        )
+        moment = now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        with self._guard(f"store the decision on record #{seq}"), self._db.atomic():
+            self._db.conn.execute(_INSERT, (*_fields(record), *derived))
+            self._db.execute(
+                "UPDATE kiosks SET last_seq = ?, last_hash = ? WHERE kiosk_id = ?",
+                [seq, record.record_hash, kiosk_id],
+            )
+            self._db.execute(
+                "INSERT INTO decisions (kiosk_id, seq, action, cause, who, decided_at, record) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [kiosk_id, seq, action, cause, who, moment, text],
+            )
+            self._db.execute("DELETE FROM held WHERE kiosk_id = ?", [kiosk_id])
+        info = self.kiosk(kiosk_id)
+        return Decision(
+            kiosk_id, info.room if info else "", seq, action, cast(ProblemKind, cause), who, moment
+        )
+
+    def decisions(self, kiosk_id: str | None = None) -> list[Decision]:
+        """Every decision on a held record (or one panel's), oldest first: who decided
+        what and when, for an inspector.
+
+        Raises:
+            UsageLogError: The file cannot be read.
+        """
+        with self._guard("read decisions"):
+            rows = self._db.execute(
+                "SELECT d.kiosk_id, COALESCE(k.room, ''), d.seq, d.action, d.cause, d.who, "
+                "d.decided_at FROM decisions d LEFT JOIN kiosks k USING (kiosk_id) "
+                "WHERE ? IS NULL OR d.kiosk_id = ? ORDER BY d.id",
+                [kiosk_id, kiosk_id],
+            ).fetchall()
+        return [Decision(*row) for row in rows]
 
     def _check_duplicates(
         self, kiosk_id: str, records: Sequence[UsageRecord]
@@ -1016,6 +1205,24 @@ class SchoolDb:
                     ChainProblem(kid, rec.seq, "reordered", f"stored after #{highest} (reordered)"),
                 )
             highest = max(highest, rec.seq)
+        # Records an admin decided on stay as decided: their own break is not reported.
+        decided = {
+            int(seq): (str(action), tuple(json.loads(text)))
+            for seq, action, text in self._db.execute(
+                "SELECT seq, action, record FROM decisions WHERE kiosk_id = ?", [kid]
+            )
+        }
+        for row_id, rec, derived in stored:
+            if rec.seq not in decided:
+                continue
+            action, fields = decided[rec.seq]
+            expected = (
+                ("", 0, None, "", "", QUARANTINED_BY_ADMIN)
+                if action == "quarantine"
+                else self.derive(UsageRecord(*fields))
+            )
+            if _fields(rec) == fields and tuple(derived) == expected:
+                problems.pop(row_id, None)
         found = [p for group in problems.values() for p in group]
         found.sort(key=lambda p: (p.seq, p.kind))
         return found

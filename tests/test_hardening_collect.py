@@ -38,6 +38,7 @@ from controller.schooldb import (
     DERIVED_COLUMNS,
     MAX_RECORD_DURATION_MS,
     RECORD_COLUMNS,
+    SCHEMA_VERSION,
     SchoolDb,
 )
 from kiosk.tls import ensure_identity
@@ -321,7 +322,7 @@ def test_a_schema_1_file_is_upgraded_and_its_out_of_bound_offsets_quarantined(
 
     school = SchoolDb(path)
     try:
-        assert school.db.execute("PRAGMA user_version").fetchone() == (2,)
+        assert school.db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         rows = school.db.execute("SELECT seq, day, invalid IS NOT NULL FROM plays ORDER BY seq")
         assert list(rows) == [(1, "2026-11-23", 0), (2, "", 1)]
         assert school.verify() == []
