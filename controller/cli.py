@@ -25,7 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -61,7 +61,7 @@ from protocol.text import clean_lines, clean_name, json_text
 
 if TYPE_CHECKING:  # imported by the commands that need them: `classcast --help` stays quick
     from controller.collect import CollectProblem, PanelCollection
-    from controller.schooldb import SchoolDb
+    from controller.schooldb import Decision, DecisionAction, SchoolDb
 
 T = TypeVar("T")
 Target = tuple[str | None, str | None]
@@ -1372,7 +1372,7 @@ def _problem_text(problem: CollectProblem) -> str:
         case "refused":
             return t(
                 "record #{seq} was not stored: {cause}. Records not stored: {n}; collection "
-                "stops at this record until the panel's usage log is checked.",
+                "stops at this record until an admin decides (classcast usage problems).",
                 seq=seq,
                 cause=_refusal_cause(problem),
                 n=problem.not_stored,
@@ -1603,6 +1603,145 @@ def usage_compliance(
     _emit(text, None)
 
 
+@usage.command("problems")
+@_db_option
+@click.pass_obj
+def usage_problems(obj: Ctx, db_path: Path | None) -> None:
+    """List the records collection stops at, one per panel, with the cause.
+
+    Decide on each with usage accept or usage quarantine (docs/admin.md).
+
+    Example:
+
+        classcast usage problems
+    """
+    db = _open_db(obj, db_path)
+    try:
+        held = db.problems()
+    finally:
+        db.close()
+    if not held:
+        echo(t("No open problems: collection goes on from every panel."))
+        return
+    for problem in held:
+        echo(
+            t(
+                "{room} ({kiosk_id}): record #{seq}: {cause}. Collection stops there "
+                "(last seen {found_at}).",
+                room=problem.room or "?",
+                kiosk_id=problem.kiosk_id,
+                seq=problem.seq,
+                cause=t(CHAIN_PROBLEMS[problem.cause]),
+                found_at=problem.found_at,
+            )
+        )
+    echo(
+        t(
+            "Check the panel, then decide: `classcast usage accept PANEL SEQ` keeps the "
+            "record and counts it, `classcast usage quarantine PANEL SEQ` keeps it out of "
+            "reports. Either way collection goes on after it."
+        )
+    )
+
+
+@usage.command("accept")
+@click.argument("panel")
+@click.argument("seq", type=click.IntRange(min=1))
+@_db_option
+@click.pass_obj
+def usage_accept(obj: Ctx, panel: str, seq: int, db_path: Path | None) -> None:
+    """Keep a held record as the panel sent it, count it, and collect on after it.
+
+    The decision is recorded with this computer's name and the time.
+
+    Example:
+
+        classcast usage accept "Каб. 7" 3
+    """
+    _decide(obj, panel, seq, "accept", db_path)
+
+
+@usage.command("quarantine")
+@click.argument("panel")
+@click.argument("seq", type=click.IntRange(min=1))
+@_db_option
+@click.pass_obj
+def usage_quarantine(obj: Ctx, panel: str, seq: int, db_path: Path | None) -> None:
+    """Keep a held record out of reports, and collect on after it.
+
+    The decision is recorded with this computer's name and the time.
+
+    Example:
+
+        classcast usage quarantine "Каб. 7" 3
+    """
+    _decide(obj, panel, seq, "quarantine", db_path)
+
+
+def _decide(obj: Ctx, name: str, seq: int, action: DecisionAction, db_path: Path | None) -> None:
+    """Record an admin's decision on the held record ``seq`` of panel ``name``."""
+    from controller.schooldb import NoSuchProblemError
+
+    db = _open_db(obj, db_path)
+    try:
+        kiosk_id, room = _school_panel(db, name)
+        identity = obj.home.identity(obj.teacher)
+        who = f"{identity.name} ({identity.controller_id})"
+        try:
+            db.decide(kiosk_id, seq, action, who, datetime.now(UTC))
+        except NoSuchProblemError:
+            raise click.ClickException(
+                t(
+                    "{room} has no record #{seq} that collection stops at: see "
+                    "`classcast usage problems`.",
+                    room=room,
+                    seq=seq,
+                )
+            ) from None
+    finally:
+        db.close()
+    if action == "accept":
+        echo(t("{room}: record #{seq} accepted; collection goes on after it.", room=room, seq=seq))
+    else:
+        echo(
+            t(
+                "{room}: record #{seq} quarantined, out of reports; collection goes on after it.",
+                room=room,
+                seq=seq,
+            )
+        )
+
+
+def _school_panel(db: SchoolDb, name: str) -> tuple[str, str]:
+    """The kiosk id and room of the panel ``name`` (kiosk id, room or address) in the
+    school database, which knows every panel ever collected, reachable or not."""
+    wanted = name.strip()
+    folded = wanted.casefold()
+    kiosks = db.kiosks()
+    for matches in (
+        [k for k in kiosks if k.kiosk_id == wanted],
+        [k for k in kiosks if k.address == wanted],
+        [k for k in kiosks if k.room.casefold() == folded],
+    ):
+        if len(matches) == 1:
+            return matches[0].kiosk_id, matches[0].room or matches[0].kiosk_id
+        if len(matches) > 1:
+            raise click.ClickException(
+                t(
+                    "Several panels in the school database are named {name}: give the kiosk "
+                    "id shown by `classcast usage problems`.",
+                    name=wanted,
+                )
+            )
+    raise click.ClickException(
+        t(
+            "No panel named {name} in the school database: give the room or kiosk id shown "
+            "by `classcast usage problems`.",
+            name=wanted,
+        )
+    )
+
+
 @usage.command("verify")
 @_db_option
 @click.pass_obj
@@ -1618,9 +1757,12 @@ def usage_verify(obj: Ctx, db_path: Path | None) -> None:
     db = _open_db(obj, db_path)
     try:
         problems = db.verify()
+        decisions = db.decisions()
         count = db.record_count()
     finally:
         db.close()
+    for decision in decisions:
+        echo(_decision_text(decision))
     for problem in problems:
         echo(chain_problem_text(problem), err=True)
     if problems:
@@ -1633,6 +1775,20 @@ def usage_verify(obj: Ctx, db_path: Path | None) -> None:
         )
         raise click.ClickException(t("{n} problems found.", n=len(problems)))
     echo(t("All {n} records verified.", n=count))
+
+
+def _decision_text(decision: Decision) -> str:
+    """One admin's decision on a held record, as ``usage verify`` lists it."""
+    values = {
+        "room": decision.room or decision.kiosk_id,
+        "seq": decision.seq,
+        "who": decision.who,
+        "when": decision.decided_at,
+        "cause": t(CHAIN_PROBLEMS[decision.cause]),
+    }
+    if decision.action == "accept":
+        return t("{room}: record #{seq} accepted by {who} at {when} ({cause}).", **values)
+    return t("{room}: record #{seq} quarantined by {who} at {when} ({cause}).", **values)
 
 
 def _emit(text: str, output: Path | None) -> None:
