@@ -875,7 +875,8 @@ class SchoolDb:
         held = None
         if refused is not None:
             culprit = next((r for r in new if r.seq == refused.seq), None)
-            if culprit is not None and refused.seq > last_seq:
+            # Another panel's record is never this chain's to accept: it is not held.
+            if culprit is not None and culprit.kiosk_id == kiosk_id and refused.seq > last_seq:
                 held = (
                     kiosk_id,
                     refused.seq,

@@ -144,3 +144,15 @@ def test_a_schema_2_file_is_upgraded(db_path: Path) -> None:
         assert school.decisions() == []
     finally:
         school.close()
+
+
+def test_another_panels_record_is_not_held_for_a_decision(db: SchoolDb) -> None:
+    panel, other = Panel("k-a"), Panel("k-b")
+    panel.many(2)
+    other.many(3)
+    result = db.ingest("k-a", panel.batch(records=[*panel.records, other.records[2]]))
+    assert result.refused is not None
+    assert (result.refused.seq, result.refused.kind) == (3, "foreign")
+    assert db.problems() == []
+    with pytest.raises(NoSuchProblemError):
+        db.decide("k-a", 3, "accept", "Завуч", NOW)
