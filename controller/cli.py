@@ -1324,8 +1324,9 @@ def _collect_error_text(exc: ClassCastError, panel: str) -> str:
     if exc.code == "usage_key_changed":
         return t(
             "the panel now signs its usage log with another key than the one pinned at its "
-            "first collection: nothing stored. If the panel was reinstalled, an admin must "
-            "forget its old key on purpose (docs/admin.md); otherwise someone impersonates it."
+            "first collection: nothing stored. If the panel was reinstalled, forget its old "
+            "key: classcast usage forget-key PANEL (docs/admin.md); otherwise someone "
+            "impersonates it."
         )
     if exc.code == "usage_tamper":
         return t("the panel sent no usable signing key: nothing stored. Check the panel.")
@@ -1712,6 +1713,39 @@ def _decide(obj: Ctx, name: str, seq: int, action: DecisionAction, db_path: Path
         )
 
 
+@usage.command("forget-key")
+@click.argument("panel")
+@_db_option
+@click.pass_obj
+def usage_forget_key(obj: Ctx, panel: str, db_path: Path | None) -> None:
+    """Forget the signing key of a reinstalled panel; the next collection pins its new key.
+
+    The records stored so far stay, verified with the old key. Do it only for a panel
+    you know was reinstalled: otherwise a changed key means someone impersonates it.
+    The decision is recorded with this computer's name and the time.
+
+    Example:
+
+        classcast usage forget-key "Каб. 7"
+    """
+    db = _open_db(obj, db_path)
+    try:
+        kiosk_id, room = _school_panel(db, panel)
+        identity = obj.home.identity(obj.teacher)
+        who = f"{identity.name} ({identity.controller_id})"
+        decision = db.forget_key(kiosk_id, who, datetime.now(UTC))
+    finally:
+        db.close()
+    echo(
+        t(
+            "{room}: its old signing key is forgotten (records up to #{seq} stay verified "
+            "with it); the next collection pins the key it signs with now.",
+            room=room,
+            seq=decision.seq,
+        )
+    )
+
+
 def _school_panel(db: SchoolDb, name: str) -> tuple[str, str]:
     """The kiosk id and room of the panel ``name`` (kiosk id, room or address) in the
     school database, which knows every panel ever collected, reachable or not."""
@@ -1784,8 +1818,14 @@ def _decision_text(decision: Decision) -> str:
         "seq": decision.seq,
         "who": decision.who,
         "when": decision.decided_at,
-        "cause": t(CHAIN_PROBLEMS[decision.cause]),
+        "cause": t(CHAIN_PROBLEMS[decision.cause or "inserted"]),
     }
+    if decision.action == "forget_key":
+        return t(
+            "{room}: signing key forgotten by {who} at {when}; records up to #{seq} are "
+            "verified with the old key.",
+            **values,
+        )
     if decision.action == "accept":
         return t("{room}: record #{seq} accepted by {who} at {when} ({cause}).", **values)
     return t("{room}: record #{seq} quarantined by {who} at {when} ({cause}).", **values)

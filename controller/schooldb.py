@@ -106,7 +106,7 @@ APPLICATION_ID: Final = 0x43435344
 SCHEMA_VERSION: Final = 3
 """``PRAGMA user_version`` of the schema below; versions 1 (no ``invalid`` column) and 2
 (no ``held`` and ``decisions`` tables) are upgraded when opened, any other is refused."""
-DecisionAction = Literal["accept", "quarantine"]
+DecisionAction = Literal["accept", "quarantine", "forget_key"]
 """What an admin decided about a record collection stopped at (:meth:`SchoolDb.decide`)."""
 QUARANTINED_BY_ADMIN: Final = "quarantined by an admin"
 """``plays.invalid`` of a record an admin quarantined."""
@@ -215,8 +215,12 @@ CREATE TABLE decisions (
     cause TEXT NOT NULL,
     who TEXT NOT NULL,
     decided_at TEXT NOT NULL,
-    record TEXT NOT NULL,
-    UNIQUE (kiosk_id, seq)
+    record TEXT NOT NULL
+);
+CREATE TABLE retired_keys (
+    kiosk_id TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    up_to_seq INTEGER NOT NULL
 );
 PRAGMA application_id = {APPLICATION_ID};
 PRAGMA user_version = {SCHEMA_VERSION}
@@ -226,9 +230,10 @@ then the session key in session order, then every column a report reads. A quara
 record (``invalid`` set) has ``day = ''``, which no range of days includes."""
 
 _TABLES: Final = frozenset({"settings", "kiosks", "plays"})
-_TABLES_3: Final = frozenset({"held", "decisions"})
+_TABLES_3: Final = frozenset({"held", "decisions", "retired_keys"})
 """Tables added by schema version 3: the record each panel's collection stops at
-(``held``) and what admins decided about such records (``decisions``)."""
+(``held``), what admins decided (``decisions``), and the signing keys of panels before
+they were reinstalled (``retired_keys``: each verifies the records up to ``up_to_seq``)."""
 
 
 # --------------------------------------------------------------------------- errors
@@ -358,14 +363,18 @@ class HeldRecord:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What an admin decided about a held record: ``action`` by ``who`` at
-    ``decided_at`` (UTC, ISO 8601); ``cause`` is the problem the record had."""
+    """What an admin decided: ``action`` by ``who`` at ``decided_at`` (UTC, ISO 8601).
+
+    For ``accept`` and ``quarantine``, ``seq`` is the held record and ``cause`` the
+    problem it had; for ``forget_key``, ``seq`` is the last record verified with the
+    forgotten key and ``cause`` is None.
+    """
 
     kiosk_id: str
     room: str
     seq: int
     action: DecisionAction
-    cause: ProblemKind
+    cause: ProblemKind | None
     who: str
     decided_at: str
 
@@ -616,7 +625,9 @@ class SchoolDb:
         statements = [
             st
             for st in _SCHEMA.strip().split(";\n")
-            if st.startswith(("CREATE TABLE held", "CREATE TABLE decisions"))
+            if st.startswith(
+                ("CREATE TABLE held", "CREATE TABLE decisions", "CREATE TABLE retired_keys")
+            )
         ]
         with self._db.atomic():
             for statement in statements:
@@ -830,7 +841,8 @@ class SchoolDb:
             raise TamperError(
                 f"panel {kiosk_id} sent no usable signing key: {exc}", kiosk_id=kiosk_id
             ) from None
-        if info is not None and info.public_key != batch.public_key:
+        # An empty pinned key was forgotten by an admin: this batch's key is pinned.
+        if info is not None and info.public_key not in ("", batch.public_key):
             raise KeyChangedError(
                 f"panel {kiosk_id} ({info.room}) now signs its usage log with another key "
                 "than the one pinned at its first collection: nothing stored. If the panel "
@@ -979,7 +991,41 @@ class SchoolDb:
                 "WHERE ? IS NULL OR d.kiosk_id = ? ORDER BY d.id",
                 [kiosk_id, kiosk_id],
             ).fetchall()
-        return [Decision(*row) for row in rows]
+        return [
+            Decision(kid, room, seq, action, cause or None, who, at)
+            for kid, room, seq, action, cause, who, at in rows
+        ]
+
+    def forget_key(self, kiosk_id: str, who: str, now: datetime) -> Decision:
+        """Forget the signing key pinned for panel ``kiosk_id`` (a reinstalled panel).
+
+        The next collection pins the key the panel signs with then and goes on after
+        the last stored record; the records stored so far stay, verified with the old
+        key. Records the panel signed with its old key but had not sent yet are then
+        refused and held (``bad_signature``): decide on them with :meth:`decide`. The
+        decision is recorded (:meth:`decisions`, action ``forget_key``).
+
+        Raises:
+            NoSuchProblemError: the panel was never collected (``seq`` 0).
+            UsageLogError: The file cannot be read or written.
+        """
+        info = self.kiosk(kiosk_id)
+        if info is None:
+            raise NoSuchProblemError(kiosk_id, 0)
+        moment = now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        with self._guard(f"forget the key of panel {kiosk_id}"), self._db.atomic():
+            if info.public_key:
+                self._db.execute(
+                    "INSERT INTO retired_keys VALUES (?, ?, ?)",
+                    [kiosk_id, info.public_key, info.last_seq],
+                )
+            self._db.execute("UPDATE kiosks SET public_key = '' WHERE kiosk_id = ?", [kiosk_id])
+            self._db.execute(
+                "INSERT INTO decisions (kiosk_id, seq, action, cause, who, decided_at, record) "
+                "VALUES (?, ?, 'forget_key', '', ?, ?, ?)",
+                [kiosk_id, info.last_seq, who, moment, info.public_key],
+            )
+        return Decision(kiosk_id, info.room, info.last_seq, "forget_key", None, who, moment)
 
     def _check_duplicates(
         self, kiosk_id: str, records: Sequence[UsageRecord]
@@ -1070,10 +1116,28 @@ class SchoolDb:
     def _verify_panel(self, panel: KioskInfo) -> list[ChainProblem]:
         """Problems in the stored chain of one panel; see :meth:`verify`."""
         kid = panel.kiosk_id
+        # Keys an admin forgot (a reinstalled panel) verify the records up to their end.
+        retired = self._db.execute(
+            "SELECT up_to_seq, public_key FROM retired_keys WHERE kiosk_id = ? ORDER BY rowid",
+            [kid],
+        ).fetchall()
         try:
-            key = load_public_key(panel.public_key)
+            current = load_public_key(panel.public_key) if panel.public_key else None
+            keys = [(int(up_to), load_public_key(text)) for up_to, text in retired]
         except ValueError as exc:
             return [ChainProblem(kid, 0, "edited", f"the pinned signing key is damaged: {exc}")]
+        if current is None and not keys:
+            return [ChainProblem(kid, 0, "edited", "the pinned signing key is missing")]
+
+        def keys_for(seq: int) -> list[Ed25519PublicKey]:
+            """The keys that may have signed record ``seq``: the retired key whose range
+            holds it, else the pinned one or the last retired one (records the panel
+            signed before it was reinstalled, collected after)."""
+            for up_to, old in keys:
+                if seq <= up_to:
+                    return [old]
+            return [k for k in (current, keys[-1][1] if keys else None) if k is not None]
+
         rows = self._db.execute(
             f"SELECT id, {', '.join(RECORD_COLUMNS + DERIVED_COLUMNS)} FROM plays "
             "WHERE kiosk_id = ? ORDER BY seq, id",
@@ -1143,7 +1207,7 @@ class SchoolDb:
                         kid, seq, "edited", "content differs from what the panel signed (edited)"
                     ),
                 )
-            elif not signature_ok(rec, key):
+            elif not any(signature_ok(rec, key) for key in keys_for(seq)):
                 flag(
                     row_id,
                     ChainProblem(
@@ -1210,7 +1274,9 @@ class SchoolDb:
         decided = {
             int(seq): (str(action), tuple(json.loads(text)))
             for seq, action, text in self._db.execute(
-                "SELECT seq, action, record FROM decisions WHERE kiosk_id = ?", [kid]
+                "SELECT seq, action, record FROM decisions "
+                "WHERE kiosk_id = ? AND action IN ('accept', 'quarantine')",
+                [kid],
             )
         }
         for row_id, rec, derived in stored:

@@ -697,3 +697,34 @@ def test_an_admin_decides_on_a_refused_record_and_collection_goes_on(tmp_path: P
         assert stored_seqs(school, panel.kiosk_id) == [1, 2, 3, 4, 5]
     finally:
         school.close()
+
+
+@pytest.mark.usefixtures("no_mdns")
+def test_an_admin_forgets_a_reinstalled_panels_key_and_collection_goes_on(
+    tmp_path: Path,
+) -> None:
+    db_path = str(tmp_path / "school.sqlite")
+    panel = Panel()
+    panel.many(2)
+    with fake(tmp_path, panel) as kiosk:
+        assert run_cli("panels", "add", kiosk.address).exit_code == 0
+        assert run_cli("usage", "collect", "--db", db_path).exit_code == 0
+        panel.key = Ed25519PrivateKey.generate()  # reinstalled: a new key, the log kept
+        panel.many(3, start="2026-11-24 08:00")
+        kiosk.answer = serves(panel)
+        refused = run_cli("usage", "collect", "--db", db_path)
+        assert refused.exit_code == 1
+        assert "classcast usage forget-key ПАНЕЛЬ" in refused.output
+
+        forgot = run_cli("--teacher", "Завуч", "usage", "forget-key", "Каб. 7", "--db", db_path)
+        assert forgot.exit_code == 0, forgot.output
+        assert "Каб. 7: старый ключ подписи забыт (записи до №2" in forgot.output
+
+        again = run_cli("usage", "collect", "--db", db_path)
+        assert again.exit_code == 0, again.output
+        assert "Каб. 7: новых записей — 3" in again.output
+
+    verified = run_cli("usage", "verify", "--db", db_path)
+    assert verified.exit_code == 0, verified.output
+    assert "Каб. 7: ключ подписи забыт (Завуч (" in verified.output
+    assert "Все записи проверены (5)" in verified.output

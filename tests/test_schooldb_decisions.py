@@ -15,11 +15,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from controller.schooldb import (
     QUARANTINED_BY_ADMIN,
     SCHEMA_VERSION,
     Decision,
+    KeyChangedError,
     NoSuchProblemError,
     SchoolDb,
 )
@@ -134,6 +136,7 @@ def test_a_schema_2_file_is_upgraded(db_path: Path) -> None:
     conn = sqlite3.connect(db_path)
     conn.execute("DROP TABLE held")
     conn.execute("DROP TABLE decisions")
+    conn.execute("DROP TABLE retired_keys")
     conn.execute("PRAGMA user_version = 2")
     conn.commit()
     conn.close()
@@ -156,3 +159,66 @@ def test_another_panels_record_is_not_held_for_a_decision(db: SchoolDb) -> None:
     assert db.problems() == []
     with pytest.raises(NoSuchProblemError):
         db.decide("k-a", 3, "accept", "Завуч", NOW)
+
+
+def reinstall(panel: Panel, after: int) -> None:
+    """The panel's signing key is lost and made anew; its chain goes on with ``after``
+    more records."""
+    panel.key = Ed25519PrivateKey.generate()
+    panel.many(after, start="2026-11-24 08:00")
+
+
+def test_a_reinstalled_panels_new_key_is_pinned_once_the_old_one_is_forgotten(
+    db: SchoolDb,
+) -> None:
+    panel = Panel(room="Каб. 7")
+    panel.many(3)
+    db.ingest(panel.kiosk_id, panel.batch())
+    reinstall(panel, after=2)
+    with pytest.raises(KeyChangedError):
+        db.ingest(panel.kiosk_id, panel.batch(after_seq=3))
+    decision = db.forget_key(panel.kiosk_id, "Завуч", NOW)
+    assert (decision.seq, decision.action, decision.cause) == (3, "forget_key", None)
+    result = db.ingest(panel.kiosk_id, panel.batch(after_seq=3))
+    assert (result.added, result.refused) == (2, None)
+    assert db.kiosk(panel.kiosk_id).public_key == panel.public_key  # type: ignore[union-attr]
+    assert db.verify() == []  # 1–3 under the old key, 4–5 under the new one
+    assert db.decisions() == [decision]
+
+
+def test_records_signed_before_the_reinstall_but_collected_after_still_verify(
+    db: SchoolDb,
+) -> None:
+    panel = Panel()
+    panel.many(3)
+    db.ingest(panel.kiosk_id, panel.batch(limit=2))  # record 3 is signed, not yet sent
+    reinstall(panel, after=2)
+    db.forget_key(panel.kiosk_id, "Завуч", NOW)
+    assert db.ingest(panel.kiosk_id, panel.batch(after_seq=2)).added == 3
+    assert db.verify() == []
+
+
+def test_a_record_under_the_forgotten_key_edited_later_is_still_caught(db_path: Path) -> None:
+    panel = Panel()
+    panel.many(3)
+    school = SchoolDb(db_path)
+    school.ingest(panel.kiosk_id, panel.batch())
+    reinstall(panel, after=2)
+    school.forget_key(panel.kiosk_id, "Завуч", NOW)
+    school.ingest(panel.kiosk_id, panel.batch(after_seq=3))
+    school.close()
+    conn = sqlite3.connect(db_path)
+    conn.execute("UPDATE plays SET teacher_name = 'Кто-то' WHERE seq = 2")
+    conn.commit()
+    conn.close()
+    school = SchoolDb(db_path)
+    try:
+        assert [(p.seq, p.kind) for p in school.verify()] == [(2, "edited")]
+    finally:
+        school.close()
+
+
+def test_forgetting_the_key_of_a_panel_never_collected_is_refused(db: SchoolDb) -> None:
+    with pytest.raises(NoSuchProblemError):
+        db.forget_key("k-nobody", "Завуч", NOW)
+    assert db.decisions() == []
