@@ -22,10 +22,10 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -61,9 +61,11 @@ from protocol.text import clean_lines, clean_name, json_text
 
 if TYPE_CHECKING:  # imported by the commands that need them: `classcast --help` stays quick
     from controller.collect import CollectProblem, PanelCollection
-    from controller.schooldb import SchoolDb
+    from controller.schooldb import Decision, DecisionAction, SchoolDb
 
 T = TypeVar("T")
+Target = tuple[str | None, str | None]
+"""A panel to collect from: its kiosk id and room, as saved or advertised (None: unknown)."""
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
@@ -1239,15 +1241,17 @@ def usage() -> None:
 
 
 @usage.command("collect")
+@click.argument("panels", metavar="[PANEL]...", nargs=-1)
 @_db_option
 @option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/admin.md).")
 @click.pass_obj
-def usage_collect(obj: Ctx, db_path: Path | None, as_json: bool) -> None:
-    """Pull new usage records from every panel into the school database.
+def usage_collect(obj: Ctx, panels: tuple[str, ...], db_path: Path | None, as_json: bool) -> None:
+    """Pull new usage records from the panels into the school database.
 
-    Panels are the saved ones and those found on the network. Each needs this
-    computer paired as admin (classcast pair PANEL --admin). Running it again, or after
-    an interruption, loses nothing and stores nothing twice.
+    Without PANEL: the saved panels and those found on the network. Each needs this
+    computer paired as admin (classcast pair PANEL --admin); a panel only found on the
+    network and not paired as admin is named in a warning and left out. Running it
+    again, or after an interruption, loses nothing and stores nothing twice.
 
     A record that cannot be trusted is named with its panel and number; the records
     before it are stored (docs/admin.md).
@@ -1255,16 +1259,26 @@ def usage_collect(obj: Ctx, db_path: Path | None, as_json: bool) -> None:
     Example:
 
         classcast usage collect --db /var/lib/classcast/school.sqlite
+        classcast usage collect "Каб. 12" "Каб. 14"
     """
-    rows = obj.usable_rows(obj.discover_all())
-    if not rows:
+    targets, unpaired = _collect_targets(obj, panels)
+    for row in unpaired:
+        echo(
+            t(
+                "{room} ({address}): on the network but not paired as admin: not collected. "
+                "To collect its usage, run `classcast pair {address} --admin`.",
+                room=row.room or "?",
+                address=row.address,
+            ),
+            err=True,
+        )
+    if not targets and not unpaired:
         raise click.ClickException(
             t("No saved panels: add one with `classcast panels add HOST[:PORT]`.")
         )
-    by_address = {r.address: r for r in rows}
 
     def creds(address: str) -> Credentials | None:
-        return obj.home.credentials(by_address[address].kiosk_id, "admin")
+        return obj.home.credentials(targets[address][0], "admin")
 
     from controller.collect import collect
 
@@ -1273,7 +1287,7 @@ def usage_collect(obj: Ctx, db_path: Path | None, as_json: bool) -> None:
         result = asyncio.run(
             collect(
                 db,
-                list(by_address),
+                list(targets),
                 obj.home.identity(obj.teacher),
                 creds,
                 timeout_s=obj.timeout_s,
@@ -1281,11 +1295,18 @@ def usage_collect(obj: Ctx, db_path: Path | None, as_json: bool) -> None:
         )
     finally:
         db.close()
-    names = {p.address: p.room or by_address[p.address].room or p.address for p in result.panels}
+    names = {p.address: p.room or targets[p.address][1] or p.address for p in result.panels}
     failed = [p for p in result.panels if p.error is not None]
     if as_json:
         panels_json = [_collection_json(p, names[p.address]) for p in result.panels]
-        summary = {"added": result.added, "failed": len(result.failed), "panels": panels_json}
+        summary = {
+            "added": result.added,
+            "failed": len(result.failed),
+            "panels": panels_json,
+            "not_paired": [
+                {"address": r.address, "room": r.room, "kiosk_id": r.kiosk_id} for r in unpaired
+            ],
+        }
         echo(json_text(summary, indent=2))
         if result.failed:
             sys.exit(1)
@@ -1320,13 +1341,42 @@ def usage_collect(obj: Ctx, db_path: Path | None, as_json: bool) -> None:
         )
 
 
+def _collect_targets(obj: Ctx, names: Sequence[str]) -> tuple[dict[str, Target], list[PanelRow]]:
+    """The panels ``usage collect`` contacts (address → kiosk id and room), and those it
+    leaves out with a warning.
+
+    Named panels are resolved like every PANEL argument and always contacted: a named
+    panel that is not paired as admin fails. Without names: the saved panels and the
+    usable ones found by mDNS; a panel only found on the network, without an admin
+    pairing, is left out (second list): seeing a panel is no reason for collection to fail.
+    """
+    wanted = [n.strip() for n in names if n.strip()]
+    if wanted:
+        saved = {p.address: p for p in obj.home.panels()}  # pairing saves the panel
+        targets: dict[str, Target] = {}
+        for name in wanted:
+            address = obj.resolve(name)
+            panel = saved.get(address)
+            targets[address] = (panel.kiosk_id, panel.room) if panel else (None, None)
+        return targets, []
+    rows = obj.usable_rows(obj.discover_all())
+    unpaired = [r for r in rows if r.source == "mdns" and not _admin_paired(obj, r.kiosk_id)]
+    return {r.address: (r.kiosk_id, r.room) for r in rows if r not in unpaired}, unpaired
+
+
+def _admin_paired(obj: Ctx, kiosk_id: str | None) -> bool:
+    creds = obj.home.credentials(kiosk_id, "admin")
+    return creds is not None and creds.role == "admin"
+
+
 def _collect_error_text(exc: ClassCastError, panel: str) -> str:
     """Why nothing could be collected from a panel, in the output language."""
     if exc.code == "usage_key_changed":
         return t(
             "the panel now signs its usage log with another key than the one pinned at its "
-            "first collection: nothing stored. If the panel was reinstalled, an admin must "
-            "forget its old key on purpose (docs/admin.md); otherwise someone impersonates it."
+            "first collection: nothing stored. If the panel was reinstalled, forget its old "
+            "key: classcast usage forget-key PANEL (docs/admin.md); otherwise someone "
+            "impersonates it."
         )
     if exc.code == "usage_tamper":
         return t("the panel sent no usable signing key: nothing stored. Check the panel.")
@@ -1373,7 +1423,7 @@ def _problem_text(problem: CollectProblem) -> str:
         case "refused":
             return t(
                 "record #{seq} was not stored: {cause}. Records not stored: {n}; collection "
-                "stops at this record until the panel's usage log is checked.",
+                "stops at this record until an admin decides (classcast usage problems).",
                 seq=seq,
                 cause=_refusal_cause(problem),
                 n=problem.not_stored,
@@ -1642,6 +1692,178 @@ def usage_timezone(obj: Ctx, db_path: Path | None, zone: str | None) -> None:
         )
 
 
+@usage.command("problems")
+@_db_option
+@click.pass_obj
+def usage_problems(obj: Ctx, db_path: Path | None) -> None:
+    """List the records collection stops at, one per panel, with the cause.
+
+    Decide on each with usage accept or usage quarantine (docs/admin.md).
+
+    Example:
+
+        classcast usage problems
+    """
+    db = _open_db(obj, db_path)
+    try:
+        held = db.problems()
+    finally:
+        db.close()
+    if not held:
+        echo(t("No open problems: collection goes on from every panel."))
+        return
+    for problem in held:
+        echo(
+            t(
+                "{room} ({kiosk_id}): record #{seq}: {cause}. Collection stops there "
+                "(last seen {found_at}).",
+                room=problem.room or "?",
+                kiosk_id=problem.kiosk_id,
+                seq=problem.seq,
+                cause=t(CHAIN_PROBLEMS[problem.cause]),
+                found_at=problem.found_at,
+            )
+        )
+    echo(
+        t(
+            "Check the panel, then decide: `classcast usage accept PANEL SEQ` keeps the "
+            "record and counts it, `classcast usage quarantine PANEL SEQ` keeps it out of "
+            "reports. Either way collection goes on after it."
+        )
+    )
+
+
+@usage.command("accept")
+@click.argument("panel")
+@click.argument("seq", type=click.IntRange(min=1))
+@_db_option
+@click.pass_obj
+def usage_accept(obj: Ctx, panel: str, seq: int, db_path: Path | None) -> None:
+    """Keep a held record as the panel sent it, count it, and collect on after it.
+
+    The decision is recorded with this computer's name and the time.
+
+    Example:
+
+        classcast usage accept "Каб. 7" 3
+    """
+    _decide(obj, panel, seq, "accept", db_path)
+
+
+@usage.command("quarantine")
+@click.argument("panel")
+@click.argument("seq", type=click.IntRange(min=1))
+@_db_option
+@click.pass_obj
+def usage_quarantine(obj: Ctx, panel: str, seq: int, db_path: Path | None) -> None:
+    """Keep a held record out of reports, and collect on after it.
+
+    The decision is recorded with this computer's name and the time.
+
+    Example:
+
+        classcast usage quarantine "Каб. 7" 3
+    """
+    _decide(obj, panel, seq, "quarantine", db_path)
+
+
+def _decide(obj: Ctx, name: str, seq: int, action: DecisionAction, db_path: Path | None) -> None:
+    """Record an admin's decision on the held record ``seq`` of panel ``name``."""
+    from controller.schooldb import NoSuchProblemError
+
+    db = _open_db(obj, db_path)
+    try:
+        kiosk_id, room = _school_panel(db, name)
+        identity = obj.home.identity(obj.teacher)
+        who = f"{identity.name} ({identity.controller_id})"
+        try:
+            db.decide(kiosk_id, seq, action, who, datetime.now(UTC))
+        except NoSuchProblemError:
+            raise click.ClickException(
+                t(
+                    "{room} has no record #{seq} that collection stops at: see "
+                    "`classcast usage problems`.",
+                    room=room,
+                    seq=seq,
+                )
+            ) from None
+    finally:
+        db.close()
+    if action == "accept":
+        echo(t("{room}: record #{seq} accepted; collection goes on after it.", room=room, seq=seq))
+    else:
+        echo(
+            t(
+                "{room}: record #{seq} quarantined, out of reports; collection goes on after it.",
+                room=room,
+                seq=seq,
+            )
+        )
+
+
+@usage.command("forget-key")
+@click.argument("panel")
+@_db_option
+@click.pass_obj
+def usage_forget_key(obj: Ctx, panel: str, db_path: Path | None) -> None:
+    """Forget the signing key of a reinstalled panel; the next collection pins its new key.
+
+    The records stored so far stay, verified with the old key. Do it only for a panel
+    you know was reinstalled: otherwise a changed key means someone impersonates it.
+    The decision is recorded with this computer's name and the time.
+
+    Example:
+
+        classcast usage forget-key "Каб. 7"
+    """
+    db = _open_db(obj, db_path)
+    try:
+        kiosk_id, room = _school_panel(db, panel)
+        identity = obj.home.identity(obj.teacher)
+        who = f"{identity.name} ({identity.controller_id})"
+        decision = db.forget_key(kiosk_id, who, datetime.now(UTC))
+    finally:
+        db.close()
+    echo(
+        t(
+            "{room}: its old signing key is forgotten (records up to #{seq} stay verified "
+            "with it); the next collection pins the key it signs with now.",
+            room=room,
+            seq=decision.seq,
+        )
+    )
+
+
+def _school_panel(db: SchoolDb, name: str) -> tuple[str, str]:
+    """The kiosk id and room of the panel ``name`` (kiosk id, room or address) in the
+    school database, which knows every panel ever collected, reachable or not."""
+    wanted = name.strip()
+    folded = wanted.casefold()
+    kiosks = db.kiosks()
+    for matches in (
+        [k for k in kiosks if k.kiosk_id == wanted],
+        [k for k in kiosks if k.address == wanted],
+        [k for k in kiosks if k.room.casefold() == folded],
+    ):
+        if len(matches) == 1:
+            return matches[0].kiosk_id, matches[0].room or matches[0].kiosk_id
+        if len(matches) > 1:
+            raise click.ClickException(
+                t(
+                    "Several panels in the school database are named {name}: give the kiosk "
+                    "id shown by `classcast usage problems`.",
+                    name=wanted,
+                )
+            )
+    raise click.ClickException(
+        t(
+            "No panel named {name} in the school database: give the room or kiosk id shown "
+            "by `classcast usage problems`.",
+            name=wanted,
+        )
+    )
+
+
 @usage.command("verify")
 @_db_option
 @click.pass_obj
@@ -1657,9 +1879,12 @@ def usage_verify(obj: Ctx, db_path: Path | None) -> None:
     db = _open_db(obj, db_path)
     try:
         problems = db.verify()
+        decisions = db.decisions()
         count = db.record_count()
     finally:
         db.close()
+    for decision in decisions:
+        echo(_decision_text(decision))
     for problem in problems:
         echo(chain_problem_text(problem), err=True)
     if problems:
@@ -1672,6 +1897,26 @@ def usage_verify(obj: Ctx, db_path: Path | None) -> None:
         )
         raise click.ClickException(t("{n} problems found.", n=len(problems)))
     echo(t("All {n} records verified.", n=count))
+
+
+def _decision_text(decision: Decision) -> str:
+    """One admin's decision on a held record, as ``usage verify`` lists it."""
+    values = {
+        "room": decision.room or decision.kiosk_id,
+        "seq": decision.seq,
+        "who": decision.who,
+        "when": decision.decided_at,
+        "cause": t(CHAIN_PROBLEMS[decision.cause or "inserted"]),
+    }
+    if decision.action == "forget_key":
+        return t(
+            "{room}: signing key forgotten by {who} at {when}; records up to #{seq} are "
+            "verified with the old key.",
+            **values,
+        )
+    if decision.action == "accept":
+        return t("{room}: record #{seq} accepted by {who} at {when} ({cause}).", **values)
+    return t("{room}: record #{seq} quarantined by {who} at {when} ({cause}).", **values)
 
 
 def _emit(text: str, output: Path | None) -> None:

@@ -51,6 +51,7 @@ Errors (all :class:`protocol.errors.UsageLogError`, ours or the panel's)::
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -58,7 +59,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -71,6 +72,7 @@ from protocol.messages import UsageBatch, UsageRecord
 from protocol.usage_chain import (
     GENESIS_HASH,
     ChainProblem,
+    ProblemKind,
     load_public_key,
     record_hash,
     signature_ok,
@@ -80,13 +82,18 @@ __all__ = [
     "APPLICATION_ID",
     "DEFAULT_TZ",
     "MAX_RECORD_DURATION_MS",
+    "QUARANTINED_BY_ADMIN",
     "REPORT_TZ_MARGIN_DAYS",
     "SCHEMA_VERSION",
     "ChainError",
+    "Decision",
+    "DecisionAction",
+    "HeldRecord",
     "IngestResult",
     "InvalidValue",
     "KeyChangedError",
     "KioskInfo",
+    "NoSuchProblemError",
     "SchoolDb",
     "TamperError",
     "iso_utc_ms",
@@ -97,9 +104,13 @@ logger = logging.getLogger(__name__)
 
 APPLICATION_ID: Final = 0x43435344
 """``PRAGMA application_id`` of a school database ("CCSD")."""
-SCHEMA_VERSION: Final = 2
-"""``PRAGMA user_version`` of the schema below; version 1 (no ``invalid`` column) is
-upgraded when opened, any other is refused."""
+SCHEMA_VERSION: Final = 3
+"""``PRAGMA user_version`` of the schema below; versions 1 (no ``invalid`` column) and 2
+(no ``held`` and ``decisions`` tables) are upgraded when opened, any other is refused."""
+DecisionAction = Literal["accept", "quarantine", "forget_key"]
+"""What an admin decided about a record collection stopped at (:meth:`SchoolDb.decide`)."""
+QUARANTINED_BY_ADMIN: Final = "quarantined by an admin"
+"""``plays.invalid`` of a record an admin quarantined."""
 MAX_RECORD_DURATION_MS: Final = 366 * 24 * 3600 * 1000
 """Longest display interval counted (a year): a longer ``duration_ms`` is quarantined,
 and no sum of counted durations can overflow SQLite's integers."""
@@ -195,6 +206,29 @@ CREATE INDEX plays_report ON plays (
     day, kiosk_id, teacher_id, lesson_id, start_ms, duration_ms,
     room, teacher_name, content_hash, content_title, content_source, iso_week
 );
+CREATE TABLE held (
+    kiosk_id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    cause TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    record TEXT NOT NULL,
+    found_at TEXT NOT NULL
+);
+CREATE TABLE decisions (
+    id INTEGER PRIMARY KEY,
+    kiosk_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    cause TEXT NOT NULL,
+    who TEXT NOT NULL,
+    decided_at TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE TABLE retired_keys (
+    kiosk_id TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    up_to_seq INTEGER NOT NULL
+);
 PRAGMA application_id = {APPLICATION_ID};
 PRAGMA user_version = {SCHEMA_VERSION}
 """
@@ -203,6 +237,10 @@ then the session key in session order, then every column a report reads. A quara
 record (``invalid`` set) has ``day = ''``, which no range of days includes."""
 
 _TABLES: Final = frozenset({"settings", "kiosks", "plays"})
+_TABLES_3: Final = frozenset({"held", "decisions", "retired_keys"})
+"""Tables added by schema version 3: the record each panel's collection stops at
+(``held``), what admins decided (``decisions``), and the signing keys of panels before
+they were reinstalled (``retired_keys``: each verifies the records up to ``up_to_seq``)."""
 
 
 # --------------------------------------------------------------------------- errors
@@ -314,6 +352,52 @@ class IngestResult:
 
 
 @dataclass(frozen=True, slots=True)
+class HeldRecord:
+    """An open problem: the record collection from panel ``kiosk_id`` stops at.
+
+    ``cause`` is how it fails to continue the chain (a :class:`ChainProblem` kind),
+    ``detail`` the same in English; ``found_at`` when collection last met it (UTC,
+    ISO 8601). An admin resolves it with :meth:`SchoolDb.decide`.
+    """
+
+    kiosk_id: str
+    room: str
+    seq: int
+    cause: ProblemKind
+    detail: str
+    found_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What an admin decided: ``action`` by ``who`` at ``decided_at`` (UTC, ISO 8601).
+
+    For ``accept`` and ``quarantine``, ``seq`` is the held record and ``cause`` the
+    problem it had; for ``forget_key``, ``seq`` is the last record verified with the
+    forgotten key and ``cause`` is None.
+    """
+
+    kiosk_id: str
+    room: str
+    seq: int
+    action: DecisionAction
+    cause: ProblemKind | None
+    who: str
+    decided_at: str
+
+
+class NoSuchProblemError(UsageLogError):
+    """Nothing to decide: no record of that panel and number is held. List the open
+    problems (:meth:`SchoolDb.problems`) and give a panel and record number from there."""
+
+    code = "usage_no_problem"
+
+    def __init__(self, kiosk_id: str, seq: int) -> None:
+        super().__init__(f"no held record #{seq} of panel {kiosk_id}")
+        self.kiosk_id, self.seq = kiosk_id, seq
+
+
+@dataclass(frozen=True, slots=True)
 class KioskInfo:
     """One panel known to the school database."""
 
@@ -407,6 +491,8 @@ class SchoolDb:
             self._tz = _zone(self._tz_name)
             if version == 1:
                 self._upgrade_from_1()
+            if version in (1, 2):
+                self._upgrade_from_2()
             if tz is not None and (tz != self._tz_name or not self.timezone_chosen):
                 self.set_timezone(tz)
         except UsageLogError:
@@ -448,13 +534,14 @@ class SchoolDb:
             raise UsageLogError(
                 f"{self.path} is not a ClassCast school database (it has tables {listed})"
             )
-        if version not in (1, SCHEMA_VERSION):
+        if version not in (1, 2, SCHEMA_VERSION):
             raise UsageLogError(
                 f"{self.path} has school database schema version {version}; "
                 f"this program understands version {SCHEMA_VERSION}"
             )
-        if not tables >= _TABLES:
-            missing = ", ".join(sorted(_TABLES - tables))
+        needed = _TABLES | (_TABLES_3 if version == SCHEMA_VERSION else frozenset())
+        if not tables >= needed:
+            missing = ", ".join(sorted(needed - tables))
             raise UsageLogError(f"{self.path} is a damaged school database (missing {missing})")
         return version
 
@@ -479,7 +566,7 @@ class SchoolDb:
                 f"UPDATE plays SET {', '.join(f'{c} = ?' for c in DERIVED_COLUMNS)} WHERE id = ?",
                 updates,
             )
-            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._db.execute("PRAGMA user_version = 2")
         if updates:
             logger.info(
                 "%s: %d stored record(s) quarantined by the schema upgrade", self.path, len(updates)
@@ -579,6 +666,24 @@ class SchoolDb:
         self._db.conn.close()
 
     # ------------------------------------------------------------------ derived columns
+
+    def _upgrade_from_2(self) -> None:
+        """Add the ``held`` and ``decisions`` tables (schema version 3).
+
+        Raises:
+            sqlite3.Error: SQLite refused.
+        """
+        statements = [
+            st
+            for st in _SCHEMA.strip().split(";\n")
+            if st.startswith(
+                ("CREATE TABLE held", "CREATE TABLE decisions", "CREATE TABLE retired_keys")
+            )
+        ]
+        with self._db.atomic():
+            for statement in statements:
+                self._db.execute(statement.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"))
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def derive(self, record: UsageRecord) -> tuple[str, int, str | None, str, str, str | None]:
         """The derived columns of ``record``: corrected times, the school's day and week.
@@ -784,7 +889,8 @@ class SchoolDb:
             raise TamperError(
                 f"panel {kiosk_id} sent no usable signing key: {exc}", kiosk_id=kiosk_id
             ) from None
-        if info is not None and info.public_key != batch.public_key:
+        # An empty pinned key was forgotten by an admin: this batch's key is pinned.
+        if info is not None and info.public_key not in ("", batch.public_key):
             raise KeyChangedError(
                 f"panel {kiosk_id} ({info.room}) now signs its usage log with another key "
                 "than the one pinned at its first collection: nothing stored. If the panel "
@@ -826,9 +932,25 @@ class SchoolDb:
         for column, value in (("room", latest_room), ("school", school), ("address", address)):
             if value is not None:
                 panel[column] = value
+        held = None
+        if refused is not None:
+            culprit = next((r for r in new if r.seq == refused.seq), None)
+            # Another panel's record is never this chain's to accept: it is not held.
+            if culprit is not None and culprit.kiosk_id == kiosk_id and refused.seq > last_seq:
+                held = (
+                    kiosk_id,
+                    refused.seq,
+                    refused.kind,
+                    refused.message,
+                    json.dumps(_fields(culprit), ensure_ascii=False),
+                    panel["last_collected_at"],
+                )
         with self._guard(f"store records of panel {kiosk_id}"), self._db.atomic():
             self._db.conn.executemany(_INSERT, rows)
             self._kiosks.upsert(panel, pk="kiosk_id")
+            self._db.execute("DELETE FROM held WHERE kiosk_id = ?", [kiosk_id])
+            if held is not None:
+                self._db.execute("INSERT INTO held VALUES (?, ?, ?, ?, ?, ?)", held)
         return IngestResult(
             added=len(rows),
             duplicates=len(old) - len(conflicts),
@@ -838,6 +960,120 @@ class SchoolDb:
             not_stored=len(new) - len(accepted),
             conflicts=tuple(conflicts),
         )
+
+    # ------------------------------------------------------------------ decisions
+
+    def problems(self) -> list[HeldRecord]:
+        """The open problems: per panel, the record its collection stops at.
+
+        Resolve each with :meth:`decide`; one that the panel's real log replaces (the
+        next collection stores past it) goes away by itself.
+
+        Raises:
+            UsageLogError: The file cannot be read.
+        """
+        with self._guard("read problems"):
+            rows = self._db.execute(
+                "SELECT h.kiosk_id, COALESCE(k.room, ''), h.seq, h.cause, h.detail, h.found_at "
+                "FROM held h LEFT JOIN kiosks k USING (kiosk_id) ORDER BY k.room, h.kiosk_id"
+            ).fetchall()
+        return [HeldRecord(*row) for row in rows]
+
+    def decide(
+        self, kiosk_id: str, seq: int, action: DecisionAction, who: str, now: datetime
+    ) -> Decision:
+        """Resolve the held record ``seq`` of panel ``kiosk_id`` and record the decision.
+
+        ``accept`` stores the record as the panel sent it and counts it in reports;
+        ``quarantine`` stores it outside the reports (``invalid`` is
+        :data:`QUARANTINED_BY_ADMIN`). Either way the chain goes on from it: the next
+        collection pulls the records after ``seq``, and :meth:`verify` reports the record
+        as decided (:meth:`decisions`), not as a break, while it stays as decided.
+
+        Raises:
+            NoSuchProblemError: no record ``seq`` of that panel is held.
+            UsageLogError: The file cannot be read or written.
+        """
+        with self._guard("read problems"):
+            row = self._db.execute(
+                "SELECT cause, record FROM held WHERE kiosk_id = ? AND seq = ?", [kiosk_id, seq]
+            ).fetchone()
+        if row is None:
+            raise NoSuchProblemError(kiosk_id, seq)
+        cause, text = str(row[0]), str(row[1])
+        record = UsageRecord(*json.loads(text))
+        derived = (
+            ("", 0, None, "", "", QUARANTINED_BY_ADMIN)
+            if action == "quarantine"
+            else self.derive(record)
+        )
+        moment = now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        with self._guard(f"store the decision on record #{seq}"), self._db.atomic():
+            self._db.conn.execute(_INSERT, (*_fields(record), *derived))
+            self._db.execute(
+                "UPDATE kiosks SET last_seq = ?, last_hash = ? WHERE kiosk_id = ?",
+                [seq, record.record_hash, kiosk_id],
+            )
+            self._db.execute(
+                "INSERT INTO decisions (kiosk_id, seq, action, cause, who, decided_at, record) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [kiosk_id, seq, action, cause, who, moment, text],
+            )
+            self._db.execute("DELETE FROM held WHERE kiosk_id = ?", [kiosk_id])
+        info = self.kiosk(kiosk_id)
+        return Decision(
+            kiosk_id, info.room if info else "", seq, action, cast(ProblemKind, cause), who, moment
+        )
+
+    def decisions(self, kiosk_id: str | None = None) -> list[Decision]:
+        """Every decision on a held record (or one panel's), oldest first: who decided
+        what and when, for an inspector.
+
+        Raises:
+            UsageLogError: The file cannot be read.
+        """
+        with self._guard("read decisions"):
+            rows = self._db.execute(
+                "SELECT d.kiosk_id, COALESCE(k.room, ''), d.seq, d.action, d.cause, d.who, "
+                "d.decided_at FROM decisions d LEFT JOIN kiosks k USING (kiosk_id) "
+                "WHERE ? IS NULL OR d.kiosk_id = ? ORDER BY d.id",
+                [kiosk_id, kiosk_id],
+            ).fetchall()
+        return [
+            Decision(kid, room, seq, action, cause or None, who, at)
+            for kid, room, seq, action, cause, who, at in rows
+        ]
+
+    def forget_key(self, kiosk_id: str, who: str, now: datetime) -> Decision:
+        """Forget the signing key pinned for panel ``kiosk_id`` (a reinstalled panel).
+
+        The next collection pins the key the panel signs with then and goes on after
+        the last stored record; the records stored so far stay, verified with the old
+        key. Records the panel signed with its old key but had not sent yet are then
+        refused and held (``bad_signature``): decide on them with :meth:`decide`. The
+        decision is recorded (:meth:`decisions`, action ``forget_key``).
+
+        Raises:
+            NoSuchProblemError: the panel was never collected (``seq`` 0).
+            UsageLogError: The file cannot be read or written.
+        """
+        info = self.kiosk(kiosk_id)
+        if info is None:
+            raise NoSuchProblemError(kiosk_id, 0)
+        moment = now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        with self._guard(f"forget the key of panel {kiosk_id}"), self._db.atomic():
+            if info.public_key:
+                self._db.execute(
+                    "INSERT INTO retired_keys VALUES (?, ?, ?)",
+                    [kiosk_id, info.public_key, info.last_seq],
+                )
+            self._db.execute("UPDATE kiosks SET public_key = '' WHERE kiosk_id = ?", [kiosk_id])
+            self._db.execute(
+                "INSERT INTO decisions (kiosk_id, seq, action, cause, who, decided_at, record) "
+                "VALUES (?, ?, 'forget_key', '', ?, ?, ?)",
+                [kiosk_id, info.last_seq, who, moment, info.public_key],
+            )
+        return Decision(kiosk_id, info.room, info.last_seq, "forget_key", None, who, moment)
 
     def _check_duplicates(
         self, kiosk_id: str, records: Sequence[UsageRecord]
@@ -928,10 +1164,28 @@ class SchoolDb:
     def _verify_panel(self, panel: KioskInfo) -> list[ChainProblem]:
         """Problems in the stored chain of one panel; see :meth:`verify`."""
         kid = panel.kiosk_id
+        # Keys an admin forgot (a reinstalled panel) verify the records up to their end.
+        retired = self._db.execute(
+            "SELECT up_to_seq, public_key FROM retired_keys WHERE kiosk_id = ? ORDER BY rowid",
+            [kid],
+        ).fetchall()
         try:
-            key = load_public_key(panel.public_key)
+            current = load_public_key(panel.public_key) if panel.public_key else None
+            keys = [(int(up_to), load_public_key(text)) for up_to, text in retired]
         except ValueError as exc:
             return [ChainProblem(kid, 0, "edited", f"the pinned signing key is damaged: {exc}")]
+        if current is None and not keys:
+            return [ChainProblem(kid, 0, "edited", "the pinned signing key is missing")]
+
+        def keys_for(seq: int) -> list[Ed25519PublicKey]:
+            """The keys that may have signed record ``seq``: the retired key whose range
+            holds it, else the pinned one or the last retired one (records the panel
+            signed before it was reinstalled, collected after)."""
+            for up_to, old in keys:
+                if seq <= up_to:
+                    return [old]
+            return [k for k in (current, keys[-1][1] if keys else None) if k is not None]
+
         rows = self._db.execute(
             f"SELECT id, {', '.join(RECORD_COLUMNS + DERIVED_COLUMNS)} FROM plays "
             "WHERE kiosk_id = ? ORDER BY seq, id",
@@ -1001,7 +1255,7 @@ class SchoolDb:
                         kid, seq, "edited", "content differs from what the panel signed (edited)"
                     ),
                 )
-            elif not signature_ok(rec, key):
+            elif not any(signature_ok(rec, key) for key in keys_for(seq)):
                 flag(
                     row_id,
                     ChainProblem(
@@ -1064,6 +1318,26 @@ class SchoolDb:
                     ChainProblem(kid, rec.seq, "reordered", f"stored after #{highest} (reordered)"),
                 )
             highest = max(highest, rec.seq)
+        # Records an admin decided on stay as decided: their own break is not reported.
+        decided = {
+            int(seq): (str(action), tuple(json.loads(text)))
+            for seq, action, text in self._db.execute(
+                "SELECT seq, action, record FROM decisions "
+                "WHERE kiosk_id = ? AND action IN ('accept', 'quarantine')",
+                [kid],
+            )
+        }
+        for row_id, rec, derived in stored:
+            if rec.seq not in decided:
+                continue
+            action, fields = decided[rec.seq]
+            expected = (
+                ("", 0, None, "", "", QUARANTINED_BY_ADMIN)
+                if action == "quarantine"
+                else self.derive(UsageRecord(*fields))
+            )
+            if _fields(rec) == fields and tuple(derived) == expected:
+                problems.pop(row_id, None)
         found = [p for group in problems.values() for p in group]
         found.sort(key=lambda p: (p.seq, p.kind))
         return found

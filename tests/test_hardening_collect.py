@@ -38,6 +38,7 @@ from controller.schooldb import (
     DERIVED_COLUMNS,
     MAX_RECORD_DURATION_MS,
     RECORD_COLUMNS,
+    SCHEMA_VERSION,
     SchoolDb,
 )
 from kiosk.tls import ensure_identity
@@ -321,7 +322,7 @@ def test_a_schema_1_file_is_upgraded_and_its_out_of_bound_offsets_quarantined(
 
     school = SchoolDb(path)
     try:
-        assert school.db.execute("PRAGMA user_version").fetchone() == (2,)
+        assert school.db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         rows = school.db.execute("SELECT seq, day, invalid IS NOT NULL FROM plays ORDER BY seq")
         assert list(rows) == [(1, "2026-11-23", 0), (2, "", 1)]
         assert school.verify() == []
@@ -649,3 +650,81 @@ def test_the_teacher_reads_a_refused_clock_offset_in_russian() -> None:
 
     text = error_text(remote_error("clock_offset", "Каб. 12: clock_offset_ms 5 does not match"))
     assert "Повторите" in text or "повторите" in text
+
+
+@pytest.mark.usefixtures("no_mdns")
+def test_an_admin_decides_on_a_refused_record_and_collection_goes_on(tmp_path: Path) -> None:
+    db_path = str(tmp_path / "school.sqlite")
+    panel = Panel()
+    panel.many(5)
+    edited = [*panel.records]
+    edited[2] = dataclasses.replace(edited[2], teacher_name="Кто-то другой")
+    tampered = Panel(panel.kiosk_id)
+    tampered.key, tampered.records = panel.key, edited
+    with fake(tmp_path, tampered) as kiosk:
+        assert run_cli("panels", "add", kiosk.address).exit_code == 0
+        first = run_cli("usage", "collect", "--db", db_path)
+        assert first.exit_code == 1
+        assert "пока администратор не решит" in first.output
+
+        listed = run_cli("usage", "problems", "--db", db_path)
+        assert listed.exit_code == 0, listed.output
+        assert f"Каб. 7 ({panel.kiosk_id}): запись №3: её содержимое не совпадает" in listed.output
+        assert "classcast usage accept ПАНЕЛЬ НОМЕР" in listed.output
+
+        wrong = run_cli("usage", "accept", "Каб. 7", "4", "--db", db_path)
+        assert wrong.exit_code == 1
+        assert "нет записи №4" in wrong.output
+        unknown = run_cli("usage", "accept", "Каб. 99", "3", "--db", db_path)
+        assert unknown.exit_code == 1
+        assert "нет панели Каб. 99" in unknown.output
+
+        decided = run_cli("--teacher", "Завуч", "usage", "accept", "Каб. 7", "3", "--db", db_path)
+        assert decided.exit_code == 0, decided.output
+        assert "Каб. 7: запись №3 принята; сбор продолжится после неё." in decided.output
+        assert "Нерешённых неполадок нет" in run_cli("usage", "problems", "--db", db_path).output
+
+        again = run_cli("usage", "collect", "--db", db_path)
+        assert again.exit_code == 0, again.output
+        assert "Каб. 7: новых записей — 2" in again.output
+
+    verified = run_cli("usage", "verify", "--db", db_path)
+    assert verified.exit_code == 0, verified.output
+    assert "Каб. 7: запись №3 принята (Завуч (" in verified.output
+    assert "Все записи проверены (5)" in verified.output
+    school = SchoolDb(db_path)
+    try:
+        assert stored_seqs(school, panel.kiosk_id) == [1, 2, 3, 4, 5]
+    finally:
+        school.close()
+
+
+@pytest.mark.usefixtures("no_mdns")
+def test_an_admin_forgets_a_reinstalled_panels_key_and_collection_goes_on(
+    tmp_path: Path,
+) -> None:
+    db_path = str(tmp_path / "school.sqlite")
+    panel = Panel()
+    panel.many(2)
+    with fake(tmp_path, panel) as kiosk:
+        assert run_cli("panels", "add", kiosk.address).exit_code == 0
+        assert run_cli("usage", "collect", "--db", db_path).exit_code == 0
+        panel.key = Ed25519PrivateKey.generate()  # reinstalled: a new key, the log kept
+        panel.many(3, start="2026-11-24 08:00")
+        kiosk.answer = serves(panel)
+        refused = run_cli("usage", "collect", "--db", db_path)
+        assert refused.exit_code == 1
+        assert "classcast usage forget-key ПАНЕЛЬ" in refused.output
+
+        forgot = run_cli("--teacher", "Завуч", "usage", "forget-key", "Каб. 7", "--db", db_path)
+        assert forgot.exit_code == 0, forgot.output
+        assert "Каб. 7: старый ключ подписи забыт (записи до №2" in forgot.output
+
+        again = run_cli("usage", "collect", "--db", db_path)
+        assert again.exit_code == 0, again.output
+        assert "Каб. 7: новых записей — 3" in again.output
+
+    verified = run_cli("usage", "verify", "--db", db_path)
+    assert verified.exit_code == 0, verified.output
+    assert "Каб. 7: ключ подписи забыт (Завуч (" in verified.output
+    assert "Все записи проверены (5)" in verified.output

@@ -12,6 +12,7 @@ from click.testing import CliRunner, Result
 
 from controller.cli import cli
 from controller.schooldb import SchoolDb
+from protocol.discovery import KioskFound
 from tests.helpers import text_lesson
 from tests.kiosks import ADMIN_SECRET, KioskThread, teacher
 
@@ -163,3 +164,91 @@ def test_a_file_that_is_not_a_school_database_is_a_clear_error(tmp_path: Path) -
     result = CliRunner().invoke(cli, ["usage", "verify", "--db", str(bad)])
     assert result.exit_code == 1
     assert "notes.txt" in result.output
+
+
+def advertised(k: KioskThread) -> KioskFound:
+    """What mDNS would say of ``k`` (these kiosks do not advertise)."""
+    assert k.app is not None
+    return KioskFound(
+        name=f"{k.config.room}._classcast._tcp.local.",
+        kiosk_id=k.app.identity.kiosk_id,
+        room=k.config.room,
+        school=k.config.school,
+        host="127.0.0.1",
+        port=k.port,
+        fingerprint="ab" * 32,
+        state="idle",
+        proto=1,
+    )
+
+
+def test_collect_names_the_panels_to_collect(tmp_path: Path) -> None:
+    db_path = tmp_path / "school.sqlite"
+    with (
+        KioskThread(tmp_path / "a", room="Каб. 1") as a,
+        KioskThread(tmp_path / "b", room="Каб. 2") as b,
+    ):
+        for k in (a, b):
+            pair_admin(k)
+        show(a, "1", "2")
+        show(b, "1")
+
+        one = run("usage", "collect", "Каб. 2", "--db", str(db_path))
+        assert one.exit_code == 0, one.output
+        assert "Каб. 2: новых записей — 1" in one.output
+        assert "Каб. 1" not in one.output
+
+        by_address = run("usage", "collect", a.address, "Каб. 1", "--db", str(db_path))
+        assert by_address.exit_code == 0, by_address.output
+        assert by_address.output.count("Каб. 1: новых записей — 2") == 1  # once, not twice
+        assert "Каб. 2" not in by_address.output
+
+        unknown = CliRunner().invoke(cli, ["usage", "collect", "Каб. 99", "--db", str(db_path)])
+        assert unknown.exit_code == 1
+        assert "Каб. 99" in unknown.output
+
+    db = SchoolDb(db_path)
+    try:
+        assert db.record_count() == 3
+    finally:
+        db.close()
+
+
+def test_a_panel_only_seen_on_the_network_is_a_warning_not_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db_path = tmp_path / "school.sqlite"
+    with (
+        KioskThread(tmp_path / "a", room="Каб. 1") as a,
+        KioskThread(tmp_path / "v", room="Каб. 7") as visible,
+    ):
+        pair_admin(a)
+        show(a, "1")
+        show(visible, "1")
+        monkeypatch.setattr(
+            "controller.cli.Ctx.discover_all", lambda self, wait_s=1.5: [advertised(visible)]
+        )
+
+        result = CliRunner().invoke(cli, ["usage", "collect", "--db", str(db_path)])
+        assert result.exit_code == 0, result.output
+        assert "Каб. 1: новых записей — 1" in result.output
+        assert f"Каб. 7 ({visible.address}): панель видна в сети" in result.output
+        assert f"classcast pair {visible.address} --admin" in result.output
+
+        as_json = CliRunner().invoke(cli, ["usage", "collect", "--json", "--db", str(db_path)])
+        assert as_json.exit_code == 0, as_json.output
+        summary = json.loads(as_json.stdout)
+        assert [p["room"] for p in summary["panels"]] == ["Каб. 1"]
+        assert summary["not_paired"] == [
+            {"address": visible.address, "room": "Каб. 7", "kiosk_id": advertised(visible).kiosk_id}
+        ]
+
+        # Named, the same panel is a failure: the admin asked for it.
+        named = CliRunner().invoke(cli, ["usage", "collect", visible.address, "--db", str(db_path)])
+        assert named.exit_code == 1
+        assert "не сопряжён" in named.output
+
+        # A paired panel that fails still fails the run, beside the warning.
+    offline = CliRunner().invoke(cli, ["--timeout", "2", "usage", "collect", "--db", str(db_path)])
+    assert offline.exit_code == 1
+    assert "Не выполнено на 1 из 1 панелей" in offline.output
