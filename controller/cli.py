@@ -33,7 +33,7 @@ import click
 
 from controller.client import CastResult, Credentials, KioskClient, ProgressCallback
 from controller.group import Group, Outcome
-from controller.home import Home, PanelRow, SavedPanel, home_dir
+from controller.home import Home, PanelRow, home_dir
 from controller.i18n import TranslatedGroup, TranslatedOption, option, size_text, t, text_table
 from controller.panels import (
     DISCOVER_ALL_WAIT_S,
@@ -55,7 +55,7 @@ from media.weblink import MAX_LIBRARY_HOSTS, parse_library_host
 from protocol import limits
 from protocol.discovery import KioskFound
 from protocol.errors import ClassCastError
-from protocol.messages import ControlAction, Role, StatusSnapshot, Welcome
+from protocol.messages import ControlAction, Role, StatusSnapshot
 from protocol.pairing import PIN_DIGITS
 from protocol.text import clean_lines, clean_name, json_text
 
@@ -838,29 +838,11 @@ def pair(obj: Ctx, panel: str, pin: str | None, admin: bool) -> None:
     secret = pin.strip()
     if not admin and not (secret.isdigit() and len(secret) == PIN_DIGITS):
         raise click.BadParameter(t("The PIN has 6 digits."), param_hint="--pin")
-    identity = obj.home.identity(obj.teacher)
-
-    async def go() -> tuple[Welcome, Credentials]:
-        async with await KioskClient.connect(address, identity, timeout_s=obj.timeout_s) as client:
-            creds = await client.pair(secret, role=role)
-            assert client.welcome is not None
-            return client.welcome, creds
-
     try:
-        welcome, creds = asyncio.run(go())
+        welcome = asyncio.run(obj.panels.pair(address, secret, role))
     except ClassCastError as exc:
         text = pairing_error_text(exc, panel, role) or error_text(exc, panel)
         raise click.ClickException(text) from None
-    obj.home.save_panel(
-        SavedPanel(
-            address=address,
-            room=welcome.room,
-            kiosk_id=welcome.kiosk_id,
-            school=welcome.school,
-            fingerprint=creds.fingerprint,
-        )
-    )
-    obj.home.save_credentials(welcome.kiosk_id, creds)
     echo(t("Paired with {room} as {role}.", room=welcome.room, role=t(role)))
 
 

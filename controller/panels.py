@@ -53,7 +53,7 @@ from controller.home import (
 )
 from protocol.discovery import MDNS_INTERFACES_ENV, KioskFound, mdns_interfaces
 from protocol.errors import ClassCastError
-from protocol.messages import Role
+from protocol.messages import Role, Welcome
 
 DISCOVERY_WAIT_S: Final = 2.0
 """How long a name is looked for by mDNS (the look stops as soon as the panel answers)."""
@@ -352,6 +352,37 @@ class Panels:
         )
         self.home.save_panel(panel)
         return AddedPanel(panel)
+
+    async def pair(self, address: str, secret: str, role: Role = "teacher") -> Welcome:
+        """Pair with the panel at ``address`` using ``secret`` (the PIN it shows, or its
+        admin secret for ``role="admin"``); save the panel and the token it issued.
+
+        Returns:
+            The panel's welcome (its room, for the message to show).
+
+        Raises:
+            ClassCastError: the panel could not be reached or refused (a wrong PIN, a
+                lock-out…); nothing was saved. Word it with
+                :func:`controller.problems.pairing_error_text`, then
+                :func:`controller.texts.error_text`.
+        """
+        async with await KioskClient.connect(
+            address, self.identity(), timeout_s=self.timeout_s
+        ) as client:
+            creds = await client.pair(secret, role=role)
+            welcome = client.welcome
+        assert welcome is not None  # connect() returns after the welcome
+        self.home.save_panel(
+            SavedPanel(
+                address=address,
+                room=welcome.room,
+                kiosk_id=welcome.kiosk_id,
+                school=welcome.school,
+                fingerprint=creds.fingerprint,
+            )
+        )
+        self.home.save_credentials(welcome.kiosk_id, creds)
+        return welcome
 
     async def group(self, targets: Sequence[str], prefer: Role = "teacher") -> Group:
         """Connect to ``targets`` with this controller's pairings (the ``prefer`` role's

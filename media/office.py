@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
 
+from media.lru import trim_to_size
 from protocol.errors import LessonError
 from protocol.limits import MAX_STRING_CHARS
 
@@ -253,22 +254,12 @@ class ConvertedCache:
 
     def trim(self, *, keep: Path | None = None) -> None:
         """Remove the least recently used PDFs until the cache holds at most ``max_bytes``."""
-        entries = []
-        for pdf in self.root.glob("*.pdf"):
-            try:
-                st = pdf.stat()
-            except OSError:
-                continue
-            entries.append((st.st_mtime, st.st_size, pdf))
-        total = sum(size for _, size, _ in entries)
-        for _, size, pdf in sorted(entries):
-            if total <= self.max_bytes:
-                break
-            if pdf == keep:
-                continue
+
+        def remove(pdf: Path) -> None:
             pdf.unlink(missing_ok=True)
             pdf.with_suffix(".json").unlink(missing_ok=True)
-            total -= size
+
+        trim_to_size(self.root.glob("*.pdf"), self.max_bytes, keep=keep, remove=remove)
 
 
 # --------------------------------------------------------------------------- converter

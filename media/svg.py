@@ -36,6 +36,7 @@ from typing import Final
 
 import platformdirs
 
+from media.lru import trim_to_size
 from protocol.errors import CorruptContentError, FileTooLargeError, LessonError
 
 SVG_RENDER_BOX: Final = (3840, 2160)
@@ -163,21 +164,7 @@ def trim_render_cache(folder: Path, max_bytes: int, *, keep: Path | None = None)
     """Remove the least recently used PNGs of ``folder`` (by access time, which
     :func:`render_svg` sets on each use) until it holds at most ``max_bytes``;
     ``keep`` (the PNG just made) stays. A file removed meanwhile is passed over."""
-    entries = []
-    for png in folder.glob("*.png"):
-        try:
-            st = png.stat()
-        except OSError:
-            continue
-        entries.append((st.st_atime, st.st_size, png))
-    total = sum(size for _, size, _ in entries)
-    for _, size, png in sorted(entries):
-        if total <= max_bytes:
-            break
-        if png == keep:
-            continue
-        png.unlink(missing_ok=True)
-        total -= size
+    trim_to_size(folder.glob("*.png"), max_bytes, keep=keep, used_at=lambda st: st.st_atime)
 
 
 def sanitized_svg(data: bytes, path: Path | str = "?") -> str:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from controller.client import ControllerIdentity, Credentials, KioskClient
 from controller.discovery import ZeroconfDiscovery
 from controller.group import Group
-from controller.home import Home, PanelRow, SavedPanel
+from controller.home import Home, PanelRow
 from controller.i18n import t
 from controller.panels import BadAddressError, DiscoverySettingError, PanelIdClaimedError, Panels
 from controller.texts import added_text
@@ -115,24 +115,9 @@ class Backend:
         if admin and not secret:
             raise AppError(t("Type the panel's admin secret (from its kiosk.toml)."))
         try:
-            async with await KioskClient.connect(
-                address, self.identity(), timeout_s=self.timeout_s
-            ) as client:
-                creds = await client.pair(secret, role=role)
-                welcome = client.welcome
+            welcome = await self.panels.pair(address, secret, role)
         except (ClassCastError, TimeoutError) as exc:
             raise AppError(error_text(exc, address)) from None
-        assert welcome is not None
-        self.home.save_panel(
-            SavedPanel(
-                address=address,
-                room=welcome.room,
-                kiosk_id=welcome.kiosk_id,
-                school=welcome.school,
-                fingerprint=creds.fingerprint,
-            )
-        )
-        self.home.save_credentials(welcome.kiosk_id, creds)
         return t("Paired with {room} as {role}.", room=welcome.room, role=t(role))
 
     # ----------------------------------------------------------------- connections
