@@ -357,6 +357,10 @@ def test_pairing_errors_are_the_clis_words(app: RunningApp, kiosk: KioskThread) 
         wrong = c.post("/pair", data={"address": kiosk.address, "pin": wrong_pin})
         expected = cli_error_text(BadPinError("x"))
         assert expected in html.unescape(wrong.text)
+        wrong_secret = c.post(
+            "/pair", data={"address": kiosk.address, "pin": "not-the-secret", "admin": "1"}
+        )
+        assert "Неверный пароль администратора" in html.unescape(wrong_secret.text)
         right = c.post("/pair", data={"address": kiosk.address, "pin": kiosk.pin()})
         assert "Сопряжено с «Каб. 12», роль: учитель." in right.text
         unknown = c.post("/pair", data={"address": "127.0.0.1:9", "pin": "123456"})

@@ -20,6 +20,7 @@ from controller.group import Group
 from controller.home import Home, PanelRow
 from controller.i18n import t
 from controller.panels import BadAddressError, DiscoverySettingError, PanelIdClaimedError, Panels
+from controller.problems import pairing_error_text
 from controller.texts import added_text
 from controller.texts import error_text as controller_error_text
 from protocol.discovery import KioskFound
@@ -116,7 +117,10 @@ class Backend:
             raise AppError(t("Type the panel's admin secret (from its kiosk.toml)."))
         try:
             welcome = await self.panels.pair(address, secret, role)
-        except (ClassCastError, TimeoutError) as exc:
+        except ClassCastError as exc:
+            text = pairing_error_text(exc, address, role) or error_text(exc, address)
+            raise AppError(text) from None
+        except TimeoutError as exc:
             raise AppError(error_text(exc, address)) from None
         return t("Paired with {room} as {role}.", room=welcome.room, role=t(role))
 
