@@ -105,6 +105,7 @@ def _usage_table(rows: Sequence[ReportRow], heading: str, lang: str, tz: str) ->
         out.append(
             f"<tr><td>{_h(r.label)}</td><td class='n'>{r.lessons}</td>"
             f"<td class='n'>{_h(duration_text(r.display_ms, lang))}</td>"
+            f"<td class='n'>{_h(duration_text(r.hidden_ms, lang))}</td>"
             f"<td class='n'>{r.items}</td>"
             f"<td>{local_time_text(r.first_start_utc, tz)}</td>"
             f"<td>{local_time_text(r.last_end_utc, tz)}</td></tr>"
@@ -122,6 +123,7 @@ def _compliance_table(rows: Sequence[ComplianceRow], lang: str) -> str:
         N_("Sessions"),
         N_("Too short"),
         N_("Without source"),
+        N_("Not visible"),
     ]
     out = ["<table><tr>", *(f"<th>{_h(_t(h, lang))}</th>" for h in heads), "</tr>"]
     for r in rows:
@@ -130,7 +132,8 @@ def _compliance_table(rows: Sequence[ComplianceRow], lang: str) -> str:
             f"<tr><td>{_h(r.teacher_name)}</td><td class='n'>{r.lessons}</td>"
             f"<td class='{mark}'>{_t('yes', lang) if r.met else _t('no', lang)}</td>"
             f"<td>{', '.join(d[5:] for d in r.days)}</td><td class='n'>{r.sessions}</td>"
-            f"<td class='n'>{r.too_short}</td><td class='n'>{r.without_source}</td></tr>"
+            f"<td class='n'>{r.too_short}</td><td class='n'>{r.without_source}</td>"
+            f"<td class='n'>{_h(duration_text(r.hidden_ms, lang))}</td></tr>"
         )
     out.append("</table>")
     return "".join(out)

@@ -19,11 +19,18 @@ lesson id, ordered by start, in which each record starts less than ``gap_minutes
 split a session; a pause of ``gap_minutes`` or more does. Sessions are formed from the
 records selected for the report (the day range or the week).
 
-A *lesson with digital content* is a session whose display time (sum of
-``duration_ms``) is at least ``min_minutes`` (10) and which showed at least one item
-with a content source (a content-library URL), unless ``require_source`` is false. An
-item that could not be shown (end reason ``failed``: a web page that did not open,
-logged with 0 ms) adds no display time and counts as no content source.
+*Display time* sums the ``duration_ms`` of records with no ``hidden`` reason. A record
+with one (``alert``: a full-screen alert covered the lesson; ``blank``: the screen was
+blanked; ``failed``: the panel showed why an item could not be shown) adds to
+``hidden_ms`` instead: the lesson was on the panel but could not be seen. Hidden records
+still belong to their lesson session (an alert in the middle of a lesson does not split
+it) and to the first and last times a group was on a panel.
+
+A *lesson with digital content* is a session whose display time is at least
+``min_minutes`` (10) and which showed at least one item with a content source (a
+content-library URL) for some display time, unless ``require_source`` is false. An item
+that could not be shown (end reason ``failed``, logged with 0 ms, then its card as
+hidden ``failed``) adds no display time and counts as no content source.
 Every such session counts, several a day included; a teacher meets the week's goal
 with at least ``min_lessons`` (3) of them.
 
@@ -106,7 +113,9 @@ class ReportRow:
     people read (room, teacher name, content title, day, week). ``lessons`` counts
     lesson sessions that showed anything in the group, ``display_ms`` sums display
     time, ``items`` counts distinct content items; ``first_start_utc`` and
-    ``last_end_utc`` are corrected UTC times.
+    ``last_end_utc`` are corrected UTC times. ``hidden_ms`` sums the time items of the
+    group were on a panel but could not be seen (under an alert, a blanked screen, a
+    failure card): not display time.
     """
 
     group: str
@@ -117,6 +126,7 @@ class ReportRow:
     items: int
     first_start_utc: str
     last_end_utc: str
+    hidden_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +137,9 @@ class ComplianceRow:
     whether it reaches ``min_lessons``; ``days`` lists the days (``YYYY-MM-DD``) they
     were given on. ``sessions`` counts all the teacher's lesson sessions, of which
     ``too_short`` fell under ``min_minutes`` and ``without_source`` (long enough)
-    showed no item with a content source. ``display_ms`` is all display time.
+    showed no item with a content source. ``display_ms`` is all display time;
+    ``hidden_ms`` the time the teacher's lessons were on a panel but could not be seen
+    (under an alert, a blanked screen, a failure card), counted in no session's length.
     """
 
     week: str
@@ -140,12 +152,13 @@ class ComplianceRow:
     too_short: int
     without_source: int
     display_ms: int
+    hidden_ms: int = 0
 
 
 # --------------------------------------------------------------------------- queries
 
 _SELECT: Final = """
-SELECT kiosk_id, teacher_id, lesson_id, start_ms, duration_ms, {columns}
+SELECT kiosk_id, teacher_id, lesson_id, start_ms, duration_ms, hidden != '', {columns}
 FROM plays INDEXED BY plays_report
 WHERE day BETWEEN :first_day AND :last_day
 ORDER BY kiosk_id, teacher_id, lesson_id, start_ms
@@ -187,9 +200,11 @@ def usage_query(by: Group) -> str:
 
 
 COMPLIANCE_QUERY: Final = _SELECT.format(
-    # A page that failed to open (end reason "failed", 0 ms) showed no library content.
+    # A page that failed to open (end reason "failed", 0 ms, then its card as hidden
+    # "failed"), or an item only under an alert or a blank, showed no library content.
     columns=(
-        "teacher_name, content_source IS NOT NULL AND content_source != '' AND duration_ms > 0, day"
+        "teacher_name, content_source IS NOT NULL AND content_source != '' "
+        "AND duration_ms > 0 AND hidden = '', day"
     )
 )
 """The SQL of :func:`compliance`, with the week's day range as parameters."""
@@ -228,6 +243,7 @@ class _Group:
     label: str
     sessions: set[int] = field(default_factory=set)
     display_ms: int = 0
+    hidden_ms: int = 0
     items: set[str] = field(default_factory=set)
     first_ms: int = 2**62
     last_ms: int = -(2**62)
@@ -268,13 +284,16 @@ def usage_report(
     rows = db.query(sql, params, action="build the usage report")
     sessions = _Sessions(round(gap_minutes * 60_000))
     groups: dict[str, _Group] = {}
-    for kiosk_id, teacher_id, lesson_id, start_ms, duration_ms, key, label, item in rows:
+    for kiosk_id, teacher_id, lesson_id, start_ms, duration_ms, hidden, key, label, item in rows:
         session = sessions.number((kiosk_id, teacher_id, lesson_id), start_ms, duration_ms)
         group = groups.get(key)
         if group is None:
             group = groups[key] = _Group(str(label))
         group.sessions.add(session)
-        group.display_ms += duration_ms
+        if hidden:
+            group.hidden_ms += duration_ms
+        else:
+            group.display_ms += duration_ms
         group.items.add(item)
         group.first_ms = min(group.first_ms, start_ms)
         group.last_ms = max(group.last_ms, start_ms + duration_ms)
@@ -288,6 +307,7 @@ def usage_report(
             items=len(g.items),
             first_start_utc=iso_utc_ms(g.first_ms),
             last_end_utc=iso_utc_ms(g.last_ms),
+            hidden_ms=g.hidden_ms,
         )
         for key, g in groups.items()
     ]
@@ -335,20 +355,24 @@ def compliance(
     teachers = {teacher_id: _Tally(name) for teacher_id, name in (roster or {}).items()}
     rows = db.query(COMPLIANCE_QUERY, params, action="build the compliance report")
     sessions = _Sessions(round(gap_minutes * 60_000))
-    # Per session: teacher id, teacher name, display ms, any item with a source, first day.
+    # Per session: teacher id, teacher name, display ms, any item with a source, first
+    # day, hidden ms.
     per_session: dict[int, list[Any]] = {}
-    for kiosk_id, teacher_id, lesson_id, start_ms, duration_ms, name, sourced, day in rows:
+    for kiosk_id, teacher_id, lesson_id, start_ms, duration_ms, hidden, name, sourced, day in rows:
         number = sessions.number((kiosk_id, teacher_id, lesson_id), start_ms, duration_ms)
+        shown_ms, hidden_ms = (0, duration_ms) if hidden else (duration_ms, 0)
         entry = per_session.get(number)
         if entry is None:
-            per_session[number] = [teacher_id, name, duration_ms, bool(sourced), day]
+            per_session[number] = [teacher_id, name, shown_ms, bool(sourced), day, hidden_ms]
         else:
-            entry[2] += duration_ms
+            entry[2] += shown_ms
             entry[3] = entry[3] or bool(sourced)
-    for teacher_id, name, display_ms, has_source, day in per_session.values():
+            entry[5] += hidden_ms
+    for teacher_id, name, display_ms, has_source, day, hidden_ms in per_session.values():
         tally = teachers.setdefault(str(teacher_id), _Tally(str(name)))
         tally.sessions += 1
         tally.display_ms += int(display_ms)
+        tally.hidden_ms += int(hidden_ms)
         if display_ms < min_ms:
             tally.too_short += 1
         elif require_source and not has_source:
@@ -368,6 +392,7 @@ def compliance(
             too_short=t.too_short,
             without_source=t.without_source,
             display_ms=t.display_ms,
+            hidden_ms=t.hidden_ms,
         )
         for teacher_id, t in teachers.items()
     ]
@@ -386,6 +411,7 @@ class _Tally:
     too_short: int = 0
     without_source: int = 0
     display_ms: int = 0
+    hidden_ms: int = 0
 
 
 # --------------------------------------------------------------------------- formats
@@ -395,6 +421,7 @@ Rows = Sequence[ReportRow] | Sequence[ComplianceRow]
 USAGE_HEADINGS: Final = (
     N_("Lessons"),
     N_("Display time"),
+    N_("Not visible"),
     N_("Items"),
     N_("First shown"),
     N_("Last shown"),
@@ -448,8 +475,9 @@ def _table_cells(
             N_("Sessions"),
             N_("Too short"),
             N_("Without source"),
+            N_("Not visible"),
         ]
-        numeric = [False, True, False, False, True, True, True]
+        numeric = [False, True, False, False, True, True, True, True]
         cells = [
             [
                 clean_name(r.teacher_name),
@@ -459,6 +487,7 @@ def _table_cells(
                 str(r.sessions),
                 str(r.too_short),
                 str(r.without_source),
+                duration_text(r.hidden_ms, lang),
             ]
             for r in rows
             if isinstance(r, ComplianceRow)
@@ -466,12 +495,13 @@ def _table_cells(
     else:
         group = rows[0].group if rows and isinstance(rows[0], ReportRow) else "room"
         heads = [_HEADINGS[group], *USAGE_HEADINGS]
-        numeric = [False, True, True, True, False, False]
+        numeric = [False, True, True, True, True, False, False]
         cells = [
             [
                 clean_name(r.label),
                 str(r.lessons),
                 duration_text(r.display_ms, lang),
+                duration_text(r.hidden_ms, lang),
                 str(r.items),
                 local_time_text(r.first_start_utc, tz),
                 local_time_text(r.last_end_utc, tz),

@@ -104,9 +104,10 @@ logger = logging.getLogger(__name__)
 
 APPLICATION_ID: Final = 0x43435344
 """``PRAGMA application_id`` of a school database ("CCSD")."""
-SCHEMA_VERSION: Final = 3
-"""``PRAGMA user_version`` of the schema below; versions 1 (no ``invalid`` column) and 2
-(no ``held`` and ``decisions`` tables) are upgraded when opened, any other is refused."""
+SCHEMA_VERSION: Final = 4
+"""``PRAGMA user_version`` of the schema below; versions 1 (no ``invalid`` column), 2
+(no ``held`` and ``decisions`` tables) and 3 (no ``plays.hidden`` column) are upgraded
+when opened, any other is refused."""
 DecisionAction = Literal["accept", "quarantine", "forget_key"]
 """What an admin decided about a record collection stopped at (:meth:`SchoolDb.decide`)."""
 QUARANTINED_BY_ADMIN: Final = "quarantined by an admin"
@@ -149,6 +150,7 @@ RECORD_COLUMNS: Final = (
     "prev_hash",
     "record_hash",
     "signature",
+    "hidden",
 )
 """The signed columns of ``plays``, in :class:`UsageRecord` field order."""
 DERIVED_COLUMNS: Final = ("start_utc", "start_ms", "end_utc", "day", "iso_week", "invalid")
@@ -158,6 +160,20 @@ _INSERT: Final = (
     f"INSERT INTO plays ({', '.join(RECORD_COLUMNS + DERIVED_COLUMNS)}) "
     f"VALUES ({', '.join('?' * (len(RECORD_COLUMNS) + len(DERIVED_COLUMNS)))})"
 )
+
+_PLAYS_REPORT_INDEX: Final = """CREATE INDEX plays_report ON plays (
+    day, kiosk_id, teacher_id, lesson_id, start_ms, duration_ms,
+    room, teacher_name, content_hash, content_title, content_source, iso_week, hidden
+)"""
+
+_UPGRADE_4_PLAYS: Final = (
+    "ALTER TABLE plays ADD COLUMN hidden TEXT NOT NULL DEFAULT ''",
+    "DROP INDEX plays_report",
+    _PLAYS_REPORT_INDEX,
+)
+"""Schema version 4, table ``plays``: the signed ``hidden`` column (why an item was not
+visible during a record; ``''`` for every record stored before), and ``plays_report``
+covering it."""
 
 _SCHEMA: Final = f"""
 CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -200,12 +216,10 @@ CREATE TABLE plays (
     day TEXT NOT NULL,
     iso_week TEXT NOT NULL,
     invalid TEXT,
+    hidden TEXT NOT NULL DEFAULT '',
     UNIQUE (kiosk_id, seq)
 );
-CREATE INDEX plays_report ON plays (
-    day, kiosk_id, teacher_id, lesson_id, start_ms, duration_ms,
-    room, teacher_name, content_hash, content_title, content_source, iso_week
-);
+{_PLAYS_REPORT_INDEX};
 CREATE TABLE held (
     kiosk_id TEXT PRIMARY KEY,
     seq INTEGER NOT NULL,
@@ -493,6 +507,8 @@ class SchoolDb:
                 self._upgrade_from_1()
             if version in (1, 2):
                 self._upgrade_from_2()
+            if version in (1, 2, 3):
+                self._upgrade_from_3()
             if tz is not None and (tz != self._tz_name or not self.timezone_chosen):
                 self.set_timezone(tz)
         except UsageLogError:
@@ -534,12 +550,12 @@ class SchoolDb:
             raise UsageLogError(
                 f"{self.path} is not a ClassCast school database (it has tables {listed})"
             )
-        if version not in (1, 2, SCHEMA_VERSION):
+        if version not in (1, 2, 3, SCHEMA_VERSION):
             raise UsageLogError(
                 f"{self.path} has school database schema version {version}; "
                 f"this program understands version {SCHEMA_VERSION}"
             )
-        needed = _TABLES | (_TABLES_3 if version == SCHEMA_VERSION else frozenset())
+        needed = _TABLES | (_TABLES_3 if version >= 3 else frozenset())
         if not tables >= needed:
             missing = ", ".join(sorted(needed - tables))
             raise UsageLogError(f"{self.path} is a damaged school database (missing {missing})")
@@ -554,7 +570,7 @@ class SchoolDb:
         Raises:
             sqlite3.Error: SQLite refused.
         """
-        columns = ", ".join(RECORD_COLUMNS)
+        columns = ", ".join(c for c in RECORD_COLUMNS if c != "hidden")  # added by version 4
         with self._db.atomic():
             self._db.execute("ALTER TABLE plays ADD COLUMN invalid TEXT")
             updates = []
@@ -683,7 +699,18 @@ class SchoolDb:
         with self._db.atomic():
             for statement in statements:
                 self._db.execute(statement.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"))
-            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._db.execute("PRAGMA user_version = 3")
+
+    def _upgrade_from_3(self) -> None:
+        """Schema version 4: the statements of :data:`_UPGRADE_4_PLAYS`.
+
+        Raises:
+            sqlite3.Error: SQLite refused.
+        """
+        with self._db.atomic():
+            for statement in _UPGRADE_4_PLAYS:
+                self._db.execute(statement)
+            self._db.execute("PRAGMA user_version = 4")
 
     def derive(self, record: UsageRecord) -> tuple[str, int, str | None, str, str, str | None]:
         """The derived columns of ``record``: corrected times, the school's day and week.

@@ -23,9 +23,10 @@ A lesson's whole life (``blanked`` is a flag beside the state, see below)::
     playing   tick at item's end     playing      end interval "auto", Show next ...
     playing   video_ended            playing      (as above)
     playing+  item_failed            unchanged    end interval "failed" (0 ms: closed at
-                                                  its start), StatusChanged with
-                                                  item_failure; no interval reopens
-                                                  for that item (unblank)
+                                                  its start), IntervalStarted hidden
+                                                  "failed" (from that start: the panel
+                                                  shows why), StatusChanged with
+                                                  item_failure
     playing+  item_opened            unchanged    StatusChanged with item_opened (a web
                                                   page checked and opened)
     playing   next on the last item  idle         end interval "end", ShowIdle
@@ -34,21 +35,32 @@ A lesson's whole life (``blanked`` is a flag beside the state, see below)::
     playing   seek / paused seek     unchanged    VideoCommand seek
     any       volume                 unchanged    VideoCommand volume (idle too: kept
                                                   for the next videos)
-    playing+  blank                  unchanged    [VideoCommand pause] SetBlank on, end
-                                                  interval "blank"
-    playing+  unblank                unchanged    [VideoCommand play] SetBlank off,
-                                                  IntervalStarted
+    playing+  blank                  unchanged    end interval "blank", IntervalStarted
+                                                  hidden "blank", [VideoCommand pause]
+                                                  SetBlank on
+    playing+  unblank                unchanged    end interval "shown", IntervalStarted,
+                                                  [VideoCommand play] SetBlank off
+    any       alert (full screen)    unchanged    as blank, reason and hidden "alert";
+                                                  no SetBlank (the service shows it)
+    any       clear_alert / tick at  unchanged    as unblank, no SetBlank; refused with
+              the alert's end                     ForbiddenError when a teacher clears
+                                                  an administrator's alert
     loading+  stop                   idle         end interval "stop", ShowIdle
     idle      any control            idle         raises UnexpectedMessageError (no_lesson)
     any       resume (at start)      playing or   [end interval "replaced"] [VideoCommand
                                      paused       volume] [SetBlank] Show Preload
                                                   [VideoCommand seek, pause]
-                                                  IntervalStarted (unless blanked)
+                                                  IntervalStarted
 
 ``playing+`` means playing or paused. Every change also queues one ``StatusChanged``.
-While blanked or paused the item's clock stands still and a video is paused, so
-nothing advances behind a blank screen; a lesson cast while the screen is blanked is
-loaded behind the blank and logged from ``unblank`` on.
+While blanked, under a full-screen alert, or paused the item's clock stands still and a
+video is paused, so nothing advances behind a blank screen or an alert (an alert is an
+emergency: the class resumes where it stopped). Every moment an item is on the panel
+lies in exactly one display interval; one during which the item could not be seen
+carries why in ``hidden`` (``blank``, ``alert``, or ``failed`` when the panel shows why
+the item could not be shown; precedence in that order from the right): reports log that
+time but do not count it as display time. A lesson cast while the screen is blanked is
+loaded behind the blank, in a hidden interval.
 
 ``resume`` brings back what a previous run of the kiosk showed when it stopped
 unexpectedly (:mod:`kiosk.resume` saves it): the same item, paused and blanked as it
@@ -62,10 +74,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from protocol.errors import UnexpectedMessageError
+from protocol.errors import ForbiddenError, UnexpectedMessageError
 from protocol.messages import (
     ControlAction,
     EndReason,
+    HiddenReason,
     ItemFailure,
     LessonManifest,
     ManifestItem,
@@ -139,13 +152,15 @@ class VideoCommand:
 
 @dataclass(frozen=True, slots=True)
 class IntervalStarted:
-    """An item became visible at ``now_s``: open a usage record."""
+    """An item came on the panel, or its visibility changed, at ``now_s``: open a usage
+    record (``hidden``: why the item cannot be seen in it, ``""`` when it can)."""
 
     lesson: LessonManifest
     index: int
     item: ManifestItem
     presenter: Presenter
     now_s: float
+    hidden: HiddenReason = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +193,15 @@ Effect = (
 # --------------------------------------------------------------------------- the machine
 
 
+@dataclass(frozen=True, slots=True)
+class _Alert:
+    """A full-screen alert: until when (None: until removed), and whether an
+    administrator showed it (then only an administrator may remove it)."""
+
+    until_s: float | None
+    by_admin: bool
+
+
 class LessonPlayer:
     """Decides what the panel shows; see the module docstring for the table."""
 
@@ -194,6 +218,9 @@ class LessonPlayer:
         self._frozen_at_s: float | None = None
         self._interval_open = False
         self._interval_start_s = 0.0
+        self._interval_hidden: HiddenReason = ""
+        self._alert: _Alert | None = None
+        """The full-screen alert that covers the panel, if any."""
         self._failure: tuple[ItemFailure, int | None] | None = None
         """Why the current item could not be shown (its interval is closed)."""
         self._opened = False
@@ -210,6 +237,11 @@ class LessonPlayer:
     @property
     def blanked(self) -> bool:
         return self._blanked
+
+    @property
+    def alerted(self) -> bool:
+        """A full-screen alert covers the panel."""
+        return self._alert is not None
 
     @property
     def lesson(self) -> LessonManifest | None:
@@ -263,14 +295,16 @@ class LessonPlayer:
 
     def next_deadline_s(self) -> float | None:
         """When :meth:`tick` must be called next, or None if nothing is timed."""
-        if self._state == "loading":
-            return self._start_at_s
-        if self._state != "playing" or self._frozen_at_s is not None:
-            return None
-        duration = self._current_item().duration_ms
-        if duration is None:
-            return None
-        return self._item_origin_s + duration / 1000
+        deadlines: list[float] = []
+        if self._alert is not None and self._alert.until_s is not None:
+            deadlines.append(self._alert.until_s)
+        if self._state == "loading" and self._start_at_s is not None:
+            deadlines.append(self._start_at_s)
+        elif self._state == "playing" and self._frozen_at_s is None:
+            duration = self._current_item().duration_ms
+            if duration is not None:
+                deadlines.append(self._item_origin_s + duration / 1000)
+        return min(deadlines, default=None)
 
     def drain(self) -> list[Effect]:
         """Return and forget the effects queued since the last call."""
@@ -364,17 +398,16 @@ class LessonPlayer:
         if item.duration_ms is not None:
             position_ms = min(position_ms, item.duration_ms)
         self._item_origin_s = now - position_ms / 1000
-        self._frozen_at_s = now if paused or blanked else None
+        self._frozen_at_s = None if self._running() else now
         self._effects.append(Show(lesson, index, item))
         if index + 1 < len(lesson.items):
             self._effects.append(Preload(lesson, index + 1, lesson.items[index + 1]))
         if item.kind == "video":
             if position_ms:
                 self._effects.append(VideoCommand("seek", position_ms))
-            if paused or blanked:
+            if not self._running():
                 self._effects.append(VideoCommand("pause"))
-        if not blanked:
-            self._open_interval(now)
+        self._open_interval(now)
         self._status(now)
 
     def control(
@@ -424,18 +457,15 @@ class LessonPlayer:
                 self._move(index, "goto", now)
             case "pause":
                 if self._state == "playing":
+                    running = self._running()
                     self._state = "paused"
-                    self._freeze(now)
-                    if self._current_item().kind == "video":
-                        self._effects.append(VideoCommand("pause"))
+                    self._apply_clock(running, now)
                     self._status(now)
             case "play":
                 if self._state == "paused":
+                    running = self._running()
                     self._state = "playing"
-                    if not self._blanked:
-                        self._thaw(now)
-                        if self._current_item().kind == "video":
-                            self._effects.append(VideoCommand("play"))
+                    self._apply_clock(running, now)
                     self._status(now)
             case "seek":
                 pos = max(0, position_ms or 0)
@@ -449,23 +479,19 @@ class LessonPlayer:
                 self._status(now)
             case "blank":
                 if not self._blanked:
+                    running = self._running()
                     self._blanked = True
-                    self._end_interval("blank", now)
-                    if self._state == "playing":
-                        self._freeze(now)
-                        if self._current_item().kind == "video":
-                            self._effects.append(VideoCommand("pause"))
+                    self._sync_interval("blank", now)
+                    self._apply_clock(running, now)
                     self._effects.append(SetBlank(True))
                     self._status(now)
             case "unblank":
                 if self._blanked:
+                    running = self._running()
                     self._blanked = False
-                    if self._state == "playing":
-                        self._thaw(now)
-                        if self._current_item().kind == "video":
-                            self._effects.append(VideoCommand("play"))
+                    self._sync_interval("shown", now)
+                    self._apply_clock(running, now)
                     self._effects.append(SetBlank(False))
-                    self._open_interval(now)
                     self._status(now)
             case "stop":
                 self._finish("stop", now)
@@ -491,9 +517,10 @@ class LessonPlayer:
         """Item ``index`` could not be shown (a web page that did not open).
 
         Its display interval is closed with reason ``failed`` at its start (0 ms: it
-        was never on screen) and no other opens for it; the status says why
-        (``status``: the HTTP status of an ``http_error``). A report for an item that
-        is no longer current is ignored; the lesson goes on as usual.
+        was never on screen) and a hidden interval (``hidden="failed"``) opens from that
+        same start: the time the panel shows why is logged, but is not display time.
+        The status says why (``status``: the HTTP status of an ``http_error``). A report
+        for an item that is no longer current is ignored; the lesson goes on as usual.
         """
         if (
             self._state in ("playing", "paused")
@@ -502,9 +529,46 @@ class LessonPlayer:
             and self._failure is None
         ):
             self._failure = (failure, status)
-            if self._interval_open:
-                self._interval_open = False
-                self._effects.append(IntervalEnded("failed", self._interval_start_s))
+            start_s = self._interval_start_s if self._interval_open else now
+            self._end_interval("failed", start_s)
+            self._open_interval(start_s)
+            self._status(now)
+
+    def alert(self, *, now: float, until_s: float | None, by_admin: bool) -> None:
+        """A full-screen alert now covers the panel, until ``until_s`` (same clock as
+        ``now``; None: until :meth:`clear_alert`).
+
+        The item on the panel stands still (a timed slide does not advance, a video
+        pauses) and its time is logged as hidden (``alert``) until the alert goes. A new
+        alert replaces the one shown: its end and its author count from then on.
+
+        Raises:
+            ForbiddenError: a teacher (``by_admin`` False) would replace an
+                administrator's alert; tell them to ask an administrator.
+        """
+        self._check_alert_author(by_admin, "replace")
+        running = self._running()
+        self._alert = _Alert(until_s, by_admin)
+        self._sync_interval("alert", now)
+        self._apply_clock(running, now)
+        if self._state in ("playing", "paused"):
+            self._status(now)
+
+    def clear_alert(self, *, now: float, by_admin: bool) -> None:
+        """Remove the full-screen alert, if any; the lesson goes on where it stood.
+
+        Raises:
+            ForbiddenError: a teacher (``by_admin`` False) would remove an
+                administrator's alert; tell them to ask an administrator.
+        """
+        if self._alert is None:
+            return
+        self._check_alert_author(by_admin, "remove")
+        running = self._running()
+        self._alert = None
+        self._sync_interval("shown", now)
+        self._apply_clock(running, now)
+        if self._state in ("playing", "paused"):
             self._status(now)
 
     def item_opened(self, index: int, *, now: float) -> None:
@@ -525,7 +589,12 @@ class LessonPlayer:
             self._status(now)
 
     def tick(self, *, now: float) -> None:
-        """Advance time: start a scheduled lesson, or leave an item whose time is up."""
+        """Advance time: end an alert whose time is up, start a scheduled lesson, or
+        leave an item whose time is up."""
+        alert = self._alert
+        if alert is not None and alert.until_s is not None and now >= alert.until_s:
+            # Ended at its own time, not this late tick's: the item's clock restarts then.
+            self.clear_alert(now=alert.until_s, by_admin=True)
         deadline = self.next_deadline_s()
         if deadline is None or now < deadline:
             return
@@ -564,13 +633,14 @@ class LessonPlayer:
         self._failure = None
         self._opened = False
         self._item_origin_s = now
-        self._frozen_at_s = now if self._blanked else None
+        self._frozen_at_s = None if self._running() else now
         item = lesson.items[index]
         self._effects.append(Show(lesson, index, item))
+        if not self._running() and item.kind == "video":  # shown behind a blank or an alert
+            self._effects.append(VideoCommand("pause"))
         if index + 1 < len(lesson.items):
             self._effects.append(Preload(lesson, index + 1, lesson.items[index + 1]))
-        if not self._blanked:
-            self._open_interval(now)
+        self._open_interval(now)
         self._status(now)
 
     def _finish(self, reason: EndReason, now: float) -> None:
@@ -590,15 +660,63 @@ class LessonPlayer:
         self._status(now)
 
     def _open_interval(self, now: float) -> None:
-        if self._state not in ("playing", "paused") or self._interval_open or self._failure:
+        if self._state not in ("playing", "paused") or self._interval_open:
             return
         assert self._lesson is not None
         assert self._presenter is not None
         self._interval_open = True
         self._interval_start_s = now
+        self._interval_hidden = self._hidden_reason()
         self._effects.append(
-            IntervalStarted(self._lesson, self._index, self._current_item(), self._presenter, now)
+            IntervalStarted(
+                self._lesson,
+                self._index,
+                self._current_item(),
+                self._presenter,
+                now,
+                self._interval_hidden,
+            )
         )
+
+    def _hidden_reason(self) -> HiddenReason:
+        """Why the current item cannot be seen now (``""``: it can)."""
+        if self._failure is not None:
+            return "failed"
+        if self._alert is not None:
+            return "alert"
+        if self._blanked:
+            return "blank"
+        return ""
+
+    def _sync_interval(self, reason: EndReason, now: float) -> None:
+        """The item's visibility may have changed: if the open interval no longer says
+        what is seen, close it with ``reason`` and open one that does."""
+        if self._interval_open and self._interval_hidden == self._hidden_reason():
+            return
+        self._end_interval(reason, now)
+        self._open_interval(now)
+
+    def _running(self) -> bool:
+        """The item's clock runs: playing, neither blanked nor under an alert."""
+        return self._state == "playing" and not self._blanked and self._alert is None
+
+    def _apply_clock(self, was_running: bool, now: float) -> None:
+        """Freeze or restart the item's clock (and its video) if :meth:`_running` changed."""
+        running = self._running()
+        if running == was_running or self._state not in ("playing", "paused"):
+            return
+        if running:
+            self._thaw(now)
+        else:
+            self._freeze(now)
+        if self._current_item().kind == "video":
+            self._effects.append(VideoCommand("play" if running else "pause"))
+
+    def _check_alert_author(self, by_admin: bool, what: str) -> None:
+        if self._alert is not None and self._alert.by_admin and not by_admin:
+            raise ForbiddenError(
+                f"an administrator's alert is shown; only an administrator can {what} it"
+            )
 
     def _end_interval(self, reason: EndReason, now: float) -> None:
         if self._interval_open:

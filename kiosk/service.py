@@ -454,7 +454,10 @@ class KioskService:
     def tick(self) -> None:
         """Advance the player's clock and keep the usage log's heartbeat."""
         now = self.clock.monotonic()
+        alerted = self.player.alerted
         self.player.tick(now=now)
+        if alerted and not self.player.alerted:  # the alert's time is up
+            self._display(HideAnnouncement())
         self._apply_player_effects()
         question = self._question
         if question is not None and now >= question.deadline_s:
@@ -648,12 +651,23 @@ class KioskService:
                 self._screenshot(session, msg)
             case Announce():
                 self._check_presenter(session, now)
+                assert session.grant is not None
+                by_admin = session.grant.role == "admin"
+                if msg.level == "alert":  # covers the lesson: it stands still, logged hidden
+                    until_s = None if msg.duration_s is None else now + msg.duration_s
+                    self.player.alert(now=now, until_s=until_s, by_admin=by_admin)
+                else:  # a banner replaces an alert shown
+                    self.player.clear_alert(now=now, by_admin=by_admin)
                 logger.info("announcement (%s) from %s", msg.level, session.controller_name)
                 self._display(ShowAnnouncement(msg.text, msg.level, msg.duration_s))
+                self._apply_player_effects()
                 self._reply(session.sid, Ok(msg.id))
             case ClearAnnouncement():
                 self._check_presenter(session, now)
+                assert session.grant is not None
+                self.player.clear_alert(now=now, by_admin=session.grant.role == "admin")
                 self._display(HideAnnouncement())
+                self._apply_player_effects()
                 self._reply(session.sid, Ok(msg.id))
             case TimePing():
                 kiosk_ms = round(self.clock.time() * 1000)
@@ -1037,6 +1051,7 @@ class KioskService:
             content_source=item.source_url or item.url or effect.lesson.source_url,
             teacher_id=effect.presenter.id,
             teacher_name=effect.presenter.name,
+            hidden=effect.hidden,
         )
         wall = self.clock.time() - (self.clock.monotonic() - effect.now_s)
         try:

@@ -66,15 +66,16 @@ from sqlite_utils.db import Table
 
 from protocol.errors import UsageLogError
 from protocol.limits import MAX_USAGE_BATCH
-from protocol.messages import EndReason, ItemKind, UsageRecord
+from protocol.messages import EndReason, HiddenReason, ItemKind, UsageRecord
 from protocol.usage_chain import GENESIS_HASH, public_key_text, seal
 
 __all__ = ["SCHEMA_VERSION", "DisplayStart", "UsageLog"]
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 2
-"""Stored in ``PRAGMA user_version``; a file with another non-zero version is refused."""
+SCHEMA_VERSION: Final = 3
+"""Stored in ``PRAGMA user_version``; a file of version 2 is upgraded when opened
+(:data:`_UPGRADES`), one with another non-zero version is refused."""
 
 _MEMORY: Final = ":memory:"
 _LAST_SEQ: Final = "last_seq"
@@ -110,6 +111,7 @@ CREATE TABLE plays (
     prev_hash TEXT,
     record_hash TEXT,
     signature TEXT,
+    hidden TEXT NOT NULL DEFAULT '',
     CHECK ((seq IS NULL) = (ended_at IS NULL))
 );
 CREATE INDEX plays_open ON plays (run_id) WHERE ended_at IS NULL;
@@ -118,6 +120,14 @@ INSERT INTO meta (key, value) VALUES ('{_LAST_SEQ}', 0);
 INSERT INTO meta (key, value) VALUES ('{_LAST_HASH}', '{GENESIS_HASH}');
 PRAGMA user_version = {SCHEMA_VERSION};
 """
+
+_UPGRADES: Final[dict[int, tuple[str, ...]]] = {
+    2: (
+        "ALTER TABLE plays ADD COLUMN hidden TEXT NOT NULL DEFAULT ''",
+        "PRAGMA user_version = 3",
+    ),
+}
+"""Statements that bring a log of each older version to the next one, in a transaction."""
 
 _PLAYS_COLUMNS: Final = frozenset(
     {
@@ -147,17 +157,19 @@ _PLAYS_COLUMNS: Final = frozenset(
         "prev_hash",
         "record_hash",
         "signature",
+        "hidden",
     }
 )
 
 _RECORD_COLUMNS: Final = (
     "uuid, seq, kiosk_id, room, lesson_id, lesson_title, item_index, kind, content_hash, "
     "content_title, content_source, teacher_id, teacher_name, started_at, ended_at, "
-    "duration_ms, end_reason, clock_offset_ms, prev_hash, record_hash, signature"
+    "duration_ms, end_reason, clock_offset_ms, prev_hash, record_hash, signature, hidden"
 )
 
 _ITEM_KINDS: Final = frozenset(get_args(ItemKind))
 _END_REASONS: Final = frozenset(get_args(EndReason))
+_HIDDEN_REASONS: Final = frozenset(get_args(HiddenReason))
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +188,8 @@ class DisplayStart:
     content_source: str | None
     teacher_id: str
     teacher_name: str
+    hidden: HiddenReason = ""
+    """Why the item cannot be seen during this interval (``""``: it can)."""
 
 
 def _iso_utc(wall_s: float) -> str:
@@ -301,6 +315,12 @@ class UsageLog:
                 f"{self.path} is not a ClassCast usage log (it has tables "
                 f"{', '.join(sorted(tables))} and no schema version)"
             )
+        while version in _UPGRADES:
+            with self._db.atomic():
+                for statement in _UPGRADES[version]:
+                    self._db.execute(statement)
+            logger.info("usage log %s: upgraded from schema version %d", self.path, version)
+            version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
         if version != SCHEMA_VERSION:
             raise UsageLogError(
                 f"{self.path} has usage log schema version {version}; "
@@ -426,6 +446,8 @@ class UsageLog:
         _check_times(wall_s, mono_s)
         if start.kind not in _ITEM_KINDS:
             raise ValueError(f"unknown item kind {start.kind!r}")
+        if start.hidden not in _HIDDEN_REASONS:
+            raise ValueError(f"unknown hidden reason {start.hidden!r}")
         interval_uuid = uuid or str(uuid_module.uuid4())
         at = _iso_utc(wall_s)
         with self._guard("open an interval"), self._db.atomic():
@@ -434,7 +456,8 @@ class UsageLog:
                 "INSERT INTO plays (uuid, run_id, kiosk_id, room, lesson_id, lesson_title, "
                 "item_index, kind, content_hash, content_title, content_source, teacher_id, "
                 "teacher_name, started_at, start_mono_s, last_seen_at, last_seen_mono_s, "
-                "clock_offset_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "clock_offset_ms, hidden) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     interval_uuid,
                     self._run_id,
@@ -454,6 +477,7 @@ class UsageLog:
                     at,
                     mono_s,
                     clock_offset_ms,
+                    start.hidden,
                 ],
             )
         return interval_uuid
@@ -613,6 +637,7 @@ class UsageLog:
             prev_hash,
             record_hash_,
             signature,
+            hidden,
         ) = row
         return UsageRecord(
             uuid=str(uuid),
@@ -636,6 +661,7 @@ class UsageLog:
             prev_hash=str(prev_hash or ""),
             record_hash=str(record_hash_ or ""),
             signature=str(signature or ""),
+            hidden=cast(HiddenReason, hidden or ""),
         )
 
     def last_seq(self) -> int:

@@ -43,9 +43,20 @@ EndReason = Literal[
     "shutdown",
     "error",
     "failed",
+    "alert",
+    "shown",
 ]
 """Why a display interval ended. ``failed``: the item could not be shown at all (a web
-page that did not open); such a record's ``duration_ms`` is 0, it was never on screen."""
+page that did not open); such a record's ``duration_ms`` is 0, it was never on screen.
+``blank``/``alert``: the screen was blanked, or a full-screen alert covered the lesson.
+``shown``: a hidden interval ended because the item became visible again (unblanked, the
+alert removed)."""
+
+HiddenReason = Literal["", "alert", "blank", "failed"]
+"""Why an item was on the panel but not visible during a display interval (see
+:attr:`UsageRecord.hidden`): ``""`` it was visible; ``alert`` a full-screen alert covered
+it; ``blank`` the screen was blanked; ``failed`` it could not be shown and the panel showed
+why instead (a web page that did not open)."""
 
 ItemFailure = Literal["no_network", "unreachable", "not_allowed", "panel", "http_error", "timeout"]
 """Why the current item (a web page) could not be opened: its host's name does not
@@ -148,6 +159,11 @@ class UsageRecord:
     Tamper evidence (:mod:`protocol.usage_chain`): ``prev_hash`` is the ``record_hash``
     of the kiosk's record with the previous ``seq``; ``record_hash`` is the sha256 of
     this record's canonical form; ``signature`` is the kiosk's Ed25519 signature of it.
+
+    ``hidden`` says why the item was not visible during this interval (``""``: it was):
+    the lesson stayed on the panel, its clock stood still, and the time is logged but is
+    not display time. It is signed, and left out of the canonical form when empty, so
+    records logged before the field existed keep their hashes.
     """
 
     uuid: str
@@ -171,6 +187,7 @@ class UsageRecord:
     prev_hash: str = ""
     record_hash: str = ""
     signature: str = ""
+    hidden: HiddenReason = ""
 
 
 # --------------------------------------------------------------------------- controller → kiosk

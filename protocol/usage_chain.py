@@ -3,9 +3,10 @@
 Each kiosk numbers its closed records (``seq`` 1, 2, 3 …) and links them: a record's
 ``prev_hash`` is the ``record_hash`` of the record before it (``GENESIS_HASH`` for the
 first), its ``record_hash`` is the sha256 of its canonical form (every field but
-``record_hash`` and ``signature``, as sorted compact JSON in UTF-8), and ``signature`` is
-the kiosk's Ed25519 signature of the 32 hash bytes. The kiosk's private key never leaves
-it; the school database pins its public key at the first collection.
+``record_hash`` and ``signature``, as sorted compact JSON in UTF-8; ``hidden``, added
+later, only when it is not empty, so records logged before it keep their hashes), and
+``signature`` is the kiosk's Ed25519 signature of the 32 hash bytes. The kiosk's private
+key never leaves it; the school database pins its public key at the first collection.
 
 :func:`verify_chain` tells which record was edited, deleted, inserted or reordered.
 Sans-I/O: pure computation.
@@ -55,9 +56,12 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def canonical_bytes(record: UsageRecord) -> bytes:
-    """The bytes that ``record_hash`` covers: the signed fields as sorted compact JSON."""
+    """The bytes that ``record_hash`` covers: the signed fields as sorted compact JSON
+    (``hidden`` only when it is not empty)."""
     # Keys are inserted in sorted order, so no sort_keys pass is needed per record.
     fields = {name: getattr(record, name) for name in _SIGNED_FIELDS}
+    if not record.hidden:
+        del fields["hidden"]
     return _ENCODER.encode(fields).encode()
 
 

@@ -24,7 +24,7 @@ from kiosk.player import (
     StatusChanged,
     VideoCommand,
 )
-from protocol.errors import UnexpectedMessageError
+from protocol.errors import ForbiddenError, UnexpectedMessageError
 from protocol.messages import (
     ControlAction,
     EndReason,
@@ -573,11 +573,13 @@ WEB = manifest(ManifestItem("web", "Страница", url="http://127.0.0.1:9/"
 
 def test_item_failed_closes_the_interval_at_its_start_and_says_why() -> None:
     """A page that did not open has no display time: its record ends ``failed`` at its
+    start, and the time the panel shows why is a hidden ``failed`` interval from that
     start; the status says why; the lesson goes on as usual."""
     player = playing(WEB, 0, now=10.0)
     player.item_failed(0, "http_error", now=12.5, status=404)
     assert player.drain() == [
         IntervalEnded("failed", 10.0),
+        IntervalStarted(WEB, 0, WEB.items[0], ANNA, 10.0, "failed"),
         changed(
             "playing", WEB, 0, position_ms=2500, item_failure="http_error", item_failure_status=404
         ),
@@ -585,15 +587,16 @@ def test_item_failed_closes_the_interval_at_its_start_and_says_why() -> None:
     player.item_failed(0, "timeout", now=13.0)  # reported again (the card shown again)
     assert player.drain() == []
     player.control("next", now=20.0)
-    assert player.drain() == started(WEB, 1, 20.0)  # no interval to end; no failure left
+    assert player.drain() == moved("next", WEB, 1, 20.0)  # the card's time ends; no failure
 
 
-def test_item_failed_is_not_reopened_by_unblank() -> None:
+def test_item_failed_stays_hidden_through_blank_and_unblank() -> None:
     player = playing(WEB, 0, now=0.0)
     player.item_failed(0, "unreachable", now=1.0)
+    player.drain()
     player.control("blank", now=2.0)
     player.control("unblank", now=3.0)
-    assert not any(isinstance(e, IntervalStarted) for e in player.drain())
+    assert not any(isinstance(e, IntervalStarted | IntervalEnded) for e in player.drain())
     assert player.snapshot(3.0).item_failure == "unreachable"
 
 
@@ -616,7 +619,7 @@ def test_a_new_cast_clears_the_failure() -> None:
     player.item_failed(0, "not_allowed", now=1.0)
     player.drain()
     player.load(WEB, ANNA, start_index=0, now=5.0)
-    assert player.drain() == started(WEB, 0, 5.0)
+    assert player.drain() == moved("replaced", WEB, 0, 5.0)
 
 
 def test_a_page_that_opened_is_told_once_per_showing() -> None:
@@ -828,6 +831,7 @@ def test_blank_and_unblank() -> None:
     player.control("blank", now=2.0)
     assert player.drain() == [
         IntervalEnded("blank", 2.0),
+        IntervalStarted(TIMED, 0, image(0, 5_000), ANNA, 2.0, "blank"),
         SetBlank(True),
         changed("playing", TIMED, 0, position_ms=2000, blanked=True),
     ]
@@ -843,8 +847,9 @@ def test_blank_and_unblank() -> None:
 
     player.control("unblank", now=60.0)
     assert player.drain() == [
-        SetBlank(False),
+        IntervalEnded("shown", 60.0),
         IntervalStarted(TIMED, 0, image(0, 5_000), ANNA, 60.0),
+        SetBlank(False),
         changed("playing", TIMED, 0, position_ms=2000),
     ]
     assert not player.blanked
@@ -862,6 +867,7 @@ def test_blank_while_paused_then_play_then_unblank() -> None:
         VideoCommand("pause"),
         changed("paused", LESSON, 1, position_ms=1000),
         IntervalEnded("blank", 2.0),
+        IntervalStarted(LESSON, 1, video(1), ANNA, 2.0, "blank"),
         SetBlank(True),
         changed("paused", LESSON, 1, position_ms=1000, blanked=True),
     ]
@@ -873,9 +879,10 @@ def test_blank_while_paused_then_play_then_unblank() -> None:
     assert player.position_ms(10.0) == 1000  # still behind the blank
     player.control("unblank", now=10.0)
     assert player.drain() == [
+        IntervalEnded("shown", 10.0),
+        IntervalStarted(LESSON, 1, video(1), ANNA, 10.0),
         VideoCommand("play"),
         SetBlank(False),
-        IntervalStarted(LESSON, 1, video(1), ANNA, 10.0),
         changed("playing", LESSON, 1, position_ms=1000),
     ]
     assert player.position_ms(11.0) == 2000
@@ -887,14 +894,16 @@ def test_blank_then_pause_then_unblank_then_play() -> None:
     player.control("pause", now=2.0)
     assert player.drain() == [
         IntervalEnded("blank", 1.0),
+        IntervalStarted(TIMED, 0, image(0, 5_000), ANNA, 1.0, "blank"),
         SetBlank(True),
         changed("playing", TIMED, 0, position_ms=1000, blanked=True),
         changed("paused", TIMED, 0, position_ms=1000, blanked=True),
     ]
     player.control("unblank", now=3.0)
     assert player.drain() == [
-        SetBlank(False),
+        IntervalEnded("shown", 3.0),
         IntervalStarted(TIMED, 0, image(0, 5_000), ANNA, 3.0),
+        SetBlank(False),
         changed("paused", TIMED, 0, position_ms=1000),
     ]
     assert player.position_ms(4.0) == 1000
@@ -911,8 +920,10 @@ def test_moving_while_blanked_shows_the_item_behind_the_blank() -> None:
     player.drain()
     player.control("next", now=2.0)
     assert player.drain() == [
+        IntervalEnded("next", 2.0),
         Show(TIMED, 1, text(1, 2_000)),
         Preload(TIMED, 2, image(2, 1_000)),
+        IntervalStarted(TIMED, 1, text(1, 2_000), ANNA, 2.0, "blank"),
         changed("playing", TIMED, 1, blanked=True),
     ]
     assert player.blanked
@@ -920,8 +931,9 @@ def test_moving_while_blanked_shows_the_item_behind_the_blank() -> None:
     assert player.position_ms(9.0) == 0
     player.control("unblank", now=9.0)
     assert player.drain() == [
-        SetBlank(False),
+        IntervalEnded("shown", 9.0),
         IntervalStarted(TIMED, 1, text(1, 2_000), ANNA, 9.0),
+        SetBlank(False),
         changed("playing", TIMED, 1),
     ]
     assert player.next_deadline_s() == 11.0
@@ -933,14 +945,17 @@ def test_load_while_blanked_stays_blanked() -> None:
     player.drain()
     player.load(OTHER, BORIS, start_index=0, now=2.0)
     assert player.drain() == [
+        IntervalEnded("replaced", 2.0),
         Show(OTHER, 0, text(0)),
         Preload(OTHER, 1, text(1)),
+        IntervalStarted(OTHER, 0, text(0), BORIS, 2.0, "blank"),
         changed("playing", OTHER, 0, blanked=True, presenter=BORIS),
     ]
     player.control("unblank", now=5.0)
     assert player.drain() == [
-        SetBlank(False),
+        IntervalEnded("shown", 5.0),
         IntervalStarted(OTHER, 0, text(0), BORIS, 5.0),
+        SetBlank(False),
         changed("playing", OTHER, 0, presenter=BORIS),
     ]
 
@@ -950,7 +965,12 @@ def test_next_on_last_item_while_blanked_unblanks_to_idle() -> None:
     player.control("blank", now=1.0)
     player.drain()
     player.control("next", now=2.0)
-    assert player.drain() == [SetBlank(False), ShowIdle(), changed("idle")]
+    assert player.drain() == [
+        IntervalEnded("end", 2.0),
+        SetBlank(False),
+        ShowIdle(),
+        changed("idle"),
+    ]
     assert not player.blanked
 
 
@@ -981,7 +1001,12 @@ def test_stop_while_blanked() -> None:
     player.control("blank", now=1.0)
     player.drain()
     player.control("stop", now=5.0)
-    assert player.drain() == [SetBlank(False), ShowIdle(), changed("idle")]
+    assert player.drain() == [
+        IntervalEnded("stop", 5.0),
+        SetBlank(False),
+        ShowIdle(),
+        changed("idle"),
+    ]
     assert not player.blanked
 
 
@@ -1017,17 +1042,20 @@ def test_shutdown_while_paused_closes_the_interval() -> None:
     assert player.drain() == [IntervalEnded("shutdown", 2.0)]
 
 
-@pytest.mark.parametrize("setup", ["blank", "loading"])
-def test_shutdown_without_an_open_interval(setup: str) -> None:
+def test_shutdown_without_an_open_interval() -> None:
     player = LessonPlayer(IDENTITY)
-    if setup == "blank":
-        player.load(LESSON, ANNA, start_index=0, now=0.0)
-        player.control("blank", now=1.0)
-    else:
-        player.load(LESSON, ANNA, start_index=0, now=0.0, start_at_s=5.0)
+    player.load(LESSON, ANNA, start_index=0, now=0.0, start_at_s=5.0)
     player.drain()
     player.shutdown(now=2.0)
     assert player.drain() == []
+
+
+def test_shutdown_while_blanked_closes_the_hidden_interval() -> None:
+    player = playing(LESSON, 0, now=0.0)
+    player.control("blank", now=1.0)
+    player.drain()
+    player.shutdown(now=2.0)
+    assert player.drain() == [IntervalEnded("shutdown", 2.0)]
 
 
 # --------------------------------------------------------------------------- resume
@@ -1099,20 +1127,22 @@ def test_resume_paused_video_stays_paused_at_its_position() -> None:
     ]
 
 
-def test_resume_blanked_opens_no_interval_until_unblank() -> None:
+def test_resume_blanked_opens_a_hidden_interval_until_unblank() -> None:
     player = LessonPlayer(IDENTITY)
     player.resume(TIMED, ANNA, index=0, now=10.0, blanked=True)
     assert player.drain() == [
         SetBlank(True),
         Show(TIMED, 0, image(0, 5_000)),
         Preload(TIMED, 1, text(1, 2_000)),
+        IntervalStarted(TIMED, 0, image(0, 5_000), ANNA, 10.0, "blank"),
         changed("playing", TIMED, 0, blanked=True),
     ]
     assert player.next_deadline_s() is None  # nothing advances behind the blank
     player.control("unblank", now=20.0)
     assert player.drain() == [
-        SetBlank(False),
+        IntervalEnded("shown", 20.0),
         IntervalStarted(TIMED, 0, image(0, 5_000), ANNA, 20.0),
+        SetBlank(False),
         changed("playing", TIMED, 0),
     ]
     assert player.next_deadline_s() == 25.0
@@ -1128,7 +1158,7 @@ def test_resume_blanked_video_is_paused_behind_the_blank() -> None:
         VideoCommand("seek", 3_000),
     ]
     player.control("unblank", now=20.0)
-    assert player.drain()[0] == VideoCommand("play")
+    assert player.drain()[2] == VideoCommand("play")
     assert player.position_ms(21.0) == 4_000
 
 
@@ -1147,7 +1177,11 @@ def test_resume_replaces_what_is_shown() -> None:
     player.control("blank", now=1.0)
     player.drain()
     player.resume(LESSON, ANNA, index=0, now=5.0)
-    assert player.drain() == [SetBlank(False), *started(LESSON, 0, 5.0)]
+    assert player.drain() == [
+        IntervalEnded("replaced", 5.0),
+        SetBlank(False),
+        *started(LESSON, 0, 5.0),
+    ]
     player = playing(OTHER, 0, now=0.0)
     player.resume(LESSON, ANNA, index=0, now=5.0)
     assert player.drain() == [IntervalEnded("replaced", 5.0), *started(LESSON, 0, 5.0)]
@@ -1290,11 +1324,119 @@ def test_blank_pauses_a_playing_video_and_unblank_resumes_it() -> None:
     player.control("blank", now=1.0)
     assert player.drain() == [
         IntervalEnded("blank", 1.0),
+        IntervalStarted(LESSON, 1, video(1), ANNA, 1.0, "blank"),
         VideoCommand("pause"),
         SetBlank(True),
         changed("playing", LESSON, 1, position_ms=1000, blanked=True),
     ]
     player.video_ended(1, now=1.5)  # a stale end report behind the blank changes nothing
     player.control("unblank", now=4.0)
-    assert player.drain()[:2] == [VideoCommand("play"), SetBlank(False)]
+    assert player.drain()[2:4] == [VideoCommand("play"), SetBlank(False)]
     assert player.position_ms(5.0) == 2000
+
+
+# --------------------------------------------------------------------------- full-screen alert
+
+
+def test_an_alert_freezes_a_timed_slide_and_logs_its_time_as_hidden() -> None:
+    """Under an alert the slide does not advance; the covered time is a hidden
+    ``alert`` interval, and the slide gets the rest of its time afterwards."""
+    player = playing(TIMED, 0, now=0.0)
+    player.alert(now=2.0, until_s=None, by_admin=True)
+    assert player.drain() == [
+        IntervalEnded("alert", 2.0),
+        IntervalStarted(TIMED, 0, image(0, 5_000), ANNA, 2.0, "alert"),
+        changed("playing", TIMED, 0, position_ms=2000),
+    ]
+    assert player.alerted
+    assert player.next_deadline_s() is None
+    player.tick(now=600.0)  # ten minutes under the alert: still the first slide
+    assert player.drain() == []
+    assert (player.index, player.position_ms(600.0)) == (0, 2000)
+    player.clear_alert(now=600.0, by_admin=True)
+    assert player.drain() == [
+        IntervalEnded("shown", 600.0),
+        IntervalStarted(TIMED, 0, image(0, 5_000), ANNA, 600.0),
+        changed("playing", TIMED, 0, position_ms=2000),
+    ]
+    assert player.next_deadline_s() == 603.0
+
+
+def test_an_alert_with_an_end_ends_at_its_own_time_even_on_a_late_tick() -> None:
+    player = playing(TIMED, 0, now=0.0)
+    player.alert(now=1.0, until_s=31.0, by_admin=False)
+    player.drain()
+    assert player.next_deadline_s() == 31.0
+    player.tick(now=31.5)
+    assert player.drain()[:2] == [
+        IntervalEnded("shown", 31.0),
+        IntervalStarted(TIMED, 0, image(0, 5_000), ANNA, 31.0),
+    ]
+    assert not player.alerted
+    assert player.next_deadline_s() == 35.0  # 4 s of the slide's 5 s were left
+
+
+def test_an_alert_pauses_a_video_and_its_end_plays_it() -> None:
+    player = playing(LESSON, 1, now=0.0)
+    player.alert(now=1.0, until_s=None, by_admin=True)
+    assert VideoCommand("pause") in player.drain()
+    player.video_ended(1, now=2.0)  # a stale end report under the alert changes nothing
+    player.clear_alert(now=5.0, by_admin=True)
+    assert VideoCommand("play") in player.drain()
+    assert player.position_ms(6.0) == 2000
+
+
+def test_a_teacher_cannot_remove_or_replace_an_administrators_alert() -> None:
+    player = playing(TIMED, 0, now=0.0)
+    player.alert(now=1.0, until_s=None, by_admin=True)
+    player.drain()
+    with pytest.raises(ForbiddenError, match="only an administrator can remove it"):
+        player.clear_alert(now=2.0, by_admin=False)
+    with pytest.raises(ForbiddenError, match="only an administrator can replace it"):
+        player.alert(now=2.0, until_s=None, by_admin=False)
+    assert player.drain() == []
+    assert player.alerted
+    player.clear_alert(now=3.0, by_admin=True)
+    assert not player.alerted
+
+
+def test_a_teacher_may_remove_a_teachers_alert() -> None:
+    player = playing(TIMED, 0, now=0.0)
+    player.alert(now=1.0, until_s=None, by_admin=False)
+    player.clear_alert(now=2.0, by_admin=False)
+    assert not player.alerted
+    player.drain()
+    player.clear_alert(now=3.0, by_admin=False)  # none shown: nothing happens
+    assert player.drain() == []
+
+
+def test_blank_under_an_alert_keeps_the_alert_interval_and_unblank_too() -> None:
+    player = playing(TIMED, 0, now=0.0)
+    player.alert(now=1.0, until_s=None, by_admin=True)
+    player.drain()
+    player.control("blank", now=2.0)
+    player.control("unblank", now=3.0)
+    assert not any(isinstance(e, IntervalStarted | IntervalEnded) for e in player.drain())
+    player.control("blank", now=4.0)
+    player.drain()
+    player.clear_alert(now=5.0, by_admin=True)  # still blanked: the reason changes
+    assert player.drain()[:2] == [
+        IntervalEnded("shown", 5.0),
+        IntervalStarted(TIMED, 0, image(0, 5_000), ANNA, 5.0, "blank"),
+    ]
+    assert player.next_deadline_s() is None
+
+
+def test_a_lesson_cast_under_an_alert_starts_hidden_and_frozen() -> None:
+    player = LessonPlayer(IDENTITY)
+    player.alert(now=0.0, until_s=None, by_admin=True)
+    assert player.drain() == []  # no lesson: nothing to log
+    player.load(LESSON, ANNA, start_index=1, now=1.0)
+    assert player.drain() == [
+        Show(LESSON, 1, video(1)),
+        VideoCommand("pause"),
+        Preload(LESSON, 2, text(2)),
+        IntervalStarted(LESSON, 1, video(1), ANNA, 1.0, "alert"),
+        changed("playing", LESSON, 1),
+    ]
+    assert player.position_ms(9.0) == 0

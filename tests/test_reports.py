@@ -305,6 +305,8 @@ def test_format_table_russian_and_english(db: SchoolDb) -> None:
         "Уроков",
         "Время",
         "показа",
+        "Не",
+        "показано",
         "Материалов",
         "Первый",
         "показ",
@@ -339,6 +341,7 @@ def test_format_json_has_stable_keys(db: SchoolDb) -> None:
         "items",
         "first_start_utc",
         "last_end_utc",
+        "hidden_ms",
     ]
     assert data[0]["label"] == "Борис Иванович"
     comp = json.loads(format_json(compliance(db, week="2026-W48")))
@@ -363,6 +366,7 @@ def test_format_csv(db: SchoolDb) -> None:
         "items",
         "first_start_utc",
         "last_end_utc",
+        "hidden_ms",
     ]
     assert rows[1][:6] == ["day", "2026-11-23", "2026-11-23", "2", str(30 * MIN), "2"]
     comp = read_csv(format_csv(compliance(db, week="2026-W48")))

@@ -5,7 +5,8 @@ of three items is cast with ``classcast cast``: a page outside the allowlist, a 
 the panel's own address, and a text slide. The panel shows the card of each failure,
 ``classcast cast`` (for the page shown first) and ``classcast status`` say in Russian
 that the page could not be opened and why, and the usage log records both pages as
-``failed`` with no display time. A page that opens is cast without a word more.
+``failed`` with no display time, and the time each card was shown as hidden ``failed``.
+A page that opens is cast without a word more.
 """
 
 from __future__ import annotations
@@ -106,16 +107,22 @@ async def test_failed_pages_are_shown_told_and_logged_without_display_time(
             await asyncio.sleep(0.3)
             assert (await asyncio.to_thread(run, "stop")).exit_code == 0
             records = (await admin.usage_pull(0)).records
-    by_index = {r.item_index: r for r in records}
-    assert [(r.item_index, r.end_reason) for r in records] == [
-        (0, "failed"),
-        (1, "failed"),
-        (2, "stop"),
+    assert [(r.item_index, r.end_reason, r.hidden) for r in records] == [
+        (0, "failed", ""),
+        (0, "next", "failed"),
+        (1, "failed", ""),
+        (1, "next", "failed"),
+        (2, "stop", ""),
     ]
-    assert by_index[0].duration_ms == 0
-    assert by_index[0].ended_at == by_index[0].started_at
-    assert by_index[1].duration_ms == 0
-    assert by_index[2].duration_ms > 0
+    failed_0, card_0, failed_1, card_1, last = records
+    assert failed_0.duration_ms == 0
+    assert failed_0.ended_at == failed_0.started_at
+    assert failed_1.duration_ms == 0
+    # The time each failure card was on the panel is logged, as hidden ("failed").
+    assert card_0.started_at == failed_0.started_at
+    assert card_0.duration_ms > 0
+    assert card_1.duration_ms > 0
+    assert last.duration_ms > 0
 
 
 def closed_port() -> int:
