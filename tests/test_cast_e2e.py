@@ -172,14 +172,15 @@ async def test_usage_rows_after_next_prev_stop(kiosk: KioskThread) -> None:
         await client.control("goto", index=2)
         await client.control("stop")
         records = await all_records(kiosk)
-    assert [(r.item_index, r.end_reason) for r in records] == [
-        (0, "next"),
-        (1, "prev"),
-        (0, "blank"),
-        (0, "goto"),
-        (2, "stop"),
+    assert [(r.item_index, r.end_reason, r.hidden) for r in records] == [
+        (0, "next", ""),
+        (1, "prev", ""),
+        (0, "blank", ""),
+        (0, "shown", "blank"),  # the blanked time, logged as hidden
+        (0, "goto", ""),
+        (2, "stop", ""),
     ]
-    assert [r.seq for r in records] == [1, 2, 3, 4, 5]
+    assert [r.seq for r in records] == [1, 2, 3, 4, 5, 6]
     for r in records:
         assert r.teacher_id == TEACHER.controller_id
         assert r.teacher_name == TEACHER.name
