@@ -2,7 +2,8 @@
 
 Generates 10 million synthetic rows (``--quick``: 1 million) straight into a school
 database file with SQL (unsigned rows: the reports do not read signatures): 100 panels,
-80 teachers, a year of school days, 8 lessons a day of 8 items each. The report index
+80 teachers, a year of school days, 8 lessons a day of 8 items each (one record in 20
+hidden under an alert). The report index
 is built after the rows are in, as a bulk load would. Then, for the busiest ISO week,
 times ``usage_report`` by room, teacher and content and ``compliance`` (median of 3,
 after one warm-up run each).
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from bench._common import figure, heading, result_line
 from controller.reports import compliance, usage_report
-from controller.schooldb import SchoolDb, week_days
+from controller.schooldb import _PLAYS_REPORT_INDEX, SchoolDb, week_days
 
 PANELS = 100
 TEACHERS = 80
@@ -67,7 +68,7 @@ def generate(db: SchoolDb, rows: int) -> None:
     INSERT INTO plays (uuid, seq, kiosk_id, room, lesson_id, lesson_title, item_index, kind,
         content_hash, content_title, content_source, teacher_id, teacher_name, started_at,
         start_utc, start_ms, ended_at, end_utc, duration_ms, end_reason, clock_offset_ms,
-        prev_hash, record_hash, signature, day, iso_week)
+        prev_hash, record_hash, signature, day, iso_week, hidden)
     WITH RECURSIVE n(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM n WHERE x < :last),
     g AS (
         SELECT x, x / {per_day} AS d, (x % {per_day}) / {ITEMS_PER_LESSON} AS slot,
@@ -86,16 +87,13 @@ def generate(db: SchoolDb, rows: int) -> None:
         item, 'image', printf('%064d', c), printf('Материал %d', c),
         CASE WHEN c % 5 = 0 THEN NULL ELSE printf('https://library.example/%d', c) END,
         printf('t-%02d', t), printf('Учитель %d', t), '', '', s, '', '', dur, 'next', 0,
-        '', '', '', day, iso_week
+        '', '', '', day, iso_week, CASE WHEN x % 20 = 7 THEN 'alert' ELSE '' END
     FROM h
     """
     with db.db.atomic():
         for k in range(PANELS):
             conn.execute(sql, {"last": per_panel - 1, "k": k})
-    conn.execute(
-        "CREATE INDEX plays_report ON plays (day, kiosk_id, teacher_id, lesson_id, start_ms, "
-        "duration_ms, room, teacher_name, content_hash, content_title, content_source, iso_week)"
-    )
+    conn.execute(_PLAYS_REPORT_INDEX)
     conn.execute("ANALYZE")
     conn.commit()
 
