@@ -21,7 +21,7 @@ records selected for the report (the day range or the week).
 
 A *lesson with digital content* is a session whose display time (sum of
 ``duration_ms``) is at least ``min_minutes`` (10) and which showed at least one item
-with a content source (a content-library URL), unless ``require_source`` is false. An
+of library content (``plays.library`` set: :mod:`controller.libraries`), unless ``require_source`` is false. An
 item that could not be shown (end reason ``failed``: a web page that did not open,
 logged with 0 ms) adds no display time and counts as no content source.
 Every such session counts, several a day included; a teacher meets the week's goal
@@ -188,9 +188,7 @@ def usage_query(by: Group) -> str:
 
 COMPLIANCE_QUERY: Final = _SELECT.format(
     # A page that failed to open (end reason "failed", 0 ms) showed no library content.
-    columns=(
-        "teacher_name, content_source IS NOT NULL AND content_source != '' AND duration_ms > 0, day"
-    )
+    columns="teacher_name, library != '' AND duration_ms > 0, day"
 )
 """The SQL of :func:`compliance`, with the week's day range as parameters."""
 
