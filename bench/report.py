@@ -3,8 +3,8 @@
 Generates 10 million synthetic rows (``--quick``: 1 million) straight into a school
 database file with SQL (unsigned rows: the reports do not read signatures): 100 panels,
 80 teachers, a year of school days, 8 lessons a day of 8 items each (one record in 20
-hidden under an alert). The report index
-is built after the rows are in, as a bulk load would. Then, for the busiest ISO week,
+hidden under an alert). The report index is built after the rows are in, as a bulk
+load would. Then, for the busiest ISO week,
 times ``usage_report`` by room, teacher and content and ``compliance`` (median of 3,
 after one warm-up run each).
 

@@ -35,6 +35,7 @@ from controller.client import CastResult, Credentials, KioskClient, ProgressCall
 from controller.group import Group, Outcome
 from controller.home import Home, PanelRow, home_dir
 from controller.i18n import TranslatedGroup, TranslatedOption, option, size_text, t, text_table
+from controller.libraries import MAX_HOSTS_PER_LIBRARY, MAX_LIBRARIES
 from controller.panels import (
     DISCOVER_ALL_WAIT_S,
     BadAddressError,
@@ -61,6 +62,7 @@ from protocol.text import clean_lines, clean_name, json_text
 
 if TYPE_CHECKING:  # imported by the commands that need them: `classcast --help` stays quick
     from controller.collect import CollectProblem, PanelCollection
+    from controller.libraries import Library
     from controller.schooldb import Decision, DecisionAction, SchoolDb
 
 T = TypeVar("T")
@@ -1672,6 +1674,147 @@ def usage_timezone(obj: Ctx, db_path: Path | None, zone: str | None) -> None:
         click.echo(
             t("This is the default; set the school's time zone with classcast usage timezone ZONE.")
         )
+
+
+@usage.group("libraries", invoke_without_command=True)
+@_db_option
+@option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def usage_libraries(ctx: click.Context, db_path: Path | None, as_json: bool) -> None:
+    """List the content libraries whose content counts in reports (the weekly norm).
+
+    A record counts as library content when the address it names (the page the panel
+    opened, or the source a lesson declared for a file) is on one of a library's sites
+    or under one (docs/admin.md, 3.1). Until changed: «Моя школа» (ЦОК) and РЭШ.
+
+    Example:
+
+        classcast usage libraries
+        classcast usage libraries add uchi uchi.ru
+        classcast usage libraries remove uchi
+        classcast usage libraries reset
+    """
+    ctx.meta["db_path"] = db_path
+    if ctx.invoked_subcommand is not None:
+        return
+    db = _open_db(ctx.obj, db_path)
+    try:
+        _echo_libraries(db, as_json)
+    finally:
+        db.close()
+
+
+def _echo_libraries(db: SchoolDb, as_json: bool) -> None:
+    from controller.libraries import library_label
+
+    if as_json:
+        echo(json_text([{"id": lib.id, "hosts": list(lib.hosts)} for lib in db.libraries]))
+        return
+    rows = [[lib.id, t(library_label(lib.id)), ", ".join(lib.hosts)] for lib in db.libraries]
+    echo(text_table([[t("Id"), t("Library"), t("Sites")], *rows]) if rows else t("No libraries."))
+    if not db.libraries_chosen:
+        echo(t("This is the default list; change it with classcast usage libraries add/remove."))
+
+
+def _change_libraries(
+    ctx: click.Context, db_path: Path | None, change: Callable[[list[Library]], list[Library]]
+) -> None:
+    db = _open_db(ctx.obj, db_path or ctx.meta.get("db_path"))
+    try:
+        try:
+            changed = db.set_libraries(change(list(db.libraries)))
+        except ValueError as exc:
+            raise click.ClickException(_library_problem(str(exc))) from None
+        _echo_libraries(db, as_json=False)
+    finally:
+        db.close()
+    echo(t("Records whose library changed: {count}.", count=changed))
+
+
+def _library_problem(detail: str) -> str:
+    if "library id" in detail:
+        return t(
+            "A library's id is a short Latin name (letters, digits, - and _), such as uchi: "
+            "choose one and try again."
+        )
+    if "hosts" in detail or "host" in detail:
+        return t(
+            "Write each site as lib.myschool.edu.ru, without https:// or a path "
+            "(at most {limit} per library), and try again.",
+            limit=MAX_HOSTS_PER_LIBRARY,
+        )
+    return t("At most {limit} libraries can be listed.", limit=MAX_LIBRARIES)
+
+
+@usage_libraries.command("add")
+@_db_option
+@click.argument("library_id", metavar="ID")
+@click.argument("hosts", nargs=-1, required=True, metavar="SITE...")
+@click.pass_context
+def usage_libraries_add(
+    ctx: click.Context, db_path: Path | None, library_id: str, hosts: tuple[str, ...]
+) -> None:
+    """Add a library, or sites to a library, and re-mark the records already collected.
+
+    Example:
+
+        classcast usage libraries add uchi uchi.ru
+        classcast usage libraries add myschool myschool.ru
+    """
+    from controller.libraries import library
+
+    def change(current: list[Library]) -> list[Library]:
+        old = next((lib for lib in current if lib.id == library_id), None)
+        new = library(library_id, [*(old.hosts if old else ()), *hosts])
+        if old is None:
+            return [*current, new]
+        return [new if lib.id == library_id else lib for lib in current]
+
+    _change_libraries(ctx, db_path, change)
+
+
+@usage_libraries.command("remove")
+@_db_option
+@click.argument("library_id", metavar="ID")
+@click.pass_context
+def usage_libraries_remove(ctx: click.Context, db_path: Path | None, library_id: str) -> None:
+    """Stop counting a library's content, in the records already collected too.
+
+    Example:
+
+        classcast usage libraries remove resh
+    """
+
+    def change(current: list[Library]) -> list[Library]:
+        if all(lib.id != library_id for lib in current):
+            raise click.ClickException(
+                t(
+                    "There is no library {id}: `classcast usage libraries` lists them.",
+                    id=clean_name(library_id),
+                )
+            )
+        return [lib for lib in current if lib.id != library_id]
+
+    _change_libraries(ctx, db_path, change)
+
+
+@usage_libraries.command("reset")
+@_db_option
+@click.pass_context
+def usage_libraries_reset(ctx: click.Context, db_path: Path | None) -> None:
+    """Go back to the default libraries («Моя школа» and РЭШ).
+
+    Example:
+
+        classcast usage libraries reset
+    """
+    db = _open_db(ctx.obj, db_path or ctx.meta.get("db_path"))
+    try:
+        changed = db.set_libraries(None)
+        _echo_libraries(db, as_json=False)
+    finally:
+        db.close()
+    echo(t("Records whose library changed: {count}.", count=changed))
 
 
 @usage.command("problems")

@@ -27,10 +27,11 @@ still belong to their lesson session (an alert in the middle of a lesson does no
 it) and to the first and last times a group was on a panel.
 
 A *lesson with digital content* is a session whose display time is at least
-``min_minutes`` (10) and which showed at least one item with a content source (a
-content-library URL) for some display time, unless ``require_source`` is false. An item
-that could not be shown (end reason ``failed``, logged with 0 ms, then its card as
-hidden ``failed``) adds no display time and counts as no content source.
+``min_minutes`` (10) and which showed at least one item of library content
+(``plays.library`` set: :mod:`controller.libraries`) for some display time, unless
+``require_source`` is false. An item that could not be shown (end reason ``failed``,
+logged with 0 ms, then its card as hidden ``failed``) adds no display time and counts
+as no content source.
 Every such session counts, several a day included; a teacher meets the week's goal
 with at least ``min_lessons`` (3) of them.
 
@@ -202,10 +203,7 @@ def usage_query(by: Group) -> str:
 COMPLIANCE_QUERY: Final = _SELECT.format(
     # A page that failed to open (end reason "failed", 0 ms, then its card as hidden
     # "failed"), or an item only under an alert or a blank, showed no library content.
-    columns=(
-        "teacher_name, content_source IS NOT NULL AND content_source != '' "
-        "AND duration_ms > 0 AND hidden = '', day"
-    )
+    columns="teacher_name, library != '' AND duration_ms > 0 AND hidden = '', day"
 )
 """The SQL of :func:`compliance`, with the week's day range as parameters."""
 

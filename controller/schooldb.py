@@ -66,6 +66,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlite_utils import Database
 from sqlite_utils.db import Table
 
+from controller.libraries import (
+    DEFAULT_LIBRARIES,
+    Library,
+    LibraryMatcher,
+    checked_list,
+    libraries_from_json,
+    libraries_to_json,
+)
 from protocol import limits
 from protocol.errors import UsageLogError
 from protocol.messages import UsageBatch, UsageRecord
@@ -104,10 +112,10 @@ logger = logging.getLogger(__name__)
 
 APPLICATION_ID: Final = 0x43435344
 """``PRAGMA application_id`` of a school database ("CCSD")."""
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 """``PRAGMA user_version`` of the schema below; versions 1 (no ``invalid`` column), 2
-(no ``held`` and ``decisions`` tables) and 3 (no ``plays.hidden`` column) are upgraded
-when opened, any other is refused."""
+(no ``held`` and ``decisions`` tables), 3 (no ``plays.library`` column) and 4 (no
+``plays.hidden`` column) are upgraded when opened, any other is refused."""
 DecisionAction = Literal["accept", "quarantine", "forget_key"]
 """What an admin decided about a record collection stopped at (:meth:`SchoolDb.decide`)."""
 QUARANTINED_BY_ADMIN: Final = "quarantined by an admin"
@@ -120,6 +128,8 @@ REPORT_TZ_MARGIN_DAYS: Final = 2
 """Days around a report's range whose records :meth:`SchoolDb.timezone_for_report`
 recomputes: timezones lie between UTC-12 and UTC+14, so a record's day moves by at most
 two days from one timezone to another."""
+_LIBRARIES: Final = "libraries"
+"""Settings key: the content libraries an admin chose (:func:`libraries_to_json`)."""
 _TZ_CHOSEN: Final = "tz_chosen"
 """Settings key: ``1`` once the school's timezone was chosen (``tz`` is the default before)."""
 _MEMORY: Final = ":memory:"
@@ -153,7 +163,15 @@ RECORD_COLUMNS: Final = (
     "hidden",
 )
 """The signed columns of ``plays``, in :class:`UsageRecord` field order."""
-DERIVED_COLUMNS: Final = ("start_utc", "start_ms", "end_utc", "day", "iso_week", "invalid")
+DERIVED_COLUMNS: Final = (
+    "start_utc",
+    "start_ms",
+    "end_utc",
+    "day",
+    "iso_week",
+    "library",
+    "invalid",
+)
 """Columns of ``plays`` computed here from the signed ones (see :meth:`SchoolDb.derive`)."""
 
 _INSERT: Final = (
@@ -163,15 +181,15 @@ _INSERT: Final = (
 
 _PLAYS_REPORT_INDEX: Final = """CREATE INDEX plays_report ON plays (
     day, kiosk_id, teacher_id, lesson_id, start_ms, duration_ms,
-    room, teacher_name, content_hash, content_title, content_source, iso_week, hidden
+    room, teacher_name, content_hash, content_title, content_source, iso_week, library, hidden
 )"""
 
-_UPGRADE_4_PLAYS: Final = (
+_UPGRADE_5_PLAYS: Final = (
     "ALTER TABLE plays ADD COLUMN hidden TEXT NOT NULL DEFAULT ''",
     "DROP INDEX plays_report",
     _PLAYS_REPORT_INDEX,
 )
-"""Schema version 4, table ``plays``: the signed ``hidden`` column (why an item was not
+"""Schema version 5, table ``plays``: the signed ``hidden`` column (why an item was not
 visible during a record; ``''`` for every record stored before), and ``plays_report``
 covering it."""
 
@@ -215,6 +233,7 @@ CREATE TABLE plays (
     signature TEXT NOT NULL,
     day TEXT NOT NULL,
     iso_week TEXT NOT NULL,
+    library TEXT NOT NULL DEFAULT '',
     invalid TEXT,
     hidden TEXT NOT NULL DEFAULT '',
     UNIQUE (kiosk_id, seq)
@@ -255,6 +274,19 @@ _TABLES_3: Final = frozenset({"held", "decisions", "retired_keys"})
 """Tables added by schema version 3: the record each panel's collection stops at
 (``held``), what admins decided (``decisions``), and the signing keys of panels before
 they were reinstalled (``retired_keys``: each verifies the records up to ``up_to_seq``)."""
+_DERIVED_2: Final = ("start_utc", "start_ms", "end_utc", "day", "iso_week", "invalid")
+"""The derived columns of schema version 2, which :meth:`SchoolDb._upgrade_from_1` fills."""
+_UPGRADE_4_LIBRARY: Final = (
+    "ALTER TABLE plays ADD COLUMN library TEXT NOT NULL DEFAULT ''",
+    "DROP INDEX plays_report",
+    # The index of version 4 (version 5 adds ``hidden`` to it).
+    """CREATE INDEX plays_report ON plays (
+    day, kiosk_id, teacher_id, lesson_id, start_ms, duration_ms,
+    room, teacher_name, content_hash, content_title, content_source, iso_week, library
+)""",
+)
+"""Schema version 4, for the content libraries: ``plays.library`` (which library a
+record's content came from, :mod:`controller.libraries`), covered by ``plays_report``."""
 
 
 # --------------------------------------------------------------------------- errors
@@ -503,12 +535,15 @@ class SchoolDb:
             stored = self._setting("tz")
             self._tz_name = stored or DEFAULT_TZ
             self._tz = _zone(self._tz_name)
+            self._matcher = LibraryMatcher(self._stored_libraries())
             if version == 1:
                 self._upgrade_from_1()
             if version in (1, 2):
                 self._upgrade_from_2()
             if version in (1, 2, 3):
                 self._upgrade_from_3()
+            if version in (1, 2, 3, 4):
+                self._upgrade_from_4()
             if tz is not None and (tz != self._tz_name or not self.timezone_chosen):
                 self.set_timezone(tz)
         except UsageLogError:
@@ -550,7 +585,7 @@ class SchoolDb:
             raise UsageLogError(
                 f"{self.path} is not a ClassCast school database (it has tables {listed})"
             )
-        if version not in (1, 2, 3, SCHEMA_VERSION):
+        if version not in (1, 2, 3, 4, SCHEMA_VERSION):
             raise UsageLogError(
                 f"{self.path} has school database schema version {version}; "
                 f"this program understands version {SCHEMA_VERSION}"
@@ -570,16 +605,16 @@ class SchoolDb:
         Raises:
             sqlite3.Error: SQLite refused.
         """
-        columns = ", ".join(c for c in RECORD_COLUMNS if c != "hidden")  # added by version 4
+        columns = ", ".join(c for c in RECORD_COLUMNS if c != "hidden")  # added by version 5
         with self._db.atomic():
             self._db.execute("ALTER TABLE plays ADD COLUMN invalid TEXT")
             updates = []
             for row in self._db.execute(f"SELECT id, {columns} FROM plays").fetchall():
                 derived = self.derive(UsageRecord(*row[1:]))
                 if derived[-1] is not None:
-                    updates.append((*derived, row[0]))
+                    updates.append((*derived[:5], derived[-1], row[0]))
             self._db.conn.executemany(
-                f"UPDATE plays SET {', '.join(f'{c} = ?' for c in DERIVED_COLUMNS)} WHERE id = ?",
+                f"UPDATE plays SET {', '.join(f'{c} = ?' for c in _DERIVED_2)} WHERE id = ?",
                 updates,
             )
             self._db.execute("PRAGMA user_version = 2")
@@ -702,34 +737,61 @@ class SchoolDb:
             self._db.execute("PRAGMA user_version = 3")
 
     def _upgrade_from_3(self) -> None:
-        """Schema version 4: the statements of :data:`_UPGRADE_4_PLAYS`.
+        """Add the ``library`` column (schema version 4), filled by the libraries in force.
 
         Raises:
             sqlite3.Error: SQLite refused.
         """
         with self._db.atomic():
-            for statement in _UPGRADE_4_PLAYS:
+            for statement in _UPGRADE_4_LIBRARY:
                 self._db.execute(statement)
+            self._recompute_libraries()
             self._db.execute("PRAGMA user_version = 4")
 
-    def derive(self, record: UsageRecord) -> tuple[str, int, str | None, str, str, str | None]:
+    def _upgrade_from_4(self) -> None:
+        """Schema version 5: the statements of :data:`_UPGRADE_5_PLAYS`.
+
+        Raises:
+            sqlite3.Error: SQLite refused.
+        """
+        with self._db.atomic():
+            for statement in _UPGRADE_5_PLAYS:
+                self._db.execute(statement)
+            self._db.execute("PRAGMA user_version = 5")
+
+    def _recompute_libraries(self) -> int:
+        """Set every record's ``library`` by the libraries in force; returns rows changed."""
+        rows = self._db.execute(
+            "SELECT id, content_source, library FROM plays WHERE invalid IS NULL"
+        ).fetchall()
+        updates = [
+            (found, row_id)
+            for row_id, source, stored in rows
+            if (found := self._matcher.library_of(source)) != stored
+        ]
+        self._db.conn.executemany("UPDATE plays SET library = ? WHERE id = ?", updates)
+        return len(updates)
+
+    def derive(self, record: UsageRecord) -> tuple[str, int, str | None, str, str, str, str | None]:
         """The derived columns of ``record``: corrected times, the school's day and week.
 
         ``start_utc`` is ``started_at - clock_offset_ms``; ``end_utc`` likewise;
         ``day`` (``YYYY-MM-DD``) and ``iso_week`` (``YYYY-Www``) are those of the
-        corrected start in the school's timezone. For a record whose values cannot be
-        used (:meth:`invalid_value`) they are ``("", 0, None, "", "", what is wrong)``.
+        corrected start in the school's timezone; ``library`` is the id of the library
+        the content came from (:mod:`controller.libraries`, by the libraries in force)
+        or ``''``. For a record whose values cannot be used (:meth:`invalid_value`) they
+        are ``("", 0, None, "", "", "", what is wrong)``.
 
         Args:
             record: A record as the panel signed it.
 
         Returns:
-            ``(start_utc, start_ms, end_utc, day, iso_week, invalid)`` as stored in
-            ``plays``; ``invalid`` is None for a usable record.
+            ``(start_utc, start_ms, end_utc, day, iso_week, library, invalid)`` as
+            stored in ``plays``; ``invalid`` is None for a usable record.
         """
         problem = self.invalid_value(record)
         if problem is not None:
-            return ("", 0, None, "", "", problem.text)
+            return ("", 0, None, "", "", "", problem.text)
         start_ms = _epoch_ms(record.started_at) - record.clock_offset_ms
         end_utc = (
             None
@@ -744,6 +806,7 @@ class SchoolDb:
             end_utc,
             local.date().isoformat(),
             f"{year}-W{week:02d}",
+            self._matcher.library_of(record.content_source),
             None,
         )
 
@@ -810,6 +873,59 @@ class SchoolDb:
             self._db.conn.executemany(
                 "UPDATE plays SET day = ?, iso_week = ? WHERE id = ?", updates
             )
+
+    # ------------------------------------------------------------------ libraries
+
+    def _stored_libraries(self) -> tuple[Library, ...]:
+        stored = self._setting(_LIBRARIES)
+        if stored is None:
+            return DEFAULT_LIBRARIES
+        try:
+            return libraries_from_json(stored)
+        except ValueError as exc:
+            raise UsageLogError(
+                f"{self.path}: the content libraries setting is damaged ({exc}); "
+                "set it again with classcast usage libraries reset"
+            ) from None
+
+    @property
+    def libraries(self) -> tuple[Library, ...]:
+        """The content libraries this database recognises (the defaults until changed)."""
+        return self._matcher.libraries
+
+    @property
+    def libraries_chosen(self) -> bool:
+        """Whether an admin changed the list of libraries (:meth:`set_libraries`)."""
+        return self._setting(_LIBRARIES) is not None
+
+    def set_libraries(self, libraries: Sequence[Library] | None) -> int:
+        """Recognise ``libraries`` (``None``: the defaults) and re-mark every record by them.
+
+        Args:
+            libraries: Checked entries (:func:`controller.libraries.library`).
+
+        Returns:
+            How many records changed their library.
+
+        Raises:
+            ValueError: two libraries with one id, or over ``MAX_LIBRARIES``.
+            UsageLogError: The file cannot be written.
+        """
+        chosen = DEFAULT_LIBRARIES if libraries is None else checked_list(libraries)
+        saved = self._matcher
+        self._matcher = LibraryMatcher(chosen)
+        try:
+            with self._guard("change the content libraries"), self._db.atomic():
+                if libraries is None:
+                    self._db.execute("DELETE FROM settings WHERE key = ?", [_LIBRARIES])
+                else:
+                    self._settings.upsert(
+                        {"key": _LIBRARIES, "value": libraries_to_json(chosen)}, pk="key"
+                    )
+                return self._recompute_libraries()
+        except BaseException:
+            self._matcher = saved
+            raise
 
     # ------------------------------------------------------------------ panels
 
@@ -1030,7 +1146,7 @@ class SchoolDb:
         cause, text = str(row[0]), str(row[1])
         record = UsageRecord(*json.loads(text))
         derived = (
-            ("", 0, None, "", "", QUARANTINED_BY_ADMIN)
+            ("", 0, None, "", "", "", QUARANTINED_BY_ADMIN)
             if action == "quarantine"
             else self.derive(record)
         )
@@ -1359,7 +1475,7 @@ class SchoolDb:
                 continue
             action, fields = decided[rec.seq]
             expected = (
-                ("", 0, None, "", "", QUARANTINED_BY_ADMIN)
+                ("", 0, None, "", "", "", QUARANTINED_BY_ADMIN)
                 if action == "quarantine"
                 else self.derive(UsageRecord(*fields))
             )

@@ -1048,7 +1048,11 @@ class KioskService:
             kind=item.kind,
             content_hash=item.sha256,
             content_title=item.title,
-            content_source=item.source_url or item.url or effect.lesson.source_url,
+            # A web page's source is the address the panel opened, whatever was declared:
+            # reports recognise library content by it (controller.libraries).
+            content_source=(
+                item.url if item.kind == "web" else item.source_url or effect.lesson.source_url
+            ),
             teacher_id=effect.presenter.id,
             teacher_name=effect.presenter.name,
             hidden=effect.hidden,

@@ -64,8 +64,7 @@ from protocol.messages import (
 from protocol.usage_chain import GENESIS_HASH, seal
 from tests.helpers import RAW, pair, raw_connect, recv_json, text_lesson
 from tests.kiosks import KioskThread, admin
-from tests.test_hidden_time import as_schema_3_plays
-from tests.test_schooldb import Panel, stored_seqs
+from tests.test_schooldb import Panel, downgrade_to_3, stored_seqs
 
 HOUR_MS = limits.MAX_CLOCK_OFFSET_MS
 ADMIN = ControllerIdentity("c-collector", "Сборщик")
@@ -305,14 +304,14 @@ def test_a_schema_1_file_is_upgraded_and_its_out_of_bound_offsets_quarantined(
     school.ingest(panel.kiosk_id, panel.batch(limit=1))
     # What version 1 stored for record 2: its days moved by the offset.
     old = dataclasses.replace(panel.records[1], clock_offset_ms=0)
-    derived = school.derive(old)[:-1]
+    derived = school.derive(old)[:5]
     moved = ("2026-11-25T09:00:00.000Z", derived[1] + 2 * 86_400_000)
-    signed = tuple(c for c in RECORD_COLUMNS if c != "hidden")  # added by version 4
-    columns = signed + DERIVED_COLUMNS[:-1]
+    signed = tuple(c for c in RECORD_COLUMNS if c != "hidden")  # added by version 5
+    columns = signed + DERIVED_COLUMNS[:5]
     values = (*[getattr(panel.records[1], c) for c in signed], *moved, *derived[2:])
     school.close()
     conn = sqlite3.connect(path)
-    as_schema_3_plays(conn)
+    downgrade_to_3(conn)
     conn.execute("ALTER TABLE plays DROP COLUMN invalid")
     conn.execute(
         f"INSERT INTO plays ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",

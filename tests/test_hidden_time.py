@@ -417,20 +417,19 @@ def test_a_hidden_reason_the_log_does_not_know_is_refused() -> None:
 # --------------------------------------------------------------------------- school database
 
 
-OLD_REPORT_INDEX = """CREATE INDEX plays_report ON plays (
-    day, kiosk_id, teacher_id, lesson_id, start_ms, duration_ms,
-    room, teacher_name, content_hash, content_title, content_source, iso_week
-)"""
-
-
-def as_schema_3_plays(conn: sqlite3.Connection) -> None:
-    """Make a school database's ``plays`` what schema version 3 had (no ``hidden``)."""
+def downgrade_to_4(conn: sqlite3.Connection) -> None:
+    """Make a school database file look as schema version 4 left it (no ``hidden``)."""
     conn.execute("DROP INDEX plays_report")
     conn.execute("ALTER TABLE plays DROP COLUMN hidden")
-    conn.execute(OLD_REPORT_INDEX)
+    conn.execute(
+        "CREATE INDEX plays_report ON plays (day, kiosk_id, teacher_id, lesson_id, start_ms, "
+        "duration_ms, room, teacher_name, content_hash, content_title, content_source, "
+        "iso_week, library)"
+    )
+    conn.execute("PRAGMA user_version = 4")
 
 
-def test_a_school_database_of_schema_3_is_upgraded(panel: Panel, tmp_path: Path) -> None:
+def test_a_school_database_of_schema_4_is_upgraded(panel: Panel, tmp_path: Path) -> None:
     teacher, _ = teacher_and_admin(panel)
     ask(panel, teacher, Cast(4, LESSON))
     later(panel, 12 * MIN)
@@ -446,13 +445,12 @@ def test_a_school_database_of_schema_3_is_upgraded(panel: Panel, tmp_path: Path)
     school.ingest("k-test", UsageBatch(1, "k-test", old, old[-1].seq, False, key))
     school.close()
     conn = sqlite3.connect(path)
-    as_schema_3_plays(conn)
-    conn.execute("PRAGMA user_version = 3")
+    downgrade_to_4(conn)
     conn.commit()
     conn.close()
 
     school = SchoolDb(path)
-    assert school.db.execute("PRAGMA user_version").fetchone() == (4,)
+    assert school.db.execute("PRAGMA user_version").fetchone() == (5,)
     result = school.ingest("k-test", UsageBatch(2, "k-test", new, new[-1].seq, False, key))
     assert (result.refused, result.added) == (None, 1)
     [row] = usage_report(school, by="room", start=FIRST_DAY, end=LAST_DAY)

@@ -37,7 +37,7 @@ from tests.test_schooldb import Panel, at
 MON, SUN = date(2026, 11, 23), date(2026, 11, 29)
 ANNA = ("t-1", "Анна Петровна")
 BORIS = ("t-2", "Борис Иванович")
-SRC = "https://library.example/items/"
+SRC = "https://lib.myschool.edu.ru/content/"
 
 
 L1, L2, L3, L4 = ("L-1", "Фотосинтез"), ("L-2", "Дыхание"), ("L-3", "Дроби"), ("L-4", "Степени")

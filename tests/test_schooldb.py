@@ -26,12 +26,25 @@ from controller.schooldb import (
 )
 from kiosk.usage import UsageLog
 from protocol.errors import ClassCastError, UsageLogError
-from protocol.messages import UsageBatch, UsageRecord
+from protocol.messages import ItemKind, UsageBatch, UsageRecord
 from protocol.usage_chain import GENESIS_HASH, public_key_text, seal
 
 
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def downgrade_to_3(conn: sqlite3.Connection) -> None:
+    """Make a new school database file look as schema version 3 left it (no libraries,
+    no hidden time)."""
+    conn.execute("DROP INDEX plays_report")
+    conn.execute("ALTER TABLE plays DROP COLUMN hidden")
+    conn.execute("ALTER TABLE plays DROP COLUMN library")
+    conn.execute(
+        "CREATE INDEX plays_report ON plays (day, kiosk_id, teacher_id, lesson_id, start_ms, "
+        "duration_ms, room, teacher_name, content_hash, content_title, content_source, iso_week)"
+    )
+    conn.execute("PRAGMA user_version = 3")
 
 
 def at(text: str) -> datetime:
@@ -60,7 +73,8 @@ class Panel:
         teacher: tuple[str, str] = ("t-1", "Анна Петровна"),
         lesson: tuple[str, str] = ("L-1", "Фотосинтез"),
         content: tuple[str | None, str] = ("c-1", "Хлоропласт"),
-        source: str | None = "https://library.example/items/1",
+        source: str | None = "https://lib.myschool.edu.ru/content/1",
+        kind: ItemKind = "image",
         offset_ms: int = 0,
         index: int = 0,
     ) -> UsageRecord:
@@ -76,7 +90,7 @@ class Panel:
             lesson_id=lesson[0],
             lesson_title=lesson[1],
             item_index=index,
-            kind="image",
+            kind=kind,
             content_hash=content[0],
             content_title=content[1],
             content_source=source,
@@ -341,7 +355,8 @@ def test_clock_offset_moves_a_record_to_the_previous_day(db: SchoolDb) -> None:
     # The panel's clock is 2 minutes fast: it says 00:01 Moscow (21:01 UTC) on the 24th.
     record = panel.play("2026-11-23 21:01", 1, offset_ms=120_000)
     db.ingest(panel.kiosk_id, panel.batch())
-    start_utc, start_ms, end_utc, day, week, invalid = db.derive(record)
+    start_utc, start_ms, end_utc, day, week, library, invalid = db.derive(record)
+    assert library == "myschool"
     assert invalid is None
     assert start_utc == "2026-11-23T20:59:00.000Z"
     assert end_utc == "2026-11-23T21:00:00.000Z"

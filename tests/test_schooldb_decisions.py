@@ -25,8 +25,7 @@ from controller.schooldb import (
     NoSuchProblemError,
     SchoolDb,
 )
-from tests.test_hidden_time import as_schema_3_plays
-from tests.test_schooldb import Panel, stored_seqs
+from tests.test_schooldb import Panel, downgrade_to_3, stored_seqs
 
 NOW = datetime(2026, 11, 30, 9, 15, tzinfo=UTC)
 
@@ -138,7 +137,7 @@ def test_a_schema_2_file_is_upgraded(db_path: Path) -> None:
     conn.execute("DROP TABLE held")
     conn.execute("DROP TABLE decisions")
     conn.execute("DROP TABLE retired_keys")
-    as_schema_3_plays(conn)
+    downgrade_to_3(conn)
     conn.execute("PRAGMA user_version = 2")
     conn.commit()
     conn.close()
