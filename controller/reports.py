@@ -524,11 +524,12 @@ def duration_text(ms: int, lang: str | None = None) -> str:
         lang: ``ru`` or ``en``; the current language by default.
 
     Returns:
-        Hours and whole minutes (rounded); seconds for less than a minute.
+        Hours and whole minutes (rounded half up: 56.5 minutes are 57); seconds for
+        less than a minute.
     """
     if 0 < ms < 60_000:
-        return _t("{seconds} s", lang, seconds=round(ms / 1000))
-    total = round(ms / 60_000)
+        return _t("{seconds} s", lang, seconds=(ms + 500) // 1000)
+    total = (ms + 30_000) // 60_000  # half a minute rounds up, as people round
     hours, minutes = divmod(total, 60)
     if hours:
         return _t("{hours} h {minutes:02d} min", lang, hours=hours, minutes=minutes)

@@ -334,6 +334,9 @@ def test_format_table_russian_and_english(db: SchoolDb) -> None:
 def test_duration_text() -> None:
     assert duration_text(65 * MIN, "ru") == "1 ч 05 мин"
     assert duration_text(12 * MIN, "en") == "12 min"
+    assert duration_text(int(56.5 * MIN), "ru") == "57 мин"  # half up, not to even
+    assert duration_text(int(56.49 * MIN), "ru") == "56 мин"
+    assert duration_text(2_500, "ru") == "3 с"
 
 
 def test_format_json_has_stable_keys(db: SchoolDb) -> None:
