@@ -538,7 +538,7 @@ def duration_text(ms: int, lang: str | None = None) -> str:
 
 def percent_text(fraction: float) -> str:
     """A share for people: ``"88 %"``."""
-    return f"{round(fraction * 100)} %"
+    return f"{int(fraction * 100 + 0.5)} %"
 
 
 def local_time_text(utc: str, tz: str) -> str:
