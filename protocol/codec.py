@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import operator
 import re
 import types
 import typing
@@ -172,17 +173,29 @@ def _field_names(cls: Any) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
 
 
+_SCALAR_CLASSES = frozenset(_SCALARS)
+
+
+@cache
+def _field_values(cls: Any) -> typing.Callable[[Any], tuple[Any, ...]]:
+    """A function giving the field values of a ``cls`` object, in field order."""
+    names = _field_names(cls)
+    if len(names) > 1:
+        return operator.attrgetter(*names)
+    return lambda value: tuple(getattr(value, name) for name in names)
+
+
 def _to_json(value: Any) -> Any:
     if isinstance(value, _SCALARS):
         return value
     if isinstance(value, list):
         return [_to_json(v) for v in value]
-    names = _field_names(value.__class__)
-    omit = _OMITTED_WHEN_NULL.get(value.__class__, ())
+    cls = value.__class__
+    omit = _OMITTED_WHEN_NULL.get(cls, ())
     return {
-        name: _to_json(getattr(value, name))
-        for name in names
-        if not (name in omit and getattr(value, name) is None)
+        name: v if v.__class__ in _SCALAR_CLASSES else _to_json(v)
+        for name, v in zip(_field_names(cls), _field_values(cls)(value), strict=True)
+        if not (v is None and name in omit)
     }
 
 
