@@ -1504,7 +1504,7 @@ def _period(
 @option("--to", "date_to", metavar="DATE", help="Last day, YYYY-MM-DD.")
 @option(
     "--by",
-    type=click.Choice(["room", "teacher", "content", "day", "week"]),
+    type=click.Choice(["room", "teacher", "content", "day", "week", "library"]),
     default="room",
     show_default=True,
     help="What to group by.",

@@ -12,29 +12,35 @@ zero-width characters (:func:`protocol.text.clean_name`) and HTML-escaped by :fu
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
-from datetime import date
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime
 from typing import Final
+from zoneinfo import ZoneInfo
 
 from controller.i18n import N_
 from controller.i18n import language as current_language
 from controller.reports import (
     DEFAULT_GAP_MINUTES,
-    USAGE_HEADINGS,
     ComplianceRow,
+    Group,
     ReportRow,
+    Rows,
+    compliance,
     days_of,
     duration_text,
-    local_time_text,
+    library_text,
+    percent_text,
+    share,
+    table_cells,
     usage_report,
 )
 from controller.reports import (
     report_text as _t,
 )
-from controller.schooldb import SchoolDb
+from controller.schooldb import SchoolDb, week_days
 from protocol.text import clean_name
 
-__all__ = ["bar_chart", "compliance_rule_text", "report_html"]
+__all__ = ["bar_chart", "compliance_rule_text", "iso_weeks", "report_html"]
 
 _CSS: Final = """
 body { font-family: "DejaVu Sans", Arial, sans-serif; margin: 2em; color: #1a202c; }
@@ -45,12 +51,29 @@ table { border-collapse: collapse; margin-top: 0.5em; }
 th, td { border-bottom: 1px solid #e2e8f0; padding: 0.25em 0.8em; text-align: left; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; }
 th { background: #edf2f7; }
-svg.chart { display: block; margin-top: 0.5em; }
+svg.chart { display: block; margin-top: 0.5em; max-width: 100%; height: auto; }
 svg.chart text { font-size: 12px; fill: #1a202c; }
 rect.bar { fill: #2b6cb0; }
 .met { color: #276749; font-weight: bold; }
 .unmet { color: #c53030; font-weight: bold; }
+p.sign { margin-top: 2.5em; }
+@page { size: A4; margin: 15mm 12mm; }
+@media print {
+  body { margin: 0; font-size: 10pt; }
+  th { background: #edf2f7; -webkit-print-color-adjust: exact; print-color-adjust: exact; }
+  rect.bar { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
+  table { width: 100%; }
+  thead { display: table-header-group; }
+  tr, svg.chart { break-inside: avoid; }
+  h2 { break-after: avoid; }
+  section.compliance { break-before: page; }
+}
 """
+"""Screen and A4 print: on paper tables span the page width, their heading rows repeat
+on every page, no row or chart is cut in two, and the compliance section starts a page."""
+
+TOP_CONTENT_ROWS: Final = 50
+"""Content items the «By content» table lists (the most shown first)."""
 
 
 def _h(text: str) -> str:
@@ -98,45 +121,34 @@ def bar_chart(title: str, bars: Sequence[tuple[str, float, str]]) -> str:
     return "".join(parts)
 
 
-def _usage_table(rows: Sequence[ReportRow], heading: str, lang: str, tz: str) -> str:
-    heads = [heading, *USAGE_HEADINGS]
-    out = ["<table><tr>", *(f"<th>{_h(_t(h, lang))}</th>" for h in heads), "</tr>"]
-    for r in rows:
-        out.append(
-            f"<tr><td>{_h(r.label)}</td><td class='n'>{r.lessons}</td>"
-            f"<td class='n'>{_h(duration_text(r.display_ms, lang))}</td>"
-            f"<td class='n'>{_h(duration_text(r.hidden_ms, lang))}</td>"
-            f"<td class='n'>{r.items}</td>"
-            f"<td>{local_time_text(r.first_start_utc, tz)}</td>"
-            f"<td>{local_time_text(r.last_end_utc, tz)}</td></tr>"
-        )
-    out.append("</table>")
+def _table(rows: Rows, lang: str, tz: str) -> str:
+    """``rows`` as an HTML table with the cells the text table shows
+    (:func:`controller.reports.table_cells`); a compliance row's «goal met» is coloured."""
+    heads, cells, numeric = table_cells(rows, lang, tz)
+    met_column = 2 if rows and isinstance(rows[0], ComplianceRow) else -1
+    out = ["<table><thead><tr>", *(f"<th>{_h(h)}</th>" for h in heads), "</tr></thead><tbody>"]
+    for row, line in zip(rows, cells, strict=True):
+        out.append("<tr>")
+        for column, (text, number) in enumerate(zip(line, numeric, strict=True)):
+            if column == met_column:
+                mark = "met" if isinstance(row, ComplianceRow) and row.met else "unmet"
+                out.append(f"<td class='{mark}'>{_h(text)}</td>")
+            else:
+                out.append(f"<td class='n'>{_h(text)}</td>" if number else f"<td>{_h(text)}</td>")
+        out.append("</tr>")
+    out.append("</tbody></table>")
     return "".join(out)
 
 
-def _compliance_table(rows: Sequence[ComplianceRow], lang: str) -> str:
-    heads = [
-        N_("Teacher"),
-        N_("Lessons"),
-        N_("Goal met"),
-        N_("Days"),
-        N_("Sessions"),
-        N_("Too short"),
-        N_("Without source"),
-        N_("Not visible"),
-    ]
-    out = ["<table><tr>", *(f"<th>{_h(_t(h, lang))}</th>" for h in heads), "</tr>"]
-    for r in rows:
-        mark = "met" if r.met else "unmet"
-        out.append(
-            f"<tr><td>{_h(r.teacher_name)}</td><td class='n'>{r.lessons}</td>"
-            f"<td class='{mark}'>{_t('yes', lang) if r.met else _t('no', lang)}</td>"
-            f"<td>{', '.join(d[5:] for d in r.days)}</td><td class='n'>{r.sessions}</td>"
-            f"<td class='n'>{r.too_short}</td><td class='n'>{r.without_source}</td>"
-            f"<td class='n'>{_h(duration_text(r.hidden_ms, lang))}</td></tr>"
-        )
-    out.append("</table>")
-    return "".join(out)
+def iso_weeks(start: date, end: date) -> list[str]:
+    """The ISO weeks (``YYYY-Www``) that have a day from ``start`` to ``end``, in order."""
+    weeks: list[str] = []
+    for day in days_of(start, end):
+        year, number, _ = day.isocalendar()
+        week = f"{year}-W{number:02d}"
+        if not weeks or weeks[-1] != week:
+            weeks.append(week)
+    return weeks
 
 
 def report_html(
@@ -147,14 +159,20 @@ def report_html(
     lang: str | None = None,
     top: int = 10,
     gap_minutes: float = DEFAULT_GAP_MINUTES,
-    compliance_rows: Sequence[ComplianceRow] | None = None,
-    compliance_note: str | None = None,
+    min_lessons: int = 3,
+    min_minutes: float = 10.0,
+    require_source: bool = True,
+    roster: Mapping[str, str] | None = None,
+    now: datetime | None = None,
 ) -> str:
     """The usage report from ``start`` to ``end`` as a self-contained HTML page.
 
-    Shows totals, three bar charts (display time per day, the ``top`` content items,
-    display time per room), tables per room and per teacher, and, when given, a
-    compliance table. Write the result to a ``.html`` file.
+    Shows totals with the share of library content, four bar charts (display time per
+    day, the ``top`` content items, per room, per library), tables per room, per
+    teacher and per content item (with its library), and the weekly-norm (compliance)
+    table of every ISO week with a day in the period, under the rule it was counted
+    by. Prints on A4 (see :data:`_CSS`) with a line to sign. Write it to a ``.html``
+    file; open it in a browser and print, or print it to PDF.
 
     Args:
         db: The school database.
@@ -163,9 +181,11 @@ def report_html(
         lang: ``ru`` or ``en``; the current language by default.
         top: How many content items the "top content" chart shows.
         gap_minutes: A pause this long or longer starts a new lesson session.
-        compliance_rows: Rows of :func:`controller.reports.compliance` to include.
-        compliance_note: The rule the compliance rows were counted with, shown above
-            them (see :func:`compliance_rule_text`).
+        min_lessons: The weekly norm, as for :func:`controller.reports.compliance`.
+        min_minutes: Likewise.
+        require_source: Likewise.
+        roster: Likewise: teachers listed even without lessons.
+        now: When the report is made (shown on it); the current time by default.
 
     Returns:
         The page (UTF-8 text).
@@ -176,13 +196,13 @@ def report_html(
     """
     language = lang or current_language()
     tz = db.tz_name
-    by_day = {
-        r.key: r for r in usage_report(db, start=start, end=end, by="day", gap_minutes=gap_minutes)
-    }
-    rooms = usage_report(db, start=start, end=end, by="room", gap_minutes=gap_minutes)
-    teachers = usage_report(db, start=start, end=end, by="teacher", gap_minutes=gap_minutes)
-    content = usage_report(db, start=start, end=end, by="content", gap_minutes=gap_minutes)
-    weeks = usage_report(db, start=start, end=end, by="week", gap_minutes=gap_minutes)
+
+    def report(by: Group) -> list[ReportRow]:
+        return usage_report(db, start=start, end=end, by=by, gap_minutes=gap_minutes)
+
+    by_day = {r.key: r for r in report("day")}
+    rooms, teachers, content = report("room"), report("teacher"), report("content")
+    weeks, libraries = report("week"), report("library")
     span = days_of(start, end)
     day_keys = [d.isoformat() for d in span] if len(span) <= 93 else sorted(by_day)
     minutes = _t("minutes", language)
@@ -192,15 +212,20 @@ def report_html(
 
     day_bars = [bar(k, by_day[k].display_ms if k in by_day else 0) for k in day_keys]
     total_ms = sum(r.display_ms for r in weeks)
+    library_ms = sum(r.library_ms for r in weeks)
     lessons = sum(r.lessons for r in weeks)
     title = _t("Digital content usage report", language)
     period = _t("Period: {start} – {end}", language, start=start, end=end)
+    made = (now or datetime.now(UTC)).astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
+
+    def meta(text: str) -> str:
+        return f"<p class='meta'>{_h(text)}</p>"
+
     body = [
         f"<h1>{_h(title)}</h1>",
-        f"<p class='meta'>{_h(period)}</p>",
-        f"<p class='meta'>{_h(_t('Timezone: {tz}', language, tz=tz))}</p>",
-        "<p class='meta'>"
-        + _h(
+        meta(period),
+        meta(_t("Timezone: {tz}", language, tz=tz)),
+        meta(
             _t(
                 "Lessons {lessons} · display time {time} · panels {panels}",
                 language,
@@ -208,8 +233,15 @@ def report_html(
                 time=duration_text(total_ms, language),
                 panels=len(rooms),
             )
-        )
-        + "</p>",
+        ),
+        meta(
+            _t(
+                "Library content: {share} of display time ({time})",
+                language,
+                share=percent_text(share(library_ms, total_ms)),
+                time=duration_text(library_ms, language),
+            )
+        ),
     ]
     if not by_day:
         body.append(f"<p>{_h(_t('No data', language))}</p>")
@@ -217,21 +249,77 @@ def report_html(
         (N_("Display time per day"), day_bars),
         (N_("Top content"), [bar(r.label, r.display_ms) for r in content[:top]]),
         (N_("Display time per room"), [bar(r.label, r.display_ms) for r in rooms]),
+        (
+            N_("Display time per library"),
+            [bar(library_text(r.key, language), r.display_ms) for r in libraries],
+        ),
     ]
     for heading, bars in charts:
         text = _t(heading, language)
         body.append(f"<h2>{_h(text)}</h2>")
         body.append(bar_chart(f"{text} ({minutes})", bars))
-    body.append(f"<h2>{_h(_t('By room', language))}</h2>")
-    body.append(_usage_table(rooms, N_("Room"), language, tz))
-    body.append(f"<h2>{_h(_t('By teacher', language))}</h2>")
-    body.append(_usage_table(teachers, N_("Teacher"), language, tz))
-    if compliance_rows:
-        week = compliance_rows[0].week
-        body.append(f"<h2>{_h(_t('Compliance, week {week}', language, week=week))}</h2>")
-        if compliance_note:
-            body.append(f"<p class='meta'>{_h(compliance_note)}</p>")
-        body.append(_compliance_table(compliance_rows, language))
+    for heading, rows in (
+        (N_("By room"), rooms),
+        (N_("By teacher"), teachers),
+        (N_("By content"), content[:TOP_CONTENT_ROWS]),
+    ):
+        body.append(f"<h2>{_h(_t(heading, language))}</h2>")
+        body.append(_table(rows, language, tz) if rows else meta(_t("No data", language)))
+    if len(content) > TOP_CONTENT_ROWS:
+        more = len(content) - TOP_CONTENT_ROWS
+        body.append(meta(_t("… and {count} more items (CSV lists all).", language, count=more)))
+    rule = compliance_rule_text(
+        min_lessons=min_lessons,
+        min_minutes=min_minutes,
+        require_source=require_source,
+        lang=language,
+    )
+    for week in iso_weeks(start, end):
+        monday, sunday = week_days(week)
+        rows_of_week = compliance(
+            db,
+            week=week,
+            min_lessons=min_lessons,
+            min_minutes=min_minutes,
+            require_source=require_source,
+            gap_minutes=gap_minutes,
+            roster=roster,
+        )
+        heading = _t(
+            "Weekly norm, week {week} ({monday} – {sunday})",
+            language,
+            week=week,
+            monday=monday.strftime("%d.%m"),
+            sunday=sunday.strftime("%d.%m.%Y"),
+        )
+        body.append(f"<section class='compliance'><h2>{_h(heading)}</h2>{meta(rule)}")
+        met = sum(1 for r in rows_of_week if r.met)
+        body.append(
+            meta(
+                _t(
+                    "Teachers who met it: {met} of {count}",
+                    language,
+                    met=met,
+                    count=len(rows_of_week),
+                )
+            )
+        )
+        body.append(
+            _table(rows_of_week, language, tz) if rows_of_week else meta(_t("No data", language))
+        )
+        body.append("</section>")
+    body.append(
+        meta(
+            _t(
+                "Made on {moment} ({tz}) from the panels' signed usage logs.",
+                language,
+                moment=made,
+                tz=tz,
+            )
+        )
+    )
+    sign = _t("Responsible: ____________________  Signature: __________", language)
+    body.append(f"<p class='sign'>{_h(sign)}</p>")
     return (
         f'<!DOCTYPE html>\n<html lang="{language}"><head><meta charset="utf-8">'
         f"<title>{_h(title)}</title><style>{_CSS}</style></head>"
@@ -258,13 +346,14 @@ def compliance_rule_text(
         One sentence.
     """
     source = (
-        _t("at least one item from a content library", lang)
+        _t("at least one item from a recognised content library", lang)
         if require_source
         else _t("any content", lang)
     )
     return _t(
-        "A lesson counts with at least {minutes} min of display time"
-        " and {source}; the goal is {lessons} lessons a week.",
+        "A lesson counts with at least {minutes} min of display time and {source}; "
+        "a lesson cast to several panels at once counts once; "
+        "the goal is {lessons} lessons a week.",
         lang,
         minutes=f"{min_minutes:g}",
         source=source,

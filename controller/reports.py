@@ -19,6 +19,13 @@ lesson id, ordered by start, in which each record starts less than ``gap_minutes
 split a session; a pause of ``gap_minutes`` or more does. Sessions are formed from the
 records selected for the report (the day range or the week).
 
+A *lesson* is a session, except that sessions of one teacher and one lesson id on
+several panels whose times (first start to last end) overlap are one lesson: one cast
+to several panels at once. Room reports count sessions (once per room); every other
+report, and compliance, counts lessons. *Display time* is panel time everywhere
+(10 minutes on three panels are 30 minutes); a lesson's own length, for
+``min_minutes``, is that of its longest session.
+
 *Display time* sums the ``duration_ms`` of records with no ``hidden`` reason. A record
 with one (``alert``: a full-screen alert covered the lesson; ``blank``: the screen was
 blanked; ``failed``: the panel showed why an item could not be shown) adds to
@@ -26,14 +33,16 @@ blanked; ``failed``: the panel showed why an item could not be shown) adds to
 still belong to their lesson session (an alert in the middle of a lesson does not split
 it) and to the first and last times a group was on a panel.
 
-A *lesson with digital content* is a session whose display time is at least
-``min_minutes`` (10) and which showed at least one item of library content
-(``plays.library`` set: :mod:`controller.libraries`) for some display time, unless
+A *lesson with digital content* is a lesson whose length is at least ``min_minutes``
+(10) and which showed library content (``plays.library`` set, see
+:mod:`controller.libraries`) for more than 0 ms of display time, unless
 ``require_source`` is false. An item that could not be shown (end reason ``failed``,
-logged with 0 ms, then its card as hidden ``failed``) adds no display time and counts
-as no content source.
-Every such session counts, several a day included; a teacher meets the week's goal
-with at least ``min_lessons`` (3) of them.
+logged with 0 ms, then its card as hidden ``failed``) adds no display time and no
+library content. Every such lesson counts, several a day
+included; a teacher meets the week's goal with at least ``min_lessons`` (3) of them.
+
+*Items* are counted per content and title: each page of a PDF and each title a picture
+was shown under is an item of its own, as the lesson showed them.
 
 Text is Russian unless ``CLASSCAST_LANG=en`` or ``lang="en"``; the Russian texts are in
 the controller's catalogue (``controller/locale/ru/LC_MESSAGES/classcast.po``).
@@ -56,10 +65,12 @@ from typing import Any, Final, Literal, get_args
 from zoneinfo import ZoneInfo
 
 from controller.i18n import MESSAGES, N_, language
+from controller.libraries import library_label
 from controller.schooldb import SchoolDb, iso_utc_ms, week_days
 from protocol.text import clean_name, json_text
 
 __all__ = [
+    "COMPLIANCE_HEADINGS",
     "CSV_BOM",
     "CSV_DELIMITER",
     "DEFAULT_GAP_MINUTES",
@@ -73,11 +84,15 @@ __all__ = [
     "format_csv",
     "format_json",
     "format_table",
+    "library_text",
+    "percent_text",
     "report_text",
+    "share",
+    "table_cells",
     "usage_report",
 ]
 
-Group = Literal["room", "teacher", "content", "day", "week"]
+Group = Literal["room", "teacher", "content", "day", "week", "library"]
 """What :func:`usage_report` groups by."""
 GROUPS: Final[tuple[str, ...]] = get_args(Group)
 
@@ -109,12 +124,16 @@ _t = report_text
 class ReportRow:
     """One group of :func:`usage_report`; the JSON and CSV keys are these field names.
 
-    ``key`` identifies the group (room name, teacher id, content hash or ``title:``
-    + title for items without a hash, ``YYYY-MM-DD``, ``YYYY-Www``); ``label`` is what
-    people read (room, teacher name, content title, day, week). ``lessons`` counts
-    lesson sessions that showed anything in the group, ``display_ms`` sums display
-    time, ``items`` counts distinct content items; ``first_start_utc`` and
-    ``last_end_utc`` are corrected UTC times. ``hidden_ms`` sums the time items of the
+    ``key`` identifies the group (room name, teacher id, the item: content hash and
+    title joined by ``/``, ``YYYY-MM-DD``, ``YYYY-Www``, library id); ``label`` is what
+    people read (room, teacher name, content title, day, week, library id). ``lessons``
+    counts lessons that showed anything in the group (in a room report: lesson
+    sessions of the room's panel), ``display_ms`` sums display time, ``items`` counts
+    distinct items (content and title); ``first_start_utc`` and ``last_end_utc`` are
+    corrected UTC times. ``library_ms`` is the display time of library content
+    (:mod:`controller.libraries`) and ``library_share`` its share of ``display_ms``
+    (0 to 1, three decimals); ``library`` is, in a content report, the id of the
+    library the item came from (``''``: none). ``hidden_ms`` sums the time items of the
     group were on a panel but could not be seen (under an alert, a blanked screen, a
     failure card): not display time.
     """
@@ -127,6 +146,9 @@ class ReportRow:
     items: int
     first_start_utc: str
     last_end_utc: str
+    library_ms: int = 0
+    library_share: float = 0.0
+    library: str = ""
     hidden_ms: int = 0
 
 
@@ -136,11 +158,13 @@ class ComplianceRow:
 
     ``lessons`` counts the week's lessons with digital content and ``met`` says
     whether it reaches ``min_lessons``; ``days`` lists the days (``YYYY-MM-DD``) they
-    were given on. ``sessions`` counts all the teacher's lesson sessions, of which
-    ``too_short`` fell under ``min_minutes`` and ``without_source`` (long enough)
-    showed no item with a content source. ``display_ms`` is all display time;
-    ``hidden_ms`` the time the teacher's lessons were on a panel but could not be seen
-    (under an alert, a blanked screen, a failure card), counted in no session's length.
+    were given on. ``sessions`` counts all the teacher's lessons (one cast to several
+    panels at once is one), of which ``too_short`` fell under ``min_minutes`` and
+    ``without_source`` (long enough) showed no library content. ``display_ms`` is all
+    display time (on every panel), ``library_ms`` that of library content and
+    ``library_share`` its share (0 to 1); ``hidden_ms`` the time the teacher's lessons
+    were on a panel but could not be seen (under an alert, a blanked screen, a failure
+    card), counted in no lesson's length.
     """
 
     week: str
@@ -153,6 +177,8 @@ class ComplianceRow:
     too_short: int
     without_source: int
     display_ms: int
+    library_ms: int = 0
+    library_share: float = 0.0
     hidden_ms: int = 0
 
 
@@ -169,15 +195,18 @@ ORDER BY kiosk_id, teacher_id, lesson_id, start_ms
 The rows come from the covering index ``plays_report``; only the ORDER BY needs a sort
 of the selected rows (the index is ordered by day first)."""
 
+_ITEM: Final = "COALESCE(content_hash, '') || '/' || content_title"
+"""One item of content as reports count it: its content and its title (a PDF's pages
+and one picture shown under two titles are separate items)."""
+
 _GROUP_COLUMNS: Final[Mapping[str, tuple[str, str]]] = {
     "room": ("room", "room"),
     "teacher": ("teacher_id", "teacher_name"),
-    "content": ("COALESCE(content_hash, 'title:' || content_title)", "content_title"),
+    "content": (_ITEM, "content_title"),
     "day": ("day", "day"),
     "week": ("iso_week", "iso_week"),
+    "library": ("library", "library"),
 }
-
-_ITEM: Final = "COALESCE(content_hash, 'title:' || content_title)"
 
 
 def usage_query(by: Group) -> str:
@@ -197,14 +226,10 @@ def usage_query(by: Group) -> str:
     if by not in _GROUP_COLUMNS:
         raise ValueError(f"cannot group by {by!r}; choose one of {', '.join(GROUPS)}")
     key, label = _GROUP_COLUMNS[by]
-    return _SELECT.format(columns=f"{key}, {label}, {_ITEM}")
+    return _SELECT.format(columns=f"{key}, {label}, {_ITEM}, library")
 
 
-COMPLIANCE_QUERY: Final = _SELECT.format(
-    # A page that failed to open (end reason "failed", 0 ms, then its card as hidden
-    # "failed"), or an item only under an alert or a blank, showed no library content.
-    columns="teacher_name, library != '' AND duration_ms > 0 AND hidden = '', day"
-)
+COMPLIANCE_QUERY: Final = _SELECT.format(columns="teacher_name, library, day")
 """The SQL of :func:`compliance`, with the week's day range as parameters."""
 
 
@@ -215,6 +240,9 @@ class _Sessions:
     :meth:`number`, in the order of :data:`_SELECT`; it returns the row's session
     number. A new session begins with a new (panel, teacher, lesson) or when a record
     starts ``gap_ms`` or more after the latest end of the session so far.
+
+    :meth:`lessons` then tells which sessions are one lesson: sessions of one teacher
+    and one lesson on several panels whose times overlap (one cast to several panels).
     """
 
     def __init__(self, gap_ms: int) -> None:
@@ -222,6 +250,8 @@ class _Sessions:
         self.count = 0
         self._part: tuple[str, str, str] | None = None
         self._end_ms = 0
+        # Per session (index = number - 1): teacher and lesson, first start, last end.
+        self._spans: list[list[Any]] = []
 
     def number(self, part: tuple[str, str, str], start_ms: int, duration_ms: int) -> int:
         end_ms = start_ms + duration_ms
@@ -229,9 +259,36 @@ class _Sessions:
             self.count += 1
             self._part = part
             self._end_ms = end_ms
+            self._spans.append([part[1:], start_ms, end_ms])
         elif end_ms > self._end_ms:
             self._end_ms = end_ms
+            self._spans[-1][2] = end_ms
         return self.count
+
+    def lessons(self) -> list[int]:
+        """Per session number (index ``number - 1``), the number of the lesson it is part of.
+
+        Sessions of one (teacher, lesson) are one lesson while their spans (first start
+        to last end) overlap; a lesson is numbered by its earliest session. The same
+        lesson given to two classes one after the other stays two lessons.
+        """
+        lesson_of = list(range(1, self.count + 1))
+        by_lesson: dict[tuple[str, str], list[int]] = {}
+        for index, (key, _, _) in enumerate(self._spans):
+            by_lesson.setdefault(key, []).append(index)
+        for indexes in by_lesson.values():
+            if len(indexes) < 2:
+                continue
+            indexes.sort(key=lambda i: self._spans[i][1])
+            current, current_end = indexes[0], self._spans[indexes[0]][2]
+            for index in indexes[1:]:
+                _, start_ms, end_ms = self._spans[index]
+                if start_ms < current_end:
+                    lesson_of[index] = current + 1
+                    current_end = max(current_end, end_ms)
+                else:
+                    current, current_end = index, end_ms
+        return lesson_of
 
 
 @dataclass(slots=True)
@@ -242,9 +299,16 @@ class _Group:
     sessions: set[int] = field(default_factory=set)
     display_ms: int = 0
     hidden_ms: int = 0
+    library_ms: int = 0
     items: set[str] = field(default_factory=set)
+    libraries: set[str] = field(default_factory=set)
     first_ms: int = 2**62
     last_ms: int = -(2**62)
+
+
+def share(part_ms: int, whole_ms: int) -> float:
+    """``part_ms / whole_ms`` rounded to three decimals (0 when ``whole_ms`` is 0)."""
+    return round(part_ms / whole_ms, 3) if whole_ms > 0 else 0.0
 
 
 def usage_report(
@@ -255,7 +319,7 @@ def usage_report(
     by: Group,
     gap_minutes: float = DEFAULT_GAP_MINUTES,
 ) -> list[ReportRow]:
-    """Use per room, teacher, content item, day or week, from ``start`` to ``end``.
+    """Use per room, teacher, content item, day, week or library, from ``start`` to ``end``.
 
     Args:
         db: The school database.
@@ -282,19 +346,29 @@ def usage_report(
     rows = db.query(sql, params, action="build the usage report")
     sessions = _Sessions(round(gap_minutes * 60_000))
     groups: dict[str, _Group] = {}
-    for kiosk_id, teacher_id, lesson_id, start_ms, duration_ms, hidden, key, label, item in rows:
+    keyed: list[tuple[_Group, int]] = []
+    for row in rows:
+        kiosk_id, teacher_id, lesson_id, start_ms, duration_ms, hidden, key, label, item, lib = row
         session = sessions.number((kiosk_id, teacher_id, lesson_id), start_ms, duration_ms)
         group = groups.get(key)
         if group is None:
             group = groups[key] = _Group(str(label))
-        group.sessions.add(session)
+        keyed.append((group, session))
         if hidden:
             group.hidden_ms += duration_ms
         else:
             group.display_ms += duration_ms
+            if lib:
+                group.library_ms += duration_ms
+                group.libraries.add(lib)
         group.items.add(item)
         group.first_ms = min(group.first_ms, start_ms)
         group.last_ms = max(group.last_ms, start_ms + duration_ms)
+    # A room counts its panel's sessions; every other report counts a lesson cast to
+    # several panels at once as one lesson.
+    lesson_of = None if by == "room" else sessions.lessons()
+    for group, session in keyed:
+        group.sessions.add(session if lesson_of is None else lesson_of[session - 1])
     result = [
         ReportRow(
             group=by,
@@ -305,6 +379,9 @@ def usage_report(
             items=len(g.items),
             first_start_utc=iso_utc_ms(g.first_ms),
             last_end_utc=iso_utc_ms(g.last_ms),
+            library_ms=g.library_ms,
+            library_share=share(g.library_ms, g.display_ms),
+            library=min(g.libraries) if by == "content" and g.libraries else "",
             hidden_ms=g.hidden_ms,
         )
         for key, g in groups.items()
@@ -332,8 +409,8 @@ def compliance(
         db: The school database.
         week: An ISO week such as ``"2026-W48"`` (school timezone, Monday to Sunday).
         min_lessons: Lessons with digital content a teacher should give in the week.
-        min_minutes: Display time a session needs to count as a lesson.
-        require_source: Count only sessions that showed an item with a content source.
+        min_minutes: Display time a lesson needs to count (on its longest panel).
+        require_source: Count only lessons that showed library content.
         gap_minutes: A pause this long or longer starts a new lesson session.
         roster: Teacher id → name of every teacher to report, including those who
             never used a panel this week (listed with 0 lessons).
@@ -353,27 +430,42 @@ def compliance(
     teachers = {teacher_id: _Tally(name) for teacher_id, name in (roster or {}).items()}
     rows = db.query(COMPLIANCE_QUERY, params, action="build the compliance report")
     sessions = _Sessions(round(gap_minutes * 60_000))
-    # Per session: teacher id, teacher name, display ms, any item with a source, first
-    # day, hidden ms.
+    # Per session: teacher id, teacher name, display ms, library ms, first day, hidden ms.
     per_session: dict[int, list[Any]] = {}
-    for kiosk_id, teacher_id, lesson_id, start_ms, duration_ms, hidden, name, sourced, day in rows:
+    for kiosk_id, teacher_id, lesson_id, start_ms, duration_ms, hidden, name, lib, day in rows:
         number = sessions.number((kiosk_id, teacher_id, lesson_id), start_ms, duration_ms)
-        shown_ms, hidden_ms = (0, duration_ms) if hidden else (duration_ms, 0)
         entry = per_session.get(number)
+        # Hidden time (an alert, a blank, a failure card) is neither display time nor
+        # library content.
+        shown_ms, hidden_ms = (0, duration_ms) if hidden else (duration_ms, 0)
+        library_ms = shown_ms if lib else 0
         if entry is None:
-            per_session[number] = [teacher_id, name, shown_ms, bool(sourced), day, hidden_ms]
+            per_session[number] = [teacher_id, name, shown_ms, library_ms, day, hidden_ms]
         else:
             entry[2] += shown_ms
-            entry[3] = entry[3] or bool(sourced)
+            entry[3] += library_ms
             entry[5] += hidden_ms
-    for teacher_id, name, display_ms, has_source, day, hidden_ms in per_session.values():
+    # Sessions of one lesson on several panels at once: the lesson's time is that of
+    # its longest session, its library time likewise, its day that of its first.
+    per_lesson: dict[int, list[Any]] = {}
+    for number, lesson in enumerate(sessions.lessons(), start=1):
+        teacher_id, name, display_ms, library_ms, day, hidden_ms = per_session[number]
         tally = teachers.setdefault(str(teacher_id), _Tally(str(name)))
-        tally.sessions += 1
         tally.display_ms += int(display_ms)
+        tally.library_ms += int(library_ms)
         tally.hidden_ms += int(hidden_ms)
+        entry = per_lesson.get(lesson)
+        if entry is None:
+            per_lesson[lesson] = [tally, display_ms, library_ms, day]
+        else:
+            entry[1] = max(entry[1], display_ms)
+            entry[2] = max(entry[2], library_ms)
+            entry[3] = min(entry[3], day)
+    for tally, display_ms, library_ms, day in per_lesson.values():
+        tally.sessions += 1
         if display_ms < min_ms:
             tally.too_short += 1
-        elif require_source and not has_source:
+        elif require_source and not library_ms:
             tally.without_source += 1
         else:
             tally.lessons += 1
@@ -390,6 +482,8 @@ def compliance(
             too_short=t.too_short,
             without_source=t.without_source,
             display_ms=t.display_ms,
+            library_ms=t.library_ms,
+            library_share=share(t.library_ms, t.display_ms),
             hidden_ms=t.hidden_ms,
         )
         for teacher_id, t in teachers.items()
@@ -400,7 +494,7 @@ def compliance(
 
 @dataclass(slots=True)
 class _Tally:
-    """One teacher's counts while :func:`compliance` walks the sessions."""
+    """One teacher's counts while :func:`compliance` walks the lessons."""
 
     name: str
     lessons: int = 0
@@ -409,6 +503,7 @@ class _Tally:
     too_short: int = 0
     without_source: int = 0
     display_ms: int = 0
+    library_ms: int = 0
     hidden_ms: int = 0
 
 
@@ -420,11 +515,25 @@ USAGE_HEADINGS: Final = (
     N_("Lessons"),
     N_("Display time"),
     N_("Not visible"),
+    N_("Library share"),
     N_("Items"),
     N_("First shown"),
     N_("Last shown"),
 )
 """Headings of a usage report's columns after the first (what the rows are grouped by)."""
+
+COMPLIANCE_HEADINGS: Final = (
+    N_("Teacher"),
+    N_("Lessons counted"),
+    N_("Goal met"),
+    N_("Days"),
+    N_("All lessons"),
+    N_("Too short"),
+    N_("Without library content"),
+    N_("Library share"),
+    N_("Not visible"),
+)
+"""Headings of a compliance report's columns."""
 
 _HEADINGS: Final[Mapping[str, str]] = {
     "room": N_("Room"),
@@ -432,6 +541,7 @@ _HEADINGS: Final[Mapping[str, str]] = {
     "content": N_("Content"),
     "day": N_("Day"),
     "week": N_("Week"),
+    "library": N_("Library"),
 }
 
 
@@ -443,15 +553,21 @@ def duration_text(ms: int, lang: str | None = None) -> str:
         lang: ``ru`` or ``en``; the current language by default.
 
     Returns:
-        Hours and whole minutes (rounded); seconds for less than a minute.
+        Hours and whole minutes (rounded half up: 56.5 minutes are 57); seconds for
+        less than a minute.
     """
     if 0 < ms < 60_000:
-        return _t("{seconds} s", lang, seconds=round(ms / 1000))
-    total = round(ms / 60_000)
+        return _t("{seconds} s", lang, seconds=(ms + 500) // 1000)
+    total = (ms + 30_000) // 60_000  # half a minute rounds up, as people round
     hours, minutes = divmod(total, 60)
     if hours:
         return _t("{hours} h {minutes:02d} min", lang, hours=hours, minutes=minutes)
     return _t("{minutes} min", lang, minutes=minutes)
+
+
+def percent_text(fraction: float) -> str:
+    """A share for people: ``"88 %"``."""
+    return f"{int(fraction * 100 + 0.5)} %"
 
 
 def local_time_text(utc: str, tz: str) -> str:
@@ -460,22 +576,24 @@ def local_time_text(utc: str, tz: str) -> str:
     return moment.strftime("%Y-%m-%d %H:%M")
 
 
-def _table_cells(
+def library_text(library_id: str, lang: str | None = None) -> str:
+    """The library ``library_id`` for people (``"«Моя школа» (ЦОК)"``, ``"не из библиотеки"``)."""
+    label = library_label(library_id)
+    return library_id if label == library_id else _t(label, lang)
+
+
+def table_cells(
     rows: Rows, lang: str | None, tz: str
 ) -> tuple[list[str], list[list[str]], list[bool]]:
-    """Headings, cells and which columns are numbers (right-aligned)."""
+    """What people read of ``rows``: translated headings, cell texts, and which columns
+    are numbers (right-aligned). The text table and the HTML page both show these.
+
+    A usage report's rows get a «Library» column after the first in a content report;
+    names are cleaned (:func:`protocol.text.clean_name`) but not escaped.
+    """
     if rows and isinstance(rows[0], ComplianceRow):
-        heads = [
-            N_("Teacher"),
-            N_("Lessons"),
-            N_("Goal met"),
-            N_("Days"),
-            N_("Sessions"),
-            N_("Too short"),
-            N_("Without source"),
-            N_("Not visible"),
-        ]
-        numeric = [False, True, False, False, True, True, True, True]
+        heads = list(COMPLIANCE_HEADINGS)
+        numeric = [False, True, False, False, True, True, True, True, True]
         cells = [
             [
                 clean_name(r.teacher_name),
@@ -485,28 +603,39 @@ def _table_cells(
                 str(r.sessions),
                 str(r.too_short),
                 str(r.without_source),
+                percent_text(r.library_share),
                 duration_text(r.hidden_ms, lang),
             ]
             for r in rows
             if isinstance(r, ComplianceRow)
         ]
-    else:
-        group = rows[0].group if rows and isinstance(rows[0], ReportRow) else "room"
-        heads = [_HEADINGS[group], *USAGE_HEADINGS]
-        numeric = [False, True, True, True, True, False, False]
-        cells = [
+        return [_t(h, lang) for h in heads], cells, numeric
+    group = rows[0].group if rows and isinstance(rows[0], ReportRow) else "room"
+    heads = [_HEADINGS[group], *USAGE_HEADINGS]
+    numeric = [False, True, True, True, True, True, False, False]
+    cells = []
+    for r in rows:
+        if not isinstance(r, ReportRow):
+            continue
+        label = library_text(r.label, lang) if group == "library" else clean_name(r.label)
+        cells.append(
             [
-                clean_name(r.label),
+                label,
                 str(r.lessons),
                 duration_text(r.display_ms, lang),
                 duration_text(r.hidden_ms, lang),
+                percent_text(r.library_share),
                 str(r.items),
                 local_time_text(r.first_start_utc, tz),
                 local_time_text(r.last_end_utc, tz),
             ]
-            for r in rows
-            if isinstance(r, ReportRow)
-        ]
+        )
+    if group == "content":
+        heads.insert(1, N_("Library"))
+        numeric.insert(1, False)
+        content = [r for r in rows if isinstance(r, ReportRow)]
+        for row, cell in zip(content, cells, strict=True):
+            cell.insert(1, library_text(row.library, lang))
     return [_t(h, lang) for h in heads], cells, numeric
 
 
@@ -523,7 +652,7 @@ def format_table(rows: Rows, lang: str | None = None, *, tz: str = "Europe/Mosco
     """
     if not rows:
         return _t("No data", lang) + "\n"
-    heads, cells, numeric = _table_cells(rows, lang, tz)
+    heads, cells, numeric = table_cells(rows, lang, tz)
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads)]
 
     def line(values: list[str]) -> str:

@@ -51,8 +51,10 @@ Errors (all :class:`protocol.errors.UsageLogError`, ours or the panel's)::
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import operator
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -137,6 +139,15 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MIN_TIME_MS: Final = (datetime(2, 1, 1, tzinfo=UTC) - _EPOCH) // timedelta(milliseconds=1)
 _MAX_TIME_MS: Final = (datetime(9998, 12, 31, tzinfo=UTC) - _EPOCH) // timedelta(milliseconds=1)
 """The corrected times a record may have: any timezone can turn them into a date."""
+_ONE_MS: Final = timedelta(milliseconds=1)
+_HOUR_MS: Final = 3_600_000
+_DAY_MS: Final = 86_400_000
+_EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
+CALENDAR_CACHE_ENTRIES: Final = 65_536
+"""Hours (about seven years) and days each timezone's cache of days and weeks keeps
+(:func:`_calendar`); it starts afresh when full."""
+_OFFSET_VARIES: Final = 1 << 62
+"""Cached for an hour in which the timezone's offset changes (no offset is this large)."""
 
 RECORD_COLUMNS: Final = (
     "uuid",
@@ -466,8 +477,17 @@ def iso_utc_ms(ms: int) -> str:
     Returns:
         For example ``"2026-11-23T08:30:00.250Z"``.
     """
-    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    day, rest = divmod(ms, _DAY_MS)
+    hour, rest = divmod(rest, _HOUR_MS)
+    minute, rest = divmod(rest, 60_000)
+    second, milli = divmod(rest, 1000)
+    return f"{_utc_day(day)}T{hour:02d}:{minute:02d}:{second:02d}.{milli:03d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _utc_day(day: int) -> str:
+    """``YYYY-MM-DD`` of day ``day`` since the epoch."""
+    return date.fromordinal(day + _EPOCH_ORDINAL).isoformat()
 
 
 def _epoch_ms(text: str) -> int:
@@ -479,8 +499,7 @@ def _epoch_ms(text: str) -> int:
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+    return (moment - _EPOCH) // _ONE_MS
 
 
 def week_days(week: str) -> tuple[date, date]:
@@ -789,26 +808,14 @@ class SchoolDb:
             ``(start_utc, start_ms, end_utc, day, iso_week, library, invalid)`` as
             stored in ``plays``; ``invalid`` is None for a usable record.
         """
-        problem = self.invalid_value(record)
-        if problem is not None:
-            return ("", 0, None, "", "", "", problem.text)
-        start_ms = _epoch_ms(record.started_at) - record.clock_offset_ms
-        end_utc = (
-            None
-            if record.ended_at is None
-            else iso_utc_ms(_epoch_ms(record.ended_at) - record.clock_offset_ms)
-        )
-        local = datetime.fromtimestamp(start_ms / 1000, self._tz)
-        year, week, _ = local.isocalendar()
-        return (
-            iso_utc_ms(start_ms),
-            start_ms,
-            end_utc,
-            local.date().isoformat(),
-            f"{year}-W{week:02d}",
-            self._matcher.library_of(record.content_source),
-            None,
-        )
+        times = self._times(record)
+        if isinstance(times, InvalidValue):
+            return ("", 0, None, "", "", "", times.text)
+        start_ms, end_ms = times
+        day, week = _calendar(self._tz).day_and_week(start_ms)
+        end_utc = None if end_ms is None else iso_utc_ms(end_ms)
+        library = self._matcher.library_of(record.content_source)
+        return (iso_utc_ms(start_ms), start_ms, end_utc, day, week, library, None)
 
     @staticmethod
     def invalid_value(record: UsageRecord) -> InvalidValue | None:
@@ -826,6 +833,15 @@ class SchoolDb:
         Returns:
             What is wrong, or None when the record can be counted.
         """
+        times = SchoolDb._times(record)
+        return times if isinstance(times, InvalidValue) else None
+
+    @staticmethod
+    def _times(record: UsageRecord) -> tuple[int, int | None] | InvalidValue:
+        """The corrected start and end (epoch ms) of ``record``, or what is wrong with it.
+
+        See :meth:`invalid_value` for what is checked.
+        """
 
         def bad(name: str, value: object, reason: InvalidReason) -> InvalidValue:
             text = value if isinstance(value, str) else str(value)
@@ -839,18 +855,23 @@ class SchoolDb:
             return bad("duration_ms", record.duration_ms, "negative")
         if record.duration_ms > MAX_RECORD_DURATION_MS:
             return bad("duration_ms", record.duration_ms, "out_of_range")
+        corrected: list[int | None] = []
         for name, text in (("started_at", record.started_at), ("ended_at", record.ended_at)):
             if text is None:
+                corrected.append(None)
                 continue
             try:
-                moment_ms = _epoch_ms(text)
+                moment_ms = _epoch_ms(text) - offset
             except ValueError:
                 return bad(name, text, "not_a_time")
             except OverflowError:
                 return bad(name, text, "out_of_range")
-            if not _MIN_TIME_MS <= moment_ms - offset <= _MAX_TIME_MS:
+            if not _MIN_TIME_MS <= moment_ms <= _MAX_TIME_MS:
                 return bad(name, text, "out_of_range")
-        return None
+            corrected.append(moment_ms)
+        start_ms, end_ms = corrected
+        assert start_ms is not None  # started_at is a str: the loop appended a time
+        return start_ms, end_ms
 
     def set_timezone(self, tz: str) -> None:
         """Make ``tz`` the school's timezone and recompute every record's day and week.
@@ -1054,7 +1075,7 @@ class SchoolDb:
         quarantined = []
         for record in accepted:
             derived = self.derive(record)
-            rows.append((*_fields(record), *derived))
+            rows.append(_fields(record) + derived)
             if derived[-1] is not None:
                 problem = self.invalid_value(record)
                 assert problem is not None
@@ -1546,7 +1567,11 @@ def _authentic_prefix(
 
 def _fields(record: UsageRecord) -> tuple[Any, ...]:
     """The signed columns of ``record`` in ``RECORD_COLUMNS`` order."""
-    return tuple(getattr(record, name) for name in RECORD_COLUMNS)
+    values: tuple[Any, ...] = _record_values(record)
+    return values
+
+
+_record_values = operator.attrgetter(*RECORD_COLUMNS)
 
 
 def _original_seq(
@@ -1576,7 +1601,7 @@ def _original_seq(
 
 
 def _day_and_week(start_ms: int, zone: ZoneInfo) -> tuple[str, str]:
-    """``day`` and ``iso_week`` of a corrected start in ``zone``."""
+    """``day`` and ``iso_week`` of a corrected start in ``zone`` (the exact, slow way)."""
     local = datetime.fromtimestamp(start_ms / 1000, zone)
     year, week, _ = local.isocalendar()
     return local.date().isoformat(), f"{year}-W{week:02d}"
@@ -1592,3 +1617,53 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise UsageLogError(f"unknown timezone {name!r} (expected e.g. Europe/Moscow)") from None
+
+
+class _Calendar:
+    """``day`` and ``iso_week`` of corrected starts in one timezone, as
+    :func:`_day_and_week` computes them, for a fraction of its cost.
+
+    The zone's UTC offset is looked up once per UTC hour (at the hour's first and last
+    millisecond), each local day's texts once per day. An hour in which the offset
+    changes takes the exact way for every time in it; this relies on no timezone
+    changing its offset twice within one hour, which none in the IANA database does.
+    """
+
+    def __init__(self, zone: ZoneInfo) -> None:
+        self._zone = zone
+        self._offsets: dict[int, int] = {}
+        self._days: dict[int, tuple[str, str]] = {}
+
+    def _offset_ms(self, hour: int) -> int:
+        """The zone's offset in ms throughout UTC hour ``hour``, or ``_OFFSET_VARIES``."""
+        first = datetime.fromtimestamp(hour * 3600, self._zone).utcoffset()
+        last = datetime.fromtimestamp(hour * 3600 + 3599.999, self._zone).utcoffset()
+        if first is None or first != last:
+            return _OFFSET_VARIES
+        return first // _ONE_MS
+
+    def day_and_week(self, start_ms: int) -> tuple[str, str]:
+        """``day`` and ``iso_week`` of the corrected start ``start_ms`` (epoch ms)."""
+        hour = start_ms // _HOUR_MS
+        offset = self._offsets.get(hour)
+        if offset is None:
+            if len(self._offsets) >= CALENDAR_CACHE_ENTRIES:
+                self._offsets.clear()
+            offset = self._offsets[hour] = self._offset_ms(hour)
+        if offset == _OFFSET_VARIES:
+            return _day_and_week(start_ms, self._zone)
+        local_day = (start_ms + offset) // _DAY_MS
+        texts = self._days.get(local_day)
+        if texts is None:
+            if len(self._days) >= CALENDAR_CACHE_ENTRIES:
+                self._days.clear()
+            when = date.fromordinal(local_day + _EPOCH_ORDINAL)
+            year, week, _ = when.isocalendar()
+            texts = self._days[local_day] = (when.isoformat(), f"{year}-W{week:02d}")
+        return texts
+
+
+@functools.lru_cache(maxsize=8)
+def _calendar(zone: ZoneInfo) -> _Calendar:
+    """The (shared) cache of days and weeks in ``zone``."""
+    return _Calendar(zone)

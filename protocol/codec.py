@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import operator
 import re
 import types
 import typing
@@ -172,17 +173,29 @@ def _field_names(cls: Any) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
 
 
+_SCALAR_CLASSES = frozenset(_SCALARS)
+
+
+@cache
+def _field_values(cls: Any) -> typing.Callable[[Any], tuple[Any, ...]]:
+    """A function giving the field values of a ``cls`` object, in field order."""
+    names = _field_names(cls)
+    if len(names) > 1:
+        return operator.attrgetter(*names)
+    return lambda value: tuple(getattr(value, name) for name in names)
+
+
 def _to_json(value: Any) -> Any:
     if isinstance(value, _SCALARS):
         return value
     if isinstance(value, list):
         return [_to_json(v) for v in value]
-    names = _field_names(value.__class__)
-    omit = _OMITTED_WHEN_NULL.get(value.__class__, ())
+    cls = value.__class__
+    omit = _OMITTED_WHEN_NULL.get(cls, ())
     return {
-        name: _to_json(getattr(value, name))
-        for name in names
-        if not (name in omit and getattr(value, name) is None)
+        name: v if v.__class__ in _SCALAR_CLASSES else _to_json(v)
+        for name, v in zip(_field_names(cls), _field_values(cls)(value), strict=True)
+        if not (v is None and name in omit)
     }
 
 
@@ -191,71 +204,133 @@ def _hints(cls: Any) -> dict[str, Any]:
     return get_type_hints(cls)
 
 
+Check = typing.Callable[[Any, str, "str | None"], Any]
+"""Validates one JSON value and returns it as the field holds it: ``check(value, parent,
+name)``, where the value sits at ``parent.name`` (at ``parent`` when ``name`` is None);
+the path is only put together for an error message."""
+
+
+def _where(parent: str, name: str | None) -> str:
+    return parent if name is None else f"{parent}.{name}"
+
+
+@cache
+def _plan(cls: Any) -> tuple[frozenset[str], tuple[tuple[str, Check, bool], ...]]:
+    """The fields of message class ``cls``: their names, and each field's name, checker
+    and whether it may be left out. Built once per class from its type hints."""
+    hints = _hints(cls)
+    fields = dataclasses.fields(cls)
+    plan = tuple(
+        (
+            f.name,
+            _checker(hints[f.name], f.name),
+            f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING,
+        )
+        for f in fields
+    )
+    return frozenset(f.name for f in fields), plan
+
+
 def _from_json(cls: type[T], obj: dict[str, Any], where: str) -> T:
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    extra = set(obj) - set(fields)
-    if extra:
+    known, plan = _plan(typing.cast(Any, cls))
+    if not known.issuperset(obj):
+        extra = set(obj) - known
         raise MalformedMessageError(f"{where}: unknown field {sorted(extra)[0]!r}")
-    hints = _hints(typing.cast(Any, cls))
     kwargs: dict[str, Any] = {}
-    for name, f in fields.items():
-        if name not in obj:
-            has_default = (
-                f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
-            )
-            if has_default:
-                continue
+    for name, check, has_default in plan:
+        if name in obj:
+            kwargs[name] = check(obj[name], where, name)
+        elif not has_default:
             raise MalformedMessageError(f"{where}: missing field {name!r}")
-        kwargs[name] = _value(hints[name], obj[name], f"{where}.{name}", name)
     return cls(**kwargs)
 
 
-def _value(tp: Any, value: Any, where: str, name: str) -> Any:
+def _checker(tp: Any, name: str) -> Check:
+    """The checker of a value of type ``tp`` in field ``name`` (see ``Check``)."""
     origin = get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = get_args(tp)
-        if value is None:
-            if type(None) in args:
-                return None
-            raise MalformedMessageError(f"{where}: must not be null")
+        nullable = type(None) in args
         non_none = [a for a in args if a is not type(None)]
-        if len(non_none) == 1:
-            return _value(non_none[0], value, where, name)
-        raise AssertionError(f"unsupported union {tp}")  # pragma: no cover
+        if len(non_none) != 1:
+            raise AssertionError(f"unsupported union {tp}")  # pragma: no cover
+        inner = _checker(non_none[0], name)
+
+        def check_optional(value: Any, parent: str, key: str | None) -> Any:
+            if value is None:
+                if nullable:
+                    return None
+                raise MalformedMessageError(f"{_where(parent, key)}: must not be null")
+            return inner(value, parent, key)
+
+        return check_optional
     if origin is Literal:
         allowed = get_args(tp)
-        if value not in allowed or isinstance(value, bool):
-            raise MalformedMessageError(
-                f"{where}: {value!r} is not one of {', '.join(map(str, allowed))}"
-            )
-        return value
+        choices = ", ".join(map(str, allowed))
+
+        def check_literal(value: Any, parent: str, key: str | None) -> Any:
+            if value not in allowed or isinstance(value, bool):
+                raise MalformedMessageError(
+                    f"{_where(parent, key)}: {value!r} is not one of {choices}"
+                )
+            return value
+
+        return check_literal
     if origin is list:
-        if not isinstance(value, list):
-            raise MalformedMessageError(f"{where}: must be a list")
-        (inner,) = get_args(tp)
-        return [_value(inner, v, f"{where}[{i}]", name) for i, v in enumerate(value)]
+        (inner_type,) = get_args(tp)
+        element = _checker(inner_type, name)
+
+        def check_list(value: Any, parent: str, key: str | None) -> Any:
+            if not isinstance(value, list):
+                raise MalformedMessageError(f"{_where(parent, key)}: must be a list")
+            where = _where(parent, key)
+            return [element(v, f"{where}[{i}]", None) for i, v in enumerate(value)]
+
+        return check_list
     if tp is bool:
-        if not isinstance(value, bool):
-            raise MalformedMessageError(f"{where}: must be true or false")
-        return value
+
+        def check_bool(value: Any, parent: str, key: str | None) -> Any:
+            if value.__class__ is not bool:
+                raise MalformedMessageError(f"{_where(parent, key)}: must be true or false")
+            return value
+
+        return check_bool
     if tp is int:
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise MalformedMessageError(f"{where}: must be an integer")
-        if not _INT_MIN <= value <= _INT_MAX:
-            raise MalformedMessageError(f"{where}: integer out of range")
-        return value
+
+        def check_int(value: Any, parent: str, key: str | None) -> Any:
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise MalformedMessageError(f"{_where(parent, key)}: must be an integer")
+            if not _INT_MIN <= value <= _INT_MAX:
+                raise MalformedMessageError(f"{_where(parent, key)}: integer out of range")
+            return value
+
+        return check_int
     if tp is str:
-        if not isinstance(value, str):
-            raise MalformedMessageError(f"{where}: must be a string")
         limit = _STRING_LIMITS.get(name, limits.MAX_STRING_CHARS)
-        if len(value) > limit:
-            raise MalformedMessageError(f"{where}: longer than {limit} characters")
-        return value
+
+        def check_str(value: Any, parent: str, key: str | None) -> Any:
+            if not isinstance(value, str):
+                raise MalformedMessageError(f"{_where(parent, key)}: must be a string")
+            if len(value) > limit:
+                raise MalformedMessageError(
+                    f"{_where(parent, key)}: longer than {limit} characters"
+                )
+            return value
+
+        return check_str
     if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise MalformedMessageError(f"{where}: must be an object")
-        return _from_json(tp, value, where)  # type: ignore[arg-type]
-    raise AssertionError(f"unsupported field type {tp}")  # pragma: no cover
+
+        def check_object(value: Any, parent: str, key: str | None) -> Any:
+            if not isinstance(value, dict):
+                raise MalformedMessageError(f"{_where(parent, key)}: must be an object")
+            return _from_json(tp, value, _where(parent, key))  # type: ignore[arg-type]
+
+        return check_object
+
+    def unsupported(value: Any, parent: str, key: str | None) -> Any:
+        raise AssertionError(f"unsupported field type {tp}")  # pragma: no cover
+
+    return unsupported
 
 
 # --------------------------------------------------------------------------- semantic checks

@@ -17,11 +17,13 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import functools
 import hashlib
 import json
-from collections.abc import Iterable
+import operator
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -53,16 +55,48 @@ _SIGNED_FIELDS: tuple[str, ...] = tuple(
     sorted(f.name for f in dataclasses.fields(UsageRecord) if f.name not in _UNSIGNED)
 )
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_JSON_STRING: Callable[[str], str] = json.encoder.encode_basestring
+"""The escaper ``_ENCODER`` applies to every string (the C one when available)."""
+_SCALAR: dict[type, Callable[[Any], str]] = {int: int.__repr__, type(None): lambda _: "null"}
+"""How ``_ENCODER`` writes the other exact types a record holds; any other type (a bool,
+a subclass) takes the encoder itself."""
+
+
+@functools.cache
+def _template(names: tuple[str, ...]) -> str:
+    """``{"name":%s,...}`` for ``names`` in order: compact JSON with the values left out."""
+    return "{" + ",".join(f"{_JSON_STRING(name)}:%s" for name in names) + "}"
+
+
+def _canonical_text(names: tuple[str, ...], values: Sequence[Any]) -> str:
+    """``_ENCODER.encode(dict(zip(names, values)))``, without building the dict.
+
+    Each value is escaped by the very function the encoder uses, so the text is the
+    same byte for byte; a value of a type other than str, int or None is left to the
+    encoder.
+    """
+    try:
+        parts = tuple(
+            [_JSON_STRING(v) if v.__class__ is str else _SCALAR[v.__class__](v) for v in values]
+        )
+    except KeyError:
+        return _ENCODER.encode(dict(zip(names, values, strict=True)))
+    return _template(names) % parts
+
+
+_signed_values = operator.attrgetter(*_SIGNED_FIELDS)
+_SHOWN_FIELDS: tuple[str, ...] = tuple(name for name in _SIGNED_FIELDS if name != "hidden")
+"""The signed fields of a record with no ``hidden`` reason: the canonical form leaves the
+field out then, so records logged before it existed keep their hashes."""
+_shown_values = operator.attrgetter(*_SHOWN_FIELDS)
 
 
 def canonical_bytes(record: UsageRecord) -> bytes:
     """The bytes that ``record_hash`` covers: the signed fields as sorted compact JSON
     (``hidden`` only when it is not empty)."""
-    # Keys are inserted in sorted order, so no sort_keys pass is needed per record.
-    fields = {name: getattr(record, name) for name in _SIGNED_FIELDS}
-    if not record.hidden:
-        del fields["hidden"]
-    return _ENCODER.encode(fields).encode()
+    if record.hidden:
+        return _canonical_text(_SIGNED_FIELDS, _signed_values(record)).encode()
+    return _canonical_text(_SHOWN_FIELDS, _shown_values(record)).encode()
 
 
 def record_hash(record: UsageRecord) -> str:

@@ -877,3 +877,30 @@ def test_messages_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         msg.re = 2  # type: ignore[misc]
     assert re.fullmatch(r"[a-z_]+", Ok.TYPE)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (("records", 1, "seq"), "2", "usage_batch.records[1].seq: must be an integer"),
+        (("records", 0, "seq"), True, "usage_batch.records[0].seq: must be an integer"),
+        (("records", 1, "kind"), "gif", "usage_batch.records[1].kind: 'gif' is not one of "),
+        (("records", 0, "uuid"), None, "usage_batch.records[0].uuid: must be a string"),
+        (("records", 0, "ended_at"), 5, "usage_batch.records[0].ended_at: must be a string"),
+        (("records", 1), [], "usage_batch.records[1]: must be an object"),
+        (("records",), {}, "usage_batch.records: must be a list"),
+        (("more",), 1, "usage_batch.more: must be true or false"),
+    ],
+)
+def test_a_bad_value_deep_in_a_usage_batch_is_named_by_its_path(
+    path: tuple[str | int, ...], value: object, message: str
+) -> None:
+    batch = UsageBatch(
+        re=1, kiosk_id="k", records=[usage_record(1), usage_record(2)], last_seq=2, more=False
+    )
+    obj: Any = obj_of(batch)
+    target = obj
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    malformed(json.dumps(obj), "^" + re.escape(message))

@@ -7,9 +7,11 @@ report tests use it too.
 from __future__ import annotations
 
 import dataclasses
+import random
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -21,6 +23,9 @@ from controller.schooldb import (
     KeyChangedError,
     SchoolDb,
     TamperError,
+    _Calendar,
+    _day_and_week,
+    _epoch_ms,
     iso_utc_ms,
     week_days,
 )
@@ -308,6 +313,43 @@ def test_edited_record_in_batch_is_refused_naming_it_and_the_records_before_it_k
     assert db.verify() == []
 
 
+def _bad_signature(record: UsageRecord) -> UsageRecord:
+    """``record`` with its signature field damaged (still base64 of 64 bytes)."""
+    flipped = "A" if record.signature[0] != "A" else "B"
+    return dataclasses.replace(record, signature=flipped + record.signature[1:])
+
+
+def test_a_bad_signature_on_the_batch_head_is_refused_and_the_records_before_kept(
+    db: SchoolDb,
+) -> None:
+    # Only the last record's signature is checked when a batch is accepted: it must be.
+    panel = Panel()
+    panel.many(5)
+    records = [*panel.records[:4], _bad_signature(panel.records[4])]
+    result = db.ingest(panel.kiosk_id, panel.batch(records=records))
+    assert result.refused is not None
+    assert (result.refused.seq, result.refused.kind) == (5, "bad_signature")
+    assert (result.added, result.not_stored, result.last_seq) == (4, 1, 4)
+    assert stored_seqs(db, panel.kiosk_id) == [1, 2, 3, 4]
+    assert [(h.seq, h.cause) for h in db.problems()] == [(5, "bad_signature")]
+    assert db.verify() == []
+
+
+def test_a_damaged_signature_inside_the_chain_is_stored_and_named_by_verify(
+    db: SchoolDb,
+) -> None:
+    # The head's signature vouches for every record linked before it, so a record whose
+    # signature field alone is damaged is still the panel's: it is stored, and verify,
+    # which checks every signature, names it.
+    panel = Panel()
+    panel.many(5)
+    records = list(panel.records)
+    records[2] = _bad_signature(records[2])
+    result = db.ingest(panel.kiosk_id, panel.batch(records=records))
+    assert (result.added, result.refused) == (5, None)
+    assert [(p.seq, p.kind) for p in db.verify()] == [(3, "bad_signature")]
+
+
 def test_chain_break_across_collections_is_refused(db: SchoolDb) -> None:
     panel = Panel()
     panel.many(6)
@@ -551,3 +593,65 @@ def test_verify_finds_rows_of_an_unknown_panel(collected: tuple[Panel, Path]) ->
 def test_verify_finds_a_damaged_key(collected: tuple[Panel, Path]) -> None:
     tamper(collected[1], "UPDATE kiosks SET public_key = 'garbage'")
     assert verify(collected[1]) == [(0, "edited")]
+
+
+# --------------------------------------------------------------------------- derived columns
+
+
+def _old_iso_utc_ms(ms: int) -> str:
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def test_utc_texts_match_datetime_over_the_whole_range() -> None:
+    low = -(datetime(1970, 1, 1, tzinfo=UTC) - datetime(2, 1, 1, tzinfo=UTC)) // timedelta(
+        milliseconds=1
+    )
+    high = (datetime(9998, 12, 31, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(
+        milliseconds=1
+    )
+    rng = random.Random(13)
+    samples = [low, high, -1, 0, 1, 86_399_999, 86_400_000, 951_782_400_000 - 1]
+    samples += [rng.randint(low, high) for _ in range(5000)]
+    for ms in samples:
+        text = iso_utc_ms(ms)
+        assert text == _old_iso_utc_ms(ms), ms
+        assert _epoch_ms(text) == ms
+    assert _epoch_ms("2026-11-23T11:30:00.250+03:00") == _epoch_ms("2026-11-23T08:30:00.250Z")
+    assert _epoch_ms("2026-11-23T08:30:00.2509") == _epoch_ms("2026-11-23T08:30:00.250Z")
+    assert _epoch_ms("1969-12-31T23:59:59.9999Z") == -1
+
+
+@pytest.mark.parametrize(
+    ("zone", "year"),
+    [
+        ("Europe/Moscow", 2011),  # summer time for good (March)
+        ("Europe/Moscow", 2014),  # back to UTC+3 (October)
+        ("Australia/Lord_Howe", 2025),  # half-hour summer time
+        ("Pacific/Chatham", 2025),  # UTC+12:45 / +13:45
+        ("Pacific/Apia", 2011),  # skipped 30 December 2011
+        ("America/St_Johns", 2026),  # UTC-3:30 with summer time
+        ("Africa/Casablanca", 2026),  # summer time off during Ramadan
+        ("Asia/Tehran", 2022),  # summer time changes at 20:30 UTC, in mid-hour
+        ("Asia/Kolkata", 1942),  # +5:30 to +6:30 at 18:30 UTC, in mid-hour
+    ],
+)
+def test_days_and_weeks_match_the_exact_computation_every_hour(zone: str, year: int) -> None:
+    tz = ZoneInfo(zone)
+    calendar = _Calendar(tz)
+    first = int(datetime(year, 1, 1, tzinfo=UTC).timestamp()) * 1000 - 86_400_000
+    hour = 3_600_000
+    for start in range(first, first + 368 * 86_400_000, hour):
+        for ms in (start, start + 1_799_999, start + hour - 1):
+            assert calendar.day_and_week(ms) == _day_and_week(ms, tz), (zone, iso_utc_ms(ms))
+
+
+def test_the_day_cache_starts_afresh_when_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("controller.schooldb.CALENDAR_CACHE_ENTRIES", 3)
+    tz = ZoneInfo("Asia/Novosibirsk")
+    calendar = _Calendar(tz)
+    for day in range(10):
+        ms = 1_795_000_000_000 + day * 86_400_000
+        assert calendar.day_and_week(ms) == _day_and_week(ms, tz)
+        assert len(calendar._offsets) <= 3
+        assert len(calendar._days) <= 3

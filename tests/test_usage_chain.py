@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kiosk.tls import ensure_signing_key
 from kiosk.usage import DisplayStart, UsageLog
+from protocol.messages import UsageRecord
 from protocol.usage_chain import (
     GENESIS_HASH,
     canonical_bytes,
     load_public_key,
     public_key_text,
+    record_hash,
     verify_chain,
 )
 from tests.helpers import text_lesson
@@ -98,3 +102,93 @@ async def test_collected_batches_verify_and_carry_the_clock_offset(kiosk: KioskT
     assert len(batch.records) == 2
     assert verify_chain(batch.records, load_public_key(batch.public_key)) == []
     assert all(abs(r.clock_offset_ms) < 100 for r in batch.records)
+
+
+def _reference_canonical(record: UsageRecord) -> bytes:
+    """The canonical form as specified: every field but the hash and signature (and
+    ``hidden`` when empty), sorted compact JSON, UTF-8 (written independently of the
+    module's fast encoder)."""
+    fields = dataclasses.asdict(record)
+    del fields["record_hash"], fields["signature"]
+    if not fields["hidden"]:
+        del fields["hidden"]
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
+
+
+class _Text(str):
+    pass
+
+
+class _Number(int):
+    def __repr__(self) -> str:
+        return "not JSON"
+
+
+def test_canonical_form_is_the_specified_json_byte_for_byte() -> None:
+    base = UsageRecord(
+        uuid="u-1",
+        seq=7,
+        kiosk_id="k-1",
+        room="Кабинет 12",
+        lesson_id="L",
+        lesson_title='Кавычки " и \\ обратная черта',
+        item_index=0,
+        kind="text",
+        content_hash=None,
+        content_title="Строки\nи\tтабуляция\x00\x1f\x7f\u2028😀",
+        content_source=None,
+        teacher_id="t",
+        teacher_name="Учитель",
+        started_at="2026-11-23T08:00:00.000Z",
+        ended_at=None,
+        duration_ms=-(2**63),
+        end_reason=None,
+        clock_offset_ms=2**63 - 1,
+        prev_hash=GENESIS_HASH,
+        record_hash="x",
+        signature="y",
+    )
+    odd: list[UsageRecord] = [
+        base,
+        dataclasses.replace(base, ended_at="2026-11-23T08:05:00.000Z", end_reason="next"),
+        dataclasses.replace(base, item_index=True),  # a bool is an int to the type checker
+        dataclasses.replace(base, duration_ms=1.5),  # type: ignore[arg-type]
+        dataclasses.replace(base, room=_Text("подкласс строки")),
+        dataclasses.replace(base, seq=_Number(3)),
+        dataclasses.replace(base, teacher_name=""),
+        dataclasses.replace(base, hidden="alert"),
+    ]
+    for record in odd:
+        assert canonical_bytes(record) == _reference_canonical(record), record
+
+
+PINNED_HASH = "67c3875e7be402ad3ece7b7d437fa82d3b4924aebe410203533a557e1247322c"
+"""The hash of the record below, as panels have computed it since the chain exists."""
+
+
+def test_the_hash_of_a_known_record_never_changes() -> None:
+    # Records already signed by panels must keep verifying: this hash is pinned.
+    record = UsageRecord(
+        uuid="3f1c0f9e-0000-4000-8000-000000000001",
+        seq=1,
+        kiosk_id="k-101",
+        room="101",
+        lesson_id="L-1",
+        lesson_title="Фотосинтез",
+        item_index=2,
+        kind="image",
+        content_hash="a" * 64,
+        content_title="Хлоропласт",
+        content_source="https://myschool.edu.ru/items/1",
+        teacher_id="t-1",
+        teacher_name="Анна Петровна",
+        started_at="2026-11-23T08:00:00.000Z",
+        ended_at="2026-11-23T08:05:00.000Z",
+        duration_ms=300_000,
+        end_reason="next",
+        clock_offset_ms=-1234,
+        prev_hash=GENESIS_HASH,
+    )
+    assert canonical_bytes(record) == _reference_canonical(record)
+    assert hashlib.sha256(_reference_canonical(record)).hexdigest() == record_hash(record)
+    assert record_hash(record) == PINNED_HASH
