@@ -49,7 +49,13 @@ from controller.problems import (
     os_error_text,
     pairing_error_text,
 )
-from controller.texts import added_text, error_text, item_failure_text, skipped_file_text
+from controller.texts import (
+    added_text,
+    error_text,
+    item_failure_text,
+    late_text,
+    skipped_file_text,
+)
 from media.lesson import load_sources
 from media.office import OfficeConverter
 from media.weblink import MAX_LIBRARY_HOSTS, parse_library_host
@@ -334,7 +340,7 @@ def cast(obj: Ctx, lesson: tuple[str, ...], to: str | None, all_panels: bool, st
         if result is None:
             return None
         percent = round(100 * result.bytes_sent / result.bytes_total) if result.bytes_total else 0
-        return t(
+        done = t(
             "Lesson «{title}»: {items} items, {size}; sent {sent} ({percent} %) to {room}.",
             title=loaded.title,
             items=len(loaded.items),
@@ -343,6 +349,7 @@ def cast(obj: Ctx, lesson: tuple[str, ...], to: str | None, all_panels: bool, st
             percent=percent,
             room=o.label,
         )
+        return done if result.late_ms is None else f"{done}\n{late_text(o.label, result.late_ms)}"
 
     report(outcomes, line)
     for o in outcomes:
@@ -427,14 +434,18 @@ def _control(
     position_ms: int | None = None,
     volume: int | None = None,
 ) -> None:
-    async def go() -> list[Outcome[None]]:
+    async def go() -> list[Outcome[int | None]]:
         group = await obj.group(targets)
         try:
             return await group.control(action, index=index, position_ms=position_ms, volume=volume)
         finally:
             await group.close()
 
-    report(run(go()), lambda o: t("{room}: {action}", room=o.label, action=t(action)))
+    def line(o: Outcome[int | None]) -> str:
+        done = t("{room}: {action}", room=o.label, action=t(action))
+        return done if o.value is None else f"{done}\n{late_text(o.label, o.value)}"
+
+    report(run(go()), line)
 
 
 for _action, _help in (

@@ -94,6 +94,10 @@ CONNECT_RETRY_S = 0.1
 """Pause before the second try; it doubles before each further one."""
 """How long a request waits for its reply (a transfer waits per chunk, not in total)."""
 
+CLOCK_OFFSET_FRESH_S = 60.0
+"""A kiosk's measured clock offset is reused this long (clocks drift by far less than a
+millisecond a minute); a ``cast`` or a control at an instant measures it again after."""
+
 ProgressCallback = Callable[[int, int], None]
 """Called with (bytes sent so far, bytes to send in all)."""
 
@@ -122,6 +126,9 @@ class CastResult:
     blobs_sent: int
     bytes_sent: int
     bytes_total: int
+    late_ms: int | None = None
+    """For a ``cast`` with ``start_at_ms``: how many ms after that instant the kiosk got
+    it (it started at once, late); None when on time."""
 
 
 def kiosk_url(address: str) -> str:
@@ -235,6 +242,12 @@ class KioskClient:
         self._stored: asyncio.Queue[BlobStored] = asyncio.Queue()
         self._closed_reason: str | None = None
         self._status_waiters: list[asyncio.Future[None]] = []
+        self.clock_offset_ms: int | None = None
+        """How far the kiosk's wall clock is ahead of this computer's, as last measured
+        (:meth:`measure_clock_offset`); None until then."""
+        self.round_trip_ms: float | None = None
+        """The shortest round trip of that measurement."""
+        self._offset_at_s = float("-inf")
         self._reader = asyncio.create_task(self._read(), name=f"client-reader {url}")
 
     @classmethod
@@ -398,7 +411,7 @@ class KioskClient:
         # reports can correct the times of this lesson's usage records.
         # A panel further off than the protocol allows keeps its own time in its records
         # (0); the synchronised start still uses the measured offset.
-        offset_ms = await self.measure_clock_offset()
+        offset_ms = await self.clock_offset()
         logged_ms = offset_ms if abs(offset_ms) <= limits.MAX_CLOCK_OFFSET_MS else 0
         if logged_ms != offset_ms:
             logger.info("%s: clock %d ms off, beyond the protocol's bound", self.name, offset_ms)
@@ -425,17 +438,31 @@ class KioskClient:
         index: int | None = None,
         position_ms: int | None = None,
         volume: int | None = None,
-    ) -> None:
-        """Apply a control command; returns once the kiosk's player applied it."""
-        await self._expect_ok(
+        at_ms: int | None = None,
+    ) -> int | None:
+        """Apply a control command; returns once the kiosk's player applied it, or, with
+        ``at_ms`` (this computer's wall clock, ms since the epoch), once the kiosk has
+        scheduled it for that instant (converted to the kiosk's clock with
+        :meth:`clock_offset`).
+
+        Returns:
+            How many ms after ``at_ms`` the kiosk got the command (it applied it at once,
+            late): tell the user; None when on time or without ``at_ms``.
+        """
+        kiosk_at_ms = at_ms + await self.clock_offset() if at_ms is not None else None
+        reply = await self._request(
             Control(
                 id=self._new_id(),
                 action=action,
                 index=index,
                 position_ms=position_ms,
                 volume=volume,
+                at_ms=kiosk_at_ms,
             )
         )
+        if not isinstance(reply, Ok):
+            raise UnexpectedMessageError(f"kiosk answered control with {reply.TYPE}")
+        return reply.late_ms
 
     async def announce(
         self, text: str, *, level: AnnouncementLevel = "info", duration_s: int | None = None
@@ -480,7 +507,19 @@ class KioskClient:
             if best is None or t1 - t0 < best[0]:
                 best = (t1 - t0, offset)
         assert best is not None
+        self.round_trip_ms, self.clock_offset_ms = best
+        self._offset_at_s = time.monotonic()
         return best[1]
+
+    async def clock_offset(self) -> int:
+        """The kiosk's clock offset (:meth:`measure_clock_offset`), measured again when
+        the last measurement is older than :data:`CLOCK_OFFSET_FRESH_S`."""
+        if (
+            self.clock_offset_ms is None
+            or time.monotonic() - self._offset_at_s > CLOCK_OFFSET_FRESH_S
+        ):
+            return await self.measure_clock_offset()
+        return self.clock_offset_ms
 
     async def status(self) -> StatusSnapshot:
         """Return what the kiosk shows now."""
@@ -552,7 +591,10 @@ class KioskClient:
             if not isinstance(done, Ok):
                 raise UnexpectedMessageError(f"kiosk finished {msg.TYPE} with {done.TYPE}")
             return CastResult(
-                blobs_sent=len(need.blobs), bytes_sent=sent, bytes_total=lesson.total_bytes
+                blobs_sent=len(need.blobs),
+                bytes_sent=sent,
+                bytes_total=lesson.total_bytes,
+                late_ms=done.late_ms,
             )
         finally:
             self._replies.pop(msg.id, None)
@@ -622,11 +664,6 @@ class KioskClient:
             return await self._next_reply(queue, msg.TYPE)
         finally:
             self._replies.pop(msg.id, None)
-
-    async def _expect_ok(self, msg: Control) -> None:
-        reply = await self._request(msg)
-        if not isinstance(reply, Ok):
-            raise UnexpectedMessageError(f"kiosk answered {msg.TYPE} with {reply.TYPE}")
 
     async def _send_text(self, msg: Message) -> None:
         try:

@@ -7,6 +7,13 @@ stops a broadcast to the others.
 A synchronised start (``Group.cast``): first every kiosk receives the lesson's media
 with ``prepare``; then every kiosk gets ``cast`` with the same ``start_at_ms`` a short
 lead in the future, so all panels switch together however long each transfer took.
+A group control (``Group.control`` on more than one kiosk) is sent the same way, with
+one ``at_ms``. The lead (:meth:`Group.lead_ms`) comes from the group's round trips,
+measured with ``time_ping`` just before (which also gives each kiosk's clock offset),
+plus what a panel needs to prepare the item; each kiosk converts the instant to its own
+clock, prepares the item while it keeps showing what it shows, and flips at the
+instant. A kiosk that got the instant too late says so: ``CastResult.late_ms``, or the
+late ms as the value of a control's outcome.
 """
 
 from __future__ import annotations
@@ -25,13 +32,37 @@ from controller.client import (
     ProgressCallback,
 )
 from media.lesson import Lesson
+from protocol import limits
 from protocol.errors import ClassCastError
-from protocol.messages import ControlAction, StatusSnapshot
+from protocol.messages import ControlAction, ItemKind, StatusSnapshot
 
 T = TypeVar("T")
 
-SYNC_LEAD_MS = 300
-"""How far ahead a synchronised start is scheduled, after every kiosk has the media."""
+SYNC_ROUND_TRIPS = 4
+"""The lead covers this many of the group's measured round trips: the ``cast`` or
+``control`` reaching the last kiosk (the controller writes to the kiosks one after
+another), and room for a slower round than the one measured."""
+
+SYNC_MIN_LEAD_MS = 50
+"""The shortest lead, however fast the network."""
+
+SYNC_MAX_LEAD_MS = limits.MAX_INSTANT_AHEAD_MS // 2
+"""The longest lead: half of what a kiosk accepts, so that a clock offset measured a
+little wrong never makes a kiosk refuse the instant."""
+
+SYNC_PREPARE_MS: dict[ItemKind, int] = {
+    "text": 100,
+    "image": 250,
+    "pdf": 300,
+    "video": 400,
+    "web": 300,
+}
+"""What a panel needs to prepare the first item of a synchronised start before the
+instant (decode a picture or page; open a video and buffer its first frame), by kind."""
+
+SYNC_CONTROL_PREPARE_MS: dict[ControlAction, int] = {"prev": 250, "goto": 250}
+"""What a panel needs before a group control's instant: ``prev`` and ``goto`` may go to
+an item that is not prepared; ``next`` goes to the one prepared ahead; 0 for others."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,10 +147,13 @@ class Group:
                 lambda t, c: c.cast(lesson, start_index=start_index, progress=cb(t))
             )
         prepared = await self._each(lambda t, c: c.prepare(lesson, progress=cb(t)))
-        start_at_ms = int(time.time() * 1000) + SYNC_LEAD_MS
+        ready = [o.target for o in prepared if o.ok]
+        kind = lesson.items[start_index].kind if 0 <= start_index < len(lesson.items) else "text"
+        lead_ms = await self.lead_ms(SYNC_PREPARE_MS[kind], only=ready)
+        start_at_ms = int(time.time() * 1000) + lead_ms
         started = await self._each(
             lambda t, c: c.cast(lesson, start_index=start_index, start_at_ms=start_at_ms),
-            only=[o.target for o in prepared if o.ok],
+            only=ready,
         )
         # Return once the panels have switched, so that a control right after is not early.
         await self._each(
@@ -140,11 +174,47 @@ class Group:
         index: int | None = None,
         position_ms: int | None = None,
         volume: int | None = None,
-    ) -> list[Outcome[None]]:
-        """Apply one control command on every kiosk; returns when all answered."""
-        return await self._each(
-            lambda t, c: c.control(action, index=index, position_ms=position_ms, volume=volume)
+    ) -> list[Outcome[int | None]]:
+        """Apply one control command on every kiosk, at one instant when there are
+        several; returns once every kiosk applied it.
+
+        Returns:
+            One outcome per kiosk; its value is how many ms late that kiosk got the
+            instant (it applied the control at once): tell the user; None when on time.
+        """
+        at_ms = None
+        if len(self.clients) > 1:
+            lead_ms = await self.lead_ms(SYNC_CONTROL_PREPARE_MS.get(action, 0))
+            at_ms = int(time.time() * 1000) + lead_ms
+        outcomes = await self._each(
+            lambda t, c: c.control(
+                action, index=index, position_ms=position_ms, volume=volume, at_ms=at_ms
+            )
         )
+        if at_ms is not None:
+            # Return once applied (each kiosk's instant is within half a round trip of
+            # ours), so that a control right after is not early.
+            rtt_s = max((c.round_trip_ms or 0.0 for c in self.clients.values()), default=0.0) / 1000
+            await asyncio.sleep(max(0.0, at_ms / 1000 + rtt_s - time.time()))
+        return outcomes
+
+    async def lead_ms(self, prepare_ms: int, *, only: Sequence[str] | None = None) -> int:
+        """How far ahead to schedule an instant for every kiosk (or those in ``only``).
+
+        Measures each kiosk's clock offset (``time_ping``, all at once, kept by each
+        :class:`KioskClient` for the ``cast`` or ``control`` that follows) and times the
+        whole round, which includes this computer's cost of reaching every kiosk.
+
+        Returns:
+            :data:`SYNC_ROUND_TRIPS` group round trips plus ``prepare_ms``, within
+            :data:`SYNC_MIN_LEAD_MS` and :data:`SYNC_MAX_LEAD_MS`.
+        """
+        samples = 3
+        started_s = time.monotonic()
+        await self._each(lambda t, c: c.measure_clock_offset(samples), only=only)
+        round_ms = (time.monotonic() - started_s) * 1000 / samples
+        lead = SYNC_ROUND_TRIPS * round_ms + prepare_ms
+        return round(min(max(lead, SYNC_MIN_LEAD_MS), SYNC_MAX_LEAD_MS))
 
     async def each(
         self,

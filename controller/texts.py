@@ -31,6 +31,7 @@ from protocol import limits
 from protocol.discovery import MDNS_INTERFACES_ENV
 from protocol.errors import (
     BadIndexError,
+    BadInstantError,
     BadPinError,
     BusyError,
     ClassCastError,
@@ -206,6 +207,11 @@ REFUSALS: Final[dict[type[RemoteError], str]] = {
     NotStartedError: N_(
         "The lesson on panel {panel} has not started yet: wait for it to start and try again."
     ),
+    BadInstantError: N_(
+        "Panel {panel} refused the common instant: its clock is far from this computer's. "
+        "Try again; if it happens again, set the clocks of the panel and of this computer "
+        "(NTP)."
+    ),
     BadIndexError: N_(
         "The lesson on panel {panel} has no item with that number. Items count from 1; "
         "`classcast status` shows how many there are."
@@ -248,6 +254,17 @@ REFUSALS: Final[dict[type[RemoteError], str]] = {
     ),
 }
 """What each refusal of a kiosk that needs no more than the panel's name says."""
+
+
+def late_text(panel: str, late_ms: int) -> str:
+    """What to tell the user when ``panel`` got a common instant ``late_ms`` too late
+    (it switched at once, after the other panels)."""
+    return t(
+        "{panel}: the command came {late} ms after the common instant, so this panel "
+        "switched late. If it happens often, check its network.",
+        panel=panel,
+        late=late_ms,
+    )
 
 
 def added_text(added: AddedPanel) -> str:

@@ -53,6 +53,8 @@ class HeadlessDisplay:
 
     def apply(self, effect: DisplayEffect) -> None:
         match effect:
+            case Show() if effect.at_s is not None:  # shown by the plain Show at the instant
+                self.preloaded.append(effect.index)
             case Show():
                 self.current, self.index = effect.item, effect.index
                 self.shown.append((effect.index, effect.item.title))

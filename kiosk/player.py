@@ -16,8 +16,15 @@ A lesson's whole life (``blanked`` is a flag beside the state, see below)::
     --------  ---------------------  -----------  ----------------------------------------
     any       load (start now)       playing      [end interval "replaced"] Show Preload
                                                   IntervalStarted
-    any       load (start later)     loading      [end interval "replaced"] ShowIdle
-    loading   tick at start time     playing      Show Preload IntervalStarted
+    any       load (start later)     loading      Show at the start instant (the display
+                                                  builds the item now and keeps what it
+                                                  shows until then)
+    loading   tick at start time     playing      [end interval "replaced"] Show Preload
+                                                  IntervalStarted (times: the instant)
+    playing+  control at a later     unchanged    [Show at the instant: a move's target]
+              instant                             (kept; applied by the tick at it)
+    any       tick at a control's    as the       as the control, at the instant
+              instant                control
     playing   next / prev / goto     playing      end interval, Show, Preload, IntervalStarted
     paused    next / prev / goto     playing      (as above; a new item starts playing)
     playing   tick at item's end     playing      end interval "auto", Show next ...
@@ -53,6 +60,16 @@ A lesson's whole life (``blanked`` is a flag beside the state, see below)::
                                                   IntervalStarted
 
 ``playing+`` means playing or paused. Every change also queues one ``StatusChanged``.
+
+Instants: a ``load`` with ``start_at_s`` and a ``control`` with ``at_s`` (same clock as
+``now``) take effect at that instant, so that many panels switch together. Until then
+the panel keeps showing what it showed (never the idle screen): the ``Show`` carries
+``at_s`` so that the display prepares the item at once and flips to it at the instant
+on its own timer, not behind the network. An instant that has already passed when it
+arrives is applied at once and reported: ``load`` and ``control`` return how many ms
+late (None: on time). An instant more than ``limits.MAX_INSTANT_AHEAD_MS`` ahead is
+refused (code ``bad_instant``). A new lesson, ``stop`` or the lesson's end drops the
+controls still waiting for their instant.
 While blanked, under a full-screen alert, or paused the item's clock stands still and a
 video is paused, so nothing advances behind a blank screen or an alert (an alert is an
 emergency: the class resumes where it stopped). Every moment an item is on the panel
@@ -71,9 +88,11 @@ picture loses nothing by that, and what the class missed during the restart is s
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Literal
 
+from protocol import limits
 from protocol.errors import ForbiddenError, UnexpectedMessageError
 from protocol.messages import (
     ControlAction,
@@ -112,11 +131,17 @@ class Identity:
 
 @dataclass(frozen=True, slots=True)
 class Show:
-    """Show item ``index`` of ``lesson`` (a video starts playing)."""
+    """Show item ``index`` of ``lesson`` (a video starts playing).
+
+    With ``at_s`` (same clock as the player's ``now``) still to come, prepare the item
+    now and flip to it at that instant, showing what is on screen until then; a later
+    ``Show`` or ``ShowIdle`` cancels that flip. An ``at_s`` already past: at once.
+    """
 
     lesson: LessonManifest
     index: int
     item: ManifestItem
+    at_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +219,25 @@ Effect = (
 
 
 @dataclass(frozen=True, slots=True)
+class _Scheduled:
+    """A control waiting for its instant ``at_s``."""
+
+    at_s: float
+    action: ControlAction
+    index: int | None
+    position_ms: int | None
+    volume: int | None
+
+
+def late_ms(at_s: float | None, now: float) -> int | None:
+    """How many ms past the instant ``at_s`` ``now`` is (at least 1), or None when
+    there is no instant or it has not passed."""
+    if at_s is None or now <= at_s:
+        return None
+    return max(1, round((now - at_s) * 1000))
+
+
+@dataclass(frozen=True, slots=True)
 class _Alert:
     """A full-screen alert: until when (None: until removed), and whether an
     administrator showed it (then only an administrator may remove it)."""
@@ -226,6 +270,8 @@ class LessonPlayer:
         self._opened = False
         """The current item, a web page, was checked and opened."""
         self._volume = 100
+        self._scheduled: list[_Scheduled] = []
+        """Controls waiting for their instant, earliest first."""
         self._effects: list[Effect] = []
 
     # ----------------------------------------------------------------- queries
@@ -298,6 +344,8 @@ class LessonPlayer:
         deadlines: list[float] = []
         if self._alert is not None and self._alert.until_s is not None:
             deadlines.append(self._alert.until_s)
+        if self._scheduled:
+            deadlines.append(self._scheduled[0].at_s)
         if self._state == "loading" and self._start_at_s is not None:
             deadlines.append(self._start_at_s)
         elif self._state == "playing" and self._frozen_at_s is None:
@@ -321,33 +369,46 @@ class LessonPlayer:
         start_index: int,
         now: float,
         start_at_s: float | None = None,
-    ) -> None:
+    ) -> int | None:
         """Replace whatever is shown with ``lesson``.
 
         Starts at once, or at ``start_at_s`` (same clock as ``now``) when that is later,
-        so that several panels start together.
+        so that several panels start together; until then the panel keeps what it shows
+        and prepares the first item (state ``loading``).
+
+        Returns:
+            How many ms past ``start_at_s`` this came (the lesson started at once, late):
+            tell the controller; None when on time.
 
         Raises:
-            UnexpectedMessageError: ``start_index`` is outside the lesson (code ``bad_index``).
+            UnexpectedMessageError: ``start_index`` is outside the lesson (code
+                ``bad_index``), or ``start_at_s`` is further ahead than
+                ``limits.MAX_INSTANT_AHEAD_MS`` (code ``bad_instant``).
         """
         if not 0 <= start_index < len(lesson.items):
             raise UnexpectedMessageError(
                 f"start index {start_index} is outside the lesson's {len(lesson.items)} items",
                 code="bad_index",
             )
-        self._end_interval("replaced", now)
+        check_instant(start_at_s, now)
+        self._scheduled.clear()
         self._failure = None
         self._opened = False
         self._lesson = lesson
         self._presenter = presenter
         self._index = start_index
         if start_at_s is not None and start_at_s > now:
+            # What is shown stays (its interval too) until the instant.
             self._state = "loading"
             self._start_at_s = start_at_s
-            self._effects.append(ShowIdle())
+            self._effects.append(
+                Show(lesson, start_index, lesson.items[start_index], at_s=start_at_s)
+            )
             self._status(now)
-            return
+            return None
+        self._end_interval("replaced", now)
         self._start_item(start_index, now)
+        return late_ms(start_at_s, now)
 
     def resume(
         self,
@@ -379,6 +440,7 @@ class LessonPlayer:
                 code="bad_index",
             )
         self._end_interval("replaced", now)
+        self._scheduled.clear()
         self._failure = None
         self._opened = False
         item = lesson.items[index]
@@ -418,13 +480,76 @@ class LessonPlayer:
         index: int | None = None,
         position_ms: int | None = None,
         volume: int | None = None,
-    ) -> None:
-        """Apply a teacher's (or the panel's own) control command.
+        at_s: float | None = None,
+    ) -> int | None:
+        """Apply a teacher's (or the panel's own) control command, at once or at the
+        instant ``at_s`` (same clock as ``now``) when that is later.
+
+        A control for a later instant is checked now (the errors below come at once),
+        kept, and applied by :meth:`tick` at its instant; a move (``next``, ``prev``,
+        ``goto``) queues a ``Show`` with that instant so that the display flips on
+        time. One that no longer applies at its instant is dropped.
+
+        Returns:
+            How many ms past ``at_s`` this came (applied at once, late): tell the
+            controller; None when on time or without an instant.
 
         Raises:
-            UnexpectedMessageError: no lesson is loaded (code ``no_lesson``) or ``goto``
-                names an item the lesson does not have (code ``bad_index``).
+            UnexpectedMessageError: no lesson is loaded (code ``no_lesson``), the
+                lesson starts later than ``at_s`` (code ``not_started``), ``goto``
+                names an item the lesson does not have (code ``bad_index``), or
+                ``at_s`` is further ahead than ``limits.MAX_INSTANT_AHEAD_MS`` (code
+                ``bad_instant``).
         """
+        check_instant(at_s, now)
+        if at_s is not None and at_s > now:
+            self._check_control(action, index, at_s)
+            self._scheduled.append(_Scheduled(at_s, action, index, position_ms, volume))
+            self._scheduled.sort(key=lambda s: s.at_s)
+            self._preview(now)
+            return None
+        self._apply_control(action, now, index, position_ms, volume)
+        return late_ms(at_s, now)
+
+    def _check_control(self, action: ControlAction, index: int | None, at_s: float) -> None:
+        """Refuse now a control that cannot apply at ``at_s``."""
+        if action == "volume":
+            return
+        if self._state == "idle" or self._lesson is None:
+            raise UnexpectedMessageError(f"cannot {action}: no lesson is shown", code="no_lesson")
+        start = self._start_at_s if self._state == "loading" else None
+        if start is not None and at_s < start and action != "stop":
+            raise UnexpectedMessageError(
+                f"cannot {action}: the lesson has not started yet", code="not_started"
+            )
+        count = len(self._lesson.items)
+        if action == "goto" and (index is None or not 0 <= index < count):
+            raise UnexpectedMessageError(
+                f"item {index} does not exist; the lesson has {count} items", code="bad_index"
+            )
+
+    def _preview(self, now: float) -> None:
+        """Let the display prepare the item the earliest waiting control moves to, and
+        flip at its instant (only when that control is the one waiting, and no start
+        is: the display keeps one flip pending)."""
+        if len(self._scheduled) != 1 or self._lesson is None or self._state == "loading":
+            return
+        s = self._scheduled[0]
+        count = len(self._lesson.items)
+        start = self._index
+        target = {"next": start + 1, "prev": max(0, start - 1), "goto": s.index}.get(s.action)
+        if target is None or target == start or not 0 <= target < count:
+            return
+        self._effects.append(Show(self._lesson, target, self._lesson.items[target], at_s=s.at_s))
+
+    def _apply_control(
+        self,
+        action: ControlAction,
+        now: float,
+        index: int | None,
+        position_ms: int | None,
+        volume: int | None,
+    ) -> None:
         if action == "volume":  # a setting of the panel: no lesson needed
             percent = max(0, min(100, 100 if volume is None else volume))
             if percent != self._volume:
@@ -589,20 +714,33 @@ class LessonPlayer:
             self._status(now)
 
     def tick(self, *, now: float) -> None:
-        """Advance time: end an alert whose time is up, start a scheduled lesson, or
-        leave an item whose time is up."""
+        """Advance time: end an alert whose time is up, start a scheduled lesson, apply
+        the controls whose instant came (each at its instant), or leave an item whose
+        time is up."""
         alert = self._alert
         if alert is not None and alert.until_s is not None and now >= alert.until_s:
             # Ended at its own time, not this late tick's: the item's clock restarts then.
             self.clear_alert(now=alert.until_s, by_admin=True)
+        while True:  # the start and the waiting controls, in the order of their instants
+            start_s = self._start_at_s if self._state == "loading" else None
+            due = self._scheduled[0] if self._scheduled and self._scheduled[0].at_s <= now else None
+            if start_s is not None and start_s <= now and (due is None or start_s <= due.at_s):
+                # The display flipped at the instant on its own timer: the lesson starts then.
+                self._start_at_s = None
+                self._end_interval("replaced", start_s)
+                self._start_item(self._index, start_s)
+            elif due is not None:
+                self._scheduled.pop(0)
+                with contextlib.suppress(UnexpectedMessageError):  # no longer applies: dropped
+                    self._apply_control(
+                        due.action, due.at_s, due.index, due.position_ms, due.volume
+                    )
+            else:
+                break
         deadline = self.next_deadline_s()
-        if deadline is None or now < deadline:
+        if deadline is None or now < deadline or self._state != "playing":
             return
-        if self._state == "loading":
-            self._start_at_s = None
-            self._start_item(self._index, now)
-        else:
-            self._advance_auto(now)
+        self._advance_auto(now)
 
     def shutdown(self, *, now: float) -> None:
         """The kiosk is stopping: close the open interval with reason ``shutdown``."""
@@ -645,6 +783,7 @@ class LessonPlayer:
 
     def _finish(self, reason: EndReason, now: float) -> None:
         self._end_interval(reason, now)
+        self._scheduled.clear()
         self._failure = None
         self._opened = False
         self._state = "idle"
@@ -734,3 +873,18 @@ class LessonPlayer:
 
     def _status(self, now: float) -> None:
         self._effects.append(StatusChanged(self.snapshot(now)))
+
+
+def check_instant(at_s: float | None, now: float) -> None:
+    """Refuse an instant further ahead than ``limits.MAX_INSTANT_AHEAD_MS`` (the
+    controller's fault: its clock or its offset is wrong).
+
+    Raises:
+        UnexpectedMessageError: code ``bad_instant``; answer the request with it.
+    """
+    if at_s is not None and (at_s - now) * 1000 > limits.MAX_INSTANT_AHEAD_MS:
+        raise UnexpectedMessageError(
+            f"the instant is {round((at_s - now) * 1000)} ms ahead, more than "
+            f"{limits.MAX_INSTANT_AHEAD_MS} ms: check the controller's clock",
+            code="bad_instant",
+        )

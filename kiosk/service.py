@@ -48,6 +48,7 @@ from kiosk.player import (
     ShowIdle,
     StatusChanged,
     VideoCommand,
+    check_instant,
 )
 from kiosk.resume import PresentationSink, SavedPresentation, refusal
 from kiosk.tokens import Grant
@@ -629,17 +630,20 @@ class KioskService:
                 if isinstance(msg, Cast):
                     self._check_presenter(session, now)
                     self._check_clock_offset(session, msg)
+                    check_instant(self._instant(msg.start_at_ms, now), now)
                 self._start_transfer(session, msg)
             case Control():
                 self._check_presenter(session, now)
-                self.player.control(
+                late = self.player.control(
                     msg.action,
-                    now=self.clock.monotonic(),
+                    now=now,
                     index=msg.index,
                     position_ms=msg.position_ms,
                     volume=msg.volume,
+                    at_s=self._instant(msg.at_ms, now),
                 )
-                self._reply(session.sid, Ok(msg.id))
+                self._log_late(msg.action, late)
+                self._reply(session.sid, Ok(msg.id, late_ms=late))
             case GetStatus():
                 snapshot = dataclasses.replace(
                     self.status(),
@@ -956,17 +960,33 @@ class KioskService:
     def _complete(self, session: Session, msg: Cast | Prepare) -> None:
         if isinstance(msg, Cast):
             now = self.clock.monotonic()
-            start_at_s = None
-            if msg.start_at_ms is not None:
-                start_at_s = now + (msg.start_at_ms / 1000 - self.clock.time())
+            start_at_s = self._instant(msg.start_at_ms, now)
             presenter = Presenter(session.controller_id or "", session.controller_name or "")
             self.moderation.presenter_back()  # a new presentation: its presenter is here
             self.store.pin(self._keep(msg.lesson))
             self._clock_offset_ms = msg.clock_offset_ms
-            self.player.load(
+            late = self.player.load(
                 msg.lesson, presenter, start_index=msg.start_index, now=now, start_at_s=start_at_s
             )
+            self._log_late("start", late)
+            self._reply(session.sid, Ok(msg.id, late_ms=late))
+            return
         self._reply(session.sid, Ok(msg.id))
+
+    def _instant(self, at_ms: int | None, now: float) -> float | None:
+        """An instant of the kiosk's wall clock (ms since the epoch) on the monotonic
+        clock the player runs on (None stays None)."""
+        if at_ms is None:
+            return None
+        return now + (at_ms / 1000 - self.clock.time())
+
+    def _log_late(self, what: str, late: int | None) -> None:
+        if late is not None:
+            logger.warning(
+                "%s came %d ms after its instant: applied at once, late; the controller is told",
+                what,
+                late,
+            )
 
     def _usage_pull(self, session: Session, msg: UsagePull) -> None:
         records = self.usage.records_after(msg.after_seq, msg.limit)

@@ -11,6 +11,12 @@ pyglet loop (``platform_event_loop.post_event``, which wakes it at once)::
                                   ◀──post── _loaded ◀──────────  (builder)
                            build (GL), swap, draw once, flip
 
+A ``Show`` with an instant still to come (``at_s``, a synchronised start or a group
+control) builds its scene at once and flips to it at that instant on the pyglet clock
+(``schedule_once``), drawing the frame there and then: the flip waits neither for the
+network loop nor for a redraw. Each such flip logs the monotonic and wall time at
+which the frame was flipped, and how long after the instant.
+
 Gapless: the previous scene stays current (and is what any redraw draws) until the
 next one is built, and stays on screen until the new one is
 :attr:`~kiosk.scenes.Scene.ready` (a video's first picture; at most
@@ -36,6 +42,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import ctypes
+import dataclasses
 import io
 import logging
 import threading
@@ -263,6 +270,8 @@ class PygletWindow:
         self._notice: NoticeOverlay | None = None
         self._question: PairingQuestionOverlay | None = None
         self._esc_at = float("-inf")
+        self._flip_at: tuple[object, Show] | None = None
+        """The scene to flip to at an instant (``Show.at_s``), and its ``Show``."""
         self._draw_scheduled = False
         self._captures: list[concurrent.futures.Future[Frame | None]] = []
         self._closed = False
@@ -402,6 +411,7 @@ class PygletWindow:
             return
         self._closed = True
         pyglet.clock.unschedule(self._draw)
+        pyglet.clock.unschedule(self._flip)
         pyglet.clock.unschedule(self._minute)
         pyglet.clock.unschedule(self._hide_hint)
         pyglet.clock.unschedule(self._hide_notice)
@@ -439,8 +449,16 @@ class PygletWindow:
 
     def _apply(self, effect: DisplayEffect) -> None:
         match effect:
+            case Show() if effect.at_s is not None and effect.at_s > time.monotonic():
+                self._schedule_flip(effect)
             case Show():
                 key_ = self._key(effect.index, effect)
+                pending, self._flip_at = self._flip_at, None
+                pyglet.clock.unschedule(self._flip)
+                if pending is not None and pending[0] == key_:  # its instant came: flip now
+                    self._flip_at = pending
+                    self._flip()
+                    return
                 self._wanted = key_
                 self._video_backlog.clear()
                 scene = self._scenes.get(key_)
@@ -454,6 +472,8 @@ class PygletWindow:
                 if key_ not in self._scenes:
                     self._load(key_, SceneRequest(effect.index, effect.item))
             case ShowIdle():
+                self._flip_at = None
+                pyglet.clock.unschedule(self._flip)
                 self._wanted = _IDLE
                 self._video_backlog.clear()
                 self.idle.refresh()
@@ -504,6 +524,45 @@ class PygletWindow:
                         self.request_redraw()
             case _:
                 assert_never(effect)
+
+    def _schedule_flip(self, effect: Show) -> None:
+        """Build the scene of ``effect`` now and flip to it at ``effect.at_s``; what is
+        on screen stays until then."""
+        assert effect.at_s is not None
+        key_ = self._key(effect.index, effect)
+        if key_ not in self._scenes:
+            self._load(key_, SceneRequest(effect.index, effect.item))
+        self._flip_at = (key_, effect)
+        pyglet.clock.unschedule(self._flip)
+        pyglet.clock.schedule_once(self._flip, max(0.0, effect.at_s - time.monotonic()))
+
+    def _flip(self, dt: float = 0.0) -> None:
+        """The instant of the pending ``Show`` came: swap to its scene and draw the frame
+        now (a scene still loading swaps once built, late, and says so)."""
+        pending, self._flip_at = self._flip_at, None
+        pyglet.clock.unschedule(self._flip)
+        if pending is None:
+            return
+        key_, effect = pending
+        assert effect.at_s is not None
+        self._apply(dataclasses.replace(effect, at_s=None))
+        if self._current_key != key_:
+            logger.warning(
+                "item %d was not prepared by its instant: it shows once loaded, late",
+                effect.index + 1,
+            )
+            return
+        pyglet.clock.unschedule(self._draw)
+        self._draw()
+        mono, wall = time.monotonic(), time.time()
+        logger.info(
+            "flipped to item %d at monotonic %.6f wall %.6f, %.3f ms after its instant%s",
+            effect.index + 1,
+            mono,
+            wall,
+            (mono - effect.at_s) * 1000,
+            "" if self._current.ready else " (its first picture is still to come)",
+        )
 
     @staticmethod
     def _key(index: int, effect: Show | Preload) -> object:

@@ -37,6 +37,7 @@ from protocol.messages import (
     ManifestItem,
     Message,
     Need,
+    Ok,
     Prepare,
     TakeScreenshot,
     UsageBatch,
@@ -54,9 +55,15 @@ _STRING_LIMITS = {
 }
 """Fields allowed to be longer than MAX_STRING_CHARS."""
 
-_OMITTED_WHEN_NULL: dict[type, frozenset[str]] = {Error: frozenset({"presenter"})}
+_OMITTED_WHEN_NULL: dict[type, frozenset[str]] = {
+    Error: frozenset({"presenter"}),
+    Ok: frozenset({"late_ms"}),
+    Control: frozenset({"at_ms"}),
+}
 """Fields added to a message after others: left out when null, so that every frame
-without them reads as before (an ``error`` names a presenter only when ``busy``)."""
+without them reads as before (an ``error`` names a presenter only when ``busy``, an
+``ok`` says ``late_ms`` only when an instant came late, a ``control`` has ``at_ms``
+only when sent to a group)."""
 
 T = TypeVar("T")
 

@@ -196,6 +196,13 @@ class NotStartedError(RemoteError):
     code = "not_started"
 
 
+class BadInstantError(RemoteError):
+    """A ``cast.start_at_ms`` or ``control.at_ms`` further ahead of the kiosk's clock than
+    ``limits.MAX_INSTANT_AHEAD_MS`` (a wrong clock or clock offset)."""
+
+    code = "bad_instant"
+
+
 class NoScreenError(RemoteError):
     """A screenshot was asked of a kiosk that runs without a window."""
 
@@ -439,6 +446,7 @@ REMOTE_ERRORS: Final[dict[str, type[RemoteError]]] = {
         BadIndexError,
         NoLessonError,
         NotStartedError,
+        BadInstantError,
         NoScreenError,
         RemoteTooLargeError,
         RemoteChecksumError,

@@ -81,6 +81,14 @@ CLOCK_OFFSET_TOLERANCE_MS: Final = 60 * 1000
 """How far a nonzero ``cast.clock_offset_ms`` may be from what the kiosk measured with
 the ``time_ping`` messages of the same connection (half a round trip, with room to spare)."""
 
+MAX_INSTANT_AHEAD_MS: Final = 10_000
+"""Furthest ahead of the kiosk's clock a ``cast.start_at_ms`` or ``control.at_ms`` may
+be (10 s): a synchronised start or a group control is scheduled a short lead ahead
+(measured round trips plus the panels' preparation, well under a second on a school
+network); an instant further off means a wrong clock or offset, and would leave the
+panel waiting. The kiosk refuses it with code ``bad_instant``; an instant already past
+is applied at once and reported in the ``ok`` (``late_ms``)."""
+
 MAX_ANNOUNCEMENT_S: Final = 24 * 3600
 """Longest ``announce.duration_s`` (one day)."""
 

@@ -289,6 +289,12 @@ class Control:
     needs ``volume`` (percent, 0–100: the panel's sound level for videos, kept across
     items and lessons; also accepted while no lesson is shown). Answered with ``ok``
     once the player applied it, or ``error`` (for example ``no_lesson``).
+
+    ``at_ms`` (kiosk wall clock, ms since the epoch, as ``cast.start_at_ms``) applies the
+    control at that instant, so that a group of panels changes together: the kiosk
+    answers ``ok`` at once, prepares what it will show and applies the control then.
+    At most ``limits.MAX_INSTANT_AHEAD_MS`` ahead (else ``error`` ``bad_instant``); an
+    instant already past is applied at once and the ``ok`` says how late (``late_ms``).
     """
 
     TYPE: ClassVar[str] = "control"
@@ -297,6 +303,7 @@ class Control:
     index: int | None = None
     position_ms: int | None = None
     volume: int | None = None
+    at_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -484,10 +491,16 @@ class TimePong:
 
 @dataclass(frozen=True, slots=True)
 class Ok:
-    """A request succeeded."""
+    """A request succeeded.
+
+    ``late_ms``, for a ``cast`` with ``start_at_ms`` or a ``control`` with ``at_ms``:
+    the instant had already passed when the kiosk got it, by that many ms; the kiosk
+    applied it at once (null: on time, or no instant).
+    """
 
     TYPE: ClassVar[str] = "ok"
     re: int
+    late_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

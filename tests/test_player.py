@@ -24,6 +24,7 @@ from kiosk.player import (
     StatusChanged,
     VideoCommand,
 )
+from protocol import limits
 from protocol.errors import ForbiddenError, UnexpectedMessageError
 from protocol.messages import (
     ControlAction,
@@ -264,8 +265,12 @@ def test_load_with_start_time_not_in_future_starts_at_once(start_at_s: float | N
 
 def test_load_with_start_later_waits_in_loading() -> None:
     player = LessonPlayer(IDENTITY)
-    player.load(TIMED, BORIS, start_index=1, now=10.0, start_at_s=12.5)
-    assert player.drain() == [ShowIdle(), changed("loading", TIMED, 1, presenter=BORIS)]
+    assert player.load(TIMED, BORIS, start_index=1, now=10.0, start_at_s=12.5) is None
+    # The display prepares the item and flips at the instant; no idle screen meanwhile.
+    assert player.drain() == [
+        Show(TIMED, 1, TIMED.items[1], at_s=12.5),
+        changed("loading", TIMED, 1, presenter=BORIS),
+    ]
     assert player.state == "loading"
     assert player.lesson is TIMED
     assert player.presenter == BORIS
@@ -285,13 +290,15 @@ def test_load_with_start_later_waits_in_loading() -> None:
     assert player.next_deadline_s() == 14.5  # text(1) lasts 2 s
 
 
-def test_late_tick_starts_a_loading_lesson_at_the_tick() -> None:
+def test_late_tick_starts_a_loading_lesson_at_its_instant() -> None:
+    """The display flipped at the instant on its own timer: the lesson's clock and its
+    display interval start then, whenever the tick comes."""
     player = LessonPlayer(IDENTITY)
     player.load(LESSON, ANNA, start_index=0, now=0.0, start_at_s=5.0)
     player.drain()
     player.tick(now=7.0)
-    assert player.drain() == started(LESSON, 0, 7.0)
-    assert player.position_ms(8.0) == 1000
+    assert player.drain() == started(LESSON, 0, 5.0)
+    assert player.position_ms(8.0) == 3000
 
 
 def test_load_replaces_a_playing_lesson() -> None:
@@ -308,13 +315,13 @@ def test_load_replaces_a_playing_lesson() -> None:
 def test_load_later_replaces_a_playing_lesson() -> None:
     player = playing(LESSON, 1, now=0.0)
     player.load(OTHER, BORIS, start_index=1, now=20.0, start_at_s=30.0)
+    # The playing item stays on the panel, and in its display interval, until the instant.
     assert player.drain() == [
-        IntervalEnded("replaced", 20.0),
-        ShowIdle(),
+        Show(OTHER, 1, OTHER.items[1], at_s=30.0),
         changed("loading", OTHER, 1, presenter=BORIS),
     ]
     player.tick(now=30.0)
-    assert player.drain() == started(OTHER, 1, 30.0, BORIS)
+    assert player.drain() == [IntervalEnded("replaced", 30.0), *started(OTHER, 1, 30.0, BORIS)]
 
 
 def test_load_replaces_a_loading_lesson_without_an_interval() -> None:
@@ -1440,3 +1447,156 @@ def test_a_lesson_cast_under_an_alert_starts_hidden_and_frozen() -> None:
         changed("playing", LESSON, 1),
     ]
     assert player.position_ms(9.0) == 0
+
+
+# --------------------------------------------------------------------------- instants
+
+AHEAD_S = limits.MAX_INSTANT_AHEAD_MS / 1000
+
+
+def test_a_control_at_an_instant_waits_then_applies_at_its_instant() -> None:
+    player = playing(LESSON, 0, now=0.0)
+    assert player.control("next", now=1.0, at_s=2.0) is None
+    # The display prepares the target and flips at the instant; nothing else changes.
+    assert player.drain() == [Show(LESSON, 1, video(1), at_s=2.0)]
+    assert (player.state, player.index) == ("playing", 0)
+    assert player.next_deadline_s() == 2.0
+    player.tick(now=1.999)
+    assert player.drain() == []
+    player.tick(now=2.7)  # a late tick: the control still happened at its instant
+    assert player.drain() == moved("next", LESSON, 1, 2.0)
+    assert player.position_ms(3.0) == 1000
+    assert player.next_deadline_s() is None
+
+
+def test_two_panels_apply_a_control_at_one_instant_whenever_they_tick() -> None:
+    """Two players on clocks 100 s apart, ticked 5 ms and 80 ms after the instant: the
+    item starts at the instant on both player clocks."""
+    offsets = (0.0, 100.0)
+    players = [playing(TIMED, 0, now=off) for off in offsets]
+    for player, off in zip(players, offsets, strict=True):
+        player.control("goto", index=2, now=off + 1.0, at_s=off + 3.0)
+        player.drain()
+    for player, off, tick_after in zip(players, offsets, (0.005, 0.080), strict=True):
+        player.tick(now=off + 3.0 + tick_after)
+        [ended, *_] = player.drain()
+        assert ended == IntervalEnded("goto", off + 3.0)
+    assert [p.position_ms(off + 3.5) for p, off in zip(players, offsets, strict=True)] == [500, 500]
+    assert [p.next_deadline_s() for p in players] == [4.0, 104.0]  # image(2) lasts 1 s
+
+
+@pytest.mark.parametrize(("at_s", "late"), [(10.0, None), (9.9995, 1), (9.75, 250), (None, None)])
+def test_a_control_whose_instant_passed_applies_at_once_and_says_how_late(
+    at_s: float | None, late: int | None
+) -> None:
+    player = playing(LESSON, 0, now=0.0)
+    assert player.control("next", now=10.0, at_s=at_s) == late
+    assert player.drain() == moved("next", LESSON, 1, 10.0)
+
+
+def test_a_start_whose_instant_passed_starts_at_once_and_says_how_late() -> None:
+    player = playing(OTHER, 0, now=0.0)
+    assert player.load(LESSON, BORIS, start_index=0, now=10.0, start_at_s=9.6) == 400
+    assert player.drain() == [IntervalEnded("replaced", 10.0), *started(LESSON, 0, 10.0, BORIS)]
+
+
+def test_an_instant_as_far_ahead_as_the_limit_is_accepted() -> None:
+    player = playing(LESSON, 0, now=0.0)
+    at_s = 5.0 + AHEAD_S
+    assert player.control("next", now=5.0, at_s=at_s) is None
+    assert player.next_deadline_s() == at_s
+    assert player.load(OTHER, ANNA, start_index=0, now=5.0, start_at_s=at_s) is None
+    assert player.next_deadline_s() == at_s
+    assert player.state == "loading"
+
+
+def test_an_instant_beyond_the_limit_is_refused_and_changes_nothing() -> None:
+    player = playing(LESSON, 0, now=0.0)
+    at_s = 5.0 + AHEAD_S + 1e-6
+    with pytest.raises(UnexpectedMessageError, match="more than 10000 ms") as info:
+        player.control("next", now=5.0, at_s=at_s)
+    assert info.value.code == "bad_instant"
+    with pytest.raises(UnexpectedMessageError, match="more than 10000 ms") as info:
+        player.load(OTHER, ANNA, start_index=0, now=5.0, start_at_s=at_s)
+    assert info.value.code == "bad_instant"
+    assert player.drain() == []
+    assert (player.lesson, player.index, player.next_deadline_s()) == (LESSON, 0, None)
+
+
+def test_a_control_at_an_instant_is_checked_at_once() -> None:
+    idle = LessonPlayer(IDENTITY)
+    with pytest.raises(UnexpectedMessageError) as info:
+        idle.control("next", now=0.0, at_s=1.0)
+    assert info.value.code == "no_lesson"
+    assert idle.control("volume", volume=40, now=0.0, at_s=1.0) is None  # no lesson needed
+    idle.tick(now=1.0)
+    assert idle.volume == 40
+    player = playing(LESSON, 0, now=0.0)
+    with pytest.raises(UnexpectedMessageError) as info:
+        player.control("goto", index=3, now=0.0, at_s=1.0)
+    assert info.value.code == "bad_index"
+    assert player.next_deadline_s() is None
+
+
+def test_controls_at_instants_run_in_order_and_only_a_lone_move_is_previewed() -> None:
+    player = playing(LESSON, 0, now=0.0)
+    player.control("pause", now=0.0, at_s=2.0)
+    assert player.drain() == []  # not a move: nothing to prepare
+    player.control("next", now=0.5, at_s=1.0)  # two waiting: no preview
+    player.control("prev", now=0.5, at_s=3.0)
+    assert player.drain() == []
+    player.tick(now=5.0)
+    effects = player.drain()
+    assert [e.index for e in effects if isinstance(e, Show)] == [1, 0]  # next, then prev
+    assert VideoCommand("pause") in effects  # the video of item 1, paused at 2.0
+    assert [e.now_s for e in effects if isinstance(e, IntervalEnded)] == [1.0, 3.0]
+    assert (player.state, player.index) == ("playing", 0)  # a move plays the new item
+
+
+def test_a_control_at_an_instant_may_follow_a_start_at_a_later_instant() -> None:
+    player = LessonPlayer(IDENTITY)
+    player.load(LESSON, ANNA, start_index=0, now=0.0, start_at_s=1.0)
+    player.drain()
+    with pytest.raises(UnexpectedMessageError) as info:
+        player.control("next", now=0.1, at_s=0.9)  # before the start
+    assert info.value.code == "not_started"
+    player.control("next", now=0.1, at_s=1.5)
+    assert player.drain() == []  # the start's flip is the one the display waits for
+    player.control("stop", now=0.1, at_s=0.5)  # stop may come before the start
+    player.tick(now=0.5)
+    assert player.drain() == [ShowIdle(), changed("idle")]
+    player.tick(now=2.0)  # the stop dropped the waiting next, and the start
+    assert player.drain() == []
+    assert (player.state, player.next_deadline_s()) == ("idle", None)
+
+
+@pytest.mark.parametrize("how", ["load", "stop", "end"])
+def test_a_new_lesson_a_stop_or_the_end_drops_waiting_controls(how: str) -> None:
+    player = playing(OTHER, 0, now=0.0)
+    player.control("goto", index=0, now=0.0, at_s=5.0)
+    player.control("next", now=0.0, at_s=5.0)
+    match how:
+        case "load":
+            player.load(OTHER, ANNA, start_index=1, now=1.0)
+        case "stop":
+            player.control("stop", now=1.0)
+        case _:
+            player.control("next", now=1.0)
+            player.control("next", now=1.0)  # the last item: the lesson ends
+    player.drain()
+    assert player.next_deadline_s() is None
+    player.tick(now=6.0)
+    assert player.drain() == []
+
+
+def test_a_waiting_control_that_no_longer_applies_is_dropped() -> None:
+    player = playing(LESSON, 0, now=0.0)
+    player.control("next", now=0.0, at_s=1.0)
+    player.load(LESSON, ANNA, start_index=2, now=0.5, start_at_s=3.0)  # drops it anyway
+    player.control("stop", now=0.5, at_s=3.5)
+    player.control("next", now=0.5, at_s=4.0)  # checked against the start: accepted
+    player.drain()
+    player.tick(now=5.0)  # start at 3, stop at 3.5, then next: no lesson, dropped
+    effects = player.drain()
+    assert effects[-2:] == [ShowIdle(), changed("idle")]
+    assert player.state == "idle"

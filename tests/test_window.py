@@ -181,6 +181,45 @@ def test_no_black_frame_between_switches(panel: Panel) -> None:
         assert middle == (255, 255, 255) or frame.pixel(2, 70) == GREEN
 
 
+def test_a_show_at_an_instant_keeps_the_picture_and_flips_at_the_instant(
+    panel: Panel, caplog: pytest.LogCaptureFixture
+) -> None:
+    """During a synchronised start's lead the panel keeps what it shows (not the idle
+    screen with its PIN) while the item is built; at the instant the pyglet clock calls
+    the flip, which draws the new item in one frame and logs when it flipped."""
+    first = panel.show(0, preload=False)
+    items = panel.lesson.items
+    at_s = time.monotonic() + 60  # the test plays the clock's part (no waiting)
+    panel.apply(Show(panel.lesson, 1, items[1], at_s=at_s))
+    panel.window.request_redraw()
+    panel.window.run_pending()
+    kept = panel.frames[-1]
+    assert kept.pixel(W // 2, H // 2) == first.pixel(W // 2, H // 2) != BLUE
+    assert kept.pixel(3, 3) != IDLE_BACKGROUND[:3]
+    assert not panel.window.busy  # built ahead: nothing left to load at the instant
+    before = panel.window.frames
+    with caplog.at_level("INFO", logger="kiosk.window"):
+        panel.window._flip()  # what pyglet.clock.schedule_once calls at ``at_s``
+    assert panel.window.frames - before == 1  # drawn at once, not on the next redraw
+    assert panel.frames[-1].pixel(W // 2, H // 2) == BLUE
+    assert "flipped to item 2 at monotonic" in caplog.text
+    # The player's own Show at the instant (from the network thread) changes nothing.
+    before = panel.window.frames
+    assert panel.apply(Show(panel.lesson, 1, items[1])).pixel(W // 2, H // 2) == BLUE
+
+
+def test_a_show_or_idle_before_the_instant_cancels_the_flip(panel: Panel) -> None:
+    items = panel.lesson.items
+    panel.show(1, preload=False)
+    panel.apply(Show(panel.lesson, 0, items[0], at_s=time.monotonic() + 60))
+    frame = panel.apply(ShowIdle())  # a stop during the lead
+    assert frame.pixel(3, 3) == IDLE_BACKGROUND[:3]
+    panel.window._flip()  # the timer was cancelled; a stray call does nothing
+    panel.window.request_redraw()
+    panel.window.run_pending()
+    assert panel.frames[-1].pixel(3, 3) == IDLE_BACKGROUND[:3]
+
+
 def test_corrupt_image_shows_the_error_slide_and_the_lesson_goes_on(panel: Panel) -> None:
     bad_sha = panel.store.put_bytes(b"GIF89a broken")
     items = [

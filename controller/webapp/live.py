@@ -26,6 +26,7 @@ from controller.discovery import ZeroconfDiscovery
 from controller.group import Outcome
 from controller.home import PanelRow
 from controller.i18n import t
+from controller.texts import late_text
 from controller.webapp.backend import Backend, error_text
 from controller.webapp.remote import RemoteView
 from media.lesson import Lesson
@@ -451,16 +452,21 @@ class TeacherCast:
         outcomes = await group.control(action, index=index, position_ms=position_ms, volume=volume)
         return self._error_lines(outcomes)
 
-    def _error_lines(self, outcomes: list[Outcome[None]]) -> list[str]:
-        return [
-            t(
-                "{target}: error: {message}",
-                target=o.room or self.room(o.target),
-                message=error_text(o.error, o.room or o.target),
-            )
-            for o in outcomes
-            if o.error is not None
-        ]
+    def _error_lines(self, outcomes: list[Outcome[int | None]]) -> list[str]:
+        """One line per panel that failed, or got the common instant late."""
+        lines = []
+        for o in outcomes:
+            if o.error is not None:
+                lines.append(
+                    t(
+                        "{target}: error: {message}",
+                        target=o.room or self.room(o.target),
+                        message=error_text(o.error, o.room or o.target),
+                    )
+                )
+            elif o.value is not None:
+                lines.append(late_text(o.room or self.room(o.target), o.value))
+        return lines
 
     # ----------------------------------------------------------------- the phone remote
 
