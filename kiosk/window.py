@@ -534,11 +534,18 @@ class PygletWindow:
             self._load(key_, SceneRequest(effect.index, effect.item))
         self._flip_at = (key_, effect)
         pyglet.clock.unschedule(self._flip)
-        pyglet.clock.schedule_once(self._flip, max(0.0, effect.at_s - time.monotonic()))
+        clock = pyglet.clock.get_default()
+        # schedule_once counts from the clock's last tick when that was under 0.2 s ago
+        # (pyglet's Clock._get_nearest_ts), which would flip early: count from there.
+        now = clock.time()
+        last = clock.last_ts or clock.next_ts
+        base = now if now - last > 0.2 else last
+        clock.schedule_once(self._flip, max(0.0, effect.at_s - time.monotonic() + now - base))
 
     def _flip(self, dt: float = 0.0) -> None:
         """The instant of the pending ``Show`` came: swap to its scene and draw the frame
         now (a scene still loading swaps once built, late, and says so)."""
+        woke = time.monotonic()
         pending, self._flip_at = self._flip_at, None
         pyglet.clock.unschedule(self._flip)
         if pending is None:
@@ -552,15 +559,20 @@ class PygletWindow:
                 effect.index + 1,
             )
             return
+        swapped = time.monotonic()
         pyglet.clock.unschedule(self._draw)
         self._draw()
         mono, wall = time.monotonic(), time.time()
         logger.info(
-            "flipped to item %d at monotonic %.6f wall %.6f, %.3f ms after its instant%s",
+            "flipped to item %d at monotonic %.6f wall %.6f, %.3f ms after its instant "
+            "(woke %.3f ms after it; swapped in %.3f ms, drew in %.3f ms)%s",
             effect.index + 1,
             mono,
             wall,
             (mono - effect.at_s) * 1000,
+            (woke - effect.at_s) * 1000,
+            (swapped - woke) * 1000,
+            (mono - swapped) * 1000,
             "" if self._current.ready else " (its first picture is still to come)",
         )
 
