@@ -147,6 +147,11 @@ class Scene:
     def enter(self) -> None:
         """The scene became visible."""
 
+    def prime(self) -> None:
+        """The scene will be entered at an instant: get ready so that :meth:`enter`
+        shows it at once (a video opens and stops at its first picture). A primed
+        scene that is not entered is left with :meth:`leave`."""
+
     def leave(self) -> None:
         """Another scene replaced this one (it may be shown again later)."""
 

@@ -24,6 +24,12 @@ Two outputs (see :mod:`kiosk.video`):
 Gapless: the scene is not :attr:`~kiosk.scenes.Scene.ready` until its first picture
 (``on_started``), and until then the window keeps showing the previous scene.
 
+Primed (:meth:`VideoScene.prime`, before a synchronised start or a group control's
+instant; frame callbacks only): the player opens the file with the sound off and
+pauses at its first picture, which it seeks back to the start; at the instant
+:meth:`~VideoScene.enter` only resumes it, so the first picture is on screen with the
+flip and every panel starts from the same frame.
+
 The end of the video reports ``ctx.item_ended(index)`` (the lesson advances). A file
 libVLC cannot decode turns the scene into the error slide; a video has no duration
 of its own, so after :data:`ERROR_HOLD_S` the scene reports the item ended too and an
@@ -146,6 +152,8 @@ class VideoScene(Scene):
         self._error: ErrorScene | None = None
         self._embedded = False
         """The current player draws into the window's video surface."""
+        self._primed = False
+        """The player was opened ahead of an instant and waits (paused) to be entered."""
 
     @property
     def playing(self) -> bool:
@@ -167,7 +175,37 @@ class VideoScene(Scene):
 
     # ----------------------------------------------------------------- Scene
 
+    def prime(self) -> None:
+        """Open the video now, sound off, and stop at its first picture (rewound to the
+        start); :meth:`enter` then resumes it. Not with the embedded output, whose
+        pictures would show on the surface of the video on screen."""
+        if self._video is not None or self._error is not None:
+            return
+        if self.ctx.video_surface is not None:
+            return
+        self._start_player()
+        if self._video is not None:
+            self._primed = True
+            self._video.set_volume(0)
+            self._video.play()
+
     def enter(self) -> None:
+        video = self._video
+        if self._primed and video is not None:
+            self._primed = False
+            video.set_volume(self.ctx.volume)
+            if self._started:  # paused on its first picture: show it and play on
+                self._shows = True
+                video.play()
+                pending, self._pending = self._pending, []
+                for command in pending:
+                    self._command(video, command)
+            return
+        self._start_player()
+        if self._video is not None:
+            self._video.play()
+
+    def _start_player(self) -> None:
         self._stop()
         self._clear_error()
         self._drop_texture()  # no picture left from an earlier showing
@@ -191,9 +229,9 @@ class VideoScene(Scene):
             self._failed(video, exc)
             return
         video.set_volume(self.ctx.volume)
-        video.play()
 
     def leave(self) -> None:
+        self._primed = False
         self._stop()
         pyglet.clock.unschedule(self._error_hold_over)
         pyglet.clock.unschedule(self._settled)
@@ -249,6 +287,10 @@ class VideoScene(Scene):
         if video is not self._video or self._started:
             return
         self._started = True
+        if self._primed:  # shown at the instant, from the start: wait there
+            video.pause()
+            video.seek(0)
+            return
         pending, self._pending = self._pending, []
         for command in pending:
             self._command(video, command)

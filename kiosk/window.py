@@ -453,12 +453,10 @@ class PygletWindow:
                 self._schedule_flip(effect)
             case Show():
                 key_ = self._key(effect.index, effect)
-                pending, self._flip_at = self._flip_at, None
-                pyglet.clock.unschedule(self._flip)
-                if pending is not None and pending[0] == key_:  # its instant came: flip now
-                    self._flip_at = pending
+                if self._flip_at is not None and self._flip_at[0] == key_:  # its instant came
                     self._flip()
                     return
+                self._unprime()
                 self._wanted = key_
                 self._video_backlog.clear()
                 scene = self._scenes.get(key_)
@@ -472,8 +470,7 @@ class PygletWindow:
                 if key_ not in self._scenes:
                     self._load(key_, SceneRequest(effect.index, effect.item))
             case ShowIdle():
-                self._flip_at = None
-                pyglet.clock.unschedule(self._flip)
+                self._unprime()
                 self._wanted = _IDLE
                 self._video_backlog.clear()
                 self.idle.refresh()
@@ -530,8 +527,12 @@ class PygletWindow:
         on screen stays until then."""
         assert effect.at_s is not None
         key_ = self._key(effect.index, effect)
-        if key_ not in self._scenes:
+        self._unprime()
+        scene = self._scenes.get(key_)
+        if scene is None:
             self._load(key_, SceneRequest(effect.index, effect.item))
+        elif scene is not self._current:
+            scene.prime()
         self._flip_at = (key_, effect)
         pyglet.clock.unschedule(self._flip)
         clock = pyglet.clock.get_default()
@@ -541,6 +542,15 @@ class PygletWindow:
         last = clock.last_ts or clock.next_ts
         base = now if now - last > 0.2 else last
         clock.schedule_once(self._flip, max(0.0, effect.at_s - time.monotonic() + now - base))
+
+    def _unprime(self) -> None:
+        """Forget the pending flip; a scene primed for it and not on screen leaves."""
+        pending, self._flip_at = self._flip_at, None
+        pyglet.clock.unschedule(self._flip)
+        if pending is not None:
+            scene = self._scenes.get(pending[0])
+            if scene is not None and scene is not self._current:
+                scene.leave()
 
     def _flip(self, dt: float = 0.0) -> None:
         """The instant of the pending ``Show`` came: swap to its scene and draw the frame
@@ -600,6 +610,8 @@ class PygletWindow:
         scene: Scene = self.factory.guarded(builder, request.item.title)()
         self._scenes[key_] = scene
         self._scenes.move_to_end(key_)
+        if self._flip_at is not None and self._flip_at[0] == key_:
+            scene.prime()  # built ahead of its instant
         if self._wanted == key_:
             self._swap(key_, scene)
         self._evict()
@@ -607,7 +619,13 @@ class PygletWindow:
     def _evict(self) -> None:
         while len(self._scenes) > SCENE_CACHE:
             for k, scene in self._scenes.items():
-                if scene is not self._current and scene is not self._outgoing and k != self._wanted:
+                pending = self._flip_at[0] if self._flip_at is not None else None
+                if (
+                    scene is not self._current
+                    and scene is not self._outgoing
+                    and k != self._wanted
+                    and k != pending
+                ):
                     del self._scenes[k]
                     scene.delete()
                     break

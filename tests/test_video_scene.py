@@ -281,6 +281,51 @@ def test_preload_plays_nothing_and_leaving_releases_the_threads(panel: Panel) ->
     assert scene.playing
 
 
+def test_a_video_shown_at_an_instant_waits_paused_at_its_first_picture(panel: Panel) -> None:
+    """Before a synchronised start's instant the video is opened, silent, and stopped at
+    its first picture, rewound, while the panel keeps its picture; at the instant the
+    flip shows that picture at once and the video plays on, with its sound."""
+    volumes: list[int] = []
+
+    def loader(request: SceneRequest, ctx: SceneContext) -> SceneBuilder:
+        path = ctx.store.path(request.item.sha256 or "")
+        return lambda: VideoScene(ctx, request, path, make_video=lambda c, s: VolumeSpy(volumes))
+
+    panel.window.factory.register("video", loader)
+    try:
+        panel.window.apply(Show(panel.lesson, 1, panel.lesson.items[1]))
+        panel.window.run_pending()
+        assert panel.last().pixel(W // 2, H // 2) == BLUE
+        item = dataclasses.replace(panel.video_item, title="По сигналу")
+        at_s = time.monotonic() + 60  # the test calls the flip itself
+        panel.window.apply(Show(panel.lesson, VIDEO_INDEX, item, at_s=at_s))
+        key = (VIDEO_INDEX, item)
+        panel.run_for(
+            3.0, until=lambda: bool(getattr(panel.window._scenes.get(key), "_started", 0))
+        )
+        scene = panel.window._scenes[key]
+        assert isinstance(scene, VideoScene)
+        assert scene.playing
+        assert panel.window.current is not scene  # the picture stays meanwhile
+        panel.run_for(0.3)
+        video = scene._video
+        assert video is not None
+        assert video.position_ms() == 0  # paused at the start, not running ahead
+        assert volumes == [100, 0]  # silent while it waits
+        assert panel.last().pixel(W // 2, H // 2) == BLUE
+        drawn = panel.window.frames
+        panel.window._flip()  # the instant, as pyglet's clock calls it
+        assert panel.window.frames == drawn + 1
+        assert panel.window.current is scene
+        assert scene.ready  # shown with the flip: no wait for a first picture
+        assert panel.last().pixel(W // 2, H // 2) != BLUE
+        assert volumes[-1] == 100
+        panel.run_for(0.4)
+        assert video.position_ms() > 0  # plays on
+    finally:
+        panel.window.factory.register("video", load_video)
+
+
 class VolumeSpy(VlcVideo):
     """The real libVLC player, recording the volumes it is given (with ``--aout=dummy``
     libVLC has no mixer to read them back from)."""
