@@ -151,6 +151,10 @@ class VideoOut(Protocol):
         """Set the volume, 0–100 (clamped)."""
         ...
 
+    def set_rate(self, rate: float) -> None:
+        """Play at ``rate`` times the normal speed (1.0: normal), keeping the pitch."""
+        ...
+
     def stop(self) -> None:
         """Stop playback; :meth:`play` starts again from the beginning."""
         ...
@@ -520,6 +524,11 @@ class VlcVideo:
         self._volume_percent = max(0, min(100, percent))
         if self._player is not None:
             self._player.audio_set_volume(self._volume_percent)
+
+    def set_rate(self, rate: float) -> None:
+        """Play at ``rate`` times the normal speed (libVLC keeps the pitch)."""
+        if self._player is not None:
+            self._player.set_rate(rate)
 
     def stop(self) -> None:
         """Stop playback (waits for libVLC's threads); :meth:`play` starts over."""

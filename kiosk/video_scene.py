@@ -28,7 +28,10 @@ Primed (:meth:`VideoScene.prime`, before a synchronised start or a group control
 instant; frame callbacks only): the player opens the file with the sound off and
 pauses at its first picture, which it seeks back to the start; at the instant
 :meth:`~VideoScene.enter` only resumes it, so the first picture is on screen with the
-flip and every panel starts from the same frame.
+flip and every panel starts from the same frame. From then on the scene keeps the
+video on time (:mod:`kiosk.drift`): every :data:`DRIFT_CHECK_S` it compares libVLC's
+position with the time played on the monotonic clock the instant was set on, and
+nudges the rate (a frame off) or seeks (a second off).
 
 The end of the video reports ``ctx.item_ended(index)`` (the lesson advances). A file
 libVLC cannot decode turns the scene into the error slide; a video has no duration
@@ -41,6 +44,7 @@ file, and a pause then would leave the screen without any picture.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
@@ -48,6 +52,7 @@ from typing import cast
 import pyglet
 from pyglet import gl
 
+from kiosk.drift import DriftCorrector, PlayClock, Seek, SetRate
 from kiosk.player import VideoCommand
 from kiosk.scenes import (
     BLACK,
@@ -72,6 +77,10 @@ resizes it to the surface's and shows an empty (black) picture for a frame or tw
 before the first real one (measured here: 40–65 ms). While the surface is unmapped
 none of that is seen: the previous item stays on screen, and once mapped, the next
 picture VLC draws replaces it (neither window has a background to paint)."""
+
+DRIFT_CHECK_S = 0.1
+"""How often a video started at an instant reads its position (libVLC updates it every
+few hundred ms; a reading costs one call)."""
 
 ERROR_HOLD_S = 5.0
 """How long a video that cannot be played shows the error slide before the lesson
@@ -154,6 +163,9 @@ class VideoScene(Scene):
         """The current player draws into the window's video surface."""
         self._primed = False
         """The player was opened ahead of an instant and waits (paused) to be entered."""
+        self._clock: PlayClock | None = None
+        """How long the video should have played, for a video started at an instant."""
+        self._drift = DriftCorrector()
 
     @property
     def playing(self) -> bool:
@@ -194,6 +206,10 @@ class VideoScene(Scene):
         if self._primed and video is not None:
             self._primed = False
             video.set_volume(self.ctx.volume)
+            self._clock = PlayClock()
+            self._clock.play(time.monotonic())
+            self._drift = DriftCorrector()
+            pyglet.clock.schedule_interval(self._check_drift, DRIFT_CHECK_S)
             if self._started:  # paused on its first picture: show it and play on
                 self._shows = True
                 video.play()
@@ -232,6 +248,8 @@ class VideoScene(Scene):
 
     def leave(self) -> None:
         self._primed = False
+        self._clock = None
+        pyglet.clock.unschedule(self._check_drift)
         self._stop()
         pyglet.clock.unschedule(self._error_hold_over)
         pyglet.clock.unschedule(self._settled)
@@ -243,6 +261,15 @@ class VideoScene(Scene):
             return
         if command.action in ("pause", "play"):
             self._paused = command.action == "pause"
+        if self._clock is not None:
+            now = time.monotonic()
+            if command.action == "pause":
+                self._clock.pause(now)
+            elif command.action == "play":
+                self._clock.play(now)
+            else:
+                self._clock.seek(command.position_ms, now)
+            self._drift.reset()
         if self._error is not None:
             if command.action != "seek":  # the error slide's time stands while paused
                 pyglet.clock.unschedule(self._error_hold_over)
@@ -299,6 +326,34 @@ class VideoScene(Scene):
             return
         self._shows = True
         self.ctx.request_redraw()  # the window shows this scene from now on
+
+    def _check_drift(self, dt: float = 0.0) -> None:
+        """Read the position of a video started at an instant; correct it if off."""
+        video, clock = self._video, self._clock
+        if video is None or clock is None or not self._started or self._paused:
+            return
+        expected = clock.position_ms(time.monotonic())
+        if expected is None:
+            return
+        readings = self._drift.readings
+        action = self._drift.reading(expected, video.position_ms())
+        if self._drift.readings != readings:
+            logger.debug("video %r drift %.1f ms", self.title, self._drift.drift_ms)
+        match action:
+            case SetRate():
+                logger.debug("video %r: rate %.2f", self.title, action.rate)
+                video.set_rate(action.rate)
+            case Seek():
+                logger.info(
+                    "video %r was %.0f ms off: moved to %d ms",
+                    self.title,
+                    self._drift.drift_ms or 0,
+                    action.position_ms,
+                )
+                video.set_rate(1.0)
+                video.seek(action.position_ms)
+            case None:
+                pass
 
     def _settled(self, dt: float = 0.0) -> None:
         if self._video is not None and self._started:

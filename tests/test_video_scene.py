@@ -326,6 +326,27 @@ def test_a_video_shown_at_an_instant_waits_paused_at_its_first_picture(panel: Pa
         panel.window.factory.register("video", load_video)
 
 
+def test_a_video_started_at_an_instant_is_put_back_on_time(
+    panel: Panel, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Against the monotonic clock of its instant: a video a second ahead (here moved
+    behind the scene's back) is moved back to where it should be."""
+    at_s = time.monotonic() + 60
+    panel.window.apply(Show(panel.lesson, VIDEO_INDEX, panel.video_item, at_s=at_s))
+    key = (VIDEO_INDEX, panel.video_item)
+    primed = lambda: bool(getattr(panel.window._scenes.get(key), "_started", False))  # noqa: E731
+    panel.run_for(3.0, until=primed)
+    panel.window._flip()
+    scene = panel.scene()
+    video = scene._video
+    assert video is not None
+    panel.run_for(0.2)
+    video.seek(1_500)  # as if the decoder ran off
+    with caplog.at_level("INFO", logger="kiosk.video_scene"):
+        panel.run_for(1.5, until=lambda: "ms off: moved to" in caplog.text)
+    assert "ms off: moved to" in caplog.text
+
+
 class VolumeSpy(VlcVideo):
     """The real libVLC player, recording the volumes it is given (with ``--aout=dummy``
     libVLC has no mixer to read them back from)."""
