@@ -449,7 +449,7 @@ class PygletWindow:
 
     def _apply(self, effect: DisplayEffect) -> None:
         match effect:
-            case Show() if effect.at_s is not None and effect.at_s > time.monotonic():
+            case Show() if effect.at_s is not None:
                 self._schedule_flip(effect)
             case Show():
                 key_ = self._key(effect.index, effect)
@@ -524,10 +524,16 @@ class PygletWindow:
 
     def _schedule_flip(self, effect: Show) -> None:
         """Build the scene of ``effect`` now and flip to it at ``effect.at_s``; what is
-        on screen stays until then."""
+        on screen stays until then. An instant already past flips at once (late, and
+        the flip's log line says by how much)."""
         assert effect.at_s is not None
         key_ = self._key(effect.index, effect)
-        self._unprime()
+        if self._flip_at is not None and self._flip_at[0] != key_:
+            self._unprime()
+        if effect.at_s <= time.monotonic():
+            self._flip_at = (key_, effect)
+            self._flip()
+            return
         scene = self._scenes.get(key_)
         if scene is None:
             self._load(key_, SceneRequest(effect.index, effect.item))

@@ -208,6 +208,19 @@ def test_a_show_at_an_instant_keeps_the_picture_and_flips_at_the_instant(
     assert panel.apply(Show(panel.lesson, 1, items[1])).pixel(W // 2, H // 2) == BLUE
 
 
+def test_a_show_whose_instant_has_passed_flips_at_once_and_logs_how_late(
+    panel: Panel, caplog: pytest.LogCaptureFixture
+) -> None:
+    items = panel.lesson.items
+    panel.show(0)  # item 1 is built ahead
+    with caplog.at_level("INFO", logger="kiosk.window"):
+        frame = panel.apply(Show(panel.lesson, 1, items[1], at_s=time.monotonic() - 0.25))
+    assert frame.pixel(W // 2, H // 2) == BLUE
+    [line] = [r.getMessage() for r in caplog.records if "flipped to item 2" in r.getMessage()]
+    late_ms = float(line.split(", ")[1].split(" ms after")[0])
+    assert late_ms >= 250
+
+
 def test_a_show_or_idle_before_the_instant_cancels_the_flip(panel: Panel) -> None:
     items = panel.lesson.items
     panel.show(1, preload=False)
