@@ -37,14 +37,17 @@ def _tone(path: Path, seconds: float, hz: float = 440.0) -> None:
         )
 
 
-def make_video_720p(dst: Path, *, repeat: int = 30) -> Path:
-    """Write a ~``2 * repeat``-second 1280x720 H.264 + AAC MP4 to ``dst``."""
+def make_video_720p(
+    dst: Path, *, repeat: int = 30, size: tuple[int, int] = (WIDTH, HEIGHT)
+) -> Path:
+    """Write a ~``2 * repeat``-second 1280x720 (or ``size``) H.264 + AAC MP4 to ``dst``."""
+    width, height = size
     source = next(sample_lesson_path().glob("*.mp4"))
     tone = dst.with_suffix(".wav")
     _tone(tone, 2.0 * repeat + 1)
     sout = (
         "#transcode{vcodec=h264,venc=x264{preset=veryfast},"
-        f"vb={VIDEO_KBPS},vfilter=canvas{{width={WIDTH},height={HEIGHT},aspect=16:9}},"
+        f"vb={VIDEO_KBPS},vfilter=canvas{{width={width},height={height},aspect=16:9}},"
         f"acodec=mp4a,ab=128,channels=2,samplerate={AUDIO_RATE}}}"
         f":std{{access=file,mux=mp4,dst={dst}}}"
     )

@@ -10,7 +10,8 @@ so the kiosk side is pessimistic. The baseline (100 websockets echo servers) is
 hosted exactly the same way, so the ratio compares like with like. The controller
 (``controller.group.Group``, 100 ``KioskClient`` connections) runs here.
 
-Each round: ``Group.control(next|prev)`` on a 2-item text lesson cast to all, timed
+Each round: ``Group.control(next|prev, together=False)`` (the fan-out itself, without a
+common instant's lead) on a 2-item text lesson cast to all, timed
 until all 100 ``ok`` replies arrived; rounds are ``GAP_S`` apart (a teacher's clicks
 are far apart, and each kiosk pushes a status after every control). Baseline round:
 a ``control``-sized text frame sent to each echo server concurrently, until all 100
@@ -168,7 +169,7 @@ async def measure_kiosks(
                 )
 
                 async def one_round(i: int) -> None:
-                    results = await group.control(action_for(i))
+                    results = await group.control(action_for(i), together=False)
                     failed = [o for o in results if not o.ok]
                     if failed:
                         raise RuntimeError(f"control failed on {len(failed)}: {failed[0].error}")

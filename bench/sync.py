@@ -1,6 +1,7 @@
 """Synchronised start and group ``next``: skew of the panels' actual flips.
 
-Run: ``.venv/bin/python -m bench.sync [--quick] [--kiosks N,...] [--rounds R] [--no-pinned]``
+Run: ``.venv/bin/python -m bench.sync [--quick] [--kiosks N,...] [--rounds R] [--no-pinned]
+[--video SECONDS]``
 
 Each kiosk is a whole ``classcast-kiosk --headless`` process (its pyglet window renders
 offscreen with EGL) whose wall clock is set off with libfaketime (offsets spread evenly
@@ -23,6 +24,13 @@ its instant that was. From these, per event:
 The same with 2 kiosks pinned to separate cores (``taskset``) isolates the floor.
 Kiosks that did not flip on their own timer (the instant came late, or the item was not
 ready) are counted, not timed. Requires libfaketime (``apt-get install faketime``).
+
+``--video SECONDS``: 2 kiosks (pinned, and real-time when root) get a lesson whose
+second item is a 320x180 video that long (looped from the sample clip with libVLC's
+transcoder), moved to together with a group ``next``: the video is opened ahead and
+paused at its first picture, flipped to at the instant, then kept on time. Each kiosk
+logs (``--verbose``) every position libVLC reports against the time played on its
+monotonic clock since the instant: the drift, and the rate nudges and seeks made.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import re
 import shutil
@@ -54,14 +63,16 @@ from bench._common import (
     result_line,
     stop_process,
 )
+from bench._video720 import make_video_720p
 from controller.client import ControllerIdentity
 from controller.group import SYNC_PREPARE_MS, Group
-from media.lesson import Lesson, LessonItem, make_lesson
+from media.lesson import Lesson, LessonItem, load_lesson, make_lesson
 
 FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
 MAX_OFFSET_S = 2.0
 FLIP_WAIT_S = 10.0
 IDENTITY = ControllerIdentity("c-bench-sync", "Bench Teacher")
+DRIFT = re.compile(r"video .* drift (-?[\d.]+) ms")
 FLIP = re.compile(
     r"flipped to item (\d+) at monotonic ([\d.]+) wall ([\d.]+), (-?[\d.]+) ms after its "
     r"instant \(woke (-?[\d.]+) ms after it"
@@ -88,10 +99,15 @@ class Kiosk:
     offset_s: float
     cpu: int | None = None
     realtime: bool = False
+    verbose: bool = False
     proc: subprocess.Popen[str] | None = None
     address: str = ""
     flips: list[Flip] = field(default_factory=list)
     unprepared: int = 0
+    drifts: list[tuple[float, float]] = field(default_factory=list)
+    """(monotonic time read, drift ms) of each video position reading."""
+    rates: int = 0
+    seeks: int = 0
     tail: list[str] = field(default_factory=list)
 
     def start(self) -> None:
@@ -108,6 +124,7 @@ class Kiosk:
                 *("--headless", "--host", "127.0.0.1", "--port", "0"),
                 *("--state-dir", str(self.root / "state"), "--config", str(config)),
                 *("--room", f"Bench {self.offset_s:+.2f}"),
+                *(["--verbose"] if self.verbose else []),
             ],
             cwd=REPO_ROOT,
             env=child_env(
@@ -139,6 +156,12 @@ class Kiosk:
                 )
             elif "was not prepared by its instant" in line:
                 self.unprepared += 1
+            elif m := DRIFT.search(line):
+                self.drifts.append((time.monotonic(), float(m[1])))
+            elif ": rate " in line and "kiosk.video_scene" in line:
+                self.rates += 1
+            elif "ms off: moved to" in line:
+                self.seeks += 1
             self.tail = [*self.tail[-20:], line.rstrip()]
 
     def stop(self) -> None:
@@ -285,11 +308,80 @@ def report(name: str, run: Run, values: dict[str, float | int | str]) -> None:
     figure(f"{name} items not built by their instant", run.unprepared, "")
 
 
+async def measure_video(seconds: float, tmp: Path, *, realtime: bool) -> list[Kiosk]:
+    """Two pinned kiosks play one video from one instant for ``seconds``."""
+    await asyncio.to_thread(tmp.mkdir, parents=True)
+    video = await asyncio.to_thread(
+        make_video_720p, tmp / "long.mp4", repeat=math.ceil(seconds / 2) + 2, size=(320, 180)
+    )
+    [item] = load_lesson(video).items
+    film = make_lesson(
+        "Bench sync video",
+        [LessonItem("text", "Перед фильмом", text="Сейчас начнётся фильм"), item],
+    )
+    cpus = os.cpu_count() or 1
+    kiosks = [
+        Kiosk(tmp / f"k{k}", off, cpu=k % cpus, realtime=realtime, verbose=True)
+        for k, off in enumerate(offsets(2))
+    ]
+    try:
+        for k in kiosks:
+            k.start()
+        for k in kiosks:
+            await asyncio.to_thread(k.wait_ready)
+        creds = {k.address: await pair_as_admin(k.address, IDENTITY) for k in kiosks}
+        group = await Group.connect(list(creds), IDENTITY, credentials=creds.get)
+        try:
+            await group.cast(film)
+            counts = [len(k.flips) for k in kiosks]
+            await group.control("next")
+            flips = await wait_flips(kiosks, counts, 2)
+            print(f"  flip to the video: {event(flips, 0)}", flush=True)
+            await asyncio.sleep(seconds)
+            await group.control("stop")
+        finally:
+            await group.close()
+    finally:
+        for k in kiosks:
+            k.stop()
+    return kiosks
+
+
+def report_video(kiosks: list[Kiosk], seconds: float, values: dict[str, float | int | str]) -> None:
+    for n, k in enumerate(kiosks):
+        drifts = [d for _, d in k.drifts]
+        if not drifts:
+            figure(f"video kiosk {n} drift readings", 0, "", "none (no video played?)")
+            continue
+        later = [abs(d) for t, d in k.drifts if t >= k.drifts[-1][0] - seconds / 2]
+        _, d99 = p50_p99([abs(d) for d in drifts])
+        _, l99 = p50_p99(later)
+        figure(f"video kiosk {n} |drift| p99", d99, "ms", f"max {max(map(abs, drifts)):.1f} ms")
+        figure(f"video kiosk {n} |drift| p99, second half", l99, "ms")
+        figure(f"video kiosk {n} last drift", drifts[-1], "ms", f"{len(drifts)} readings")
+        figure(f"video kiosk {n} corrections", k.rates + k.seeks, "", f"{k.seeks} seeks")
+        values[f"video{n}_drift_p99_ms"] = d99
+        values[f"video{n}_drift_last_ms"] = drifts[-1]
+        values[f"video{n}_seeks"] = k.seeks
+    if all(k.drifts for k in kiosks):
+        # Both drifts are against the one monotonic clock: their difference is the skew.
+        a, b = kiosks[0].drifts, kiosks[1].drifts
+        pairs = [
+            abs(da - next(db for tb, db in reversed(b) if tb <= ta))
+            for ta, da in a
+            if ta >= b[0][0]
+        ]
+        if pairs:
+            _, p99 = p50_p99(pairs)
+            figure("video skew between the kiosks p99", p99, "ms", "from their drift readings")
+            values["video_skew_p99_ms"] = p99
+
+
 def uptime() -> str:
     return Path("/proc/loadavg").read_text().split(" ", 3)[:3].__str__()
 
 
-async def main_async(sizes: list[int], rounds: int, pinned: bool) -> None:
+async def main_async(sizes: list[int], rounds: int, pinned: bool, video_s: float | None) -> None:
     cancel_on_sigterm()
     if not FAKETIME_LIB.exists():  # noqa: ASYNC240 (before anything starts)
         raise SystemExit(f"libfaketime is missing ({FAKETIME_LIB}): apt-get install faketime")
@@ -316,6 +408,14 @@ async def main_async(sizes: list[int], rounds: int, pinned: bool) -> None:
                 run = await measure(2, rounds, tmp / "rt", pinned=True, realtime=True)
                 report("rt2", run, values)
                 print(f"load average after: {uptime()}")
+        if video_s:
+            realtime = os.geteuid() == 0 and shutil.which("chrt") is not None
+            heading(
+                f"a video over {video_s:g} s on 2 pinned kiosks{' (real-time)' if realtime else ''}"
+            )
+            kiosks = await measure_video(video_s, tmp / "video", realtime=realtime)
+            report_video(kiosks, video_s, values)
+            print(f"load average after: {uptime()}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     result_line("sync", values)
@@ -327,12 +427,13 @@ def main() -> None:
     parser.add_argument("--kiosks", help="comma-separated group sizes (default 6,20)")
     parser.add_argument("--rounds", type=int, help="rounds of start + next (default 20)")
     parser.add_argument("--no-pinned", action="store_true", help="skip the 2 pinned kiosks")
+    parser.add_argument("--video", type=float, help="also play a video this many seconds")
     args = parser.parse_args()
-    sizes = [int(x) for x in (args.kiosks or ("6" if args.quick else "6,20")).split(",")]
+    sizes = [int(x) for x in (args.kiosks or ("6" if args.quick else "6,20")).split(",") if x]
     rounds = args.rounds or (5 if args.quick else 20)
     with contextlib.suppress(KeyboardInterrupt):
         try:
-            asyncio.run(main_async(sizes, rounds, not args.no_pinned))
+            asyncio.run(main_async(sizes, rounds, not args.no_pinned, args.video))
         except asyncio.CancelledError:  # SIGTERM: children stopped, temp dir removed
             raise SystemExit(143) from None
 

@@ -174,16 +174,18 @@ class Group:
         index: int | None = None,
         position_ms: int | None = None,
         volume: int | None = None,
+        together: bool = True,
     ) -> list[Outcome[int | None]]:
         """Apply one control command on every kiosk, at one instant when there are
-        several; returns once every kiosk applied it.
+        several (unless ``together`` is False: each as soon as it arrives); returns once
+        every kiosk applied it.
 
         Returns:
             One outcome per kiosk; its value is how many ms late that kiosk got the
             instant (it applied the control at once): tell the user; None when on time.
         """
         at_ms = None
-        if len(self.clients) > 1:
+        if together and len(self.clients) > 1:
             lead_ms = await self.lead_ms(SYNC_CONTROL_PREPARE_MS.get(action, 0))
             at_ms = int(time.time() * 1000) + lead_ms
         outcomes = await self._each(

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from controller.group import SYNC_MAX_LEAD_MS, SYNC_MIN_LEAD_MS, Group
+from controller.texts import error_text, late_text
 from kiosk.access import Access
 from kiosk.effects import DisplayEffect
 from kiosk.headless import HeadlessDisplay
@@ -30,6 +31,7 @@ from kiosk.tokens import TokenStore
 from kiosk.usage import UsageLog
 from media.store import BlobStore
 from protocol import limits
+from protocol.errors import remote_error
 from protocol.messages import (
     Cast,
     Control,
@@ -373,3 +375,15 @@ async def test_group_lead_covers_its_round_trips_within_bounds(tmp_path: Path) -
             assert all(cl.clock_offset_ms is not None for cl in group.clients.values())
         finally:
             await group.close()
+
+
+def test_the_teacher_reads_a_late_panel_and_a_refused_instant_in_russian(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CLASSCAST_LANG", "ru")
+    assert late_text("Каб. 12", 250) == (
+        "Каб. 12: команда пришла на 250 мс позже общего момента, поэтому эта панель "
+        "переключилась с опозданием. Если это повторяется, проверьте её сеть."
+    )
+    refused = error_text(remote_error("bad_instant", "the instant is 20000 ms ahead"), "Каб. 12")
+    assert refused.startswith("Панель Каб. 12 не приняла общий момент переключения")
