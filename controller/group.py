@@ -43,8 +43,9 @@ SYNC_ROUND_TRIPS = 4
 ``control`` reaching the last kiosk (the controller writes to the kiosks one after
 another), and room for a slower round than the one measured."""
 
-SYNC_MIN_LEAD_MS = 50
-"""The shortest lead, however fast the network."""
+SYNC_MIN_LEAD_MS = 150
+"""The shortest lead, however fast the network: a panel busy drawing or decoding may
+take a while to read the command (a teacher does not notice 0.15 s)."""
 
 SYNC_MAX_LEAD_MS = limits.MAX_INSTANT_AHEAD_MS // 2
 """The longest lead: half of what a kiosk accepts, so that a clock offset measured a
@@ -60,9 +61,10 @@ SYNC_PREPARE_MS: dict[ItemKind, int] = {
 """What a panel needs to prepare the first item of a synchronised start before the
 instant (decode a picture or page; open a video and buffer its first frame), by kind."""
 
-SYNC_CONTROL_PREPARE_MS: dict[ControlAction, int] = {"prev": 250, "goto": 250}
-"""What a panel needs before a group control's instant: ``prev`` and ``goto`` may go to
-an item that is not prepared; ``next`` goes to the one prepared ahead; 0 for others."""
+SYNC_CONTROL_PREPARE_MS: dict[ControlAction, int] = {"next": 200, "prev": 300, "goto": 300}
+"""What a panel needs before a group control's instant: ``next`` goes to the item built
+ahead, but a video still has to open and reach its first picture; ``prev`` and ``goto``
+may go to an item not built yet; 0 for the others."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,8 @@ the time and the position, and carries out what it returns::
     match action: case SetRate(rate): ...; case Seek(position_ms): ...
 
 libVLC updates its position only every few hundred ms; a reading whose position did
-not change since the previous one is ignored (its age is unknown).
+not change since the previous one is ignored (its age is unknown), and a decision takes
+the median of the last :data:`READINGS` fresh ones.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ SEEK_MS: Final = 1_000
 
 RATE_STEP: Final = 0.04
 """How much faster or slower a video runs while corrected (40 ms caught up per second)."""
+
+READINGS: Final = 3
+"""Fresh readings (libVLC updates its position every few hundred ms) whose median drift
+a decision takes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +95,12 @@ class PlayClock:
 
 
 class DriftCorrector:
-    """Decides how to bring a video back on time; see the module docstring."""
+    """Decides how to bring a video back on time; see the module docstring.
+
+    libVLC's positions are noisy (tens of ms; more on a loaded machine, and just after a
+    change of rate), so each decision takes the median drift of :data:`READINGS` fresh
+    readings, and after a correction the readings start afresh.
+    """
 
     def __init__(self) -> None:
         self.rate = 1.0
@@ -99,6 +109,7 @@ class DriftCorrector:
         self.readings = 0
         """Readings taken (a new position each)."""
         self._last_position_ms: int | None = None
+        self._window: list[float] = []
 
     def reading(self, expected_ms: float, position_ms: int) -> DriftAction | None:
         """A reading of the player's ``position_ms`` while it should be at ``expected_ms``.
@@ -115,20 +126,26 @@ class DriftCorrector:
         drift = position_ms - expected_ms
         self.drift_ms = drift
         self.readings += 1
-        if abs(drift) >= SEEK_MS:
+        self._window = [*self._window[-(READINGS - 1) :], drift]
+        if len(self._window) < READINGS:
+            return None
+        median = sorted(self._window)[READINGS // 2]
+        if abs(median) >= SEEK_MS:
             self.rate = 1.0
-            self._last_position_ms = None
+            self.reset()
             return Seek(max(0, round(expected_ms)))
         rate = self.rate
-        if abs(drift) > FRAME_MS:
-            rate = 1.0 - RATE_STEP if drift > 0 else 1.0 + RATE_STEP
-        elif abs(drift) <= SETTLED_MS or (drift > 0) == (self.rate > 1.0):
+        if abs(median) > FRAME_MS:
+            rate = 1.0 - RATE_STEP if median > 0 else 1.0 + RATE_STEP
+        elif abs(median) <= SETTLED_MS or (median > 0) == (self.rate > 1.0):
             rate = 1.0  # back on time, or the correction overshot
         if rate == self.rate:
             return None
         self.rate = rate
+        self._window = []
         return SetRate(rate)
 
     def reset(self) -> None:
-        """The video was paused, resumed or moved: the next reading starts afresh."""
+        """The video was paused, resumed or moved: the next readings start afresh."""
         self._last_position_ms = None
+        self._window = []
