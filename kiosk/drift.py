@@ -102,7 +102,9 @@ class DriftCorrector:
     readings, and after a correction the readings start afresh.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, rate_step: float = RATE_STEP) -> None:
+        """``rate_step`` 0: never nudge the rate, only seek when a second off."""
+        self.rate_step = rate_step
         self.rate = 1.0
         self.drift_ms: float | None = None
         """The last drift measured (position minus expected), for logs and benchmarks."""
@@ -136,7 +138,7 @@ class DriftCorrector:
             return Seek(max(0, round(expected_ms)))
         rate = self.rate
         if abs(median) > FRAME_MS:
-            rate = 1.0 - RATE_STEP if median > 0 else 1.0 + RATE_STEP
+            rate = 1.0 - self.rate_step if median > 0 else 1.0 + self.rate_step
         elif abs(median) <= SETTLED_MS or (median > 0) == (self.rate > 1.0):
             rate = 1.0  # back on time, or the correction overshot
         if rate == self.rate:

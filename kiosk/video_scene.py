@@ -31,7 +31,9 @@ pauses at its first picture, which it seeks back to the start; at the instant
 flip and every panel starts from the same frame. From then on the scene keeps the
 video on time (:mod:`kiosk.drift`): every :data:`DRIFT_CHECK_S` it compares libVLC's
 position with the time played on the monotonic clock the instant was set on, and
-nudges the rate (a frame off) or seeks (a second off).
+seeks when it is a second off. It does not nudge the rate (:data:`DRIFT_RATE_STEP`):
+measured with libVLC 3, the position it reports swings by some 0.5 s after each change
+of rate, so a correction by rate oscillates and grows.
 
 The end of the video reports ``ctx.item_ended(index)`` (the lesson advances). A file
 libVLC cannot decode turns the scene into the error slide; a video has no duration
@@ -81,6 +83,9 @@ picture VLC draws replaces it (neither window has a background to paint)."""
 DRIFT_CHECK_S = 0.1
 """How often a video started at an instant reads its position (libVLC updates it every
 few hundred ms; a reading costs one call)."""
+
+DRIFT_RATE_STEP = 0.0
+"""The rate change that corrects a small drift: none (see the module docstring)."""
 
 ERROR_HOLD_S = 5.0
 """How long a video that cannot be played shows the error slide before the lesson
@@ -165,7 +170,7 @@ class VideoScene(Scene):
         """The player was opened ahead of an instant and waits (paused) to be entered."""
         self._clock: PlayClock | None = None
         """How long the video should have played, for a video started at an instant."""
-        self._drift = DriftCorrector()
+        self._drift = DriftCorrector(rate_step=DRIFT_RATE_STEP)
 
     @property
     def playing(self) -> bool:
@@ -208,7 +213,7 @@ class VideoScene(Scene):
             video.set_volume(self.ctx.volume)
             self._clock = PlayClock()
             self._clock.play(time.monotonic())
-            self._drift = DriftCorrector()
+            self._drift = DriftCorrector(rate_step=DRIFT_RATE_STEP)
             pyglet.clock.schedule_interval(self._check_drift, DRIFT_CHECK_S)
             if self._started:  # paused on its first picture: show it and play on
                 self._shows = True

@@ -103,3 +103,9 @@ def test_a_pause_or_a_seek_starts_the_readings_afresh() -> None:
     corrector.reset()
     assert feed(corrector, 5000.0, [200, 200]) == [None, None]  # two fresh ones only
     assert feed(corrector, 5600.0, [200])[-1] == SetRate(1.0 - RATE_STEP)
+
+
+def test_without_a_rate_step_only_a_second_off_is_corrected() -> None:
+    corrector = DriftCorrector(rate_step=0.0)
+    assert feed(corrector, 1000.0, [300, 300, 300]) == [None] * 3
+    assert feed(corrector, 2000.0, [SEEK_MS] * 2) == [None, Seek(2300)]  # the median
