@@ -355,6 +355,8 @@ def report_video(kiosks: list[Kiosk], seconds: float, values: dict[str, float | 
         later = [abs(d) for t, d in k.drifts if t >= k.drifts[-1][0] - seconds / 2]
         _, d99 = p50_p99([abs(d) for d in drifts])
         _, l99 = p50_p99(later)
+        median = sorted(drifts)[len(drifts) // 2]
+        figure(f"video kiosk {n} drift median", median, "ms", "libVLC's position lags a little")
         figure(f"video kiosk {n} |drift| p99", d99, "ms", f"max {max(map(abs, drifts)):.1f} ms")
         figure(f"video kiosk {n} |drift| p99, second half", l99, "ms")
         figure(f"video kiosk {n} last drift", drifts[-1], "ms", f"{len(drifts)} readings")

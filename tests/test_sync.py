@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from controller.client import CLOCK_OFFSET_FRESH_S, KioskClient
 from controller.group import SYNC_MAX_LEAD_MS, SYNC_MIN_LEAD_MS, Group
 from controller.texts import error_text, late_text
 from kiosk.access import Access
@@ -387,3 +388,25 @@ def test_the_teacher_reads_a_late_panel_and_a_refused_instant_in_russian(
     )
     refused = error_text(remote_error("bad_instant", "the instant is 20000 ms ahead"), "Каб. 12")
     assert refused.startswith("Панель Каб. 12 не приняла общий момент переключения")
+
+
+async def test_a_measured_clock_offset_is_reused_while_fresh(tmp_path: Path) -> None:
+    with KioskThread(tmp_path / "a") as kiosk:
+        creds = await pair(kiosk.address, kiosk.pin(), TEACHER)
+        async with await KioskClient.connect(kiosk.address, TEACHER, credentials=creds) as client:
+            assert client.clock_offset_ms is None
+            pings = kiosk_pings(kiosk)
+            offset = await client.clock_offset()  # never measured: measured now
+            assert kiosk_pings(kiosk) == pings + 3
+            assert await client.clock_offset() == offset  # fresh: no ping
+            assert kiosk_pings(kiosk) == pings + 3
+            client._offset_at_s -= CLOCK_OFFSET_FRESH_S + 0.001  # as if a minute passed
+            await client.clock_offset()
+            assert kiosk_pings(kiosk) == pings + 6
+
+
+def kiosk_pings(kiosk: KioskThread) -> int:
+    """``time_ping`` requests the kiosk answered on its connections (it keeps 8 each)."""
+    assert kiosk.app is not None
+    service = kiosk.app.service
+    return int(kiosk.sync(lambda: sum(len(s.clock_samples) for s in service._sessions.values())))
