@@ -52,14 +52,17 @@ SYNC_MAX_LEAD_MS = limits.MAX_INSTANT_AHEAD_MS // 2
 little wrong never makes a kiosk refuse the instant."""
 
 SYNC_PREPARE_MS: dict[ItemKind, int] = {
-    "text": 100,
-    "image": 250,
-    "pdf": 300,
-    "video": 400,
-    "web": 300,
+    "text": 200,
+    "image": 300,
+    "pdf": 400,
+    "video": 500,
+    "web": 400,
 }
 """What a panel needs to prepare the first item of a synchronised start before the
-instant (decode a picture or page; open a video and buffer its first frame), by kind."""
+instant (lay out a slide, decode a picture or page; open a video and reach its first
+picture), by kind. Measured (bench.sync): a text slide on a busy panel took over
+0.1 s for a few panels; a start comes after the media's transfer, so a little more
+lead is not noticed."""
 
 SYNC_CONTROL_PREPARE_MS: dict[ControlAction, int] = {"next": 200, "prev": 300, "goto": 300}
 """What a panel needs before a group control's instant: ``next`` goes to the item built

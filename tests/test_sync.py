@@ -347,17 +347,32 @@ async def test_group_start_and_next_share_one_instant_across_skewed_clocks(
         creds = {k.address: await pair(k.address, k.pin(), TEACHER) for k in (a, b, c)}
         group = await Group.connect(list(creds), TEACHER, credentials=creds.get)
         try:
+
+            def spread_error_s() -> float:
+                """The most two kiosks' instants may differ by: half of each one's round
+                trip when its offset was measured, plus ms rounding."""
+                rtts = sorted(cl.round_trip_ms or 0.0 for cl in group.clients.values())
+                return (rtts[-1] + rtts[-2]) / 2000 + 0.003
+
             cast = await group.cast(text_lesson("Один", "Два", "Три"))
-            assert all(o.ok and o.value and o.value.late_ms is None for o in cast), cast
+            assert all(o.ok for o in cast), cast
+            late = [{o.target for o in cast if o.value and o.value.late_ms is not None}]
+            bounds = [spread_error_s()]
             acks = await group.control("next")
-            assert [(o.ok, o.value) for o in acks] == [(True, None)] * 3
-            error_s = sum(cl.round_trip_ms or 0 for cl in group.clients.values()) / 2000
+            assert all(o.ok for o in acks), acks
+            late.append({o.target for o in acks if o.value is not None})
+            bounds.append(spread_error_s())
             for index in (0, 1):  # the start, then the next
                 instants = [
-                    next(s.at_s for s in k.display.shows if s.index == index and s.at_s)  # type: ignore[attr-defined]
+                    next((s.at_s for s in k.display.shows if s.index == index and s.at_s), None)  # type: ignore[attr-defined]
                     for k in (a, b, c)
                 ]
-                assert max(instants) - min(instants) <= error_s + 0.002  # ms rounding
+                # A kiosk that got the instant too late (a loaded machine) said so.
+                for k, at in zip((a, b, c), instants, strict=True):
+                    assert at is not None or k.address in late[index]
+                on_time = [at for at in instants if at is not None]
+                assert len(on_time) >= 2
+                assert max(on_time) - min(on_time) <= bounds[index]
             moved = await group.each(lambda cl: cl.wait_for_status(lambda s: s.index == 1))
             assert all(o.ok for o in moved), moved
         finally:
