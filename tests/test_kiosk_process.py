@@ -6,8 +6,6 @@ import asyncio
 import io
 import os
 import signal
-import sqlite3
-from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ from controller.client import KioskClient
 from protocol.errors import RemoteError
 from tests.conftest import TEACHER
 from tests.helpers import text_lesson
-from tests.kiosks import ADMIN_SECRET, kiosk_process
+from tests.kiosks import ADMIN_SECRET, kiosk_process, open_play, wait_for_heartbeats
 
 pytestmark = pytest.mark.slow
 
@@ -34,32 +32,6 @@ async def connect_admin(address: str) -> KioskClient:
 async def pull_all(address: str) -> list:
     async with await connect_admin(address) as client:
         return (await client.usage_pull(0)).records
-
-
-def open_play(state: Path, item_index: int) -> tuple[float, str | None, float | None] | None:
-    """The open interval of ``item_index`` in the kiosk's usage log file: its start and
-    last heartbeat (wall, monotonic), read as the file stands."""
-    with closing(sqlite3.connect(state / "usage.sqlite")) as db:
-        row = db.execute(
-            "SELECT start_mono_s, last_seen_at, last_seen_mono_s FROM plays "
-            "WHERE ended_at IS NULL AND item_index = ?",
-            [item_index],
-        ).fetchone()
-    return None if row is None else (float(row[0]), row[1], row[2])
-
-
-async def wait_for_heartbeats(state: Path, item_index: int, count: int) -> None:
-    """Wait until the open interval of ``item_index`` has seen ``count`` heartbeats
-    after its start (heartbeats are every 0.05 s here)."""
-    seen: set[float] = set()
-    async with asyncio.timeout(20):
-        while True:
-            play = open_play(state, item_index)
-            if play is not None and play[2] is not None and play[2] > play[0]:
-                seen.add(play[2])
-                if len(seen) >= count:
-                    return
-            await asyncio.sleep(0.01)
 
 
 async def test_sigkill_mid_item_is_closed_as_power_loss_after_restart(tmp_path: Path) -> None:

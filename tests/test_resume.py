@@ -7,7 +7,6 @@ SIGKILL, whose usage log must stay continuous across the restart.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import signal
@@ -45,7 +44,15 @@ from protocol.errors import RemoteError
 from protocol.messages import LessonManifest, ManifestItem
 from tests.conftest import TEACHER
 from tests.helpers import text_lesson
-from tests.kiosks import ADMIN_SECRET, KioskThread, admin, kiosk_process, teacher
+from tests.kiosks import (
+    ADMIN_SECRET,
+    KioskThread,
+    admin,
+    kiosk_process,
+    open_play,
+    teacher,
+    wait_for_heartbeats,
+)
 
 OTHER = ControllerIdentity("c-test-other", "Иванов Пётр Ильич")
 NOW_S = 1_790_000_000.0
@@ -404,9 +411,13 @@ async def test_a_killed_kiosk_comes_back_on_the_same_item_with_a_continuous_log(
             creds = await client.pair(ADMIN_SECRET, role="admin")
             await client.cast(text_lesson("Один", "Два", "Три", "Четыре"))
             await client.control("goto", index=2)
-            await asyncio.sleep(0.3)  # a few heartbeats with item 3 on screen
+            await wait_for_heartbeats(state, 2, count=2)  # item 3 on screen for a while
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
+    play = open_play(state, 2)  # as the power cut left it
+    assert play is not None
+    start_mono_s, last_seen_at, last_seen_mono_s = play
+    assert last_seen_mono_s is not None
     started = time.monotonic()
     with kiosk_process(state, config=config) as (_, address):
         async with await KioskClient.connect(address, TEACHER, credentials=creds) as client:
@@ -429,8 +440,10 @@ async def test_a_killed_kiosk_comes_back_on_the_same_item_with_a_continuous_log(
         (LESSON.lesson_id, 2, "next"),
     ]
     killed, resumed = records[1], records[2]
-    assert killed.duration_ms >= 100  # closed at its last heartbeat, not at its start
+    # Closed at its last heartbeat, not at its start.
     assert killed.ended_at is not None
+    assert killed.ended_at == last_seen_at
+    assert killed.duration_ms == round((last_seen_mono_s - start_mono_s) * 1000) > 0
     assert resumed.started_at > killed.ended_at  # nothing counted twice
     assert resumed.clock_offset_ms == killed.clock_offset_ms
     assert resumed.teacher_id == killed.teacher_id == TEACHER.controller_id

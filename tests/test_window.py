@@ -283,12 +283,12 @@ def test_taps_on_the_thirds(panel: Panel) -> None:
 # --------------------------------------------------------------------------- the loop
 
 
-@pytest.mark.slow
 def _safety_net(dt: float) -> None:
     """Ends a test's real loop that would otherwise hang (unscheduled after the run)."""
     pyglet.app.exit()
 
 
+@pytest.mark.slow
 def test_still_slide_draws_nothing_and_an_effect_wakes_the_loop(panel: Panel) -> None:
     """In the real loop: no frame while a slide stands; a Show from another thread is
     drawn at once (the loop is woken, not polling)."""
