@@ -27,6 +27,7 @@ from xml.sax.saxutils import escape
 import pytest
 
 from tests.netns import NetnsPair
+from tests.processes import stop_process
 
 TOOLS = ("avahi-daemon", "avahi-browse", "dbus-daemon", "unshare")
 
@@ -154,16 +155,7 @@ class AvahiDaemon:
 
     def stop(self) -> None:
         for proc in reversed(self._procs):
-            if proc.poll() is None:
-                proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            for stream in (proc.stdout, proc.stderr):
-                if stream is not None:
-                    stream.close()
+            stop_process(proc, timeout_s=5)
         self._procs.clear()
 
     def browse(self, service_type: str, found: str, timeout_s: float = 15.0) -> Resolved:
@@ -177,8 +169,7 @@ class AvahiDaemon:
                 if found in [f"{k}={v}" for k, v in resolved.txt.items()]:
                     return resolved
         finally:
-            browser.terminate()
-            browser.wait(5)
+            stop_process(browser, timeout_s=5)
 
     def _spawn(self, argv: list[str]) -> subprocess.Popen[str]:
         proc = subprocess.Popen(

@@ -18,6 +18,7 @@ from controller.client import ControllerIdentity, KioskClient
 from kiosk.app import KioskApp
 from kiosk.config import KioskConfig
 from kiosk.headless import HeadlessDisplay
+from tests.processes import stop_process
 
 ADMIN_SECRET = "admin-secret-for-tests"
 
@@ -25,12 +26,13 @@ ADMIN_SECRET = "admin-secret-for-tests"
 class ManualClock:
     """A kiosk's clocks that move only when a test says so (:meth:`advance`).
 
-    They start at the real time, so that a controller's clock and the kiosk's agree.
+    They start at the real time unless told otherwise, so that a controller's clock and
+    the kiosk's agree.
     """
 
-    def __init__(self) -> None:
-        self.mono_s = time.monotonic()
-        self.wall_s = time.time()
+    def __init__(self, *, mono_s: float | None = None, wall_s: float | None = None) -> None:
+        self.mono_s = time.monotonic() if mono_s is None else mono_s
+        self.wall_s = time.time() if wall_s is None else wall_s
 
     def monotonic(self) -> float:
         return self.mono_s
@@ -181,16 +183,7 @@ def kiosk_process(
         address = url.removeprefix("wss://").removesuffix("/v1")
         yield proc, address
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        stop_process(proc)
 
 
 async def teacher(kiosk: KioskThread, identity: ControllerIdentity | None = None) -> KioskClient:

@@ -28,6 +28,7 @@ from typing import Self
 import pytest
 
 from protocol.discovery import MDNS_INTERFACES_ENV, Advertisement
+from tests.processes import stop_process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _counter = itertools.count()
@@ -254,14 +255,7 @@ class AdvertiserProcess:
         if proc.stdin is not None and not proc.stdin.closed:
             with contextlib.suppress(OSError):
                 proc.stdin.close()  # EOF: the child unregisters and exits
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
-                stream.close()
+        stop_process(proc, timeout_s=5, terminate=False)
 
 
 def _ad_dict(ad: Advertisement) -> dict[str, str | int]:

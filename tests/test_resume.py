@@ -13,7 +13,7 @@ import signal
 import stat
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -47,6 +47,7 @@ from tests.helpers import text_lesson
 from tests.kiosks import (
     ADMIN_SECRET,
     KioskThread,
+    ManualClock,
     admin,
     kiosk_process,
     open_play,
@@ -314,30 +315,12 @@ async def test_after_the_grace_another_teacher_may_take_the_resumed_panel(tmp_pa
             assert (await other.status()).presenter == OTHER.name
 
 
-@dataclass
-class FakeClock:
-    """Monotonic and wall clocks that move only when told to."""
-
-    mono_s: float = 100.0
-    wall_s: float = NOW_S
-
-    def monotonic(self) -> float:
-        return self.mono_s
-
-    def time(self) -> float:
-        return self.wall_s
-
-    def advance(self, seconds: float) -> None:
-        self.mono_s += seconds
-        self.wall_s += seconds
-
-
 def test_a_video_continues_from_its_position_and_heartbeats_keep_it(tmp_path: Path) -> None:
     store = BlobStore(tmp_path / "media", 10**6)
     sha = store.put_bytes(b"not really a video")
     item = ManifestItem("video", "Фильм", sha256=sha, size_bytes=18)
     lesson = LessonManifest("film", "Фильм", [item, ManifestItem("text", "Т", text="т")])
-    clock = FakeClock()
+    clock = ManualClock(mono_s=100.0, wall_s=NOW_S)
     display = HeadlessDisplay()
     writer = PresentationWriter(PresentationFile(tmp_path / FILE_NAME))
     service = KioskService(
