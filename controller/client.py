@@ -232,7 +232,6 @@ class KioskClient:
         self.on_status: Callable[[StatusSnapshot], None] | None = None
         self._next_id = 1
         self._replies: dict[int, asyncio.Queue[Reply]] = {}
-        self._stored: asyncio.Queue[BlobStored] = asyncio.Queue()
         self._closed_reason: str | None = None
         self._status_waiters: list[asyncio.Future[None]] = []
         self._reader = asyncio.create_task(self._read(), name=f"client-reader {url}")
@@ -695,8 +694,7 @@ class KioskClient:
                         fut.set_result(None)
                 return
             case BlobStored():
-                self._stored.put_nowait(msg)
-                return
+                return  # one blob arrived: the transfer waits for its final Ok instead
             case Error(re=None):
                 logger.warning("%s: %s (%s)", self.name, msg.message, msg.code)
                 for pending in self._replies.values():

@@ -23,7 +23,7 @@ from kiosk.player import Identity
 from kiosk.resume import FILE_NAME, PresentationFile, PresentationWriter
 from kiosk.sdnotify import SystemdNotifier
 from kiosk.server import WebsocketServer
-from kiosk.service import KioskService
+from kiosk.service import Clock, KioskService, SystemClock
 from kiosk.tls import ensure_identity, ensure_signing_key
 from kiosk.tokens import TokenStore
 from kiosk.usage import UsageLog
@@ -52,10 +52,16 @@ def product_version() -> str:
 
 
 class KioskApp:
-    """A running kiosk: call :meth:`start` on an asyncio loop, then :meth:`stop`."""
+    """A running kiosk: call :meth:`start` on an asyncio loop, then :meth:`stop`.
 
-    def __init__(self, config: KioskConfig, display: Display | None = None) -> None:
+    ``clock`` is the service's clock (the real clocks unless a test moves its own).
+    """
+
+    def __init__(
+        self, config: KioskConfig, display: Display | None = None, *, clock: Clock | None = None
+    ) -> None:
         self.config = config
+        clock = clock or SystemClock()
         state = config.state_dir
         state.mkdir(parents=True, exist_ok=True)
         self.identity = Identity(
@@ -88,7 +94,7 @@ class KioskApp:
             kiosk_id=self.identity.kiosk_id,
             fingerprint=self.tls.fingerprint,
             admin_secret=config.admin_secret,
-            now=time.monotonic(),
+            now=clock.monotonic(),
         )
         self.service = KioskService(
             self.identity,
@@ -99,6 +105,7 @@ class KioskApp:
             moderation=Moderation(config.presenter_grace_s),
             heartbeat_s=config.heartbeat_s,
             presentation=self.presentation,
+            clock=clock,
         )
         self.server = WebsocketServer(
             self.service, config.host, config.port, ssl=self.tls.server_context()
@@ -167,7 +174,7 @@ class KioskApp:
     def pin(self) -> str:
         """The pairing PIN the panel shows now."""
         with self.server.lock:
-            return self.access.pin(time.monotonic())
+            return self.access.pin(self.service.clock.monotonic())
 
     def advertisement(self, state: str = "idle") -> Advertisement:
         """What this kiosk announces over mDNS (call after :meth:`start`)."""

@@ -10,13 +10,13 @@ import tomllib
 from dataclasses import dataclass, replace
 from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 
 from kiosk.access import MIN_ADMIN_SECRET_CHARS
-from kiosk.effects import VideoOutput
+from kiosk.effects import VideoOutput, WindowMode
 from kiosk.webguard import parse_host_pattern
 from media.store import USAGE_LOG_FLOOR_BYTES
 from protocol.constants import DEFAULT_PORT
@@ -36,7 +36,6 @@ each heartbeat costs one small write with fsync, off the network loop."""
 _TOML_LINE: Final = re.compile(r"\(at line (\d+)")
 """Where tomllib's error message says the mistake is."""
 
-Mode = Literal["fullscreen", "windowed", "headless"]
 VIDEO_OUTPUTS: tuple[VideoOutput, ...] = ("auto", "embedded", "frames")
 
 
@@ -79,7 +78,7 @@ class KioskConfig:
     host: str = "0.0.0.0"
     port: int = DEFAULT_PORT
     state_dir: Path = Path(".")
-    mode: Mode = "fullscreen"
+    mode: WindowMode = "fullscreen"
     lang: str = "ru"
     video_output: VideoOutput = "auto"
     """``embedded``: VLC's own output inside the window (X11); ``frames``: decoded into a

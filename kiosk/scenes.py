@@ -606,8 +606,12 @@ def load_text(request: SceneRequest, ctx: SceneContext) -> SceneBuilder:
 # --------------------------------------------------------------------------- cards
 
 
-class _Card(Scene):
-    """Centred lines of text on a plain background."""
+class Card(Scene):
+    """Centred lines of text on a plain background: ``(text, font size, colour)`` each.
+
+    The base of every text-only scene (the error slide, the placeholder, the web
+    page's cards in :mod:`kiosk.web`): a subclass passes its lines to ``__init__``.
+    """
 
     def __init__(
         self, ctx: SceneContext, lines: list[tuple[str, float, Color]], background: Color
@@ -662,7 +666,7 @@ def error_slide_lines(lang: str, title: str, error: BaseException | None) -> tup
     return heading, tr(lang, "The file is damaged or missing. The lesson goes on.")
 
 
-class ErrorScene(_Card):
+class ErrorScene(Card):
     """ "Не удалось показать «…»": an item that cannot be shown; the lesson goes on.
 
     ``error``, when given, is what went wrong (see :func:`error_slide_lines`).
@@ -678,7 +682,7 @@ class ErrorScene(_Card):
         )
 
 
-class PlaceholderScene(_Card):
+class PlaceholderScene(Card):
     """A card with the item's title, for kinds this window cannot play yet."""
 
     def __init__(self, ctx: SceneContext, item: ManifestItem) -> None:

@@ -56,11 +56,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import pyglet
 
+from kiosk.effects import WindowMode
 from kiosk.i18n import tr
 from kiosk.scenes import (
     BLACK,
@@ -68,6 +69,7 @@ from kiosk.scenes import (
     MUTED_TEXT,
     PLACEHOLDER_BACKGROUND,
     WHITE,
+    Card,
     ErrorScene,
     PictureScene,
     Pixels,
@@ -75,7 +77,6 @@ from kiosk.scenes import (
     SceneBuilder,
     SceneContext,
     SceneRequest,
-    _Card,
     decode_image,
 )
 from kiosk.webguard import PageFailure, WebGuard
@@ -83,9 +84,6 @@ from media.html5zip import ZIP_MAGIC, is_zip
 from protocol.errors import MediaError
 from protocol.messages import ItemFailure, ManifestItem
 from protocol.text import clean_name
-
-if TYPE_CHECKING:
-    from kiosk.window import WindowMode
 
 logger = logging.getLogger(__name__)
 
@@ -350,7 +348,7 @@ class BrowserProcess:
         proc.wait()
 
 
-class WebPageCard(_Card):
+class WebPageCard(Card):
     """“Открыта веб-страница «…»”: what the pyglet window shows under Chromium."""
 
     def __init__(self, ctx: SceneContext, title: str) -> None:
@@ -376,7 +374,7 @@ class AddressNotAllowedError(MediaError):
         self.host = host
 
 
-class _FailedItemCard(_Card):
+class _FailedItemCard(Card):
     """An error card that reports its item's failure each time it comes on screen."""
 
     def __init__(

@@ -43,7 +43,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, assert_never
+from typing import Any, assert_never
 
 import pyglet
 from PIL import Image
@@ -60,6 +60,7 @@ from kiosk.effects import (
     PinChanged,
     ShowAnnouncement,
     VideoOutput,
+    WindowMode,
     paired_notice_text,
     pairing_question_text,
 )
@@ -82,9 +83,6 @@ from media.store import BlobStore
 from protocol.messages import ItemFailure
 
 logger = logging.getLogger(__name__)
-
-WindowMode = Literal["fullscreen", "windowed", "headless"]
-
 
 FIRST_PICTURE_WAIT_S = 1.0
 """How long the previous scene stays on screen while the next one (a video) waits for
@@ -190,6 +188,8 @@ class PygletWindow:
         answer_pairing: called with True (Allow) or False (Refuse) when the panel's
             user answers the question to allow a pairing (on the main thread; it must
             hand off).
+        clock: the time the panel's keys are timed by (Esc twice within
+            :data:`ESC_CONFIRM_S`); ``time.monotonic`` unless a test moves it.
     """
 
     def __init__(
@@ -207,7 +207,9 @@ class PygletWindow:
         item_opened: Callable[[int], None] | None = None,
         video_output: VideoOutput = "auto",
         answer_pairing: Callable[[bool], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._clock = clock
         self.control = control
         self.answer_pairing = answer_pairing
         self.on_close = on_close
@@ -796,7 +798,7 @@ class PygletWindow:
         elif symbol == key.B:
             self._control("unblank" if self._blanked else "blank")
         elif symbol == key.ESCAPE:
-            now = time.monotonic()
+            now = self._clock()
             if now - self._esc_at <= ESC_CONFIRM_S:
                 self._esc_at = float("-inf")
                 self._hide_hint()

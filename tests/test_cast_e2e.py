@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
 
+from controller import group as group_module
 from controller.client import ControllerIdentity, KioskClient
 from controller.group import Group
 from media.lesson import Lesson
@@ -17,7 +19,7 @@ from protocol.errors import ConnectionFailedError, RemoteError
 from protocol.messages import Cast
 from tests.conftest import TEACHER
 from tests.helpers import RAW, blob_lesson, pair, raw_connect, recv_json, text_lesson
-from tests.kiosks import KioskThread, admin, teacher
+from tests.kiosks import KioskThread, ManualClock, admin, teacher
 
 
 async def all_records(kiosk: KioskThread) -> list:
@@ -119,10 +121,16 @@ async def test_interrupted_transfer_resumes_where_it_stopped(
     assert kiosk.app.store.verify(sha)
 
 
-async def test_group_casts_and_controls_two_kiosks(tmp_path: Path, sample_lesson: Lesson) -> None:
+async def test_group_casts_and_controls_two_kiosks(
+    tmp_path: Path, sample_lesson: Lesson, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both panels get the lesson, wait for the moment the group set, and start at it."""
+    clock = ManualClock()  # one time for both panels, moved only by the test
+    # A lead no ping on a loaded machine can eat (the panels' clocks stand still).
+    monkeypatch.setattr(group_module, "SYNC_LEAD_MS", 10_000)
     with (
-        KioskThread(tmp_path / "a", room="Каб. 1") as a,
-        KioskThread(tmp_path / "b", room="Каб. 2") as b,
+        KioskThread(tmp_path / "a", room="Каб. 1", clock=clock) as a,
+        KioskThread(tmp_path / "b", room="Каб. 2", clock=clock) as b,
     ):
         creds = {
             a.address: await pair(a.address, a.pin(), TEACHER),
@@ -130,7 +138,16 @@ async def test_group_casts_and_controls_two_kiosks(tmp_path: Path, sample_lesson
         }
         group = await Group.connect([a.address, b.address], TEACHER, credentials=creds.get)
         try:
-            outcomes = await group.cast(sample_lesson)
+            casting = asyncio.create_task(group.cast(sample_lesson))
+            for client in group.clients.values():  # both have it all and wait to start
+                await client.wait_for_status(
+                    lambda s: s.state == "loading" and s.lesson_id == sample_lesson.lesson_id
+                )
+            assert not casting.done()
+            clock.advance(60)  # past the start the group set
+            a.tick()
+            b.tick()
+            outcomes = await casting
             assert sorted(o.target for o in outcomes) == sorted([a.address, b.address])
             assert all(o.ok for o in outcomes), outcomes
             assert all(
@@ -143,6 +160,9 @@ async def test_group_casts_and_controls_two_kiosks(tmp_path: Path, sample_lesson
             assert all(o.value and o.value.index == 1 for o in statuses)
         finally:
             await group.close()
+        first = [(await all_records(kiosk))[0] for kiosk in (a, b)]
+    assert [(r.item_index, r.end_reason) for r in first] == [(0, "next"), (0, "next")]
+    assert first[0].started_at == first[1].started_at  # the same moment on both panels
 
 
 async def test_group_reports_an_offline_panel_and_serves_the_others(
@@ -212,16 +232,23 @@ async def test_auto_advance_by_item_duration(kiosk: KioskThread) -> None:
     assert [(r.item_index, r.end_reason) for r in records] == [(0, "auto"), (1, "end")]
 
 
-async def test_start_at_delays_the_start(kiosk: KioskThread) -> None:
-    import time
-
-    async with await teacher(kiosk) as client:
-        start_at_ms = int(time.time() * 1000) + 300
-        await client.cast(text_lesson("А"), start_at_ms=start_at_ms)
-        assert (await client.status()).state == "loading"
-        status = await client.wait_for_status(lambda s: s.state == "playing", timeout_s=5)
-        assert time.time() * 1000 >= start_at_ms - 20
-        assert status.index == 0
+async def test_start_at_delays_the_start(tmp_path: Path) -> None:
+    """The panel's clock stands still until the test moves it. The start is 10 s after
+    the controller's now: far beyond the few milliseconds its clock-offset measurement
+    (three pings on the real clock) may be off."""
+    clock = ManualClock()
+    with KioskThread(tmp_path / "kiosk", clock=clock) as kiosk:
+        async with await teacher(kiosk) as client:
+            start_at_ms = int(time.time() * 1000) + 10_000
+            await client.cast(text_lesson("А"), start_at_ms=start_at_ms)
+            assert (await client.status()).state == "loading"
+            clock.advance(5)
+            kiosk.tick()
+            assert (await client.status()).state == "loading"
+            clock.advance(10)
+            kiosk.tick()
+            status = await client.wait_for_status(lambda s: s.state == "playing")
+            assert status.index == 0
 
 
 async def test_pushed_status_events_reach_every_controller(kiosk: KioskThread) -> None:

@@ -23,13 +23,12 @@ from PIL import Image, ImageChops, ImageStat
 
 from kiosk import video_scene
 from kiosk.player import Preload, SetBlank, Show, ShowIdle, VideoCommand
-from kiosk.scenes import ERROR_BACKGROUND, IdleInfo, SceneBuilder, SceneContext, SceneRequest
+from kiosk.scenes import ERROR_BACKGROUND, SceneBuilder, SceneContext, SceneRequest
 from kiosk.video import HEADLESS_VLC_ARGS, VlcVideo, configure_vlc, shared_instance
 from kiosk.video_scene import VideoScene, load_video
-from kiosk.window import Frame, PygletWindow
-from media.lesson import load_lesson, sample_lesson_path
-from media.store import BlobStore
+from kiosk.window import Frame
 from protocol.messages import LessonManifest, ManifestItem
+from tests.window_panel import PanelWindow
 
 pytestmark = [pytest.mark.display, pytest.mark.slow]
 
@@ -46,29 +45,13 @@ def native_threads() -> int:
     return len(os.listdir("/proc/self/task"))  # libVLC's threads too
 
 
-class Panel:
+class Panel(PanelWindow):
     """A headless window with the video loader, the sample lesson and what it drew."""
 
     def __init__(self, root: Path) -> None:
-        self.store = BlobStore(root, 10**9)
-        lesson = load_lesson(sample_lesson_path())
-        for path in lesson.blob_paths().values():
-            self.store.put_bytes(path.read_bytes())
-        self.lesson = lesson.manifest()
         self.ended: list[int] = []
-        self.window = PygletWindow(
-            self.store,
-            IdleInfo("Школа № 5", "Каб. 12"),
-            mode="headless",
-            size=(W, H),
-            item_ended=self.ended.append,
-        )
+        super().__init__(root, (W, H), item_ended=self.ended.append)
         self.window.factory.register("video", load_video)
-        self.frames: list[tuple[float, Frame]] = []
-        self.window.frame_hooks.append(
-            lambda: self.frames.append((time.monotonic(), self.window.read_pixels()))
-        )
-        self.window.run_pending()
 
     @property
     def video_item(self) -> ManifestItem:
@@ -103,7 +86,7 @@ class Panel:
 
     def last(self) -> Frame:
         assert self.frames, "nothing was drawn"
-        return self.frames[-1][1]
+        return self.frames[-1]
 
     def scene(self) -> VideoScene:
         scene = self.window.current
@@ -171,7 +154,7 @@ def test_no_black_frame_before_the_first_picture(panel: Panel) -> None:
         assert time.monotonic() < deadline, "the video never showed"
     assert len(panel.frames) >= 2
     black = bytes((0, 0, 0, 255)) * (len(picture) // 4)
-    for _, frame in panel.frames:
+    for frame in panel.frames:
         assert video_region(frame) != black
         assert video_region(frame) == picture or frame.pixel(BAR // 2, H // 2) == BLACK
 

@@ -25,6 +25,7 @@ import pyglet
 import pytest
 
 from kiosk import web
+from kiosk.effects import WindowMode
 from kiosk.player import SetBlank, Show, ShowIdle
 from kiosk.scenes import (
     BLACK,
@@ -37,7 +38,7 @@ from kiosk.scenes import (
 )
 from kiosk.web import WebLoader, WebWindowScene
 from kiosk.webguard import PRIVATE_DOMAIN, WebGuard
-from kiosk.window import Frame, PygletWindow, WindowMode
+from kiosk.window import Frame, PygletWindow
 from media.lesson import load_lesson, sample_lesson_path
 from media.store import BlobStore
 from protocol.messages import LessonManifest, ManifestItem

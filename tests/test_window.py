@@ -28,15 +28,13 @@ from kiosk.player import Preload, SetBlank, Show, ShowIdle, VideoCommand
 from kiosk.scenes import (
     ERROR_BACKGROUND,
     IDLE_BACKGROUND,
-    IdleInfo,
     Scene,
     SceneContext,
     load_placeholder,
 )
-from kiosk.window import Frame, PygletWindow
-from media.lesson import load_lesson, sample_lesson_path
-from media.store import BlobStore
+from kiosk.window import Frame
 from protocol.messages import LessonManifest, ManifestItem
+from tests.window_panel import PanelWindow
 
 pytestmark = pytest.mark.display
 
@@ -46,28 +44,21 @@ BLUE = (21, 101, 192)
 BLACK = (0, 0, 0)
 
 
-class Panel:
-    """The module's window, its store (sample lesson) and what it drew and asked for."""
+class Panel(PanelWindow):
+    """The module's window (sample lesson), what it drew and asked for, on a moved clock."""
 
     def __init__(self, root: Path) -> None:
-        self.store = BlobStore(root, 10**9)
-        lesson = load_lesson(sample_lesson_path())
-        for path in lesson.blob_paths().values():
-            self.store.put_bytes(path.read_bytes())
-        self.lesson = lesson.manifest()
         self.controls: list[str] = []
         self.ended: list[int] = []
-        self.window = PygletWindow(
-            self.store,
-            IdleInfo("Школа № 5", "Каб. 12"),
-            mode="headless",
-            size=(W, H),
+        self.now = 1000.0
+        """The window's clock: a test moves it."""
+        super().__init__(
+            root,
+            (W, H),
             control=self.controls.append,
             item_ended=self.ended.append,
+            clock=lambda: self.now,
         )
-        self.frames: list[Frame] = []
-        self.window.frame_hooks.append(lambda: self.frames.append(self.window.read_pixels()))
-        self.window.run_pending()
 
     def apply(self, *effects: object) -> Frame:
         for effect in effects:
@@ -271,12 +262,15 @@ def test_escape_stops_only_after_a_confirmation(panel: Panel) -> None:
     assert not panel.window.window.has_exit  # Esc never closes the window
 
 
-def test_escape_confirmation_expires(panel: Panel, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_escape_confirmation_expires(panel: Panel) -> None:
     panel.press(key.ESCAPE)
-    real = time.monotonic
-    monkeypatch.setattr(time, "monotonic", lambda: real() + 3.5)
+    panel.now += window_module.ESC_CONFIRM_S
     panel.press(key.ESCAPE)
-    assert panel.controls == []
+    assert panel.controls == ["stop"]  # the second Esc at the very end still counts
+    panel.press(key.ESCAPE)
+    panel.now += window_module.ESC_CONFIRM_S + 0.001
+    panel.press(key.ESCAPE)
+    assert panel.controls == ["stop"]  # too late: this Esc only shows the hint again
 
 
 def test_taps_on_the_thirds(panel: Panel) -> None:
@@ -289,12 +283,12 @@ def test_taps_on_the_thirds(panel: Panel) -> None:
 # --------------------------------------------------------------------------- the loop
 
 
-@pytest.mark.slow
 def _safety_net(dt: float) -> None:
     """Ends a test's real loop that would otherwise hang (unscheduled after the run)."""
     pyglet.app.exit()
 
 
+@pytest.mark.slow
 def test_still_slide_draws_nothing_and_an_effect_wakes_the_loop(panel: Panel) -> None:
     """In the real loop: no frame while a slide stands; a Show from another thread is
     drawn at once (the loop is woken, not polling)."""
