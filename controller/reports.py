@@ -41,13 +41,14 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, Literal, get_args
 from zoneinfo import ZoneInfo
 
 from controller.i18n import MESSAGES, N_, language
+from controller.roster import Roster, RosterView, name_key
 from controller.schooldb import SchoolDb, iso_utc_ms, week_days
 from protocol.text import clean_name, json_text
 
@@ -55,6 +56,7 @@ __all__ = [
     "CSV_BOM",
     "CSV_DELIMITER",
     "DEFAULT_GAP_MINUTES",
+    "DEVICE_KEY",
     "USAGE_HEADINGS",
     "ComplianceRow",
     "Group",
@@ -75,6 +77,9 @@ GROUPS: Final[tuple[str, ...]] = get_args(Group)
 
 DEFAULT_GAP_MINUTES: Final = 10.0
 """A pause this long (or longer) between records starts a new lesson session."""
+DEVICE_KEY: Final = "device:"
+"""Starts the ``key`` of a by-teacher row of a controller bound to nobody on the roster
+(then the rest is the controller's id and the label the name typed on it)."""
 
 
 def report_text(msgid: str, lang: str | None = None, /, **values: object) -> str:
@@ -101,9 +106,11 @@ _t = report_text
 class ReportRow:
     """One group of :func:`usage_report`; the JSON and CSV keys are these field names.
 
-    ``key`` identifies the group (room name, teacher id, content hash or ``title:``
-    + title for items without a hash, ``YYYY-MM-DD``, ``YYYY-Www``); ``label`` is what
-    people read (room, teacher name, content title, day, week). ``lessons`` counts
+    ``key`` identifies the group (room name, the teacher's roster id or
+    :data:`DEVICE_KEY` + controller id for one not on the roster, content hash or
+    ``title:`` + title for items without a hash, ``YYYY-MM-DD``, ``YYYY-Www``); ``label``
+    is what people read (room, teacher name, content title, day, week). A roster teacher
+    with no use in the range has 0 everywhere and empty times. ``lessons`` counts
     lesson sessions that showed anything in the group, ``display_ms`` sums display
     time, ``items`` counts distinct content items; ``first_start_utc`` and
     ``last_end_utc`` are corrected UTC times.
@@ -128,6 +135,9 @@ class ComplianceRow:
     were given on. ``sessions`` counts all the teacher's lesson sessions, of which
     ``too_short`` fell under ``min_minutes`` and ``without_source`` (long enough)
     showed no item with a content source. ``display_ms`` is all display time.
+
+    ``teacher_id`` is the school's roster id when ``on_roster``; otherwise the row is one
+    controller bound to nobody on the roster (its id, and the name typed on it).
     """
 
     week: str
@@ -140,6 +150,7 @@ class ComplianceRow:
     too_short: int
     without_source: int
     display_ms: int
+    on_roster: bool = False
 
 
 # --------------------------------------------------------------------------- queries
@@ -240,8 +251,13 @@ def usage_report(
     end: date,
     by: Group,
     gap_minutes: float = DEFAULT_GAP_MINUTES,
+    roster: RosterView | None = None,
 ) -> list[ReportRow]:
     """Use per room, teacher, content item, day or week, from ``start`` to ``end``.
+
+    By teacher, rows are people of the roster: a teacher's controllers are one row, and
+    every current roster teacher is listed (with 0 when they did not use a panel); a
+    controller bound to nobody is its own row (key :data:`DEVICE_KEY` + its id).
 
     Args:
         db: The school database.
@@ -249,6 +265,8 @@ def usage_report(
         end: The last day, included.
         by: What to group by.
         gap_minutes: A pause this long or longer starts a new lesson session.
+        roster: The roster (:meth:`controller.roster.Roster.view`); read from ``db``
+            when None.
 
     Returns:
         One row per group; days and weeks in order, the others by display time, most
@@ -268,8 +286,15 @@ def usage_report(
     rows = db.query(sql, params, action="build the usage report")
     sessions = _Sessions(round(gap_minutes * 60_000))
     groups: dict[str, _Group] = {}
+    people: _People | None = None
+    if by == "teacher":
+        people = _People(roster or Roster(db).view(), ((r[1], r[6]) for r in rows))
+        for person, name in people.view.people.items():
+            groups[person] = _Group(name)
     for kiosk_id, teacher_id, lesson_id, start_ms, duration_ms, key, label, item in rows:
         session = sessions.number((kiosk_id, teacher_id, lesson_id), start_ms, duration_ms)
+        if people is not None:
+            key, label = people.key(teacher_id)
         group = groups.get(key)
         if group is None:
             group = groups[key] = _Group(str(label))
@@ -286,8 +311,8 @@ def usage_report(
             lessons=len(g.sessions),
             display_ms=g.display_ms,
             items=len(g.items),
-            first_start_utc=iso_utc_ms(g.first_ms),
-            last_end_utc=iso_utc_ms(g.last_ms),
+            first_start_utc=iso_utc_ms(g.first_ms) if g.sessions else "",
+            last_end_utc=iso_utc_ms(g.last_ms) if g.sessions else "",
         )
         for key, g in groups.items()
     ]
@@ -306,9 +331,14 @@ def compliance(
     min_minutes: float = 10.0,
     require_source: bool = True,
     gap_minutes: float = DEFAULT_GAP_MINUTES,
-    roster: Mapping[str, str] | None = None,
+    roster: RosterView | None = None,
 ) -> list[ComplianceRow]:
     """Whether each teacher gave ``min_lessons`` lessons with digital content in ``week``.
+
+    Teachers are people of the school's roster: the lessons given from all the
+    controllers a teacher is bound to count together, and every current roster teacher
+    has a row (0 lessons when they did not use a panel). Each controller bound to nobody
+    is a row of its own, not ``on_roster``, named as typed on it.
 
     Args:
         db: The school database.
@@ -317,8 +347,8 @@ def compliance(
         min_minutes: Display time a session needs to count as a lesson.
         require_source: Count only sessions that showed an item with a content source.
         gap_minutes: A pause this long or longer starts a new lesson session.
-        roster: Teacher id → name of every teacher to report, including those who
-            never used a panel this week (listed with 0 lessons).
+        roster: The roster (:meth:`controller.roster.Roster.view`); read from ``db``
+            when None.
 
     Returns:
         One row per teacher, by name.
@@ -332,8 +362,9 @@ def compliance(
         raise ValueError("min_lessons and min_minutes must not be negative, gap_minutes positive")
     params = {"first_day": monday.isoformat(), "last_day": sunday.isoformat()}
     min_ms = min_minutes * 60_000
-    teachers = {teacher_id: _Tally(name) for teacher_id, name in (roster or {}).items()}
     rows = db.query(COMPLIANCE_QUERY, params, action="build the compliance report")
+    people = _People(roster or Roster(db).view(), ((r[1], r[5]) for r in rows))
+    teachers = {person: _Tally(name, True) for person, name in people.view.people.items()}
     sessions = _Sessions(round(gap_minutes * 60_000))
     # Per session: teacher id, teacher name, display ms, any item with a source, first day.
     per_session: dict[int, list[Any]] = {}
@@ -345,8 +376,11 @@ def compliance(
         else:
             entry[2] += duration_ms
             entry[3] = entry[3] or bool(sourced)
-    for teacher_id, name, display_ms, has_source, day in per_session.values():
-        tally = teachers.setdefault(str(teacher_id), _Tally(str(name)))
+    for device_id, _name, display_ms, has_source, day in per_session.values():
+        key, label = people.key(device_id)
+        tally = teachers.get(key)
+        if tally is None:
+            tally = teachers[key] = _Tally(label, not key.startswith(DEVICE_KEY))
         tally.sessions += 1
         tally.display_ms += int(display_ms)
         if display_ms < min_ms:
@@ -359,7 +393,7 @@ def compliance(
     result = [
         ComplianceRow(
             week=week,
-            teacher_id=teacher_id,
+            teacher_id=teacher_id.removeprefix(DEVICE_KEY),
             teacher_name=t.name,
             lessons=t.lessons,
             met=t.lessons >= min_lessons,
@@ -368,11 +402,38 @@ def compliance(
             too_short=t.too_short,
             without_source=t.without_source,
             display_ms=t.display_ms,
+            on_roster=t.on_roster,
         )
         for teacher_id, t in teachers.items()
     ]
-    result.sort(key=lambda row: (row.teacher_name, row.teacher_id))
+    result.sort(key=lambda row: (not row.on_roster, name_key(row.teacher_name), row.teacher_id))
     return result
+
+
+class _People:
+    """Whom each controller in a report's rows counts as (:class:`RosterView`), with the
+    names typed on it in those rows."""
+
+    def __init__(self, view: RosterView, typed: Iterable[tuple[str, str]]) -> None:
+        self.view = view
+        self.typed: dict[str, set[str]] = {}
+        for device_id, name in typed:
+            self.typed.setdefault(device_id, set()).add(name)
+        self._keys: dict[str, tuple[str, str]] = {}
+
+    def key(self, device_id: str) -> tuple[str, str]:
+        """The row key and label of controller ``device_id``: its roster person, else
+        :data:`DEVICE_KEY` + its id and the names typed on it."""
+        found = self._keys.get(device_id)
+        if found is None:
+            names = self.typed.get(device_id, set())
+            person = self.view.person(device_id, names)
+            if person is not None:
+                found = (person, self.view.names.get(person, person))
+            else:
+                found = (DEVICE_KEY + device_id, " / ".join(sorted(names)) or device_id)
+            self._keys[device_id] = found
+        return found
 
 
 @dataclass(slots=True)
@@ -380,6 +441,7 @@ class _Tally:
     """One teacher's counts while :func:`compliance` walks the sessions."""
 
     name: str
+    on_roster: bool
     lessons: int = 0
     days: set[str] = field(default_factory=set)
     sessions: int = 0
@@ -430,9 +492,17 @@ def duration_text(ms: int, lang: str | None = None) -> str:
 
 
 def local_time_text(utc: str, tz: str) -> str:
-    """``"2026-11-23 08:30"`` in ``tz`` for a corrected UTC time such as ``start_utc``."""
+    """``"2026-11-23 08:30"`` in ``tz`` for a corrected UTC time such as ``start_utc``
+    (``""`` for no time: a roster teacher with no use)."""
+    if not utc:
+        return ""
     moment = datetime.fromisoformat(utc).astimezone(ZoneInfo(tz))
     return moment.strftime("%Y-%m-%d %H:%M")
+
+
+def _off_roster(row: ReportRow) -> bool:
+    """Whether a by-teacher row is a controller bound to nobody on the roster."""
+    return row.group == "teacher" and row.key.startswith(DEVICE_KEY)
 
 
 def _table_cells(
@@ -452,7 +522,8 @@ def _table_cells(
         numeric = [False, True, False, False, True, True, True]
         cells = [
             [
-                clean_name(r.teacher_name),
+                clean_name(r.teacher_name)
+                + ("" if r.on_roster else " " + _t("(not on the roster)", lang)),
                 str(r.lessons),
                 _t("yes", lang) if r.met else _t("no", lang),
                 ", ".join(d[5:] for d in r.days),
@@ -469,7 +540,8 @@ def _table_cells(
         numeric = [False, True, True, True, False, False]
         cells = [
             [
-                clean_name(r.label),
+                clean_name(r.label)
+                + (" " + _t("(not on the roster)", lang) if _off_roster(r) else ""),
                 str(r.lessons),
                 duration_text(r.display_ms, lang),
                 str(r.items),

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from controller.client import ControllerIdentity
+from controller.home import Home
 from media.lesson import Lesson, load_lesson, sample_lesson_path
 from tests.kiosks import KioskThread
 
@@ -24,6 +25,8 @@ def _private_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The phone remote's LAN listener on loopback too: no test binds a LAN address.
     monkeypatch.setenv("CLASSCAST_REMOTE_HOST", "127.0.0.1")
     monkeypatch.delenv("CLASSCAST_TEACHER", raising=False)
+    # A computer where the teacher already gave their name (pairing asks for it once).
+    Home(tmp_path / "home").identity(TEACHER.name)
 
 
 @pytest.fixture
