@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from controller.client import ControllerIdentity
-from controller.home import Home
 from media.lesson import Lesson, load_lesson, sample_lesson_path
 from tests.kiosks import KioskThread
 
@@ -24,9 +23,8 @@ def _private_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLASSCAST_MDNS_INTERFACES", "127.0.0.1")
     # The phone remote's LAN listener on loopback too: no test binds a LAN address.
     monkeypatch.setenv("CLASSCAST_REMOTE_HOST", "127.0.0.1")
-    monkeypatch.delenv("CLASSCAST_TEACHER", raising=False)
-    # A computer where the teacher already gave their name (pairing asks for it once).
-    Home(tmp_path / "home").identity(TEACHER.name)
+    # The teacher's name, as `--teacher` gives it: pairing asks for one when none is saved.
+    monkeypatch.setenv("CLASSCAST_TEACHER", TEACHER.name)
 
 
 @pytest.fixture

@@ -373,7 +373,6 @@ def test_first_pairing_in_the_app_asks_for_the_teachers_name(
 ) -> None:
     """No name saved: the form has a name field, pairing without a name is refused (the
     login name is never taken), and the name typed is saved for every later connection."""
-    (tmp_path / "home" / "identity.json").unlink()
     with running_app(tmp_path / "home", teacher=None) as running, client(running) as c:
         assert 'name="teacher"' in c.get("/").text
         c.post("/panels/add", data={"address": kiosk.address})

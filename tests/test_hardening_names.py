@@ -369,7 +369,7 @@ def test_a_kiosk_whose_room_has_escapes(tmp_path: Path) -> None:
 
 def test_an_old_address_book_with_escapes_is_cleaned_on_reading(tmp_path: Path) -> None:
     home = Home(tmp_path / "home")
-    home.root.mkdir(exist_ok=True)
+    home.root.mkdir()
     (home.root / "panels.json").write_text(
         json.dumps({"panels": [{"address": "10.0.0.1:47810", "room": OSC_ROOM, "kiosk_id": "k"}]}),
         encoding="utf-8",

@@ -382,8 +382,10 @@ def test_the_login_name_is_never_taken_as_the_teachers_name(tmp_path: Path) -> N
     assert Home(home.root).teacher_name() == IVANOVA
 
 
-def test_pairing_without_a_name_says_to_pass_teacher(tmp_path: Path) -> None:
-    (tmp_path / "home" / "identity.json").unlink()
+def test_pairing_without_a_name_says_to_pass_teacher(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CLASSCAST_TEACHER")
     result = CliRunner().invoke(cli, ["pair", "127.0.0.1:9", "--pin", "123456"])
     assert result.exit_code == 2
     assert "не сохранено имя учителя" in result.output
@@ -418,7 +420,7 @@ def test_first_pairing_at_a_terminal_asks_for_the_name_and_saves_it(
     home = tmp_path / "home"
     main, child = pty.openpty()
     env = {**os.environ, "CLASSCAST_HOME": str(home), "PYTHONPATH": os.getcwd()}
-    (home / "identity.json").unlink()
+    del env["CLASSCAST_TEACHER"]
     process = subprocess.Popen(
         [sys.executable, "-c", "from controller.cli import main; main()", "pair", kiosk.address],
         stdin=child,
