@@ -34,7 +34,15 @@ import click
 from controller.client import CastResult, Credentials, KioskClient, ProgressCallback
 from controller.group import Group, Outcome
 from controller.home import Home, PanelRow, home_dir
-from controller.i18n import TranslatedGroup, TranslatedOption, option, size_text, t, text_table
+from controller.i18n import (
+    N_,
+    TranslatedGroup,
+    TranslatedOption,
+    option,
+    size_text,
+    t,
+    text_table,
+)
 from controller.libraries import MAX_HOSTS_PER_LIBRARY, MAX_LIBRARIES
 from controller.panels import (
     DISCOVER_ALL_WAIT_S,
@@ -63,6 +71,7 @@ from protocol.text import clean_lines, clean_name, json_text
 if TYPE_CHECKING:  # imported by the commands that need them: `classcast --help` stays quick
     from controller.collect import CollectProblem, PanelCollection
     from controller.libraries import Library
+    from controller.roster import RosterError, RosterFileError
     from controller.schooldb import Decision, DecisionAction, SchoolDb
 
 T = TypeVar("T")
@@ -830,6 +839,7 @@ def pair(obj: Ctx, panel: str, pin: str | None, admin: bool) -> None:
         classcast pair "Каб. 12"
         classcast pair 192.168.1.40 --pin 123456
     """
+    _teacher_for_pairing(obj)
     address = obj.resolve(panel)
     role: Role = "admin" if admin else "teacher"
     if pin is None:
@@ -846,6 +856,35 @@ def pair(obj: Ctx, panel: str, pin: str | None, admin: bool) -> None:
         text = pairing_error_text(exc, panel, role) or error_text(exc, panel)
         raise click.ClickException(text) from None
     echo(t("Paired with {room} as {role}.", room=welcome.room, role=t(role)))
+
+
+def _teacher_for_pairing(obj: Ctx) -> None:
+    """Make sure the teacher's name is known before pairing: ``--teacher``, the saved one,
+    or asked for at the terminal (and saved). The login name is never taken for it."""
+    name = obj.teacher or obj.home.teacher_name()
+    if name is None:
+        if not sys.stdin.isatty():
+            raise click.UsageError(
+                t(
+                    "No teacher's name is saved on this computer. Give your full name as on "
+                    "the school's list of teachers: classcast --teacher \"Иванова Мария "
+                    'Петровна" pair PANEL'
+                )
+            )
+        name = click.prompt(t("Your full name, as on the school's list of teachers"))
+    cleaned = " ".join(clean_name(name).split())
+    if not cleaned or len(cleaned) > limits.MAX_STRING_CHARS:
+        raise click.BadParameter(
+            t(
+                "Give your full name as on the school's list of teachers (up to {n} "
+                'characters), such as --teacher "Иванова Мария Петровна".',
+                n=limits.MAX_STRING_CHARS,
+            ),
+            param_hint="--teacher",
+        )
+    obj.teacher = cleaned
+    obj.panels.teacher = cleaned
+    obj.home.identity(cleaned)
 
 
 @cli.command()
@@ -1545,9 +1584,11 @@ def usage_report_command(
     """
     from controller.report_html import report_html
     from controller.reports import format_csv, format_json, format_table, usage_report
+    from controller.roster import Roster
 
     db = _open_db(obj, db_path)
     try:
+        Roster(db).gather_names()
         with _report_zone(db, tz, lambda zone: _period(week, date_from, date_to, zone)) as (
             start,
             end,
@@ -1615,6 +1656,7 @@ def usage_compliance(
         classcast usage compliance --week 2026-W48 --min 3
     """
     from controller.reports import compliance, format_csv, format_json, format_table, now_week
+    from controller.roster import Roster
     from controller.schooldb import week_days
 
     def period(zone: str) -> tuple[date, date]:
@@ -1631,6 +1673,7 @@ def usage_compliance(
 
     db = _open_db(obj, db_path)
     try:
+        Roster(db).gather_names()
         with _report_zone(db, tz, period) as (monday, _sunday):
             year, number, _ = monday.isocalendar()
             rows = compliance(
@@ -1648,6 +1691,345 @@ def usage_compliance(
     finally:
         db.close()
     _emit(text, None)
+
+
+# --------------------------------------------------------------------------- roster
+
+
+def _who(obj: Ctx) -> str:
+    """Who an admin's decision is recorded as: the name given here and this computer's id."""
+    identity = obj.home.identity(obj.teacher)
+    return f"{identity.name or '?'} ({identity.controller_id})"
+
+
+_ROW_PROBLEMS: Final = {
+    "no_id": N_("line {line}: no teacher id"),
+    "no_name": N_("line {line}: no name"),
+    "id_too_long": N_("line {line}: the id is longer than {n} characters"),
+    "name_too_long": N_("line {line}: the name is longer than {n} characters"),
+    "control": N_("line {line}: unreadable or control characters (save the file as UTF-8)"),
+    "duplicate_id": N_("line {line}: the id is already on line {other}"),
+    "one_column": N_("line {line}: one column only (expected an id and a name)"),
+}
+
+
+def _roster_file_text(exc: RosterFileError) -> str:
+    """Why a roster file was refused, in the admin's words, with what to do next."""
+    from controller.roster import (
+        MAX_ROSTER_FILE_BYTES,
+        MAX_ROSTER_ROWS,
+        MAX_SHOWN_PROBLEMS,
+        MAX_TEACHER_ID_CHARS,
+        MAX_TEACHER_NAME_CHARS,
+    )
+
+    if exc.reason == "too_large":
+        head = t("The file is larger than {size}.", size=size_text(MAX_ROSTER_FILE_BYTES))
+    elif exc.reason == "too_many_rows":
+        head = t("The file lists more than {n} teachers.", n=MAX_ROSTER_ROWS)
+    elif exc.reason == "not_text":
+        head = t(
+            "The file is not a CSV text file: save it from Excel as CSV (semicolon-separated) "
+            "or CSV UTF-8."
+        )
+    elif exc.reason == "bad_csv":
+        head = t('A quote (") in the file is never closed.')
+    elif exc.reason == "empty":
+        head = t("The file lists no teachers.")
+    else:
+        lines = []
+        for problem in exc.problems[:MAX_SHOWN_PROBLEMS]:
+            n = MAX_TEACHER_ID_CHARS if problem.code == "id_too_long" else MAX_TEACHER_NAME_CHARS
+            lines.append(
+                t(_ROW_PROBLEMS[problem.code], line=problem.line, other=problem.other, n=n)
+            )
+        if len(exc.problems) > MAX_SHOWN_PROBLEMS:
+            lines.append(t("and {n} more", n=len(exc.problems) - MAX_SHOWN_PROBLEMS))
+        head = t("Bad lines in the file:") + "\n" + "\n".join(lines)
+    return (
+        head
+        + "\n"
+        + t(
+            "Nothing was imported. Fix the file (a teacher id and a full name on each line) "
+            "and run the import again."
+        )
+    )
+
+
+def _roster_error_text(exc: RosterError) -> str:
+    if exc.what == "teacher":
+        return t(
+            "No teacher with id {value} on the roster: see `classcast usage roster`.",
+            value=exc.value,
+        )
+    if exc.what == "device":
+        return t(
+            "No controller {value} in the usage records: see `classcast usage teachers`.",
+            value=exc.value,
+        )
+    return t("These are one teacher already: see `classcast usage roster`.")
+
+
+@usage.group("roster", invoke_without_command=True)
+@_db_option
+@click.pass_context
+def usage_roster(ctx: click.Context, db_path: Path | None) -> None:
+    """List the school's roster of teachers: their school id and name, nothing else.
+
+    Import it with usage roster import; reports count each roster teacher as one person
+    over all their computers (docs/admin.md, “Teachers”).
+
+    Example:
+
+        classcast usage roster
+        classcast usage roster import учителя.csv
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from controller.roster import Roster
+
+    obj: Ctx = ctx.obj
+    db = _open_db(obj, db_path)
+    try:
+        teachers = Roster(db).teachers()
+    finally:
+        db.close()
+    if not teachers:
+        echo(
+            t(
+                "The roster is empty. Import the school's list of teachers: "
+                "`classcast usage roster import FILE.csv` (a teacher id and a full name on "
+                "each line)."
+            )
+        )
+        return
+    names = {teacher.teacher_id: teacher.name for teacher in teachers}
+    rows = [[t("Id"), t("Teacher"), t("Note")]]
+    for teacher in teachers:
+        if teacher.merged_into:
+            note = t(
+                "the same person as {name} ({id})",
+                name=names.get(teacher.merged_into, "?"),
+                id=teacher.merged_into,
+            )
+        elif teacher.left_at:
+            note = t("not in the last imported list ({when})", when=teacher.left_at[:10])
+        else:
+            note = ""
+        rows.append([teacher.teacher_id, clean_name(teacher.name), note])
+    echo(text_table(rows))
+
+
+@usage_roster.command("import")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@_db_option
+@click.pass_obj
+def usage_roster_import(obj: Ctx, file: Path, db_path: Path | None) -> None:
+    """Import the school's list of teachers from a CSV file: a teacher id and a full name.
+
+    UTF-8 or Windows-1251 (Excel's), “;” or “,” between fields, with a heading line
+    or not. A file with a bad line is refused whole. Importing again renames teachers
+    by id; teachers missing from the new list are kept, marked as no longer listed.
+
+    Example:
+
+        classcast usage roster import учителя.csv
+    """
+    from controller.roster import (
+        MAX_ROSTER_FILE_BYTES,
+        Roster,
+        RosterFileError,
+        parse_roster_csv,
+    )
+
+    with file.open("rb") as f:
+        data = f.read(MAX_ROSTER_FILE_BYTES + 1)
+    try:
+        entries = parse_roster_csv(data)
+    except RosterFileError as exc:
+        raise click.ClickException(_roster_file_text(exc)) from None
+    db = _open_db(obj, db_path)
+    try:
+        result = Roster(db).import_entries(entries, _who(obj), datetime.now(UTC))
+    finally:
+        db.close()
+    echo(
+        t(
+            "Roster imported: {added} added, {renamed} renamed, {unchanged} unchanged, "
+            "{left} no longer listed (kept), {back} listed again.",
+            added=result.added,
+            renamed=result.renamed,
+            unchanged=result.unchanged,
+            left=result.left,
+            back=result.back,
+        )
+    )
+    echo(t("Next: `classcast usage teachers` shows whom each computer is bound to."))
+
+
+@usage.group("teachers", invoke_without_command=True)
+@_db_option
+@click.pass_context
+def usage_teachers(ctx: click.Context, db_path: Path | None) -> None:
+    """List the teachers' computers seen in the usage records and whom each counts as.
+
+    A computer is bound to a roster teacher by an admin (usage teachers bind), or by
+    name when the names typed on it match exactly one teacher on the roster.
+
+    Example:
+
+        classcast usage teachers
+        classcast usage teachers bind c-1a2b3c4d5e6f7a8b 0042
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from controller.roster import Roster
+
+    obj: Ctx = ctx.obj
+    db = _open_db(obj, db_path)
+    try:
+        devices = Roster(db).devices()
+    finally:
+        db.close()
+    if not devices:
+        echo(t("No usage records yet: collect them with `classcast usage collect`."))
+        return
+    rows = [[t("Computer"), t("Names typed on it"), t("Counts as")]]
+    unbound = False
+    for device in devices:
+        names = ", ".join(clean_name(n) or "—" for n in device.names) or "—"
+        if device.how == "admin":
+            bound = t(
+                "{name} ({id}), bound by {who} at {when}",
+                name=clean_name(device.teacher_name or "?"),
+                id=device.teacher_id,
+                who=device.who,
+                when=device.bound_at,
+            )
+        elif device.how == "name":
+            bound = t(
+                "{name} ({id}), by name",
+                name=clean_name(device.teacher_name or "?"),
+                id=device.teacher_id,
+            )
+        elif device.who:
+            bound = t("nobody, unbound by {who} at {when}", who=device.who, when=device.bound_at)
+        else:
+            unbound = True
+            bound = t("not bound")
+            if device.candidates:
+                bound += " " + t(
+                    "(names of several teachers: {ids})", ids=", ".join(device.candidates)
+                )
+        rows.append([device.device_id, names, bound])
+    echo(text_table(rows))
+    if unbound:
+        echo(
+            t(
+                "A computer that is not bound is its own row in reports, not on the roster. "
+                "Bind it: `classcast usage teachers bind COMPUTER TEACHER_ID` (ids from "
+                "`classcast usage roster`)."
+            )
+        )
+
+
+@usage_teachers.command("bind")
+@click.argument("device", metavar="COMPUTER")
+@click.argument("teacher_id", metavar="TEACHER_ID")
+@_db_option
+@click.pass_obj
+def usage_teachers_bind(obj: Ctx, device: str, teacher_id: str, db_path: Path | None) -> None:
+    """Bind a teacher's computer to a roster teacher: its lessons count as theirs.
+
+    An admin's binding wins over a binding by name. The decision is recorded with
+    this computer's name and the time.
+
+    Example:
+
+        classcast usage teachers bind c-1a2b3c4d5e6f7a8b 0042
+    """
+    from controller.roster import Roster, RosterError
+
+    db = _open_db(obj, db_path)
+    try:
+        teacher = Roster(db).bind(device, teacher_id, _who(obj), datetime.now(UTC))
+    except RosterError as exc:
+        raise click.ClickException(_roster_error_text(exc)) from None
+    finally:
+        db.close()
+    echo(
+        t(
+            "{device} now counts as {name} ({id}); reports count its lessons as theirs.",
+            device=device,
+            name=clean_name(teacher.name),
+            id=teacher.teacher_id,
+        )
+    )
+
+
+@usage_teachers.command("unbind")
+@click.argument("device", metavar="COMPUTER")
+@_db_option
+@click.pass_obj
+def usage_teachers_unbind(obj: Ctx, device: str, db_path: Path | None) -> None:
+    """Make a computer count as nobody on the roster, not even by the name typed on it.
+
+    Its lessons show as its own row in reports. Bind it again with usage teachers bind.
+    The decision is recorded with this computer's name and the time.
+
+    Example:
+
+        classcast usage teachers unbind c-1a2b3c4d5e6f7a8b
+    """
+    from controller.roster import Roster, RosterError
+
+    db = _open_db(obj, db_path)
+    try:
+        Roster(db).unbind(device, _who(obj), datetime.now(UTC))
+    except RosterError as exc:
+        raise click.ClickException(_roster_error_text(exc)) from None
+    finally:
+        db.close()
+    echo(
+        t(
+            "{device} is bound to nobody: reports show it as its own row. Bind it with "
+            "`classcast usage teachers bind {device} TEACHER_ID`.",
+            device=device,
+        )
+    )
+
+
+@usage_teachers.command("merge")
+@click.argument("keep_id", metavar="TEACHER_ID")
+@click.argument("other_id", metavar="OTHER_ID")
+@_db_option
+@click.pass_obj
+def usage_teachers_merge(obj: Ctx, keep_id: str, other_id: str, db_path: Path | None) -> None:
+    """Record that two roster entries are one teacher: OTHER_ID counts as TEACHER_ID.
+
+    The decision is recorded with this computer's name and the time.
+
+    Example:
+
+        classcast usage teachers merge 0042 0107
+    """
+    from controller.roster import Roster, RosterError
+
+    db = _open_db(obj, db_path)
+    try:
+        keep = Roster(db).merge(keep_id, other_id, _who(obj), datetime.now(UTC))
+    except RosterError as exc:
+        raise click.ClickException(_roster_error_text(exc)) from None
+    finally:
+        db.close()
+    echo(
+        t(
+            "{other} is now the same teacher as {name} ({id}): reports count them as one.",
+            other=other_id,
+            name=clean_name(keep.name),
+            id=keep.teacher_id,
+        )
+    )
 
 
 @usage.command("timezone")
@@ -1899,8 +2281,7 @@ def _decide(obj: Ctx, name: str, seq: int, action: DecisionAction, db_path: Path
     db = _open_db(obj, db_path)
     try:
         kiosk_id, room = _school_panel(db, name)
-        identity = obj.home.identity(obj.teacher)
-        who = f"{identity.name} ({identity.controller_id})"
+        who = _who(obj)
         try:
             db.decide(kiosk_id, seq, action, who, datetime.now(UTC))
         except NoSuchProblemError:
@@ -1944,8 +2325,7 @@ def usage_forget_key(obj: Ctx, panel: str, db_path: Path | None) -> None:
     db = _open_db(obj, db_path)
     try:
         kiosk_id, room = _school_panel(db, panel)
-        identity = obj.home.identity(obj.teacher)
-        who = f"{identity.name} ({identity.controller_id})"
+        who = _who(obj)
         decision = db.forget_key(kiosk_id, who, datetime.now(UTC))
     finally:
         db.close()

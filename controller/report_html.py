@@ -12,7 +12,7 @@ zero-width characters (:func:`protocol.text.clean_name`) and HTML-escaped by :fu
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Final
 from zoneinfo import ZoneInfo
@@ -37,6 +37,7 @@ from controller.reports import (
 from controller.reports import (
     report_text as _t,
 )
+from controller.roster import Roster, RosterView
 from controller.schooldb import SchoolDb, week_days
 from protocol.text import clean_name
 
@@ -162,7 +163,7 @@ def report_html(
     min_lessons: int = 3,
     min_minutes: float = 10.0,
     require_source: bool = True,
-    roster: Mapping[str, str] | None = None,
+    roster: RosterView | None = None,
     now: datetime | None = None,
 ) -> str:
     """The usage report from ``start`` to ``end`` as a self-contained HTML page.
@@ -184,7 +185,8 @@ def report_html(
         min_lessons: The weekly norm, as for :func:`controller.reports.compliance`.
         min_minutes: Likewise.
         require_source: Likewise.
-        roster: Likewise: teachers listed even without lessons.
+        roster: The school's roster (read from ``db`` when None): teachers are people,
+            listed even without lessons.
         now: When the report is made (shown on it); the current time by default.
 
     Returns:
@@ -195,10 +197,11 @@ def report_html(
         UsageLogError: The database cannot be read.
     """
     language = lang or current_language()
+    roster = roster or Roster(db).view()
     tz = db.tz_name
 
     def report(by: Group) -> list[ReportRow]:
-        return usage_report(db, start=start, end=end, by=by, gap_minutes=gap_minutes)
+        return usage_report(db, start=start, end=end, by=by, gap_minutes=gap_minutes, roster=roster)
 
     by_day = {r.key: r for r in report("day")}
     rooms, teachers, content = report("room"), report("teacher"), report("content")

@@ -12,6 +12,10 @@ One SQLite file (through sqlite-utils, WAL) holds two tables:
     ``clock_offset_ms``) and ``day``/``iso_week`` (the corrected start in the school's
     timezone, ``settings.tz``, Europe/Moscow by default), and ``invalid``.
 
+Besides: ``held``, ``decisions`` and ``retired_keys`` (collection problems and admins'
+decisions on them), and the school's roster (schema version 6, :data:`_UPGRADE_6_ROSTER`,
+used by :mod:`controller.roster`).
+
 Collection
 ----------
 Call :meth:`SchoolDb.after_seq` to learn what to pull from a panel next, pull
@@ -114,10 +118,11 @@ logger = logging.getLogger(__name__)
 
 APPLICATION_ID: Final = 0x43435344
 """``PRAGMA application_id`` of a school database ("CCSD")."""
-SCHEMA_VERSION: Final = 5
+SCHEMA_VERSION: Final = 6
 """``PRAGMA user_version`` of the schema below; versions 1 (no ``invalid`` column), 2
-(no ``held`` and ``decisions`` tables), 3 (no ``plays.library`` column) and 4 (no
-``plays.hidden`` column) are upgraded when opened, any other is refused."""
+(no ``held`` and ``decisions`` tables), 3 (no ``plays.library`` column), 4 (no
+``plays.hidden`` column) and 5 (no roster) are upgraded when opened, any other is
+refused."""
 DecisionAction = Literal["accept", "quarantine", "forget_key"]
 """What an admin decided about a record collection stopped at (:meth:`SchoolDb.decide`)."""
 QUARANTINED_BY_ADMIN: Final = "quarantined by an admin"
@@ -274,7 +279,7 @@ CREATE TABLE retired_keys (
     up_to_seq INTEGER NOT NULL
 );
 PRAGMA application_id = {APPLICATION_ID};
-PRAGMA user_version = {SCHEMA_VERSION}
+PRAGMA user_version = 3
 """
 """``plays_report`` covers every report query (``controller.reports``): a range of days,
 then the session key in session order, then every column a report reads. A quarantined
@@ -298,6 +303,44 @@ _UPGRADE_4_LIBRARY: Final = (
 )
 """Schema version 4, for the content libraries: ``plays.library`` (which library a
 record's content came from, :mod:`controller.libraries`), covered by ``plays_report``."""
+
+_UPGRADE_6_ROSTER: Final = (
+    # The school's list of teachers: its own id and the name, nothing else (152-FZ).
+    """CREATE TABLE IF NOT EXISTS teachers (
+    teacher_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    left_at TEXT,
+    merged_into TEXT
+)""",
+    # An admin's binding of a controller (``plays.teacher_id``) to a roster entry;
+    # ``teacher_id = ''`` is an admin's "bound to nobody".
+    """CREATE TABLE IF NOT EXISTS teacher_bindings (
+    device_id TEXT PRIMARY KEY,
+    teacher_id TEXT NOT NULL,
+    who TEXT NOT NULL,
+    bound_at TEXT NOT NULL
+)""",
+    # Every roster decision: import, bind, unbind, merge.
+    """CREATE TABLE IF NOT EXISTS roster_log (
+    id INTEGER PRIMARY KEY,
+    action TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    teacher_id TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    who TEXT NOT NULL,
+    decided_at TEXT NOT NULL
+)""",
+    # The names typed on each controller, gathered from ``plays`` (up to the row id in
+    # settings ``device_names_upto``), so that binding by name never scans every record.
+    """CREATE TABLE IF NOT EXISTS device_names (
+    device_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    PRIMARY KEY (device_id, name)
+) WITHOUT ROWID""",
+)
+"""Schema version 6, the roster (:mod:`controller.roster`): teachers, admins' bindings
+of controllers to them, the log of roster decisions, and the names typed per controller."""
+_TABLES_6_ROSTER: Final = frozenset({"teachers", "teacher_bindings", "roster_log", "device_names"})
 
 
 # --------------------------------------------------------------------------- errors
@@ -563,6 +606,8 @@ class SchoolDb:
                 self._upgrade_from_3()
             if version in (1, 2, 3, 4):
                 self._upgrade_from_4()
+            if version in (1, 2, 3, 4, 5):
+                self._upgrade_from_5()
             if tz is not None and (tz != self._tz_name or not self.timezone_chosen):
                 self.set_timezone(tz)
         except UsageLogError:
@@ -597,6 +642,9 @@ class SchoolDb:
             with self._db.atomic():
                 for statement in _SCHEMA.strip().split(";\n"):
                     self._db.execute(statement)
+                for statement in _UPGRADE_6_ROSTER:
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 self._settings.insert({"key": "tz", "value": DEFAULT_TZ})
             return SCHEMA_VERSION
         if app_id != APPLICATION_ID:
@@ -604,12 +652,13 @@ class SchoolDb:
             raise UsageLogError(
                 f"{self.path} is not a ClassCast school database (it has tables {listed})"
             )
-        if version not in (1, 2, 3, 4, SCHEMA_VERSION):
+        if version not in (1, 2, 3, 4, 5, SCHEMA_VERSION):
             raise UsageLogError(
                 f"{self.path} has school database schema version {version}; "
                 f"this program understands version {SCHEMA_VERSION}"
             )
         needed = _TABLES | (_TABLES_3 if version >= 3 else frozenset())
+        needed |= _TABLES_6_ROSTER if version >= 6 else frozenset()
         if not tables >= needed:
             missing = ", ".join(sorted(needed - tables))
             raise UsageLogError(f"{self.path} is a damaged school database (missing {missing})")
@@ -681,6 +730,19 @@ class SchoolDb:
         """
         with self._guard(action):
             return list(self._db.execute(sql, params).fetchall())
+
+    @contextmanager
+    def transaction(self, action: str) -> Iterator[Database]:
+        """Write inside one transaction (for :mod:`controller.roster`): all or nothing.
+
+        Args:
+            action: What the writes are for, for the error message.
+
+        Raises:
+            UsageLogError: The database cannot be written; nothing was changed.
+        """
+        with self._guard(action), self._db.atomic():
+            yield self._db
 
     @property
     def tz_name(self) -> str:
@@ -754,6 +816,17 @@ class SchoolDb:
             for statement in statements:
                 self._db.execute(statement.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"))
             self._db.execute("PRAGMA user_version = 3")
+
+    def _upgrade_from_5(self) -> None:
+        """Add the roster's tables (schema version 6, :data:`_UPGRADE_6_ROSTER`).
+
+        Raises:
+            sqlite3.Error: SQLite refused.
+        """
+        with self._db.atomic():
+            for statement in _UPGRADE_6_ROSTER:
+                self._db.execute(statement)
+            self._db.execute("PRAGMA user_version = 6")
 
     def _upgrade_from_3(self) -> None:
         """Add the ``library`` column (schema version 4), filled by the libraries in force.

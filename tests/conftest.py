@@ -23,7 +23,8 @@ def _private_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLASSCAST_MDNS_INTERFACES", "127.0.0.1")
     # The phone remote's LAN listener on loopback too: no test binds a LAN address.
     monkeypatch.setenv("CLASSCAST_REMOTE_HOST", "127.0.0.1")
-    monkeypatch.delenv("CLASSCAST_TEACHER", raising=False)
+    # The teacher's name, as `--teacher` gives it: pairing asks for one when none is saved.
+    monkeypatch.setenv("CLASSCAST_TEACHER", TEACHER.name)
 
 
 @pytest.fixture

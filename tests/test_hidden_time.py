@@ -24,7 +24,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from controller.reports import COMPLIANCE_QUERY, compliance, usage_query, usage_report
-from controller.schooldb import SchoolDb
+from controller.schooldb import SCHEMA_VERSION, SchoolDb
 from kiosk.access import Access
 from kiosk.headless import HeadlessDisplay
 from kiosk.pairing_worker import InlinePairingWorker
@@ -450,7 +450,7 @@ def test_a_school_database_of_schema_4_is_upgraded(panel: Panel, tmp_path: Path)
     conn.close()
 
     school = SchoolDb(path)
-    assert school.db.execute("PRAGMA user_version").fetchone() == (5,)
+    assert school.db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     result = school.ingest("k-test", UsageBatch(2, "k-test", new, new[-1].seq, False, key))
     assert (result.refused, result.added) == (None, 1)
     [row] = usage_report(school, by="room", start=FIRST_DAY, end=LAST_DAY)

@@ -41,7 +41,9 @@ def iso(moment: datetime) -> str:
 
 def downgrade_to_3(conn: sqlite3.Connection) -> None:
     """Make a new school database file look as schema version 3 left it (no libraries,
-    no hidden time)."""
+    no hidden time, no roster)."""
+    for table_name in ("teachers", "teacher_bindings", "roster_log", "device_names"):
+        conn.execute(f"DROP TABLE {table_name}")
     conn.execute("DROP INDEX plays_report")
     conn.execute("ALTER TABLE plays DROP COLUMN hidden")
     conn.execute("ALTER TABLE plays DROP COLUMN library")

@@ -334,6 +334,7 @@ def _index(state: TeacherApp) -> Callable[[Request], Awaitable[Response]]:
             **state.lesson_view(),
             limits=limits,
             max_url_chars=MAX_URL_CHARS,
+            teacher_name=state.backend.teacher_name(),
         )
 
     return index
@@ -419,7 +420,10 @@ async def _pair(state: TeacherApp, request: Request) -> Response:
             )
         )
     message = await state.backend.pair(
-        address, _field(form, "pin"), admin=_field(form, "admin") == "1"
+        address,
+        _field(form, "pin"),
+        admin=_field(form, "admin") == "1",
+        teacher=_field(form, "teacher") or None,
     )
     state.hub.refresh_rows()
     return state.messages([message], ok=True)
