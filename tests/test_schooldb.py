@@ -31,7 +31,7 @@ from controller.schooldb import (
 )
 from kiosk.usage import UsageLog
 from protocol.errors import ClassCastError, UsageLogError
-from protocol.messages import ItemKind, UsageBatch, UsageRecord
+from protocol.messages import EndReason, HiddenReason, ItemKind, UsageBatch, UsageRecord
 from protocol.usage_chain import GENESIS_HASH, public_key_text, seal
 
 
@@ -84,6 +84,8 @@ class Panel:
         kind: ItemKind = "image",
         offset_ms: int = 0,
         index: int = 0,
+        hidden: HiddenReason = "",
+        end_reason: EndReason = "next",
     ) -> UsageRecord:
         """Seal one display interval starting at ``start`` (kiosk clock) lasting ``minutes``."""
         begin = at(start) if isinstance(start, str) else start
@@ -106,8 +108,9 @@ class Panel:
             started_at=iso(begin),
             ended_at=iso(begin + timedelta(milliseconds=duration_ms)),
             duration_ms=duration_ms,
-            end_reason="next",
+            end_reason=end_reason,
             clock_offset_ms=offset_ms,
+            hidden=hidden,
         )
         prev = self.records[-1].record_hash if self.records else GENESIS_HASH
         sealed = seal(record, prev, self.key)
