@@ -71,7 +71,7 @@ from protocol.text import clean_lines, clean_name, json_text
 if TYPE_CHECKING:  # imported by the commands that need them: `classcast --help` stays quick
     from controller.collect import CollectProblem, PanelCollection
     from controller.libraries import Library
-    from controller.roster import RosterError, RosterFileError
+    from controller.roster import Roster, RosterError, RosterFileError
     from controller.schooldb import Decision, DecisionAction, SchoolDb
 
 T = TypeVar("T")
@@ -1948,15 +1948,9 @@ def usage_teachers_bind(obj: Ctx, device: str, teacher_id: str, db_path: Path | 
 
         classcast usage teachers bind c-1a2b3c4d5e6f7a8b 0042
     """
-    from controller.roster import Roster, RosterError
-
-    db = _open_db(obj, db_path)
-    try:
-        teacher = Roster(db).bind(device, teacher_id, _who(obj), datetime.now(UTC))
-    except RosterError as exc:
-        raise click.ClickException(_roster_error_text(exc)) from None
-    finally:
-        db.close()
+    teacher = _roster_decision(
+        obj, db_path, lambda roster, who, now: roster.bind(device, teacher_id, who, now)
+    )
     echo(
         t(
             "{device} now counts as {name} ({id}); reports count its lessons as theirs.",
@@ -1965,6 +1959,21 @@ def usage_teachers_bind(obj: Ctx, device: str, teacher_id: str, db_path: Path | 
             id=teacher.teacher_id,
         )
     )
+
+
+def _roster_decision(
+    obj: Ctx, db_path: Path | None, decide: Callable[[Roster, str, datetime], T]
+) -> T:
+    """Run an admin's roster decision with who decided and when; a refusal in Russian."""
+    from controller.roster import Roster, RosterError
+
+    db = _open_db(obj, db_path)
+    try:
+        return decide(Roster(db), _who(obj), datetime.now(UTC))
+    except RosterError as exc:
+        raise click.ClickException(_roster_error_text(exc)) from None
+    finally:
+        db.close()
 
 
 @usage_teachers.command("unbind")
@@ -1981,15 +1990,7 @@ def usage_teachers_unbind(obj: Ctx, device: str, db_path: Path | None) -> None:
 
         classcast usage teachers unbind c-1a2b3c4d5e6f7a8b
     """
-    from controller.roster import Roster, RosterError
-
-    db = _open_db(obj, db_path)
-    try:
-        Roster(db).unbind(device, _who(obj), datetime.now(UTC))
-    except RosterError as exc:
-        raise click.ClickException(_roster_error_text(exc)) from None
-    finally:
-        db.close()
+    _roster_decision(obj, db_path, lambda roster, who, now: roster.unbind(device, who, now))
     echo(
         t(
             "{device} is bound to nobody: reports show it as its own row. Bind it with "
@@ -2013,15 +2014,9 @@ def usage_teachers_merge(obj: Ctx, keep_id: str, other_id: str, db_path: Path | 
 
         classcast usage teachers merge 0042 0107
     """
-    from controller.roster import Roster, RosterError
-
-    db = _open_db(obj, db_path)
-    try:
-        keep = Roster(db).merge(keep_id, other_id, _who(obj), datetime.now(UTC))
-    except RosterError as exc:
-        raise click.ClickException(_roster_error_text(exc)) from None
-    finally:
-        db.close()
+    keep = _roster_decision(
+        obj, db_path, lambda roster, who, now: roster.merge(keep_id, other_id, who, now)
+    )
     echo(
         t(
             "{other} is now the same teacher as {name} ({id}): reports count them as one.",
