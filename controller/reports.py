@@ -615,9 +615,13 @@ def duration_text(ms: int, lang: str | None = None) -> str:
         lang: ``ru`` or ``en``; the current language by default.
 
     Returns:
-        Hours and whole minutes (rounded half up: 56.5 minutes are 57); seconds for
-        less than a minute.
+        Hours and whole minutes (rounded half up: 56.5 minutes are 57); whole seconds
+        under a minute, tenths of a second (``"0,4 с"``) under ten seconds.
     """
+    if 0 < ms < 10_000:  # tenths: a demo's or a skipped item's few seconds
+        tenths = (ms + 50) // 100
+        text = f"{tenths // 10}.{tenths % 10}"
+        return _t("{seconds} s", lang, seconds=text.replace(".", ",") if _ru(lang) else text)
     if 0 < ms < 60_000:
         return _t("{seconds} s", lang, seconds=(ms + 500) // 1000)
     total = (ms + 30_000) // 60_000  # half a minute rounds up, as people round
@@ -625,6 +629,10 @@ def duration_text(ms: int, lang: str | None = None) -> str:
     if hours:
         return _t("{hours} h {minutes:02d} min", lang, hours=hours, minutes=minutes)
     return _t("{minutes} min", lang, minutes=minutes)
+
+
+def _ru(lang: str | None) -> bool:
+    return (lang or language()) == "ru"
 
 
 def percent_text(fraction: float) -> str:

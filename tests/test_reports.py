@@ -337,7 +337,10 @@ def test_duration_text() -> None:
     assert duration_text(12 * MIN, "en") == "12 min"
     assert duration_text(int(56.5 * MIN), "ru") == "57 мин"  # half up, not to even
     assert duration_text(int(56.49 * MIN), "ru") == "56 мин"
-    assert duration_text(2_500, "ru") == "3 с"
+    assert duration_text(2_450, "ru") == "2,5 с"
+    assert duration_text(400, "en") == "0.4 s"
+    assert duration_text(12_500, "ru") == "13 с"
+    assert duration_text(0, "ru") == "0 мин"
 
 
 def test_format_json_has_stable_keys(db: SchoolDb) -> None:
