@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -441,3 +442,37 @@ def test_an_unreadable_school_database_is_a_sentence_not_a_traceback(tmp_path: P
         csv = c.get("/admin/report.csv", params={"week": W48})
         assert csv.status_code == 500
         assert "Не удаётся прочитать базу школы" in csv.text
+
+
+@pytest.mark.slow
+def test_a_panel_that_went_away_shows_when_it_was_last_seen(
+    app: RunningApp, tmp_path: Path
+) -> None:
+    from tests.kiosks import ADMIN_SECRET, KioskThread
+    from tests.test_app import _run, _wait_for_rows
+
+    state = app.config.state
+    assert state is not None
+    with client(app) as c:
+        with KioskThread(tmp_path / "k1", room="Каб. 12") as k1:
+            c.post("/panels/add", data={"address": k1.address})
+            _wait_for_rows(app, k1.address)
+            c.post("/pair", data={"address": k1.address, "pin": ADMIN_SECRET, "admin": "1"})
+            _run(app, state.hub.wait_for_links([k1.address], 5.0))
+            card = c.get("/admin/panels").text.split(f'data-address="{k1.address}"')[1]
+            assert '<dd class="seen">сейчас</dd>' in card
+            gone = k1.address
+
+        async def offline() -> None:
+            while (link := state.hub.links.get(gone)) is None or link.online:
+                await state.hub.wait_for_change(state.hub.version, 1.0)
+
+        _run(app, offline())
+        card = c.get("/admin/panels").text.split(f'data-address="{gone}"')[1].split("</article>")[0]
+        assert "нет связи" in card
+        seen = re.search(r'<dd class="seen">(\d\d\.\d\d\.\d{4} \d\d:\d\d)</dd>', card)
+        assert seen is not None, card
+        link = state.hub.links[gone]
+        assert link.seen_at is not None
+        moscow = datetime.fromtimestamp(link.seen_at, UTC).astimezone(ZoneInfo("Europe/Moscow"))
+        assert seen.group(1) == moscow.strftime("%d.%m.%Y %H:%M")  # the school's time

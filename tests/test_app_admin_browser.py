@@ -73,6 +73,7 @@ def test_the_admin_watches_a_panel_and_reads_the_weekly_norm(browser: Any, tmp_p
             _run(app, state.cast.wait())
             assert state.cast.phase == "showing"
 
+            state.hub.cache_refresh_s = 0.0  # the cache's use with every picture
             context = browser.new_context(
                 viewport={"width": 1280, "height": 900},
                 locale="ru-RU",
@@ -103,7 +104,9 @@ def test_the_admin_watches_a_panel_and_reads_the_weekly_norm(browser: Any, tmp_p
             assert link.status is not None
             assert card.locator("dd.version").inner_text() == link.status.version
             assert card.locator("dd.seen").inner_text() == "сейчас"
-            until(page, lambda: " из " in card.locator("dd.cache").inner_text(), "no cache use")
+            cache = card.locator("dd.cache")
+            until(page, lambda: " из 20,0 ГБ" in cache.inner_text(), "no cache use")
+            until(page, lambda: not cache.inner_text().startswith("0 Б"), "the lesson not counted")
             until(
                 page,
                 lambda: page.evaluate(

@@ -48,6 +48,10 @@ CAST_SHOT_INTERVAL_S: Final = 1.0
 PANEL_SHOT_INTERVAL_S: Final = 10.0
 """How often the thumbnail of any other paired panel is refreshed while visible."""
 
+CACHE_REFRESH_S: Final = 10.0
+"""How often a panel is asked for its status while a page is visible: its media cache's
+use comes only in a ``get_status`` reply (pushed statuses leave it out)."""
+
 ROWS_REFRESH_S: Final = 30.0
 """How often saved panels and mDNS adverts are merged again without a change."""
 
@@ -74,6 +78,8 @@ class PanelLink:
     cache_quota_bytes: int = 0
     """The panel's media cache, from its last ``get_status`` reply (0: not known yet);
     pushed statuses do not carry it, so :attr:`status` never does."""
+    cache_asked_s: float = float("-inf")
+    """When (monotonic clock) the status with the cache's use was last asked for."""
     task: asyncio.Task[None] | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     tried: asyncio.Event = field(default_factory=asyncio.Event)
@@ -100,6 +106,8 @@ class Hub:
         self._tasks: list[asyncio.Task[None]] = []
         self._refresh = asyncio.Event()
         self._rows_lock = asyncio.Lock()
+        self.cache_refresh_s = CACHE_REFRESH_S
+        """:data:`CACHE_REFRESH_S`; tests shorten it."""
 
     # ----------------------------------------------------------------- lifetime
 
@@ -275,7 +283,9 @@ class Hub:
             interval = (
                 CAST_SHOT_INTERVAL_S if link.address in self.cast_targets else PANEL_SHOT_INTERVAL_S
             )
-            if self.viewers > 0 and link.address not in self.cast_targets:
+            now = time.monotonic()
+            if self.viewers > 0 and now - link.cache_asked_s >= self.cache_refresh_s:
+                link.cache_asked_s = now
                 self._seen(link, await client.status())  # the cache's use comes only so
             if self.viewers > 0 and not link.no_screen:
                 try:
