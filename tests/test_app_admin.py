@@ -16,7 +16,7 @@ import dataclasses
 import html
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -32,6 +32,7 @@ from controller.roster import Roster, RosterEntry
 from controller.schooldb import SchoolDb
 from controller.webapp.admin import (
     CSV_REPORTS,
+    MAX_WEEKS_LISTED,
     PanelCollection,
     School,
     SchoolSource,
@@ -182,6 +183,10 @@ def test_the_weekly_norm_of_the_week_on_the_page(admin_app: RunningApp) -> None:
         filtered = c.get("/admin/report", params={"week": W49})  # what the filter loads
         assert norm_table(filtered.text) == PAGE_W49
         assert "<html" not in filtered.text  # a fragment
+        old = c.get("/admin", params={"week": "2024-W10"})  # not in the filter: by address
+        assert old.status_code == 200
+        assert '<option value="2024-W10" selected>' in old.text
+        assert "Нет данных" in old.text
 
 
 def test_names_from_usage_records_stay_text(admin_app: RunningApp) -> None:
@@ -476,3 +481,24 @@ def test_a_panel_that_went_away_shows_when_it_was_last_seen(
         assert link.seen_at is not None
         moscow = datetime.fromtimestamp(link.seen_at, UTC).astimezone(ZoneInfo("Europe/Moscow"))
         assert seen.group(1) == moscow.strftime("%d.%m.%Y %H:%M")  # the school's time
+
+
+@pytest.mark.parametrize("weeks", [MAX_WEEKS_LISTED, MAX_WEEKS_LISTED + 1])
+def test_the_filter_lists_at_most_two_years_of_weeks(tmp_path: Path, weeks: int) -> None:
+    """One lesson a week for ``weeks`` weeks: the filter offers the newest
+    MAX_WEEKS_LISTED; an older one still opens by its address (tested above)."""
+    path = tmp_path / "school.sqlite"
+    school = SchoolDb(path, tz="Europe/Moscow")
+    panel = Panel("k-12", "Каб. 12")
+    first = datetime(2024, 1, 1, 6, 0, tzinfo=UTC)  # a Monday: 2024-W01
+    for n in range(weeks):
+        panel.play(first + timedelta(weeks=n), 12, lesson=(f"L-{n}", "Урок"))
+    panel.collect(school)
+    school.close()
+    last = first + timedelta(weeks=weeks - 1)
+    current = f"{last.isocalendar().year}-W{last.isocalendar().week:02d}"
+    listed = SchoolSource(path).weeks(current)
+    assert len(listed) == MAX_WEEKS_LISTED
+    assert listed[0] == current
+    assert listed == sorted(listed, reverse=True)
+    assert ("2024-W01" in listed) == (weeks == MAX_WEEKS_LISTED)
