@@ -352,6 +352,7 @@ def test_the_admin_pages_change_nothing_from_another_origin(admin_app: RunningAp
         assert c.post("/admin").status_code == 405  # the pages only read
 
 
+@pytest.mark.slow
 async def test_a_phone_remote_grant_never_reaches_the_admin_pages(tmp_path: Path) -> None:
     """The phone holds a redeemed grant: on its own listener the admin's paths do not
     exist; on the app, its cookie is not the app's secret."""
@@ -405,6 +406,7 @@ class TwoSchools(SchoolSource):
         return super().collection()
 
 
+@pytest.mark.slow
 def test_a_source_with_schools_gets_a_school_selector(tmp_path: Path) -> None:
     with running_app(tmp_path / "home") as app, client(app) as c:
         make_admin(app.config.home)
