@@ -1108,18 +1108,36 @@ def demo(keep: Path | None) -> None:
     help="Address the phone remote listens on while a QR code is in use "
     "(default: this computer's address on the school network).",
 )
+@option(
+    "--db",
+    "db_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The school usage database the admin's pages show "
+    "(default: school.sqlite in CLASSCAST_HOME).",
+)
 @click.pass_obj
-def app_command(obj: Ctx, host: str, port: int, no_browser: bool, remote_host: str | None) -> None:
+def app_command(
+    obj: Ctx,
+    host: str,
+    port: int,
+    no_browser: bool,
+    remote_host: str | None,
+    db_path: Path | None,
+) -> None:
     """Open the teacher's app in the browser: panels, lessons and controls with big buttons.
 
     The app runs on this computer until Ctrl+C. Its address holds a one-time key:
     only the browser that opens it first gets in.
+
+    On an admin's computer (paired as admin) it has the admin's dashboard too, at
+    /admin: every panel live, the week's reports and the weekly norm, collection.
 
     Example:
 
         classcast app
         classcast app --no-browser --port 8080
         classcast app --remote-host 192.168.1.25
+        classcast app --db /var/lib/classcast/school.sqlite
     """
     import webbrowser
 
@@ -1152,6 +1170,7 @@ def app_command(obj: Ctx, host: str, port: int, no_browser: bool, remote_host: s
         timeout_s=obj.timeout_s,
         launch_token=token,
         remote_host=remote_host,
+        school_db=db_path,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(config, sock))

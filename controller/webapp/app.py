@@ -50,7 +50,8 @@ from controller.home import Home
 from controller.i18n import language, size_text, t
 from controller.remote import GrantBook
 from controller.texts import item_failure_text, skipped_file_text
-from controller.webapp import lessons, security
+from controller.webapp import admin, lessons, security
+from controller.webapp.admin import ReportSource, SchoolSource
 from controller.webapp.backend import AppError, Backend, error_text
 from controller.webapp.launch import bind as bind
 from controller.webapp.launch import launch_url, new_launch_token
@@ -129,6 +130,11 @@ class AppConfig:
     launch_token: str = field(default_factory=new_launch_token)
     hosts: frozenset[str] = frozenset()
     remote_host: str | None = None
+    school_db: Path | None = None
+    """The school's usage database the admin's pages read (``None``:
+    ``CLASSCAST_HOME/school.sqlite``, as the ``usage`` commands)."""
+    reports: ReportSource | None = None
+    """Where the admin's pages read reports (``None``: :attr:`school_db`)."""
     state: TeacherApp | None = field(default=None, init=False)
     """The app built for this configuration (set by :func:`create_app`)."""
 
@@ -159,6 +165,10 @@ class TeacherApp:
             clean=clean_name,
             slide_text=lessons.slide_text,
             item_failure_text=item_failure_text,
+            local_text=admin.local_text,
+            seen_text=admin.seen_text,
+            cache_text=admin.cache_text,
+            problem_text=admin.problem_text,
         )
         self.remote_book = GrantBook()
         target: RemoteTarget = self.cast
@@ -170,6 +180,12 @@ class TeacherApp:
         """Threads of the strip's thumbnails alone (a video's may take FRAME_TIMEOUT_S)."""
         self.lessons_swept = asyncio.Event()
         """Set after each sweep of the dropped lessons (:meth:`sweep_lessons`)."""
+
+    def report_source(self) -> ReportSource:
+        """Where the admin's pages read reports and collection from."""
+        if self.config.reports is not None:
+            return self.config.reports
+        return SchoolSource(self.config.school_db or self.config.home.root / "school.sqlite")
 
     def kept_lessons(self) -> set[str]:
         """Lessons the library must not delete to make room: the cast one, the chosen one."""
@@ -272,7 +288,7 @@ def create_app(config: AppConfig) -> Starlette:
 
     routes: list[BaseRoute] = [
         Route("/", _index(state)),
-        Route("/events", _events(state)),
+        Route("/events", _events(state, _teacher_views)),
         Route("/fragments/panels", _handler(state, _panels_fragment)),
         Route("/fragments/cast", _handler(state, _cast_fragment)),
         Route("/panels/shot", _handler(state, _shot)),
@@ -289,6 +305,7 @@ def create_app(config: AppConfig) -> Starlette:
         WebSocketRoute("/control/socket", _control_socket(state)),
         Route("/announce", _handler(state, _announce), methods=["POST"]),
         *grant_routes(state.remote_book, state.cast, state.remote_listener),
+        *admin.admin_routes(state, _events(state, _admin_views)),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(
@@ -348,8 +365,27 @@ async def _cast_fragment(state: TeacherApp, request: Request) -> Response:
     return state.fragment("_cast.html")
 
 
-def _events(state: TeacherApp) -> Callable[[Request], Awaitable[Response]]:
+Views = Callable[[TeacherApp], Awaitable[Callable[[], list[tuple[str, str]]]]]
+"""What an event stream sends: given the app, the function that renders each named
+fragment now (called on every change; prepared once per stream)."""
+
+
+async def _teacher_views(state: TeacherApp) -> Callable[[], list[tuple[str, str]]]:
+    return lambda: [
+        ("panels", state.render("_panels.html", cards=state.panel_cards())),
+        ("cast", state.render("_cast.html")),
+    ]
+
+
+async def _admin_views(state: TeacherApp) -> Callable[[], list[tuple[str, str]]]:
+    tz = await admin.source_timezone(state.report_source())
+    return lambda: [("panels", admin.admin_panels_html(state, tz))]
+
+
+def _events(state: TeacherApp, views: Views) -> Callable[[Request], Awaitable[Response]]:
     async def events(request: Request) -> Response:
+        render = await views(state)
+
         async def stream() -> AsyncIterator[str]:
             state.hub.viewer_joined()
             sent: dict[str, str] = {}
@@ -359,10 +395,7 @@ def _events(state: TeacherApp) -> Callable[[Request], Awaitable[Response]]:
                     if version == state.hub.version:
                         yield ": keep-alive\n\n"
                     version = state.hub.version
-                    for name, html in (
-                        ("panels", state.render("_panels.html", cards=state.panel_cards())),
-                        ("cast", state.render("_cast.html")),
-                    ):
+                    for name, html in render():
                         if sent.get(name) != html:
                             sent[name] = html
                             data = "".join(f"data: {line}\n" for line in html.splitlines())
