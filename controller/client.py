@@ -58,6 +58,7 @@ from protocol.messages import (
     Error,
     GetStatus,
     Hello,
+    KeyframeRequest,
     Message,
     Need,
     Ok,
@@ -69,6 +70,8 @@ from protocol.messages import (
     Reply,
     Role,
     Screenshot,
+    ShareStart,
+    ShareStop,
     Status,
     StatusSnapshot,
     TakeScreenshot,
@@ -230,6 +233,10 @@ class KioskClient:
         self.role: Role | None = None
         self.last_status: StatusSnapshot | None = None
         self.on_status: Callable[[StatusSnapshot], None] | None = None
+        self.on_keyframe_request: Callable[[int], None] | None = None
+        """Called with the stream id when the kiosk asks for a keyframe (screen share)."""
+        self.on_share_error: Callable[[str], None] | None = None
+        """Called with the message of an ``error`` ``no_share`` pushed for a stream frame."""
         self._next_id = 1
         self._replies: dict[int, asyncio.Queue[Reply]] = {}
         self._stored: asyncio.Queue[BlobStored] = asyncio.Queue()
@@ -482,6 +489,42 @@ class KioskClient:
         assert best is not None
         return best[1]
 
+    async def share_start(self, stream_id: int, width: int, height: int, title: str) -> None:
+        """Show this computer's screen on the panel (``share_start``); then send stream
+        frames with :meth:`send_stream_frame`, the first a keyframe.
+
+        Raises:
+            BusyError: another teacher presents on the panel.
+            RemoteError: the kiosk refused for another reason.
+        """
+        msg = ShareStart(self._new_id(), stream_id, width, height, title)
+        reply = await self._request(msg)
+        if not isinstance(reply, Ok):
+            raise UnexpectedMessageError(f"kiosk answered {msg.TYPE} with {reply.TYPE}")
+
+    async def share_stop(self, stream_id: int) -> None:
+        """End the screen share ``stream_id`` on the panel (``share_stop``)."""
+        msg = ShareStop(self._new_id(), stream_id)
+        reply = await self._request(msg)
+        if not isinstance(reply, Ok):
+            raise UnexpectedMessageError(f"kiosk answered {msg.TYPE} with {reply.TYPE}")
+
+    async def send_stream_frame(self, frame: bytes) -> None:
+        """Send one stream frame (``protocol.codec.encode_stream_frame``); returns once
+        the socket took it. Send the next one only after that (newest frame only).
+
+        Raises:
+            ConnectionFailedError: the connection closed.
+        """
+        try:
+            await self._ws.send(frame)
+        except ConnectionClosed:
+            raise ConnectionFailedError(
+                f"{self.url} closed the connection: {self._closed_reason}",
+                address=_address_of(self.url),
+                reason="closed",
+            ) from None
+
     async def status(self) -> StatusSnapshot:
         """Return what the kiosk shows now."""
         reply = await self._request(GetStatus(id=self._new_id()))
@@ -614,7 +657,9 @@ class KioskClient:
         | TimePing
         | TakeScreenshot
         | Announce
-        | ClearAnnouncement,
+        | ClearAnnouncement
+        | ShareStart
+        | ShareStop,
     ) -> Reply:
         queue = self._open(msg.id)
         try:
@@ -696,6 +741,14 @@ class KioskClient:
                 return
             case BlobStored():
                 self._stored.put_nowait(msg)
+                return
+            case KeyframeRequest():
+                if self.on_keyframe_request is not None:
+                    self.on_keyframe_request(msg.stream_id)
+                return
+            case Error(re=None, code="no_share"):
+                if self.on_share_error is not None:
+                    self.on_share_error(msg.message)
                 return
             case Error(re=None):
                 logger.warning("%s: %s (%s)", self.name, msg.message, msg.code)

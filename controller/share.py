@@ -1,0 +1,448 @@
+"""Screen sharing from the teacher's computer: capture, encode once, send to many panels.
+
+Usage::
+
+    share = ScreenShare(MssCapture(), [client_a, client_b], title="Экран")
+    await share.start()          # share_start to every panel (moderation applies)
+    await share.run(stop_event)  # until stop_event is set, or every panel stopped it
+    await share.stop()           # share_stop to every panel still showing it
+
+One capture and one H.264 encoder feed every panel. Each picture goes to each panel
+only if that panel's connection has sent the previous one (newest frame only): a
+slow panel misses pictures instead of building a queue, and the next picture it gets
+is a keyframe (the panel would ask for one anyway, :mod:`protocol.stream`). An
+unchanged screen is not encoded (its bytes are compared with the last picture's, a
+memcmp); every ``SHARE_KEEPALIVE_S`` one tiny "nothing moved" picture is sent so that
+panels tell a still screen from a lost one.
+
+Capture and encoding run on a worker thread; the event loop only sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import logging
+import secrets
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+import av
+import av.video.frame
+
+from controller.client import KioskClient
+from protocol import limits
+from protocol.codec import encode_stream_frame
+from protocol.errors import ClassCastError, ConnectionFailedError, MalformedMessageError
+from protocol.messages import StatusSnapshot
+
+logger = logging.getLogger(__name__)
+
+ENCODERS: Final = ("h264_nvenc", "h264_qsv", "libx264")
+"""H.264 encoders tried in this order: hardware first, where the machine has it."""
+
+SHARE_FPS: Final = 30
+"""Pictures per second a share captures at most."""
+
+X264_OPTIONS: Final = {
+    "preset": "veryfast",
+    "tune": "zerolatency",  # no lookahead, no frame delay: one picture in, one out
+    "crf": "20",  # text stays sharp; a still screen costs nearly nothing anyway
+    "x264-params": "vbv-maxrate=12000:vbv-bufsize=2000:rc-lookahead=0:sync-lookahead=0",
+}
+"""libx264 settings for slides and documents rather than film."""
+
+HARDWARE_OPTIONS: Final = {"preset": "p1", "tune": "ull", "zerolatency": "1", "bf": "0"}
+"""Options of the NVENC / QSV encoders (unknown options are ignored)."""
+
+KEYFRAME_MIN_INTERVAL_S: Final = 0.25
+"""Keyframes asked for by panels (or after a skipped picture) come at most this often."""
+
+GOP_S: Final = 10
+"""A keyframe at least this often even if nobody asks (a lost one repairs itself)."""
+
+
+# --------------------------------------------------------------------------- capture
+
+
+@dataclass(frozen=True, slots=True)
+class Picture:
+    """One captured screen: ``bgra`` rows top to bottom, ``width * 4`` bytes each."""
+
+    width: int
+    height: int
+    bgra: bytes
+
+
+class Capture(Protocol):
+    """A source of screen pictures (:class:`MssCapture`, or a test's own)."""
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """Width and height of every picture."""
+        ...
+
+    def grab(self) -> Picture:
+        """The screen now (worker thread)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class MssCapture:
+    """The whole screen (or one monitor) through mss: XShm on X11, DXGI/GDI on Windows.
+
+    Args:
+        display: the X display (``":0"``); None: ``$DISPLAY``.
+        monitor: mss's monitor number (1 = the first screen; 0 = all of them).
+
+    Raises:
+        OSError: no screen can be captured (no X server, or Wayland without XWayland).
+    """
+
+    def __init__(self, display: str | None = None, monitor: int = 1) -> None:
+        import mss
+
+        try:
+            if sys.platform.startswith("linux"):  # the pointer too: teachers point with it
+                self._mss = mss.MSS(display=display, with_cursor=True)
+            else:
+                self._mss = mss.MSS()
+            monitors = self._mss.monitors
+            self._monitor = monitors[monitor if monitor < len(monitors) else 0]
+        except mss.exception.ScreenShotError as exc:
+            raise OSError(f"cannot capture the screen: {exc}") from None
+        self._size = (int(self._monitor["width"]), int(self._monitor["height"]))
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self._size
+
+    def grab(self) -> Picture:
+        shot = self._mss.grab(self._monitor)
+        return Picture(shot.width, shot.height, bytes(shot.raw))
+
+    def close(self) -> None:
+        self._mss.close()
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def encoded_size(width: int, height: int) -> tuple[int, int]:
+    """The size a screen of ``width``×``height`` is sent at: scaled down to fit
+    ``MAX_SHARE_WIDTH``×``MAX_SHARE_HEIGHT`` (aspect kept), even sides (H.264 4:2:0)."""
+    scale = min(1.0, limits.MAX_SHARE_WIDTH / width, limits.MAX_SHARE_HEIGHT / height)
+    w = max(limits.MIN_SHARE_SIDE, int(width * scale) // 2 * 2)
+    h = max(limits.MIN_SHARE_SIDE, int(height * scale) // 2 * 2)
+    return w, h
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """One encoded picture: H.264 Annex B, and whether it decodes on its own."""
+
+    data: bytes
+    keyframe: bool
+    capture_us: int
+
+
+class H264Encoder:
+    """One H.264 encoder for pictures of one size (the first of :data:`ENCODERS` that opens).
+
+    Raises:
+        OSError: no H.264 encoder opens on this machine.
+    """
+
+    def __init__(self, width: int, height: int, *, fps: int = SHARE_FPS) -> None:
+        self.width, self.height = width, height
+        self._last_pts = -1
+        self._started = time.monotonic()
+        errors = []
+        for name in ENCODERS:
+            if name not in av.codecs_available:
+                continue
+            try:
+                self.ctx = _open_encoder(name, width, height, fps)
+            except (av.FFmpegError, ValueError) as exc:
+                errors.append(f"{name}: {exc}")
+                continue
+            self.name = name
+            logger.info("encoding the screen with %s at %d×%d", name, width, height)
+            break
+        else:
+            raise OSError("no H.264 encoder works here: " + "; ".join(errors))
+
+    def encode(self, picture: Picture, *, keyframe: bool, capture_us: int) -> list[Encoded]:
+        """Encode ``picture`` (scaled to the encoder's size); ``keyframe`` forces an IDR."""
+        frame = av.VideoFrame(picture.width, picture.height, "bgra")
+        plane = frame.planes[0]
+        row = picture.width * 4
+        if plane.line_size == row:
+            plane.update(picture.bgra)
+        else:  # the frame's rows are padded: copy row by row
+            view = memoryview(plane)
+            for y in range(picture.height):
+                start = y * plane.line_size
+                view[start : start + row] = picture.bgra[y * row : (y + 1) * row]
+        yuv = frame.reformat(width=self.width, height=self.height, format="yuv420p")
+        yuv.pts = round((time.monotonic() - self._started) * 1000)
+        if yuv.pts <= self._last_pts:
+            yuv.pts = self._last_pts + 1
+        self._last_pts = yuv.pts
+        if keyframe:
+            yuv.pict_type = av.video.frame.PictureType.I
+        return [
+            Encoded(bytes(packet), packet.is_keyframe, capture_us)
+            for packet in self.ctx.encode(yuv)
+        ]
+
+    def close(self) -> None:
+        with contextlib.suppress(av.FFmpegError):
+            self.ctx.encode(None)
+
+
+def _open_encoder(name: str, width: int, height: int, fps: int) -> av.VideoCodecContext:
+    ctx = av.CodecContext.create(name, "w")
+    assert isinstance(ctx, av.VideoCodecContext)
+    ctx.width, ctx.height = width, height
+    ctx.pix_fmt = "yuv420p"
+    ctx.time_base = fractions.Fraction(1, 1000)
+    ctx.framerate = fractions.Fraction(fps, 1)
+    ctx.gop_size = GOP_S * fps
+    ctx.max_b_frames = 0
+    ctx.options = dict(X264_OPTIONS if name == "libx264" else HARDWARE_OPTIONS)
+    ctx.open()
+    return ctx
+
+
+# --------------------------------------------------------------------------- pacing
+
+
+@dataclass(slots=True)
+class SharePacer:
+    """When to capture, and whether a captured picture must be encoded (pure; takes ``now``).
+
+    Call :meth:`next_capture_s` to know when to capture, then :meth:`decide` with
+    whether the picture changed; :meth:`want_keyframe` when a panel asks for one or
+    missed a picture.
+    """
+
+    fps: int = SHARE_FPS
+    _last_capture_s: float = float("-inf")
+    _last_sent_s: float = float("-inf")
+    _keyframe_wanted: bool = True
+    _last_keyframe_s: float = float("-inf")
+
+    def next_capture_s(self) -> float:
+        return self._last_capture_s + 1 / self.fps
+
+    def want_keyframe(self) -> None:
+        self._keyframe_wanted = True
+
+    def decide(self, *, changed: bool, now: float) -> tuple[bool, bool]:
+        """For a picture captured at ``now``: (encode it, as a keyframe)."""
+        self._last_capture_s = now
+        keyframe = self._keyframe_wanted and now - self._last_keyframe_s >= KEYFRAME_MIN_INTERVAL_S
+        send = changed or keyframe or now - self._last_sent_s >= limits.SHARE_KEEPALIVE_S
+        if not send:
+            return False, False
+        self._last_sent_s = now
+        if keyframe:
+            self._keyframe_wanted = False
+            self._last_keyframe_s = now
+        return True, keyframe
+
+
+# --------------------------------------------------------------------------- fan-out
+
+
+@dataclass(slots=True)
+class _Panel:
+    client: KioskClient
+    sending: asyncio.Task[None] | None = None
+    showing: bool = True
+    sent: int = 0
+    skipped: int = 0
+    why_stopped: str | None = None
+
+
+@dataclass(slots=True)
+class ShareStats:
+    """What a share did: pictures captured, encoded, and sent / skipped per panel."""
+
+    captured: int = 0
+    encoded: int = 0
+    keyframes: int = 0
+    bytes_encoded: int = 0
+    sent: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+class ScreenShare:
+    """One screen shared to the panels of ``clients`` (each a greeted, paired connection).
+
+    Call :meth:`start`, then :meth:`run` until it returns, then :meth:`stop`.
+    """
+
+    def __init__(self, capture: Capture, clients: Sequence[KioskClient], *, title: str) -> None:
+        self.capture = capture
+        self.title = title
+        self.stream_id = secrets.randbelow(2**32)
+        self.width, self.height = encoded_size(*capture.size)
+        self._panels = [_Panel(c) for c in clients]
+        self._pacer = SharePacer()
+        self._encoder: H264Encoder | None = None
+        self._seq = 0
+        self._previous: bytes | None = None
+        self.stats = ShareStats()
+        self._all_stopped = asyncio.Event()
+
+    @property
+    def panels(self) -> list[KioskClient]:
+        """The panels still showing this share."""
+        return [p.client for p in self._panels if p.showing]
+
+    def stopped_panels(self) -> list[tuple[KioskClient, str]]:
+        """Panels that stopped showing the share, and why (for the teacher)."""
+        return [(p.client, p.why_stopped or "") for p in self._panels if not p.showing]
+
+    async def start(self) -> list[tuple[KioskClient, ClassCastError]]:
+        """Ask every panel to show the share (``share_start``).
+
+        Returns:
+            The panels that refused (``BusyError`` and the like) with their errors;
+            they are left out of the share. Raise or stop if none accepted.
+        """
+        self._encoder = await asyncio.to_thread(H264Encoder, self.width, self.height)
+        results = await asyncio.gather(
+            *(
+                p.client.share_start(self.stream_id, self.width, self.height, self.title)
+                for p in self._panels
+            ),
+            return_exceptions=True,
+        )
+        refused: list[tuple[KioskClient, ClassCastError]] = []
+        for panel, result in zip(self._panels, results, strict=True):
+            if isinstance(result, ClassCastError):
+                panel.showing = False
+                panel.why_stopped = str(result)
+                refused.append((panel.client, result))
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                self._watch(panel)
+        return refused
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Capture, encode and send until ``stop`` is set or no panel shows the share."""
+        loop = asyncio.get_running_loop()
+        while not stop.is_set() and any(p.showing for p in self._panels):
+            delay = self._pacer.next_capture_s() - loop.time()
+            if delay > 0:
+                stopper = asyncio.ensure_future(stop.wait())
+                await asyncio.wait({stopper}, timeout=delay)
+                stopper.cancel()
+                if stop.is_set():
+                    break
+            pictures = await asyncio.to_thread(self._capture_and_encode, loop.time())
+            for encoded in pictures:
+                self._send(encoded)
+
+    async def stop(self) -> None:
+        """Tell every panel still showing the share that it ended (``share_stop``)."""
+        for panel in self._panels:
+            if panel.sending is not None:
+                panel.sending.cancel()
+        showing = [p for p in self._panels if p.showing]
+        await asyncio.gather(
+            *(p.client.share_stop(self.stream_id) for p in showing), return_exceptions=True
+        )
+        for panel in showing:
+            panel.showing = False
+            panel.why_stopped = "stopped"
+        if self._encoder is not None:
+            self._encoder.close()
+        self.capture.close()
+
+    # ----------------------------------------------------------------- worker thread
+
+    def _capture_and_encode(self, now: float) -> list[Encoded]:
+        picture = self.capture.grab()
+        capture_us = time.time_ns() // 1000
+        self.stats.captured += 1
+        changed = picture.bgra != self._previous
+        self._previous = picture.bgra
+        encode, keyframe = self._pacer.decide(changed=changed, now=now)
+        if not encode:
+            return []
+        assert self._encoder is not None
+        out = self._encoder.encode(picture, keyframe=keyframe, capture_us=capture_us)
+        for e in out:
+            self.stats.encoded += 1
+            self.stats.keyframes += e.keyframe
+            self.stats.bytes_encoded += len(e.data)
+        return out
+
+    # ----------------------------------------------------------------- event loop
+
+    def _send(self, encoded: Encoded) -> None:
+        seq, self._seq = self._seq, self._seq + 1
+        try:
+            frame = encode_stream_frame(
+                self.stream_id,
+                seq,
+                encoded.data,
+                keyframe=encoded.keyframe,
+                capture_us=encoded.capture_us,
+            )
+        except MalformedMessageError as exc:  # a picture over MAX_STREAM_FRAME_BYTES
+            logger.warning("picture %d not sent: %s", seq, exc)
+            self._pacer.want_keyframe()
+            return
+        for panel in self._panels:
+            if not panel.showing:
+                continue
+            name = panel.client.name
+            if panel.sending is not None and not panel.sending.done():
+                panel.skipped += 1
+                self.stats.skipped[name] = panel.skipped
+                self._pacer.want_keyframe()  # it missed this one: it needs a keyframe
+                continue
+            panel.sending = asyncio.ensure_future(self._send_to(panel, frame))
+            panel.sent += 1
+            self.stats.sent[name] = panel.sent
+
+    async def _send_to(self, panel: _Panel, frame: bytes) -> None:
+        try:
+            await panel.client.send_stream_frame(frame)
+        except ConnectionFailedError as exc:
+            self._stopped(panel, str(exc))
+
+    def _watch(self, panel: _Panel) -> None:
+        client = panel.client
+        client.on_keyframe_request = lambda stream_id: self._keyframe_asked(stream_id)
+
+        def on_status(status: StatusSnapshot) -> None:
+            if status.state == "idle" or status.item_kind != "screen":
+                self._stopped(panel, "stopped on the panel")
+
+        def on_share_error(message: str) -> None:
+            self._stopped(panel, message)
+
+        client.on_status = on_status
+        client.on_share_error = on_share_error
+
+    def _keyframe_asked(self, stream_id: int) -> None:
+        if stream_id == self.stream_id:
+            self._pacer.want_keyframe()
+
+    def _stopped(self, panel: _Panel, why: str) -> None:
+        if panel.showing:
+            logger.info("%s stopped showing the screen: %s", panel.client.name, why)
+            panel.showing = False
+            panel.why_stopped = why

@@ -1,0 +1,236 @@
+"""The teacher's side of a screen share: pacing, H.264 encoding, one encoder for many panels."""
+
+from __future__ import annotations
+
+import asyncio
+
+import av
+import pytest
+
+from controller.client import KioskClient
+from controller.share import (
+    KEYFRAME_MIN_INTERVAL_S,
+    H264Encoder,
+    Picture,
+    ScreenShare,
+    SharePacer,
+    encoded_size,
+)
+from protocol import limits
+from protocol.codec import StreamFrame
+from tests.conftest import TEACHER
+from tests.kiosks import ADMIN_SECRET, KioskThread
+
+
+def solid(width: int, height: int, bgr: tuple[int, int, int]) -> Picture:
+    b, g, r = bgr
+    return Picture(width, height, bytes((b, g, r, 255)) * (width * height))
+
+
+class PatternCapture:
+    """A screen in memory: the test sets the picture the next grab returns."""
+
+    def __init__(self, picture: Picture) -> None:
+        self.picture = picture
+        self.grabs = 0
+        self.closed = False
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.picture.width, self.picture.height
+
+    def grab(self) -> Picture:
+        self.grabs += 1
+        return self.picture
+
+    def close(self) -> None:
+        self.closed = True
+
+
+# --------------------------------------------------------------------------- pure parts
+
+
+@pytest.mark.parametrize(
+    ("screen", "sent"),
+    [
+        ((1920, 1080), (1920, 1080)),
+        ((1366, 768), (1366, 768)),
+        ((2560, 1440), (1920, 1080)),
+        ((3840, 1600), (1920, 800)),
+        ((1025, 767), (1024, 766)),
+        ((8, 8), (limits.MIN_SHARE_SIDE, limits.MIN_SHARE_SIDE)),
+    ],
+)
+def test_encoded_size_fits_the_share_limits(screen: tuple[int, int], sent: tuple[int, int]) -> None:
+    assert encoded_size(*screen) == sent
+
+
+def test_pacer_encodes_changes_keepalives_and_keyframes() -> None:
+    pacer = SharePacer()
+    assert pacer.decide(changed=True, now=0.0) == (True, True)  # the first is a keyframe
+    assert pacer.next_capture_s() == pytest.approx(1 / 30)
+    assert pacer.decide(changed=False, now=0.1) == (False, False)  # a still screen
+    assert pacer.decide(changed=True, now=0.2) == (True, False)
+    keepalive = 0.2 + limits.SHARE_KEEPALIVE_S
+    assert pacer.decide(changed=False, now=keepalive - 0.01) == (False, False)
+    assert pacer.decide(changed=False, now=keepalive) == (True, False)
+    pacer.want_keyframe()
+    assert pacer.decide(changed=False, now=keepalive + 0.05) == (True, True)
+    pacer.want_keyframe()  # asked again at once: held back until the interval passed
+    assert pacer.decide(changed=True, now=keepalive + 0.1) == (True, False)
+    later = keepalive + 0.05 + KEYFRAME_MIN_INTERVAL_S
+    assert pacer.decide(changed=False, now=later) == (True, True)
+
+
+def test_encoder_output_decodes_to_the_picture() -> None:
+    encoder = H264Encoder(320, 240)
+    red = solid(320, 240, (0, 0, 255))
+    out = encoder.encode(red, keyframe=True, capture_us=5)
+    out += encoder.encode(red, keyframe=False, capture_us=6)
+    out += encoder.encode(solid(320, 240, (255, 0, 0)), keyframe=True, capture_us=7)
+    assert [(e.keyframe, e.capture_us) for e in out] == [(True, 5), (False, 6), (True, 7)]
+    assert len(out[1].data) < 200  # nothing moved: a few bytes
+    decoder = av.CodecContext.create("h264", "r")
+    frames = [f for e in out for f in decoder.decode(av.Packet(e.data))]
+    assert len(frames) == 3
+    rgb = frames[0].reformat(format="rgb24")
+    pixel = bytes(rgb.planes[0])[:3]
+    assert pixel[0] > 230
+    assert pixel[1] < 30
+    assert pixel[2] < 30
+    last = bytes(frames[2].reformat(format="rgb24").planes[0])[:3]
+    assert last[2] > 230
+    assert last[0] < 30
+    encoder.close()
+
+
+def test_encoder_scales_a_larger_screen() -> None:
+    encoder = H264Encoder(640, 360)
+    out = encoder.encode(solid(1280, 720, (0, 255, 0)), keyframe=True, capture_us=0)
+    decoder = av.CodecContext.create("h264", "r")
+    [frame] = [f for e in out for f in decoder.decode(av.Packet(e.data))]
+    assert (frame.width, frame.height) == (640, 360)
+
+
+# --------------------------------------------------------------------------- to real kiosks
+
+
+class FlakySink:
+    """A kiosk's decoder that refuses the ``fail_at``-th picture (then asks for a keyframe)."""
+
+    def __init__(self, fail_at: int) -> None:
+        self.fed: list[StreamFrame] = []
+        self.fail_at = fail_at
+
+    def start(self, stream_id: int, width: int, height: int) -> None:
+        self.fed.clear()
+
+    def feed(self, frame: StreamFrame) -> bool:
+        self.fed.append(StreamFrame(frame.stream_id, frame.seq, frame.keyframe, 0, b""))
+        return len(self.fed) != self.fail_at
+
+    def stop(self) -> None:
+        pass
+
+
+async def paired(kiosk: KioskThread) -> KioskClient:
+    client = await KioskClient.connect(kiosk.address, TEACHER)
+    await client.pair(ADMIN_SECRET, role="admin")
+    return client
+
+
+async def until(check: object, timeout_s: float = 10.0) -> None:
+    assert callable(check)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not check():
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.slow
+async def test_one_encoder_feeds_two_panels_and_a_keyframe_request_is_answered(
+    tmp_path: object,
+) -> None:
+    from pathlib import Path
+
+    base = Path(str(tmp_path))
+    with KioskThread(base / "a", room="Каб. 1") as a, KioskThread(base / "b", room="Каб. 2") as b:
+        sinks = [FlakySink(fail_at=3), FlakySink(fail_at=0)]
+        for kiosk, sink in zip((a, b), sinks, strict=True):
+            kiosk.sync(lambda k=kiosk, s=sink: setattr(k.app.service, "screen", s))
+        clients = [await paired(a), await paired(b)]
+        capture = PatternCapture(solid(64, 48, (0, 0, 255)))
+        share = ScreenShare(capture, clients, title="Экран")
+        assert await share.start() == []
+        stop = asyncio.Event()
+        runner = asyncio.create_task(share.run(stop))
+        try:
+            # Four changes: four pictures; the still screen in between costs no encode.
+            for colour in [(0, 255, 0), (255, 0, 0), (255, 255, 0), (0, 255, 255)]:
+                grabs = capture.grabs
+                await until(lambda g=grabs: capture.grabs >= g + 3)
+                encoded = share.stats.encoded
+                capture.picture = solid(64, 48, colour)
+                await until(lambda e=encoded: share.stats.encoded > e)
+            await until(lambda: len(sinks[1].fed) == share.stats.encoded)
+            await until(lambda: share.stats.keyframes >= 2)  # panel a's decoder asked
+        finally:
+            stop.set()
+            await runner
+        assert share.stats.captured > share.stats.encoded
+        assert [f.seq for f in sinks[1].fed] == list(range(share.stats.encoded))
+        assert sinks[0].fed[0].keyframe
+        assert share.stats.sent == {"Каб. 1": share.stats.encoded, "Каб. 2": share.stats.encoded}
+        await share.stop()
+        assert capture.closed
+        for client in clients:
+            assert (await client.status()).state == "idle"
+            await client.close()
+
+
+@pytest.mark.slow
+async def test_a_share_stopped_on_the_panel_ends_for_the_teacher(kiosk: KioskThread) -> None:
+    client = await paired(kiosk)
+    share = ScreenShare(PatternCapture(solid(64, 48, (9, 9, 9))), [client], title="Экран")
+    await share.start()
+    stop = asyncio.Event()
+    runner = asyncio.create_task(share.run(stop))
+    await until(lambda: share.stats.encoded > 0)
+    kiosk.sync(lambda: kiosk.app.panel_control("stop"))  # type: ignore[union-attr]
+    await asyncio.wait_for(runner, 10)  # every panel stopped: the share ends by itself
+    assert [(c.name, why) for c, why in share.stopped_panels()] == [
+        ("Каб. 12", "stopped on the panel")
+    ]
+    await share.stop()
+    await client.close()
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_share_without_a_screen_says_so_in_russian(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from controller.cli import cli
+
+    monkeypatch.setenv("DISPLAY", ":4242")  # no X server there
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    result = CliRunner().invoke(cli, ["share", "--to", "127.0.0.1:9"])
+    assert result.exit_code == 1
+    assert "Не удалось захватить экран этого компьютера" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_share_to_an_unreachable_panel_shares_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from controller.cli import cli
+    from tests.xvfb import xvfb
+
+    with xvfb(320, 240) as display:
+        monkeypatch.setenv("DISPLAY", display)
+        result = CliRunner().invoke(cli, ["share", "--to", "127.0.0.1:9"])
+    assert result.exit_code == 1
+    assert "Ни одна панель не отвечает: экран не показывается." in result.output
