@@ -22,8 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import fractions
 import logging
+import os
 import secrets
 import sys
 import time
@@ -75,7 +78,7 @@ class Picture:
 
     width: int
     height: int
-    bgra: bytes
+    bgra: bytes | bytearray
 
 
 class Capture(Protocol):
@@ -90,7 +93,93 @@ class Capture(Protocol):
         """The screen now (worker thread)."""
         ...
 
+    def changed(self) -> bool:
+        """Whether the screen may have changed since the last call (True when unknown);
+        a False lets the share skip the grab."""
+        ...
+
     def close(self) -> None: ...
+
+
+class X11Damage:
+    """Whether anything was drawn on an X screen, or the pointer moved, since the last look.
+
+    The X server's Damage extension reports drawing on the root window (windows above
+    it included) as one event until it is reset: a still screen costs one round trip
+    per look, no capture. Everything runs on the caller's thread (the worker).
+
+    Raises:
+        OSError: no libX11 / libXdamage, the display does not open, or it has no Damage.
+    """
+
+    _REPORT_NON_EMPTY = 3
+    _DAMAGE_NOTIFY = 0
+
+    def __init__(self, display: str | None) -> None:
+        x11_name, damage_name = ctypes.util.find_library("X11"), ctypes.util.find_library("Xdamage")
+        if not x11_name or not damage_name:
+            raise OSError("libX11 or libXdamage is missing")
+        x11, xd = ctypes.CDLL(x11_name), ctypes.CDLL(damage_name)
+        vp, ul, ci = ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int
+        x11.XOpenDisplay.restype, x11.XOpenDisplay.argtypes = vp, [ctypes.c_char_p]
+        x11.XDefaultRootWindow.restype, x11.XDefaultRootWindow.argtypes = ul, [vp]
+        x11.XPending.argtypes = [vp]
+        x11.XNextEvent.argtypes = [vp, vp]
+        x11.XQueryPointer.argtypes = [vp, ul, *[vp] * 7]
+        x11.XFlush.argtypes = [vp]
+        x11.XCloseDisplay.argtypes = [vp]
+        xd.XDamageQueryExtension.argtypes = [vp, vp, vp]
+        xd.XDamageCreate.restype, xd.XDamageCreate.argtypes = ul, [vp, ul, ci]
+        xd.XDamageSubtract.argtypes = [vp, ul, ul, ul]
+        xd.XDamageDestroy.argtypes = [vp, ul]
+        self._x11, self._xd = x11, xd
+        name = (display or os.environ.get("DISPLAY", "")).encode()
+        self._dpy = x11.XOpenDisplay(name or None)
+        if not self._dpy:
+            raise OSError(f"cannot open the X display {display!r}")
+        event_base, error_base = ctypes.c_int(), ctypes.c_int()
+        if not xd.XDamageQueryExtension(
+            self._dpy, ctypes.byref(event_base), ctypes.byref(error_base)
+        ):
+            x11.XCloseDisplay(self._dpy)
+            raise OSError("the X server has no Damage extension")
+        self._notify = event_base.value + self._DAMAGE_NOTIFY
+        self._root = x11.XDefaultRootWindow(self._dpy)
+        self._damage = xd.XDamageCreate(self._dpy, self._root, self._REPORT_NON_EMPTY)
+        self._event = (ctypes.c_long * 24)()
+        self._pointer: tuple[int, int] | None = None
+
+    def changed(self) -> bool:
+        damaged = False
+        while self._x11.XPending(self._dpy):
+            self._x11.XNextEvent(self._dpy, self._event)
+            if ctypes.cast(self._event, ctypes.POINTER(ctypes.c_int))[0] == self._notify:
+                damaged = True
+        if damaged:  # report the next drawing again
+            self._xd.XDamageSubtract(self._dpy, self._damage, 0, 0)
+            self._x11.XFlush(self._dpy)
+        return self._pointer_moved() or damaged
+
+    def _pointer_moved(self) -> bool:
+        windows = [ctypes.c_ulong() for _ in range(2)]  # root, child
+        coords = [ctypes.c_int() for _ in range(4)]  # root x, y; window x, y
+        mask = ctypes.c_uint()
+        self._x11.XQueryPointer(
+            self._dpy,
+            self._root,
+            *(ctypes.byref(w) for w in windows),
+            *(ctypes.byref(c) for c in coords),
+            ctypes.byref(mask),
+        )
+        where = (coords[0].value, coords[1].value)
+        moved, self._pointer = where != self._pointer, where
+        return moved
+
+    def close(self) -> None:
+        if self._dpy:
+            self._xd.XDamageDestroy(self._dpy, self._damage)
+            self._x11.XCloseDisplay(self._dpy)
+            self._dpy = None
 
 
 class MssCapture:
@@ -117,6 +206,12 @@ class MssCapture:
         except mss.exception.ScreenShotError as exc:
             raise OSError(f"cannot capture the screen: {exc}") from None
         self._size = (int(self._monitor["width"]), int(self._monitor["height"]))
+        self._damage: X11Damage | None = None
+        if sys.platform.startswith("linux"):
+            try:
+                self._damage = X11Damage(display)
+            except OSError as exc:
+                logger.info("every picture is captured to see what changed: %s", exc)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -124,9 +219,14 @@ class MssCapture:
 
     def grab(self) -> Picture:
         shot = self._mss.grab(self._monitor)
-        return Picture(shot.width, shot.height, bytes(shot.raw))
+        return Picture(shot.width, shot.height, shot.raw)
+
+    def changed(self) -> bool:
+        return self._damage is None or self._damage.changed()
 
     def close(self) -> None:
+        if self._damage is not None:
+            self._damage.close()
         self._mss.close()
 
 
@@ -182,10 +282,10 @@ class H264Encoder:
         frame = av.VideoFrame(picture.width, picture.height, "bgra")
         plane = frame.planes[0]
         row = picture.width * 4
+        view = memoryview(plane)
         if plane.line_size == row:
-            plane.update(picture.bgra)
+            view[: len(picture.bgra)] = picture.bgra
         else:  # the frame's rows are padded: copy row by row
-            view = memoryview(plane)
             for y in range(picture.height):
                 start = y * plane.line_size
                 view[start : start + row] = picture.bgra[y * row : (y + 1) * row]
@@ -275,6 +375,7 @@ class _Panel:
 class ShareStats:
     """What a share did: pictures captured, encoded, and sent / skipped per panel."""
 
+    encoder: str = ""
     captured: int = 0
     encoded: int = 0
     keyframes: int = 0
@@ -298,7 +399,7 @@ class ScreenShare:
         self._pacer = SharePacer()
         self._encoder: H264Encoder | None = None
         self._seq = 0
-        self._previous: bytes | None = None
+        self._previous: Picture | None = None
         self.stats = ShareStats()
         self._all_stopped = asyncio.Event()
 
@@ -319,6 +420,7 @@ class ScreenShare:
             they are left out of the share. Raise or stop if none accepted.
         """
         self._encoder = await asyncio.to_thread(H264Encoder, self.width, self.height)
+        self.stats.encoder = self._encoder.name
         results = await asyncio.gather(
             *(
                 p.client.share_start(self.stream_id, self.width, self.height, self.title)
@@ -372,11 +474,16 @@ class ScreenShare:
     # ----------------------------------------------------------------- worker thread
 
     def _capture_and_encode(self, now: float) -> list[Encoded]:
-        picture = self.capture.grab()
         capture_us = time.time_ns() // 1000
-        self.stats.captured += 1
-        changed = picture.bgra != self._previous
-        self._previous = picture.bgra
+        previous = self._previous
+        changed = False
+        if previous is None or self.capture.changed():
+            picture = self.capture.grab()
+            self.stats.captured += 1
+            changed = previous is None or picture.bgra != previous.bgra
+            self._previous = picture
+        else:
+            picture = previous  # nothing was drawn: no capture at all
         encode, keyframe = self._pacer.decide(changed=changed, now=now)
         if not encode:
             return []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 
 import av
 import pytest
@@ -42,6 +44,9 @@ class PatternCapture:
     def grab(self) -> Picture:
         self.grabs += 1
         return self.picture
+
+    def changed(self) -> bool:
+        return True  # no damage reports: every look grabs
 
     def close(self) -> None:
         self.closed = True
@@ -234,3 +239,39 @@ def test_share_to_an_unreachable_panel_shares_nothing(monkeypatch: pytest.Monkey
         result = CliRunner().invoke(cli, ["share", "--to", "127.0.0.1:9"])
     assert result.exit_code == 1
     assert "Ни одна панель не отвечает: экран не показывается." in result.output
+
+
+# --------------------------------------------------------------------------- X damage
+
+
+@pytest.mark.slow
+def test_a_still_x_screen_is_not_captured_and_drawing_or_the_pointer_is_seen() -> None:
+    from controller.share import MssCapture
+    from tests.screen_painter import ScreenPainter
+    from tests.xvfb import tap, xvfb
+
+    with xvfb(320, 240) as display:
+        capture = MssCapture(display)
+        painter = ScreenPainter(display)
+        try:
+            capture.changed()  # the first look: the pointer's place is news
+            assert capture.changed() is False
+            painter.fill(10, 10, 50, 50, 0xFF0000)
+            painter.sync()
+            assert _eventually(capture.changed)
+            assert capture.changed() is False  # reported once
+            tap(display, 100, 100)  # the pointer moves
+            assert capture.changed() is True
+            assert capture.changed() is False
+        finally:
+            painter.close()
+            capture.close()
+
+
+def _eventually(check: Callable[[], bool], timeout_s: float = 2.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.01)
+    return False
