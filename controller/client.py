@@ -21,7 +21,10 @@ import asyncio
 import base64
 import contextlib
 import logging
+import socket
 import ssl
+import struct
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -509,6 +512,39 @@ class KioskClient:
         if not isinstance(reply, Ok):
             raise UnexpectedMessageError(f"kiosk answered {msg.TYPE} with {reply.TYPE}")
 
+    def limit_unsent_bytes(self, size_bytes: int | None) -> None:
+        """Let the kernel hold at most ``size_bytes`` of this connection's data unsent
+        (``TCP_NOTSENT_LOWAT``; None: the system's default, no limit).
+
+        A screen share sets it so that a send returns only once the previous picture has
+        nearly left this computer: pictures a slow panel cannot take are then skipped
+        here instead of queueing in the kernel. Nothing happens where the option does
+        not exist (it does on Linux and macOS).
+        """
+        sock = self._ws.transport.get_extra_info("socket")
+        option = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+        if sock is None or option is None:
+            return
+        with contextlib.suppress(OSError):
+            value = struct.pack("=I", size_bytes or _NO_UNSENT_LIMIT)  # an unsigned int
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
+
+    def unsent_bytes(self) -> int:
+        """Bytes of this connection not yet acknowledged by the kiosk: what the TLS
+        transport holds plus the kernel's send queue (Linux; elsewhere the transport's
+        only). A screen share skips a panel's picture while this is over a threshold."""
+        transport = self._ws.transport
+        queued = transport.get_write_buffer_size()
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sys.platform.startswith("linux"):
+            import fcntl  # Unix only: the teacher's computer may run Windows
+            import termios
+
+            with contextlib.suppress(OSError):
+                out = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+                queued += int.from_bytes(out, sys.byteorder)
+        return queued
+
     async def send_stream_frame(self, frame: bytes) -> None:
         """Send one stream frame (``protocol.codec.encode_stream_frame``); returns once
         the socket took it. Send the next one only after that (newest frame only).
@@ -773,6 +809,10 @@ class KioskClient:
                 return
             case _:
                 logger.warning("%s sent %s, which a kiosk does not send", self.url, msg.TYPE)
+
+
+_NO_UNSENT_LIMIT = 0xFFFFFFFF
+"""``TCP_NOTSENT_LOWAT`` when not limited (Linux's default)."""
 
 
 def _b64decode(text: str) -> bytes:

@@ -62,6 +62,11 @@ X264_OPTIONS: Final = {
 HARDWARE_OPTIONS: Final = {"preset": "p1", "tune": "ull", "zerolatency": "1", "bf": "0"}
 """Options of the NVENC / QSV encoders (unknown options are ignored)."""
 
+UNSENT_BYTES: Final = 64 * 1024
+"""Bytes of a panel's connection that may wait unacknowledged (``KioskClient.unsent_bytes``;
+the kernel is also told to hold no more unsent, ``limit_unsent_bytes``): more, and the
+next picture for that panel is skipped."""
+
 KEYFRAME_MIN_INTERVAL_S: Final = 0.25
 """Keyframes asked for by panels (or after a skipped picture) come at most this often."""
 
@@ -437,6 +442,7 @@ class ScreenShare:
             elif isinstance(result, BaseException):
                 raise result
             else:
+                panel.client.limit_unsent_bytes(UNSENT_BYTES)
                 self._watch(panel)
         return refused
 
@@ -467,6 +473,8 @@ class ScreenShare:
         for panel in showing:
             panel.showing = False
             panel.why_stopped = "stopped"
+        for panel in self._panels:
+            panel.client.limit_unsent_bytes(None)
         if self._encoder is not None:
             self._encoder.close()
         self.capture.close()
@@ -515,7 +523,8 @@ class ScreenShare:
             if not panel.showing:
                 continue
             name = panel.client.name
-            if panel.sending is not None and not panel.sending.done():
+            busy = panel.sending is not None and not panel.sending.done()
+            if busy or panel.client.unsent_bytes() > UNSENT_BYTES:
                 panel.skipped += 1
                 self.stats.skipped[name] = panel.skipped
                 self._pacer.want_keyframe()  # it missed this one: it needs a keyframe

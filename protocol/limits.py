@@ -106,8 +106,9 @@ MAX_STREAM_FRAMES_PER_SECOND: Final = 60
 """Stream frames one connection may send per second on average while it shares its
 screen (the sender sends at most 30); more closes the connection (1008)."""
 
-STREAM_FRAME_BURST: Final = 60
-"""Stream frames a connection may send at once before that rate applies."""
+STREAM_FRAME_BURST: Final = 120
+"""Stream frames a connection may send at once before that rate applies: four seconds of
+a 30 fps share, which a network stall may deliver at once."""
 
 MAX_SHARE_WIDTH: Final = 1920
 """Widest picture a screen share may carry (``share_start.width``, and every decoded

@@ -35,12 +35,13 @@ def test_frames_are_judged_only_for_the_sharing_session() -> None:
 def test_rate_limit_refills_with_time() -> None:
     gate = ShareGate()
     gate.start(1, "c-1", START, now=0.0)
-    verdicts = [gate.frame(1, frame(i, keyframe=True), now=0.0) for i in range(60)]
+    burst = limits.STREAM_FRAME_BURST
+    verdicts = [gate.frame(1, frame(i, keyframe=True), now=0.0) for i in range(burst)]
     assert None not in verdicts
     assert len(verdicts) == limits.STREAM_FRAME_BURST
-    assert gate.frame(1, frame(60), now=0.0) is None  # one over the burst
+    assert gate.frame(1, frame(burst), now=0.0) is None  # one over the burst
     later = 1 / limits.MAX_STREAM_FRAMES_PER_SECOND
-    assert gate.frame(1, frame(60), now=later) == Verdict(True, False)
+    assert gate.frame(1, frame(burst), now=later) == Verdict(True, False)
 
 
 def test_decoder_failure_asks_for_a_keyframe_once_per_interval() -> None:

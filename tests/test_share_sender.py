@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import av
 import pytest
@@ -254,8 +258,8 @@ def test_a_still_x_screen_is_not_captured_and_drawing_or_the_pointer_is_seen() -
         capture = MssCapture(display)
         painter = ScreenPainter(display)
         try:
-            capture.changed()  # the first look: the pointer's place is news
-            assert capture.changed() is False
+            # the first looks: the pointer's place and the screen's first paint are news
+            assert _eventually(lambda: not capture.changed())
             painter.fill(10, 10, 50, 50, 0xFF0000)
             painter.sync()
             assert _eventually(capture.changed)
@@ -275,3 +279,106 @@ def _eventually(check: Callable[[], bool], timeout_s: float = 2.0) -> bool:
             return True
         time.sleep(0.01)
     return False
+
+
+# --------------------------------------------------------------------------- a slow panel
+
+
+class PausableRelay:
+    """A TCP relay to a kiosk that can stop reading from the controller (a slow panel)."""
+
+    def __init__(self, target: str) -> None:
+        self.host, port = target.rsplit(":", 1)
+        self.port = int(port)
+        self.reading = asyncio.Event()
+        self.reading.set()
+        self.server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+        up_reader, up_writer = await asyncio.open_connection(self.host, self.port)
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, gated: bool) -> None:
+            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+                while data := await src.read(16 * 1024):
+                    if gated:
+                        await self.reading.wait()
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        for task in (pump(reader, up_writer, True), pump(up_reader, writer, False)):
+            t = asyncio.create_task(task)
+            self._tasks.add(t)
+            t.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self.server is not None:
+            self.server.close()
+
+
+class NoiseCapture(PatternCapture):
+    """A screen whose every pixel changes every time (incompressible pictures)."""
+
+    def grab(self) -> Picture:
+        self.grabs += 1
+        w, h = self.picture.width, self.picture.height
+        return Picture(w, h, os.urandom(w * h * 4))
+
+
+@pytest.mark.slow
+async def test_a_slow_panel_misses_pictures_and_never_holds_back_the_others(
+    tmp_path: Path,
+) -> None:
+    with (
+        KioskThread(tmp_path / "a", room="Каб. 1") as a,
+        KioskThread(tmp_path / "b", room="Каб. 2") as b,
+    ):
+        relay = PausableRelay(b.address)
+        slow_address = await relay.start()
+        fast = await paired(a)
+        slow = await KioskClient.connect(slow_address, TEACHER)
+        await slow.pair(ADMIN_SECRET, role="admin")
+        share = ScreenShare(NoiseCapture(solid(320, 240, (0, 0, 0))), [fast, slow], title="Экран")
+        await share.start()
+        stop = asyncio.Event()
+        runner = asyncio.create_task(share.run(stop))
+        try:
+            await until(lambda: share.stats.sent.get("Каб. 2", 0) >= 2)
+            relay.reading.clear()  # panel b stops reading
+            await until(lambda: share.stats.skipped.get("Каб. 2", 0) >= 20, timeout_s=20)
+            # Panel a got every picture meanwhile: nothing waits behind panel b.
+            assert share.stats.sent["Каб. 1"] == share.stats.encoded
+            assert share.stats.skipped.get("Каб. 1", 0) == 0
+            # Panel b holds at most the picture in flight: no queue builds up.
+            assert share.stats.sent["Каб. 2"] + share.stats.skipped["Каб. 2"] == share.stats.encoded
+            print(
+                "paused: sent",
+                share.stats.sent,
+                "skipped",
+                share.stats.skipped,
+                "bytes",
+                share.stats.bytes_encoded / share.stats.encoded,
+            )
+            relay.reading.set()
+            sent_b = share.stats.sent["Каб. 2"]
+            await until(lambda: share.stats.sent["Каб. 2"] >= sent_b + 5, timeout_s=20)
+            # After the gap panel b decodes again: a keyframe came (asked or sent at once).
+            receiver = b.sync(lambda: b.app.service.share.active.receiver)  # type: ignore[union-attr]
+            await until(lambda: b.sync(lambda: receiver.state) == "in_sync", timeout_s=20)
+        finally:
+            stop.set()
+            await runner
+            await share.stop()
+            await fast.close()
+            await slow.close()
+            await relay.close()
+        assert share.stats.keyframes >= 2
