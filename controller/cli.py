@@ -461,11 +461,18 @@ for _action, _help in (
 
 @cli.command()
 @_targets_options
+@option(
+    "--window",
+    "window",
+    metavar="TITLE",
+    help="Show only the window whose title contains TITLE (X11).",
+)
 @click.pass_obj
-def share(obj: Ctx, to: str | None, all_panels: bool) -> None:
+def share(obj: Ctx, to: str | None, all_panels: bool, window: str | None) -> None:
     """Show your screen on panels, live, until you press Ctrl+C.
 
-    The whole screen is shown (the first monitor), scaled to at most 1920×1080. Only
+    The whole screen is shown (the first monitor), or with --window one window wherever
+    it is (what covers it shows too), scaled to at most 1920×1080. Only
     changes cost work: a still screen costs almost nothing. A share is a presentation
     like a lesson: while another teacher presents, the panel answers that it is busy;
     blank, unblank and stop work as for a lesson, and Esc twice on the panel ends it.
@@ -477,12 +484,21 @@ def share(obj: Ctx, to: str | None, all_panels: bool) -> None:
 
         classcast share --to "Каб. 12"
         classcast share --to "Каб. 12,Каб. 14"
+        classcast share --window "LibreOffice Impress" --to "Каб. 12"
     """
     targets = obj.targets(to, all_panels)
-    try:
-        from controller.share import MssCapture
+    from controller.share import MssCapture, WindowNotFoundError
 
-        capture = MssCapture()
+    try:
+        capture = MssCapture(window=window)
+    except WindowNotFoundError:
+        raise click.ClickException(
+            t(
+                "No window titled «{title}» is open. Open it (not minimised) and try again, "
+                "or leave out --window to show the whole screen.",
+                title=window or "",
+            )
+        ) from None
     except OSError as exc:
         raise click.ClickException(
             t(
@@ -491,10 +507,10 @@ def share(obj: Ctx, to: str | None, all_panels: bool) -> None:
                 reason=str(exc),
             )
         ) from None
-    run(_share(obj, targets, capture))
+    run(_share(obj, targets, capture, window or t("Screen")))
 
 
-async def _share(obj: Ctx, targets: list[str], capture: Any) -> None:
+async def _share(obj: Ctx, targets: list[str], capture: Any, title: str) -> None:
     from controller.share import ScreenShare
 
     group = await obj.group(targets)
@@ -507,7 +523,7 @@ async def _share(obj: Ctx, targets: list[str], capture: Any) -> None:
         if not group.clients:
             capture.close()
             raise click.ClickException(t("No panel could be reached: nothing is shared."))
-        session = ScreenShare(capture, list(group.clients.values()), title=t("Screen"))
+        session = ScreenShare(capture, list(group.clients.values()), title=title)
         refused = await session.start()
         for client, error in refused:
             echo(

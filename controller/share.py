@@ -30,14 +30,15 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import av
 import av.video.frame
 
 from controller.client import KioskClient
+from controller.x11 import WindowPlace, X11Windows
 from protocol import limits
 from protocol.codec import encode_stream_frame
 from protocol.errors import ClassCastError, ConnectionFailedError, MalformedMessageError
@@ -187,18 +188,30 @@ class X11Damage:
             self._dpy = None
 
 
+class WindowNotFoundError(LookupError):
+    """No shown window has the title asked for (``MssCapture(window=...)``)."""
+
+
 class MssCapture:
-    """The whole screen (or one monitor) through mss: XShm on X11, DXGI/GDI on Windows.
+    """The whole screen (or one monitor, or one window) through mss: XShm on X11,
+    DXGI/GDI on Windows.
 
     Args:
         display: the X display (``":0"``); None: ``$DISPLAY``.
         monitor: mss's monitor number (1 = the first screen; 0 = all of them).
+        window: a window's title (or part of it, any case; X11 only): only that window
+            is captured, where it is at each picture. Windows over it show too (this is
+            the screen's content at its place); while it is minimised the last picture
+            stays, and its size at the start is the size sent.
 
     Raises:
         OSError: no screen can be captured (no X server, or Wayland without XWayland).
+        WindowNotFoundError: no shown window has that title.
     """
 
-    def __init__(self, display: str | None = None, monitor: int = 1) -> None:
+    def __init__(
+        self, display: str | None = None, monitor: int = 1, *, window: str | None = None
+    ) -> None:
         import mss
 
         try:
@@ -211,6 +224,11 @@ class MssCapture:
         except mss.exception.ScreenShotError as exc:
             raise OSError(f"cannot capture the screen: {exc}") from None
         self._size = (int(self._monitor["width"]), int(self._monitor["height"]))
+        self._windows: X11Windows | None = None
+        self._window = 0
+        self._last: Picture | None = None
+        if window is not None:
+            self._find_window(display, window)
         self._damage: X11Damage | None = None
         if sys.platform.startswith("linux"):
             try:
@@ -223,8 +241,28 @@ class MssCapture:
         return self._size
 
     def grab(self) -> Picture:
-        shot = self._mss.grab(self._monitor)
-        return Picture(shot.width, shot.height, shot.raw)
+        region = self._monitor
+        if self._windows is not None:
+            place = self._windows.place(self._window)
+            if place is None:  # minimised or closed: keep the last picture
+                if self._last is not None:
+                    return self._last
+                raise OSError("the window to share is not shown")
+            region = _clip(place, self._monitor)
+        shot = self._mss.grab(region)
+        self._last = Picture(shot.width, shot.height, shot.raw)
+        return self._last
+
+    def _find_window(self, display: str | None, title: str) -> None:
+        windows = X11Windows(display)
+        found = windows.find(title)
+        place = windows.place(found) if found is not None else None
+        if found is None or place is None:
+            windows.close()
+            raise WindowNotFoundError(title)
+        self._windows, self._window = windows, found
+        clipped = _clip(place, self._monitor)
+        self._size = (int(clipped["width"]), int(clipped["height"]))
 
     def changed(self) -> bool:
         return self._damage is None or self._damage.changed()
@@ -232,7 +270,24 @@ class MssCapture:
     def close(self) -> None:
         if self._damage is not None:
             self._damage.close()
+        if self._windows is not None:
+            self._windows.close()
         self._mss.close()
+
+
+def _clip(place: WindowPlace, screen: Mapping[str, Any]) -> dict[str, int]:
+    """``place`` cut to the part on ``screen`` (an mss monitor), at least 16×16."""
+    left = max(place.left, int(screen["left"]))
+    top = max(place.top, int(screen["top"]))
+    right = min(place.left + place.width, int(screen["left"]) + int(screen["width"]))
+    bottom = min(place.top + place.height, int(screen["top"]) + int(screen["height"]))
+    side = limits.MIN_SHARE_SIDE
+    return {
+        "left": left,
+        "top": top,
+        "width": max(side, right - left),
+        "height": max(side, bottom - top),
+    }
 
 
 # --------------------------------------------------------------------------- encoding

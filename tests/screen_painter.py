@@ -36,6 +36,19 @@ class ScreenPainter:
         x11.XSync.argtypes = [ctypes.c_void_p, ctypes.c_int]
         x11.XFreeGC.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
         x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+        x11.XCreateSimpleWindow.restype = ctypes.c_ulong
+        x11.XCreateSimpleWindow.argtypes = [
+            ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int, ctypes.c_int, ctypes.c_uint,
+            ctypes.c_uint, ctypes.c_uint, ctypes.c_ulong, ctypes.c_ulong,
+        ]  # fmt: skip
+        x11.XInternAtom.restype = ctypes.c_ulong
+        x11.XInternAtom.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
+        x11.XChangeProperty.argtypes = [
+            ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_int,
+            ctypes.c_int, ctypes.c_char_p, ctypes.c_int,
+        ]  # fmt: skip
+        x11.XMapWindow.argtypes = [ctypes.c_void_p, ctypes.c_ulong]
+        x11.XDestroyWindow.argtypes = [ctypes.c_void_p, ctypes.c_ulong]
         self._x11 = x11
         self._dpy = x11.XOpenDisplay(display.encode())
         assert self._dpy, f"cannot open {display}"
@@ -46,6 +59,22 @@ class ScreenPainter:
         """Fill a rectangle (not yet on screen: call :meth:`sync`)."""
         self._x11.XSetForeground(self._dpy, self._gc, rgb)
         self._x11.XFillRectangle(self._dpy, self._root, self._gc, x, y, width, height)
+
+    def window(self, x: int, y: int, width: int, height: int, rgb: int, title: str) -> int:
+        """Open a window of one colour titled ``title`` (``_NET_WM_NAME``, UTF-8); its id."""
+        x11 = self._x11
+        window = x11.XCreateSimpleWindow(self._dpy, self._root, x, y, width, height, 0, 0, rgb)
+        name = title.encode()
+        atom = x11.XInternAtom(self._dpy, b"_NET_WM_NAME", 0)
+        utf8 = x11.XInternAtom(self._dpy, b"UTF8_STRING", 0)
+        x11.XChangeProperty(self._dpy, window, atom, utf8, 8, 0, name, len(name))
+        x11.XMapWindow(self._dpy, window)
+        self.sync()
+        return int(window)
+
+    def close_window(self, window: int) -> None:
+        self._x11.XDestroyWindow(self._dpy, window)
+        self.sync()
 
     def sync(self) -> None:
         """Wait until the X server drew everything filled so far."""

@@ -17,6 +17,7 @@ from controller.client import KioskClient
 from controller.share import (
     KEYFRAME_MIN_INTERVAL_S,
     H264Encoder,
+    MssCapture,
     Picture,
     ScreenShare,
     SharePacer,
@@ -382,3 +383,53 @@ async def test_a_slow_panel_misses_pictures_and_never_holds_back_the_others(
             await slow.close()
             await relay.close()
         assert share.stats.keyframes >= 2
+
+
+@pytest.mark.slow
+def test_one_window_is_found_by_its_title_and_captured_alone() -> None:
+    from controller.share import MssCapture, WindowNotFoundError
+    from tests.screen_painter import ScreenPainter
+    from tests.xvfb import xvfb
+
+    with xvfb(640, 480) as display:
+        painter = ScreenPainter(display)
+        try:
+            painter.fill(0, 0, 640, 480, 0xFF0000)
+            painter.window(100, 50, 300, 200, 0x0000FF, "Презентация — LibreOffice Impress")
+            with pytest.raises(WindowNotFoundError):
+                MssCapture(display, window="Браузер")
+            capture = MssCapture(display, window="презентация")
+            try:
+                assert capture.size == (300, 200)
+                picture = _eventually_picture(capture, lambda p: p.bgra[:3] == b"\xff\x00\x00")
+                assert (picture.width, picture.height) == (300, 200)
+                corners = range(0, len(picture.bgra), 4000)
+                # BGR of blue: all window, no red screen around it
+                assert {bytes(picture.bgra[i : i + 3]) for i in corners} == {b"\xff\x00\x00"}
+            finally:
+                capture.close()
+        finally:
+            painter.close()
+
+
+def _eventually_picture(capture: MssCapture, check: Callable[[Picture], bool]) -> Picture:
+    deadline = time.monotonic() + 2.0
+    while True:
+        picture = capture.grab()
+        if check(picture) or time.monotonic() > deadline:
+            return picture
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_share_of_a_window_that_is_not_open_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from controller.cli import cli
+    from tests.xvfb import xvfb
+
+    with xvfb(320, 240) as display:
+        monkeypatch.setenv("DISPLAY", display)
+        result = CliRunner().invoke(cli, ["share", "--window", "Impress", "--to", "127.0.0.1:9"])
+    assert result.exit_code == 1
+    assert "Окна с заголовком «Impress» нет." in result.output
