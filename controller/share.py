@@ -30,7 +30,7 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -425,6 +425,8 @@ class SharePacer:
 class _Panel:
     client: KioskClient
     sending: asyncio.Task[None] | None = None
+    status_listener: Callable[[StatusSnapshot], None] | None = None
+    watched: bool = False
     showing: bool = True
     sent: int = 0
     skipped: int = 0
@@ -530,6 +532,8 @@ class ScreenShare:
             panel.why_stopped = "stopped"
         for panel in self._panels:
             panel.client.limit_unsent_bytes(None)
+            if panel.watched:
+                self._unwatch(panel)
         if self._encoder is not None:
             self._encoder.close()
         self.capture.close()
@@ -595,18 +599,31 @@ class ScreenShare:
             self._stopped(panel, str(exc))
 
     def _watch(self, panel: _Panel) -> None:
+        """Listen to the panel's events; whoever listened to its status still hears it."""
         client = panel.client
         client.on_keyframe_request = lambda stream_id: self._keyframe_asked(stream_id)
+        before = client.on_status
+        panel.status_listener, panel.watched = before, True
 
         def on_status(status: StatusSnapshot) -> None:
             if status.state == "idle" or status.item_kind != "screen":
                 self._stopped(panel, "stopped on the panel")
+            if before is not None:
+                before(status)
 
         def on_share_error(message: str) -> None:
             self._stopped(panel, message)
 
         client.on_status = on_status
         client.on_share_error = on_share_error
+
+    @staticmethod
+    def _unwatch(panel: _Panel) -> None:
+        client = panel.client
+        client.on_keyframe_request = None
+        client.on_share_error = None
+        client.on_status = panel.status_listener
+        panel.watched = False
 
     def _keyframe_asked(self, stream_id: int) -> None:
         if stream_id == self.stream_id:

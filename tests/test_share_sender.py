@@ -433,3 +433,21 @@ def test_share_of_a_window_that_is_not_open_says_so(monkeypatch: pytest.MonkeyPa
         result = CliRunner().invoke(cli, ["share", "--window", "Impress", "--to", "127.0.0.1:9"])
     assert result.exit_code == 1
     assert "Окна с заголовком «Impress» нет." in result.output
+
+
+@pytest.mark.slow
+async def test_whoever_listened_to_the_panel_still_hears_it_during_and_after(
+    kiosk: KioskThread,
+) -> None:
+    client = await paired(kiosk)
+    heard: list[str | None] = []
+    client.on_status = lambda status: heard.append(status.item_kind)
+    share = ScreenShare(PatternCapture(solid(64, 48, (1, 2, 3))), [client], title="Экран")
+    await share.start()
+    await until(lambda: "screen" in heard)
+    await share.stop()
+    await until(lambda: heard[-1] is None)  # the panel went idle, and it was heard
+    assert client.on_keyframe_request is None
+    client.on_status(await client.status())  # the listener is the caller's own again
+    assert heard[-1] is None
+    await client.close()
