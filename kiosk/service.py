@@ -51,6 +51,7 @@ from kiosk.player import (
 )
 from kiosk.resume import PresentationSink, SavedPresentation, refusal
 from kiosk.share import (
+    SHARE_IGNORES,
     NoScreen,
     ScreenSink,
     ShareGate,
@@ -539,6 +540,8 @@ class KioskService:
 
     def panel_control(self, action: str) -> None:
         """A control from the panel itself (touch, keys); never refused for moderation."""
+        if self._share_ignores(action):
+            return
         try:
             self.player.control(action, now=self.clock.monotonic())  # type: ignore[arg-type]
         except ProtocolError as exc:
@@ -679,6 +682,9 @@ class KioskService:
                 self._start_transfer(session, msg)
             case Control():
                 self._check_presenter(session, now)
+                if self._share_ignores(msg.action):
+                    self._reply(session.sid, Ok(msg.id))
+                    return
                 self.player.control(
                     msg.action,
                     now=self.clock.monotonic(),
@@ -764,6 +770,10 @@ class KioskService:
             active = self.share.active
             if lesson.lesson_id != share_lesson_id(active.controller_id, active.stream_id):
                 self._end_share()
+
+    def _share_ignores(self, action: str) -> bool:
+        """Whether ``action`` does nothing to the share on screen (kiosk.share.SHARE_IGNORES)."""
+        return action in SHARE_IGNORES and is_share(self.player.lesson)
 
     def _end_share(self) -> None:
         if self.share.end() is not None:

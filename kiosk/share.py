@@ -11,13 +11,18 @@ and the usage log work as for any lesson.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 from protocol import limits
 from protocol.codec import StreamFrame
 from protocol.errors import NoShareError
 from protocol.messages import LessonManifest, ManifestItem, ShareStart
 from protocol.stream import StreamReceiver, Verdict
+
+SHARE_IGNORES: Final = frozenset({"next", "prev", "goto", "seek", "pause", "play"})
+"""Controls that do nothing to a screen share (answered ``ok``, or ignored on the panel):
+it has one item, and a presenter remote's "next" out of habit must not end it. Blank,
+unblank, stop and volume work as for a lesson."""
 
 SHARE_LESSON_PREFIX = "screen:"
 """``lesson_id`` of a share's lesson: this, then the controller's id and the stream id."""

@@ -236,3 +236,21 @@ async def test_a_lesson_replaces_a_share_only_for_an_admin(sharing: Sharing) -> 
         assert (await client.status()).item_kind == "text"
     await sharing.ws.send(picture(2))
     assert (await next_error(sharing.ws))["code"] == "no_share"
+
+
+async def test_next_and_pause_leave_the_share_alone_and_blank_and_stop_work(
+    sharing: Sharing,
+) -> None:
+    kiosk = sharing.kiosk
+    for action in ("next", "prev", "pause"):
+        kiosk.sync(lambda a=action: kiosk.app.panel_control(a))  # type: ignore[union-attr]
+    for n, action in enumerate(("next", "play"), start=10):
+        await sharing.ws.send(json.dumps({"type": "control", "id": n, "action": action}))
+        assert (await reply_to(sharing.ws, n))["type"] == "ok"
+    await assert_still_sharing(sharing)
+    await sharing.ws.send(json.dumps({"type": "control", "id": 20, "action": "blank"}))
+    assert (await reply_to(sharing.ws, 20))["type"] == "ok"
+    assert kiosk.sync(lambda: kiosk.app.service.status().blanked)  # type: ignore[union-attr]
+    await sharing.ws.send(json.dumps({"type": "control", "id": 21, "action": "stop"}))
+    assert (await reply_to(sharing.ws, 21))["type"] == "ok"
+    assert kiosk.sync(lambda: kiosk.app.service.share.active) is None  # type: ignore[union-attr]
