@@ -63,7 +63,83 @@ BLOCK = 16
 BITS = 32
 """24 bits of the wall clock in ms (wraps every 4.6 hours) and an 8-bit checksum."""
 PAINT_EVERY_S = 0.002
-UNITS = {"pct": "% of a core", "fps": "per s", "s": "kbit/s", "ms": "ms"}
+UNITS = {"pct": "% of a core", "fps": "per s", "s": "kbit/s", "ms": "ms", "1s": "(1 = same)"}
+
+
+SSIM_BLOCK = 8
+"""SSIM is computed over non-overlapping 8×8 blocks of the grey picture (C1, C2 as in
+Wang et al. 2004, for 8-bit values)."""
+
+
+def ssim(a: Any, b: Any) -> float:
+    """Mean SSIM of two PIL images of the same size (compared in grey)."""
+    from PIL import Image, ImageMath
+
+    x, y = a.convert("L").convert("F"), b.convert("L").convert("F")
+    small = (x.width // SSIM_BLOCK, x.height // SSIM_BLOCK)
+
+    def mean(img: Any) -> Any:
+        return img.resize(small, Image.Resampling.BOX)
+
+    def ev(fn: Any, **images: Any) -> Any:
+        return ImageMath.lambda_eval(lambda v: fn(v), **images)
+
+    mx, my = mean(x), mean(y)
+    xx = mean(ev(lambda v: v["x"] * v["x"], x=x))
+    yy = mean(ev(lambda v: v["y"] * v["y"], y=y))
+    xy = mean(ev(lambda v: v["x"] * v["y"], x=x, y=y))
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    index = ev(
+        lambda v: (
+            ((2 * v["mx"] * v["my"] + c1) * (2 * (v["xy"] - v["mx"] * v["my"]) + c2))
+            / (
+                (v["mx"] * v["mx"] + v["my"] * v["my"] + c1)
+                * (v["xx"] - v["mx"] * v["mx"] + v["yy"] - v["my"] * v["my"] + c2)
+            )
+        ),
+        mx=mx,
+        my=my,
+        xx=xx,
+        yy=yy,
+        xy=xy,
+    )
+    values: list[float] = list(index.getdata())  # ImageStat bins an "F" picture into 0..255
+    return sum(values) / len(values)
+
+
+def paint_text_slide(display: str, width: int, height: int) -> None:
+    """A slide of dark text on white: DejaVu Sans, 15 lines in Cyrillic (XPutImage of a
+    Pillow drawing, through the painter's rectangles: one per run of dark pixels)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from tests.screen_painter import ScreenPainter
+
+    image = Image.new("L", (width, height), 245)
+    draw = ImageDraw.Draw(image)
+    font: Any
+    try:
+        font = ImageFont.truetype("DejaVuSans.ttf", max(14, height // 40))
+    except OSError:
+        font = ImageFont.load_default()
+    line = "Фотосинтез: свет, вода и углекислый газ дают растению сахар и кислород. 123"
+    step = max(18, height // 24)
+    for i, y in enumerate(range(step, height - step, step)):
+        draw.text((width // 20, y), line[: 40 + (i * 7) % 36], fill=20, font=font)
+    p = ScreenPainter(display)
+    p.fill(0, 0, width, height, 0xF5F5F5)
+    pixels = image.tobytes()
+    for y in range(height):
+        row = pixels[y * width : (y + 1) * width]
+        x = 0
+        while x < width:
+            if row[x] < 128:
+                start = x
+                while x < width and row[x] < 128:
+                    x += 1
+                p.fill(start, y, x - start, 1, 0x141414)
+            x += 1
+    p.sync()
+    p.close()
 
 
 def encode_code(ms: int) -> list[int]:
@@ -271,11 +347,44 @@ async def share_for(
     return stats, cpu, wall
 
 
+async def text_ssim(display: str, address: str) -> float:
+    """SSIM of the panel's picture against the teacher's screen 1 s after the share began
+    (a still text slide: its first keyframe and nothing after)."""
+    import io
+
+    from PIL import Image
+
+    from controller.client import ControllerIdentity, KioskClient
+    from controller.share import MssCapture, ScreenShare
+
+    client = await KioskClient.connect(address, ControllerIdentity("c-bench-ssim", "Bench"))
+    await client.pair(BENCH_ADMIN_SECRET, role="admin")
+    capture = MssCapture(display)
+    shot = capture.grab()
+    source = Image.frombytes("RGB", (shot.width, shot.height), bytes(shot.bgra), "raw", "BGRX")
+    share = ScreenShare(capture, [client], title="Bench")
+    await share.start()
+    stop = asyncio.Event()
+    runner = asyncio.create_task(share.run(stop))
+    await asyncio.sleep(1.0)
+    png = await client.screenshot(max_width=source.width)
+    stop.set()
+    await runner
+    await share.stop()
+    await client.close()
+    panel = Image.open(io.BytesIO(png)).convert("RGB")
+    if panel.size != source.size:
+        panel = panel.resize(source.size)
+    return ssim(source, panel)
+
+
 def one_run(size_name: str, scene: str, seconds: float, tmp: Path) -> dict[str, float]:
     width, height = SIZES[size_name]
     with xvfb((width, height)) as screen:
         painter = None
-        if scene == "still":
+        if scene == "text":
+            paint_text_slide(screen.display, width, height)
+        elif scene == "still":
             from tests.screen_painter import ScreenPainter
 
             p = ScreenPainter(screen.display)
@@ -289,6 +398,8 @@ def one_run(size_name: str, scene: str, seconds: float, tmp: Path) -> dict[str, 
         panel = Child("--panel", str(width), str(height), str(tmp / f"panel-{size_name}-{scene}"))
         xvfb_cpu0 = proc_cpu_s(screen.pid)
         try:
+            if scene == "text":
+                return {"ssim_1s": asyncio.run(text_ssim(screen.display, panel.info["address"]))}
             sender, sender_cpu, wall = asyncio.run(
                 share_for(screen.display, [panel.info["address"]], seconds, panel.send_line)
             )
@@ -358,7 +469,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-share-") as tmp_name:
         tmp = Path(tmp_name)
         for size in sizes:
-            for scene in ("clock", "video", "still"):
+            for scene in ("clock", "video", "still", "text"):
                 heading(f"{size}p, {scene} screen, {seconds:g} s")
                 figures = one_run(size, scene, seconds, tmp)
                 for key, value in figures.items():
