@@ -31,7 +31,7 @@ from tests.helpers import RAW, pair, raw_connect, recv_json
 from tests.kiosks import ADMIN_SECRET, kiosk_process
 from tests.panel_screen import near, pixel
 from tests.screen_painter import ScreenPainter
-from tests.xvfb import xvfb
+from tests.xvfb import press_key, xvfb
 
 pytestmark = pytest.mark.slow
 
@@ -190,3 +190,45 @@ def test_classcast_share_until_ctrl_c(teacher_screen: str, panel: str) -> None:
     assert proc.returncode == 0, err
     assert "Показ экрана завершён." in out
     assert "Traceback" not in err
+
+
+XK_ESCAPE = 0xFF1B
+XK_NEXT = 0xFF56  # PageDown, a presenter remote's "next"
+
+
+async def test_esc_twice_on_the_panel_ends_the_share(teacher_screen: str, tmp_path: Path) -> None:
+    """A real panel on X11 (its own Xvfb): its keys, pressed as a keyboard would."""
+    painter = ScreenPainter(teacher_screen)
+    paint_pattern(painter)
+    with xvfb(1280, 720) as panel_display:
+        env = {"DISPLAY": panel_display, "PYGLET_HEADLESS": ""}
+        with kiosk_process(tmp_path / "state", window="--windowed", env=env) as (_, address):
+            client = await KioskClient.connect(address, SHARER)
+            await client.pair(ADMIN_SECRET, role="admin")
+            share = ScreenShare(MssCapture(teacher_screen), [client], title="Экран")
+            await share.start()
+            stop = asyncio.Event()
+            runner = asyncio.create_task(share.run(stop))
+            try:
+                await screen_until(client, lambda i: shows(i, RED, GREEN, BLUE), "the pattern")
+                await asyncio.to_thread(press_key, panel_display, XK_NEXT)
+                await asyncio.to_thread(press_key, panel_display, XK_ESCAPE)
+                await asyncio.to_thread(press_key, panel_display, XK_ESCAPE)
+                await asyncio.wait_for(runner, TIMEOUT_S)  # every panel stopped: it ends
+            finally:
+                stop.set()
+                await runner
+                await share.stop()
+                painter.close()
+            assert [why for _, why in share.stopped_panels()] == ["stopped on the panel"]
+            assert (await client.status()).state == "idle"
+            async with await KioskClient.connect(address, RAW) as collector:
+                await collector.pair(ADMIN_SECRET, role="admin")
+                [record] = (await collector.usage_pull(0)).records
+            # "stop", not "end": PageDown (next past the only item) did not end the share
+            assert (record.kind, record.teacher_name, record.end_reason) == (
+                "screen",
+                SHARER.name,
+                "stop",
+            )
+            await client.close()
