@@ -64,7 +64,13 @@ FAST_PRESET_ABOVE_PIXELS: Final = 1280 * 720
 """Larger pictures are encoded with the ``superfast`` preset: 1080p costs 10 ms a picture
 instead of 16, and a text slide keeps the same SSIM (bench/share.py)."""
 
-HARDWARE_OPTIONS: Final = {"preset": "p1", "tune": "ull", "zerolatency": "1", "bf": "0"}
+HARDWARE_OPTIONS: Final = {
+    "preset": "p1",
+    "tune": "ull",
+    "zerolatency": "1",
+    "bf": "0",
+    "forced-idr": "1",  # a keyframe asked for is an IDR a joining panel can start from
+}
 """Options of the NVENC / QSV encoders (unknown options are ignored)."""
 
 UNSENT_BYTES: Final = 64 * 1024
@@ -603,6 +609,9 @@ class ScreenShare:
         try:
             await panel.client.send_stream_frame(frame)
         except ConnectionFailedError as exc:
+            self._stopped(panel, str(exc))
+        except Exception as exc:  # the one broad catch of a send: that panel stops, not all
+            logger.exception("sending a picture to %s failed", panel.client.name)
             self._stopped(panel, str(exc))
 
     def _watch(self, panel: _Panel) -> None:
