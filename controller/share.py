@@ -204,7 +204,7 @@ class WindowNotFoundError(LookupError):
 
 class MssCapture:
     """The whole screen (or one monitor, or one window) through mss: XShm on X11,
-    DXGI/GDI on Windows.
+    GDI on Windows.
 
     Args:
         display: the X display (``":0"``); None: ``$DISPLAY``.
