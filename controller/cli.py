@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
@@ -462,6 +463,109 @@ for _action, _help in (
     ("stop", "End the lesson; the panel shows its idle screen.\n\nExample:\n\n    classcast stop"),
 ):
     _control_command(_action, _help)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- share
+
+
+@cli.command()
+@_targets_options
+@option(
+    "--window",
+    "window",
+    metavar="TITLE",
+    help="Show only the window whose title contains TITLE (X11).",
+)
+@click.pass_obj
+def share(obj: Ctx, to: str | None, all_panels: bool, window: str | None) -> None:
+    """Show your screen on panels, live, until you press Ctrl+C.
+
+    The whole screen is shown (the first monitor), or with --window one window wherever
+    it is (what covers it shows too), scaled to at most 1920×1080. Only
+    changes cost work: a still screen costs almost nothing. A share is a presentation
+    like a lesson: while another teacher presents, the panel answers that it is busy;
+    blank, unblank and stop work as for a lesson, and Esc twice on the panel ends it.
+
+    Needs an X11 (Xorg) session or Windows: on a Wayland desktop log in to an Xorg
+    session first.
+
+    Example:
+
+        classcast share --to "Каб. 12"
+        classcast share --to "Каб. 12,Каб. 14"
+        classcast share --window "LibreOffice Impress" --to "Каб. 12"
+    """
+    targets = obj.targets(to, all_panels)
+    from controller.share import MssCapture, WindowNotFoundError
+
+    try:
+        capture = MssCapture(window=window)
+    except WindowNotFoundError:
+        raise click.ClickException(
+            t(
+                "No window titled «{title}» is open. Open it (not minimised) and try again, "
+                "or leave out --window to show the whole screen.",
+                title=window or "",
+            )
+        ) from None
+    except OSError as exc:
+        raise click.ClickException(
+            t(
+                "Cannot capture this computer's screen ({reason}). Sharing works in an "
+                "X11 (Xorg) session or on Windows.",
+                reason=str(exc),
+            )
+        ) from None
+    run(_share(obj, targets, capture, window or t("Screen")))
+
+
+async def _share(obj: Ctx, targets: list[str], capture: Any, title: str) -> None:
+    from controller.share import ScreenShare
+
+    group = await obj.group(targets)
+    try:
+        for address, error in group.failed.items():
+            echo(
+                t("{target}: error: {message}", target=address, message=error_text(error, address)),
+                err=True,
+            )
+        if not group.clients:
+            capture.close()
+            raise click.ClickException(t("No panel could be reached: nothing is shared."))
+        session = ScreenShare(capture, list(group.clients.values()), title=title)
+        refused = await session.start()
+        for client, error in refused:
+            echo(
+                t(
+                    "{target}: error: {message}",
+                    target=client.name,
+                    message=error_text(error, client.name),
+                ),
+                err=True,
+            )
+        if not session.panels:
+            await session.stop()
+            raise click.ClickException(t("No panel shows your screen."))
+        obj.home.set_last_targets([a for a, c in group.clients.items() if c in session.panels])
+        names = ", ".join(c.name for c in session.panels)
+        echo(t("Your screen is shown on: {rooms}. Press Ctrl+C to stop.", rooms=names))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError):  # Windows: Ctrl+C raises instead
+            loop.add_signal_handler(signal.SIGINT, stop.set)
+        try:
+            await session.run(stop)
+        finally:
+            with contextlib.suppress(NotImplementedError):
+                loop.remove_signal_handler(signal.SIGINT)
+            ended = {id(c) for c, _ in session.stopped_panels()}
+            await session.stop()
+        for client, _why in session.stopped_panels():
+            if id(client) in ended:
+                echo(t("{room}: the share was stopped on the panel.", room=client.name))
+        echo(t("Screen sharing ended."))
+    finally:
+        await group.close()
 
 
 @cli.command()

@@ -21,7 +21,10 @@ import asyncio
 import base64
 import contextlib
 import logging
+import socket
 import ssl
+import struct
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +61,7 @@ from protocol.messages import (
     Error,
     GetStatus,
     Hello,
+    KeyframeRequest,
     Message,
     Need,
     Ok,
@@ -69,6 +73,8 @@ from protocol.messages import (
     Reply,
     Role,
     Screenshot,
+    ShareStart,
+    ShareStop,
     Status,
     StatusSnapshot,
     TakeScreenshot,
@@ -230,6 +236,10 @@ class KioskClient:
         self.role: Role | None = None
         self.last_status: StatusSnapshot | None = None
         self.on_status: Callable[[StatusSnapshot], None] | None = None
+        self.on_keyframe_request: Callable[[int], None] | None = None
+        """Called with the stream id when the kiosk asks for a keyframe (screen share)."""
+        self.on_share_error: Callable[[str], None] | None = None
+        """Called with the message of an ``error`` ``no_share`` pushed for a stream frame."""
         self._next_id = 1
         self._replies: dict[int, asyncio.Queue[Reply]] = {}
         self._closed_reason: str | None = None
@@ -481,6 +491,75 @@ class KioskClient:
         assert best is not None
         return best[1]
 
+    async def share_start(self, stream_id: int, width: int, height: int, title: str) -> None:
+        """Show this computer's screen on the panel (``share_start``); then send stream
+        frames with :meth:`send_stream_frame`, the first a keyframe.
+
+        Raises:
+            BusyError: another teacher presents on the panel.
+            RemoteError: the kiosk refused for another reason.
+        """
+        msg = ShareStart(self._new_id(), stream_id, width, height, title)
+        reply = await self._request(msg)
+        if not isinstance(reply, Ok):
+            raise UnexpectedMessageError(f"kiosk answered {msg.TYPE} with {reply.TYPE}")
+
+    async def share_stop(self, stream_id: int) -> None:
+        """End the screen share ``stream_id`` on the panel (``share_stop``)."""
+        msg = ShareStop(self._new_id(), stream_id)
+        reply = await self._request(msg)
+        if not isinstance(reply, Ok):
+            raise UnexpectedMessageError(f"kiosk answered {msg.TYPE} with {reply.TYPE}")
+
+    def limit_unsent_bytes(self, size_bytes: int | None) -> None:
+        """Let the kernel hold at most ``size_bytes`` of this connection's data unsent
+        (``TCP_NOTSENT_LOWAT``; None: the system's default, no limit).
+
+        A screen share sets it so that a send returns only once the previous picture has
+        nearly left this computer: pictures a slow panel cannot take are then skipped
+        here instead of queueing in the kernel. Nothing happens where the option does
+        not exist (it does on Linux and macOS).
+        """
+        sock = self._ws.transport.get_extra_info("socket")
+        option = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+        if sock is None or option is None:
+            return
+        with contextlib.suppress(OSError):
+            value = struct.pack("=I", size_bytes or _NO_UNSENT_LIMIT)  # an unsigned int
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
+
+    def unsent_bytes(self) -> int:
+        """Bytes of this connection not yet acknowledged by the kiosk: what the TLS
+        transport holds plus the kernel's send queue (Linux; elsewhere the transport's
+        only). A screen share skips a panel's picture while this is over a threshold."""
+        transport = self._ws.transport
+        queued = transport.get_write_buffer_size()
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sys.platform.startswith("linux"):
+            import fcntl  # Unix only: the teacher's computer may run Windows
+            import termios
+
+            with contextlib.suppress(OSError):
+                out = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+                queued += int.from_bytes(out, sys.byteorder)
+        return queued
+
+    async def send_stream_frame(self, frame: bytes) -> None:
+        """Send one stream frame (``protocol.codec.encode_stream_frame``); returns once
+        the socket took it. Send the next one only after that (newest frame only).
+
+        Raises:
+            ConnectionFailedError: the connection closed.
+        """
+        try:
+            await self._ws.send(frame)
+        except ConnectionClosed:
+            raise ConnectionFailedError(
+                f"{self.url} closed the connection: {self._closed_reason}",
+                address=_address_of(self.url),
+                reason="closed",
+            ) from None
+
     async def status(self) -> StatusSnapshot:
         """Return what the kiosk shows now."""
         reply = await self._request(GetStatus(id=self._new_id()))
@@ -613,7 +692,9 @@ class KioskClient:
         | TimePing
         | TakeScreenshot
         | Announce
-        | ClearAnnouncement,
+        | ClearAnnouncement
+        | ShareStart
+        | ShareStop,
     ) -> Reply:
         queue = self._open(msg.id)
         try:
@@ -695,6 +776,14 @@ class KioskClient:
                 return
             case BlobStored():
                 return  # one blob arrived: the transfer waits for its final Ok instead
+            case KeyframeRequest():
+                if self.on_keyframe_request is not None:
+                    self.on_keyframe_request(msg.stream_id)
+                return
+            case Error(re=None, code="no_share"):
+                if self.on_share_error is not None:
+                    self.on_share_error(msg.message)
+                return
             case Error(re=None):
                 logger.warning("%s: %s (%s)", self.name, msg.message, msg.code)
                 for pending in self._replies.values():
@@ -718,6 +807,10 @@ class KioskClient:
                 return
             case _:
                 logger.warning("%s sent %s, which a kiosk does not send", self.url, msg.TYPE)
+
+
+_NO_UNSENT_LIMIT = 0xFFFFFFFF
+"""``TCP_NOTSENT_LOWAT`` when not limited (Linux's default)."""
 
 
 def _b64decode(text: str) -> bytes:

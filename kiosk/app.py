@@ -300,6 +300,7 @@ def open_window(app: KioskApp) -> PygletWindow | None:
         os.environ["PYGLET_HEADLESS"] = "true"  # before pyglet's first import
     try:
         from kiosk.scenes import IdleInfo
+        from kiosk.screen_scene import ScreenLoader, ScreenStream
         from kiosk.video_scene import load_video
         from kiosk.web import WebLoader
         from kiosk.webguard import HostAllowlist, WebGuard
@@ -313,6 +314,10 @@ def open_window(app: KioskApp) -> PygletWindow | None:
             video_output=app.config.video_output,
         )
         window.factory.register("video", load_video)
+        # A teacher's shared screen: decoded on its own thread, drawn by its scene.
+        screen = ScreenStream(window.request_redraw)
+        window.factory.register("screen", ScreenLoader(screen))
+        app.service.screen = screen
         # Every page goes through the web guard (proxy, private origin, allowlist);
         # each showing gets a temporary profile under state/chromium.
         guard = WebGuard(HostAllowlist(app.config.web_allow), lang=app.config.lang)

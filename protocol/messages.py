@@ -19,8 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-ItemKind = Literal["image", "pdf", "video", "web", "text"]
-"""What an item is, decided by probing its content."""
+ItemKind = Literal["image", "pdf", "video", "web", "text", "screen"]
+"""What an item is, decided by probing its content. ``screen`` is a teacher's shared
+screen (``share_start``): never part of a cast lesson, but logged like an item."""
 
 ControlAction = Literal[
     "next", "prev", "goto", "pause", "play", "seek", "volume", "blank", "unblank", "stop"
@@ -373,6 +374,34 @@ class UsagePull:
     limit: int
 
 
+@dataclass(frozen=True, slots=True)
+class ShareStart:
+    """Show this controller's screen, live, replacing what is shown (a presentation like
+    a lesson: the same moderation, controls and usage log, kind ``screen``).
+
+    ``stream_id`` names the stream in the header of every stream frame that follows;
+    ``width`` and ``height`` are the pictures' size (at most ``MAX_SHARE_WIDTH`` ×
+    ``MAX_SHARE_HEIGHT``); ``title`` is what the usage log records (a window's title, or
+    "Screen"). Answered with ``ok``; then send stream frames, starting with a keyframe.
+    """
+
+    TYPE: ClassVar[str] = "share_start"
+    id: int
+    stream_id: int
+    width: int
+    height: int
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShareStop:
+    """End the screen share ``stream_id``; answered with ``ok`` (the panel goes idle)."""
+
+    TYPE: ClassVar[str] = "share_stop"
+    id: int
+    stream_id: int
+
+
 # --------------------------------------------------------------------------- kiosk → controller
 
 
@@ -507,6 +536,17 @@ class Error:
     presenter: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class KeyframeRequest:
+    """Event to the sharing connection: the kiosk cannot decode stream ``stream_id`` from
+    here on (it joined late, or a frame went missing). Send a keyframe next; until it
+    arrives the panel keeps its last picture. Sent at most every
+    ``KEYFRAME_REQUEST_INTERVAL_S``."""
+
+    TYPE: ClassVar[str] = "keyframe_request"
+    stream_id: int
+
+
 Request = (
     Hello
     | PairStart
@@ -521,6 +561,8 @@ Request = (
     | TakeScreenshot
     | TimePing
     | UsagePull
+    | ShareStart
+    | ShareStop
 )
 """Messages a controller sends."""
 
@@ -534,6 +576,7 @@ Reply = (
     | Screenshot
     | TimePong
     | UsageBatch
+    | KeyframeRequest
     | Ok
     | Error
 )
@@ -555,6 +598,8 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     TakeScreenshot,
     TimePing,
     UsagePull,
+    ShareStart,
+    ShareStop,
     Welcome,
     PairOffer,
     Paired,
@@ -564,6 +609,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     Screenshot,
     TimePong,
     UsageBatch,
+    KeyframeRequest,
     Ok,
     Error,
 )

@@ -67,6 +67,7 @@ from controller.webapp.lessons import (
 from controller.webapp.live import Hub, TeacherCast
 from controller.webapp.remote import RemoteListener, RemoteTarget, grant_routes
 from controller.webapp.security import BodyTooLargeError, Guard
+from controller.webapp.sharing import TeacherShare
 from media.lesson import web_link_item
 from media.office import OfficeConverter
 from media.weblink import MAX_URL_CHARS
@@ -147,6 +148,8 @@ class TeacherApp:
         self.backend = Backend(config.home, config.teacher, config.timeout_s)
         self.hub = Hub(self.backend)
         self.cast = TeacherCast(self.backend, self.hub)
+        self.share = TeacherShare(self.hub, config.timeout_s)
+        """«Show my screen»: this computer's screen on the chosen panels."""
         # One LibreOffice, started by the first document dropped, kept warm until the app
         # stops: the next deck costs only its conversion.
         self.converter = OfficeConverter(config.home.converted_dir())
@@ -284,6 +287,7 @@ def create_app(config: AppConfig) -> Starlette:
             await asyncio.to_thread(state.converter.close)
             with contextlib.suppress(Exception):
                 await state.remote_listener.close()
+            await state.share.stop()
             await state.hub.stop()
 
     routes: list[BaseRoute] = [
@@ -304,6 +308,8 @@ def create_app(config: AppConfig) -> Starlette:
         Route("/control", _handler(state, _control), methods=["POST"]),
         WebSocketRoute("/control/socket", _control_socket(state)),
         Route("/announce", _handler(state, _announce), methods=["POST"]),
+        Route("/share", _handler(state, _start_share), methods=["POST"]),
+        Route("/share/stop", _handler(state, _stop_share), methods=["POST"]),
         *grant_routes(state.remote_book, state.cast, state.remote_listener),
         *admin.admin_routes(state, _events(state, _admin_views)),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
@@ -610,6 +616,21 @@ async def _start_cast(state: TeacherApp, request: Request) -> Response:
     if not 1 <= start <= len(lesson.items):
         raise AppError(t("Item numbers start at 1."))
     state.cast.start(lesson, state.selected, targets, start - 1)
+    return state.messages([])
+
+
+async def _start_share(state: TeacherApp, request: Request) -> Response:
+    form = await _form(request)
+    targets = [v for v in form.getlist("target") if isinstance(v, str)]
+    known = {r.address for r in state.hub.rows if r.usable}
+    targets = [a for a in dict.fromkeys(targets) if a in known]
+    if not targets:
+        raise AppError(t("Choose the panels to show your screen on."))
+    return state.messages(await state.share.start(targets))
+
+
+async def _stop_share(state: TeacherApp, request: Request) -> Response:
+    await state.share.stop()
     return state.messages([])
 
 
