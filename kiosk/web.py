@@ -341,6 +341,8 @@ class FirstPaint:
         self._probes = 0
         self._session: str | None = None
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._closed = False
         self.done = False
 
     def command(self, argv: Sequence[str]) -> list[str]:
@@ -365,22 +367,27 @@ class FirstPaint:
         self._send("Target.setDiscoverTargets", {"discover": True})
 
     def close(self) -> None:
-        """Close the pipes (the thread ends); after :meth:`started`, or instead of it."""
-        ends = [self._to_chromium[1], self._from_chromium[0]]
-        if self._thread is None:
-            ends += self.pass_fds()
-        self._thread = None
-        for fd in ends:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        """Stop asking Chromium anything; after :meth:`started`, or instead of it. The
+        thread ends, and closes the pipe it reads, when Chromium has exited."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            ends = [self._to_chromium[1]]
+            if self._thread is None:  # never started: nobody reads
+                ends += [self._from_chromium[0], *self.pass_fds()]
+            for fd in ends:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
     def _send(self, method: str, params: dict[str, Any], session: str | None = None) -> None:
         self._next_id += 1
         message: dict[str, Any] = {"id": self._next_id, "method": method, "params": params}
         if session is not None:
             message["sessionId"] = session
-        with contextlib.suppress(OSError):
-            os.write(self._to_chromium[1], json.dumps(message).encode() + b"\0")
+        with self._lock, contextlib.suppress(OSError):
+            if not self._closed:  # else the descriptor may be another file's by now
+                os.write(self._to_chromium[1], json.dumps(message).encode() + b"\0")
 
     def _read(self) -> None:
         buffer = b""
@@ -394,8 +401,10 @@ class FirstPaint:
                 *messages, buffer = buffer.split(b"\0")
                 for raw in messages:
                     self._handle(json.loads(raw))
-        except (OSError, ValueError):
-            return  # closed, or not the protocol: the page never reports a paint
+        except (OSError, ValueError, LookupError, TypeError, AttributeError):
+            return  # not the protocol: the page never reports a paint
+        finally:
+            os.close(fd)
 
     def _handle(self, message: dict[str, Any]) -> None:
         if self.done:

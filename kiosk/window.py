@@ -272,6 +272,7 @@ class PygletWindow:
         self._question: PairingQuestionOverlay | None = None
         self._esc_at = float("-inf")
         self._draw_scheduled = False
+        self._retire_scheduled = False
         self._captures: list[concurrent.futures.Future[Frame | None]] = []
         self._closed = False
         self.frames = 0
@@ -369,8 +370,8 @@ class PygletWindow:
 
     @property
     def busy(self) -> bool:
-        """Whether a scene is loading or a frame is due."""
-        return bool(self._loading) or self._draw_scheduled
+        """Whether a scene is loading, or a frame or leaving a scene is due."""
+        return bool(self._loading) or self._draw_scheduled or self._retire_scheduled
 
     def run(self) -> None:
         """Run the pyglet loop until :meth:`exit` (main thread)."""
@@ -583,6 +584,7 @@ class PygletWindow:
 
     def _retire(self, dt: float = 0.0) -> None:
         """Leave the scenes that left the screen (after their successor's frame is up)."""
+        self._retire_scheduled = False
         for scene in self.stage.take_leaving():
             scene.leave()
         arrived = self.stage.take_arrived()
@@ -615,8 +617,9 @@ class PygletWindow:
         except Exception:  # a scene failing to switch must not take the window down
             logger.exception("switching scenes failed")
         self._draw_now(capture=bool(self._captures))
-        pyglet.clock.unschedule(self._retire)
-        pyglet.clock.schedule_once(self._retire, 0)
+        if not self._retire_scheduled:
+            self._retire_scheduled = True
+            pyglet.clock.schedule_once(self._retire, 0)
 
     def _draw_now(self, *, capture: bool) -> Frame | None:
         if self._closed:

@@ -59,6 +59,10 @@ class VideoSurface(Protocol):
     def show(self, x: int, y: int, width: int, height: int) -> None:
         """Map the surface over the given box (window pixels, top left origin)."""
 
+    def picture_placed(self) -> bool:
+        """Whether VLC's own window is in the surface at its final size (it fits the
+        surface's width or height), mapped: its picture may be shown now."""
+
     def fill_black(self) -> bool:
         """Paint the surface black where VLC does not draw, once VLC shows a picture.
 
@@ -144,6 +148,8 @@ class X11Surface:
             )
         )
         xlib.XFlush(display)
+        self._size = (max(1, width), max(1, height))
+        """The surface's size now, which VLC's window fits once placed."""
         self._visible = False
         self._filled = False
         self._box: tuple[int, int, int, int] | None = None
@@ -164,6 +170,7 @@ class X11Surface:
         box = (x, y, max(1, width), max(1, height))
         if box != self._box:
             self._box = box
+            self._size = box[2:]
             xlib.XMoveResizeWindow(self._display, self._xid, *box)
         if not self._visible:
             self._visible = True
@@ -198,6 +205,25 @@ class X11Surface:
         xlib = _xlib()
         for child in self._children():
             xlib.XSetWindowBackgroundPixmap(self._display, child, 0)  # None
+
+    def picture_placed(self) -> bool:
+        """VLC opens its window at the video's own size first, then reopens or resizes
+        it to fit the surface (a new window has VLC's black background): until it
+        fits, mapping the surface could show black."""
+        if self._closed:
+            return False
+        xlib = _xlib()
+        attrs = xlib.XWindowAttributes()
+        width, height = self._size
+        for child in self._children():
+            got = xlib.XGetWindowAttributes(self._display, child, ctypes.byref(attrs))
+            if (
+                got
+                and attrs.map_state != xlib.IsUnmapped
+                and (attrs.width == width or attrs.height == height)
+            ):
+                return True
+        return False
 
     def _picture_shown(self) -> bool:
         """Whether VLC's window is in the surface, mapped (it holds the picture)."""

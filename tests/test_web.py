@@ -363,6 +363,8 @@ try:
                 send({{"method": "Target.attachedToTarget", "params": {{"sessionId": "S1"}}}})
                 send({{"id": m["id"], "result": {{"sessionId": "S1"}}}})
             elif m["method"] == "Runtime.evaluate" and {paints}:
+                while {gate!r} and not os.path.exists({gate!r}):
+                    time.sleep(0.01)
                 value = {{"result": {{"type": "boolean", "value": True}}}}
                 send({{"id": m["id"], "sessionId": m["sessionId"], "result": value}})
             else:
@@ -373,11 +375,14 @@ time.sleep(30)
 """
 
 
-def devtools_stand_in(tmp_path: Path, *, paints: bool = True) -> Path:
+def devtools_stand_in(tmp_path: Path, *, paints: bool = True, gate: Path | None = None) -> Path:
     """A stand-in for Chromium that speaks the DevTools pipe: it finds one page, and
-    that page reports its first paint (``paints``) or never does."""
+    that page reports its first paint (``paints``; once ``gate`` exists, if given) or
+    never does."""
     script = tmp_path / "chromium-devtools-stand-in"
-    body = DEVTOOLS_STAND_IN.format(tmp=str(tmp_path), paints=paints)
+    body = DEVTOOLS_STAND_IN.format(
+        tmp=str(tmp_path), paints=paints, gate="" if gate is None else str(gate)
+    )
     script.write_text(f"#!{sys.executable}\n{body}")
     script.chmod(0o755)
     return script
@@ -603,3 +608,36 @@ def test_request_for_a_blob_without_a_file(panel: Panel) -> None:
     item = ManifestItem("web", "Пусто")
     with pytest.raises(Exception, match="neither a URL nor a file"):
         loader(SceneRequest(0, item), panel.window.ctx)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("paints", [True, False])
+def test_the_previous_item_stays_until_the_page_painted(
+    panel: Panel, tmp_path: Path, paints: bool
+) -> None:
+    """Until Chromium says its page painted, every frame still shows the previous item
+    (never the card under the window); then the page's scene comes on screen. A page
+    that never paints shows once its wait is over."""
+    gate = tmp_path / "paint-now"
+    script = devtools_stand_in(tmp_path, paints=paints, gate=gate)
+    loader = WebLoader("windowed", chromium_path=str(script), display_available=lambda: True)
+    panel.use(loader)
+    blue = panel.show(panel.lesson.items[1]).pixel(3, 3)
+    panel.show(panel.html_item)
+    scene = panel.window.current
+    assert isinstance(scene, WebWindowScene)
+    panel.wait_until(lambda: (tmp_path / f"argv.{scene.browser.pid}").exists(), 10.0)
+    for _ in range(3):  # redraws meanwhile (an expose, a screenshot)
+        panel.window.request_redraw()
+        panel.window.run_pending()
+        assert not scene.ready
+        assert panel.frames[-1].pixel(3, 3) == blue
+    if paints:
+        gate.touch()
+        panel.wait_until(lambda: scene.ready, timeout_s=10.0)
+    else:
+        scene.first_picture_wait_s = 0.0  # the wait is over
+    panel.window.request_redraw()
+    panel.window.run_pending()
+    assert panel.frames[-1].pixel(3, 3) == PLACEHOLDER_BACKGROUND[:3]
+    assert scene.browser.running
