@@ -339,8 +339,7 @@ class PygletWindow:
             TimeoutError: the main thread did not draw in time.
         """
         if threading.get_ident() == self._main:
-            self._advance()
-            frame = self._draw_now(capture=True)
+            frame = self._frame_now(capture=True)
         else:
             future: concurrent.futures.Future[Frame | None] = concurrent.futures.Future()
 
@@ -608,18 +607,23 @@ class PygletWindow:
     # ----------------------------------------------------------------- drawing
 
     def _frame(self, dt: float = 0.0) -> None:
-        """One frame: advance the stage, draw and flip, then leave what left the screen."""
         self._draw_scheduled = False
+        self._frame_now(capture=bool(self._captures))
+
+    def _frame_now(self, *, capture: bool) -> Frame | None:
+        """One frame: advance the stage, draw and flip, then (on the loop's next pass)
+        leave what left the screen."""
         if self._closed:
-            return
+            return None
         try:
             self._advance()
         except Exception:  # a scene failing to switch must not take the window down
             logger.exception("switching scenes failed")
-        self._draw_now(capture=bool(self._captures))
+        frame = self._draw_now(capture=capture)
         if not self._retire_scheduled:
             self._retire_scheduled = True
             pyglet.clock.schedule_once(self._retire, 0)
+        return frame
 
     def _draw_now(self, *, capture: bool) -> Frame | None:
         if self._closed:

@@ -460,6 +460,9 @@ class KeyGrab:
             self._display = None
 
 
+HOLD_OPEN_TRIES = 3
+"""Attempts to open the hold's own X connection (a busy server refuses now and then)."""
+
 HOLD_POLL_S = 0.005
 """How often the window hold's thread looks for requests while it holds (it also wakes
 at once when told to let go)."""
@@ -495,12 +498,16 @@ class WindowHold:
         self.held: list[int] = []
         """The windows held below the panel window (the thread's; read for tests)."""
         self.holding = False
+        self.managed_elsewhere = False
+        """Another program redirects the mapping of windows: the kiosk never holds."""
 
     def hold(self) -> bool:
         """Start holding new top-level windows below the panel window (idempotent).
 
         Returns whether windows are held (False: another program manages them).
         """
+        if self.managed_elsewhere:
+            return False
         with self._lock:
             if self._thread is not None and self._thread.is_alive():
                 self._release.set()  # a previous hold still ending
@@ -522,7 +529,8 @@ class WindowHold:
         calls ``then`` (on its own thread; at once when nothing is held)."""
         with self._lock:
             thread = self._thread
-            if thread is None or not thread.is_alive() or self._release.is_set():
+            idle = thread is None or not thread.is_alive() or self._release.is_set()
+            if idle or not self.holding:
                 then()
                 return
             self._raise, self._then = raise_, then
@@ -538,20 +546,28 @@ class WindowHold:
 
     def _run(self, started: threading.Event) -> None:
         xlib = _xlib()
-        display = xlib.XOpenDisplay(self._display_name)
-        if not display:
+        for _ in range(HOLD_OPEN_TRIES):
+            display = xlib.XOpenDisplay(self._display_name)
+            if display:
+                break
+        else:
             logger.warning("cannot open the X display to hold new windows")
             started.set()
             return
         try:
             root = xlib.XDefaultRootWindow(display)
-            xlib.XSelectInput(display, root, xlib.SubstructureRedirectMask)
-            xlib.XSync(display, False)
             attrs = xlib.XWindowAttributes()
             xlib.XGetWindowAttributes(display, root, ctypes.byref(attrs))
+            # Asking while another program redirects would be an X error (BadAccess),
+            # which Xlib's default handler turns into an exit: look first.
+            if not attrs.all_event_masks & xlib.SubstructureRedirectMask:
+                xlib.XSelectInput(display, root, xlib.SubstructureRedirectMask)
+                xlib.XSync(display, False)
+                xlib.XGetWindowAttributes(display, root, ctypes.byref(attrs))
             self.holding = bool(attrs.your_event_mask & xlib.SubstructureRedirectMask)
             started.set()
             if not self.holding:
+                self.managed_elsewhere = True
                 logger.info("another program manages windows: new windows open as they map")
                 return
             self._serve(display, root)
