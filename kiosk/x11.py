@@ -580,6 +580,19 @@ class WindowHold:
 
     def _serve(self, display: Any, root: int) -> None:
         xlib = _xlib()
+        try:
+            self._redirect(display)
+        finally:  # released, or failed: never leave a window hidden under the panel
+            for window in self.held if self._raise else ():
+                xlib.XRaiseWindow(display, window)
+            self.held = []
+            xlib.XSelectInput(display, root, 0)
+            xlib.XSync(display, False)
+        self._then()
+
+    def _redirect(self, display: Any) -> None:
+        """Serve the redirected requests until released."""
+        xlib = _xlib()
         event = xlib.XEvent()
         while True:
             while xlib.XPending(display):
@@ -606,9 +619,3 @@ class WindowHold:
             if self._release.is_set() or self._stop.is_set():
                 break
             self._release.wait(HOLD_POLL_S)
-        for window in self.held if self._raise else ():
-            xlib.XRaiseWindow(display, window)
-        self.held = []
-        xlib.XSelectInput(display, root, 0)
-        xlib.XSync(display, False)
-        self._then()
