@@ -314,3 +314,96 @@ def test_a_video_is_shown_at_its_own_size_not_the_decoders(panel: Panel) -> None
     # 16:9 in a 16:9 window fills it; at 320x192 it would stand between black bars.
     assert panel.last().pixel(4, H * 3 // 4) != BLACK
     assert panel.last().pixel(W - 4, H * 3 // 4) != BLACK
+
+
+class _FakeEmbedded:
+    """A :class:`~kiosk.video.VideoOut` drawing into the surface (no libVLC)."""
+
+    embedded = True
+
+    def __init__(self) -> None:
+        self.on_frame: Callable[[], None] | None = None
+        self.on_started: Callable[[], None] | None = None
+        self.on_end: Callable[[], None] | None = None
+        self.on_error: Callable[[object], None] | None = None
+
+    def load(self, path: Path) -> None: ...
+    def play(self) -> None: ...
+    def pause(self) -> None: ...
+    def seek(self, position_ms: int) -> None: ...
+    def set_volume(self, percent: int) -> None: ...
+    def stop(self) -> None: ...
+    def position_ms(self) -> int:
+        return 0
+
+    def duration_ms(self) -> int | None:
+        return None
+
+    def latest_frame(self) -> None:
+        return None
+
+    def close(self) -> None: ...
+
+
+class _FakeSurface:
+    """A :class:`~kiosk.x11.VideoSurface` whose VLC window fits once the test says so."""
+
+    xid = 1
+    visible = False
+
+    def __init__(self) -> None:
+        self.placed = False
+
+    def show(self, x: int, y: int, width: int, height: int) -> None: ...
+    def picture_placed(self) -> bool:
+        return self.placed
+
+    def fill_black(self) -> bool:
+        return True
+
+    def hide(self) -> None: ...
+    def close(self) -> None: ...
+
+
+def test_an_embedded_video_is_shown_only_once_vlc_fitted_its_window(
+    panel: Panel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a loaded machine VLC may still be reopening its window at the video's own size
+    (a new window, black) when the settling wait is over: the scene is not ready, so the
+    surface stays unmapped and the previous item on screen, until VLC's window fits."""
+    default = pyglet.clock.get_default()
+    now = [default.time() + 1.0]
+    monkeypatch.setattr(default, "time", lambda: now[0])
+    default.tick()
+    surface = _FakeSurface()
+    video = _FakeEmbedded()
+    ctx = dataclasses.replace(panel.window.ctx, video_surface=surface)
+    path = panel.store.path(panel.video_item.sha256 or "")
+    scene = VideoScene(
+        ctx,
+        SceneRequest(VIDEO_INDEX, panel.video_item),
+        path,
+        make_video=lambda ctx, size: video,  # type: ignore[arg-type,return-value]
+    )
+    try:
+        scene.enter()
+        assert video.on_started is not None
+        video.on_started()  # VLC opened its output
+        pyglet.app.platform_event_loop.dispatch_posted_events()
+        now[0] += video_scene.EMBEDDED_SETTLE_S
+        default.tick()
+        assert not scene.ready  # still at the video's own size
+        for _ in range(3):
+            now[0] += video_scene.PLACED_POLL_S
+            default.tick()
+            assert not scene.ready
+        surface.placed = True
+        now[0] += video_scene.PLACED_POLL_S
+        default.tick()
+        assert not scene.ready  # its empty picture is waited out once more
+        now[0] += video_scene.EMBEDDED_SETTLE_S
+        default.tick()
+        assert scene.ready
+        assert scene.uses_surface
+    finally:
+        scene.delete()

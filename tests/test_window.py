@@ -223,6 +223,47 @@ def test_video_commands_and_the_end_reach_the_scene(panel: Panel) -> None:
     assert panel.ended == [0]
 
 
+def test_a_scene_is_left_after_the_next_frame_is_up_never_while_drawing(panel: Panel) -> None:
+    """Leaving stops VLC or Chromium: it happens once the next item's frame is drawn and
+    flipped, never inside on_draw (which only draws)."""
+    events: list[str] = []
+    drawing = [False]
+
+    class Recorded(Scene):
+        background = (0, 120, 0, 255)
+
+        def enter(self) -> None:
+            events.append("enter")
+
+        def leave(self) -> None:
+            events.append("leave while drawing" if drawing[0] else "leave")
+
+    draw = panel.window.on_draw
+
+    def on_draw() -> None:
+        drawing[0] = True
+        try:
+            draw()
+        finally:
+            drawing[0] = False
+
+    panel.window.on_draw = on_draw  # type: ignore[method-assign]
+    panel.window.frame_hooks.append(lambda: events.append("frame"))
+    factory = panel.window.factory
+    factory.register("video", lambda req, ctx: Recorded)
+    try:
+        item = ManifestItem("video", "Уходит", sha256="d" * 64)  # a scene of its own
+        panel.apply(Show(LessonManifest("l-left", "Видео", [item]), 0, item))
+        events.clear()
+        frame = panel.show(1)  # the blue picture replaces it
+        assert frame.pixel(W // 2, H // 2) == BLUE
+        assert events[:2] == ["frame", "leave"]
+    finally:
+        del panel.window.on_draw
+        panel.window.frame_hooks.pop()
+        factory.register("video", load_placeholder)
+
+
 # --------------------------------------------------------------------------- input
 
 
@@ -392,28 +433,25 @@ class _NeverReady(Scene):
     """A scene that never gets its first picture (a video libVLC cannot start)."""
 
     background = (200, 0, 0, 255)
+    first_picture_wait_s = 0.3
 
     @property
     def ready(self) -> bool:
         return False
 
 
-def test_a_scene_without_a_first_picture_shows_after_the_wait(
-    panel: Panel, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(window_module, "FIRST_PICTURE_WAIT_S", 0.3)
+def test_a_scene_without_a_first_picture_shows_after_the_wait(panel: Panel) -> None:
     panel.show(1)  # the blue picture
     panel.window.factory.register("video", lambda request, ctx: _NeverReady)
     try:
         item = panel.lesson.items[5]
         frame = panel.apply(Show(panel.lesson, 5, item))
         assert frame.pixel(W // 2, H // 2) == BLUE  # the previous item stays meanwhile
-        deadline = time.monotonic() + 3
-        while panel.frames[-1].pixel(3, 3) != (200, 0, 0):
-            assert time.monotonic() < deadline, "the waiting scene never showed"
-            pyglet.clock.tick()
-            panel.window.run_pending()
-            time.sleep(0.02)
-        assert panel.frames[-1].pixel(W // 2, H // 2) == (200, 0, 0)
+        panel.now += _NeverReady.first_picture_wait_s - 0.01
+        panel.window.request_redraw()  # any redraw meanwhile (an expose)
+        assert panel.apply().pixel(W // 2, H // 2) == BLUE
+        panel.now += 0.02  # the wait is over (the window's timer redraws then)
+        panel.window.request_redraw()
+        assert panel.apply().pixel(W // 2, H // 2) == (200, 0, 0)
     finally:
         panel.window.factory.register("video", load_placeholder)
