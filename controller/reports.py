@@ -94,7 +94,7 @@ __all__ = [
     "usage_report",
 ]
 
-Group = Literal["room", "teacher", "content", "day", "week", "library"]
+Group = Literal["room", "teacher", "content", "day", "week", "library", "school"]
 """What :func:`usage_report` groups by."""
 GROUPS: Final[tuple[str, ...]] = get_args(Group)
 
@@ -131,9 +131,9 @@ class ReportRow:
 
     ``key`` identifies the group (room name, the teacher's roster id or
     :data:`DEVICE_KEY` + controller id for one not on the roster, the item: content
-    hash and title joined by ``/``, ``YYYY-MM-DD``, ``YYYY-Www``, library id);
-    ``label`` is what people read (room, teacher name, content title, day, week,
-    library id). A roster teacher with no use in the range has 0 everywhere and empty
+    hash and title joined by ``/``, ``YYYY-MM-DD``, ``YYYY-Www``, library id, school
+    id); ``label`` is what people read (room, teacher name, content title, day, week,
+    library id, school id). A roster teacher with no use in the range has 0 everywhere and empty
     times. ``lessons`` counts lessons that showed anything in the group (in a room
     report: lesson sessions of the room's panel), ``display_ms`` sums display time,
     ``items`` counts distinct items (content and title); ``first_start_utc`` and
@@ -217,6 +217,7 @@ _GROUP_COLUMNS: Final[Mapping[str, tuple[str, str]]] = {
     "day": ("day", "day"),
     "week": ("iso_week", "iso_week"),
     "library": ("library", "library"),
+    "school": ("school_id", "school_id"),
 }
 
 
@@ -604,6 +605,7 @@ _HEADINGS: Final[Mapping[str, str]] = {
     "day": N_("Day"),
     "week": N_("Week"),
     "library": N_("Library"),
+    "school": N_("School"),
 }
 
 

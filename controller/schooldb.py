@@ -118,11 +118,11 @@ logger = logging.getLogger(__name__)
 
 APPLICATION_ID: Final = 0x43435344
 """``PRAGMA application_id`` of a school database ("CCSD")."""
-SCHEMA_VERSION: Final = 6
+SCHEMA_VERSION: Final = 7
 """``PRAGMA user_version`` of the schema below; versions 1 (no ``invalid`` column), 2
 (no ``held`` and ``decisions`` tables), 3 (no ``plays.library`` column), 4 (no
-``plays.hidden`` column) and 5 (no roster) are upgraded when opened, any other is
-refused."""
+``plays.hidden`` column), 5 (no roster) and 6 (no ``plays.school_id`` column) are
+upgraded when opened, any other is refused."""
 DecisionAction = Literal["accept", "quarantine", "forget_key"]
 """What an admin decided about a record collection stopped at (:meth:`SchoolDb.decide`)."""
 QUARANTINED_BY_ADMIN: Final = "quarantined by an admin"
@@ -177,6 +177,7 @@ RECORD_COLUMNS: Final = (
     "record_hash",
     "signature",
     "hidden",
+    "school_id",
 )
 """The signed columns of ``plays``, in :class:`UsageRecord` field order."""
 DERIVED_COLUMNS: Final = (
@@ -197,17 +198,31 @@ _INSERT: Final = (
 
 _PLAYS_REPORT_INDEX: Final = """CREATE INDEX plays_report ON plays (
     day, kiosk_id, teacher_id, lesson_id, start_ms, duration_ms,
-    room, teacher_name, content_hash, content_title, content_source, iso_week, library, hidden
+    room, teacher_name, content_hash, content_title, content_source, iso_week, library, hidden,
+    school_id
 )"""
 
 _UPGRADE_5_PLAYS: Final = (
     "ALTER TABLE plays ADD COLUMN hidden TEXT NOT NULL DEFAULT ''",
     "DROP INDEX plays_report",
-    _PLAYS_REPORT_INDEX,
+    # The index of version 5 (version 7 adds ``school_id`` to it).
+    """CREATE INDEX plays_report ON plays (
+    day, kiosk_id, teacher_id, lesson_id, start_ms, duration_ms,
+    room, teacher_name, content_hash, content_title, content_source, iso_week, library, hidden
+)""",
 )
 """Schema version 5, table ``plays``: the signed ``hidden`` column (why an item was not
 visible during a record; ``''`` for every record stored before), and ``plays_report``
 covering it."""
+
+_UPGRADE_7_SCHOOL: Final = (
+    "ALTER TABLE plays ADD COLUMN school_id TEXT NOT NULL DEFAULT ''",
+    "DROP INDEX plays_report",
+    _PLAYS_REPORT_INDEX,
+)
+"""Schema version 7, table ``plays``: the signed ``school_id`` column (the panel's school,
+``''`` for every record stored before and for panels with no ``school_id`` set), and
+``plays_report`` covering it."""
 
 _SCHEMA: Final = f"""
 CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -252,6 +267,7 @@ CREATE TABLE plays (
     library TEXT NOT NULL DEFAULT '',
     invalid TEXT,
     hidden TEXT NOT NULL DEFAULT '',
+    school_id TEXT NOT NULL DEFAULT '',
     UNIQUE (kiosk_id, seq)
 );
 {_PLAYS_REPORT_INDEX};
@@ -608,6 +624,8 @@ class SchoolDb:
                 self._upgrade_from_4()
             if version in (1, 2, 3, 4, 5):
                 self._upgrade_from_5()
+            if version in (1, 2, 3, 4, 5, 6):
+                self._upgrade_from_6()
             if tz is not None and (tz != self._tz_name or not self.timezone_chosen):
                 self.set_timezone(tz)
         except UsageLogError:
@@ -652,7 +670,7 @@ class SchoolDb:
             raise UsageLogError(
                 f"{self.path} is not a ClassCast school database (it has tables {listed})"
             )
-        if version not in (1, 2, 3, 4, 5, SCHEMA_VERSION):
+        if version not in (1, 2, 3, 4, 5, 6, SCHEMA_VERSION):
             raise UsageLogError(
                 f"{self.path} has school database schema version {version}; "
                 f"this program understands version {SCHEMA_VERSION}"
@@ -673,7 +691,8 @@ class SchoolDb:
         Raises:
             sqlite3.Error: SQLite refused.
         """
-        columns = ", ".join(c for c in RECORD_COLUMNS if c != "hidden")  # added by version 5
+        # ``hidden`` and ``school_id`` are added by versions 5 and 7.
+        columns = ", ".join(c for c in RECORD_COLUMNS if c not in ("hidden", "school_id"))
         with self._db.atomic():
             self._db.execute("ALTER TABLE plays ADD COLUMN invalid TEXT")
             updates = []
@@ -827,6 +846,17 @@ class SchoolDb:
             for statement in _UPGRADE_6_ROSTER:
                 self._db.execute(statement)
             self._db.execute("PRAGMA user_version = 6")
+
+    def _upgrade_from_6(self) -> None:
+        """Schema version 7: the statements of :data:`_UPGRADE_7_SCHOOL`.
+
+        Raises:
+            sqlite3.Error: SQLite refused.
+        """
+        with self._db.atomic():
+            for statement in _UPGRADE_7_SCHOOL:
+                self._db.execute(statement)
+            self._db.execute("PRAGMA user_version = 7")
 
     def _upgrade_from_3(self) -> None:
         """Add the ``library`` column (schema version 4), filled by the libraries in force.
@@ -1573,7 +1603,8 @@ class SchoolDb:
                 if action == "quarantine"
                 else self.derive(UsageRecord(*fields))
             )
-            if _fields(rec) == fields and tuple(derived) == expected:
+            # A decision stored before a field was added names fewer fields.
+            if _fields(rec) == _fields(UsageRecord(*fields)) and tuple(derived) == expected:
                 problems.pop(row_id, None)
         found = [p for group in problems.values() for p in group]
         found.sort(key=lambda p: (p.seq, p.kind))
