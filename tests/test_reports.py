@@ -357,6 +357,7 @@ def test_format_json_has_stable_keys(db: SchoolDb) -> None:
         "library_share",
         "library",
         "hidden_ms",
+        "school",
     ]
     assert data[0]["label"] == "Борис Иванович"
     comp = json.loads(format_json(compliance(db, week="2026-W48")))
@@ -386,12 +387,13 @@ def test_format_csv(db: SchoolDb) -> None:
         "library_share",
         "library",
         "hidden_ms",
+        "school",
     ]
     assert rows[1][:6] == ["day", "2026-11-23", "2026-11-23", "1", str(30 * MIN), "2"]
-    assert rows[1][8:] == [str(25 * MIN), "0,833", "", "0"]  # 25 of 30 min from the library
+    assert rows[1][8:] == [str(25 * MIN), "0,833", "", "0", ""]  # 25 of 30 min from the library
     comp = read_csv(format_csv(compliance(db, week="2026-W48", min_lessons=2)))
     assert comp[1][4:6] == ["true", "2026-11-23 2026-11-24"]
-    assert comp[1][-4:] == [str(37 * MIN), "0,881", "0", "false"]  # Anna: no roster here
+    assert comp[1][-5:] == [str(37 * MIN), "0,881", "0", "false", ""]  # Anna: no roster here
     assert format_csv([], compliance_rows=True).startswith("\ufeffweek;teacher_id")
     assert [csv_cell(1.5), csv_cell(42), csv_cell("Каб.\u202e 1")] == ["1,5", 42, "Каб. 1"]
 
