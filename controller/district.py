@@ -208,11 +208,11 @@ CREATE TABLE plays (
 CREATE TABLE plays_quarantined PARTITION OF plays DEFAULT;
 CREATE INDEX plays_report ON plays (school, day, kiosk_id, teacher_id, lesson_id, start_ms)
     INCLUDE (duration_ms, hidden, room, teacher_name, content_hash, content_title,
-             content_source, iso_week, library, school_id);
-CREATE INDEX plays_chain ON plays (school, kiosk_id, seq) INCLUDE (uuid, record_hash)
+             content_source, iso_week, library, school_id)
 """
-"""``plays_report`` covers every report query (:meth:`DistrictSchool.query`);
-``plays_chain`` answers a repeated push's check of records already stored."""
+"""``plays_report`` covers every report query (:meth:`DistrictSchool.query`); the
+uniqueness's own index (school, kiosk, seq, day) answers a repeated push's check of the
+records already stored."""
 
 _SQLITE_FROM: Final = re.compile(
     r"FROM plays INDEXED BY plays_report\s+WHERE day BETWEEN :first_day AND :last_day"
@@ -297,6 +297,8 @@ class DistrictDb:
         try:
             with self._guard("prepare the district database"):
                 self._prepare()
+                # Where copy_rows stages its rows; emptied at each commit.
+                self.conn.execute("CREATE TEMP TABLE plays_in (LIKE plays) ON COMMIT DELETE ROWS")
         except BaseException:
             self.conn.close()
             raise
@@ -466,17 +468,12 @@ class DistrictDb:
             return 0
         days = {row[_DAY_AT] for row in rows if row[_DAY_AT] is not None}
         self._ensure_partitions(days)
-        self.conn.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS plays_in (LIKE plays) ON COMMIT DELETE ROWS"
-        )
         with self.conn.cursor() as cursor:
             with cursor.copy(f"COPY plays_in ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
             cursor.execute("INSERT INTO plays SELECT * FROM plays_in ON CONFLICT DO NOTHING")
-            inserted = cursor.rowcount
-            cursor.execute("TRUNCATE plays_in")
-        return inserted
+            return cursor.rowcount
 
 
 def _partition_name(monday: date) -> str:
