@@ -317,3 +317,90 @@ def test_weekly_partitions_hold_the_weeks(
     assert "plays_2026_w49" not in plan, plan
     assert "plays_quarantined" not in plan, plan
     assert date(2026, 11, 23).isocalendar()[1] == 48
+
+
+def test_a_reinstalled_panels_forgotten_key_travels_with_its_records(
+    tmp_path: Path, district: DistrictDb
+) -> None:
+    from datetime import UTC, datetime
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    panel = Panel("k-1", "Каб. 12", school_id="school-5")
+    panel.many(3)
+    school = SchoolDb(tmp_path / "s.sqlite")
+    panel.collect(school)
+    old_key = panel.public_key
+    # The panel is reinstalled: a new signing key; the school's admin forgets the old one.
+    school.forget_key("k-1", "Завуч", datetime(2026, 11, 24, tzinfo=UTC))
+    panel.key = Ed25519PrivateKey.generate()
+    panel.many(2, start="2026-11-24 08:00")
+    panel.collect(school)
+    assert school.verify() == []
+    _, result = push(school, district)
+    assert (result.added, result.failed) == (5, [])
+    retired = district.conn.execute("SELECT public_key, up_to_seq FROM retired_keys").fetchall()
+    assert retired == [(old_key, 3)]
+    assert district.school("school-5").kiosk("k-1") is not None
+    pinned = district.conn.execute("SELECT public_key, last_seq FROM kiosks").fetchall()
+    assert pinned == [(panel.public_key, 5)]
+    school.close()
+
+
+def test_the_command_line_refuses_what_does_not_fit_the_district(
+    tmp_path: Path, district_url: str
+) -> None:
+    school = SchoolDb(tmp_path / "s.sqlite")
+    panel = Panel("k-1", "Каб. 12")  # no school id set on the panel
+    panel.many(2)
+    panel.collect(school)
+    school.close()
+    db = str(tmp_path / "s.sqlite")
+    result = CliRunner().invoke(cli, ["usage", "push", "--db", db, "--to", district_url])
+    assert result.exit_code == 2
+    assert "--school ID" in result.output
+    result = CliRunner().invoke(cli, ["usage", "push", "--db", db, "--to", "district.sqlite"])
+    assert result.exit_code == 2
+    assert "postgresql://" in result.output
+    result = CliRunner().invoke(
+        cli, ["usage", "push", "--db", db, "--to", district_url, "--school", "Школа 5"]
+    )
+    assert result.exit_code == 2
+    assert "не идентификатор школы" in result.output
+    result = CliRunner().invoke(
+        cli, ["usage", "compliance", "--db", district_url, "--tz", "Asia/Omsk"]
+    )
+    assert result.exit_code == 2
+    assert "в её собственном часовом поясе" in result.output
+    result = CliRunner().invoke(
+        cli, ["usage", "push", "--db", db, "--to", "postgresql://nobody@127.0.0.1:1/none"]
+    )
+    assert result.exit_code == 1
+    assert "Районную базу postgresql://nobody@127.0.0.1:1/none нельзя использовать" in (
+        result.output
+    )
+    result = CliRunner().invoke(
+        cli, ["usage", "push", "--db", db, "--to", district_url, "--school", "school-5"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Школа school-5: новых записей в районной базе — 2." in result.output
+
+
+def test_a_school_that_changes_its_time_zone_is_recounted_in_the_district(
+    schools: tuple[SchoolDb, SchoolDb], district: DistrictDb
+) -> None:
+    from controller.reports import compliance
+
+    lyceum, _ = schools
+    push(lyceum, district, school_id="lyceum-2")
+    lyceum.set_timezone("Europe/Moscow")
+    push(lyceum, district, school_id="lyceum-2")
+    assert district.school("lyceum-2").tz_name == "Europe/Moscow"
+    expected = [(r.teacher_id, r.lessons, r.days) for r in compliance(lyceum, week=WEEK)]
+    got = district_compliance(district, week=WEEK, school="lyceum-2")
+    assert [(r.teacher_id, r.lessons, r.days) for r in got] == expected
+    # Иванова's Monday-00:30 Novosibirsk lesson is Sunday evening in Moscow: this week.
+    assert district.conn.execute(
+        "SELECT count(*) FROM plays_2026_w49 WHERE school = 'lyceum-2'"
+    ).fetchone() == (0,)
+    assert district.record_count("lyceum-2") == 17
