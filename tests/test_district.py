@@ -316,6 +316,18 @@ def test_weekly_partitions_hold_the_weeks(
     )
     assert "plays_2026_w49" not in plan, plan
     assert "plays_quarantined" not in plan, plan
+    # The reports' queries read plays_report in their order: no sort, no table.
+    from controller.district import _PG_FROM, _SQLITE_FROM
+    from controller.reports import COMPLIANCE_QUERY, usage_query
+
+    district.conn.execute("SET enable_seqscan = off")
+    district.conn.execute("SET enable_bitmapscan = off")
+    for sql in (COMPLIANCE_QUERY, usage_query("content"), usage_query("room")):
+        query = _SQLITE_FROM.sub(_PG_FROM, sql)
+        params = {"school": "lyceum-2", "first_day": "2026-11-23", "last_day": "2026-11-29"}
+        plan = "\n".join(r[0] for r in district.conn.execute("EXPLAIN " + query, params))
+        assert "Index Only Scan using plays_2026_w48_school_kiosk_id" in plan, plan
+        assert "Sort" not in plan, plan
     assert date(2026, 11, 23).isocalendar()[1] == 48
 
 
@@ -404,3 +416,58 @@ def test_a_school_that_changes_its_time_zone_is_recounted_in_the_district(
         "SELECT count(*) FROM plays_2026_w49 WHERE school = 'lyceum-2'"
     ).fetchone() == (0,)
     assert district.record_count("lyceum-2") == 17
+
+
+_PUSH_CHILD = """
+import sys
+from controller.district import DistrictDb, push
+from controller.schooldb import SchoolDb
+
+def stored(panel):
+    print("stored", panel.last_seq, flush=True)
+    sys.stdin.readline()  # the test lets it go on, or kills it here
+
+push(SchoolDb(sys.argv[1]), DistrictDb(sys.argv[2]), batch_size=4, progress=stored)
+print("done", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_push_killed_midway_goes_on_where_it_stopped(tmp_path: Path, district_url: str) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.processes import stop_process
+
+    panel = Panel("k-1", "Каб. 12", school_id="school-5")
+    panel.many(25)
+    path = tmp_path / "s.sqlite"
+    school = SchoolDb(path)
+    panel.collect(school)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _PUSH_CHILD, str(path), district_url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
+    try:
+        assert child.stdin is not None
+        assert child.stdout is not None
+        for expected in ("stored 4", "stored 8", "stored 12"):
+            assert child.stdout.readline().strip() == expected
+            if expected != "stored 12":
+                child.stdin.write("\n")
+                child.stdin.flush()
+        child.send_signal(signal.SIGKILL)  # the power goes off at the admin's computer
+        child.wait(10)
+    finally:
+        stop_process(child)
+    with DistrictDb(district_url) as district:
+        assert district.record_count() == 12
+        _, rest = push(school, district, batch_size=4)
+        assert (rest.added, rest.panels[0].duplicates, rest.failed) == (13, 0, [])
+        assert [r[2] for r in rows_of(district)] == list(range(1, 26))
+    school.close()
