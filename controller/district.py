@@ -39,7 +39,6 @@ that cannot be reached, read or written, or is not ours; the tamper errors of
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -98,6 +97,7 @@ __all__ = [
     "district_report",
     "is_district_url",
     "push",
+    "shown_url",
 ]
 
 DISTRICT_SCHEMA_VERSION: Final = 1
@@ -1043,14 +1043,3 @@ def district_compliance(
             )
         ]
     return rows
-
-
-def schools_json(district: DistrictDb) -> str:
-    """The district's schools as JSON (for ``classcast usage push --json``)."""
-    return json.dumps(
-        [
-            {"school": s.school_id, "name": s.name, "tz": s.tz, "panels": s.panels}
-            for s in district.schools()
-        ],
-        ensure_ascii=False,
-    )
