@@ -61,6 +61,7 @@ import io
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
+from operator import itemgetter
 from typing import Any, Final, Literal, Protocol, get_args
 from zoneinfo import ZoneInfo
 
@@ -399,7 +400,7 @@ def usage_report(
     keyed: list[tuple[_Group, int]] = []
     people: _People | None = None
     if by == "teacher":
-        people = _People(_roster_of(db, roster), ((r[1], r[7]) for r in rows))
+        people = _People(_roster_of(db, roster), set(map(itemgetter(1, 7), rows)))
         for person, name in people.view.people.items():
             groups[person] = _Group(name)
     for row in rows:
@@ -490,7 +491,7 @@ def compliance(
     params = {"first_day": monday.isoformat(), "last_day": sunday.isoformat()}
     min_ms = min_minutes * 60_000
     rows = db.query(COMPLIANCE_QUERY, params, action="build the compliance report")
-    people = _People(_roster_of(db, roster), ((r[1], r[6]) for r in rows))
+    people = _People(_roster_of(db, roster), set(map(itemgetter(1, 6), rows)))
     teachers = {person: _Tally(name, True) for person, name in people.view.people.items()}
     sessions = _Sessions(round(gap_minutes * 60_000))
     # Per session: teacher id, teacher name, display ms, library ms, first day, hidden ms.
@@ -563,7 +564,7 @@ class _People:
     """Whom each controller in a report's rows counts as (:class:`RosterView`), with the
     names typed on it in those rows."""
 
-    def __init__(self, view: RosterView, typed: Iterable[tuple[str, str]]) -> None:
+    def __init__(self, view: RosterView, typed: Iterable[tuple[Any, ...]]) -> None:
         self.view = view
         self.typed: dict[str, set[str]] = {}
         for device_id, name in typed:
