@@ -71,6 +71,7 @@ from protocol.text import clean_lines, clean_name, json_text
 
 if TYPE_CHECKING:  # imported by the commands that need them: `classcast --help` stays quick
     from controller.collect import CollectProblem, PanelCollection
+    from controller.district import DistrictDb
     from controller.libraries import Library
     from controller.roster import Roster, RosterError, RosterFileError
     from controller.schooldb import Decision, DecisionAction, SchoolDb
@@ -1324,6 +1325,92 @@ def _open_db(obj: Ctx, db_path: Path | None) -> SchoolDb:
         ) from None
 
 
+def _store_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return option(
+        "--db",
+        "db_target",
+        metavar="FILE|URL",
+        help=(
+            "The school usage database (default: school.sqlite in CLASSCAST_HOME), or the "
+            "district's PostgreSQL database as postgresql://USER@HOST/DB."
+        ),
+    )(fn)
+
+
+def _school_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return option(
+        "--school",
+        "school_id",
+        metavar="ID",
+        callback=_check_school_id,
+        help="The school's id in the district database (as kiosk.toml school_id).",
+    )(fn)
+
+
+def _check_school_id(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    from protocol.text import school_id_problem
+
+    if value is not None and school_id_problem(value) is not None:
+        raise click.BadParameter(
+            t(
+                "{value} is not a school id: lower-case Latin letters, digits, '.', '_' and "
+                "'-', up to 64 characters, such as school-17.",
+                value=value,
+            )
+        )
+    return value
+
+
+def _is_url(target: str | None) -> bool:
+    from controller.district import is_district_url
+
+    return target is not None and is_district_url(target)
+
+
+@contextmanager
+def _district(url: str) -> Iterator[DistrictDb]:
+    """The district database at ``url``, closed afterwards; refused in the admin's words."""
+    from controller.district import DistrictDb, shown_url
+
+    try:
+        district = DistrictDb(url)
+    except ClassCastError as exc:
+        raise click.ClickException(
+            t(
+                "The district database {url} cannot be used: {message}. Check the address, "
+                "the user's rights and that PostgreSQL runs there, then try again.",
+                url=shown_url(url),
+                message=str(exc),
+            )
+        ) from None
+    try:
+        yield district
+    except ClassCastError as exc:
+        if exc.code != "district":
+            raise
+        raise click.ClickException(
+            t("The district database failed: {message}. Try again.", message=str(exc))
+        ) from None
+    finally:
+        district.close()
+
+
+def _district_school(district: DistrictDb, school_id: str | None) -> str | None:
+    """``--school`` checked against the district's schools."""
+    if school_id is not None and school_id not in {s.school_id for s in district.schools()}:
+        known = ", ".join(s.school_id for s in district.schools()) or "—"
+        raise click.BadParameter(
+            t(
+                "the district database has no school {school} (it has: {known}). Push the "
+                "school's database first: classcast usage push --to URL.",
+                school=school_id,
+                known=known,
+            ),
+            param_hint="--school",
+        )
+    return school_id
+
+
 def _check_tz(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     """``--tz`` and ``usage timezone``: an IANA timezone name, refused in Russian otherwise."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -1388,10 +1475,19 @@ def usage() -> None:
 
 @usage.command("collect")
 @click.argument("panels", metavar="[PANEL]...", nargs=-1)
-@_db_option
+@_store_option
+@_school_option
+@_tz_option
 @option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/admin.md).")
 @click.pass_obj
-def usage_collect(obj: Ctx, panels: tuple[str, ...], db_path: Path | None, as_json: bool) -> None:
+def usage_collect(
+    obj: Ctx,
+    panels: tuple[str, ...],
+    db_target: str | None,
+    school_id: str | None,
+    tz: str | None,
+    as_json: bool,
+) -> None:
     """Pull new usage records from the panels into the school database.
 
     Without PANEL: the saved panels and those found on the network. Each needs this
@@ -1402,11 +1498,19 @@ def usage_collect(obj: Ctx, panels: tuple[str, ...], db_path: Path | None, as_js
     A record that cannot be trusted is named with its panel and number; the records
     before it are stored (docs/admin.md).
 
+    A large school may collect straight into the district's PostgreSQL database:
+    --db postgresql://… with --school (and --tz for a school new there).
+
     Example:
 
         classcast usage collect --db /var/lib/classcast/school.sqlite
         classcast usage collect "Каб. 12" "Каб. 14"
+        classcast usage collect --db postgresql://classcast@db.district/usage --school school-5
     """
+    if _is_url(db_target) and school_id is None:
+        raise click.UsageError(
+            t("Collecting into the district database needs the school's id: --school ID.")
+        )
     targets, unpaired = _collect_targets(obj, panels)
     for row in unpaired:
         echo(
@@ -1426,21 +1530,31 @@ def usage_collect(obj: Ctx, panels: tuple[str, ...], db_path: Path | None, as_js
     def creds(address: str) -> Credentials | None:
         return obj.home.credentials(targets[address][0], "admin")
 
-    from controller.collect import collect
+    from controller.collect import CollectionResult, collect
+    from controller.schooldb import UsageStore
 
-    db = _open_db(obj, db_path)
-    try:
-        result = asyncio.run(
+    def run(store: UsageStore) -> CollectionResult:
+        return asyncio.run(
             collect(
-                db,
+                store,
                 list(targets),
                 obj.home.identity(obj.teacher),
                 creds,
                 timeout_s=obj.timeout_s,
             )
         )
-    finally:
-        db.close()
+
+    if db_target is not None and _is_url(db_target):
+        assert school_id is not None
+        with _district(db_target) as district:
+            known = {s.school_id: s.tz for s in district.schools()}
+            result = run(district.school(school_id, tz=tz or known.get(school_id, "Europe/Moscow")))
+    else:
+        db = _open_db(obj, Path(db_target) if db_target else None)
+        try:
+            result = run(db)
+        finally:
+            db.close()
     names = {p.address: p.room or targets[p.address][1] or p.address for p in result.panels}
     failed = [p for p in result.panels if p.error is not None]
     if as_json:
@@ -1477,6 +1591,101 @@ def usage_collect(obj: Ctx, panels: tuple[str, ...], db_path: Path | None, as_js
         raise click.ClickException(
             t("{done} of {count} panels failed.", done=len(failed), count=len(result.panels))
         )
+    if result.failed:
+        raise click.ClickException(
+            t(
+                "Problems with the records of {n} of {count} panels: see above.",
+                n=len(result.failed),
+                count=len(result.panels),
+            )
+        )
+
+
+@usage.command("push")
+@_db_option
+@option(
+    "--to",
+    "url",
+    required=True,
+    metavar="URL",
+    help="The district's PostgreSQL database, postgresql://USER@HOST/DB.",
+)
+@_school_option
+@option("--name", help="The school's name in the district (default: the one its panels show).")
+@option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/admin.md).")
+@click.pass_obj
+def usage_push(
+    obj: Ctx,
+    db_path: Path | None,
+    url: str,
+    school_id: str | None,
+    name: str | None,
+    as_json: bool,
+) -> None:
+    """Send the school database's records to the district's PostgreSQL database.
+
+    Every record is checked again on arrival (its signature, its place in the panel's
+    chain); a record changed after collection is refused and named, with the records
+    after it. Running it again sends only what is new; after an interruption it goes on
+    from where it stopped. The school's roster and time zone go along.
+
+    --school is the school's id in the district; by default the one its panels sign
+    their records with (kiosk.toml school_id).
+
+    Example:
+
+        classcast usage push --db school.sqlite --to postgresql://classcast@db.district/usage
+        classcast usage push --to postgresql://classcast@db.district/usage --school school-5
+    """
+    from controller.district import is_district_url, push
+
+    if not is_district_url(url):
+        raise click.BadParameter(
+            t("give the district database as postgresql://USER@HOST/DB."), param_hint="--to"
+        )
+    db = _open_db(obj, db_path)
+    try:
+        with _district(url) as district:
+            try:
+                pushed_id, result = push(db, district, school_id=school_id, name=name)
+            except ValueError:
+                raise click.UsageError(
+                    t(
+                        "The school's records carry no single school id: give it with "
+                        "--school ID (as in the panels' kiosk.toml school_id)."
+                    )
+                ) from None
+    finally:
+        db.close()
+    if as_json:
+        summary = {
+            "school": pushed_id,
+            "added": result.added,
+            "failed": len(result.failed),
+            "panels": [_collection_json(p, p.room or p.kiosk_id or "") for p in result.panels],
+        }
+        echo(json_text(summary, indent=2))
+        if result.failed:
+            sys.exit(1)
+        return
+    for panel in result.panels:
+        name_shown = panel.room or panel.kiosk_id or "?"
+        if panel.error is not None:
+            message = _collect_error_text(panel.error, name_shown)
+            echo(t("{target}: error: {message}", target=name_shown, message=message), err=True)
+            continue
+        echo(
+            t(
+                "{room}: {added} records sent to the district ({duplicates} already there).",
+                room=name_shown,
+                added=panel.added,
+                duplicates=panel.duplicates,
+            )
+        )
+        for problem in panel.problems:
+            echo(f"{name_shown}: {_problem_text(problem)}", err=True)
+    echo(t("School {school}: {added} new records in the district.", school=pushed_id,
+           added=result.added))  # fmt: skip
     if result.failed:
         raise click.ClickException(
             t(
@@ -1660,13 +1869,14 @@ def _period(
 
 
 @usage.command("report")
-@_db_option
+@_store_option
+@_school_option
 @option("--week", help="ISO week such as 2026-W48 (default: this week).")
 @option("--from", "date_from", metavar="DATE", help="First day, YYYY-MM-DD.")
 @option("--to", "date_to", metavar="DATE", help="Last day, YYYY-MM-DD.")
 @option(
     "--by",
-    type=click.Choice(["room", "teacher", "content", "day", "week", "library"]),
+    type=click.Choice(["room", "teacher", "content", "day", "week", "library", "school"]),
     default="room",
     show_default=True,
     help="What to group by.",
@@ -1689,7 +1899,8 @@ def _period(
 @click.pass_obj
 def usage_report_command(
     obj: Ctx,
-    db_path: Path | None,
+    db_target: str | None,
+    school_id: str | None,
     week: str | None,
     date_from: str | None,
     date_to: str | None,
@@ -1704,12 +1915,18 @@ def usage_report_command(
 
         classcast usage report --week 2026-W48 --by teacher
         classcast usage report --from 2026-11-01 --to 2026-11-30 --format html -o ноябрь.html
+        classcast usage report --db postgresql://classcast@db.district/usage --by school
     """
     from controller.report_html import report_html
     from controller.reports import format_csv, format_json, format_table, usage_report
     from controller.roster import Roster
 
-    db = _open_db(obj, db_path)
+    if db_target is not None and _is_url(db_target):
+        _no_tz_for_district(tz)
+        start, end = _period(week, date_from, date_to, "Europe/Moscow")
+        _emit(_district_report_text(db_target, school_id, start, end, by, fmt), output)
+        return
+    db = _open_db(obj, Path(db_target) if db_target else None)
     try:
         Roster(db).gather_names()
         with _report_zone(db, tz, lambda zone: _period(week, date_from, date_to, zone)) as (
@@ -1730,8 +1947,54 @@ def usage_report_command(
     _emit(text, output)
 
 
+def _no_tz_for_district(tz: str | None) -> None:
+    if tz is not None:
+        raise click.UsageError(
+            t(
+                "--tz is for a school database: the district reports each school in its own "
+                "time zone."
+            )
+        )
+
+
+def _district_header(text: str) -> str:
+    return t("Each school's days and weeks in its own time zone; times in UTC.") + "\n" + text
+
+
+def _district_report_text(
+    url: str, school_id: str | None, start: date, end: date, by: str, fmt: str
+) -> str:
+    """``usage report --db postgresql://…`` in ``fmt``."""
+    from controller.district import district_compliance, district_report
+    from controller.report_html import district_html, iso_weeks
+    from controller.reports import format_csv, format_json, format_table
+
+    with _district(url) as district:
+        school = _district_school(district, school_id)
+        if fmt == "html":
+            schools = district_report(district, start=start, end=end, by="school", school=school)
+            weeks = [
+                (week, district_compliance(district, week=week, school=school))
+                for week in iso_weeks(start, end)
+            ]
+            return district_html(schools, weeks, start=start, end=end)
+        rows = district_report(
+            district,
+            start=start,
+            end=end,
+            by=by,  # type: ignore[arg-type]
+            school=school,
+        )
+    return {
+        "table": lambda: _district_header(format_table(rows, tz="UTC")),
+        "csv": lambda: format_csv(rows),
+        "json": lambda: format_json(rows),
+    }[fmt]()
+
+
 @usage.command("compliance")
-@_db_option
+@_store_option
+@_school_option
 @option("--week", help="ISO week such as 2026-W48 (default: this week).")
 @option(
     "--min",
@@ -1761,7 +2024,8 @@ def usage_report_command(
 @click.pass_obj
 def usage_compliance(
     obj: Ctx,
-    db_path: Path | None,
+    db_target: str | None,
+    school_id: str | None,
     week: str | None,
     min_lessons: int,
     min_minutes: float,
@@ -1777,6 +2041,7 @@ def usage_compliance(
     Example:
 
         classcast usage compliance --week 2026-W48 --min 3
+        classcast usage compliance --db postgresql://classcast@db.district/usage --week 2026-W48
     """
     from controller.reports import compliance, format_csv, format_json, format_table, now_week
     from controller.roster import Roster
@@ -1794,7 +2059,29 @@ def usage_compliance(
                 param_hint="--week",
             ) from None
 
-    db = _open_db(obj, db_path)
+    if db_target is not None and _is_url(db_target):
+        from controller.district import district_compliance
+
+        _no_tz_for_district(tz)
+        monday, _sunday = period("Europe/Moscow")
+        year, number, _ = monday.isocalendar()
+        with _district(db_target) as district:
+            rows = district_compliance(
+                district,
+                week=f"{year}-W{number:02d}",
+                school=_district_school(district, school_id),
+                min_lessons=min_lessons,
+                min_minutes=min_minutes,
+                require_source=not any_content,
+            )
+        text = {
+            "table": lambda: _district_header(format_table(rows, tz="UTC")),
+            "csv": lambda: format_csv(rows, compliance_rows=True),
+            "json": lambda: format_json(rows),
+        }[fmt]()
+        _emit(text, None)
+        return
+    db = _open_db(obj, Path(db_target) if db_target else None)
     try:
         Roster(db).gather_names()
         with _report_zone(db, tz, period) as (monday, _sunday):

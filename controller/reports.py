@@ -61,7 +61,8 @@ import io
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Final, Literal, get_args
+from operator import itemgetter
+from typing import Any, Final, Literal, Protocol, get_args
 from zoneinfo import ZoneInfo
 
 from controller.i18n import MESSAGES, N_, language
@@ -94,7 +95,7 @@ __all__ = [
     "usage_report",
 ]
 
-Group = Literal["room", "teacher", "content", "day", "week", "library"]
+Group = Literal["room", "teacher", "content", "day", "week", "library", "school"]
 """What :func:`usage_report` groups by."""
 GROUPS: Final[tuple[str, ...]] = get_args(Group)
 
@@ -131,9 +132,9 @@ class ReportRow:
 
     ``key`` identifies the group (room name, the teacher's roster id or
     :data:`DEVICE_KEY` + controller id for one not on the roster, the item: content
-    hash and title joined by ``/``, ``YYYY-MM-DD``, ``YYYY-Www``, library id);
-    ``label`` is what people read (room, teacher name, content title, day, week,
-    library id). A roster teacher with no use in the range has 0 everywhere and empty
+    hash and title joined by ``/``, ``YYYY-MM-DD``, ``YYYY-Www``, library id, school
+    id); ``label`` is what people read (room, teacher name, content title, day, week,
+    library id, school id). A roster teacher with no use in the range has 0 everywhere and empty
     times. ``lessons`` counts lessons that showed anything in the group (in a room
     report: lesson sessions of the room's panel), ``display_ms`` sums display time,
     ``items`` counts distinct items (content and title); ``first_start_utc`` and
@@ -142,7 +143,8 @@ class ReportRow:
     ``display_ms`` (0 to 1, three decimals); ``library`` is, in a content report, the
     id of the library the item came from (``''``: none). ``hidden_ms`` sums the time
     items of the group were on a panel but could not be seen (under an alert, a
-    blanked screen, a failure card): not display time.
+    blanked screen, a failure card): not display time. ``school`` is the school's id in
+    a district report (:mod:`controller.district`), ``''`` in a school's own.
     """
 
     group: str
@@ -157,6 +159,7 @@ class ReportRow:
     library_share: float = 0.0
     library: str = ""
     hidden_ms: int = 0
+    school: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +178,8 @@ class ComplianceRow:
 
     ``teacher_id`` is the school's roster id when ``on_roster``; otherwise the row is one
     controller bound to nobody on the roster (its id, and the name typed on it).
+    ``school`` is the school's id in a district report, ``''`` in a school's own: roster
+    ids are the school's, so a teacher is a school and an id.
     """
 
     week: str
@@ -191,9 +196,36 @@ class ComplianceRow:
     library_share: float = 0.0
     hidden_ms: int = 0
     on_roster: bool = False
+    school: str = ""
 
 
 # --------------------------------------------------------------------------- queries
+
+
+class ReportSource(Protocol):
+    """What the reports read records from: a school's database (:class:`SchoolDb`) or one
+    school in the district's (:class:`controller.district.DistrictSchool`), which runs
+    the same queries in its own SQL."""
+
+    def query(
+        self, sql: str, params: dict[str, Any] | Sequence[Any], *, action: str
+    ) -> list[tuple[Any, ...]]:
+        """All rows of one read-only query (see :meth:`SchoolDb.query`)."""
+        ...
+
+
+def _roster_of(db: ReportSource, roster: RosterView | None) -> RosterView:
+    """``roster``, else the roster of the school database ``db``.
+
+    Raises:
+        TypeError: ``roster`` is None and ``db`` is not a school database.
+    """
+    if roster is not None:
+        return roster
+    if isinstance(db, SchoolDb):
+        return Roster(db).view()
+    raise TypeError("a report over another source than a school database needs its roster")
+
 
 _SELECT: Final = """
 SELECT kiosk_id, teacher_id, lesson_id, start_ms, duration_ms, hidden != '', {columns}
@@ -217,6 +249,7 @@ _GROUP_COLUMNS: Final[Mapping[str, tuple[str, str]]] = {
     "day": ("day", "day"),
     "week": ("iso_week", "iso_week"),
     "library": ("library", "library"),
+    "school": ("school_id", "school_id"),
 }
 
 
@@ -323,7 +356,7 @@ def share(part_ms: int, whole_ms: int) -> float:
 
 
 def usage_report(
-    db: SchoolDb,
+    db: ReportSource,
     *,
     start: date,
     end: date,
@@ -367,7 +400,7 @@ def usage_report(
     keyed: list[tuple[_Group, int]] = []
     people: _People | None = None
     if by == "teacher":
-        people = _People(roster or Roster(db).view(), ((r[1], r[7]) for r in rows))
+        people = _People(_roster_of(db, roster), set(map(itemgetter(1, 7), rows)))
         for person, name in people.view.people.items():
             groups[person] = _Group(name)
     for row in rows:
@@ -419,7 +452,7 @@ def usage_report(
 
 
 def compliance(
-    db: SchoolDb,
+    db: ReportSource,
     *,
     week: str,
     min_lessons: int = 3,
@@ -458,7 +491,7 @@ def compliance(
     params = {"first_day": monday.isoformat(), "last_day": sunday.isoformat()}
     min_ms = min_minutes * 60_000
     rows = db.query(COMPLIANCE_QUERY, params, action="build the compliance report")
-    people = _People(roster or Roster(db).view(), ((r[1], r[6]) for r in rows))
+    people = _People(_roster_of(db, roster), set(map(itemgetter(1, 6), rows)))
     teachers = {person: _Tally(name, True) for person, name in people.view.people.items()}
     sessions = _Sessions(round(gap_minutes * 60_000))
     # Per session: teacher id, teacher name, display ms, library ms, first day, hidden ms.
@@ -531,7 +564,7 @@ class _People:
     """Whom each controller in a report's rows counts as (:class:`RosterView`), with the
     names typed on it in those rows."""
 
-    def __init__(self, view: RosterView, typed: Iterable[tuple[str, str]]) -> None:
+    def __init__(self, view: RosterView, typed: Iterable[tuple[Any, ...]]) -> None:
         self.view = view
         self.typed: dict[str, set[str]] = {}
         for device_id, name in typed:
@@ -604,6 +637,7 @@ _HEADINGS: Final[Mapping[str, str]] = {
     "day": N_("Day"),
     "week": N_("Week"),
     "library": N_("Library"),
+    "school": N_("School"),
 }
 
 
@@ -665,10 +699,27 @@ def table_cells(
 ) -> tuple[list[str], list[list[str]], list[bool]]:
     """What people read of ``rows``: translated headings, cell texts, and which columns
     are numbers (right-aligned). The text table and the HTML page both show these.
+    A district report's rows (``school`` set) get a «School» column first.
 
     A usage report's rows get a «Library» column after the first in a content report;
     names are cleaned (:func:`protocol.text.clean_name`) but not escaped.
     """
+    heads, cells, numeric = _cells(rows, lang, tz)
+    schools = [row.school for row in _rows(rows)]
+    if any(schools):
+        heads.insert(0, _t(N_("School"), lang))
+        numeric.insert(0, False)
+        for school, cell in zip(schools, cells, strict=True):
+            cell.insert(0, clean_name(school))
+    return heads, cells, numeric
+
+
+def _rows(rows: Rows) -> list[ReportRow | ComplianceRow]:
+    return list(rows)
+
+
+def _cells(rows: Rows, lang: str | None, tz: str) -> tuple[list[str], list[list[str]], list[bool]]:
+    """:func:`table_cells` without the «School» column of a district report."""
     if rows and isinstance(rows[0], ComplianceRow):
         heads = list(COMPLIANCE_HEADINGS)
         numeric = [False, True, False, False, True, True, True, True, True]

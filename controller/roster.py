@@ -33,7 +33,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from sqlite_utils import Database
 
@@ -57,6 +57,7 @@ __all__ = [
     "Teacher",
     "name_key",
     "parse_roster_csv",
+    "roster_view",
 ]
 
 MAX_ROSTER_FILE_BYTES: Final = 1024 * 1024
@@ -234,6 +235,34 @@ class RosterView:
         return matched[0] if len(matched) == 1 else None
 
 
+def roster_view(
+    teachers: Iterable[Sequence[Any]],
+    bindings: Iterable[Sequence[Any]],
+    device_names: Iterable[Sequence[Any]],
+) -> RosterView:
+    """The :class:`RosterView` of a roster's rows, wherever they are kept (a school's file,
+    the district's database).
+
+    Args:
+        teachers: ``(teacher_id, name, left_at, merged_into)`` per roster entry.
+        bindings: ``(device_id, teacher_id)`` per admin's binding.
+        device_names: ``(device_id, name)`` per name typed on a controller.
+    """
+    result = RosterView()
+    for teacher_id, name, left_at, merged_into in teachers:
+        result.names[teacher_id] = name
+        if merged_into:
+            result._merged[teacher_id] = merged_into
+        elif left_at is None:
+            result.people[teacher_id] = name
+        result.by_name.setdefault(name_key(name), set()).add(teacher_id)
+    for device_id, teacher_id in bindings:
+        result.admin[device_id] = teacher_id
+    for device_id, name in device_names:
+        result.device_names.setdefault(device_id, set()).add(name)
+    return result
+
+
 def name_key(name: str) -> str:
     """``name`` as compared for binding by name: Unicode NFC, case folded, ``ё`` as ``е``,
     spaces trimmed and each run of them one space. Nothing else is forgiven."""
@@ -401,27 +430,17 @@ class Roster:
         Raises:
             UsageLogError: The file cannot be read.
         """
-        result = RosterView()
-        for teacher_id, name, left_at, merged_into in self.db.query(
-            "SELECT teacher_id, name, left_at, merged_into FROM teachers",
-            [],
-            action="read the roster",
-        ):
-            result.names[teacher_id] = name
-            if merged_into:
-                result._merged[teacher_id] = merged_into
-            elif left_at is None:
-                result.people[teacher_id] = name
-            result.by_name.setdefault(name_key(name), set()).add(teacher_id)
-        for device_id, teacher_id in self.db.query(
-            "SELECT device_id, teacher_id FROM teacher_bindings", [], action="read the roster"
-        ):
-            result.admin[device_id] = teacher_id
-        for device_id, name in self.db.query(
-            "SELECT device_id, name FROM device_names", [], action="read the roster"
-        ):
-            result.device_names.setdefault(device_id, set()).add(name)
-        return result
+        return roster_view(
+            self.db.query(
+                "SELECT teacher_id, name, left_at, merged_into FROM teachers",
+                [],
+                action="read the roster",
+            ),
+            self.db.query(
+                "SELECT device_id, teacher_id FROM teacher_bindings", [], action="read the roster"
+            ),
+            self.db.query("SELECT device_id, name FROM device_names", [], action="read the roster"),
+        )
 
     def devices(self) -> list[Device]:
         """Every controller seen in the records, with its names and whom it counts as.

@@ -60,12 +60,12 @@ import json
 import logging
 import operator
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, Literal, Protocol, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -103,6 +103,7 @@ __all__ = [
     "Decision",
     "DecisionAction",
     "HeldRecord",
+    "IngestPlan",
     "IngestResult",
     "InvalidValue",
     "KeyChangedError",
@@ -110,7 +111,10 @@ __all__ = [
     "NoSuchProblemError",
     "SchoolDb",
     "TamperError",
+    "UsageStore",
+    "derive_columns",
     "iso_utc_ms",
+    "plan_ingest",
     "week_days",
 ]
 
@@ -118,11 +122,11 @@ logger = logging.getLogger(__name__)
 
 APPLICATION_ID: Final = 0x43435344
 """``PRAGMA application_id`` of a school database ("CCSD")."""
-SCHEMA_VERSION: Final = 6
+SCHEMA_VERSION: Final = 7
 """``PRAGMA user_version`` of the schema below; versions 1 (no ``invalid`` column), 2
 (no ``held`` and ``decisions`` tables), 3 (no ``plays.library`` column), 4 (no
-``plays.hidden`` column) and 5 (no roster) are upgraded when opened, any other is
-refused."""
+``plays.hidden`` column), 5 (no roster) and 6 (no ``plays.school_id`` column) are
+upgraded when opened, any other is refused."""
 DecisionAction = Literal["accept", "quarantine", "forget_key"]
 """What an admin decided about a record collection stopped at (:meth:`SchoolDb.decide`)."""
 QUARANTINED_BY_ADMIN: Final = "quarantined by an admin"
@@ -177,6 +181,7 @@ RECORD_COLUMNS: Final = (
     "record_hash",
     "signature",
     "hidden",
+    "school_id",
 )
 """The signed columns of ``plays``, in :class:`UsageRecord` field order."""
 DERIVED_COLUMNS: Final = (
@@ -197,17 +202,31 @@ _INSERT: Final = (
 
 _PLAYS_REPORT_INDEX: Final = """CREATE INDEX plays_report ON plays (
     day, kiosk_id, teacher_id, lesson_id, start_ms, duration_ms,
-    room, teacher_name, content_hash, content_title, content_source, iso_week, library, hidden
+    room, teacher_name, content_hash, content_title, content_source, iso_week, library, hidden,
+    school_id
 )"""
 
 _UPGRADE_5_PLAYS: Final = (
     "ALTER TABLE plays ADD COLUMN hidden TEXT NOT NULL DEFAULT ''",
     "DROP INDEX plays_report",
-    _PLAYS_REPORT_INDEX,
+    # The index of version 5 (version 7 adds ``school_id`` to it).
+    """CREATE INDEX plays_report ON plays (
+    day, kiosk_id, teacher_id, lesson_id, start_ms, duration_ms,
+    room, teacher_name, content_hash, content_title, content_source, iso_week, library, hidden
+)""",
 )
 """Schema version 5, table ``plays``: the signed ``hidden`` column (why an item was not
 visible during a record; ``''`` for every record stored before), and ``plays_report``
 covering it."""
+
+_UPGRADE_7_SCHOOL: Final = (
+    "ALTER TABLE plays ADD COLUMN school_id TEXT NOT NULL DEFAULT ''",
+    "DROP INDEX plays_report",
+    _PLAYS_REPORT_INDEX,
+)
+"""Schema version 7, table ``plays``: the signed ``school_id`` column (the panel's school,
+``''`` for every record stored before and for panels with no ``school_id`` set), and
+``plays_report`` covering it."""
 
 _SCHEMA: Final = f"""
 CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -252,6 +271,7 @@ CREATE TABLE plays (
     library TEXT NOT NULL DEFAULT '',
     invalid TEXT,
     hidden TEXT NOT NULL DEFAULT '',
+    school_id TEXT NOT NULL DEFAULT '',
     UNIQUE (kiosk_id, seq)
 );
 {_PLAYS_REPORT_INDEX};
@@ -562,6 +582,30 @@ def week_days(week: str) -> tuple[date, date]:
 # --------------------------------------------------------------------------- database
 
 
+class UsageStore(Protocol):
+    """Where collection stores what it pulls (:func:`controller.collect.collect`): a
+    school's SQLite file (:class:`SchoolDb`) or one school in the district's PostgreSQL
+    (:class:`controller.district.DistrictSchool`). Both check batches by
+    :func:`plan_ingest`."""
+
+    def after_seq(self, kiosk_id: str) -> int:
+        """The ``seq`` to pull panel ``kiosk_id`` after."""
+        ...
+
+    def ingest(
+        self,
+        kiosk_id: str,
+        batch: UsageBatch,
+        *,
+        room: str | None = None,
+        school: str | None = None,
+        address: str | None = None,
+        collected_at: datetime | None = None,
+    ) -> IngestResult:
+        """Check and store one batch; see :meth:`SchoolDb.ingest`."""
+        ...
+
+
 class SchoolDb:
     """The school's usage database in one SQLite file.
 
@@ -608,6 +652,8 @@ class SchoolDb:
                 self._upgrade_from_4()
             if version in (1, 2, 3, 4, 5):
                 self._upgrade_from_5()
+            if version in (1, 2, 3, 4, 5, 6):
+                self._upgrade_from_6()
             if tz is not None and (tz != self._tz_name or not self.timezone_chosen):
                 self.set_timezone(tz)
         except UsageLogError:
@@ -652,7 +698,7 @@ class SchoolDb:
             raise UsageLogError(
                 f"{self.path} is not a ClassCast school database (it has tables {listed})"
             )
-        if version not in (1, 2, 3, 4, 5, SCHEMA_VERSION):
+        if version not in (1, 2, 3, 4, 5, 6, SCHEMA_VERSION):
             raise UsageLogError(
                 f"{self.path} has school database schema version {version}; "
                 f"this program understands version {SCHEMA_VERSION}"
@@ -673,7 +719,8 @@ class SchoolDb:
         Raises:
             sqlite3.Error: SQLite refused.
         """
-        columns = ", ".join(c for c in RECORD_COLUMNS if c != "hidden")  # added by version 5
+        # ``hidden`` and ``school_id`` are added by versions 5 and 7.
+        columns = ", ".join(c for c in RECORD_COLUMNS if c not in ("hidden", "school_id"))
         with self._db.atomic():
             self._db.execute("ALTER TABLE plays ADD COLUMN invalid TEXT")
             updates = []
@@ -828,6 +875,17 @@ class SchoolDb:
                 self._db.execute(statement)
             self._db.execute("PRAGMA user_version = 6")
 
+    def _upgrade_from_6(self) -> None:
+        """Schema version 7: the statements of :data:`_UPGRADE_7_SCHOOL`.
+
+        Raises:
+            sqlite3.Error: SQLite refused.
+        """
+        with self._db.atomic():
+            for statement in _UPGRADE_7_SCHOOL:
+                self._db.execute(statement)
+            self._db.execute("PRAGMA user_version = 7")
+
     def _upgrade_from_3(self) -> None:
         """Add the ``library`` column (schema version 4), filled by the libraries in force.
 
@@ -881,14 +939,7 @@ class SchoolDb:
             ``(start_utc, start_ms, end_utc, day, iso_week, library, invalid)`` as
             stored in ``plays``; ``invalid`` is None for a usable record.
         """
-        times = self._times(record)
-        if isinstance(times, InvalidValue):
-            return ("", 0, None, "", "", "", times.text)
-        start_ms, end_ms = times
-        day, week = _calendar(self._tz).day_and_week(start_ms)
-        end_utc = None if end_ms is None else iso_utc_ms(end_ms)
-        library = self._matcher.library_of(record.content_source)
-        return (iso_utc_ms(start_ms), start_ms, end_utc, day, week, library, None)
+        return derive_columns(record, self._tz, self._matcher)
 
     @staticmethod
     def invalid_value(record: UsageRecord) -> InvalidValue | None:
@@ -1062,6 +1113,35 @@ class SchoolDb:
         info = self.kiosk(kiosk_id)
         return 0 if info is None else info.last_seq
 
+    def records(self, kiosk_id: str, after_seq: int, limit: int) -> list[UsageRecord]:
+        """Panel ``kiosk_id``'s stored records after ``after_seq``, in ``seq`` order, as the
+        panel signed them (for :func:`controller.district.push`, which checks them again).
+
+        Raises:
+            UsageLogError: The file cannot be read.
+        """
+        with self._guard("read records"):
+            rows = self._db.execute(
+                f"SELECT {', '.join(RECORD_COLUMNS)} FROM plays "
+                "WHERE kiosk_id = ? AND seq > ? ORDER BY seq, id LIMIT ?",
+                [kiosk_id, after_seq, limit],
+            ).fetchall()
+        return [UsageRecord(*row) for row in rows]
+
+    def retired_keys(self, kiosk_id: str) -> list[tuple[int, str]]:
+        """The keys an admin forgot for panel ``kiosk_id`` (a reinstalled panel), oldest
+        first: ``(up_to_seq, public_key)``, each the key of the records up to ``up_to_seq``.
+
+        Raises:
+            UsageLogError: The file cannot be read.
+        """
+        with self._guard("read panels"):
+            rows = self._db.execute(
+                "SELECT up_to_seq, public_key FROM retired_keys WHERE kiosk_id = ? ORDER BY rowid",
+                [kiosk_id],
+            ).fetchall()
+        return [(int(up_to), str(key)) for up_to, key in rows]
+
     def record_count(self) -> int:
         """How many records the database holds.
 
@@ -1114,89 +1194,40 @@ class SchoolDb:
             TamperError: The batch carries no usable signing key; nothing was stored.
             UsageLogError: The file cannot be read or written.
         """
-        info = self.kiosk(kiosk_id)
-        if batch.kiosk_id != kiosk_id:
-            raise ChainError(
-                kiosk_id,
-                [ChainProblem(kiosk_id, 0, "foreign", f"the batch is from panel {batch.kiosk_id}")],
-            )
-        try:
-            key = load_public_key(batch.public_key)
-        except ValueError as exc:
-            raise TamperError(
-                f"panel {kiosk_id} sent no usable signing key: {exc}", kiosk_id=kiosk_id
-            ) from None
-        # An empty pinned key was forgotten by an admin: this batch's key is pinned.
-        if info is not None and info.public_key not in ("", batch.public_key):
-            raise KeyChangedError(
-                f"panel {kiosk_id} ({info.room}) now signs its usage log with another key "
-                "than the one pinned at its first collection: nothing stored. If the panel "
-                "was reinstalled, an admin must forget its old key on purpose.",
-                kiosk_id=kiosk_id,
-                pinned=info.public_key,
-                got=batch.public_key,
-            )
-        last_seq = 0 if info is None else info.last_seq
-        last_hash = GENESIS_HASH if info is None else info.last_hash
-        old = [r for r in batch.records if r.seq <= last_seq]
-        new = [r for r in batch.records if r.seq > last_seq]
-        conflicts = self._check_duplicates(kiosk_id, old)
-        accepted, refused = _authentic_prefix(
-            kiosk_id, new, key, prev_seq=last_seq, prev_hash=last_hash
+        plan = plan_ingest(
+            kiosk_id,
+            batch,
+            self.kiosk(kiosk_id),
+            stored=self._stored_seqs,
+            derive=self.derive,
+            room=room,
+            school=school,
+            address=address,
+            collected_at=collected_at,
         )
-        rows = []
-        quarantined = []
-        for record in accepted:
-            derived = self.derive(record)
-            rows.append(_fields(record) + derived)
-            if derived[-1] is not None:
-                problem = self.invalid_value(record)
-                assert problem is not None
-                quarantined.append(problem)
-        if accepted:
-            last_seq, last_hash = accepted[-1].seq, accepted[-1].record_hash
-        moment = collected_at if collected_at is not None else datetime.now(UTC)
-        latest_room = room if room is not None else (accepted[-1].room if accepted else None)
-        panel: dict[str, Any] = {
-            "kiosk_id": kiosk_id,
-            "public_key": batch.public_key,
-            "last_seq": last_seq,
-            "last_hash": last_hash,
-            "last_collected_at": moment.astimezone(UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
-        }
-        for column, value in (("room", latest_room), ("school", school), ("address", address)):
-            if value is not None:
-                panel[column] = value
-        held = None
-        if refused is not None:
-            culprit = next((r for r in new if r.seq == refused.seq), None)
-            # Another panel's record is never this chain's to accept: it is not held.
-            if culprit is not None and culprit.kiosk_id == kiosk_id and refused.seq > last_seq:
-                held = (
-                    kiosk_id,
-                    refused.seq,
-                    refused.kind,
-                    refused.message,
-                    json.dumps(_fields(culprit), ensure_ascii=False),
-                    panel["last_collected_at"],
-                )
         with self._guard(f"store records of panel {kiosk_id}"), self._db.atomic():
-            self._db.conn.executemany(_INSERT, rows)
-            self._kiosks.upsert(panel, pk="kiosk_id")
+            self._db.conn.executemany(_INSERT, plan.rows)
+            self._kiosks.upsert(plan.panel, pk="kiosk_id")
             self._db.execute("DELETE FROM held WHERE kiosk_id = ?", [kiosk_id])
-            if held is not None:
-                self._db.execute("INSERT INTO held VALUES (?, ?, ?, ?, ?, ?)", held)
-        return IngestResult(
-            added=len(rows),
-            duplicates=len(old) - len(conflicts),
-            last_seq=last_seq,
-            quarantined=tuple(quarantined),
-            refused=refused,
-            not_stored=len(new) - len(accepted),
-            conflicts=tuple(conflicts),
-        )
+            if plan.held is not None:
+                self._db.execute("INSERT INTO held VALUES (?, ?, ?, ?, ?, ?)", plan.held)
+        return plan.result
+
+    def _stored_seqs(self, kiosk_id: str, low: int, high: int) -> dict[int, tuple[str, str]]:
+        """``seq`` → (uuid, record_hash) of the panel's stored records from ``low`` to ``high``.
+
+        Raises:
+            UsageLogError: The file cannot be read.
+        """
+        with self._guard("read records"):
+            return {
+                int(seq): (str(uuid), str(digest))
+                for seq, uuid, digest in self._db.execute(
+                    "SELECT seq, uuid, record_hash FROM plays "
+                    "WHERE kiosk_id = ? AND seq BETWEEN ? AND ?",
+                    [kiosk_id, low, high],
+                )
+            }
 
     # ------------------------------------------------------------------ decisions
 
@@ -1311,40 +1342,6 @@ class SchoolDb:
                 [kiosk_id, info.last_seq, who, moment, info.public_key],
             )
         return Decision(kiosk_id, info.room, info.last_seq, "forget_key", None, who, moment)
-
-    def _check_duplicates(
-        self, kiosk_id: str, records: Sequence[UsageRecord]
-    ) -> list[ChainProblem]:
-        """Problems with records at or below the stored chain end: each must be stored as is.
-
-        Raises:
-            UsageLogError: The file cannot be read.
-        """
-        if not records:
-            return []
-        low, high = min(r.seq for r in records), max(r.seq for r in records)
-        with self._guard("read records"):
-            stored = {
-                seq: (uuid, digest)
-                for seq, uuid, digest in self._db.execute(
-                    "SELECT seq, uuid, record_hash FROM plays "
-                    "WHERE kiosk_id = ? AND seq BETWEEN ? AND ?",
-                    [kiosk_id, low, high],
-                )
-            }
-        problems = []
-        for record in records:
-            if stored.get(record.seq) != (record.uuid, record.record_hash):
-                problems.append(
-                    ChainProblem(
-                        kiosk_id,
-                        record.seq,
-                        "inserted",
-                        f"seq {record.seq} is already stored as another record "
-                        f"(uuid {record.uuid} differs from the one collected before)",
-                    )
-                )
-        return problems
 
     # ------------------------------------------------------------------ verification
 
@@ -1573,11 +1570,189 @@ class SchoolDb:
                 if action == "quarantine"
                 else self.derive(UsageRecord(*fields))
             )
-            if _fields(rec) == fields and tuple(derived) == expected:
+            # A decision stored before a field was added names fewer fields.
+            if _fields(rec) == _fields(UsageRecord(*fields)) and tuple(derived) == expected:
                 problems.pop(row_id, None)
         found = [p for group in problems.values() for p in group]
         found.sort(key=lambda p: (p.seq, p.kind))
         return found
+
+
+Derive = Callable[[UsageRecord], tuple[Any, ...]]
+"""A store's :meth:`SchoolDb.derive`: the derived columns of a record."""
+StoredSeqs = Callable[[str, int, int], dict[int, tuple[str, str]]]
+"""A store's stored records of a panel from one ``seq`` to another: ``seq`` → (uuid, hash)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IngestPlan:
+    """What a store must write for one batch (:func:`plan_ingest`), all in one transaction.
+
+    ``rows``: the new records' signed then derived columns (``RECORD_COLUMNS`` +
+    ``DERIVED_COLUMNS``), to insert; ``panel``: the panel's row in ``kiosks`` (upsert);
+    ``held``: the record collection stops at (``kiosk_id, seq, cause, detail, record
+    JSON, found_at``), replacing the panel's held one, or None to clear it;
+    ``result``: what to tell the caller once written.
+    """
+
+    rows: list[tuple[Any, ...]]
+    panel: dict[str, Any]
+    held: tuple[Any, ...] | None
+    result: IngestResult
+
+
+def plan_ingest(
+    kiosk_id: str,
+    batch: UsageBatch,
+    info: KioskInfo | None,
+    *,
+    stored: StoredSeqs,
+    derive: Derive,
+    room: str | None = None,
+    school: str | None = None,
+    address: str | None = None,
+    collected_at: datetime | None = None,
+) -> IngestPlan:
+    """Check one batch of panel ``kiosk_id`` against its stored chain end ``info``: the
+    rules of :meth:`SchoolDb.ingest`, for every store (a school's SQLite file, the
+    district's PostgreSQL). The store then writes the plan in one transaction.
+
+    Args:
+        kiosk_id: The panel the batch came from.
+        batch: The panel's records and signing key.
+        info: The panel as stored (None: never collected).
+        stored: Reads the stored uuid and hash of the panel's records by ``seq``.
+        derive: The store's derived columns of a record.
+        room: The panel's room now; kept when ``None``.
+        school: The panel's school name; kept when ``None``.
+        address: Where the panel was reached; kept when ``None``.
+        collected_at: When the collection happened (now by default).
+
+    Returns:
+        The rows, the panel's row, the held record and the result.
+
+    Raises:
+        KeyChangedError: The panel signs with another key than the one pinned.
+        ChainError: The batch is another panel's.
+        TamperError: The batch carries no usable signing key.
+        UsageLogError: ``stored`` cannot read the store.
+    """
+    if batch.kiosk_id != kiosk_id:
+        raise ChainError(
+            kiosk_id,
+            [ChainProblem(kiosk_id, 0, "foreign", f"the batch is from panel {batch.kiosk_id}")],
+        )
+    try:
+        key = load_public_key(batch.public_key)
+    except ValueError as exc:
+        raise TamperError(
+            f"panel {kiosk_id} sent no usable signing key: {exc}", kiosk_id=kiosk_id
+        ) from None
+    # An empty pinned key was forgotten by an admin: this batch's key is pinned.
+    if info is not None and info.public_key not in ("", batch.public_key):
+        raise KeyChangedError(
+            f"panel {kiosk_id} ({info.room}) now signs its usage log with another key "
+            "than the one pinned at its first collection: nothing stored. If the panel "
+            "was reinstalled, an admin must forget its old key on purpose.",
+            kiosk_id=kiosk_id,
+            pinned=info.public_key,
+            got=batch.public_key,
+        )
+    last_seq = 0 if info is None else info.last_seq
+    last_hash = GENESIS_HASH if info is None else info.last_hash
+    old = [r for r in batch.records if r.seq <= last_seq]
+    new = [r for r in batch.records if r.seq > last_seq]
+    conflicts = _duplicate_problems(kiosk_id, old, stored)
+    accepted, refused = _authentic_prefix(
+        kiosk_id, new, key, prev_seq=last_seq, prev_hash=last_hash
+    )
+    rows = []
+    quarantined = []
+    for record in accepted:
+        derived = derive(record)
+        rows.append(_fields(record) + derived)
+        if derived[-1] is not None:
+            problem = SchoolDb.invalid_value(record)
+            if problem is not None:
+                quarantined.append(problem)
+    if accepted:
+        last_seq, last_hash = accepted[-1].seq, accepted[-1].record_hash
+    moment = collected_at if collected_at is not None else datetime.now(UTC)
+    latest_room = room if room is not None else (accepted[-1].room if accepted else None)
+    panel: dict[str, Any] = {
+        "kiosk_id": kiosk_id,
+        "public_key": batch.public_key,
+        "last_seq": last_seq,
+        "last_hash": last_hash,
+        "last_collected_at": moment.astimezone(UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z"),
+    }
+    for column, value in (("room", latest_room), ("school", school), ("address", address)):
+        if value is not None:
+            panel[column] = value
+    held = None
+    if refused is not None:
+        culprit = next((r for r in new if r.seq == refused.seq), None)
+        # Another panel's record is never this chain's to accept: it is not held.
+        if culprit is not None and culprit.kiosk_id == kiosk_id and refused.seq > last_seq:
+            held = (
+                kiosk_id,
+                refused.seq,
+                refused.kind,
+                refused.message,
+                json.dumps(_fields(culprit), ensure_ascii=False),
+                panel["last_collected_at"],
+            )
+    result = IngestResult(
+        added=len(rows),
+        duplicates=len(old) - len(conflicts),
+        last_seq=last_seq,
+        quarantined=tuple(quarantined),
+        refused=refused,
+        not_stored=len(new) - len(accepted),
+        conflicts=tuple(conflicts),
+    )
+    return IngestPlan(rows, panel, held, result)
+
+
+def derive_columns(
+    record: UsageRecord, zone: ZoneInfo, matcher: LibraryMatcher
+) -> tuple[str, int, str | None, str, str, str, str | None]:
+    """:meth:`SchoolDb.derive` of ``record`` with days and weeks in ``zone`` and libraries
+    recognised by ``matcher``: the one rule for every store."""
+    times = SchoolDb._times(record)
+    if isinstance(times, InvalidValue):
+        return ("", 0, None, "", "", "", times.text)
+    start_ms, end_ms = times
+    day, week = _calendar(zone).day_and_week(start_ms)
+    end_utc = None if end_ms is None else iso_utc_ms(end_ms)
+    library = matcher.library_of(record.content_source)
+    return (iso_utc_ms(start_ms), start_ms, end_utc, day, week, library, None)
+
+
+def _duplicate_problems(
+    kiosk_id: str, records: Sequence[UsageRecord], stored: StoredSeqs
+) -> list[ChainProblem]:
+    """Problems with records at or below the stored chain end: each must be stored as is.
+
+    Raises:
+        UsageLogError: ``stored`` cannot read the store.
+    """
+    if not records:
+        return []
+    found = stored(kiosk_id, min(r.seq for r in records), max(r.seq for r in records))
+    return [
+        ChainProblem(
+            kiosk_id,
+            record.seq,
+            "inserted",
+            f"seq {record.seq} is already stored as another record "
+            f"(uuid {record.uuid} differs from the one collected before)",
+        )
+        for record in records
+        if found.get(record.seq) != (record.uuid, record.record_hash)
+    ]
 
 
 def _authentic_prefix(

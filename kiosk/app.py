@@ -83,6 +83,7 @@ class KioskApp:
                 state / "usage.sqlite",
                 kiosk_id=self.identity.kiosk_id,
                 room=config.room,
+                school_id=config.school_id,
                 signing_key=ensure_signing_key(state),
             )
         )

@@ -73,8 +73,8 @@ __all__ = ["SCHEMA_VERSION", "DisplayStart", "UsageLog"]
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 3
-"""Stored in ``PRAGMA user_version``; a file of version 2 is upgraded when opened
+SCHEMA_VERSION: Final = 4
+"""Stored in ``PRAGMA user_version``; a file of version 2 or 3 is upgraded when opened
 (:data:`_UPGRADES`), one with another non-zero version is refused."""
 
 _MEMORY: Final = ":memory:"
@@ -112,6 +112,7 @@ CREATE TABLE plays (
     record_hash TEXT,
     signature TEXT,
     hidden TEXT NOT NULL DEFAULT '',
+    school_id TEXT NOT NULL DEFAULT '',
     CHECK ((seq IS NULL) = (ended_at IS NULL))
 );
 CREATE INDEX plays_open ON plays (run_id) WHERE ended_at IS NULL;
@@ -125,6 +126,11 @@ _UPGRADES: Final[dict[int, tuple[str, ...]]] = {
     2: (
         "ALTER TABLE plays ADD COLUMN hidden TEXT NOT NULL DEFAULT ''",
         "PRAGMA user_version = 3",
+    ),
+    # Version 4: the school's id on each record (``''`` on every record logged before).
+    3: (
+        "ALTER TABLE plays ADD COLUMN school_id TEXT NOT NULL DEFAULT ''",
+        "PRAGMA user_version = 4",
     ),
 }
 """Statements that bring a log of each older version to the next one, in a transaction."""
@@ -158,13 +164,15 @@ _PLAYS_COLUMNS: Final = frozenset(
         "record_hash",
         "signature",
         "hidden",
+        "school_id",
     }
 )
 
 _RECORD_COLUMNS: Final = (
     "uuid, seq, kiosk_id, room, lesson_id, lesson_title, item_index, kind, content_hash, "
     "content_title, content_source, teacher_id, teacher_name, started_at, ended_at, "
-    "duration_ms, end_reason, clock_offset_ms, prev_hash, record_hash, signature, hidden"
+    "duration_ms, end_reason, clock_offset_ms, prev_hash, record_hash, signature, hidden, "
+    "school_id"
 )
 
 _ITEM_KINDS: Final = frozenset(get_args(ItemKind))
@@ -249,6 +257,7 @@ class UsageLog:
         *,
         kiosk_id: str,
         room: str,
+        school_id: str = "",
         signing_key: Ed25519PrivateKey | None = None,
     ) -> None:
         """Open (or create) the log file and check that it is ours.
@@ -257,6 +266,8 @@ class UsageLog:
             path: The SQLite file; ``None`` keeps the log in memory (for tests).
             kiosk_id: Stamped on every record this log writes.
             room: Stamped on every record this log writes.
+            school_id: The school's id (``kiosk.toml`` ``school_id``; ``""`` when not
+                set), stamped on every record this log writes.
             signing_key: The kiosk's Ed25519 key that signs each closed record (a new
                 one when omitted, for tests).
 
@@ -266,6 +277,7 @@ class UsageLog:
         """
         self.kiosk_id = kiosk_id
         self.room = room
+        self.school_id = school_id
         self.path = _MEMORY if path is None else str(path)
         self._run_id = uuid_module.uuid4().hex
         self._lock = threading.RLock()
@@ -456,8 +468,8 @@ class UsageLog:
                 "INSERT INTO plays (uuid, run_id, kiosk_id, room, lesson_id, lesson_title, "
                 "item_index, kind, content_hash, content_title, content_source, teacher_id, "
                 "teacher_name, started_at, start_mono_s, last_seen_at, last_seen_mono_s, "
-                "clock_offset_ms, hidden) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "clock_offset_ms, hidden, school_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     interval_uuid,
                     self._run_id,
@@ -478,6 +490,7 @@ class UsageLog:
                     mono_s,
                     clock_offset_ms,
                     start.hidden,
+                    self.school_id,
                 ],
             )
         return interval_uuid
@@ -638,6 +651,7 @@ class UsageLog:
             record_hash_,
             signature,
             hidden,
+            school_id,
         ) = row
         return UsageRecord(
             uuid=str(uuid),
@@ -662,6 +676,7 @@ class UsageLog:
             record_hash=str(record_hash_ or ""),
             signature=str(signature or ""),
             hidden=cast(HiddenReason, hidden or ""),
+            school_id=str(school_id or ""),
         )
 
     def last_seq(self) -> int:

@@ -171,3 +171,8 @@ MAX_SEND_BACKLOG_BYTES: Final = 8 * 1024 * 1024
 CLOSE_TIMEOUT_S: Final = 0.5
 """A connection the kiosk closes (1008) is aborted if not gone after this long: a flooder
 is cut off within a second of crossing its limit (it is no longer read meanwhile)."""
+
+MAX_SCHOOL_ID_CHARS: Final = 64
+"""Longest school id (``kiosk.toml`` ``school_id``, ``classcast usage push --school``):
+lower-case Latin letters, digits, ``.``, ``_`` and ``-``, starting with a letter or digit
+(:func:`protocol.text.school_id_problem`)."""

@@ -165,6 +165,11 @@ class UsageRecord:
     the lesson stayed on the panel, its clock stood still, and the time is logged but is
     not display time. It is signed, and left out of the canonical form when empty, so
     records logged before the field existed keep their hashes.
+
+    ``school_id`` is the stable id of the panel's school (``kiosk.toml`` ``school_id``,
+    :func:`protocol.text.school_id_problem`; ``""`` when not set): district reports keep
+    each school's rooms and teachers apart by it. Signed, and left out of the canonical
+    form when empty, like ``hidden``.
     """
 
     uuid: str
@@ -189,6 +194,7 @@ class UsageRecord:
     record_hash: str = ""
     signature: str = ""
     hidden: HiddenReason = ""
+    school_id: str = ""
 
 
 # --------------------------------------------------------------------------- controller → kiosk

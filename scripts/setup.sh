@@ -22,6 +22,12 @@ if [ "${1:-}" = "--test" ]; then
   # Discovery is checked against avahi, the mDNS stack of the school's Linux machines:
   # a test runs the daemon (on a private D-Bus) inside network namespaces it creates.
   APT_PACKAGES+=(avahi-daemon avahi-utils dbus-daemon)
+  # The district database: the tests start their own PostgreSQL server (initdb, pg_ctl)
+  # in a temporary directory; nothing runs as a service.
+  APT_PACKAGES+=(postgresql)
+  if [ -d /run/systemd/system ] && ! dpkg-query -W -f='${Status}' postgresql 2>/dev/null | grep -q "install ok installed"; then
+    POSTGRES_NEW=1
+  fi
 fi
 
 missing=()
@@ -36,6 +42,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   # Installed here for the tests only: the machine's own avahi stays off its interfaces.
   if [[ " ${missing[*]} " == *" avahi-daemon "* ]] && [ -d /run/systemd/system ]; then
     $SUDO systemctl disable --now avahi-daemon.socket avahi-daemon.service >/dev/null 2>&1 || true
+  fi
+  # Likewise the machine's own PostgreSQL cluster stays stopped: tests run their own.
+  if [ -n "${POSTGRES_NEW:-}" ]; then
+    $SUDO systemctl disable --now postgresql.service >/dev/null 2>&1 || true
   fi
 fi
 

@@ -221,6 +221,13 @@ def test_schema_5_is_upgraded_to_the_roster(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     for table_name in ("teachers", "teacher_bindings", "roster_log", "device_names"):
         conn.execute(f"DROP TABLE {table_name}")
+    conn.execute("DROP INDEX plays_report")
+    conn.execute("ALTER TABLE plays DROP COLUMN school_id")
+    conn.execute(
+        "CREATE INDEX plays_report ON plays (day, kiosk_id, teacher_id, lesson_id, start_ms, "
+        "duration_ms, room, teacher_name, content_hash, content_title, content_source, "
+        "iso_week, library, hidden)"
+    )
     conn.execute("PRAGMA user_version = 5")
     conn.commit()
     conn.close()
@@ -229,7 +236,7 @@ def test_schema_5_is_upgraded_to_the_roster(tmp_path: Path) -> None:
     Roster(db).import_entries(ROSTER[:1], "admin", NOW)
     db.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
     conn.close()
 
 

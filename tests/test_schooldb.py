@@ -41,10 +41,11 @@ def iso(moment: datetime) -> str:
 
 def downgrade_to_3(conn: sqlite3.Connection) -> None:
     """Make a new school database file look as schema version 3 left it (no libraries,
-    no hidden time, no roster)."""
+    no hidden time, no roster, no school id)."""
     for table_name in ("teachers", "teacher_bindings", "roster_log", "device_names"):
         conn.execute(f"DROP TABLE {table_name}")
     conn.execute("DROP INDEX plays_report")
+    conn.execute("ALTER TABLE plays DROP COLUMN school_id")
     conn.execute("ALTER TABLE plays DROP COLUMN hidden")
     conn.execute("ALTER TABLE plays DROP COLUMN library")
     conn.execute(
@@ -62,9 +63,10 @@ def at(text: str) -> datetime:
 class Panel:
     """A kiosk that seals usage records with its own key, in seq order."""
 
-    def __init__(self, kiosk_id: str = "k-101", room: str = "101") -> None:
+    def __init__(self, kiosk_id: str = "k-101", room: str = "101", school_id: str = "") -> None:
         self.kiosk_id = kiosk_id
         self.room = room
+        self.school_id = school_id
         self.key = Ed25519PrivateKey.generate()
         self.records: list[UsageRecord] = []
 
@@ -111,6 +113,7 @@ class Panel:
             end_reason=end_reason,
             clock_offset_ms=offset_ms,
             hidden=hidden,
+            school_id=self.school_id,
         )
         prev = self.records[-1].record_hash if self.records else GENESIS_HASH
         sealed = seal(record, prev, self.key)
