@@ -90,8 +90,10 @@ CSV_LABELS: Final[dict[str, str]] = {
     "day": N_("by day"),
     "week": N_("by week"),
     "library": N_("by library"),
+    "school": N_("by school"),
 }
-"""The download buttons' labels (msgids), one per :data:`CSV_REPORTS`."""
+"""The download buttons' labels (msgids), one per :data:`CSV_REPORTS`; «by school» is
+offered only by a source that holds several schools."""
 
 MIN_LESSONS: Final = 3
 MIN_MINUTES: Final = 10.0
@@ -507,6 +509,7 @@ async def _report_values(
     try:
         weeks = await asyncio.to_thread(source.weeks, now_week(tz=tz))
         report = await asyncio.to_thread(source.week_report, chosen.week, chosen.school)
+        schools = await asyncio.to_thread(source.schools)
     except ClassCastError as exc:
         return {
             "chosen": chosen,
@@ -526,7 +529,9 @@ async def _report_values(
         "norm_table": table(report.norm, report.tz),
         "room_table": table(report.rooms, report.tz),
         "teacher_table": table(report.teachers, report.tz),
-        "csv_reports": [(what, CSV_LABELS[what]) for what in CSV_REPORTS],
+        "csv_reports": [
+            (what, CSV_LABELS[what]) for what in CSV_REPORTS if what != "school" or schools
+        ],
     }
 
 
