@@ -77,7 +77,7 @@ from controller.schooldb import (
     week_days,
 )
 from protocol.errors import UsageLogError
-from protocol.messages import UsageBatch, UsageRecord
+from protocol.messages import UsageBatch, UsageRecord, usage_record
 from protocol.text import school_id_problem
 from protocol.usage_chain import ChainProblem
 
@@ -699,7 +699,7 @@ class DistrictSchool:
         ).fetchall()
         fresh = []
         for row in rows:
-            record = UsageRecord(*row)
+            record = usage_record(row)
             derived = self.derive(record)
             fresh.append((self.school_id, *row, *derived[:3], _day(derived[3]), *derived[4:]))
         self._conn.execute(

@@ -32,12 +32,13 @@ import io
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final, Literal
 
 from sqlite_utils import Database
 
 from controller.schooldb import SchoolDb
+from protocol.clock import iso_utc
 from protocol.errors import UsageLogError
 from protocol.text import is_clean
 
@@ -370,10 +371,6 @@ def parse_roster_csv(data: bytes) -> list[RosterEntry]:
 # --------------------------------------------------------------------------- the database
 
 
-def _utc(now: datetime) -> str:
-    return now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 _NAMES_UPTO: Final = "device_names_upto"
 """Settings key: the last ``plays`` row id whose typed name is in ``device_names``."""
 
@@ -499,7 +496,7 @@ class Roster:
         Raises:
             UsageLogError: The file cannot be written; nothing was changed.
         """
-        moment = _utc(now)
+        moment = iso_utc(now)
         stored = {t.teacher_id: t for t in self.teachers()}
         listed = {e.teacher_id for e in entries}
         added = renamed = unchanged = left = back = 0
@@ -551,7 +548,7 @@ class Roster:
         """
         teacher = self._teacher(teacher_id)
         self._device(device_id)
-        moment = _utc(now)
+        moment = iso_utc(now)
         with self.db.transaction("bind a controller") as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO teacher_bindings VALUES (?, ?, ?, ?)",
@@ -570,7 +567,7 @@ class Roster:
             UsageLogError: The file cannot be written.
         """
         self._device(device_id)
-        moment = _utc(now)
+        moment = iso_utc(now)
         with self.db.transaction("unbind a controller") as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO teacher_bindings VALUES (?, '', ?, ?)",
@@ -590,7 +587,7 @@ class Roster:
         view = self.view()
         if view.resolve(keep_id) == view.resolve(other_id):
             raise RosterError("same", other_id)
-        moment = _utc(now)
+        moment = iso_utc(now)
         with self.db.transaction("merge roster entries") as conn:
             conn.execute(
                 "UPDATE teachers SET merged_into = ? WHERE teacher_id = ?", [keep_id, other_id]

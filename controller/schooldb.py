@@ -55,6 +55,7 @@ Errors (all :class:`protocol.errors.UsageLogError`, ours or the panel's)::
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -81,8 +82,9 @@ from controller.libraries import (
     libraries_to_json,
 )
 from protocol import limits
+from protocol.clock import iso_utc, iso_utc_ms
 from protocol.errors import UsageLogError
-from protocol.messages import UsageBatch, UsageRecord
+from protocol.messages import USAGE_RECORD_FIELDS, UsageBatch, UsageRecord, usage_record
 from protocol.usage_chain import (
     GENESIS_HASH,
     ChainProblem,
@@ -158,32 +160,8 @@ CALENDAR_CACHE_ENTRIES: Final = 65_536
 _OFFSET_VARIES: Final = 1 << 62
 """Cached for an hour in which the timezone's offset changes (no offset is this large)."""
 
-RECORD_COLUMNS: Final = (
-    "uuid",
-    "seq",
-    "kiosk_id",
-    "room",
-    "lesson_id",
-    "lesson_title",
-    "item_index",
-    "kind",
-    "content_hash",
-    "content_title",
-    "content_source",
-    "teacher_id",
-    "teacher_name",
-    "started_at",
-    "ended_at",
-    "duration_ms",
-    "end_reason",
-    "clock_offset_ms",
-    "prev_hash",
-    "record_hash",
-    "signature",
-    "hidden",
-    "school_id",
-)
-"""The signed columns of ``plays``, in :class:`UsageRecord` field order."""
+RECORD_COLUMNS: Final = USAGE_RECORD_FIELDS
+"""The signed columns of ``plays``: the fields of :class:`UsageRecord`, in their order."""
 DERIVED_COLUMNS: Final = (
     "start_utc",
     "start_ms",
@@ -531,28 +509,6 @@ class KioskInfo:
     address: str | None
 
 
-def iso_utc_ms(ms: int) -> str:
-    """Format milliseconds since the epoch as ISO 8601 UTC with milliseconds and ``Z``.
-
-    Args:
-        ms: Milliseconds since the epoch.
-
-    Returns:
-        For example ``"2026-11-23T08:30:00.250Z"``.
-    """
-    day, rest = divmod(ms, _DAY_MS)
-    hour, rest = divmod(rest, _HOUR_MS)
-    minute, rest = divmod(rest, 60_000)
-    second, milli = divmod(rest, 1000)
-    return f"{_utc_day(day)}T{hour:02d}:{minute:02d}:{second:02d}.{milli:03d}Z"
-
-
-@functools.lru_cache(maxsize=4096)
-def _utc_day(day: int) -> str:
-    """``YYYY-MM-DD`` of day ``day`` since the epoch."""
-    return date.fromordinal(day + _EPOCH_ORDINAL).isoformat()
-
-
 def _epoch_ms(text: str) -> int:
     """Parse an ISO 8601 time (``Z`` or an offset; naive means UTC) to epoch milliseconds.
 
@@ -725,7 +681,7 @@ class SchoolDb:
             self._db.execute("ALTER TABLE plays ADD COLUMN invalid TEXT")
             updates = []
             for row in self._db.execute(f"SELECT id, {columns} FROM plays").fetchall():
-                derived = self.derive(UsageRecord(*row[1:]))
+                derived = self.derive(usage_record(row[1:]))
                 if derived[-1] is not None:
                     updates.append((*derived[:5], derived[-1], row[0]))
             self._db.conn.executemany(
@@ -1126,7 +1082,7 @@ class SchoolDb:
                 "WHERE kiosk_id = ? AND seq > ? ORDER BY seq, id LIMIT ?",
                 [kiosk_id, after_seq, limit],
             ).fetchall()
-        return [UsageRecord(*row) for row in rows]
+        return [usage_record(row) for row in rows]
 
     def retired_keys(self, kiosk_id: str) -> list[tuple[int, str]]:
         """The keys an admin forgot for panel ``kiosk_id`` (a reinstalled panel), oldest
@@ -1269,13 +1225,13 @@ class SchoolDb:
         if row is None:
             raise NoSuchProblemError(kiosk_id, seq)
         cause, text = str(row[0]), str(row[1])
-        record = UsageRecord(*json.loads(text))
+        record = usage_record(json.loads(text))
         derived = (
             ("", 0, None, "", "", "", QUARANTINED_BY_ADMIN)
             if action == "quarantine"
             else self.derive(record)
         )
-        moment = now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        moment = iso_utc(now)
         with self._guard(f"store the decision on record #{seq}"), self._db.atomic():
             self._db.conn.execute(_INSERT, (*_fields(record), *derived))
             self._db.execute(
@@ -1328,7 +1284,7 @@ class SchoolDb:
         info = self.kiosk(kiosk_id)
         if info is None:
             raise NoSuchProblemError(kiosk_id, 0)
-        moment = now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        moment = iso_utc(now)
         with self._guard(f"forget the key of panel {kiosk_id}"), self._db.atomic():
             if info.public_key:
                 self._db.execute(
@@ -1426,7 +1382,7 @@ class SchoolDb:
             [kid],
         ).fetchall()
         width = len(RECORD_COLUMNS)
-        stored = [(int(row[0]), UsageRecord(*row[1 : width + 1]), row[width + 1 :]) for row in rows]
+        stored = [(int(row[0]), usage_record(row[1 : width + 1]), row[width + 1 :]) for row in rows]
         seq_by_hash = {rec.record_hash: rec.seq for _, rec, _ in stored}
         seq_by_prev = {rec.prev_hash: rec.seq for _, rec, _ in stored}
         problems: dict[int, list[ChainProblem]] = {}
@@ -1554,7 +1510,7 @@ class SchoolDb:
             highest = max(highest, rec.seq)
         # Records an admin decided on stay as decided: their own break is not reported.
         decided = {
-            int(seq): (str(action), tuple(json.loads(text)))
+            int(seq): (str(action), json.loads(text))
             for seq, action, text in self._db.execute(
                 "SELECT seq, action, record FROM decisions "
                 "WHERE kiosk_id = ? AND action IN ('accept', 'quarantine')",
@@ -1568,10 +1524,10 @@ class SchoolDb:
             expected = (
                 ("", 0, None, "", "", "", QUARANTINED_BY_ADMIN)
                 if action == "quarantine"
-                else self.derive(UsageRecord(*fields))
+                else self.derive(usage_record(fields))
             )
             # A decision stored before a field was added names fewer fields.
-            if _fields(rec) == _fields(UsageRecord(*fields)) and tuple(derived) == expected:
+            if _fields(rec) == _fields(usage_record(fields)) and tuple(derived) == expected:
                 problems.pop(row_id, None)
         found = [p for group in problems.values() for p in group]
         found.sort(key=lambda p: (p.seq, p.kind))
@@ -1684,9 +1640,7 @@ def plan_ingest(
         "public_key": batch.public_key,
         "last_seq": last_seq,
         "last_hash": last_hash,
-        "last_collected_at": moment.astimezone(UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z"),
+        "last_collected_at": iso_utc(moment),
     }
     for column, value in (("room", latest_room), ("school", school), ("address", address)):
         if value is not None:
@@ -1701,7 +1655,7 @@ def plan_ingest(
                 refused.seq,
                 refused.kind,
                 refused.message,
-                json.dumps(_fields(culprit), ensure_ascii=False),
+                json.dumps(dataclasses.asdict(culprit), ensure_ascii=False),
                 panel["last_collected_at"],
             )
     result = IngestResult(

@@ -16,8 +16,9 @@ Names follow the house rule: commands sent by the controller are imperatives
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from collections.abc import Mapping, Sequence
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, ClassVar, Final, Literal
 
 ItemKind = Literal["image", "pdf", "video", "web", "text", "screen"]
 """What an item is, decided by probing its content. ``screen`` is a teacher's shared
@@ -195,6 +196,43 @@ class UsageRecord:
     signature: str = ""
     hidden: HiddenReason = ""
     school_id: str = ""
+
+
+USAGE_RECORD_FIELDS: Final[tuple[str, ...]] = tuple(f.name for f in fields(UsageRecord))
+"""A usage record's fields in declaration order: the columns every usage table (the
+panel's log, the school's and the district's databases) is read and written by."""
+
+_TEXT_DEFAULTS: Final = frozenset(
+    f.name for f in fields(UsageRecord) if f.default == "" and f.default is not MISSING
+)
+
+
+def usage_record(values: Mapping[str, object] | Sequence[object]) -> UsageRecord:
+    """A usage record from stored values, field by field name.
+
+    Args:
+        values: A mapping of field names, or a row of :data:`USAGE_RECORD_FIELDS` in that
+            order (a row stored before later fields existed may stop short: they take
+            their defaults). A NULL (``None``) where a text field defaults to ``""`` (a
+            record not sealed yet) reads as ``""``.
+
+    Returns:
+        The record. Values are not checked here: the codec checks what arrives, and
+        the chain's hash checks what was stored.
+
+    Raises:
+        TypeError: a name that is no field, a row longer than the fields, or a required
+            field missing.
+    """
+    if not isinstance(values, Mapping):
+        if len(values) > len(USAGE_RECORD_FIELDS):
+            raise TypeError(f"a usage record has {len(USAGE_RECORD_FIELDS)} fields")
+        values = dict(zip(USAGE_RECORD_FIELDS, values, strict=False))
+    named: dict[str, Any] = {
+        name: "" if value is None and name in _TEXT_DEFAULTS else value
+        for name, value in values.items()
+    }
+    return UsageRecord(**named)
 
 
 # --------------------------------------------------------------------------- controller → kiosk
