@@ -1360,22 +1360,9 @@ class SchoolDb:
             [kid],
         ).fetchall()
         try:
-            current = load_public_key(panel.public_key) if panel.public_key else None
-            keys = [(int(up_to), load_public_key(text)) for up_to, text in retired]
+            keys = _PanelKeys(panel.public_key, retired)
         except ValueError as exc:
-            return [ChainProblem(kid, 0, "edited", f"the pinned signing key is damaged: {exc}")]
-        if current is None and not keys:
-            return [ChainProblem(kid, 0, "edited", "the pinned signing key is missing")]
-
-        def keys_for(seq: int) -> list[Ed25519PublicKey]:
-            """The keys that may have signed record ``seq``: the retired key whose range
-            holds it, else the pinned one or the last retired one (records the panel
-            signed before it was reinstalled, collected after)."""
-            for up_to, old in keys:
-                if seq <= up_to:
-                    return [old]
-            return [k for k in (current, keys[-1][1] if keys else None) if k is not None]
-
+            return [ChainProblem(kid, 0, "edited", str(exc))]
         rows = self._db.execute(
             f"SELECT id, {', '.join(RECORD_COLUMNS + DERIVED_COLUMNS)} FROM plays "
             "WHERE kiosk_id = ? ORDER BY seq, id",
@@ -1383,132 +1370,10 @@ class SchoolDb:
         ).fetchall()
         width = len(RECORD_COLUMNS)
         stored = [(int(row[0]), usage_record(row[1 : width + 1]), row[width + 1 :]) for row in rows]
-        seq_by_hash = {rec.record_hash: rec.seq for _, rec, _ in stored}
-        seq_by_prev = {rec.prev_hash: rec.seq for _, rec, _ in stored}
-        problems: dict[int, list[ChainProblem]] = {}
-
-        def flag(row_id: int, problem: ChainProblem) -> None:
-            problems.setdefault(row_id, []).append(problem)
-
-        # Pass 1: recover the original seq of rows whose seq alone was changed.
-        checked: list[tuple[int, UsageRecord, tuple[Any, ...], bool]] = []
-        for row_id, rec, derived in stored:
-            hash_ok = record_hash(rec) == rec.record_hash
-            if not hash_ok:
-                original = _original_seq(rec, seq_by_hash, seq_by_prev)
-                if original is not None:
-                    flag(
-                        row_id,
-                        ChainProblem(
-                            kid,
-                            original,
-                            "reordered",
-                            f"its seq was changed from {original} to {rec.seq} (reordered)",
-                        ),
-                    )
-                    rec, hash_ok = replace(rec, seq=original), True
-            checked.append((row_id, rec, tuple(derived), hash_ok))
-        checked.sort(key=lambda item: (item[1].seq, item[0]))
-
-        # Pass 2: the chain in seq order.
-        expected_prev: str | None = GENESIS_HASH
-        last_seq = 0
-        for row_id, rec, derived, hash_ok in checked:
-            seq = rec.seq
-            if seq <= last_seq:
-                flag(
-                    row_id, ChainProblem(kid, seq, "inserted", f"a second record #{seq} (inserted)")
-                )
-            elif seq > last_seq + 1:
-                gap = f"{last_seq + 1}" if seq == last_seq + 2 else f"{last_seq + 1}–{seq - 1}"
-                flag(
-                    row_id,
-                    ChainProblem(
-                        kid, last_seq + 1, "deleted", f"records {gap} are missing (deleted)"
-                    ),
-                )
-            if seq > panel.last_seq:
-                flag(
-                    row_id,
-                    ChainProblem(
-                        kid,
-                        seq,
-                        "inserted",
-                        f"after the last record collected (#{panel.last_seq}) (inserted)",
-                    ),
-                )
-            content_ok = False
-            if not hash_ok:
-                flag(
-                    row_id,
-                    ChainProblem(
-                        kid, seq, "edited", "content differs from what the panel signed (edited)"
-                    ),
-                )
-            elif not any(signature_ok(rec, key) for key in keys_for(seq)):
-                flag(
-                    row_id,
-                    ChainProblem(
-                        kid, seq, "bad_signature", "not signed by this panel's key (forged)"
-                    ),
-                )
-            else:
-                content_ok = True
-                expected = self.derive(rec)
-                if expected != derived:
-                    names = [
-                        name
-                        for name, want, got in zip(DERIVED_COLUMNS, expected, derived, strict=True)
-                        if want != got
-                    ]
-                    flag(
-                        row_id,
-                        ChainProblem(
-                            kid,
-                            seq,
-                            "edited",
-                            f"{', '.join(names) or 'derived columns'} "
-                            "do not match the signed times (edited)",
-                        ),
-                    )
-                elif (
-                    expected_prev is not None
-                    and rec.prev_hash != expected_prev
-                    and row_id not in problems
-                ):
-                    flag(
-                        row_id,
-                        ChainProblem(
-                            kid, seq, "inserted", "does not follow the record before it (inserted)"
-                        ),
-                    )
-            # An authentic record anchors the next link even if rows around it are missing.
-            expected_prev = rec.record_hash if content_ok else None
-            last_seq = max(last_seq, seq)
-        if last_seq < panel.last_seq:
-            gap = (
-                f"{panel.last_seq}"
-                if last_seq + 1 == panel.last_seq
-                else f"{last_seq + 1}–{panel.last_seq}"
-            )
-            flag(
-                -1,
-                ChainProblem(
-                    kid, last_seq + 1, "deleted", f"records {gap} are missing at the end (deleted)"
-                ),
-            )
-
-        # Pass 3: collection order. Records are inserted in seq order, so row ids must
-        # grow with seq; rows moved about (deleted and put back) show here.
-        highest = 0
-        for row_id, rec, _, _ in sorted(checked, key=lambda item: item[0]):
-            if rec.seq < highest and row_id not in problems:
-                flag(
-                    row_id,
-                    ChainProblem(kid, rec.seq, "reordered", f"stored after #{highest} (reordered)"),
-                )
-            highest = max(highest, rec.seq)
-        # Records an admin decided on stay as decided: their own break is not reported.
+        audit = _ChainAudit(kid, keys, self.derive)
+        checked = audit.recover_reordered(stored)
+        audit.check_chain(checked, panel.last_seq)
+        audit.check_collection_order(checked)
         decided = {
             int(seq): (str(action), json.loads(text))
             for seq, action, text in self._db.execute(
@@ -1517,21 +1382,179 @@ class SchoolDb:
                 [kid],
             )
         }
+        audit.forgive_decided(stored, decided)
+        return audit.found()
+
+
+class _PanelKeys:
+    """The keys that may have signed a panel's records: the one pinned now and those an
+    admin retired (a reinstalled panel), each verifying the records up to its end.
+
+    Raises:
+        ValueError: a key is damaged, or there is none (the message says which).
+    """
+
+    def __init__(self, pinned: str, retired: Sequence[tuple[int, str]]) -> None:
+        try:
+            self.current = load_public_key(pinned) if pinned else None
+            self.retired = [(int(up_to), load_public_key(text)) for up_to, text in retired]
+        except ValueError as exc:
+            raise ValueError(f"the pinned signing key is damaged: {exc}") from None
+        if self.current is None and not self.retired:
+            raise ValueError("the pinned signing key is missing")
+
+    def for_seq(self, seq: int) -> list[Ed25519PublicKey]:
+        """The keys that may have signed record ``seq``: the retired key whose range holds
+        it, else the pinned one or the last retired one (records the panel signed before
+        it was reinstalled, collected after)."""
+        for up_to, old in self.retired:
+            if seq <= up_to:
+                return [old]
+        last = self.retired[-1][1] if self.retired else None
+        return [k for k in (self.current, last) if k is not None]
+
+
+_Checked = tuple[int, UsageRecord, tuple[Any, ...], bool]
+"""A stored row as audited: row id, the record (its original ``seq`` restored when only
+that was changed), its derived columns, and whether its hash matches its content."""
+
+
+class _ChainAudit:
+    """The passes of :meth:`SchoolDb.verify` over one panel's stored rows, collecting the
+    problems found per row (``-1``: the end of the chain)."""
+
+    def __init__(self, kiosk_id: str, keys: _PanelKeys, derive: Derive) -> None:
+        self.kid = kiosk_id
+        self.keys = keys
+        self.derive = derive
+        self.problems: dict[int, list[ChainProblem]] = {}
+
+    def flag(self, row_id: int, seq: int, kind: ProblemKind, message: str) -> None:
+        self.problems.setdefault(row_id, []).append(ChainProblem(self.kid, seq, kind, message))
+
+    def found(self) -> list[ChainProblem]:
+        """Every problem, by ``seq`` and kind."""
+        found = [p for group in self.problems.values() for p in group]
+        found.sort(key=lambda p: (p.seq, p.kind))
+        return found
+
+    def recover_reordered(
+        self, stored: Sequence[tuple[int, UsageRecord, Sequence[Any]]]
+    ) -> list[_Checked]:
+        """Pass 1: rows whose ``seq`` alone was changed get their original one back (and
+        are flagged ``reordered``); returns every row, in the order of the original seqs."""
+        seq_by_hash = {rec.record_hash: rec.seq for _, rec, _ in stored}
+        seq_by_prev = {rec.prev_hash: rec.seq for _, rec, _ in stored}
+        checked: list[_Checked] = []
+        for row_id, rec, derived in stored:
+            hash_ok = record_hash(rec) == rec.record_hash
+            if not hash_ok:
+                original = _original_seq(rec, seq_by_hash, seq_by_prev)
+                if original is not None:
+                    self.flag(
+                        row_id,
+                        original,
+                        "reordered",
+                        f"its seq was changed from {original} to {rec.seq} (reordered)",
+                    )
+                    rec, hash_ok = replace(rec, seq=original), True
+            checked.append((row_id, rec, tuple(derived), hash_ok))
+        checked.sort(key=lambda item: (item[1].seq, item[0]))
+        return checked
+
+    def check_chain(self, checked: Sequence[_Checked], last_collected: int) -> None:
+        """Pass 2: the chain in ``seq`` order: gaps, seconds of one seq, records past the
+        last collected, edited content, bad signatures, derived columns, broken links."""
+        expected_prev: str | None = GENESIS_HASH
+        last_seq = 0
+        for row_id, rec, derived, hash_ok in checked:
+            seq = rec.seq
+            if seq <= last_seq:
+                self.flag(row_id, seq, "inserted", f"a second record #{seq} (inserted)")
+            elif seq > last_seq + 1:
+                gap = f"{last_seq + 1}" if seq == last_seq + 2 else f"{last_seq + 1}–{seq - 1}"
+                self.flag(row_id, last_seq + 1, "deleted", f"records {gap} are missing (deleted)")
+            if seq > last_collected:
+                self.flag(
+                    row_id,
+                    seq,
+                    "inserted",
+                    f"after the last record collected (#{last_collected}) (inserted)",
+                )
+            content_ok = hash_ok and self._content_checked(row_id, rec, derived)
+            broken_link = expected_prev is not None and rec.prev_hash != expected_prev
+            if content_ok and broken_link and row_id not in self.problems:
+                self.flag(
+                    row_id, seq, "inserted", "does not follow the record before it (inserted)"
+                )
+            if not hash_ok:
+                self.flag(
+                    row_id, seq, "edited", "content differs from what the panel signed (edited)"
+                )
+            # An authentic record anchors the next link even if rows around it are missing.
+            expected_prev = rec.record_hash if content_ok else None
+            last_seq = max(last_seq, seq)
+        if last_seq < last_collected:
+            gap = (
+                f"{last_collected}"
+                if last_seq + 1 == last_collected
+                else f"{last_seq + 1}–{last_collected}"
+            )
+            self.flag(
+                -1, last_seq + 1, "deleted", f"records {gap} are missing at the end (deleted)"
+            )
+
+    def _content_checked(self, row_id: int, rec: UsageRecord, derived: tuple[Any, ...]) -> bool:
+        """Whether a record whose hash matches is signed by the panel and its derived
+        columns match; flags what does not. False for a bad signature only: a record with
+        edited derived columns still anchors the chain (its signed content is intact)."""
+        if not any(signature_ok(rec, key) for key in self.keys.for_seq(rec.seq)):
+            self.flag(row_id, rec.seq, "bad_signature", "not signed by this panel's key (forged)")
+            return False
+        expected = self.derive(rec)
+        if expected != derived:
+            names = [
+                name
+                for name, want, got in zip(DERIVED_COLUMNS, expected, derived, strict=True)
+                if want != got
+            ]
+            self.flag(
+                row_id,
+                rec.seq,
+                "edited",
+                f"{', '.join(names) or 'derived columns'} do not match the signed times (edited)",
+            )
+        return True
+
+    def check_collection_order(self, checked: Sequence[_Checked]) -> None:
+        """Pass 3: records are inserted in seq order, so row ids must grow with seq; rows
+        moved about (deleted and put back) show here."""
+        highest = 0
+        for row_id, rec, _, _ in sorted(checked, key=lambda item: item[0]):
+            if rec.seq < highest and row_id not in self.problems:
+                self.flag(row_id, rec.seq, "reordered", f"stored after #{highest} (reordered)")
+            highest = max(highest, rec.seq)
+
+    def forgive_decided(
+        self,
+        stored: Sequence[tuple[int, UsageRecord, Sequence[Any]]],
+        decided: dict[int, tuple[str, Any]],
+    ) -> None:
+        """Records an admin decided on stay as decided: their own break is not reported
+        while they are exactly as decided."""
         for row_id, rec, derived in stored:
             if rec.seq not in decided:
                 continue
             action, fields = decided[rec.seq]
+            as_decided = usage_record(fields)
             expected = (
                 ("", 0, None, "", "", "", QUARANTINED_BY_ADMIN)
                 if action == "quarantine"
-                else self.derive(usage_record(fields))
+                else self.derive(as_decided)
             )
             # A decision stored before a field was added names fewer fields.
-            if _fields(rec) == _fields(usage_record(fields)) and tuple(derived) == expected:
-                problems.pop(row_id, None)
-        found = [p for group in problems.values() for p in group]
-        found.sort(key=lambda p: (p.seq, p.kind))
-        return found
+            if _fields(rec) == _fields(as_decided) and tuple(derived) == expected:
+                self.problems.pop(row_id, None)
 
 
 Derive = Callable[[UsageRecord], tuple[Any, ...]]
