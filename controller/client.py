@@ -859,7 +859,7 @@ async def control_all(
     once, with an id unused on every connection, and the same frame is written to each
     connection in turn, without a task per kiosk (a kiosk that does not read its
     connection gets its own task, so it holds up no other). Then all replies are awaited
-    together, up to the longest ``timeout_s`` of the clients.
+    together, each up to its client's ``timeout_s`` from the start.
     """
     if not clients:
         return []
@@ -869,6 +869,7 @@ async def control_all(
     frame = encode(
         Control(id=req_id, action=action, index=index, position_ms=position_ms, volume=volume)
     )
+    start = asyncio.get_running_loop().time()
     replies = [c._expect_reply(req_id) for c in clients]
     errors: list[ClassCastError | None] = [None] * len(clients)
     sending: dict[int, asyncio.Task[None]] = {}
@@ -883,11 +884,7 @@ async def control_all(
                 await c._send_frame(frame)
             except ConnectionFailedError as exc:
                 errors[n] = exc
-        waits: list[asyncio.Future[Any]] = [r for r in replies if not r.done()]
-        if waits or sending:
-            await asyncio.wait(
-                [*waits, *sending.values()], timeout=max(c.timeout_s for c in clients)
-            )
+        await _until_answered_or_late(clients, replies, sending, start)
         for n, c in enumerate(clients):
             sent = sending.get(n)
             failure = sent.exception() if sent is not None and sent.done() else None
@@ -907,6 +904,32 @@ async def control_all(
         for c, pending in zip(clients, replies, strict=True):
             c._forget_reply(req_id, pending)
     return errors
+
+
+async def _until_answered_or_late(
+    clients: Sequence[KioskClient],
+    replies: list[asyncio.Future[Reply]],
+    sending: dict[int, asyncio.Task[None]],
+    start: float,
+) -> None:
+    """Wait until every client's reply (and send, if it has its own task) is done, or
+    ``timeout_s`` of that client passed since ``start``. Usually one wait for all."""
+    loop = asyncio.get_running_loop()
+    pending = set(range(len(clients)))
+    while True:
+        now = loop.time()
+        pending = {
+            n
+            for n in pending
+            if now < start + clients[n].timeout_s
+            and not (replies[n].done() and (n not in sending or sending[n].done()))
+        }
+        if not pending:
+            return
+        futures: list[asyncio.Future[Any]] = [replies[n] for n in pending]
+        futures += [sending[n] for n in pending if n in sending]
+        first_deadline = min(start + clients[n].timeout_s for n in pending)
+        await asyncio.wait(futures, timeout=first_deadline - now)
 
 
 def _b64decode(text: str) -> bytes:

@@ -78,8 +78,7 @@ async def test_a_kiosk_that_does_not_answer_times_out_and_the_others_are_served(
     group = await connected(kiosks)
     stuck = kiosks[1]
     assert stuck.app is not None
-    for client in group.clients.values():
-        client.timeout_s = 0.3
+    group.clients[stuck.address].timeout_s = 0.3  # the others keep theirs (10 s)
     try:
         with stuck.app.server.lock:  # its network loop waits: the control gets no answer
             outcomes = await group.control("next")
@@ -91,6 +90,26 @@ async def test_a_kiosk_that_does_not_answer_times_out_and_the_others_are_served(
         assert all(by_target[k.address].ok for k in kiosks if k is not stuck)
         assert [shown_index(k) for k in kiosks if k is not stuck] == [1, 1]
     finally:
+        await group.close()
+
+
+async def test_a_connection_backed_up_holds_up_no_other_kiosk(kiosks: list[KioskThread]) -> None:
+    group = await connected(kiosks)
+    clients = list(group.clients.values())
+    backed_up = clients[0]._ws  # first in turn: a plain loop over sends would stop here
+    try:
+        backed_up.pause_writing()  # as asyncio does when the socket's buffer is full
+        control = asyncio.ensure_future(group.control("next"))
+        for other in clients[1:]:
+            assert (await other.wait_for_status(lambda s: s.index == 1)).index == 1
+        assert not control.done()  # still waiting for the backed-up connection to drain
+        backed_up.resume_writing()
+        outcomes = await control
+        assert all(o.ok for o in outcomes), outcomes
+        assert [shown_index(k) for k in kiosks] == [1, 1, 1]
+    finally:
+        if backed_up.paused:
+            backed_up.resume_writing()
         await group.close()
 
 
