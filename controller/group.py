@@ -23,6 +23,7 @@ from controller.client import (
     Credentials,
     KioskClient,
     ProgressCallback,
+    control_all,
 )
 from media.lesson import Lesson
 from protocol.errors import ClassCastError
@@ -141,10 +142,22 @@ class Group:
         position_ms: int | None = None,
         volume: int | None = None,
     ) -> list[Outcome[None]]:
-        """Apply one control command on every kiosk; returns when all answered."""
-        return await self._each(
-            lambda t, c: c.control(action, index=index, position_ms=position_ms, volume=volume)
+        """Apply one control command on every kiosk; returns when all answered.
+
+        The same frame goes to every kiosk (:func:`controller.client.control_all`); a
+        kiosk that fails or does not answer in time gets its error, the others their
+        ``ok``.
+        """
+        targets = list(self.clients)
+        clients = [self.clients[t] for t in targets]
+        errors = await control_all(
+            clients, action, index=index, position_ms=position_ms, volume=volume
         )
+        outcomes: list[Outcome[None]] = [
+            Outcome(t, error=e, room=c.name)
+            for t, c, e in zip(targets, clients, errors, strict=True)
+        ]
+        return outcomes + [Outcome(t, error=e) for t, e in self.failed.items()]
 
     async def each(
         self,
