@@ -335,6 +335,25 @@ def open_window(app: KioskApp) -> PygletWindow | None:
         return None
 
 
+def _forward_window_events(
+    app: KioskApp, window: PygletWindow, loop: asyncio.AbstractEventLoop
+) -> None:
+    """Hand what happens on the panel (keys, a video's end, a page's verdict, the
+    answer to a pairing question) from the window's thread to ``app`` on ``loop``."""
+
+    def call(fn: Callable[..., None]) -> Callable[..., None]:
+        def forward(*args: object) -> None:
+            loop.call_soon_threadsafe(fn, *args)
+
+        return forward
+
+    window.control = call(app.panel_control)
+    window.item_ended = call(app.video_ended)
+    window.item_failed = call(app.item_failed)
+    window.item_opened = call(app.item_opened)
+    window.answer_pairing = call(app.panel_answer_pairing)
+
+
 def run_with_window(
     app: KioskApp,
     window: PygletWindow,
@@ -361,26 +380,7 @@ def run_with_window(
         if not loop.is_closed():
             loop.call_soon_threadsafe(stop.set)
 
-    def control(action: str) -> None:
-        loop.call_soon_threadsafe(app.panel_control, action)
-
-    def item_ended(index: int) -> None:
-        loop.call_soon_threadsafe(app.video_ended, index)
-
-    def item_failed(index: int, failure: ItemFailure, status: int | None) -> None:
-        loop.call_soon_threadsafe(app.item_failed, index, failure, status)
-
-    def item_opened(index: int) -> None:
-        loop.call_soon_threadsafe(app.item_opened, index)
-
-    def answer_pairing(allow: bool) -> None:
-        loop.call_soon_threadsafe(app.panel_answer_pairing, allow)
-
-    window.control = control
-    window.item_ended = item_ended
-    window.item_failed = item_failed
-    window.item_opened = item_opened
-    window.answer_pairing = answer_pairing
+    _forward_window_events(app, window, loop)
     window.on_close = request_stop
 
     async def network() -> None:

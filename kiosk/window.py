@@ -229,21 +229,10 @@ class PygletWindow:
         self.window = _make_window(mode, size)
         width, height = self.window.get_framebuffer_size()
         self._native = None if self._headless else native_window(self.window)
-        if self._native is not None:
-            keep_contents(self._native)
         self._surface: X11Surface | None = None
-        if self._native is not None and video_output != "frames":
-            self._surface = X11Surface(self._native.display, self._native.view, width, height)
-        elif video_output == "embedded":
-            logger.warning("no X11 window: videos are decoded into frames")
         self._hold: WindowHold | None = None
         self._keys: KeyGrab | None = None
-        if self._native is not None:
-            self._hold = WindowHold(self._native.window)
-            try:
-                self._keys = KeyGrab()
-            except OSError as exc:
-                logger.warning("presenter keys will not reach the kiosk over web pages: %s", exc)
+        self._attach_x11(video_output, width, height)
         self.ctx = SceneContext(
             store,
             width,
@@ -291,6 +280,23 @@ class PygletWindow:
         )
         self._schedule_minute()
         self.request_redraw()
+
+    def _attach_x11(self, video_output: VideoOutput, width: int, height: int) -> None:
+        """On an X11 window: keep its contents between frames (no black), the video
+        surface (unless videos go to frames), the hold on browser windows, and the
+        presenter-key grab. Nothing without one (headless, Wayland)."""
+        if self._native is None:
+            if video_output == "embedded":
+                logger.warning("no X11 window: videos are decoded into frames")
+            return
+        keep_contents(self._native)
+        if video_output != "frames":
+            self._surface = X11Surface(self._native.display, self._native.view, width, height)
+        self._hold = WindowHold(self._native.window)
+        try:
+            self._keys = KeyGrab()
+        except OSError as exc:
+            logger.warning("presenter keys will not reach the kiosk over web pages: %s", exc)
 
     # ----------------------------------------------------------------- any thread
 
