@@ -5,8 +5,10 @@ Kinds:
 ``echo --count N``
     N websockets echo servers (asyncio ``serve``, ``compression=None``, the kiosk's
     ``max_size``) on one event loop.
-``kiosk --count N --state-dir DIR [--quota-bytes Q]``
+``kiosk --count N --state-dir DIR [--quota-bytes Q] [--no-bookkeeping]``
     N headless :class:`kiosk.app.KioskApp` on one event loop, state in ``DIR/kNNN``.
+    ``--no-bookkeeping`` (a diagnostic, not a panel): the kiosks neither log usage nor
+    save the presentation they show, to show what those writes cost per control.
 ``tcpsink --dir DIR [--hash]``
     A raw TCP receiver: for each ``>Q`` size header it receives that many bytes into a
     new file in ``DIR`` (optionally hashing them with sha256), fsyncs it, renames it
@@ -31,11 +33,16 @@ import struct
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from bench._common import LOOPBACK, kiosk_config
 from protocol import limits
+
+if TYPE_CHECKING:
+    from kiosk.usage import DisplayStart
+    from protocol.messages import EndReason, UsageRecord
 
 RECV_BYTES = 1024 * 1024
 SIZE_HEADER = struct.Struct(">Q")
@@ -99,7 +106,39 @@ async def run_echo(count: int) -> None:
             await server.wait_closed()
 
 
-async def run_kiosks(count: int, state_dir: Path, quota_bytes: int) -> None:
+class _NoUsage:
+    """A usage sink that keeps nothing (``--no-bookkeeping``)."""
+
+    def __init__(self, public_key: str) -> None:
+        self.public_key = public_key
+
+    def recover(self) -> int:
+        return 0
+
+    def open(
+        self, start: DisplayStart, *, wall_s: float, mono_s: float, clock_offset_ms: int = 0
+    ) -> str:
+        return "not-logged"
+
+    def close(self, uuid: str, *, wall_s: float, mono_s: float, reason: EndReason) -> None:
+        pass
+
+    def heartbeat(self, *, wall_s: float, mono_s: float) -> None:
+        pass
+
+    def records_after(self, after_seq: int, limit: int) -> list[UsageRecord]:
+        return []
+
+    def last_seq(self) -> int:
+        return 0
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+
+async def run_kiosks(
+    count: int, state_dir: Path, quota_bytes: int, *, bookkeeping: bool = True
+) -> None:
     from kiosk.app import KioskApp
 
     done = _stdin_closed_event(asyncio.get_running_loop())
@@ -109,6 +148,9 @@ async def run_kiosks(count: int, state_dir: Path, quota_bytes: int) -> None:
             app = KioskApp(
                 kiosk_config(state_dir / f"k{n:03d}", room=f"Room {n:03d}", quota_bytes=quota_bytes)
             )
+            if not bookkeeping:
+                app.service.usage = _NoUsage(app.usage.public_key)
+                app.service.presentation = None
             apps.append(app)
             await app.start()
         _ready([app.server.port for app in apps])
@@ -188,6 +230,7 @@ def main() -> None:
     parser.add_argument("--quota-bytes", type=int, default=4 * 1024**3)
     parser.add_argument("--dir", type=Path)
     parser.add_argument("--hash", action="store_true")
+    parser.add_argument("--no-bookkeeping", action="store_true")
     args = parser.parse_args()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles ^C and stops us
     if args.kind == "echo":
@@ -195,7 +238,11 @@ def main() -> None:
     elif args.kind == "kiosk":
         if args.state_dir is None:
             parser.error("kiosk needs --state-dir")
-        asyncio.run(run_kiosks(args.count, args.state_dir, args.quota_bytes))
+        asyncio.run(
+            run_kiosks(
+                args.count, args.state_dir, args.quota_bytes, bookkeeping=not args.no_bookkeeping
+            )
+        )
     else:
         if args.dir is None:
             parser.error("tcpsink needs --dir")

@@ -17,8 +17,11 @@ are far apart, and each kiosk pushes a status after every control). Baseline rou
 a ``control``-sized text frame sent to each echo server concurrently, until all 100
 echoes arrived.
 
-Diagnostic: the same fan-out with the kiosks' state on tmpfs (``/dev/shm``), which
-shows the share of the usage log's durable writes.
+Diagnostics: the same fan-out with the kiosks' state on tmpfs (``/dev/shm``), which
+shows the share of the disk; and with kiosks that neither log usage nor save the
+presentation they show (``bench._servers kiosk --no-bookkeeping``, not a real panel),
+which shows what those two writes per control cost the kiosks. The CPU lines separate
+the controller's share (this process) from the kiosks' (their processes).
 """
 
 from __future__ import annotations
@@ -136,7 +139,13 @@ async def pair(address: str) -> Credentials:
 
 
 async def measure_kiosks(
-    kiosks: int, procs: int, rounds: int, warmup: int, state_root: Path
+    kiosks: int,
+    procs: int,
+    rounds: int,
+    warmup: int,
+    state_root: Path,
+    *,
+    bookkeeping: bool = True,
 ) -> Rounds:
     root = Path(tempfile.mkdtemp(prefix="bench-fanout-", dir=state_root))
     try:
@@ -144,7 +153,12 @@ async def measure_kiosks(
             servers = [
                 stack.enter_context(
                     ServerProcess(
-                        "kiosk", "--count", str(n), "--state-dir", str(root / f"p{index}")
+                        "kiosk",
+                        "--count",
+                        str(n),
+                        "--state-dir",
+                        str(root / f"p{index}"),
+                        *([] if bookkeeping else ["--no-bookkeeping"]),
                     )
                 )
                 for index, n in enumerate(split(kiosks, procs))
@@ -225,15 +239,24 @@ async def main_async(kiosks: int, procs: int, rounds: int, warmup: int, shm: Pat
         "kiosk_p99_ms": k99 * 1e3,
         "ratio_p50": k50 / base[0],
         "ratio_p99": k99 / base[1],
+        "controller_cpu_ms": kiosk.client_cpu_s / len(kiosk.samples_s) * 1e3,
+        "kiosks_cpu_ms": kiosk.server_cpu_s / len(kiosk.samples_s) * 1e3,
     }
     if shm is not None:
         heading("diagnostic: kiosks with state on tmpfs (fsync costs nothing)")
         tmpfs = await measure_kiosks(kiosks, procs, rounds, warmup, shm)
         _, t99 = report("kiosks on tmpfs", tmpfs, base)
         values["tmpfs_p99_ms"] = t99 * 1e3
+        heading("diagnostic: kiosks that neither log usage nor save the presentation")
+        bare = await measure_kiosks(kiosks, procs, rounds, warmup, disk_root, bookkeeping=False)
+        _, b99 = report("kiosks without bookkeeping", bare, base)
+        values["no_bookkeeping_p99_ms"] = b99 * 1e3
 
     heading("summary")
     figure("kiosk fan-out p99", k99 * 1e3, "ms", "aim <= 50 ms")
+    n = len(kiosk.samples_s)
+    figure("controller CPU per round", kiosk.client_cpu_s / n * 1e3, "ms")
+    figure("kiosks' CPU per round", kiosk.server_cpu_s / n * 1e3, "ms")
     figure("ratio p50 kiosks/echo", k50 / base[0], "x")
     figure("ratio p99 kiosks/echo", k99 / base[1], "x")
     result_line("fanout", values)
@@ -245,7 +268,7 @@ def main() -> None:
     parser.add_argument("--kiosks", type=int, default=100)
     parser.add_argument("--procs", type=int, default=2, help="child processes hosting them")
     parser.add_argument("--rounds", type=int, help="timed rounds (default 200)")
-    parser.add_argument("--no-diagnostic", action="store_true", help="skip the tmpfs run")
+    parser.add_argument("--no-diagnostic", action="store_true", help="skip the diagnostic runs")
     args = parser.parse_args()
     rounds = args.rounds or (20 if args.quick else 200)
     warmup = 5 if args.quick else 10

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
@@ -34,7 +35,15 @@ import click
 from controller.client import CastResult, Credentials, KioskClient, ProgressCallback
 from controller.group import Group, Outcome
 from controller.home import Home, PanelRow, home_dir
-from controller.i18n import TranslatedGroup, TranslatedOption, option, size_text, t, text_table
+from controller.i18n import (
+    N_,
+    TranslatedGroup,
+    TranslatedOption,
+    option,
+    size_text,
+    t,
+    text_table,
+)
 from controller.libraries import MAX_HOSTS_PER_LIBRARY, MAX_LIBRARIES
 from controller.panels import (
     DISCOVER_ALL_WAIT_S,
@@ -68,7 +77,9 @@ from protocol.text import clean_lines, clean_name, json_text
 
 if TYPE_CHECKING:  # imported by the commands that need them: `classcast --help` stays quick
     from controller.collect import CollectProblem, PanelCollection
+    from controller.district import DistrictDb
     from controller.libraries import Library
+    from controller.roster import Roster, RosterError, RosterFileError
     from controller.schooldb import Decision, DecisionAction, SchoolDb
 
 T = TypeVar("T")
@@ -466,6 +477,109 @@ for _action, _help in (
     _control_command(_action, _help)  # type: ignore[arg-type]
 
 
+# --------------------------------------------------------------------------- share
+
+
+@cli.command()
+@_targets_options
+@option(
+    "--window",
+    "window",
+    metavar="TITLE",
+    help="Show only the window whose title contains TITLE (X11).",
+)
+@click.pass_obj
+def share(obj: Ctx, to: str | None, all_panels: bool, window: str | None) -> None:
+    """Show your screen on panels, live, until you press Ctrl+C.
+
+    The whole screen is shown (the first monitor), or with --window one window wherever
+    it is (what covers it shows too), scaled to at most 1920×1080. Only
+    changes cost work: a still screen costs almost nothing. A share is a presentation
+    like a lesson: while another teacher presents, the panel answers that it is busy;
+    blank, unblank and stop work as for a lesson, and Esc twice on the panel ends it.
+
+    Needs an X11 (Xorg) session or Windows: on a Wayland desktop log in to an Xorg
+    session first.
+
+    Example:
+
+        classcast share --to "Каб. 12"
+        classcast share --to "Каб. 12,Каб. 14"
+        classcast share --window "LibreOffice Impress" --to "Каб. 12"
+    """
+    targets = obj.targets(to, all_panels)
+    from controller.share import MssCapture, WindowNotFoundError
+
+    try:
+        capture = MssCapture(window=window)
+    except WindowNotFoundError:
+        raise click.ClickException(
+            t(
+                "No window titled «{title}» is open. Open it (not minimised) and try again, "
+                "or leave out --window to show the whole screen.",
+                title=window or "",
+            )
+        ) from None
+    except OSError as exc:
+        raise click.ClickException(
+            t(
+                "Cannot capture this computer's screen ({reason}). Sharing works in an "
+                "X11 (Xorg) session or on Windows.",
+                reason=str(exc),
+            )
+        ) from None
+    run(_share(obj, targets, capture, window or t("Screen")))
+
+
+async def _share(obj: Ctx, targets: list[str], capture: Any, title: str) -> None:
+    from controller.share import ScreenShare
+
+    group = await obj.group(targets)
+    try:
+        for address, error in group.failed.items():
+            echo(
+                t("{target}: error: {message}", target=address, message=error_text(error, address)),
+                err=True,
+            )
+        if not group.clients:
+            capture.close()
+            raise click.ClickException(t("No panel could be reached: nothing is shared."))
+        session = ScreenShare(capture, list(group.clients.values()), title=title)
+        refused = await session.start()
+        for client, error in refused:
+            echo(
+                t(
+                    "{target}: error: {message}",
+                    target=client.name,
+                    message=error_text(error, client.name),
+                ),
+                err=True,
+            )
+        if not session.panels:
+            await session.stop()
+            raise click.ClickException(t("No panel shows your screen."))
+        obj.home.set_last_targets([a for a, c in group.clients.items() if c in session.panels])
+        names = ", ".join(c.name for c in session.panels)
+        echo(t("Your screen is shown on: {rooms}. Press Ctrl+C to stop.", rooms=names))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError):  # Windows: Ctrl+C raises instead
+            loop.add_signal_handler(signal.SIGINT, stop.set)
+        try:
+            await session.run(stop)
+        finally:
+            with contextlib.suppress(NotImplementedError):
+                loop.remove_signal_handler(signal.SIGINT)
+            ended = {id(c) for c, _ in session.stopped_panels()}
+            await session.stop()
+        for client, _why in session.stopped_panels():
+            if id(client) in ended:
+                echo(t("{room}: the share was stopped on the panel.", room=client.name))
+        echo(t("Screen sharing ended."))
+    finally:
+        await group.close()
+
+
 @cli.command()
 @click.argument("text", required=False)
 @_targets_options
@@ -841,6 +955,7 @@ def pair(obj: Ctx, panel: str, pin: str | None, admin: bool) -> None:
         classcast pair "Каб. 12"
         classcast pair 192.168.1.40 --pin 123456
     """
+    _teacher_for_pairing(obj)
     address = obj.resolve(panel)
     role: Role = "admin" if admin else "teacher"
     if pin is None:
@@ -857,6 +972,35 @@ def pair(obj: Ctx, panel: str, pin: str | None, admin: bool) -> None:
         text = pairing_error_text(exc, panel, role) or error_text(exc, panel)
         raise click.ClickException(text) from None
     echo(t("Paired with {room} as {role}.", room=welcome.room, role=t(role)))
+
+
+def _teacher_for_pairing(obj: Ctx) -> None:
+    """Make sure the teacher's name is known before pairing: ``--teacher``, the saved one,
+    or asked for at the terminal (and saved). The login name is never taken for it."""
+    name = obj.teacher or obj.home.teacher_name()
+    if name is None:
+        if not sys.stdin.isatty():
+            raise click.UsageError(
+                t(
+                    "No teacher's name is saved on this computer. Give your full name as on "
+                    "the school's list of teachers: classcast --teacher \"Иванова Мария "
+                    'Петровна" pair PANEL'
+                )
+            )
+        name = click.prompt(t("Your full name, as on the school's list of teachers"))
+    cleaned = " ".join(clean_name(name).split())
+    if not cleaned or len(cleaned) > limits.MAX_STRING_CHARS:
+        raise click.BadParameter(
+            t(
+                "Give your full name as on the school's list of teachers (up to {n} "
+                'characters), such as --teacher "Иванова Мария Петровна".',
+                n=limits.MAX_STRING_CHARS,
+            ),
+            param_hint="--teacher",
+        )
+    obj.teacher = cleaned
+    obj.panels.teacher = cleaned
+    obj.home.identity(cleaned)
 
 
 @cli.command()
@@ -1080,18 +1224,36 @@ def demo(keep: Path | None) -> None:
     help="Address the phone remote listens on while a QR code is in use "
     "(default: this computer's address on the school network).",
 )
+@option(
+    "--db",
+    "db_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The school usage database the admin's pages show "
+    "(default: school.sqlite in CLASSCAST_HOME).",
+)
 @click.pass_obj
-def app_command(obj: Ctx, host: str, port: int, no_browser: bool, remote_host: str | None) -> None:
+def app_command(
+    obj: Ctx,
+    host: str,
+    port: int,
+    no_browser: bool,
+    remote_host: str | None,
+    db_path: Path | None,
+) -> None:
     """Open the teacher's app in the browser: panels, lessons and controls with big buttons.
 
     The app runs on this computer until Ctrl+C. Its address holds a one-time key:
     only the browser that opens it first gets in.
+
+    On an admin's computer (paired as admin) it has the admin's dashboard too, at
+    /admin: every panel live, the week's reports and the weekly norm, collection.
 
     Example:
 
         classcast app
         classcast app --no-browser --port 8080
         classcast app --remote-host 192.168.1.25
+        classcast app --db /var/lib/classcast/school.sqlite
     """
     import webbrowser
 
@@ -1124,6 +1286,7 @@ def app_command(obj: Ctx, host: str, port: int, no_browser: bool, remote_host: s
         timeout_s=obj.timeout_s,
         launch_token=token,
         remote_host=remote_host,
+        school_db=db_path,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(config, sock))
@@ -1171,6 +1334,92 @@ def _open_db(obj: Ctx, db_path: Path | None) -> SchoolDb:
                 path=path,
             )
         ) from None
+
+
+def _store_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return option(
+        "--db",
+        "db_target",
+        metavar="FILE|URL",
+        help=(
+            "The school usage database (default: school.sqlite in CLASSCAST_HOME), or the "
+            "district's PostgreSQL database as postgresql://USER@HOST/DB."
+        ),
+    )(fn)
+
+
+def _school_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return option(
+        "--school",
+        "school_id",
+        metavar="ID",
+        callback=_check_school_id,
+        help="The school's id in the district database (as kiosk.toml school_id).",
+    )(fn)
+
+
+def _check_school_id(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    from protocol.text import school_id_problem
+
+    if value is not None and school_id_problem(value) is not None:
+        raise click.BadParameter(
+            t(
+                "{value} is not a school id: lower-case Latin letters, digits, '.', '_' and "
+                "'-', up to 64 characters, such as school-17.",
+                value=value,
+            )
+        )
+    return value
+
+
+def _is_url(target: str | None) -> bool:
+    from controller.district import is_district_url
+
+    return target is not None and is_district_url(target)
+
+
+@contextmanager
+def _district(url: str) -> Iterator[DistrictDb]:
+    """The district database at ``url``, closed afterwards; refused in the admin's words."""
+    from controller.district import DistrictDb, shown_url
+
+    try:
+        district = DistrictDb(url)
+    except ClassCastError as exc:
+        raise click.ClickException(
+            t(
+                "The district database {url} cannot be used: {message}. Check the address, "
+                "the user's rights and that PostgreSQL runs there, then try again.",
+                url=shown_url(url),
+                message=str(exc),
+            )
+        ) from None
+    try:
+        yield district
+    except ClassCastError as exc:
+        if exc.code != "district":
+            raise
+        raise click.ClickException(
+            t("The district database failed: {message}. Try again.", message=str(exc))
+        ) from None
+    finally:
+        district.close()
+
+
+def _district_school(district: DistrictDb, school_id: str | None) -> str | None:
+    """``--school`` checked against the district's schools."""
+    if school_id is not None and school_id not in {s.school_id for s in district.schools()}:
+        known = ", ".join(s.school_id for s in district.schools()) or "—"
+        raise click.BadParameter(
+            t(
+                "the district database has no school {school} (it has: {known}). Push the "
+                "school's database first: classcast usage push --to URL.",
+                school=school_id,
+                known=known,
+            ),
+            param_hint="--school",
+        )
+    return school_id
 
 
 def _check_tz(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -1237,10 +1486,19 @@ def usage() -> None:
 
 @usage.command("collect")
 @click.argument("panels", metavar="[PANEL]...", nargs=-1)
-@_db_option
+@_store_option
+@_school_option
+@_tz_option
 @option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/admin.md).")
 @click.pass_obj
-def usage_collect(obj: Ctx, panels: tuple[str, ...], db_path: Path | None, as_json: bool) -> None:
+def usage_collect(
+    obj: Ctx,
+    panels: tuple[str, ...],
+    db_target: str | None,
+    school_id: str | None,
+    tz: str | None,
+    as_json: bool,
+) -> None:
     """Pull new usage records from the panels into the school database.
 
     Without PANEL: the saved panels and those found on the network. Each needs this
@@ -1251,11 +1509,19 @@ def usage_collect(obj: Ctx, panels: tuple[str, ...], db_path: Path | None, as_js
     A record that cannot be trusted is named with its panel and number; the records
     before it are stored (docs/admin.md).
 
+    A large school may collect straight into the district's PostgreSQL database:
+    --db postgresql://… with --school (and --tz for a school new there).
+
     Example:
 
         classcast usage collect --db /var/lib/classcast/school.sqlite
         classcast usage collect "Каб. 12" "Каб. 14"
+        classcast usage collect --db postgresql://classcast@db.district/usage --school school-5
     """
+    if _is_url(db_target) and school_id is None:
+        raise click.UsageError(
+            t("Collecting into the district database needs the school's id: --school ID.")
+        )
     targets, unpaired = _collect_targets(obj, panels)
     for row in unpaired:
         echo(
@@ -1275,21 +1541,31 @@ def usage_collect(obj: Ctx, panels: tuple[str, ...], db_path: Path | None, as_js
     def creds(address: str) -> Credentials | None:
         return obj.home.credentials(targets[address][0], "admin")
 
-    from controller.collect import collect
+    from controller.collect import CollectionResult, collect
+    from controller.schooldb import UsageStore
 
-    db = _open_db(obj, db_path)
-    try:
-        result = asyncio.run(
+    def run(store: UsageStore) -> CollectionResult:
+        return asyncio.run(
             collect(
-                db,
+                store,
                 list(targets),
                 obj.home.identity(obj.teacher),
                 creds,
                 timeout_s=obj.timeout_s,
             )
         )
-    finally:
-        db.close()
+
+    if db_target is not None and _is_url(db_target):
+        assert school_id is not None
+        with _district(db_target) as district:
+            known = {s.school_id: s.tz for s in district.schools()}
+            result = run(district.school(school_id, tz=tz or known.get(school_id, "Europe/Moscow")))
+    else:
+        db = _open_db(obj, Path(db_target) if db_target else None)
+        try:
+            result = run(db)
+        finally:
+            db.close()
     names = {p.address: p.room or targets[p.address][1] or p.address for p in result.panels}
     failed = [p for p in result.panels if p.error is not None]
     if as_json:
@@ -1326,6 +1602,101 @@ def usage_collect(obj: Ctx, panels: tuple[str, ...], db_path: Path | None, as_js
         raise click.ClickException(
             t("{done} of {count} panels failed.", done=len(failed), count=len(result.panels))
         )
+    if result.failed:
+        raise click.ClickException(
+            t(
+                "Problems with the records of {n} of {count} panels: see above.",
+                n=len(result.failed),
+                count=len(result.panels),
+            )
+        )
+
+
+@usage.command("push")
+@_db_option
+@option(
+    "--to",
+    "url",
+    required=True,
+    metavar="URL",
+    help="The district's PostgreSQL database, postgresql://USER@HOST/DB.",
+)
+@_school_option
+@option("--name", help="The school's name in the district (default: the one its panels show).")
+@option("--json", "as_json", is_flag=True, help="Machine-readable output (see docs/admin.md).")
+@click.pass_obj
+def usage_push(
+    obj: Ctx,
+    db_path: Path | None,
+    url: str,
+    school_id: str | None,
+    name: str | None,
+    as_json: bool,
+) -> None:
+    """Send the school database's records to the district's PostgreSQL database.
+
+    Every record is checked again on arrival (its signature, its place in the panel's
+    chain); a record changed after collection is refused and named, with the records
+    after it. Running it again sends only what is new; after an interruption it goes on
+    from where it stopped. The school's roster and time zone go along.
+
+    --school is the school's id in the district; by default the one its panels sign
+    their records with (kiosk.toml school_id).
+
+    Example:
+
+        classcast usage push --db school.sqlite --to postgresql://classcast@db.district/usage
+        classcast usage push --to postgresql://classcast@db.district/usage --school school-5
+    """
+    from controller.district import is_district_url, push
+
+    if not is_district_url(url):
+        raise click.BadParameter(
+            t("give the district database as postgresql://USER@HOST/DB."), param_hint="--to"
+        )
+    db = _open_db(obj, db_path)
+    try:
+        with _district(url) as district:
+            try:
+                pushed_id, result = push(db, district, school_id=school_id, name=name)
+            except ValueError:
+                raise click.UsageError(
+                    t(
+                        "The school's records carry no single school id: give it with "
+                        "--school ID (as in the panels' kiosk.toml school_id)."
+                    )
+                ) from None
+    finally:
+        db.close()
+    if as_json:
+        summary = {
+            "school": pushed_id,
+            "added": result.added,
+            "failed": len(result.failed),
+            "panels": [_collection_json(p, p.room or p.kiosk_id or "") for p in result.panels],
+        }
+        echo(json_text(summary, indent=2))
+        if result.failed:
+            sys.exit(1)
+        return
+    for panel in result.panels:
+        name_shown = panel.room or panel.kiosk_id or "?"
+        if panel.error is not None:
+            message = _collect_error_text(panel.error, name_shown)
+            echo(t("{target}: error: {message}", target=name_shown, message=message), err=True)
+            continue
+        echo(
+            t(
+                "{room}: {added} records sent to the district ({duplicates} already there).",
+                room=name_shown,
+                added=panel.added,
+                duplicates=panel.duplicates,
+            )
+        )
+        for problem in panel.problems:
+            echo(f"{name_shown}: {_problem_text(problem)}", err=True)
+    echo(t("School {school}: {added} new records in the district.", school=pushed_id,
+           added=result.added))  # fmt: skip
     if result.failed:
         raise click.ClickException(
             t(
@@ -1509,13 +1880,14 @@ def _period(
 
 
 @usage.command("report")
-@_db_option
+@_store_option
+@_school_option
 @option("--week", help="ISO week such as 2026-W48 (default: this week).")
 @option("--from", "date_from", metavar="DATE", help="First day, YYYY-MM-DD.")
 @option("--to", "date_to", metavar="DATE", help="Last day, YYYY-MM-DD.")
 @option(
     "--by",
-    type=click.Choice(["room", "teacher", "content", "day", "week", "library"]),
+    type=click.Choice(["room", "teacher", "content", "day", "week", "library", "school"]),
     default="room",
     show_default=True,
     help="What to group by.",
@@ -1538,7 +1910,8 @@ def _period(
 @click.pass_obj
 def usage_report_command(
     obj: Ctx,
-    db_path: Path | None,
+    db_target: str | None,
+    school_id: str | None,
     week: str | None,
     date_from: str | None,
     date_to: str | None,
@@ -1553,12 +1926,20 @@ def usage_report_command(
 
         classcast usage report --week 2026-W48 --by teacher
         classcast usage report --from 2026-11-01 --to 2026-11-30 --format html -o ноябрь.html
+        classcast usage report --db postgresql://classcast@db.district/usage --by school
     """
     from controller.report_html import report_html
     from controller.reports import format_csv, format_json, format_table, usage_report
+    from controller.roster import Roster
 
-    db = _open_db(obj, db_path)
+    if db_target is not None and _is_url(db_target):
+        _no_tz_for_district(tz)
+        start, end = _period(week, date_from, date_to, "Europe/Moscow")
+        _emit(_district_report_text(db_target, school_id, start, end, by, fmt), output)
+        return
+    db = _open_db(obj, Path(db_target) if db_target else None)
     try:
+        Roster(db).gather_names()
         with _report_zone(db, tz, lambda zone: _period(week, date_from, date_to, zone)) as (
             start,
             end,
@@ -1577,8 +1958,54 @@ def usage_report_command(
     _emit(text, output)
 
 
+def _no_tz_for_district(tz: str | None) -> None:
+    if tz is not None:
+        raise click.UsageError(
+            t(
+                "--tz is for a school database: the district reports each school in its own "
+                "time zone."
+            )
+        )
+
+
+def _district_header(text: str) -> str:
+    return t("Each school's days and weeks in its own time zone; times in UTC.") + "\n" + text
+
+
+def _district_report_text(
+    url: str, school_id: str | None, start: date, end: date, by: str, fmt: str
+) -> str:
+    """``usage report --db postgresql://…`` in ``fmt``."""
+    from controller.district import district_compliance, district_report
+    from controller.report_html import district_html, iso_weeks
+    from controller.reports import format_csv, format_json, format_table
+
+    with _district(url) as district:
+        school = _district_school(district, school_id)
+        if fmt == "html":
+            schools = district_report(district, start=start, end=end, by="school", school=school)
+            weeks = [
+                (week, district_compliance(district, week=week, school=school))
+                for week in iso_weeks(start, end)
+            ]
+            return district_html(schools, weeks, start=start, end=end)
+        rows = district_report(
+            district,
+            start=start,
+            end=end,
+            by=by,  # type: ignore[arg-type]
+            school=school,
+        )
+    return {
+        "table": lambda: _district_header(format_table(rows, tz="UTC")),
+        "csv": lambda: format_csv(rows),
+        "json": lambda: format_json(rows),
+    }[fmt]()
+
+
 @usage.command("compliance")
-@_db_option
+@_store_option
+@_school_option
 @option("--week", help="ISO week such as 2026-W48 (default: this week).")
 @option(
     "--min",
@@ -1608,7 +2035,8 @@ def usage_report_command(
 @click.pass_obj
 def usage_compliance(
     obj: Ctx,
-    db_path: Path | None,
+    db_target: str | None,
+    school_id: str | None,
     week: str | None,
     min_lessons: int,
     min_minutes: float,
@@ -1624,8 +2052,10 @@ def usage_compliance(
     Example:
 
         classcast usage compliance --week 2026-W48 --min 3
+        classcast usage compliance --db postgresql://classcast@db.district/usage --week 2026-W48
     """
     from controller.reports import compliance, format_csv, format_json, format_table, now_week
+    from controller.roster import Roster
     from controller.schooldb import week_days
 
     def period(zone: str) -> tuple[date, date]:
@@ -1640,8 +2070,31 @@ def usage_compliance(
                 param_hint="--week",
             ) from None
 
-    db = _open_db(obj, db_path)
+    if db_target is not None and _is_url(db_target):
+        from controller.district import district_compliance
+
+        _no_tz_for_district(tz)
+        monday, _sunday = period("Europe/Moscow")
+        year, number, _ = monday.isocalendar()
+        with _district(db_target) as district:
+            rows = district_compliance(
+                district,
+                week=f"{year}-W{number:02d}",
+                school=_district_school(district, school_id),
+                min_lessons=min_lessons,
+                min_minutes=min_minutes,
+                require_source=not any_content,
+            )
+        text = {
+            "table": lambda: _district_header(format_table(rows, tz="UTC")),
+            "csv": lambda: format_csv(rows, compliance_rows=True),
+            "json": lambda: format_json(rows),
+        }[fmt]()
+        _emit(text, None)
+        return
+    db = _open_db(obj, Path(db_target) if db_target else None)
     try:
+        Roster(db).gather_names()
         with _report_zone(db, tz, period) as (monday, _sunday):
             year, number, _ = monday.isocalendar()
             rows = compliance(
@@ -1659,6 +2112,340 @@ def usage_compliance(
     finally:
         db.close()
     _emit(text, None)
+
+
+# --------------------------------------------------------------------------- roster
+
+
+def _who(obj: Ctx) -> str:
+    """Who an admin's decision is recorded as: the name given here and this computer's id."""
+    identity = obj.home.identity(obj.teacher)
+    return f"{identity.name or '?'} ({identity.controller_id})"
+
+
+_ROW_PROBLEMS: Final = {
+    "no_id": N_("line {line}: no teacher id"),
+    "no_name": N_("line {line}: no name"),
+    "id_too_long": N_("line {line}: the id is longer than {n} characters"),
+    "name_too_long": N_("line {line}: the name is longer than {n} characters"),
+    "control": N_("line {line}: unreadable or control characters (save the file as UTF-8)"),
+    "duplicate_id": N_("line {line}: the id is already on line {other}"),
+    "one_column": N_("line {line}: one column only (expected an id and a name)"),
+}
+
+
+def _roster_file_text(exc: RosterFileError) -> str:
+    """Why a roster file was refused, in the admin's words, with what to do next."""
+    from controller.roster import (
+        MAX_ROSTER_FILE_BYTES,
+        MAX_ROSTER_ROWS,
+        MAX_SHOWN_PROBLEMS,
+        MAX_TEACHER_ID_CHARS,
+        MAX_TEACHER_NAME_CHARS,
+    )
+
+    if exc.reason == "too_large":
+        head = t("The file is larger than {size}.", size=size_text(MAX_ROSTER_FILE_BYTES))
+    elif exc.reason == "too_many_rows":
+        head = t("The file lists more than {n} teachers.", n=MAX_ROSTER_ROWS)
+    elif exc.reason == "not_text":
+        head = t(
+            "The file is not a CSV text file: save it from Excel as CSV (semicolon-separated) "
+            "or CSV UTF-8."
+        )
+    elif exc.reason == "bad_csv":
+        head = t('A quote (") in the file is never closed.')
+    elif exc.reason == "empty":
+        head = t("The file lists no teachers.")
+    else:
+        lines = []
+        for problem in exc.problems[:MAX_SHOWN_PROBLEMS]:
+            n = MAX_TEACHER_ID_CHARS if problem.code == "id_too_long" else MAX_TEACHER_NAME_CHARS
+            lines.append(
+                t(_ROW_PROBLEMS[problem.code], line=problem.line, other=problem.other, n=n)
+            )
+        if len(exc.problems) > MAX_SHOWN_PROBLEMS:
+            lines.append(t("and {n} more", n=len(exc.problems) - MAX_SHOWN_PROBLEMS))
+        head = t("Bad lines in the file:") + "\n" + "\n".join(lines)
+    return (
+        head
+        + "\n"
+        + t(
+            "Nothing was imported. Fix the file (a teacher id and a full name on each line) "
+            "and run the import again."
+        )
+    )
+
+
+def _roster_error_text(exc: RosterError) -> str:
+    if exc.what == "teacher":
+        return t(
+            "No teacher with id {value} on the roster: see `classcast usage roster`.",
+            value=exc.value,
+        )
+    if exc.what == "device":
+        return t(
+            "No controller {value} in the usage records: see `classcast usage teachers`.",
+            value=exc.value,
+        )
+    return t("These are one teacher already: see `classcast usage roster`.")
+
+
+@usage.group("roster", invoke_without_command=True)
+@_db_option
+@click.pass_context
+def usage_roster(ctx: click.Context, db_path: Path | None) -> None:
+    """List the school's roster of teachers: their school id and name, nothing else.
+
+    Import it with usage roster import; reports count each roster teacher as one person
+    over all their computers (docs/admin.md, “Teachers”).
+
+    Example:
+
+        classcast usage roster
+        classcast usage roster import учителя.csv
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from controller.roster import Roster
+
+    obj: Ctx = ctx.obj
+    db = _open_db(obj, db_path)
+    try:
+        teachers = Roster(db).teachers()
+    finally:
+        db.close()
+    if not teachers:
+        echo(
+            t(
+                "The roster is empty. Import the school's list of teachers: "
+                "`classcast usage roster import FILE.csv` (a teacher id and a full name on "
+                "each line)."
+            )
+        )
+        return
+    names = {teacher.teacher_id: teacher.name for teacher in teachers}
+    rows = [[t("Id"), t("Teacher"), t("Note")]]
+    for teacher in teachers:
+        if teacher.merged_into:
+            note = t(
+                "the same person as {name} ({id})",
+                name=names.get(teacher.merged_into, "?"),
+                id=teacher.merged_into,
+            )
+        elif teacher.left_at:
+            note = t("not in the last imported list ({when})", when=teacher.left_at[:10])
+        else:
+            note = ""
+        rows.append([teacher.teacher_id, clean_name(teacher.name), note])
+    echo(text_table(rows))
+
+
+@usage_roster.command("import")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@_db_option
+@click.pass_obj
+def usage_roster_import(obj: Ctx, file: Path, db_path: Path | None) -> None:
+    """Import the school's list of teachers from a CSV file: a teacher id and a full name.
+
+    UTF-8 or Windows-1251 (Excel's), “;” or “,” between fields, with a heading line
+    or not. A file with a bad line is refused whole. Importing again renames teachers
+    by id; teachers missing from the new list are kept, marked as no longer listed.
+
+    Example:
+
+        classcast usage roster import учителя.csv
+    """
+    from controller.roster import (
+        MAX_ROSTER_FILE_BYTES,
+        Roster,
+        RosterFileError,
+        parse_roster_csv,
+    )
+
+    with file.open("rb") as f:
+        data = f.read(MAX_ROSTER_FILE_BYTES + 1)
+    try:
+        entries = parse_roster_csv(data)
+    except RosterFileError as exc:
+        raise click.ClickException(_roster_file_text(exc)) from None
+    db = _open_db(obj, db_path)
+    try:
+        result = Roster(db).import_entries(entries, _who(obj), datetime.now(UTC))
+    finally:
+        db.close()
+    echo(
+        t(
+            "Roster imported: {added} added, {renamed} renamed, {unchanged} unchanged, "
+            "{left} no longer listed (kept), {back} listed again.",
+            added=result.added,
+            renamed=result.renamed,
+            unchanged=result.unchanged,
+            left=result.left,
+            back=result.back,
+        )
+    )
+    echo(t("Next: `classcast usage teachers` shows whom each computer is bound to."))
+
+
+@usage.group("teachers", invoke_without_command=True)
+@_db_option
+@click.pass_context
+def usage_teachers(ctx: click.Context, db_path: Path | None) -> None:
+    """List the teachers' computers seen in the usage records and whom each counts as.
+
+    A computer is bound to a roster teacher by an admin (usage teachers bind), or by
+    name when the names typed on it match exactly one teacher on the roster.
+
+    Example:
+
+        classcast usage teachers
+        classcast usage teachers bind c-1a2b3c4d5e6f7a8b 0042
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from controller.roster import Roster
+
+    obj: Ctx = ctx.obj
+    db = _open_db(obj, db_path)
+    try:
+        devices = Roster(db).devices()
+    finally:
+        db.close()
+    if not devices:
+        echo(t("No usage records yet: collect them with `classcast usage collect`."))
+        return
+    rows = [[t("Computer"), t("Names typed on it"), t("Counts as")]]
+    unbound = False
+    for device in devices:
+        names = ", ".join(clean_name(n) or "—" for n in device.names) or "—"
+        if device.how == "admin":
+            bound = t(
+                "{name} ({id}), bound by {who} at {when}",
+                name=clean_name(device.teacher_name or "?"),
+                id=device.teacher_id,
+                who=device.who,
+                when=device.bound_at,
+            )
+        elif device.how == "name":
+            bound = t(
+                "{name} ({id}), by name",
+                name=clean_name(device.teacher_name or "?"),
+                id=device.teacher_id,
+            )
+        elif device.who:
+            bound = t("nobody, unbound by {who} at {when}", who=device.who, when=device.bound_at)
+        else:
+            unbound = True
+            bound = t("not bound")
+            if device.candidates:
+                bound += " " + t(
+                    "(names of several teachers: {ids})", ids=", ".join(device.candidates)
+                )
+        rows.append([device.device_id, names, bound])
+    echo(text_table(rows))
+    if unbound:
+        echo(
+            t(
+                "A computer that is not bound is its own row in reports, not on the roster. "
+                "Bind it: `classcast usage teachers bind COMPUTER TEACHER_ID` (ids from "
+                "`classcast usage roster`)."
+            )
+        )
+
+
+@usage_teachers.command("bind")
+@click.argument("device", metavar="COMPUTER")
+@click.argument("teacher_id", metavar="TEACHER_ID")
+@_db_option
+@click.pass_obj
+def usage_teachers_bind(obj: Ctx, device: str, teacher_id: str, db_path: Path | None) -> None:
+    """Bind a teacher's computer to a roster teacher: its lessons count as theirs.
+
+    An admin's binding wins over a binding by name. The decision is recorded with
+    this computer's name and the time.
+
+    Example:
+
+        classcast usage teachers bind c-1a2b3c4d5e6f7a8b 0042
+    """
+    teacher = _roster_decision(
+        obj, db_path, lambda roster, who, now: roster.bind(device, teacher_id, who, now)
+    )
+    echo(
+        t(
+            "{device} now counts as {name} ({id}); reports count its lessons as theirs.",
+            device=device,
+            name=clean_name(teacher.name),
+            id=teacher.teacher_id,
+        )
+    )
+
+
+def _roster_decision(
+    obj: Ctx, db_path: Path | None, decide: Callable[[Roster, str, datetime], T]
+) -> T:
+    """Run an admin's roster decision with who decided and when; a refusal in Russian."""
+    from controller.roster import Roster, RosterError
+
+    db = _open_db(obj, db_path)
+    try:
+        return decide(Roster(db), _who(obj), datetime.now(UTC))
+    except RosterError as exc:
+        raise click.ClickException(_roster_error_text(exc)) from None
+    finally:
+        db.close()
+
+
+@usage_teachers.command("unbind")
+@click.argument("device", metavar="COMPUTER")
+@_db_option
+@click.pass_obj
+def usage_teachers_unbind(obj: Ctx, device: str, db_path: Path | None) -> None:
+    """Make a computer count as nobody on the roster, not even by the name typed on it.
+
+    Its lessons show as its own row in reports. Bind it again with usage teachers bind.
+    The decision is recorded with this computer's name and the time.
+
+    Example:
+
+        classcast usage teachers unbind c-1a2b3c4d5e6f7a8b
+    """
+    _roster_decision(obj, db_path, lambda roster, who, now: roster.unbind(device, who, now))
+    echo(
+        t(
+            "{device} is bound to nobody: reports show it as its own row. Bind it with "
+            "`classcast usage teachers bind {device} TEACHER_ID`.",
+            device=device,
+        )
+    )
+
+
+@usage_teachers.command("merge")
+@click.argument("keep_id", metavar="TEACHER_ID")
+@click.argument("other_id", metavar="OTHER_ID")
+@_db_option
+@click.pass_obj
+def usage_teachers_merge(obj: Ctx, keep_id: str, other_id: str, db_path: Path | None) -> None:
+    """Record that two roster entries are one teacher: OTHER_ID counts as TEACHER_ID.
+
+    The decision is recorded with this computer's name and the time.
+
+    Example:
+
+        classcast usage teachers merge 0042 0107
+    """
+    keep = _roster_decision(
+        obj, db_path, lambda roster, who, now: roster.merge(keep_id, other_id, who, now)
+    )
+    echo(
+        t(
+            "{other} is now the same teacher as {name} ({id}): reports count them as one.",
+            other=other_id,
+            name=clean_name(keep.name),
+            id=keep.teacher_id,
+        )
+    )
 
 
 @usage.command("timezone")
@@ -1910,8 +2697,7 @@ def _decide(obj: Ctx, name: str, seq: int, action: DecisionAction, db_path: Path
     db = _open_db(obj, db_path)
     try:
         kiosk_id, room = _school_panel(db, name)
-        identity = obj.home.identity(obj.teacher)
-        who = f"{identity.name} ({identity.controller_id})"
+        who = _who(obj)
         try:
             db.decide(kiosk_id, seq, action, who, datetime.now(UTC))
         except NoSuchProblemError:
@@ -1955,8 +2741,7 @@ def usage_forget_key(obj: Ctx, panel: str, db_path: Path | None) -> None:
     db = _open_db(obj, db_path)
     try:
         kiosk_id, room = _school_panel(db, panel)
-        identity = obj.home.identity(obj.teacher)
-        who = f"{identity.name} ({identity.controller_id})"
+        who = _who(obj)
         decision = db.forget_key(kiosk_id, who, datetime.now(UTC))
     finally:
         db.close()

@@ -21,16 +21,20 @@ import asyncio
 import base64
 import contextlib
 import logging
+import socket
 import ssl
+import struct
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidMessage, InvalidURI
+from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from media.chunks import chunk_ranges
@@ -40,6 +44,7 @@ from protocol.codec import chunk_header, decode, encode
 from protocol.constants import DEFAULT_PORT, PROTOCOL_VERSION, SUBPROTOCOL, WS_PATH
 from protocol.errors import (
     CertificateChangedError,
+    ClassCastError,
     ConnectionFailedError,
     MalformedMessageError,
     RemoteError,
@@ -58,6 +63,7 @@ from protocol.messages import (
     Error,
     GetStatus,
     Hello,
+    KeyframeRequest,
     Message,
     Need,
     Ok,
@@ -69,6 +75,8 @@ from protocol.messages import (
     Reply,
     Role,
     Screenshot,
+    ShareStart,
+    ShareStop,
     Status,
     StatusSnapshot,
     TakeScreenshot,
@@ -235,11 +243,19 @@ class KioskClient:
         """sha256 of the certificate this connection sees."""
         self.welcome: Welcome | None = None
         self.role: Role | None = None
-        self.last_status: StatusSnapshot | None = None
+        self._last_status: StatusSnapshot | None = None
+        self._pushed_status: str | None = None
+        """The latest status push, not decoded until :attr:`last_status` is read."""
         self.on_status: Callable[[StatusSnapshot], None] | None = None
+        self.on_keyframe_request: Callable[[int], None] | None = None
+        """Called with the stream id when the kiosk asks for a keyframe (screen share)."""
+        self.on_share_error: Callable[[str], None] | None = None
+        """Called with the message of an ``error`` ``no_share`` pushed for a stream frame."""
         self._next_id = 1
         self._replies: dict[int, asyncio.Queue[Reply]] = {}
-        self._stored: asyncio.Queue[BlobStored] = asyncio.Queue()
+        """Requests answered by several messages (a transfer): their replies in order."""
+        self._waiting: dict[int, asyncio.Future[Reply]] = {}
+        """Requests answered by one message: the future of that reply."""
         self._closed_reason: str | None = None
         self._status_waiters: list[asyncio.Future[None]] = []
         self.clock_offset_ms: int | None = None
@@ -377,6 +393,26 @@ class KioskClient:
     def name(self) -> str:
         """The kiosk's room, or its URL before hello."""
         return self.welcome.room if self.welcome else self.url
+
+    @property
+    def last_status(self) -> StatusSnapshot | None:
+        """What the kiosk showed at its latest status (pushed, or in ``welcome``).
+
+        A push is decoded when this is read (or at once for ``on_status`` and
+        :meth:`wait_for_status`): a group control gets one push from every panel, and
+        decoding them is not needed to count the acknowledgements.
+        """
+        raw, self._pushed_status = self._pushed_status, None
+        if raw is not None:
+            status = self._decode_status(raw)
+            if status is not None:
+                self._last_status = status
+        return self._last_status
+
+    @last_status.setter
+    def last_status(self, status: StatusSnapshot | None) -> None:
+        self._pushed_status = None
+        self._last_status = status
 
     async def wait_closed(self, timeout_s: float | None = None) -> bool:
         """Wait until the kiosk closes the connection; False if ``timeout_s`` passed first."""
@@ -521,6 +557,75 @@ class KioskClient:
             return await self.measure_clock_offset()
         return self.clock_offset_ms
 
+    async def share_start(self, stream_id: int, width: int, height: int, title: str) -> None:
+        """Show this computer's screen on the panel (``share_start``); then send stream
+        frames with :meth:`send_stream_frame`, the first a keyframe.
+
+        Raises:
+            BusyError: another teacher presents on the panel.
+            RemoteError: the kiosk refused for another reason.
+        """
+        msg = ShareStart(self._new_id(), stream_id, width, height, title)
+        reply = await self._request(msg)
+        if not isinstance(reply, Ok):
+            raise UnexpectedMessageError(f"kiosk answered {msg.TYPE} with {reply.TYPE}")
+
+    async def share_stop(self, stream_id: int) -> None:
+        """End the screen share ``stream_id`` on the panel (``share_stop``)."""
+        msg = ShareStop(self._new_id(), stream_id)
+        reply = await self._request(msg)
+        if not isinstance(reply, Ok):
+            raise UnexpectedMessageError(f"kiosk answered {msg.TYPE} with {reply.TYPE}")
+
+    def limit_unsent_bytes(self, size_bytes: int | None) -> None:
+        """Let the kernel hold at most ``size_bytes`` of this connection's data unsent
+        (``TCP_NOTSENT_LOWAT``; None: the system's default, no limit).
+
+        A screen share sets it so that a send returns only once the previous picture has
+        nearly left this computer: pictures a slow panel cannot take are then skipped
+        here instead of queueing in the kernel. Nothing happens where the option does
+        not exist (it does on Linux and macOS).
+        """
+        sock = self._ws.transport.get_extra_info("socket")
+        option = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+        if sock is None or option is None:
+            return
+        with contextlib.suppress(OSError):
+            value = struct.pack("=I", size_bytes or _NO_UNSENT_LIMIT)  # an unsigned int
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
+
+    def unsent_bytes(self) -> int:
+        """Bytes of this connection not yet acknowledged by the kiosk: what the TLS
+        transport holds plus the kernel's send queue (Linux; elsewhere the transport's
+        only). A screen share skips a panel's picture while this is over a threshold."""
+        transport = self._ws.transport
+        queued = transport.get_write_buffer_size()
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sys.platform.startswith("linux"):
+            import fcntl  # Unix only: the teacher's computer may run Windows
+            import termios
+
+            with contextlib.suppress(OSError):
+                out = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+                queued += int.from_bytes(out, sys.byteorder)
+        return queued
+
+    async def send_stream_frame(self, frame: bytes) -> None:
+        """Send one stream frame (``protocol.codec.encode_stream_frame``); returns once
+        the socket took it. Send the next one only after that (newest frame only).
+
+        Raises:
+            ConnectionFailedError: the connection closed.
+        """
+        try:
+            await self._ws.send(frame)
+        except ConnectionClosed:
+            raise ConnectionFailedError(
+                f"{self.url} closed the connection: {self._closed_reason}",
+                address=_address_of(self.url),
+                reason="closed",
+            ) from None
+
     async def status(self) -> StatusSnapshot:
         """Return what the kiosk shows now."""
         reply = await self._request(GetStatus(id=self._new_id()))
@@ -656,18 +761,69 @@ class KioskClient:
         | TimePing
         | TakeScreenshot
         | Announce
-        | ClearAnnouncement,
+        | ClearAnnouncement
+        | ShareStart
+        | ShareStop,
     ) -> Reply:
-        queue = self._open(msg.id)
+        reply = self._expect_reply(msg.id)
         try:
             await self._send_text(msg)
-            return await self._next_reply(queue, msg.TYPE)
+            await asyncio.wait({reply}, timeout=self.timeout_s)
+            return self._reply_of(reply, msg.TYPE)
         finally:
-            self._replies.pop(msg.id, None)
+            self._forget_reply(msg.id, reply)
+
+    def _expect_reply(self, req_id: int) -> asyncio.Future[Reply]:
+        """Register request ``req_id`` (answered by one message) before sending it.
+
+        Read the outcome with :meth:`_reply_of` once the future is done or the wait
+        timed out, then call :meth:`_forget_reply`.
+        """
+        reply: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        if self._reader.done():
+            reply.set_exception(self._closed_error())
+        else:
+            self._waiting[req_id] = reply
+        return reply
+
+    def _reply_of(self, reply: asyncio.Future[Reply], what: str) -> Reply:
+        """The reply, after waiting for it.
+
+        Raises:
+            RemoteError: the kiosk answered ``error`` (its subclass for the code).
+            ConnectionFailedError: the connection closed, or no reply came in time.
+        """
+        if not reply.done():
+            raise ConnectionFailedError(
+                f"{self.url} did not answer {what} in {self.timeout_s} s",
+                address=_address_of(self.url),
+                reason="timeout",
+            )
+        msg = reply.result()
+        if isinstance(msg, Error):
+            raise remote_error(msg.code, f"{self.name}: {msg.message}", presenter=msg.presenter)
+        return msg
+
+    def _forget_reply(self, req_id: int, reply: asyncio.Future[Reply]) -> None:
+        self._waiting.pop(req_id, None)
+        if reply.done() and not reply.cancelled():
+            reply.exception()  # retrieved: a closed connection is reported once, not logged
+        else:
+            reply.cancel()
+
+    def _closed_error(self) -> ConnectionFailedError:
+        return ConnectionFailedError(
+            f"{self.url} closed the connection: {self._closed_reason}",
+            address=_address_of(self.url),
+            reason="closed",
+        )
 
     async def _send_text(self, msg: Message) -> None:
+        await self._send_frame(encode(msg))
+
+    async def _send_frame(self, frame: str) -> None:
         try:
-            await self._ws.send(encode(msg))
+            await self._ws.send(frame)
         except ConnectionClosed:
             raise ConnectionFailedError(
                 f"{self.url} closed the connection: {self._closed_reason}",
@@ -706,6 +862,9 @@ class KioskClient:
                 if isinstance(frame, bytes):
                     logger.warning("%s sent a binary frame; ignored", self.url)
                     continue
+                if frame.endswith(_PUSHED_STATUS_END):
+                    self._status_pushed(frame)
+                    continue
                 try:
                     msg = decode(frame)
                 except MalformedMessageError as exc:
@@ -719,25 +878,63 @@ class KioskClient:
             self._closed_reason = (
                 f"code {rcvd.code} {rcvd.reason}".strip() if rcvd is not None else "no close frame"
             )
+            waiting, self._waiting = self._waiting, {}
+            for reply in waiting.values():
+                if not reply.done():
+                    reply.set_exception(self._closed_error())
+
+    def _status_pushed(self, frame: str) -> None:
+        """Keep a status push (``re`` null) undecoded unless someone waits for it now."""
+        if self.on_status is None and not self._status_waiters:
+            self._pushed_status = frame
+            return
+        status = self._decode_status(frame)
+        if status is not None:
+            self.last_status = status
+            self._status_changed(status)
+
+    def _decode_status(self, frame: str) -> StatusSnapshot | None:
+        try:
+            msg = decode(frame)
+        except MalformedMessageError as exc:
+            logger.warning("%s sent a malformed message: %s", self.url, exc)
+            return None
+        if not isinstance(msg, Status) or msg.re is not None:
+            logger.warning("%s sent %s where a status push was expected", self.url, msg.TYPE)
+            return None
+        return msg.status
+
+    def _status_changed(self, status: StatusSnapshot) -> None:
+        if self.on_status is not None:
+            self.on_status(status)
+        waiters, self._status_waiters = self._status_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
 
     def _route(self, msg: Message) -> None:
         match msg:
             case Status(re=None):
                 self.last_status = msg.status
-                if self.on_status is not None:
-                    self.on_status(msg.status)
-                waiters, self._status_waiters = self._status_waiters, []
-                for fut in waiters:
-                    if not fut.done():
-                        fut.set_result(None)
+                self._status_changed(msg.status)
                 return
             case BlobStored():
-                self._stored.put_nowait(msg)
+                return  # one blob arrived: the transfer waits for its final Ok instead
+            case KeyframeRequest():
+                if self.on_keyframe_request is not None:
+                    self.on_keyframe_request(msg.stream_id)
+                return
+            case Error(re=None, code="no_share"):
+                if self.on_share_error is not None:
+                    self.on_share_error(msg.message)
                 return
             case Error(re=None):
                 logger.warning("%s: %s (%s)", self.name, msg.message, msg.code)
                 for pending in self._replies.values():
                     pending.put_nowait(msg)
+                for reply in self._waiting.values():
+                    if not reply.done():
+                        reply.set_result(msg)
                 return
             case (
                 Welcome()
@@ -751,12 +948,136 @@ class KioskClient:
                 | Ok()
                 | Error()
             ):
-                queue = self._replies.get(msg.re) if msg.re is not None else None
+                if msg.re is None:
+                    return
+                waiting = self._waiting.get(msg.re)
+                if waiting is not None:
+                    if not waiting.done():
+                        waiting.set_result(msg)
+                    return
+                queue = self._replies.get(msg.re)
                 if queue is not None:
                     queue.put_nowait(msg)
                 return
             case _:
                 logger.warning("%s sent %s, which a kiosk does not send", self.url, msg.TYPE)
+
+
+_NO_UNSENT_LIMIT = 0xFFFFFFFF
+"""``TCP_NOTSENT_LOWAT`` when not limited (Linux's default)."""
+
+
+_PUSHED_STATUS_END = ',"re":null,"type":"status"}'
+"""How a kiosk's status push ends (``protocol.codec.encode`` writes ``re`` then ``type``
+last): the last members of the top-level object, so no string inside can fake it."""
+
+
+async def control_all(
+    clients: Sequence[KioskClient],
+    action: ControlAction,
+    *,
+    index: int | None = None,
+    position_ms: int | None = None,
+    volume: int | None = None,
+    at_ms: int | None = None,
+) -> list[ClassCastError | int | None]:
+    """Apply one control command on every client; returns when all answered or timed out.
+
+    With ``at_ms`` (this computer's wall clock), every kiosk applies it at that instant,
+    converted to its own clock with the offset its client measured last (measure it
+    first: :meth:`Group.lead_ms <controller.group.Group.lead_ms>`).
+
+    Returns one entry per client, in order: what :meth:`KioskClient.control` would have
+    raised, or what it would have returned: how many ms late the kiosk got ``at_ms``
+    (None: applied on time, or no instant). The request is encoded once (once per
+    kiosk with ``at_ms``), with an id unused on every connection, and written to each
+    connection in turn, without a task per kiosk (a kiosk that does not read its
+    connection gets its own task, so it holds up no other). Then all replies are awaited
+    together, each up to its client's ``timeout_s`` from the start.
+    """
+    if not clients:
+        return []
+    req_id = max(c._next_id for c in clients)
+    for c in clients:
+        c._next_id = req_id + 1
+
+    def frame_for(c: KioskClient) -> str:
+        kiosk_at_ms = at_ms + (c.clock_offset_ms or 0) if at_ms is not None else None
+        return encode(
+            Control(
+                id=req_id,
+                action=action,
+                index=index,
+                position_ms=position_ms,
+                volume=volume,
+                at_ms=kiosk_at_ms,
+            )
+        )
+
+    same = frame_for(clients[0]) if at_ms is None else None
+    start = asyncio.get_running_loop().time()
+    replies = [c._expect_reply(req_id) for c in clients]
+    results: list[ClassCastError | int | None] = [None] * len(clients)
+    sending: dict[int, asyncio.Task[None]] = {}
+    try:
+        for n, c in enumerate(clients):
+            if replies[n].done():  # already closed
+                continue
+            frame = same if same is not None else frame_for(c)
+            if c._ws.paused or c._ws.state is not State.OPEN:
+                sending[n] = asyncio.create_task(c._send_frame(frame))
+                continue
+            try:
+                await c._send_frame(frame)
+            except ConnectionFailedError as exc:
+                results[n] = exc
+        await _until_answered_or_late(clients, replies, sending, start)
+        for n, c in enumerate(clients):
+            sent = sending.get(n)
+            failure = sent.exception() if sent is not None and sent.done() else None
+            if failure is not None:
+                results[n] = failure if isinstance(failure, ClassCastError) else c._closed_error()
+            if results[n] is not None:
+                continue
+            try:
+                answer = c._reply_of(replies[n], Control.TYPE)
+                if not isinstance(answer, Ok):
+                    raise UnexpectedMessageError(f"kiosk answered control with {answer.TYPE}")
+                results[n] = answer.late_ms
+            except ClassCastError as exc:
+                results[n] = exc
+    finally:
+        for task in sending.values():
+            task.cancel()
+        for c, pending in zip(clients, replies, strict=True):
+            c._forget_reply(req_id, pending)
+    return results
+
+
+async def _until_answered_or_late(
+    clients: Sequence[KioskClient],
+    replies: list[asyncio.Future[Reply]],
+    sending: dict[int, asyncio.Task[None]],
+    start: float,
+) -> None:
+    """Wait until every client's reply (and send, if it has its own task) is done, or
+    ``timeout_s`` of that client passed since ``start``. Usually one wait for all."""
+    loop = asyncio.get_running_loop()
+    pending = set(range(len(clients)))
+    while True:
+        now = loop.time()
+        pending = {
+            n
+            for n in pending
+            if now < start + clients[n].timeout_s
+            and not (replies[n].done() and (n not in sending or sending[n].done()))
+        }
+        if not pending:
+            return
+        futures: list[asyncio.Future[Any]] = [replies[n] for n in pending]
+        futures += [sending[n] for n in pending if n in sending]
+        first_deadline = min(start + clients[n].timeout_s for n in pending)
+        await asyncio.wait(futures, timeout=first_deadline - now)
 
 
 def _b64decode(text: str) -> bytes:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from controller.client import ControllerIdentity, Credentials, KioskClient
-from controller.schooldb import InvalidReason, SchoolDb
+from controller.schooldb import IngestResult, InvalidReason, UsageStore
 from protocol import limits
 from protocol.errors import ClassCastError
 from protocol.usage_chain import ProblemKind
@@ -42,6 +42,7 @@ __all__ = [
     "CollectionResult",
     "PanelCollection",
     "collect",
+    "note_ingest",
 ]
 
 logger = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ class CollectionResult:
 
 
 async def collect(
-    db: SchoolDb,
+    db: UsageStore,
     addresses: Sequence[str],
     identity: ControllerIdentity,
     credentials: CredentialsFor,
@@ -141,7 +142,8 @@ async def collect(
     and ``problems`` to the admin.
 
     Args:
-        db: The school database.
+        db: Where to store the records: the school database, or one school in the
+            district's database (:class:`controller.district.DistrictSchool`).
         addresses: The panels, as ``HOST:PORT``.
         identity: This controller.
         credentials: The admin credentials for an address (None: not paired).
@@ -181,7 +183,7 @@ async def collect(
 
 
 async def _collect_one(
-    db: SchoolDb,
+    db: UsageStore,
     panel: PanelCollection,
     identity: ControllerIdentity,
     creds: Credentials | None,
@@ -213,36 +215,7 @@ async def _collect_one(
                 school=welcome.school,
                 address=panel.address,
             )
-            panel.added += stored.added
-            panel.duplicates += stored.duplicates
-            panel.quarantined += len(stored.quarantined)
-            panel.last_seq = stored.last_seq
-            for invalid in stored.quarantined:
-                panel.problems.append(
-                    CollectProblem(
-                        "invalid",
-                        invalid.seq,
-                        invalid.text,
-                        field=invalid.field,
-                        value=invalid.value,
-                        reason=invalid.reason,
-                    )
-                )
-            for conflict in stored.conflicts:
-                panel.problems.append(
-                    CollectProblem("conflict", conflict.seq, conflict.message, cause=conflict.kind)
-                )
-            if stored.refused is not None:
-                refused = stored.refused
-                panel.problems.append(
-                    CollectProblem(
-                        "refused",
-                        refused.seq,
-                        refused.message,
-                        cause=refused.kind,
-                        not_stored=stored.not_stored,
-                    )
-                )
+            if note_ingest(panel, stored):
                 return
             if not batch.more:
                 return
@@ -263,3 +236,45 @@ async def _collect_one(
                 f"still sending after {max_pulls} batches; the next run goes on after #{after}",
             )
         )
+
+
+def note_ingest(panel: PanelCollection, stored: IngestResult) -> bool:
+    """Add what one batch's :meth:`~controller.schooldb.UsageStore.ingest` did to ``panel``
+    (counts, chain end, problems); collection and :func:`controller.district.push` both
+    keep their tallies this way.
+
+    Returns:
+        Whether to stop taking this panel's records: one was refused (its chain stops there).
+    """
+    panel.added += stored.added
+    panel.duplicates += stored.duplicates
+    panel.quarantined += len(stored.quarantined)
+    panel.last_seq = stored.last_seq
+    for invalid in stored.quarantined:
+        panel.problems.append(
+            CollectProblem(
+                "invalid",
+                invalid.seq,
+                invalid.text,
+                field=invalid.field,
+                value=invalid.value,
+                reason=invalid.reason,
+            )
+        )
+    for conflict in stored.conflicts:
+        panel.problems.append(
+            CollectProblem("conflict", conflict.seq, conflict.message, cause=conflict.kind)
+        )
+    if stored.refused is None:
+        return False
+    refused = stored.refused
+    panel.problems.append(
+        CollectProblem(
+            "refused",
+            refused.seq,
+            refused.message,
+            cause=refused.kind,
+            not_stored=stored.not_stored,
+        )
+    )
+    return True

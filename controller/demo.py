@@ -15,7 +15,7 @@ import asyncio
 import secrets
 import tempfile
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -26,6 +26,7 @@ from controller.collect import collect
 from controller.discovery import ZeroconfDiscovery
 from controller.i18n import number_text, size_text, t, text_table
 from controller.reports import Group, format_table, usage_report
+from controller.roster import Roster, RosterEntry
 from controller.schooldb import DEFAULT_TZ, SchoolDb
 from kiosk.app import KioskApp
 from kiosk.config import KioskConfig
@@ -37,6 +38,11 @@ DEMO_ROOM = "Каб. 12"
 DEMO_SCHOOL = "Школа № 1"
 DEMO_TEACHER = ControllerIdentity("c-demo-teacher", "Иванова Мария Петровна")
 DEMO_ADMIN = ControllerIdentity("c-demo-admin", "Завуч Петров П. П.")
+DEMO_ROSTER = (
+    RosterEntry("0001", "Иванова Мария Петровна"),
+    RosterEntry("0002", "Сидоров Иван Кузьмич"),
+)
+"""The school's roster in the demo: one teacher casts, the other has not used a panel."""
 LOOPBACK = ("127.0.0.1",)
 """The demo advertises and browses on loopback only: it never multicasts on the network."""
 STEP_S = 0.4
@@ -92,6 +98,8 @@ async def run_demo(keep: Path | None = None, tz: str = DEFAULT_TZ) -> None:
             # The school's admin collects the panel's log into the school database.
             db = SchoolDb(state_dir / "school.sqlite", tz=tz)
             try:
+                # The school's list of teachers: the demo teacher is on it by name.
+                Roster(db).import_entries(DEMO_ROSTER, DEMO_ADMIN.name, datetime.now(UTC))
                 collected = await collect(db, [address], DEMO_ADMIN, lambda _: admin_creds)
                 _print_records(records, tz)
                 _print_report(db, collected.added)

@@ -30,6 +30,7 @@ from controller.client import (
     Credentials,
     KioskClient,
     ProgressCallback,
+    control_all,
 )
 from media.lesson import Lesson
 from protocol import limits
@@ -185,6 +186,10 @@ class Group:
         several (unless ``together`` is False: each as soon as it arrives); returns once
         every kiosk applied it.
 
+        The same frame goes to every kiosk (:func:`controller.client.control_all`; with
+        an instant, one per kiosk: each in its own clock); a kiosk that fails or does
+        not answer in time gets its error, the others their ``ok``.
+
         Returns:
             One outcome per kiosk; its value is how many ms late that kiosk got the
             instant (it applied the control at once): tell the user; None when on time.
@@ -193,17 +198,23 @@ class Group:
         if together and len(self.clients) > 1:
             lead_ms = await self.lead_ms(SYNC_CONTROL_PREPARE_MS.get(action, 0))
             at_ms = int(time.time() * 1000) + lead_ms
-        outcomes = await self._each(
-            lambda t, c: c.control(
-                action, index=index, position_ms=position_ms, volume=volume, at_ms=at_ms
-            )
+        targets = list(self.clients)
+        clients = [self.clients[t] for t in targets]
+        results = await control_all(
+            clients, action, index=index, position_ms=position_ms, volume=volume, at_ms=at_ms
         )
+        outcomes: list[Outcome[int | None]] = [
+            Outcome(t, error=r, room=c.name)
+            if isinstance(r, ClassCastError)
+            else Outcome(t, value=r, room=c.name)
+            for t, c, r in zip(targets, clients, results, strict=True)
+        ]
         if at_ms is not None:
             # Return once applied (each kiosk's instant is within half a round trip of
             # ours), so that a control right after is not early.
-            rtt_s = max((c.round_trip_ms or 0.0 for c in self.clients.values()), default=0.0) / 1000
+            rtt_s = max((c.round_trip_ms or 0.0 for c in clients), default=0.0) / 1000
             await asyncio.sleep(max(0.0, at_ms / 1000 + rtt_s - time.time()))
-        return outcomes
+        return outcomes + [Outcome(t, error=e) for t, e in self.failed.items()]
 
     async def lead_ms(self, prepare_ms: int, *, only: Sequence[str] | None = None) -> int:
         """How far ahead to schedule an instant for every kiosk (or those in ``only``).

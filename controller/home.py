@@ -173,19 +173,36 @@ class Home:
     def identity(self, name: str | None = None) -> ControllerIdentity:
         """This controller's id (created once) and the teacher's name.
 
-        ``name`` (from ``--teacher``) replaces the saved name; without any, the login
-        name is used.
+        ``name`` (from ``--teacher``, or typed at pairing) replaces the saved name and is
+        saved. Without either, the name is empty: the computer's login name is never
+        taken as the teacher's (see :meth:`teacher_name`; pairing asks for the name).
         """
         data = self._read("identity.json")
         controller_id = data.get("controller_id")
         if not isinstance(controller_id, str) or not controller_id:
             controller_id = "c-" + secrets.token_hex(8)
-        saved = data.get("name")
         if name is None:
-            name = saved if isinstance(saved, str) and saved else _login_name()
-        if data != {"controller_id": controller_id, "name": name}:
-            self._write("identity.json", {"controller_id": controller_id, "name": name})
+            name = self.teacher_name() or ""
+        wanted: dict[str, Any] = {"controller_id": controller_id, "name": name}
+        if name:
+            wanted["name_given"] = True
+        if data != wanted:
+            self._write("identity.json", wanted)
         return ControllerIdentity(controller_id, name)
+
+    def teacher_name(self) -> str | None:
+        """The teacher's name saved on this computer, or None when none was given.
+
+        A name saved by an older version without ``name_given`` is kept unless it is the
+        computer's login name (which that version saved when no name was given).
+        """
+        data = self._read("identity.json")
+        saved = data.get("name")
+        if not isinstance(saved, str) or not saved.strip():
+            return None
+        if data.get("name_given") is True or saved != _login_name():
+            return saved
+        return None
 
     # ----------------------------------------------------------------- panels
 
@@ -513,8 +530,9 @@ def _str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _login_name() -> str:
+def _login_name() -> str | None:
+    """The computer's login name: only to recognise one an older version saved."""
     try:
         return getpass.getuser()
     except (OSError, KeyError):
-        return "teacher"
+        return None

@@ -12,9 +12,9 @@ zero-width characters (:func:`protocol.text.clean_name`) and HTML-escaped by :fu
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
-from typing import Final
+from typing import Final, Protocol
 from zoneinfo import ZoneInfo
 
 from controller.i18n import N_
@@ -24,6 +24,7 @@ from controller.reports import (
     ComplianceRow,
     Group,
     ReportRow,
+    ReportSource,
     Rows,
     compliance,
     days_of,
@@ -37,10 +38,21 @@ from controller.reports import (
 from controller.reports import (
     report_text as _t,
 )
+from controller.roster import Roster, RosterView
 from controller.schooldb import SchoolDb, week_days
 from protocol.text import clean_name
 
-__all__ = ["bar_chart", "compliance_rule_text", "iso_weeks", "report_html"]
+__all__ = ["bar_chart", "compliance_rule_text", "district_html", "iso_weeks", "report_html"]
+
+
+class HtmlSource(ReportSource, Protocol):
+    """What :func:`report_html` reads: a report source with its time zone."""
+
+    @property
+    def tz_name(self) -> str:
+        """The school's IANA time zone."""
+        ...
+
 
 _CSS: Final = """
 body { font-family: "DejaVu Sans", Arial, sans-serif; margin: 2em; color: #1a202c; }
@@ -125,7 +137,8 @@ def _table(rows: Rows, lang: str, tz: str) -> str:
     """``rows`` as an HTML table with the cells the text table shows
     (:func:`controller.reports.table_cells`); a compliance row's «goal met» is coloured."""
     heads, cells, numeric = table_cells(rows, lang, tz)
-    met_column = 2 if rows and isinstance(rows[0], ComplianceRow) else -1
+    school_column = 1 if any(r.school for r in list[ReportRow | ComplianceRow](rows)) else 0
+    met_column = 2 + school_column if rows and isinstance(rows[0], ComplianceRow) else -1
     out = ["<table><thead><tr>", *(f"<th>{_h(h)}</th>" for h in heads), "</tr></thead><tbody>"]
     for row, line in zip(rows, cells, strict=True):
         out.append("<tr>")
@@ -152,7 +165,7 @@ def iso_weeks(start: date, end: date) -> list[str]:
 
 
 def report_html(
-    db: SchoolDb,
+    db: HtmlSource,
     *,
     start: date,
     end: date,
@@ -162,7 +175,7 @@ def report_html(
     min_lessons: int = 3,
     min_minutes: float = 10.0,
     require_source: bool = True,
-    roster: Mapping[str, str] | None = None,
+    roster: RosterView | None = None,
     now: datetime | None = None,
 ) -> str:
     """The usage report from ``start`` to ``end`` as a self-contained HTML page.
@@ -184,7 +197,8 @@ def report_html(
         min_lessons: The weekly norm, as for :func:`controller.reports.compliance`.
         min_minutes: Likewise.
         require_source: Likewise.
-        roster: Likewise: teachers listed even without lessons.
+        roster: The school's roster (read from ``db`` when None): teachers are people,
+            listed even without lessons.
         now: When the report is made (shown on it); the current time by default.
 
     Returns:
@@ -195,10 +209,14 @@ def report_html(
         UsageLogError: The database cannot be read.
     """
     language = lang or current_language()
+    if roster is None:
+        if not isinstance(db, SchoolDb):
+            raise TypeError("a report over another source than a school database needs its roster")
+        roster = Roster(db).view()
     tz = db.tz_name
 
     def report(by: Group) -> list[ReportRow]:
-        return usage_report(db, start=start, end=end, by=by, gap_minutes=gap_minutes)
+        return usage_report(db, start=start, end=end, by=by, gap_minutes=gap_minutes, roster=roster)
 
     by_day = {r.key: r for r in report("day")}
     rooms, teachers, content = report("room"), report("teacher"), report("content")
@@ -358,4 +376,104 @@ def compliance_rule_text(
         minutes=f"{min_minutes:g}",
         source=source,
         lessons=min_lessons,
+    )
+
+
+def district_html(
+    schools: Sequence[ReportRow],
+    weeks: Sequence[tuple[str, Sequence[ComplianceRow]]],
+    *,
+    start: date,
+    end: date,
+    lang: str | None = None,
+    min_lessons: int = 3,
+    min_minutes: float = 10.0,
+    require_source: bool = True,
+    now: datetime | None = None,
+) -> str:
+    """The district's report from ``start`` to ``end`` as a self-contained HTML page.
+
+    Shows display time per school (a chart and the by-school table) and, for each ISO
+    week, the weekly norm of every school's teachers (each school's week in its own time
+    zone), as :func:`report_html` shows one school's. Times are UTC. Write it to a
+    ``.html`` file and open or print it.
+
+    Args:
+        schools: :func:`controller.district.district_report` by ``school``.
+        weeks: Per ISO week, :func:`controller.district.district_compliance`.
+        start: The first day, included.
+        end: The last day, included.
+        lang: ``ru`` or ``en``; the current language by default.
+        min_lessons: The weekly norm the compliance rows were counted by.
+        min_minutes: Likewise.
+        require_source: Likewise.
+        now: When the report is made (shown on it); the current time by default.
+
+    Returns:
+        The page (UTF-8 text).
+    """
+    language = lang or current_language()
+    title = _t("District digital content usage report", language)
+    total_ms = sum(r.display_ms for r in schools)
+    library_ms = sum(r.library_ms for r in schools)
+
+    def meta(text: str) -> str:
+        return f"<p class='meta'>{_h(text)}</p>"
+
+    body = [
+        f"<h1>{_h(title)}</h1>",
+        meta(_t("Period: {start} – {end}", language, start=start, end=end)),
+        meta(_t("Timezone: {tz}", language, tz="UTC")),
+        meta(
+            _t(
+                "Library content: {share} of display time ({time})",
+                language,
+                share=percent_text(share(library_ms, total_ms)),
+                time=duration_text(library_ms, language),
+            )
+        ),
+    ]
+    heading = _t("Display time per school", language)
+    bars = [
+        (r.label, r.display_ms / 60_000, duration_text(r.display_ms, language)) for r in schools
+    ]
+    body.append(f"<h2>{_h(heading)}</h2>")
+    body.append(bar_chart(f"{heading} ({_t('minutes', language)})", bars))
+    body.append(f"<h2>{_h(_t('By school', language))}</h2>")
+    body.append(_table(schools, language, "UTC") if schools else meta(_t("No data", language)))
+    rule = compliance_rule_text(
+        min_lessons=min_lessons, min_minutes=min_minutes, require_source=require_source,
+        lang=language,
+    )  # fmt: skip
+    for week, rows in weeks:
+        monday, sunday = week_days(week)
+        heading = _t(
+            "Weekly norm, week {week} ({monday} – {sunday})",
+            language,
+            week=week,
+            monday=monday.strftime("%d.%m"),
+            sunday=sunday.strftime("%d.%m.%Y"),
+        )
+        met = sum(1 for r in rows if r.met)
+        body.append(f"<section class='compliance'><h2>{_h(heading)}</h2>{meta(rule)}")
+        body.append(
+            meta(_t("Teachers who met it: {met} of {count}", language, met=met, count=len(rows)))
+        )
+        body.append(_table(rows, language, "UTC") if rows else meta(_t("No data", language)))
+        body.append("</section>")
+    made = (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M")
+    body.append(
+        meta(
+            _t(
+                "Made on {moment} ({tz}) from the panels' signed usage logs.",
+                language,
+                moment=made,
+                tz="UTC",
+            )
+        )
+    )
+    return (
+        f'<!DOCTYPE html>\n<html lang="{language}"><head><meta charset="utf-8">'
+        f"<title>{_h(title)}</title><style>{_CSS}</style></head>"
+        f"<body>{''.join(body)}</body></html>\n"
     )

@@ -58,14 +58,16 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Final, Literal, get_args
+from operator import itemgetter
+from typing import Any, Final, Literal, Protocol, get_args
 from zoneinfo import ZoneInfo
 
 from controller.i18n import MESSAGES, N_, language
 from controller.libraries import library_label
+from controller.roster import Roster, RosterView, name_key
 from controller.schooldb import SchoolDb, iso_utc_ms, week_days
 from protocol.text import clean_name, json_text
 
@@ -74,6 +76,7 @@ __all__ = [
     "CSV_BOM",
     "CSV_DELIMITER",
     "DEFAULT_GAP_MINUTES",
+    "DEVICE_KEY",
     "USAGE_HEADINGS",
     "ComplianceRow",
     "Group",
@@ -92,12 +95,15 @@ __all__ = [
     "usage_report",
 ]
 
-Group = Literal["room", "teacher", "content", "day", "week", "library"]
+Group = Literal["room", "teacher", "content", "day", "week", "library", "school"]
 """What :func:`usage_report` groups by."""
 GROUPS: Final[tuple[str, ...]] = get_args(Group)
 
 DEFAULT_GAP_MINUTES: Final = 10.0
 """A pause this long (or longer) between records starts a new lesson session."""
+DEVICE_KEY: Final = "device:"
+"""Starts the ``key`` of a by-teacher row of a controller bound to nobody on the roster
+(then the rest is the controller's id and the label the name typed on it)."""
 
 
 def report_text(msgid: str, lang: str | None = None, /, **values: object) -> str:
@@ -124,18 +130,21 @@ _t = report_text
 class ReportRow:
     """One group of :func:`usage_report`; the JSON and CSV keys are these field names.
 
-    ``key`` identifies the group (room name, teacher id, the item: content hash and
-    title joined by ``/``, ``YYYY-MM-DD``, ``YYYY-Www``, library id); ``label`` is what
-    people read (room, teacher name, content title, day, week, library id). ``lessons``
-    counts lessons that showed anything in the group (in a room report: lesson
-    sessions of the room's panel), ``display_ms`` sums display time, ``items`` counts
-    distinct items (content and title); ``first_start_utc`` and ``last_end_utc`` are
-    corrected UTC times. ``library_ms`` is the display time of library content
-    (:mod:`controller.libraries`) and ``library_share`` its share of ``display_ms``
-    (0 to 1, three decimals); ``library`` is, in a content report, the id of the
-    library the item came from (``''``: none). ``hidden_ms`` sums the time items of the
-    group were on a panel but could not be seen (under an alert, a blanked screen, a
-    failure card): not display time.
+    ``key`` identifies the group (room name, the teacher's roster id or
+    :data:`DEVICE_KEY` + controller id for one not on the roster, the item: content
+    hash and title joined by ``/``, ``YYYY-MM-DD``, ``YYYY-Www``, library id, school
+    id); ``label`` is what people read (room, teacher name, content title, day, week,
+    library id, school id). A roster teacher with no use in the range has 0 everywhere and empty
+    times. ``lessons`` counts lessons that showed anything in the group (in a room
+    report: lesson sessions of the room's panel), ``display_ms`` sums display time,
+    ``items`` counts distinct items (content and title); ``first_start_utc`` and
+    ``last_end_utc`` are corrected UTC times. ``library_ms`` is the display time of
+    library content (:mod:`controller.libraries`) and ``library_share`` its share of
+    ``display_ms`` (0 to 1, three decimals); ``library`` is, in a content report, the
+    id of the library the item came from (``''``: none). ``hidden_ms`` sums the time
+    items of the group were on a panel but could not be seen (under an alert, a
+    blanked screen, a failure card): not display time. ``school`` is the school's id in
+    a district report (:mod:`controller.district`), ``''`` in a school's own.
     """
 
     group: str
@@ -150,6 +159,7 @@ class ReportRow:
     library_share: float = 0.0
     library: str = ""
     hidden_ms: int = 0
+    school: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +175,11 @@ class ComplianceRow:
     ``library_share`` its share (0 to 1); ``hidden_ms`` the time the teacher's lessons
     were on a panel but could not be seen (under an alert, a blanked screen, a failure
     card), counted in no lesson's length.
+
+    ``teacher_id`` is the school's roster id when ``on_roster``; otherwise the row is one
+    controller bound to nobody on the roster (its id, and the name typed on it).
+    ``school`` is the school's id in a district report, ``''`` in a school's own: roster
+    ids are the school's, so a teacher is a school and an id.
     """
 
     week: str
@@ -180,9 +195,37 @@ class ComplianceRow:
     library_ms: int = 0
     library_share: float = 0.0
     hidden_ms: int = 0
+    on_roster: bool = False
+    school: str = ""
 
 
 # --------------------------------------------------------------------------- queries
+
+
+class ReportSource(Protocol):
+    """What the reports read records from: a school's database (:class:`SchoolDb`) or one
+    school in the district's (:class:`controller.district.DistrictSchool`), which runs
+    the same queries in its own SQL."""
+
+    def query(
+        self, sql: str, params: dict[str, Any] | Sequence[Any], *, action: str
+    ) -> list[tuple[Any, ...]]:
+        """All rows of one read-only query (see :meth:`SchoolDb.query`)."""
+        ...
+
+
+def _roster_of(db: ReportSource, roster: RosterView | None) -> RosterView:
+    """``roster``, else the roster of the school database ``db``.
+
+    Raises:
+        TypeError: ``roster`` is None and ``db`` is not a school database.
+    """
+    if roster is not None:
+        return roster
+    if isinstance(db, SchoolDb):
+        return Roster(db).view()
+    raise TypeError("a report over another source than a school database needs its roster")
+
 
 _SELECT: Final = """
 SELECT kiosk_id, teacher_id, lesson_id, start_ms, duration_ms, hidden != '', {columns}
@@ -206,6 +249,7 @@ _GROUP_COLUMNS: Final[Mapping[str, tuple[str, str]]] = {
     "day": ("day", "day"),
     "week": ("iso_week", "iso_week"),
     "library": ("library", "library"),
+    "school": ("school_id", "school_id"),
 }
 
 
@@ -312,14 +356,19 @@ def share(part_ms: int, whole_ms: int) -> float:
 
 
 def usage_report(
-    db: SchoolDb,
+    db: ReportSource,
     *,
     start: date,
     end: date,
     by: Group,
     gap_minutes: float = DEFAULT_GAP_MINUTES,
+    roster: RosterView | None = None,
 ) -> list[ReportRow]:
     """Use per room, teacher, content item, day, week or library, from ``start`` to ``end``.
+
+    By teacher, rows are people of the roster: a teacher's controllers are one row, and
+    every current roster teacher is listed (with 0 when they did not use a panel); a
+    controller bound to nobody is its own row (key :data:`DEVICE_KEY` + its id).
 
     Args:
         db: The school database.
@@ -327,6 +376,8 @@ def usage_report(
         end: The last day, included.
         by: What to group by.
         gap_minutes: A pause this long or longer starts a new lesson session.
+        roster: The roster (:meth:`controller.roster.Roster.view`); read from ``db``
+            when None.
 
     Returns:
         One row per group; days and weeks in order, the others by display time, most
@@ -347,9 +398,16 @@ def usage_report(
     sessions = _Sessions(round(gap_minutes * 60_000))
     groups: dict[str, _Group] = {}
     keyed: list[tuple[_Group, int]] = []
+    people: _People | None = None
+    if by == "teacher":
+        people = _People(_roster_of(db, roster), set(map(itemgetter(1, 7), rows)))
+        for person, name in people.view.people.items():
+            groups[person] = _Group(name)
     for row in rows:
         kiosk_id, teacher_id, lesson_id, start_ms, duration_ms, hidden, key, label, item, lib = row
         session = sessions.number((kiosk_id, teacher_id, lesson_id), start_ms, duration_ms)
+        if people is not None:
+            key, label = people.key(teacher_id)
         group = groups.get(key)
         if group is None:
             group = groups[key] = _Group(str(label))
@@ -377,8 +435,8 @@ def usage_report(
             lessons=len(g.sessions),
             display_ms=g.display_ms,
             items=len(g.items),
-            first_start_utc=iso_utc_ms(g.first_ms),
-            last_end_utc=iso_utc_ms(g.last_ms),
+            first_start_utc=iso_utc_ms(g.first_ms) if g.sessions else "",
+            last_end_utc=iso_utc_ms(g.last_ms) if g.sessions else "",
             library_ms=g.library_ms,
             library_share=share(g.library_ms, g.display_ms),
             library=min(g.libraries) if by == "content" and g.libraries else "",
@@ -394,16 +452,21 @@ def usage_report(
 
 
 def compliance(
-    db: SchoolDb,
+    db: ReportSource,
     *,
     week: str,
     min_lessons: int = 3,
     min_minutes: float = 10.0,
     require_source: bool = True,
     gap_minutes: float = DEFAULT_GAP_MINUTES,
-    roster: Mapping[str, str] | None = None,
+    roster: RosterView | None = None,
 ) -> list[ComplianceRow]:
     """Whether each teacher gave ``min_lessons`` lessons with digital content in ``week``.
+
+    Teachers are people of the school's roster: the lessons given from all the
+    controllers a teacher is bound to count together, and every current roster teacher
+    has a row (0 lessons when they did not use a panel). Each controller bound to nobody
+    is a row of its own, not ``on_roster``, named as typed on it.
 
     Args:
         db: The school database.
@@ -412,8 +475,8 @@ def compliance(
         min_minutes: Display time a lesson needs to count (on its longest panel).
         require_source: Count only lessons that showed library content.
         gap_minutes: A pause this long or longer starts a new lesson session.
-        roster: Teacher id → name of every teacher to report, including those who
-            never used a panel this week (listed with 0 lessons).
+        roster: The roster (:meth:`controller.roster.Roster.view`); read from ``db``
+            when None.
 
     Returns:
         One row per teacher, by name.
@@ -427,8 +490,9 @@ def compliance(
         raise ValueError("min_lessons and min_minutes must not be negative, gap_minutes positive")
     params = {"first_day": monday.isoformat(), "last_day": sunday.isoformat()}
     min_ms = min_minutes * 60_000
-    teachers = {teacher_id: _Tally(name) for teacher_id, name in (roster or {}).items()}
     rows = db.query(COMPLIANCE_QUERY, params, action="build the compliance report")
+    people = _People(_roster_of(db, roster), set(map(itemgetter(1, 6), rows)))
+    teachers = {person: _Tally(name, True) for person, name in people.view.people.items()}
     sessions = _Sessions(round(gap_minutes * 60_000))
     # Per session: teacher id, teacher name, display ms, library ms, first day, hidden ms.
     per_session: dict[int, list[Any]] = {}
@@ -449,8 +513,11 @@ def compliance(
     # its longest session, its library time likewise, its day that of its first.
     per_lesson: dict[int, list[Any]] = {}
     for number, lesson in enumerate(sessions.lessons(), start=1):
-        teacher_id, name, display_ms, library_ms, day, hidden_ms = per_session[number]
-        tally = teachers.setdefault(str(teacher_id), _Tally(str(name)))
+        device_id, _name, display_ms, library_ms, day, hidden_ms = per_session[number]
+        key, label = people.key(device_id)
+        tally = teachers.get(key)
+        if tally is None:
+            tally = teachers[key] = _Tally(label, not key.startswith(DEVICE_KEY))
         tally.display_ms += int(display_ms)
         tally.library_ms += int(library_ms)
         tally.hidden_ms += int(hidden_ms)
@@ -473,7 +540,7 @@ def compliance(
     result = [
         ComplianceRow(
             week=week,
-            teacher_id=teacher_id,
+            teacher_id=teacher_id.removeprefix(DEVICE_KEY),
             teacher_name=t.name,
             lessons=t.lessons,
             met=t.lessons >= min_lessons,
@@ -485,11 +552,38 @@ def compliance(
             library_ms=t.library_ms,
             library_share=share(t.library_ms, t.display_ms),
             hidden_ms=t.hidden_ms,
+            on_roster=t.on_roster,
         )
         for teacher_id, t in teachers.items()
     ]
-    result.sort(key=lambda row: (row.teacher_name, row.teacher_id))
+    result.sort(key=lambda row: (not row.on_roster, name_key(row.teacher_name), row.teacher_id))
     return result
+
+
+class _People:
+    """Whom each controller in a report's rows counts as (:class:`RosterView`), with the
+    names typed on it in those rows."""
+
+    def __init__(self, view: RosterView, typed: Iterable[tuple[Any, ...]]) -> None:
+        self.view = view
+        self.typed: dict[str, set[str]] = {}
+        for device_id, name in typed:
+            self.typed.setdefault(device_id, set()).add(name)
+        self._keys: dict[str, tuple[str, str]] = {}
+
+    def key(self, device_id: str) -> tuple[str, str]:
+        """The row key and label of controller ``device_id``: its roster person, else
+        :data:`DEVICE_KEY` + its id and the names typed on it."""
+        found = self._keys.get(device_id)
+        if found is None:
+            names = self.typed.get(device_id, set())
+            person = self.view.person(device_id, names)
+            if person is not None:
+                found = (person, self.view.names.get(person, person))
+            else:
+                found = (DEVICE_KEY + device_id, " / ".join(sorted(names)) or device_id)
+            self._keys[device_id] = found
+        return found
 
 
 @dataclass(slots=True)
@@ -497,6 +591,7 @@ class _Tally:
     """One teacher's counts while :func:`compliance` walks the lessons."""
 
     name: str
+    on_roster: bool
     lessons: int = 0
     days: set[str] = field(default_factory=set)
     sessions: int = 0
@@ -542,6 +637,7 @@ _HEADINGS: Final[Mapping[str, str]] = {
     "day": N_("Day"),
     "week": N_("Week"),
     "library": N_("Library"),
+    "school": N_("School"),
 }
 
 
@@ -553,9 +649,13 @@ def duration_text(ms: int, lang: str | None = None) -> str:
         lang: ``ru`` or ``en``; the current language by default.
 
     Returns:
-        Hours and whole minutes (rounded half up: 56.5 minutes are 57); seconds for
-        less than a minute.
+        Hours and whole minutes (rounded half up: 56.5 minutes are 57); whole seconds
+        under a minute, tenths of a second (``"0,4 с"``) under ten seconds.
     """
+    if 0 < ms < 10_000:  # tenths: a demo's or a skipped item's few seconds
+        tenths = (ms + 50) // 100
+        text = f"{tenths // 10}.{tenths % 10}"
+        return _t("{seconds} s", lang, seconds=text.replace(".", ",") if _ru(lang) else text)
     if 0 < ms < 60_000:
         return _t("{seconds} s", lang, seconds=(ms + 500) // 1000)
     total = (ms + 30_000) // 60_000  # half a minute rounds up, as people round
@@ -565,13 +665,20 @@ def duration_text(ms: int, lang: str | None = None) -> str:
     return _t("{minutes} min", lang, minutes=minutes)
 
 
+def _ru(lang: str | None) -> bool:
+    return (lang or language()) == "ru"
+
+
 def percent_text(fraction: float) -> str:
     """A share for people: ``"88 %"``."""
     return f"{int(fraction * 100 + 0.5)} %"
 
 
 def local_time_text(utc: str, tz: str) -> str:
-    """``"2026-11-23 08:30"`` in ``tz`` for a corrected UTC time such as ``start_utc``."""
+    """``"2026-11-23 08:30"`` in ``tz`` for a corrected UTC time such as ``start_utc``
+    (``""`` for no time: a roster teacher with no use)."""
+    if not utc:
+        return ""
     moment = datetime.fromisoformat(utc).astimezone(ZoneInfo(tz))
     return moment.strftime("%Y-%m-%d %H:%M")
 
@@ -582,21 +689,44 @@ def library_text(library_id: str, lang: str | None = None) -> str:
     return library_id if label == library_id else _t(label, lang)
 
 
+def _off_roster(row: ReportRow) -> bool:
+    """Whether a by-teacher row is a controller bound to nobody on the roster."""
+    return row.group == "teacher" and row.key.startswith(DEVICE_KEY)
+
+
 def table_cells(
     rows: Rows, lang: str | None, tz: str
 ) -> tuple[list[str], list[list[str]], list[bool]]:
     """What people read of ``rows``: translated headings, cell texts, and which columns
     are numbers (right-aligned). The text table and the HTML page both show these.
+    A district report's rows (``school`` set) get a «School» column first.
 
     A usage report's rows get a «Library» column after the first in a content report;
     names are cleaned (:func:`protocol.text.clean_name`) but not escaped.
     """
+    heads, cells, numeric = _cells(rows, lang, tz)
+    schools = [row.school for row in _rows(rows)]
+    if any(schools):
+        heads.insert(0, _t(N_("School"), lang))
+        numeric.insert(0, False)
+        for school, cell in zip(schools, cells, strict=True):
+            cell.insert(0, clean_name(school))
+    return heads, cells, numeric
+
+
+def _rows(rows: Rows) -> list[ReportRow | ComplianceRow]:
+    return list(rows)
+
+
+def _cells(rows: Rows, lang: str | None, tz: str) -> tuple[list[str], list[list[str]], list[bool]]:
+    """:func:`table_cells` without the «School» column of a district report."""
     if rows and isinstance(rows[0], ComplianceRow):
         heads = list(COMPLIANCE_HEADINGS)
         numeric = [False, True, False, False, True, True, True, True, True]
         cells = [
             [
-                clean_name(r.teacher_name),
+                clean_name(r.teacher_name)
+                + ("" if r.on_roster else " " + _t("(not on the roster)", lang)),
                 str(r.lessons),
                 _t("yes", lang) if r.met else _t("no", lang),
                 ", ".join(d[5:] for d in r.days),
@@ -620,7 +750,7 @@ def table_cells(
         label = library_text(r.label, lang) if group == "library" else clean_name(r.label)
         cells.append(
             [
-                label,
+                label + (" " + _t("(not on the roster)", lang) if _off_roster(r) else ""),
                 str(r.lessons),
                 duration_text(r.display_ms, lang),
                 duration_text(r.hidden_ms, lang),
@@ -695,11 +825,13 @@ CSV_BOM: Final = "\ufeff"
 
 
 def csv_cell(value: object) -> object:
-    """One CSV cell: text cleaned (:func:`protocol.text.clean_name`), a number with
-    decimals written with a decimal comma (``1,5``) as a Russian locale reads it, other
-    values as they are."""
+    """One CSV cell: text cleaned (:func:`protocol.text.clean_name`), ``true``/``false``
+    for a yes-or-no value, a number with decimals written with a decimal comma (``1,5``)
+    as a Russian locale reads it, other values as they are."""
     if isinstance(value, str):
         return clean_name(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, float):
         return repr(value).replace(".", ",")
     return value
@@ -734,7 +866,6 @@ def format_csv(rows: Rows, *, compliance_rows: bool | None = None) -> str:
         data = asdict(row)
         if isinstance(row, ComplianceRow):
             data["days"] = " ".join(row.days)
-            data["met"] = "true" if row.met else "false"
         writer.writerow([csv_cell(data[n]) for n in names])
     return buffer.getvalue()
 

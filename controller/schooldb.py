@@ -12,6 +12,10 @@ One SQLite file (through sqlite-utils, WAL) holds two tables:
     ``clock_offset_ms``) and ``day``/``iso_week`` (the corrected start in the school's
     timezone, ``settings.tz``, Europe/Moscow by default), and ``invalid``.
 
+Besides: ``held``, ``decisions`` and ``retired_keys`` (collection problems and admins'
+decisions on them), and the school's roster (schema version 6, :data:`_UPGRADE_6_ROSTER`,
+used by :mod:`controller.roster`).
+
 Collection
 ----------
 Call :meth:`SchoolDb.after_seq` to learn what to pull from a panel next, pull
@@ -51,17 +55,18 @@ Errors (all :class:`protocol.errors.UsageLogError`, ours or the panel's)::
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
 import operator
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, Literal, Protocol, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -77,8 +82,9 @@ from controller.libraries import (
     libraries_to_json,
 )
 from protocol import limits
+from protocol.clock import iso_utc, iso_utc_ms
 from protocol.errors import UsageLogError
-from protocol.messages import UsageBatch, UsageRecord
+from protocol.messages import USAGE_RECORD_FIELDS, UsageBatch, UsageRecord, usage_record
 from protocol.usage_chain import (
     GENESIS_HASH,
     ChainProblem,
@@ -99,6 +105,7 @@ __all__ = [
     "Decision",
     "DecisionAction",
     "HeldRecord",
+    "IngestPlan",
     "IngestResult",
     "InvalidValue",
     "KeyChangedError",
@@ -106,7 +113,10 @@ __all__ = [
     "NoSuchProblemError",
     "SchoolDb",
     "TamperError",
+    "UsageStore",
+    "derive_columns",
     "iso_utc_ms",
+    "plan_ingest",
     "week_days",
 ]
 
@@ -114,10 +124,11 @@ logger = logging.getLogger(__name__)
 
 APPLICATION_ID: Final = 0x43435344
 """``PRAGMA application_id`` of a school database ("CCSD")."""
-SCHEMA_VERSION: Final = 5
+SCHEMA_VERSION: Final = 7
 """``PRAGMA user_version`` of the schema below; versions 1 (no ``invalid`` column), 2
-(no ``held`` and ``decisions`` tables), 3 (no ``plays.library`` column) and 4 (no
-``plays.hidden`` column) are upgraded when opened, any other is refused."""
+(no ``held`` and ``decisions`` tables), 3 (no ``plays.library`` column), 4 (no
+``plays.hidden`` column), 5 (no roster) and 6 (no ``plays.school_id`` column) are
+upgraded when opened, any other is refused."""
 DecisionAction = Literal["accept", "quarantine", "forget_key"]
 """What an admin decided about a record collection stopped at (:meth:`SchoolDb.decide`)."""
 QUARANTINED_BY_ADMIN: Final = "quarantined by an admin"
@@ -149,31 +160,8 @@ CALENDAR_CACHE_ENTRIES: Final = 65_536
 _OFFSET_VARIES: Final = 1 << 62
 """Cached for an hour in which the timezone's offset changes (no offset is this large)."""
 
-RECORD_COLUMNS: Final = (
-    "uuid",
-    "seq",
-    "kiosk_id",
-    "room",
-    "lesson_id",
-    "lesson_title",
-    "item_index",
-    "kind",
-    "content_hash",
-    "content_title",
-    "content_source",
-    "teacher_id",
-    "teacher_name",
-    "started_at",
-    "ended_at",
-    "duration_ms",
-    "end_reason",
-    "clock_offset_ms",
-    "prev_hash",
-    "record_hash",
-    "signature",
-    "hidden",
-)
-"""The signed columns of ``plays``, in :class:`UsageRecord` field order."""
+RECORD_COLUMNS: Final = USAGE_RECORD_FIELDS
+"""The signed columns of ``plays``: the fields of :class:`UsageRecord`, in their order."""
 DERIVED_COLUMNS: Final = (
     "start_utc",
     "start_ms",
@@ -192,17 +180,31 @@ _INSERT: Final = (
 
 _PLAYS_REPORT_INDEX: Final = """CREATE INDEX plays_report ON plays (
     day, kiosk_id, teacher_id, lesson_id, start_ms, duration_ms,
-    room, teacher_name, content_hash, content_title, content_source, iso_week, library, hidden
+    room, teacher_name, content_hash, content_title, content_source, iso_week, library, hidden,
+    school_id
 )"""
 
 _UPGRADE_5_PLAYS: Final = (
     "ALTER TABLE plays ADD COLUMN hidden TEXT NOT NULL DEFAULT ''",
     "DROP INDEX plays_report",
-    _PLAYS_REPORT_INDEX,
+    # The index of version 5 (version 7 adds ``school_id`` to it).
+    """CREATE INDEX plays_report ON plays (
+    day, kiosk_id, teacher_id, lesson_id, start_ms, duration_ms,
+    room, teacher_name, content_hash, content_title, content_source, iso_week, library, hidden
+)""",
 )
 """Schema version 5, table ``plays``: the signed ``hidden`` column (why an item was not
 visible during a record; ``''`` for every record stored before), and ``plays_report``
 covering it."""
+
+_UPGRADE_7_SCHOOL: Final = (
+    "ALTER TABLE plays ADD COLUMN school_id TEXT NOT NULL DEFAULT ''",
+    "DROP INDEX plays_report",
+    _PLAYS_REPORT_INDEX,
+)
+"""Schema version 7, table ``plays``: the signed ``school_id`` column (the panel's school,
+``''`` for every record stored before and for panels with no ``school_id`` set), and
+``plays_report`` covering it."""
 
 _SCHEMA: Final = f"""
 CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -247,6 +249,7 @@ CREATE TABLE plays (
     library TEXT NOT NULL DEFAULT '',
     invalid TEXT,
     hidden TEXT NOT NULL DEFAULT '',
+    school_id TEXT NOT NULL DEFAULT '',
     UNIQUE (kiosk_id, seq)
 );
 {_PLAYS_REPORT_INDEX};
@@ -274,7 +277,7 @@ CREATE TABLE retired_keys (
     up_to_seq INTEGER NOT NULL
 );
 PRAGMA application_id = {APPLICATION_ID};
-PRAGMA user_version = {SCHEMA_VERSION}
+PRAGMA user_version = 3
 """
 """``plays_report`` covers every report query (``controller.reports``): a range of days,
 then the session key in session order, then every column a report reads. A quarantined
@@ -298,6 +301,44 @@ _UPGRADE_4_LIBRARY: Final = (
 )
 """Schema version 4, for the content libraries: ``plays.library`` (which library a
 record's content came from, :mod:`controller.libraries`), covered by ``plays_report``."""
+
+_UPGRADE_6_ROSTER: Final = (
+    # The school's list of teachers: its own id and the name, nothing else (152-FZ).
+    """CREATE TABLE IF NOT EXISTS teachers (
+    teacher_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    left_at TEXT,
+    merged_into TEXT
+)""",
+    # An admin's binding of a controller (``plays.teacher_id``) to a roster entry;
+    # ``teacher_id = ''`` is an admin's "bound to nobody".
+    """CREATE TABLE IF NOT EXISTS teacher_bindings (
+    device_id TEXT PRIMARY KEY,
+    teacher_id TEXT NOT NULL,
+    who TEXT NOT NULL,
+    bound_at TEXT NOT NULL
+)""",
+    # Every roster decision: import, bind, unbind, merge.
+    """CREATE TABLE IF NOT EXISTS roster_log (
+    id INTEGER PRIMARY KEY,
+    action TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    teacher_id TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    who TEXT NOT NULL,
+    decided_at TEXT NOT NULL
+)""",
+    # The names typed on each controller, gathered from ``plays`` (up to the row id in
+    # settings ``device_names_upto``), so that binding by name never scans every record.
+    """CREATE TABLE IF NOT EXISTS device_names (
+    device_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    PRIMARY KEY (device_id, name)
+) WITHOUT ROWID""",
+)
+"""Schema version 6, the roster (:mod:`controller.roster`): teachers, admins' bindings
+of controllers to them, the log of roster decisions, and the names typed per controller."""
+_TABLES_6_ROSTER: Final = frozenset({"teachers", "teacher_bindings", "roster_log", "device_names"})
 
 
 # --------------------------------------------------------------------------- errors
@@ -468,28 +509,6 @@ class KioskInfo:
     address: str | None
 
 
-def iso_utc_ms(ms: int) -> str:
-    """Format milliseconds since the epoch as ISO 8601 UTC with milliseconds and ``Z``.
-
-    Args:
-        ms: Milliseconds since the epoch.
-
-    Returns:
-        For example ``"2026-11-23T08:30:00.250Z"``.
-    """
-    day, rest = divmod(ms, _DAY_MS)
-    hour, rest = divmod(rest, _HOUR_MS)
-    minute, rest = divmod(rest, 60_000)
-    second, milli = divmod(rest, 1000)
-    return f"{_utc_day(day)}T{hour:02d}:{minute:02d}:{second:02d}.{milli:03d}Z"
-
-
-@functools.lru_cache(maxsize=4096)
-def _utc_day(day: int) -> str:
-    """``YYYY-MM-DD`` of day ``day`` since the epoch."""
-    return date.fromordinal(day + _EPOCH_ORDINAL).isoformat()
-
-
 def _epoch_ms(text: str) -> int:
     """Parse an ISO 8601 time (``Z`` or an offset; naive means UTC) to epoch milliseconds.
 
@@ -517,6 +536,30 @@ def week_days(week: str) -> tuple[date, date]:
 
 
 # --------------------------------------------------------------------------- database
+
+
+class UsageStore(Protocol):
+    """Where collection stores what it pulls (:func:`controller.collect.collect`): a
+    school's SQLite file (:class:`SchoolDb`) or one school in the district's PostgreSQL
+    (:class:`controller.district.DistrictSchool`). Both check batches by
+    :func:`plan_ingest`."""
+
+    def after_seq(self, kiosk_id: str) -> int:
+        """The ``seq`` to pull panel ``kiosk_id`` after."""
+        ...
+
+    def ingest(
+        self,
+        kiosk_id: str,
+        batch: UsageBatch,
+        *,
+        room: str | None = None,
+        school: str | None = None,
+        address: str | None = None,
+        collected_at: datetime | None = None,
+    ) -> IngestResult:
+        """Check and store one batch; see :meth:`SchoolDb.ingest`."""
+        ...
 
 
 class SchoolDb:
@@ -563,6 +606,10 @@ class SchoolDb:
                 self._upgrade_from_3()
             if version in (1, 2, 3, 4):
                 self._upgrade_from_4()
+            if version in (1, 2, 3, 4, 5):
+                self._upgrade_from_5()
+            if version in (1, 2, 3, 4, 5, 6):
+                self._upgrade_from_6()
             if tz is not None and (tz != self._tz_name or not self.timezone_chosen):
                 self.set_timezone(tz)
         except UsageLogError:
@@ -597,6 +644,9 @@ class SchoolDb:
             with self._db.atomic():
                 for statement in _SCHEMA.strip().split(";\n"):
                     self._db.execute(statement)
+                for statement in _UPGRADE_6_ROSTER:
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 self._settings.insert({"key": "tz", "value": DEFAULT_TZ})
             return SCHEMA_VERSION
         if app_id != APPLICATION_ID:
@@ -604,12 +654,13 @@ class SchoolDb:
             raise UsageLogError(
                 f"{self.path} is not a ClassCast school database (it has tables {listed})"
             )
-        if version not in (1, 2, 3, 4, SCHEMA_VERSION):
+        if version not in (1, 2, 3, 4, 5, 6, SCHEMA_VERSION):
             raise UsageLogError(
                 f"{self.path} has school database schema version {version}; "
                 f"this program understands version {SCHEMA_VERSION}"
             )
         needed = _TABLES | (_TABLES_3 if version >= 3 else frozenset())
+        needed |= _TABLES_6_ROSTER if version >= 6 else frozenset()
         if not tables >= needed:
             missing = ", ".join(sorted(needed - tables))
             raise UsageLogError(f"{self.path} is a damaged school database (missing {missing})")
@@ -624,12 +675,13 @@ class SchoolDb:
         Raises:
             sqlite3.Error: SQLite refused.
         """
-        columns = ", ".join(c for c in RECORD_COLUMNS if c != "hidden")  # added by version 5
+        # ``hidden`` and ``school_id`` are added by versions 5 and 7.
+        columns = ", ".join(c for c in RECORD_COLUMNS if c not in ("hidden", "school_id"))
         with self._db.atomic():
             self._db.execute("ALTER TABLE plays ADD COLUMN invalid TEXT")
             updates = []
             for row in self._db.execute(f"SELECT id, {columns} FROM plays").fetchall():
-                derived = self.derive(UsageRecord(*row[1:]))
+                derived = self.derive(usage_record(row[1:]))
                 if derived[-1] is not None:
                     updates.append((*derived[:5], derived[-1], row[0]))
             self._db.conn.executemany(
@@ -681,6 +733,19 @@ class SchoolDb:
         """
         with self._guard(action):
             return list(self._db.execute(sql, params).fetchall())
+
+    @contextmanager
+    def transaction(self, action: str) -> Iterator[Database]:
+        """Write inside one transaction (for :mod:`controller.roster`): all or nothing.
+
+        Args:
+            action: What the writes are for, for the error message.
+
+        Raises:
+            UsageLogError: The database cannot be written; nothing was changed.
+        """
+        with self._guard(action), self._db.atomic():
+            yield self._db
 
     @property
     def tz_name(self) -> str:
@@ -755,6 +820,28 @@ class SchoolDb:
                 self._db.execute(statement.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"))
             self._db.execute("PRAGMA user_version = 3")
 
+    def _upgrade_from_5(self) -> None:
+        """Add the roster's tables (schema version 6, :data:`_UPGRADE_6_ROSTER`).
+
+        Raises:
+            sqlite3.Error: SQLite refused.
+        """
+        with self._db.atomic():
+            for statement in _UPGRADE_6_ROSTER:
+                self._db.execute(statement)
+            self._db.execute("PRAGMA user_version = 6")
+
+    def _upgrade_from_6(self) -> None:
+        """Schema version 7: the statements of :data:`_UPGRADE_7_SCHOOL`.
+
+        Raises:
+            sqlite3.Error: SQLite refused.
+        """
+        with self._db.atomic():
+            for statement in _UPGRADE_7_SCHOOL:
+                self._db.execute(statement)
+            self._db.execute("PRAGMA user_version = 7")
+
     def _upgrade_from_3(self) -> None:
         """Add the ``library`` column (schema version 4), filled by the libraries in force.
 
@@ -808,14 +895,7 @@ class SchoolDb:
             ``(start_utc, start_ms, end_utc, day, iso_week, library, invalid)`` as
             stored in ``plays``; ``invalid`` is None for a usable record.
         """
-        times = self._times(record)
-        if isinstance(times, InvalidValue):
-            return ("", 0, None, "", "", "", times.text)
-        start_ms, end_ms = times
-        day, week = _calendar(self._tz).day_and_week(start_ms)
-        end_utc = None if end_ms is None else iso_utc_ms(end_ms)
-        library = self._matcher.library_of(record.content_source)
-        return (iso_utc_ms(start_ms), start_ms, end_utc, day, week, library, None)
+        return derive_columns(record, self._tz, self._matcher)
 
     @staticmethod
     def invalid_value(record: UsageRecord) -> InvalidValue | None:
@@ -989,6 +1069,35 @@ class SchoolDb:
         info = self.kiosk(kiosk_id)
         return 0 if info is None else info.last_seq
 
+    def records(self, kiosk_id: str, after_seq: int, limit: int) -> list[UsageRecord]:
+        """Panel ``kiosk_id``'s stored records after ``after_seq``, in ``seq`` order, as the
+        panel signed them (for :func:`controller.district.push`, which checks them again).
+
+        Raises:
+            UsageLogError: The file cannot be read.
+        """
+        with self._guard("read records"):
+            rows = self._db.execute(
+                f"SELECT {', '.join(RECORD_COLUMNS)} FROM plays "
+                "WHERE kiosk_id = ? AND seq > ? ORDER BY seq, id LIMIT ?",
+                [kiosk_id, after_seq, limit],
+            ).fetchall()
+        return [usage_record(row) for row in rows]
+
+    def retired_keys(self, kiosk_id: str) -> list[tuple[int, str]]:
+        """The keys an admin forgot for panel ``kiosk_id`` (a reinstalled panel), oldest
+        first: ``(up_to_seq, public_key)``, each the key of the records up to ``up_to_seq``.
+
+        Raises:
+            UsageLogError: The file cannot be read.
+        """
+        with self._guard("read panels"):
+            rows = self._db.execute(
+                "SELECT up_to_seq, public_key FROM retired_keys WHERE kiosk_id = ? ORDER BY rowid",
+                [kiosk_id],
+            ).fetchall()
+        return [(int(up_to), str(key)) for up_to, key in rows]
+
     def record_count(self) -> int:
         """How many records the database holds.
 
@@ -1041,89 +1150,40 @@ class SchoolDb:
             TamperError: The batch carries no usable signing key; nothing was stored.
             UsageLogError: The file cannot be read or written.
         """
-        info = self.kiosk(kiosk_id)
-        if batch.kiosk_id != kiosk_id:
-            raise ChainError(
-                kiosk_id,
-                [ChainProblem(kiosk_id, 0, "foreign", f"the batch is from panel {batch.kiosk_id}")],
-            )
-        try:
-            key = load_public_key(batch.public_key)
-        except ValueError as exc:
-            raise TamperError(
-                f"panel {kiosk_id} sent no usable signing key: {exc}", kiosk_id=kiosk_id
-            ) from None
-        # An empty pinned key was forgotten by an admin: this batch's key is pinned.
-        if info is not None and info.public_key not in ("", batch.public_key):
-            raise KeyChangedError(
-                f"panel {kiosk_id} ({info.room}) now signs its usage log with another key "
-                "than the one pinned at its first collection: nothing stored. If the panel "
-                "was reinstalled, an admin must forget its old key on purpose.",
-                kiosk_id=kiosk_id,
-                pinned=info.public_key,
-                got=batch.public_key,
-            )
-        last_seq = 0 if info is None else info.last_seq
-        last_hash = GENESIS_HASH if info is None else info.last_hash
-        old = [r for r in batch.records if r.seq <= last_seq]
-        new = [r for r in batch.records if r.seq > last_seq]
-        conflicts = self._check_duplicates(kiosk_id, old)
-        accepted, refused = _authentic_prefix(
-            kiosk_id, new, key, prev_seq=last_seq, prev_hash=last_hash
+        plan = plan_ingest(
+            kiosk_id,
+            batch,
+            self.kiosk(kiosk_id),
+            stored=self._stored_seqs,
+            derive=self.derive,
+            room=room,
+            school=school,
+            address=address,
+            collected_at=collected_at,
         )
-        rows = []
-        quarantined = []
-        for record in accepted:
-            derived = self.derive(record)
-            rows.append(_fields(record) + derived)
-            if derived[-1] is not None:
-                problem = self.invalid_value(record)
-                assert problem is not None
-                quarantined.append(problem)
-        if accepted:
-            last_seq, last_hash = accepted[-1].seq, accepted[-1].record_hash
-        moment = collected_at if collected_at is not None else datetime.now(UTC)
-        latest_room = room if room is not None else (accepted[-1].room if accepted else None)
-        panel: dict[str, Any] = {
-            "kiosk_id": kiosk_id,
-            "public_key": batch.public_key,
-            "last_seq": last_seq,
-            "last_hash": last_hash,
-            "last_collected_at": moment.astimezone(UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
-        }
-        for column, value in (("room", latest_room), ("school", school), ("address", address)):
-            if value is not None:
-                panel[column] = value
-        held = None
-        if refused is not None:
-            culprit = next((r for r in new if r.seq == refused.seq), None)
-            # Another panel's record is never this chain's to accept: it is not held.
-            if culprit is not None and culprit.kiosk_id == kiosk_id and refused.seq > last_seq:
-                held = (
-                    kiosk_id,
-                    refused.seq,
-                    refused.kind,
-                    refused.message,
-                    json.dumps(_fields(culprit), ensure_ascii=False),
-                    panel["last_collected_at"],
-                )
         with self._guard(f"store records of panel {kiosk_id}"), self._db.atomic():
-            self._db.conn.executemany(_INSERT, rows)
-            self._kiosks.upsert(panel, pk="kiosk_id")
+            self._db.conn.executemany(_INSERT, plan.rows)
+            self._kiosks.upsert(plan.panel, pk="kiosk_id")
             self._db.execute("DELETE FROM held WHERE kiosk_id = ?", [kiosk_id])
-            if held is not None:
-                self._db.execute("INSERT INTO held VALUES (?, ?, ?, ?, ?, ?)", held)
-        return IngestResult(
-            added=len(rows),
-            duplicates=len(old) - len(conflicts),
-            last_seq=last_seq,
-            quarantined=tuple(quarantined),
-            refused=refused,
-            not_stored=len(new) - len(accepted),
-            conflicts=tuple(conflicts),
-        )
+            if plan.held is not None:
+                self._db.execute("INSERT INTO held VALUES (?, ?, ?, ?, ?, ?)", plan.held)
+        return plan.result
+
+    def _stored_seqs(self, kiosk_id: str, low: int, high: int) -> dict[int, tuple[str, str]]:
+        """``seq`` → (uuid, record_hash) of the panel's stored records from ``low`` to ``high``.
+
+        Raises:
+            UsageLogError: The file cannot be read.
+        """
+        with self._guard("read records"):
+            return {
+                int(seq): (str(uuid), str(digest))
+                for seq, uuid, digest in self._db.execute(
+                    "SELECT seq, uuid, record_hash FROM plays "
+                    "WHERE kiosk_id = ? AND seq BETWEEN ? AND ?",
+                    [kiosk_id, low, high],
+                )
+            }
 
     # ------------------------------------------------------------------ decisions
 
@@ -1165,13 +1225,13 @@ class SchoolDb:
         if row is None:
             raise NoSuchProblemError(kiosk_id, seq)
         cause, text = str(row[0]), str(row[1])
-        record = UsageRecord(*json.loads(text))
+        record = usage_record(json.loads(text))
         derived = (
             ("", 0, None, "", "", "", QUARANTINED_BY_ADMIN)
             if action == "quarantine"
             else self.derive(record)
         )
-        moment = now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        moment = iso_utc(now)
         with self._guard(f"store the decision on record #{seq}"), self._db.atomic():
             self._db.conn.execute(_INSERT, (*_fields(record), *derived))
             self._db.execute(
@@ -1224,7 +1284,7 @@ class SchoolDb:
         info = self.kiosk(kiosk_id)
         if info is None:
             raise NoSuchProblemError(kiosk_id, 0)
-        moment = now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        moment = iso_utc(now)
         with self._guard(f"forget the key of panel {kiosk_id}"), self._db.atomic():
             if info.public_key:
                 self._db.execute(
@@ -1238,40 +1298,6 @@ class SchoolDb:
                 [kiosk_id, info.last_seq, who, moment, info.public_key],
             )
         return Decision(kiosk_id, info.room, info.last_seq, "forget_key", None, who, moment)
-
-    def _check_duplicates(
-        self, kiosk_id: str, records: Sequence[UsageRecord]
-    ) -> list[ChainProblem]:
-        """Problems with records at or below the stored chain end: each must be stored as is.
-
-        Raises:
-            UsageLogError: The file cannot be read.
-        """
-        if not records:
-            return []
-        low, high = min(r.seq for r in records), max(r.seq for r in records)
-        with self._guard("read records"):
-            stored = {
-                seq: (uuid, digest)
-                for seq, uuid, digest in self._db.execute(
-                    "SELECT seq, uuid, record_hash FROM plays "
-                    "WHERE kiosk_id = ? AND seq BETWEEN ? AND ?",
-                    [kiosk_id, low, high],
-                )
-            }
-        problems = []
-        for record in records:
-            if stored.get(record.seq) != (record.uuid, record.record_hash):
-                problems.append(
-                    ChainProblem(
-                        kiosk_id,
-                        record.seq,
-                        "inserted",
-                        f"seq {record.seq} is already stored as another record "
-                        f"(uuid {record.uuid} differs from the one collected before)",
-                    )
-                )
-        return problems
 
     # ------------------------------------------------------------------ verification
 
@@ -1334,177 +1360,376 @@ class SchoolDb:
             [kid],
         ).fetchall()
         try:
-            current = load_public_key(panel.public_key) if panel.public_key else None
-            keys = [(int(up_to), load_public_key(text)) for up_to, text in retired]
+            keys = _PanelKeys(panel.public_key, retired)
         except ValueError as exc:
-            return [ChainProblem(kid, 0, "edited", f"the pinned signing key is damaged: {exc}")]
-        if current is None and not keys:
-            return [ChainProblem(kid, 0, "edited", "the pinned signing key is missing")]
-
-        def keys_for(seq: int) -> list[Ed25519PublicKey]:
-            """The keys that may have signed record ``seq``: the retired key whose range
-            holds it, else the pinned one or the last retired one (records the panel
-            signed before it was reinstalled, collected after)."""
-            for up_to, old in keys:
-                if seq <= up_to:
-                    return [old]
-            return [k for k in (current, keys[-1][1] if keys else None) if k is not None]
-
+            return [ChainProblem(kid, 0, "edited", str(exc))]
         rows = self._db.execute(
             f"SELECT id, {', '.join(RECORD_COLUMNS + DERIVED_COLUMNS)} FROM plays "
             "WHERE kiosk_id = ? ORDER BY seq, id",
             [kid],
         ).fetchall()
         width = len(RECORD_COLUMNS)
-        stored = [(int(row[0]), UsageRecord(*row[1 : width + 1]), row[width + 1 :]) for row in rows]
-        seq_by_hash = {rec.record_hash: rec.seq for _, rec, _ in stored}
-        seq_by_prev = {rec.prev_hash: rec.seq for _, rec, _ in stored}
-        problems: dict[int, list[ChainProblem]] = {}
-
-        def flag(row_id: int, problem: ChainProblem) -> None:
-            problems.setdefault(row_id, []).append(problem)
-
-        # Pass 1: recover the original seq of rows whose seq alone was changed.
-        checked: list[tuple[int, UsageRecord, tuple[Any, ...], bool]] = []
-        for row_id, rec, derived in stored:
-            hash_ok = record_hash(rec) == rec.record_hash
-            if not hash_ok:
-                original = _original_seq(rec, seq_by_hash, seq_by_prev)
-                if original is not None:
-                    flag(
-                        row_id,
-                        ChainProblem(
-                            kid,
-                            original,
-                            "reordered",
-                            f"its seq was changed from {original} to {rec.seq} (reordered)",
-                        ),
-                    )
-                    rec, hash_ok = replace(rec, seq=original), True
-            checked.append((row_id, rec, tuple(derived), hash_ok))
-        checked.sort(key=lambda item: (item[1].seq, item[0]))
-
-        # Pass 2: the chain in seq order.
-        expected_prev: str | None = GENESIS_HASH
-        last_seq = 0
-        for row_id, rec, derived, hash_ok in checked:
-            seq = rec.seq
-            if seq <= last_seq:
-                flag(
-                    row_id, ChainProblem(kid, seq, "inserted", f"a second record #{seq} (inserted)")
-                )
-            elif seq > last_seq + 1:
-                gap = f"{last_seq + 1}" if seq == last_seq + 2 else f"{last_seq + 1}–{seq - 1}"
-                flag(
-                    row_id,
-                    ChainProblem(
-                        kid, last_seq + 1, "deleted", f"records {gap} are missing (deleted)"
-                    ),
-                )
-            if seq > panel.last_seq:
-                flag(
-                    row_id,
-                    ChainProblem(
-                        kid,
-                        seq,
-                        "inserted",
-                        f"after the last record collected (#{panel.last_seq}) (inserted)",
-                    ),
-                )
-            content_ok = False
-            if not hash_ok:
-                flag(
-                    row_id,
-                    ChainProblem(
-                        kid, seq, "edited", "content differs from what the panel signed (edited)"
-                    ),
-                )
-            elif not any(signature_ok(rec, key) for key in keys_for(seq)):
-                flag(
-                    row_id,
-                    ChainProblem(
-                        kid, seq, "bad_signature", "not signed by this panel's key (forged)"
-                    ),
-                )
-            else:
-                content_ok = True
-                expected = self.derive(rec)
-                if expected != derived:
-                    names = [
-                        name
-                        for name, want, got in zip(DERIVED_COLUMNS, expected, derived, strict=True)
-                        if want != got
-                    ]
-                    flag(
-                        row_id,
-                        ChainProblem(
-                            kid,
-                            seq,
-                            "edited",
-                            f"{', '.join(names) or 'derived columns'} "
-                            "do not match the signed times (edited)",
-                        ),
-                    )
-                elif (
-                    expected_prev is not None
-                    and rec.prev_hash != expected_prev
-                    and row_id not in problems
-                ):
-                    flag(
-                        row_id,
-                        ChainProblem(
-                            kid, seq, "inserted", "does not follow the record before it (inserted)"
-                        ),
-                    )
-            # An authentic record anchors the next link even if rows around it are missing.
-            expected_prev = rec.record_hash if content_ok else None
-            last_seq = max(last_seq, seq)
-        if last_seq < panel.last_seq:
-            gap = (
-                f"{panel.last_seq}"
-                if last_seq + 1 == panel.last_seq
-                else f"{last_seq + 1}–{panel.last_seq}"
-            )
-            flag(
-                -1,
-                ChainProblem(
-                    kid, last_seq + 1, "deleted", f"records {gap} are missing at the end (deleted)"
-                ),
-            )
-
-        # Pass 3: collection order. Records are inserted in seq order, so row ids must
-        # grow with seq; rows moved about (deleted and put back) show here.
-        highest = 0
-        for row_id, rec, _, _ in sorted(checked, key=lambda item: item[0]):
-            if rec.seq < highest and row_id not in problems:
-                flag(
-                    row_id,
-                    ChainProblem(kid, rec.seq, "reordered", f"stored after #{highest} (reordered)"),
-                )
-            highest = max(highest, rec.seq)
-        # Records an admin decided on stay as decided: their own break is not reported.
+        stored = [(int(row[0]), usage_record(row[1 : width + 1]), row[width + 1 :]) for row in rows]
+        audit = _ChainAudit(kid, keys, self.derive)
+        checked = audit.recover_reordered(stored)
+        audit.check_chain(checked, panel.last_seq)
+        audit.check_collection_order(checked)
         decided = {
-            int(seq): (str(action), tuple(json.loads(text)))
+            int(seq): (str(action), json.loads(text))
             for seq, action, text in self._db.execute(
                 "SELECT seq, action, record FROM decisions "
                 "WHERE kiosk_id = ? AND action IN ('accept', 'quarantine')",
                 [kid],
             )
         }
+        audit.forgive_decided(stored, decided)
+        return audit.found()
+
+
+class _PanelKeys:
+    """The keys that may have signed a panel's records: the one pinned now and those an
+    admin retired (a reinstalled panel), each verifying the records up to its end.
+
+    Raises:
+        ValueError: a key is damaged, or there is none (the message says which).
+    """
+
+    def __init__(self, pinned: str, retired: Sequence[tuple[int, str]]) -> None:
+        try:
+            self.current = load_public_key(pinned) if pinned else None
+            self.retired = [(int(up_to), load_public_key(text)) for up_to, text in retired]
+        except ValueError as exc:
+            raise ValueError(f"the pinned signing key is damaged: {exc}") from None
+        if self.current is None and not self.retired:
+            raise ValueError("the pinned signing key is missing")
+
+    def for_seq(self, seq: int) -> list[Ed25519PublicKey]:
+        """The keys that may have signed record ``seq``: the retired key whose range holds
+        it, else the pinned one or the last retired one (records the panel signed before
+        it was reinstalled, collected after)."""
+        for up_to, old in self.retired:
+            if seq <= up_to:
+                return [old]
+        last = self.retired[-1][1] if self.retired else None
+        return [k for k in (self.current, last) if k is not None]
+
+
+_Checked = tuple[int, UsageRecord, tuple[Any, ...], bool]
+"""A stored row as audited: row id, the record (its original ``seq`` restored when only
+that was changed), its derived columns, and whether its hash matches its content."""
+
+
+class _ChainAudit:
+    """The passes of :meth:`SchoolDb.verify` over one panel's stored rows, collecting the
+    problems found per row (``-1``: the end of the chain)."""
+
+    def __init__(self, kiosk_id: str, keys: _PanelKeys, derive: Derive) -> None:
+        self.kid = kiosk_id
+        self.keys = keys
+        self.derive = derive
+        self.problems: dict[int, list[ChainProblem]] = {}
+
+    def flag(self, row_id: int, seq: int, kind: ProblemKind, message: str) -> None:
+        self.problems.setdefault(row_id, []).append(ChainProblem(self.kid, seq, kind, message))
+
+    def found(self) -> list[ChainProblem]:
+        """Every problem, by ``seq`` and kind."""
+        found = [p for group in self.problems.values() for p in group]
+        found.sort(key=lambda p: (p.seq, p.kind))
+        return found
+
+    def recover_reordered(
+        self, stored: Sequence[tuple[int, UsageRecord, Sequence[Any]]]
+    ) -> list[_Checked]:
+        """Pass 1: rows whose ``seq`` alone was changed get their original one back (and
+        are flagged ``reordered``); returns every row, in the order of the original seqs."""
+        seq_by_hash = {rec.record_hash: rec.seq for _, rec, _ in stored}
+        seq_by_prev = {rec.prev_hash: rec.seq for _, rec, _ in stored}
+        checked: list[_Checked] = []
+        for row_id, rec, derived in stored:
+            hash_ok = record_hash(rec) == rec.record_hash
+            if not hash_ok:
+                original = _original_seq(rec, seq_by_hash, seq_by_prev)
+                if original is not None:
+                    self.flag(
+                        row_id,
+                        original,
+                        "reordered",
+                        f"its seq was changed from {original} to {rec.seq} (reordered)",
+                    )
+                    rec, hash_ok = replace(rec, seq=original), True
+            checked.append((row_id, rec, tuple(derived), hash_ok))
+        checked.sort(key=lambda item: (item[1].seq, item[0]))
+        return checked
+
+    def check_chain(self, checked: Sequence[_Checked], last_collected: int) -> None:
+        """Pass 2: the chain in ``seq`` order: gaps, seconds of one seq, records past the
+        last collected, edited content, bad signatures, derived columns, broken links."""
+        expected_prev: str | None = GENESIS_HASH
+        last_seq = 0
+        for row_id, rec, derived, hash_ok in checked:
+            seq = rec.seq
+            if seq <= last_seq:
+                self.flag(row_id, seq, "inserted", f"a second record #{seq} (inserted)")
+            elif seq > last_seq + 1:
+                gap = f"{last_seq + 1}" if seq == last_seq + 2 else f"{last_seq + 1}–{seq - 1}"
+                self.flag(row_id, last_seq + 1, "deleted", f"records {gap} are missing (deleted)")
+            if seq > last_collected:
+                self.flag(
+                    row_id,
+                    seq,
+                    "inserted",
+                    f"after the last record collected (#{last_collected}) (inserted)",
+                )
+            content_ok = hash_ok and self._content_checked(row_id, rec, derived)
+            broken_link = expected_prev is not None and rec.prev_hash != expected_prev
+            if content_ok and broken_link and row_id not in self.problems:
+                self.flag(
+                    row_id, seq, "inserted", "does not follow the record before it (inserted)"
+                )
+            if not hash_ok:
+                self.flag(
+                    row_id, seq, "edited", "content differs from what the panel signed (edited)"
+                )
+            # An authentic record anchors the next link even if rows around it are missing.
+            expected_prev = rec.record_hash if content_ok else None
+            last_seq = max(last_seq, seq)
+        if last_seq < last_collected:
+            gap = (
+                f"{last_collected}"
+                if last_seq + 1 == last_collected
+                else f"{last_seq + 1}–{last_collected}"
+            )
+            self.flag(
+                -1, last_seq + 1, "deleted", f"records {gap} are missing at the end (deleted)"
+            )
+
+    def _content_checked(self, row_id: int, rec: UsageRecord, derived: tuple[Any, ...]) -> bool:
+        """Whether a record whose hash matches is signed by the panel and its derived
+        columns match; flags what does not. False for a bad signature only: a record with
+        edited derived columns still anchors the chain (its signed content is intact)."""
+        if not any(signature_ok(rec, key) for key in self.keys.for_seq(rec.seq)):
+            self.flag(row_id, rec.seq, "bad_signature", "not signed by this panel's key (forged)")
+            return False
+        expected = self.derive(rec)
+        if expected != derived:
+            names = [
+                name
+                for name, want, got in zip(DERIVED_COLUMNS, expected, derived, strict=True)
+                if want != got
+            ]
+            self.flag(
+                row_id,
+                rec.seq,
+                "edited",
+                f"{', '.join(names) or 'derived columns'} do not match the signed times (edited)",
+            )
+        return True
+
+    def check_collection_order(self, checked: Sequence[_Checked]) -> None:
+        """Pass 3: records are inserted in seq order, so row ids must grow with seq; rows
+        moved about (deleted and put back) show here."""
+        highest = 0
+        for row_id, rec, _, _ in sorted(checked, key=lambda item: item[0]):
+            if rec.seq < highest and row_id not in self.problems:
+                self.flag(row_id, rec.seq, "reordered", f"stored after #{highest} (reordered)")
+            highest = max(highest, rec.seq)
+
+    def forgive_decided(
+        self,
+        stored: Sequence[tuple[int, UsageRecord, Sequence[Any]]],
+        decided: dict[int, tuple[str, Any]],
+    ) -> None:
+        """Records an admin decided on stay as decided: their own break is not reported
+        while they are exactly as decided."""
         for row_id, rec, derived in stored:
             if rec.seq not in decided:
                 continue
             action, fields = decided[rec.seq]
+            as_decided = usage_record(fields)
             expected = (
                 ("", 0, None, "", "", "", QUARANTINED_BY_ADMIN)
                 if action == "quarantine"
-                else self.derive(UsageRecord(*fields))
+                else self.derive(as_decided)
             )
-            if _fields(rec) == fields and tuple(derived) == expected:
-                problems.pop(row_id, None)
-        found = [p for group in problems.values() for p in group]
-        found.sort(key=lambda p: (p.seq, p.kind))
-        return found
+            # A decision stored before a field was added names fewer fields.
+            if _fields(rec) == _fields(as_decided) and tuple(derived) == expected:
+                self.problems.pop(row_id, None)
+
+
+Derive = Callable[[UsageRecord], tuple[Any, ...]]
+"""A store's :meth:`SchoolDb.derive`: the derived columns of a record."""
+StoredSeqs = Callable[[str, int, int], dict[int, tuple[str, str]]]
+"""A store's stored records of a panel from one ``seq`` to another: ``seq`` → (uuid, hash)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IngestPlan:
+    """What a store must write for one batch (:func:`plan_ingest`), all in one transaction.
+
+    ``rows``: the new records' signed then derived columns (``RECORD_COLUMNS`` +
+    ``DERIVED_COLUMNS``), to insert; ``panel``: the panel's row in ``kiosks`` (upsert);
+    ``held``: the record collection stops at (``kiosk_id, seq, cause, detail, record
+    JSON, found_at``), replacing the panel's held one, or None to clear it;
+    ``result``: what to tell the caller once written.
+    """
+
+    rows: list[tuple[Any, ...]]
+    panel: dict[str, Any]
+    held: tuple[Any, ...] | None
+    result: IngestResult
+
+
+def plan_ingest(
+    kiosk_id: str,
+    batch: UsageBatch,
+    info: KioskInfo | None,
+    *,
+    stored: StoredSeqs,
+    derive: Derive,
+    room: str | None = None,
+    school: str | None = None,
+    address: str | None = None,
+    collected_at: datetime | None = None,
+) -> IngestPlan:
+    """Check one batch of panel ``kiosk_id`` against its stored chain end ``info``: the
+    rules of :meth:`SchoolDb.ingest`, for every store (a school's SQLite file, the
+    district's PostgreSQL). The store then writes the plan in one transaction.
+
+    Args:
+        kiosk_id: The panel the batch came from.
+        batch: The panel's records and signing key.
+        info: The panel as stored (None: never collected).
+        stored: Reads the stored uuid and hash of the panel's records by ``seq``.
+        derive: The store's derived columns of a record.
+        room: The panel's room now; kept when ``None``.
+        school: The panel's school name; kept when ``None``.
+        address: Where the panel was reached; kept when ``None``.
+        collected_at: When the collection happened (now by default).
+
+    Returns:
+        The rows, the panel's row, the held record and the result.
+
+    Raises:
+        KeyChangedError: The panel signs with another key than the one pinned.
+        ChainError: The batch is another panel's.
+        TamperError: The batch carries no usable signing key.
+        UsageLogError: ``stored`` cannot read the store.
+    """
+    if batch.kiosk_id != kiosk_id:
+        raise ChainError(
+            kiosk_id,
+            [ChainProblem(kiosk_id, 0, "foreign", f"the batch is from panel {batch.kiosk_id}")],
+        )
+    try:
+        key = load_public_key(batch.public_key)
+    except ValueError as exc:
+        raise TamperError(
+            f"panel {kiosk_id} sent no usable signing key: {exc}", kiosk_id=kiosk_id
+        ) from None
+    # An empty pinned key was forgotten by an admin: this batch's key is pinned.
+    if info is not None and info.public_key not in ("", batch.public_key):
+        raise KeyChangedError(
+            f"panel {kiosk_id} ({info.room}) now signs its usage log with another key "
+            "than the one pinned at its first collection: nothing stored. If the panel "
+            "was reinstalled, an admin must forget its old key on purpose.",
+            kiosk_id=kiosk_id,
+            pinned=info.public_key,
+            got=batch.public_key,
+        )
+    last_seq = 0 if info is None else info.last_seq
+    last_hash = GENESIS_HASH if info is None else info.last_hash
+    old = [r for r in batch.records if r.seq <= last_seq]
+    new = [r for r in batch.records if r.seq > last_seq]
+    conflicts = _duplicate_problems(kiosk_id, old, stored)
+    accepted, refused = _authentic_prefix(
+        kiosk_id, new, key, prev_seq=last_seq, prev_hash=last_hash
+    )
+    rows = []
+    quarantined = []
+    for record in accepted:
+        derived = derive(record)
+        rows.append(_fields(record) + derived)
+        if derived[-1] is not None:
+            problem = SchoolDb.invalid_value(record)
+            if problem is not None:
+                quarantined.append(problem)
+    if accepted:
+        last_seq, last_hash = accepted[-1].seq, accepted[-1].record_hash
+    moment = collected_at if collected_at is not None else datetime.now(UTC)
+    latest_room = room if room is not None else (accepted[-1].room if accepted else None)
+    panel: dict[str, Any] = {
+        "kiosk_id": kiosk_id,
+        "public_key": batch.public_key,
+        "last_seq": last_seq,
+        "last_hash": last_hash,
+        "last_collected_at": iso_utc(moment),
+    }
+    for column, value in (("room", latest_room), ("school", school), ("address", address)):
+        if value is not None:
+            panel[column] = value
+    held = None
+    if refused is not None:
+        culprit = next((r for r in new if r.seq == refused.seq), None)
+        # Another panel's record is never this chain's to accept: it is not held.
+        if culprit is not None and culprit.kiosk_id == kiosk_id and refused.seq > last_seq:
+            held = (
+                kiosk_id,
+                refused.seq,
+                refused.kind,
+                refused.message,
+                json.dumps(dataclasses.asdict(culprit), ensure_ascii=False),
+                panel["last_collected_at"],
+            )
+    result = IngestResult(
+        added=len(rows),
+        duplicates=len(old) - len(conflicts),
+        last_seq=last_seq,
+        quarantined=tuple(quarantined),
+        refused=refused,
+        not_stored=len(new) - len(accepted),
+        conflicts=tuple(conflicts),
+    )
+    return IngestPlan(rows, panel, held, result)
+
+
+def derive_columns(
+    record: UsageRecord, zone: ZoneInfo, matcher: LibraryMatcher
+) -> tuple[str, int, str | None, str, str, str, str | None]:
+    """:meth:`SchoolDb.derive` of ``record`` with days and weeks in ``zone`` and libraries
+    recognised by ``matcher``: the one rule for every store."""
+    times = SchoolDb._times(record)
+    if isinstance(times, InvalidValue):
+        return ("", 0, None, "", "", "", times.text)
+    start_ms, end_ms = times
+    day, week = _calendar(zone).day_and_week(start_ms)
+    end_utc = None if end_ms is None else iso_utc_ms(end_ms)
+    library = matcher.library_of(record.content_source)
+    return (iso_utc_ms(start_ms), start_ms, end_utc, day, week, library, None)
+
+
+def _duplicate_problems(
+    kiosk_id: str, records: Sequence[UsageRecord], stored: StoredSeqs
+) -> list[ChainProblem]:
+    """Problems with records at or below the stored chain end: each must be stored as is.
+
+    Raises:
+        UsageLogError: ``stored`` cannot read the store.
+    """
+    if not records:
+        return []
+    found = stored(kiosk_id, min(r.seq for r in records), max(r.seq for r in records))
+    return [
+        ChainProblem(
+            kiosk_id,
+            record.seq,
+            "inserted",
+            f"seq {record.seq} is already stored as another record "
+            f"(uuid {record.uuid} differs from the one collected before)",
+        )
+        for record in records
+        if found.get(record.seq) != (record.uuid, record.record_hash)
+    ]
 
 
 def _authentic_prefix(

@@ -44,6 +44,7 @@ from protocol.errors import (
     MediaError,
     NoLessonError,
     NoScreenError,
+    NoShareError,
     NoSpaceError,
     NotEnabledError,
     NotStartedError,
@@ -229,6 +230,10 @@ REFUSALS: Final[dict[type[RemoteError], str]] = {
         "install the same version of ClassCast on this computer and on the panel."
     ),
     NoScreenError: N_("Panel {panel} runs without a screen, so there is no picture to take."),
+    NoShareError: N_(
+        "Panel {panel} is not showing your screen any more (it was stopped on the panel). "
+        "Start sharing again to show it."
+    ),
     RemoteUsageLogError: N_(
         "The usage log of panel {panel} cannot be read or written. Tell the administrator: "
         "the panel's journal says why."

@@ -23,7 +23,7 @@ from kiosk.player import Identity
 from kiosk.resume import FILE_NAME, PresentationFile, PresentationWriter
 from kiosk.sdnotify import SystemdNotifier
 from kiosk.server import WebsocketServer
-from kiosk.service import KioskService
+from kiosk.service import Clock, KioskService, SystemClock
 from kiosk.tls import ensure_identity, ensure_signing_key
 from kiosk.tokens import TokenStore
 from kiosk.usage import UsageLog
@@ -52,10 +52,16 @@ def product_version() -> str:
 
 
 class KioskApp:
-    """A running kiosk: call :meth:`start` on an asyncio loop, then :meth:`stop`."""
+    """A running kiosk: call :meth:`start` on an asyncio loop, then :meth:`stop`.
 
-    def __init__(self, config: KioskConfig, display: Display | None = None) -> None:
+    ``clock`` is the service's clock (the real clocks unless a test moves its own).
+    """
+
+    def __init__(
+        self, config: KioskConfig, display: Display | None = None, *, clock: Clock | None = None
+    ) -> None:
         self.config = config
+        clock = clock or SystemClock()
         state = config.state_dir
         state.mkdir(parents=True, exist_ok=True)
         self.identity = Identity(
@@ -77,6 +83,7 @@ class KioskApp:
                 state / "usage.sqlite",
                 kiosk_id=self.identity.kiosk_id,
                 room=config.room,
+                school_id=config.school_id,
                 signing_key=ensure_signing_key(state),
             )
         )
@@ -88,7 +95,7 @@ class KioskApp:
             kiosk_id=self.identity.kiosk_id,
             fingerprint=self.tls.fingerprint,
             admin_secret=config.admin_secret,
-            now=time.monotonic(),
+            now=clock.monotonic(),
         )
         self.service = KioskService(
             self.identity,
@@ -99,6 +106,7 @@ class KioskApp:
             moderation=Moderation(config.presenter_grace_s),
             heartbeat_s=config.heartbeat_s,
             presentation=self.presentation,
+            clock=clock,
         )
         self.server = WebsocketServer(
             self.service, config.host, config.port, ssl=self.tls.server_context()
@@ -167,7 +175,7 @@ class KioskApp:
     def pin(self) -> str:
         """The pairing PIN the panel shows now."""
         with self.server.lock:
-            return self.access.pin(time.monotonic())
+            return self.access.pin(self.service.clock.monotonic())
 
     def advertisement(self, state: str = "idle") -> Advertisement:
         """What this kiosk announces over mDNS (call after :meth:`start`)."""
@@ -293,6 +301,7 @@ def open_window(app: KioskApp) -> PygletWindow | None:
         os.environ["PYGLET_HEADLESS"] = "true"  # before pyglet's first import
     try:
         from kiosk.scenes import IdleInfo
+        from kiosk.screen_scene import ScreenLoader, ScreenStream
         from kiosk.video_scene import load_video
         from kiosk.web import WebLoader
         from kiosk.webguard import HostAllowlist, WebGuard
@@ -306,6 +315,10 @@ def open_window(app: KioskApp) -> PygletWindow | None:
             video_output=app.config.video_output,
         )
         window.factory.register("video", load_video)
+        # A teacher's shared screen: decoded on its own thread, drawn by its scene.
+        screen = ScreenStream(window.request_redraw)
+        window.factory.register("screen", ScreenLoader(screen))
+        app.service.screen = screen
         # Every page goes through the web guard (proxy, private origin, allowlist);
         # each showing gets a temporary profile under state/chromium.
         guard = WebGuard(HostAllowlist(app.config.web_allow), lang=app.config.lang)
@@ -320,6 +333,25 @@ def open_window(app: KioskApp) -> PygletWindow | None:
             "offscreen rendering (EGL) is not available, running without a window: %s", exc
         )
         return None
+
+
+def _forward_window_events(
+    app: KioskApp, window: PygletWindow, loop: asyncio.AbstractEventLoop
+) -> None:
+    """Hand what happens on the panel (keys, a video's end, a page's verdict, the
+    answer to a pairing question) from the window's thread to ``app`` on ``loop``."""
+
+    def call(fn: Callable[..., None]) -> Callable[..., None]:
+        def forward(*args: object) -> None:
+            loop.call_soon_threadsafe(fn, *args)
+
+        return forward
+
+    window.control = call(app.panel_control)
+    window.item_ended = call(app.video_ended)
+    window.item_failed = call(app.item_failed)
+    window.item_opened = call(app.item_opened)
+    window.answer_pairing = call(app.panel_answer_pairing)
 
 
 def run_with_window(
@@ -348,26 +380,7 @@ def run_with_window(
         if not loop.is_closed():
             loop.call_soon_threadsafe(stop.set)
 
-    def control(action: str) -> None:
-        loop.call_soon_threadsafe(app.panel_control, action)
-
-    def item_ended(index: int) -> None:
-        loop.call_soon_threadsafe(app.video_ended, index)
-
-    def item_failed(index: int, failure: ItemFailure, status: int | None) -> None:
-        loop.call_soon_threadsafe(app.item_failed, index, failure, status)
-
-    def item_opened(index: int) -> None:
-        loop.call_soon_threadsafe(app.item_opened, index)
-
-    def answer_pairing(allow: bool) -> None:
-        loop.call_soon_threadsafe(app.panel_answer_pairing, allow)
-
-    window.control = control
-    window.item_ended = item_ended
-    window.item_failed = item_failed
-    window.item_opened = item_opened
-    window.answer_pairing = answer_pairing
+    _forward_window_events(app, window, loop)
     window.on_close = request_stop
 
     async def network() -> None:

@@ -70,6 +70,11 @@ _CONFIG_PROBLEMS = {
         '"Europe/Moscow", "Asia/Novosibirsk" or "Asia/Vladivostok", or remove the line to '
         "use the system's time zone, and start the kiosk again."
     ),
+    "school_id": N_(
+        "{path}: school_id {value} is not a school id. Use lower-case Latin letters, digits, "
+        '".", "_" and "-", up to 64 characters, such as "school-17" (the same id on every '
+        "panel of the school), and start the kiosk again."
+    ),
     "mdns_env": N_(
         "The environment variable CLASSCAST_MDNS_INTERFACES must hold IPv4 addresses "
         "separated by commas, such as 127.0.0.1 (now: {value}). Fix it and start the kiosk "

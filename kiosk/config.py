@@ -10,18 +10,19 @@ import tomllib
 from dataclasses import dataclass, replace
 from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 
 from kiosk.access import MIN_ADMIN_SECRET_CHARS
-from kiosk.effects import VideoOutput
+from kiosk.effects import VideoOutput, WindowMode
 from kiosk.webguard import parse_host_pattern
 from media.store import USAGE_LOG_FLOOR_BYTES
 from protocol.constants import DEFAULT_PORT
 from protocol.discovery import MDNS_INTERFACES_ENV, mdns_interfaces
 from protocol.errors import ClassCastError
+from protocol.text import school_id_problem
 
 DEFAULT_CONFIG_PATH = Path("/etc/classcast/kiosk.toml")
 DEFAULT_QUOTA_BYTES = 20 * 1024**3
@@ -36,7 +37,6 @@ each heartbeat costs one small write with fsync, off the network loop."""
 _TOML_LINE: Final = re.compile(r"\(at line (\d+)")
 """Where tomllib's error message says the mistake is."""
 
-Mode = Literal["fullscreen", "windowed", "headless"]
 VIDEO_OUTPUTS: tuple[VideoOutput, ...] = ("auto", "embedded", "frames")
 
 
@@ -49,7 +49,8 @@ class ConfigError(ClassCastError):
     (``values["line"]`` when known), ``unknown_key`` (``known``), ``wrong_type``
     (``type``: ``str``, ``int``, ``float``, ``bool`` or ``list``), ``video_output``
     (``choices``), ``mdns_interfaces``, ``web_allow`` (``entry``), ``negative``,
-    ``short_secret`` (``min_chars``), ``timezone`` (``zone``) and ``mdns_env`` (``value``).
+    ``short_secret`` (``min_chars``), ``timezone`` (``zone``), ``school_id`` (``value``)
+    and ``mdns_env`` (``value``).
     """
 
     code = "config"
@@ -76,10 +77,14 @@ class KioskConfig:
 
     room: str = "Кабинет"
     school: str = "Школа"
+    """The school's name, as people read it (the idle screen, ``welcome``)."""
+    school_id: str = ""
+    """The school's stable id (:func:`protocol.text.school_id_problem`), stamped on every
+    usage record so that a district keeps its schools apart; ``""`` when not set."""
     host: str = "0.0.0.0"
     port: int = DEFAULT_PORT
     state_dir: Path = Path(".")
-    mode: Mode = "fullscreen"
+    mode: WindowMode = "fullscreen"
     lang: str = "ru"
     video_output: VideoOutput = "auto"
     """``embedded``: VLC's own output inside the window (X11); ``frames``: decoded into a
@@ -119,6 +124,7 @@ class KioskConfig:
 _KEYS: dict[str, type] = {
     "room": str,
     "school": str,
+    "school_id": str,
     "host": str,
     "port": int,
     "state_dir": str,
@@ -226,6 +232,14 @@ def load_config(path: Path | None) -> KioskConfig:
         values["usage_floor_bytes"] = values.pop("usage_floor_mb") * 1024 * 1024
     if "timezone" in values:
         _zone(values["timezone"], path)
+    if "school_id" in values and (problem := school_id_problem(values["school_id"])):
+        raise ConfigError(
+            f"{path}: school_id: {problem}",
+            reason="school_id",
+            path=path,
+            key="school_id",
+            values={"value": values["school_id"]},
+        )
     secret = values.get("admin_secret")
     if secret is not None and len(secret) < MIN_ADMIN_SECRET_CHARS:
         raise ConfigError(

@@ -28,6 +28,7 @@ __all__ = [
     "PinChanged",
     "ShowAnnouncement",
     "VideoOutput",
+    "WindowMode",
     "paired_notice_text",
     "pairing_question_text",
     "screen_name",
@@ -42,6 +43,10 @@ NAME_CHARS_ON_SCREEN: Final = 80
 VideoOutput = Literal["auto", "embedded", "frames"]
 """How videos reach the screen: ``embedded`` (VLC's own output in a child window on
 X11), ``frames`` (decoded into a texture, any window), ``auto`` (embedded on X11)."""
+
+WindowMode = Literal["fullscreen", "windowed", "headless"]
+"""How the panel's window is made: over the whole screen, a window of its own, or
+``headless`` (offscreen, for servers and tests: screenshots only)."""
 
 
 @dataclass(frozen=True, slots=True)

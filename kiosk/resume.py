@@ -194,9 +194,11 @@ def refusal(
         has_blob: Whether the blob store holds a complete blob (``BlobStore.has``).
 
     Returns:
-        A reason for the journal: the presentation is too old (or from the future), or
-        a blob of the lesson is no longer stored.
+        A reason for the journal: the presentation is too old (or from the future), a
+        blob of the lesson is no longer stored, or it was a screen share.
     """
+    if any(item.kind == "screen" for item in saved.lesson.items):
+        return "it was a screen share, which ends with the kiosk"
     age_s = wall_s - saved.saved_at_s
     if abs(age_s) > RESUME_MAX_AGE_S:
         return f"it was saved {age_s:.0f} s ago, over {RESUME_MAX_AGE_S:.0f} s"

@@ -32,7 +32,7 @@ from PIL import Image, ImageOps
 
 from kiosk.i18n import tr
 from kiosk.player import VideoCommand
-from kiosk.x11 import VideoSurface
+from kiosk.x11 import VideoSurface, WindowHold
 from media.markdown import (
     BULLET,
     SLIDE_BACKGROUND,
@@ -117,17 +117,28 @@ class SceneContext:
     """Where VLC's own output draws (X11 panels); ``None``: videos decode into frames."""
     volume: int = 100
     """Sound level of videos, percent (the player's ``volume``)."""
+    window_hold: WindowHold | None = None
+    """Keeps a Chromium window under the panel window until it painted (X11 panels)."""
+
+
+FIRST_PICTURE_WAIT_S = 1.0
+"""How long the previous scene stays on screen while the next one (a video) waits for
+its first picture; after that the new scene shows regardless."""
 
 
 class Scene:
     """Something drawn over the whole window. Every method runs on the main thread."""
 
     background: Color = BLACK
+    first_picture_wait_s: float = FIRST_PICTURE_WAIT_S
+    """Longest the previous scene stays on screen while this one is not :attr:`ready`."""
 
     @property
     def ready(self) -> bool:
         """Whether the scene has its first picture. Until it has, the window keeps
-        showing the previous scene (a video waiting for its first frame)."""
+        showing the previous scene (a video waiting for its first frame, a web page
+        for Chromium's first paint); a scene that becomes ready asks for a redraw
+        (``SceneContext.request_redraw``)."""
         return True
 
     @property
@@ -153,7 +164,12 @@ class Scene:
         scene that is not entered is left with :meth:`leave`."""
 
     def leave(self) -> None:
-        """Another scene replaced this one (it may be shown again later)."""
+        """Another scene replaced this one (it may be shown again later). Called once
+        the next scene's frame is up, never while drawing."""
+
+    def shown(self) -> None:
+        """The scene came on screen (it is ready, or its wait for a first picture is
+        over); called once the frame is up, never while drawing."""
 
     def video(self, command: VideoCommand) -> None:
         """Pause, resume or seek (scenes that play something)."""
@@ -611,8 +627,12 @@ def load_text(request: SceneRequest, ctx: SceneContext) -> SceneBuilder:
 # --------------------------------------------------------------------------- cards
 
 
-class _Card(Scene):
-    """Centred lines of text on a plain background."""
+class Card(Scene):
+    """Centred lines of text on a plain background: ``(text, font size, colour)`` each.
+
+    The base of every text-only scene (the error slide, the placeholder, the web
+    page's cards in :mod:`kiosk.web`): a subclass passes its lines to ``__init__``.
+    """
 
     def __init__(
         self, ctx: SceneContext, lines: list[tuple[str, float, Color]], background: Color
@@ -667,7 +687,7 @@ def error_slide_lines(lang: str, title: str, error: BaseException | None) -> tup
     return heading, tr(lang, "The file is damaged or missing. The lesson goes on.")
 
 
-class ErrorScene(_Card):
+class ErrorScene(Card):
     """ "Не удалось показать «…»": an item that cannot be shown; the lesson goes on.
 
     ``error``, when given, is what went wrong (see :func:`error_slide_lines`).
@@ -683,7 +703,7 @@ class ErrorScene(_Card):
         )
 
 
-class PlaceholderScene(_Card):
+class PlaceholderScene(Card):
     """A card with the item's title, for kinds this window cannot play yet."""
 
     def __init__(self, ctx: SceneContext, item: ManifestItem) -> None:

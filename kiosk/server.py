@@ -49,7 +49,15 @@ from kiosk.connections import (
 )
 from kiosk.service import CaptureScreen, CloseSession, ComputeOffer, KioskService, Outgoing
 from protocol import limits
-from protocol.codec import Chunk, decode, decode_chunk, encode, request_id
+from protocol.codec import (
+    Chunk,
+    decode,
+    decode_chunk,
+    decode_stream_frame,
+    encode,
+    is_stream_frame,
+    request_id,
+)
 from protocol.constants import SUBPROTOCOL, WS_PATH
 from protocol.errors import MalformedMessageError
 from protocol.pairing import OfferKeys
@@ -504,6 +512,15 @@ class WebsocketServer:
                             with self.lock:
                                 service.handle(sid, msg)
                             self._sync_stage(peer)
+                    elif is_stream_frame(frame):
+                        try:
+                            picture = decode_stream_frame(frame)
+                        except MalformedMessageError as exc:
+                            with self.lock:
+                                service.handle_malformed(sid, None, exc)
+                        else:
+                            with self.lock:
+                                service.handle_stream(sid, picture)
                     else:
                         try:
                             chunk = decode_chunk(frame)

@@ -51,13 +51,22 @@ from kiosk.player import (
     check_instant,
 )
 from kiosk.resume import PresentationSink, SavedPresentation, refusal
+from kiosk.share import (
+    SHARE_IGNORES,
+    NoScreen,
+    ScreenSink,
+    ShareGate,
+    is_share,
+    share_lesson,
+    share_lesson_id,
+)
 from kiosk.tokens import Grant
 from kiosk.usage import DisplayStart
 from media.chunks import AppendBytes, AssemblerEvent, BlobVerified, ChunkAssembler, plan_needs
 from media.store import BlobStore
 from protocol import limits
 from protocol.clock import CLOCK_SAMPLES_KEPT, ClockSample, check_clock_offset
-from protocol.codec import Chunk, encode
+from protocol.codec import Chunk, StreamFrame, encode
 from protocol.constants import PROTOCOL_VERSION
 from protocol.errors import (
     BusyError,
@@ -80,6 +89,7 @@ from protocol.messages import (
     GetStatus,
     Hello,
     ItemFailure,
+    KeyframeRequest,
     LessonManifest,
     Message,
     Need,
@@ -91,6 +101,8 @@ from protocol.messages import (
     Prepare,
     Role,
     Screenshot,
+    ShareStart,
+    ShareStop,
     Status,
     StatusSnapshot,
     TakeScreenshot,
@@ -128,6 +140,8 @@ _REQUIRED_ROLE: dict[str, Role | None] = {
     "announce": "teacher",
     "clear_announcement": "teacher",
     "usage_pull": "admin",
+    "share_start": "teacher",
+    "share_stop": "teacher",
 }
 """The role each request needs (None: allowed before pairing). See kiosk.access."""
 
@@ -315,6 +329,10 @@ class KioskService:
         self._refusals_log = LogLimiter()
         self.presentation = presentation
         """Keeps what is shown for the next run (kiosk.resume); None: not kept."""
+        self.share = ShareGate()
+        """The screen share on this panel, if any (kiosk.share)."""
+        self.screen: ScreenSink = NoScreen()
+        """Where a share's pictures go: the wiring sets the window's decoder."""
         recovered = self.usage.recover()
         if recovered:
             logger.warning("closed %d display interval(s) left open by a power loss", recovered)
@@ -338,6 +356,12 @@ class KioskService:
             return
         self._end_transfer(session)
         self._offering.discard(sid)
+        active = self.share.active
+        if active is not None and active.sid == sid:  # a share ends with its connection
+            self._end_share()
+            if is_share(self.player.lesson) and self.player.state != "idle":
+                self.player.control("stop", now=self.clock.monotonic())
+                self._apply_player_effects()
         if self._question is not None and self._question.sid == sid:
             self._close_question(self.clock.monotonic())
         presenter = self.player.presenter
@@ -452,6 +476,33 @@ class KioskService:
             self._complete(session, transfer.request)
             self._apply_player_effects()
 
+    def handle_stream(self, sid: int, frame: StreamFrame) -> None:
+        """Pass one stream frame of session ``sid`` to the decoder, if the share's rules
+        allow; a refused frame gets ``error`` (and costs a message token), a flood is
+        closed (1008)."""
+        session = self._sessions[sid]
+        now = self.clock.monotonic()
+        try:
+            if not session.greeted:
+                raise UnexpectedMessageError("send hello first")
+            self._sync_share()
+            verdict = self.share.frame(sid, frame, now=now)
+        except ProtocolError as exc:
+            if not self._take_token(session):
+                return
+            self._log_refusal(sid, "stream frame refused", exc)
+            self._reply(sid, Error(re=None, code=exc.code, message=str(exc)))
+            return
+        if verdict is None:
+            reason = f"more than {limits.MAX_STREAM_FRAMES_PER_SECOND} stream frames per second"
+            self._out.append(CloseSession(sid, POLICY_VIOLATION, reason))
+            return
+        ask = verdict.ask_keyframe
+        if verdict.decode and not self.screen.feed(frame):
+            ask = self.share.decoder_failed(now=now)
+        if ask:
+            self._reply(sid, KeyframeRequest(frame.stream_id))
+
     def tick(self) -> None:
         """Advance the player's clock and keep the usage log's heartbeat."""
         now = self.clock.monotonic()
@@ -493,6 +544,8 @@ class KioskService:
 
     def panel_control(self, action: str) -> None:
         """A control from the panel itself (touch, keys); never refused for moderation."""
+        if self._share_ignores(action):
+            return
         try:
             self.player.control(action, now=self.clock.monotonic())  # type: ignore[arg-type]
         except ProtocolError as exc:
@@ -634,6 +687,9 @@ class KioskService:
                 self._start_transfer(session, msg)
             case Control():
                 self._check_presenter(session, now)
+                if self._share_ignores(msg.action):
+                    self._reply(session.sid, Ok(msg.id))
+                    return
                 late = self.player.control(
                     msg.action,
                     now=now,
@@ -683,6 +739,12 @@ class KioskService:
                 )
             case UsagePull():
                 self._usage_pull(session, msg)
+            case ShareStart():
+                self._share_start(session, msg, now)
+            case ShareStop():
+                self.share.owned_by(session.sid, msg.stream_id)
+                self.player.control("stop", now=now)
+                self._reply(session.sid, Ok(msg.id))
             case (
                 Welcome()
                 | PairOffer()
@@ -693,12 +755,47 @@ class KioskService:
                 | Screenshot()
                 | TimePong()
                 | UsageBatch()
+                | KeyframeRequest()
                 | Ok()
                 | Error()
             ):
                 raise UnexpectedMessageError(f"a kiosk does not accept {msg.TYPE}")
             case _:
                 assert_never(msg)
+
+    def _share_start(self, session: Session, msg: ShareStart, now: float) -> None:
+        """Show the session's screen: a one-item lesson of kind ``screen``."""
+        self._check_presenter(session, now)
+        controller_id = session.controller_id or ""
+        presenter = Presenter(controller_id, session.controller_name or "")
+        self.moderation.presenter_back()
+        self._clock_offset_ms = 0
+        self.share.start(session.sid, controller_id, msg, now=now)
+        self.screen.start(msg.stream_id, msg.width, msg.height)
+        self.player.load(share_lesson(controller_id, msg), presenter, start_index=0, now=now)
+        logger.info("screen share %d from %s", msg.stream_id, session.controller_name)
+        self._reply(session.sid, Ok(msg.id))
+
+    def _sync_share(self) -> None:
+        """End the gate's share once the player no longer shows it (stopped on the
+        panel, by ``control``, or replaced by an admin's cast)."""
+        if self.share.active is None:
+            return
+        lesson = self.player.lesson
+        if self.player.state == "idle" or not is_share(lesson):
+            self._end_share()
+        elif lesson is not None:
+            active = self.share.active
+            if lesson.lesson_id != share_lesson_id(active.controller_id, active.stream_id):
+                self._end_share()
+
+    def _share_ignores(self, action: str) -> bool:
+        """Whether ``action`` does nothing to the share on screen (kiosk.share.SHARE_IGNORES)."""
+        return action in SHARE_IGNORES and is_share(self.player.lesson)
+
+    def _end_share(self) -> None:
+        if self.share.end() is not None:
+            self.screen.stop()
 
     def _hello(self, session: Session, msg: Hello) -> None:
         if msg.protocol_version != PROTOCOL_VERSION:
@@ -1016,6 +1113,7 @@ class KioskService:
                 self._apply(effect)
         if any(isinstance(effect, StatusChanged) for effect in effects):
             self._save_presentation()
+            self._sync_share()
 
     def _save_presentation(self) -> None:
         """Hand what is shown now to the presentation sink (None when no item shows)."""

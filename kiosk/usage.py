@@ -56,25 +56,32 @@ import uuid as uuid_module
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final, cast, get_args
+from typing import Final, get_args
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlite_utils import Database
 from sqlite_utils.db import Table
 
+from protocol.clock import iso_utc_ms
 from protocol.errors import UsageLogError
 from protocol.limits import MAX_USAGE_BATCH
-from protocol.messages import EndReason, HiddenReason, ItemKind, UsageRecord
+from protocol.messages import (
+    USAGE_RECORD_FIELDS,
+    EndReason,
+    HiddenReason,
+    ItemKind,
+    UsageRecord,
+    usage_record,
+)
 from protocol.usage_chain import GENESIS_HASH, public_key_text, seal
 
 __all__ = ["SCHEMA_VERSION", "DisplayStart", "UsageLog"]
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 3
-"""Stored in ``PRAGMA user_version``; a file of version 2 is upgraded when opened
+SCHEMA_VERSION: Final = 4
+"""Stored in ``PRAGMA user_version``; a file of version 2 or 3 is upgraded when opened
 (:data:`_UPGRADES`), one with another non-zero version is refused."""
 
 _MEMORY: Final = ":memory:"
@@ -112,6 +119,7 @@ CREATE TABLE plays (
     record_hash TEXT,
     signature TEXT,
     hidden TEXT NOT NULL DEFAULT '',
+    school_id TEXT NOT NULL DEFAULT '',
     CHECK ((seq IS NULL) = (ended_at IS NULL))
 );
 CREATE INDEX plays_open ON plays (run_id) WHERE ended_at IS NULL;
@@ -126,46 +134,20 @@ _UPGRADES: Final[dict[int, tuple[str, ...]]] = {
         "ALTER TABLE plays ADD COLUMN hidden TEXT NOT NULL DEFAULT ''",
         "PRAGMA user_version = 3",
     ),
+    # Version 4: the school's id on each record (``''`` on every record logged before).
+    3: (
+        "ALTER TABLE plays ADD COLUMN school_id TEXT NOT NULL DEFAULT ''",
+        "PRAGMA user_version = 4",
+    ),
 }
 """Statements that bring a log of each older version to the next one, in a transaction."""
 
 _PLAYS_COLUMNS: Final = frozenset(
-    {
-        "id",
-        "seq",
-        "uuid",
-        "run_id",
-        "kiosk_id",
-        "room",
-        "lesson_id",
-        "lesson_title",
-        "item_index",
-        "kind",
-        "content_hash",
-        "content_title",
-        "content_source",
-        "teacher_id",
-        "teacher_name",
-        "started_at",
-        "ended_at",
-        "start_mono_s",
-        "last_seen_at",
-        "last_seen_mono_s",
-        "duration_ms",
-        "end_reason",
-        "clock_offset_ms",
-        "prev_hash",
-        "record_hash",
-        "signature",
-        "hidden",
-    }
+    {*USAGE_RECORD_FIELDS, "id", "run_id", "start_mono_s", "last_seen_at", "last_seen_mono_s"}
 )
+"""Every column of ``plays``: a record's fields, and how the panel tracks an open one."""
 
-_RECORD_COLUMNS: Final = (
-    "uuid, seq, kiosk_id, room, lesson_id, lesson_title, item_index, kind, content_hash, "
-    "content_title, content_source, teacher_id, teacher_name, started_at, ended_at, "
-    "duration_ms, end_reason, clock_offset_ms, prev_hash, record_hash, signature, hidden"
-)
+_RECORD_COLUMNS: Final = ", ".join(USAGE_RECORD_FIELDS)
 
 _ITEM_KINDS: Final = frozenset(get_args(ItemKind))
 _END_REASONS: Final = frozenset(get_args(EndReason))
@@ -193,16 +175,9 @@ class DisplayStart:
 
 
 def _iso_utc(wall_s: float) -> str:
-    """Format seconds since the epoch as ISO 8601 UTC with milliseconds and ``Z``.
-
-    Args:
-        wall_s: Seconds since the epoch, as from :func:`time.time`.
-
-    Returns:
-        For example ``"2024-09-02T08:30:00.250Z"``.
-    """
-    moment = datetime.fromtimestamp(wall_s, tz=UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Seconds since the epoch (:func:`time.time`) in the usage log's form
+    (:func:`protocol.clock.iso_utc_ms`), to the millisecond below."""
+    return iso_utc_ms(math.floor(wall_s * 1000))
 
 
 def _check_times(wall_s: float, mono_s: float) -> None:
@@ -249,6 +224,7 @@ class UsageLog:
         *,
         kiosk_id: str,
         room: str,
+        school_id: str = "",
         signing_key: Ed25519PrivateKey | None = None,
     ) -> None:
         """Open (or create) the log file and check that it is ours.
@@ -257,6 +233,8 @@ class UsageLog:
             path: The SQLite file; ``None`` keeps the log in memory (for tests).
             kiosk_id: Stamped on every record this log writes.
             room: Stamped on every record this log writes.
+            school_id: The school's id (``kiosk.toml`` ``school_id``; ``""`` when not
+                set), stamped on every record this log writes.
             signing_key: The kiosk's Ed25519 key that signs each closed record (a new
                 one when omitted, for tests).
 
@@ -266,6 +244,7 @@ class UsageLog:
         """
         self.kiosk_id = kiosk_id
         self.room = room
+        self.school_id = school_id
         self.path = _MEMORY if path is None else str(path)
         self._run_id = uuid_module.uuid4().hex
         self._lock = threading.RLock()
@@ -354,7 +333,7 @@ class UsageLog:
         prev = str(
             self._db.execute("SELECT value FROM meta WHERE key = ?", [_LAST_HASH]).fetchone()[0]
         )
-        sealed = seal(self._record(row), prev, self._key)
+        sealed = seal(usage_record(row), prev, self._key)
         self._db.execute(
             "UPDATE plays SET prev_hash = ?, record_hash = ?, signature = ? WHERE id = ?",
             [sealed.prev_hash, sealed.record_hash, sealed.signature, row_id],
@@ -456,8 +435,8 @@ class UsageLog:
                 "INSERT INTO plays (uuid, run_id, kiosk_id, room, lesson_id, lesson_title, "
                 "item_index, kind, content_hash, content_title, content_source, teacher_id, "
                 "teacher_name, started_at, start_mono_s, last_seen_at, last_seen_mono_s, "
-                "clock_offset_ms, hidden) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "clock_offset_ms, hidden, school_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     interval_uuid,
                     self._run_id,
@@ -478,6 +457,7 @@ class UsageLog:
                     mono_s,
                     clock_offset_ms,
                     start.hidden,
+                    self.school_id,
                 ],
             )
         return interval_uuid
@@ -603,66 +583,7 @@ class UsageLog:
                 f"SELECT {_RECORD_COLUMNS} FROM plays WHERE seq > ? ORDER BY seq LIMIT ?",
                 [after_seq, limit],
             ).fetchall()
-        return [self._record(row) for row in rows]
-
-    @staticmethod
-    def _record(row: tuple[object, ...]) -> UsageRecord:
-        """Turn a row selected with ``_RECORD_COLUMNS`` into a record.
-
-        Args:
-            row: The row, columns in ``_RECORD_COLUMNS`` order.
-
-        Returns:
-            The record.
-        """
-        (
-            uuid,
-            seq,
-            kiosk_id,
-            room,
-            lesson_id,
-            lesson_title,
-            item_index,
-            kind,
-            content_hash,
-            content_title,
-            content_source,
-            teacher_id,
-            teacher_name,
-            started_at,
-            ended_at,
-            duration_ms,
-            end_reason,
-            clock_offset_ms,
-            prev_hash,
-            record_hash_,
-            signature,
-            hidden,
-        ) = row
-        return UsageRecord(
-            uuid=str(uuid),
-            seq=cast(int, seq),
-            kiosk_id=str(kiosk_id),
-            room=str(room),
-            lesson_id=str(lesson_id),
-            lesson_title=str(lesson_title),
-            item_index=cast(int, item_index),
-            kind=cast(ItemKind, kind),
-            content_hash=cast(str | None, content_hash),
-            content_title=str(content_title),
-            content_source=cast(str | None, content_source),
-            teacher_id=str(teacher_id),
-            teacher_name=str(teacher_name),
-            started_at=str(started_at),
-            ended_at=cast(str | None, ended_at),
-            duration_ms=cast(int, duration_ms),
-            end_reason=cast(EndReason | None, end_reason),
-            clock_offset_ms=cast(int, clock_offset_ms),
-            prev_hash=str(prev_hash or ""),
-            record_hash=str(record_hash_ or ""),
-            signature=str(signature or ""),
-            hidden=cast(HiddenReason, hidden or ""),
-        )
+        return [usage_record(row) for row in rows]
 
     def last_seq(self) -> int:
         """The highest ``seq`` handed out so far (0 before the first close).

@@ -78,7 +78,12 @@ mapped. libVLC 3 opens its X11 output at the video's own size, then reopens or
 resizes it to the surface's and shows an empty (black) picture for a frame or two
 before the first real one (measured here: 40–65 ms). While the surface is unmapped
 none of that is seen: the previous item stays on screen, and once mapped, the next
-picture VLC draws replaces it (neither window has a background to paint)."""
+picture VLC draws replaces it (neither window has a background to paint). On a loaded
+machine VLC may take longer to fit its window to the surface: the surface then waits
+for that too (:meth:`~kiosk.x11.VideoSurface.picture_placed`)."""
+
+PLACED_POLL_S = 0.02
+"""How often a video waiting to be shown looks whether VLC's window fits the surface."""
 
 DRIFT_CHECK_S = 0.1
 """How often a video started at an instant reads its position (libVLC updates it every
@@ -172,6 +177,9 @@ class VideoScene(Scene):
         """How long the video should have played, for a video started at an instant."""
         self._drift = DriftCorrector(rate_step=DRIFT_RATE_STEP)
 
+        self._placed_late = False
+        """VLC fitted its window to the surface after the first settling wait."""
+
     @property
     def playing(self) -> bool:
         """Whether a player exists (between :meth:`enter` and :meth:`leave`)."""
@@ -233,6 +241,7 @@ class VideoScene(Scene):
         self._redraw_asked = False
         self._started = False
         self._shows = False
+        self._placed_late = False
         pyglet.clock.unschedule(self._settled)
         self._pending.clear()
         self._paused = False
@@ -361,9 +370,22 @@ class VideoScene(Scene):
                 pass
 
     def _settled(self, dt: float = 0.0) -> None:
-        if self._video is not None and self._started:
-            self._shows = True
-            self.ctx.request_redraw()
+        if self._video is None or not self._started:
+            return
+        surface = self.ctx.video_surface
+        if surface is not None and not surface.picture_placed():
+            # VLC has not fitted its window to the surface yet (a loaded machine): look
+            # again, and once it has, wait out its empty picture again. (The window
+            # shows the video anyway once its wait for a first picture is over.)
+            self._placed_late = True
+            pyglet.clock.schedule_once(self._settled, PLACED_POLL_S)
+            return
+        if self._placed_late:
+            self._placed_late = False
+            pyglet.clock.schedule_once(self._settled, EMBEDDED_SETTLE_S)
+            return
+        self._shows = True
+        self.ctx.request_redraw()
 
     def _ended(self, video: VideoOut) -> None:
         if video is self._video:

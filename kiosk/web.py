@@ -11,7 +11,13 @@ Two ways to show a page, chosen per item by :class:`WebLoader`:
   starts Chromium (``--kiosk --app=URL`` in fullscreen) on :meth:`~Scene.enter`, stops
   it on :meth:`~Scene.leave` and restarts it when it dies while the item is shown (a
   ``pyglet.clock`` check every second, only while the scene is current). The pyglet
-  window draws a card underneath (“Открыта веб-страница «…»”). Should Chromium keep
+  window draws a card underneath (“Открыта веб-страница «…»”). The scene is
+  :attr:`~WebWindowScene.ready` only once Chromium has painted the page
+  (:class:`FirstPaint`, over the DevTools pipe) and its window, held under the panel
+  window meanwhile (:class:`~kiosk.x11.WindowHold`), was raised: until then the
+  previous item stays on screen, never the card or a blank window. Leaving stops
+  Chromium without waiting (SIGTERM now; a thread reaps it and deletes its profile).
+  Should Chromium keep
   dying at once, the scene gives up and falls back to the screenshot. While an
   announcement is on screen, or the screen is blanked, Chromium's window would hide
   it: the scene closes the window, shows a screenshot of the page under the
@@ -56,11 +62,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import pyglet
 
+from kiosk.effects import WindowMode
 from kiosk.i18n import tr
 from kiosk.scenes import (
     BLACK,
@@ -68,6 +75,7 @@ from kiosk.scenes import (
     MUTED_TEXT,
     PLACEHOLDER_BACKGROUND,
     WHITE,
+    Card,
     ErrorScene,
     PictureScene,
     Pixels,
@@ -75,7 +83,6 @@ from kiosk.scenes import (
     SceneBuilder,
     SceneContext,
     SceneRequest,
-    _Card,
     decode_image,
 )
 from kiosk.webguard import PageFailure, WebGuard
@@ -83,9 +90,6 @@ from media.html5zip import ZIP_MAGIC, is_zip
 from protocol.errors import MediaError
 from protocol.messages import ItemFailure, ManifestItem
 from protocol.text import clean_name
-
-if TYPE_CHECKING:
-    from kiosk.window import WindowMode
 
 logger = logging.getLogger(__name__)
 
@@ -115,12 +119,33 @@ COMMON_FLAGS: Final = (
 
 WINDOW_FLAGS: Final = (
     "--noerrdialogs",
+    "--disable-backgrounding-occluded-windows",
     "--disable-session-crashed-bubble",
     "--disable-infobars",
     "--disable-translate",
     "--autoplay-policy=no-user-gesture-required",
 )
-"""Flags of the panel's Chromium window: nothing but the page."""
+"""Flags of the panel's Chromium window: nothing but the page (which renders even while
+held under the panel window)."""
+
+FIRST_PAINT_WAIT_S: Final = 10.0
+"""Longest the previous item stays on screen while a page's Chromium window starts and
+paints; after that the window shows as it is."""
+
+PIPE_FDS: Final = (3, 4)
+"""The descriptors Chromium reads and writes the DevTools protocol on
+(``--remote-debugging-pipe``): a pipe only the kiosk holds, no listening port."""
+
+FIRST_PAINT_SCRIPT: Final = (
+    "new Promise(done => { const frame = () => requestAnimationFrame("
+    "() => requestAnimationFrame(() => done(true)));"
+    " if (document.readyState === 'complete' && location.href !== 'about:blank') frame();"
+    " else addEventListener('load', frame, {once: true}); })"
+)
+"""Evaluated in the page: resolves once it has loaded and two frames were drawn since."""
+
+MAX_PAINT_PROBES: Final = 20
+"""Times the first-paint script is evaluated again when its page navigated meanwhile."""
 
 PROFILE_PREFIX: Final = "profile-"
 """Name prefix of the temporary profiles made under the loader's ``profiles_dir``."""
@@ -296,11 +321,134 @@ def render_page(
 # --------------------------------------------------------------------------- window
 
 
+class FirstPaint:
+    """Tells when the page of a Chromium window has painted, over the DevTools pipe.
+
+    Chromium is run with ``--remote-debugging-pipe`` and two pipes of this object's
+    on its descriptors 3 and 4 (:meth:`command` wraps the command line; give
+    :meth:`pass_fds` to ``Popen``, then call :meth:`started`). A thread of its own
+    finds the page, evaluates :data:`FIRST_PAINT_SCRIPT` in it and calls ``painted``
+    (on that thread) once it resolved. Nothing listens: only the kiosk holds the
+    pipes. A program that does not speak the protocol (a stand-in in tests) never
+    paints; :meth:`close` ends the thread.
+    """
+
+    def __init__(self, painted: Callable[[], None]) -> None:
+        self._painted = painted
+        self._to_chromium = os.pipe()
+        self._from_chromium = os.pipe()
+        self._next_id = 0
+        self._probes = 0
+        self._session: str | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self.done = False
+
+    def command(self, argv: Sequence[str]) -> list[str]:
+        """``argv`` run with the pipes on descriptors 3 and 4 and the DevTools pipe on."""
+        read_fd, write_fd = self._to_chromium[0], self._from_chromium[1]
+        script = (
+            f'exec "$@" {PIPE_FDS[0]}<&{read_fd} {PIPE_FDS[1]}>&{write_fd} '
+            f"{read_fd}<&- {write_fd}>&-"
+        )
+        # bash: dash takes no descriptor above 9 in a redirection.
+        return ["/bin/bash", "-c", script, "bash", *argv, "--remote-debugging-pipe"]
+
+    def pass_fds(self) -> tuple[int, int]:
+        return self._to_chromium[0], self._from_chromium[1]
+
+    def started(self) -> None:
+        """The process runs: close its ends here and start reading."""
+        for fd in self.pass_fds():
+            os.close(fd)
+        self._thread = threading.Thread(target=self._read, name="web-first-paint", daemon=True)
+        self._thread.start()
+        self._send("Target.setDiscoverTargets", {"discover": True})
+
+    def close(self) -> None:
+        """Stop asking Chromium anything; after :meth:`started`, or instead of it. The
+        thread ends, and closes the pipe it reads, when Chromium has exited."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            ends = [self._to_chromium[1]]
+            if self._thread is None:  # never started: nobody reads
+                ends += [self._from_chromium[0], *self.pass_fds()]
+            for fd in ends:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+    def _send(self, method: str, params: dict[str, Any], session: str | None = None) -> None:
+        self._next_id += 1
+        message: dict[str, Any] = {"id": self._next_id, "method": method, "params": params}
+        if session is not None:
+            message["sessionId"] = session
+        with self._lock, contextlib.suppress(OSError):
+            if not self._closed:  # else the descriptor may be another file's by now
+                os.write(self._to_chromium[1], json.dumps(message).encode() + b"\0")
+
+    def _read(self) -> None:
+        buffer = b""
+        fd = self._from_chromium[0]
+        try:
+            while True:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    return
+                buffer += chunk
+                *messages, buffer = buffer.split(b"\0")
+                for raw in messages:
+                    self._handle(json.loads(raw))
+        except (OSError, ValueError, LookupError, TypeError, AttributeError):
+            return  # not the protocol: the page never reports a paint
+        finally:
+            os.close(fd)
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        if self.done:
+            return
+        method = message.get("method")
+        if method == "Target.targetCreated" and self._session is None:
+            info = message["params"]["targetInfo"]
+            if info.get("type") == "page":
+                self._session = ""  # attaching
+                self._send("Target.attachToTarget", {"targetId": info["targetId"], "flatten": True})
+        elif method == "Target.attachedToTarget" and not self._session:
+            self._session = message["params"]["sessionId"]
+            self._probe()
+        elif "id" in message and message.get("sessionId") and self._session:
+            value = message.get("result", {}).get("result", {}).get("value")
+            if value is True:
+                self.done = True
+                self._send("Target.setDiscoverTargets", {"discover": False})
+                self._painted()
+            elif self._probes < MAX_PAINT_PROBES:
+                self._probe()  # the page navigated meanwhile: ask the new one
+
+    def _probe(self) -> None:
+        self._probes += 1
+        params = {"expression": FIRST_PAINT_SCRIPT, "awaitPromise": True}
+        self._send("Runtime.evaluate", params, self._session)
+
+
+def _reap(proc: subprocess.Popen[bytes], timeout_s: float, then: Callable[[], None]) -> None:
+    """Wait for ``proc`` (SIGKILL after ``timeout_s``), then call ``then``."""
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        logger.warning("the browser window ignored SIGTERM; killing it")
+    _kill_group(proc, signal.SIGKILL)
+    proc.wait()
+    then()
+
+
 class BrowserProcess:
     """One Chromium process (in a session of its own), started and stopped on demand.
 
     Main thread only. ``argv`` is run as is: any executable works (tests use a
-    stand-in script).
+    stand-in script). :meth:`stop` never blocks: the process is reaped on a thread.
     """
 
     def __init__(self, argv: Sequence[str]) -> None:
@@ -308,6 +456,10 @@ class BrowserProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
         self.starts = 0
+        self.paint: FirstPaint | None = None
+        """Watches the page's first paint (:meth:`start` with ``painted``)."""
+        self.reapers: list[threading.Thread] = []
+        """Threads still waiting for stopped processes (tests join them)."""
 
     @property
     def running(self) -> bool:
@@ -317,40 +469,70 @@ class BrowserProcess:
     def pid(self) -> int | None:
         return None if self.proc is None else self.proc.pid
 
-    def start(self) -> None:
-        """Start the process (stopping a previous one first).
+    def start(self, painted: Callable[[], None] | None = None) -> None:
+        """Start the process (stopping a previous one first); with ``painted``, Chromium
+        reports its page's first paint over the DevTools pipe (:class:`FirstPaint`)
+        and ``painted`` is called then, on a thread of its own.
 
         Raises:
             OSError: the executable cannot be run.
         """
         self.stop()
-        self.proc = subprocess.Popen(
-            self.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        if painted is not None and (not self.argv or shutil.which(self.argv[0]) is None):
+            # Run through bash (FirstPaint.command): see that it can run, as Popen would.
+            raise FileNotFoundError(f"cannot run {self.argv[:1]}")
+        paint = None if painted is None else FirstPaint(painted)
+        try:
+            self.proc = subprocess.Popen(
+                self.argv if paint is None else paint.command(self.argv),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                pass_fds=() if paint is None else paint.pass_fds(),
+            )
+        except BaseException:
+            if paint is not None:
+                paint.close()
+            raise
+        if paint is not None:
+            paint.started()
+        self.paint = paint
         self.started_at = time.monotonic()
         self.starts += 1
         logger.info("started the browser window (pid %d)", self.proc.pid)
 
-    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
-        """Terminate the process and its helpers: SIGTERM, then SIGKILL after ``timeout_s``."""
+    def stop(
+        self, timeout_s: float = STOP_TIMEOUT_S, then: Callable[[], None] = lambda: None
+    ) -> None:
+        """Terminate the process and its helpers: SIGTERM now, SIGKILL after
+        ``timeout_s``; returns at once. ``then`` is called (on the reaping thread, or
+        at once when nothing ran) once the process has exited, e.g. to delete its
+        profile."""
         proc, self.proc = self.proc, None
+        paint, self.paint = self.paint, None
+        if paint is not None:
+            paint.close()
         if proc is None:
+            then()
             return
         if proc.poll() is None:
             _kill_group(proc, signal.SIGTERM)
-            try:
-                proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                logger.warning("the browser window ignored SIGTERM; killing it")
-        _kill_group(proc, signal.SIGKILL)
-        proc.wait()
+        self.reapers = [t for t in self.reapers if t.is_alive()]
+        reaper = threading.Thread(
+            target=_reap, args=(proc, timeout_s, then), name="browser-reaper", daemon=True
+        )
+        reaper.start()
+        self.reapers.append(reaper)
+
+    def wait_stopped(self, timeout_s: float = STOP_TIMEOUT_S + 1.0) -> None:
+        """Wait until the processes stopped so far have exited (tests; shutdown)."""
+        for reaper in self.reapers:
+            reaper.join(timeout_s)
+        self.reapers = [t for t in self.reapers if t.is_alive()]
 
 
-class WebPageCard(_Card):
+class WebPageCard(Card):
     """“Открыта веб-страница «…»”: what the pyglet window shows under Chromium."""
 
     def __init__(self, ctx: SceneContext, title: str) -> None:
@@ -376,7 +558,7 @@ class AddressNotAllowedError(MediaError):
         self.host = host
 
 
-class _FailedItemCard(_Card):
+class _FailedItemCard(Card):
     """An error card that reports its item's failure each time it comes on screen."""
 
     def __init__(
@@ -554,6 +736,21 @@ class WebWindowScene(Scene):
         self._shot_thread: threading.Thread | None = None
         self._page: Scene | None = None
         """The screenshot, drawn instead of the card once there is one."""
+        self._hold = ctx.window_hold
+        self._up = False
+        """Chromium's window painted and is over the panel window (set on a thread)."""
+        self.first_picture_wait_s = FIRST_PAINT_WAIT_S
+
+    @property
+    def ready(self) -> bool:
+        """Once Chromium's window has painted its page and is up (held under the panel
+        window until then); at once when no window will show (covered, given up)."""
+        return self._up or self.covered or self.gave_up
+
+    def shown(self) -> None:
+        # On screen without a first paint (the wait is over): show the window as it is.
+        if not self._up and self._hold is not None:
+            self._hold.release()
 
     # ----------------------------------------------------------------- Scene
 
@@ -580,7 +777,7 @@ class WebWindowScene(Scene):
         if not self._active or self.fallback_shown or self.gave_up:
             return
         if covered:
-            self.browser.stop()
+            self._stop_browser(keep_profile=True)
             self._render_page()
         else:
             self._start()  # the page's screenshot stays under the window as it opens
@@ -588,8 +785,7 @@ class WebWindowScene(Scene):
     def leave(self) -> None:
         self._active = False
         pyglet.clock.unschedule(self._supervise)
-        self.browser.stop()
-        self._drop_profile()
+        self._stop_browser(keep_profile=False)
 
     def draw(self) -> None:
         self._apply_page()
@@ -600,6 +796,9 @@ class WebWindowScene(Scene):
 
     def delete(self) -> None:
         self.leave()
+        # Deleted long after it left, as a rule: its Chromium is gone by now; at
+        # shutdown, wait for it (SIGKILL after STOP_TIMEOUT_S).
+        self.browser.wait_stopped()
         self._content.delete()
         if self._page is not None:
             self._page.delete()
@@ -612,14 +811,41 @@ class WebWindowScene(Scene):
     # ----------------------------------------------------------------- supervision
 
     def _start(self) -> None:
+        """Start Chromium, its window held under the panel window until it painted."""
+        self._up = False
+        held = self._hold is not None and self._hold.hold()
         try:
             if self.profile is None:
                 self.profile = new_profile(self._profiles_dir)
                 self.browser.argv = list(self._command(self.profile))
-            self.browser.start()
+            self.browser.start(painted=self._painted if held else self._raised)
         except OSError as exc:
             logger.warning("cannot start the browser window for %r: %s", self.title, exc)
+            if self._hold is not None:
+                self._hold.release(raise_=False)
             self._give_up()
+
+    def _painted(self) -> None:
+        """Chromium painted its page (its pipe's thread): raise its window."""
+        assert self._hold is not None
+        self._hold.release(self._raised)
+
+    def _raised(self) -> None:
+        """Chromium's window is up, painted (any thread): the switch may complete."""
+        self._up = True
+        self.ctx.request_redraw()
+
+    def _stop_browser(self, *, keep_profile: bool) -> None:
+        """Stop Chromium (without waiting); its profile goes once it exited, unless kept."""
+        self._up = False
+        if self._hold is not None:
+            self._hold.release(raise_=False)
+        profile = self.profile
+        if keep_profile or profile is None:
+            self.browser.stop()
+            return
+        self.profile = None
+        self.browser.stop(then=lambda: remove_profile(profile))
 
     def _supervise(self, dt: float = 0.0) -> None:
         """The 1 s check (main thread): restart a dead window; apply the fallback."""
@@ -638,8 +864,7 @@ class WebWindowScene(Scene):
                 self.title,
                 code,
             )
-            self.browser.stop()
-            self._drop_profile()
+            self._stop_browser(keep_profile=False)
             self._give_up()
             return
         logger.warning("the browser window for %r exited (code %s); restarting", self.title, code)
@@ -671,12 +896,6 @@ class WebWindowScene(Scene):
         if self._page is None and not self.fallback_shown and isinstance(shot, Pixels):
             self._page = PictureScene(self.ctx, shot)
             self.background = self._page.background
-
-    def _drop_profile(self) -> None:
-        """Delete this showing's profile (its Chromium has exited)."""
-        if self.profile is not None:
-            remove_profile(self.profile)
-            self.profile = None
 
     def _lived_long(self) -> bool:
         return time.monotonic() - self.browser.started_at >= QUICK_DEATH_S

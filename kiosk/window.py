@@ -17,11 +17,20 @@ control) builds its scene at once and flips to it at that instant on the pyglet 
 network loop nor for a redraw. Each such flip logs the monotonic and wall time at
 which the frame was flipped, and how long after the instant.
 
-Gapless: the previous scene stays current (and is what any redraw draws) until the
-next one is built, and stays on screen until the new one is
-:attr:`~kiosk.scenes.Scene.ready` (a video's first picture; at most
-:data:`FIRST_PICTURE_WAIT_S`), so no black or half-drawn frame is ever shown;
-``Preload`` builds the next item ahead, so its ``Show`` swaps at once.
+Gapless: which scene is on screen is the :class:`~kiosk.stage.Stage`'s (no GL): the
+previous scene stays current (and is what any redraw draws) until the next one is
+built, and stays on screen until the new one is :attr:`~kiosk.scenes.Scene.ready` (a
+video's first picture, a web page's first paint; at most its
+``first_picture_wait_s``), so no black or half-drawn frame is ever shown; ``Preload``
+builds the next item ahead, so its ``Show`` swaps at once.
+
+:meth:`PygletWindow.on_draw` only draws. A frame (:meth:`PygletWindow._frame`) first
+advances the stage and puts the X11 parts in place (the video surface, the presenter
+keys: never while drawing), then draws and flips; the scene that left the screen is
+left (VLC stopped, Chromium sent SIGTERM: :meth:`~kiosk.scenes.Scene.leave`) on the
+next pass of the loop, once the new picture is up. The window and its view have no
+X11 background, so what a closing Chromium window or video surface uncovers keeps
+its last picture until the window draws over it, never black.
 
 On X11 (not headless) videos are drawn by VLC into a child window, the
 :class:`~kiosk.x11.VideoSurface`, mapped while such a video is current and kept clear
@@ -47,10 +56,9 @@ import io
 import logging
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, Literal, assert_never
+from typing import Any, assert_never
 
 import pyglet
 from PIL import Image
@@ -67,6 +75,7 @@ from kiosk.effects import (
     PinChanged,
     ShowAnnouncement,
     VideoOutput,
+    WindowMode,
     paired_notice_text,
     pairing_question_text,
 )
@@ -84,24 +93,22 @@ from kiosk.scenes import (
     SceneFactory,
     SceneRequest,
 )
-from kiosk.x11 import KeyGrab, X11Surface, capture, native_window
+from kiosk.stage import IDLE_KEY, Stage
+from kiosk.x11 import (
+    KeyGrab,
+    WindowHold,
+    X11Surface,
+    capture,
+    keep_contents,
+    native_window,
+)
 from media.store import BlobStore
 from protocol.messages import ItemFailure
 
 logger = logging.getLogger(__name__)
 
-WindowMode = Literal["fullscreen", "windowed", "headless"]
-
-
-FIRST_PICTURE_WAIT_S = 1.0
-"""How long the previous scene stays on screen while the next one (a video) waits for
-its first picture; after that the new scene shows regardless."""
-
 WINDOWED_SIZE = (1280, 720)
 """Size of ``--windowed`` and ``--headless`` windows."""
-
-SCENE_CACHE = 4
-"""Scenes kept built: the current one, the preloaded next, and a couple of recent."""
 
 ESC_CONFIRM_S = 3.0
 """A second Esc within this time stops the show."""
@@ -113,8 +120,6 @@ KEY_POLL_S = 0.05
 
 SURFACE_FILL_POLL_S = 0.02
 """How often the window looks whether VLC shows its picture yet (embedded output)."""
-
-_IDLE = "idle"
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +202,8 @@ class PygletWindow:
         answer_pairing: called with True (Allow) or False (Refuse) when the panel's
             user answers the question to allow a pairing (on the main thread; it must
             hand off).
+        clock: the time the panel's keys are timed by (Esc twice within
+            :data:`ESC_CONFIRM_S`); ``time.monotonic`` unless a test moves it.
     """
 
     def __init__(
@@ -214,7 +221,9 @@ class PygletWindow:
         item_opened: Callable[[int], None] | None = None,
         video_output: VideoOutput = "auto",
         answer_pairing: Callable[[bool], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._clock = clock
         self.control = control
         self.answer_pairing = answer_pairing
         self.on_close = on_close
@@ -228,41 +237,29 @@ class PygletWindow:
         width, height = self.window.get_framebuffer_size()
         self._native = None if self._headless else native_window(self.window)
         self._surface: X11Surface | None = None
-        if self._native is not None and video_output != "frames":
-            self._surface = X11Surface(self._native.display, self._native.view, width, height)
-        elif video_output == "embedded":
-            logger.warning("no X11 window: videos are decoded into frames")
+        self._hold: WindowHold | None = None
         self._keys: KeyGrab | None = None
-        if self._native is not None:
-            try:
-                self._keys = KeyGrab()
-            except OSError as exc:
-                logger.warning("presenter keys will not reach the kiosk over web pages: %s", exc)
+        self._attach_x11(video_output, width, height)
         self.ctx = SceneContext(
             store,
             width,
             height,
             lang=lang,
-            request_redraw=self.request_redraw,
+            request_redraw=self.changed,
             item_ended=self._item_ended,
             item_failed=self._item_failed,
             item_opened=self._item_opened,
             video_surface=self._surface,
+            window_hold=self._hold,
         )
         self.factory = SceneFactory(self.ctx)
         self._loader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="scene-loader")
         self._bridge = _Bridge()
         self._bridge.push_handlers(on_call=self._on_call)
         self.idle = IdleScene(self.ctx, info)
-        self._current: Scene = self.idle
-        self._wanted: object = _IDLE
-        """Key of the scene the player asked for last (current once it is built)."""
-        self._current_key: object = _IDLE
-        self._outgoing: Scene | None = None
-        """The previous scene, still on screen while the current one is not ready."""
-        self._video_backlog: list[VideoCommand] = []
-        """Video commands for the wanted scene that is still loading."""
-        self._scenes: OrderedDict[object, Scene] = OrderedDict()
+        self.stage: Stage[Scene] = Stage(self.idle, clock=clock)
+        """Which scene is on screen and the switch to the next (tests drive it too)."""
+        self._wait_deadline: float | None = None
         self._loading: dict[object, concurrent.futures.Future[object]] = {}
         self._blanked = False
         self._hint: HintOverlay | None = None
@@ -270,9 +267,10 @@ class PygletWindow:
         self._notice: NoticeOverlay | None = None
         self._question: PairingQuestionOverlay | None = None
         self._esc_at = float("-inf")
-        self._flip_at: tuple[object, Show] | None = None
+        self._flip_at: tuple[Hashable, Show] | None = None
         """The scene to flip to at an instant (``Show.at_s``), and its ``Show``."""
         self._draw_scheduled = False
+        self._retire_scheduled = False
         self._captures: list[concurrent.futures.Future[Frame | None]] = []
         self._closed = False
         self.frames = 0
@@ -286,11 +284,28 @@ class PygletWindow:
             on_key_press=self.on_key_press,
             on_mouse_press=self.on_mouse_press,
             on_close=self._on_close,
-            on_expose=self.request_redraw,
+            on_expose=self.changed,
             on_resize=self._on_resize,
         )
         self._schedule_minute()
         self.request_redraw()
+
+    def _attach_x11(self, video_output: VideoOutput, width: int, height: int) -> None:
+        """On an X11 window: keep its contents between frames (no black), the video
+        surface (unless videos go to frames), the hold on browser windows, and the
+        presenter-key grab. Nothing without one (headless, Wayland)."""
+        if self._native is None:
+            if video_output == "embedded":
+                logger.warning("no X11 window: videos are decoded into frames")
+            return
+        keep_contents(self._native)
+        if video_output != "frames":
+            self._surface = X11Surface(self._native.display, self._native.view, width, height)
+        self._hold = WindowHold(self._native.window)
+        try:
+            self._keys = KeyGrab()
+        except OSError as exc:
+            logger.warning("presenter keys will not reach the kiosk over web pages: %s", exc)
 
     # ----------------------------------------------------------------- any thread
 
@@ -303,13 +318,17 @@ class PygletWindow:
         pyglet.app.platform_event_loop.post_event(self._bridge, "on_call", fn)
 
     def request_redraw(self) -> None:
-        """Draw a new frame soon (thread-safe)."""
+        """Draw a new frame soon (thread-safe); the stage advances first (a scene that
+        became ready comes on screen)."""
         if threading.get_ident() == self._main:
             if not self._draw_scheduled and not self._closed:
                 self._draw_scheduled = True
-                pyglet.clock.schedule_once(self._draw, 0)
+                pyglet.clock.schedule_once(self._frame, 0)
         else:
             self.call_soon(self.request_redraw)
+
+    changed = request_redraw
+    """Something changed (a scene got its first picture, an expose): advance, draw."""
 
     def set_address(self, address: str) -> None:
         """Show ``address`` (``wss://HOST:PORT``) and its QR code on the idle screen."""
@@ -317,7 +336,7 @@ class PygletWindow:
         def update() -> None:
             self.idle.info.address = address
             self.idle.refresh()
-            if self._current is self.idle:
+            if self.stage.current is self.idle:
                 self.request_redraw()
 
         self.call_soon(update)
@@ -335,7 +354,7 @@ class PygletWindow:
             TimeoutError: the main thread did not draw in time.
         """
         if threading.get_ident() == self._main:
-            frame = self._draw_now(capture=True)
+            frame = self._frame_now(capture=True)
         else:
             future: concurrent.futures.Future[Frame | None] = concurrent.futures.Future()
 
@@ -355,8 +374,9 @@ class PygletWindow:
 
     @property
     def current(self) -> Scene:
-        """The scene being shown (blank aside)."""
-        return self._current
+        """The scene the player asked for last, once built (blank aside); the one on
+        screen is ``stage.on_screen``."""
+        return self.stage.current
 
     @property
     def blanked(self) -> bool:
@@ -364,8 +384,8 @@ class PygletWindow:
 
     @property
     def busy(self) -> bool:
-        """Whether a scene is loading or a frame is due."""
-        return bool(self._loading) or self._draw_scheduled
+        """Whether a scene is loading, or a frame or leaving a scene is due."""
+        return bool(self._loading) or self._draw_scheduled or self._retire_scheduled
 
     def run(self) -> None:
         """Run the pyglet loop until :meth:`exit` (main thread)."""
@@ -410,21 +430,25 @@ class PygletWindow:
         if self._closed:
             return
         self._closed = True
-        pyglet.clock.unschedule(self._draw)
+        pyglet.clock.unschedule(self._frame)
+        pyglet.clock.unschedule(self._retire)
         pyglet.clock.unschedule(self._flip)
         pyglet.clock.unschedule(self._minute)
         pyglet.clock.unschedule(self._hide_hint)
         pyglet.clock.unschedule(self._hide_notice)
         self._loader.shutdown(wait=True, cancel_futures=True)
         self.factory.close()
-        pyglet.clock.unschedule(self._stop_waiting)
+        pyglet.clock.unschedule(self._wait_over)
         pyglet.clock.unschedule(self._fill_surface)
         pyglet.clock.unschedule(self._poll_keys)
         if self._keys is not None:
             self._keys.close()
-        for scene in self._scenes.values():
+        if self._hold is not None:
+            self._hold.close()
+        for scene in self.stage.take_leaving():
+            scene.leave()
+        for scene in self.stage.scenes():
             scene.delete()
-        self._scenes.clear()
         self.idle.delete()
         if self._surface is not None:
             self._surface.close()
@@ -457,38 +481,29 @@ class PygletWindow:
                     self._flip()
                     return
                 self._unprime()
-                self._wanted = key_
-                self._video_backlog.clear()
-                scene = self._scenes.get(key_)
+                self.stage.want(key_)
+                scene = self.stage.cached(key_)
                 if scene is not None:
-                    self._scenes.move_to_end(key_)
-                    self._swap(key_, scene)
+                    self._switch(key_, scene)
                 else:
                     self._load(key_, SceneRequest(effect.index, effect.item))
             case Preload():
                 key_ = self._key(effect.index, effect)
-                if key_ not in self._scenes:
+                if self.stage.cached(key_) is None:
                     self._load(key_, SceneRequest(effect.index, effect.item))
             case ShowIdle():
                 self._unprime()
-                self._wanted = _IDLE
-                self._video_backlog.clear()
+                self.stage.want(IDLE_KEY)
                 self.idle.refresh()
-                self._swap(_IDLE, self.idle)
+                self._switch(IDLE_KEY, self.idle)
             case SetBlank():
                 if self._blanked != effect.on:
                     self._blanked = effect.on
                     self.request_redraw()
-            case VideoCommand(action="volume"):
-                self.ctx.volume = effect.volume  # for videos shown later
-                self._current.video(effect)
-                if self._outgoing is not None:
-                    self._outgoing.video(effect)
             case VideoCommand():
-                if self._current_key == self._wanted:
-                    self._current.video(effect)
-                else:
-                    self._video_backlog.append(effect)
+                if effect.action == "volume":
+                    self.ctx.volume = effect.volume  # for videos shown later
+                self.stage.video(effect)
             case ShowAnnouncement():
                 self._hide_announcement()
                 self._announcement = AnnouncementOverlay(self.ctx, effect.text, effect.level)
@@ -517,7 +532,7 @@ class PygletWindow:
                 if self.idle.info.pin != effect.pin:
                     self.idle.info.pin = effect.pin
                     self.idle.refresh()
-                    if self._current is self.idle:
+                    if self.stage.current is self.idle:
                         self.request_redraw()
             case _:
                 assert_never(effect)
@@ -530,14 +545,14 @@ class PygletWindow:
         key_ = self._key(effect.index, effect)
         if self._flip_at is not None and self._flip_at[0] != key_:
             self._unprime()
-        if effect.at_s <= time.monotonic():
+        if effect.at_s <= self._clock():
             self._flip_at = (key_, effect)
             self._flip()
             return
-        scene = self._scenes.get(key_)
+        scene = self.stage.cached(key_)
         if scene is None:
             self._load(key_, SceneRequest(effect.index, effect.item))
-        elif scene is not self._current:
+        elif scene is not self.stage.current:
             scene.prime()
         self._flip_at = (key_, effect)
         pyglet.clock.unschedule(self._flip)
@@ -547,21 +562,22 @@ class PygletWindow:
         now = clock.time()
         last = clock.last_ts or clock.next_ts
         base = now if now - last > 0.2 else last
-        clock.schedule_once(self._flip, max(0.0, effect.at_s - time.monotonic() + now - base))
+        clock.schedule_once(self._flip, max(0.0, effect.at_s - self._clock() + now - base))
 
     def _unprime(self) -> None:
         """Forget the pending flip; a scene primed for it and not on screen leaves."""
         pending, self._flip_at = self._flip_at, None
         pyglet.clock.unschedule(self._flip)
         if pending is not None:
-            scene = self._scenes.get(pending[0])
-            if scene is not None and scene is not self._current:
+            scene = self.stage.cached(pending[0])
+            if scene is not None and scene is not self.stage.current:
                 scene.leave()
 
     def _flip(self, dt: float = 0.0) -> None:
-        """The instant of the pending ``Show`` came: swap to its scene and draw the frame
-        now (a scene still loading swaps once built, late, and says so)."""
-        woke = time.monotonic()
+        """The instant of the pending ``Show`` came: switch to its scene and draw the
+        frame now, not on the loop's next pass (a scene still loading comes once built,
+        late, and says so)."""
+        woke = self._clock()
         pending, self._flip_at = self._flip_at, None
         pyglet.clock.unschedule(self._flip)
         if pending is None:
@@ -569,16 +585,17 @@ class PygletWindow:
         key_, effect = pending
         assert effect.at_s is not None
         self._apply(dataclasses.replace(effect, at_s=None))
-        if self._current_key != key_:
+        if self.stage.current_key != key_:
             logger.warning(
                 "item %d was not prepared by its instant: it shows once loaded, late",
                 effect.index + 1,
             )
             return
-        swapped = time.monotonic()
-        pyglet.clock.unschedule(self._draw)
-        self._draw()
-        mono, wall = time.monotonic(), time.time()
+        swapped = self._clock()
+        pyglet.clock.unschedule(self._frame)
+        self._draw_scheduled = False
+        self._frame_now(capture=bool(self._captures))
+        mono, wall = self._clock(), time.time()
         logger.info(
             "flipped to item %d at monotonic %.6f wall %.6f, %.3f ms after its instant "
             "(woke %.3f ms after it; swapped in %.3f ms, drew in %.3f ms)%s",
@@ -589,14 +606,16 @@ class PygletWindow:
             (woke - effect.at_s) * 1000,
             (swapped - woke) * 1000,
             (mono - swapped) * 1000,
-            "" if self._current.ready else " (its first picture is still to come)",
+            ""
+            if self.stage.on_screen is self.stage.current
+            else " (its first picture is still to come)",
         )
 
     @staticmethod
-    def _key(index: int, effect: Show | Preload) -> object:
+    def _key(index: int, effect: Show | Preload) -> Hashable:
         return (index, effect.item)
 
-    def _load(self, key_: object, request: SceneRequest) -> None:
+    def _load(self, key_: Hashable, request: SceneRequest) -> None:
         if key_ in self._loading:
             return
         future = self._loader.submit(self.factory.load, request)
@@ -609,55 +628,41 @@ class PygletWindow:
         future.add_done_callback(done)
 
     def _loaded(
-        self, key_: object, request: SceneRequest, future: concurrent.futures.Future[Any]
+        self, key_: Hashable, request: SceneRequest, future: concurrent.futures.Future[Any]
     ) -> None:
         self._loading.pop(key_, None)
         builder = future.result()  # SceneFactory.load never raises
         scene: Scene = self.factory.guarded(builder, request.item.title)()
-        self._scenes[key_] = scene
-        self._scenes.move_to_end(key_)
         if self._flip_at is not None and self._flip_at[0] == key_:
             scene.prime()  # built ahead of its instant
-        if self._wanted == key_:
-            self._swap(key_, scene)
-        self._evict()
+        if self.stage.keep(key_, scene):
+            self._after_switch()
+        else:
+            for old in self.stage.evict():
+                old.delete()
 
-    def _evict(self) -> None:
-        while len(self._scenes) > SCENE_CACHE:
-            for k, scene in self._scenes.items():
-                pending = self._flip_at[0] if self._flip_at is not None else None
-                if (
-                    scene is not self._current
-                    and scene is not self._outgoing
-                    and k != self._wanted
-                    and k != pending
-                ):
-                    del self._scenes[k]
-                    scene.delete()
-                    break
-            else:
-                return
+    def _switch(self, key_: Hashable, scene: Scene) -> None:
+        """Make ``scene`` current; what is on screen stays until ``scene`` is ready."""
+        self.stage.switch(key_, scene)
+        self._after_switch()
 
-    def _swap(self, key_: object, scene: Scene) -> None:
-        """Make ``scene`` current; what was on screen stays until ``scene`` is ready."""
-        if scene is not self._current:
-            on_screen = self._on_screen()
-            if self._current is not on_screen:
-                self._current.leave()  # never shown: it was still waiting
-            self._current, self._current_key = scene, key_
-            if scene is on_screen:  # back to what is still on screen
-                self._outgoing = None
-            else:
-                scene.overlaid(self._covered())
-                scene.enter()
-                self._outgoing = on_screen
-                pyglet.clock.unschedule(self._stop_waiting)
-                pyglet.clock.schedule_once(self._stop_waiting, FIRST_PICTURE_WAIT_S)
-            self._settle()
-            self._evict()
-        backlog, self._video_backlog = self._video_backlog, []
-        for command in backlog:
-            scene.video(command)
+    def _after_switch(self) -> None:
+        for old in self.stage.evict():
+            old.delete()
+        self.request_redraw()
+
+    def _schedule_wait(self) -> None:
+        """A frame when the current scene's wait for its first picture is over."""
+        deadline = self.stage.next_deadline()
+        if deadline != self._wait_deadline:
+            self._wait_deadline = deadline
+            pyglet.clock.unschedule(self._wait_over)
+            if deadline is not None:
+                pyglet.clock.schedule_once(self._wait_over, max(0.0, deadline - self._clock()))
+
+    def _wait_over(self, dt: float = 0.0) -> None:
+        """The current scene's wait for its first picture (or flip instant) is over."""
+        self._wait_deadline = None
         self.request_redraw()
 
     def _covered(self) -> bool:
@@ -666,24 +671,25 @@ class PygletWindow:
         stop for it.)"""
         return self._announcement is not None or self._question is not None or self._blanked
 
-    def _on_screen(self) -> Scene:
-        """The scene drawn: the current one once it is ready, until then the previous."""
-        return self._outgoing if self._outgoing is not None else self._current
+    def _advance(self) -> None:
+        """Before a frame: advance the switch and put the X11 parts in place (the video
+        surface, the presenter keys), so that :meth:`on_draw` only draws."""
+        self.stage.cover(self._covered())
+        self.stage.update()
+        self._schedule_wait()
+        self._grab_keys(self.stage.current.takes_keyboard)
+        self._place_surface()
 
-    def _settle(self) -> None:
-        """Retire the previous scene once the current one has its first picture."""
-        outgoing = self._outgoing
-        if outgoing is not None and self._current.ready:
-            self._outgoing = None
-            pyglet.clock.unschedule(self._stop_waiting)
-            outgoing.leave()
-
-    def _stop_waiting(self, dt: float = 0.0) -> None:
-        outgoing, self._outgoing = self._outgoing, None
-        if outgoing is not None:
-            logger.info("no first picture in %.1f s: showing the item anyway", dt)
-            outgoing.leave()
-            self.request_redraw()
+    def _retire(self, dt: float = 0.0) -> None:
+        """Leave the scenes that left the screen (after their successor's frame is up)."""
+        self._retire_scheduled = False
+        for scene in self.stage.take_leaving():
+            scene.leave()
+        arrived = self.stage.take_arrived()
+        if arrived is not None:
+            arrived.shown()
+        for old in self.stage.evict():
+            old.delete()
 
     def _item_ended(self, index: int) -> None:
         if self.item_ended is not None:
@@ -699,9 +705,24 @@ class PygletWindow:
 
     # ----------------------------------------------------------------- drawing
 
-    def _draw(self, dt: float = 0.0) -> None:
+    def _frame(self, dt: float = 0.0) -> None:
         self._draw_scheduled = False
-        self._draw_now(capture=bool(self._captures))
+        self._frame_now(capture=bool(self._captures))
+
+    def _frame_now(self, *, capture: bool) -> Frame | None:
+        """One frame: advance the stage, draw and flip, then (on the loop's next pass)
+        leave what left the screen."""
+        if self._closed:
+            return None
+        try:
+            self._advance()
+        except Exception:  # a scene failing to switch must not take the window down
+            logger.exception("switching scenes failed")
+        frame = self._draw_now(capture=capture)
+        if not self._retire_scheduled:
+            self._retire_scheduled = True
+            pyglet.clock.schedule_once(self._retire, 0)
+        return frame
 
     def _draw_now(self, *, capture: bool) -> Frame | None:
         if self._closed:
@@ -749,17 +770,12 @@ class PygletWindow:
         return True
 
     def on_draw(self) -> None:
-        """Draw the current scene, then the announcement and hint on top (only draws)."""
-        self._settle()
-        self._current.overlaid(self._covered())
-        self._grab_keys(self._current.takes_keyboard)
-        # The video surface first: once it is mapped, GL drawing under it is clipped.
-        self._place_surface()
+        """Draw the scene on screen, then the announcement and hint on top (only draws)."""
         if self._blanked:
             gl.glClearColor(0.0, 0.0, 0.0, 1.0)
             self.window.clear()
         else:
-            scene = self._on_screen()
+            scene = self.stage.on_screen
             r, g, b, a = scene.background
             gl.glClearColor(r / 255, g / 255, b / 255, a / 255)
             self.window.clear()
@@ -775,14 +791,14 @@ class PygletWindow:
             self._question.draw()
 
     def _place_surface(self) -> None:
-        """Map the video surface while an embedded video is current, clear of overlays."""
+        """Map the video surface while an embedded video is on screen, clear of overlays."""
         surface = self._surface
         if surface is None:
             return
         announcement = self._announcement
         hint = self._hint if not self._blanked else None
         if (
-            not self._current.uses_surface
+            not self.stage.on_screen.uses_surface
             or self._blanked
             or self._question is not None
             or (announcement is not None and announcement.covers_screen)
@@ -845,7 +861,7 @@ class PygletWindow:
 
     def _minute(self, dt: float) -> None:
         """The idle screen's clock: one frame a minute (only while it is shown)."""
-        if self._current is self.idle:
+        if self.stage.current is self.idle:
             self.idle.refresh()
             self.request_redraw()
         self._schedule_minute()
@@ -856,17 +872,12 @@ class PygletWindow:
             logger.info("window resized to %dx%d", fb_w, fb_h)
             self.ctx.width, self.ctx.height = fb_w, fb_h
             # Scenes are laid out for a size: rebuild the idle screen, drop the others.
-            self._stop_waiting()
-            info = self.idle.info
-            old_idle = self.idle
-            self.idle = IdleScene(self.ctx, info)
-            if self._current is old_idle:
-                self._current = self.idle
-            old_idle.delete()
-            for k, scene in list(self._scenes.items()):
-                if scene is not self._current:
-                    del self._scenes[k]
-                    scene.delete()
+            self.idle = IdleScene(self.ctx, self.idle.info)
+            dropped = self.stage.reset(self.idle)
+            for scene in self.stage.take_leaving():
+                scene.leave()
+            for scene in dropped:
+                scene.delete()
         self.request_redraw()
 
     # ----------------------------------------------------------------- input
@@ -891,7 +902,7 @@ class PygletWindow:
         elif symbol == key.B:
             self._control("unblank" if self._blanked else "blank")
         elif symbol == key.ESCAPE:
-            now = time.monotonic()
+            now = self._clock()
             if now - self._esc_at <= ESC_CONFIRM_S:
                 self._esc_at = float("-inf")
                 self._hide_hint()

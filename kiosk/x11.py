@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -56,6 +58,10 @@ class VideoSurface(Protocol):
 
     def show(self, x: int, y: int, width: int, height: int) -> None:
         """Map the surface over the given box (window pixels, top left origin)."""
+
+    def picture_placed(self) -> bool:
+        """Whether VLC's own window is in the surface at its final size (it fits the
+        surface's width or height), mapped: its picture may be shown now."""
 
     def fill_black(self) -> bool:
         """Paint the surface black where VLC does not draw, once VLC shows a picture.
@@ -96,6 +102,19 @@ def native_window(window: pyglet.window.Window) -> NativeWindow | None:
     return NativeWindow(display, int(xid), int(view))
 
 
+def keep_contents(native: NativeWindow) -> None:
+    """Give the pyglet window and its view no background (pyglet makes them black).
+
+    Whatever uncovers part of the window (a Chromium window closing, the video surface
+    unmapped) then leaves the last picture there until the window draws its next frame
+    (it is told by an expose), instead of the X server painting that part black first.
+    """
+    xlib = _xlib()
+    for xid in {native.window, native.view}:
+        xlib.XSetWindowBackgroundPixmap(native.display, xid, 0)  # None
+    xlib.XFlush(native.display)
+
+
 class X11Surface:
     """A :class:`VideoSurface`: a child window of the pyglet window, unmapped at first.
 
@@ -129,6 +148,8 @@ class X11Surface:
             )
         )
         xlib.XFlush(display)
+        self._size = (max(1, width), max(1, height))
+        """The surface's size now, which VLC's window fits once placed."""
         self._visible = False
         self._filled = False
         self._box: tuple[int, int, int, int] | None = None
@@ -149,6 +170,7 @@ class X11Surface:
         box = (x, y, max(1, width), max(1, height))
         if box != self._box:
             self._box = box
+            self._size = box[2:]
             xlib.XMoveResizeWindow(self._display, self._xid, *box)
         if not self._visible:
             self._visible = True
@@ -183,6 +205,25 @@ class X11Surface:
         xlib = _xlib()
         for child in self._children():
             xlib.XSetWindowBackgroundPixmap(self._display, child, 0)  # None
+
+    def picture_placed(self) -> bool:
+        """VLC opens its window at the video's own size first, then reopens or resizes
+        it to fit the surface (a new window has VLC's black background): until it
+        fits, mapping the surface could show black."""
+        if self._closed:
+            return False
+        xlib = _xlib()
+        attrs = xlib.XWindowAttributes()
+        width, height = self._size
+        for child in self._children():
+            got = xlib.XGetWindowAttributes(self._display, child, ctypes.byref(attrs))
+            if (
+                got
+                and attrs.map_state != xlib.IsUnmapped
+                and (attrs.width == width or attrs.height == height)
+            ):
+                return True
+        return False
 
     def _picture_shown(self) -> bool:
         """Whether VLC's window is in the surface, mapped (it holds the picture)."""
@@ -417,3 +458,164 @@ class KeyGrab:
             self.grab(False)
             _xlib().XCloseDisplay(self._display)
             self._display = None
+
+
+HOLD_OPEN_TRIES = 3
+"""Attempts to open the hold's own X connection (a busy server refuses now and then)."""
+
+HOLD_POLL_S = 0.005
+"""How often the window hold's thread looks for requests while it holds (it also wakes
+at once when told to let go)."""
+
+
+class WindowHold:
+    """Keeps the top-level windows another program maps (Chromium's) under the panel
+    window until :meth:`release`, so that a window that has not painted yet is never
+    seen: the panel keeps showing the previous item meanwhile.
+
+    While it holds, the kiosk redirects the mapping of top-level windows on the X
+    screen (``SubstructureRedirectMask`` on the root window, as a window manager
+    does) on a connection of its own, served by a thread: a window asked to be mapped
+    is stacked just below ``below`` and mapped there; any other request is granted as
+    asked. :meth:`release` raises the windows held and stops redirecting. When
+    another program already redirects (a window manager, a Wayland compositor's
+    Xwayland), :meth:`hold` returns False and windows open as they always did.
+
+    Args:
+        below: the panel window's top-level X window.
+        display: the X display name (``None``: ``$DISPLAY``).
+    """
+
+    def __init__(self, below: int, display: bytes | None = None) -> None:
+        self._below = below
+        self._display_name = display
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._release = threading.Event()
+        self._raise = True
+        self._then: Callable[[], None] = lambda: None
+        self.held: list[int] = []
+        """The windows held below the panel window (the thread's; read for tests)."""
+        self.holding = False
+        self.managed_elsewhere = False
+        """Another program redirects the mapping of windows: the kiosk never holds."""
+
+    def hold(self) -> bool:
+        """Start holding new top-level windows below the panel window (idempotent).
+
+        Returns whether windows are held (False: another program manages them).
+        """
+        if self.managed_elsewhere:
+            return False
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                self._release.set()  # a previous hold still ending
+                self._thread.join(2.0)
+            started = threading.Event()
+            self._raise, self._then = True, lambda: None
+            self._release.clear()
+            self._stop.clear()
+            self._thread = threading.Thread(
+                target=self._run, args=(started,), name="x11-window-hold", daemon=True
+            )
+            self._thread.start()
+        started.wait(2.0)
+        return self.holding
+
+    def release(self, then: Callable[[], None] = lambda: None, *, raise_: bool = True) -> None:
+        """Raise the windows held over the panel window (unless not ``raise_``: they
+        are closing) and stop holding; returns at once: the thread raises them, then
+        calls ``then`` (on its own thread; at once when nothing is held)."""
+        with self._lock:
+            thread = self._thread
+            idle = thread is None or not thread.is_alive() or self._release.is_set()
+            if idle or not self.holding:
+                then()
+                return
+            self._raise, self._then = raise_, then
+            self._release.set()
+
+    def close(self) -> None:
+        """Release and wait for the thread to end."""
+        self._release.set()
+        self._stop.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(2.0)
+
+    def _run(self, started: threading.Event) -> None:
+        xlib = _xlib()
+        for _ in range(HOLD_OPEN_TRIES):
+            display = xlib.XOpenDisplay(self._display_name)
+            if display:
+                break
+        else:
+            logger.warning("cannot open the X display to hold new windows")
+            started.set()
+            return
+        try:
+            root = xlib.XDefaultRootWindow(display)
+            attrs = xlib.XWindowAttributes()
+            xlib.XGetWindowAttributes(display, root, ctypes.byref(attrs))
+            # Asking while another program redirects would be an X error (BadAccess),
+            # which Xlib's default handler turns into an exit: look first.
+            if not attrs.all_event_masks & xlib.SubstructureRedirectMask:
+                xlib.XSelectInput(display, root, xlib.SubstructureRedirectMask)
+                xlib.XSync(display, False)
+                xlib.XGetWindowAttributes(display, root, ctypes.byref(attrs))
+            self.holding = bool(attrs.your_event_mask & xlib.SubstructureRedirectMask)
+            started.set()
+            if not self.holding:
+                self.managed_elsewhere = True
+                logger.info("another program manages windows: new windows open as they map")
+                return
+            self._serve(display, root)
+        except Exception:  # the one broad catch of this thread: windows then open as usual
+            logger.exception("holding new windows failed")
+        finally:
+            self.holding = False
+            started.set()
+            xlib.XCloseDisplay(display)  # ends the redirection; windows held stay mapped
+
+    def _serve(self, display: Any, root: int) -> None:
+        xlib = _xlib()
+        try:
+            self._redirect(display)
+        finally:  # released, or failed: never leave a window hidden under the panel
+            for window in self.held if self._raise else ():
+                xlib.XRaiseWindow(display, window)
+            self.held = []
+            xlib.XSelectInput(display, root, 0)
+            xlib.XSync(display, False)
+        self._then()
+
+    def _redirect(self, display: Any) -> None:
+        """Serve the redirected requests until released."""
+        xlib = _xlib()
+        event = xlib.XEvent()
+        while True:
+            while xlib.XPending(display):
+                xlib.XNextEvent(display, ctypes.byref(event))
+                if event.type == xlib.MapRequest:
+                    window = int(event.xmaprequest.window)
+                    changes = xlib.XWindowChanges()
+                    changes.sibling = self._below
+                    changes.stack_mode = xlib.Below
+                    xlib.XConfigureWindow(
+                        display, window, xlib.CWSibling | xlib.CWStackMode, ctypes.byref(changes)
+                    )
+                    xlib.XMapWindow(display, window)
+                    self.held.append(window)
+                elif event.type == xlib.ConfigureRequest:
+                    request = event.xconfigurerequest
+                    changes = xlib.XWindowChanges()
+                    changes.x, changes.y = request.x, request.y
+                    changes.width, changes.height = request.width, request.height
+                    changes.border_width = request.border_width
+                    mask = request.value_mask & ~(xlib.CWSibling | xlib.CWStackMode)
+                    xlib.XConfigureWindow(display, request.window, mask, ctypes.byref(changes))
+                xlib.XFlush(display)
+            if self._release.is_set() or self._stop.is_set():
+                break
+            self._release.wait(HOLD_POLL_S)

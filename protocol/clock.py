@@ -20,8 +20,10 @@ never further than ``MAX_CLOCK_OFFSET_MS``. Sans-I/O: pure computation.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import Final
 
 from protocol import limits
@@ -91,3 +93,36 @@ def check_clock_offset(claimed_ms: int, samples: Sequence[ClockSample]) -> int |
             code="clock_offset",
         )
     return measured
+
+
+# --------------------------------------------------------------------------- times as text
+
+_HOUR_MS: Final = 3_600_000
+_DAY_MS: Final = 86_400_000
+_EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
+
+
+def iso_utc_ms(ms: int) -> str:
+    """Milliseconds since the epoch as ISO 8601 UTC with milliseconds and ``Z``: the one
+    form every time of the usage log is written in (``"2026-11-23T08:30:00.250Z"``)."""
+    day, rest = divmod(ms, _DAY_MS)
+    hour, rest = divmod(rest, _HOUR_MS)
+    minute, rest = divmod(rest, 60_000)
+    second, milli = divmod(rest, 1000)
+    return f"{_utc_day(day)}T{hour:02d}:{minute:02d}:{second:02d}.{milli:03d}Z"
+
+
+def iso_utc(moment: datetime) -> str:
+    """``moment`` (timezone-aware) in the form of :func:`iso_utc_ms`, to the millisecond
+    below."""
+    delta = moment.astimezone(UTC) - _EPOCH
+    return iso_utc_ms(delta.days * _DAY_MS + delta.seconds * 1000 + delta.microseconds // 1000)
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@functools.lru_cache(maxsize=4096)
+def _utc_day(day: int) -> str:
+    """``YYYY-MM-DD`` of day ``day`` since the epoch."""
+    return date.fromordinal(day + _EPOCH_ORDINAL).isoformat()

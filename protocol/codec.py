@@ -6,7 +6,9 @@ limits in :mod:`protocol.limits`. Anything else raises ``MalformedMessageError``
 whose message says what was wrong, so the kiosk can answer with an error reply.
 
 Blob chunks travel in binary frames: 32-byte sha256 of the blob, 8-byte big-endian
-offset, then the bytes (``encode_chunk`` / ``decode_chunk``).
+offset, then the bytes (``encode_chunk`` / ``decode_chunk``). Pictures of a screen
+share travel in stream frames, which start with ``STREAM_MAGIC`` instead
+(``is_stream_frame``, ``encode_stream_frame`` / ``decode_stream_frame``).
 
 This module does no I/O.
 """
@@ -24,7 +26,14 @@ from functools import cache
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 from protocol import limits
-from protocol.constants import CHUNK_HEADER_BYTES, HASH_BYTES, OFFSET_BYTES
+from protocol.constants import (
+    CHUNK_HEADER_BYTES,
+    HASH_BYTES,
+    OFFSET_BYTES,
+    STREAM_FLAG_KEYFRAME,
+    STREAM_HEADER_BYTES,
+    STREAM_MAGIC,
+)
 from protocol.errors import MalformedMessageError
 from protocol.messages import (
     MESSAGE_TYPES,
@@ -39,6 +48,7 @@ from protocol.messages import (
     Need,
     Ok,
     Prepare,
+    ShareStart,
     TakeScreenshot,
     UsageBatch,
     UsagePull,
@@ -167,6 +177,93 @@ def decode_chunk(frame: bytes) -> Chunk:
     sha = frame[:HASH_BYTES].hex()
     offset = int.from_bytes(frame[HASH_BYTES:CHUNK_HEADER_BYTES], "big")
     return Chunk(sha, offset, memoryview(frame)[CHUNK_HEADER_BYTES:])
+
+
+@dataclass(frozen=True, slots=True)
+class StreamFrame:
+    """One encoded picture of screen share ``stream_id``.
+
+    ``seq`` counts the sender's pictures from 0 (a gap means one went missing);
+    ``keyframe`` says the picture decodes on its own; ``capture_us`` is the sender's
+    wall clock (µs since the epoch) when the screen was captured. ``data`` is a view
+    into the received frame.
+    """
+
+    stream_id: int
+    seq: int
+    keyframe: bool
+    capture_us: int
+    data: bytes | memoryview
+
+
+_U32 = 2**32
+
+
+def is_stream_frame(frame: bytes) -> bool:
+    """Whether binary ``frame`` is a stream frame (else it is a chunk, or garbage)."""
+    return frame[: len(STREAM_MAGIC)] == STREAM_MAGIC
+
+
+def stream_header(stream_id: int, seq: int, *, keyframe: bool, capture_us: int) -> bytes:
+    """Return the header of a stream frame (send it followed by the encoded picture).
+
+    ``seq`` wraps at 2**32.
+    """
+    return (
+        STREAM_MAGIC
+        + stream_id.to_bytes(4, "big")
+        + (seq % _U32).to_bytes(4, "big")
+        + (STREAM_FLAG_KEYFRAME if keyframe else 0).to_bytes(1, "big")
+        + capture_us.to_bytes(8, "big")
+    )
+
+
+def encode_stream_frame(
+    stream_id: int, seq: int, data: bytes, *, keyframe: bool, capture_us: int
+) -> bytes:
+    """Return the binary frame carrying picture ``seq`` of stream ``stream_id``.
+
+    Raises:
+        MalformedMessageError: ``data`` is empty or over ``MAX_STREAM_FRAME_BYTES``
+            (the sender must skip such a picture and ask its encoder for a smaller one).
+    """
+    _check_stream_size(len(data))
+    return stream_header(stream_id, seq, keyframe=keyframe, capture_us=capture_us) + data
+
+
+def decode_stream_frame(frame: bytes) -> StreamFrame:
+    """Split a stream frame into its header fields and picture.
+
+    Raises:
+        MalformedMessageError: not a stream frame, shorter than its header, no picture,
+            a picture over ``MAX_STREAM_FRAME_BYTES``, or unknown flags.
+    """
+    if not is_stream_frame(frame):
+        raise MalformedMessageError("binary frame is not a stream frame")
+    _check_stream_size(len(frame) - STREAM_HEADER_BYTES)
+    at = len(STREAM_MAGIC)
+    stream_id = int.from_bytes(frame[at : at + 4], "big")
+    seq = int.from_bytes(frame[at + 4 : at + 8], "big")
+    flags = frame[at + 8]
+    if flags & ~STREAM_FLAG_KEYFRAME:
+        raise MalformedMessageError(f"stream frame has unknown flags {flags:#04x}")
+    capture_us = int.from_bytes(frame[at + 9 : at + 17], "big")
+    return StreamFrame(
+        stream_id,
+        seq,
+        bool(flags & STREAM_FLAG_KEYFRAME),
+        capture_us,
+        memoryview(frame)[STREAM_HEADER_BYTES:],
+    )
+
+
+def _check_stream_size(size: int) -> None:
+    if size <= 0:
+        raise MalformedMessageError("stream frame carries no picture")
+    if size > limits.MAX_STREAM_FRAME_BYTES:
+        raise MalformedMessageError(
+            f"stream frame of {size} bytes is over the limit of {limits.MAX_STREAM_FRAME_BYTES}"
+        )
 
 
 # --------------------------------------------------------------------------- generic parts
@@ -381,6 +478,17 @@ def _check(msg: Message) -> None:
                 raise MalformedMessageError(
                     f"announce.duration_s must be from 1 to {limits.MAX_ANNOUNCEMENT_S}"
                 )
+        case ShareStart():
+            if not (
+                limits.MIN_SHARE_SIDE <= msg.width <= limits.MAX_SHARE_WIDTH
+                and limits.MIN_SHARE_SIDE <= msg.height <= limits.MAX_SHARE_HEIGHT
+            ):
+                raise MalformedMessageError(
+                    f"share_start: the picture must be from {limits.MIN_SHARE_SIDE} to "
+                    f"{limits.MAX_SHARE_WIDTH}×{limits.MAX_SHARE_HEIGHT} pixels"
+                )
+            if not 0 <= msg.stream_id < _U32:
+                raise MalformedMessageError("share_start.stream_id must be from 0 to 2**32-1")
         case TakeScreenshot():
             if not limits.MIN_SCREENSHOT_WIDTH <= msg.max_width <= limits.MAX_SCREENSHOT_WIDTH:
                 raise MalformedMessageError(
@@ -447,6 +555,8 @@ def _check_lesson(lesson: LessonManifest) -> None:
 
 
 def _check_item(item: ManifestItem, where: str) -> None:
+    if item.kind == "screen":
+        raise MalformedMessageError(f"{where}: a screen is shared with share_start, not cast")
     needs_blob = item.kind in ("image", "pdf", "video")
     may_blob = needs_blob or (item.kind == "web" and item.url is None)
     if may_blob:

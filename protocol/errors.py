@@ -209,6 +209,13 @@ class NoScreenError(RemoteError):
     code = "no_screen"
 
 
+class NoShareError(RemoteError):
+    """A stream frame or ``share_stop`` for a share this panel is not showing from this
+    connection (never started, stopped on the panel, or another stream id)."""
+
+    code = "no_share"
+
+
 class RemoteTooLargeError(RemoteError):
     """The kiosk refused data as too large: a blob over its size, or a screenshot."""
 
@@ -448,6 +455,7 @@ REMOTE_ERRORS: Final[dict[str, type[RemoteError]]] = {
         NotStartedError,
         BadInstantError,
         NoScreenError,
+        NoShareError,
         RemoteTooLargeError,
         RemoteChecksumError,
         RemoteQuotaExceededError,

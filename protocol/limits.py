@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from protocol.constants import CHUNK_HEADER_BYTES
+from protocol.constants import CHUNK_HEADER_BYTES, STREAM_HEADER_BYTES
 
 MAX_TEXT_FRAME_BYTES: Final = 1 * 1024 * 1024
 """Largest JSON text frame (a lesson manifest of MAX_ITEMS_PER_LESSON items fits)."""
@@ -20,7 +20,16 @@ CHUNK_SIZE_BYTES: Final = 1 * 1024 * 1024
 MAX_CHUNK_FRAME_BYTES: Final = CHUNK_HEADER_BYTES + CHUNK_SIZE_BYTES
 """Largest binary frame: header plus one chunk."""
 
-MAX_FRAME_BYTES: Final = max(MAX_TEXT_FRAME_BYTES, MAX_CHUNK_FRAME_BYTES)
+MAX_STREAM_FRAME_BYTES: Final = 1 * 1024 * 1024
+"""Largest payload of one stream frame (one encoded picture of a screen share).
+
+A 1080p keyframe of a dense page of text is 100–400 KB at the sender's settings; a
+larger frame is refused by the sender's encoder check and by the kiosk's codec."""
+
+MAX_STREAM_WIRE_BYTES: Final = STREAM_HEADER_BYTES + MAX_STREAM_FRAME_BYTES
+"""Largest binary stream frame: header plus one picture."""
+
+MAX_FRAME_BYTES: Final = max(MAX_TEXT_FRAME_BYTES, MAX_CHUNK_FRAME_BYTES, MAX_STREAM_WIRE_BYTES)
 """``max_size`` given to the websocket layer on both sides."""
 
 MAX_ITEMS_PER_LESSON: Final = 500
@@ -101,6 +110,35 @@ connection announced."""
 MESSAGE_BURST: Final = 400
 """Messages a connection may send at once before the rate limit applies."""
 
+MAX_STREAM_FRAMES_PER_SECOND: Final = 60
+"""Stream frames one connection may send per second on average while it shares its
+screen (the sender sends at most 30); more closes the connection (1008)."""
+
+STREAM_FRAME_BURST: Final = 120
+"""Stream frames a connection may send at once before that rate applies: four seconds of
+a 30 fps share, which a network stall may deliver at once."""
+
+MAX_SHARE_WIDTH: Final = 1920
+"""Widest picture a screen share may carry (``share_start.width``, and every decoded
+picture); a larger screen is scaled down by the sender."""
+
+MAX_SHARE_HEIGHT: Final = 1080
+"""Tallest picture a screen share may carry."""
+
+MIN_SHARE_SIDE: Final = 16
+"""Smallest width or height of a shared picture."""
+
+KEYFRAME_REQUEST_INTERVAL_S: Final = 0.5
+"""A kiosk asks for a keyframe at most this often while it waits for one."""
+
+SHARE_KEEPALIVE_S: Final = 1.0
+"""A sender whose screen did not change sends a picture (a few bytes: "nothing moved")
+at least this often, so that the panel tells a still screen from a lost one."""
+
+STREAM_STALL_S: Final = 3.0
+"""A share that sent no picture for this long shows the panel's "screen sharing paused"
+card (the connection stays; the next picture replaces the card)."""
+
 # Connections (enforced by the kiosk: kiosk/connections.py, kiosk/server.py; see
 # docs/security.md, "Connections").
 
@@ -141,3 +179,8 @@ MAX_SEND_BACKLOG_BYTES: Final = 8 * 1024 * 1024
 CLOSE_TIMEOUT_S: Final = 0.5
 """A connection the kiosk closes (1008) is aborted if not gone after this long: a flooder
 is cut off within a second of crossing its limit (it is no longer read meanwhile)."""
+
+MAX_SCHOOL_ID_CHARS: Final = 64
+"""Longest school id (``kiosk.toml`` ``school_id``, ``classcast usage push --school``):
+lower-case Latin letters, digits, ``.``, ``_`` and ``-``, starting with a letter or digit
+(:func:`protocol.text.school_id_problem`)."""

@@ -16,11 +16,13 @@ Names follow the house rule: commands sent by the controller are imperatives
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from collections.abc import Mapping, Sequence
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, ClassVar, Final, Literal
 
-ItemKind = Literal["image", "pdf", "video", "web", "text"]
-"""What an item is, decided by probing its content."""
+ItemKind = Literal["image", "pdf", "video", "web", "text", "screen"]
+"""What an item is, decided by probing its content. ``screen`` is a teacher's shared
+screen (``share_start``): never part of a cast lesson, but logged like an item."""
 
 ControlAction = Literal[
     "next", "prev", "goto", "pause", "play", "seek", "volume", "blank", "unblank", "stop"
@@ -164,6 +166,11 @@ class UsageRecord:
     the lesson stayed on the panel, its clock stood still, and the time is logged but is
     not display time. It is signed, and left out of the canonical form when empty, so
     records logged before the field existed keep their hashes.
+
+    ``school_id`` is the stable id of the panel's school (``kiosk.toml`` ``school_id``,
+    :func:`protocol.text.school_id_problem`; ``""`` when not set): district reports keep
+    each school's rooms and teachers apart by it. Signed, and left out of the canonical
+    form when empty, like ``hidden``.
     """
 
     uuid: str
@@ -188,6 +195,44 @@ class UsageRecord:
     record_hash: str = ""
     signature: str = ""
     hidden: HiddenReason = ""
+    school_id: str = ""
+
+
+USAGE_RECORD_FIELDS: Final[tuple[str, ...]] = tuple(f.name for f in fields(UsageRecord))
+"""A usage record's fields in declaration order: the columns every usage table (the
+panel's log, the school's and the district's databases) is read and written by."""
+
+_TEXT_DEFAULTS: Final = frozenset(
+    f.name for f in fields(UsageRecord) if f.default == "" and f.default is not MISSING
+)
+
+
+def usage_record(values: Mapping[str, object] | Sequence[object]) -> UsageRecord:
+    """A usage record from stored values, field by field name.
+
+    Args:
+        values: A mapping of field names, or a row of :data:`USAGE_RECORD_FIELDS` in that
+            order (a row stored before later fields existed may stop short: they take
+            their defaults). A NULL (``None``) where a text field defaults to ``""`` (a
+            record not sealed yet) reads as ``""``.
+
+    Returns:
+        The record. Values are not checked here: the codec checks what arrives, and
+        the chain's hash checks what was stored.
+
+    Raises:
+        TypeError: a name that is no field, a row longer than the fields, or a required
+            field missing.
+    """
+    if not isinstance(values, Mapping):
+        if len(values) > len(USAGE_RECORD_FIELDS):
+            raise TypeError(f"a usage record has {len(USAGE_RECORD_FIELDS)} fields")
+        values = dict(zip(USAGE_RECORD_FIELDS, values, strict=False))
+    named: dict[str, Any] = {
+        name: "" if value is None and name in _TEXT_DEFAULTS else value
+        for name, value in values.items()
+    }
+    return UsageRecord(**named)
 
 
 # --------------------------------------------------------------------------- controller → kiosk
@@ -380,6 +425,34 @@ class UsagePull:
     limit: int
 
 
+@dataclass(frozen=True, slots=True)
+class ShareStart:
+    """Show this controller's screen, live, replacing what is shown (a presentation like
+    a lesson: the same moderation, controls and usage log, kind ``screen``).
+
+    ``stream_id`` names the stream in the header of every stream frame that follows;
+    ``width`` and ``height`` are the pictures' size (at most ``MAX_SHARE_WIDTH`` ×
+    ``MAX_SHARE_HEIGHT``); ``title`` is what the usage log records (a window's title, or
+    "Screen"). Answered with ``ok``; then send stream frames, starting with a keyframe.
+    """
+
+    TYPE: ClassVar[str] = "share_start"
+    id: int
+    stream_id: int
+    width: int
+    height: int
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShareStop:
+    """End the screen share ``stream_id``; answered with ``ok`` (the panel goes idle)."""
+
+    TYPE: ClassVar[str] = "share_stop"
+    id: int
+    stream_id: int
+
+
 # --------------------------------------------------------------------------- kiosk → controller
 
 
@@ -520,6 +593,17 @@ class Error:
     presenter: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class KeyframeRequest:
+    """Event to the sharing connection: the kiosk cannot decode stream ``stream_id`` from
+    here on (it joined late, or a frame went missing). Send a keyframe next; until it
+    arrives the panel keeps its last picture. Sent at most every
+    ``KEYFRAME_REQUEST_INTERVAL_S``."""
+
+    TYPE: ClassVar[str] = "keyframe_request"
+    stream_id: int
+
+
 Request = (
     Hello
     | PairStart
@@ -534,6 +618,8 @@ Request = (
     | TakeScreenshot
     | TimePing
     | UsagePull
+    | ShareStart
+    | ShareStop
 )
 """Messages a controller sends."""
 
@@ -547,6 +633,7 @@ Reply = (
     | Screenshot
     | TimePong
     | UsageBatch
+    | KeyframeRequest
     | Ok
     | Error
 )
@@ -568,6 +655,8 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     TakeScreenshot,
     TimePing,
     UsagePull,
+    ShareStart,
+    ShareStop,
     Welcome,
     PairOffer,
     Paired,
@@ -577,6 +666,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     Screenshot,
     TimePong,
     UsageBatch,
+    KeyframeRequest,
     Ok,
     Error,
 )

@@ -36,7 +36,32 @@ import re
 import unicodedata
 from typing import Final
 
-__all__ = ["clean_lines", "clean_name", "is_clean", "json_text"]
+from protocol.limits import MAX_SCHOOL_ID_CHARS
+
+__all__ = ["clean_lines", "clean_name", "is_clean", "json_text", "school_id_problem"]
+
+_SCHOOL_ID: Final = re.compile(r"[a-z0-9][a-z0-9._-]*")
+
+
+def school_id_problem(text: str) -> str | None:
+    """What is wrong with ``text`` as a school id, in English, or None when it is one.
+
+    A school id is stable and plain, so that it can key a district's records for years
+    and be typed in a command: 1 to :data:`~protocol.limits.MAX_SCHOOL_ID_CHARS`
+    lower-case Latin letters, digits, ``.``, ``_`` or ``-``, starting with a letter or a
+    digit (e.g. ``school-17``). The school's name people read is a separate setting.
+    """
+    if not text:
+        return "a school id must not be empty"
+    if len(text) > MAX_SCHOOL_ID_CHARS:
+        return f"a school id has at most {MAX_SCHOOL_ID_CHARS} characters"
+    if _SCHOOL_ID.fullmatch(text) is None:
+        return (
+            "a school id is lower-case Latin letters, digits, '.', '_' and '-', "
+            "starting with a letter or a digit (e.g. school-17)"
+        )
+    return None
+
 
 _ESCAPE_SEQUENCE: Final = re.compile(
     # CSI: ESC [ or U+009B, parameters, intermediates, one final byte (or the end).

@@ -3,8 +3,9 @@
 Each kiosk numbers its closed records (``seq`` 1, 2, 3 …) and links them: a record's
 ``prev_hash`` is the ``record_hash`` of the record before it (``GENESIS_HASH`` for the
 first), its ``record_hash`` is the sha256 of its canonical form (every field but
-``record_hash`` and ``signature``, as sorted compact JSON in UTF-8; ``hidden``, added
-later, only when it is not empty, so records logged before it keep their hashes), and
+``record_hash`` and ``signature``, as sorted compact JSON in UTF-8; ``hidden`` and
+``school_id``, added later, only when they are not empty, so records logged before them
+keep their hashes), and
 ``signature`` is the kiosk's Ed25519 signature of the 32 hash bytes. The kiosk's private
 key never leaves it; the school database pins its public key at the first collection.
 
@@ -84,19 +85,25 @@ def _canonical_text(names: tuple[str, ...], values: Sequence[Any]) -> str:
     return _template(names) % parts
 
 
-_signed_values = operator.attrgetter(*_SIGNED_FIELDS)
-_SHOWN_FIELDS: tuple[str, ...] = tuple(name for name in _SIGNED_FIELDS if name != "hidden")
-"""The signed fields of a record with no ``hidden`` reason: the canonical form leaves the
-field out then, so records logged before it existed keep their hashes."""
-_shown_values = operator.attrgetter(*_SHOWN_FIELDS)
+_OPTIONAL_FIELDS: tuple[str, ...] = ("hidden", "school_id")
+"""Signed fields added after the chain existed: the canonical form leaves each out when it
+is empty, so records logged before it existed keep their hashes."""
+
+
+@functools.cache
+def _layout(present: tuple[bool, ...]) -> tuple[tuple[str, ...], Callable[[Any], Any]]:
+    """The signed field names and their getter when the optional fields ``present``
+    (one flag per :data:`_OPTIONAL_FIELDS`) are the ones not empty."""
+    left_out = {name for name, there in zip(_OPTIONAL_FIELDS, present, strict=True) if not there}
+    names = tuple(name for name in _SIGNED_FIELDS if name not in left_out)
+    return names, operator.attrgetter(*names)
 
 
 def canonical_bytes(record: UsageRecord) -> bytes:
     """The bytes that ``record_hash`` covers: the signed fields as sorted compact JSON
-    (``hidden`` only when it is not empty)."""
-    if record.hidden:
-        return _canonical_text(_SIGNED_FIELDS, _signed_values(record)).encode()
-    return _canonical_text(_SHOWN_FIELDS, _shown_values(record)).encode()
+    (``hidden`` and ``school_id`` only when they are not empty)."""
+    names, values = _layout((bool(record.hidden), bool(record.school_id)))
+    return _canonical_text(names, values(record)).encode()
 
 
 def record_hash(record: UsageRecord) -> str:

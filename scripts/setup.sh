@@ -3,7 +3,8 @@
 # Idempotent and quick when nothing changed. Usage: scripts/setup.sh [--test]
 # (--test also installs what only the tests use: Chromium renders the HTML report,
 # Xvfb and cage with Xwayland run the kiosk's window on a private display, LibreOffice
-# makes office documents into pages as a teacher's computer does).
+# makes office documents into pages as a teacher's computer does, avahi checks discovery
+# inside network namespaces; an avahi-daemon installed here is left disabled).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +19,15 @@ if [ "${1:-}" = "--test" ]; then
   APT_PACKAGES+=(fonts-crosextra-carlito fonts-crosextra-caladea fonts-liberation2)
   # The CSV reports are opened by LibreOffice Calc in a test, as a spreadsheet user would.
   APT_PACKAGES+=(libreoffice-calc)
+  # Discovery is checked against avahi, the mDNS stack of the school's Linux machines:
+  # a test runs the daemon (on a private D-Bus) inside network namespaces it creates.
+  APT_PACKAGES+=(avahi-daemon avahi-utils dbus-daemon)
+  # The district database: the tests start their own PostgreSQL server (initdb, pg_ctl)
+  # in a temporary directory; nothing runs as a service.
+  APT_PACKAGES+=(postgresql)
+  if [ -d /run/systemd/system ] && ! dpkg-query -W -f='${Status}' postgresql 2>/dev/null | grep -q "install ok installed"; then
+    POSTGRES_NEW=1
+  fi
 fi
 
 missing=()
@@ -29,6 +39,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Installed here for the tests only: the machine's own avahi stays off its interfaces.
+  if [[ " ${missing[*]} " == *" avahi-daemon "* ]] && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now avahi-daemon.socket avahi-daemon.service >/dev/null 2>&1 || true
+  fi
+  # Likewise the machine's own PostgreSQL cluster stays stopped: tests run their own.
+  if [ -n "${POSTGRES_NEW:-}" ]; then
+    $SUDO systemctl disable --now postgresql.service >/dev/null 2>&1 || true
+  fi
 fi
 
 PYTHON=${PYTHON:-python3}

@@ -54,7 +54,7 @@ class RunningApp:
 
 @contextmanager
 def running_app(
-    home: Path, *, teacher: str = "Петрова Анна Сергеевна", remote_host: str | None = None
+    home: Path, *, teacher: str | None = "Петрова Анна Сергеевна", remote_host: str | None = None
 ) -> Iterator[RunningApp]:
     """``classcast app`` on 127.0.0.1:0 in a thread; yields its launch URL.
 

@@ -10,6 +10,7 @@ import pytest
 from controller.client import ControllerIdentity
 from media.lesson import Lesson, load_lesson, sample_lesson_path
 from tests.kiosks import KioskThread
+from tests.postgres import PostgresServer, postgres_bin
 
 TEACHER = ControllerIdentity("c-test-teacher", "Петрова Анна Сергеевна")
 
@@ -23,7 +24,8 @@ def _private_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLASSCAST_MDNS_INTERFACES", "127.0.0.1")
     # The phone remote's LAN listener on loopback too: no test binds a LAN address.
     monkeypatch.setenv("CLASSCAST_REMOTE_HOST", "127.0.0.1")
-    monkeypatch.delenv("CLASSCAST_TEACHER", raising=False)
+    # The teacher's name, as `--teacher` gives it: pairing asks for one when none is saved.
+    monkeypatch.setenv("CLASSCAST_TEACHER", TEACHER.name)
 
 
 @pytest.fixture
@@ -35,3 +37,26 @@ def kiosk(tmp_path: Path) -> Iterator[KioskThread]:
 @pytest.fixture(scope="session")
 def sample_lesson() -> Lesson:
     return load_lesson(sample_lesson_path())
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the whole session (tests/postgres.py)."""
+    bin_dir = postgres_bin()
+    if bin_dir is None:
+        pytest.skip(
+            "PostgreSQL is not installed (initdb/pg_ctl under /usr/lib/postgresql/*/bin): "
+            "run scripts/setup.sh --test"
+        )
+    server = PostgresServer(bin_dir)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def district_url(postgres_server: PostgresServer) -> str:
+    """A PostgreSQL URL whose tables are this test's alone (a fresh schema)."""
+    return postgres_server.fresh_url()

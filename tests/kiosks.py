@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +18,51 @@ from controller.client import ControllerIdentity, KioskClient
 from kiosk.app import KioskApp
 from kiosk.config import KioskConfig
 from kiosk.headless import HeadlessDisplay
+from tests.processes import stop_process
 
 ADMIN_SECRET = "admin-secret-for-tests"
+
+
+class ManualClock:
+    """A kiosk's clocks that move only when a test says so (:meth:`advance`).
+
+    They start at the real time unless told otherwise, so that a controller's clock and
+    the kiosk's agree.
+    """
+
+    def __init__(self, *, mono_s: float | None = None, wall_s: float | None = None) -> None:
+        self.mono_s = time.monotonic() if mono_s is None else mono_s
+        self.wall_s = time.time() if wall_s is None else wall_s
+
+    def monotonic(self) -> float:
+        return self.mono_s
+
+    def time(self) -> float:
+        return self.wall_s
+
+    def advance(self, seconds: float) -> None:
+        self.mono_s += seconds
+        self.wall_s += seconds
 
 
 class KioskThread:
     """A real kiosk (websockets server, blob store, SQLite log) on 127.0.0.1:0.
 
     Runs on its own event loop in a daemon thread, like the kiosk's network thread, so
-    tests may drive it from pytest-asyncio or from click's CliRunner alike.
+    tests may drive it from pytest-asyncio or from click's CliRunner alike. With a
+    ``clock`` (:class:`ManualClock`) the kiosk's time moves only when the test moves it
+    and then calls :meth:`tick`.
     """
 
-    def __init__(self, state_dir: Path, *, room: str = "Каб. 12", **config: Any) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        room: str = "Каб. 12",
+        clock: ManualClock | None = None,
+        **config: Any,
+    ) -> None:
+        self.clock = clock
         settings: dict[str, Any] = {
             "room": room,
             "school": "Школа № 1",
@@ -59,7 +94,7 @@ class KioskThread:
             self.loop.close()
 
     async def _start(self) -> KioskApp:
-        app = KioskApp(self.config, display=self.display)
+        app = KioskApp(self.config, display=self.display, clock=self.clock)
         await app.start()
         return app
 
@@ -74,6 +109,18 @@ class KioskThread:
             return fn()
 
         return self.call(wrapper())
+
+    def tick(self) -> None:
+        """Let the kiosk act on its clock now (after the test moved it), as its timer does."""
+        assert self.app is not None
+        app = self.app
+
+        def tick() -> None:
+            with app.server.lock:
+                app.service.tick()
+            app.server.poke()
+
+        self.sync(tick)
 
     @property
     def port(self) -> int:
@@ -136,16 +183,7 @@ def kiosk_process(
         address = url.removeprefix("wss://").removesuffix("/v1")
         yield proc, address
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        stop_process(proc)
 
 
 async def teacher(kiosk: KioskThread, identity: ControllerIdentity | None = None) -> KioskClient:
@@ -164,3 +202,29 @@ async def admin(kiosk: KioskThread, identity: ControllerIdentity | None = None) 
     )
     await client.pair(ADMIN_SECRET, role="admin")
     return client
+
+
+def open_play(state: Path, item_index: int) -> tuple[float, str | None, float | None] | None:
+    """The open interval of ``item_index`` in the kiosk's usage log file: its start and
+    last heartbeat (wall, monotonic), read as the file stands."""
+    with closing(sqlite3.connect(state / "usage.sqlite")) as db:
+        row = db.execute(
+            "SELECT start_mono_s, last_seen_at, last_seen_mono_s FROM plays "
+            "WHERE ended_at IS NULL AND item_index = ?",
+            [item_index],
+        ).fetchone()
+    return None if row is None else (float(row[0]), row[1], row[2])
+
+
+async def wait_for_heartbeats(state: Path, item_index: int, count: int) -> None:
+    """Wait until the open interval of ``item_index`` in the kiosk's usage log has seen
+    ``count`` heartbeats after its start."""
+    seen: set[float] = set()
+    async with asyncio.timeout(20):
+        while True:
+            play = open_play(state, item_index)
+            if play is not None and play[2] is not None and play[2] > play[0]:
+                seen.add(play[2])
+                if len(seen) >= count:
+                    return
+            await asyncio.sleep(0.01)

@@ -28,6 +28,7 @@ from typing import Self
 import pytest
 
 from protocol.discovery import MDNS_INTERFACES_ENV, Advertisement
+from tests.processes import stop_process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _counter = itertools.count()
@@ -52,12 +53,15 @@ def _check(result: subprocess.CompletedProcess[str]) -> None:
 
 @dataclass(frozen=True, slots=True)
 class NetnsPair:
-    """Two namespaces joined by a veth pair: ``ns1`` has ``addr1``, ``ns2`` has ``addr2``."""
+    """Two namespaces joined by a veth pair: ``ns1`` has ``addr1`` on its device ``dev1``,
+    ``ns2`` has ``addr2`` on ``dev2``."""
 
     ns1: str
     ns2: str
     addr1: str
     addr2: str
+    dev1: str
+    dev2: str
 
     def command(self, ns: str, code: str, *args: str) -> list[str]:
         """argv running ``python -c code args...`` inside namespace ``ns``."""
@@ -120,7 +124,7 @@ def netns_pair() -> Iterator[NetnsPair]:
             _check(_ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev))
             _check(_ip("-n", ns, "link", "set", dev, "up"))
             _check(_ip("-n", ns, "route", "add", "224.0.0.0/4", "dev", dev))
-        yield NetnsPair(ns1, ns2, addr1, addr2)
+        yield NetnsPair(ns1, ns2, addr1, addr2, veth1, veth2)
     finally:
         for ns in reversed(created):
             _ip("netns", "del", ns)
@@ -251,14 +255,7 @@ class AdvertiserProcess:
         if proc.stdin is not None and not proc.stdin.closed:
             with contextlib.suppress(OSError):
                 proc.stdin.close()  # EOF: the child unregisters and exits
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
-                stream.close()
+        stop_process(proc, timeout_s=5, terminate=False)
 
 
 def _ad_dict(ad: Advertisement) -> dict[str, str | int]:

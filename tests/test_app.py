@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from controller.home import Home
 from controller.texts import error_text as cli_error_text
 from controller.webapp import lessons, security
 from controller.webapp.app import loopback_hosts
@@ -365,6 +366,26 @@ def test_pairing_errors_are_the_clis_words(app: RunningApp, kiosk: KioskThread) 
         assert "Сопряжено с «Каб. 12», роль: учитель." in right.text
         unknown = c.post("/pair", data={"address": "127.0.0.1:9", "pin": "123456"})
         assert "Панель не найдена" in unknown.text
+
+
+def test_first_pairing_in_the_app_asks_for_the_teachers_name(
+    tmp_path: Path, kiosk: KioskThread
+) -> None:
+    """No name saved: the form has a name field, pairing without a name is refused (the
+    login name is never taken), and the name typed is saved for every later connection."""
+    with running_app(tmp_path / "home", teacher=None) as running, client(running) as c:
+        assert 'name="teacher"' in c.get("/").text
+        c.post("/panels/add", data={"address": kiosk.address})
+        _wait_for_rows(running, kiosk.address)
+        nameless = c.post("/pair", data={"address": kiosk.address, "pin": kiosk.pin()})
+        assert "Введите ваши фамилию, имя и отчество" in html.unescape(nameless.text)
+        named = c.post(
+            "/pair",
+            data={"address": kiosk.address, "pin": kiosk.pin(), "teacher": " Иванова  Мария "},
+        )
+        assert "Сопряжено с «Каб. 12», роль: учитель." in named.text
+        assert 'name="teacher"' not in c.get("/").text
+    assert Home(tmp_path / "home").teacher_name() == "Иванова Мария"
 
 
 def test_a_control_before_any_cast_says_what_to_do(app: RunningApp) -> None:

@@ -58,7 +58,9 @@ def test_classcast_says_who_presents(
     monkeypatch.setenv("CLASSCAST_HOME", str(tmp_path / "petrova"))
     pin = kiosk.pin()
     assert run("--teacher", "Петрова А. С.", "pair", kiosk.address, "--pin", pin).exit_code == 0
-    assert run("cast", str(sample_lesson_dir), "--to", kiosk.address).exit_code == 0
+    assert (
+        run("--teacher", "Петрова А. С.", "cast", str(sample_lesson_dir), "--to", kiosk.address)
+    ).exit_code == 0
     monkeypatch.setenv("CLASSCAST_HOME", str(tmp_path / "ivanov"))
     pin = kiosk.pin()
     assert run("--teacher", "Иванов П. И.", "pair", kiosk.address, "--pin", pin).exit_code == 0

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from controller.client import ControllerIdentity, KioskClient
-from controller.group import Group
+from controller.group import SYNC_MAX_LEAD_MS, Group
 from media.lesson import Lesson
 from protocol import limits
 from protocol.codec import encode, encode_chunk
@@ -17,7 +19,7 @@ from protocol.errors import ConnectionFailedError, RemoteError
 from protocol.messages import Cast
 from tests.conftest import TEACHER
 from tests.helpers import RAW, blob_lesson, pair, raw_connect, recv_json, text_lesson
-from tests.kiosks import KioskThread, admin, teacher
+from tests.kiosks import KioskThread, ManualClock, admin, teacher
 
 
 async def all_records(kiosk: KioskThread) -> list:
@@ -120,9 +122,11 @@ async def test_interrupted_transfer_resumes_where_it_stopped(
 
 
 async def test_group_casts_and_controls_two_kiosks(tmp_path: Path, sample_lesson: Lesson) -> None:
+    """Both panels get the lesson, wait for the moment the group set, and start at it."""
+    clock = ManualClock()  # one time for both panels, moved only by the test
     with (
-        KioskThread(tmp_path / "a", room="Каб. 1") as a,
-        KioskThread(tmp_path / "b", room="Каб. 2") as b,
+        KioskThread(tmp_path / "a", room="Каб. 1", clock=clock) as a,
+        KioskThread(tmp_path / "b", room="Каб. 2", clock=clock) as b,
     ):
         creds = {
             a.address: await pair(a.address, a.pin(), TEACHER),
@@ -130,19 +134,39 @@ async def test_group_casts_and_controls_two_kiosks(tmp_path: Path, sample_lesson
         }
         group = await Group.connect([a.address, b.address], TEACHER, credentials=creds.get)
         try:
-            outcomes = await group.cast(sample_lesson)
+            casting = asyncio.create_task(group.cast(sample_lesson))
+            for client in group.clients.values():  # both have it all and wait to start
+                await client.wait_for_status(
+                    lambda s: s.state == "loading" and s.lesson_id == sample_lesson.lesson_id
+                )
+            assert not casting.done()
+            # Past the start the group set (at most SYNC_MAX_LEAD_MS ahead), not past the
+            # first item's 5 s: the item's time runs from the start.
+            clock.advance(SYNC_MAX_LEAD_MS / 1000 + 0.001)
+            a.tick()
+            b.tick()
+            outcomes = await casting
+            # The panels' clocks stood still while each one's offset was measured: their
+            # instants differ by when each was pinged.
+            apart_ms = 1 + 3 * max(c.round_trip_ms or 0.0 for c in group.clients.values())
             assert sorted(o.target for o in outcomes) == sorted([a.address, b.address])
             assert all(o.ok for o in outcomes), outcomes
             assert all(
                 o.value and o.value.bytes_sent == sample_lesson.total_bytes for o in outcomes
             )
-            acks = await group.control("next")
+            # At once: the panels' clocks stand still, so an instant would never come
+            # (a group control at an instant: tests/test_sync.py).
+            acks = await group.control("next", together=False)
             assert all(o.ok for o in acks), acks
             statuses = await group.status()
             assert {o.value.room for o in statuses if o.value} == {"Каб. 1", "Каб. 2"}
-            assert all(o.value and o.value.index == 1 for o in statuses)
+            assert all(o.value and o.value.index == 1 for o in statuses), statuses
         finally:
             await group.close()
+        first = [(await all_records(kiosk))[0] for kiosk in (a, b)]
+    assert [(r.item_index, r.end_reason) for r in first] == [(0, "next"), (0, "next")]
+    starts = [datetime.fromisoformat(r.started_at).timestamp() * 1000 for r in first]
+    assert abs(starts[0] - starts[1]) <= apart_ms  # the same moment on both panels
 
 
 async def test_group_reports_an_offline_panel_and_serves_the_others(
@@ -212,16 +236,23 @@ async def test_auto_advance_by_item_duration(kiosk: KioskThread) -> None:
     assert [(r.item_index, r.end_reason) for r in records] == [(0, "auto"), (1, "end")]
 
 
-async def test_start_at_delays_the_start(kiosk: KioskThread) -> None:
-    import time
-
-    async with await teacher(kiosk) as client:
-        start_at_ms = int(time.time() * 1000) + 300
-        await client.cast(text_lesson("А"), start_at_ms=start_at_ms)
-        assert (await client.status()).state == "loading"
-        status = await client.wait_for_status(lambda s: s.state == "playing", timeout_s=5)
-        assert time.time() * 1000 >= start_at_ms - 20
-        assert status.index == 0
+async def test_start_at_delays_the_start(tmp_path: Path) -> None:
+    """The panel's clock stands still until the test moves it. The start is 10 s after
+    the controller's now: far beyond the few milliseconds its clock-offset measurement
+    (three pings on the real clock) may be off."""
+    clock = ManualClock()
+    with KioskThread(tmp_path / "kiosk", clock=clock) as kiosk:
+        async with await teacher(kiosk) as client:
+            start_at_ms = int(time.time() * 1000) + 10_000
+            await client.cast(text_lesson("А"), start_at_ms=start_at_ms)
+            assert (await client.status()).state == "loading"
+            clock.advance(5)
+            kiosk.tick()
+            assert (await client.status()).state == "loading"
+            clock.advance(10)
+            kiosk.tick()
+            status = await client.wait_for_status(lambda s: s.state == "playing")
+            assert status.index == 0
 
 
 async def test_pushed_status_events_reach_every_controller(kiosk: KioskThread) -> None:

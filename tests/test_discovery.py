@@ -1,7 +1,8 @@
 """Discovery: the pure TXT/name/settings code, then real zeroconf between processes.
 
 Every zeroconf here is bound to 127.0.0.1 (IPv4 only) or runs inside network namespaces
-the test creates (``tests.netns``): nothing multicasts on the machine's real interfaces.
+the test creates (``tests.netns``), as does the real avahi-daemon the last tests run
+against (``tests.avahi``): nothing multicasts on the machine's real interfaces.
 Room names carry a per-run tag, so kiosks other test runs advertise on loopback at the
 same time are never mistaken for ours.
 """
@@ -11,17 +12,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import shutil
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from zeroconf import DNSQuestionType, IPVersion, Zeroconf
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
 from controller.discovery import DiscoveryEvent, ZeroconfDiscovery
+from kiosk.advertise import REVISION_KEY
 from protocol.constants import PROTOCOL_VERSION, SERVICE_TYPE
 from protocol.discovery import (
     DOT_LOOKALIKE,
@@ -38,6 +40,7 @@ from protocol.discovery import (
     truncate_utf8,
 )
 from protocol.errors import MalformedMessageError
+from tests.avahi import StaticService, avahi_daemon
 from tests.netns import REPO_ROOT, AdvertiserProcess, netns_pair
 
 LOOPBACK = ["127.0.0.1"]
@@ -359,18 +362,6 @@ def test_record_parses_with_a_plain_zeroconf(kiosk_child: AdvertiserProcess) -> 
     assert props == make_ad(f"k1-{RUN}").txt()
 
 
-def test_standard_dns_sd_tool_sees_kiosk() -> None:
-    if shutil.which("avahi-browse") is None:
-        pytest.skip(
-            "avahi-browse is not installed; installing avahi-daemon would start it on the "
-            "host's real interfaces (DESIGN §7 safety rule), so the record is checked with a "
-            "separate plain python-zeroconf instead (test_record_parses_with_a_plain_zeroconf)"
-        )
-    pytest.skip(
-        "avahi-browse needs an avahi-daemon (and D-Bus) inside a test namespace; not automated"
-    )
-
-
 # --------------------------------------------------------------------------- network namespaces
 
 BROWSER_SCRIPT = """
@@ -404,3 +395,34 @@ def test_discovery_between_network_namespaces() -> None:
                     browser.wait()
         assert browser.returncode == 0, err
         assert f"FOUND {ad.kiosk_id} {pair.addr1}:47810 {ad.room}" in out.splitlines()
+
+
+# --------------------------------------------------------------------------- avahi
+
+
+@pytest.mark.slow
+def test_avahi_browse_finds_a_kiosk_our_zeroconf_advertises(tmp_path: Path) -> None:
+    """A school's Linux machine (avahi) sees a panel: avahi-daemon and avahi-browse in
+    one namespace, the panel's advertiser in the other."""
+    with netns_pair() as pair, avahi_daemon(pair, tmp_path) as avahi:
+        ad = make_ad(f"k5-{RUN}", room=f"Каб. 5 {RUN}")
+        with AdvertiserProcess(ad, [pair.addr1], netns=pair.ns1) as child:
+            name = child.start()
+            found = avahi.browse(SERVICE_TYPE.removesuffix(".local."), f"id={ad.kiosk_id}")
+    assert (found.address, found.port) == (pair.addr1, 47810)
+    assert found.name == name.removesuffix("." + SERVICE_TYPE)
+    assert found.txt == {**ad.txt(), REVISION_KEY: "0"}  # every value as the panel sent it
+
+
+@pytest.mark.slow
+def test_our_discovery_finds_a_service_avahi_publishes(tmp_path: Path) -> None:
+    """A panel published by avahi (a static service file) is found by the controller's
+    discovery in the other namespace, with every field of its TXT record."""
+    ad = make_ad(f"k6-{RUN}", room=f"Каб. 6 {RUN}")
+    service = StaticService(
+        f"Панель {RUN}", SERVICE_TYPE.removesuffix(".local."), ad.port, ad.txt()
+    )
+    with netns_pair() as pair, avahi_daemon(pair, tmp_path, service):
+        browser = pair.run_python(pair.ns1, BROWSER_SCRIPT, pair.addr1, ad.kiosk_id)
+    assert browser.returncode == 0, browser.stderr
+    assert f"FOUND {ad.kiosk_id} {pair.addr2}:47810 {ad.room}" in browser.stdout.splitlines()

@@ -306,7 +306,8 @@ def test_a_schema_1_file_is_upgraded_and_its_out_of_bound_offsets_quarantined(
     old = dataclasses.replace(panel.records[1], clock_offset_ms=0)
     derived = school.derive(old)[:5]
     moved = ("2026-11-25T09:00:00.000Z", derived[1] + 2 * 86_400_000)
-    signed = tuple(c for c in RECORD_COLUMNS if c != "hidden")  # added by version 5
+    # ``hidden`` and ``school_id`` are added by versions 5 and 7.
+    signed = tuple(c for c in RECORD_COLUMNS if c not in ("hidden", "school_id"))
     columns = signed + DERIVED_COLUMNS[:5]
     values = (*[getattr(panel.records[1], c) for c in signed], *moved, *derived[2:])
     school.close()

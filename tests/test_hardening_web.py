@@ -559,8 +559,12 @@ def show_in_window(panel: Panel, item: ManifestItem) -> WebWindowScene:
 
 
 def leave(panel: Panel) -> None:
-    """Show another item: the window closes and its profile goes."""
+    """Show another item: the window closes and its profile goes (once Chromium exited:
+    the window does not wait for it)."""
+    scene = panel.window.current
     panel.show(panel.lesson.items[1])
+    if isinstance(scene, WebWindowScene):
+        scene.browser.wait_stopped()
 
 
 @pytest.mark.slow

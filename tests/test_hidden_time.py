@@ -24,7 +24,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from controller.reports import COMPLIANCE_QUERY, compliance, usage_query, usage_report
-from controller.schooldb import SchoolDb
+from controller.schooldb import SCHEMA_VERSION, SchoolDb
 from kiosk.access import Access
 from kiosk.headless import HeadlessDisplay
 from kiosk.pairing_worker import InlinePairingWorker
@@ -316,7 +316,7 @@ def old_canonical_hash(record: UsageRecord) -> str:
     fields = {
         f.name: getattr(record, f.name)
         for f in dataclasses.fields(UsageRecord)
-        if f.name not in ("record_hash", "signature", "hidden")
+        if f.name not in ("record_hash", "signature", "hidden", "school_id")
     }
     text = json.dumps(dict(sorted(fields.items())), ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
@@ -384,6 +384,7 @@ def test_a_kiosk_log_of_schema_2_is_upgraded_and_keeps_its_chain(tmp_path: Path)
     log.close_db()
     conn = sqlite3.connect(path)  # the file as version 2 wrote it
     conn.execute("ALTER TABLE plays DROP COLUMN hidden")
+    conn.execute("ALTER TABLE plays DROP COLUMN school_id")
     conn.execute("PRAGMA user_version = 2")
     conn.commit()
     conn.close()
@@ -403,7 +404,7 @@ def test_a_kiosk_log_of_schema_2_is_upgraded_and_keeps_its_chain(tmp_path: Path)
         (2, "blank", 11000),
     ]
     assert verify_chain(records, load_public_key(log.public_key)) == []
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (3,)
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (4,)
 
 
 def test_a_hidden_reason_the_log_does_not_know_is_refused() -> None:
@@ -420,6 +421,7 @@ def test_a_hidden_reason_the_log_does_not_know_is_refused() -> None:
 def downgrade_to_4(conn: sqlite3.Connection) -> None:
     """Make a school database file look as schema version 4 left it (no ``hidden``)."""
     conn.execute("DROP INDEX plays_report")
+    conn.execute("ALTER TABLE plays DROP COLUMN school_id")
     conn.execute("ALTER TABLE plays DROP COLUMN hidden")
     conn.execute(
         "CREATE INDEX plays_report ON plays (day, kiosk_id, teacher_id, lesson_id, start_ms, "
@@ -450,7 +452,7 @@ def test_a_school_database_of_schema_4_is_upgraded(panel: Panel, tmp_path: Path)
     conn.close()
 
     school = SchoolDb(path)
-    assert school.db.execute("PRAGMA user_version").fetchone() == (5,)
+    assert school.db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     result = school.ingest("k-test", UsageBatch(2, "k-test", new, new[-1].seq, False, key))
     assert (result.refused, result.added) == (None, 1)
     [row] = usage_report(school, by="room", start=FIRST_DAY, end=LAST_DAY)

@@ -34,6 +34,7 @@ from tests.panel_screen import (
 )
 from tests.xvfb import (
     XK_PRIOR,
+    ScreenSampler,
     XWindow,
     press_key,
     tap,
@@ -146,15 +147,22 @@ async def test_every_kind_reaches_the_x11_screen(tmp_path: Path, display: str) -
                     r, _, b = image.getpixel((image.width // 2, image.height - 5))  # type: ignore[misc]
                     return b > 120 and r < 60 and near(centre(image), PAGE)
 
-                await screen_until(client, banner_over_page, "the banner over the page")
-                assert browser_windows(display) == []
+                # (Chromium is stopped without waiting: its window goes when it exited.)
+                await screen_until(
+                    client,
+                    lambda im: banner_over_page(im) and not browser_windows(display),
+                    "the banner over the page, no Chromium window",
+                )
                 await client.clear_announcement()
                 await screen_until(client, lambda im: bool(browser_windows(display)), "Chromium")
 
                 # Blank: the screen goes black, Chromium's window too, and comes back.
                 await client.control("blank")
-                await screen_until(client, lambda im: near(centre(im), (0, 0, 0)), "black")
-                assert browser_windows(display) == []
+                await screen_until(
+                    client,
+                    lambda im: near(centre(im), (0, 0, 0)) and not browser_windows(display),
+                    "black, no Chromium window",
+                )
                 await client.control("unblank")
                 await screen_until(client, lambda im: bool(browser_windows(display)), "Chromium")
 
@@ -182,3 +190,77 @@ async def test_frames_output_on_x11_when_configured(tmp_path: Path, display: str
             await client.cast(untimed_sample_lesson(), start_index=VIDEO_INDEX)
             await screen_until(client, lambda im: len(video_colours(im)) >= 3, "the video")
             assert video_surface(display) is None  # drawn by the window, as a texture
+
+
+Reading = list[tuple[int, int, int]]
+
+
+def share_near(reading: Reading, colour: tuple[int, int, int], tolerance: int = 24) -> float:
+    return sum(near(p, colour, tolerance) for p in reading) / len(reading)
+
+
+def kind_of(reading: Reading, picture: Reading) -> str:
+    """``black``, ``picture`` (the reference reading), ``page`` (06-proverka.html in
+    Chromium's window), or ``other`` (a card, a blank window, a half-drawn mix)."""
+    if sum(max(p) < 24 for p in reading) >= 0.9 * len(reading):
+        return "black"
+    if sum(near(p, q, 24) for p, q in zip(reading, picture, strict=True)) >= 0.9 * len(reading):
+        return "picture"
+    if share_near(reading, PAGE) >= 0.5:
+        return "page"
+    return "other"
+
+
+async def sample_switch(
+    client: KioskClient, screen: ScreenSampler, index: int, picture: Reading, target: str
+) -> list[str]:
+    """Every reading of the screen from ``goto index`` until ``target`` has been read
+    ``SETTLED_READINGS`` times in a row."""
+    kinds: list[str] = []
+    reply = asyncio.ensure_future(client.control("goto", index=index))
+    in_a_row = 0
+    deadline = asyncio.get_running_loop().time() + TIMEOUT_S
+    while in_a_row < SETTLED_READINGS:
+        kind = kind_of(screen.read(), picture)
+        kinds.append(kind)
+        in_a_row = in_a_row + 1 if kind == target else 0
+        assert asyncio.get_running_loop().time() < deadline, f"no {target}: {kinds[-20:]}"
+        await asyncio.sleep(0)  # the control's reply, meanwhile
+    await reply
+    return kinds
+
+
+SETTLED_READINGS = 30
+"""Readings in a row that must show the next item before a switch counts as done."""
+
+
+def runs(kinds: list[str]) -> list[str]:
+    """``kinds`` with repeats merged: the order in which things were on screen."""
+    return [k for i, k in enumerate(kinds) if i == 0 or kinds[i - 1] != k]
+
+
+async def test_switching_to_and_from_a_web_page_never_shows_black(
+    tmp_path: Path, display: str
+) -> None:
+    """Picture → web page → picture, the screen read all along: the picture stays until
+    Chromium's window has painted the page (no card, no blank window, no black), and
+    the page stays until the picture is drawn over it."""
+    if shutil.which("chromium") is None:
+        pytest.skip("no Chromium (apt-get install chromium)")
+    env = {"DISPLAY": display, "PYGLET_HEADLESS": ""}
+    width, height = SCREEN
+    screen = ScreenSampler(display, (width // 2 - 400, height // 2 - 300, 800, 600))
+    try:
+        with kiosk_process(tmp_path / "state", window="--windowed", env=env) as (_, address):
+            async with await KioskClient.connect(address, TEACHER) as client:
+                await client.pair(ADMIN_SECRET, role="admin")
+                await client.cast(untimed_sample_lesson())
+                await screen_until(client, first_picture, "the first picture")
+                picture = screen.read()
+                for _ in range(2):  # the second time, Chromium's files are warm
+                    opening = await sample_switch(client, screen, WEB_INDEX, picture, "page")
+                    assert runs(opening) == ["picture", "page"], runs(opening)
+                    closing = await sample_switch(client, screen, 0, picture, "picture")
+                    assert runs(closing) == ["page", "picture"], runs(closing)
+    finally:
+        screen.close()

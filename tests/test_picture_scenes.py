@@ -133,7 +133,7 @@ def test_an_animation_stops_while_blanked_and_when_replaced(
     from kiosk.player import SetBlank
 
     panel.show(gif([BLUE, GREEN], [100, 100]))  # a GIF of its own: a scene of its own
-    scene = panel.window._current
+    scene = panel.window.current
     assert isinstance(scene, AnimationScene)
     assert scene.frame_index == 0
     panel.window.apply(SetBlank(True))
@@ -158,7 +158,7 @@ def test_an_animation_stops_while_blanked_and_when_replaced(
 def test_a_gif_of_one_frame_is_a_still_picture(panel: Panel) -> None:
     frame = panel.show(encoded(Image.new("RGB", (160, 120), GREEN), "GIF"))
     assert frame.pixel(W // 2, H // 2) == GREEN
-    assert not isinstance(panel.window._current, AnimationScene)
+    assert not isinstance(panel.window.current, AnimationScene)
 
 
 @pytest.mark.parametrize("fmt", ["BMP", "TIFF"])

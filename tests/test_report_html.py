@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from controller.report_html import bar_chart, report_html
+from controller.roster import Roster, RosterEntry
 from controller.schooldb import SchoolDb
 from tests.test_reports import MON, SUN, build
 
@@ -21,17 +22,18 @@ CHROMIUM = shutil.which("chromium") or (
     "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
 )
 BAR_RGB = (0x2B, 0x6C, 0xB0)
+MADE = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
 
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[SchoolDb]:
     school = SchoolDb(tmp_path / "school.db")
     build(school)
+    # The school's roster: both teachers, bound by the names typed on their computers.
+    roster = [RosterEntry("0001", "Анна Петровна"), RosterEntry("0002", "Борис Иванович")]
+    Roster(school).import_entries(roster, "Завуч", MADE)
     yield school
     school.close()
-
-
-MADE = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
 
 
 @pytest.fixture

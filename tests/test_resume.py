@@ -7,14 +7,13 @@ SIGKILL, whose usage log must stay continuous across the restart.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import signal
 import stat
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -45,7 +44,16 @@ from protocol.errors import RemoteError
 from protocol.messages import LessonManifest, ManifestItem
 from tests.conftest import TEACHER
 from tests.helpers import text_lesson
-from tests.kiosks import ADMIN_SECRET, KioskThread, admin, kiosk_process, teacher
+from tests.kiosks import (
+    ADMIN_SECRET,
+    KioskThread,
+    ManualClock,
+    admin,
+    kiosk_process,
+    open_play,
+    teacher,
+    wait_for_heartbeats,
+)
 
 OTHER = ControllerIdentity("c-test-other", "Иванов Пётр Ильич")
 NOW_S = 1_790_000_000.0
@@ -307,30 +315,12 @@ async def test_after_the_grace_another_teacher_may_take_the_resumed_panel(tmp_pa
             assert (await other.status()).presenter == OTHER.name
 
 
-@dataclass
-class FakeClock:
-    """Monotonic and wall clocks that move only when told to."""
-
-    mono_s: float = 100.0
-    wall_s: float = NOW_S
-
-    def monotonic(self) -> float:
-        return self.mono_s
-
-    def time(self) -> float:
-        return self.wall_s
-
-    def advance(self, seconds: float) -> None:
-        self.mono_s += seconds
-        self.wall_s += seconds
-
-
 def test_a_video_continues_from_its_position_and_heartbeats_keep_it(tmp_path: Path) -> None:
     store = BlobStore(tmp_path / "media", 10**6)
     sha = store.put_bytes(b"not really a video")
     item = ManifestItem("video", "Фильм", sha256=sha, size_bytes=18)
     lesson = LessonManifest("film", "Фильм", [item, ManifestItem("text", "Т", text="т")])
-    clock = FakeClock()
+    clock = ManualClock(mono_s=100.0, wall_s=NOW_S)
     display = HeadlessDisplay()
     writer = PresentationWriter(PresentationFile(tmp_path / FILE_NAME))
     service = KioskService(
@@ -404,9 +394,13 @@ async def test_a_killed_kiosk_comes_back_on_the_same_item_with_a_continuous_log(
             creds = await client.pair(ADMIN_SECRET, role="admin")
             await client.cast(text_lesson("Один", "Два", "Три", "Четыре"))
             await client.control("goto", index=2)
-            await asyncio.sleep(0.3)  # a few heartbeats with item 3 on screen
+            await wait_for_heartbeats(state, 2, count=2)  # item 3 on screen for a while
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
+    play = open_play(state, 2)  # as the power cut left it
+    assert play is not None
+    start_mono_s, last_seen_at, last_seen_mono_s = play
+    assert last_seen_mono_s is not None
     started = time.monotonic()
     with kiosk_process(state, config=config) as (_, address):
         async with await KioskClient.connect(address, TEACHER, credentials=creds) as client:
@@ -429,8 +423,10 @@ async def test_a_killed_kiosk_comes_back_on_the_same_item_with_a_continuous_log(
         (LESSON.lesson_id, 2, "next"),
     ]
     killed, resumed = records[1], records[2]
-    assert killed.duration_ms >= 100  # closed at its last heartbeat, not at its start
+    # Closed at its last heartbeat, not at its start.
     assert killed.ended_at is not None
+    assert killed.ended_at == last_seen_at
+    assert killed.duration_ms == round((last_seen_mono_s - start_mono_s) * 1000) > 0
     assert resumed.started_at > killed.ended_at  # nothing counted twice
     assert resumed.clock_offset_ms == killed.clock_offset_ms
     assert resumed.teacher_id == killed.teacher_id == TEACHER.controller_id

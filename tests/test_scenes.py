@@ -33,10 +33,10 @@ from kiosk.scenes import (
     qr_pixels,
 )
 from kiosk.window import Frame, PygletWindow
-from media.lesson import load_lesson, sample_lesson_path
 from media.markdown import SLIDE_BACKGROUND, Block, parse_markdown
 from media.store import BlobStore
 from protocol.messages import LessonManifest, ManifestItem
+from tests.window_panel import PanelWindow
 
 pytestmark = pytest.mark.display
 
@@ -52,21 +52,8 @@ def rgb(color: tuple[int, int, int, int]) -> tuple[int, int, int]:
     return color[0], color[1], color[2]
 
 
-class Panel:
+class Panel(PanelWindow):
     """The module's window with the sample lesson in its store."""
-
-    def __init__(self, root: Path) -> None:
-        self.store = BlobStore(root, 10**9)
-        lesson = load_lesson(sample_lesson_path())
-        for path in lesson.blob_paths().values():
-            self.store.put_bytes(path.read_bytes())
-        self.lesson = lesson.manifest()
-        self.window = PygletWindow(
-            self.store, IdleInfo("Школа № 5", "Каб. 12"), mode="headless", size=(W, H)
-        )
-        self.frames: list[Frame] = []
-        self.window.frame_hooks.append(lambda: self.frames.append(self.window.read_pixels()))
-        self.window.run_pending()
 
     def show(self, item: ManifestItem, index: int = 0) -> Frame:
         lesson = LessonManifest("l-test", "Тест", [item])
@@ -84,7 +71,7 @@ class Panel:
 
 @pytest.fixture(scope="module")
 def panel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Panel]:
-    p = Panel(tmp_path_factory.mktemp("scenes"))
+    p = Panel(tmp_path_factory.mktemp("scenes"), (W, H))
     yield p
     p.window.close()
 

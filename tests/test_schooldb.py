@@ -31,7 +31,7 @@ from controller.schooldb import (
 )
 from kiosk.usage import UsageLog
 from protocol.errors import ClassCastError, UsageLogError
-from protocol.messages import ItemKind, UsageBatch, UsageRecord
+from protocol.messages import EndReason, HiddenReason, ItemKind, UsageBatch, UsageRecord
 from protocol.usage_chain import GENESIS_HASH, public_key_text, seal
 
 
@@ -41,8 +41,11 @@ def iso(moment: datetime) -> str:
 
 def downgrade_to_3(conn: sqlite3.Connection) -> None:
     """Make a new school database file look as schema version 3 left it (no libraries,
-    no hidden time)."""
+    no hidden time, no roster, no school id)."""
+    for table_name in ("teachers", "teacher_bindings", "roster_log", "device_names"):
+        conn.execute(f"DROP TABLE {table_name}")
     conn.execute("DROP INDEX plays_report")
+    conn.execute("ALTER TABLE plays DROP COLUMN school_id")
     conn.execute("ALTER TABLE plays DROP COLUMN hidden")
     conn.execute("ALTER TABLE plays DROP COLUMN library")
     conn.execute(
@@ -60,9 +63,10 @@ def at(text: str) -> datetime:
 class Panel:
     """A kiosk that seals usage records with its own key, in seq order."""
 
-    def __init__(self, kiosk_id: str = "k-101", room: str = "101") -> None:
+    def __init__(self, kiosk_id: str = "k-101", room: str = "101", school_id: str = "") -> None:
         self.kiosk_id = kiosk_id
         self.room = room
+        self.school_id = school_id
         self.key = Ed25519PrivateKey.generate()
         self.records: list[UsageRecord] = []
 
@@ -82,6 +86,8 @@ class Panel:
         kind: ItemKind = "image",
         offset_ms: int = 0,
         index: int = 0,
+        hidden: HiddenReason = "",
+        end_reason: EndReason = "next",
     ) -> UsageRecord:
         """Seal one display interval starting at ``start`` (kiosk clock) lasting ``minutes``."""
         begin = at(start) if isinstance(start, str) else start
@@ -104,8 +110,10 @@ class Panel:
             started_at=iso(begin),
             ended_at=iso(begin + timedelta(milliseconds=duration_ms)),
             duration_ms=duration_ms,
-            end_reason="next",
+            end_reason=end_reason,
             clock_offset_ms=offset_ms,
+            hidden=hidden,
+            school_id=self.school_id,
         )
         prev = self.records[-1].record_hash if self.records else GENESIS_HASH
         sealed = seal(record, prev, self.key)

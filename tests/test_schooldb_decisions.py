@@ -9,6 +9,7 @@ decision is recorded with who and when, and ``verify`` no longer calls it a brea
 from __future__ import annotations
 
 import dataclasses
+import json
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from controller.schooldb import (
     NoSuchProblemError,
     SchoolDb,
 )
+from protocol.messages import USAGE_RECORD_FIELDS, usage_record
 from tests.test_schooldb import Panel, downgrade_to_3, stored_seqs
 
 NOW = datetime(2026, 11, 30, 9, 15, tzinfo=UTC)
@@ -223,3 +225,32 @@ def test_forgetting_the_key_of_a_panel_never_collected_is_refused(db: SchoolDb) 
     with pytest.raises(NoSuchProblemError):
         db.forget_key("k-nobody", "Завуч", NOW)
     assert db.decisions() == []
+
+
+def test_a_record_held_as_a_row_of_values_before_is_decided_by_name(db: SchoolDb) -> None:
+    """Held records are stored by field name; one stored earlier as a bare row of values
+    (every field in order, the last two added later missing) is still read right."""
+    _, tampered = edited_at(3)
+    db.ingest(tampered.kiosk_id, tampered.batch())
+    culprit = tampered.records[2]
+    stored = json.loads(db.db.execute("SELECT record FROM held").fetchone()[0])
+    assert stored == dataclasses.asdict(culprit)
+    old_row = [getattr(culprit, name) for name in USAGE_RECORD_FIELDS[:-2]]
+    db.db.execute("UPDATE held SET record = ?", [json.dumps(old_row, ensure_ascii=False)])
+    db.decide(tampered.kiosk_id, 3, "accept", "Завуч", NOW)
+    assert stored_seqs(db, tampered.kiosk_id) == [1, 2, 3]
+    assert db.verify() == []
+
+
+def test_a_usage_record_is_built_by_field_name() -> None:
+    _, tampered = edited_at(1)
+    record = tampered.records[0]
+    by_name = dataclasses.asdict(record)
+    assert usage_record(by_name) == record
+    assert usage_record(list(by_name.values())) == record
+    unsealed = [*list(by_name.values())[: USAGE_RECORD_FIELDS.index("prev_hash")], None, None]
+    assert usage_record(unsealed).prev_hash == ""  # NULL in a text field that defaults ""
+    with pytest.raises(TypeError):
+        usage_record([*by_name.values(), "one too many"])
+    with pytest.raises(TypeError):
+        usage_record({**by_name, "colour": "red"})

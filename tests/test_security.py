@@ -52,7 +52,7 @@ from tests.helpers import (
     text_lesson,
     tls_client_context,
 )
-from tests.kiosks import ADMIN_SECRET, KioskThread, admin, teacher
+from tests.kiosks import ADMIN_SECRET, KioskThread, ManualClock, admin, teacher
 
 OTHER = ControllerIdentity("c-test-other", "Иванов Пётр Ильич")
 THIRD = ControllerIdentity("c-test-third", "Сидорова Мария")
@@ -504,40 +504,37 @@ async def test_presenter_who_left_keeps_the_panel_within_the_grace(kiosk: KioskT
         assert info.value.code == "busy"
 
 
-@pytest.mark.slow
 async def test_presenter_who_left_loses_the_panel_after_the_grace(tmp_path: Path) -> None:
-    with KioskThread(tmp_path / "kiosk", presenter_grace_s=0.5) as kiosk:
-        # B is connected and paired before A leaves, so B's first cast comes well
-        # inside the grace even on a loaded machine.
+    clock = ManualClock()  # the grace runs on the panel's clock, which only the test moves
+    with KioskThread(tmp_path / "kiosk", presenter_grace_s=0.5, clock=clock) as kiosk:
+        assert kiosk.app is not None
+        app = kiosk.app
         async with await teacher(kiosk, OTHER) as b:
             async with await teacher(kiosk) as a:
                 await a.cast(text_lesson("А1"))
-            loop = asyncio.get_running_loop()
-            left = loop.time()
-            codes: list[str] = []
-            while True:
-                try:
-                    await b.cast(text_lesson("Б1"))
-                except RemoteError as exc:
-                    codes.append(exc.code)
-                    assert loop.time() - left < 5.0, "B never got the panel"
-                    await asyncio.sleep(0.03)
-                else:
-                    break
-            assert codes  # not before the grace
-            assert set(codes) == {"busy"}
+            # A has left when B's is the one connection the panel still greets.
+            await until(lambda: sum(map(app.service.is_greeted, range(1, 20))) == 1, kiosk)
+            clock.advance(0.499)
+            with pytest.raises(RemoteError) as info:
+                await b.cast(text_lesson("Б1"))
+            assert info.value.code == "busy"  # 1 ms before the grace ends
+            clock.advance(0.001)
+            await b.cast(text_lesson("Б1"))
             assert (await b.status()).presenter == OTHER.name
 
 
-@pytest.mark.slow
 async def test_presenter_who_comes_back_keeps_the_panel(tmp_path: Path) -> None:
-    with KioskThread(tmp_path / "kiosk", presenter_grace_s=0.2) as kiosk:
+    clock = ManualClock()
+    with KioskThread(tmp_path / "kiosk", presenter_grace_s=0.2, clock=clock) as kiosk:
+        assert kiosk.app is not None
+        app = kiosk.app
         creds = await pair(kiosk.address, kiosk.pin(), TEACHER)
         async with await KioskClient.connect(kiosk.address, TEACHER, credentials=creds) as a:
             await a.cast(text_lesson("А1"))
+        await until(lambda: not any(app.service.is_greeted(sid) for sid in range(1, 10)), kiosk)
         # A reconnects (with the saved token) before the grace ends, and stays past it.
         async with await KioskClient.connect(kiosk.address, TEACHER, credentials=creds) as a:
-            await asyncio.sleep(0.3)
+            clock.advance(0.3)
             async with await teacher(kiosk, OTHER) as b:
                 with pytest.raises(RemoteError) as info:
                     await b.cast(text_lesson("Б1"))
@@ -546,20 +543,20 @@ async def test_presenter_who_comes_back_keeps_the_panel(tmp_path: Path) -> None:
 
 
 async def take_over_after_grace(kiosk: KioskThread, a: KioskClient) -> KioskClient:
-    """A presents and leaves; once the grace has passed, OTHER casts. Returns OTHER's client."""
+    """A presents and leaves; once the grace has passed, OTHER casts. Returns OTHER's client.
+
+    The kiosk runs on a :class:`ManualClock`: the grace passes when this moves it.
+    """
+    assert kiosk.app is not None
+    assert kiosk.clock is not None
+    app = kiosk.app
     await a.cast(text_lesson("А1"))
     await a.close()
+    await until(lambda: not any(app.service.is_greeted(sid) for sid in range(1, 20)), kiosk)
+    kiosk.clock.advance(app.config.presenter_grace_s)
     b = await teacher(kiosk, OTHER)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 1.0
-    while True:
-        try:
-            await b.cast(text_lesson("Б1"))
-        except RemoteError:
-            assert loop.time() < deadline, "OTHER never got the panel"
-            await asyncio.sleep(0.03)
-        else:
-            return b
+    await b.cast(text_lesson("Б1"))
+    return b
 
 
 async def until(predicate: Callable[[], bool], kiosk: KioskThread) -> None:
@@ -571,11 +568,10 @@ async def until(predicate: Callable[[], bool], kiosk: KioskThread) -> None:
         await asyncio.sleep(0.01)
 
 
-@pytest.mark.slow
 async def test_new_presenter_after_a_takeover_is_protected(tmp_path: Path) -> None:
     """After OTHER took over from a teacher who left, OTHER presents and is connected:
     a third teacher must get ``busy``, however long ago the first teacher left."""
-    with KioskThread(tmp_path / "kiosk", presenter_grace_s=0.2) as kiosk:
+    with KioskThread(tmp_path / "kiosk", presenter_grace_s=0.2, clock=ManualClock()) as kiosk:
         b = await take_over_after_grace(kiosk, await teacher(kiosk))
         async with b, await teacher(kiosk, THIRD) as c:
             assert (await c.status()).presenter == OTHER.name
@@ -585,18 +581,18 @@ async def test_new_presenter_after_a_takeover_is_protected(tmp_path: Path) -> No
             assert OTHER.name in str(info.value)
 
 
-@pytest.mark.slow
 async def test_new_presenter_after_an_idle_panel_is_protected(tmp_path: Path) -> None:
     """A teacher left a lesson showing; the panel was stopped; much later OTHER casts.
     A third teacher must get ``busy`` while OTHER presents."""
-    with KioskThread(tmp_path / "kiosk", presenter_grace_s=0.2) as kiosk:
+    clock = ManualClock()
+    with KioskThread(tmp_path / "kiosk", presenter_grace_s=0.2, clock=clock) as kiosk:
         assert kiosk.app is not None
         app = kiosk.app
         async with await teacher(kiosk) as a:
             await a.cast(text_lesson("А1"))
         await until(lambda: not any(app.service.is_greeted(sid) for sid in range(1, 10)), kiosk)
         kiosk.sync(lambda: app.service.panel_control("stop"))
-        await asyncio.sleep(0.25)
+        clock.advance(0.25)
         async with await teacher(kiosk, OTHER) as b, await teacher(kiosk, THIRD) as c:
             await b.cast(text_lesson("Б1"))
             with pytest.raises(RemoteError) as info:

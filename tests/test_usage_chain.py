@@ -106,12 +106,13 @@ async def test_collected_batches_verify_and_carry_the_clock_offset(kiosk: KioskT
 
 def _reference_canonical(record: UsageRecord) -> bytes:
     """The canonical form as specified: every field but the hash and signature (and
-    ``hidden`` when empty), sorted compact JSON, UTF-8 (written independently of the
-    module's fast encoder)."""
+    ``hidden`` and ``school_id`` when empty), sorted compact JSON, UTF-8 (written
+    independently of the module's fast encoder)."""
     fields = dataclasses.asdict(record)
     del fields["record_hash"], fields["signature"]
-    if not fields["hidden"]:
-        del fields["hidden"]
+    for optional in ("hidden", "school_id"):
+        if not fields[optional]:
+            del fields[optional]
     return json.dumps(fields, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
 
 
@@ -157,6 +158,8 @@ def test_canonical_form_is_the_specified_json_byte_for_byte() -> None:
         dataclasses.replace(base, seq=_Number(3)),
         dataclasses.replace(base, teacher_name=""),
         dataclasses.replace(base, hidden="alert"),
+        dataclasses.replace(base, school_id="school-5"),
+        dataclasses.replace(base, hidden="blank", school_id="school-5"),
     ]
     for record in odd:
         assert canonical_bytes(record) == _reference_canonical(record), record

@@ -23,7 +23,7 @@ from PIL import Image, ImageChops, ImageStat
 
 from kiosk import video_scene
 from kiosk.player import Preload, SetBlank, Show, ShowIdle, VideoCommand
-from kiosk.scenes import ERROR_BACKGROUND, IdleInfo, SceneBuilder, SceneContext, SceneRequest
+from kiosk.scenes import ERROR_BACKGROUND, SceneBuilder, SceneContext, SceneRequest
 from kiosk.video import (
     HEADLESS_VLC_ARGS,
     VideoFrame,
@@ -33,11 +33,10 @@ from kiosk.video import (
     shared_instance,
 )
 from kiosk.video_scene import VideoScene, load_video
-from kiosk.window import Frame, PygletWindow
-from media.lesson import load_lesson, sample_lesson_path
-from media.store import BlobStore
+from kiosk.window import Frame
 from protocol.errors import CorruptContentError
 from protocol.messages import LessonManifest, ManifestItem
+from tests.window_panel import PanelWindow
 
 pytestmark = [pytest.mark.display, pytest.mark.slow]
 
@@ -54,29 +53,13 @@ def native_threads() -> int:
     return len(os.listdir("/proc/self/task"))  # libVLC's threads too
 
 
-class Panel:
+class Panel(PanelWindow):
     """A headless window with the video loader, the sample lesson and what it drew."""
 
     def __init__(self, root: Path) -> None:
-        self.store = BlobStore(root, 10**9)
-        lesson = load_lesson(sample_lesson_path())
-        for path in lesson.blob_paths().values():
-            self.store.put_bytes(path.read_bytes())
-        self.lesson = lesson.manifest()
         self.ended: list[int] = []
-        self.window = PygletWindow(
-            self.store,
-            IdleInfo("Школа № 5", "Каб. 12"),
-            mode="headless",
-            size=(W, H),
-            item_ended=self.ended.append,
-        )
+        super().__init__(root, (W, H), item_ended=self.ended.append)
         self.window.factory.register("video", load_video)
-        self.frames: list[tuple[float, Frame]] = []
-        self.window.frame_hooks.append(
-            lambda: self.frames.append((time.monotonic(), self.window.read_pixels()))
-        )
-        self.window.run_pending()
 
     @property
     def video_item(self) -> ManifestItem:
@@ -111,7 +94,7 @@ class Panel:
 
     def last(self) -> Frame:
         assert self.frames, "nothing was drawn"
-        return self.frames[-1][1]
+        return self.frames[-1]
 
     def scene(self) -> VideoScene:
         scene = self.window.current
@@ -179,7 +162,7 @@ def test_no_black_frame_before_the_first_picture(panel: Panel) -> None:
         assert time.monotonic() < deadline, "the video never showed"
     assert len(panel.frames) >= 2
     black = bytes((0, 0, 0, 255)) * (len(picture) // 4)
-    for _, frame in panel.frames:
+    for frame in panel.frames:
         assert video_region(frame) != black
         assert video_region(frame) == picture or frame.pixel(BAR // 2, H // 2) == BLACK
 
@@ -309,9 +292,9 @@ def test_a_video_shown_at_an_instant_waits_paused_at_its_first_picture(panel: Pa
         panel.window.apply(Show(panel.lesson, VIDEO_INDEX, item, at_s=at_s))
         key = (VIDEO_INDEX, item)
         panel.run_for(
-            3.0, until=lambda: bool(getattr(panel.window._scenes.get(key), "_started", 0))
+            3.0, until=lambda: bool(getattr(panel.window.stage.cached(key), "_started", 0))
         )
-        scene = panel.window._scenes[key]
+        scene = panel.window.stage.cached(key)
         assert isinstance(scene, VideoScene)
         assert scene.playing
         assert panel.window.current is not scene  # the picture stays meanwhile
@@ -461,3 +444,96 @@ def test_a_video_is_shown_at_its_own_size_not_the_decoders(panel: Panel) -> None
     # 16:9 in a 16:9 window fills it; at 320x192 it would stand between black bars.
     assert panel.last().pixel(4, H * 3 // 4) != BLACK
     assert panel.last().pixel(W - 4, H * 3 // 4) != BLACK
+
+
+class _FakeEmbedded:
+    """A :class:`~kiosk.video.VideoOut` drawing into the surface (no libVLC)."""
+
+    embedded = True
+
+    def __init__(self) -> None:
+        self.on_frame: Callable[[], None] | None = None
+        self.on_started: Callable[[], None] | None = None
+        self.on_end: Callable[[], None] | None = None
+        self.on_error: Callable[[object], None] | None = None
+
+    def load(self, path: Path) -> None: ...
+    def play(self) -> None: ...
+    def pause(self) -> None: ...
+    def seek(self, position_ms: int) -> None: ...
+    def set_volume(self, percent: int) -> None: ...
+    def stop(self) -> None: ...
+    def position_ms(self) -> int:
+        return 0
+
+    def duration_ms(self) -> int | None:
+        return None
+
+    def latest_frame(self) -> None:
+        return None
+
+    def close(self) -> None: ...
+
+
+class _FakeSurface:
+    """A :class:`~kiosk.x11.VideoSurface` whose VLC window fits once the test says so."""
+
+    xid = 1
+    visible = False
+
+    def __init__(self) -> None:
+        self.placed = False
+
+    def show(self, x: int, y: int, width: int, height: int) -> None: ...
+    def picture_placed(self) -> bool:
+        return self.placed
+
+    def fill_black(self) -> bool:
+        return True
+
+    def hide(self) -> None: ...
+    def close(self) -> None: ...
+
+
+def test_an_embedded_video_is_shown_only_once_vlc_fitted_its_window(
+    panel: Panel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a loaded machine VLC may still be reopening its window at the video's own size
+    (a new window, black) when the settling wait is over: the scene is not ready, so the
+    surface stays unmapped and the previous item on screen, until VLC's window fits."""
+    default = pyglet.clock.get_default()
+    now = [default.time() + 1.0]
+    monkeypatch.setattr(default, "time", lambda: now[0])
+    default.tick()
+    surface = _FakeSurface()
+    video = _FakeEmbedded()
+    ctx = dataclasses.replace(panel.window.ctx, video_surface=surface)
+    path = panel.store.path(panel.video_item.sha256 or "")
+    scene = VideoScene(
+        ctx,
+        SceneRequest(VIDEO_INDEX, panel.video_item),
+        path,
+        make_video=lambda ctx, size: video,  # type: ignore[arg-type,return-value]
+    )
+    try:
+        scene.enter()
+        assert video.on_started is not None
+        video.on_started()  # VLC opened its output
+        pyglet.app.platform_event_loop.dispatch_posted_events()
+        now[0] += video_scene.EMBEDDED_SETTLE_S
+        default.tick()
+        assert not scene.ready  # still at the video's own size
+        for _ in range(3):
+            now[0] += video_scene.PLACED_POLL_S
+            default.tick()
+            assert not scene.ready
+        surface.placed = True
+        now[0] += video_scene.PLACED_POLL_S
+        default.tick()
+        assert not scene.ready  # its empty picture is waited out once more
+        now[0] += video_scene.EMBEDDED_SETTLE_S
+        default.tick()
+        assert scene.ready
+        assert scene.uses_surface
+    finally:
+        scene.delete()

@@ -16,6 +16,7 @@ import http.server
 import shutil
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ import pyglet
 import pytest
 
 from kiosk import web
+from kiosk.effects import WindowMode
 from kiosk.player import SetBlank, Show, ShowIdle
 from kiosk.scenes import (
     BLACK,
@@ -37,7 +39,7 @@ from kiosk.scenes import (
 )
 from kiosk.web import WebLoader, WebWindowScene
 from kiosk.webguard import PRIVATE_DOMAIN, WebGuard
-from kiosk.window import Frame, PygletWindow, WindowMode
+from kiosk.window import Frame, PygletWindow
 from media.lesson import load_lesson, sample_lesson_path
 from media.store import BlobStore
 from protocol.messages import LessonManifest, ManifestItem
@@ -337,6 +339,55 @@ def stand_in(tmp_path: Path, body: str) -> Path:
     return script
 
 
+DEVTOOLS_STAND_IN = """
+import json, os, sys, time
+with open(os.path.join({tmp!r}, f"argv.{{os.getpid()}}"), "w") as out:
+    out.write("\\n".join(sys.argv[1:]) + "\\n")
+def send(message):
+    os.write(4, json.dumps(message).encode() + b"\\0")
+pending = b""
+try:
+    while True:
+        chunk = os.read(3, 65536)
+        if not chunk:
+            break
+        pending += chunk
+        *messages, pending = pending.split(b"\\0")
+        for raw in messages:
+            m = json.loads(raw)
+            if m["method"] == "Target.setDiscoverTargets" and m["params"]["discover"]:
+                send({{"id": m["id"], "result": {{}}}})
+                info = {{"targetId": "T1", "type": "page", "url": "http://x/"}}
+                send({{"method": "Target.targetCreated", "params": {{"targetInfo": info}}}})
+            elif m["method"] == "Target.attachToTarget":
+                send({{"method": "Target.attachedToTarget", "params": {{"sessionId": "S1"}}}})
+                send({{"id": m["id"], "result": {{"sessionId": "S1"}}}})
+            elif m["method"] == "Runtime.evaluate" and {paints}:
+                while {gate!r} and not os.path.exists({gate!r}):
+                    time.sleep(0.01)
+                value = {{"result": {{"type": "boolean", "value": True}}}}
+                send({{"id": m["id"], "sessionId": m["sessionId"], "result": value}})
+            else:
+                send({{"id": m["id"], "result": {{}}}})
+except OSError:
+    pass
+time.sleep(30)
+"""
+
+
+def devtools_stand_in(tmp_path: Path, *, paints: bool = True, gate: Path | None = None) -> Path:
+    """A stand-in for Chromium that speaks the DevTools pipe: it finds one page, and
+    that page reports its first paint (``paints``; once ``gate`` exists, if given) or
+    never does."""
+    script = tmp_path / "chromium-devtools-stand-in"
+    body = DEVTOOLS_STAND_IN.format(
+        tmp=str(tmp_path), paints=paints, gate="" if gate is None else str(gate)
+    )
+    script.write_text(f"#!{sys.executable}\n{body}")
+    script.chmod(0o755)
+    return script
+
+
 def test_window_command_line(tmp_path: Path) -> None:
     guard = WebGuard()
     loader = WebLoader("fullscreen", chromium_path="/opt/chromium", guard=guard)
@@ -392,7 +443,7 @@ def alive(pid: int) -> bool:
 def test_window_is_started_on_enter_stopped_on_leave_and_restarted(
     panel: Panel, tmp_path: Path
 ) -> None:
-    script = stand_in(tmp_path, "exec sleep 30")
+    script = devtools_stand_in(tmp_path)
     loader = WebLoader(
         "fullscreen",
         chromium_path=str(script),
@@ -400,9 +451,12 @@ def test_window_is_started_on_enter_stopped_on_leave_and_restarted(
         display_available=lambda: True,
     )
     panel.use(loader)
-    frame = panel.show(panel.html_item)
+    panel.show(panel.html_item)
     scene = panel.window.current
     assert isinstance(scene, WebWindowScene)
+    panel.wait_until(lambda: scene.ready, timeout_s=10.0)  # its page painted
+    panel.window.run_pending()
+    frame = panel.frames[-1]
     assert frame.pixel(3, 3) == PLACEHOLDER_BACKGROUND[:3]  # the card under the window
     first = scene.browser.pid
     assert first is not None
@@ -424,6 +478,9 @@ def test_window_is_started_on_enter_stopped_on_leave_and_restarted(
     assert f"--user-data-dir={profile}" in args
     assert (profile / "Default" / "Preferences").is_file()
 
+    assert "--remote-debugging-pipe" in args  # a pipe, no port: nothing listens
+    assert not any(a.startswith("--remote-debugging-port") for a in args)
+
     # Killed while shown: restarted by the next check (within a second), same profile.
     os.kill(first, signal.SIGKILL)
     panel.wait_until(lambda: scene.browser.pid != first and scene.browser.running)
@@ -432,10 +489,12 @@ def test_window_is_started_on_enter_stopped_on_leave_and_restarted(
     assert not alive(first)
     assert scene.profile == profile
 
-    # The next item: the window is stopped, and stays stopped; the profile is gone.
+    # The next item: the window is stopped (without waiting for it), and stays stopped;
+    # the profile is gone once it exited.
     frame = panel.show(panel.lesson.items[1])
     assert frame.pixel(3, 3) != PLACEHOLDER_BACKGROUND[:3]
     assert scene.browser.pid is None
+    scene.browser.wait_stopped()
     assert not alive(second)
     assert scene.profile is None
     assert not profile.exists()
@@ -521,6 +580,7 @@ def test_an_announcement_closes_the_window_over_a_screenshot_of_the_page(
         assert scene.browser.running
         scene.overlaid(True)
         assert not scene.browser.running
+        scene.browser.wait_stopped()
         assert not alive(first)
 
         def page_drawn() -> bool:
@@ -548,3 +608,36 @@ def test_request_for_a_blob_without_a_file(panel: Panel) -> None:
     item = ManifestItem("web", "Пусто")
     with pytest.raises(Exception, match="neither a URL nor a file"):
         loader(SceneRequest(0, item), panel.window.ctx)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("paints", [True, False])
+def test_the_previous_item_stays_until_the_page_painted(
+    panel: Panel, tmp_path: Path, paints: bool
+) -> None:
+    """Until Chromium says its page painted, every frame still shows the previous item
+    (never the card under the window); then the page's scene comes on screen. A page
+    that never paints shows once its wait is over."""
+    gate = tmp_path / "paint-now"
+    script = devtools_stand_in(tmp_path, paints=paints, gate=gate)
+    loader = WebLoader("windowed", chromium_path=str(script), display_available=lambda: True)
+    panel.use(loader)
+    blue = panel.show(panel.lesson.items[1]).pixel(3, 3)
+    panel.show(panel.html_item)
+    scene = panel.window.current
+    assert isinstance(scene, WebWindowScene)
+    panel.wait_until(lambda: (tmp_path / f"argv.{scene.browser.pid}").exists(), 10.0)
+    for _ in range(3):  # redraws meanwhile (an expose, a screenshot)
+        panel.window.request_redraw()
+        panel.window.run_pending()
+        assert not scene.ready
+        assert panel.frames[-1].pixel(3, 3) == blue
+    if paints:
+        gate.touch()
+        panel.wait_until(lambda: scene.ready, timeout_s=10.0)
+    else:
+        scene.first_picture_wait_s = 0.0  # the wait is over
+    panel.window.request_redraw()
+    panel.window.run_pending()
+    assert panel.frames[-1].pixel(3, 3) == PLACEHOLDER_BACKGROUND[:3]
+    assert scene.browser.running

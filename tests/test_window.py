@@ -28,15 +28,13 @@ from kiosk.player import Preload, SetBlank, Show, ShowIdle, VideoCommand
 from kiosk.scenes import (
     ERROR_BACKGROUND,
     IDLE_BACKGROUND,
-    IdleInfo,
     Scene,
     SceneContext,
     load_placeholder,
 )
-from kiosk.window import Frame, PygletWindow
-from media.lesson import load_lesson, sample_lesson_path
-from media.store import BlobStore
+from kiosk.window import Frame
 from protocol.messages import LessonManifest, ManifestItem
+from tests.window_panel import PanelWindow
 
 pytestmark = pytest.mark.display
 
@@ -46,28 +44,21 @@ BLUE = (21, 101, 192)
 BLACK = (0, 0, 0)
 
 
-class Panel:
-    """The module's window, its store (sample lesson) and what it drew and asked for."""
+class Panel(PanelWindow):
+    """The module's window (sample lesson), what it drew and asked for, on a moved clock."""
 
     def __init__(self, root: Path) -> None:
-        self.store = BlobStore(root, 10**9)
-        lesson = load_lesson(sample_lesson_path())
-        for path in lesson.blob_paths().values():
-            self.store.put_bytes(path.read_bytes())
-        self.lesson = lesson.manifest()
         self.controls: list[str] = []
         self.ended: list[int] = []
-        self.window = PygletWindow(
-            self.store,
-            IdleInfo("Школа № 5", "Каб. 12"),
-            mode="headless",
-            size=(W, H),
+        self.now = 1000.0
+        """The window's clock: a test moves it."""
+        super().__init__(
+            root,
+            (W, H),
             control=self.controls.append,
             item_ended=self.ended.append,
+            clock=lambda: self.now,
         )
-        self.frames: list[Frame] = []
-        self.window.frame_hooks.append(lambda: self.frames.append(self.window.read_pixels()))
-        self.window.run_pending()
 
     def apply(self, *effects: object) -> Frame:
         for effect in effects:
@@ -189,7 +180,7 @@ def test_a_show_at_an_instant_keeps_the_picture_and_flips_at_the_instant(
     the flip, which draws the new item in one frame and logs when it flipped."""
     first = panel.show(0, preload=False)
     items = panel.lesson.items
-    at_s = time.monotonic() + 60  # the test plays the clock's part (no waiting)
+    at_s = panel.now + 60  # the test plays the clock's part (no waiting)
     panel.apply(Show(panel.lesson, 1, items[1], at_s=at_s))
     panel.window.request_redraw()
     panel.window.run_pending()
@@ -214,7 +205,7 @@ def test_a_show_whose_instant_has_passed_flips_at_once_and_logs_how_late(
     items = panel.lesson.items
     panel.show(0)  # item 1 is built ahead
     with caplog.at_level("INFO", logger="kiosk.window"):
-        frame = panel.apply(Show(panel.lesson, 1, items[1], at_s=time.monotonic() - 0.25))
+        frame = panel.apply(Show(panel.lesson, 1, items[1], at_s=panel.now - 0.25))
     assert frame.pixel(W // 2, H // 2) == BLUE
     [line] = [r.getMessage() for r in caplog.records if "flipped to item 2" in r.getMessage()]
     late_ms = float(line.split(", ")[1].split(" ms after")[0])
@@ -224,7 +215,7 @@ def test_a_show_whose_instant_has_passed_flips_at_once_and_logs_how_late(
 def test_a_show_or_idle_before_the_instant_cancels_the_flip(panel: Panel) -> None:
     items = panel.lesson.items
     panel.show(1, preload=False)
-    panel.apply(Show(panel.lesson, 0, items[0], at_s=time.monotonic() + 60))
+    panel.apply(Show(panel.lesson, 0, items[0], at_s=panel.now + 60))
     frame = panel.apply(ShowIdle())  # a stop during the lead
     assert frame.pixel(3, 3) == IDLE_BACKGROUND[:3]
     panel.window._flip()  # the timer was cancelled; a stray call does nothing
@@ -284,6 +275,47 @@ def test_video_commands_and_the_end_reach_the_scene(panel: Panel) -> None:
     assert panel.ended == [0]
 
 
+def test_a_scene_is_left_after_the_next_frame_is_up_never_while_drawing(panel: Panel) -> None:
+    """Leaving stops VLC or Chromium: it happens once the next item's frame is drawn and
+    flipped, never inside on_draw (which only draws)."""
+    events: list[str] = []
+    drawing = [False]
+
+    class Recorded(Scene):
+        background = (0, 120, 0, 255)
+
+        def enter(self) -> None:
+            events.append("enter")
+
+        def leave(self) -> None:
+            events.append("leave while drawing" if drawing[0] else "leave")
+
+    draw = panel.window.on_draw
+
+    def on_draw() -> None:
+        drawing[0] = True
+        try:
+            draw()
+        finally:
+            drawing[0] = False
+
+    panel.window.on_draw = on_draw  # type: ignore[method-assign]
+    panel.window.frame_hooks.append(lambda: events.append("frame"))
+    factory = panel.window.factory
+    factory.register("video", lambda req, ctx: Recorded)
+    try:
+        item = ManifestItem("video", "Уходит", sha256="d" * 64)  # a scene of its own
+        panel.apply(Show(LessonManifest("l-left", "Видео", [item]), 0, item))
+        events.clear()
+        frame = panel.show(1)  # the blue picture replaces it
+        assert frame.pixel(W // 2, H // 2) == BLUE
+        assert events[:2] == ["frame", "leave"]
+    finally:
+        del panel.window.on_draw
+        panel.window.frame_hooks.pop()
+        factory.register("video", load_placeholder)
+
+
 # --------------------------------------------------------------------------- input
 
 
@@ -323,12 +355,15 @@ def test_escape_stops_only_after_a_confirmation(panel: Panel) -> None:
     assert not panel.window.window.has_exit  # Esc never closes the window
 
 
-def test_escape_confirmation_expires(panel: Panel, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_escape_confirmation_expires(panel: Panel) -> None:
     panel.press(key.ESCAPE)
-    real = time.monotonic
-    monkeypatch.setattr(time, "monotonic", lambda: real() + 3.5)
+    panel.now += window_module.ESC_CONFIRM_S
     panel.press(key.ESCAPE)
-    assert panel.controls == []
+    assert panel.controls == ["stop"]  # the second Esc at the very end still counts
+    panel.press(key.ESCAPE)
+    panel.now += window_module.ESC_CONFIRM_S + 0.001
+    panel.press(key.ESCAPE)
+    assert panel.controls == ["stop"]  # too late: this Esc only shows the hint again
 
 
 def test_taps_on_the_thirds(panel: Panel) -> None:
@@ -341,12 +376,12 @@ def test_taps_on_the_thirds(panel: Panel) -> None:
 # --------------------------------------------------------------------------- the loop
 
 
-@pytest.mark.slow
 def _safety_net(dt: float) -> None:
     """Ends a test's real loop that would otherwise hang (unscheduled after the run)."""
     pyglet.app.exit()
 
 
+@pytest.mark.slow
 def test_still_slide_draws_nothing_and_an_effect_wakes_the_loop(panel: Panel) -> None:
     """In the real loop: no frame while a slide stands; a Show from another thread is
     drawn at once (the loop is woken, not polling)."""
@@ -450,28 +485,25 @@ class _NeverReady(Scene):
     """A scene that never gets its first picture (a video libVLC cannot start)."""
 
     background = (200, 0, 0, 255)
+    first_picture_wait_s = 0.3
 
     @property
     def ready(self) -> bool:
         return False
 
 
-def test_a_scene_without_a_first_picture_shows_after_the_wait(
-    panel: Panel, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(window_module, "FIRST_PICTURE_WAIT_S", 0.3)
+def test_a_scene_without_a_first_picture_shows_after_the_wait(panel: Panel) -> None:
     panel.show(1)  # the blue picture
     panel.window.factory.register("video", lambda request, ctx: _NeverReady)
     try:
         item = panel.lesson.items[5]
         frame = panel.apply(Show(panel.lesson, 5, item))
         assert frame.pixel(W // 2, H // 2) == BLUE  # the previous item stays meanwhile
-        deadline = time.monotonic() + 3
-        while panel.frames[-1].pixel(3, 3) != (200, 0, 0):
-            assert time.monotonic() < deadline, "the waiting scene never showed"
-            pyglet.clock.tick()
-            panel.window.run_pending()
-            time.sleep(0.02)
-        assert panel.frames[-1].pixel(W // 2, H // 2) == (200, 0, 0)
+        panel.now += _NeverReady.first_picture_wait_s - 0.01
+        panel.window.request_redraw()  # any redraw meanwhile (an expose)
+        assert panel.apply().pixel(W // 2, H // 2) == BLUE
+        panel.now += 0.02  # the wait is over (the window's timer redraws then)
+        panel.window.request_redraw()
+        assert panel.apply().pixel(W // 2, H // 2) == (200, 0, 0)
     finally:
         panel.window.factory.register("video", load_placeholder)

@@ -181,3 +181,48 @@ def tap(display: str, x: int, y: int) -> None:
         xtst.XTestFakeMotionEvent(dpy, -1, x, y, 0)
         xtst.XTestFakeButtonEvent(dpy, 1, True, 0)
         xtst.XTestFakeButtonEvent(dpy, 1, False, 0)
+
+
+class ScreenSampler:
+    """Reads a grid of points off the X screen (the root window), as fast as asked:
+    what the class sees, a Chromium window or VLC's picture included.
+
+    Args:
+        display: the ``DISPLAY`` to read.
+        box: the rectangle sampled (x, y, width, height), every ``step`` pixels.
+    """
+
+    def __init__(self, display: str, box: tuple[int, int, int, int], step: int = 40) -> None:
+        x11 = ctypes.CDLL(ctypes.util.find_library("X11"))
+        x11.XOpenDisplay.restype = ctypes.c_void_p
+        x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
+        x11.XDefaultRootWindow.restype = ctypes.c_ulong
+        x11.XDefaultRootWindow.argtypes = [ctypes.c_void_p]
+        int_, uint, ulong = ctypes.c_int, ctypes.c_uint, ctypes.c_ulong
+        x11.XGetImage.restype = ctypes.c_void_p
+        x11.XGetImage.argtypes = [ctypes.c_void_p, ulong, int_, int_, uint, uint, ulong, int_]
+        x11.XGetPixel.restype = ctypes.c_ulong
+        x11.XGetPixel.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+        x11.XDestroyImage.argtypes = [ctypes.c_void_p]
+        x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+        self._x11 = x11
+        self._dpy = x11.XOpenDisplay(display.encode())
+        assert self._dpy, display
+        self._root = x11.XDefaultRootWindow(self._dpy)
+        self.box = box
+        _, _, width, height = box
+        self._points = [(x, y) for x in range(0, width, step) for y in range(0, height, step)]
+
+    def read(self) -> list[tuple[int, int, int]]:
+        """The colours of the grid's points now."""
+        x, y, w, h = self.box
+        image = self._x11.XGetImage(self._dpy, self._root, x, y, w, h, 0xFFFFFFFF, 2)
+        assert image, "cannot read the screen"
+        try:
+            values = [self._x11.XGetPixel(image, px, py) for px, py in self._points]
+        finally:
+            self._x11.XDestroyImage(image)
+        return [((v >> 16) & 255, (v >> 8) & 255, v & 255) for v in values]
+
+    def close(self) -> None:
+        self._x11.XCloseDisplay(self._dpy)

@@ -50,7 +50,8 @@ from controller.home import Home
 from controller.i18n import language, size_text, t
 from controller.remote import GrantBook
 from controller.texts import item_failure_text, skipped_file_text
-from controller.webapp import lessons, security
+from controller.webapp import admin, lessons, security
+from controller.webapp.admin import ReportSource, SchoolSource
 from controller.webapp.backend import AppError, Backend, error_text
 from controller.webapp.launch import bind as bind
 from controller.webapp.launch import launch_url, new_launch_token
@@ -66,6 +67,7 @@ from controller.webapp.lessons import (
 from controller.webapp.live import Hub, TeacherCast
 from controller.webapp.remote import RemoteListener, RemoteTarget, grant_routes
 from controller.webapp.security import BodyTooLargeError, Guard
+from controller.webapp.sharing import TeacherShare
 from media.lesson import web_link_item
 from media.office import OfficeConverter
 from media.weblink import MAX_URL_CHARS
@@ -129,6 +131,11 @@ class AppConfig:
     launch_token: str = field(default_factory=new_launch_token)
     hosts: frozenset[str] = frozenset()
     remote_host: str | None = None
+    school_db: Path | None = None
+    """The school's usage database the admin's pages read (``None``:
+    ``CLASSCAST_HOME/school.sqlite``, as the ``usage`` commands)."""
+    reports: ReportSource | None = None
+    """Where the admin's pages read reports (``None``: :attr:`school_db`)."""
     state: TeacherApp | None = field(default=None, init=False)
     """The app built for this configuration (set by :func:`create_app`)."""
 
@@ -141,6 +148,8 @@ class TeacherApp:
         self.backend = Backend(config.home, config.teacher, config.timeout_s)
         self.hub = Hub(self.backend)
         self.cast = TeacherCast(self.backend, self.hub)
+        self.share = TeacherShare(self.hub, config.timeout_s)
+        """«Show my screen»: this computer's screen on the chosen panels."""
         # One LibreOffice, started by the first document dropped, kept warm until the app
         # stops: the next deck costs only its conversion.
         self.converter = OfficeConverter(config.home.converted_dir())
@@ -159,6 +168,10 @@ class TeacherApp:
             clean=clean_name,
             slide_text=lessons.slide_text,
             item_failure_text=item_failure_text,
+            local_text=admin.local_text,
+            seen_text=admin.seen_text,
+            cache_text=admin.cache_text,
+            problem_text=admin.problem_text,
         )
         self.remote_book = GrantBook()
         target: RemoteTarget = self.cast
@@ -170,6 +183,12 @@ class TeacherApp:
         """Threads of the strip's thumbnails alone (a video's may take FRAME_TIMEOUT_S)."""
         self.lessons_swept = asyncio.Event()
         """Set after each sweep of the dropped lessons (:meth:`sweep_lessons`)."""
+
+    def report_source(self) -> ReportSource:
+        """Where the admin's pages read reports and collection from."""
+        if self.config.reports is not None:
+            return self.config.reports
+        return SchoolSource(self.config.school_db or self.config.home.root / "school.sqlite")
 
     def kept_lessons(self) -> set[str]:
         """Lessons the library must not delete to make room: the cast one, the chosen one."""
@@ -268,11 +287,12 @@ def create_app(config: AppConfig) -> Starlette:
             await asyncio.to_thread(state.converter.close)
             with contextlib.suppress(Exception):
                 await state.remote_listener.close()
+            await state.share.stop()
             await state.hub.stop()
 
     routes: list[BaseRoute] = [
         Route("/", _index(state)),
-        Route("/events", _events(state)),
+        Route("/events", _events(state, _teacher_views)),
         Route("/fragments/panels", _handler(state, _panels_fragment)),
         Route("/fragments/cast", _handler(state, _cast_fragment)),
         Route("/panels/shot", _handler(state, _shot)),
@@ -288,7 +308,10 @@ def create_app(config: AppConfig) -> Starlette:
         Route("/control", _handler(state, _control), methods=["POST"]),
         WebSocketRoute("/control/socket", _control_socket(state)),
         Route("/announce", _handler(state, _announce), methods=["POST"]),
+        Route("/share", _handler(state, _start_share), methods=["POST"]),
+        Route("/share/stop", _handler(state, _stop_share), methods=["POST"]),
         *grant_routes(state.remote_book, state.cast, state.remote_listener),
+        *admin.admin_routes(state, _events(state, _admin_views)),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(
@@ -334,6 +357,7 @@ def _index(state: TeacherApp) -> Callable[[Request], Awaitable[Response]]:
             **state.lesson_view(),
             limits=limits,
             max_url_chars=MAX_URL_CHARS,
+            teacher_name=state.backend.teacher_name(),
         )
 
     return index
@@ -347,8 +371,27 @@ async def _cast_fragment(state: TeacherApp, request: Request) -> Response:
     return state.fragment("_cast.html")
 
 
-def _events(state: TeacherApp) -> Callable[[Request], Awaitable[Response]]:
+Views = Callable[[TeacherApp], Awaitable[Callable[[], list[tuple[str, str]]]]]
+"""What an event stream sends: given the app, the function that renders each named
+fragment now (called on every change; prepared once per stream)."""
+
+
+async def _teacher_views(state: TeacherApp) -> Callable[[], list[tuple[str, str]]]:
+    return lambda: [
+        ("panels", state.render("_panels.html", cards=state.panel_cards())),
+        ("cast", state.render("_cast.html")),
+    ]
+
+
+async def _admin_views(state: TeacherApp) -> Callable[[], list[tuple[str, str]]]:
+    tz = await admin.source_timezone(state.report_source())
+    return lambda: [("panels", admin.admin_panels_html(state, tz))]
+
+
+def _events(state: TeacherApp, views: Views) -> Callable[[Request], Awaitable[Response]]:
     async def events(request: Request) -> Response:
+        render = await views(state)
+
         async def stream() -> AsyncIterator[str]:
             state.hub.viewer_joined()
             sent: dict[str, str] = {}
@@ -358,10 +401,7 @@ def _events(state: TeacherApp) -> Callable[[Request], Awaitable[Response]]:
                     if version == state.hub.version:
                         yield ": keep-alive\n\n"
                     version = state.hub.version
-                    for name, html in (
-                        ("panels", state.render("_panels.html", cards=state.panel_cards())),
-                        ("cast", state.render("_cast.html")),
-                    ):
+                    for name, html in render():
                         if sent.get(name) != html:
                             sent[name] = html
                             data = "".join(f"data: {line}\n" for line in html.splitlines())
@@ -419,7 +459,10 @@ async def _pair(state: TeacherApp, request: Request) -> Response:
             )
         )
     message = await state.backend.pair(
-        address, _field(form, "pin"), admin=_field(form, "admin") == "1"
+        address,
+        _field(form, "pin"),
+        admin=_field(form, "admin") == "1",
+        teacher=_field(form, "teacher") or None,
     )
     state.hub.refresh_rows()
     return state.messages([message], ok=True)
@@ -573,6 +616,21 @@ async def _start_cast(state: TeacherApp, request: Request) -> Response:
     if not 1 <= start <= len(lesson.items):
         raise AppError(t("Item numbers start at 1."))
     state.cast.start(lesson, state.selected, targets, start - 1)
+    return state.messages([])
+
+
+async def _start_share(state: TeacherApp, request: Request) -> Response:
+    form = await _form(request)
+    targets = [v for v in form.getlist("target") if isinstance(v, str)]
+    known = {r.address for r in state.hub.rows if r.usable}
+    targets = [a for a in dict.fromkeys(targets) if a in known]
+    if not targets:
+        raise AppError(t("Choose the panels to show your screen on."))
+    return state.messages(await state.share.start(targets))
+
+
+async def _stop_share(state: TeacherApp, request: Request) -> Response:
+    await state.share.stop()
     return state.messages([])
 
 

@@ -23,10 +23,12 @@ from controller.panels import BadAddressError, DiscoverySettingError, PanelIdCla
 from controller.problems import pairing_error_text
 from controller.texts import added_text
 from controller.texts import error_text as controller_error_text
+from protocol import limits
 from protocol.discovery import KioskFound
 from protocol.errors import ClassCastError, ConnectionFailedError
 from protocol.messages import Role
 from protocol.pairing import PIN_DIGITS
+from protocol.text import clean_name
 
 __all__ = ["AppError", "Backend", "error_text"]
 
@@ -103,12 +105,35 @@ class Backend:
             raise AppError(error_text(exc)) from None
         return added_text(added)
 
-    async def pair(self, address: str, secret: str, *, admin: bool = False) -> str:
+    def teacher_name(self) -> str | None:
+        """The teacher's name: ``--teacher``, else the one saved; None when none was given
+        (the pairing form then asks for it)."""
+        return self.teacher or self.home.teacher_name()
+
+    async def pair(
+        self, address: str, secret: str, *, admin: bool = False, teacher: str | None = None
+    ) -> str:
         """Pair with the panel at ``address``, as ``classcast pair``; returns the message.
 
+        ``teacher`` is the name typed in the form; it is saved. Without it, a name must
+        already be known (:meth:`teacher_name`): the login name is never taken for it.
+
         Raises:
-            AppError: the PIN is not 6 digits, or the panel refused (the CLI's words).
+            AppError: no teacher's name, the PIN is not 6 digits, or the panel refused
+                (the CLI's words).
         """
+        if teacher is not None:
+            cleaned = " ".join(clean_name(teacher).split())[: limits.MAX_STRING_CHARS]
+            if cleaned:
+                self.teacher = self.panels.teacher = cleaned
+                self.home.identity(cleaned)
+        if self.teacher_name() is None:
+            raise AppError(
+                t(
+                    "Type your full name, as on the school's list of teachers: panels log "
+                    "your lessons under it."
+                )
+            )
         role: Role = "admin" if admin else "teacher"
         secret = secret.strip()
         if not admin and not (secret.isdigit() and len(secret) == PIN_DIGITS):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import time
@@ -48,6 +49,10 @@ CAST_SHOT_INTERVAL_S: Final = 1.0
 PANEL_SHOT_INTERVAL_S: Final = 10.0
 """How often the thumbnail of any other paired panel is refreshed while visible."""
 
+CACHE_REFRESH_S: Final = 10.0
+"""How often a panel is asked for its status while a page is visible: its media cache's
+use comes only in a ``get_status`` reply (pushed statuses leave it out)."""
+
 ROWS_REFRESH_S: Final = 30.0
 """How often saved panels and mDNS adverts are merged again without a change."""
 
@@ -67,6 +72,15 @@ class PanelLink:
     shot_tag: str = ""
     """A short hash of :attr:`shot`: changes only when the picture does."""
     no_screen: bool = False
+    seen_at: float | None = None
+    """When the panel was last heard from (wall clock, seconds since the epoch), or
+    ``None`` when it never answered since the app started."""
+    cache_used_bytes: int = 0
+    cache_quota_bytes: int = 0
+    """The panel's media cache, from its last ``get_status`` reply (0: not known yet);
+    pushed statuses do not carry it, so :attr:`status` never does."""
+    cache_asked_s: float = float("-inf")
+    """When (monotonic clock) the status with the cache's use was last asked for."""
     task: asyncio.Task[None] | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     tried: asyncio.Event = field(default_factory=asyncio.Event)
@@ -93,6 +107,8 @@ class Hub:
         self._tasks: list[asyncio.Task[None]] = []
         self._refresh = asyncio.Event()
         self._rows_lock = asyncio.Lock()
+        self.cache_refresh_s = CACHE_REFRESH_S
+        """:data:`CACHE_REFRESH_S`; tests shorten it."""
 
     # ----------------------------------------------------------------- lifetime
 
@@ -247,6 +263,16 @@ class Hub:
                 await asyncio.wait_for(asyncio.gather(*events), timeout_s)
 
     def _seen(self, link: PanelLink, status: StatusSnapshot) -> None:
+        link.seen_at = time.time()
+        if status.cache_quota_bytes > 0:  # a get_status reply: the cache's use with it
+            if (status.cache_used_bytes, status.cache_quota_bytes) != (
+                link.cache_used_bytes,
+                link.cache_quota_bytes,
+            ):
+                link.cache_used_bytes = status.cache_used_bytes
+                link.cache_quota_bytes = status.cache_quota_bytes
+                self.changed()
+            status = dataclasses.replace(status, cache_used_bytes=0, cache_quota_bytes=0)
         if status != link.status:
             link.status = status
             link.wake.set()  # the picture probably changed too
@@ -258,6 +284,10 @@ class Hub:
             interval = (
                 CAST_SHOT_INTERVAL_S if link.address in self.cast_targets else PANEL_SHOT_INTERVAL_S
             )
+            now = time.monotonic()
+            if self.viewers > 0 and now - link.cache_asked_s >= self.cache_refresh_s:
+                link.cache_asked_s = now
+                self._seen(link, await client.status())  # the cache's use comes only so
             if self.viewers > 0 and not link.no_screen:
                 try:
                     png = await client.screenshot(max_width=THUMBNAIL_WIDTH)
