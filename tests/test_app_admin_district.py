@@ -33,7 +33,11 @@ from tests.app_server import RunningApp, running_app
 from tests.postgres import PostgresServer, postgres_bin
 from tests.test_app import FORBIDDEN, client
 from tests.test_app_admin import NOT_ADMIN, make_admin, norm_table
+from tests.test_app_admin_browser import norm_rows, until
+from tests.test_app_browser import CHROMIUM, browser
 from tests.test_weekly_norm import LYCEUM, SCHOOL_5, WEEK, moscow, novosibirsk
+
+__all__ = ["browser"]  # the Chromium of the teacher's page tests
 
 NAMES = {"lyceum-2": "Лицей № 2", "school-5": "Школа № 5"}
 
@@ -248,3 +252,48 @@ def test_classcast_app_with_a_postgresql_db_shows_the_district(
         proc.wait(10)
     assert proc.stderr is not None
     assert "Traceback" not in proc.stderr.read()
+
+
+# --------------------------------------------------------------------------- in Chromium
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
+def test_the_admin_chooses_a_school_in_chromium(
+    browser: Any, district_app: RunningApp, district_url: str, tmp_path: Path
+) -> None:
+    """The selector in a real browser: choosing a school reloads the report in place with
+    that school's norm, the address keeps it, and the CSV is that school's command CSV."""
+    app = district_app
+    context = browser.new_context(locale="ru-RU", accept_downloads=True, bypass_csp=True)
+    try:
+        page = context.new_page()
+        page.goto(app.url)
+        page.goto(f"{app.base}/admin?week={WEEK}")
+        options = page.locator("#school option")
+        assert options.all_inner_texts() == ["Все школы", "Лицей № 2", "Школа № 5"]
+        every = page_rows("lyceum-2", LYCEUM) + page_rows("school-5", SCHOOL_5)
+        assert norm_rows(page) == every
+
+        page.select_option("#school", "school-5")
+        until(page, lambda: len(norm_rows(page)) == 1, "the school filter did nothing")
+        assert norm_rows(page) == page_rows("school-5", SCHOOL_5)
+        assert page.url == f"{app.base}/admin?week={WEEK}&school=school-5"
+
+        with page.expect_download() as info:
+            page.click('#report a[data-what="school"]')
+        got = Path(info.value.path()).read_bytes()
+        out = tmp_path / "school.csv"
+        result = CliRunner().invoke(
+            cli,
+            ["usage", "report", "--db", district_url, "--week", WEEK, "--by", "school",
+             "--school", "school-5", "--format", "csv", "-o", str(out)],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert got == out.read_bytes()
+
+        page.select_option("#school", "")
+        until(page, lambda: len(norm_rows(page)) == len(every), "«all schools» did nothing")
+        assert norm_rows(page) == every
+    finally:
+        context.close()
