@@ -159,6 +159,18 @@ def test_the_csv_download_is_the_district_commands_csv(
         ]
 
 
+def test_an_empty_district_says_where_collection_lives(district_url: str, tmp_path: Path) -> None:
+    with running_app(tmp_path / "home") as app, client(app) as c:
+        app.config.reports = DistrictSource(district_url)
+        make_admin(app.config.home)
+        page = c.get("/admin", params={"week": WEEK})
+    assert page.status_code == 200, page.text
+    assert 'id="school"' not in page.text  # no school pushed yet: nothing to choose
+    assert 'id="pushes"' not in page.text
+    assert "хранятся в базе каждой школы" in page.text
+    assert "Нет данных" in page.text
+
+
 ADMIN_PATHS = ["/admin", f"/admin/report?week={WEEK}", f"/admin/report.csv?week={WEEK}"]
 
 
