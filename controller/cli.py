@@ -1226,10 +1226,10 @@ def demo(keep: Path | None) -> None:
 )
 @option(
     "--db",
-    "db_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="The school usage database the admin's pages show "
-    "(default: school.sqlite in CLASSCAST_HOME).",
+    "db_target",
+    metavar="PATH|URL",
+    help="The usage database the admin's pages show: a school's SQLite file (default: "
+    "school.sqlite in CLASSCAST_HOME) or the district's postgresql:// URL.",
 )
 @click.pass_obj
 def app_command(
@@ -1238,7 +1238,7 @@ def app_command(
     port: int,
     no_browser: bool,
     remote_host: str | None,
-    db_path: Path | None,
+    db_target: str | None,
 ) -> None:
     """Open the teacher's app in the browser: panels, lessons and controls with big buttons.
 
@@ -1248,12 +1248,16 @@ def app_command(
     On an admin's computer (paired as admin) it has the admin's dashboard too, at
     /admin: every panel live, the week's reports and the weekly norm, collection.
 
+    With --db postgresql://… the dashboard shows the district: every school, or the one
+    chosen in the list.
+
     Example:
 
         classcast app
         classcast app --no-browser --port 8080
         classcast app --remote-host 192.168.1.25
         classcast app --db /var/lib/classcast/school.sqlite
+        classcast app --db postgresql://classcast@db.district/usage
     """
     import webbrowser
 
@@ -1279,6 +1283,9 @@ def app_command(
     if not no_browser:
         webbrowser.open(url)
     from controller.webapp.app import AppConfig, serve
+    from controller.webapp.district import DistrictSource
+
+    district = _is_url(db_target)
 
     config = AppConfig(
         home=obj.home,
@@ -1286,7 +1293,8 @@ def app_command(
         timeout_s=obj.timeout_s,
         launch_token=token,
         remote_host=remote_host,
-        school_db=db_path,
+        school_db=None if district else (Path(db_target) if db_target else None),
+        reports=DistrictSource(db_target) if district and db_target else None,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(config, sock))

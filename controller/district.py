@@ -447,6 +447,21 @@ class DistrictDb:
         assert row is not None
         return int(row[0])
 
+    def weeks(self) -> list[str]:
+        """The ISO weeks (``YYYY-Www``) that hold records, newest first: the names of the
+        weekly partitions of ``plays`` (read from the catalogue: no record is scanned).
+
+        Raises:
+            DistrictError: The database cannot be read.
+        """
+        with self._guard("list the weeks"):
+            names = self.conn.execute(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = 'plays'::regclass"
+            ).fetchall()
+        found = (_PARTITION.match(str(name)) for (name,) in names)
+        return sorted((f"{m[1]}-W{m[2]}" for m in found if m is not None), reverse=True)
+
     # ------------------------------------------------------------------ writing
 
     def _ensure_partitions(self, days: set[date]) -> None:
@@ -486,6 +501,10 @@ class DistrictDb:
                     copy.write_row(row)
             cursor.execute("INSERT INTO plays SELECT * FROM plays_in ON CONFLICT DO NOTHING")
             return cursor.rowcount
+
+
+_PARTITION: Final = re.compile(r"^plays_([0-9]{4})_w([0-9]{2})$")
+"""A weekly partition's name (:func:`_partition_name`): its year and week."""
 
 
 def _partition_name(monday: date) -> str:

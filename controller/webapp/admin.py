@@ -13,12 +13,15 @@
   text ``classcast usage compliance --format csv`` and ``classcast usage report
   --by … --format csv`` print for that week (:func:`controller.reports.format_csv`);
 * collection per panel: when it was last collected, and the records waiting for an
-  admin's decision (:meth:`controller.schooldb.SchoolDb.problems`).
+  admin's decision (:meth:`controller.schooldb.SchoolDb.problems`); for a district,
+  each school's last push instead.
 
-Reports come from a :class:`ReportSource`. :class:`SchoolSource` reads the school's
-SQLite database (``CLASSCAST_HOME/school.sqlite``, as the ``usage`` commands); a
-source that holds several schools lists them in :meth:`ReportSource.schools`, and the
-page then shows a school selector and passes the chosen one back.
+Reports come from an :class:`AdminSource`. :class:`SchoolSource` reads the school's
+SQLite database (``CLASSCAST_HOME/school.sqlite``, as the ``usage`` commands);
+:class:`controller.webapp.district.DistrictSource` reads the district's PostgreSQL
+database (``classcast app --db postgresql://…``). A source that holds several schools
+lists them in :meth:`AdminSource.schools`, and the page then shows a school selector
+and passes the chosen one back.
 
 Who may open them: the app's gate (:class:`~controller.webapp.security.Guard`: the
 launch secret, the app's ``Host``, its own ``Origin`` on changes) and then
@@ -95,6 +98,10 @@ CSV_LABELS: Final[dict[str, str]] = {
 """The download buttons' labels (msgids), one per :data:`CSV_REPORTS`; «by school» is
 offered only by a source that holds several schools."""
 
+ZONES_TEXT: Final = N_("Each school's days and weeks in its own time zone; times in UTC.")
+"""How a district's page counts days and names times (as ``classcast usage report --db
+postgresql://…`` says it)."""
+
 MIN_LESSONS: Final = 3
 MIN_MINUTES: Final = 10.0
 """The weekly norm the page counts by: the defaults of ``classcast usage compliance``."""
@@ -123,6 +130,9 @@ class WeekReport:
     rooms: list[ReportRow]
     teachers: list[ReportRow]
     days: list[ReportRow]
+    school_zones: bool = False
+    """Each school's days and weeks are in its own time zone, and times in ``tz`` (a
+    district's report: the page says so)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +149,19 @@ class PanelCollection:
     """``(seq, cause, found_at)`` of each held record."""
 
 
-class ReportSource(Protocol):
+@dataclass(frozen=True, slots=True)
+class SchoolPush:
+    """One school as the district knows it: its last push (``None``: never) and the
+    panels and records pushed."""
+
+    school_id: str
+    name: str
+    pushed_at: datetime | None
+    panels: int
+    records: int
+
+
+class AdminSource(Protocol):
     """Where the admin's pages read reports and collection from.
 
     Every method may block (a database): call it in a worker thread. Each raises
@@ -167,13 +189,22 @@ class ReportSource(Protocol):
         """Every panel ever collected, with its open problems."""
         ...
 
+    def pushes(self) -> list[SchoolPush] | None:
+        """Each school's last push to the district; ``None`` for a school's own database
+        (the page then shows :meth:`collection` instead)."""
+        ...
+
     def timezone(self) -> str:
-        """The timezone days, weeks and times are shown in."""
+        """The timezone times are shown in (and the current week is found in)."""
+        ...
+
+    def error_text(self, exc: ClassCastError) -> str:
+        """What the page says when a call raised ``exc``: what failed and what to do."""
         ...
 
 
 class SchoolSource:
-    """A :data:`ReportSource` over the school's SQLite database at ``path``.
+    """A :data:`AdminSource` over the school's SQLite database at ``path``.
 
     The file is opened for each call (in the caller's thread) and closed after; a file
     that does not exist yet is reported as empty and is not created.
@@ -189,6 +220,17 @@ class SchoolSource:
 
     def schools(self) -> tuple[School, ...]:
         return ()  # a school database holds one school
+
+    def pushes(self) -> list[SchoolPush] | None:
+        return None  # a school's own database: collection shows its panels
+
+    def error_text(self, exc: ClassCastError) -> str:
+        return t(
+            "The school database {path} cannot be read ({reason}). Check the file and that "
+            "you may read it, then reload the page.",
+            path=self.path,
+            reason=str(exc),
+        )
 
     def timezone(self) -> str:
         db = self._open()
@@ -330,7 +372,9 @@ def charts(report: WeekReport) -> list[tuple[str, Markup]]:
     name itself (so it is marked safe here).
     """
     lang = language()
-    by_day = {r.key: r.display_ms for r in report.days}
+    by_day: dict[str, int] = {}
+    for r in report.days:  # a district's days come once per school
+        by_day[r.key] = by_day.get(r.key, 0) + r.display_ms
     days = [d.isoformat() for d in days_of(report.monday, report.sunday)]
     minutes = _t("minutes", lang)
     out: list[tuple[str, Markup]] = []
@@ -343,7 +387,7 @@ def charts(report: WeekReport) -> list[tuple[str, Markup]]:
                     norm_title,
                     [
                         (
-                            r.teacher_name,
+                            school_label(r.school, r.teacher_name),
                             float(r.lessons),
                             t("{lessons} of {goal}", lessons=r.lessons, goal=MIN_LESSONS),
                         )
@@ -361,7 +405,11 @@ def charts(report: WeekReport) -> list[tuple[str, Markup]]:
         (
             _t("Display time per room", lang),
             [
-                (r.label, r.display_ms / 60_000, duration_text(r.display_ms, lang))
+                (
+                    school_label(r.school, r.label),
+                    r.display_ms / 60_000,
+                    duration_text(r.display_ms, lang),
+                )
                 for r in report.rooms
             ],
         ),
@@ -370,13 +418,22 @@ def charts(report: WeekReport) -> list[tuple[str, Markup]]:
     return out
 
 
+def school_label(school: str, name: str) -> str:
+    """A chart's bar label: ``name``, after its school's id in a district's report
+    (two schools' «Каб. 12» are two bars, told apart)."""
+    return f"{school} · {name}" if school else name
+
+
 def summary(report: WeekReport) -> list[str]:
-    """The lines above the tables: lessons and display time, library share, the norm."""
+    """The lines above the tables: lessons and display time, library share, the norm;
+    first, for a district, how days and times are counted."""
     lang = language()
+    zones = [t(ZONES_TEXT)] if report.school_zones else []
     total_ms = sum(r.display_ms for r in report.days)
     library_ms = sum(r.library_ms for r in report.days)
     lessons = sum(r.lessons for r in report.days)
     return [
+        *zones,
         _t(
             "Lessons {lessons} · display time {time} · panels {panels}",
             lang,
@@ -437,7 +494,7 @@ def not_admin_text() -> str:
     )
 
 
-async def source_timezone(source: ReportSource) -> str:
+async def source_timezone(source: AdminSource) -> str:
     """The source's timezone; Moscow's while it cannot be read (the page says why)."""
     try:
         return await asyncio.to_thread(source.timezone)
@@ -445,7 +502,7 @@ async def source_timezone(source: ReportSource) -> str:
         return DEFAULT_TZ
 
 
-async def _filter(state: TeacherApp, request: Request) -> tuple[Filter, ReportSource, str]:
+async def _filter(state: TeacherApp, request: Request) -> tuple[Filter, AdminSource, str]:
     """The filter the query asks for, the source and its timezone.
 
     Raises:
@@ -469,28 +526,23 @@ async def _filter(state: TeacherApp, request: Request) -> tuple[Filter, ReportSo
     return Filter(week, school), source, tz
 
 
-def source_error_text(exc: ClassCastError, source: ReportSource) -> str:
-    where = getattr(source, "path", "")
-    return t(
-        "The school database {path} cannot be read ({reason}). Check the file and that you "
-        "may read it, then reload the page.",
-        path=where,
-        reason=str(exc),
-    )
-
-
 async def _page(state: TeacherApp, request: Request) -> Response:
     chosen, source, tz = await _filter(state, request)
     values = await _report_values(state, source, chosen, tz)
+    collection_error: str | None = None
     try:
         collection = await asyncio.to_thread(source.collection)
+        pushes = await asyncio.to_thread(source.pushes)
         schools = await asyncio.to_thread(source.schools)
-    except ClassCastError:
-        collection, schools = [], ()
+    except ClassCastError as exc:
+        collection, pushes, schools = [], None, ()
+        collection_error = source.error_text(exc)
     return state.page(
         "admin.html",
         cards=state.panel_cards(),
         collection=collection,
+        collection_error=collection_error,
+        pushes=pushes,
         schools=schools,
         tz=tz,
         **values,
@@ -504,7 +556,7 @@ async def _report_fragment(state: TeacherApp, request: Request) -> Response:
 
 
 async def _report_values(
-    state: TeacherApp, source: ReportSource, chosen: Filter, tz: str
+    state: TeacherApp, source: AdminSource, chosen: Filter, tz: str
 ) -> dict[str, Any]:
     try:
         weeks = await asyncio.to_thread(source.weeks, now_week(tz=tz))
@@ -515,7 +567,7 @@ async def _report_values(
             "chosen": chosen,
             "weeks": [chosen.week],
             "report": None,
-            "report_error": source_error_text(exc, source),
+            "report_error": source.error_text(exc),
         }
     if chosen.week not in weeks:
         weeks = sorted({chosen.week, *weeks}, reverse=True)
@@ -554,7 +606,7 @@ async def _csv(state: TeacherApp, request: Request) -> Response:
     try:
         rows = await asyncio.to_thread(source.rows, chosen.week, chosen.school, what)
     except ClassCastError as exc:
-        return state.page("error.html", 500, message=source_error_text(exc, source))
+        return state.page("error.html", 500, message=source.error_text(exc))
     text = format_csv(rows, compliance_rows=what == "norm")
     name = f"classcast-{what}-{chosen.week}.csv"
     return Response(
@@ -598,9 +650,10 @@ def admin_panels_html(state: TeacherApp, tz: str) -> str:
 __all__ = [
     "CSV_REPORTS",
     "MAX_WEEKS_LISTED",
+    "AdminSource",
     "PanelCollection",
-    "ReportSource",
     "School",
+    "SchoolPush",
     "SchoolSource",
     "WeekReport",
     "admin_routes",

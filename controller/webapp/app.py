@@ -51,7 +51,7 @@ from controller.i18n import language, size_text, t
 from controller.remote import GrantBook
 from controller.texts import item_failure_text, skipped_file_text
 from controller.webapp import admin, lessons, security
-from controller.webapp.admin import ReportSource, SchoolSource
+from controller.webapp.admin import AdminSource, SchoolSource
 from controller.webapp.backend import AppError, Backend, error_text
 from controller.webapp.launch import bind as bind
 from controller.webapp.launch import launch_url, new_launch_token
@@ -134,7 +134,7 @@ class AppConfig:
     school_db: Path | None = None
     """The school's usage database the admin's pages read (``None``:
     ``CLASSCAST_HOME/school.sqlite``, as the ``usage`` commands)."""
-    reports: ReportSource | None = None
+    reports: AdminSource | None = None
     """Where the admin's pages read reports (``None``: :attr:`school_db`)."""
     state: TeacherApp | None = field(default=None, init=False)
     """The app built for this configuration (set by :func:`create_app`)."""
@@ -184,7 +184,7 @@ class TeacherApp:
         self.lessons_swept = asyncio.Event()
         """Set after each sweep of the dropped lessons (:meth:`sweep_lessons`)."""
 
-    def report_source(self) -> ReportSource:
+    def report_source(self) -> AdminSource:
         """Where the admin's pages read reports and collection from."""
         if self.config.reports is not None:
             return self.config.reports
