@@ -10,7 +10,10 @@ call :meth:`LessonPlayer.tick` next::
     for effect in player.drain():        # Show, Preload, ShowIdle, SetBlank, VideoCommand,
         adapter.apply(effect)            # IntervalStarted, IntervalEnded, StatusChanged
 
-A lesson's whole life (``blanked`` is a flag beside the state, see below)::
+A lesson's whole life (``blanked`` is a flag beside the state, see below). The next
+state of each input is data, :data:`TRANSITIONS`, which the code reads (refusals
+included) and ``tests/test_player.py`` checks entry by entry against what a real player
+then shows; this table adds what each input does besides::
 
     state     input                  next state   effects
     --------  ---------------------  -----------  ----------------------------------------
@@ -89,8 +92,9 @@ picture loses nothing by that, and what the class missed during the restart is s
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 from protocol import limits
 from protocol.errors import ForbiddenError, UnexpectedMessageError
@@ -246,6 +250,81 @@ class _Alert:
     by_admin: bool
 
 
+Input = Literal[
+    "load",
+    "load_later",
+    "start",
+    "resume",
+    "resume_paused",
+    "next",
+    "next_past_end",
+    "prev",
+    "prev_at_first",
+    "goto",
+    "auto",
+    "auto_past_end",
+    "pause",
+    "play",
+    "seek",
+    "volume",
+    "blank",
+    "unblank",
+    "stop",
+]
+"""What moves the player, as :data:`TRANSITIONS` names it: the control actions, plus the
+cases the state depends on (``next`` on the last item is ``next_past_end``, ``prev`` on
+the first is ``prev_at_first``; ``auto`` is a timed item's end or a video's end)."""
+
+Refusal = Literal["no_lesson", "not_started"]
+"""An input refused in a state: the code of the ``UnexpectedMessageError`` raised."""
+
+_ALL: Final[tuple[PlayerState, ...]] = ("idle", "loading", "playing", "paused")
+_SHOWING: Final[tuple[PlayerState, ...]] = ("playing", "paused")
+
+
+def _transitions() -> dict[tuple[PlayerState, Input], PlayerState | Refusal]:
+    """:data:`TRANSITIONS`, written as rows: (states, inputs, next state or refusal)."""
+    moves: tuple[tuple[tuple[PlayerState, ...], tuple[Input, ...], PlayerState | Refusal], ...] = (
+        (_ALL, ("load", "resume"), "playing"),
+        (_ALL, ("load_later",), "loading"),
+        (_ALL, ("resume_paused",), "paused"),
+        (("loading",), ("start",), "playing"),
+        (_SHOWING, ("next", "prev", "goto", "play"), "playing"),
+        (_SHOWING, ("pause",), "paused"),
+        (_SHOWING, ("next_past_end", "stop"), "idle"),
+        # A paused item's clock stands still: only a playing one ends by itself.
+        (("playing",), ("auto",), "playing"),
+        (("playing",), ("auto_past_end",), "idle"),
+        (("loading",), ("stop",), "idle"),
+    )
+    keeps: tuple[tuple[tuple[PlayerState, ...], tuple[Input, ...]], ...] = (
+        (_SHOWING, ("prev_at_first", "seek", "blank", "unblank")),
+        (_ALL, ("volume",)),
+    )
+    table: dict[tuple[PlayerState, Input], PlayerState | Refusal] = {}
+    for states, inputs, target in moves:
+        table.update({(state, name): target for state in states for name in inputs})
+    for states, inputs in keeps:
+        table.update({(state, name): state for state in states for name in inputs})
+    refused: tuple[Input, ...] = (
+        "next", "next_past_end", "prev", "prev_at_first", "goto", "pause", "play", "seek",
+        "blank", "unblank", "stop",
+    )  # fmt: skip
+    for name in refused:
+        table.setdefault(("idle", name), "no_lesson")
+        table.setdefault(("loading", name), "not_started")
+    return table
+
+
+TRANSITIONS: Final[Mapping[tuple[PlayerState, Input], PlayerState | Refusal]] = _transitions()
+"""The player's states as data: for each (state, input), the next state, or the code an
+input is refused with in that state. :class:`LessonPlayer` reads it for every input it
+takes (``_enter``); an input missing for a state cannot happen there (``auto`` and
+``start`` come only from the player's own clock). What each move does besides (display
+effects, intervals) is the table in this module's docstring; ``tests/test_player.py``
+drives a real player through every entry."""
+
+
 class LessonPlayer:
     """Decides what the panel shows; see the module docstring for the table."""
 
@@ -399,15 +478,17 @@ class LessonPlayer:
         self._index = start_index
         if start_at_s is not None and start_at_s > now:
             # What is shown stays (its interval too) until the instant.
-            self._state = "loading"
+            self._state = self._enter("load_later", "load")
             self._start_at_s = start_at_s
             self._effects.append(
                 Show(lesson, start_index, lesson.items[start_index], at_s=start_at_s)
             )
             self._status(now)
             return None
+        target = self._enter("load", "load")
         self._end_interval("replaced", now)
         self._start_item(start_index, now)
+        self._state = target
         return late_ms(start_at_s, now)
 
     def resume(
@@ -448,7 +529,7 @@ class LessonPlayer:
         self._presenter = presenter
         self._index = index
         self._start_at_s = None
-        self._state = "paused" if paused else "playing"
+        self._state = self._enter("resume_paused" if paused else "resume", "resume")
         percent = max(0, min(100, volume))
         if percent != self._volume:
             self._volume = percent
@@ -557,13 +638,9 @@ class LessonPlayer:
                 self._effects.append(VideoCommand("volume", volume=percent))
                 self._status(now)
             return
-        if self._state == "idle" or self._lesson is None:
-            raise UnexpectedMessageError(f"cannot {action}: no lesson is shown", code="no_lesson")
-        if self._state == "loading" and action != "stop":
-            raise UnexpectedMessageError(
-                f"cannot {action}: the lesson has not started yet", code="not_started"
-            )
-        count = len(self._lesson.items)
+        count = len(self._lesson.items) if self._lesson is not None else 0
+        target = self._enter(self._input(action, count), action)
+        assert self._lesson is not None  # the table refuses every control without one
         match action:
             case "next":
                 if self._index + 1 >= count:
@@ -580,16 +657,10 @@ class LessonPlayer:
                         code="bad_index",
                     )
                 self._move(index, "goto", now)
-            case "pause":
-                if self._state == "playing":
+            case "pause" | "play":
+                if self._state != target:
                     running = self._running()
-                    self._state = "paused"
-                    self._apply_clock(running, now)
-                    self._status(now)
-            case "play":
-                if self._state == "paused":
-                    running = self._running()
-                    self._state = "playing"
+                    self._state = target
                     self._apply_clock(running, now)
                     self._status(now)
             case "seek":
@@ -620,6 +691,33 @@ class LessonPlayer:
                     self._status(now)
             case "stop":
                 self._finish("stop", now)
+        self._state = target
+
+    def _input(self, action: ControlAction, count: int) -> Input:
+        """The :data:`TRANSITIONS` input a control is in this state."""
+        if action == "next" and self._index + 1 >= count:
+            return "next_past_end"
+        if action == "prev" and self._index == 0:
+            return "prev_at_first"
+        return action
+
+    def _enter(self, name: Input, action: str) -> PlayerState:
+        """The state input ``name`` leads to from this one (:data:`TRANSITIONS`).
+
+        Raises:
+            UnexpectedMessageError: the table refuses ``name`` here (code ``no_lesson``
+                or ``not_started``); ``action`` names it in the message.
+        """
+        # An input the table does not list for this state (an action the codec would not
+        # let through) changes nothing.
+        target = TRANSITIONS.get((self._state, name), self._state)
+        if target == "no_lesson":
+            raise UnexpectedMessageError(f"cannot {action}: no lesson is shown", code="no_lesson")
+        if target == "not_started":
+            raise UnexpectedMessageError(
+                f"cannot {action}: the lesson has not started yet", code="not_started"
+            )
+        return target
 
     def video_ended(self, index: int, *, now: float) -> None:
         """The video of item ``index`` played to its end: advance like a timed item.
@@ -727,8 +825,10 @@ class LessonPlayer:
             if start_s is not None and start_s <= now and (due is None or start_s <= due.at_s):
                 # The display flipped at the instant on its own timer: the lesson starts then.
                 self._start_at_s = None
+                target = self._enter("start", "start")
                 self._end_interval("replaced", start_s)
                 self._start_item(self._index, start_s)
+                self._state = target
             elif due is not None:
                 self._scheduled.pop(0)
                 with contextlib.suppress(UnexpectedMessageError):  # no longer applies: dropped
@@ -754,10 +854,13 @@ class LessonPlayer:
 
     def _advance_auto(self, now: float) -> None:
         assert self._lesson is not None
-        if self._index + 1 >= len(self._lesson.items):
+        past_end = self._index + 1 >= len(self._lesson.items)
+        target = self._enter("auto_past_end" if past_end else "auto", "advance")
+        if past_end:
             self._finish("end", now)
         else:
             self._move(self._index + 1, "auto", now)
+        self._state = target
 
     def _move(self, index: int, reason: EndReason, now: float) -> None:
         self._end_interval(reason, now)

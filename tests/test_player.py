@@ -6,13 +6,15 @@ drained effects exactly. The sections follow the transition table in the module 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
 from kiosk.player import (
+    TRANSITIONS,
     Effect,
     Identity,
+    Input,
     IntervalEnded,
     IntervalStarted,
     LessonPlayer,
@@ -1600,3 +1602,94 @@ def test_a_waiting_control_that_no_longer_applies_is_dropped() -> None:
     effects = player.drain()
     assert effects[-2:] == [ShowIdle(), changed("idle")]
     assert player.state == "idle"
+
+
+# --------------------------------------------------------------------------- the table itself
+
+
+def player_in(state: PlayerState, index: int = 1) -> LessonPlayer:
+    """A real player in ``state``, on item ``index`` of TIMED (3 timed items) when showing."""
+    player = LessonPlayer(IDENTITY)
+    if state == "loading":
+        player.load(TIMED, ANNA, start_index=index, now=0.0, start_at_s=5.0)
+    elif state in ("playing", "paused"):
+        player.load(TIMED, ANNA, start_index=index, now=0.0)
+        if state == "paused":
+            player.control("pause", now=0.0)
+    player.drain()
+    assert player.state == state
+    return player
+
+
+def feed(player: LessonPlayer, state: PlayerState, name: Input) -> None:
+    """Give ``player`` (in ``state``) the input ``name`` the way the kiosk would."""
+    match name:
+        case "load":
+            player.load(OTHER, BORIS, start_index=0, now=1.0)
+        case "load_later":
+            player.load(OTHER, BORIS, start_index=0, now=1.0, start_at_s=3.0)
+        case "resume" | "resume_paused":
+            player.resume(OTHER, BORIS, index=1, now=1.0, paused=name == "resume_paused")
+        case "start":
+            player.tick(now=5.0)
+        case "auto" | "auto_past_end":
+            player.tick(now=10.0)  # past the end of any item of TIMED
+        case "next" | "next_past_end":
+            player.control("next", now=1.0)
+        case "prev" | "prev_at_first":
+            player.control("prev", now=1.0)
+        case "goto":
+            player.control("goto", index=0, now=1.0)
+        case "seek":
+            player.control("seek", position_ms=500, now=1.0)
+        case "volume":
+            player.control("volume", volume=40, now=1.0)
+        case _:
+            player.control(name, now=1.0)
+
+
+def index_for(name: Input) -> int:
+    """The item a showing player must be on for ``name`` to be that input."""
+    return {"next_past_end": 2, "auto_past_end": 2, "prev_at_first": 0}.get(name, 1)
+
+
+@pytest.mark.parametrize(("state", "name"), sorted(TRANSITIONS))
+def test_every_entry_of_the_transition_table_is_what_a_real_player_does(
+    state: PlayerState, name: Input
+) -> None:
+    """The table is the code's: each (state, input) lands in the state it names, or is
+    refused with the code it names."""
+    player = player_in(state, index_for(name))
+    target = TRANSITIONS[(state, name)]
+    if target in ("no_lesson", "not_started"):
+        with pytest.raises(UnexpectedMessageError) as refused:
+            feed(player, state, name)
+        assert refused.value.code == target
+        assert player.state == state
+    else:
+        feed(player, state, name)
+        assert player.state == target
+        # What the state means, seen from outside the table: what is shown and whether
+        # the item's clock runs.
+        effects = player.drain()
+        if target == "idle":
+            assert player.lesson is None
+            assert state == "idle" or any(isinstance(e, ShowIdle) for e in effects)
+        else:
+            assert player.lesson is not None
+        if target == "loading" and state != "loading":
+            assert any(isinstance(e, Show) and e.at_s is not None for e in effects)
+        if target in ("playing", "paused"):  # a blank freezes the clock as a pause does
+            moving = player.position_ms(20.0) != player.position_ms(20.5)
+            assert moving == (target == "playing" and not player.blanked)
+
+
+def test_the_table_covers_every_control_in_every_state() -> None:
+    assert {name for _, name in TRANSITIONS} == set(get_args(Input))  # every input in use
+    for state in get_args(PlayerState):
+        for action in ALL_ACTIONS:
+            assert (state, action) in TRANSITIONS, (state, action)
+    # The two that depend on the item are listed under their own names in every state.
+    for state in get_args(PlayerState):
+        for name in ("next_past_end", "prev_at_first"):
+            assert (state, name) in TRANSITIONS
