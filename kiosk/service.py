@@ -675,10 +675,7 @@ class KioskService:
             case PairConfirm():
                 self._pair_confirm(session, msg, now)
             case Unpair():
-                assert session.grant is not None
-                self.access.unpair(session.grant)
-                session.grant = None
-                self._reply(session.sid, Ok(msg.id))
+                self._unpair(session, msg)
             case Cast() | Prepare():
                 if isinstance(msg, Cast):
                     self._check_presenter(session, now)
@@ -686,57 +683,17 @@ class KioskService:
                     check_instant(self._instant(msg.start_at_ms, now), now)
                 self._start_transfer(session, msg)
             case Control():
-                self._check_presenter(session, now)
-                if self._share_ignores(msg.action):
-                    self._reply(session.sid, Ok(msg.id))
-                    return
-                late = self.player.control(
-                    msg.action,
-                    now=now,
-                    index=msg.index,
-                    position_ms=msg.position_ms,
-                    volume=msg.volume,
-                    at_s=self._instant(msg.at_ms, now),
-                )
-                self._log_late(msg.action, late)
-                self._reply(session.sid, Ok(msg.id, late_ms=late))
+                self._control(session, msg, now)
             case GetStatus():
-                snapshot = dataclasses.replace(
-                    self.status(),
-                    cache_used_bytes=self.store.used_bytes(),
-                    cache_quota_bytes=self.store.quota_bytes,
-                )
-                self._reply(session.sid, Status(snapshot, re=msg.id))
+                self._get_status(session, msg)
             case TakeScreenshot():
                 self._screenshot(session, msg)
             case Announce():
-                self._check_presenter(session, now)
-                assert session.grant is not None
-                by_admin = session.grant.role == "admin"
-                if msg.level == "alert":  # covers the lesson: it stands still, logged hidden
-                    until_s = None if msg.duration_s is None else now + msg.duration_s
-                    self.player.alert(now=now, until_s=until_s, by_admin=by_admin)
-                else:  # a banner replaces an alert shown
-                    self.player.clear_alert(now=now, by_admin=by_admin)
-                logger.info("announcement (%s) from %s", msg.level, session.controller_name)
-                self._display(ShowAnnouncement(msg.text, msg.level, msg.duration_s))
-                self._apply_player_effects()
-                self._reply(session.sid, Ok(msg.id))
+                self._announce(session, msg, now)
             case ClearAnnouncement():
-                self._check_presenter(session, now)
-                assert session.grant is not None
-                self.player.clear_alert(now=now, by_admin=session.grant.role == "admin")
-                self._display(HideAnnouncement())
-                self._apply_player_effects()
-                self._reply(session.sid, Ok(msg.id))
+                self._clear_announcement(session, msg, now)
             case TimePing():
-                kiosk_ms = round(self.clock.time() * 1000)
-                session.clock_samples.append(ClockSample(msg.controller_ms, kiosk_ms))
-                del session.clock_samples[:-CLOCK_SAMPLES_KEPT]
-                self._reply(
-                    session.sid,
-                    TimePong(re=msg.id, controller_ms=msg.controller_ms, kiosk_ms=kiosk_ms),
-                )
+                self._time_ping(session, msg)
             case UsagePull():
                 self._usage_pull(session, msg)
             case ShareStart():
@@ -762,6 +719,71 @@ class KioskService:
                 raise UnexpectedMessageError(f"a kiosk does not accept {msg.TYPE}")
             case _:
                 assert_never(msg)
+
+    def _unpair(self, session: Session, msg: Unpair) -> None:
+        assert session.grant is not None
+        self.access.unpair(session.grant)
+        session.grant = None
+        self._reply(session.sid, Ok(msg.id))
+
+    def _control(self, session: Session, msg: Control, now: float) -> None:
+        """A presenter's control, at once or at its instant; a late one is said so."""
+        self._check_presenter(session, now)
+        if self._share_ignores(msg.action):
+            self._reply(session.sid, Ok(msg.id))
+            return
+        late = self.player.control(
+            msg.action,
+            now=now,
+            index=msg.index,
+            position_ms=msg.position_ms,
+            volume=msg.volume,
+            at_s=self._instant(msg.at_ms, now),
+        )
+        self._log_late(msg.action, late)
+        self._reply(session.sid, Ok(msg.id, late_ms=late))
+
+    def _get_status(self, session: Session, msg: GetStatus) -> None:
+        snapshot = dataclasses.replace(
+            self.status(),
+            cache_used_bytes=self.store.used_bytes(),
+            cache_quota_bytes=self.store.quota_bytes,
+        )
+        self._reply(session.sid, Status(snapshot, re=msg.id))
+
+    def _announce(self, session: Session, msg: Announce, now: float) -> None:
+        """Show an announcement; a full-screen alert freezes the lesson under it (logged
+        hidden), a banner replaces an alert shown."""
+        self._check_presenter(session, now)
+        assert session.grant is not None
+        by_admin = session.grant.role == "admin"
+        if msg.level == "alert":
+            until_s = None if msg.duration_s is None else now + msg.duration_s
+            self.player.alert(now=now, until_s=until_s, by_admin=by_admin)
+        else:
+            self.player.clear_alert(now=now, by_admin=by_admin)
+        logger.info("announcement (%s) from %s", msg.level, session.controller_name)
+        self._display(ShowAnnouncement(msg.text, msg.level, msg.duration_s))
+        self._apply_player_effects()
+        self._reply(session.sid, Ok(msg.id))
+
+    def _clear_announcement(self, session: Session, msg: ClearAnnouncement, now: float) -> None:
+        self._check_presenter(session, now)
+        assert session.grant is not None
+        self.player.clear_alert(now=now, by_admin=session.grant.role == "admin")
+        self._display(HideAnnouncement())
+        self._apply_player_effects()
+        self._reply(session.sid, Ok(msg.id))
+
+    def _time_ping(self, session: Session, msg: TimePing) -> None:
+        """Answer with this panel's wall clock, and keep the sample to bound the offset a
+        cast may later claim."""
+        kiosk_ms = round(self.clock.time() * 1000)
+        session.clock_samples.append(ClockSample(msg.controller_ms, kiosk_ms))
+        del session.clock_samples[:-CLOCK_SAMPLES_KEPT]
+        self._reply(
+            session.sid, TimePong(re=msg.id, controller_ms=msg.controller_ms, kiosk_ms=kiosk_ms)
+        )
 
     def _share_start(self, session: Session, msg: ShareStart, now: float) -> None:
         """Show the session's screen: a one-item lesson of kind ``screen``."""
