@@ -1580,6 +1580,38 @@ class IngestPlan:
     result: IngestResult
 
 
+def _batch_key(kiosk_id: str, batch: UsageBatch, info: KioskInfo | None) -> Ed25519PublicKey:
+    """The key that signs ``batch``, if the batch may be this panel's at all.
+
+    Raises:
+        ChainError: The batch is another panel's.
+        TamperError: The batch carries no usable signing key.
+        KeyChangedError: The panel signs with another key than the one pinned.
+    """
+    if batch.kiosk_id != kiosk_id:
+        raise ChainError(
+            kiosk_id,
+            [ChainProblem(kiosk_id, 0, "foreign", f"the batch is from panel {batch.kiosk_id}")],
+        )
+    try:
+        key = load_public_key(batch.public_key)
+    except ValueError as exc:
+        raise TamperError(
+            f"panel {kiosk_id} sent no usable signing key: {exc}", kiosk_id=kiosk_id
+        ) from None
+    # An empty pinned key was forgotten by an admin: this batch's key is pinned.
+    if info is not None and info.public_key not in ("", batch.public_key):
+        raise KeyChangedError(
+            f"panel {kiosk_id} ({info.room}) now signs its usage log with another key "
+            "than the one pinned at its first collection: nothing stored. If the panel "
+            "was reinstalled, an admin must forget its old key on purpose.",
+            kiosk_id=kiosk_id,
+            pinned=info.public_key,
+            got=batch.public_key,
+        )
+    return key
+
+
 def plan_ingest(
     kiosk_id: str,
     batch: UsageBatch,
@@ -1616,27 +1648,7 @@ def plan_ingest(
         TamperError: The batch carries no usable signing key.
         UsageLogError: ``stored`` cannot read the store.
     """
-    if batch.kiosk_id != kiosk_id:
-        raise ChainError(
-            kiosk_id,
-            [ChainProblem(kiosk_id, 0, "foreign", f"the batch is from panel {batch.kiosk_id}")],
-        )
-    try:
-        key = load_public_key(batch.public_key)
-    except ValueError as exc:
-        raise TamperError(
-            f"panel {kiosk_id} sent no usable signing key: {exc}", kiosk_id=kiosk_id
-        ) from None
-    # An empty pinned key was forgotten by an admin: this batch's key is pinned.
-    if info is not None and info.public_key not in ("", batch.public_key):
-        raise KeyChangedError(
-            f"panel {kiosk_id} ({info.room}) now signs its usage log with another key "
-            "than the one pinned at its first collection: nothing stored. If the panel "
-            "was reinstalled, an admin must forget its old key on purpose.",
-            kiosk_id=kiosk_id,
-            pinned=info.public_key,
-            got=batch.public_key,
-        )
+    key = _batch_key(kiosk_id, batch, info)
     last_seq = 0 if info is None else info.last_seq
     last_hash = GENESIS_HASH if info is None else info.last_hash
     old = [r for r in batch.records if r.seq <= last_seq]
