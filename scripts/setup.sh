@@ -37,6 +37,12 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
   echo "setup: installing ${missing[*]}" >&2
+  # Installed here for the tests only: the machine's own avahi must never start, not even
+  # for the moment between its installation and its being disabled (it would multicast on
+  # the machine's real interfaces). Masked before it exists, it is never started.
+  if [[ " ${missing[*]} " == *" avahi-daemon "* ]] && [ -d /run/systemd/system ]; then
+    $SUDO systemctl mask avahi-daemon.service avahi-daemon.socket >/dev/null 2>&1 || true
+  fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # Installed here for the tests only: the machine's own avahi stays off its interfaces.
