@@ -325,7 +325,7 @@ class WeakPanel:
                 group.mkdir()
                 self.cgroup, self._parent_procs = group, _CGROUP_V2 / "cgroup.procs"
                 (group / "cpu.max").write_text(f"{WEAK_CPU_QUOTA_US} {WEAK_CPU_PERIOD_US}")
-                self.how = f"cgroup v2 {group} cpu.max {WEAK_CPU_QUOTA_US} {WEAK_CPU_PERIOD_US}"
+                self.how = f"held to a third of one core: cgroup v2 {group} cpu.max"
                 return
             if (_CGROUP_V1_CPU / "cpu.cfs_quota_us").exists():
                 group = _CGROUP_V1_CPU / name
@@ -333,13 +333,11 @@ class WeakPanel:
                 self.cgroup, self._parent_procs = group, _CGROUP_V1_CPU / "cgroup.procs"
                 (group / "cpu.cfs_period_us").write_text(str(WEAK_CPU_PERIOD_US))
                 (group / "cpu.cfs_quota_us").write_text(str(WEAK_CPU_QUOTA_US))
-                self.how = (
-                    f"cgroup v1 {group} cfs_quota_us {WEAK_CPU_QUOTA_US} / {WEAK_CPU_PERIOD_US}"
-                )
+                self.how = f"held to a third of one core: cgroup v1 {group} cpu.cfs_quota_us"
                 return
         except OSError as exc:  # not root, or no such controller: the fallback below
             self.stop()
-            self.how = f"(no cgroup: {exc}) "
+            self.how = f" (no cgroup: {exc})"
         self._burners = [
             subprocess.Popen(
                 ["taskset", "-c", "0", sys.executable, "-c", "while True: pass"],
@@ -347,7 +345,7 @@ class WeakPanel:
             )
             for _ in range(WEAK_BURNERS)
         ]
-        self.how += f"taskset: kiosks on core 0 beside {WEAK_BURNERS} CPU burner(s)"
+        self.how = f"pinned to core 0 beside {WEAK_BURNERS} CPU burner(s){self.how}"
 
     def hold(self, pid: int) -> None:
         """Put process ``pid`` (a kiosk child, just started) under the limit."""
@@ -399,7 +397,7 @@ def weak_panel(enabled: bool) -> Iterator[WeakPanel | None]:
     panel = WeakPanel()
     try:
         panel.start()
-        print(f"weak panel: kiosks held to a third of one core ({panel.how})", flush=True)
+        print(f"weak panel: kiosks {panel.how}", flush=True)
         _weak = panel
         yield panel
     finally:
