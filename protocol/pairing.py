@@ -427,7 +427,7 @@ class ControllerPairing:
 
     def __init__(self, secret: str, *, controller_id: str, kiosk_id: str, fingerprint: str):
         id_a, id_b = _ids(controller_id, kiosk_id, fingerprint)
-        from protocol.spake import SpakeA  # imported once needed: libsodium, cryptography
+        from protocol.spake import SpakeA  # imported once needed: libsodium
 
         self._spake = SpakeA(secret.encode(), id_a=id_a, id_b=id_b)
         self._ids = id_a + b"|" + id_b

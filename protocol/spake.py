@@ -24,12 +24,11 @@ small order, ``L·P`` the identity), and a message equal to its own (a reflectio
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from collections.abc import Callable
 from typing import Final
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from nacl.bindings import (
     crypto_core_ed25519_add,
     crypto_core_ed25519_is_valid_point,
@@ -61,10 +60,20 @@ class SpakeError(ValueError):
     """The peer's SPAKE2 message is invalid (wrong side, length, or point)."""
 
 
+def hkdf_sha256(secret: bytes, *, info: bytes, length: int, salt: bytes = b"") -> bytes:
+    """HKDF-SHA256 (RFC 5869): extract with ``salt`` (empty: 32 zero bytes), expand."""
+    prk = hmac.digest(salt or bytes(32), secret, "sha256")
+    out, block = b"", b""
+    for counter in range(1, -(-length // 32) + 1):
+        block = hmac.digest(prk, block + info + bytes([counter]), "sha256")
+        out += block
+    return out[:length]
+
+
 def password_scalar(password: bytes) -> int:
     """The password as a scalar mod ``L``: HKDF-SHA256 (no salt, info ``b"SPAKE2 pw"``)
     to 48 bytes, read big-endian, reduced mod ``L`` (as the ``spake2`` package does)."""
-    expanded = HKDF(hashes.SHA256(), 48, salt=b"", info=b"SPAKE2 pw").derive(password)
+    expanded = hkdf_sha256(password, info=b"SPAKE2 pw", length=48)
     return int.from_bytes(expanded, "big") % L
 
 

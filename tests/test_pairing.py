@@ -388,6 +388,17 @@ def test_spake_blinding_points_are_derived_from_the_seeds_m_and_n() -> None:
     assert spake.M != spake.N
 
 
+def test_spake_hkdf_is_rfc_5869() -> None:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    for length in (1, 32, 48, 80):
+        for salt in (b"", b"salt"):
+            ours = spake.hkdf_sha256(b"secret", info=b"info", length=length, salt=salt)
+            theirs = HKDF(hashes.SHA256(), length, salt=salt or None, info=b"info")
+            assert ours == theirs.derive(b"secret")
+
+
 def test_spake_password_scalar_is_reduced_hkdf_of_the_password() -> None:
     w = spake.password_scalar(b"123456")
     assert 0 < w < spake.L
