@@ -287,6 +287,142 @@ def result_line(name: str, values: dict[str, float | int | str]) -> None:
     print(f"\nRESULT {name} " + " ".join(parts), flush=True)
 
 
+WEAK_CPU_QUOTA_US = 33_333
+WEAK_CPU_PERIOD_US = 100_000
+"""``--weak``: a kiosk child may use 33.3 ms of CPU every 100 ms, a third of one core
+(the small computer inside a board is a fraction of this machine's speed)."""
+WEAK_BURNERS = 1
+"""``--weak`` without cgroups: CPU burners pinned beside the kiosk on its one core."""
+_CGROUP_V2 = Path("/sys/fs/cgroup")
+_CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")
+
+
+class WeakPanel:
+    """The weak-panel limit of ``--weak``, for every kiosk child started while it is on.
+
+    Preferred: a child cgroup at :data:`WEAK_CPU_QUOTA_US` per :data:`WEAK_CPU_PERIOD_US`
+    (cgroup v2 ``cpu.max``, else cgroup v1 ``cpu.cfs_quota_us``; needs root), created
+    on entry and removed on exit. Elsewhere: each kiosk pinned to core 0 (``taskset``)
+    beside :data:`WEAK_BURNERS` busy processes pinned there too. Processes a kiosk starts
+    (its pairing worker, its browser) inherit the limit. Use :func:`weak_panel`.
+    """
+
+    def __init__(self) -> None:
+        self.cgroup: Path | None = None
+        self._parent_procs: Path | None = None
+        self._burners: list[subprocess.Popen[bytes]] = []
+        self.how = ""
+
+    def start(self) -> None:
+        name = f"classcast-bench-weak-{os.getpid()}"
+        controllers = _CGROUP_V2 / "cgroup.controllers"
+        try:
+            if controllers.exists() and "cpu" in controllers.read_text().split():
+                control = _CGROUP_V2 / "cgroup.subtree_control"
+                if "cpu" not in control.read_text().split():
+                    control.write_text("+cpu")
+                group = _CGROUP_V2 / name
+                group.mkdir()
+                self.cgroup, self._parent_procs = group, _CGROUP_V2 / "cgroup.procs"
+                (group / "cpu.max").write_text(f"{WEAK_CPU_QUOTA_US} {WEAK_CPU_PERIOD_US}")
+                self.how = f"held to a third of one core: cgroup v2 {group} cpu.max"
+                return
+            if (_CGROUP_V1_CPU / "cpu.cfs_quota_us").exists():
+                group = _CGROUP_V1_CPU / name
+                group.mkdir()
+                self.cgroup, self._parent_procs = group, _CGROUP_V1_CPU / "cgroup.procs"
+                (group / "cpu.cfs_period_us").write_text(str(WEAK_CPU_PERIOD_US))
+                (group / "cpu.cfs_quota_us").write_text(str(WEAK_CPU_QUOTA_US))
+                self.how = f"held to a third of one core: cgroup v1 {group} cpu.cfs_quota_us"
+                return
+        except OSError as exc:  # not root, or no such controller: the fallback below
+            self.stop()
+            self.how = f" (no cgroup: {exc})"
+        self._burners = [
+            subprocess.Popen(
+                ["taskset", "-c", "0", sys.executable, "-c", "while True: pass"],
+                stdin=subprocess.DEVNULL,
+            )
+            for _ in range(WEAK_BURNERS)
+        ]
+        self.how = f"pinned to core 0 beside {WEAK_BURNERS} CPU burner(s){self.how}"
+
+    def hold(self, pid: int) -> None:
+        """Put process ``pid`` (a kiosk child, just started) under the limit."""
+        if self.cgroup is not None:
+            (self.cgroup / "cgroup.procs").write_text(str(pid))
+        else:
+            subprocess.run(
+                ["taskset", "-a", "-p", "-c", "0", str(pid)], check=True, capture_output=True
+            )
+
+    def stop(self) -> None:
+        """Remove the cgroup (its processes moved back to the parent) or the burners."""
+        group, self.cgroup = self.cgroup, None
+        if group is not None:
+            with contextlib.suppress(OSError):
+                stat = dict(line.split() for line in (group / "cpu.stat").read_text().splitlines())
+                print(
+                    f"weak panel: throttled in {stat.get('nr_throttled', '?')} of "
+                    f"{stat.get('nr_periods', '?')} periods of {WEAK_CPU_PERIOD_US // 1000} ms",
+                    flush=True,
+                )
+            for _ in range(50):
+                with contextlib.suppress(OSError):
+                    for pid in (group / "cgroup.procs").read_text().split():
+                        assert self._parent_procs is not None
+                        with contextlib.suppress(OSError):
+                            self._parent_procs.write_text(pid)
+                try:
+                    group.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.02)
+        for burner in self._burners:
+            stop_process(burner, terminate=True)
+        self._burners = []
+
+
+_weak: WeakPanel | None = None
+
+
+@contextmanager
+def weak_panel(enabled: bool) -> Iterator[WeakPanel | None]:
+    """With ``enabled`` (a benchmark's ``--weak``), hold every kiosk child started inside
+    to a third of one core (:class:`WeakPanel`); prints how, once. Else does nothing."""
+    global _weak
+    if not enabled:
+        yield None
+        return
+    panel = WeakPanel()
+    try:
+        panel.start()
+        print(f"weak panel: kiosks {panel.how}", flush=True)
+        _weak = panel
+        yield panel
+    finally:
+        _weak = None
+        panel.stop()
+
+
+def hold_kiosk(pid: int) -> None:
+    """Put a kiosk child just started under the ``--weak`` limit, if one is on."""
+    if _weak is not None:
+        _weak.hold(pid)
+
+
+def add_weak_option(parser: Any) -> None:
+    """Add ``--weak`` to a benchmark's ``argparse`` parser (then run it in
+    ``with weak_panel(args.weak):`` and :func:`hold_kiosk` each kiosk child it starts;
+    :class:`ServerProcess` does that for ``kiosk`` children)."""
+    parser.add_argument(
+        "--weak",
+        action="store_true",
+        help="kiosks held to a third of one core (a cgroup CPU quota; without cgroups: "
+        "pinned to one core beside a CPU burner), as on a board's small computer",
+    )
+
+
 class ServerProcess:
     """A ``bench._servers`` child process; use as a context manager.
 
@@ -308,6 +444,8 @@ class ServerProcess:
             env=child_env(),
         )
         try:
+            if self.args[:1] == ["kiosk"]:
+                hold_kiosk(self.proc.pid)
             assert self.proc.stdout is not None
             self.info = wait_ready(self.proc.stdout, f"server {self.args}")
         except BaseException:

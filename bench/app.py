@@ -44,6 +44,7 @@ from bench._common import (
     LOOPBACK,
     REPO_ROOT,
     ServerProcess,
+    add_weak_option,
     cancel_on_sigterm,
     child_env,
     figure,
@@ -51,6 +52,7 @@ from bench._common import (
     p50_p99,
     result_line,
     stop_process,
+    weak_panel,
 )
 from controller.client import ControllerIdentity, KioskClient
 from protocol.messages import StatusSnapshot
@@ -339,11 +341,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="50 clicks, 2 starts (a smoke run)")
     parser.add_argument("--n", type=int, help="clicks and control requests (default 300)")
     parser.add_argument("--starts", type=int, help="cold starts (default 5)")
+    add_weak_option(parser)
     args = parser.parse_args()
     n = args.n or (50 if args.quick else 300)
     starts = args.starts or (2 if args.quick else 5)
     try:
-        asyncio.run(main_async(n, starts))
+        with weak_panel(args.weak):
+            asyncio.run(main_async(n, starts))
     except asyncio.CancelledError:
         raise SystemExit(143) from None
 

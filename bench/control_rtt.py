@@ -39,6 +39,7 @@ from bench._common import (
     BENCH_ADMIN_SECRET,
     LOOPBACK,
     ServerProcess,
+    add_weak_option,
     cancel_on_sigterm,
     figure,
     heading,
@@ -47,6 +48,7 @@ from bench._common import (
     result_line,
     tmpfs_dir,
     two_text_lesson,
+    weak_panel,
 )
 from controller.client import ControllerIdentity, KioskClient, client_ssl_context
 from protocol import limits
@@ -285,11 +287,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="200 requests (a smoke run)")
     parser.add_argument("--n", type=int, help="requests per target (default 2000)")
     parser.add_argument("--no-breakdown", action="store_true", help="skip diagnostic runs")
+    add_weak_option(parser)
     args = parser.parse_args()
     n = args.n or (200 if args.quick else 2000)
     warmup = 20 if args.quick else 100
     try:
-        asyncio.run(main_async(n, warmup, breakdown=not args.no_breakdown))
+        with weak_panel(args.weak):
+            asyncio.run(main_async(n, warmup, breakdown=not args.no_breakdown))
     except asyncio.CancelledError:  # SIGTERM: children stopped, temp dirs removed
         raise SystemExit(143) from None
 

@@ -35,7 +35,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._common import BENCH_ADMIN_SECRET, LOOPBACK, ServerProcess, figure, heading, result_line
+from bench._common import (
+    BENCH_ADMIN_SECRET,
+    LOOPBACK,
+    ServerProcess,
+    add_weak_option,
+    figure,
+    heading,
+    result_line,
+    weak_panel,
+)
 from controller.client import ControllerIdentity, KioskClient
 from media.lesson import load_lesson
 from media.office import OfficeConverter
@@ -158,6 +167,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.convert", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="one run of the 10-slide deck")
     parser.add_argument("--repeats", type=int, help="runs per deck size (default 3)")
+    add_weak_option(parser)
     args = parser.parse_args()
     repeats = args.repeats or (1 if args.quick else 3)
     sizes = [10] if args.quick else [10, 40]
@@ -165,7 +175,8 @@ def main() -> None:
     try:
         print(f"convert: {sizes} slides, {repeats} run(s) each, LibreOffice {_version()}")
         values = conversions(root, sizes, repeats)
-        values |= asyncio.run(recast(root, 40))
+        with weak_panel(args.weak):
+            values |= asyncio.run(recast(root, 40))
         heading("summary")
         if 40 in sizes:
             figure("40 slides warm", float(values["warm40_s"]), "s", "aim <= 2 s")

@@ -43,6 +43,7 @@ from bench._common import (
     BENCH_ADMIN_SECRET,
     LOOPBACK,
     ServerProcess,
+    add_weak_option,
     cancel_on_sigterm,
     figure,
     heading,
@@ -51,6 +52,7 @@ from bench._common import (
     result_line,
     tmpfs_dir,
     two_text_lesson,
+    weak_panel,
 )
 from controller.client import ControllerIdentity, Credentials, KioskClient, client_ssl_context
 from controller.group import Group
@@ -269,15 +271,21 @@ def main() -> None:
     parser.add_argument("--procs", type=int, default=2, help="child processes hosting them")
     parser.add_argument("--rounds", type=int, help="timed rounds (default 200)")
     parser.add_argument("--no-diagnostic", action="store_true", help="skip the diagnostic runs")
+    add_weak_option(parser)
     args = parser.parse_args()
     rounds = args.rounds or (20 if args.quick else 200)
     warmup = 5 if args.quick else 10
     try:
-        asyncio.run(
-            main_async(
-                args.kiosks, args.procs, rounds, warmup, None if args.no_diagnostic else tmpfs_dir()
+        with weak_panel(args.weak):
+            asyncio.run(
+                main_async(
+                    args.kiosks,
+                    args.procs,
+                    rounds,
+                    warmup,
+                    None if args.no_diagnostic else tmpfs_dir(),
+                )
             )
-        )
     except asyncio.CancelledError:  # SIGTERM: children stopped, temp dirs removed
         raise SystemExit(143) from None
 

@@ -22,10 +22,12 @@ from bench._common import (
     BENCH_ADMIN_SECRET,
     LOOPBACK,
     ServerProcess,
+    add_weak_option,
     figure,
     heading,
     p50_p99,
     result_line,
+    weak_panel,
 )
 from controller.client import ControllerIdentity, KioskClient
 from protocol.pairing import ControllerPairing, KioskPairing
@@ -103,8 +105,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.pairing", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="10 rounds (a smoke run)")
     parser.add_argument("--rounds", type=int, help="rounds per target (default 50)")
+    add_weak_option(parser)
     args = parser.parse_args()
-    asyncio.run(main_async(args.rounds or (10 if args.quick else 50)))
+    with weak_panel(args.weak):
+        asyncio.run(main_async(args.rounds or (10 if args.quick else 50)))
 
 
 if __name__ == "__main__":

@@ -43,11 +43,13 @@ from bench._common import (
     BENCH_ADMIN_SECRET,
     LOOPBACK,
     ServerProcess,
+    add_weak_option,
     cancel_on_sigterm,
     figure,
     heading,
     proc_cpu_s,
     result_line,
+    weak_panel,
 )
 from controller.client import ControllerIdentity, KioskClient
 from media.lesson import Lesson, LessonItem, make_lesson
@@ -266,11 +268,13 @@ def main() -> None:
     parser.add_argument("--mb", type=int, help="lesson size in MB (default 200)")
     parser.add_argument("--repeats", type=int, help="runs per target (default 3)")
     parser.add_argument("--no-hash", action="store_true", help="skip the sha256 baseline")
+    add_weak_option(parser)
     args = parser.parse_args()
     mb = args.mb or (20 if args.quick else 200)
     repeats = args.repeats or (1 if args.quick else 3)
     try:
-        asyncio.run(main_async(mb * MB, repeats, with_hash=not args.no_hash))
+        with weak_panel(args.weak):
+            asyncio.run(main_async(mb * MB, repeats, with_hash=not args.no_hash))
     except asyncio.CancelledError:  # SIGTERM: children stopped, temp dirs removed
         raise SystemExit(143) from None
 

@@ -327,7 +327,8 @@ def still_child(mode: str) -> dict[str, Any]:
 
 
 def whole_kiosk_rss(tmp: Path) -> int:
-    """RSS of a ``classcast-kiosk --headless`` process at rest (diagnostic)."""
+    """RSS of a ``classcast-kiosk --headless`` process at rest, started on the state
+    ``tmp`` holds (a first start in a new ``tmp``: it makes its TLS identity and keys)."""
     config = tmp / "kiosk.toml"
     config.write_text("mdns = false\n", encoding="utf-8")
     proc = subprocess.Popen(
@@ -351,11 +352,33 @@ def whole_kiosk_rss(tmp: Path) -> int:
         stop_process(proc, terminate=True)
 
 
+def idle_rss() -> dict[str, float]:
+    """The idle RSS figures alone: the bare window with one sprite (the baseline), the
+    kiosk window on its idle screen, the whole ``classcast-kiosk --headless`` process."""
+    heading("idle RSS")
+    b_rss = still_child("bare-still")["slide_rss_kib"] / 1024
+    k_idle = still_child("kiosk-still")["idle_rss_kib"] / 1024
+    with tempfile.TemporaryDirectory(prefix="bench-window-") as tmp:
+        first = whole_kiosk_rss(Path(tmp)) / 1024
+        whole = whole_kiosk_rss(Path(tmp)) / 1024
+    figure("baseline: bare window + one sprite, RSS", b_rss, "MB")
+    figure("kiosk window, idle screen, RSS", k_idle, "MB", f"{k_idle / b_rss:.3f}× baseline")
+    figure("classcast-kiosk --headless, RSS", whole, "MB", f"{whole / b_rss:.3f}× baseline")
+    figure("  the same, its very first start", first, "MB", f"{first / b_rss:.3f}× baseline")
+    values = {"bare_rss_mb": b_rss, "idle_rss_ratio": k_idle / b_rss, "whole_rss_mb": whole}
+    values |= {"whole_rss_ratio": whole / b_rss, "first_start_rss_mb": first}
+    result_line("window_rss", values)
+    return values
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run (fewer switches)")
     parser.add_argument("--n", type=int, help="switches timed per mode")
     parser.add_argument("--switches", type=int, help="switches of the memory growth run")
+    parser.add_argument(
+        "--rss-only", action="store_true", help="only the idle RSS figures (about 20 s)"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("child_args", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -382,6 +405,9 @@ def main() -> None:
 
     n = args.n or (30 if args.quick else 200)
     switches = args.switches or (1000 if args.quick else 10_000)
+    if args.rss_only:
+        idle_rss()
+        return
 
     heading(f"switch: command → flipped frame, {n} image switches each")
     kiosk = run_child("kiosk-switch", str(n))
@@ -411,6 +437,7 @@ def main() -> None:
     label_rss = still_child("bare-label-still")["slide_rss_kib"] / 1024
     figure("diagnostic: bare window + sprite + one label, RSS", label_rss, "MB", "text's floor")
     with tempfile.TemporaryDirectory(prefix="bench-window-") as tmp:
+        whole_kiosk_rss(Path(tmp))  # the first start makes the state a panel restarts with
         whole = whole_kiosk_rss(Path(tmp)) / 1024
     figure("diagnostic: classcast-kiosk --headless, RSS", whole, "MB", f"{whole / b_rss:.3f}×")
 

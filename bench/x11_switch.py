@@ -33,13 +33,16 @@ from pathlib import Path
 from bench._common import (
     KIOSK_CLI,
     LOOPBACK,
+    add_weak_option,
     child_env,
     figure,
     heading,
+    hold_kiosk,
     kiosk_address,
     p50_p99,
     result_line,
     stop_process,
+    weak_panel,
     xvfb,
 )
 
@@ -163,6 +166,7 @@ def measure(display: str, output: str, switches: int) -> dict[tuple[str, str], F
         text=True,
         env=env,
     )
+    hold_kiosk(proc.pid)
     screen = Screen(display)
     try:
         assert proc.stdout is not None
@@ -254,13 +258,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.x11_switch", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="1 switch per pair and output")
     parser.add_argument("--switches", type=int, help="switches per pair and output (default 3)")
+    add_weak_option(parser)
     args = parser.parse_args()
     switches = args.switches or (1 if args.quick else 3)
     if shutil.which("Xvfb") is None or ctypes.util.find_library("X11") is None:
         print("no Xvfb or libX11: skipped (apt-get install xvfb)")
         return
     results: dict[str, float | int | str] = {}
-    with xvfb(SCREEN) as server:
+    with weak_panel(args.weak), xvfb(SCREEN) as server:
         display = server.display
         for output in ("frames", "embedded"):
             by_pair = measure(display, output, switches)
@@ -281,6 +286,11 @@ def main() -> None:
                     f"{key}_other": found.counts["other"],
                     f"{key}_readings": readings,
                 }
+            every = [ms for found in by_pair.values() for ms in found.to_next_ms]
+            p50, p99 = p50_p99(every)
+            figure("every pair: goto → on screen p50", p50, "ms")
+            figure("every pair: goto → on screen p99", p99, "ms")
+            results |= {f"{output}_switch_p50_ms": p50, f"{output}_switch_p99_ms": p99}
     result_line("x11_switch", results)
 
 

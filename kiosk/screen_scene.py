@@ -23,10 +23,8 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import av
-import av.codec.context
 import pyglet
 from pyglet import gl
 
@@ -47,6 +45,9 @@ from media.markdown import Color
 from protocol import limits
 from protocol.codec import StreamFrame
 from protocol.text import clean_name
+
+if TYPE_CHECKING:
+    import av
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +185,8 @@ class ScreenStream:
                 self._redraw()
 
     def _decode(self, decoder: av.VideoCodecContext, frame: StreamFrame) -> DecodedPicture | None:
+        import av  # imported at the first share: PyAV and FFmpeg cost an idle panel ~25 MB
+
         picture = None
         for decoded in decoder.decode(av.Packet(bytes(frame.data))):
             if decoded.width > limits.MAX_SHARE_WIDTH or decoded.height > limits.MAX_SHARE_HEIGHT:
@@ -211,6 +214,9 @@ def _owned(frame: StreamFrame) -> tuple[int, int, bool, int, bytes]:
 
 
 def _open_decoder() -> av.VideoCodecContext:
+    import av  # imported at the first share (see ScreenStream._decode)
+    import av.codec.context
+
     ctx = av.CodecContext.create("h264", "r")
     assert isinstance(ctx, av.VideoCodecContext)
     ctx.flags |= av.codec.context.Flags.low_delay  # output each picture at once

@@ -59,7 +59,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, get_args
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlite_utils import Database
 from sqlite_utils.db import Table
 
@@ -74,7 +73,7 @@ from protocol.messages import (
     UsageRecord,
     usage_record,
 )
-from protocol.usage_chain import GENESIS_HASH, public_key_text, seal
+from protocol.usage_chain import GENESIS_HASH, SigningKey, UsageKey, public_key_text, seal
 
 __all__ = ["SCHEMA_VERSION", "DisplayStart", "UsageLog"]
 
@@ -225,7 +224,7 @@ class UsageLog:
         kiosk_id: str,
         room: str,
         school_id: str = "",
-        signing_key: Ed25519PrivateKey | None = None,
+        signing_key: SigningKey | None = None,
     ) -> None:
         """Open (or create) the log file and check that it is ours.
 
@@ -248,7 +247,7 @@ class UsageLog:
         self.path = _MEMORY if path is None else str(path)
         self._run_id = uuid_module.uuid4().hex
         self._lock = threading.RLock()
-        self._key = signing_key if signing_key is not None else Ed25519PrivateKey.generate()
+        self._key = signing_key if signing_key is not None else UsageKey.generate()
         self.public_key = public_key_text(self._key)
         """The public half of the signing key, as ``usage_batch`` sends it."""
         try:

@@ -1,7 +1,7 @@
 """PIN pairing: the SPAKE2 exchange and the kiosk's guard against guessing. Sans-I/O.
 
 A teacher proves they can see the panel by typing the 6-digit PIN it shows. The PIN
-never travels: both sides run SPAKE2 (package ``spake2``) with the PIN as password, so
+never travels: both sides run SPAKE2 (:mod:`protocol.spake`) with the PIN as password, so
 a listener learns nothing and a relay cannot test PINs offline: each guess costs one
 online try, and the kiosk's :class:`PairingGuard` rations tries.
 
@@ -29,7 +29,7 @@ Flow (messages in :mod:`protocol.messages`)::
 
 The guard's rules (``docs/security.md`` works out the odds they leave):
 
-* **Compute.** SPAKE2 costs the kiosk 10–30 ms of pure-Python arithmetic per
+* **Compute.** SPAKE2 costs the kiosk under a millisecond of libsodium arithmetic per
   ``pair_start``. Every ``pair_start`` takes a token from its source's bucket
   (:data:`SOURCE_STARTS_BURST`, refilled at :data:`SOURCE_STARTS_PER_S`), then from the
   role's global bucket (:data:`GLOBAL_STARTS_BURST`, :data:`GLOBAL_STARTS_PER_S`), and at
@@ -81,7 +81,7 @@ GLOBAL_STARTS_BURST: Final = 10
 
 GLOBAL_STARTS_PER_S: Final = 2.0
 """``pair_start`` all sources together may send per second on average, per role: the
-SPAKE2 work stays under 2 × 30 ms a second per role, on the pairing worker."""
+SPAKE2 work stays at a few milliseconds a second per role, on the pairing worker."""
 
 MAX_EXCHANGES_IN_FLIGHT: Final = 1
 """SPAKE2 computations per role at once; a ``pair_start`` beyond is refused, not queued."""
@@ -427,9 +427,9 @@ class ControllerPairing:
 
     def __init__(self, secret: str, *, controller_id: str, kiosk_id: str, fingerprint: str):
         id_a, id_b = _ids(controller_id, kiosk_id, fingerprint)
-        from spake2 import SPAKE2_A  # type: ignore[import-untyped]  # imported once needed
+        from protocol.spake import SpakeA  # imported once needed: libsodium
 
-        self._spake = SPAKE2_A(secret.encode(), idA=id_a, idB=id_b)
+        self._spake = SpakeA(secret.encode(), id_a=id_a, id_b=id_b)
         self._ids = id_a + b"|" + id_b
         self._msg_a = b""
         self._key = b""
@@ -437,7 +437,12 @@ class ControllerPairing:
 
     def start(self) -> bytes:
         """The first SPAKE2 message, for ``PairStart``."""
-        self._msg_a = bytes(self._spake.start())
+        from protocol.spake import SpakeError
+
+        try:
+            self._msg_a = self._spake.start()
+        except SpakeError as exc:  # odds 2**-252: try again
+            raise PairingError(f"pairing could not start: {exc}; try again") from None
         return self._msg_a
 
     def finish(self, msg_b: bytes) -> bytes:
@@ -446,9 +451,11 @@ class ControllerPairing:
         Raises:
             PairingError: the kiosk's message is not a valid SPAKE2 message.
         """
+        from protocol.spake import SpakeError
+
         try:
-            self._key = bytes(self._spake.finish(msg_b))
-        except Exception as exc:  # spake2 raises several unrelated types on bad input
+            self._key = self._spake.finish(msg_b)
+        except SpakeError as exc:
             raise PairingError(f"invalid pairing message from the kiosk: {exc}") from None
         self._transcript = self._ids + self._msg_a + msg_b
         return _mac(self._key, _CONTROLLER_LABEL, self._transcript)
@@ -505,20 +512,20 @@ class OfferKeys:
 def compute_offer(job: OfferJob) -> OfferKeys:
     """The kiosk's SPAKE2 work for one ``pair_start`` (SPAKE2 side B).
 
-    Pure CPU, 10–30 ms of Python arithmetic that holds the GIL: the kiosk runs it in
+    Pure CPU, under a millisecond (libsodium): the kiosk runs it in
     its pairing worker process (:mod:`kiosk.pairing_worker`), never on the network loop.
 
     Raises:
         PairingError: ``job.msg_a`` is not a valid SPAKE2 message.
     """
     id_a, id_b = _ids(job.controller_id, job.kiosk_id, job.fingerprint)
-    from spake2 import SPAKE2_B  # imported once needed
+    from protocol.spake import SpakeB, SpakeError  # imported once needed
 
-    spake = SPAKE2_B(job.secret.encode(), idA=id_a, idB=id_b)
-    msg_b = bytes(spake.start())
+    spake = SpakeB(job.secret.encode(), id_a=id_a, id_b=id_b)
     try:
-        key = bytes(spake.finish(job.msg_a))
-    except Exception as exc:  # spake2 raises several unrelated types on bad input
+        msg_b = spake.start()
+        key = spake.finish(job.msg_a)
+    except SpakeError as exc:
         raise PairingError(f"invalid pairing message: {exc}") from None
     return OfferKeys(msg_b, key, id_a + b"|" + id_b + job.msg_a + msg_b)
 

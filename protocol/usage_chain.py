@@ -24,12 +24,12 @@ import json
 import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self
 
 from protocol.messages import UsageRecord
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 GENESIS_HASH = "0" * 64
 """``prev_hash`` of a kiosk's first record."""
@@ -111,7 +111,92 @@ def record_hash(record: UsageRecord) -> str:
     return hashlib.sha256(canonical_bytes(record)).hexdigest()
 
 
-def seal(record: UsageRecord, prev_hash: str, key: Ed25519PrivateKey) -> UsageRecord:
+class PublicKeyBytes(Protocol):
+    def public_bytes_raw(self) -> bytes: ...
+
+
+class SigningKey(Protocol):
+    """An Ed25519 private key: :class:`UsageKey`, or ``cryptography``'s
+    ``Ed25519PrivateKey`` (the same signatures and public key)."""
+
+    def sign(self, data: bytes) -> bytes: ...
+
+    def public_key(self) -> PublicKeyBytes: ...
+
+
+_PKCS8_ED25519_PREFIX = bytes.fromhex("302e020100300506032b657004220420")
+"""DER of a PKCS#8 ``PrivateKeyInfo`` for Ed25519 (RFC 8410) up to the 32-byte seed."""
+_PEM_BEGIN = "-----BEGIN PRIVATE KEY-----"
+_PEM_END = "-----END PRIVATE KEY-----"
+
+
+@dataclass(frozen=True, slots=True)
+class _RawPublicKey:
+    raw: bytes
+
+    def public_bytes_raw(self) -> bytes:
+        return self.raw
+
+
+class UsageKey:
+    """The kiosk's Ed25519 usage-signing key, signed with libsodium (PyNaCl), kept as an
+    unencrypted PKCS#8 PEM (RFC 8410: the file ``cryptography`` writes and reads).
+
+    A kiosk signs with it without loading ``cryptography`` (about 8 MB of an idle
+    panel's memory); the school's side verifies with ``cryptography``.
+    """
+
+    __slots__ = ("_public", "_secret", "_seed")
+
+    def __init__(self, seed: bytes) -> None:
+        from nacl.bindings import crypto_sign_seed_keypair
+
+        if len(seed) != 32:
+            raise ValueError("an Ed25519 seed is 32 bytes")
+        self._seed = seed
+        self._public, self._secret = crypto_sign_seed_keypair(seed)
+
+    @classmethod
+    def generate(cls) -> Self:
+        """A fresh random key."""
+        import secrets
+
+        return cls(secrets.token_bytes(32))
+
+    @classmethod
+    def from_pem(cls, pem: bytes) -> Self:
+        """Load an unencrypted PKCS#8 PEM Ed25519 key.
+
+        Raises:
+            ValueError: not such a key (another algorithm, encrypted, damaged).
+        """
+        text = pem.decode("ascii", "replace").strip()
+        if not (text.startswith(_PEM_BEGIN) and text.endswith(_PEM_END)):
+            raise ValueError("not a PEM private key")
+        try:
+            der = base64.b64decode("".join(text[len(_PEM_BEGIN) : -len(_PEM_END)].split()))
+        except binascii.Error:
+            raise ValueError("not a PEM private key") from None
+        if len(der) != 48 or not der.startswith(_PKCS8_ED25519_PREFIX):
+            raise ValueError("not an Ed25519 private key")
+        return cls(der[len(_PKCS8_ED25519_PREFIX) :])
+
+    def to_pem(self) -> bytes:
+        """The key as an unencrypted PKCS#8 PEM (keep it private: mode 0600)."""
+        body = base64.b64encode(_PKCS8_ED25519_PREFIX + self._seed).decode()
+        return f"{_PEM_BEGIN}\n{body}\n{_PEM_END}\n".encode()
+
+    def sign(self, data: bytes) -> bytes:
+        """The Ed25519 signature (64 bytes) of ``data``."""
+        from nacl.bindings import crypto_sign
+
+        return bytes(crypto_sign(data, self._secret)[:64])
+
+    def public_key(self) -> PublicKeyBytes:
+        return _RawPublicKey(self._public)
+
+
+def seal(record: UsageRecord, prev_hash: str, key: SigningKey) -> UsageRecord:
     """Link ``record`` after ``prev_hash`` and sign it; returns the sealed record."""
     linked = dataclasses.replace(record, prev_hash=prev_hash, record_hash="", signature="")
     digest = record_hash(linked)
@@ -119,12 +204,9 @@ def seal(record: UsageRecord, prev_hash: str, key: Ed25519PrivateKey) -> UsageRe
     return dataclasses.replace(linked, record_hash=digest, signature=signature)
 
 
-def public_key_text(key: Ed25519PrivateKey) -> str:
+def public_key_text(key: SigningKey) -> str:
     """The public half of ``key`` as sent in ``usage_batch`` (base64 of 32 raw bytes)."""
-    from cryptography.hazmat.primitives import serialization
-
-    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return base64.b64encode(raw).decode()
+    return base64.b64encode(key.public_key().public_bytes_raw()).decode()
 
 
 def load_public_key(text: str) -> Ed25519PublicKey:
@@ -139,11 +221,15 @@ def load_public_key(text: str) -> Ed25519PublicKey:
         raise ValueError("the usage signing key is not base64") from None
     if len(raw) != 32:
         raise ValueError("the usage signing key is not an Ed25519 public key")
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     return Ed25519PublicKey.from_public_bytes(raw)
 
 
 def signature_ok(record: UsageRecord, key: Ed25519PublicKey) -> bool:
     """Whether ``record.signature`` is the kiosk's signature of ``record.record_hash``."""
+    from cryptography.exceptions import InvalidSignature
+
     try:
         key.verify(
             base64.b64decode(record.signature, validate=True), bytes.fromhex(record.record_hash)

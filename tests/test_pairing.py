@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from protocol import spake
 from protocol.errors import ProtocolError
 from protocol.pairing import (
     PIN_DIGITS,
@@ -26,6 +27,7 @@ from protocol.pairing import (
     new_token,
     token_hash,
 )
+from protocol.spake import SpakeA, SpakeB, SpakeError
 
 CONTROLLER = "c-1234"
 KIOSK = "k-5678"
@@ -298,6 +300,11 @@ GARBAGE: dict[str, Callable[[bytes, bytes], bytes]] = {
     "wrong side": lambda own, side: own,  # a message from the same side (reflected)
     "not on curve": lambda own, side: side + b"\xff" * 32,
     "zero point": lambda own, side: side + b"\x00" * 32,
+    "identity": lambda own, side: side + b"\x01" + b"\x00" * 31,
+    "point of order 2": lambda own, side: side + bytes.fromhex("ec" + "ff" * 30 + "7f"),
+    # the base point plus the point of order 2: on the curve, of order 2·L
+    "outside the prime-order group": lambda own, side: side + bytes.fromhex("95" + "99" * 31),
+    "too long": lambda own, side: own + b"\x00",
     "side byte only": lambda own, side: side,
     "unknown side": lambda own, side: b"Z" + own[1:],
 }
@@ -323,3 +330,109 @@ def test_garbage_from_the_controller_is_a_pairing_error(kind: str) -> None:
         kiosk.respond(msg)
     with pytest.raises(PairingError):
         kiosk.verify_controller(b"\x00" * 32)
+
+
+# --------------------------------------------------------------------------- SPAKE2 itself
+
+
+def _counting(start: int) -> Callable[[int], bytes]:
+    """A deterministic entropy source: bytes start, start+1, ... (for test vectors)."""
+    return lambda n: bytes((start + i) % 256 for i in range(n))
+
+
+# One exchange computed by the ``spake2`` package 0.9 (``SPAKE2_A``/``SPAKE2_B``, its
+# default Ed25519 parameters) with the entropy sources above, password b"123456",
+# idA b"c-1234", idB b"k-5678|fp": the same equations must give the same bytes.
+VECTOR_A = "417a1ca381665bc756550ed36a6d7a98ae1e130920145a2ca6426425e0550c8b2e"
+VECTOR_B = "4271fbd4c9821fa2b1b070953c60c3e1f026a36d026103caf2d46f01fc3aef3edf"
+VECTOR_KEY = "8e7b2667cac7e60c42f445cec6b61288074cce7b344ea2dbc0b6d8861cd22b7a"
+
+
+def test_spake_matches_the_spake2_package_byte_for_byte() -> None:
+    ids = {"id_a": b"c-1234", "id_b": b"k-5678|fp"}
+    a = SpakeA(b"123456", entropy=_counting(0), **ids)
+    b = SpakeB(b"123456", entropy=_counting(100), **ids)
+    msg_a, msg_b = a.start(), b.start()
+    assert (msg_a.hex(), msg_b.hex()) == (VECTOR_A, VECTOR_B)
+    assert a.finish(msg_b).hex() == VECTOR_KEY
+    assert b.finish(msg_a).hex() == VECTOR_KEY
+
+
+def _arbitrary_element(seed: bytes) -> bytes:
+    """M and N as the ``spake2`` package derives them (docs/security.md)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+    from nacl.bindings import crypto_core_ed25519_add
+
+    q = 2**255 - 19
+    d = -121665 * pow(121666, q - 2, q) % q
+    expanded = HKDF(hashes.SHA256(), 48, salt=b"", info=b"SPAKE2 arbitrary element")
+    y = int.from_bytes(expanded.derive(seed), "big") % q
+    while True:
+        xx = (y * y - 1) * pow(d * y * y + 1, q - 2, q) % q
+        x = pow(xx, (q + 3) // 8, q)
+        if (x * x - xx) % q:
+            x = x * pow(2, (q - 1) // 4, q) % q
+        if (x * x - xx) % q == 0:  # y is the ordinate of a curve point
+            break
+        y = (y + 1) % q
+    point = y.to_bytes(32, "little")  # the even x: sign bit 0
+    for _ in range(3):  # doubled 3 times (times the cofactor 8): into the prime-order group
+        point = crypto_core_ed25519_add(point, point)
+    return point
+
+
+def test_spake_blinding_points_are_derived_from_the_seeds_m_and_n() -> None:
+    assert _arbitrary_element(b"M") == spake.M
+    assert _arbitrary_element(b"N") == spake.N
+    assert spake.M != spake.N
+
+
+def test_spake_hkdf_is_rfc_5869() -> None:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    for length in (1, 32, 48, 80):
+        for salt in (b"", b"salt"):
+            ours = spake.hkdf_sha256(b"secret", info=b"info", length=length, salt=salt)
+            theirs = HKDF(hashes.SHA256(), length, salt=salt or None, info=b"info")
+            assert ours == theirs.derive(b"secret")
+
+
+def test_spake_password_scalar_is_reduced_hkdf_of_the_password() -> None:
+    w = spake.password_scalar(b"123456")
+    assert 0 < w < spake.L
+    assert w != spake.password_scalar(b"123457")
+
+
+def test_spake_sides_run_once_and_in_order() -> None:
+    a = SpakeA(b"1", id_a=b"a", id_b=b"b")
+    with pytest.raises(SpakeError, match="must follow start"):
+        a.finish(b"B" + bytes(32))
+    b = SpakeB(b"1", id_a=b"a", id_b=b"b")
+    msg_a, msg_b = a.start(), b.start()
+    with pytest.raises(SpakeError, match="only once"):
+        a.start()
+    assert a.finish(msg_b) == b.finish(msg_a)
+    with pytest.raises(SpakeError, match="called once"):
+        a.finish(msg_b)
+
+
+def test_spake_refuses_its_own_point_reflected_under_the_other_side_byte() -> None:
+    a = SpakeA(b"1", id_a=b"a", id_b=b"b")
+    own = a.start()
+    with pytest.raises(SpakeError, match="reflected"):
+        a.finish(b"B" + own[1:])
+
+
+def test_spake_keys_differ_with_the_password_or_an_identity() -> None:
+    def key(pw_b: bytes, id_b_of_b: bytes) -> tuple[bytes, bytes]:
+        a = SpakeA(b"123456", id_a=b"a", id_b=b"b")
+        b = SpakeB(pw_b, id_a=b"a", id_b=id_b_of_b)
+        msg_a, msg_b = a.start(), b.start()
+        return a.finish(msg_b), b.finish(msg_a)
+
+    same = key(b"123456", b"b")
+    assert same[0] == same[1]
+    for other in (key(b"123457", b"b"), key(b"123456", b"b2")):
+        assert other[0] != other[1]

@@ -7,6 +7,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kiosk.tls import ensure_signing_key
@@ -14,6 +15,7 @@ from kiosk.usage import DisplayStart, UsageLog
 from protocol.messages import UsageRecord
 from protocol.usage_chain import (
     GENESIS_HASH,
+    UsageKey,
     canonical_bytes,
     load_public_key,
     public_key_text,
@@ -195,3 +197,70 @@ def test_the_hash_of_a_known_record_never_changes() -> None:
     assert canonical_bytes(record) == _reference_canonical(record)
     assert hashlib.sha256(_reference_canonical(record)).hexdigest() == record_hash(record)
     assert record_hash(record) == PINNED_HASH
+
+
+def test_the_kiosks_signatures_verify_with_cryptography(tmp_path: Path) -> None:
+    key = ensure_signing_key(tmp_path)  # a UsageKey: libsodium signs
+    log = UsageLog(tmp_path / "u.sqlite", kiosk_id="k-1", room="r", signing_key=key)
+    try:
+        previous = None
+        for i in range(3):
+            uuid = log.open(start(i), wall_s=1000.0 + i, mono_s=float(i))
+            if previous is not None:
+                log.close(previous, wall_s=1000.0 + i, mono_s=float(i), reason="next")
+            previous = uuid
+        records = log.records_after(0, 100)
+    finally:
+        log.close_db()
+    assert len(records) == 2
+    assert verify_chain(records, load_public_key(public_key_text(key))) == []
+    forged = [dataclasses.replace(records[0], signature=records[1].signature), records[1]]
+    assert [p.kind for p in verify_chain(forged, load_public_key(log.public_key))] == [
+        "bad_signature"
+    ]
+
+
+def test_the_signing_key_file_is_the_pkcs8_pem_cryptography_reads_and_writes(
+    tmp_path: Path,
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    ours = UsageKey.generate()
+    loaded = serialization.load_pem_private_key(ours.to_pem(), password=None)
+    assert isinstance(loaded, Ed25519PrivateKey)
+    assert public_key_text(loaded) == public_key_text(ours)
+    theirs = Ed25519PrivateKey.generate()
+    pem = theirs.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    (tmp_path / "usage_key.pem").write_bytes(pem)  # a key file made before
+    again = ensure_signing_key(tmp_path)
+    assert public_key_text(again) == public_key_text(theirs)
+    assert again.sign(b"x") == theirs.sign(b"x")  # Ed25519 signatures are deterministic
+
+
+@pytest.mark.parametrize(
+    "pem",
+    [
+        b"",
+        b"-----BEGIN PRIVATE KEY-----\n!!!\n-----END PRIVATE KEY-----\n",
+        b"-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n",
+    ],
+    ids=["empty", "not base64", "short"],
+)
+def test_a_damaged_signing_key_file_is_a_clear_error(tmp_path: Path, pem: bytes) -> None:
+    (tmp_path / "usage_key.pem").write_bytes(pem)
+    with pytest.raises(ValueError, match="does not hold an Ed25519 key"):
+        ensure_signing_key(tmp_path)
+
+
+def test_a_signing_key_of_another_algorithm_is_refused(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    (tmp_path / "usage_key.pem").write_bytes(pem)
+    with pytest.raises(ValueError, match="not an Ed25519 private key"):
+        ensure_signing_key(tmp_path)
