@@ -61,7 +61,7 @@ import json
 import logging
 import operator
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
@@ -340,6 +340,14 @@ _UPGRADE_6_ROSTER: Final = (
 of controllers to them, the log of roster decisions, and the names typed per controller."""
 _TABLES_6_ROSTER: Final = frozenset({"teachers", "teacher_bindings", "roster_log", "device_names"})
 
+_UPGRADES: Final[Mapping[int, tuple[str, ...]]] = {
+    3: _UPGRADE_4_LIBRARY,
+    4: _UPGRADE_5_PLAYS,
+    5: _UPGRADE_6_ROSTER,
+    6: _UPGRADE_7_SCHOOL,
+}
+"""What brings a file of each schema version (3 on) to the next (:meth:`SchoolDb._upgrade_step`)."""
+
 
 # --------------------------------------------------------------------------- errors
 
@@ -602,14 +610,8 @@ class SchoolDb:
                 self._upgrade_from_1()
             if version in (1, 2):
                 self._upgrade_from_2()
-            if version in (1, 2, 3):
-                self._upgrade_from_3()
-            if version in (1, 2, 3, 4):
-                self._upgrade_from_4()
-            if version in (1, 2, 3, 4, 5):
-                self._upgrade_from_5()
-            if version in (1, 2, 3, 4, 5, 6):
-                self._upgrade_from_6()
+            for step in range(max(version, 3), SCHEMA_VERSION):
+                self._upgrade_step(step)
             if tz is not None and (tz != self._tz_name or not self.timezone_chosen):
                 self.set_timezone(tz)
         except UsageLogError:
@@ -820,50 +822,20 @@ class SchoolDb:
                 self._db.execute(statement.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"))
             self._db.execute("PRAGMA user_version = 3")
 
-    def _upgrade_from_5(self) -> None:
-        """Add the roster's tables (schema version 6, :data:`_UPGRADE_6_ROSTER`).
+    def _upgrade_step(self, version: int) -> None:
+        """Bring a file of schema ``version`` (3 or later) to the next one, in one
+        transaction: the statements of :data:`_UPGRADES`, then (to version 4) every
+        record's library by the libraries in force.
 
         Raises:
             sqlite3.Error: SQLite refused.
         """
         with self._db.atomic():
-            for statement in _UPGRADE_6_ROSTER:
+            for statement in _UPGRADES[version]:
                 self._db.execute(statement)
-            self._db.execute("PRAGMA user_version = 6")
-
-    def _upgrade_from_6(self) -> None:
-        """Schema version 7: the statements of :data:`_UPGRADE_7_SCHOOL`.
-
-        Raises:
-            sqlite3.Error: SQLite refused.
-        """
-        with self._db.atomic():
-            for statement in _UPGRADE_7_SCHOOL:
-                self._db.execute(statement)
-            self._db.execute("PRAGMA user_version = 7")
-
-    def _upgrade_from_3(self) -> None:
-        """Add the ``library`` column (schema version 4), filled by the libraries in force.
-
-        Raises:
-            sqlite3.Error: SQLite refused.
-        """
-        with self._db.atomic():
-            for statement in _UPGRADE_4_LIBRARY:
-                self._db.execute(statement)
-            self._recompute_libraries()
-            self._db.execute("PRAGMA user_version = 4")
-
-    def _upgrade_from_4(self) -> None:
-        """Schema version 5: the statements of :data:`_UPGRADE_5_PLAYS`.
-
-        Raises:
-            sqlite3.Error: SQLite refused.
-        """
-        with self._db.atomic():
-            for statement in _UPGRADE_5_PLAYS:
-                self._db.execute(statement)
-            self._db.execute("PRAGMA user_version = 5")
+            if version == 3:
+                self._recompute_libraries()
+            self._db.execute(f"PRAGMA user_version = {version + 1}")
 
     def _recompute_libraries(self) -> int:
         """Set every record's ``library`` by the libraries in force; returns rows changed."""
