@@ -5,8 +5,10 @@ Kinds:
 ``echo --count N``
     N websockets echo servers (asyncio ``serve``, ``compression=None``, the kiosk's
     ``max_size``) on one event loop.
-``kiosk --count N --state-dir DIR [--quota-bytes Q] [--no-bookkeeping]``
+``kiosk --count N --state-dir DIR [--quota-bytes Q] [--no-bookkeeping] [--panel-allocator]``
     N headless :class:`kiosk.app.KioskApp` on one event loop, state in ``DIR/kNNN``.
+    ``--panel-allocator``: glibc's heap set up as ``classcast-kiosk`` sets it
+    (:func:`kiosk.memory.tune_allocator`: big blocks mapped and unmapped one by one).
     ``--no-bookkeeping`` (a diagnostic, not a panel): the kiosks neither log usage nor
     save the presentation they show, to show what those writes cost per control.
 ``tcpsink --dir DIR [--hash]``
@@ -231,7 +233,12 @@ def main() -> None:
     parser.add_argument("--dir", type=Path)
     parser.add_argument("--hash", action="store_true")
     parser.add_argument("--no-bookkeeping", action="store_true")
+    parser.add_argument("--panel-allocator", action="store_true")
     args = parser.parse_args()
+    if args.panel_allocator:
+        from kiosk.memory import tune_allocator
+
+        tune_allocator()  # as classcast-kiosk does, before any thread starts
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles ^C and stops us
     if args.kind == "echo":
         asyncio.run(run_echo(args.count))

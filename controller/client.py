@@ -677,7 +677,7 @@ class KioskClient:
         try:
             with path.open("rb") as f:
                 for offset, length in chunk_ranges(
-                    BlobNeed(sha256, have_bytes, size_bytes), limits.CHUNK_SIZE_BYTES
+                    BlobNeed(sha256, have_bytes, size_bytes), limits.SEND_CHUNK_BYTES
                 ):
                     f.seek(offset)
                     data = f.read(length)

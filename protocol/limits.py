@@ -15,7 +15,10 @@ MAX_TEXT_FRAME_BYTES: Final = 1 * 1024 * 1024
 """Largest JSON text frame (a lesson manifest of MAX_ITEMS_PER_LESSON items fits)."""
 
 CHUNK_SIZE_BYTES: Final = 1 * 1024 * 1024
-"""Payload bytes a sender puts in one chunk frame; the receiver accepts up to this."""
+"""Most payload bytes of one chunk frame: the receiver accepts chunks up to this."""
+
+SEND_CHUNK_BYTES: Final = CHUNK_SIZE_BYTES
+"""Payload bytes a sender puts in one chunk frame (at most ``CHUNK_SIZE_BYTES``)."""
 
 MAX_CHUNK_FRAME_BYTES: Final = CHUNK_HEADER_BYTES + CHUNK_SIZE_BYTES
 """Largest binary frame: header plus one chunk."""
