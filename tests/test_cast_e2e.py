@@ -307,3 +307,52 @@ async def test_many_quick_controls_are_each_acked_in_order(kiosk: KioskThread) -
         await client.cast(text_lesson(*[str(i) for i in range(10)]))
         await asyncio.gather(*(client.control("next") for _ in range(5)))
         assert (await client.status()).index == 5
+
+
+async def test_the_controller_sends_chunks_of_the_send_size(
+    kiosk: KioskThread, tmp_path: Path
+) -> None:
+    size = 2 * limits.SEND_CHUNK_BYTES + 7
+    lesson = blob_lesson(tmp_path, [size])
+    steps: list[int] = []
+    async with await teacher(kiosk) as client:
+        await client.cast(lesson, progress=lambda sent, total: steps.append(sent))
+    assert steps == [0, limits.SEND_CHUNK_BYTES, 2 * limits.SEND_CHUNK_BYTES, size]
+    assert limits.SEND_CHUNK_BYTES < limits.CHUNK_SIZE_BYTES  # a kiosk takes larger ones too
+    assert kiosk.app is not None
+    assert kiosk.app.store.verify(next(iter(lesson.blob_paths())))
+
+
+async def test_a_blob_whose_last_chunk_is_damaged_is_refused_and_nothing_kept(
+    kiosk: KioskThread, tmp_path: Path
+) -> None:
+    """Chunks sent back to back, not waiting for the disk: the hash check still refuses
+    the blob at its last chunk, nothing of it stays, and a request sent after the chunks
+    is answered after the refusal (each connection's frames are handled in order)."""
+    chunk = limits.SEND_CHUNK_BYTES
+    size = 6 * chunk + 5
+    lesson = blob_lesson(tmp_path, [size])
+    (sha,) = lesson.blob_paths()
+    data = bytearray(lesson.blob_paths()[sha].read_bytes())
+    data[-1] ^= 0xFF  # damaged on the way
+    creds = await pair(kiosk.address, kiosk.pin(), RAW)
+    ws = await raw_connect(kiosk.address, token=creds.token)
+    try:
+        await ws.send(encode(Cast(id=2, lesson=lesson.manifest())))
+        assert (await recv_json(ws))["type"] == "need"
+        for offset in range(0, size, chunk):
+            await ws.send(encode_chunk(sha, offset, bytes(data[offset : offset + chunk])))
+        await ws.send(json.dumps({"type": "get_status", "id": 3}))
+        refused = await recv_json(ws)
+        assert (refused["type"], refused["re"], refused["code"]) == (
+            "error",
+            2,
+            "checksum_mismatch",
+        )
+        assert (await recv_json(ws))["re"] == 3
+    finally:
+        await ws.close()
+    assert kiosk.app is not None
+    assert not kiosk.app.store.has(sha)
+    assert kiosk.app.store.partial_bytes(sha) == 0
+    assert kiosk.sync(lambda: kiosk.app.store.reservations if kiosk.app else None) == {}
