@@ -475,8 +475,18 @@ class WebsocketServer:
         return None
 
     def _chunk(self, sid: int, chunk: Chunk) -> None:
-        """Hand one chunk to the service (on the chunk worker's thread)."""
+        """Hand one chunk to the service (on the chunk worker's thread).
+
+        Before a blob's last chunk its bytes so far are written to disk without the
+        lock (``BlobStore.flush``): the commit's fsync under the lock is then short, and
+        the loop, which takes the lock for every other frame, does not wait for the disk.
+        """
+        store = self.service.store
         try:
+            with self.lock:
+                end = store.reservation(chunk.sha256)
+            if end and chunk.offset_bytes + len(chunk.data) == end:
+                store.flush(chunk.sha256)
             with self.lock:
                 self.service.handle_chunk(sid, chunk)
         except Exception:  # one bad chunk must not stop the kiosk (as for any frame)

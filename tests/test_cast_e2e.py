@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -356,3 +357,33 @@ async def test_a_blob_whose_last_chunk_is_damaged_is_refused_and_nothing_kept(
     assert not kiosk.app.store.has(sha)
     assert kiosk.app.store.partial_bytes(sha) == 0
     assert kiosk.sync(lambda: kiosk.app.store.reservations if kiosk.app else None) == {}
+
+
+async def test_other_connections_are_answered_while_a_blob_goes_to_disk(
+    kiosk: KioskThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The long fsync of a received blob runs without the kiosk's lock: a slow disk holds
+    up the transfer, not the other teachers' requests."""
+    assert kiosk.app is not None
+    store = kiosk.app.store
+    writing, written = threading.Event(), threading.Event()
+    flush = store.flush
+
+    def slow_disk_flush(sha256: str) -> None:
+        writing.set()
+        written.wait(10)
+        flush(sha256)
+
+    monkeypatch.setattr(store, "flush", slow_disk_flush)
+    lesson = blob_lesson(tmp_path, [2 * limits.SEND_CHUNK_BYTES + 3])
+    async with await teacher(kiosk) as sender, await admin(kiosk) as other:
+        cast = asyncio.create_task(sender.cast(lesson))
+        try:
+            assert await asyncio.to_thread(writing.wait, 10)
+            status = await other.status()  # the loop and the service are free meanwhile
+            assert status.lesson_title is None
+            assert not cast.done()
+        finally:
+            written.set()
+        await cast
+    assert store.verify(next(iter(lesson.blob_paths())))
