@@ -31,10 +31,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import os
 import shutil
 import socket
+import ssl
 import statistics
 import struct
 import tempfile
@@ -54,6 +56,7 @@ from bench._common import (
     proc_cpu_s,
     result_line,
 )
+from bench._servers import recv_exactly
 from controller.client import ControllerIdentity, KioskClient
 from media.lesson import Lesson, LessonItem, make_lesson
 from protocol import limits
@@ -101,16 +104,31 @@ def make_files(folder: Path, total_bytes: int, files: int) -> Lesson:
     return make_lesson("Bench: transfer", items)
 
 
-def raw_copy(port: int, paths: list[Path], expect_digest: bool) -> float:
-    """Send each file over one TCP connection; returns seconds until the last ack."""
+def raw_copy(port: int, paths: list[Path], expect_digest: bool, tls: bool = False) -> float:
+    """Send each file over one TCP connection; returns seconds until the last ack.
+
+    With ``tls`` the connection is TLS (the sink's certificate is not checked: loopback)
+    and each file is read into one buffer and sent from it (``sendfile`` cannot encrypt).
+    """
     t0 = time.perf_counter()
-    with socket.create_connection((LOOPBACK, port)) as sock:
+    with contextlib.ExitStack() as stack:
+        sock = stack.enter_context(socket.create_connection((LOOPBACK, port)))
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            sock = stack.enter_context(ctx.wrap_socket(sock))
+        buffer = memoryview(bytearray(WRITE_BYTES))
         for path in paths:
             size = path.stat().st_size
             sock.sendall(SIZE_HEADER.pack(size))
-            with path.open("rb") as f:
-                sock.sendfile(f)
-            ack = sock.recv(32 if expect_digest else 1, socket.MSG_WAITALL)
+            with path.open("rb", buffering=0) as f:
+                if tls:
+                    while got := f.readinto(buffer):
+                        sock.sendall(buffer[:got])
+                else:
+                    sock.sendfile(f)
+            ack = recv_exactly(sock, 32 if expect_digest else 1)
             if not ack:
                 raise ConnectionError("sink closed the connection")
         elapsed = time.perf_counter() - t0
@@ -118,15 +136,16 @@ def raw_copy(port: int, paths: list[Path], expect_digest: bool) -> float:
     return elapsed
 
 
-def timed_baseline(root: Path, paths: list[Path], hash_bytes: bool) -> Timing:
+def timed_baseline(root: Path, paths: list[Path], hash_bytes: bool, tls: bool = False) -> Timing:
     sink = root / "sink"
     shutil.rmtree(sink, ignore_errors=True)
     args = ["tcpsink", "--dir", str(sink)] + (["--hash"] if hash_bytes else [])
+    args += ["--tls"] if tls else []
     try:
         with ServerProcess(*args) as server:
             os.sync()
             cpu_s, cpu_c = proc_cpu_s(server.info["pid"]), time.process_time()
-            seconds = raw_copy(server.info["ports"][0], paths, hash_bytes)
+            seconds = raw_copy(server.info["ports"][0], paths, hash_bytes, tls)
             return Timing(
                 seconds,
                 proc_cpu_s(server.info["pid"]) - cpu_s,
@@ -208,12 +227,14 @@ async def main_async(
         quota = 2 * lesson_bytes + 64 * 1024 * 1024
         base: list[Timing] = []
         hashed: list[Timing] = []
+        tls_hashed: list[Timing] = []
         kiosk: list[KioskTiming] = []
         for _ in range(repeats):
             base.append(timed_baseline(root, paths, hash_bytes=False))
             kiosk.append(await timed_kiosk(root, lesson, quota, panel_allocator))
             if with_hash:
                 hashed.append(timed_baseline(root, paths, hash_bytes=True))
+                tls_hashed.append(timed_baseline(root, paths, hash_bytes=True, tls=True))
 
         def mbps(seconds: float) -> float:
             return lesson_bytes / MB / seconds
@@ -235,11 +256,22 @@ async def main_async(
             figure("throughput (median)", mbps(h), "MB/s", f"{b / h:.2f}x raw baseline")
             figure("receiver CPU (median)", median_of(hashed, lambda r: r.server_cpu_s), "s")
 
+        t = None
+        if tls_hashed:
+            heading("TLS copy + sha256 on the receiver (diagnostic: what TLS costs)")
+            for n, run in enumerate(tls_hashed, 1):
+                figure(f"run {n}", mbps(run.seconds), "MB/s")
+            t = median_of(tls_hashed, lambda r: r.seconds)
+            figure("throughput (median)", mbps(t), "MB/s", f"{b / t:.2f}x raw baseline")
+            figure("receiver CPU (median)", median_of(tls_hashed, lambda r: r.server_cpu_s), "s")
+            figure("sender CPU (median)", median_of(tls_hashed, lambda r: r.client_cpu_s), "s")
+
         heading("kiosk: KioskClient.cast until ok (verified, committed with fsync)")
         for n, run in enumerate(kiosk, 1):
             figure(f"run {n}", mbps(run.seconds), "MB/s")
         k = median_of(list(kiosk), lambda r: r.seconds)
         versus = f"{b / k:.2f}x raw" + (f", {h / k:.2f}x raw + sha256" if h is not None else "")
+        versus += f", {t / k:.2f}x TLS + sha256" if t is not None else ""
         figure("throughput (median)", mbps(k), "MB/s", versus)
         kiosk_cpu = median_of(list(kiosk), lambda r: r.server_cpu_s)
         lesson_mb = lesson_bytes / MB
@@ -265,6 +297,8 @@ async def main_async(
         figure("ratio kiosk/raw TCP throughput", b / k, "x")
         if h is not None:
             figure("ratio kiosk/(raw TCP + sha256) throughput", h / k, "x", "aim >= 0.8")
+        if t is not None:
+            figure("ratio kiosk/(TLS + sha256) throughput", t / k, "x")
         figure("kiosk CPU per MB", kiosk_cpu / lesson_mb * 1e3, "ms/MB")
         figure(
             "re-cast bytes / lesson bytes",
@@ -283,6 +317,9 @@ async def main_async(
         if h is not None:
             values["raw_sha256_mbps"] = mbps(h)
             values["ratio_sha256"] = h / k
+        if t is not None:
+            values["tls_sha256_mbps"] = mbps(t)
+            values["ratio_tls_sha256"] = t / k
         values["recast_pct"] = (recast_bytes + cast_frame) / lesson_bytes * 100
         values["recast_ms"] = recast_ms
         result_line("transfer", values)
