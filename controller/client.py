@@ -20,8 +20,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import io
 import logging
-import os
 import socket
 import ssl
 import struct
@@ -688,13 +688,13 @@ class KioskClient:
         view = memoryview(frame)
         try:
             with path.open("rb", buffering=0) as f:
-                fd = f.fileno()
+                f.seek(have_bytes)
                 for offset, length in chunk_ranges(
                     BlobNeed(sha256, have_bytes, size_bytes), limits.SEND_CHUNK_BYTES
                 ):
                     end = CHUNK_HEADER_BYTES + length
                     view[:CHUNK_HEADER_BYTES] = chunk_header(sha256, offset)
-                    if os.preadv(fd, [view[CHUNK_HEADER_BYTES:end]], offset) != length:
+                    if _read_exactly(f, view[CHUNK_HEADER_BYTES:end]) != length:
                         raise UnexpectedMessageError(f"{path} changed while it was being sent")
                     if not queue.empty():
                         # The kiosk refused the transfer early (checksum, quota...).
@@ -1041,3 +1041,15 @@ def _b64decode(text: str) -> bytes:
         return base64.b64decode(text, validate=True)
     except ValueError:
         raise MalformedMessageError("kiosk sent invalid base64") from None
+
+
+def _read_exactly(f: io.RawIOBase, into: memoryview) -> int:
+    """Fill ``into`` from ``f`` (a raw file: a read may return less); returns the bytes
+    read, fewer only at the end of the file."""
+    got = 0
+    while got < len(into):
+        n = f.readinto(into[got:])
+        if not n:
+            break
+        got += n
+    return got
