@@ -16,7 +16,7 @@ from controller.group import Group
 from media.lesson import Lesson
 from protocol import limits
 from protocol.codec import encode, encode_chunk
-from protocol.errors import ConnectionFailedError, RemoteError
+from protocol.errors import ConnectionFailedError, RemoteError, UnexpectedMessageError
 from protocol.messages import Cast
 from tests.conftest import TEACHER
 from tests.helpers import RAW, blob_lesson, pair, raw_connect, recv_json, text_lesson
@@ -387,3 +387,17 @@ async def test_other_connections_are_answered_while_a_blob_goes_to_disk(
             written.set()
         await cast
     assert store.verify(next(iter(lesson.blob_paths())))
+
+
+async def test_a_file_cut_short_while_it_is_sent_stops_the_cast(
+    kiosk: KioskThread, tmp_path: Path
+) -> None:
+    lesson = blob_lesson(tmp_path, [2 * limits.SEND_CHUNK_BYTES + 7])
+    (path,) = lesson.blob_paths().values()
+    with path.open("r+b") as f:  # the teacher's file changed after the lesson was read
+        f.truncate(limits.SEND_CHUNK_BYTES + 3)
+    async with await teacher(kiosk) as client:
+        with pytest.raises(UnexpectedMessageError, match="changed while it was being sent"):
+            await client.cast(lesson)
+    assert kiosk.app is not None
+    assert not kiosk.app.store.has(next(iter(lesson.blob_paths())))
