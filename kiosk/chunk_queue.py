@@ -67,6 +67,7 @@ class ChunkQueue:
         self._items: queue.SimpleQueue[tuple[int, Chunk] | None] = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._stopped = False
         # The loop's bookkeeping (read and written on the loop only):
         self._queued_bytes = 0
         self._pending: dict[int, int] = {}
@@ -94,13 +95,19 @@ class ChunkQueue:
         self._thread.start()
 
     async def put(self, sid: int, chunk: Chunk) -> None:
-        """Queue ``chunk`` of connection ``sid``; waits while the queue is full."""
-        if self._thread is None:
+        """Queue ``chunk`` of connection ``sid``; waits while the queue is full.
+
+        Once :meth:`stop` was called (the kiosk is stopping) the chunk is dropped: its
+        blob stays partial, resumable by the next transfer.
+        """
+        if self._thread is None and not self._stopped:
             raise RuntimeError("ChunkQueue.put before start()")
         size = len(chunk.data)
         while self._queued_bytes and self._queued_bytes + size > self.max_bytes:
             self._space.clear()
             await self._space.wait()
+        if self._stopped:
+            return
         self._queued_bytes += size
         self.peak_bytes = max(self.peak_bytes, self._queued_bytes)
         self._pending[sid] = self._pending.get(sid, 0) + 1
@@ -115,6 +122,7 @@ class ChunkQueue:
     async def stop(self) -> None:
         """Handle what is queued, then end the worker thread."""
         thread, self._thread = self._thread, None
+        self._stopped = True
         if thread is None:
             return
         self._items.put(_STOP)

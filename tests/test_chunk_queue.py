@@ -114,3 +114,25 @@ def test_the_bound_is_positive_and_holds_chunks_of_either_size() -> None:
         ChunkQueue(lambda sid, c: None, lambda: None, max_bytes=0)
     assert MAX_QUEUED_CHUNK_BYTES >= 2 * limits.SEND_CHUNK_BYTES  # the next chunk is ready
     assert MAX_QUEUED_CHUNK_BYTES <= limits.CHUNK_SIZE_BYTES  # little memory held
+
+
+async def test_a_chunk_put_while_the_kiosk_stops_is_dropped() -> None:
+    gate = threading.Event()
+    handled: list[int] = []
+
+    def handle(sid: int, c: Chunk) -> None:
+        gate.wait()
+        handled.append(c.offset_bytes)
+
+    queue = ChunkQueue(handle, lambda: None, max_bytes=10)
+    queue.start()
+    await queue.put(1, chunk(0, 10))
+    late = asyncio.create_task(queue.put(1, chunk(10, 10)))  # waits for room
+    await turns()
+    stopping = asyncio.create_task(queue.stop())
+    await turns()
+    gate.set()
+    await stopping
+    await late  # no error: dropped, the partial blob stays resumable
+    await queue.settled(1)
+    assert handled == [0]
