@@ -25,7 +25,7 @@ per frame (the websocket layer's copy of the frame and its unmasked copy) stays 
 the panel's fixed mmap threshold (``kiosk.memory.MMAP_THRESHOLD_BYTES``, 512 KiB) and is
 reused from the heap. A mebibyte chunk is mapped and unmapped anew for every copy: the
 kiosk then touches about a thousand fresh pages per MB received and spends twice the
-CPU (``bench.transfer``: 988 against 160-200 page faults per MB)."""
+CPU (``bench.transfer``: about 1,000 against 120-200 page faults per MB)."""
 
 MAX_CHUNK_FRAME_BYTES: Final = CHUNK_HEADER_BYTES + CHUNK_SIZE_BYTES
 """Largest binary frame: header plus one chunk."""
