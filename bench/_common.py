@@ -56,6 +56,12 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def minor_faults(pid: int) -> int:
+    """Minor page faults of process ``pid`` so far (``/proc/PID/stat``): fresh memory
+    touched, e.g. a big block mapped anew for every chunk received."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+
+
 def rss_kib(pid: int | str = "self") -> int:
     """Resident set size of process ``pid`` in KiB (``/proc/PID/status`` ``VmRSS``).
 

@@ -5,15 +5,18 @@ Kinds:
 ``echo --count N``
     N websockets echo servers (asyncio ``serve``, ``compression=None``, the kiosk's
     ``max_size``) on one event loop.
-``kiosk --count N --state-dir DIR [--quota-bytes Q] [--no-bookkeeping]``
+``kiosk --count N --state-dir DIR [--quota-bytes Q] [--no-bookkeeping] [--panel-allocator]``
     N headless :class:`kiosk.app.KioskApp` on one event loop, state in ``DIR/kNNN``.
+    ``--panel-allocator``: glibc's heap set up as ``classcast-kiosk`` sets it
+    (:func:`kiosk.memory.tune_allocator`: big blocks mapped and unmapped one by one).
     ``--no-bookkeeping`` (a diagnostic, not a panel): the kiosks neither log usage nor
     save the presentation they show, to show what those writes cost per control.
-``tcpsink --dir DIR [--hash]``
+``tcpsink --dir DIR [--hash] [--tls]``
     A raw TCP receiver: for each ``>Q`` size header it receives that many bytes into a
     new file in ``DIR`` (optionally hashing them with sha256), fsyncs it, renames it
     into place, fsyncs the folder and answers one byte (or the 32-byte digest).
-    A size of 0 ends the connection.
+    A size of 0 ends the connection. ``--tls``: each connection is TLS with a
+    certificate like the kiosk's (blocking ``ssl`` sockets, no websockets).
 
 Prints ``READY {"ports": [...]}`` once listening; exits when stdin reaches EOF.
 """
@@ -169,13 +172,29 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _sink_connection(conn: socket.socket, folder: Path, hash_bytes: bool) -> None:
+def recv_exactly(conn: socket.socket, size: int) -> bytes:
+    """Receive ``size`` bytes, fewer only if the peer closed (TLS sockets refuse
+    ``MSG_WAITALL``)."""
+    data = b""
+    while len(data) < size:
+        more = conn.recv(size - len(data))
+        if not more:
+            break
+        data += more
+    return data
+
+
+def _sink_connection(
+    conn: socket.socket, folder: Path, hash_bytes: bool, fill: bool = False
+) -> None:
+    """Receive files (see ``tcpsink``); ``fill``: gather up to ``RECV_BYTES`` before each
+    write and hash (a TLS socket returns one 16 KiB record per call)."""
     buf = bytearray(RECV_BYTES)
     view = memoryview(buf)
     n = 0
     with conn:
         while True:
-            header = conn.recv(SIZE_HEADER.size, socket.MSG_WAITALL)
+            header = recv_exactly(conn, SIZE_HEADER.size)
             if len(header) < SIZE_HEADER.size:
                 return
             (size,) = SIZE_HEADER.unpack(header)
@@ -187,7 +206,13 @@ def _sink_connection(conn: socket.socket, folder: Path, hash_bytes: bool) -> Non
             left = size
             with part.open("wb", buffering=0) as f:
                 while left:
-                    got = conn.recv_into(view, min(left, RECV_BYTES))
+                    want = min(left, RECV_BYTES)
+                    got = conn.recv_into(view, want)
+                    while fill and 0 < got < want:
+                        more = conn.recv_into(view[got:], want - got)
+                        if more == 0:
+                            break
+                        got += more
                     if got == 0:
                         raise ConnectionError("sender went away")
                     f.write(view[:got])
@@ -200,9 +225,22 @@ def _sink_connection(conn: socket.socket, folder: Path, hash_bytes: bool) -> Non
             conn.sendall(hasher.digest() if hasher is not None else b"\x01")
 
 
-def run_tcpsink(folder: Path, hash_bytes: bool) -> None:
+def run_tcpsink(folder: Path, hash_bytes: bool, tls: bool = False) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     listener = socket.create_server((LOOPBACK, 0))
+    ctx = None
+    if tls:
+        import tempfile
+
+        from kiosk.tls import ensure_identity
+
+        identity = ensure_identity(Path(tempfile.mkdtemp(prefix="bench-sink-tls-")), "sink")
+        ctx = identity.server_context()
+
+    def serve(conn: socket.socket) -> None:
+        if ctx is not None:
+            conn = ctx.wrap_socket(conn, server_side=True)
+        _sink_connection(conn, folder, hash_bytes, fill=ctx is not None)
 
     def accept_loop() -> None:
         while True:
@@ -210,9 +248,7 @@ def run_tcpsink(folder: Path, hash_bytes: bool) -> None:
                 conn, _ = listener.accept()
             except OSError:
                 return
-            threading.Thread(
-                target=_sink_connection, args=(conn, folder, hash_bytes), daemon=True
-            ).start()
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
 
     threading.Thread(target=accept_loop, daemon=True).start()
     _ready([listener.getsockname()[1]])
@@ -230,8 +266,14 @@ def main() -> None:
     parser.add_argument("--quota-bytes", type=int, default=4 * 1024**3)
     parser.add_argument("--dir", type=Path)
     parser.add_argument("--hash", action="store_true")
+    parser.add_argument("--tls", action="store_true")
     parser.add_argument("--no-bookkeeping", action="store_true")
+    parser.add_argument("--panel-allocator", action="store_true")
     args = parser.parse_args()
+    if args.panel_allocator:
+        from kiosk.memory import tune_allocator
+
+        tune_allocator()  # as classcast-kiosk does, before any thread starts
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles ^C and stops us
     if args.kind == "echo":
         asyncio.run(run_echo(args.count))
@@ -246,7 +288,7 @@ def main() -> None:
     else:
         if args.dir is None:
             parser.error("tcpsink needs --dir")
-        run_tcpsink(args.dir, args.hash)
+        run_tcpsink(args.dir, args.hash, args.tls)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import io
 import logging
 import socket
 import ssl
@@ -41,7 +42,13 @@ from media.chunks import chunk_ranges
 from media.lesson import Lesson
 from protocol import limits
 from protocol.codec import chunk_header, decode, encode
-from protocol.constants import DEFAULT_PORT, PROTOCOL_VERSION, SUBPROTOCOL, WS_PATH
+from protocol.constants import (
+    CHUNK_HEADER_BYTES,
+    DEFAULT_PORT,
+    PROTOCOL_VERSION,
+    SUBPROTOCOL,
+    WS_PATH,
+)
 from protocol.errors import (
     CertificateChangedError,
     ClassCastError,
@@ -716,19 +723,25 @@ class KioskClient:
         total: int,
     ) -> int:
         sent = 0
+        # One frame buffer per blob: each chunk is read from the file straight behind its
+        # header (no copy to join them), and the buffer is free again once ``send``
+        # returns (websockets frames the bytes before it awaits anything).
+        frame = bytearray(CHUNK_HEADER_BYTES + min(limits.SEND_CHUNK_BYTES, size_bytes))
+        view = memoryview(frame)
         try:
-            with path.open("rb") as f:
+            with path.open("rb", buffering=0) as f:
+                f.seek(have_bytes)
                 for offset, length in chunk_ranges(
-                    BlobNeed(sha256, have_bytes, size_bytes), limits.CHUNK_SIZE_BYTES
+                    BlobNeed(sha256, have_bytes, size_bytes), limits.SEND_CHUNK_BYTES
                 ):
-                    f.seek(offset)
-                    data = f.read(length)
-                    if len(data) != length:
+                    end = CHUNK_HEADER_BYTES + length
+                    view[:CHUNK_HEADER_BYTES] = chunk_header(sha256, offset)
+                    if _read_exactly(f, view[CHUNK_HEADER_BYTES:end]) != length:
                         raise UnexpectedMessageError(f"{path} changed while it was being sent")
                     if not queue.empty():
                         # The kiosk refused the transfer early (checksum, quota...).
                         await self._next_reply(queue, "cast")
-                    await self._ws.send(chunk_header(sha256, offset) + data)
+                    await self._ws.send(view[:end])
                     sent += length
                     if progress is not None:
                         progress(sent_before + sent, total)
@@ -1085,3 +1098,15 @@ def _b64decode(text: str) -> bytes:
         return base64.b64decode(text, validate=True)
     except ValueError:
         raise MalformedMessageError("kiosk sent invalid base64") from None
+
+
+def _read_exactly(f: io.RawIOBase, into: memoryview) -> int:
+    """Fill ``into`` from ``f`` (a raw file: a read may return less); returns the bytes
+    read, fewer only at the end of the file."""
+    got = 0
+    while got < len(into):
+        n = f.readinto(into[got:])
+        if not n:
+            break
+        got += n
+    return got

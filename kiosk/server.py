@@ -2,10 +2,12 @@
 
 Runs on an asyncio loop (the kiosk's network thread). Each connection gets a session
 in the service and a writer task with its own queue, so a slow controller never holds
-up the others. Blob chunks are hashed and written on a worker thread while the loop
-goes on decrypting and parsing the next frames (hashing and file writes release the
-GIL, so a transfer uses both cores); a lock keeps every call into the service one at a
-time. Limits: ``max_size`` is ``MAX_FRAME_BYTES`` (a larger frame closes the
+up the others. Blob chunks go to a bounded queue and are hashed and written on one
+worker thread while the loop goes on decrypting and parsing the next frames
+(:mod:`kiosk.chunk_queue`; hashing and file writes release the GIL, so a transfer uses
+both cores); a connection's other frames wait for its queued chunks, so each
+connection's frames are handled in order. A lock keeps every call into the service one
+at a time. Limits: ``max_size`` is ``MAX_FRAME_BYTES`` (a larger frame closes the
 connection with 1009), compression is off (media does not compress), the path must be
 ``/v1`` and the subprotocol ``classcast.v1``.
 
@@ -40,6 +42,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
+from kiosk.chunk_queue import ChunkQueue
 from kiosk.connections import (
     Cause,
     ConnectionLimits,
@@ -202,6 +205,8 @@ class WebsocketServer:
         self._release_at = float("inf")
         self.lock = threading.Lock()
         """Held for every call into the service (the loop's, and chunks' on a worker)."""
+        self.chunks = ChunkQueue(self._chunk, self.poke)
+        """Received chunks waiting for the worker that hashes and writes them."""
 
     @property
     def limits(self) -> ConnectionLimits:
@@ -210,6 +215,7 @@ class WebsocketServer:
     async def start(self) -> None:
         """Listen; afterwards :attr:`port` is the bound port."""
         self._fit_to_open_file_limit()
+        self.chunks.start()
         listener = _listen(self.host, self.port)
         listener.admit = self._admit
         ws_logger = _ws_logger
@@ -268,6 +274,7 @@ class WebsocketServer:
         for writer in list(self._writers):
             writer.cancel()
         await asyncio.gather(*self._writers, return_exceptions=True)
+        await self.chunks.stop()
 
     def poke(self) -> None:
         """Flush the service's outbox and wake the timer if its deadline moved earlier.
@@ -468,8 +475,26 @@ class WebsocketServer:
         return None
 
     def _chunk(self, sid: int, chunk: Chunk) -> None:
-        with self.lock:
-            self.service.handle_chunk(sid, chunk)
+        """Hand one chunk to the service (on the chunk worker's thread).
+
+        Before a blob's last chunk its bytes so far are written to disk without the
+        lock (``BlobStore.flush``): the commit's fsync under the lock is then short, and
+        the loop, which takes the lock for every other frame, does not wait for the disk.
+        """
+        store = self.service.store
+        try:
+            # A dict read, safe without the lock: a stale answer costs a flush, no more.
+            end = store.reservation(chunk.sha256)
+            if end and chunk.offset_bytes + len(chunk.data) == end:
+                with contextlib.suppress(OSError):  # the commit fsyncs again, and reports
+                    store.flush(chunk.sha256)
+            with self.lock:
+                self.service.handle_chunk(sid, chunk)
+        except Exception:  # one bad chunk must not stop the kiosk (as for any frame)
+            if self._log_limiter.allow("frame failed", time.monotonic()) is not None:
+                logger.exception("session %d: failed to handle a chunk", sid)
+            with self.lock:
+                self.service.handle_failure(sid, None)
 
     def _start(self, coro: Any, name: str) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
@@ -501,6 +526,18 @@ class WebsocketServer:
                     break
                 if not self._within_budget(peer, frame):
                     continue
+                bad_chunk: MalformedMessageError | None = None
+                if not isinstance(frame, str) and not is_stream_frame(frame):
+                    try:
+                        chunk = decode_chunk(frame)
+                    except MalformedMessageError as exc:
+                        bad_chunk = exc  # answered below, after the chunks before it
+                    else:
+                        # Hashed and written on the worker, which pokes when done.
+                        await self.chunks.put(sid, chunk)
+                        continue
+                if self.chunks.pending(sid):
+                    await self.chunks.settled(sid)
                 try:
                     if isinstance(frame, str):
                         try:
@@ -521,14 +558,9 @@ class WebsocketServer:
                         else:
                             with self.lock:
                                 service.handle_stream(sid, picture)
-                    else:
-                        try:
-                            chunk = decode_chunk(frame)
-                        except MalformedMessageError as exc:
-                            with self.lock:
-                                service.handle_malformed(sid, None, exc)
-                        else:
-                            await asyncio.to_thread(self._chunk, sid, chunk)
+                    elif bad_chunk is not None:
+                        with self.lock:
+                            service.handle_malformed(sid, None, bad_chunk)
                 except Exception:  # the one broad catch: one bad frame must not stop the kiosk
                     now = time.monotonic()
                     if self._log_limiter.allow("frame failed", now) is not None:
@@ -541,6 +573,14 @@ class WebsocketServer:
         except ConnectionClosed:
             pass
         finally:
+            # The session's queued chunks are handled before it ends (their bytes kept,
+            # resumable), as if the connection had been read to its end.
+            cancelled = False
+            if self.chunks.pending(sid):
+                try:
+                    await asyncio.shield(self.chunks.settled(sid))
+                except asyncio.CancelledError:
+                    cancelled = True  # end the session all the same, then stop
             with self.lock:
                 service.close_session(sid)
             self._peers.pop(sid, None)
@@ -552,6 +592,8 @@ class WebsocketServer:
                 # Returning would let websockets close with 1000 before the kiosk's
                 # close frame (with its code and reason) is out: wait for that close.
                 await asyncio.shield(peer.closer)
+            if cancelled:
+                raise asyncio.CancelledError
 
     def _within_budget(self, peer: _Peer, frame: str | bytes) -> bool:
         """Charge an unauthenticated peer's byte budget; closes it when spent."""

@@ -185,6 +185,10 @@ class BlobStore:
             max(0, size - self.partial_bytes(sha256)) for sha256, size in self._reserved.items()
         )
 
+    def reservation(self, sha256: str) -> int:
+        """Return the whole size reserved for blob ``sha256`` (0 if none)."""
+        return self._reserved.get(sha256, 0)
+
     @property
     def reservations(self) -> Mapping[str, int]:
         """The blobs being received and the whole size reserved for each."""
@@ -257,6 +261,25 @@ class BlobStore:
         handle = self._handles.pop(sha256, None)
         if handle is not None:
             handle[0].close()
+
+    def flush(self, sha256: str) -> None:
+        """Write the bytes of the partial blob ``sha256`` received so far to disk.
+
+        The long part of ``commit``'s fsync, done beforehand: call it without the
+        kiosk's service lock before a blob's last chunk, so that ``commit`` (under the
+        lock) has only that chunk left to write and the network loop and the other
+        connections are not held up by the disk meanwhile. It reads and changes none of
+        the store's state, only the file; a partial that is gone (discarded meanwhile)
+        is no error. ``commit`` still fsyncs: skipping this costs time, not safety.
+        """
+        try:
+            fd = os.open(self._part_path(sha256), os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
 
     def commit(self, sha256: str, expected_size: int) -> Path:
         """Make the partial blob ``sha256`` complete, durably and atomically.

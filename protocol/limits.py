@@ -15,7 +15,17 @@ MAX_TEXT_FRAME_BYTES: Final = 1 * 1024 * 1024
 """Largest JSON text frame (a lesson manifest of MAX_ITEMS_PER_LESSON items fits)."""
 
 CHUNK_SIZE_BYTES: Final = 1 * 1024 * 1024
-"""Payload bytes a sender puts in one chunk frame; the receiver accepts up to this."""
+"""Most payload bytes of one chunk frame: the receiver accepts chunks up to this."""
+
+SEND_CHUNK_BYTES: Final = 256 * 1024
+"""Payload bytes a sender puts in one chunk frame (at most ``CHUNK_SIZE_BYTES``).
+
+A quarter of what a kiosk accepts, so that every block the receiving side allocates
+per frame (the websocket layer's copy of the frame and its unmasked copy) stays under
+the panel's fixed mmap threshold (``kiosk.memory.MMAP_THRESHOLD_BYTES``, 512 KiB) and is
+reused from the heap. A mebibyte chunk is mapped and unmapped anew for every copy: the
+kiosk then touches about a thousand fresh pages per MB received and spends twice the
+CPU (``bench.transfer``: about 1,000 against 120-200 page faults per MB)."""
 
 MAX_CHUNK_FRAME_BYTES: Final = CHUNK_HEADER_BYTES + CHUNK_SIZE_BYTES
 """Largest binary frame: header plus one chunk."""

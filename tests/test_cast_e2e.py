@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +16,7 @@ from controller.group import SYNC_MAX_LEAD_MS, Group
 from media.lesson import Lesson
 from protocol import limits
 from protocol.codec import encode, encode_chunk
-from protocol.errors import ConnectionFailedError, RemoteError
+from protocol.errors import ConnectionFailedError, RemoteError, UnexpectedMessageError
 from protocol.messages import Cast
 from tests.conftest import TEACHER
 from tests.helpers import RAW, blob_lesson, pair, raw_connect, recv_json, text_lesson
@@ -311,3 +312,96 @@ async def test_many_quick_controls_are_each_acked_in_order(kiosk: KioskThread) -
         await client.cast(text_lesson(*[str(i) for i in range(10)]))
         await asyncio.gather(*(client.control("next") for _ in range(5)))
         assert (await client.status()).index == 5
+
+
+async def test_the_controller_sends_chunks_of_the_send_size(
+    kiosk: KioskThread, tmp_path: Path
+) -> None:
+    size = 2 * limits.SEND_CHUNK_BYTES + 7
+    lesson = blob_lesson(tmp_path, [size])
+    steps: list[int] = []
+    async with await teacher(kiosk) as client:
+        await client.cast(lesson, progress=lambda sent, total: steps.append(sent))
+    assert steps == [0, limits.SEND_CHUNK_BYTES, 2 * limits.SEND_CHUNK_BYTES, size]
+    assert limits.SEND_CHUNK_BYTES < limits.CHUNK_SIZE_BYTES  # a kiosk takes larger ones too
+    assert kiosk.app is not None
+    assert kiosk.app.store.verify(next(iter(lesson.blob_paths())))
+
+
+async def test_a_blob_whose_last_chunk_is_damaged_is_refused_and_nothing_kept(
+    kiosk: KioskThread, tmp_path: Path
+) -> None:
+    """Chunks sent back to back, not waiting for the disk: the hash check still refuses
+    the blob at its last chunk, nothing of it stays, and a request sent after the chunks
+    is answered after the refusal (each connection's frames are handled in order)."""
+    chunk = limits.SEND_CHUNK_BYTES
+    size = 6 * chunk + 5
+    lesson = blob_lesson(tmp_path, [size])
+    (sha,) = lesson.blob_paths()
+    data = bytearray(lesson.blob_paths()[sha].read_bytes())
+    data[-1] ^= 0xFF  # damaged on the way
+    creds = await pair(kiosk.address, kiosk.pin(), RAW)
+    ws = await raw_connect(kiosk.address, token=creds.token)
+    try:
+        await ws.send(encode(Cast(id=2, lesson=lesson.manifest())))
+        assert (await recv_json(ws))["type"] == "need"
+        for offset in range(0, size, chunk):
+            await ws.send(encode_chunk(sha, offset, bytes(data[offset : offset + chunk])))
+        await ws.send(json.dumps({"type": "get_status", "id": 3}))
+        refused = await recv_json(ws)
+        assert (refused["type"], refused["re"], refused["code"]) == (
+            "error",
+            2,
+            "checksum_mismatch",
+        )
+        assert (await recv_json(ws))["re"] == 3
+    finally:
+        await ws.close()
+    assert kiosk.app is not None
+    assert not kiosk.app.store.has(sha)
+    assert kiosk.app.store.partial_bytes(sha) == 0
+    assert kiosk.sync(lambda: kiosk.app.store.reservations if kiosk.app else None) == {}
+
+
+async def test_other_connections_are_answered_while_a_blob_goes_to_disk(
+    kiosk: KioskThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The long fsync of a received blob runs without the kiosk's lock: a slow disk holds
+    up the transfer, not the other teachers' requests."""
+    assert kiosk.app is not None
+    store = kiosk.app.store
+    writing, written = threading.Event(), threading.Event()
+    flush = store.flush
+
+    def slow_disk_flush(sha256: str) -> None:
+        writing.set()
+        written.wait(10)
+        flush(sha256)
+
+    monkeypatch.setattr(store, "flush", slow_disk_flush)
+    lesson = blob_lesson(tmp_path, [2 * limits.SEND_CHUNK_BYTES + 3])
+    async with await teacher(kiosk) as sender, await admin(kiosk) as other:
+        cast = asyncio.create_task(sender.cast(lesson))
+        try:
+            assert await asyncio.to_thread(writing.wait, 10)
+            status = await other.status()  # the loop and the service are free meanwhile
+            assert status.lesson_title is None
+            assert not cast.done()
+        finally:
+            written.set()
+        await cast
+    assert store.verify(next(iter(lesson.blob_paths())))
+
+
+async def test_a_file_cut_short_while_it_is_sent_stops_the_cast(
+    kiosk: KioskThread, tmp_path: Path
+) -> None:
+    lesson = blob_lesson(tmp_path, [2 * limits.SEND_CHUNK_BYTES + 7])
+    (path,) = lesson.blob_paths().values()
+    with path.open("r+b") as f:  # the teacher's file changed after the lesson was read
+        f.truncate(limits.SEND_CHUNK_BYTES + 3)
+    async with await teacher(kiosk) as client:
+        with pytest.raises(UnexpectedMessageError, match="changed while it was being sent"):
+            await client.cast(lesson)
+    assert kiosk.app is not None
+    assert not kiosk.app.store.has(next(iter(lesson.blob_paths())))

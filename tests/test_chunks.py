@@ -239,3 +239,21 @@ def test_importing_chunks_loads_no_heavy_or_io_library() -> None:
         cwd=Path(__file__).resolve().parent.parent,
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_a_sent_chunk_frame_stays_under_the_panels_mmap_threshold() -> None:
+    """Each copy the kiosk's websocket layer makes of a frame is then reused from the heap,
+    not mapped and unmapped anew (see ``protocol.limits.SEND_CHUNK_BYTES``)."""
+    from kiosk.memory import MMAP_THRESHOLD_BYTES
+    from protocol.constants import CHUNK_HEADER_BYTES
+    from protocol.limits import SEND_CHUNK_BYTES
+
+    largest_websocket_header = 14  # 2 bytes, an 8-byte length, a 4-byte mask
+    frame = largest_websocket_header + CHUNK_HEADER_BYTES + SEND_CHUNK_BYTES
+    assert frame < MMAP_THRESHOLD_BYTES
+    assert SEND_CHUNK_BYTES <= CHUNK_SIZE_BYTES
+    assert list(chunk_ranges(BlobNeed(SHA, 0, 2 * SEND_CHUNK_BYTES + 1), SEND_CHUNK_BYTES)) == [
+        (0, SEND_CHUNK_BYTES),
+        (SEND_CHUNK_BYTES, SEND_CHUNK_BYTES),
+        (2 * SEND_CHUNK_BYTES, 1),
+    ]

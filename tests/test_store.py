@@ -67,6 +67,21 @@ def test_append_commit_has_path(store: BlobStore, tmp_path: Path) -> None:
     assert store.verify(name)
 
 
+def test_flush_before_the_last_chunk_leaves_commit_unchanged(store: BlobStore) -> None:
+    data = b"flushed first, committed after"
+    name = sha(data)
+    assert store.reservation(name) == 0
+    store.reserve({name: len(data)})
+    assert store.reservation(name) == len(data)
+    store.append(name, 0, data[:10])
+    store.flush(name)  # what the kiosk does without its lock before the last chunk
+    store.append(name, 10, data[10:])
+    assert store.commit(name, len(data)).read_bytes() == data
+    assert store.reservation(name) == 0
+    store.flush(name)  # the partial is gone (committed, or discarded meanwhile): no error
+    assert store.has(name)
+
+
 def test_append_at_wrong_offset(store: BlobStore) -> None:
     name = sha(b"abc")
     store.reserve({name: 3})
