@@ -285,8 +285,7 @@ class UsageLog:
         self._run_id = uuid_module.uuid4().hex
         self._lock = threading.RLock()
         self._key = signing_key if signing_key is not None else UsageKey.generate()
-        self.public_key = public_key_text(self._key)
-        """The public half of the signing key, as ``usage_batch`` sends it."""
+        self._public_key: str | None = None
         try:
             conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         except sqlite3.Error as exc:
@@ -300,6 +299,13 @@ class UsageLog:
         except sqlite3.Error as exc:
             conn.close()
             raise UsageLogError(f"cannot open usage log {self.path}: {exc}") from exc
+
+    @property
+    def public_key(self) -> str:
+        """The public half of the signing key, as ``usage_batch`` sends it."""
+        if self._public_key is None:  # libsodium loaded now: an idle panel has no need of it
+            self._public_key = public_key_text(self._key)
+        return self._public_key
 
     # ------------------------------------------------------------------ set-up
 

@@ -1,7 +1,8 @@
 """An idle panel loads only what it uses: PyAV waits for the first shared screen,
 ``cryptography`` for the first start (making the TLS identity), python-zeroconf for a
-kiosk that advertises itself (``mdns = true``), and sqlite-utils for nothing (the usage
-log uses ``sqlite3`` itself). Each takes megabytes of a small panel's
+kiosk that advertises itself (``mdns = true``), PyNaCl (libsodium) for the first usage
+record signed or the first pairing, and sqlite-utils for nothing (the usage log uses
+``sqlite3`` itself). Each takes megabytes of a small panel's
 memory (``bench/window.py --rss-only`` measures the whole process).
 
 The check starts and stops a real kiosk (``KioskApp``, mdns off) in a fresh
@@ -74,6 +75,7 @@ def test_a_started_kiosk_loads_only_what_it_uses(tmp_path: Path) -> None:
     assert "cryptography" not in loaded  # the first start only
     assert "zeroconf" not in loaded  # advertising (mdns = true) only
     assert "sqlite_utils" not in loaded  # the usage log is plain sqlite3
+    assert "nacl" not in loaded  # the first usage record signed, or the first pairing
 
 
 def test_the_tls_fingerprint_is_the_same_read_either_way(tmp_path: Path) -> None:
