@@ -16,7 +16,7 @@ pyglet window measured the same way in the same run:
   window with one sprite (the same 1280×720 image). Diagnostics: the bare window with a
   sprite and one text label (what drawing any text costs: fontconfig, FreeType, the
   text shader), and a whole ``classcast-kiosk --headless`` process (websockets,
-  zeroconf, SQLite added).
+  SQLite added), also after a pairing (with any child processes).
 * growth: RSS after N item switches (images, PDF pages, text, placeholders, each
   switch a fresh load) minus RSS after a warm-up of 200.
 """
