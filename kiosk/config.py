@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import platformdirs
-
 from kiosk.access import MIN_ADMIN_SECRET_CHARS
 from kiosk.effects import VideoOutput, WindowMode
 from kiosk.webguard import parse_host_pattern
@@ -147,6 +145,8 @@ def default_state_dir() -> Path:
     env = os.environ.get("STATE_DIRECTORY")
     if env:
         return Path(env.split(":")[0])
+    import platformdirs  # here: a panel under systemd never needs it
+
     return Path(platformdirs.user_data_dir("classcast-kiosk"))
 
 

@@ -76,6 +76,7 @@ def test_a_started_kiosk_loads_only_what_it_uses(tmp_path: Path) -> None:
     assert "zeroconf" not in loaded  # advertising (mdns = true) only
     assert "sqlite_utils" not in loaded  # the usage log is plain sqlite3
     assert "nacl" not in loaded  # the first usage record signed, or the first pairing
+    assert "platformdirs" not in loaded  # a state folder given (systemd's StateDirectory)
 
 
 def test_the_tls_fingerprint_is_the_same_read_either_way(tmp_path: Path) -> None:
