@@ -150,14 +150,20 @@ def default_state_dir() -> Path:
     return Path(platformdirs.user_data_dir("classcast-kiosk"))
 
 
-def load_config(path: Path | None) -> KioskConfig:
+def load_config(path: Path | None, *, state_dir: Path | None = None) -> KioskConfig:
     """Read a kiosk.toml (``path``, or the default path if it exists).
+
+    ``state_dir``: the state folder given on the command line, if any (the default one
+    is then not looked up); the file's ``state_dir`` still comes first, so apply the
+    command line's settings afterwards (:meth:`KioskConfig.with_overrides`).
 
     Raises:
         ConfigError: the file cannot be read, is not TOML, or has an unknown key or a
             value of the wrong type.
     """
-    config = KioskConfig(state_dir=default_state_dir(), mdns_interfaces=env_mdns_interfaces())
+    config = KioskConfig(
+        state_dir=state_dir or default_state_dir(), mdns_interfaces=env_mdns_interfaces()
+    )
     if path is None:
         if not DEFAULT_CONFIG_PATH.exists():
             return config

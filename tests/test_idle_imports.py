@@ -5,9 +5,9 @@ record signed or the first pairing, and sqlite-utils for nothing (the usage log 
 ``sqlite3`` itself). Each takes megabytes of a small panel's
 memory (``bench/window.py --rss-only`` measures the whole process).
 
-The check starts and stops a real kiosk (``KioskApp``, mdns off) in a fresh
-interpreter, on a state folder a first start made, and imports the modules its window
-registers (shared screen, video, web pages).
+The check starts and stops a real kiosk (``KioskApp``, mdns off, its settings read as
+``classcast-kiosk`` reads them) in a fresh interpreter, on a state folder a first start
+made, and imports the modules its window registers (shared screen, video, web pages).
 """
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ import asyncio, json, sys
 from pathlib import Path
 from kiosk.addresses import default_addresses
 from kiosk.app import KioskApp
-from kiosk.config import KioskConfig
+from kiosk.config import load_config
 from kiosk.headless import HeadlessDisplay
-config = KioskConfig(room="r", school="s", host="127.0.0.1", port=0, state_dir=Path(sys.argv[1]),
-                     mode="headless", mdns=False)
+state = Path(sys.argv[1])  # as classcast-kiosk --config FILE --state-dir DIR --headless reads it
+config = load_config(state.parent / "kiosk.toml", state_dir=state).with_overrides(
+    state_dir=state, mode="headless")
 
 async def start_and_stop() -> None:
     app = KioskApp(config, display=HeadlessDisplay())
@@ -67,8 +68,12 @@ def _start_a_kiosk(state: Path) -> set[str]:
 
 @pytest.mark.slow
 def test_a_started_kiosk_loads_only_what_it_uses(tmp_path: Path) -> None:
-    first = _start_a_kiosk(tmp_path)  # the first start makes the TLS identity and keys
-    loaded = _start_a_kiosk(tmp_path)
+    (tmp_path / "kiosk.toml").write_text(
+        'room = "r"\nschool = "s"\nhost = "127.0.0.1"\nport = 0\nmdns = false\n',
+        encoding="utf-8",
+    )
+    first = _start_a_kiosk(tmp_path / "state")  # the first start makes the TLS identity and keys
+    loaded = _start_a_kiosk(tmp_path / "state")
     assert {"kiosk", "pyglet", "websockets"} <= loaded  # it did build a kiosk
     assert "cryptography" in first
     assert "av" not in loaded  # PyAV: the first shared screen's picture
@@ -76,7 +81,7 @@ def test_a_started_kiosk_loads_only_what_it_uses(tmp_path: Path) -> None:
     assert "zeroconf" not in loaded  # advertising (mdns = true) only
     assert "sqlite_utils" not in loaded  # the usage log is plain sqlite3
     assert "nacl" not in loaded  # the first usage record signed, or the first pairing
-    assert "platformdirs" not in loaded  # a state folder given (systemd's StateDirectory)
+    assert "platformdirs" not in loaded  # a state folder given (or systemd's StateDirectory)
 
 
 def test_the_tls_fingerprint_is_the_same_read_either_way(tmp_path: Path) -> None:
