@@ -310,7 +310,7 @@ class WeakPanel:
     (cgroup v2 ``cpu.max``, else cgroup v1 ``cpu.cfs_quota_us``; needs root), created
     on entry and removed on exit. Elsewhere: each kiosk pinned to core 0 (``taskset``)
     beside :data:`WEAK_BURNERS` busy processes pinned there too. Processes a kiosk starts
-    (its pairing worker, its browser) inherit the limit. Use :func:`weak_panel`.
+    (its browser) inherit the limit. Use :func:`weak_panel`.
     """
 
     def __init__(self) -> None:

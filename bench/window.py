@@ -16,7 +16,7 @@ pyglet window measured the same way in the same run:
   window with one sprite (the same 1280×720 image). Diagnostics: the bare window with a
   sprite and one text label (what drawing any text costs: fontconfig, FreeType, the
   text shader), and a whole ``classcast-kiosk --headless`` process (websockets,
-  zeroconf, SQLite added).
+  SQLite added), also after a pairing (with any child processes).
 * growth: RSS after N item switches (images, PDF pages, text, placeholders, each
   switch a fresh load) minus RSS after a warm-up of 200.
 """
@@ -24,6 +24,7 @@ pyglet window measured the same way in the same run:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import (
+    BENCH_ADMIN_SECRET,
     KIOSK_CLI,
     REPO_ROOT,
     child_env,
@@ -326,11 +328,13 @@ def still_child(mode: str) -> dict[str, Any]:
     }
 
 
-def whole_kiosk_rss(tmp: Path) -> int:
+def whole_kiosk_rss(tmp: Path, *, paired: bool = False) -> int:
     """RSS of a ``classcast-kiosk --headless`` process at rest, started on the state
-    ``tmp`` holds (a first start in a new ``tmp``: it makes its TLS identity and keys)."""
+    ``tmp`` holds (a first start in a new ``tmp``: it makes its TLS identity and keys).
+    ``paired``: an admin pairs first (the real exchange), and the RSS of any child
+    processes the kiosk then has is added."""
     config = tmp / "kiosk.toml"
-    config.write_text("mdns = false\n", encoding="utf-8")
+    config.write_text(f"mdns = false\nadmin_secret = {BENCH_ADMIN_SECRET!r}\n", encoding="utf-8")
     proc = subprocess.Popen(
         [
             *KIOSK_CLI,
@@ -345,11 +349,32 @@ def whole_kiosk_rss(tmp: Path) -> int:
     )
     try:
         assert proc.stdout is not None
-        kiosk_address(proc.stdout.readline())  # raises unless it listens
+        address = kiosk_address(proc.stdout.readline())  # raises unless it listens
+        if paired:
+            import asyncio  # here: the window children measured above run this module too
+
+            asyncio.run(_pair_admin(address))
         time.sleep(1.0)
-        return rss_kib(proc.pid)
+        return rss_kib(proc.pid) + sum(rss_kib(child) for child in _children(proc.pid))
     finally:
         stop_process(proc, terminate=True)
+
+
+async def _pair_admin(address: str) -> None:
+    from controller.client import ControllerIdentity, KioskClient
+
+    identity = ControllerIdentity("c-bench-window", "Админ")
+    async with await KioskClient.connect(address, identity) as client:
+        await client.pair(BENCH_ADMIN_SECRET, role="admin")
+
+
+def _children(pid: int) -> list[int]:
+    """The pids of ``pid``'s child processes (``/proc/PID/task/*/children``)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            found += [int(child) for child in (task / "children").read_text().split()]
+    return found
 
 
 def idle_rss() -> dict[str, float]:
@@ -361,12 +386,15 @@ def idle_rss() -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bench-window-") as tmp:
         first = whole_kiosk_rss(Path(tmp)) / 1024
         whole = whole_kiosk_rss(Path(tmp)) / 1024
+        paired = whole_kiosk_rss(Path(tmp), paired=True) / 1024
     figure("baseline: bare window + one sprite, RSS", b_rss, "MB")
     figure("kiosk window, idle screen, RSS", k_idle, "MB", f"{k_idle / b_rss:.3f}× baseline")
     figure("classcast-kiosk --headless, RSS", whole, "MB", f"{whole / b_rss:.3f}× baseline")
     figure("  the same, its very first start", first, "MB", f"{first / b_rss:.3f}× baseline")
+    figure("  the same, after a pairing (with children)", paired, "MB", f"{paired / b_rss:.3f}×")
     values = {"bare_rss_mb": b_rss, "idle_rss_ratio": k_idle / b_rss, "whole_rss_mb": whole}
     values |= {"whole_rss_ratio": whole / b_rss, "first_start_rss_mb": first}
+    values |= {"paired_rss_mb": paired}
     result_line("window_rss", values)
     return values
 

@@ -15,14 +15,13 @@ machine's real interfaces (DESIGN §7).
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import re
 
-import ifaddr
 from zeroconf import DNSQuestionType, IPVersion
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
+from kiosk.addresses import default_addresses
 from protocol.constants import SERVICE_TYPE
 from protocol.discovery import Advertisement, instance_name
 
@@ -30,25 +29,6 @@ logger = logging.getLogger(__name__)
 
 REVISION_KEY = "rev"
 """Extra TXT key: a counter bumped on every update (see :meth:`ZeroconfAdvertiser.update`)."""
-
-
-def default_addresses(interfaces: list[str] | None) -> list[str]:
-    """The IPv4 addresses to advertise: the bound ``interfaces`` themselves, or else
-    every non-loopback IPv4 address of this machine (loopback if there is none).
-    """
-    if interfaces is not None:
-        return list(interfaces)
-    found: list[str] = []
-    for adapter in ifaddr.get_adapters():
-        for ip in adapter.ips:
-            address = ip.ip
-            if (
-                isinstance(address, str)
-                and not ipaddress.IPv4Address(address).is_loopback
-                and address not in found
-            ):
-                found.append(address)
-    return found or ["127.0.0.1"]
 
 
 def _ignore(**_: object) -> None:

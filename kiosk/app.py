@@ -15,7 +15,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from kiosk.access import Access, Moderation
-from kiosk.advertise import ZeroconfAdvertiser, default_addresses
+from kiosk.addresses import default_addresses
 from kiosk.config import KioskConfig, kiosk_id
 from kiosk.effects import Display
 from kiosk.headless import HeadlessDisplay
@@ -33,6 +33,7 @@ from protocol.discovery import Advertisement
 from protocol.messages import ItemFailure, StatusSnapshot
 
 if TYPE_CHECKING:
+    from kiosk.advertise import ZeroconfAdvertiser
     from kiosk.window import PygletWindow
 
 logger = logging.getLogger(__name__)
@@ -201,6 +202,8 @@ class KioskApp:
             self._advertised_state = self.service.status().state
         self.server.poke()
         if self.config.mdns:
+            from kiosk.advertise import ZeroconfAdvertiser  # zeroconf: only when advertising
+
             interfaces = list(self.config.mdns_interfaces) if self.config.mdns_interfaces else None
             self.advertiser = ZeroconfAdvertiser(interfaces)
             host = self.config.host

@@ -179,7 +179,7 @@ def main(
         stream=sys.stderr,
     )
     try:
-        config = load_config(config_path).with_overrides(
+        config = load_config(config_path, state_dir=state_dir).with_overrides(
             room=room,
             school=school,
             host=host,

@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import platformdirs
-
 from kiosk.access import MIN_ADMIN_SECRET_CHARS
 from kiosk.effects import VideoOutput, WindowMode
 from kiosk.webguard import parse_host_pattern
@@ -147,17 +145,25 @@ def default_state_dir() -> Path:
     env = os.environ.get("STATE_DIRECTORY")
     if env:
         return Path(env.split(":")[0])
+    import platformdirs  # here: a panel under systemd never needs it
+
     return Path(platformdirs.user_data_dir("classcast-kiosk"))
 
 
-def load_config(path: Path | None) -> KioskConfig:
+def load_config(path: Path | None, *, state_dir: Path | None = None) -> KioskConfig:
     """Read a kiosk.toml (``path``, or the default path if it exists).
+
+    ``state_dir``: the state folder given on the command line, if any (the default one
+    is then not looked up); the file's ``state_dir`` still comes first, so apply the
+    command line's settings afterwards (:meth:`KioskConfig.with_overrides`).
 
     Raises:
         ConfigError: the file cannot be read, is not TOML, or has an unknown key or a
             value of the wrong type.
     """
-    config = KioskConfig(state_dir=default_state_dir(), mdns_interfaces=env_mdns_interfaces())
+    config = KioskConfig(
+        state_dir=state_dir or default_state_dir(), mdns_interfaces=env_mdns_interfaces()
+    )
     if path is None:
         if not DEFAULT_CONFIG_PATH.exists():
             return config

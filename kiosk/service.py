@@ -34,7 +34,7 @@ from kiosk.effects import (
     PinChanged,
     ShowAnnouncement,
 )
-from kiosk.pairing_worker import PairingWorker, ProcessPairingWorker
+from kiosk.pairing_worker import InlinePairingWorker, PairingWorker
 from kiosk.player import (
     Effect,
     Identity,
@@ -308,7 +308,7 @@ class KioskService:
         self.clock = clock or SystemClock()
         self.access = access
         self.moderation = moderation or Moderation()
-        self.pairing_worker: PairingWorker = pairing_worker or ProcessPairingWorker()
+        self.pairing_worker: PairingWorker = pairing_worker or InlinePairingWorker()
         """Where ``pair_start``'s SPAKE2 runs (the adapter calls it, see ComputeOffer)."""
         self._question: _PanelQuestion | None = None
         self._offering: set[int] = set()

@@ -53,14 +53,11 @@ import math
 import sqlite3
 import threading
 import uuid as uuid_module
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, get_args
-
-from sqlite_utils import Database
-from sqlite_utils.db import Table
+from typing import Any, Final, get_args
 
 from protocol.clock import iso_utc_ms
 from protocol.errors import UsageLogError
@@ -208,6 +205,46 @@ def _duration_ms(start_mono_s: float, end_mono_s: float) -> int:
     return max(0, round((end_mono_s - start_mono_s) * 1000))
 
 
+class _Db:
+    """The log's SQLite connection, in autocommit mode (``isolation_level=None``): a
+    statement outside :meth:`atomic` is a transaction of its own, committed when it
+    returns; :meth:`atomic` blocks are one transaction, and nested ones savepoints in it.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, parameters)
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Run the block in one transaction (committed at its end), or in a savepoint of
+        the open one; on an exception nothing of the block is kept."""
+        if self.conn.in_transaction:
+            self.conn.execute("SAVEPOINT nested")
+            try:
+                yield
+            except BaseException:
+                if self.conn.in_transaction:  # an error may have ended it already
+                    self.conn.execute("ROLLBACK TO SAVEPOINT nested")
+                    self.conn.execute("RELEASE SAVEPOINT nested")
+                raise
+            self.conn.execute("RELEASE SAVEPOINT nested")
+            return
+        self.conn.execute("BEGIN")
+        try:
+            yield
+            self.conn.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 class UsageLog:
     """The kiosk's usage log in one SQLite file.
 
@@ -248,15 +285,13 @@ class UsageLog:
         self._run_id = uuid_module.uuid4().hex
         self._lock = threading.RLock()
         self._key = signing_key if signing_key is not None else UsageKey.generate()
-        self.public_key = public_key_text(self._key)
-        """The public half of the signing key, as ``usage_batch`` sends it."""
+        self._public_key: str | None = None
         try:
-            conn = sqlite3.connect(self.path, check_same_thread=False)
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         except sqlite3.Error as exc:
             raise UsageLogError(f"cannot open usage log {self.path}: {exc}") from exc
         try:
-            self._db = Database(conn, execute_plugins=False)
-            self._plays: Table = self._db.table("plays")
+            self._db = _Db(conn)
             self._prepare(file_backed=path is not None)
         except UsageLogError:
             conn.close()
@@ -264,6 +299,13 @@ class UsageLog:
         except sqlite3.Error as exc:
             conn.close()
             raise UsageLogError(f"cannot open usage log {self.path}: {exc}") from exc
+
+    @property
+    def public_key(self) -> str:
+        """The public half of the signing key, as ``usage_batch`` sends it."""
+        if self._public_key is None:  # libsodium loaded now: an idle panel has no need of it
+            self._public_key = public_key_text(self._key)
+        return self._public_key
 
     # ------------------------------------------------------------------ set-up
 
@@ -282,7 +324,10 @@ class UsageLog:
         if file_backed and mode != "wal":
             logger.warning("usage log %s: journal_mode is %s, not wal", self.path, mode)
         version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
-        tables = set(self._db.table_names())
+        tables = {
+            str(row[0])
+            for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
         if version == 0 and not tables:
             with self._db.atomic():
                 for statement in _SCHEMA.strip().split(";\n"):
@@ -304,7 +349,8 @@ class UsageLog:
                 f"{self.path} has usage log schema version {version}; "
                 f"this kiosk understands version {SCHEMA_VERSION}"
             )
-        missing = _PLAYS_COLUMNS - set(self._plays.columns_dict) if self._plays.exists() else None
+        columns = {str(row[1]) for row in self._db.execute("PRAGMA table_info(plays)")}
+        missing = _PLAYS_COLUMNS - columns if "plays" in tables else None
         if missing is None or missing or "meta" not in tables:
             raise UsageLogError(f"{self.path} is not a ClassCast usage log (plays table damaged)")
 
@@ -429,7 +475,6 @@ class UsageLog:
         interval_uuid = uuid or str(uuid_module.uuid4())
         at = _iso_utc(wall_s)
         with self._guard("open an interval"), self._db.atomic():
-            # Plain SQL: building the statement through Table.insert costs ~10x more.
             self._db.execute(
                 "INSERT INTO plays (uuid, run_id, kiosk_id, room, lesson_id, lesson_title, "
                 "item_index, kind, content_hash, content_title, content_source, teacher_id, "

@@ -117,7 +117,6 @@ class UsageWriter:
             max_pending_intervals: most intervals kept in memory while writes fail.
         """
         self.log = log
-        self.public_key = log.public_key
         self._retry_first_s = retry_first_s
         self._retry_max_s = retry_max_s
         self._max_pending = max_pending_intervals
@@ -139,6 +138,11 @@ class UsageWriter:
         """Writes of the :meth:`batch` under way, queued together when it ends."""
         self._thread = threading.Thread(target=self._run, name="usage-writer", daemon=True)
         self._thread.start()
+
+    @property
+    def public_key(self) -> str:
+        """The public half of the log's signing key, as ``usage_batch`` sends it."""
+        return self.log.public_key
 
     # ----------------------------------------------------------------- writes
 

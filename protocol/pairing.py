@@ -513,7 +513,7 @@ def compute_offer(job: OfferJob) -> OfferKeys:
     """The kiosk's SPAKE2 work for one ``pair_start`` (SPAKE2 side B).
 
     Pure CPU, under a millisecond (libsodium): the kiosk runs it in
-    its pairing worker process (:mod:`kiosk.pairing_worker`), never on the network loop.
+    a worker thread (:mod:`kiosk.pairing_worker`), never on the network loop.
 
     Raises:
         PairingError: ``job.msg_a`` is not a valid SPAKE2 message.

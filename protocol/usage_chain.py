@@ -146,15 +146,23 @@ class UsageKey:
     panel's memory); the school's side verifies with ``cryptography``.
     """
 
-    __slots__ = ("_public", "_secret", "_seed")
+    __slots__ = ("_pair", "_seed")
 
     def __init__(self, seed: bytes) -> None:
-        from nacl.bindings import crypto_sign_seed_keypair
-
         if len(seed) != 32:
             raise ValueError("an Ed25519 seed is 32 bytes")
         self._seed = seed
-        self._public, self._secret = crypto_sign_seed_keypair(seed)
+        self._pair: tuple[bytes, bytes] | None = None
+        """(public key, libsodium secret key), made by the first :meth:`_keys`: libsodium
+        is loaded when the key is first used, not when it is read."""
+
+    def _keys(self) -> tuple[bytes, bytes]:
+        if self._pair is None:
+            from nacl.bindings import crypto_sign_seed_keypair
+
+            public, secret = crypto_sign_seed_keypair(self._seed)
+            self._pair = (bytes(public), bytes(secret))
+        return self._pair
 
     @classmethod
     def generate(cls) -> Self:
@@ -190,10 +198,10 @@ class UsageKey:
         """The Ed25519 signature (64 bytes) of ``data``."""
         from nacl.bindings import crypto_sign
 
-        return bytes(crypto_sign(data, self._secret)[:64])
+        return bytes(crypto_sign(data, self._keys()[1])[:64])
 
     def public_key(self) -> PublicKeyBytes:
-        return _RawPublicKey(self._public)
+        return _RawPublicKey(self._keys()[0])
 
 
 def seal(record: UsageRecord, prev_hash: str, key: SigningKey) -> UsageRecord:

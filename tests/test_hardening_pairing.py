@@ -2,8 +2,8 @@
 
 The guard's budgets with an injected clock (per source, per role, global, with decay;
 the PIN renewed only by its lifetime, a pairing or a refused right PIN); the pairing
-worker process; the service's question on the panel under attack (with an injected
-clock); real kiosks on loopback attacked by plain websockets clients from other
+worker, in the kiosk's own process; the service's question on the panel under attack
+(with an injected clock); real kiosks on loopback attacked by plain websockets clients from other
 loopback addresses (127.0.0.2, ...), while a teacher on 127.0.0.1 controls, pairs or
 an admin pairs; and the panel showing who paired, headless and in a real window.
 """
@@ -40,7 +40,7 @@ from kiosk.effects import (
     screen_name,
 )
 from kiosk.headless import HeadlessDisplay
-from kiosk.pairing_worker import InlinePairingWorker, ProcessPairingWorker
+from kiosk.pairing_worker import InlinePairingWorker
 from kiosk.player import Identity
 from kiosk.service import ComputeOffer, KioskService, Outgoing
 from kiosk.tokens import TokenStore
@@ -335,59 +335,46 @@ def test_sources_remembered_are_bounded_and_those_at_rest_forgotten_first() -> N
 # --------------------------------------------------------------------------- the worker
 
 
-def test_the_process_worker_computes_what_the_exchange_needs() -> None:
+def test_the_worker_computes_what_the_exchange_needs() -> None:
     controller = ControllerPairing("123456", controller_id="c", kiosk_id="k", fingerprint="f")
     job = OfferJob("123456", "c", "k", "f", controller.start())
-    worker = ProcessPairingWorker()
+    worker = InlinePairingWorker()
     keys = worker.compute(job)
     keys.verify_controller(controller.finish(keys.msg_b))
     assert "123456" not in repr(job)  # never in a log line
     with pytest.raises(PairingError, match="invalid pairing message"):
         worker.compute(OfferJob("123456", "c", "k", "f", b"Anot a point"))
-    # A child that dies is replaced.
-    child = ProcessPairingWorker._child
-    assert child is not None
-    child.kill()
-    child.wait()
-    again = ControllerPairing("123456", controller_id="c", kiosk_id="k", fingerprint="f")
-    keys = worker.compute(OfferJob("123456", "c", "k", "f", again.start()))
-    keys.verify_controller(again.finish(keys.msg_b))
-    assert ProcessPairingWorker._child is not child
 
 
-def test_a_stuck_worker_is_replaced_and_without_one_pairing_computes_here(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import subprocess
-    import sys
+def _children() -> dict[int, str]:
+    """This process's child processes: pid → command line."""
+    found: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue  # it exited meanwhile
+        if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid():
+            found[int(entry.name)] = cmdline
+    return found
 
-    from kiosk import pairing_worker
 
-    def job() -> tuple[ControllerPairing, OfferJob]:
-        controller = ControllerPairing("1", controller_id="c", kiosk_id="k", fingerprint="f")
-        return controller, OfferJob("1", "c", "k", "f", controller.start())
-
-    ProcessPairingWorker.stop()
-    stuck = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(30)"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    monkeypatch.setattr(ProcessPairingWorker, "_child", stuck)
-    monkeypatch.setattr(pairing_worker, "ANSWER_TIMEOUT_S", 0.2)
-    controller, offer_job = job()
-    keys = ProcessPairingWorker().compute(offer_job)
-    keys.verify_controller(controller.finish(keys.msg_b))
-    assert stuck.poll() is not None  # stopped, and a working child took its place
-    assert ProcessPairingWorker._child is not stuck
-    ProcessPairingWorker.stop()
-    # No child can be started: the job is computed in the calling thread.
-    monkeypatch.setattr(ProcessPairingWorker, "_disabled", True)
-    controller, offer_job = job()
-    keys = ProcessPairingWorker().compute(offer_job)
-    keys.verify_controller(controller.finish(keys.msg_b))
-    assert ProcessPairingWorker._child is None
+async def test_a_kiosk_pairs_without_a_child_process(kiosk: KioskThread) -> None:
+    """The exchange runs on a worker thread of the kiosk's own process: a panel keeps no
+    second Python process (~20 MB) from its first pairing on."""
+    before = _children()
+    async with await teacher(kiosk):
+        pass
+    async with await KioskClient.connect(
+        kiosk.address, ControllerIdentity("c-a", "Админ")
+    ) as client:
+        await client.pair(ADMIN_SECRET, role="admin")
+    started = {pid: cmd for pid, cmd in _children().items() if pid not in before}
+    assert started == {}
+    assert not [cmd for cmd in _children().values() if "pairing_worker" in cmd]
 
 
 # --------------------------------------------------------------------------- the service

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -266,6 +267,42 @@ def test_data_survives_reopening(tmp_path: Path) -> None:
     second.close(later, wall_s=WALL + 3, mono_s=3.0, reason="stop")
     assert [r.seq for r in second.records_after(0, 10)] == [1, 2]
     second.close_db()
+
+
+def test_each_write_is_on_disk_when_its_call_returns_and_a_block_is_all_or_nothing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "usage.db"
+    usage = make_file_log(path)
+    with closing(sqlite3.connect(path)) as reader:
+
+        def stored() -> list[str]:
+            return [row[0] for row in reader.execute("SELECT uuid FROM plays ORDER BY id")]
+
+        first = usage.open(START, wall_s=WALL, mono_s=0.0)
+        assert stored() == [first]  # committed, seen by another connection
+        with usage.transaction():
+            second = usage.open(item(1), wall_s=WALL, mono_s=1.0)
+            usage.close(second, wall_s=WALL + 1, mono_s=2.0, reason="next")
+            with usage.transaction():  # nested: part of the outer one
+                third = usage.open(item(2), wall_s=WALL + 1, mono_s=2.0)
+            assert stored() == [first]  # not before the block's end
+        assert stored() == [first, second, third]
+
+        def failing_block(index: int) -> None:
+            with usage.transaction():
+                usage.open(item(index), wall_s=WALL + 2, mono_s=3.0)
+                raise RuntimeError("the caller failed")
+
+        with pytest.raises(RuntimeError):
+            failing_block(3)
+        with usage.transaction():
+            with pytest.raises(RuntimeError):
+                failing_block(4)  # nested: only its own writes are undone
+            fifth = usage.open(item(5), wall_s=WALL + 2, mono_s=3.0)
+        assert stored() == [first, second, third, fifth]
+        assert [r.uuid for r in usage.records_after(0, 10)] == [second]
+    usage.close_db()
 
 
 def test_seq_is_never_reused_after_rows_are_deleted(tmp_path: Path) -> None:
