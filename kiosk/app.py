@@ -87,7 +87,10 @@ class KioskApp:
                 signing_key=ensure_signing_key(state),
             )
         )
-        self.presentation = PresentationWriter(PresentationFile(state / FILE_NAME))
+        # Its fsyncs follow the usage commit on the writer thread: one flushing thread.
+        self.presentation = PresentationWriter(
+            PresentationFile(state / FILE_NAME), run_after=self.usage.after_commit
+        )
         self.tls = ensure_identity(state, self.identity.kiosk_id)
         self.tokens = TokenStore(state / "tokens.json")
         self.access = Access(

@@ -14,9 +14,11 @@ The file (``presentation.json`` in the state directory) is replaced atomically: 
 to a temporary file and renamed over the old one, so a crash leaves the old or the new
 version, never a mixture. The replacement happens at once, before the status of the
 change goes out (a few system calls, no fsync): a kiosk killed a moment after a teacher
-saw a change comes back with it. The fsyncs that make it survive a power loss happen on
-a thread of their own (:class:`PresentationWriter`): the network loop never waits on
-the disk, and a burst of changes costs one flush.
+saw a change comes back with it. The fsyncs that make it survive a power loss happen off
+the network loop (:class:`PresentationWriter`), on the usage log's writer thread right
+after the commit of the same change's usage records (the kiosk has one flushing thread,
+woken once per control; :meth:`kiosk.usage_writer.UsageWriter.after_commit`): the loop
+never waits on the disk, and a burst of changes costs one flush.
 
 A damaged or foreign file is never trusted: the lesson is decoded by
 :func:`protocol.codec.decode` like any ``cast`` from the network, and every other field is
@@ -32,6 +34,7 @@ import json
 import logging
 import math
 import os
+import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -326,28 +329,53 @@ _UNKNOWN: Final = _Unknown.UNKNOWN
 
 
 class PresentationWriter:
-    """Keeps the saved presentation up to date; the fsyncs happen on a thread of its own.
+    """Keeps the saved presentation up to date; the fsyncs happen off the caller's thread.
 
     :meth:`save` replaces (or removes) the file at once, before the service sends the
     status of the change, so a kiosk killed at any moment after a controller saw a
     change comes back with it; it costs a small write to the page cache, never an
-    fsync. The thread then flushes the file to the disk; a burst of changes costs one
-    flush. A save or flush that fails is logged (once until one succeeds again) and
-    the lesson goes on. Call :meth:`close` on shutdown. Call every method but
-    :meth:`flush` from one thread.
+    fsync. Another thread then flushes the file to the disk: the one ``run_after``
+    hands work to (the kiosk passes :meth:`kiosk.usage_writer.UsageWriter.after_commit`,
+    so the flush follows the usage commit on the same wake-up), or, without it, a thread
+    of its own. A burst of changes costs one flush: while a flush is queued, later saves
+    ride on it. A save or flush that fails is logged (once until one succeeds again) and
+    the lesson goes on. Call :meth:`close` on shutdown (before the usage writer's
+    ``close_db`` when sharing its thread). Call every method but :meth:`flush` from one
+    thread.
     """
 
-    def __init__(self, file: PresentationFile) -> None:
+    def __init__(
+        self,
+        file: PresentationFile,
+        *,
+        run_after: Callable[[Callable[[], None]], None] | None = None,
+    ) -> None:
+        """Keep ``file`` up to date.
+
+        Args:
+            file: the saved presentation on disk.
+            run_after: hands a job to the thread that flushes (it must return at once
+                and run the job later, in order); None starts a thread for this writer.
+        """
         self.file = file
         self._cond = threading.Condition()
-        self._dirty = False
+        self._queued = False
+        """A flush is handed over and has not started (guarded by ``_cond``)."""
         self._busy = False
-        self._stopping = False
         self._failing = False
         self._written: SavedPresentation | _Unknown | None = _UNKNOWN
         """What the file holds (None: no file); unknown until a save succeeds."""
-        self._thread = threading.Thread(target=self._run, name="presentation-sync", daemon=True)
-        self._thread.start()
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] | None = None
+        self._thread: threading.Thread | None = None
+        if run_after is None:
+            jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+            self._jobs = jobs
+            run_after = jobs.put
+            self._thread = threading.Thread(
+                target=self._run, args=(jobs,), name="presentation-sync", daemon=True
+            )
+            self._thread.start()
+        self._run_after = run_after
 
     def save(self, saved: SavedPresentation | None) -> None:
         """Keep ``saved`` (None: remove the file); never waits for the disk."""
@@ -365,39 +393,45 @@ class PresentationWriter:
             return
         self._written = saved
         with self._cond:
-            self._dirty = True
-            self._cond.notify_all()
+            if self._queued:
+                return  # the flush queued already covers this save
+            self._queued = True
+        self._run_after(self._sync)
 
     def flush(self, timeout_s: float = WRITE_TIMEOUT_S) -> bool:
         """Wait until what was saved is on the disk; False if that took over ``timeout_s``."""
         with self._cond:
-            return self._cond.wait_for(lambda: not self._dirty and not self._busy, timeout_s)
+            return self._cond.wait_for(lambda: not self._queued and not self._busy, timeout_s)
 
     def close(self) -> None:
-        """Flush what was saved, then stop the thread."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
+        """Flush what was saved; stop this writer's own thread, if it has one."""
+        if self._jobs is None or self._thread is None:
+            if not self.flush():
+                logger.error("the saved presentation %s was not flushed in time", self.file.path)
+            return
+        self._jobs.put(None)
         self._thread.join(WRITE_TIMEOUT_S)
 
-    def _run(self) -> None:
-        while True:
+    def _sync(self) -> None:
+        """Flush the file to the disk (on the flushing thread)."""
+        with self._cond:
+            self._queued = False
+            self._busy = True
+        try:
+            self.file.sync()
+        except Exception:  # a flush that fails must not stop the flushing thread
+            self._failed()
+        else:
+            self._succeeded()
+        finally:
             with self._cond:
-                self._cond.wait_for(lambda: self._dirty or self._stopping)
-                if not self._dirty:
-                    return
-                self._dirty = False
-                self._busy = True
-            try:
-                self.file.sync()
-            except Exception:  # the one broad catch of the thread: the panel stays up
-                self._failed()
-            else:
-                self._succeeded()
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
+                self._busy = False
+                self._cond.notify_all()
+
+    @staticmethod
+    def _run(jobs: queue.SimpleQueue[Callable[[], None] | None]) -> None:
+        while (job := jobs.get()) is not None:
+            job()
 
     def _failed(self) -> None:
         if not self._failing:

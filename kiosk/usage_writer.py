@@ -26,6 +26,14 @@ before it; while writes wait for disk space, reads return what is committed (the
 records come later, with higher ``seq``). After a power loss, what had not reached the
 disk is lost: the last few milliseconds of queued writes, or everything still waiting
 for disk space; open intervals on disk are closed by ``recover``.
+
+The thread is the kiosk's one disk-flushing thread: other durable work that must stay
+off the network loop (the saved presentation's fsyncs, :class:`kiosk.resume.PresentationWriter`)
+is handed to it with :meth:`UsageWriter.after_commit` and runs right after the commit of
+the writes queued with it. A control then wakes one thread once, and the loop and the
+writer hand the interpreter lock back and forth once, instead of two threads doing so
+each (a context switch costs a panel's small CPU more than the write itself). A job
+queued inside :meth:`UsageWriter.batch` goes out with the batch, in the same wake-up.
 """
 
 from __future__ import annotations
@@ -74,12 +82,23 @@ class _Write:
 
 
 @dataclass(slots=True)
+class _Job:
+    """Work for the writer thread after the commit of what was queued before it."""
+
+    run: Callable[[], None]
+
+
+@dataclass(slots=True)
 class _Waiter:
     """A reader waiting for the writes queued before it."""
 
     give_up_when_stalled: bool
     done: threading.Event = field(default_factory=threading.Event)
     committed: bool = False
+
+
+_Item = _Write | _Job | list[_Write | _Job] | _Waiter | None
+"""What the queue carries: a write, a job, a batch, a reader's wait, or None (stop)."""
 
 
 def _is_transient(exc: Exception) -> bool:
@@ -121,7 +140,7 @@ class UsageWriter:
         self._retry_first_s = retry_first_s
         self._retry_max_s = retry_max_s
         self._max_pending = max_pending_intervals
-        self._queue: queue.SimpleQueue[_Write | list[_Write] | _Waiter | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._pending_opens = 0
         """Opens queued and not yet committed (guarded by ``_lock``)."""
@@ -135,7 +154,7 @@ class UsageWriter:
         self._stalled = False
         """True while the file refuses writes (read by other threads; set by the writer)."""
         self._closed = False
-        self._held: list[_Write] | None = None
+        self._held: list[_Write | _Job] | None = None
         """Writes of the :meth:`batch` under way, queued together when it ends."""
         self._thread = threading.Thread(target=self._run, name="usage-writer", daemon=True)
         self._thread.start()
@@ -230,7 +249,19 @@ class UsageWriter:
             if held:
                 self._queue.put(held)
 
-    def _put(self, write: _Write) -> None:
+    def after_commit(self, job: Callable[[], None]) -> None:
+        """Run ``job`` on the writer thread right after the writes queued before it are
+        committed (or, while the file refuses them, tried); returns at once.
+
+        For durable work that must not wait on the network loop but need not wake a
+        thread of its own: the saved presentation's fsyncs. Inside :meth:`batch` it goes
+        out with the batch. ``job`` must not block for long and should catch its own
+        errors (one that escapes is logged and the writer goes on); it is not run when
+        queued after :meth:`close_db`.
+        """
+        self._put(_Job(job))
+
+    def _put(self, write: _Write | _Job) -> None:
         if self._held is not None:
             self._held.append(write)
         else:
@@ -315,6 +346,7 @@ class UsageWriter:
         stop = False
         while True:
             timeout = None if not backlog else max(0.0, retry_at - time.monotonic())
+            jobs: list[_Job] = []
             for item in self._take(timeout):
                 if item is None:
                     stop = True
@@ -322,6 +354,9 @@ class UsageWriter:
                     waiters.append(item)
                 else:
                     for write in item if isinstance(item, list) else [item]:
+                        if isinstance(write, _Job):
+                            jobs.append(write)
+                            continue
                         if write.kind == "heartbeat" and self._stalled:
                             # A later heartbeat says all that an earlier waiting one would.
                             backlog = deque(w for w in backlog if w.kind != "heartbeat")
@@ -348,6 +383,11 @@ class UsageWriter:
                     retry_at, delay_s = now + delay_s, min(delay_s * 2, self._retry_max_s)
                 else:
                     retry_at, delay_s = now + delay_s, min(delay_s * 2, self._retry_max_s)
+            for job in jobs:
+                try:
+                    job.run()
+                except Exception:  # a job's failure must not stop the usage log
+                    logger.exception("usage writer: a job after the commit failed")
             waiters = self._release(waiters, written=not backlog)
             if stop:
                 for waiter in waiters:
@@ -361,7 +401,7 @@ class UsageWriter:
                     )
                 return
 
-    def _take(self, timeout_s: float | None) -> list[_Write | list[_Write] | _Waiter | None]:
+    def _take(self, timeout_s: float | None) -> list[_Item]:
         """Everything queued: wait up to ``timeout_s`` (None: forever) for the first."""
         try:
             items = [self._queue.get(timeout=timeout_s)]

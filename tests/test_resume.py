@@ -12,7 +12,9 @@ import logging
 import signal
 import stat
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -39,6 +41,7 @@ from kiosk.resume import (
 from kiosk.service import KioskService
 from kiosk.tokens import TokenStore
 from kiosk.usage import UsageLog
+from kiosk.usage_writer import UsageWriter
 from media.store import BlobStore
 from protocol.errors import RemoteError
 from protocol.messages import LessonManifest, ManifestItem
@@ -434,3 +437,47 @@ async def test_a_killed_kiosk_comes_back_on_the_same_item_with_a_continuous_log(
     stored = db.ingest(batch.kiosk_id, batch)
     assert (stored.added, stored.duplicates) == (3, 0)
     assert db.verify() == []
+
+
+def test_a_burst_of_saves_hands_over_one_flush_to_the_usage_writer(tmp_path: Path) -> None:
+    usage = UsageWriter(UsageLog(tmp_path / "u.sqlite", kiosk_id="k", room="r"))
+    handed: list[Callable[[], None]] = []
+
+    def run_after(job: Callable[[], None]) -> None:
+        handed.append(job)
+        usage.after_commit(job)
+
+    writer = PresentationWriter(PresentationFile(tmp_path / FILE_NAME), run_after=run_after)
+    try:
+        with usage.batch():  # as the service does: the flush waits for the batch
+            for index in range(4):
+                writer.save(saved(index=index))
+            assert len(handed) == 1
+            assert not writer.flush(0.0)  # held in the batch: not flushed yet
+        assert writer.flush()
+        assert writer.file.load() == saved(index=3)
+        writer.save(None)
+        writer.close()  # flushes on the usage writer's thread
+        assert len(handed) == 2
+        assert not writer.file.path.exists()
+    finally:
+        usage.close_db()
+    assert "presentation-sync" not in {thread.name for thread in threading.enumerate()}
+
+
+async def test_a_kiosk_flushes_its_presentation_on_the_usage_writer_thread(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "kiosk"
+    with KioskThread(state) as kiosk:
+        assert kiosk.app is not None
+        names = {thread.name for thread in threading.enumerate()}
+        assert "usage-writer" in names
+        assert "presentation-sync" not in names  # one flushing thread, not two
+        async with await teacher(kiosk) as presenter:
+            await presenter.cast(text_lesson("один", "два", "три"))
+            await presenter.control("next")
+            assert kiosk.app.presentation.flush()
+            value = PresentationFile(state / FILE_NAME).load()
+            assert value is not None
+            assert value.index == 1
