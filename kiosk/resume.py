@@ -5,20 +5,25 @@ on every change of item or state, and at a heartbeat when a playing video moved 
 the file is getting old (:func:`needs_writing`): the lesson manifest as the codec encodes
 it in ``cast``, the item, paused and blanked, the video position, the volume, the
 presenter and the clock offset of the cast. When the lesson
-ends or is stopped the file is removed. At start, after the usage log closed the
+ends or is stopped, "nothing to resume" is saved. At start, after the usage log closed the
 interval the previous run left open (``power_loss``), the kiosk reads the file and, if
 :func:`refusal` finds nothing against it, shows the same item again
 (:meth:`kiosk.player.LessonPlayer.resume`), which opens a new interval.
 
-The file (``presentation.json`` in the state directory) is replaced atomically: written
-to a temporary file and renamed over the old one, so a crash leaves the old or the new
-version, never a mixture. The replacement happens at once, before the status of the
-change goes out (a few system calls, no fsync): a kiosk killed a moment after a teacher
-saw a change comes back with it. The fsyncs that make it survive a power loss happen off
-the network loop (:class:`PresentationWriter`), on the usage log's writer thread right
-after the commit of the same change's usage records (the kiosk has one flushing thread,
-woken once per control; :meth:`kiosk.usage_writer.UsageWriter.after_commit`): the loop
-never waits on the disk, and a burst of changes costs one flush.
+The file (``presentation.slots`` in the state directory) has :data:`SLOTS` slots, each
+holding one version with its generation and a CRC-32 (:class:`PresentationFile`); the
+newest version whose checksum holds counts, so a crash leaves the old or the new
+version, never a mixture. A new version is written at once, before the status of the
+change goes out: one ``pwrite`` into a slot that holds neither the newest version nor
+the last flushed one (no fsync, no rename, no new file: a rename over an old file
+makes ext4 write the new one back at once, on the caller's thread). A kiosk killed a
+moment after a teacher saw a change comes back with it, since the kernel keeps what a
+dead process wrote. The ``fdatasync`` that makes it survive a power loss happens off the
+network loop (:class:`PresentationWriter`), on the usage log's writer thread right after
+the commit of the same change's usage records (the kiosk has one flushing thread, woken
+once per control; :meth:`kiosk.usage_writer.UsageWriter.after_commit`), and until it has
+run, the last flushed version stays untouched: a power loss brings back that one at
+worst. The loop never waits on the disk, and a burst of changes costs one flush.
 
 A damaged or foreign file is never trusted: the lesson is decoded by
 :func:`protocol.codec.decode` like any ``cast`` from the network, and every other field is
@@ -35,7 +40,9 @@ import logging
 import math
 import os
 import queue
+import struct
 import threading
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,11 +63,20 @@ __all__ = [
     "PresentationSink",
     "PresentationWriter",
     "SavedPresentation",
+    "encode_slot",
     "refusal",
 ]
 
-FILE_NAME: Final = "presentation.json"
+FILE_NAME: Final = "presentation.slots"
 """The saved presentation, in the kiosk's state directory."""
+
+LEGACY_FILE_NAME: Final = "presentation.json"
+"""Where earlier versions kept it (one JSON file replaced by rename): read once, when the
+slots hold nothing, then removed."""
+
+SLOTS: Final = 4
+"""Versions the file has room for: the newest, the newest flushed, the one being
+flushed, and the one being written (:class:`PresentationFile`)."""
 
 RESUME_MAX_AGE_S: Final = 600.0
 """A presentation saved longer ago than this (by the wall clock, either way) is not
@@ -73,7 +89,11 @@ RESAVE_INTERVAL_S: Final = 60.0
 last write (to keep its age current); a playing video at every heartbeat (its position)."""
 
 MAX_FILE_BYTES: Final = limits.MAX_TEXT_FRAME_BYTES + 64 * 1024
-"""Largest file read back: one ``cast`` frame plus the other fields."""
+"""Largest saved presentation: one ``cast`` frame plus the other fields."""
+
+SLOT_BYTES: Final = MAX_FILE_BYTES + 4096
+"""Room of one slot (its header and the largest presentation); the file is sparse, so
+a slot takes only the blocks its version fills."""
 
 FORMAT: Final = 1
 """Version of the file's layout; a file of another version is not resumed."""
@@ -212,64 +232,75 @@ def refusal(
 
 
 class PresentationFile:
-    """The saved presentation on disk.
+    """The saved presentation on disk: :data:`SLOTS` slots of one file, each holding a
+    version with its generation and checksum; the newest valid one counts.
 
     :meth:`replace` and :meth:`remove` change what a restarted kiosk finds at once
-    (a few system calls, no fsync); :meth:`sync` makes that survive a power loss.
+    (one ``pwrite`` to the page cache, no fsync); :meth:`sync` makes that survive a
+    power loss (one ``fdatasync``). A version is written to a slot that holds neither
+    the newest version, nor the newest flushed one, nor the one being flushed: a kill
+    in the middle of a write damages only that slot (its checksum fails and the newest
+    complete version counts), and a power loss finds at least the last flushed version
+    intact, whatever happened to the slots written since. :meth:`replace` and
+    :meth:`remove` must be called from one thread; :meth:`sync` may run on another.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._tmp = path.with_name(path.name + ".tmp")
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._generation = 0
+        """The newest generation in the file (guarded by ``_lock``)."""
+        self._newest: int | None = None
+        self._durable: int | None = None
+        """The slot of the newest flushed version (guarded by ``_lock``)."""
+        self._syncing: int | None = None
+        self._folder_synced = False
 
     def replace(self, saved: SavedPresentation) -> None:
-        """Replace the file with ``saved`` atomically: a temporary file renamed over it.
+        """Write ``saved`` as the newest version, without waiting for the disk.
 
-        A kiosk killed right after this call (a crash, the watchdog) finds the new
-        version. Call :meth:`sync` afterwards (off the network loop) for a power loss:
-        until then the file may still be the old version, and on a file system that
-        does not flush a file renamed over another before the rename (ext4 does), even
-        damaged, which :meth:`load` refuses (the panel comes back idle, as without it).
+        A kiosk killed right after this call (a crash, the watchdog) finds it. Call
+        :meth:`sync` afterwards (off the network loop) for a power loss: until then a
+        power loss brings back the last flushed version.
 
         Raises:
-            OSError: the file cannot be written (the old version stays).
+            OSError: the file cannot be written (the earlier versions stay).
+            ValueError: ``saved`` is larger than :data:`MAX_FILE_BYTES`.
         """
-        data = encode_saved(saved)
-        try:
-            fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(self._tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                self._tmp.unlink()
-            raise
+        self._put(encode_saved(saved))
 
     def remove(self) -> None:
-        """Remove the file (nothing to resume); :meth:`sync` makes that durable.
+        """Write "nothing to resume" as the newest version; :meth:`sync` makes it durable.
 
         Raises:
-            OSError: the file exists and cannot be removed.
+            OSError: the file cannot be written.
         """
-        self.path.unlink(missing_ok=True)
+        self._put(b"")
 
     def sync(self) -> None:
-        """Flush the file (if any) and its folder to the disk.
+        """Flush what was written to the disk (the folder too, the first time).
 
         Raises:
             OSError: the disk refused.
         """
-        with contextlib.suppress(FileNotFoundError):
-            fd = os.open(self.path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        fd = self._open()
+        with self._lock:
+            target = self._syncing = self._newest
         try:
-            os.fsync(fd)
+            os.fdatasync(fd)
+            if not self._folder_synced:
+                folder = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    os.fsync(folder)
+                finally:
+                    os.close(folder)
+                self._folder_synced = True
         finally:
-            os.close(fd)
+            with self._lock:
+                self._syncing = None
+        with self._lock:
+            self._durable = target
 
     def write(self, saved: SavedPresentation) -> None:
         """:meth:`replace` then :meth:`sync`.
@@ -284,34 +315,136 @@ class PresentationFile:
         """:meth:`remove` then :meth:`sync`.
 
         Raises:
-            OSError: the file cannot be removed.
+            OSError: the file cannot be written.
         """
         self.remove()
         self.sync()
 
-    def load(self) -> SavedPresentation | None:
-        """The saved presentation, or None if there is none or it cannot be trusted.
+    def close(self) -> None:
+        """Close the file (a later call opens it again)."""
+        with self._lock:
+            fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
-        A damaged file is logged once and removed; the caller then checks
-        :func:`refusal` before showing it.
+    def load(self) -> SavedPresentation | None:
+        """The newest saved presentation, or None if there is none or it cannot be trusted.
+
+        Slots whose checksum fails (a write cut short) are skipped. A newest version
+        that is damaged in itself is logged once and replaced by "nothing to resume";
+        the caller then checks :func:`refusal` before showing it.
         """
         try:
-            with self.path.open("rb") as f:
-                raw = f.read(MAX_FILE_BYTES + 1)
-        except FileNotFoundError:
-            return None
+            self._open()
+            with self._lock:
+                slot, fd = self._newest, self._fd
+            if slot is None or fd is None:
+                return self._load_legacy()
+            raw = _read_slot(fd, slot)
         except OSError as exc:
             logger.warning("cannot read the saved presentation %s: %s", self.path, exc)
             return None
+        if raw is None or raw == b"":
+            return None
         try:
-            if len(raw) > MAX_FILE_BYTES:
-                raise ValueError(f"larger than {MAX_FILE_BYTES} bytes")
             return decode_saved(raw)
         except (ValueError, MalformedMessageError) as exc:
             logger.warning("the saved presentation %s is damaged, not resuming: %s", self.path, exc)
             with contextlib.suppress(OSError):
                 self.clear()
             return None
+
+    def _load_legacy(self) -> SavedPresentation | None:
+        """What an earlier version saved in :data:`LEGACY_FILE_NAME`; the file is removed."""
+        legacy = self.path.with_name(LEGACY_FILE_NAME)
+        try:
+            with legacy.open("rb") as f:
+                raw = f.read(MAX_FILE_BYTES + 1)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            logger.warning("cannot read the saved presentation %s: %s", legacy, exc)
+            return None
+        with contextlib.suppress(OSError):
+            legacy.unlink()
+        try:
+            if len(raw) > MAX_FILE_BYTES:
+                raise ValueError(f"larger than {MAX_FILE_BYTES} bytes")
+            return decode_saved(raw)
+        except (ValueError, MalformedMessageError) as exc:
+            logger.warning("the saved presentation %s is damaged, not resuming: %s", legacy, exc)
+            return None
+
+    def _open(self) -> int:
+        """The open file; the first call finds the newest version in it."""
+        with self._lock:
+            if self._fd is not None:
+                return self._fd
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            newest, generation = None, 0
+            for slot in range(SLOTS):
+                header = os.pread(fd, _HEADER.size, slot * SLOT_BYTES)
+                found = _valid_generation(fd, slot, header)
+                if found is not None and found > generation:
+                    newest, generation = slot, found
+        except BaseException:
+            os.close(fd)
+            raise
+        with self._lock:
+            self._fd, self._newest, self._generation = fd, newest, generation
+            self._durable = newest  # kept as it is until a newer version is flushed
+        return fd
+
+    def _put(self, payload: bytes) -> None:
+        if len(payload) > MAX_FILE_BYTES:
+            raise ValueError(f"the presentation is larger than {MAX_FILE_BYTES} bytes")
+        fd = self._open()
+        with self._lock:
+            busy = {self._newest, self._durable, self._syncing}
+            slot = next(s for s in range(SLOTS) if s not in busy)
+            generation = self._generation + 1
+        data = encode_slot(payload, generation)
+        if os.pwrite(fd, data, slot * SLOT_BYTES) != len(data):
+            raise OSError(f"short write to {self.path}")
+        with self._lock:
+            self._newest, self._generation = slot, generation
+
+
+_MAGIC: Final = b"CCP1"
+_HEADER: Final = struct.Struct(">4sQII")
+"""A slot's header: magic, generation, payload length, CRC-32 of the header (with a
+zero checksum) and the payload."""
+
+
+def encode_slot(payload: bytes, generation: int) -> bytes:
+    """A slot's bytes: the header, then ``payload`` (a saved presentation, or empty)."""
+    header = _HEADER.pack(_MAGIC, generation, len(payload), 0)
+    checksum = zlib.crc32(payload, zlib.crc32(header))
+    return _HEADER.pack(_MAGIC, generation, len(payload), checksum) + payload
+
+
+def _valid_generation(fd: int, slot: int, header: bytes) -> int | None:
+    """The generation of the slot whose header is ``header``, or None if it is not valid."""
+    if _read_slot(fd, slot, header) is None:
+        return None
+    return int(_HEADER.unpack(header)[1])
+
+
+def _read_slot(fd: int, slot: int, header: bytes | None = None) -> bytes | None:
+    """The payload of a slot, or None if the slot is empty, cut short or damaged."""
+    if header is None:
+        header = os.pread(fd, _HEADER.size, slot * SLOT_BYTES)
+    if len(header) < _HEADER.size:
+        return None
+    magic, generation, length, checksum = _HEADER.unpack(header)
+    if magic != _MAGIC or length > MAX_FILE_BYTES:
+        return None
+    payload = os.pread(fd, length, slot * SLOT_BYTES + _HEADER.size)
+    zeroed = _HEADER.pack(_MAGIC, generation, length, 0)
+    if len(payload) != length or zlib.crc32(payload, zlib.crc32(zeroed)) != checksum:
+        return None
+    return payload
 
 
 class PresentationSink(Protocol):
@@ -378,7 +511,7 @@ class PresentationWriter:
         self._run_after = run_after
 
     def save(self, saved: SavedPresentation | None) -> None:
-        """Keep ``saved`` (None: remove the file); never waits for the disk."""
+        """Keep ``saved`` (None: nothing to resume); never waits for the disk."""
         written = self._written
         if not isinstance(written, _Unknown) and not needs_writing(saved, written):
             return
@@ -408,9 +541,10 @@ class PresentationWriter:
         if self._jobs is None or self._thread is None:
             if not self.flush():
                 logger.error("the saved presentation %s was not flushed in time", self.file.path)
-            return
-        self._jobs.put(None)
-        self._thread.join(WRITE_TIMEOUT_S)
+        else:
+            self._jobs.put(None)
+            self._thread.join(WRITE_TIMEOUT_S)
+        self.file.close()
 
     def _sync(self) -> None:
         """Flush the file to the disk (on the flushing thread)."""

@@ -27,14 +27,18 @@ from kiosk.headless import HeadlessDisplay
 from kiosk.player import Identity, Presenter, VideoCommand
 from kiosk.resume import (
     FILE_NAME,
+    LEGACY_FILE_NAME,
     MAX_FILE_BYTES,
     RESAVE_INTERVAL_S,
     RESUME_MAX_AGE_S,
+    SLOT_BYTES,
+    SLOTS,
     PresentationFile,
     PresentationWriter,
     SavedPresentation,
     decode_saved,
     encode_saved,
+    encode_slot,
     needs_writing,
     refusal,
 )
@@ -107,7 +111,7 @@ def test_a_saved_presentation_reads_back_the_same(tmp_path: Path) -> None:
     assert stat.S_IMODE(file.path.stat().st_mode) == 0o600
     assert sorted(p.name for p in tmp_path.iterdir()) == [FILE_NAME]  # no temp file left
     # The lesson is stored as the codec encodes a cast.
-    cast = json.loads(file.path.read_bytes())["cast"]
+    cast = json.loads(encode_saved(value))["cast"]
     assert (cast["type"], cast["start_index"], cast["clock_offset_ms"]) == ("cast", 0, -1_234)
     file.clear()
     assert file.load() is None
@@ -135,11 +139,10 @@ def _damaged(good: dict[str, object]) -> list[object]:
         {**good, "saved_at_s": True},
         {**good, "presenter_name": "x" * 1001},
         {k: v for k, v in good.items() if k != "presenter_id"},
-        b" " * (MAX_FILE_BYTES + 1),
     ]
 
 
-@pytest.mark.parametrize("case", range(14))
+@pytest.mark.parametrize("case", range(13))
 def test_a_damaged_file_is_not_trusted_and_removed(
     tmp_path: Path, case: int, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -147,11 +150,85 @@ def test_a_damaged_file_is_not_trusted_and_removed(
     good = json.loads(encode_saved(saved()))
     content = _damaged(good)[case]
     raw = content if isinstance(content, bytes) else json.dumps(content).encode()
-    file.path.write_bytes(raw)
+    file.path.write_bytes(encode_slot(raw, 1))
     with caplog.at_level(logging.WARNING, logger="kiosk.resume"):
         assert file.load() is None
     assert "damaged, not resuming" in caplog.text
-    assert not file.path.exists()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="kiosk.resume"):
+        assert PresentationFile(file.path).load() is None  # "nothing to resume" is newest
+    assert caplog.text == ""
+
+
+def slot_generations(path: Path) -> dict[int, int]:
+    """The generation of each slot of the file whose checksum holds."""
+    found = {}
+    raw = path.read_bytes()
+    for slot in range(SLOTS):
+        header = raw[slot * SLOT_BYTES : slot * SLOT_BYTES + 20]
+        if len(header) < 20:
+            continue
+        generation, length = int.from_bytes(header[4:12]), int.from_bytes(header[12:16])
+        body = raw[slot * SLOT_BYTES : slot * SLOT_BYTES + 20 + length]
+        if length <= MAX_FILE_BYTES and body == encode_slot(body[20:], generation):
+            found[slot] = generation
+    return found
+
+
+def test_a_write_cut_short_leaves_the_version_before_it(tmp_path: Path) -> None:
+    file = PresentationFile(tmp_path / FILE_NAME)
+    file.replace(saved(index=1))
+    file.replace(saved(index=2))  # killed in the middle of the next write:
+    generations = slot_generations(file.path)
+    newest = max(generations, key=lambda slot: generations[slot])
+    with file.path.open("r+b") as f:
+        f.seek(newest * SLOT_BYTES + 30)
+        f.write(b"\0" * 16)
+    assert PresentationFile(file.path).load() == saved(index=1)
+
+
+def test_the_last_flushed_version_is_kept_until_a_newer_one_is_flushed(tmp_path: Path) -> None:
+    def version(n: int) -> SavedPresentation:
+        return saved(index=n % 4, saved_at_s=NOW_S + n)
+
+    file = PresentationFile(tmp_path / FILE_NAME)
+    file.write(version(0))  # flushed: generation 1
+    for n in range(1, 8):  # not flushed: a power loss may damage every one of them
+        file.replace(version(n))
+        assert 1 in slot_generations(file.path).values()
+    file.sync()
+    file.replace(version(8))
+    file.replace(version(9))
+    assert 8 in slot_generations(file.path).values()  # version 7, flushed last
+    assert PresentationFile(file.path).load() == version(9)
+
+
+def test_a_slot_claiming_more_than_the_largest_presentation_is_skipped(tmp_path: Path) -> None:
+    file = PresentationFile(tmp_path / FILE_NAME)
+    file.write(saved(index=1))
+    big = bytearray(encode_slot(b"{}", 99))
+    big[12:16] = (MAX_FILE_BYTES + 1).to_bytes(4)
+    with file.path.open("r+b") as f:
+        f.seek(3 * SLOT_BYTES)
+        f.write(big)
+    assert PresentationFile(file.path).load() == saved(index=1)
+
+
+def test_a_presentation_saved_by_an_earlier_version_is_read_once(tmp_path: Path) -> None:
+    (tmp_path / LEGACY_FILE_NAME).write_bytes(encode_saved(saved(index=2)))
+    assert PresentationFile(tmp_path / FILE_NAME).load() == saved(index=2)
+    assert not (tmp_path / LEGACY_FILE_NAME).exists()
+    assert PresentationFile(tmp_path / FILE_NAME).load() is None
+
+
+def test_a_new_run_goes_on_from_the_newest_generation(tmp_path: Path) -> None:
+    first = PresentationFile(tmp_path / FILE_NAME)
+    for index in range(5):
+        first.write(saved(index=index))
+    first.close()
+    second = PresentationFile(tmp_path / FILE_NAME)
+    second.replace(saved(index=1))
+    assert PresentationFile(tmp_path / FILE_NAME).load() == saved(index=1)
 
 
 def test_decode_accepts_an_integer_time() -> None:
@@ -203,7 +280,7 @@ def test_the_writer_writes_the_newest_and_removes_on_none(tmp_path: Path) -> Non
         assert writer.file.load() == saved(index=3)
         writer.save(None)
         assert writer.flush()
-        assert not writer.file.path.exists()
+        assert PresentationFile(writer.file.path).load() is None
     finally:
         writer.close()
 
@@ -213,7 +290,7 @@ def test_the_writer_removes_a_file_left_by_an_earlier_run(tmp_path: Path) -> Non
     writer = PresentationWriter(PresentationFile(tmp_path / FILE_NAME))
     writer.save(None)
     writer.close()
-    assert not (tmp_path / FILE_NAME).exists()
+    assert PresentationFile(tmp_path / FILE_NAME).load() is None
 
 
 def test_a_failing_write_is_logged_once_and_the_next_one_succeeds(
@@ -266,13 +343,13 @@ async def test_casting_and_moving_keep_the_file_and_stop_removes_it(kiosk: Kiosk
         assert abs(value.saved_at_s - time.time()) < 60
         await client.control("stop")
         assert writer.flush()
-        assert not writer.file.path.exists()
+        assert PresentationFile(writer.file.path).load() is None
         await client.cast(text_lesson("Один"))
         assert writer.flush()
-        assert writer.file.path.exists()
+        assert PresentationFile(writer.file.path).load() is not None
         await client.control("next")  # past the last item: the lesson ends
         assert writer.flush()
-        assert not writer.file.path.exists()
+        assert PresentationFile(writer.file.path).load() is None
 
 
 async def test_a_kiosk_restarted_mid_lesson_shows_the_same_item(tmp_path: Path) -> None:
@@ -371,7 +448,7 @@ async def test_a_lesson_whose_media_is_gone_is_not_resumed(
         assert kiosk.display.current is None
         assert kiosk.sync(kiosk.app.service.status).state == "idle"
         assert kiosk.app.presentation.flush()
-        assert not (state / FILE_NAME).exists()
+        assert PresentationFile(state / FILE_NAME).load() is None
     assert "no longer stored" in caplog.text
 
 
@@ -459,7 +536,7 @@ def test_a_burst_of_saves_hands_over_one_flush_to_the_usage_writer(tmp_path: Pat
         writer.save(None)
         writer.close()  # flushes on the usage writer's thread
         assert len(handed) == 2
-        assert not writer.file.path.exists()
+        assert PresentationFile(writer.file.path).load() is None
     finally:
         usage.close_db()
     assert "presentation-sync" not in {thread.name for thread in threading.enumerate()}
