@@ -18,12 +18,21 @@ change goes out: one ``pwrite`` into a slot that holds neither the newest versio
 the last flushed one (no fsync, no rename, no new file: a rename over an old file
 makes ext4 write the new one back at once, on the caller's thread). A kiosk killed a
 moment after a teacher saw a change comes back with it, since the kernel keeps what a
-dead process wrote. The ``fdatasync`` that makes it survive a power loss happens off the
-network loop (:class:`PresentationWriter`), on the usage log's writer thread right after
-the commit of the same change's usage records (the kiosk has one flushing thread, woken
-once per control; :meth:`kiosk.usage_writer.UsageWriter.after_commit`), and until it has
-run, the last flushed version stays untouched: a power loss brings back that one at
-worst. The loop never waits on the disk, and a burst of changes costs one flush.
+dead process wrote.
+
+For a power loss the kiosk keeps a second copy, the same slot bytes, in its usage log
+(:class:`PresentationLog`, a ``meta`` row): queued inside the switch's batch, it is
+committed in the transaction of the usage records of the same change, on the writer
+thread, in their one flush (``synchronous=FULL``); the file itself is never flushed. At
+start :meth:`PresentationWriter.load` takes the newer of the two by generation: after a
+kill the file holds the newest (the log's copy may lag by the commit under way); after
+a power loss the log holds at least the last committed version, and a slot that was
+torn or never reached the disk fails its checksum and is skipped. Committing the row
+before the status goes out instead would put an fsync on the network loop. Without a
+log (a :class:`PresentationWriter` on its own) the file is flushed with ``fdatasync``
+on another thread, and until that has run the last flushed version stays untouched:
+a power loss brings back that one at worst. Either way the loop never waits on the
+disk, and a burst of changes costs one flush.
 
 A damaged or foreign file is never trusted: the lesson is decoded by
 :func:`protocol.codec.decode` like any ``cast`` from the network, and every other field is
@@ -51,7 +60,7 @@ from typing import Any, Final, Protocol
 from kiosk.player import Presenter
 from protocol import limits
 from protocol.codec import decode, encode
-from protocol.errors import MalformedMessageError
+from protocol.errors import MalformedMessageError, UsageLogError
 from protocol.messages import Cast, LessonManifest
 
 logger = logging.getLogger(__name__)
@@ -60,9 +69,11 @@ __all__ = [
     "FILE_NAME",
     "RESUME_MAX_AGE_S",
     "PresentationFile",
+    "PresentationLog",
     "PresentationSink",
     "PresentationWriter",
     "SavedPresentation",
+    "decode_slot",
     "encode_slot",
     "refusal",
 ]
@@ -257,26 +268,32 @@ class PresentationFile:
         self._syncing: int | None = None
         self._folder_synced = False
 
-    def replace(self, saved: SavedPresentation) -> None:
+    def replace(self, saved: SavedPresentation) -> bytes:
         """Write ``saved`` as the newest version, without waiting for the disk.
 
         A kiosk killed right after this call (a crash, the watchdog) finds it. Call
         :meth:`sync` afterwards (off the network loop) for a power loss: until then a
         power loss brings back the last flushed version.
 
+        Returns:
+            The slot's bytes (:func:`encode_slot`), for a copy kept elsewhere.
+
         Raises:
             OSError: the file cannot be written (the earlier versions stay).
             ValueError: ``saved`` is larger than :data:`MAX_FILE_BYTES`.
         """
-        self._put(encode_saved(saved))
+        return self._put(encode_saved(saved))
 
-    def remove(self) -> None:
+    def remove(self) -> bytes:
         """Write "nothing to resume" as the newest version; :meth:`sync` makes it durable.
+
+        Returns:
+            The slot's bytes, as :meth:`replace`.
 
         Raises:
             OSError: the file cannot be written.
         """
-        self._put(b"")
+        return self._put(b"")
 
     def sync(self) -> None:
         """Flush what was written to the disk (the folder too, the first time).
@@ -335,19 +352,46 @@ class PresentationFile:
         the caller then checks :func:`refusal` before showing it.
         """
         try:
-            self._open()
-            with self._lock:
-                slot, fd = self._newest, self._fd
-            if slot is None or fd is None:
-                return self._load_legacy()
-            raw = _read_slot(fd, slot)
+            newest = self.newest()
         except OSError as exc:
             logger.warning("cannot read the saved presentation %s: %s", self.path, exc)
             return None
-        if raw is None or raw == b"":
+        if newest is None:
+            return self._load_legacy()
+        return self.decode(newest[1])
+
+    def newest(self) -> tuple[int, bytes] | None:
+        """The generation and bytes of the newest valid version, or None (none yet).
+
+        Raises:
+            OSError: the file cannot be read.
+        """
+        fd = self._open()
+        with self._lock:
+            slot = self._newest
+        if slot is None:
+            return None
+        payload = _read_slot(fd, slot)
+        return None if payload is None else (self._generation, payload)
+
+    def advance_to(self, generation: int) -> None:
+        """Number the next version after ``generation`` at least (a copy kept elsewhere
+        was newer than this file).
+
+        Raises:
+            OSError: the file cannot be opened.
+        """
+        self._open()
+        with self._lock:
+            self._generation = max(self._generation, generation)
+
+    def decode(self, payload: bytes) -> SavedPresentation | None:
+        """A version's bytes read back (None: nothing to resume); a damaged one is
+        logged, and "nothing to resume" written over it."""
+        if payload == b"":
             return None
         try:
-            return decode_saved(raw)
+            return decode_saved(payload)
         except (ValueError, MalformedMessageError) as exc:
             logger.warning("the saved presentation %s is damaged, not resuming: %s", self.path, exc)
             with contextlib.suppress(OSError):
@@ -396,7 +440,7 @@ class PresentationFile:
             self._durable = newest  # kept as it is until a newer version is flushed
         return fd
 
-    def _put(self, payload: bytes) -> None:
+    def _put(self, payload: bytes) -> bytes:
         if len(payload) > MAX_FILE_BYTES:
             raise ValueError(f"the presentation is larger than {MAX_FILE_BYTES} bytes")
         fd = self._open()
@@ -409,6 +453,7 @@ class PresentationFile:
             raise OSError(f"short write to {self.path}")
         with self._lock:
             self._newest, self._generation = slot, generation
+        return data
 
 
 _MAGIC: Final = b"CCP1"
@@ -422,6 +467,21 @@ def encode_slot(payload: bytes, generation: int) -> bytes:
     header = _HEADER.pack(_MAGIC, generation, len(payload), 0)
     checksum = zlib.crc32(payload, zlib.crc32(header))
     return _HEADER.pack(_MAGIC, generation, len(payload), checksum) + payload
+
+
+def decode_slot(data: bytes) -> tuple[int, bytes] | None:
+    """The generation and payload of a slot's bytes (:func:`encode_slot`), or None when
+    they are cut short or damaged."""
+    if len(data) < _HEADER.size:
+        return None
+    magic, generation, length, checksum = _HEADER.unpack_from(data)
+    payload = data[_HEADER.size :]
+    zeroed = _HEADER.pack(_MAGIC, generation, length, 0)
+    if magic != _MAGIC or len(payload) != length or length > MAX_FILE_BYTES:
+        return None
+    if zlib.crc32(payload, zlib.crc32(zeroed)) != checksum:
+        return None
+    return int(generation), payload
 
 
 def _valid_generation(fd: int, slot: int, header: bytes) -> int | None:
@@ -445,6 +505,20 @@ def _read_slot(fd: int, slot: int, header: bytes | None = None) -> bytes | None:
     if len(payload) != length or zlib.crc32(payload, zlib.crc32(zeroed)) != checksum:
         return None
     return payload
+
+
+class PresentationLog(Protocol):
+    """A second copy of the presentation, committed with the usage records of the same
+    change (:class:`kiosk.usage_writer.UsageWriter`)."""
+
+    def save_presentation(self, data: bytes) -> None:
+        """Queue ``data`` to be committed with what is queued with it; must not block."""
+
+    def saved_presentation(self) -> bytes | None:
+        """What was last committed."""
+
+    def flush(self, timeout_s: float = ...) -> None:
+        """Wait until what is queued is committed (``UsageLogError`` if it cannot be)."""
 
 
 class PresentationSink(Protocol):
@@ -482,6 +556,7 @@ class PresentationWriter:
         file: PresentationFile,
         *,
         run_after: Callable[[Callable[[], None]], None] | None = None,
+        log: PresentationLog | None = None,
     ) -> None:
         """Keep ``file`` up to date.
 
@@ -489,8 +564,14 @@ class PresentationWriter:
             file: the saved presentation on disk.
             run_after: hands a job to the thread that flushes (it must return at once
                 and run the job later, in order); None starts a thread for this writer.
+            log: keep the copy that survives a power loss there instead (the kiosk
+                passes its :class:`~kiosk.usage_writer.UsageWriter`): each version is
+                committed with the usage records of the same change, in their one
+                flush, and the file is never flushed; :meth:`load` takes the newer of
+                the two.
         """
         self.file = file
+        self._log = log
         self._cond = threading.Condition()
         self._queued = False
         """A flush is handed over and has not started (guarded by ``_cond``)."""
@@ -500,7 +581,7 @@ class PresentationWriter:
         """What the file holds (None: no file); unknown until a save succeeds."""
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] | None = None
         self._thread: threading.Thread | None = None
-        if run_after is None:
+        if run_after is None and log is None:
             jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
             self._jobs = jobs
             run_after = jobs.put
@@ -517,28 +598,62 @@ class PresentationWriter:
             return
         self._written = _UNKNOWN  # until this save succeeds
         try:
-            if saved is None:
-                self.file.remove()
-            else:
-                self.file.replace(saved)
+            data = self.file.remove() if saved is None else self.file.replace(saved)
         except Exception:  # a save that fails must not stop the lesson
             self._failed()
             return
         self._written = saved
+        if self._log is not None or self._run_after is None:
+            self._succeeded()
+            if self._log is not None:
+                self._log.save_presentation(data)
+            return
         with self._cond:
             if self._queued:
                 return  # the flush queued already covers this save
             self._queued = True
         self._run_after(self._sync)
 
+    def load(self) -> SavedPresentation | None:
+        """What the previous run saved: the newer of the file and the log's copy (by
+        generation), or None; call once at start, before :meth:`save`."""
+        try:
+            newest = self.file.newest()
+        except OSError as exc:
+            logger.warning("cannot read the saved presentation %s: %s", self.file.path, exc)
+            newest = None
+        if self._log is not None:
+            try:
+                row = self._log.saved_presentation()
+            except UsageLogError as exc:
+                logger.warning("cannot read the presentation kept in the usage log: %s", exc)
+                row = None
+            copy = decode_slot(row) if row is not None else None
+            if copy is not None and (newest is None or copy[0] > newest[0]):
+                newest = copy  # the file lost what the log kept (a power loss)
+                with contextlib.suppress(OSError):
+                    self.file.advance_to(copy[0])
+        if newest is None:
+            return self.file.load()  # an earlier version's file, if any
+        return self.file.decode(newest[1])
+
     def flush(self, timeout_s: float = WRITE_TIMEOUT_S) -> bool:
-        """Wait until what was saved is on the disk; False if that took over ``timeout_s``."""
+        """Wait until what was saved is on the disk; False if that took over ``timeout_s``
+        (or, with a log, if the log cannot commit now)."""
+        if self._log is not None:
+            try:
+                self._log.flush(timeout_s)
+            except UsageLogError:
+                return False
+            return True
         with self._cond:
             return self._cond.wait_for(lambda: not self._queued and not self._busy, timeout_s)
 
     def close(self) -> None:
         """Flush what was saved; stop this writer's own thread, if it has one."""
-        if self._jobs is None or self._thread is None:
+        if self._log is not None:
+            pass  # the log commits what is queued when it closes
+        elif self._jobs is None or self._thread is None:
             if not self.flush():
                 logger.error("the saved presentation %s was not flushed in time", self.file.path)
         else:

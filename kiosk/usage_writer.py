@@ -27,13 +27,16 @@ records come later, with higher ``seq``). After a power loss, what had not reach
 disk is lost: the last few milliseconds of queued writes, or everything still waiting
 for disk space; open intervals on disk are closed by ``recover``.
 
-The thread is the kiosk's one disk-flushing thread: other durable work that must stay
-off the network loop (the saved presentation's fsyncs, :class:`kiosk.resume.PresentationWriter`)
-is handed to it with :meth:`UsageWriter.after_commit` and runs right after the commit of
-the writes queued with it. A control then wakes one thread once, and the loop and the
-writer hand the interpreter lock back and forth once, instead of two threads doing so
-each (a context switch costs a panel's small CPU more than the write itself). A job
-queued inside :meth:`UsageWriter.batch` goes out with the batch, in the same wake-up.
+The thread is the kiosk's one disk-flushing thread. The copy of the saved presentation
+that survives a power loss (:class:`kiosk.resume.PresentationWriter`) is a write like the
+others (:meth:`UsageWriter.save_presentation`), queued inside the switch's
+:meth:`UsageWriter.batch`, so it shares the switch's transaction and its one flush;
+while the file refuses writes only the newest one waits. Other durable work that must
+stay off the network loop is handed over with :meth:`UsageWriter.after_commit` and runs
+right after the commit of the writes queued with it. A control then wakes one thread
+once, and the loop and the writer hand the interpreter lock back and forth once,
+instead of two threads doing so each (a context switch costs a panel's small CPU more
+than the write itself).
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ MAX_PENDING_INTERVALS: Final = 10_000
 of slides changing every 5 s, a few MB. Past it, new intervals are not logged (each such
 one is counted, and the count logged) until the file takes writes again."""
 
-_Kind = Literal["recover", "open", "close", "heartbeat"]
+_Kind = Literal["recover", "open", "close", "heartbeat", "presentation"]
 
 
 @dataclass(slots=True)
@@ -230,6 +233,16 @@ class UsageWriter:
         """Queue a heartbeat."""
         self._put(_Write("heartbeat", lambda log: log.heartbeat(wall_s=wall_s, mono_s=mono_s)))
 
+    def save_presentation(self, data: bytes) -> None:
+        """Queue :meth:`kiosk.usage.UsageLog.save_presentation`: inside :meth:`batch`,
+        it is committed with the switch's records, in one flush."""
+        self._put(_Write("presentation", lambda log: log.save_presentation(data)))
+
+    def saved_presentation(self) -> bytes | None:
+        """What was last committed by :meth:`save_presentation`, once queued writes are."""
+        self._settle()
+        return self.log.saved_presentation()
+
     @contextmanager
     def batch(self) -> Iterator[None]:
         """Queue the writes made inside the block together, so they commit in one
@@ -357,9 +370,9 @@ class UsageWriter:
                         if isinstance(write, _Job):
                             jobs.append(write)
                             continue
-                        if write.kind == "heartbeat" and self._stalled:
-                            # A later heartbeat says all that an earlier waiting one would.
-                            backlog = deque(w for w in backlog if w.kind != "heartbeat")
+                        if write.kind in ("heartbeat", "presentation") and self._stalled:
+                            # A later one says all that an earlier waiting one would.
+                            backlog = deque(w for w in backlog if w.kind != write.kind)
                         backlog.append(write)
             now = time.monotonic()
             if backlog and (not self._stalled or now >= retry_at or stop):

@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import sqlite3
 import stat
 import sys
 import threading
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
@@ -37,6 +39,7 @@ from kiosk.resume import (
     PresentationWriter,
     SavedPresentation,
     decode_saved,
+    decode_slot,
     encode_saved,
     encode_slot,
     needs_writing,
@@ -542,9 +545,7 @@ def test_a_burst_of_saves_hands_over_one_flush_to_the_usage_writer(tmp_path: Pat
     assert "presentation-sync" not in {thread.name for thread in threading.enumerate()}
 
 
-async def test_a_kiosk_flushes_its_presentation_on_the_usage_writer_thread(
-    tmp_path: Path,
-) -> None:
+async def test_a_kiosk_commits_its_presentation_with_the_usage_records(tmp_path: Path) -> None:
     state = tmp_path / "kiosk"
     with KioskThread(state) as kiosk:
         assert kiosk.app is not None
@@ -555,6 +556,65 @@ async def test_a_kiosk_flushes_its_presentation_on_the_usage_writer_thread(
             await presenter.cast(text_lesson("один", "два", "три"))
             await presenter.control("next")
             assert kiosk.app.presentation.flush()
-            value = PresentationFile(state / FILE_NAME).load()
-            assert value is not None
-            assert value.index == 1
+            with closing(sqlite3.connect(state / "usage.sqlite")) as db:
+                (row,) = db.execute("SELECT value FROM meta WHERE key = 'presentation'")
+            copy = decode_slot(row[0])
+            assert copy is not None
+            assert copy == PresentationFile(state / FILE_NAME).newest()
+            assert decode_saved(copy[1]).index == 1
+
+
+def test_a_power_loss_that_lost_the_file_brings_back_the_logs_copy(tmp_path: Path) -> None:
+    def writer_on(usage: UsageWriter) -> PresentationWriter:
+        return PresentationWriter(PresentationFile(tmp_path / FILE_NAME), log=usage)
+
+    usage = UsageWriter(UsageLog(tmp_path / "u.sqlite", kiosk_id="k", room="r"))
+    writer = writer_on(usage)
+    for index in range(4):
+        with usage.batch():
+            writer.save(saved(index=index))
+    assert writer.flush()
+    writer.close()
+    usage.close_db()
+    (tmp_path / FILE_NAME).unlink()  # never flushed: a power loss may take it all
+    usage = UsageWriter(UsageLog(tmp_path / "u.sqlite", kiosk_id="k", room="r"))
+    try:
+        writer = writer_on(usage)
+        assert writer.load() == saved(index=3)
+        writer.save(saved(index=1))  # numbered after the log's copy
+        assert writer.flush()
+        assert writer_on(usage).load() == saved(index=1)
+        writer.close()
+    finally:
+        usage.close_db()
+
+
+def test_a_kill_before_the_commit_brings_back_the_files_newer_version(tmp_path: Path) -> None:
+    log = UsageLog(tmp_path / "u.sqlite", kiosk_id="k", room="r")
+    try:
+        log.save_presentation(encode_slot(encode_saved(saved(index=1)), 1))
+        file = PresentationFile(tmp_path / FILE_NAME)
+        file.advance_to(1)
+        file.replace(saved(index=2))  # written before the status went out, then killed
+        file.close()
+        writer = PresentationWriter(PresentationFile(tmp_path / FILE_NAME), log=_Committed(log))
+        assert writer.load() == saved(index=2)
+        writer.close()
+    finally:
+        log.close_db()
+
+
+class _Committed:
+    """A usage log as the presentation writer sees it, writing at once (no thread)."""
+
+    def __init__(self, log: UsageLog) -> None:
+        self.log = log
+
+    def save_presentation(self, data: bytes) -> None:
+        self.log.save_presentation(data)
+
+    def saved_presentation(self) -> bytes | None:
+        return self.log.saved_presentation()
+
+    def flush(self, timeout_s: float = 0.0) -> None:
+        pass
