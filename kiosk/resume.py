@@ -536,19 +536,20 @@ _UNKNOWN: Final = _Unknown.UNKNOWN
 
 
 class PresentationWriter:
-    """Keeps the saved presentation up to date; the fsyncs happen off the caller's thread.
-
-    :meth:`save` replaces (or removes) the file at once, before the service sends the
-    status of the change, so a kiosk killed at any moment after a controller saw a
-    change comes back with it; it costs a small write to the page cache, never an
-    fsync. Another thread then flushes the file to the disk: the one ``run_after``
-    hands work to (the kiosk passes :meth:`kiosk.usage_writer.UsageWriter.after_commit`,
-    so the flush follows the usage commit on the same wake-up), or, without it, a thread
-    of its own. A burst of changes costs one flush: while a flush is queued, later saves
-    ride on it. A save or flush that fails is logged (once until one succeeds again) and
-    the lesson goes on. Call :meth:`close` on shutdown (before the usage writer's
-    ``close_db`` when sharing its thread). Call every method but :meth:`flush` from one
+    """Keeps the saved presentation up to date; nothing waits for the disk on the caller's
     thread.
+
+    :meth:`save` writes the new version into the file at once, before the service sends
+    the status of the change, so a kiosk killed at any moment after a controller saw a
+    change comes back with it; it costs one write to the page cache, never an fsync.
+    What survives a power loss is made durable elsewhere: with a ``log`` (the kiosk's
+    usage writer) a copy of the version is queued there and committed with the usage
+    records of the same change; with ``run_after`` the file is flushed on the thread it
+    hands work to; with neither, on a thread of this writer's own. A burst of changes
+    costs one flush. A save or flush that fails is logged (once until one succeeds
+    again) and the lesson goes on. Call :meth:`load` once at start, :meth:`close` on
+    shutdown (before the usage writer's ``close_db``). Call every method but
+    :meth:`flush` from one thread.
     """
 
     def __init__(
