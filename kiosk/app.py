@@ -88,7 +88,9 @@ class KioskApp:
                 signing_key=ensure_signing_key(state),
             )
         )
-        self.presentation = PresentationWriter(PresentationFile(state / FILE_NAME))
+        # Its copy that survives a power loss is committed with the usage records of
+        # the same change: one flush per control, on the one writer thread.
+        self.presentation = PresentationWriter(PresentationFile(state / FILE_NAME), log=self.usage)
         self.tls = ensure_identity(state, self.identity.kiosk_id)
         self.tokens = TokenStore(state / "tokens.json")
         self.access = Access(
@@ -192,7 +194,7 @@ class KioskApp:
     async def start(self) -> None:
         """Show the lesson a previous run left on screen (if any), listen, then advertise
         over mDNS (when enabled)."""
-        saved = self.presentation.file.load()
+        saved = self.presentation.load()
         if saved is not None:
             with self.server.lock:
                 self.service.resume(saved)

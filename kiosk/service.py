@@ -523,12 +523,13 @@ class KioskService:
         self._show_pin(now)
         if now - self._last_heartbeat_s >= self._heartbeat_s:
             self._last_heartbeat_s = now
-            try:
-                self.usage.heartbeat(wall_s=self.clock.time(), mono_s=now)
-            except UsageLogError:
-                logger.exception("usage log heartbeat failed")
-            if self.player.state in ("playing", "paused"):
-                self._save_presentation()  # its age and the video's position
+            with self.usage.batch():  # one wake-up of the writer thread
+                try:
+                    self.usage.heartbeat(wall_s=self.clock.time(), mono_s=now)
+                except UsageLogError:
+                    logger.exception("usage log heartbeat failed")
+                if self.player.state in ("playing", "paused"):
+                    self._save_presentation()  # its age and the video's position
 
     def next_deadline_s(self) -> float:
         """Monotonic time at which :meth:`tick` must run next."""
@@ -1130,11 +1131,15 @@ class KioskService:
 
     def _apply_player_effects(self) -> None:
         effects = self.player.drain()
-        with self.usage.batch():  # a switch's close and open are committed together
+        changed = any(isinstance(effect, StatusChanged) for effect in effects)
+        # A switch's close and open are committed together, and the presentation's flush
+        # goes with them: one wake-up of the writer thread per control.
+        with self.usage.batch():
             for effect in effects:
                 self._apply(effect)
-        if any(isinstance(effect, StatusChanged) for effect in effects):
-            self._save_presentation()
+            if changed:
+                self._save_presentation()
+        if changed:
             self._sync_share()
 
     def _save_presentation(self) -> None:

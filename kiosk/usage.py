@@ -11,6 +11,11 @@ Durability: the file runs in WAL mode with ``synchronous=FULL`` (panels are swit
 off at the wall) and every write is its own transaction, so after a crash the file
 holds every row whose call returned.
 
+The same file keeps the kiosk's copy of the presentation it shows that survives a power
+loss (:meth:`UsageLog.save_presentation`, a ``meta`` row outside the records and their
+chain, never collected): committed in the transaction of the switch that changed it, it
+costs no flush of its own (:mod:`kiosk.resume`).
+
 Time is always passed in: ``wall_s`` from :func:`time.time` (stored as ISO 8601 UTC
 with milliseconds and ``Z``) and ``mono_s`` from :func:`time.monotonic` (used for
 durations only, so a wall-clock jump never makes an interval longer or shorter). The
@@ -85,6 +90,7 @@ _LAST_SEQ: Final = "last_seq"
 _LAST_HASH: Final = "last_hash"
 _LAST_SEEN_AT: Final = "last_seen_at"
 _LAST_SEEN_MONO_S: Final = "last_seen_mono_s"
+_PRESENTATION: Final = "presentation"
 
 _SCHEMA: Final = f"""
 CREATE TABLE plays (
@@ -597,6 +603,32 @@ class UsageLog:
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?), (?, ?)",
                 [_LAST_SEEN_AT, at, _LAST_SEEN_MONO_S, mono_s],
             )
+
+    def save_presentation(self, data: bytes) -> None:
+        """Keep ``data`` (the presentation the panel shows, as
+        :func:`kiosk.resume.encode_slot` encodes it) in the file's ``meta`` table,
+        outside the records and their chain; inside :meth:`transaction` it is committed
+        with the records of the same change, in one flush.
+
+        Raises:
+            UsageLogError: The file cannot be written.
+        """
+        with self._guard("save the presentation"), self._db.atomic():
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [_PRESENTATION, data]
+            )
+
+    def saved_presentation(self) -> bytes | None:
+        """What :meth:`save_presentation` last committed, or None.
+
+        Raises:
+            UsageLogError: The file cannot be read.
+        """
+        with self._guard("read the presentation"):
+            row = self._db.execute(
+                "SELECT value FROM meta WHERE key = ?", [_PRESENTATION]
+            ).fetchone()
+        return row[0] if row is not None and isinstance(row[0], bytes) else None
 
     # ------------------------------------------------------------------ reads
 

@@ -26,6 +26,17 @@ before it; while writes wait for disk space, reads return what is committed (the
 records come later, with higher ``seq``). After a power loss, what had not reached the
 disk is lost: the last few milliseconds of queued writes, or everything still waiting
 for disk space; open intervals on disk are closed by ``recover``.
+
+The thread is the kiosk's one disk-flushing thread. The copy of the saved presentation
+that survives a power loss (:class:`kiosk.resume.PresentationWriter`) is a write like the
+others (:meth:`UsageWriter.save_presentation`), queued inside the switch's
+:meth:`UsageWriter.batch`, so it shares the switch's transaction and its one flush;
+while the file refuses writes only the newest one waits. Other durable work that must
+stay off the network loop is handed over with :meth:`UsageWriter.after_commit` and runs
+right after the commit of the writes queued with it. A control then wakes one thread
+once, and the loop and the writer hand the interpreter lock back and forth once,
+instead of two threads doing so each (a context switch costs a panel's small CPU more
+than the write itself).
 """
 
 from __future__ import annotations
@@ -62,7 +73,7 @@ MAX_PENDING_INTERVALS: Final = 10_000
 of slides changing every 5 s, a few MB. Past it, new intervals are not logged (each such
 one is counted, and the count logged) until the file takes writes again."""
 
-_Kind = Literal["recover", "open", "close", "heartbeat"]
+_Kind = Literal["recover", "open", "close", "heartbeat", "presentation"]
 
 
 @dataclass(slots=True)
@@ -74,12 +85,23 @@ class _Write:
 
 
 @dataclass(slots=True)
+class _Job:
+    """Work for the writer thread after the commit of what was queued before it."""
+
+    run: Callable[[], None]
+
+
+@dataclass(slots=True)
 class _Waiter:
     """A reader waiting for the writes queued before it."""
 
     give_up_when_stalled: bool
     done: threading.Event = field(default_factory=threading.Event)
     committed: bool = False
+
+
+_Item = _Write | _Job | list[_Write | _Job] | _Waiter | None
+"""What the queue carries: a write, a job, a batch, a reader's wait, or None (stop)."""
 
 
 def _is_transient(exc: Exception) -> bool:
@@ -120,7 +142,7 @@ class UsageWriter:
         self._retry_first_s = retry_first_s
         self._retry_max_s = retry_max_s
         self._max_pending = max_pending_intervals
-        self._queue: queue.SimpleQueue[_Write | list[_Write] | _Waiter | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._pending_opens = 0
         """Opens queued and not yet committed (guarded by ``_lock``)."""
@@ -134,7 +156,7 @@ class UsageWriter:
         self._stalled = False
         """True while the file refuses writes (read by other threads; set by the writer)."""
         self._closed = False
-        self._held: list[_Write] | None = None
+        self._held: list[_Write | _Job] | None = None
         """Writes of the :meth:`batch` under way, queued together when it ends."""
         self._thread = threading.Thread(target=self._run, name="usage-writer", daemon=True)
         self._thread.start()
@@ -215,6 +237,16 @@ class UsageWriter:
         """Queue a heartbeat."""
         self._put(_Write("heartbeat", lambda log: log.heartbeat(wall_s=wall_s, mono_s=mono_s)))
 
+    def save_presentation(self, data: bytes) -> None:
+        """Queue :meth:`kiosk.usage.UsageLog.save_presentation`: inside :meth:`batch`,
+        it is committed with the switch's records, in one flush."""
+        self._put(_Write("presentation", lambda log: log.save_presentation(data)))
+
+    def saved_presentation(self) -> bytes | None:
+        """What was last committed by :meth:`save_presentation`, once queued writes are."""
+        self._settle()
+        return self.log.saved_presentation()
+
     @contextmanager
     def batch(self) -> Iterator[None]:
         """Queue the writes made inside the block together, so they commit in one
@@ -234,7 +266,19 @@ class UsageWriter:
             if held:
                 self._queue.put(held)
 
-    def _put(self, write: _Write) -> None:
+    def after_commit(self, job: Callable[[], None]) -> None:
+        """Run ``job`` on the writer thread right after the writes queued before it are
+        committed (or, while the file refuses them, tried); returns at once.
+
+        For durable work that must not wait on the network loop but need not wake a
+        thread of its own: the saved presentation's fsyncs. Inside :meth:`batch` it goes
+        out with the batch. ``job`` must not block for long and should catch its own
+        errors (one that escapes is logged and the writer goes on); it is not run when
+        queued after :meth:`close_db`.
+        """
+        self._put(_Job(job))
+
+    def _put(self, write: _Write | _Job) -> None:
         if self._held is not None:
             self._held.append(write)
         else:
@@ -319,6 +363,7 @@ class UsageWriter:
         stop = False
         while True:
             timeout = None if not backlog else max(0.0, retry_at - time.monotonic())
+            jobs: list[_Job] = []
             for item in self._take(timeout):
                 if item is None:
                     stop = True
@@ -326,9 +371,12 @@ class UsageWriter:
                     waiters.append(item)
                 else:
                     for write in item if isinstance(item, list) else [item]:
-                        if write.kind == "heartbeat" and self._stalled:
-                            # A later heartbeat says all that an earlier waiting one would.
-                            backlog = deque(w for w in backlog if w.kind != "heartbeat")
+                        if isinstance(write, _Job):
+                            jobs.append(write)
+                            continue
+                        if write.kind in ("heartbeat", "presentation") and self._stalled:
+                            # A later one says all that an earlier waiting one would.
+                            backlog = deque(w for w in backlog if w.kind != write.kind)
                         backlog.append(write)
             now = time.monotonic()
             if backlog and (not self._stalled or now >= retry_at or stop):
@@ -352,6 +400,11 @@ class UsageWriter:
                     retry_at, delay_s = now + delay_s, min(delay_s * 2, self._retry_max_s)
                 else:
                     retry_at, delay_s = now + delay_s, min(delay_s * 2, self._retry_max_s)
+            for job in jobs:
+                try:
+                    job.run()
+                except Exception:  # a job's failure must not stop the usage log
+                    logger.exception("usage writer: a job after the commit failed")
             waiters = self._release(waiters, written=not backlog)
             if stop:
                 for waiter in waiters:
@@ -365,7 +418,7 @@ class UsageWriter:
                     )
                 return
 
-    def _take(self, timeout_s: float | None) -> list[_Write | list[_Write] | _Waiter | None]:
+    def _take(self, timeout_s: float | None) -> list[_Item]:
         """Everything queued: wait up to ``timeout_s`` (None: forever) for the first."""
         try:
             items = [self._queue.get(timeout=timeout_s)]

@@ -10,9 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import sqlite3
 import stat
 import sys
+import threading
 import time
+from collections.abc import Callable
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,20 +29,26 @@ from kiosk.headless import HeadlessDisplay
 from kiosk.player import Identity, Presenter, VideoCommand
 from kiosk.resume import (
     FILE_NAME,
+    LEGACY_FILE_NAME,
     MAX_FILE_BYTES,
     RESAVE_INTERVAL_S,
     RESUME_MAX_AGE_S,
+    SLOT_BYTES,
+    SLOTS,
     PresentationFile,
     PresentationWriter,
     SavedPresentation,
     decode_saved,
+    decode_slot,
     encode_saved,
+    encode_slot,
     needs_writing,
     refusal,
 )
 from kiosk.service import KioskService
 from kiosk.tokens import TokenStore
 from kiosk.usage import UsageLog
+from kiosk.usage_writer import UsageWriter
 from media.store import BlobStore
 from protocol.errors import RemoteError
 from protocol.messages import LessonManifest, ManifestItem
@@ -104,7 +114,7 @@ def test_a_saved_presentation_reads_back_the_same(tmp_path: Path) -> None:
     assert stat.S_IMODE(file.path.stat().st_mode) == 0o600
     assert sorted(p.name for p in tmp_path.iterdir()) == [FILE_NAME]  # no temp file left
     # The lesson is stored as the codec encodes a cast.
-    cast = json.loads(file.path.read_bytes())["cast"]
+    cast = json.loads(encode_saved(value))["cast"]
     assert (cast["type"], cast["start_index"], cast["clock_offset_ms"]) == ("cast", 0, -1_234)
     file.clear()
     assert file.load() is None
@@ -132,11 +142,10 @@ def _damaged(good: dict[str, object]) -> list[object]:
         {**good, "saved_at_s": True},
         {**good, "presenter_name": "x" * 1001},
         {k: v for k, v in good.items() if k != "presenter_id"},
-        b" " * (MAX_FILE_BYTES + 1),
     ]
 
 
-@pytest.mark.parametrize("case", range(14))
+@pytest.mark.parametrize("case", range(13))
 def test_a_damaged_file_is_not_trusted_and_removed(
     tmp_path: Path, case: int, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -144,11 +153,85 @@ def test_a_damaged_file_is_not_trusted_and_removed(
     good = json.loads(encode_saved(saved()))
     content = _damaged(good)[case]
     raw = content if isinstance(content, bytes) else json.dumps(content).encode()
-    file.path.write_bytes(raw)
+    file.path.write_bytes(encode_slot(raw, 1))
     with caplog.at_level(logging.WARNING, logger="kiosk.resume"):
         assert file.load() is None
     assert "damaged, not resuming" in caplog.text
-    assert not file.path.exists()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="kiosk.resume"):
+        assert PresentationFile(file.path).load() is None  # "nothing to resume" is newest
+    assert caplog.text == ""
+
+
+def slot_generations(path: Path) -> dict[int, int]:
+    """The generation of each slot of the file whose checksum holds."""
+    found = {}
+    raw = path.read_bytes()
+    for slot in range(SLOTS):
+        header = raw[slot * SLOT_BYTES : slot * SLOT_BYTES + 20]
+        if len(header) < 20:
+            continue
+        generation, length = int.from_bytes(header[4:12]), int.from_bytes(header[12:16])
+        body = raw[slot * SLOT_BYTES : slot * SLOT_BYTES + 20 + length]
+        if length <= MAX_FILE_BYTES and body == encode_slot(body[20:], generation):
+            found[slot] = generation
+    return found
+
+
+def test_a_write_cut_short_leaves_the_version_before_it(tmp_path: Path) -> None:
+    file = PresentationFile(tmp_path / FILE_NAME)
+    file.replace(saved(index=1))
+    file.replace(saved(index=2))  # killed in the middle of the next write:
+    generations = slot_generations(file.path)
+    newest = max(generations, key=lambda slot: generations[slot])
+    with file.path.open("r+b") as f:
+        f.seek(newest * SLOT_BYTES + 30)
+        f.write(b"\0" * 16)
+    assert PresentationFile(file.path).load() == saved(index=1)
+
+
+def test_the_last_flushed_version_is_kept_until_a_newer_one_is_flushed(tmp_path: Path) -> None:
+    def version(n: int) -> SavedPresentation:
+        return saved(index=n % 4, saved_at_s=NOW_S + n)
+
+    file = PresentationFile(tmp_path / FILE_NAME)
+    file.write(version(0))  # flushed: generation 1
+    for n in range(1, 8):  # not flushed: a power loss may damage every one of them
+        file.replace(version(n))
+        assert 1 in slot_generations(file.path).values()
+    file.sync()
+    file.replace(version(8))
+    file.replace(version(9))
+    assert 8 in slot_generations(file.path).values()  # version 7, flushed last
+    assert PresentationFile(file.path).load() == version(9)
+
+
+def test_a_slot_claiming_more_than_the_largest_presentation_is_skipped(tmp_path: Path) -> None:
+    file = PresentationFile(tmp_path / FILE_NAME)
+    file.write(saved(index=1))
+    big = bytearray(encode_slot(b"{}", 99))
+    big[12:16] = (MAX_FILE_BYTES + 1).to_bytes(4)
+    with file.path.open("r+b") as f:
+        f.seek(3 * SLOT_BYTES)
+        f.write(big)
+    assert PresentationFile(file.path).load() == saved(index=1)
+
+
+def test_a_presentation_saved_by_an_earlier_version_is_read_once(tmp_path: Path) -> None:
+    (tmp_path / LEGACY_FILE_NAME).write_bytes(encode_saved(saved(index=2)))
+    assert PresentationFile(tmp_path / FILE_NAME).load() == saved(index=2)
+    assert not (tmp_path / LEGACY_FILE_NAME).exists()
+    assert PresentationFile(tmp_path / FILE_NAME).load() is None
+
+
+def test_a_new_run_goes_on_from_the_newest_generation(tmp_path: Path) -> None:
+    first = PresentationFile(tmp_path / FILE_NAME)
+    for index in range(5):
+        first.write(saved(index=index))
+    first.close()
+    second = PresentationFile(tmp_path / FILE_NAME)
+    second.replace(saved(index=1))
+    assert PresentationFile(tmp_path / FILE_NAME).load() == saved(index=1)
 
 
 def test_decode_accepts_an_integer_time() -> None:
@@ -200,7 +283,7 @@ def test_the_writer_writes_the_newest_and_removes_on_none(tmp_path: Path) -> Non
         assert writer.file.load() == saved(index=3)
         writer.save(None)
         assert writer.flush()
-        assert not writer.file.path.exists()
+        assert PresentationFile(writer.file.path).load() is None
     finally:
         writer.close()
 
@@ -210,7 +293,7 @@ def test_the_writer_removes_a_file_left_by_an_earlier_run(tmp_path: Path) -> Non
     writer = PresentationWriter(PresentationFile(tmp_path / FILE_NAME))
     writer.save(None)
     writer.close()
-    assert not (tmp_path / FILE_NAME).exists()
+    assert PresentationFile(tmp_path / FILE_NAME).load() is None
 
 
 def test_a_failing_write_is_logged_once_and_the_next_one_succeeds(
@@ -263,13 +346,13 @@ async def test_casting_and_moving_keep_the_file_and_stop_removes_it(kiosk: Kiosk
         assert abs(value.saved_at_s - time.time()) < 60
         await client.control("stop")
         assert writer.flush()
-        assert not writer.file.path.exists()
+        assert PresentationFile(writer.file.path).load() is None
         await client.cast(text_lesson("Один"))
         assert writer.flush()
-        assert writer.file.path.exists()
+        assert PresentationFile(writer.file.path).load() is not None
         await client.control("next")  # past the last item: the lesson ends
         assert writer.flush()
-        assert not writer.file.path.exists()
+        assert PresentationFile(writer.file.path).load() is None
 
 
 async def test_a_kiosk_restarted_mid_lesson_shows_the_same_item(tmp_path: Path) -> None:
@@ -368,7 +451,7 @@ async def test_a_lesson_whose_media_is_gone_is_not_resumed(
         assert kiosk.display.current is None
         assert kiosk.sync(kiosk.app.service.status).state == "idle"
         assert kiosk.app.presentation.flush()
-        assert not (state / FILE_NAME).exists()
+        assert PresentationFile(state / FILE_NAME).load() is None
     assert "no longer stored" in caplog.text
 
 
@@ -434,3 +517,104 @@ async def test_a_killed_kiosk_comes_back_on_the_same_item_with_a_continuous_log(
     stored = db.ingest(batch.kiosk_id, batch)
     assert (stored.added, stored.duplicates) == (3, 0)
     assert db.verify() == []
+
+
+def test_a_burst_of_saves_hands_over_one_flush_to_the_usage_writer(tmp_path: Path) -> None:
+    usage = UsageWriter(UsageLog(tmp_path / "u.sqlite", kiosk_id="k", room="r"))
+    handed: list[Callable[[], None]] = []
+
+    def run_after(job: Callable[[], None]) -> None:
+        handed.append(job)
+        usage.after_commit(job)
+
+    writer = PresentationWriter(PresentationFile(tmp_path / FILE_NAME), run_after=run_after)
+    try:
+        with usage.batch():  # as the service does: the flush waits for the batch
+            for index in range(4):
+                writer.save(saved(index=index))
+            assert len(handed) == 1
+            assert not writer.flush(0.0)  # held in the batch: not flushed yet
+        assert writer.flush()
+        assert writer.file.load() == saved(index=3)
+        writer.save(None)
+        writer.close()  # flushes on the usage writer's thread
+        assert len(handed) == 2
+        assert PresentationFile(writer.file.path).load() is None
+    finally:
+        usage.close_db()
+    assert "presentation-sync" not in {thread.name for thread in threading.enumerate()}
+
+
+async def test_a_kiosk_commits_its_presentation_with_the_usage_records(tmp_path: Path) -> None:
+    state = tmp_path / "kiosk"
+    with KioskThread(state) as kiosk:
+        assert kiosk.app is not None
+        names = {thread.name for thread in threading.enumerate()}
+        assert "usage-writer" in names
+        assert "presentation-sync" not in names  # one flushing thread, not two
+        async with await teacher(kiosk) as presenter:
+            await presenter.cast(text_lesson("один", "два", "три"))
+            await presenter.control("next")
+            assert kiosk.app.presentation.flush()
+            with closing(sqlite3.connect(state / "usage.sqlite")) as db:
+                (row,) = db.execute("SELECT value FROM meta WHERE key = 'presentation'")
+            copy = decode_slot(row[0])
+            assert copy is not None
+            assert copy == PresentationFile(state / FILE_NAME).newest()
+            assert decode_saved(copy[1]).index == 1
+
+
+def test_a_power_loss_that_lost_the_file_brings_back_the_logs_copy(tmp_path: Path) -> None:
+    def writer_on(usage: UsageWriter) -> PresentationWriter:
+        return PresentationWriter(PresentationFile(tmp_path / FILE_NAME), log=usage)
+
+    usage = UsageWriter(UsageLog(tmp_path / "u.sqlite", kiosk_id="k", room="r"))
+    writer = writer_on(usage)
+    for index in range(4):
+        with usage.batch():
+            writer.save(saved(index=index))
+    assert writer.flush()
+    writer.close()
+    usage.close_db()
+    (tmp_path / FILE_NAME).unlink()  # never flushed: a power loss may take it all
+    usage = UsageWriter(UsageLog(tmp_path / "u.sqlite", kiosk_id="k", room="r"))
+    try:
+        writer = writer_on(usage)
+        assert writer.load() == saved(index=3)
+        writer.save(saved(index=1))  # numbered after the log's copy
+        assert writer.flush()
+        assert writer_on(usage).load() == saved(index=1)
+        writer.close()
+    finally:
+        usage.close_db()
+
+
+def test_a_kill_before_the_commit_brings_back_the_files_newer_version(tmp_path: Path) -> None:
+    log = UsageLog(tmp_path / "u.sqlite", kiosk_id="k", room="r")
+    try:
+        log.save_presentation(encode_slot(encode_saved(saved(index=1)), 1))
+        file = PresentationFile(tmp_path / FILE_NAME)
+        file.advance_to(1)
+        file.replace(saved(index=2))  # written before the status went out, then killed
+        file.close()
+        writer = PresentationWriter(PresentationFile(tmp_path / FILE_NAME), log=_Committed(log))
+        assert writer.load() == saved(index=2)
+        writer.close()
+    finally:
+        log.close_db()
+
+
+class _Committed:
+    """A usage log as the presentation writer sees it, writing at once (no thread)."""
+
+    def __init__(self, log: UsageLog) -> None:
+        self.log = log
+
+    def save_presentation(self, data: bytes) -> None:
+        self.log.save_presentation(data)
+
+    def saved_presentation(self) -> bytes | None:
+        return self.log.saved_presentation()
+
+    def flush(self, timeout_s: float = 0.0) -> None:
+        pass

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import queue
+import sqlite3
 import threading
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -239,5 +242,81 @@ def test_a_switch_reaches_the_disk_whole(tmp_path: Path) -> None:
         assert writer.open_count() == 1
         writer.close(second, wall_s=1002.0, mono_s=2.0, reason="stop")
         assert [r.uuid for r in writer.records_after(0, 10)] == [first, second]
+    finally:
+        writer.close_db()
+
+
+class _CountingQueue(queue.SimpleQueue[object]):
+    """The writer's queue, counting the hand-overs (each one wakes the writer thread)."""
+
+    puts = 0
+
+    def put(self, item: object, block: bool = True, timeout: float | None = None) -> None:
+        self.puts += 1
+        super().put(item, block, timeout)
+
+
+def test_a_job_runs_on_the_writer_thread_after_the_writes_before_it_are_committed(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "u.sqlite"
+    writer = UsageWriter(UsageLog(path, kiosk_id="k", room="r"))
+    seen: list[tuple[str, int]] = []
+
+    def job() -> None:
+        # Another connection sees only what is committed.
+        with closing(sqlite3.connect(path)) as db:
+            (count,) = db.execute("SELECT count(*) FROM plays").fetchone()
+        seen.append((threading.current_thread().name, count))
+
+    try:
+        writer.open(start(0), wall_s=1000.0, mono_s=0.0)
+        writer.after_commit(job)
+        writer.flush()
+        assert seen == [("usage-writer", 1)]
+    finally:
+        writer.close_db()
+
+
+def test_a_job_inside_a_batch_goes_out_with_it_in_one_hand_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as patch:  # the writer's queue counts its hand-overs
+        patch.setattr(queue, "SimpleQueue", _CountingQueue)
+        writer = UsageWriter(UsageLog(tmp_path / "u.sqlite", kiosk_id="k", room="r"))
+    counting = writer._queue
+    assert isinstance(counting, _CountingQueue)
+    ran: list[int] = []
+    try:
+        uuid = writer.open(start(0), wall_s=1000.0, mono_s=0.0)
+        writer.flush()
+        puts = counting.puts
+        with writer.batch():  # a switch: close, open, and the presentation's flush
+            writer.close(uuid, wall_s=1001.0, mono_s=1.0, reason="next")
+            writer.open(start(1), wall_s=1001.0, mono_s=1.0)
+            writer.after_commit(lambda: ran.append(writer.log.open_count()))
+        assert counting.puts == puts + 1
+        writer.flush()
+        assert ran == [1]
+        assert [r.item_index for r in writer.records_after(0, 10)] == [0]
+    finally:
+        writer.close_db()
+
+
+def test_a_failing_job_is_logged_and_the_writer_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer = UsageWriter(UsageLog(tmp_path / "u.sqlite", kiosk_id="k", room="r"))
+
+    def broken() -> None:
+        raise OSError("disk gone")
+
+    try:
+        with caplog.at_level(logging.ERROR, logger="kiosk.usage_writer"):
+            writer.after_commit(broken)
+            uuid = writer.open(start(0), wall_s=1000.0, mono_s=0.0)
+            writer.close(uuid, wall_s=1001.0, mono_s=1.0, reason="stop")
+            assert [r.uuid for r in writer.records_after(0, 10)] == [uuid]
+        assert "a job after the commit failed" in caplog.text
     finally:
         writer.close_db()
