@@ -20,10 +20,9 @@ for years (about 60 million records a year):
     NULL for a quarantined record) and ``school``, the district's id of the school.
     Partitioned by ``day`` (the corrected start's local day in the school's time zone),
     one partition per ISO week (``plays_2026_w48``, created when the first record of the
-    week arrives) plus ``plays_quarantined`` (the default partition: no day). One
-    index, the uniqueness of (school, panel, seq, day): a weekly report reads one
-    school's rows of one partition through it and sorts them (a covering index in the
-    reports' order would cost every push more than the sort costs a report). Records
+    week arrives) plus ``plays_quarantined`` (the default partition: no day). A weekly
+    report reads one school's rows of one partition in its order through
+    ``plays_report`` (school, panel, teacher, lesson, start: no sort). Records
     arrive by ``COPY`` straight into ``plays``; should one of them be stored already
     (two pushes of one school at the same time) the COPY is undone and the rows go by a
     temporary table and ``INSERT … ON CONFLICT DO NOTHING``: a record is stored once.
@@ -113,7 +112,7 @@ MAX_PUSH_BATCHES: Final = 100_000
 _URL_SCHEMES: Final = ("postgresql://", "postgres://")
 RANDOM_PAGE_COST: Final = 1.1
 """This connection's ``random_page_cost``: a page read out of order costs about as much as
-one in order (SSD storage), so the planner reads a school's rows through the index."""
+one in order (SSD storage), so the planner reads reports through ``plays_report``."""
 
 _COLUMNS: Final = ("school", *RECORD_COLUMNS, *DERIVED_COLUMNS)
 """The columns of ``plays``, in the order rows are copied."""
@@ -179,19 +178,19 @@ CREATE TABLE device_names (
     PRIMARY KEY (school, device_id, name)
 );
 CREATE TABLE plays (
-    school text NOT NULL,
+    school text COLLATE "C" NOT NULL,
     uuid text NOT NULL,
     seq bigint NOT NULL,
-    kiosk_id text NOT NULL,
+    kiosk_id text COLLATE "C" NOT NULL,
     room text NOT NULL,
-    lesson_id text NOT NULL,
+    lesson_id text COLLATE "C" NOT NULL,
     lesson_title text NOT NULL,
     item_index bigint NOT NULL,
     kind text NOT NULL,
     content_hash text,
     content_title text NOT NULL,
     content_source text,
-    teacher_id text NOT NULL,
+    teacher_id text COLLATE "C" NOT NULL,
     teacher_name text NOT NULL,
     started_at text NOT NULL,
     ended_at text,
@@ -212,23 +211,30 @@ CREATE TABLE plays (
     invalid text,
     UNIQUE NULLS NOT DISTINCT (school, kiosk_id, seq, day)
 ) PARTITION BY RANGE (day);
-CREATE TABLE plays_quarantined PARTITION OF plays DEFAULT
+CREATE TABLE plays_quarantined PARTITION OF plays DEFAULT;
+CREATE INDEX plays_report ON plays (school, kiosk_id, teacher_id, lesson_id, start_ms)
 """
-"""One index per partition, the uniqueness's (school, kiosk, seq, day): it makes a record
-pushed twice one row, answers a push's check of the records already stored, and reads a
-school's rows of a week for a report (a week's partition holds exactly the week's days;
-another range of days is a filter on ``day``). The rows come in panel and ``seq`` order,
-which is the order a push wrote them in (so the table is read nearly in order); the
-report's own order (panel, teacher, lesson, start) is then an in-memory sort of one
-school's week. A second, covering index in the report's order would spare that sort
-but cost every push more than the sort costs a report (``bench/README.md``)."""
+"""Two indexes per partition. The uniqueness of (school, kiosk, seq, day) makes a record
+pushed twice one row and answers a push's check of the records already stored;
+``plays_report`` (school, then the reports' order: panel, teacher, lesson, start) gives
+a report one school's rows of a week in its order, so nothing is sorted (a week's
+partition holds exactly the week's days; another range of days is a filter on ``day``).
+It holds no other column: a covering index would spare the report reading the table
+but double what a push costs to store. The ids that indexes and reports order by
+compare as bytes (``COLLATE "C"``), not by the server's language, which keeps both
+indexes and the reports' order cheap; ids are compared for equality only."""
 
 _UPGRADE_FROM_1: Final = (
     "DROP INDEX IF EXISTS plays_report",
     "ALTER TABLE plays DROP CONSTRAINT plays_kiosk_id_school_seq_day_key",
+    'ALTER TABLE plays ALTER COLUMN school TYPE text COLLATE "C", '
+    'ALTER COLUMN kiosk_id TYPE text COLLATE "C", ALTER COLUMN lesson_id TYPE text COLLATE "C", '
+    'ALTER COLUMN teacher_id TYPE text COLLATE "C"',
     "ALTER TABLE plays ADD UNIQUE NULLS NOT DISTINCT (school, kiosk_id, seq, day)",
+    "CREATE INDEX plays_report ON plays (school, kiosk_id, teacher_id, lesson_id, start_ms)",
 )
-"""Schema 1 to 2: the covering report index goes, the uniqueness leads with the school."""
+"""Schema 1 to 2 (opening a database of schema 1): the uniqueness leads with the school,
+``plays_report`` covers no more columns, the ids compare as bytes."""
 
 _SQLITE_FROM: Final = re.compile(
     r"FROM plays INDEXED BY plays_report\s+WHERE day BETWEEN :first_day AND :last_day"
@@ -314,8 +320,8 @@ class DistrictDb:
             with self._guard("prepare the district database"):
                 self._prepare()
                 # The planner's default (4) prices reads off spinning disks: a weekly
-                # report would then scan the whole partition rather than read one
-                # school's rows by the index; database servers read from SSDs today.
+                # report would then sort a partition rather than read plays_report in
+                # order; database servers read from SSDs today.
                 self.conn.execute(f"SET random_page_cost = {RANDOM_PAGE_COST}")
                 # Where copy_rows stages its rows; emptied at each commit.
                 self.conn.execute("CREATE TEMP TABLE plays_in (LIKE plays) ON COMMIT DELETE ROWS")
@@ -794,7 +800,7 @@ class DistrictSchool:
         """Run one of :mod:`controller.reports`' queries on this school's records.
 
         The reports' SQL reads ``plays`` by a range of days; here the same query reads
-        this school's rows of those days (its index, one weekly partition per week).
+        this school's rows of those days (``plays_report``, one weekly partition per week).
 
         Raises:
             ValueError: ``sql`` is not a report query.
