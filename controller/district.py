@@ -20,9 +20,9 @@ for years (about 60 million records a year):
     NULL for a quarantined record) and ``school``, the district's id of the school.
     Partitioned by ``day`` (the corrected start's local day in the school's time zone),
     one partition per ISO week (``plays_2026_w48``, created when the first record of the
-    week arrives) plus ``plays_quarantined`` (the default partition: no day). A weekly
-    report reads one school's rows of one partition in its order through
-    ``plays_report`` (school, panel, teacher, lesson, start: no sort). Records
+    week arrives) plus ``plays_quarantined`` (the default partition: no day). One
+    index, the uniqueness of (school, panel, seq, day): a weekly report reads one
+    school's rows of one partition through it and sorts them. Records
     arrive by ``COPY`` straight into ``plays``; should one of them be stored already
     (two pushes of one school at the same time) the COPY is undone and the rows go by a
     temporary table and ``INSERT … ON CONFLICT DO NOTHING``: a record is stored once.
@@ -112,7 +112,7 @@ MAX_PUSH_BATCHES: Final = 100_000
 _URL_SCHEMES: Final = ("postgresql://", "postgres://")
 RANDOM_PAGE_COST: Final = 1.1
 """This connection's ``random_page_cost``: a page read out of order costs about as much as
-one in order (SSD storage), so the planner reads reports through ``plays_report``."""
+one in order (SSD storage), so the planner reads a school's rows through the index."""
 
 _COLUMNS: Final = ("school", *RECORD_COLUMNS, *DERIVED_COLUMNS)
 """The columns of ``plays``, in the order rows are copied."""
@@ -211,18 +211,19 @@ CREATE TABLE plays (
     invalid text,
     UNIQUE NULLS NOT DISTINCT (school, kiosk_id, seq, day)
 ) PARTITION BY RANGE (day);
-CREATE TABLE plays_quarantined PARTITION OF plays DEFAULT;
-CREATE INDEX plays_report ON plays (school, kiosk_id, teacher_id, lesson_id, start_ms)
+CREATE TABLE plays_quarantined PARTITION OF plays DEFAULT
 """
-"""Two indexes per partition. The uniqueness of (school, kiosk, seq, day) makes a record
-pushed twice one row and answers a push's check of the records already stored;
-``plays_report`` (school, then the reports' order: panel, teacher, lesson, start) gives
-a report one school's rows of a week in its order, so nothing is sorted (a week's
-partition holds exactly the week's days; another range of days is a filter on ``day``).
-It holds no other column: a covering index would spare the report reading the table
-but double what a push costs to store. The ids that indexes and reports order by
-compare as bytes (``COLLATE "C"``), not by the server's language, which keeps both
-indexes and the reports' order cheap; ids are compared for equality only."""
+"""One index per partition, the uniqueness of (school, kiosk, seq, day): it makes a record
+pushed twice one row, answers a push's check of the records already stored, and gives a
+report one school's rows of a week (a week's partition holds exactly the week's days;
+another range of days is a filter on ``day``), in panel and ``seq`` order, which is
+nearly the order a push wrote them in; the reports' own order (panel, teacher, lesson,
+start) is then a sort of one school's week in memory. A second index in the reports'
+order, covering or not, costs every push more than it spares a report (measured in
+``bench/README.md``: a district's weekly compliance takes as long without it, its time
+being the rows' transfer and counting). The ids compare as bytes (``COLLATE "C"``), not
+by the server's language, which keeps the index and the sort cheap; ids are only ever
+compared for equality."""
 
 _UPGRADE_FROM_1: Final = (
     "DROP INDEX IF EXISTS plays_report",
@@ -231,10 +232,9 @@ _UPGRADE_FROM_1: Final = (
     'ALTER COLUMN kiosk_id TYPE text COLLATE "C", ALTER COLUMN lesson_id TYPE text COLLATE "C", '
     'ALTER COLUMN teacher_id TYPE text COLLATE "C"',
     "ALTER TABLE plays ADD UNIQUE NULLS NOT DISTINCT (school, kiosk_id, seq, day)",
-    "CREATE INDEX plays_report ON plays (school, kiosk_id, teacher_id, lesson_id, start_ms)",
 )
-"""Schema 1 to 2 (opening a database of schema 1): the uniqueness leads with the school,
-``plays_report`` covers no more columns, the ids compare as bytes."""
+"""Schema 1 to 2 (opening a database of schema 1): the covering report index goes, the
+uniqueness leads with the school, the ids compare as bytes."""
 
 _SQLITE_FROM: Final = re.compile(
     r"FROM plays INDEXED BY plays_report\s+WHERE day BETWEEN :first_day AND :last_day"
@@ -320,8 +320,8 @@ class DistrictDb:
             with self._guard("prepare the district database"):
                 self._prepare()
                 # The planner's default (4) prices reads off spinning disks: a weekly
-                # report would then sort a partition rather than read plays_report in
-                # order; database servers read from SSDs today.
+                # report would then scan the whole partition rather than read one
+                # school's rows by the index; database servers read from SSDs today.
                 self.conn.execute(f"SET random_page_cost = {RANDOM_PAGE_COST}")
                 # Where copy_rows stages its rows; emptied at each commit.
                 self.conn.execute("CREATE TEMP TABLE plays_in (LIKE plays) ON COMMIT DELETE ROWS")
@@ -800,7 +800,7 @@ class DistrictSchool:
         """Run one of :mod:`controller.reports`' queries on this school's records.
 
         The reports' SQL reads ``plays`` by a range of days; here the same query reads
-        this school's rows of those days (``plays_report``, one weekly partition per week).
+        this school's rows of those days (by the index, one weekly partition per week).
 
         Raises:
             ValueError: ``sql`` is not a report query.
