@@ -20,11 +20,12 @@ for years (about 60 million records a year):
     NULL for a quarantined record) and ``school``, the district's id of the school.
     Partitioned by ``day`` (the corrected start's local day in the school's time zone),
     one partition per ISO week (``plays_2026_w48``, created when the first record of the
-    week arrives) plus ``plays_quarantined`` (the default partition: no day). A weekly
-    report reads one partition, through ``plays_report`` (school, then the session
-    order: no sort; every column a report reads, ``day`` too, in ``INCLUDE``). Records
-    arrive by ``COPY`` into a temporary table, then ``INSERT … ON CONFLICT DO NOTHING``,
-    so that a record pushed twice is stored once even by two pushes at the same time.
+    week arrives) plus ``plays_quarantined`` (the default partition: no day). One
+    index, the uniqueness of (school, panel, seq, day): a weekly report reads one
+    school's rows of one partition through it and sorts them. Records
+    arrive by ``COPY`` straight into ``plays``; should one of them be stored already
+    (two pushes of one school at the same time) the COPY is undone and the rows go by a
+    temporary table and ``INSERT … ON CONFLICT DO NOTHING``: a record is stored once.
 ``schools``, ``kiosks``, ``retired_keys``, ``held``
     Each school's time zone and content libraries; each panel's pinned key and chain end;
     keys a school's admin forgot (a reinstalled panel); the record each panel's chain
@@ -100,7 +101,7 @@ __all__ = [
     "shown_url",
 ]
 
-DISTRICT_SCHEMA_VERSION: Final = 1
+DISTRICT_SCHEMA_VERSION: Final = 2
 """Stored in ``classcast_district`` (key ``schema``); another version is refused."""
 PUSH_BATCH: Final = 5_000
 """Records pushed per transaction: large enough for COPY to pay, small enough that an
@@ -111,11 +112,12 @@ MAX_PUSH_BATCHES: Final = 100_000
 _URL_SCHEMES: Final = ("postgresql://", "postgres://")
 RANDOM_PAGE_COST: Final = 1.1
 """This connection's ``random_page_cost``: a page read out of order costs about as much as
-one in order (SSD storage), so the planner reads reports through ``plays_report``."""
+one in order (SSD storage), so the planner reads a school's rows through the index."""
 
 _COLUMNS: Final = ("school", *RECORD_COLUMNS, *DERIVED_COLUMNS)
 """The columns of ``plays``, in the order rows are copied."""
 _DAY_AT: Final = _COLUMNS.index("day")
+_COPY_PLAYS: Final = f"COPY plays ({', '.join(_COLUMNS)}) FROM STDIN"
 
 _SCHEMA: Final = """
 CREATE TABLE classcast_district (key text PRIMARY KEY, value text NOT NULL);
@@ -176,19 +178,19 @@ CREATE TABLE device_names (
     PRIMARY KEY (school, device_id, name)
 );
 CREATE TABLE plays (
-    school text NOT NULL,
+    school text COLLATE "C" NOT NULL,
     uuid text NOT NULL,
     seq bigint NOT NULL,
-    kiosk_id text NOT NULL,
+    kiosk_id text COLLATE "C" NOT NULL,
     room text NOT NULL,
-    lesson_id text NOT NULL,
+    lesson_id text COLLATE "C" NOT NULL,
     lesson_title text NOT NULL,
     item_index bigint NOT NULL,
     kind text NOT NULL,
     content_hash text,
     content_title text NOT NULL,
     content_source text,
-    teacher_id text NOT NULL,
+    teacher_id text COLLATE "C" NOT NULL,
     teacher_name text NOT NULL,
     started_at text NOT NULL,
     ended_at text,
@@ -207,20 +209,32 @@ CREATE TABLE plays (
     iso_week text NOT NULL,
     library text NOT NULL,
     invalid text,
-    UNIQUE NULLS NOT DISTINCT (kiosk_id, school, seq, day)
+    UNIQUE NULLS NOT DISTINCT (school, kiosk_id, seq, day)
 ) PARTITION BY RANGE (day);
-CREATE TABLE plays_quarantined PARTITION OF plays DEFAULT;
-CREATE INDEX plays_report ON plays (school, kiosk_id, teacher_id, lesson_id, start_ms)
-    INCLUDE (day, duration_ms, hidden, room, teacher_name, content_hash, content_title,
-             content_source, iso_week, library, school_id)
+CREATE TABLE plays_quarantined PARTITION OF plays DEFAULT
 """
-"""``plays_report`` covers every report query (:meth:`DistrictSchool.query`) in the
-order the reports read (a school's sessions: panel, teacher, lesson, start), so a weekly
-report is an index-only scan of one partition with no sort (a week's partition holds
-exactly the week's days; another range of days is a filter on ``day``); the
-uniqueness's own index (kiosk, school, seq, day: the panel first, so that the planner
-never takes it for a school's report) answers a push's check of the records already
-stored."""
+"""One index per partition, the uniqueness of (school, kiosk, seq, day): it makes a record
+pushed twice one row, answers a push's check of the records already stored, and gives a
+report one school's rows of a week (a week's partition holds exactly the week's days;
+another range of days is a filter on ``day``), in panel and ``seq`` order, which is
+nearly the order a push wrote them in; the reports' own order (panel, teacher, lesson,
+start) is then a sort of one school's week in memory. A second index in the reports'
+order, covering or not, costs every push more than it spares a report (measured in
+``bench/README.md``: a district's weekly compliance takes as long without it, its time
+being the rows' transfer and counting). The ids compare as bytes (``COLLATE "C"``), not
+by the server's language, which keeps the index and the sort cheap; ids are only ever
+compared for equality."""
+
+_UPGRADE_FROM_1: Final = (
+    "DROP INDEX IF EXISTS plays_report",
+    "ALTER TABLE plays DROP CONSTRAINT plays_kiosk_id_school_seq_day_key",
+    'ALTER TABLE plays ALTER COLUMN school TYPE text COLLATE "C", '
+    'ALTER COLUMN kiosk_id TYPE text COLLATE "C", ALTER COLUMN lesson_id TYPE text COLLATE "C", '
+    'ALTER COLUMN teacher_id TYPE text COLLATE "C"',
+    "ALTER TABLE plays ADD UNIQUE NULLS NOT DISTINCT (school, kiosk_id, seq, day)",
+)
+"""Schema 1 to 2 (opening a database of schema 1): the covering report index goes, the
+uniqueness leads with the school, the ids compare as bytes."""
 
 _SQLITE_FROM: Final = re.compile(
     r"FROM plays INDEXED BY plays_report\s+WHERE day BETWEEN :first_day AND :last_day"
@@ -306,8 +320,8 @@ class DistrictDb:
             with self._guard("prepare the district database"):
                 self._prepare()
                 # The planner's default (4) prices reads off spinning disks: a weekly
-                # report would then sort a partition rather than read plays_report in
-                # order (about 8x slower); database servers read from SSDs today.
+                # report would then scan the whole partition rather than read one
+                # school's rows by the index; database servers read from SSDs today.
                 self.conn.execute(f"SET random_page_cost = {RANDOM_PAGE_COST}")
                 # Where copy_rows stages its rows; emptied at each commit.
                 self.conn.execute("CREATE TEMP TABLE plays_in (LIKE plays) ON COMMIT DELETE ROWS")
@@ -351,6 +365,14 @@ class DistrictDb:
             row = self.conn.execute(
                 "SELECT value FROM classcast_district WHERE key = 'schema'"
             ).fetchone()
+            if row is not None and row[0] == "1":
+                for statement in _UPGRADE_FROM_1:
+                    self.conn.execute(statement.encode())
+                self.conn.execute(
+                    "UPDATE classcast_district SET value = %s WHERE key = 'schema'",
+                    [str(DISTRICT_SCHEMA_VERSION)],
+                )
+                return
             if row is None or row[0] != str(DISTRICT_SCHEMA_VERSION):
                 raise DistrictError(
                     f"{self.url} has district schema version {row[0] if row else '?'}; "
@@ -485,18 +507,30 @@ class DistrictDb:
             self._partitions.add(name)
 
     def copy_rows(self, rows: Sequence[Sequence[Any]]) -> int:
-        """Store ``rows`` (``plays`` columns in ``_COLUMNS`` order) inside the caller's
-        transaction: COPY into a temporary table, then insert what is not stored yet.
+        """Store ``rows`` (``plays`` columns in ``_COLUMNS`` order; ``day`` a date, its
+        ISO text, or None) inside the caller's transaction, each row once: a row already
+        stored is skipped.
 
         Returns:
             Rows inserted (a row already stored is skipped).
         """
         if not rows:
             return 0
-        days = {row[_DAY_AT] for row in rows if row[_DAY_AT] is not None}
-        self._ensure_partitions(days)
+        days = {row[_DAY_AT] for row in rows} - {None}
+        self._ensure_partitions({d if isinstance(d, date) else date.fromisoformat(d) for d in days})
+        unique = self._psycopg.errors.UniqueViolation
         with self.conn.cursor() as cursor:
-            with cursor.copy(f"COPY plays_in ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
+            # Nearly always none of the rows is stored yet (a push starts after the
+            # district's chain end): straight into plays. A row stored meanwhile (another
+            # push of the same school) undoes that, and the rows go the long way.
+            try:
+                with self.conn.transaction(), cursor.copy(_COPY_PLAYS) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                return len(rows)
+            except unique:
+                pass
+            with cursor.copy(_COPY_PLAYS.replace("plays", "plays_in", 1)) as copy:
                 for row in rows:
                     copy.write_row(row)
             cursor.execute("INSERT INTO plays SELECT * FROM plays_in ON CONFLICT DO NOTHING")
@@ -638,7 +672,9 @@ class DistrictSchool:
                     not_stored=sum(1 for r in original if r.seq > result.last_seq),
                 )
             rows = [
-                (self.school_id, *row[: _DAY_AT - 1], _day(row[_DAY_AT - 1]), *row[_DAY_AT:])
+                (self.school_id, *row)
+                if row[_DAY_AT - 1]
+                else (self.school_id, *row[: _DAY_AT - 1], None, *row[_DAY_AT:])
                 for row in plan.rows
             ]
             with self._conn.transaction():
@@ -764,7 +800,7 @@ class DistrictSchool:
         """Run one of :mod:`controller.reports`' queries on this school's records.
 
         The reports' SQL reads ``plays`` by a range of days; here the same query reads
-        this school's rows of those days (``plays_report``, one weekly partition per week).
+        this school's rows of those days (by the index, one weekly partition per week).
 
         Raises:
             ValueError: ``sql`` is not a report query.

@@ -60,6 +60,7 @@ import functools
 import json
 import logging
 import operator
+import re
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -515,6 +516,13 @@ class KioskInfo:
     last_hash: str
     last_collected_at: str | None
     address: str | None
+
+
+_CANONICAL_UTC: Final = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{3}Z"
+)
+"""A time in the one form panels write (:func:`protocol.clock.iso_utc_ms`): when not
+corrected, it is its own UTC text (:func:`derive_columns` need not write it again)."""
 
 
 def _epoch_ms(text: str) -> int:
@@ -1687,9 +1695,16 @@ def derive_columns(
         return ("", 0, None, "", "", "", times.text)
     start_ms, end_ms = times
     day, week = _calendar(zone).day_and_week(start_ms)
-    end_utc = None if end_ms is None else iso_utc_ms(end_ms)
+    # A time in the panels' own form, not corrected, is its own UTC text.
+    exact = not record.clock_offset_ms
+    started, ended = record.started_at, record.ended_at
+    start_utc = started if exact and _CANONICAL_UTC.fullmatch(started) else iso_utc_ms(start_ms)
+    if end_ms is None or ended is None:
+        end_utc = None
+    else:
+        end_utc = ended if exact and _CANONICAL_UTC.fullmatch(ended) else iso_utc_ms(end_ms)
     library = matcher.library_of(record.content_source)
-    return (iso_utc_ms(start_ms), start_ms, end_utc, day, week, library, None)
+    return (start_utc, start_ms, end_utc, day, week, library, None)
 
 
 def _duplicate_problems(

@@ -205,6 +205,10 @@ panel's log, the school's and the district's databases) is read and written by."
 _TEXT_DEFAULTS: Final = frozenset(
     f.name for f in fields(UsageRecord) if f.default == "" and f.default is not MISSING
 )
+_TEXT_DEFAULT_AT: Final = tuple(
+    at for at, name in enumerate(USAGE_RECORD_FIELDS) if name in _TEXT_DEFAULTS
+)
+"""Where the fields of :data:`_TEXT_DEFAULTS` are in a row of :data:`USAGE_RECORD_FIELDS`."""
 
 
 def usage_record(values: Mapping[str, object] | Sequence[object]) -> UsageRecord:
@@ -225,6 +229,12 @@ def usage_record(values: Mapping[str, object] | Sequence[object]) -> UsageRecord
             field missing.
     """
     if not isinstance(values, Mapping):
+        if len(values) == len(USAGE_RECORD_FIELDS):  # a whole row: by position, faster
+            row: list[Any] = list(values)
+            for at in _TEXT_DEFAULT_AT:
+                if row[at] is None:
+                    row[at] = ""
+            return UsageRecord(*row)
         if len(values) > len(USAGE_RECORD_FIELDS):
             raise TypeError(f"a usage record has {len(USAGE_RECORD_FIELDS)} fields")
         values = dict(zip(USAGE_RECORD_FIELDS, values, strict=False))

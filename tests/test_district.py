@@ -316,7 +316,8 @@ def test_weekly_partitions_hold_the_weeks(
     )
     assert "plays_2026_w49" not in plan, plan
     assert "plays_quarantined" not in plan, plan
-    # The reports' queries read plays_report in their order: no sort, no table.
+    # The reports' queries read one school's rows of the week through the partition's
+    # one index (school first): no other school's rows, no other week's.
     from controller.district import _PG_FROM, _SQLITE_FROM
     from controller.reports import COMPLIANCE_QUERY, usage_query
 
@@ -326,8 +327,8 @@ def test_weekly_partitions_hold_the_weeks(
         query = _SQLITE_FROM.sub(_PG_FROM, sql)
         params = {"school": "lyceum-2", "first_day": "2026-11-23", "last_day": "2026-11-29"}
         plan = "\n".join(r[0] for r in district.conn.execute("EXPLAIN " + query, params))
-        assert "Index Only Scan using plays_2026_w48_school_kiosk_id" in plan, plan
-        assert "Sort" not in plan, plan
+        assert "Index Scan using plays_2026_w48_school_kiosk_id_seq_day_key" in plan, plan
+        assert "plays_2026_w49" not in plan, plan
     assert date(2026, 11, 23).isocalendar()[1] == 48
 
 
@@ -471,3 +472,46 @@ def test_a_push_killed_midway_goes_on_where_it_stopped(tmp_path: Path, district_
         assert (rest.added, rest.panels[0].duplicates, rest.failed) == (13, 0, [])
         assert [r[2] for r in rows_of(district)] == list(range(1, 26))
     school.close()
+
+
+def test_a_district_database_of_schema_1_is_upgraded_and_keeps_its_records(
+    schools: tuple[SchoolDb, SchoolDb], district_url: str
+) -> None:
+    lyceum, _ = schools
+    with DistrictDb(district_url) as db:
+        push(lyceum, db, school_id="lyceum-2")
+        before = rows_of(db)
+        # What schema 1 was: the uniqueness led by the panel, a covering report index, ids
+        # in the server's collation.
+        with db.conn.transaction():
+            db.conn.execute("ALTER TABLE plays DROP CONSTRAINT plays_school_kiosk_id_seq_day_key")
+            for column in ("school", "kiosk_id", "lesson_id", "teacher_id"):
+                db.conn.execute(
+                    f'ALTER TABLE plays ALTER COLUMN {column} TYPE text COLLATE "default"'.encode()
+                )
+            db.conn.execute(
+                "ALTER TABLE plays ADD UNIQUE NULLS NOT DISTINCT (kiosk_id, school, seq, day)"
+            )
+            db.conn.execute(
+                "CREATE INDEX plays_report ON plays (school, kiosk_id, teacher_id, lesson_id, "
+                "start_ms) INCLUDE (day, duration_ms)"
+            )
+            db.conn.execute("UPDATE classcast_district SET value = '1' WHERE key = 'schema'")
+    with DistrictDb(district_url) as db:
+        indexes = db.conn.execute(
+            "SELECT indexname FROM pg_indexes "
+            "WHERE tablename = 'plays' AND schemaname = current_schema()"
+        ).fetchall()
+        assert indexes == [("plays_school_kiosk_id_seq_day_key",)]
+        collations = db.conn.execute(
+            "SELECT column_name, collation_name FROM information_schema.columns "
+            "WHERE table_name = 'plays' AND table_schema = current_schema() "
+            "AND collation_name IS NOT NULL ORDER BY 1"
+        ).fetchall()
+        assert collations == [(c, "C") for c in ("kiosk_id", "lesson_id", "school", "teacher_id")]
+        schema = db.conn.execute("SELECT value FROM classcast_district WHERE key = 'schema'")
+        assert schema.fetchone() == ("2",)
+        assert rows_of(db) == before
+        _, again = push(lyceum, db, school_id="lyceum-2")
+        assert (again.added, again.failed) == (0, [])
+        assert rows_of(db) == before

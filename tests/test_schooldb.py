@@ -663,3 +663,59 @@ def test_the_day_cache_starts_afresh_when_full(monkeypatch: pytest.MonkeyPatch) 
         assert calendar.day_and_week(ms) == _day_and_week(ms, tz)
         assert len(calendar._offsets) <= 3
         assert len(calendar._days) <= 3
+
+
+@pytest.mark.parametrize(
+    ("started_at", "ended_at", "offset_ms", "start_utc", "end_utc"),
+    [
+        # The panels' own form, not corrected: stored as it came.
+        (
+            "2026-11-23T05:30:00.250Z",
+            "2026-11-23T05:31:00.000Z",
+            0,
+            "2026-11-23T05:30:00.250Z",
+            "2026-11-23T05:31:00.000Z",
+        ),
+        # Corrected by the panel's clock offset: written again.
+        (
+            "2026-11-23T05:30:00.250Z",
+            "2026-11-23T05:31:00.000Z",
+            1_500,
+            "2026-11-23T05:29:58.750Z",
+            "2026-11-23T05:30:58.500Z",
+        ),
+        # Another ISO 8601 form (an offset, no milliseconds): written in the one form.
+        (
+            "2026-11-23T08:30:00+03:00",
+            None,
+            0,
+            "2026-11-23T05:30:00.000Z",
+            None,
+        ),
+        (
+            "2026-11-23T05:30:00Z",
+            "2026-11-23T05:31:00.5Z",
+            0,
+            "2026-11-23T05:30:00.000Z",
+            "2026-11-23T05:31:00.500Z",
+        ),
+    ],
+)
+def test_derived_utc_times_are_in_the_one_form_whatever_form_came(
+    started_at: str, ended_at: str | None, offset_ms: int, start_utc: str, end_utc: str | None
+) -> None:
+    from controller.libraries import DEFAULT_LIBRARIES, LibraryMatcher
+    from controller.schooldb import derive_columns
+
+    record = UsageRecord(
+        uuid="u-1", seq=1, kiosk_id="k-1", room="Каб. 12", lesson_id="L-1",
+        lesson_title="Урок", item_index=0, kind="image", content_hash=None,
+        content_title="Слайд", content_source=None, teacher_id="c-1",
+        teacher_name="Учитель", started_at=started_at, ended_at=ended_at,
+        duration_ms=60_000, end_reason="next", clock_offset_ms=offset_ms,
+    )  # fmt: skip
+    derived = derive_columns(record, ZoneInfo("Europe/Moscow"), LibraryMatcher(DEFAULT_LIBRARIES))
+    start_ms = _epoch_ms(started_at) - offset_ms
+    assert derived[:3] == (start_utc, start_ms, end_utc)
+    assert derived[0] == iso_utc_ms(start_ms)
+    assert derived[3:5] == _day_and_week(start_ms, ZoneInfo("Europe/Moscow"))

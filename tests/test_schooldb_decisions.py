@@ -254,3 +254,20 @@ def test_a_usage_record_is_built_by_field_name() -> None:
         usage_record([*by_name.values(), "one too many"])
     with pytest.raises(TypeError):
         usage_record({**by_name, "colour": "red"})
+
+
+def test_a_whole_row_reads_nulls_in_text_fields_as_empty_and_keeps_other_nulls() -> None:
+    _, tampered = edited_at(1)
+    record = dataclasses.replace(tampered.records[0], content_hash=None, ended_at=None)
+    row: list[object] = list(dataclasses.asdict(record).values())
+    for name in ("prev_hash", "record_hash", "signature", "hidden", "school_id"):
+        row[USAGE_RECORD_FIELDS.index(name)] = None
+    assert len(row) == len(USAGE_RECORD_FIELDS)  # the positional way
+    read = usage_record(row)
+    assert (read.prev_hash, read.record_hash, read.signature, read.hidden, read.school_id) == (
+        ("",) * 5
+    )
+    assert (read.content_hash, read.ended_at) == (None, None)
+    assert dataclasses.replace(read, prev_hash=record.prev_hash) == dataclasses.replace(
+        record, record_hash="", signature="", hidden="", school_id=""
+    )
