@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import pyglet
 import segno
 from PIL import Image, ImageOps
+from pyglet import gl
 
 from kiosk.i18n import tr
 from kiosk.player import VideoCommand
@@ -261,6 +262,65 @@ def fit_size(width: int, height: int, box_w: int, box_h: int) -> tuple[int, int]
     """The largest size of ``width``×``height``'s aspect inside ``box_w``×``box_h``."""
     scale = min(box_w / width, box_h / height)
     return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+class FlippedPicture:
+    """A picture that changes (video frames, a shared screen), drawn letterboxed.
+
+    Each BGRA picture is uploaded as it is, top row first (pyglet would reverse the rows
+    in Python, allocating a picture's size again), and the sprite is drawn flipped
+    instead. The texture is made again only when the picture's size changes. Call from
+    the window's thread.
+    """
+
+    def __init__(self) -> None:
+        self._texture: pyglet.image.Texture | None = None
+        self._sprite: pyglet.sprite.Sprite | None = None
+        self._batch = pyglet.graphics.Batch()
+        self._layout: tuple[int, int, int, int] | None = None
+
+    def upload(self, width: int, height: int, data: bytes, pitch: int) -> None:
+        """Make ``data`` (BGRA rows of ``pitch`` bytes) the picture."""
+        texture = self._texture
+        if texture is None or (texture.width, texture.height) != (width, height):
+            self.delete()
+            # RGB inside: the fourth byte is padding, not alpha.
+            texture = pyglet.image.Texture.create(
+                width, height, internalformat=gl.GL_RGB8, fmt=gl.GL_RGB
+            )
+            self._texture = texture
+            self._sprite = pyglet.sprite.Sprite(texture, batch=self._batch)
+        # pyglet passes the buffer to GL as it is (typed bytes, any buffer will do).
+        texture.blit_into(pyglet.image.ImageData(width, height, "BGRA", data, pitch=pitch), 0, 0, 0)
+
+    def draw(self, box_w: int, box_h: int) -> None:
+        """Draw the picture fitted in ``box_w``×``box_h``, centred, aspect kept (nothing
+        before the first upload)."""
+        texture, sprite = self._texture, self._sprite
+        if texture is None or sprite is None:
+            return
+        width, height = fit_size(texture.width, texture.height, box_w, box_h)
+        layout = ((box_w - width) // 2, (box_h - height) // 2, width, height)
+        if layout != self._layout:
+            self._layout = layout
+            x, y, _, _ = layout
+            sprite.update(
+                x=x, y=y + height, scale_x=width / texture.width, scale_y=-height / texture.height
+            )
+        self._batch.draw()
+
+    def delete(self) -> None:
+        """Free the texture; the next upload makes a new one."""
+        if self._sprite is not None:
+            self._sprite.delete()
+            self._sprite = None
+        if self._texture is not None:
+            self._texture.delete()
+            self._texture = None
+            # A fresh batch: the old one may still list the sprite's group, whose hash
+            # changed when its texture was deleted.
+            self._batch = pyglet.graphics.Batch()
+        self._layout = None
 
 
 def _blob_file(ctx: SceneContext, item: ManifestItem) -> str:

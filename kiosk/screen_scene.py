@@ -25,9 +25,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-import pyglet
-from pyglet import gl
-
 from kiosk.i18n import tr
 from kiosk.scenes import (
     BLACK,
@@ -35,11 +32,11 @@ from kiosk.scenes import (
     PLACEHOLDER_BACKGROUND,
     WHITE,
     Card,
+    FlippedPicture,
     Scene,
     SceneBuilder,
     SceneContext,
     SceneRequest,
-    fit_size,
 )
 from media.markdown import Color
 from protocol import limits
@@ -257,10 +254,7 @@ class ScreenScene(Scene):
         self.ctx = ctx
         self._stream = stream
         self.title = title
-        self._texture: pyglet.image.Texture | None = None
-        self._sprite: pyglet.sprite.Sprite | None = None
-        self._batch = pyglet.graphics.Batch()
-        self._layout: tuple[int, int, int, int] | None = None
+        self._picture = FlippedPicture()
         self._shown = -1
         self._card: _PausedCard | None = None
         self.frames_shown = 0
@@ -283,9 +277,7 @@ class ScreenScene(Scene):
         assert picture is not None
         if picture.number != self._shown:
             self._upload(picture)
-        if self._texture is not None and self._sprite is not None:
-            self._place(self._texture, self._sprite)
-            self._batch.draw()
+        self._picture.draw(self.ctx.width, self.ctx.height)
 
     def _set_background(self, color: Color) -> None:
         """The window cleared to the old colour before this draw: draw once more."""
@@ -297,46 +289,14 @@ class ScreenScene(Scene):
         if self._card is not None:
             self._card.delete()
             self._card = None
-        self._drop_texture()
+        self._picture.delete()
+        self._shown = -1
 
     def _upload(self, picture: DecodedPicture) -> None:
-        texture = self._texture
-        if texture is None or (texture.width, texture.height) != (picture.width, picture.height):
-            self._drop_texture()
-            texture = pyglet.image.Texture.create(
-                picture.width, picture.height, internalformat=gl.GL_RGB8, fmt=gl.GL_RGB
-            )
-            self._texture = texture
-            self._sprite = pyglet.sprite.Sprite(texture, batch=self._batch)
-        data = pyglet.image.ImageData(
-            picture.width, picture.height, "BGRA", picture.data, pitch=picture.pitch
-        )
-        texture.blit_into(data, 0, 0, 0)
+        self._picture.upload(picture.width, picture.height, picture.data, picture.pitch)
         self._shown = picture.number
         self.frames_shown += 1
         self.last_capture_us = picture.capture_us
-
-    def _place(self, texture: pyglet.image.Texture, sprite: pyglet.sprite.Sprite) -> None:
-        width, height = fit_size(texture.width, texture.height, self.ctx.width, self.ctx.height)
-        layout = ((self.ctx.width - width) // 2, (self.ctx.height - height) // 2, width, height)
-        if layout != self._layout:
-            self._layout = layout
-            x, y, _, _ = layout
-            # Flipped: the texture's first row is the picture's top.
-            sprite.update(
-                x=x, y=y + height, scale_x=width / texture.width, scale_y=-height / texture.height
-            )
-
-    def _drop_texture(self) -> None:
-        if self._sprite is not None:
-            self._sprite.delete()
-            self._sprite = None
-        if self._texture is not None:
-            self._texture.delete()
-            self._texture = None
-            self._batch = pyglet.graphics.Batch()
-        self._layout = None
-        self._shown = -1
 
 
 class ScreenLoader:

@@ -52,7 +52,6 @@ from pathlib import Path
 from typing import cast
 
 import pyglet
-from pyglet import gl
 
 from kiosk.drift import DriftCorrector, PlayClock, Seek, SetRate
 from kiosk.player import VideoCommand
@@ -60,13 +59,13 @@ from kiosk.scenes import (
     BLACK,
     ERROR_BACKGROUND,
     ErrorScene,
+    FlippedPicture,
     Scene,
     SceneBuilder,
     SceneContext,
     SceneRequest,
-    fit_size,
 )
-from kiosk.video import VideoFrame, VideoOut, VlcVideo, shared_instance
+from kiosk.video import VideoOut, VlcVideo, shared_instance
 from media.probe import mp4_picture_size
 from protocol.errors import CorruptContentError, MediaError
 
@@ -163,10 +162,7 @@ class VideoScene(Scene):
         self._paused = False
         self._redraw_asked = False
         """A redraw was requested for a new frame and not drawn yet (set by libVLC)."""
-        self._texture: pyglet.image.Texture | None = None
-        self._batch = pyglet.graphics.Batch()
-        self._sprite: pyglet.sprite.Sprite | None = None
-        self._layout: tuple[int, int, int, int] | None = None
+        self._picture = FlippedPicture()
         self._shown_number = -1
         self._error: ErrorScene | None = None
         self._embedded = False
@@ -305,10 +301,11 @@ class VideoScene(Scene):
         if self._video is not None:
             frame = self._video.latest_frame()
             if frame is not None and frame.number != self._shown_number:
-                self._upload(frame)
-        if self._texture is not None and self._sprite is not None:
-            self._place(self._texture, self._sprite)
-            self._batch.draw()
+                self._picture.upload(
+                    frame.width, frame.height, cast(bytes, frame.data), frame.pitch
+                )
+                self._shown_number = frame.number
+        self._picture.draw(self.ctx.width, self.ctx.height)
 
     def delete(self) -> None:
         self.leave()
@@ -428,53 +425,8 @@ class VideoScene(Scene):
             self._error = None
         self.background = BLACK
 
-    def _upload(self, frame: VideoFrame) -> None:
-        texture = self._texture
-        if texture is None or (texture.width, texture.height) != (frame.width, frame.height):
-            self._drop_texture()
-            # RGB inside: the fourth byte of RV32 is padding, not alpha.
-            texture = pyglet.image.Texture.create(
-                frame.width, frame.height, internalformat=gl.GL_RGB8, fmt=gl.GL_RGB
-            )
-            self._texture = texture
-            self._sprite = pyglet.sprite.Sprite(texture, batch=self._batch)
-            self._layout = None
-        # Uploaded as it is, top row first (pyglet would reverse the rows in Python,
-        # allocating a frame's size again): the sprite is drawn flipped instead.
-        data = pyglet.image.ImageData(
-            # pyglet passes the buffer to GL as it is (typed bytes, any buffer will do).
-            frame.width,
-            frame.height,
-            "BGRA",
-            cast(bytes, frame.data),
-            pitch=frame.pitch,
-        )
-        texture.blit_into(data, 0, 0, 0)
-        self._shown_number = frame.number
-
-    def _place(self, texture: pyglet.image.Texture, sprite: pyglet.sprite.Sprite) -> None:
-        """Fit the picture in the window, centred (letterboxed), aspect kept."""
-        width, height = fit_size(texture.width, texture.height, self.ctx.width, self.ctx.height)
-        layout = ((self.ctx.width - width) // 2, (self.ctx.height - height) // 2, width, height)
-        if layout != self._layout:
-            self._layout = layout
-            x, y, _, _ = layout
-            # Flipped: the texture's first row is the picture's top (see _upload).
-            sprite.update(
-                x=x, y=y + height, scale_x=width / texture.width, scale_y=-height / texture.height
-            )
-
     def _drop_texture(self) -> None:
-        if self._sprite is not None:
-            self._sprite.delete()
-            self._sprite = None
-        if self._texture is not None:
-            self._texture.delete()
-            self._texture = None
-            # A fresh batch: the old one may still list the sprite's group, whose hash
-            # changed when its texture was deleted.
-            self._batch = pyglet.graphics.Batch()
-        self._layout = None
+        self._picture.delete()
         self._shown_number = -1
 
 
