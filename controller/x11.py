@@ -32,7 +32,9 @@ class WindowPlace:
     height: int
 
 
-class _Attributes(ctypes.Structure):
+class XWindowAttributes(ctypes.Structure):
+    """Xlib's ``XWindowAttributes`` (the fields read here, then room for the rest)."""
+
     _fields_ = [
         ("x", ctypes.c_int),
         ("y", ctypes.c_int),
@@ -148,7 +150,7 @@ class X11Windows:
     def place(self, window: int) -> WindowPlace | None:
         """Where ``window`` is on the screen; None when it is closed or not shown."""
         _errors.count = 0
-        attrs = _Attributes()
+        attrs = XWindowAttributes()
         ok = self._x11.XGetWindowAttributes(self._dpy, window, ctypes.byref(attrs))
         if not ok or _error_count() or attrs.map_state != _IS_VIEWABLE:
             return None

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from controller.x11 import XWindowAttributes
+
 
 def vlc_has_x11_output() -> bool:
     """Whether libVLC's X11 video output is installed (vlc-plugin-video-output)."""
@@ -62,30 +64,6 @@ class XWindow:
             yield from child.walk()
 
 
-class _Attributes(ctypes.Structure):
-    _fields_ = [
-        ("x", ctypes.c_int),
-        ("y", ctypes.c_int),
-        ("width", ctypes.c_int),
-        ("height", ctypes.c_int),
-        ("border_width", ctypes.c_int),
-        ("depth", ctypes.c_int),
-        ("visual", ctypes.c_void_p),
-        ("root", ctypes.c_ulong),
-        ("c_class", ctypes.c_int),
-        ("bit_gravity", ctypes.c_int),
-        ("win_gravity", ctypes.c_int),
-        ("backing_store", ctypes.c_int),
-        ("backing_planes", ctypes.c_ulong),
-        ("backing_pixel", ctypes.c_ulong),
-        ("save_under", ctypes.c_int),
-        ("colormap", ctypes.c_ulong),
-        ("map_installed", ctypes.c_int),
-        ("map_state", ctypes.c_int),
-        ("_rest", ctypes.c_byte * 128),
-    ]
-
-
 def window_tree(display: str) -> XWindow:
     """Every window of ``display``, from the root down."""
     x11 = ctypes.CDLL(ctypes.util.find_library("X11"))
@@ -102,7 +80,7 @@ def window_tree(display: str) -> XWindow:
     assert dpy, f"cannot open {display}"
 
     def node(xid: int) -> XWindow:
-        attrs = _Attributes()
+        attrs = XWindowAttributes()
         x11.XGetWindowAttributes(dpy, xid, ctypes.byref(attrs))
         name_p = ctypes.c_char_p()
         x11.XFetchName(dpy, xid, ctypes.byref(name_p))
