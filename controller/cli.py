@@ -1550,6 +1550,7 @@ def usage_collect(
         return obj.home.credentials(targets[address][0], "admin")
 
     from controller.collect import CollectionResult, collect
+    from controller.roster import Roster
     from controller.schooldb import UsageStore
 
     def run(store: UsageStore) -> CollectionResult:
@@ -1572,6 +1573,9 @@ def usage_collect(
         db = _open_db(obj, Path(db_target) if db_target else None)
         try:
             result = run(db)
+            # The names typed on each computer, read from the new records once here, so
+            # that reports and the admin's pages find them without writing.
+            Roster(db).gather_names()
         finally:
             db.close()
     names = {p.address: p.room or targets[p.address][1] or p.address for p in result.panels}

@@ -555,6 +555,12 @@ def test_collect_stores_a_bad_record_quarantined_and_says_so_in_russian(tmp_path
         second = run_cli("usage", "collect", "--db", db_path)
         assert second.exit_code == 0, second.output
         assert "Каб. 7: новых записей — 2" in second.output
+        # The collection itself gathered the names typed on the panel's records.
+        school = SchoolDb(db_path)
+        typed = school.db.execute("SELECT DISTINCT teacher_id, teacher_name FROM plays")
+        gathered = school.db.execute("SELECT device_id, name FROM device_names")
+        assert set(gathered.fetchall()) == set(typed.fetchall()) != set()
+        school.close()
 
         panel.records[6] = seal(
             dataclasses.replace(panel.records[6], duration_ms=-5),
