@@ -114,6 +114,8 @@ class KioskApp:
         self.server = WebsocketServer(
             self.service, config.host, config.port, ssl=self.tls.server_context()
         )
+        # A control's usage writes go to the writer thread once its replies are sent.
+        self.usage.hand_over_through(self.server.after_replies)
         self.advertiser: ZeroconfAdvertiser | None = None
         self._advertised_state = "idle"
         self._tasks: set[asyncio.Task[None]] = set()

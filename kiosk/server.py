@@ -97,6 +97,11 @@ _ws_logger = logging.getLogger(f"{__name__}.websockets")
 _ws_logger.setLevel(logging.WARNING)
 
 
+def _run_all(runs: list[Callable[[], None]]) -> None:
+    for run in runs:
+        run()
+
+
 class _Peer:
     """One open websocket: its session, its socket's key in the table, its send backlog."""
 
@@ -198,6 +203,7 @@ class WebsocketServer:
         self._sweep_at = float("inf")
         self._log_limiter = LogLimiter()
         self._writers: set[asyncio.Task[None]] = set()
+        self._after_replies: list[Callable[[], None]] = []
         self._stopping = False
         self._timer_deadline = float("-inf")
         self._peak = 0
@@ -608,6 +614,30 @@ class WebsocketServer:
         )
         self._close_peer(peer, POLICY_VIOLATION, reason)
         return False
+
+    def after_replies(self, run: Callable[[], None]) -> None:
+        """Call ``run`` on the loop once the frames of the message being handled are
+        written to their sockets.
+
+        For work that would otherwise compete with sending them (the usage writer's
+        hand-over, :meth:`kiosk.usage_writer.UsageWriter.hand_over_through`). Call it on
+        the loop, during a call into the service; off the loop, ``run`` runs at once.
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            run()  # not on a loop: nothing is being sent from here
+            return
+        if not self._after_replies:
+            loop.call_soon(self._after_this_turn, loop)
+        self._after_replies.append(run)
+
+    def _after_this_turn(self, loop: asyncio.AbstractEventLoop) -> None:
+        # The peers' writer tasks the turn's poke woke were scheduled after this
+        # callback and before the one below; each writes its frames to the socket in
+        # its first step (the loop runs callbacks in the order they were scheduled).
+        runs, self._after_replies = self._after_replies, []
+        loop.call_soon(_run_all, runs)
 
     def _flush(self) -> None:
         with self.lock:

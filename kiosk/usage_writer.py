@@ -37,6 +37,13 @@ right after the commit of the writes queued with it. A control then wakes one th
 once, and the loop and the writer hand the interpreter lock back and forth once,
 instead of two threads doing so each (a context switch costs a panel's small CPU more
 than the write itself).
+
+The network loop goes further (:meth:`UsageWriter.hand_over_through`): a control's writes
+are handed to the thread only once the control's replies are written to the socket. Woken
+earlier, the writer would run its Python (the seal, the statements) while the loop encrypts
+and sends the ``ok``, and each would wait for the other's interpreter lock. Nothing waits
+longer for the disk for it: the hand-over comes within the same turn of the loop, and a
+read or :meth:`UsageWriter.close_db` hands over whatever is still held first.
 """
 
 from __future__ import annotations
@@ -158,6 +165,9 @@ class UsageWriter:
         self._closed = False
         self._held: list[_Write | _Job] | None = None
         """Writes of the :meth:`batch` under way, queued together when it ends."""
+        self._defer: Callable[[Callable[[], None]], None] | None = None
+        self._waiting: list[_Write | _Job] = []
+        """Writes made since the last hand-over, when one is deferred (``_lock``)."""
         self._thread = threading.Thread(target=self._run, name="usage-writer", daemon=True)
         self._thread.start()
 
@@ -264,7 +274,18 @@ class UsageWriter:
         finally:
             held, self._held = self._held, None
             if held:
-                self._queue.put(held)
+                self._enqueue(held)
+
+    def hand_over_through(self, defer: Callable[[Callable[[], None]], None]) -> None:
+        """From now on, hand writes to the thread through ``defer``.
+
+        ``defer(hand_over)`` is called once for the first write after each hand-over and
+        must call ``hand_over`` soon, on any thread: the kiosk's network loop calls it
+        once the replies of the message it is handling are written, so the writer thread
+        does not compete with them for the interpreter lock. Writes keep their order;
+        reads and :meth:`close_db` hand over what is held before they go on.
+        """
+        self._defer = defer
 
     def after_commit(self, job: Callable[[], None]) -> None:
         """Run ``job`` on the writer thread right after the writes queued before it are
@@ -282,7 +303,26 @@ class UsageWriter:
         if self._held is not None:
             self._held.append(write)
         else:
-            self._queue.put(write)
+            self._enqueue([write])
+
+    def _enqueue(self, writes: list[_Write | _Job]) -> None:
+        """Give ``writes`` to the thread now, or with the next deferred hand-over."""
+        defer = self._defer
+        if defer is None:
+            self._queue.put(writes)
+            return
+        with self._lock:
+            first = not self._waiting
+            self._waiting.extend(writes)
+        if first:
+            defer(self._hand_over)
+
+    def _hand_over(self) -> None:
+        """Give the thread, in one batch, every write held for a deferred hand-over."""
+        with self._lock:
+            writes, self._waiting = self._waiting, []
+        if writes:
+            self._queue.put(writes)
 
     # ----------------------------------------------------------------- reads
 
@@ -328,12 +368,14 @@ class UsageWriter:
         if self._closed:
             return
         self._closed = True
+        self._hand_over()
         self._queue.put(None)
         self._thread.join(FLUSH_TIMEOUT_S)
         self.log.close_db()
 
     def _wait(self, timeout_s: float, *, give_up_when_stalled: bool) -> None:
         waiter = _Waiter(give_up_when_stalled)
+        self._hand_over()
         self._queue.put(waiter)
         if not waiter.done.wait(timeout_s):
             raise UsageLogError(f"usage log {self.log.path}: writes did not finish in time")

@@ -320,3 +320,41 @@ def test_a_failing_job_is_logged_and_the_writer_goes_on(
         assert "a job after the commit failed" in caplog.text
     finally:
         writer.close_db()
+
+
+def test_a_deferred_hand_over_keeps_the_writes_until_it_runs_and_keeps_their_order(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "u.sqlite"
+    writer = UsageWriter(UsageLog(path, kiosk_id="k", room="r"))
+    deferred: list[object] = []
+    writer.hand_over_through(deferred.append)
+
+    def committed() -> int:
+        with closing(sqlite3.connect(path)) as db:
+            return int(db.execute("SELECT count(*) FROM plays").fetchone()[0])
+
+    try:
+        with writer.batch():
+            first = writer.open(start(0), wall_s=1000.0, mono_s=0.0)
+        writer.heartbeat(wall_s=1000.5, mono_s=0.5)
+        assert len(deferred) == 1  # one hand-over for everything made before it runs
+        writer.flush()  # a read hands over what is held before it waits
+        assert committed() == 1
+        with writer.batch():
+            writer.close(first, wall_s=1001.0, mono_s=1.0, reason="next")
+            second = writer.open(start(1), wall_s=1001.0, mono_s=1.0)
+        assert len(deferred) == 2
+        with closing(sqlite3.connect(path)) as db:
+            assert db.execute("SELECT count(*) FROM plays WHERE seq IS NOT NULL").fetchone()[0] == 0
+        run = deferred[-1]
+        assert callable(run)
+        run()  # the loop calls it once the replies are written
+        run()  # a second call finds nothing held
+        writer.close(second, wall_s=1002.0, mono_s=2.0, reason="stop")
+        writer.close_db()  # hands over the close still held
+        with closing(sqlite3.connect(path)) as db:
+            rows = db.execute("SELECT uuid, end_reason FROM plays ORDER BY seq").fetchall()
+        assert rows == [(first, "next"), (second, "stop")]
+    finally:
+        writer.close_db()

@@ -1,0 +1,58 @@
+"""A control's usage writes reach the writer thread after its replies are sent."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.server import ServerConnection
+
+from tests.helpers import text_lesson
+from tests.kiosks import KioskThread, teacher
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture
+def kiosk(tmp_path: Path) -> Iterator[KioskThread]:
+    with KioskThread(tmp_path / "kiosk") as running:
+        yield running
+
+
+async def test_a_controls_writes_are_handed_over_once_its_replies_are_written(
+    kiosk: KioskThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = kiosk.app
+    assert app is not None
+    events: list[str] = []
+    handed = threading.Event()
+    send = ServerConnection.send
+
+    async def noting_send(self: ServerConnection, message: Any, *args: Any) -> None:
+        # The frame is written to the socket within this first step of the send.
+        events.append(json.loads(message)["type"] if isinstance(message, str) else "bytes")
+        await send(self, message, *args)
+
+    def defer(hand_over: Callable[[], None]) -> None:
+        def run() -> None:
+            events.append("hand-over")
+            hand_over()
+            handed.set()
+
+        app.server.after_replies(run)
+
+    async with await teacher(kiosk) as client:
+        await client.cast(text_lesson("Один", "Два"))
+        kiosk.sync(lambda: app.usage.hand_over_through(defer))
+        monkeypatch.setattr(ServerConnection, "send", noting_send)
+        events.clear()
+        await client.control("next")
+        assert handed.wait(5)
+        assert events == ["status", "ok", "hand-over"]
+        # It came by itself, with no read through the writer; the switch is stored.
+        app.usage.flush()
+        assert [r.item_index for r in app.usage.records_after(0, 10)] == [0]
