@@ -132,14 +132,14 @@ class SavedPresentation:
 
 
 def encode_saved(saved: SavedPresentation) -> bytes:
-    """The file's bytes for ``saved`` (UTF-8 JSON; the lesson as the codec encodes ``cast``)."""
-    cast = Cast(
-        id=0, lesson=saved.lesson, start_index=saved.index, clock_offset_ms=saved.clock_offset_ms
-    )
-    obj = {
+    """The file's bytes for ``saved`` (UTF-8 JSON; the lesson as the codec encodes ``cast``).
+
+    A control saves the same lesson at another item: the lesson's text is encoded once
+    and kept (:class:`_CastText`), so a save costs the few fields that change.
+    """
+    rest = {
         "format": FORMAT,
         "saved_at_s": saved.saved_at_s,
-        "cast": json.loads(encode(cast)),
         "presenter_id": saved.presenter.id,
         "presenter_name": saved.presenter.name,
         "paused": saved.paused,
@@ -147,7 +147,37 @@ def encode_saved(saved: SavedPresentation) -> bytes:
         "position_ms": saved.position_ms,
         "volume": saved.volume,
     }
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+    cast = _cast_text.of(saved.lesson, saved.index, saved.clock_offset_ms)
+    tail = json.dumps(rest, ensure_ascii=False, separators=(",", ":"))
+    return f'{{"cast":{cast},{tail[1:]}'.encode()
+
+
+class _CastText:
+    """``encode(Cast(id=0, lesson, start_index, clock_offset_ms))``, with the text of the
+    last lesson kept: the codec writes a ``cast``'s fields in their order, so the text
+    up to ``start_index`` is the same for every item of one lesson."""
+
+    _TAIL: Final = ',"start_index":0,"start_at_ms":null,"clock_offset_ms":0,"type":"cast"}'
+
+    def __init__(self) -> None:
+        self._lesson: LessonManifest | None = None
+        self._head = ""
+
+    def of(self, lesson: LessonManifest, index: int, clock_offset_ms: int) -> str:
+        if lesson is not self._lesson:
+            text = encode(Cast(id=0, lesson=lesson))
+            if not text.endswith(self._TAIL):  # the codec's layout changed: no shortcut
+                return encode(
+                    Cast(id=0, lesson=lesson, start_index=index, clock_offset_ms=clock_offset_ms)
+                )
+            self._lesson, self._head = lesson, text[: -len(self._TAIL)]
+        return (
+            f'{self._head},"start_index":{int(index)},"start_at_ms":null,'
+            f'"clock_offset_ms":{int(clock_offset_ms)},"type":"cast"}}'
+        )
+
+
+_cast_text = _CastText()
 
 
 def decode_saved(raw: bytes) -> SavedPresentation:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+import kiosk.resume as resume
 from controller.client import ControllerIdentity, KioskClient
 from controller.schooldb import SchoolDb
 from kiosk.access import Access
@@ -50,8 +51,9 @@ from kiosk.tokens import TokenStore
 from kiosk.usage import UsageLog
 from kiosk.usage_writer import UsageWriter
 from media.store import BlobStore
+from protocol.codec import encode as codec_encode
 from protocol.errors import RemoteError
-from protocol.messages import LessonManifest, ManifestItem
+from protocol.messages import Cast, LessonManifest, ManifestItem
 from tests.conftest import TEACHER
 from tests.helpers import text_lesson
 from tests.kiosks import (
@@ -618,3 +620,31 @@ class _Committed:
 
     def flush(self, timeout_s: float = 0.0) -> None:
         pass
+
+
+def test_saves_of_one_lesson_encode_it_once_and_read_back_as_the_codec_wrote_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    encoded: list[object] = []
+
+    def counting(msg: Cast) -> str:
+        encoded.append(msg)
+        return codec_encode(msg)
+
+    monkeypatch.setattr(resume, "encode", counting)
+    lesson = text_lesson("Один", "Два «три»", "Четыре").manifest()
+    presenter = Presenter("c-1", "Учитель")
+    for index, offset in [(0, 0), (2, -1500), (1, 250)]:
+        saved = SavedPresentation(
+            lesson=lesson,
+            index=index,
+            presenter=presenter,
+            saved_at_s=1000.5,
+            position_ms=7,
+            clock_offset_ms=offset,
+        )
+        raw = encode_saved(saved)
+        cast = Cast(id=0, lesson=lesson, start_index=index, clock_offset_ms=offset)
+        assert json.loads(raw)["cast"] == json.loads(codec_encode(cast))
+        assert decode_saved(raw) == saved
+    assert len(encoded) == 1  # the lesson's text was made once for three saves
