@@ -81,6 +81,7 @@ class ConnectionLimits:
     unauthenticated_byte_burst: int = limits.UNAUTHENTICATED_BYTE_BURST
     max_send_backlog_messages: int = limits.MAX_SEND_BACKLOG_MESSAGES
     max_send_backlog_bytes: int = limits.MAX_SEND_BACKLOG_BYTES
+    send_buffer_bytes: int = limits.SEND_BUFFER_BYTES
     close_timeout_s: float = limits.CLOSE_TIMEOUT_S
 
 

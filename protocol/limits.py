@@ -186,6 +186,13 @@ MAX_SEND_BACKLOG_MESSAGES: Final = 1000
 MAX_SEND_BACKLOG_BYTES: Final = 8 * 1024 * 1024
 """Bytes waiting for a connection that does not read them; more aborts it."""
 
+SEND_BUFFER_BYTES: Final = 256 * 1024
+"""The kernel's send buffer of each accepted connection (``SO_SNDBUF``; Linux keeps
+twice this). Frames are written straight to the socket while it takes them, and queue
+(within the two limits above) only once it is full: this bounds what a paired
+connection that stops reading holds in the kernel, and how soon it is found out. Half a
+MiB in flight still fills a LAN."""
+
 CLOSE_TIMEOUT_S: Final = 0.5
 """A connection the kiosk closes (1008) is aborted if not gone after this long: a flooder
 is cut off within a second of crossing its limit (it is no longer read meanwhile)."""

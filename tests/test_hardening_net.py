@@ -385,7 +385,8 @@ async def test_a_flooder_that_never_reads_is_aborted_and_logged_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    lim = ConnectionLimits(max_send_backlog_messages=20)
+    # A small kernel buffer: what the socket takes is not queued (no backlog counted).
+    lim = ConnectionLimits(max_send_backlog_messages=20, send_buffer_bytes=4096)
     with LimitedKiosk(tmp_path / "k", lim) as kiosk:
         creds = await pair(kiosk.address, ADMIN_SECRET, RAW, role="admin")
         host, port = kiosk.address.rsplit(":", 1)
@@ -416,6 +417,30 @@ async def test_a_flooder_that_never_reads_is_aborted_and_logged_once(
             assert (await client.status()).state == "idle"
     assert lines(caplog, "does not read its messages") == 1
     assert lines(caplog, "dropping a controller") == 0
+
+
+async def test_each_connection_has_the_send_buffer_of_its_limit(tmp_path: Path) -> None:
+    for wanted in (limits.SEND_BUFFER_BYTES, 64 * 1024):
+        lim = ConnectionLimits(send_buffer_bytes=wanted)
+        with LimitedKiosk(tmp_path / f"k{wanted}", lim) as kiosk:
+            assert await send_buffers(kiosk) == [2 * wanted]  # Linux keeps twice that
+
+
+async def send_buffers(kiosk: LimitedKiosk) -> list[int]:
+    """``SO_SNDBUF`` of the kiosk's side of one connection from a plain socket."""
+    server = kiosk.server
+    host, port = kiosk.address.rsplit(":", 1)
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(b"\x16")  # the start of a TLS hello
+        await until(kiosk, lambda: bool(server._sockets), "the connection accepted")
+        return list(
+            kiosk.sync(
+                lambda: [
+                    s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+                    for s in server._sockets.values()
+                ]
+            )
+        )
 
 
 async def test_unpaired_frames_are_small_until_a_token_is_proved(
