@@ -47,7 +47,7 @@ async def test_a_controls_writes_are_handed_over_once_its_replies_are_written(
 
         def noting_send(self: socket.socket, data: Any, *args: Any) -> int:
             events.append("sent")
-            return send(self, data, *args)
+            return int(send(self, data, *args))
 
         kiosk.sync(lambda: app.usage.hand_over_through(defer))
         monkeypatch.setattr(kiosk_socket, "send", noting_send)
