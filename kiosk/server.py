@@ -715,6 +715,7 @@ class WebsocketServer:
     def _paired_peers(self) -> list[_Peer]:
         """Peers that receive pushed events: those with a valid grant."""
         with self.lock:
+            self.service.refresh_grants()
             return [p for s, p in self._peers.items() if self.service.is_authenticated(s)]
 
     def _send(self, peer: _Peer, frame: str) -> None:

@@ -378,7 +378,8 @@ class KioskService:
         return session is not None and session.greeted
 
     def is_authenticated(self, sid: int) -> bool:
-        """Whether session ``sid`` holds a valid grant (proved a token, or paired).
+        """Whether session ``sid`` holds a valid grant (proved a token, or paired), as of
+        the last message handled or :meth:`refresh_grants`.
 
         Only such sessions receive pushed events; the adapter never drops them to make
         room and does not time them out.
@@ -389,6 +390,15 @@ class KioskService:
             and session.grant is not None
             and self.access.tokens.is_valid(session.grant)
         )
+
+    def refresh_grants(self) -> None:
+        """Take in revocations made by another process (``classcast-kiosk tokens
+        revoke``); call before pushing events. A damaged file keeps the grants known."""
+        try:
+            self.access.tokens.refresh()
+        except ClassCastError as exc:
+            if self._refusals_log.allow(exc.code, self.clock.monotonic()) is not None:
+                logger.warning("cannot re-read the paired controllers: %s", exc)
 
     def is_pairing(self, sid: int) -> bool:
         """Whether session ``sid`` is pairing: its ``pair_start`` was let through (its offer
@@ -424,6 +434,7 @@ class KioskService:
             return
         req_id = getattr(msg, "id", None)
         try:
+            self.access.tokens.refresh()  # a revocation by another process counts now
             self._dispatch(session, msg)
         except ClassCastError as exc:
             self._log_refusal(sid, msg.TYPE, exc)
@@ -483,6 +494,7 @@ class KioskService:
         session = self._sessions[sid]
         now = self.clock.monotonic()
         try:
+            self.access.tokens.refresh()
             if not session.greeted:
                 raise UnexpectedMessageError("send hello first")
             self._sync_share()

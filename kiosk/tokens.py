@@ -1,7 +1,8 @@
 """The kiosk's paired controllers: hashed tokens with id, name and role.
 
 Only the sha256 of each token is stored (``state_dir/tokens.json``, mode 0600,
-written atomically). The running kiosk re-reads the file when it changes, so
+written atomically). The running kiosk re-reads the file when it changes (it looks
+once per message and before each push, :meth:`TokenStore.refresh`), so
 ``classcast-kiosk tokens revoke`` takes effect at once, even on open connections.
 """
 
@@ -31,7 +32,8 @@ class Grant:
 
 
 class TokenStore:
-    """Grants on disk; every method re-reads the file if another process changed it."""
+    """Grants on disk; every method but :meth:`is_valid` re-reads the file if another
+    process changed it."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -55,9 +57,22 @@ class TokenStore:
         return None
 
     def is_valid(self, grant: Grant) -> bool:
-        """Whether ``grant`` is still on file (not revoked since it was looked up)."""
-        self._load()
+        """Whether ``grant`` is still on file (not revoked since it was looked up), as of
+        the last :meth:`refresh` or other call: it does not look at the file itself.
+
+        A running kiosk calls :meth:`refresh` once per message it handles and before each
+        push, so a revocation by another process counts from the next message on, while
+        a message's several checks cost one look at the file.
+        """
         return grant in self._grants
+
+    def refresh(self) -> None:
+        """Re-read the file if another process changed it (one ``stat`` otherwise).
+
+        Raises:
+            ClassCastError: the file is damaged.
+        """
+        self._load()
 
     def add(
         self, token: str, controller_id: str, name: str, role: Role, now_wall_s: float

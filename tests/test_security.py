@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
 import os
 import ssl
 import stat
@@ -28,6 +29,7 @@ from controller.client import ControllerIdentity, KioskClient
 from kiosk.cli import main as kiosk_cli
 from kiosk.tls import ensure_identity
 from kiosk.tokens import TokenStore
+from media.lesson import LessonItem, make_lesson
 from protocol.codec import encode
 from protocol.errors import CertificateChangedError, RemoteError
 from protocol.messages import (
@@ -98,6 +100,13 @@ async def assert_unauthorized(ws: ClientConnection, msg: Message) -> None:
     assert reply["type"] == "error", (msg.TYPE, reply)
     assert reply["code"] == "unauthorized", (msg.TYPE, reply)
     assert reply["re"] == getattr(msg, "id", None)
+
+
+async def assert_first_is_unauthorized(ws: ClientConnection, msg: Message) -> None:
+    """The next frame ``ws`` gets is the refusal of ``msg``: no pushed event before it."""
+    await ws.send(encode(msg))
+    reply = await recv_json(ws, skip_events=False)
+    assert (reply["type"], reply.get("code")) == ("error", "unauthorized"), reply
 
 
 # --------------------------------------------------------------------------- unpaired
@@ -409,6 +418,77 @@ async def test_revoked_token_stops_working_at_once(kiosk: KioskThread) -> None:
         with pytest.raises(RemoteError) as info:
             await client.status()
         assert info.value.code == "unauthorized"
+
+
+async def test_a_controller_revoked_by_another_process_gets_no_more_events(
+    kiosk: KioskThread,
+) -> None:
+    assert kiosk.app is not None
+    creds = await pair(kiosk.address, kiosk.pin(), TEACHER)
+    ws = await raw_connect(kiosk.address, hello=False)
+    try:
+        assert (await hello(ws, TEACHER, creds.token))["role"] == "teacher"
+        # Revoked while it sends nothing, as `classcast-kiosk tokens revoke` does.
+        TokenStore(kiosk.app.config.state_dir / "tokens.json").revoke(TEACHER.controller_id)
+        async with await admin(kiosk) as other:
+            await other.cast(text_lesson("Один"))  # pushes a status to the paired
+        await assert_first_is_unauthorized(ws, GetStatus(id=3))
+    finally:
+        await ws.close()
+
+
+async def test_a_push_made_by_the_panels_clock_skips_a_controller_revoked_meanwhile(
+    tmp_path: Path,
+) -> None:
+    clock = ManualClock()
+    with KioskThread(tmp_path / "kiosk", clock=clock) as kiosk:
+        assert kiosk.app is not None
+        creds = await pair(kiosk.address, kiosk.pin(), TEACHER)
+        async with await admin(kiosk) as other:
+            timed = make_lesson(
+                "Урок",
+                [
+                    LessonItem(kind="text", title=f"Слайд {i}", text="…", duration_ms=5_000)
+                    for i in (1, 2)
+                ],
+            )
+            await other.cast(timed)
+            ws = await raw_connect(kiosk.address, hello=False)
+            try:
+                assert (await hello(ws, TEACHER, creds.token))["role"] == "teacher"
+                store = TokenStore(kiosk.app.config.state_dir / "tokens.json")
+                store.revoke(TEACHER.controller_id)
+                clock.advance(5.5)
+                kiosk.tick()  # the slide's time is up: the panel moves on and pushes
+                status = await other.status()
+                assert status.index == 1
+                await assert_first_is_unauthorized(ws, GetStatus(id=3))
+            finally:
+                await ws.close()
+
+
+async def test_a_damaged_tokens_file_at_a_push_is_logged_and_the_grants_known_stay(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = ManualClock()
+    with KioskThread(tmp_path / "kiosk", clock=clock) as kiosk:
+        assert kiosk.app is not None
+        async with await admin(kiosk) as client:
+            timed = make_lesson(
+                "Урок",
+                [
+                    LessonItem(kind="text", title=f"Слайд {i}", text="…", duration_ms=5_000)
+                    for i in (1, 2)
+                ],
+            )
+            await client.cast(timed)
+            (kiosk.app.config.state_dir / "tokens.json").write_text("{not json", "utf-8")
+            with caplog.at_level(logging.WARNING, logger="kiosk.service"):
+                clock.advance(5.5)
+                kiosk.tick()  # a push: the file cannot be read
+            assert "cannot re-read the paired controllers" in caplog.text
+            # The push still came, to the grants known before.
+            await client.wait_for_status(lambda status: status.index == 1, timeout_s=5)
 
 
 async def test_revoked_by_the_kiosks_own_store(kiosk: KioskThread) -> None:
