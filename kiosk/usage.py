@@ -75,7 +75,14 @@ from protocol.messages import (
     UsageRecord,
     usage_record,
 )
-from protocol.usage_chain import GENESIS_HASH, SigningKey, UsageKey, public_key_text, seal
+from protocol.usage_chain import (
+    GENESIS_HASH,
+    SigningKey,
+    UsageKey,
+    public_key_text,
+    record_hash,
+    sign_digest,
+)
 
 __all__ = ["SCHEMA_VERSION", "DisplayStart", "UsageLog"]
 
@@ -150,6 +157,7 @@ _PLAYS_COLUMNS: Final = frozenset(
 """Every column of ``plays``: a record's fields, and how the panel tracks an open one."""
 
 _RECORD_COLUMNS: Final = ", ".join(USAGE_RECORD_FIELDS)
+_FIELD_AT: Final = {name: at for at, name in enumerate(USAGE_RECORD_FIELDS)}
 
 _ITEM_KINDS: Final = frozenset(get_args(ItemKind))
 _END_REASONS: Final = frozenset(get_args(EndReason))
@@ -219,14 +227,23 @@ class _Db:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        self.flat = False
+        """Inside :meth:`UsageLog.transaction`: nested blocks are part of it, with no
+        savepoint of their own (a failure anywhere fails the whole block)."""
 
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> sqlite3.Cursor:
         return self.conn.execute(sql, parameters)
 
     @contextmanager
-    def atomic(self) -> Iterator[None]:
+    def atomic(self, *, own: bool = False) -> Iterator[None]:
         """Run the block in one transaction (committed at its end), or in a savepoint of
-        the open one; on an exception nothing of the block is kept."""
+        the open one; on an exception nothing of the block is kept.
+
+        Inside a :attr:`flat` batch the block is simply part of it, unless ``own``.
+        """
+        if self.conn.in_transaction and self.flat and not own:
+            yield
+            return
         if self.conn.in_transaction:
             self.conn.execute("SAVEPOINT nested")
             try:
@@ -376,33 +393,36 @@ class UsageLog:
             except sqlite3.Error as exc:
                 raise UsageLogError(f"usage log {self.path}: cannot {action}: {exc}") from exc
 
-    def _seal(self, row_id: int) -> None:
-        """Link the just-closed row ``row_id`` into the chain and sign it; in a transaction."""
-        row = self._db.execute(
-            f"SELECT {_RECORD_COLUMNS} FROM plays WHERE id = ?", [row_id]
-        ).fetchone()
-        prev = str(
-            self._db.execute("SELECT value FROM meta WHERE key = ?", [_LAST_HASH]).fetchone()[0]
-        )
-        sealed = seal(usage_record(row), prev, self._key)
-        self._db.execute(
-            "UPDATE plays SET prev_hash = ?, record_hash = ?, signature = ? WHERE id = ?",
-            [sealed.prev_hash, sealed.record_hash, sealed.signature, row_id],
-        )
-        self._db.execute(
-            "UPDATE meta SET value = ? WHERE key = ?", [sealed.record_hash, _LAST_HASH]
-        )
+    def _finish(self, row_id: int, values: list[Any], end: dict[str, Any]) -> None:
+        """Close the row ``row_id``, whose record fields are ``values`` (a row of
+        :data:`USAGE_RECORD_FIELDS`): give it the next ``seq``, link it into the chain
+        and sign it, with ``end`` (column: value) set too; call inside a transaction.
 
-    def _next_seq(self) -> int:
-        """Take the next collection sequence number; call inside a transaction.
-
-        Returns:
-            A number greater than every ``seq`` handed out before in this file.
+        Four statements: the row was read by the caller, the chain's head and the last
+        ``seq`` are read together, and each table is written once.
         """
-        row = self._db.execute(
-            "UPDATE meta SET value = value + 1 WHERE key = ? RETURNING value", [_LAST_SEQ]
-        ).fetchone()
-        return int(row[0])
+        meta = dict(
+            self._db.execute(
+                "SELECT key, value FROM meta WHERE key IN (?, ?)", [_LAST_SEQ, _LAST_HASH]
+            ).fetchall()
+        )
+        seq = int(meta[_LAST_SEQ]) + 1
+        closed = {**end, "seq": seq, "prev_hash": str(meta[_LAST_HASH])}
+        for name, value in closed.items():
+            if name in _FIELD_AT:
+                values[_FIELD_AT[name]] = value
+        values[_FIELD_AT["record_hash"]] = values[_FIELD_AT["signature"]] = ""
+        digest = record_hash(usage_record(values))
+        closed["record_hash"] = digest
+        closed["signature"] = sign_digest(digest, self._key)
+        self._db.execute(
+            f"UPDATE plays SET {', '.join(f'{name} = ?' for name in closed)} WHERE id = ?",
+            [*closed.values(), row_id],
+        )
+        self._db.execute(
+            "UPDATE meta SET value = CASE key WHEN ? THEN ? ELSE ? END WHERE key IN (?, ?)",
+            [_LAST_SEQ, seq, digest, _LAST_SEQ, _LAST_HASH],
+        )
 
     # ------------------------------------------------------------------ writes
 
@@ -423,24 +443,19 @@ class UsageLog:
         """
         with self._guard("recover open intervals"), self._db.atomic():
             rows = self._db.execute(
-                "SELECT id, started_at, start_mono_s, last_seen_at, last_seen_mono_s "
-                "FROM plays WHERE ended_at IS NULL AND run_id != ? ORDER BY id",
+                "SELECT id, started_at, start_mono_s, last_seen_at, last_seen_mono_s, "
+                f"{_RECORD_COLUMNS} FROM plays WHERE ended_at IS NULL AND run_id != ? "
+                "ORDER BY id",
                 [self._run_id],
             ).fetchall()
-            for row_id, started_at, start_mono_s, last_seen_at, last_seen_mono_s in rows:
+            for row_id, started_at, start_mono_s, last_seen_at, last_seen_mono_s, *values in rows:
                 end_mono_s = start_mono_s if last_seen_mono_s is None else last_seen_mono_s
-                self._db.execute(
-                    "UPDATE plays SET seq = ?, ended_at = ?, duration_ms = ?, end_reason = ? "
-                    "WHERE id = ?",
-                    [
-                        self._next_seq(),
-                        last_seen_at or started_at,
-                        _duration_ms(start_mono_s, end_mono_s),
-                        "power_loss",
-                        row_id,
-                    ],
-                )
-                self._seal(row_id)
+                end = {
+                    "ended_at": last_seen_at or started_at,
+                    "duration_ms": _duration_ms(start_mono_s, end_mono_s),
+                    "end_reason": "power_loss",
+                }
+                self._finish(row_id, values, end)
         if rows:
             logger.info("usage log %s: closed %d interval(s) as power_loss", self.path, len(rows))
         return len(rows)
@@ -533,11 +548,13 @@ class UsageLog:
             raise ValueError(f"unknown end reason {reason!r}")
         with self._guard("close an interval"), self._db.atomic():
             row = self._db.execute(
-                "SELECT id, ended_at, start_mono_s, run_id FROM plays WHERE uuid = ?", [uuid]
+                f"SELECT id, ended_at, start_mono_s, run_id, {_RECORD_COLUMNS} "
+                "FROM plays WHERE uuid = ?",
+                [uuid],
             ).fetchone()
             if row is None:
                 raise UsageLogError(f"usage log {self.path}: no interval with uuid {uuid}")
-            row_id, ended_at, start_mono_s, run_id = row
+            row_id, ended_at, start_mono_s, run_id, *values = row
             if ended_at is not None:
                 return
             if run_id != self._run_id:
@@ -545,20 +562,15 @@ class UsageLog:
                     f"usage log {self.path}: interval {uuid} was opened by an earlier run; "
                     "recover() closes it"
                 )
-            self._db.execute(
-                "UPDATE plays SET seq = ?, ended_at = ?, duration_ms = ?, end_reason = ?, "
-                "last_seen_at = ?, last_seen_mono_s = ? WHERE id = ?",
-                [
-                    self._next_seq(),
-                    _iso_utc(wall_s),
-                    _duration_ms(start_mono_s, mono_s),
-                    reason,
-                    _iso_utc(wall_s),
-                    mono_s,
-                    row_id,
-                ],
-            )
-            self._seal(row_id)
+            at = _iso_utc(wall_s)
+            end = {
+                "ended_at": at,
+                "duration_ms": _duration_ms(start_mono_s, mono_s),
+                "end_reason": reason,
+                "last_seen_at": at,
+                "last_seen_mono_s": mono_s,
+            }
+            self._finish(row_id, values, end)
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -568,13 +580,23 @@ class UsageLog:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """Group several writes into one transaction (one fsync); they nest inside it.
+        """Group several writes into one transaction (one fsync); a block nested in it
+        is a savepoint of its own.
+
+        The writes inside are part of it with no savepoint each (the fewest statements
+        per write): a write that fails fails the whole block, so let its exception leave
+        the block, and make the writes again one by one if some of them must be kept
+        (as :class:`~kiosk.usage_writer.UsageWriter` does).
 
         Raises:
             UsageLogError: SQLite failed; none of the writes in the block is kept.
         """
-        with self._guard("write a batch"), self._db.atomic():
-            yield
+        with self._guard("write a batch"), self._db.atomic(own=True):
+            flat, self._db.flat = self._db.flat, True
+            try:
+                yield
+            finally:
+                self._db.flat = flat
 
     def heartbeat(self, *, wall_s: float, mono_s: float) -> None:
         """Record that the kiosk is alive now.

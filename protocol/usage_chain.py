@@ -208,8 +208,13 @@ def seal(record: UsageRecord, prev_hash: str, key: SigningKey) -> UsageRecord:
     """Link ``record`` after ``prev_hash`` and sign it; returns the sealed record."""
     linked = dataclasses.replace(record, prev_hash=prev_hash, record_hash="", signature="")
     digest = record_hash(linked)
-    signature = base64.b64encode(key.sign(bytes.fromhex(digest))).decode()
-    return dataclasses.replace(linked, record_hash=digest, signature=signature)
+    return dataclasses.replace(linked, record_hash=digest, signature=sign_digest(digest, key))
+
+
+def sign_digest(digest: str, key: SigningKey) -> str:
+    """A record's ``signature``: base64 of the Ed25519 signature of its ``record_hash``
+    (hex ``digest``) as bytes."""
+    return base64.b64encode(key.sign(bytes.fromhex(digest))).decode()
 
 
 def public_key_text(key: SigningKey) -> str:
