@@ -435,8 +435,10 @@ class ServerProcess:
     ``info`` holds what the child printed after ``READY`` (ports and so on).
     """
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, checkout: str | None = None) -> None:
+        """``checkout``: run the server from another checkout (to compare with)."""
         self.args = list(args)
+        self.checkout = checkout
         self.proc: subprocess.Popen[str] | None = None
         self.info: dict[str, Any] = {}
 
@@ -446,8 +448,8 @@ class ServerProcess:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-            cwd=REPO_ROOT,
-            env=child_env(),
+            cwd=self.checkout or REPO_ROOT,
+            env=child_env(*([self.checkout] if self.checkout else [])),
         )
         try:
             if self.args[:1] == ["kiosk"]:

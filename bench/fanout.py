@@ -1,6 +1,7 @@
 """Fan-out: one control command to 100 kiosks until every one acked, vs 100 echo servers.
 
-Run: ``.venv/bin/python -m bench.fanout [--quick] [--kiosks N] [--procs P] [--rounds R]``
+Run: ``.venv/bin/python -m bench.fanout [--quick] [--kiosks N] [--procs P] [--rounds R]
+[--no-diagnostic] [--compare CHECKOUT] [--weak]``
 
 Placement: this machine has few cores, so the 100 kiosks run as ``KioskApp``
 instances in ``--procs`` child processes (default 2, one per core), each process
@@ -16,6 +17,11 @@ until all 100 ``ok`` replies arrived; rounds are ``GAP_S`` apart (a teacher's cl
 are far apart, and each kiosk pushes a status after every control). Baseline round:
 a ``control``-sized text frame sent to each echo server concurrently, until all 100
 echoes arrived.
+
+The targets are set up first and their rounds interleaved (round i of each, then
+round i + 1, the order reversed every other round), so a change of load during the run
+falls on all alike. ``--compare CHECKOUT`` adds the same kiosks run from another
+checkout (a ``git worktree`` of an earlier commit): a before/after in one run.
 
 Diagnostics: the same fan-out with the kiosks' state on tmpfs (``/dev/shm``), which
 shows the share of the disk; and with kiosks that neither log usage nor save the
@@ -33,8 +39,8 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -65,10 +71,29 @@ IDENTITY = ControllerIdentity("c-bench", "Bench Teacher")
 
 
 @dataclass
-class Rounds:
-    samples_s: list[float]
-    server_cpu_s: float
-    client_cpu_s: float
+class Target:
+    """One fan-out target: its round, the child processes serving it, its figures."""
+
+    label: str
+    one_round: Callable[[int], Awaitable[None]]
+    pids: list[int]
+    samples_s: list[float] = field(default_factory=list)
+    server_cpu_s: float = 0.0
+    client_cpu_s: float = 0.0
+
+    def report(self, base: Target | None) -> tuple[float, float]:
+        p50, p99 = p50_p99(self.samples_s)
+        if base is not None:
+            b50, b99 = p50_p99(base.samples_s)
+            note50, note99 = f"{p50 / b50:.2f}x baseline", f"{p99 / b99:.2f}x baseline"
+        else:
+            note50 = note99 = ""
+        figure(f"{self.label}: p50 of whole fan-out", p50 * 1e3, "ms", note50)
+        figure(f"{self.label}: p99 of whole fan-out", p99 * 1e3, "ms", note99)
+        n = len(self.samples_s)
+        figure(f"{self.label}: server CPU per round (all procs)", self.server_cpu_s / n * 1e3, "ms")
+        figure(f"{self.label}: controller CPU per round", self.client_cpu_s / n * 1e3, "ms")
+        return p50, p99
 
 
 def action_for(i: int) -> ControlAction:
@@ -79,25 +104,34 @@ def split(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if n < total % parts else 0) for n in range(parts)]
 
 
-async def timed_rounds(
-    rounds: int, warmup: int, one_round: Callable[[int], Awaitable[None]], pids: list[int]
-) -> Rounds:
-    samples: list[float] = []
-    cpu_s = cpu_c = 0.0
+async def interleaved_rounds(targets: list[Target], rounds: int, warmup: int) -> None:
+    """Run round i of every target, then round i + 1, ...: each round of one target
+    alone on the machine, the order reversed every other round, so a change of load
+    during the run falls on every target alike.
+
+    A target's server CPU is read over the whole run (its processes do nothing but its
+    rounds, and a kiosk's usage commit may land after its round); the controller's is
+    read around its rounds.
+    """
+    cpu_at: dict[str, float] = {}
     for i in range(warmup + rounds):
         if i == warmup:
-            cpu_s = sum(proc_cpu_s(p) for p in pids)
-            cpu_c = time.process_time()
-        t0 = time.perf_counter()
-        await one_round(i)
-        elapsed = time.perf_counter() - t0
-        if i >= warmup:
-            samples.append(elapsed)
-        await asyncio.sleep(GAP_S)
-    return Rounds(samples, sum(proc_cpu_s(p) for p in pids) - cpu_s, time.process_time() - cpu_c)
+            cpu_at = {t.label: sum(proc_cpu_s(p) for p in t.pids) for t in targets}
+        for target in targets if i % 2 == 0 else targets[::-1]:
+            c0 = time.process_time()
+            t0 = time.perf_counter()
+            await target.one_round(i)
+            elapsed = time.perf_counter() - t0
+            await asyncio.sleep(GAP_S)
+            if i >= warmup:
+                target.samples_s.append(elapsed)
+                target.client_cpu_s += time.process_time() - c0
+    for target in targets:
+        target.server_cpu_s = sum(proc_cpu_s(p) for p in target.pids) - cpu_at[target.label]
 
 
-async def measure_echo(kiosks: int, procs: int, rounds: int, warmup: int) -> Rounds:
+@contextlib.asynccontextmanager
+async def echo_target(kiosks: int, procs: int) -> AsyncIterator[Target]:
     with contextlib.ExitStack() as stack:
         servers = [
             stack.enter_context(ServerProcess("echo", "--count", str(n)))
@@ -129,7 +163,7 @@ async def measure_echo(kiosks: int, procs: int, rounds: int, warmup: int) -> Rou
                 frame = encode(Control(id=i + 2, action=action_for(i)))
                 await asyncio.gather(*(one(ws, frame) for ws in conns))
 
-            return await timed_rounds(rounds, warmup, one_round, [s.info["pid"] for s in servers])
+            yield Target("echo", one_round, [s.info["pid"] for s in servers])
         finally:
             await asyncio.gather(*(ws.close() for ws in conns), return_exceptions=True)
 
@@ -140,15 +174,16 @@ async def pair(address: str) -> Credentials:
         return await client.pair(BENCH_ADMIN_SECRET, role="admin")
 
 
-async def measure_kiosks(
+@contextlib.asynccontextmanager
+async def kiosk_target(
+    label: str,
     kiosks: int,
     procs: int,
-    rounds: int,
-    warmup: int,
     state_root: Path,
     *,
     bookkeeping: bool = True,
-) -> Rounds:
+    checkout: str | None = None,
+) -> AsyncIterator[Target]:
     root = Path(tempfile.mkdtemp(prefix="bench-fanout-", dir=state_root))
     try:
         with contextlib.ExitStack() as stack:
@@ -161,6 +196,7 @@ async def measure_kiosks(
                         "--state-dir",
                         str(root / f"p{index}"),
                         *([] if bookkeeping else ["--no-bookkeeping"]),
+                        checkout=checkout,
                     )
                 )
                 for index, n in enumerate(split(kiosks, procs))
@@ -190,28 +226,21 @@ async def measure_kiosks(
                     if failed:
                         raise RuntimeError(f"control failed on {len(failed)}: {failed[0].error}")
 
-                return await timed_rounds(
-                    rounds, warmup, one_round, [s.info["pid"] for s in servers]
-                )
+                yield Target(label, one_round, [s.info["pid"] for s in servers])
             finally:
                 await group.close()
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def report(label: str, run: Rounds, base: tuple[float, float] | None) -> tuple[float, float]:
-    p50, p99 = p50_p99(run.samples_s)
-    note50 = f"{p50 / base[0]:.2f}x baseline" if base else ""
-    note99 = f"{p99 / base[1]:.2f}x baseline" if base else ""
-    figure(f"{label}: p50 of whole fan-out", p50 * 1e3, "ms", note50)
-    figure(f"{label}: p99 of whole fan-out", p99 * 1e3, "ms", note99)
-    n = len(run.samples_s)
-    figure(f"{label}: server CPU per round (all procs)", run.server_cpu_s / n * 1e3, "ms")
-    figure(f"{label}: controller CPU per round", run.client_cpu_s / n * 1e3, "ms")
-    return p50, p99
-
-
-async def main_async(kiosks: int, procs: int, rounds: int, warmup: int, shm: Path | None) -> None:
+async def main_async(
+    kiosks: int,
+    procs: int,
+    rounds: int,
+    warmup: int,
+    shm: Path | None,
+    checkout: str | None,
+) -> None:
     cancel_on_sigterm()
     disk_root = Path(tempfile.gettempdir())
     per = split(kiosks, procs)
@@ -220,19 +249,38 @@ async def main_async(kiosks: int, procs: int, rounds: int, warmup: int, shm: Pat
         f"per event loop), controller here; {os.cpu_count()} CPUs"
     )
     print(
-        f"{rounds} rounds (+{warmup} warm-up), {GAP_S * 1e3:.0f} ms apart; kiosk state on "
-        f"{disk_root}. Each process serialises its kiosks' work and all share one disk, so "
-        "the kiosk side is pessimistic next to real panels with a CPU each."
+        f"{rounds} rounds (+{warmup} warm-up) per target, {GAP_S * 1e3:.0f} ms apart, the "
+        f"targets' rounds interleaved; kiosk state on {disk_root}. Each process serialises "
+        "its kiosks' work and all share one disk, so the kiosk side is pessimistic next to "
+        "real panels with a CPU each."
     )
+    async with contextlib.AsyncExitStack() as stack:
+        echo = await stack.enter_async_context(echo_target(kiosks, procs))
+        kiosk = await stack.enter_async_context(kiosk_target("kiosks", kiosks, procs, disk_root))
+        targets = [echo, kiosk]
+        other = tmpfs = bare = None
+        if checkout is not None:
+            other = await stack.enter_async_context(
+                kiosk_target(f"kiosks from {checkout}", kiosks, procs, disk_root, checkout=checkout)
+            )
+            targets.append(other)
+        if shm is not None:
+            tmpfs = await stack.enter_async_context(
+                kiosk_target("kiosks on tmpfs", kiosks, procs, shm)
+            )
+            bare = await stack.enter_async_context(
+                kiosk_target(
+                    "kiosks without bookkeeping", kiosks, procs, disk_root, bookkeeping=False
+                )
+            )
+            targets += [tmpfs, bare]
+        await interleaved_rounds(targets, rounds, warmup)
 
     heading(f"baseline: {kiosks} websockets echo servers")
-    echo = await measure_echo(kiosks, procs, rounds, warmup)
-    base = report("echo", echo, None)
-
+    base = echo.report(None)
     heading(f"kiosks: Group.control next/prev to {kiosks} KioskApps")
-    kiosk = await measure_kiosks(kiosks, procs, rounds, warmup, disk_root)
-    k50, k99 = report("kiosks", kiosk, base)
-
+    k50, k99 = kiosk.report(echo)
+    n = len(kiosk.samples_s)
     values: dict[str, float | int | str] = {
         "kiosks": kiosks,
         "echo_p50_ms": base[0] * 1e3,
@@ -241,22 +289,25 @@ async def main_async(kiosks: int, procs: int, rounds: int, warmup: int, shm: Pat
         "kiosk_p99_ms": k99 * 1e3,
         "ratio_p50": k50 / base[0],
         "ratio_p99": k99 / base[1],
-        "controller_cpu_ms": kiosk.client_cpu_s / len(kiosk.samples_s) * 1e3,
-        "kiosks_cpu_ms": kiosk.server_cpu_s / len(kiosk.samples_s) * 1e3,
+        "controller_cpu_ms": kiosk.client_cpu_s / n * 1e3,
+        "kiosks_cpu_ms": kiosk.server_cpu_s / n * 1e3,
     }
-    if shm is not None:
+    if other is not None:
+        heading(f"the same kiosks run from {checkout}")
+        o50, o99 = other.report(echo)
+        values["other_p50_ms"] = o50 * 1e3
+        values["other_p99_ms"] = o99 * 1e3
+        values["other_kiosks_cpu_ms"] = other.server_cpu_s / len(other.samples_s) * 1e3
+    if tmpfs is not None and bare is not None:
         heading("diagnostic: kiosks with state on tmpfs (fsync costs nothing)")
-        tmpfs = await measure_kiosks(kiosks, procs, rounds, warmup, shm)
-        _, t99 = report("kiosks on tmpfs", tmpfs, base)
+        _, t99 = tmpfs.report(echo)
         values["tmpfs_p99_ms"] = t99 * 1e3
         heading("diagnostic: kiosks that neither log usage nor save the presentation")
-        bare = await measure_kiosks(kiosks, procs, rounds, warmup, disk_root, bookkeeping=False)
-        _, b99 = report("kiosks without bookkeeping", bare, base)
+        _, b99 = bare.report(echo)
         values["no_bookkeeping_p99_ms"] = b99 * 1e3
 
     heading("summary")
     figure("kiosk fan-out p99", k99 * 1e3, "ms", "aim <= 50 ms")
-    n = len(kiosk.samples_s)
     figure("controller CPU per round", kiosk.client_cpu_s / n * 1e3, "ms")
     figure("kiosks' CPU per round", kiosk.server_cpu_s / n * 1e3, "ms")
     figure("ratio p50 kiosks/echo", k50 / base[0], "x")
@@ -271,6 +322,11 @@ def main() -> None:
     parser.add_argument("--procs", type=int, default=2, help="child processes hosting them")
     parser.add_argument("--rounds", type=int, help="timed rounds (default 200)")
     parser.add_argument("--no-diagnostic", action="store_true", help="skip the diagnostic runs")
+    parser.add_argument(
+        "--compare",
+        metavar="CHECKOUT",
+        help="also run the kiosks from another checkout (a git worktree), rounds interleaved",
+    )
     add_weak_option(parser)
     args = parser.parse_args()
     rounds = args.rounds or (20 if args.quick else 200)
@@ -284,6 +340,7 @@ def main() -> None:
                     rounds,
                     warmup,
                     None if args.no_diagnostic else tmpfs_dir(),
+                    args.compare,
                 )
             )
     except asyncio.CancelledError:  # SIGTERM: children stopped, temp dirs removed
