@@ -1,12 +1,18 @@
 """Control round trip: ``control next/prev`` to a kiosk until its ``ok``, vs a websocket echo.
 
-Run: ``.venv/bin/python -m bench.control_rtt [--quick] [--n N]``
+Run: ``.venv/bin/python -m bench.control_rtt [--quick] [--n N] [--no-breakdown]
+[--compare CHECKOUT] [--weak]``
 
 Servers run in child processes (their own event loop, as a real kiosk runs its network
 loop apart from the controller); the measuring client runs here. Requests are
 sequential and paced at ``PACE_PER_S`` starts per second for every target alike,
 because a kiosk closes a connection that sends more than
 ``protocol.limits.MAX_MESSAGES_PER_SECOND`` (200) text messages a second on average.
+
+The targets are set up first and their requests interleaved (request i of each, then
+request i + 1, the order reversed every other time), so a change of load during the
+run falls on all alike. ``--compare CHECKOUT`` adds the same kiosk run from another
+checkout (a ``git worktree`` of an earlier commit): a before/after in one run.
 
 Figures:
 
@@ -24,12 +30,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -64,11 +71,17 @@ IDENTITY = ControllerIdentity("c-bench", "Bench Teacher")
 
 
 @dataclass
-class Run:
+class Target:
+    """One target: its request, the child process serving it, its figures."""
+
     label: str
-    samples_s: list[float]
-    server_cpu_s: float
-    client_cpu_s: float
+    op: Callable[[int], Awaitable[None]]
+    server_pid: int
+    after: Callable[[int], Awaitable[None]] | None = None
+    """Runs untimed after each request (reads an event that may follow the reply)."""
+    samples_s: list[float] = field(default_factory=list)
+    server_cpu_s: float = 0.0
+    client_cpu_s: float = 0.0
 
     @property
     def n(self) -> int:
@@ -84,44 +97,37 @@ def action_for(i: int) -> ControlAction:
     return "next" if i % 2 == 0 else "prev"
 
 
-async def paced(
-    n: int,
-    warmup: int,
-    op: Callable[[int], Awaitable[None]],
-    server_pid: int,
-    label: str,
-    after: Callable[[int], Awaitable[None]] | None = None,
-) -> Run:
-    """Run ``op(i)`` sequentially, ``1/PACE_PER_S`` apart; time the last ``n`` calls.
+async def interleaved(targets: list[Target], n: int, warmup: int) -> None:
+    """Request i of every target, then request i + 1, ... (the order reversed every
+    other time), each alone on the machine; every target paced at ``PACE_PER_S``.
 
-    ``after(i)``, if given, runs untimed after each ``op(i)``.
+    A change of load during the run falls on every target alike. A target's server
+    CPU is read over the whole run (its process serves nothing else); the client's is
+    read around its requests.
     """
     interval = 1.0 / PACE_PER_S
-    samples: list[float] = []
+    cpu_at: dict[str, float] = {}
     next_at = time.perf_counter()
-    cpu_server = cpu_client = 0.0
     for i in range(warmup + n):
         if i == warmup:
-            cpu_server = proc_cpu_s(server_pid)
-            cpu_client = time.process_time()
+            cpu_at = {t.label: proc_cpu_s(t.server_pid) for t in targets}
         delay = next_at - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        t0 = time.perf_counter()
-        await op(i)
-        t1 = time.perf_counter()
-        if after is not None:
-            await after(i)
-        next_at = t0 + interval
-        if i >= warmup:
-            samples.append(t1 - t0)
+        next_at = time.perf_counter() + interval
+        for target in targets if i % 2 == 0 else targets[::-1]:
+            c0 = time.process_time()
+            t0 = time.perf_counter()
+            await target.op(i)
+            t1 = time.perf_counter()
+            if target.after is not None:
+                await target.after(i)
+            if i >= warmup:
+                target.samples_s.append(t1 - t0)
+                target.client_cpu_s += time.process_time() - c0
     await asyncio.sleep(0.05)  # let the last pushed status arrive before reading CPU
-    return Run(
-        label,
-        samples,
-        proc_cpu_s(server_pid) - cpu_server,
-        time.process_time() - cpu_client,
-    )
+    for target in targets:
+        target.server_cpu_s = proc_cpu_s(target.server_pid) - cpu_at[target.label]
 
 
 async def ws_connect(port: int, subprotocol: bool) -> ClientConnection:
@@ -137,7 +143,8 @@ async def ws_connect(port: int, subprotocol: bool) -> ClientConnection:
     )
 
 
-async def measure_echo(n: int, warmup: int) -> Run:
+@contextlib.asynccontextmanager
+async def echo_target() -> AsyncIterator[Target]:
     with ServerProcess("echo", "--count", "1") as server:
         ws = await ws_connect(server.info["ports"][0], subprotocol=False)
         try:
@@ -146,15 +153,20 @@ async def measure_echo(n: int, warmup: int) -> Run:
                 await ws.send(encode(Control(id=i + 2, action=action_for(i))))
                 await recv(ws)
 
-            return await paced(n, warmup, op, server.info["pid"], "echo")
+            yield Target("echo", op, server.info["pid"])
         finally:
             await ws.close()
 
 
-async def measure_kiosk(n: int, warmup: int, state_root: Path, label: str) -> Run:
+@contextlib.asynccontextmanager
+async def kiosk_target(
+    label: str, state_root: Path, checkout: str | None = None
+) -> AsyncIterator[Target]:
     state = Path(tempfile.mkdtemp(prefix="bench-rtt-", dir=state_root))
     try:
-        with ServerProcess("kiosk", "--count", "1", "--state-dir", str(state)) as server:
+        with ServerProcess(
+            "kiosk", "--count", "1", "--state-dir", str(state), checkout=checkout
+        ) as server:
             client = await KioskClient.connect(f"{LOOPBACK}:{server.info['ports'][0]}", IDENTITY)
             await client.pair(BENCH_ADMIN_SECRET, role="admin")
             try:
@@ -163,14 +175,15 @@ async def measure_kiosk(n: int, warmup: int, state_root: Path, label: str) -> Ru
                 async def op(i: int) -> None:
                     await client.control(action_for(i))
 
-                return await paced(n, warmup, op, server.info["pid"], label)
+                yield Target(label, op, server.info["pid"])
             finally:
                 await client.close()
     finally:
         shutil.rmtree(state, ignore_errors=True)
 
 
-async def measure_kiosk_bare(n: int, warmup: int, state_root: Path) -> Run:
+@contextlib.asynccontextmanager
+async def bare_kiosk_target(state_root: Path) -> AsyncIterator[Target]:
     """The kiosk driven by a bare websockets client: hello, cast, then control/ok."""
     state = Path(tempfile.mkdtemp(prefix="bench-rtt-", dir=state_root))
     try:
@@ -218,16 +231,14 @@ async def measure_kiosk_bare(n: int, warmup: int, state_root: Path) -> Run:
                     if not status_seen[0] and not isinstance(decode(await recv(ws)), Status):
                         raise RuntimeError("expected the pushed status")
 
-                return await paced(
-                    n, warmup, op, server.info["pid"], "kiosk, bare ws client", drain_status
-                )
+                yield Target("kiosk, bare ws client", op, server.info["pid"], drain_status)
             finally:
                 await ws.close()
     finally:
         shutil.rmtree(state, ignore_errors=True)
 
 
-def report(run: Run, base_p50: float, base_p99: float) -> tuple[float, float]:
+def report(run: Target, base_p50: float, base_p99: float) -> tuple[float, float]:
     p50, p99 = p50_p99(run.samples_s)
     figure(f"{run.label}: p50", p50 * 1e3, "ms", f"{p50 / base_p50:.2f}x baseline")
     figure(f"{run.label}: p99", p99 * 1e3, "ms", f"{p99 / base_p99:.2f}x baseline")
@@ -236,22 +247,38 @@ def report(run: Run, base_p50: float, base_p99: float) -> tuple[float, float]:
     return p50, p99
 
 
-async def main_async(n: int, warmup: int, breakdown: bool) -> None:
+async def main_async(n: int, warmup: int, breakdown: bool, checkout: str | None) -> None:
     cancel_on_sigterm()
     disk_root = Path(tempfile.gettempdir())
     print(
-        f"control round trip: {n} sequential requests (+{warmup} warm-up), paced at "
-        f"{PACE_PER_S:.0f}/s; servers in child processes, client here; {os.cpu_count()} CPUs"
+        f"control round trip: {n} sequential requests (+{warmup} warm-up) per target, "
+        f"paced at {PACE_PER_S:.0f}/s, the targets' requests interleaved; servers in child "
+        f"processes, client here; {os.cpu_count()} CPUs"
     )
     print(f"kiosk state on {disk_root} (usage log: SQLite WAL, synchronous=FULL)")
+    shm = tmpfs_dir() if breakdown else None
+    async with contextlib.AsyncExitStack() as stack:
+        echo = await stack.enter_async_context(echo_target())
+        kiosk = await stack.enter_async_context(kiosk_target("kiosk", disk_root))
+        targets = [echo, kiosk]
+        other = bare = tmpfs = None
+        if checkout is not None:
+            label = f"kiosk from {checkout}"
+            other = await stack.enter_async_context(kiosk_target(label, disk_root, checkout))
+            targets.append(other)
+        if breakdown:
+            bare = await stack.enter_async_context(bare_kiosk_target(disk_root))
+            targets.append(bare)
+            if shm is not None:
+                tmpfs = await stack.enter_async_context(kiosk_target("kiosk, state on tmpfs", shm))
+                targets.append(tmpfs)
+        await interleaved(targets, n, warmup)
 
     heading("baseline: websockets echo server (compression=None)")
-    echo = await measure_echo(n, warmup)
     b50, b99 = p50_p99(echo.samples_s)
     report(echo, b50, b99)
 
     heading("kiosk: KioskClient.control next/prev on a 2-item text lesson")
-    kiosk = await measure_kiosk(n, warmup, disk_root, "kiosk")
     k50, k99 = report(kiosk, b50, b99)
 
     values: dict[str, float | int | str] = {
@@ -262,14 +289,19 @@ async def main_async(n: int, warmup: int, breakdown: bool) -> None:
         "kiosk_p99_ms": k99 * 1e3,
         "ratio_p50": k50 / b50,
         "ratio_p99": k99 / b99,
+        "kiosk_cpu_us": kiosk.server_cpu_s / kiosk.n * 1e6,
+        "echo_cpu_us": echo.server_cpu_s / echo.n * 1e6,
     }
-    if breakdown:
+    if other is not None:
+        heading(f"the same kiosk run from {checkout}")
+        o50, o99 = report(other, b50, b99)
+        values["other_ratio_p50"] = o50 / b50
+        values["other_ratio_p99"] = o99 / b99
+        values["other_cpu_us"] = other.server_cpu_s / other.n * 1e6
+    if bare is not None:
         heading("breakdown: where the kiosk's time goes")
-        bare = await measure_kiosk_bare(n, warmup, disk_root)
         r50, _ = report(bare, b50, b99)
-        shm = tmpfs_dir()
-        if shm is not None:
-            tmpfs = await measure_kiosk(n, warmup, shm, "kiosk, state on tmpfs")
+        if tmpfs is not None:
             t50, _ = report(tmpfs, b50, b99)
             values["tmpfs_ratio_p50"] = t50 / b50
             figure("usage-log fsync share of kiosk p50", (k50 - t50) * 1e3, "ms")
@@ -279,6 +311,7 @@ async def main_async(n: int, warmup: int, breakdown: bool) -> None:
     heading("summary")
     figure("ratio p50 kiosk/echo", k50 / b50, "x", "aim <= 1.5")
     figure("ratio p99 kiosk/echo", k99 / b99, "x", "aim <= 1.5")
+    figure("kiosk CPU per control", kiosk.server_cpu_s / kiosk.n * 1e3, "ms", "aim <= 0.5")
     result_line("control_rtt", values)
 
 
@@ -287,13 +320,18 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="200 requests (a smoke run)")
     parser.add_argument("--n", type=int, help="requests per target (default 2000)")
     parser.add_argument("--no-breakdown", action="store_true", help="skip diagnostic runs")
+    parser.add_argument(
+        "--compare",
+        metavar="CHECKOUT",
+        help="also run the kiosk from another checkout (a git worktree), requests interleaved",
+    )
     add_weak_option(parser)
     args = parser.parse_args()
     n = args.n or (200 if args.quick else 2000)
     warmup = 20 if args.quick else 100
     try:
         with weak_panel(args.weak):
-            asyncio.run(main_async(n, warmup, breakdown=not args.no_breakdown))
+            asyncio.run(main_async(n, warmup, not args.no_breakdown, args.compare))
     except asyncio.CancelledError:  # SIGTERM: children stopped, temp dirs removed
         raise SystemExit(143) from None
 
