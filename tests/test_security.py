@@ -29,7 +29,7 @@ from controller.client import ControllerIdentity, KioskClient
 from kiosk.cli import main as kiosk_cli
 from kiosk.tls import ensure_identity
 from kiosk.tokens import TokenStore
-from media.lesson import LessonItem, make_lesson
+from media.lesson import Lesson, LessonItem, make_lesson
 from protocol.codec import encode
 from protocol.errors import CertificateChangedError, RemoteError
 from protocol.messages import (
@@ -437,6 +437,14 @@ async def test_a_controller_revoked_by_another_process_gets_no_more_events(
         await ws.close()
 
 
+def two_timed_slides() -> Lesson:
+    """Two text slides of 5 s each: the panel moves on by itself (and pushes a status)."""
+    slides = [
+        LessonItem(kind="text", title=f"Слайд {i}", text="…", duration_ms=5_000) for i in (1, 2)
+    ]
+    return make_lesson("Урок", slides)
+
+
 async def test_a_push_made_by_the_panels_clock_skips_a_controller_revoked_meanwhile(
     tmp_path: Path,
 ) -> None:
@@ -445,14 +453,7 @@ async def test_a_push_made_by_the_panels_clock_skips_a_controller_revoked_meanwh
         assert kiosk.app is not None
         creds = await pair(kiosk.address, kiosk.pin(), TEACHER)
         async with await admin(kiosk) as other:
-            timed = make_lesson(
-                "Урок",
-                [
-                    LessonItem(kind="text", title=f"Слайд {i}", text="…", duration_ms=5_000)
-                    for i in (1, 2)
-                ],
-            )
-            await other.cast(timed)
+            await other.cast(two_timed_slides())
             ws = await raw_connect(kiosk.address, hello=False)
             try:
                 assert (await hello(ws, TEACHER, creds.token))["role"] == "teacher"
@@ -474,14 +475,7 @@ async def test_a_damaged_tokens_file_at_a_push_is_logged_and_the_grants_known_st
     with KioskThread(tmp_path / "kiosk", clock=clock) as kiosk:
         assert kiosk.app is not None
         async with await admin(kiosk) as client:
-            timed = make_lesson(
-                "Урок",
-                [
-                    LessonItem(kind="text", title=f"Слайд {i}", text="…", duration_ms=5_000)
-                    for i in (1, 2)
-                ],
-            )
-            await client.cast(timed)
+            await client.cast(two_timed_slides())
             (kiosk.app.config.state_dir / "tokens.json").write_text("{not json", "utf-8")
             with caplog.at_level(logging.WARNING, logger="kiosk.service"):
                 clock.advance(5.5)
