@@ -46,7 +46,8 @@ transfer's blocks in flight (the TLS read buffer, the websocket layer's copies o
 chunk, the chunk queue) come and go within a few MiB, so they reuse the same pages;
 with glibc's 128 KiB, ``bench.transfer`` measured 100-170 fresh pages touched per MB
 received (45 with 4 MiB) and 0.3 ms more CPU per MB. At most ``MALLOC_ARENAS`` times
-this stays unused after a transfer."""
+this stays unused after a transfer (``malloc_trim``, which the kiosk calls when a crowd
+of connections has gone, gives it back all the same)."""
 
 _M_TRIM_THRESHOLD: Final = -1
 _M_MMAP_THRESHOLD: Final = -3
