@@ -116,8 +116,8 @@ waits (the websocket's write limit; one frame larger than this still goes out wh
 Four chunk frames keep the socket fed. More does not send faster: the TLS layer keeps
 what the socket has not taken in one growing buffer, which copies and clears itself
 each time it grows, and the bytes come out of it in blocks as big as it got. With 4 MiB
-(as before) the controller touched about 400 fresh pages per MB it sent and spent
-about twice the CPU per MB (``bench.transfer``: 1.5-2.4 against 0.8-1.1 ms/MB)."""
+the controller touched 300-420 fresh pages per MB it sent and spent about twice the CPU
+per MB (``bench.transfer``: 2.0-2.5 against 0.9-1.25 ms/MB)."""
 
 CLOCK_OFFSET_FRESH_S = 60.0
 """A kiosk's measured clock offset is reused this long (clocks drift by far less than a
