@@ -10,7 +10,9 @@ returns: the kiosk has received every chunk, verified each blob's sha256 and com
 it (fsync, rename, fsync of the folder). The kiosk's heap is set up as
 ``classcast-kiosk`` sets it (:func:`kiosk.memory.tune_allocator`; ``--default-allocator``
 leaves glibc's default, a diagnostic). Its CPU time and minor page faults (fresh memory
-touched) are shown per MB.
+touched) are shown per MB, and so is the CPU of the controller (this process) and of
+each baseline's receiver and sender: sender and receiver share this machine's cores,
+so a side's CPU per MB is what the other side cannot use.
 
 Baseline: the same bytes over a plain TCP socket on loopback (``socket.sendfile``) to a
 child process that writes each file with 1 MiB ``recv_into``/``write``, fsyncs it,
@@ -242,13 +244,21 @@ async def main_async(
         def mbps(seconds: float) -> float:
             return lesson_bytes / MB / seconds
 
+        lesson_mb = lesson_bytes / MB
+
+        def cpu_figure(name: str, runs: list[Timing], key: Callable[[Timing], float]) -> float:
+            """Print a median CPU time and its ms per MB; returns the ms per MB."""
+            seconds = median_of(runs, key)
+            figure(f"{name} (median)", seconds, "s", f"{seconds / lesson_mb * 1e3:.2f} ms/MB")
+            return seconds / lesson_mb * 1e3
+
         heading("baseline: raw TCP copy (sendfile → recv_into/write, fsync per file)")
         for n, run in enumerate(base, 1):
             figure(f"run {n}", mbps(run.seconds), "MB/s")
         b = median_of(base, lambda r: r.seconds)
         figure("throughput (median)", mbps(b), "MB/s")
-        figure("receiver CPU (median)", median_of(base, lambda r: r.server_cpu_s), "s")
-        figure("sender CPU (median)", median_of(base, lambda r: r.client_cpu_s), "s")
+        cpu_figure("receiver CPU", base, lambda r: r.server_cpu_s)
+        cpu_figure("sender CPU", base, lambda r: r.client_cpu_s)
 
         h = None
         if hashed:
@@ -257,7 +267,8 @@ async def main_async(
                 figure(f"run {n}", mbps(run.seconds), "MB/s")
             h = median_of(hashed, lambda r: r.seconds)
             figure("throughput (median)", mbps(h), "MB/s", f"{b / h:.2f}x raw baseline")
-            figure("receiver CPU (median)", median_of(hashed, lambda r: r.server_cpu_s), "s")
+            cpu_figure("receiver CPU", hashed, lambda r: r.server_cpu_s)
+            cpu_figure("sender CPU", hashed, lambda r: r.client_cpu_s)
 
         t = None
         if tls_hashed:
@@ -266,8 +277,8 @@ async def main_async(
                 figure(f"run {n}", mbps(run.seconds), "MB/s")
             t = median_of(tls_hashed, lambda r: r.seconds)
             figure("throughput (median)", mbps(t), "MB/s", f"{b / t:.2f}x raw baseline")
-            figure("receiver CPU (median)", median_of(tls_hashed, lambda r: r.server_cpu_s), "s")
-            figure("sender CPU (median)", median_of(tls_hashed, lambda r: r.client_cpu_s), "s")
+            cpu_figure("receiver CPU", tls_hashed, lambda r: r.server_cpu_s)
+            cpu_figure("sender CPU", tls_hashed, lambda r: r.client_cpu_s)
 
         heading("kiosk: KioskClient.cast until ok (verified, committed with fsync)")
         for n, run in enumerate(kiosk, 1):
@@ -276,12 +287,10 @@ async def main_async(
         versus = f"{b / k:.2f}x raw" + (f", {h / k:.2f}x raw + sha256" if h is not None else "")
         versus += f", {t / k:.2f}x TLS + sha256" if t is not None else ""
         figure("throughput (median)", mbps(k), "MB/s", versus)
-        kiosk_cpu = median_of(list(kiosk), lambda r: r.server_cpu_s)
-        lesson_mb = lesson_bytes / MB
-        figure("kiosk CPU (median)", kiosk_cpu, "s", f"{kiosk_cpu / lesson_mb * 1e3:.2f} ms/MB")
+        kiosk_ms_per_mb = cpu_figure("kiosk CPU", list(kiosk), lambda r: r.server_cpu_s)
         faults_per_mb = statistics.median(r.faults for r in kiosk) / lesson_mb
         figure("kiosk minor page faults (median)", faults_per_mb, "/MB")
-        figure("controller CPU (median)", median_of(list(kiosk), lambda r: r.client_cpu_s), "s")
+        controller_ms_per_mb = cpu_figure("controller CPU", list(kiosk), lambda r: r.client_cpu_s)
 
         heading("re-cast of the same lesson to the kiosk that has it")
         recast_bytes = kiosk[0].recast_bytes_sent
@@ -302,7 +311,8 @@ async def main_async(
             figure("ratio kiosk/(raw TCP + sha256) throughput", h / k, "x", "aim >= 0.8")
         if t is not None:
             figure("ratio kiosk/(TLS + sha256) throughput", t / k, "x")
-        figure("kiosk CPU per MB", kiosk_cpu / lesson_mb * 1e3, "ms/MB")
+        figure("kiosk CPU per MB", kiosk_ms_per_mb, "ms/MB")
+        figure("controller CPU per MB", controller_ms_per_mb, "ms/MB")
         figure(
             "re-cast bytes / lesson bytes",
             (recast_bytes + cast_frame) / lesson_bytes * 100,
@@ -314,7 +324,8 @@ async def main_async(
             "raw_mbps": mbps(b),
             "kiosk_mbps": mbps(k),
             "ratio": b / k,
-            "kiosk_cpu_ms_per_mb": kiosk_cpu / lesson_mb * 1e3,
+            "kiosk_cpu_ms_per_mb": kiosk_ms_per_mb,
+            "controller_cpu_ms_per_mb": controller_ms_per_mb,
             "kiosk_faults_per_mb": faults_per_mb,
         }
         if h is not None:

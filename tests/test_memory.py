@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.memory import MMAP_THRESHOLD_BYTES
+from kiosk.memory import MMAP_THRESHOLD_BYTES, TRIM_THRESHOLD_BYTES
+from protocol.limits import SEND_CHUNK_BYTES
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -47,6 +48,28 @@ block = ctypes.create_string_buffer(size)
 mapped = libc.mallinfo2().hblkhd - before
 del block
 print(json.dumps({"mapped": mapped, "after_free": libc.mallinfo2().hblkhd - before}))
+"""
+
+
+# Heap blocks freed at the top of the heap: is the heap (``arena``) given back?
+_TRIM = r"""
+import ctypes, json, sys
+from kiosk.memory import tune_allocator
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+        "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+if sys.argv[1] == "tuned":
+    tune_allocator()
+size, count = int(sys.argv[2]), int(sys.argv[3])
+blocks = [ctypes.create_string_buffer(size) for _ in range(count)]
+grown = libc.mallinfo2().arena
+del blocks
+print(json.dumps({"kept": libc.mallinfo2().arena, "grown": grown}))
 """
 
 
@@ -89,3 +112,17 @@ def test_the_kiosk_tunes_its_allocator_before_it_starts() -> None:
     source = (REPO / "kiosk" / "cli.py").read_text(encoding="utf-8")
     tuned, app = source.index("tune_allocator()"), source.index("KioskApp(config)")
     assert tuned < app
+
+
+def test_a_freed_chunk_keeps_its_pages_for_the_next_one() -> None:
+    # A received chunk's blocks, freed at the top of the heap, stay there to be reused,
+    # instead of being given back and touched afresh page by page for the next chunk.
+    result = _run(_TRIM, "tuned", str(SEND_CHUNK_BYTES), "2")
+    assert result["kept"] == result["grown"]
+
+
+def test_more_free_memory_than_the_trim_threshold_is_given_back() -> None:
+    count = TRIM_THRESHOLD_BYTES // SEND_CHUNK_BYTES + 4
+    result = _run(_TRIM, "tuned", str(SEND_CHUNK_BYTES), str(count))
+    given_back = result["grown"] - result["kept"]  # type: ignore[operator]
+    assert given_back >= count * SEND_CHUNK_BYTES - TRIM_THRESHOLD_BYTES

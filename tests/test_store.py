@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from media.chunks import AppendBytes, BlobVerified, ChunkAssembler
-from media.store import BlobStore
+from media.store import WRITEBACK_BYTES, BlobStore, start_writeback
 from protocol.codec import Chunk
 from protocol.errors import (
     BlobTooLargeError,
@@ -80,6 +80,47 @@ def test_flush_before_the_last_chunk_leaves_commit_unchanged(store: BlobStore) -
     assert store.reservation(name) == 0
     store.flush(name)  # the partial is gone (committed, or discarded meanwhile): no error
     assert store.has(name)
+
+
+def test_the_disk_is_asked_to_write_each_full_window_of_a_partial(tmp_path: Path) -> None:
+    asked: list[tuple[int, int]] = []
+    store = BlobStore(
+        tmp_path,
+        quota_bytes=4 * WRITEBACK_BYTES,
+        floor_bytes=0,
+        writeback=lambda fd, offset, length: asked.append((offset, length)),
+    )
+    piece = 1024 * 1024
+    data = bytes(2 * WRITEBACK_BYTES + piece)
+    name = sha(data)
+    store.reserve({name: len(data)})
+    offset = 0
+    for _ in range(WRITEBACK_BYTES // piece - 1):  # one piece short of the first window
+        store.append(name, offset, data[offset : offset + piece])
+        offset += piece
+    assert asked == []
+    store.append(name, offset, data[offset : offset + piece + 1])  # a byte past it
+    offset += piece + 1
+    assert asked == [(0, WRITEBACK_BYTES)]
+    while offset < len(data):
+        end = min(offset + piece, len(data))
+        store.append(name, offset, data[offset:end])
+        offset = end
+    assert asked == [(0, WRITEBACK_BYTES), (WRITEBACK_BYTES, WRITEBACK_BYTES)]
+    assert store.commit(name, len(data)).read_bytes() == data
+
+
+def test_the_systems_writeback_leaves_the_bytes_as_written(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path, quota_bytes=2 * WRITEBACK_BYTES, floor_bytes=0)
+    data = hashlib.sha256(b"seed").digest() * ((WRITEBACK_BYTES + 4096) // 32)
+    name = sha(data)
+    store.reserve({name: len(data)})
+    half = len(data) // 2
+    store.append(name, 0, data[:half])
+    store.append(name, half, data[half:])  # crosses the window: the real call is made
+    assert store.commit(name, len(data)).read_bytes() == data
+    assert store.verify(name)
+    start_writeback(-1, 0, WRITEBACK_BYTES)  # a bad descriptor: nothing happens, no error
 
 
 def test_append_at_wrong_offset(store: BlobStore) -> None:
