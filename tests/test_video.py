@@ -361,3 +361,28 @@ def test_the_embedded_output_draws_into_an_x11_window(
             video.close()
     finally:
         x11.XCloseDisplay(dpy)
+
+
+@pytest.mark.slow
+def test_a_position_reading_carries_the_time_libvlc_published_it(
+    video: VlcVideo, rec: Recorder
+) -> None:
+    """Stamped when published, a reading agrees with the frames' own timing: the
+    position it names is where the video was then, not a value held for up to 0.5 s."""
+    video.load(SAMPLE)
+    assert video.position_reading() is None
+    stamps: list[float] = []
+    video.on_frame = lambda: stamps.append(time.monotonic())
+    video.play()
+    deadline = time.monotonic() + TIMEOUT_S
+    while (reading := video.position_reading()) is None or reading.position_ms < 500:
+        assert time.monotonic() < deadline, "no position published"
+        time.sleep(0.02)
+    assert reading.at_s <= time.monotonic()
+    # The first picture (position 0) showed at stamps[0]: by the reading's time the
+    # video had played that long, within a frame or two (not 250-500 ms behind).
+    played_ms = (reading.at_s - stamps[0]) * 1000
+    assert abs(reading.position_ms - played_ms) < 100
+    video.seek(1500)
+    after = video.position_reading()  # libVLC publishes the target at once, or nothing
+    assert after is None or after.position_ms >= 1500
