@@ -141,8 +141,9 @@ class Player:
     The position advances at the rate set (at once: measured, the frames' cadence
     follows a new rate within 0.1 %). libVLC publishes it every 250 ms, now and then
     500 ms, with a few ms of noise and a bias that shifts by ~10 ms with each change
-    of rate; a reading published within 0.25 s of a change may be far off (up to
-    0.5 s); and the kiosk's main loop looks every 100 ms, a little late.
+    of rate; a reading published within 0.6 s of a change is off by up to 30 ms (as
+    measured), within 0.25 s by up to 0.5 s; and the kiosk's main loop looks every
+    100 ms, a little late.
     """
 
     seed: int
@@ -171,7 +172,10 @@ class Player:
             self.position_ms += dt * 1000 * self.rate
         if self.now >= self.next_publish:
             noise = self.rng.uniform(-4, 4)
-            if self.now - self.changed_at < 0.25:
+            since_change_s = self.now - self.changed_at
+            if since_change_s < 0.6:
+                noise += self.rng.uniform(-30, 30)  # as measured after a change of rate
+            if since_change_s < 0.25:
                 noise += self.rng.uniform(-500, 500)  # computed before the change
             self.published = (self.now, round(self.position_ms + self.bias_ms + noise))
             self.next_publish += 0.5 if self.rng.random() < 0.2 else 0.25
