@@ -25,10 +25,12 @@ Gapless: the scene is not :attr:`~kiosk.scenes.Scene.ready` until its first pict
 (``on_started``), and until then the window keeps showing the previous scene.
 
 Primed (:meth:`VideoScene.prime`, before a synchronised start or a group control's
-instant; frame callbacks only): the player opens the file with the sound off and
-pauses at its first picture, which it seeks back to the start; at the instant
-:meth:`~VideoScene.enter` only resumes it, so the first picture is on screen with the
-flip and every panel starts from the same frame. From then on the scene keeps the
+instant): the player opens the file with the sound off and pauses at its first
+picture, which it seeks back to the start; at the instant :meth:`~VideoScene.enter`
+only resumes it, so the first picture is on screen with the flip and every panel
+starts from the same frame. With the embedded output this happens in the video surface
+while it is unmapped (VLC fits its window to it meanwhile), so the surface is mapped
+with the flip; not while another video shows on the surface. From then on the scene keeps the
 video on time (:mod:`kiosk.drift`): every :data:`DRIFT_CHECK_S` it compares the position
 libVLC published last, at the time it published it, with the time played by then on
 the monotonic clock the instant was set on; half a frame off, it nudges the playback
@@ -193,11 +195,14 @@ class VideoScene(Scene):
 
     def prime(self) -> None:
         """Open the video now, sound off, and stop at its first picture (rewound to the
-        start); :meth:`enter` then resumes it. Not with the embedded output, whose
-        pictures would show on the surface of the video on screen."""
+        start); :meth:`enter` then resumes it. With the embedded output, VLC does this
+        in the video surface while it is unmapped (VLC also fits its window to the
+        surface meanwhile); not while the surface shows another video, where its
+        pictures would be seen."""
         if self._video is not None or self._error is not None:
             return
-        if self.ctx.video_surface is not None:
+        surface = self.ctx.video_surface
+        if surface is not None and surface.visible:
             return
         self._start_player()
         if self._video is not None:
@@ -215,7 +220,12 @@ class VideoScene(Scene):
             self._drift = DriftCorrector()
             pyglet.clock.schedule_interval(self._check_drift, DRIFT_CHECK_S)
             if self._started:  # paused on its first picture: show it and play on
-                self._shows = True
+                surface = self.ctx.video_surface
+                if self._embedded and surface is not None and not surface.picture_placed():
+                    self._placed_late = True  # shown once VLC's window fits the surface
+                    pyglet.clock.schedule_once(self._settled, PLACED_POLL_S)
+                else:
+                    self._shows = True
                 video.play()
                 pending, self._pending = self._pending, []
                 for command in pending:

@@ -646,3 +646,100 @@ def test_an_embedded_video_is_shown_only_once_vlc_fitted_its_window(
         assert scene.uses_surface
     finally:
         scene.delete()
+
+
+class _RecordingEmbedded(_FakeEmbedded):
+    """An embedded :class:`~kiosk.video.VideoOut` that records what it is told."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def play(self) -> None:
+        self.calls.append("play")
+
+    def pause(self) -> None:
+        self.calls.append("pause")
+
+    def seek(self, position_ms: int) -> None:
+        self.calls.append(f"seek {position_ms}")
+
+    def set_volume(self, percent: int) -> None:
+        self.calls.append(f"volume {percent}")
+
+
+def _embedded_scene(panel: Panel, surface: _FakeSurface, video: _FakeEmbedded) -> VideoScene:
+    ctx = dataclasses.replace(panel.window.ctx, video_surface=surface)
+    path = panel.store.path(panel.video_item.sha256 or "")
+    return VideoScene(
+        ctx,
+        SceneRequest(VIDEO_INDEX, panel.video_item),
+        path,
+        make_video=lambda ctx, size: video,  # type: ignore[arg-type,return-value]
+    )
+
+
+def test_an_embedded_video_is_prepared_ahead_in_the_hidden_surface(panel: Panel) -> None:
+    """Before an instant, VLC opens the video in the unmapped surface, silent, and waits
+    paused at its first picture, rewound; at the instant it only resumes, and the scene
+    is ready at once (the surface is mapped with the flip)."""
+    surface = _FakeSurface()
+    surface.placed = True  # VLC fitted its window to the surface while it waited
+    video = _RecordingEmbedded()
+    scene = _embedded_scene(panel, surface, video)
+    try:
+        scene.prime()
+        assert scene.playing
+        assert video.calls == ["volume 100", "volume 0", "play"]
+        assert video.on_started is not None
+        video.on_started()  # VLC opened its output
+        pyglet.app.platform_event_loop.dispatch_posted_events()
+        assert video.calls[3:] == ["pause", "seek 0"]
+        assert not scene.uses_surface  # nothing mapped before the instant
+        scene.enter()
+        assert video.calls[5:] == ["volume 100", "play"]  # resumed, with its sound
+        assert scene.ready
+        assert scene.uses_surface
+    finally:
+        scene.delete()
+
+
+def test_an_embedded_video_is_not_prepared_while_another_shows_on_the_surface(
+    panel: Panel,
+) -> None:
+    surface = _FakeSurface()
+    surface.visible = True
+    video = _RecordingEmbedded()
+    scene = _embedded_scene(panel, surface, video)
+    try:
+        scene.prime()
+        assert not scene.playing
+        assert video.calls == []
+        scene.enter()  # at the instant: opened then, as without an instant
+        assert video.calls == ["volume 100", "play"]
+    finally:
+        scene.delete()
+
+
+def test_a_primed_embedded_video_waits_for_vlc_to_fit_the_surface(panel: Panel) -> None:
+    """On a loaded machine VLC may not have fitted its window by the instant: the scene
+    plays on but is not ready (the previous item stays) until it has."""
+    surface = _FakeSurface()
+    video = _RecordingEmbedded()
+    scene = _embedded_scene(panel, surface, video)
+    try:
+        scene.prime()
+        assert video.on_started is not None
+        video.on_started()
+        pyglet.app.platform_event_loop.dispatch_posted_events()
+        scene.enter()
+        assert video.calls[-1] == "play"
+        assert not scene.ready
+        surface.placed = True
+        panel.run_for(
+            video_scene.PLACED_POLL_S + video_scene.EMBEDDED_SETTLE_S + 1.0,
+            until=lambda: scene.ready,
+        )
+        assert scene.ready
+    finally:
+        scene.delete()
