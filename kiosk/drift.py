@@ -23,8 +23,8 @@ moment is up to 0.5 s old: measured with libVLC 3.0, positions polled every 10 m
 positions stamped when libVLC published them kept a constant distance (±1 ms) to the
 pictures shown, except for 0.6 s after a change of rate (:data:`SETTLE_S`). A
 correction driven by polled positions chases that sawtooth and oscillates. (That
-distance depends on the file, e.g. one frame for an H.264 MP4 with B-frames: every
-panel playing the file sees the same, so they stay together.)
+distance depends on the file, from -10 to +40 ms in the files measured: every panel
+playing the file sees the same, so they stay together.)
 
 The rule itself measures, corrects for a computed time, and measures again: a decision
 takes the median drift of :data:`READINGS` fresh readings taken at the normal rate;
