@@ -1,7 +1,7 @@
 """Synchronised start and group ``next``: skew of the panels' actual flips.
 
 Run: ``.venv/bin/python -m bench.sync [--quick] [--kiosks N,...] [--rounds R] [--no-pinned]
-[--video SECONDS]``
+[--video-minutes M [--video-kiosks N] [--video-late-ms MS] [--video-compare]]``
 
 Each kiosk is a whole ``classcast-kiosk --headless`` process (its pyglet window renders
 offscreen with EGL) whose wall clock is set off with libfaketime (offsets spread evenly
@@ -25,24 +25,40 @@ The same with 2 kiosks pinned to separate cores (``taskset``) isolates the floor
 Kiosks that did not flip on their own timer (the instant came late, or the item was not
 ready) are counted, not timed. Requires libfaketime (``apt-get install faketime``).
 
-``--video SECONDS``: 2 kiosks (pinned) get a lesson whose
-second item is a 320x180 video that long (looped from the sample clip with libVLC's
-transcoder), moved to together with a group ``next``: the video is opened ahead and
-paused at its first picture, flipped to at the instant, then kept on time. Each kiosk
-logs (``--verbose``) every position libVLC reports against the time played on its
-monotonic clock since the instant: the drift, and the rate nudges and seeks made.
+``--video-minutes M`` (or ``--video SECONDS``): ``--video-kiosks`` kiosks (default 2,
+pinned to cores in turn) get a lesson whose second item is a 320x180 25 fps video that
+long, each of its pictures showing its own number (:mod:`bench._video_counter`), moved to
+together with a group ``next``: the video is opened ahead and paused at its first
+picture, flipped to at the instant, then kept on time. The last kiosk resumes its video
+``--video-late-ms`` late (default 200, as a slow decoder would); ``--video-compare`` adds
+one more kiosk as late whose drift is corrected by seeks only, as before rate
+corrections (the same run: before and after side by side). Two readings of the drift:
+
+- **own**: what each kiosk measures and corrects (``--verbose`` log): libVLC's position,
+  stamped when published, minus the time played on its monotonic clock since its start;
+- **pictures** (independent): the number of the picture libVLC hands to the panel, read
+  from the frame buffer as it is handed over: picture ``n`` is due ``n`` x 40 ms after
+  the instant (the monotonic clock is one clock for every process here). The skew
+  between two kiosks is the difference of their pictures' positions at one time.
+
+The video's kiosks run without libfaketime: its wrappers of timed waits upset libVLC's
+clock (measured: under it, a video put back on time by a change of rate jumped back by
+the whole correction, 0.1-0.6 s, when the rate returned to normal, pictures and
+positions alike; without it, never).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import math
 import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -63,7 +79,7 @@ from bench._common import (
     result_line,
     stop_process,
 )
-from bench._video720 import make_video_720p
+from bench._video_counter import FRAME_MS, make_counter_video
 from controller.client import ControllerIdentity
 from controller.group import SYNC_PREPARE_MS, Group
 from media.lesson import Lesson, LessonItem, load_lesson, make_lesson
@@ -72,7 +88,10 @@ FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
 MAX_OFFSET_S = 2.0
 FLIP_WAIT_S = 10.0
 IDENTITY = ControllerIdentity("c-bench-sync", "Bench Teacher")
-DRIFT = re.compile(r"video .* drift (-?[\d.]+) ms")
+DRIFT = re.compile(r"video .* drift (-?[\d.]+) ms at monotonic ([\d.]+) \(rate ([\d.]+)\)")
+PICTURE = re.compile(r"bench picture (\d+) shown at monotonic ([\d.]+)")
+PROBED_KIOSK_CLI = (sys.executable, "-c", "from bench._video_counter import run_kiosk; run_kiosk()")
+"""``classcast-kiosk`` with the picture probe (and the late start or seeks only)."""
 FLIP = re.compile(
     r"flipped to item (\d+) at monotonic ([\d.]+) wall ([\d.]+), (-?[\d.]+) ms after its "
     r"instant \(woke (-?[\d.]+) ms after it"
@@ -100,12 +119,19 @@ class Kiosk:
     cpu: int | None = None
     realtime: bool = False
     verbose: bool = False
+    probe: dict[str, str] | None = None
+    """Run with :data:`PROBED_KIOSK_CLI` and these extra environment variables."""
+    label: str = ""
+    faketime: bool = True
+    """Set the wall clock off with libfaketime (else ``offset_s`` is not applied)."""
     proc: subprocess.Popen[str] | None = None
     address: str = ""
     flips: list[Flip] = field(default_factory=list)
     unprepared: int = 0
     drifts: list[tuple[float, float]] = field(default_factory=list)
-    """(monotonic time read, drift ms) of each video position reading."""
+    """(monotonic time libVLC published the position, drift ms) of each reading."""
+    pictures: list[tuple[float, int]] = field(default_factory=list)
+    """(monotonic time handed over, number) of every probed picture."""
     rates: int = 0
     seeks: int = 0
     tail: list[str] = field(default_factory=list)
@@ -120,7 +146,7 @@ class Kiosk:
         self.proc = subprocess.Popen(
             [
                 *pin,
-                *KIOSK_CLI,
+                *(KIOSK_CLI if self.probe is None else PROBED_KIOSK_CLI),
                 *("--headless", "--host", "127.0.0.1", "--port", "0"),
                 *("--state-dir", str(self.root / "state"), "--config", str(config)),
                 *("--room", f"Bench {self.offset_s:+.2f}"),
@@ -129,9 +155,8 @@ class Kiosk:
             cwd=REPO_ROOT,
             env=child_env(
                 PYTHONUNBUFFERED="1",
-                LD_PRELOAD=str(FAKETIME_LIB),
-                FAKETIME=f"{self.offset_s:+.3f}",
-                FAKETIME_DONT_FAKE_MONOTONIC="1",
+                **(self._faketime() if self.faketime else {}),
+                **(self.probe or {}),
             ),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -139,6 +164,13 @@ class Kiosk:
             text=True,
         )
         threading.Thread(target=self._read_log, daemon=True).start()
+
+    def _faketime(self) -> dict[str, str]:
+        return {
+            "LD_PRELOAD": str(FAKETIME_LIB),
+            "FAKETIME": f"{self.offset_s:+.3f}",
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+        }
 
     def wait_ready(self) -> None:
         assert self.proc is not None
@@ -150,6 +182,9 @@ class Kiosk:
         assert self.proc is not None
         assert self.proc.stderr is not None
         for line in self.proc.stderr:
+            if m := PICTURE.search(line):
+                self.pictures.append((float(m[2]), int(m[1])))
+                continue
             if m := FLIP.search(line):
                 self.flips.append(
                     Flip(int(m[1]), float(m[2]), float(m[3]), float(m[4]), float(m[5]))
@@ -157,7 +192,7 @@ class Kiosk:
             elif "was not prepared by its instant" in line:
                 self.unprepared += 1
             elif m := DRIFT.search(line):
-                self.drifts.append((time.monotonic(), float(m[1])))
+                self.drifts.append((float(m[2]), float(m[1])))
             elif ": rate " in line and "kiosk.video_scene" in line:
                 self.rates += 1
             elif "ms off: moved to" in line:
@@ -308,21 +343,31 @@ def report(name: str, run: Run, values: dict[str, float | int | str]) -> None:
     figure(f"{name} items not built by their instant", run.unprepared, "")
 
 
-async def measure_video(seconds: float, tmp: Path) -> list[Kiosk]:
-    """Two pinned kiosks play one video from one instant for ``seconds``."""
+async def measure_video(
+    seconds: float, tmp: Path, n: int, late_ms: float, compare: bool, faketime: bool = False
+) -> tuple[list[Kiosk], list[float]]:
+    """``n`` kiosks (the last ``late_ms`` late; with ``compare`` one more as late that
+    only seeks) play one numbered video from one instant for ``seconds``; the kiosks
+    and their instants (monotonic s)."""
     await asyncio.to_thread(tmp.mkdir, parents=True)
-    video = await asyncio.to_thread(
-        make_video_720p, tmp / "long.mp4", repeat=math.ceil(seconds / 2) + 2, size=(320, 180)
-    )
+    video = await asyncio.to_thread(make_counter_video, tmp / "numbered.mkv", seconds + 30)
     [item] = load_lesson(video).items
     film = make_lesson(
         "Bench sync video",
         [LessonItem("text", "Перед фильмом", text="Сейчас начнётся фильм"), item],
     )
+    late = {"BENCH_VIDEO_LATE_MS": f"{late_ms:g}"}
+    probes: list[tuple[str, dict[str, str]]] = [("on time", {})] * n
+    if n >= 2 and late_ms > 0:
+        probes[-1] = (f"{late_ms:g} ms late", late)
+    if compare:
+        probes.append((f"{late_ms:g} ms late, seeks only", {**late, "BENCH_VIDEO_NO_RATE": "1"}))
     cpus = os.cpu_count() or 1
     kiosks = [
-        Kiosk(tmp / f"k{k}", off, cpu=k % cpus, verbose=True) for k, off in enumerate(offsets(2))
+        Kiosk(tmp / f"k{k}", off, k % cpus, verbose=True, probe=env, label=label, faketime=faketime)
+        for k, (off, (label, env)) in enumerate(zip(offsets(len(probes)), probes, strict=True))
     ]
+    instants: list[float] = []
     try:
         for k in kiosks:
             k.start()
@@ -336,53 +381,115 @@ async def measure_video(seconds: float, tmp: Path) -> list[Kiosk]:
             await group.control("next")
             flips = await wait_flips(kiosks, counts, 2)
             print(f"  flip to the video: {event(flips, 0)}", flush=True)
-            await asyncio.sleep(seconds)
+            instants = [f.mono_s - f.delay_ms / 1000 if f else math.nan for f in flips]
+            ends = time.monotonic() + seconds
+            while (left := ends - time.monotonic()) > 0:
+                await asyncio.sleep(min(60.0, left))
+                now = time.monotonic()
+                skews = [f"{k.label} {skew_at(k, kiosks[0], now - 1):+.1f} ms" for k in kiosks[1:]]
+                print(
+                    f"  {now - (ends - seconds):5.0f} s: pictures vs kiosk 0: "
+                    + ", ".join(skews)
+                    + "; own drift: "
+                    + ", ".join(f"{k.drifts[-1][1]:+.1f}" if k.drifts else "-" for k in kiosks),
+                    flush=True,
+                )
             await group.control("stop")
         finally:
             await group.close()
     finally:
         for k in kiosks:
             k.stop()
-    return kiosks
+    return kiosks, instants
 
 
-def report_video(kiosks: list[Kiosk], seconds: float, values: dict[str, float | int | str]) -> None:
-    for n, k in enumerate(kiosks):
-        drifts = [d for _, d in k.drifts]
-        if not drifts:
-            figure(f"video kiosk {n} drift readings", 0, "", "none (no video played?)")
-            continue
-        later = [abs(d) for t, d in k.drifts if t >= k.drifts[-1][0] - seconds / 2]
-        _, d99 = p50_p99([abs(d) for d in drifts])
-        _, l99 = p50_p99(later)
-        median = sorted(drifts)[len(drifts) // 2]
-        figure(f"video kiosk {n} drift median", median, "ms", "libVLC's position lags a little")
-        figure(f"video kiosk {n} |drift| p99", d99, "ms", f"max {max(map(abs, drifts)):.1f} ms")
-        figure(f"video kiosk {n} |drift| p99, second half", l99, "ms")
-        figure(f"video kiosk {n} last drift", drifts[-1], "ms", f"{len(drifts)} readings")
-        figure(f"video kiosk {n} corrections", k.rates + k.seeks, "", f"{k.seeks} seeks")
-        values[f"video{n}_drift_p99_ms"] = d99
-        values[f"video{n}_drift_last_ms"] = drifts[-1]
+def picture_ms(kiosk: Kiosk, at_s: float) -> float:
+    """Where ``kiosk``'s video was at ``at_s`` by its pictures (interpolated; NaN
+    outside the probed span)."""
+    pictures = kiosk.pictures
+    k = bisect.bisect_right(pictures, (at_s, math.inf))
+    if k == 0 or k == len(pictures):
+        return math.nan
+    (t0, n0), (t1, n1) = pictures[k - 1], pictures[k]
+    if n1 < n0 or t1 - t0 > 1.0:  # a seek between them, or a gap: no straight line
+        return n0 * FRAME_MS + (at_s - t0) * 1000
+    return n0 * FRAME_MS + (at_s - t0) / (t1 - t0) * (n1 - n0) * FRAME_MS
+
+
+def skew_at(kiosk: Kiosk, reference: Kiosk, at_s: float) -> float:
+    """How far ``kiosk``'s picture is ahead of ``reference``'s at ``at_s`` (ms)."""
+    return picture_ms(kiosk, at_s) - picture_ms(reference, at_s)
+
+
+def report_video(
+    kiosks: list[Kiosk], instants: list[float], seconds: float, values: dict[str, float | int | str]
+) -> None:
+    """Per kiosk, its own drift and its pictures' against the instant; then each
+    kiosk's pictures against kiosk 0's: over the run and over its last minute."""
+    if not all(k.pictures for k in kiosks):
+        figure("video kiosks with probed pictures", sum(bool(k.pictures) for k in kiosks), "")
+        return
+    end = min(k.pictures[-1][0] for k in kiosks) - 1.0
+    last_from = end - min(60.0, seconds / 5)
+    grid = [end - seconds + 5 + 0.2 * i for i in range(int((seconds - 5) / 0.2))]
+    late_grid = [t for t in grid if t >= last_from]
+    print(f"  (the last minute: the final {end - last_from:.0f} s of the run)")
+    for n, (k, instant) in enumerate(zip(kiosks, instants, strict=True)):
+        name = f"video kiosk {n} ({k.label})"
+        own = [(t, d) for t, d in k.drifts if t <= end]
+        own_late = [abs(d) for t, d in own if t >= last_from]
+        pictures = [(t, num * FRAME_MS - (t - instant) * 1000) for t, num in k.pictures]
+        pic_late = [abs(d) for t, d in pictures if last_from <= t <= end]
+        if own:
+            figure(f"{name} own drift, last", own[-1][1], "ms", f"{len(own)} readings")
+            if own_late:
+                figure(f"{name} own |drift| max, last minute", max(own_late), "ms")
+        if pic_late:
+            last = [d for t, d in pictures if t <= end][-1]
+            figure(f"{name} picture drift, last", last, "ms", "picture n due n x 40 ms after")
+            figure(f"{name} picture |drift| max, last minute", max(pic_late), "ms")
+        # libVLC's position against the picture handed over, at the readings' times.
+        offset = [d - (picture_ms(k, t) - (t - instant) * 1000) for t, d in own]
+        offset = [o for o in offset if not math.isnan(o)]
+        if offset:
+            figure(f"{name} libVLC minus picture", sorted(offset)[len(offset) // 2], "ms",
+                   "median; constant per file")  # fmt: skip
+        figure(f"{name} corrections", k.rates + k.seeks, "", f"{k.seeks} seeks")
+        values[f"video{n}_pic_drift_last_minute_max_ms"] = max(pic_late, default=math.nan)
+        values[f"video{n}_own_drift_last_minute_max_ms"] = max(own_late, default=math.nan)
+        values[f"video{n}_rates"] = k.rates
         values[f"video{n}_seeks"] = k.seeks
-    if all(k.drifts for k in kiosks):
-        # Both drifts are against the one monotonic clock: their difference is the skew.
-        a, b = kiosks[0].drifts, kiosks[1].drifts
-        pairs = [
-            abs(da - next(db for tb, db in reversed(b) if tb <= ta))
-            for ta, da in a
-            if ta >= b[0][0]
-        ]
-        if pairs:
-            _, p99 = p50_p99(pairs)
-            figure("video skew between the kiosks p99", p99, "ms", "from their drift readings")
-            values["video_skew_p99_ms"] = p99
+    for n, k in enumerate(kiosks[1:], start=1):
+        name = f"video skew kiosk {n} ({k.label}) vs kiosk 0"
+        skews = [abs(skew_at(k, kiosks[0], t)) for t in grid]
+        skews = [x for x in skews if not math.isnan(x)]
+        late = [abs(skew_at(k, kiosks[0], t)) for t in late_grid]
+        late = [x for x in late if not math.isnan(x)]
+        if not skews or not late:
+            continue
+        p50, p99 = p50_p99(skews)
+        l50, l99 = p50_p99(late)
+        figure(f"{name} p99", p99, "ms", f"p50 {p50:.1f}, max {max(skews):.1f} ms, by pictures")
+        figure(f"{name} p99, last minute", l99, "ms", f"p50 {l50:.1f}, max {max(late):.1f} ms = "
+               f"{max(late) / FRAME_MS:.2f} frames")  # fmt: skip
+        values[f"video{n}_skew_last_minute_p50_ms"] = l50
+        values[f"video{n}_skew_p99_ms"] = p99
+        values[f"video{n}_skew_last_minute_max_ms"] = max(late)
 
 
 def uptime() -> str:
     return Path("/proc/loadavg").read_text().split(" ", 3)[:3].__str__()
 
 
-async def main_async(sizes: list[int], rounds: int, pinned: bool, video_s: float | None) -> None:
+@dataclass(frozen=True, slots=True)
+class VideoRun:
+    seconds: float
+    kiosks: int = 2
+    late_ms: float = 200.0
+    compare: bool = False
+
+
+async def main_async(sizes: list[int], rounds: int, pinned: bool, video: VideoRun | None) -> None:
     cancel_on_sigterm()
     if not FAKETIME_LIB.exists():  # noqa: ASYNC240 (before anything starts)
         raise SystemExit(f"libfaketime is missing ({FAKETIME_LIB}): apt-get install faketime")
@@ -409,12 +516,17 @@ async def main_async(sizes: list[int], rounds: int, pinned: bool, video_s: float
                 run = await measure(2, rounds, tmp / "rt", pinned=True, realtime=True)
                 report("rt2", run, values)
                 print(f"load average after: {uptime()}")
-        if video_s:
+        if video is not None:
             # Not at real-time priority: a decoding kiosk at SCHED_FIFO starves its own
             # threads on one core (and the machine's other work).
-            heading(f"a video over {video_s:g} s on 2 pinned kiosks")
-            kiosks = await measure_video(video_s, tmp / "video")
-            report_video(kiosks, video_s, values)
+            heading(
+                f"a video over {video.seconds:g} s on {video.kiosks} pinned kiosks, the last "
+                f"{video.late_ms:g} ms late" + (" (+1 seeking only)" if video.compare else "")
+            )
+            kiosks, instants = await measure_video(
+                video.seconds, tmp / "video", video.kiosks, video.late_ms, video.compare
+            )
+            report_video(kiosks, instants, video.seconds, values)
             print(f"load average after: {uptime()}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -430,14 +542,28 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, help="rounds of start + next (default 20)")
     parser.add_argument("--no-pinned", action="store_true", help="skip the 2 pinned kiosks")
     parser.add_argument("--video", type=float, help="also play a video this many seconds")
+    parser.add_argument("--video-minutes", type=float, help="also play a video this many minutes")
+    parser.add_argument("--video-kiosks", type=int, default=2, help="kiosks playing it (2)")
+    parser.add_argument(
+        "--video-late-ms", type=float, default=200.0, help="the last one resumes this late (200)"
+    )
+    parser.add_argument(
+        "--video-compare", action="store_true", help="one more as late, correcting by seeks only"
+    )
     args = parser.parse_args()
     default = "6" if args.quick else "6,20"
     chosen = default if args.kiosks is None else args.kiosks
     sizes = [int(x) for x in chosen.split(",") if x and int(x) > 0]
     rounds = args.rounds or (5 if args.quick else 20)
+    video_s = args.video or (args.video_minutes or 0) * 60
+    video = (
+        VideoRun(video_s, args.video_kiosks, args.video_late_ms, args.video_compare)
+        if video_s
+        else None
+    )
     with contextlib.suppress(KeyboardInterrupt):
         try:
-            asyncio.run(main_async(sizes, rounds, not args.no_pinned, args.video))
+            asyncio.run(main_async(sizes, rounds, not args.no_pinned, video))
         except asyncio.CancelledError:  # SIGTERM: children stopped, temp dir removed
             raise SystemExit(143) from None
 

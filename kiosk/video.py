@@ -12,6 +12,7 @@ The window owns one :class:`VideoOut` per video item and carries out the player'
     video.play()
     ...
     frame = video.latest_frame()             # main thread: upload ``frame.data`` as a texture
+    reading = video.position_reading()       # where it was, and when (keeping it on time)
     video.close()                            # always: releases the player and its threads
 
 Two outputs sit behind the same interface (DESIGN §3):
@@ -42,6 +43,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +104,19 @@ class VideoFrame:
     """The pixels; reused for a later frame once :data:`FRAME_COPIES` newer frames were
     read (upload them at once, or keep ``bytes(data)``)."""
     number: int
+
+
+@dataclass(frozen=True, slots=True)
+class PositionReading:
+    """Where the video was, and when: the position the video library last published and
+    the monotonic time (``time.monotonic()``) it published it at.
+
+    libVLC publishes its position every 250 ms and holds it in between: a position
+    read without its time is up to that old (see :mod:`kiosk.drift`).
+    """
+
+    at_s: float
+    position_ms: int
 
 
 class VideoOut(Protocol):
@@ -165,6 +180,11 @@ class VideoOut(Protocol):
 
     def duration_ms(self) -> int | None:
         """Return the media's length, or ``None`` while it is not known yet."""
+        ...
+
+    def position_reading(self) -> PositionReading | None:
+        """Return the last position published since playback started or moved (a load,
+        a seek), with the time it was true at; ``None`` before the first."""
         ...
 
     def latest_frame(self) -> VideoFrame | None:
@@ -442,6 +462,7 @@ class VlcVideo:
         self._media: Any = None
         self._path: Path | None = None
         self._vouts_seen = 0
+        self._reading: PositionReading | None = None
         self._volume_percent = 100
         self._sink: _FrameSink | None = None
         if decode_only:
@@ -459,10 +480,12 @@ class VlcVideo:
             self._event.MediaPlayerEndReached,
             self._event.MediaPlayerEncounteredError,
             self._event.MediaPlayerVout,
+            self._event.MediaPlayerTimeChanged,
         )
         events.event_attach(self._event.MediaPlayerEndReached, self._vlc_end)
         events.event_attach(self._event.MediaPlayerEncounteredError, self._vlc_error)
         events.event_attach(self._event.MediaPlayerVout, self._vlc_vout)
+        events.event_attach(self._event.MediaPlayerTimeChanged, self._vlc_time)
 
     @property
     def embedded(self) -> bool:
@@ -489,6 +512,7 @@ class VlcVideo:
         player.set_media(self._media)
         self._path = path
         self._vouts_seen = 0
+        self._reading = None
         self._started = False
         if self._sink is not None:
             self._sink.reset_for_load()
@@ -517,6 +541,7 @@ class VlcVideo:
         Takes effect once playback has started (libVLC ignores a seek while opening).
         """
         if self._player is not None:
+            self._reading = None
             self._player.set_time(max(0, position_ms))
 
     def set_volume(self, percent: int) -> None:
@@ -534,6 +559,7 @@ class VlcVideo:
         """Stop playback (waits for libVLC's threads); :meth:`play` starts over."""
         if self._player is not None:
             self._player.stop()
+            self._reading = None
             self._set_paused(False)
 
     def position_ms(self) -> int:
@@ -548,6 +574,12 @@ class VlcVideo:
             return None
         length = int(self._player.get_length())
         return length if length > 0 else None
+
+    def position_reading(self) -> PositionReading | None:
+        """Return the position libVLC published last (every 250 ms while playing) and
+        the monotonic time it did; ``None`` before the first since :meth:`load` or
+        :meth:`seek`."""
+        return self._reading
 
     def latest_frame(self) -> VideoFrame | None:
         """Return the newest complete frame (the same object until a new one arrives).
@@ -615,6 +647,10 @@ class VlcVideo:
         self._vouts_seen += 1
         if self._sink is None and self._player is not None and self._player.has_vout():
             self._start()
+
+    def _vlc_time(self, event: Any) -> None:
+        # Stamped here, as libVLC publishes it: read later, its age would be unknown.
+        self._reading = PositionReading(time.monotonic(), max(0, int(event.u.new_time)))
 
     def _vlc_end(self, event: Any) -> None:
         # libVLC ends a file it could not decode like a good one ("EndReached"); a

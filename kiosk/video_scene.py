@@ -25,15 +25,16 @@ Gapless: the scene is not :attr:`~kiosk.scenes.Scene.ready` until its first pict
 (``on_started``), and until then the window keeps showing the previous scene.
 
 Primed (:meth:`VideoScene.prime`, before a synchronised start or a group control's
-instant; frame callbacks only): the player opens the file with the sound off and
-pauses at its first picture, which it seeks back to the start; at the instant
-:meth:`~VideoScene.enter` only resumes it, so the first picture is on screen with the
-flip and every panel starts from the same frame. From then on the scene keeps the
-video on time (:mod:`kiosk.drift`): every :data:`DRIFT_CHECK_S` it compares libVLC's
-position with the time played on the monotonic clock the instant was set on, and
-seeks when it is a second off. It does not nudge the rate (:data:`DRIFT_RATE_STEP`):
-measured with libVLC 3, the position it reports swings by some 0.5 s after each change
-of rate, so a correction by rate oscillates and grows.
+instant): the player opens the file with the sound off and pauses at its first
+picture, which it seeks back to the start; at the instant :meth:`~VideoScene.enter`
+only resumes it, so the first picture is on screen with the flip and every panel
+starts from the same frame. With the embedded output this happens in the video surface
+while it is unmapped (VLC fits its window to it meanwhile), so the surface is mapped
+with the flip; not while another video shows on the surface. From then on the scene keeps the
+video on time (:mod:`kiosk.drift`): every :data:`DRIFT_CHECK_S` it compares the position
+libVLC published last, at the time it published it, with the time played by then on
+the monotonic clock the instant was set on; half a frame off, it nudges the playback
+rate, a second off, it seeks.
 
 The end of the video reports ``ctx.item_ended(index)`` (the lesson advances). A file
 libVLC cannot decode turns the scene into the error slide; a video has no duration
@@ -53,7 +54,7 @@ from typing import cast
 
 import pyglet
 
-from kiosk.drift import DriftCorrector, PlayClock, Seek, SetRate
+from kiosk.drift import DriftAction, DriftCorrector, PlayClock, Seek, SetRate
 from kiosk.player import VideoCommand
 from kiosk.scenes import (
     BLACK,
@@ -85,11 +86,8 @@ PLACED_POLL_S = 0.02
 """How often a video waiting to be shown looks whether VLC's window fits the surface."""
 
 DRIFT_CHECK_S = 0.1
-"""How often a video started at an instant reads its position (libVLC updates it every
-few hundred ms; a reading costs one call)."""
-
-DRIFT_RATE_STEP = 0.0
-"""The rate change that corrects a small drift: none (see the module docstring)."""
+"""How often a video started at an instant looks for a new position (libVLC publishes
+one every 250 ms, stamped with its time; looking costs one attribute read)."""
 
 ERROR_HOLD_S = 5.0
 """How long a video that cannot be played shows the error slide before the lesson
@@ -171,8 +169,7 @@ class VideoScene(Scene):
         """The player was opened ahead of an instant and waits (paused) to be entered."""
         self._clock: PlayClock | None = None
         """How long the video should have played, for a video started at an instant."""
-        self._drift = DriftCorrector(rate_step=DRIFT_RATE_STEP)
-
+        self._drift = DriftCorrector()
         self._placed_late = False
         """VLC fitted its window to the surface after the first settling wait."""
 
@@ -198,11 +195,14 @@ class VideoScene(Scene):
 
     def prime(self) -> None:
         """Open the video now, sound off, and stop at its first picture (rewound to the
-        start); :meth:`enter` then resumes it. Not with the embedded output, whose
-        pictures would show on the surface of the video on screen."""
+        start); :meth:`enter` then resumes it. With the embedded output, VLC does this
+        in the video surface while it is unmapped (VLC also fits its window to the
+        surface meanwhile); not while the surface shows another video, where its
+        pictures would be seen."""
         if self._video is not None or self._error is not None:
             return
-        if self.ctx.video_surface is not None:
+        surface = self.ctx.video_surface
+        if surface is not None and surface.visible:
             return
         self._start_player()
         if self._video is not None:
@@ -217,10 +217,15 @@ class VideoScene(Scene):
             video.set_volume(self.ctx.volume)
             self._clock = PlayClock()
             self._clock.play(time.monotonic())
-            self._drift = DriftCorrector(rate_step=DRIFT_RATE_STEP)
+            self._drift = DriftCorrector()
             pyglet.clock.schedule_interval(self._check_drift, DRIFT_CHECK_S)
             if self._started:  # paused on its first picture: show it and play on
-                self._shows = True
+                surface = self.ctx.video_surface
+                if self._embedded and surface is not None and not surface.picture_placed():
+                    self._placed_late = True  # shown once VLC's window fits the surface
+                    pyglet.clock.schedule_once(self._settled, PLACED_POLL_S)
+                else:
+                    self._shows = True
                 video.play()
                 pending, self._pending = self._pending, []
                 for command in pending:
@@ -279,7 +284,9 @@ class VideoScene(Scene):
                 self._clock.play(now)
             else:
                 self._clock.seek(command.position_ms, now)
-            self._drift.reset()
+            stop = self._drift.reset(now)  # a correction under way stops
+            if stop is not None and self._video is not None:
+                self._video.set_rate(stop.rate)
         if self._error is not None:
             if command.action != "seek":  # the error slide's time stands while paused
                 pyglet.clock.unschedule(self._error_hold_over)
@@ -343,13 +350,22 @@ class VideoScene(Scene):
         video, clock = self._video, self._clock
         if video is None or clock is None or not self._started or self._paused:
             return
-        expected = clock.position_ms(time.monotonic())
-        if expected is None:
-            return
-        readings = self._drift.readings
-        action = self._drift.reading(expected, video.position_ms())
-        if self._drift.readings != readings:
-            logger.debug("video %r drift %.1f ms", self.title, self._drift.drift_ms)
+        now = time.monotonic()
+        reading = video.position_reading()
+        expected = None if reading is None else clock.position_ms(reading.at_s)
+        readings, rate = self._drift.readings, self._drift.rate
+        if reading is None or expected is None:
+            action: DriftAction | None = self._drift.tick(now)
+        else:
+            action = self._drift.reading(expected, reading.position_ms, at_s=reading.at_s, now=now)
+        if reading is not None and self._drift.readings != readings:
+            logger.debug(
+                "video %r drift %.1f ms at monotonic %.6f (rate %.2f)",
+                self.title,
+                self._drift.drift_ms,
+                reading.at_s,
+                rate,
+            )
         match action:
             case SetRate():
                 logger.debug("video %r: rate %.2f", self.title, action.rate)

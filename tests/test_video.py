@@ -361,3 +361,79 @@ def test_the_embedded_output_draws_into_an_x11_window(
             video.close()
     finally:
         x11.XCloseDisplay(dpy)
+
+
+@pytest.mark.slow
+def test_the_embedded_output_opens_and_waits_paused_in_a_hidden_window(
+    xvfb: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a video primed for an instant does with the embedded output: VLC opens its
+    output in the unmapped surface and waits there, paused at the start; resumed, it
+    plays on and draws once the window is mapped."""
+    monkeypatch.setenv("DISPLAY", xvfb)
+    x11 = ctypes.CDLL(ctypes.util.find_library("X11"))
+    x11.XOpenDisplay.restype = ctypes.c_void_p
+    x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
+    x11.XDefaultRootWindow.restype = ctypes.c_ulong
+    x11.XDefaultRootWindow.argtypes = [ctypes.c_void_p]
+    x11.XCreateSimpleWindow.restype = ctypes.c_ulong
+    int_, uint, ulong = ctypes.c_int, ctypes.c_uint, ctypes.c_ulong
+    x11.XCreateSimpleWindow.argtypes = [
+        *(ctypes.c_void_p, ulong, int_, int_, uint, uint, uint, ulong, ulong)
+    ]
+    x11.XMapWindow.argtypes = [ctypes.c_void_p, ctypes.c_ulong]
+    x11.XSync.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+    dpy = x11.XOpenDisplay(xvfb.encode())
+    assert dpy
+    try:
+        window = x11.XCreateSimpleWindow(dpy, x11.XDefaultRootWindow(dpy), 0, 0, 320, 240, 0, 0, 0)
+        x11.XSync(dpy, 0)  # not mapped
+        video = VlcVideo(xwindow=window)
+        started = threading.Event()
+        video.on_started = started.set
+        try:
+            video.load(SAMPLE)
+            video.set_volume(0)
+            video.play()
+            assert started.wait(TIMEOUT_S), "VLC opened no output in the hidden window"
+            video.pause()
+            video.seek(0)
+            time.sleep(0.5)
+            assert video.position_ms() <= 40  # waits at the start
+            x11.XMapWindow(dpy, window)
+            x11.XSync(dpy, 0)
+            video.play()
+            deadline = time.monotonic() + TIMEOUT_S
+            while video.position_ms() < 500:
+                assert time.monotonic() < deadline, "the video did not play on"
+                time.sleep(0.05)
+        finally:
+            video.close()
+    finally:
+        x11.XCloseDisplay(dpy)
+
+
+@pytest.mark.slow
+def test_a_position_reading_carries_the_time_libvlc_published_it(
+    video: VlcVideo, rec: Recorder
+) -> None:
+    """Stamped when published, a reading agrees with the frames' own timing: the
+    position it names is where the video was then, not a value held for up to 0.5 s."""
+    video.load(SAMPLE)
+    assert video.position_reading() is None
+    stamps: list[float] = []
+    video.on_frame = lambda: stamps.append(time.monotonic())
+    video.play()
+    deadline = time.monotonic() + TIMEOUT_S
+    while (reading := video.position_reading()) is None or reading.position_ms < 500:
+        assert time.monotonic() < deadline, "no position published"
+        time.sleep(0.02)
+    assert reading.at_s <= time.monotonic()
+    # The first picture (position 0) showed at stamps[0]: by the reading's time the
+    # video had played that long, within a frame or two (not 250-500 ms behind).
+    played_ms = (reading.at_s - stamps[0]) * 1000
+    assert abs(reading.position_ms - played_ms) < 100
+    video.seek(1500)
+    after = video.position_reading()  # libVLC publishes the target at once, or nothing
+    assert after is None or after.position_ms >= 1500

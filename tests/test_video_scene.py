@@ -22,10 +22,12 @@ import pytest
 from PIL import Image, ImageChops, ImageStat
 
 from kiosk import video_scene
+from kiosk.drift import FRAME_MS, RATE_STEP, SETTLE_S
 from kiosk.player import Preload, SetBlank, Show, ShowIdle, VideoCommand
 from kiosk.scenes import ERROR_BACKGROUND, SceneBuilder, SceneContext, SceneRequest
 from kiosk.video import (
     HEADLESS_VLC_ARGS,
+    PositionReading,
     VideoFrame,
     VideoOut,
     VlcVideo,
@@ -328,6 +330,7 @@ class SteeredVideo:
         self.on_end: Callable[[], None] | None = None
         self.on_error: Callable[[CorruptContentError], None] | None = None
         self.position = 0
+        self.reading: PositionReading | None = None
         self.seeks: list[int] = []
         self.rates: list[float] = []
 
@@ -347,6 +350,9 @@ class SteeredVideo:
     def position_ms(self) -> int:
         return self.position
 
+    def position_reading(self) -> PositionReading | None:
+        return self.reading
+
     def duration_ms(self) -> int | None:
         return None
 
@@ -355,8 +361,10 @@ class SteeredVideo:
 
 
 def test_a_video_started_at_an_instant_is_put_back_on_time(panel: Panel) -> None:
-    """Against the monotonic clock of its instant: a video a second ahead (three readings
-    agree) is moved back to where it should be; a small drift is left alone."""
+    """Against the monotonic clock of its instant, at the times libVLC published its
+    positions: a video a few frames ahead (three readings agree) is slowed down, a pause
+    ends that correction, and a video a second ahead is moved back to where it should
+    be."""
     video = SteeredVideo()
     checked: VideoOut = video  # mypy checks the fake against the port
 
@@ -379,17 +387,115 @@ def test_a_video_started_at_an_instant_is_put_back_on_time(panel: Panel) -> None
         assert scene._clock is not None
 
         def reading(off_ms: int) -> None:
-            expected = scene._clock.position_ms(time.monotonic()) if scene._clock else 0
-            video.position = round((expected or 0) + off_ms)
+            at_s = time.monotonic()
+            expected = scene._clock.position_ms(at_s) if scene._clock else 0
+            video.reading = PositionReading(at_s, round((expected or 0) + off_ms))
             scene._check_drift()
+            scene._check_drift()  # the same reading again: no new decision
 
-        for off in (300, 310, 290, 305):  # off, but less than a second: left alone
+        for off in (5, -8, 3, 0):  # within half a frame: left alone
             reading(off)
         assert (video.seeks, video.rates) == ([], [])
+        for off in (300, 310, 290):
+            reading(off)
+        assert (video.seeks, video.rates) == ([], [1.0 - RATE_STEP])
+        panel.window.apply(VideoCommand("pause"))
+        panel.window.run_pending()
+        assert video.rates == [1.0 - RATE_STEP, 1.0]  # the pause ended the correction
+        panel.window.apply(VideoCommand("play"))
+        panel.window.run_pending()
+        time.sleep(SETTLE_S)  # readings published just after the resume are not used
         for off in (1_400, 1_410, 1_390):
             reading(off)
         [to] = video.seeks
-        assert abs(to - (video.position - 1_390)) < 50  # back to where it should be
+        assert video.reading is not None
+        assert abs(to - (video.reading.position_ms - 1_390)) < 50  # where it should be
+    finally:
+        panel.window.factory.register("video", load_video)
+
+
+class LateVideo(VlcVideo):
+    """The real libVLC player, whose first resume comes :data:`LATE_S` late (as if its
+    decoder had started slowly)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rates: list[float] = []
+        self.seeks: list[int] = []
+        self.resumed = 0
+
+    def play(self) -> None:
+        self.resumed += 1
+        if self.resumed == 2:  # the first was opening it, primed; this is the instant's
+            time.sleep(LATE_S)
+        super().play()
+
+    def set_rate(self, rate: float) -> None:
+        self.rates.append(rate)
+        super().set_rate(rate)
+
+    def seek(self, position_ms: int) -> None:
+        self.seeks.append(position_ms)
+        super().seek(position_ms)
+
+
+LATE_S = 0.2
+
+
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 12-second 320x180 video (the sample clip looped by libVLC's transcoder)."""
+    from bench._video720 import make_video_720p
+
+    return make_video_720p(tmp_path_factory.mktemp("long") / "long.mp4", repeat=6, size=(320, 180))
+
+
+def test_a_video_started_late_is_brought_back_within_a_frame_by_its_rate(
+    panel: Panel, long_video: Path
+) -> None:
+    """Real libVLC: a video that starts 200 ms after its instant plays a little faster
+    until it is within a frame of its clock, then at the normal rate; no seek."""
+    sha = panel.store.put_bytes(long_video.read_bytes())
+    item = ManifestItem("video", "Опоздал", sha256=sha, size_bytes=long_video.stat().st_size)
+    lesson = LessonManifest(lesson_id="late", title="Опоздал", items=[item])
+    made: list[LateVideo] = []
+
+    def make(ctx: SceneContext, size: object) -> VideoOut:
+        made.append(LateVideo())
+        return made[-1]
+
+    def loader(request: SceneRequest, ctx: SceneContext) -> SceneBuilder:
+        path = ctx.store.path(request.item.sha256 or "")
+        return lambda: VideoScene(ctx, request, path, make_video=make)
+
+    panel.window.factory.register("video", loader)
+    try:
+        panel.window.apply(Show(lesson, 0, item, at_s=time.monotonic() + 60))
+        key = (0, item)
+        panel.run_for(
+            3.0, until=lambda: bool(getattr(panel.window.stage.cached(key), "_started", 0))
+        )
+        panel.window._flip()
+        scene = panel.scene()
+        [video] = made
+        video.seeks.clear()  # the primed video's rewind to its first picture
+        drift = scene._drift
+
+        def off_ms() -> float:
+            reading = video.position_reading()
+            assert reading is not None
+            assert scene._clock is not None
+            return reading.position_ms - (scene._clock.position_ms(reading.at_s) or 0)
+
+        panel.run_for(3.0, until=lambda: bool(video.rates))
+        assert off_ms() < -(LATE_S * 1000) / 2  # it did start late
+        assert video.rates == [1.0 + RATE_STEP]  # and catches up by playing faster
+        panel.run_for(8.0, until=lambda: drift.rate == 1.0)
+        assert video.rates == [1.0 + RATE_STEP, 1.0]
+        panel.run_for(1.5)  # fresh readings at the normal rate
+        assert abs(off_ms()) <= FRAME_MS
+        assert video.seeks == []
+        assert video.rates[-1] == 1.0
     finally:
         panel.window.factory.register("video", load_video)
 
@@ -466,6 +572,9 @@ class _FakeEmbedded:
     def position_ms(self) -> int:
         return 0
 
+    def position_reading(self) -> None:
+        return None
+
     def duration_ms(self) -> int | None:
         return None
 
@@ -535,5 +644,102 @@ def test_an_embedded_video_is_shown_only_once_vlc_fitted_its_window(
         default.tick()
         assert scene.ready
         assert scene.uses_surface
+    finally:
+        scene.delete()
+
+
+class _RecordingEmbedded(_FakeEmbedded):
+    """An embedded :class:`~kiosk.video.VideoOut` that records what it is told."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def play(self) -> None:
+        self.calls.append("play")
+
+    def pause(self) -> None:
+        self.calls.append("pause")
+
+    def seek(self, position_ms: int) -> None:
+        self.calls.append(f"seek {position_ms}")
+
+    def set_volume(self, percent: int) -> None:
+        self.calls.append(f"volume {percent}")
+
+
+def _embedded_scene(panel: Panel, surface: _FakeSurface, video: _FakeEmbedded) -> VideoScene:
+    ctx = dataclasses.replace(panel.window.ctx, video_surface=surface)
+    path = panel.store.path(panel.video_item.sha256 or "")
+    return VideoScene(
+        ctx,
+        SceneRequest(VIDEO_INDEX, panel.video_item),
+        path,
+        make_video=lambda ctx, size: video,  # type: ignore[arg-type,return-value]
+    )
+
+
+def test_an_embedded_video_is_prepared_ahead_in_the_hidden_surface(panel: Panel) -> None:
+    """Before an instant, VLC opens the video in the unmapped surface, silent, and waits
+    paused at its first picture, rewound; at the instant it only resumes, and the scene
+    is ready at once (the surface is mapped with the flip)."""
+    surface = _FakeSurface()
+    surface.placed = True  # VLC fitted its window to the surface while it waited
+    video = _RecordingEmbedded()
+    scene = _embedded_scene(panel, surface, video)
+    try:
+        scene.prime()
+        assert scene.playing
+        assert video.calls == ["volume 100", "volume 0", "play"]
+        assert video.on_started is not None
+        video.on_started()  # VLC opened its output
+        pyglet.app.platform_event_loop.dispatch_posted_events()
+        assert video.calls[3:] == ["pause", "seek 0"]
+        assert not scene.uses_surface  # nothing mapped before the instant
+        scene.enter()
+        assert video.calls[5:] == ["volume 100", "play"]  # resumed, with its sound
+        assert scene.ready
+        assert scene.uses_surface
+    finally:
+        scene.delete()
+
+
+def test_an_embedded_video_is_not_prepared_while_another_shows_on_the_surface(
+    panel: Panel,
+) -> None:
+    surface = _FakeSurface()
+    surface.visible = True
+    video = _RecordingEmbedded()
+    scene = _embedded_scene(panel, surface, video)
+    try:
+        scene.prime()
+        assert not scene.playing
+        assert video.calls == []
+        scene.enter()  # at the instant: opened then, as without an instant
+        assert video.calls == ["volume 100", "play"]
+    finally:
+        scene.delete()
+
+
+def test_a_primed_embedded_video_waits_for_vlc_to_fit_the_surface(panel: Panel) -> None:
+    """On a loaded machine VLC may not have fitted its window by the instant: the scene
+    plays on but is not ready (the previous item stays) until it has."""
+    surface = _FakeSurface()
+    video = _RecordingEmbedded()
+    scene = _embedded_scene(panel, surface, video)
+    try:
+        scene.prime()
+        assert video.on_started is not None
+        video.on_started()
+        pyglet.app.platform_event_loop.dispatch_posted_events()
+        scene.enter()
+        assert video.calls[-1] == "play"
+        assert not scene.ready
+        surface.placed = True
+        panel.run_for(
+            video_scene.PLACED_POLL_S + video_scene.EMBEDDED_SETTLE_S + 1.0,
+            until=lambda: scene.ready,
+        )
+        assert scene.ready
     finally:
         scene.delete()
