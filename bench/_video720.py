@@ -51,29 +51,52 @@ def make_video_720p(
         f"acodec=mp4a,ab=128,channels=2,samplerate={AUDIO_RATE}}}"
         f":std{{access=file,mux=mp4,dst={dst}}}"
     )
+    try:
+        run_vlc_output(
+            source,
+            [
+                f":sout={sout}",
+                ":sout-keep",
+                f":input-repeat={repeat - 1}",
+                f":input-slave=file://{tone}",
+            ],
+            dst,
+            "the 720p video (vlc-plugin-base?)",
+        )
+    finally:
+        tone.unlink(missing_ok=True)
+    return dst
+
+
+def run_vlc_output(
+    source: Path, options: list[str], dst: Path, what: str, timeout_s: float = MAKE_TIMEOUT_S
+) -> None:
+    """Play ``source`` with ``options`` (a ``:sout`` chain writing ``dst``) through
+    libVLC's own transcoder until it ends; ``what`` names the file in errors.
+
+    Raises:
+        RuntimeError: libVLC failed, or did not finish within ``timeout_s``.
+    """
     os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
     instance = vlc.Instance("--quiet", "--no-xlib", "--aout=dummy", "--vout=dummy")
     player = instance.media_player_new()
     media = instance.media_new(str(source))
-    for option in (f":sout={sout}", ":sout-keep", f":input-repeat={repeat - 1}"):
+    for option in options:
         media.add_option(option)
-    media.add_option(f":input-slave=file://{tone}")
     player.set_media(media)
     player.play()
-    deadline = time.monotonic() + MAKE_TIMEOUT_S
+    deadline = time.monotonic() + timeout_s
     try:
         while player.get_state() not in (vlc.State.Ended, vlc.State.Error):
             if time.monotonic() > deadline:
-                raise RuntimeError("libVLC did not finish making the 720p video")
+                raise RuntimeError(f"libVLC did not finish making {what}")
             time.sleep(0.1)
         if player.get_state() == vlc.State.Error or not dst.exists():
-            raise RuntimeError("libVLC could not make the 720p video (vlc-plugin-base?)")
+            raise RuntimeError(f"libVLC could not make {what}")
     finally:
         player.stop()
         player.release()
         instance.release()
-        tone.unlink(missing_ok=True)
-    return dst
 
 
 if __name__ == "__main__":

@@ -27,8 +27,9 @@ import sys
 import time
 from pathlib import Path
 
-import vlc
 from PIL import Image, ImageDraw
+
+from bench._video720 import run_vlc_output
 
 FPS = 25
 FRAME_MS = 1000 // FPS
@@ -90,26 +91,15 @@ def make_counter_video(dst: Path, seconds: float) -> Path:
     """Write a numbered MJPEG MKV of ``seconds`` to ``dst`` (and return it)."""
     avi = dst.with_suffix(".avi")
     write_mjpeg_avi(avi, round(seconds * FPS))
-    os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
-    instance = vlc.Instance("--quiet", "--no-xlib", "--aout=dummy", "--vout=dummy")
-    player = instance.media_player_new()
-    media = instance.media_new(str(avi))
-    media.add_option(f":sout=#std{{access=file,mux=mkv,dst={dst}}}")
-    media.add_option(":sout-keep")
-    player.set_media(media)
-    player.play()
-    deadline = time.monotonic() + MAKE_TIMEOUT_S
     try:
-        while player.get_state() not in (vlc.State.Ended, vlc.State.Error):
-            if time.monotonic() > deadline:
-                raise RuntimeError("libVLC did not finish making the numbered video")
-            time.sleep(0.1)
-        if player.get_state() == vlc.State.Error or not dst.exists():
-            raise RuntimeError("libVLC could not make the numbered video")
+        run_vlc_output(
+            avi,
+            [f":sout=#std{{access=file,mux=mkv,dst={dst}}}", ":sout-keep"],
+            dst,
+            "the numbered video",
+            MAKE_TIMEOUT_S,
+        )
     finally:
-        player.stop()
-        player.release()
-        instance.release()
         avi.unlink(missing_ok=True)
     return dst
 
