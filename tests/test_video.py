@@ -312,11 +312,8 @@ def xvfb() -> Iterator[str]:
         yield display
 
 
-@pytest.mark.slow
-def test_the_embedded_output_draws_into_an_x11_window(
-    xvfb: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("DISPLAY", xvfb)
+def xlib() -> ctypes.CDLL:
+    """libX11 with the signatures these tests call (a window, its pixels)."""
     x11 = ctypes.CDLL(ctypes.util.find_library("X11"))
     x11.XOpenDisplay.restype = ctypes.c_void_p
     x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
@@ -335,6 +332,15 @@ def test_the_embedded_output_draws_into_an_x11_window(
     x11.XGetPixel.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
     x11.XDestroyImage.argtypes = [ctypes.c_void_p]
     x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+    return x11
+
+
+@pytest.mark.slow
+def test_the_embedded_output_draws_into_an_x11_window(
+    xvfb: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DISPLAY", xvfb)
+    x11 = xlib()
     dpy = x11.XOpenDisplay(xvfb.encode())
     assert dpy
     try:
@@ -371,19 +377,7 @@ def test_the_embedded_output_opens_and_waits_paused_in_a_hidden_window(
     output in the unmapped surface and waits there, paused at the start; resumed, it
     plays on and draws once the window is mapped."""
     monkeypatch.setenv("DISPLAY", xvfb)
-    x11 = ctypes.CDLL(ctypes.util.find_library("X11"))
-    x11.XOpenDisplay.restype = ctypes.c_void_p
-    x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
-    x11.XDefaultRootWindow.restype = ctypes.c_ulong
-    x11.XDefaultRootWindow.argtypes = [ctypes.c_void_p]
-    x11.XCreateSimpleWindow.restype = ctypes.c_ulong
-    int_, uint, ulong = ctypes.c_int, ctypes.c_uint, ctypes.c_ulong
-    x11.XCreateSimpleWindow.argtypes = [
-        *(ctypes.c_void_p, ulong, int_, int_, uint, uint, uint, ulong, ulong)
-    ]
-    x11.XMapWindow.argtypes = [ctypes.c_void_p, ctypes.c_ulong]
-    x11.XSync.argtypes = [ctypes.c_void_p, ctypes.c_int]
-    x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+    x11 = xlib()
     dpy = x11.XOpenDisplay(xvfb.encode())
     assert dpy
     try:
