@@ -204,8 +204,9 @@ def _address_of(url: str) -> str:
     return url.removeprefix("wss://").partition("/")[0]
 
 
-async def _open(url: str, timeout_s: float) -> ClientConnection:
-    """Open the TLS websocket to ``url``, trying again (up to ``CONNECT_ATTEMPTS``) when
+async def open_connection(url: str, timeout_s: float) -> ClientConnection:
+    """Open the TLS websocket to ``url`` with a controller's options (among them
+    :data:`WRITE_LIMIT_BYTES`), trying again (up to ``CONNECT_ATTEMPTS``) when
     the kiosk drops the handshake half-way.
 
     Raises:
@@ -307,7 +308,7 @@ class KioskClient:
                 speaks another protocol version.
         """
         url = kiosk_url(address)
-        ws = await _open(url, timeout_s)
+        ws = await open_connection(url, timeout_s)
         ssl_object = ws.transport.get_extra_info("ssl_object")
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         seen = cert_fingerprint(der) if der else ""

@@ -2,18 +2,20 @@
 (controller.client.WRITE_LIMIT_BYTES): a bounded amount, and never less than one frame.
 
 The "kiosk" is a plain TLS websockets server on 127.0.0.1 with a certificate like a
-kiosk's; the controller's side is its real connection (``controller.client._open``).
+kiosk's; the controller's side is its real connection (``controller.client.open_connection``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.typing import Subprotocol
 
-from controller.client import WRITE_LIMIT_BYTES, _open, kiosk_url
+from controller.client import WRITE_LIMIT_BYTES, kiosk_url, open_connection
 from kiosk.tls import ensure_identity
 from protocol import limits
 from protocol.constants import CHUNK_HEADER_BYTES, SUBPROTOCOL
@@ -26,26 +28,35 @@ def _encrypted_size(size: int) -> int:
     return size + (size // 16384 + 1) * TLS_RECORD_OVERHEAD
 
 
-async def test_a_kiosk_that_does_not_read_holds_the_controller_at_its_write_limit(
-    tmp_path: Path,
-) -> None:
-    identity = ensure_identity(tmp_path / "tls", "k-slow")
-    release = asyncio.Event()
-
-    async def never_reads(ws: ServerConnection) -> None:
-        await release.wait()
-        ws.transport.abort()
-
+@contextlib.asynccontextmanager
+async def kiosk_like(
+    handler: Callable[[ServerConnection], Awaitable[None]], tmp_path: Path
+) -> AsyncIterator[str]:
+    """A plain TLS websockets server with a kiosk's certificate, subprotocol and frame
+    limit on 127.0.0.1; yields its ``HOST:PORT``."""
+    identity = ensure_identity(tmp_path / "tls", "k-test")
     async with serve(
-        never_reads,
+        handler,
         "127.0.0.1",
         0,
         ssl=identity.server_context(),
         subprotocols=[Subprotocol(SUBPROTOCOL)],
         max_size=limits.MAX_FRAME_BYTES,
     ) as server:
-        port = server.sockets[0].getsockname()[1]
-        ws = await _open(kiosk_url(f"127.0.0.1:{port}"), 5.0)
+        yield f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+async def test_a_kiosk_that_does_not_read_holds_the_controller_at_its_write_limit(
+    tmp_path: Path,
+) -> None:
+    release = asyncio.Event()
+
+    async def never_reads(ws: ServerConnection) -> None:
+        await release.wait()
+        ws.transport.abort()
+
+    async with kiosk_like(never_reads, tmp_path) as address:
+        ws = await open_connection(kiosk_url(address), 5.0)
         frame = bytes(CHUNK_HEADER_BYTES + limits.SEND_CHUNK_BYTES)
         sent = 0
         most_held = 0
@@ -80,7 +91,6 @@ async def test_a_kiosk_that_does_not_read_holds_the_controller_at_its_write_limi
 
 
 async def test_a_frame_larger_than_the_write_limit_goes_out_whole(tmp_path: Path) -> None:
-    identity = ensure_identity(tmp_path / "tls", "k-big")
     sizes: list[int] = []
 
     async def measures(ws: ServerConnection) -> None:
@@ -88,16 +98,8 @@ async def test_a_frame_larger_than_the_write_limit_goes_out_whole(tmp_path: Path
         sizes.append(len(message))
         await ws.send("ok")
 
-    async with serve(
-        measures,
-        "127.0.0.1",
-        0,
-        ssl=identity.server_context(),
-        subprotocols=[Subprotocol(SUBPROTOCOL)],
-        max_size=limits.MAX_FRAME_BYTES,
-    ) as server:
-        port = server.sockets[0].getsockname()[1]
-        ws = await _open(kiosk_url(f"127.0.0.1:{port}"), 5.0)
+    async with kiosk_like(measures, tmp_path) as address:
+        ws = await open_connection(kiosk_url(address), 5.0)
         try:
             assert limits.MAX_FRAME_BYTES > WRITE_LIMIT_BYTES
             await ws.send(bytes(limits.MAX_FRAME_BYTES))

@@ -26,8 +26,8 @@ pytestmark = pytest.mark.skipif(
     reason="glibc's mallinfo2 is needed to read the heap",
 )
 
-# A block over the threshold, freed, and another one: is the second still mapped?
-_THRESHOLD = r"""
+# The child scripts' start: glibc's heap figures, the heap set up as asked (argv[1]).
+_PRELUDE = r"""
 import ctypes, json, sys
 from kiosk.memory import tune_allocator
 
@@ -40,6 +40,12 @@ libc = ctypes.CDLL("libc.so.6")
 libc.mallinfo2.restype = MallInfo2
 if sys.argv[1] == "tuned":
     tune_allocator()
+"""
+
+# A block over the threshold, freed, and another one: is the second still mapped?
+_THRESHOLD = (
+    _PRELUDE
+    + r"""
 size = int(sys.argv[2])
 first = ctypes.create_string_buffer(4 * 1024 * 1024)
 del first  # glibc would raise its threshold to 4 MiB here
@@ -49,28 +55,20 @@ mapped = libc.mallinfo2().hblkhd - before
 del block
 print(json.dumps({"mapped": mapped, "after_free": libc.mallinfo2().hblkhd - before}))
 """
+)
 
 
 # Heap blocks freed at the top of the heap: is the heap (``arena``) given back?
-_TRIM = r"""
-import ctypes, json, sys
-from kiosk.memory import tune_allocator
-
-class MallInfo2(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_size_t) for n in (
-        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
-        "uordblks", "fordblks", "keepcost")]
-
-libc = ctypes.CDLL("libc.so.6")
-libc.mallinfo2.restype = MallInfo2
-if sys.argv[1] == "tuned":
-    tune_allocator()
+_TRIM = (
+    _PRELUDE
+    + r"""
 size, count = int(sys.argv[2]), int(sys.argv[3])
 blocks = [ctypes.create_string_buffer(size) for _ in range(count)]
 grown = libc.mallinfo2().arena
 del blocks
 print(json.dumps({"kept": libc.mallinfo2().arena, "grown": grown}))
 """
+)
 
 
 def _run(script: str, *args: str) -> dict[str, object]:
