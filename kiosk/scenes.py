@@ -159,10 +159,11 @@ class Scene:
     def enter(self) -> None:
         """The scene became visible."""
 
-    def prime(self) -> None:
-        """The scene will be entered at an instant: get ready so that :meth:`enter`
-        shows it at once (a video opens and stops at its first picture). A primed
-        scene that is not entered is left with :meth:`leave`."""
+    def prime(self, at_s: float) -> None:
+        """The scene will be entered at the instant ``at_s`` (monotonic seconds): get
+        ready so that :meth:`enter` shows it at once (a video opens and stops at its
+        first picture, and counts its time from the instant, not from its late
+        entry). A primed scene that is not entered is left with :meth:`leave`."""
 
     def leave(self) -> None:
         """Another scene replaced this one (it may be shown again later). Called once

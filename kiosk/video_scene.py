@@ -54,7 +54,7 @@ from typing import cast
 
 import pyglet
 
-from kiosk.drift import DriftAction, DriftCorrector, PlayClock, Seek, SetRate
+from kiosk.drift import SEEK_MS, DriftAction, DriftCorrector, PlayClock, Seek, SetRate
 from kiosk.player import VideoCommand
 from kiosk.scenes import (
     BLACK,
@@ -166,6 +166,8 @@ class VideoScene(Scene):
         self._embedded = False
         """The current player draws into the window's video surface."""
         self._primed = False
+        self._instant_s: float | None = None
+        """The instant this scene was primed for (monotonic seconds)."""
         """The player was opened ahead of an instant and waits (paused) to be entered."""
         self._clock: PlayClock | None = None
         """How long the video should have played, for a video started at an instant."""
@@ -193,12 +195,13 @@ class VideoScene(Scene):
 
     # ----------------------------------------------------------------- Scene
 
-    def prime(self) -> None:
+    def prime(self, at_s: float) -> None:
         """Open the video now, sound off, and stop at its first picture (rewound to the
         start); :meth:`enter` then resumes it. With the embedded output, VLC does this
         in the video surface while it is unmapped (VLC also fits its window to the
         surface meanwhile); not while the surface shows another video, where its
         pictures would be seen."""
+        self._instant_s = at_s
         if self._video is not None or self._error is not None:
             return
         surface = self.ctx.video_surface
@@ -216,7 +219,7 @@ class VideoScene(Scene):
             self._primed = False
             video.set_volume(self.ctx.volume)
             self._clock = PlayClock()
-            self._clock.play(time.monotonic())
+            self._clock.play(self._started_at(time.monotonic()))
             self._drift = DriftCorrector()
             pyglet.clock.schedule_interval(self._check_drift, DRIFT_CHECK_S)
             if self._started:  # paused on its first picture: show it and play on
@@ -234,6 +237,15 @@ class VideoScene(Scene):
         self._start_player()
         if self._video is not None:
             self._video.play()
+
+    def _started_at(self, now: float) -> float:
+        """When the video should have started: its instant, so that a panel that came
+        late to it (a busy frame) counts the lateness as drift and catches up; now, for
+        an instant that is not a recent past one (a clock of another kind)."""
+        instant = self._instant_s
+        if instant is not None and now - SEEK_MS / 1000 <= instant <= now:
+            return instant
+        return now
 
     def _start_player(self) -> None:
         self._stop()

@@ -553,7 +553,7 @@ class PygletWindow:
         if scene is None:
             self._load(key_, SceneRequest(effect.index, effect.item))
         elif scene is not self.stage.current:
-            scene.prime()
+            scene.prime(effect.at_s)
         self._flip_at = (key_, effect)
         pyglet.clock.unschedule(self._flip)
         clock = pyglet.clock.get_default()
@@ -634,7 +634,8 @@ class PygletWindow:
         builder = future.result()  # SceneFactory.load never raises
         scene: Scene = self.factory.guarded(builder, request.item.title)()
         if self._flip_at is not None and self._flip_at[0] == key_:
-            scene.prime()  # built ahead of its instant
+            at_s = self._flip_at[1].at_s
+            scene.prime(self._clock() if at_s is None else at_s)  # built ahead of it
         if self.stage.keep(key_, scene):
             self._after_switch()
         else:

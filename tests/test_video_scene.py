@@ -414,6 +414,52 @@ def test_a_video_started_at_an_instant_is_put_back_on_time(panel: Panel) -> None
         panel.window.factory.register("video", load_video)
 
 
+def test_a_video_entered_after_its_instant_counts_from_the_instant(panel: Panel) -> None:
+    """A panel whose frame came late to the instant (a busy machine) counts the lateness
+    as drift and catches up by its rate; an instant that is no recent past one (another
+    clock's) is not taken."""
+    video = SteeredVideo()
+    checked: VideoOut = video
+
+    def loader(request: SceneRequest, ctx: SceneContext) -> SceneBuilder:
+        path = ctx.store.path(request.item.sha256 or "")
+        return lambda: VideoScene(ctx, request, path, make_video=lambda c, s: checked)
+
+    panel.window.factory.register("video", loader)
+    try:
+        item = dataclasses.replace(panel.video_item, title="Опоздал")
+        panel.window.apply(Show(panel.lesson, VIDEO_INDEX, item, at_s=time.monotonic() + 60))
+        panel.window.run_pending()
+        assert video.on_started is not None
+        video.on_started()
+        panel.window.run_pending()
+        assert video.seeks == [0]  # paused at its first picture, rewound
+        video.seeks.clear()
+        primed = panel.window.stage.cached((VIDEO_INDEX, item))
+        assert isinstance(primed, VideoScene)
+        primed.prime(time.monotonic() - 0.1)  # its instant is now 100 ms past
+        panel.window._flip()  # the flip, late
+        scene = panel.scene()
+        assert scene is primed
+        assert scene._clock is not None
+        for _ in range(3):  # the video is where it was when resumed: 100 ms behind
+            at_s = time.monotonic()
+            expected = scene._clock.position_ms(at_s)
+            assert expected is not None
+            assert expected >= 100
+            video.reading = PositionReading(at_s, round(expected - 100))
+            scene._check_drift()
+        assert (video.seeks, video.rates) == ([], [1.0 + RATE_STEP])
+        later = time.monotonic()
+        assert scene._started_at(later) != later  # the instant, 100 ms ago
+        scene.prime(later - 5.0)  # an instant long past, or of another clock
+        assert scene._started_at(later) == later
+        scene.prime(later + 5.0)
+        assert scene._started_at(later) == later
+    finally:
+        panel.window.factory.register("video", load_video)
+
+
 class LateVideo(VlcVideo):
     """The real libVLC player, whose first resume comes :data:`LATE_S` late (as if its
     decoder had started slowly)."""
@@ -688,7 +734,7 @@ def test_an_embedded_video_is_prepared_ahead_in_the_hidden_surface(panel: Panel)
     video = _RecordingEmbedded()
     scene = _embedded_scene(panel, surface, video)
     try:
-        scene.prime()
+        scene.prime(time.monotonic())
         assert scene.playing
         assert video.calls == ["volume 100", "volume 0", "play"]
         assert video.on_started is not None
@@ -712,7 +758,7 @@ def test_an_embedded_video_is_not_prepared_while_another_shows_on_the_surface(
     video = _RecordingEmbedded()
     scene = _embedded_scene(panel, surface, video)
     try:
-        scene.prime()
+        scene.prime(time.monotonic())
         assert not scene.playing
         assert video.calls == []
         scene.enter()  # at the instant: opened then, as without an instant
@@ -728,7 +774,7 @@ def test_a_primed_embedded_video_waits_for_vlc_to_fit_the_surface(panel: Panel) 
     video = _RecordingEmbedded()
     scene = _embedded_scene(panel, surface, video)
     try:
-        scene.prime()
+        scene.prime(time.monotonic())
         assert video.on_started is not None
         video.on_started()
         pyglet.app.platform_event_loop.dispatch_posted_events()
