@@ -62,8 +62,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench._common import (
     BENCH_ADMIN_SECRET,
@@ -81,7 +83,7 @@ from bench._common import (
 )
 from bench._video_counter import FRAME_MS, make_counter_video
 from controller.client import ControllerIdentity
-from controller.group import SYNC_PREPARE_MS, Group
+from controller.group import SYNC_PREPARE_MS, Group, Outcome
 from media.lesson import Lesson, LessonItem, load_lesson, make_lesson
 
 FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
@@ -298,11 +300,13 @@ async def measure(
                 run.leads_ms.append(await group.lead_ms(SYNC_PREPARE_MS["text"]))
                 counts = [len(k.flips) for k in kiosks]
                 outcomes = await group.cast(lesson(r))
+                say_failed(f"round {r} start", outcomes)
                 late = sum(1 for o in outcomes if o.value is not None and o.value.late_ms)
                 run.starts.append(event(await wait_flips(kiosks, counts, 1), late))
                 print(f"  round {r} start: {run.starts[-1]}", flush=True)
                 counts = [len(k.flips) for k in kiosks]
                 acks = await group.control("next")
+                say_failed(f"round {r} next", acks)
                 late = sum(1 for o in acks if o.value)
                 run.nexts.append(event(await wait_flips(kiosks, counts, 2), late))
                 print(f"  round {r} next:  {run.nexts[-1]}", flush=True)
@@ -316,8 +320,19 @@ async def measure(
     return run
 
 
+def say_failed(what: str, outcomes: Sequence[Outcome[Any]]) -> None:
+    """Print why a kiosk did not take a command (its flip will be missing)."""
+    for outcome in outcomes:
+        if not outcome.ok:
+            print(f"  {what}: {outcome.label} refused or failed: {outcome.error}", flush=True)
+
+
 def report(name: str, run: Run, values: dict[str, float | int | str]) -> None:
     for what, events in (("start", run.starts), ("next", run.nexts)):
+        if not any(e.delays_ms for e in events):
+            figure(f"{name} {what} flips seen", 0, "", f"of {len(events)} x N: no figures")
+            values[f"{name}_{what}_missed"] = sum(e.missing for e in events)
+            continue
         skew = [e.skew_ms for e in events]
         spread = [e.instant_spread_ms for e in events]
         delays = [d for e in events for d in e.delays_ms]
