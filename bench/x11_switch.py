@@ -45,6 +45,7 @@ from bench._common import (
     weak_panel,
     xvfb,
 )
+from tests.xvfb import xlib
 
 SCREEN = (1280, 720)
 KINDS = {"picture": 1, "video": 5, "web": 6}
@@ -63,18 +64,7 @@ class Screen:
     """Reads a grid of points in the middle of the screen, with plain Xlib."""
 
     def __init__(self, display: str) -> None:
-        x11 = ctypes.CDLL(ctypes.util.find_library("X11"))
-        x11.XOpenDisplay.restype = ctypes.c_void_p
-        x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
-        x11.XDefaultRootWindow.restype = ctypes.c_ulong
-        x11.XDefaultRootWindow.argtypes = [ctypes.c_void_p]
-        int_, uint, ulong = ctypes.c_int, ctypes.c_uint, ctypes.c_ulong
-        x11.XGetImage.restype = ctypes.c_void_p
-        x11.XGetImage.argtypes = [ctypes.c_void_p, ulong, int_, int_, uint, uint, ulong, int_]
-        x11.XGetPixel.restype = ctypes.c_ulong
-        x11.XGetPixel.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
-        x11.XDestroyImage.argtypes = [ctypes.c_void_p]
-        x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+        x11 = xlib()
         self.x11 = x11
         self.dpy = x11.XOpenDisplay(display.encode())
         assert self.dpy, display

@@ -7,8 +7,6 @@ Waits are on events with timeouts, never sleeps in a loop.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import gc
 import os
 import threading
@@ -30,7 +28,7 @@ from kiosk.video import (
 )
 from media.lesson import sample_lesson_path
 from protocol.errors import CorruptContentError
-from tests.xvfb import vlc_has_x11_output
+from tests.xvfb import vlc_has_x11_output, xlib
 from tests.xvfb import xvfb as x_server
 
 SAMPLE = sample_lesson_path() / "05-opyt.mp4"
@@ -310,29 +308,6 @@ def xvfb() -> Iterator[str]:
         pytest.skip("no X11 output in libVLC (apt-get install vlc-plugin-video-output)")
     with x_server() as display:
         yield display
-
-
-def xlib() -> ctypes.CDLL:
-    """libX11 with the signatures these tests call (a window, its pixels)."""
-    x11 = ctypes.CDLL(ctypes.util.find_library("X11"))
-    x11.XOpenDisplay.restype = ctypes.c_void_p
-    x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
-    x11.XDefaultRootWindow.restype = ctypes.c_ulong
-    x11.XDefaultRootWindow.argtypes = [ctypes.c_void_p]
-    x11.XCreateSimpleWindow.restype = ctypes.c_ulong
-    int_, uint, ulong = ctypes.c_int, ctypes.c_uint, ctypes.c_ulong
-    x11.XCreateSimpleWindow.argtypes = [
-        *(ctypes.c_void_p, ulong, int_, int_, uint, uint, uint, ulong, ulong)
-    ]
-    x11.XMapWindow.argtypes = [ctypes.c_void_p, ctypes.c_ulong]
-    x11.XSync.argtypes = [ctypes.c_void_p, ctypes.c_int]
-    x11.XGetImage.restype = ctypes.c_void_p
-    x11.XGetImage.argtypes = [*(ctypes.c_void_p, ulong, int_, int_, uint, uint, ulong, int_)]
-    x11.XGetPixel.restype = ctypes.c_ulong
-    x11.XGetPixel.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
-    x11.XDestroyImage.argtypes = [ctypes.c_void_p]
-    x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
-    return x11
 
 
 @pytest.mark.slow

@@ -161,6 +161,30 @@ def tap(display: str, x: int, y: int) -> None:
         xtst.XTestFakeButtonEvent(dpy, 1, False, 0)
 
 
+def xlib() -> ctypes.CDLL:
+    """libX11 with the signatures the X11 tests and benches call: open the display,
+    make and map a window, read its pixels."""
+    x11 = ctypes.CDLL(ctypes.util.find_library("X11"))
+    x11.XOpenDisplay.restype = ctypes.c_void_p
+    x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
+    x11.XDefaultRootWindow.restype = ctypes.c_ulong
+    x11.XDefaultRootWindow.argtypes = [ctypes.c_void_p]
+    x11.XCreateSimpleWindow.restype = ctypes.c_ulong
+    int_, uint, ulong = ctypes.c_int, ctypes.c_uint, ctypes.c_ulong
+    x11.XCreateSimpleWindow.argtypes = [
+        *(ctypes.c_void_p, ulong, int_, int_, uint, uint, uint, ulong, ulong)
+    ]
+    x11.XMapWindow.argtypes = [ctypes.c_void_p, ctypes.c_ulong]
+    x11.XSync.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    x11.XGetImage.restype = ctypes.c_void_p
+    x11.XGetImage.argtypes = [*(ctypes.c_void_p, ulong, int_, int_, uint, uint, ulong, int_)]
+    x11.XGetPixel.restype = ctypes.c_ulong
+    x11.XGetPixel.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+    x11.XDestroyImage.argtypes = [ctypes.c_void_p]
+    x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+    return x11
+
+
 class ScreenSampler:
     """Reads a grid of points off the X screen (the root window), as fast as asked:
     what the class sees, a Chromium window or VLC's picture included.
@@ -171,18 +195,7 @@ class ScreenSampler:
     """
 
     def __init__(self, display: str, box: tuple[int, int, int, int], step: int = 40) -> None:
-        x11 = ctypes.CDLL(ctypes.util.find_library("X11"))
-        x11.XOpenDisplay.restype = ctypes.c_void_p
-        x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
-        x11.XDefaultRootWindow.restype = ctypes.c_ulong
-        x11.XDefaultRootWindow.argtypes = [ctypes.c_void_p]
-        int_, uint, ulong = ctypes.c_int, ctypes.c_uint, ctypes.c_ulong
-        x11.XGetImage.restype = ctypes.c_void_p
-        x11.XGetImage.argtypes = [ctypes.c_void_p, ulong, int_, int_, uint, uint, ulong, int_]
-        x11.XGetPixel.restype = ctypes.c_ulong
-        x11.XGetPixel.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
-        x11.XDestroyImage.argtypes = [ctypes.c_void_p]
-        x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+        x11 = xlib()
         self._x11 = x11
         self._dpy = x11.XOpenDisplay(display.encode())
         assert self._dpy, display
