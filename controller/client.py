@@ -635,14 +635,7 @@ class KioskClient:
         Raises:
             ConnectionFailedError: the connection closed.
         """
-        try:
-            await self._ws.send(frame)
-        except ConnectionClosed:
-            raise ConnectionFailedError(
-                f"{self.url} closed the connection: {self._closed_reason}",
-                address=_address_of(self.url),
-                reason="closed",
-            ) from None
+        await self._send_frame(frame)
 
     async def status(self) -> StatusSnapshot:
         """Return what the kiosk shows now."""
@@ -757,11 +750,7 @@ class KioskClient:
                     if progress is not None:
                         progress(sent_before + sent, total)
         except ConnectionClosed:
-            raise ConnectionFailedError(
-                f"{self.url} closed the connection: {self._closed_reason}",
-                address=_address_of(self.url),
-                reason="closed",
-            ) from None
+            raise self._closed_error() from None
         return sent
 
     def _new_id(self) -> int:
@@ -845,15 +834,11 @@ class KioskClient:
     async def _send_text(self, msg: Message) -> None:
         await self._send_frame(encode(msg))
 
-    async def _send_frame(self, frame: str) -> None:
+    async def _send_frame(self, frame: str | bytes) -> None:
         try:
             await self._ws.send(frame)
         except ConnectionClosed:
-            raise ConnectionFailedError(
-                f"{self.url} closed the connection: {self._closed_reason}",
-                address=_address_of(self.url),
-                reason="closed",
-            ) from None
+            raise self._closed_error() from None
 
     async def _next_reply(self, queue: asyncio.Queue[Reply], what: str) -> Reply:
         getter = asyncio.ensure_future(queue.get())
@@ -863,11 +848,7 @@ class KioskClient:
         if getter not in done:
             getter.cancel()
             if self._reader in done:
-                raise ConnectionFailedError(
-                    f"{self.url} closed the connection: {self._closed_reason}",
-                    address=_address_of(self.url),
-                    reason="closed",
-                )
+                raise self._closed_error()
             raise ConnectionFailedError(
                 f"{self.url} did not answer {what} in {self.timeout_s} s",
                 address=_address_of(self.url),
