@@ -1595,21 +1595,16 @@ def usage_collect(
             sys.exit(1)
         return
     for panel in result.panels:
-        name = names[panel.address]
-        if panel.error is not None:
-            message = _collect_error_text(panel.error, name)
-            echo(t("{target}: error: {message}", target=name, message=message), err=True)
-            continue
-        echo(
-            t(
+        _echo_panel_outcome(
+            panel,
+            names[panel.address],
+            lambda name, added, duplicates: t(
                 "{room}: {added} new records ({duplicates} already stored).",
                 room=name,
-                added=panel.added,
-                duplicates=panel.duplicates,
-            )
+                added=added,
+                duplicates=duplicates,
+            ),
         )
-        for problem in panel.problems:
-            echo(f"{name}: {_problem_text(problem)}", err=True)
     if failed:
         raise click.ClickException(
             t("{done} of {count} panels failed.", done=len(failed), count=len(result.panels))
@@ -1692,21 +1687,16 @@ def usage_push(
             sys.exit(1)
         return
     for panel in result.panels:
-        name_shown = panel.room or panel.kiosk_id or "?"
-        if panel.error is not None:
-            message = _collect_error_text(panel.error, name_shown)
-            echo(t("{target}: error: {message}", target=name_shown, message=message), err=True)
-            continue
-        echo(
-            t(
+        _echo_panel_outcome(
+            panel,
+            panel.room or panel.kiosk_id or "?",
+            lambda name, added, duplicates: t(
                 "{room}: {added} records sent to the district ({duplicates} already there).",
-                room=name_shown,
-                added=panel.added,
-                duplicates=panel.duplicates,
-            )
+                room=name,
+                added=added,
+                duplicates=duplicates,
+            ),
         )
-        for problem in panel.problems:
-            echo(f"{name_shown}: {_problem_text(problem)}", err=True)
     echo(t("School {school}: {added} new records in the district.", school=pushed_id,
            added=result.added))  # fmt: skip
     if result.failed:
@@ -1827,6 +1817,21 @@ def _problem_text(problem: CollectProblem) -> str:
                 n=MAX_PULLS_PER_PANEL,
                 seq=seq,
             )
+
+
+def _echo_panel_outcome(
+    panel: PanelCollection, name: str, stored_text: Callable[[str, int, int], str]
+) -> None:
+    """One panel's line after a collection or a push: what was stored (``stored_text``
+    of its name, the records added and those already there), or its error; then each
+    problem found in its records."""
+    if panel.error is not None:
+        message = _collect_error_text(panel.error, name)
+        echo(t("{target}: error: {message}", target=name, message=message), err=True)
+        return
+    echo(stored_text(name, panel.added, panel.duplicates))
+    for problem in panel.problems:
+        echo(f"{name}: {_problem_text(problem)}", err=True)
 
 
 def _collection_json(panel: PanelCollection, name: str) -> dict[str, Any]:
