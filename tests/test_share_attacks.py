@@ -15,15 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
-from websockets.typing import Subprotocol
 
 from controller.client import ControllerIdentity
 from protocol import limits
 from protocol.codec import encode_stream_frame, stream_header
-from protocol.constants import PROTOCOL_VERSION, SUBPROTOCOL
-from tests.helpers import pair, recv_json, text_lesson, tls_client_context
+from tests.helpers import hello_json, pair, raw_connect, recv_json, text_lesson
 from tests.kiosks import ADMIN_SECRET, KioskThread, admin
 
 SHARER = ControllerIdentity("c-sharer", "Иванова Мария")
@@ -32,26 +30,9 @@ STREAM = 77
 
 
 async def connect_as(address: str, identity: ControllerIdentity, token: str) -> ClientConnection:
-    ws = await connect(
-        f"wss://{address}/v1",
-        ssl=tls_client_context(),
-        subprotocols=[Subprotocol(SUBPROTOCOL)],
-        compression=None,
-        max_size=limits.MAX_FRAME_BYTES,
-        proxy=None,
-    )
-    await ws.send(
-        json.dumps(
-            {
-                "type": "hello",
-                "id": 1,
-                "protocol_version": PROTOCOL_VERSION,
-                "controller_id": identity.controller_id,
-                "controller_name": identity.name,
-                "token": token,
-            }
-        )
-    )
+    """A plain websocket, greeted as ``identity`` with its token (a paired grant)."""
+    ws = await raw_connect(address, hello=False)
+    await ws.send(hello_json(identity, token))
     welcome = await recv_json(ws)
     assert welcome["type"] == "welcome", welcome
     assert welcome["role"] is not None, welcome
