@@ -19,10 +19,11 @@ import json
 import os
 import select
 import signal
+import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -267,6 +268,19 @@ def percentile(sorted_values: list[float], q: float) -> float:
         raise ValueError("no samples")
     index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
     return sorted_values[index]
+
+
+def timed(fn: Callable[[], object], repeats: int = 3) -> tuple[float, float]:
+    """(first run, median of ``repeats`` more) in seconds."""
+    t0 = time.perf_counter()
+    fn()
+    first = time.perf_counter() - t0
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return first, statistics.median(samples)
 
 
 def p50_p99(samples: list[float]) -> tuple[float, float]:

@@ -25,17 +25,16 @@ Run: ``.venv/bin/python -m bench.district [--quick] [--records N] [--schools N] 
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from bench._common import figure, heading, result_line
+from bench._common import figure, heading, result_line, timed
 from controller.district import _COLUMNS, DistrictDb, district_compliance, push
 from controller.reports import compliance
 from controller.schooldb import _INSERT, SchoolDb
@@ -49,19 +48,6 @@ ITEMS = 10
 SCHOOL_DAYS = 5
 FIRST_MONDAY = date(2026, 9, 7)
 ZONES = ("Europe/Moscow", "Asia/Yekaterinburg", "Asia/Novosibirsk", "Asia/Vladivostok")
-
-
-def timed(fn: Callable[[], object], repeats: int = 3) -> tuple[float, float]:
-    """(first run, median of ``repeats`` more) in seconds."""
-    t0 = time.perf_counter()
-    fn()
-    first = time.perf_counter() - t0
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return first, statistics.median(samples)
 
 
 # --------------------------------------------------------------------------- ingest

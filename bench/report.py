@@ -20,14 +20,12 @@ Run: ``.venv/bin/python -m bench.report [--quick] [--rows N]``.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from bench._common import figure, heading, result_line
+from bench._common import figure, heading, result_line, timed
 from controller.reports import compliance, usage_report
 from controller.roster import Roster, RosterEntry
 from controller.schooldb import _PLAYS_REPORT_INDEX, SchoolDb, week_days
@@ -98,19 +96,6 @@ def generate(db: SchoolDb, rows: int) -> None:
     conn.execute(_PLAYS_REPORT_INDEX)
     conn.execute("ANALYZE")
     conn.commit()
-
-
-def timed(fn: Callable[[], object], repeats: int = 3) -> tuple[float, float]:
-    """(first run, median of ``repeats`` more) in seconds."""
-    t0 = time.perf_counter()
-    fn()
-    first = time.perf_counter() - t0
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return first, statistics.median(samples)
 
 
 def main() -> None:
