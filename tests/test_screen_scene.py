@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pyglet
 import pytest
 
 from controller.share import H264Encoder, Picture
@@ -22,6 +21,7 @@ from kiosk.window import PygletWindow
 from media.store import BlobStore
 from protocol.codec import StreamFrame
 from protocol.messages import ShareStart
+from tests.window_panel import run_window
 
 pytestmark = [pytest.mark.display, pytest.mark.slow]
 
@@ -66,20 +66,7 @@ class Panel:
         return ok
 
     def run_until(self, until: Callable[[], bool], timeout_s: float = 10.0) -> None:
-        def check(dt: float) -> None:
-            if until():
-                pyglet.app.exit()
-
-        def stop(dt: float) -> None:
-            pyglet.app.exit()
-
-        pyglet.clock.schedule_once(stop, timeout_s)
-        pyglet.clock.schedule_interval(check, 0.01)
-        try:
-            self.window.run()
-        finally:
-            pyglet.clock.unschedule(stop)
-            pyglet.clock.unschedule(check)
+        run_window(self.window, timeout_s, until)
         assert until(), "timed out"
 
     def scene(self) -> ScreenScene:

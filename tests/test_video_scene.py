@@ -38,7 +38,7 @@ from kiosk.video_scene import VideoScene, load_video
 from kiosk.window import Frame
 from protocol.errors import CorruptContentError
 from protocol.messages import LessonManifest, ManifestItem
-from tests.window_panel import PanelWindow
+from tests.window_panel import PanelWindow, run_window
 
 pytestmark = [pytest.mark.display, pytest.mark.slow]
 
@@ -76,23 +76,7 @@ class Panel(PanelWindow):
 
     def run_for(self, seconds: float, until: Callable[[], bool] | None = None) -> float:
         """Run the window's real loop for ``seconds`` or until ``until()``; the time taken."""
-        started = time.monotonic()
-
-        def check(dt: float) -> None:
-            if until is not None and until():
-                pyglet.app.exit()
-
-        def stop(dt: float) -> None:
-            pyglet.app.exit()
-
-        pyglet.clock.schedule_once(stop, seconds)
-        pyglet.clock.schedule_interval(check, 0.01)
-        try:
-            self.window.run()
-        finally:
-            pyglet.clock.unschedule(stop)
-            pyglet.clock.unschedule(check)
-        return time.monotonic() - started
+        return run_window(self.window, seconds, until)
 
     def last(self) -> Frame:
         assert self.frames, "nothing was drawn"

@@ -17,6 +17,8 @@ os.environ["PYGLET_HEADLESS"] = "true"  # before pyglet's first import
 from collections.abc import Callable
 from pathlib import Path
 
+import pyglet
+
 from kiosk.scenes import IdleInfo
 from kiosk.window import Frame, PygletWindow
 from media.lesson import load_lesson, sample_lesson_path
@@ -59,3 +61,26 @@ class PanelWindow:
         self.frames: list[Frame] = []
         self.window.frame_hooks.append(lambda: self.frames.append(self.window.read_pixels()))
         self.window.run_pending()
+
+
+def run_window(
+    window: PygletWindow, seconds: float, until: Callable[[], bool] | None = None
+) -> float:
+    """Run ``window``'s real loop for ``seconds`` or until ``until()``; the time taken."""
+    started = time.monotonic()
+
+    def check(dt: float) -> None:
+        if until is not None and until():
+            pyglet.app.exit()
+
+    def stop(dt: float) -> None:
+        pyglet.app.exit()
+
+    pyglet.clock.schedule_once(stop, seconds)
+    pyglet.clock.schedule_interval(check, 0.01)
+    try:
+        window.run()
+    finally:
+        pyglet.clock.unschedule(stop)
+        pyglet.clock.unschedule(check)
+    return time.monotonic() - started
