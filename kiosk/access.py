@@ -258,7 +258,9 @@ class Moderation:
         """
         if presenter_id is None or presenter_id == controller_id or role == "admin":
             return
-        if self._left_at is not None and now - self._left_at >= self.grace_s:
+        # ``now >= left + grace``, not ``now - left >= grace``: on a monotonic clock hours
+        # from its start, the subtraction rounds the very end of the grace below it.
+        if self._left_at is not None and now >= self._left_at + self.grace_s:
             return
         raise BusyError(
             f"{presenter_name} is presenting on this panel; ask them to stop, or wait",

@@ -26,12 +26,13 @@ from click.testing import CliRunner
 from websockets.asyncio.client import ClientConnection
 
 from controller.client import ControllerIdentity, KioskClient
+from kiosk.access import Moderation
 from kiosk.cli import main as kiosk_cli
 from kiosk.tls import ensure_identity
 from kiosk.tokens import TokenStore
 from media.lesson import Lesson, LessonItem, make_lesson
 from protocol.codec import encode
-from protocol.errors import CertificateChangedError, RemoteError
+from protocol.errors import BusyError, CertificateChangedError, RemoteError
 from protocol.messages import (
     Cast,
     Control,
@@ -614,6 +615,25 @@ async def test_presenter_who_comes_back_keeps_the_panel(tmp_path: Path) -> None:
                     await b.cast(text_lesson("Б1"))
                 assert info.value.code == "busy"
             await a.control("stop")
+
+
+def test_the_grace_ends_exactly_after_its_length_on_a_clock_hours_from_its_start() -> None:
+    left = 84895.93995678604  # monotonic seconds: (left + 0.2) - left rounds to 0.1999…
+    moderation = Moderation(0.2)
+    moderation.presenter_left(left)
+
+    def check(now: float) -> None:
+        moderation.check(
+            controller_id="c-other",
+            role="teacher",
+            presenter_id=TEACHER.controller_id,
+            presenter_name=TEACHER.name,
+            now=now,
+        )
+
+    with pytest.raises(BusyError):
+        check(left + 0.1999)
+    check(left + 0.2)  # the grace is over
 
 
 async def take_over_after_grace(kiosk: KioskThread, a: KioskClient) -> KioskClient:
