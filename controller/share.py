@@ -420,8 +420,8 @@ class SharePacer:
     def decide(self, *, changed: bool, now: float) -> tuple[bool, bool]:
         """For a picture captured at ``now``: (encode it, as a keyframe)."""
         self._last_capture_s = now
-        keyframe = self._keyframe_wanted and now - self._last_keyframe_s >= KEYFRAME_MIN_INTERVAL_S
-        send = changed or keyframe or now - self._last_sent_s >= limits.SHARE_KEEPALIVE_S
+        keyframe = self._keyframe_wanted and now >= self._last_keyframe_s + KEYFRAME_MIN_INTERVAL_S
+        send = changed or keyframe or now >= self._last_sent_s + limits.SHARE_KEEPALIVE_S
         if not send:
             return False, False
         self._last_sent_s = now

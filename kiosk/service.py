@@ -533,7 +533,7 @@ class KioskService:
                 "allow it on the panel, with the new PIN it shows",
             )
         self._show_pin(now)
-        if now - self._last_heartbeat_s >= self._heartbeat_s:
+        if now >= self._last_heartbeat_s + self._heartbeat_s:
             self._last_heartbeat_s = now
             with self.usage.batch():  # one wake-up of the writer thread
                 try:

@@ -312,7 +312,7 @@ class PairingGuard:
 
     def pin(self, now: float) -> str:
         """The PIN to show now; renewed once it is PIN_LIFETIME_S old."""
-        if now - self._issued_at >= PIN_LIFETIME_S:
+        if now >= self._issued_at + PIN_LIFETIME_S:
             self._renew(now)
         return self._pin
 

@@ -93,7 +93,7 @@ class StreamReceiver:
 
     def stalled(self, *, now: float) -> bool:
         """Whether no picture came for ``STREAM_STALL_S`` (show the paused card)."""
-        return now - self._last_frame_at >= STREAM_STALL_S
+        return now >= self._last_frame_at + STREAM_STALL_S
 
     def stall_deadline_s(self) -> float:
         """When :meth:`stalled` turns true if no picture comes before."""

@@ -109,6 +109,13 @@ def test_errors_carry_their_codes() -> None:
 # --------------------------------------------------------------------------- guard
 
 
+def test_pin_is_renewed_at_the_instant_it_says_it_expires_on_a_long_running_clock() -> None:
+    issued = 32314.28674609766  # hours into the monotonic clock: (issued + 600) - issued < 600
+    guard = make_guard(issued)
+    first = guard.pin(issued)
+    assert guard.pin(guard.pin_expires_at()) != first  # the panel's timer wakes then
+
+
 def test_guard_uses_the_default_pin_maker() -> None:
     guard = PairingGuard(T0)
     assert re.fullmatch(r"[0-9]{6}", guard.pin(T0))
