@@ -89,7 +89,8 @@ class KioskApp:
             )
         )
         # Its copy that survives a power loss is committed with the usage records of
-        # the same change: one flush per control, on the one writer thread.
+        # the same change, on the one writer thread: one flush per control, or per
+        # half second of a burst of them (kiosk.usage_writer.COMMIT_INTERVAL_S).
         self.presentation = PresentationWriter(PresentationFile(state / FILE_NAME), log=self.usage)
         self.tls = ensure_identity(state, self.identity.kiosk_id)
         self.tokens = TokenStore(state / "tokens.json")

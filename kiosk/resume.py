@@ -131,11 +131,12 @@ class SavedPresentation:
     volume: int = 100
 
 
-def encode_saved(saved: SavedPresentation) -> bytes:
+def encode_saved(saved: SavedPresentation, cast_text: CastText | None = None) -> bytes:
     """The file's bytes for ``saved`` (UTF-8 JSON; the lesson as the codec encodes ``cast``).
 
-    A control saves the same lesson at another item: the lesson's text is encoded once
-    and kept (:class:`_CastText`), so a save costs the few fields that change.
+    A control saves the same lesson at another item: with ``cast_text`` (one per file,
+    as :class:`PresentationFile` keeps it) the lesson's text is encoded once and kept,
+    so a save costs the few fields that change.
     """
     rest = {
         "format": FORMAT,
@@ -147,15 +148,16 @@ def encode_saved(saved: SavedPresentation) -> bytes:
         "position_ms": saved.position_ms,
         "volume": saved.volume,
     }
-    cast = _cast_text.of(saved.lesson, saved.index, saved.clock_offset_ms)
+    cast = (cast_text or CastText()).of(saved.lesson, saved.index, saved.clock_offset_ms)
     tail = json.dumps(rest, ensure_ascii=False, separators=(",", ":"))
     return f'{{"cast":{cast},{tail[1:]}'.encode()
 
 
-class _CastText:
+class CastText:
     """``encode(Cast(id=0, lesson, start_index, clock_offset_ms))``, with the text of the
     last lesson kept: the codec writes a ``cast``'s fields in their order, so the text
-    up to ``start_index`` is the same for every item of one lesson."""
+    up to ``start_index`` is the same for every item of one lesson. Keep one per saved
+    presentation (several kiosks in one process each keep their own lesson's)."""
 
     _TAIL: Final = ',"start_index":0,"start_at_ms":null,"clock_offset_ms":0,"type":"cast"}'
 
@@ -175,9 +177,6 @@ class _CastText:
             f'{self._head},"start_index":{int(index)},"start_at_ms":null,'
             f'"clock_offset_ms":{int(clock_offset_ms)},"type":"cast"}}'
         )
-
-
-_cast_text = _CastText()
 
 
 def decode_saved(raw: bytes) -> SavedPresentation:
@@ -297,6 +296,7 @@ class PresentationFile:
         """The slot of the newest flushed version (guarded by ``_lock``)."""
         self._syncing: int | None = None
         self._folder_synced = False
+        self._cast_text = CastText()
 
     def replace(self, saved: SavedPresentation) -> bytes:
         """Write ``saved`` as the newest version, without waiting for the disk.
@@ -312,7 +312,7 @@ class PresentationFile:
             OSError: the file cannot be written (the earlier versions stay).
             ValueError: ``saved`` is larger than :data:`MAX_FILE_BYTES`.
         """
-        return self._put(encode_saved(saved))
+        return self._put(encode_saved(saved, self._cast_text))
 
     def remove(self) -> bytes:
         """Write "nothing to resume" as the newest version; :meth:`sync` makes it durable.

@@ -4,9 +4,11 @@ DESIGN §3: the main thread never waits on fsync, and the network loop should no
 :class:`UsageWriter` has the same methods as :class:`~kiosk.usage.UsageLog`, but
 ``open``, ``close`` and ``heartbeat`` only queue the write and return at once (``open``
 chooses the interval's uuid itself). One thread takes everything queued and commits it
-in one transaction, so a burst of item switches costs one fsync, not two per switch;
-the service makes each switch inside :meth:`UsageWriter.batch`, so its close and the next
-item's open are always committed together (a crash never falls between them).
+in one transaction, and commits at most once every :data:`COMMIT_INTERVAL_S`: a write
+after a quiet moment is committed at once, the writes of a burst of item switches wait
+for the interval's end and share one fsync (group commit). The service makes each
+switch inside :meth:`UsageWriter.batch`, so its close and the next item's open are
+always committed together (a crash never falls between them).
 
 A write that fails because of the file (disk full, ``SQLITE_FULL``, an I/O error, the
 file locked) is not lost: it stays in memory, in order with everything queued after it,
@@ -24,8 +26,9 @@ Reads (``records_after``, ``last_seq``, ``open_count``) first wait until every w
 queued before them is committed, so a ``usage_pull`` always sees the switch that came
 before it; while writes wait for disk space, reads return what is committed (the waiting
 records come later, with higher ``seq``). After a power loss, what had not reached the
-disk is lost: the last few milliseconds of queued writes, or everything still waiting
-for disk space; open intervals on disk are closed by ``recover``.
+disk is lost: the writes queued since the last commit (at most
+:data:`COMMIT_INTERVAL_S` of a burst, a few milliseconds otherwise), or everything still
+waiting for disk space; open intervals on disk are closed by ``recover``.
 
 The thread is the kiosk's one disk-flushing thread. The copy of the saved presentation
 that survives a power loss (:class:`kiosk.resume.PresentationWriter`) is a write like the
@@ -79,6 +82,14 @@ MAX_PENDING_INTERVALS: Final = 10_000
 """Most display intervals kept in memory while the file refuses writes: about 14 hours
 of slides changing every 5 s, a few MB. Past it, new intervals are not logged (each such
 one is counted, and the count logged) until the file takes writes again."""
+
+COMMIT_INTERVAL_S: Final = 0.5
+"""Least time between two commits. A write that comes after a quiet moment is committed
+at once; writes that come within this time of the last commit wait for its end and are
+committed together, in one flush. A burst of switches (a teacher stepping through slides,
+a group control) then costs a flush every half second instead of one per switch, and a
+power cut in a burst loses at most this much of it: the heartbeat, every
+:data:`kiosk.config.HEARTBEAT_INTERVAL_S`, already dates a power loss no closer."""
 
 _Kind = Literal["recover", "open", "close", "heartbeat", "presentation"]
 
@@ -136,6 +147,7 @@ class UsageWriter:
         retry_first_s: float = RETRY_FIRST_S,
         retry_max_s: float = RETRY_MAX_S,
         max_pending_intervals: int = MAX_PENDING_INTERVALS,
+        commit_interval_s: float = COMMIT_INTERVAL_S,
     ) -> None:
         """Start the writer thread for ``log``.
 
@@ -144,11 +156,14 @@ class UsageWriter:
             retry_first_s: delay before the first retry of a refused write.
             retry_max_s: longest delay between retries.
             max_pending_intervals: most intervals kept in memory while writes fail.
+            commit_interval_s: least time between two commits of writes that come in a
+                burst (:data:`COMMIT_INTERVAL_S`).
         """
         self.log = log
         self._retry_first_s = retry_first_s
         self._retry_max_s = retry_max_s
         self._max_pending = max_pending_intervals
+        self._commit_interval_s = commit_interval_s
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._pending_opens = 0
@@ -398,14 +413,18 @@ class UsageWriter:
 
     def _run(self) -> None:
         backlog: deque[_Write] = deque()
+        jobs: list[_Job] = []
         waiters: list[_Waiter] = []
         delay_s = self._retry_first_s
         retry_at = 0.0
+        commit_at = 0.0  # the earliest next commit while the file takes writes
         stalled_since = 0.0
         stop = False
         while True:
-            timeout = None if not backlog else max(0.0, retry_at - time.monotonic())
-            jobs: list[_Job] = []
+            timeout = None
+            if backlog or jobs:
+                due = retry_at if self._stalled else commit_at
+                timeout = max(0.0, due - time.monotonic())
             for item in self._take(timeout):
                 if item is None:
                     stop = True
@@ -421,9 +440,18 @@ class UsageWriter:
                             backlog = deque(w for w in backlog if w.kind != write.kind)
                         backlog.append(write)
             now = time.monotonic()
-            if backlog and (not self._stalled or now >= retry_at or stop):
+            if self._stalled:
+                due_now = now >= retry_at or stop
+            else:  # a reader or the stop does not wait for the interval
+                due_now = now >= commit_at or stop or bool(waiters)
+            if not due_now:
+                waiters = self._release(waiters, written=False)  # those giving up
+                continue
+            if backlog:
                 if self._stalled:
                     self.retries += 1
+                else:
+                    commit_at = now + self._commit_interval_s
                 failure = self._commit(backlog)
                 if failure is None:
                     if self._stalled:
@@ -447,6 +475,7 @@ class UsageWriter:
                     job.run()
                 except Exception:  # a job's failure must not stop the usage log
                     logger.exception("usage writer: a job after the commit failed")
+            jobs = []
             waiters = self._release(waiters, written=not backlog)
             if stop:
                 for waiter in waiters:

@@ -36,6 +36,7 @@ from kiosk.resume import (
     RESUME_MAX_AGE_S,
     SLOT_BYTES,
     SLOTS,
+    CastText,
     PresentationFile,
     PresentationWriter,
     SavedPresentation,
@@ -634,6 +635,7 @@ def test_saves_of_one_lesson_encode_it_once_and_read_back_as_the_codec_wrote_the
     monkeypatch.setattr(resume, "encode", counting)
     lesson = text_lesson("Один", "Два «три»", "Четыре").manifest()
     presenter = Presenter("c-1", "Учитель")
+    cast_text = CastText()
     for index, offset in [(0, 0), (2, -1500), (1, 250)]:
         saved = SavedPresentation(
             lesson=lesson,
@@ -643,8 +645,33 @@ def test_saves_of_one_lesson_encode_it_once_and_read_back_as_the_codec_wrote_the
             position_ms=7,
             clock_offset_ms=offset,
         )
-        raw = encode_saved(saved)
+        raw = encode_saved(saved, cast_text)
         cast = Cast(id=0, lesson=lesson, start_index=index, clock_offset_ms=offset)
         assert json.loads(raw)["cast"] == json.loads(codec_encode(cast))
         assert decode_saved(raw) == saved
     assert len(encoded) == 1  # the lesson's text was made once for three saves
+
+
+def test_kiosks_sharing_a_process_each_encode_their_own_lesson_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoded: list[object] = []
+
+    def counting(msg: Cast) -> str:
+        encoded.append(msg)
+        return codec_encode(msg)
+
+    monkeypatch.setattr(resume, "encode", counting)
+    files = [PresentationFile(tmp_path / f"{n}.slots") for n in range(2)]
+    lessons = [text_lesson("Один", "Два").manifest(), text_lesson("Три", "Четыре").manifest()]
+    try:
+        for index in [0, 1, 0, 1]:  # the two panels' controls come in turns
+            for file, lesson in zip(files, lessons, strict=True):
+                file.write(saved(lesson, index))
+                loaded = file.load()
+                assert loaded is not None
+                assert (loaded.lesson, loaded.index) == (lesson, index)
+        assert len(encoded) == 2  # once per panel's lesson, not once per save
+    finally:
+        for file in files:
+            file.close()

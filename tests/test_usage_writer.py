@@ -6,7 +6,8 @@ import logging
 import queue
 import sqlite3
 import threading
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
@@ -358,3 +359,91 @@ def test_a_deferred_hand_over_keeps_the_writes_until_it_runs_and_keeps_their_ord
         assert rows == [(first, "next"), (second, "stop")]
     finally:
         writer.close_db()
+
+
+# --------------------------------------------------------------------------- group commit
+
+
+class CountingLog(UsageLog):
+    """A real usage log that counts its transactions (each is one commit, one flush)."""
+
+    commits = 0
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.commits += 1
+        with super().transaction():
+            yield
+
+
+def on_disk(path: Path) -> int:
+    """Rows another connection sees: what is committed."""
+    with closing(sqlite3.connect(path)) as conn:
+        return int(conn.execute("SELECT count(*) FROM plays").fetchone()[0])
+
+
+def wait_for_rows(path: Path, count: int) -> None:
+    pause = threading.Event()
+    for _ in range(1000):
+        if on_disk(path) >= count:
+            return
+        pause.wait(0.01)
+    raise AssertionError(f"{count} rows were not committed in 10 s")
+
+
+def test_a_write_after_a_quiet_moment_is_committed_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "u.sqlite"
+    writer = UsageWriter(CountingLog(path, kiosk_id="k", room="r"), commit_interval_s=3600.0)
+    try:
+        writer.open(start(0), wall_s=1000.0, mono_s=0.0)
+        wait_for_rows(path, 1)  # not an hour later
+    finally:
+        writer.close_db()
+
+
+def test_writes_within_the_interval_wait_for_it_and_share_one_commit(tmp_path: Path) -> None:
+    path = tmp_path / "u.sqlite"
+    log = CountingLog(path, kiosk_id="k", room="r")
+    writer = UsageWriter(log, commit_interval_s=3600.0)
+    try:
+        previous = writer.open(start(0), wall_s=1000.0, mono_s=0.0)
+        wait_for_rows(path, 1)
+        assert log.commits == 1
+        for i in range(1, 4):  # a teacher stepping through three slides
+            with writer.batch():
+                writer.close(previous, wall_s=1000.0 + i, mono_s=float(i), reason="next")
+                previous = writer.open(start(i), wall_s=1000.0 + i, mono_s=float(i))
+        threading.Event().wait(0.3)
+        assert on_disk(path) == 1  # they wait for the interval's end...
+        records = writer.records_after(0, 10)  # ...or a reader, which does not wait
+        assert [r.item_index for r in records] == [0, 1, 2]
+        assert on_disk(path) == 4
+        assert log.commits == 2
+    finally:
+        writer.close_db()
+
+
+def test_writes_waiting_for_the_interval_are_committed_when_it_ends(tmp_path: Path) -> None:
+    path = tmp_path / "u.sqlite"
+    log = CountingLog(path, kiosk_id="k", room="r")
+    writer = UsageWriter(log, commit_interval_s=0.2)
+    try:
+        writer.open(start(0), wall_s=1000.0, mono_s=0.0)
+        writer.open(start(1), wall_s=1000.0, mono_s=0.0)
+        writer.open(start(2), wall_s=1000.0, mono_s=0.0)
+        wait_for_rows(path, 3)  # with no reader and no stop
+    finally:
+        writer.close_db()
+
+
+def test_close_db_does_not_wait_for_the_interval(tmp_path: Path) -> None:
+    path = tmp_path / "u.sqlite"
+    writer = UsageWriter(UsageLog(path, kiosk_id="k", room="r"), commit_interval_s=3600.0)
+    writer.open(start(0), wall_s=1000.0, mono_s=0.0)
+    wait_for_rows(path, 1)
+    writer.open(start(1), wall_s=1001.0, mono_s=1.0)
+    closer = threading.Thread(target=writer.close_db)
+    closer.start()
+    closer.join(20.0)
+    assert not closer.is_alive()
+    assert on_disk(path) == 2
