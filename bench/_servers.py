@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import hashlib
 import json
 import logging
@@ -155,6 +156,8 @@ async def run_kiosks(
                 app.service.usage = _NoUsage(app.usage.public_key)
                 app.service.presentation = None
             apps.append(app)
+        gc.freeze()  # as classcast-kiosk does once its app is made
+        for app in apps:
             await app.start()
         _ready([app.server.port for app in apps])
         await done.wait()

@@ -58,9 +58,9 @@ import math
 import sqlite3
 import threading
 import uuid as uuid_module
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, get_args
 
@@ -159,6 +159,19 @@ _PLAYS_COLUMNS: Final = frozenset(
 _RECORD_COLUMNS: Final = ", ".join(USAGE_RECORD_FIELDS)
 _FIELD_AT: Final = {name: at for at, name in enumerate(USAGE_RECORD_FIELDS)}
 
+_ROW_COLUMNS: Final = (
+    *USAGE_RECORD_FIELDS,
+    "run_id",
+    "start_mono_s",
+    "last_seen_at",
+    "last_seen_mono_s",
+)
+"""The columns of a ``plays`` row written whole (all but ``id``): a record's fields first."""
+_ROW_AT: Final = {name: at for at, name in enumerate(_ROW_COLUMNS)}
+_INSERT_ROW: Final = (
+    f"INSERT INTO plays ({', '.join(_ROW_COLUMNS)}) VALUES ({', '.join('?' * len(_ROW_COLUMNS))})"
+)
+
 _ITEM_KINDS: Final = frozenset(get_args(ItemKind))
 _END_REASONS: Final = frozenset(get_args(EndReason))
 _HIDDEN_REASONS: Final = frozenset(get_args(HiddenReason))
@@ -227,23 +240,17 @@ class _Db:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        self.flat = False
-        """Inside :meth:`UsageLog.transaction`: nested blocks are part of it, with no
-        savepoint of their own (a failure anywhere fails the whole block)."""
 
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> sqlite3.Cursor:
         return self.conn.execute(sql, parameters)
 
-    @contextmanager
-    def atomic(self, *, own: bool = False) -> Iterator[None]:
-        """Run the block in one transaction (committed at its end), or in a savepoint of
-        the open one; on an exception nothing of the block is kept.
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self.conn.executemany(sql, rows)
 
-        Inside a :attr:`flat` batch the block is simply part of it, unless ``own``.
-        """
-        if self.conn.in_transaction and self.flat and not own:
-            yield
-            return
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Run the block in one transaction (committed at its end), or in a savepoint of
+        the open one; on an exception nothing of the block is kept."""
         if self.conn.in_transaction:
             self.conn.execute("SAVEPOINT nested")
             try:
@@ -266,6 +273,54 @@ class _Db:
 
     def close(self) -> None:
         self.conn.close()
+
+
+@dataclass(slots=True)
+class _Pending:
+    """The writes of one transaction that are made to the file only at its end: the
+    intervals it opened (one ``INSERT`` each, already closed when the transaction closed
+    them too), the chain's head, and the ``meta`` rows, each written once however often
+    the transaction changed it. A transaction nested in another has its own, merged into
+    the outer one when it succeeds and dropped when it fails (with its savepoint).
+    """
+
+    parent: _Pending | None = None
+    head: tuple[int, str] | None = None
+    """The chain's head (last ``seq``, last hash) after these writes; None until read."""
+    read: tuple[int, str] | None = None
+    """The head as read from the file (outermost transaction only)."""
+    rows: dict[str, list[Any]] = field(default_factory=dict)
+    """Intervals opened here, by uuid in the order they opened: rows of :data:`_ROW_COLUMNS`."""
+    meta: dict[str, Any] = field(default_factory=dict)
+    """``meta`` rows to write: the last value of each key."""
+
+    def row(self, uuid: str) -> list[Any] | None:
+        """The pending row of ``uuid``, here or in an outer transaction (then copied here,
+        so that a failure of this one leaves the outer one's as it was), or None."""
+        row = self.rows.get(uuid)
+        outer = self.parent
+        while row is None and outer is not None:
+            if (found := outer.rows.get(uuid)) is not None:
+                row = self.rows[uuid] = list(found)
+            outer = outer.parent
+        return row
+
+    def uuids(self) -> list[str]:
+        """Every interval pending here and in the outer transactions."""
+        seen: dict[str, None] = {}
+        pending: _Pending | None = self
+        while pending is not None:
+            seen.update(dict.fromkeys(pending.rows))
+            pending = pending.parent
+        return list(seen)
+
+    def merge(self) -> None:
+        """Hand these writes to the outer transaction (this one succeeded)."""
+        assert self.parent is not None
+        self.parent.rows.update(self.rows)
+        self.parent.meta.update(self.meta)
+        if self.head is not None:
+            self.parent.head = self.head
 
 
 class UsageLog:
@@ -309,6 +364,8 @@ class UsageLog:
         self._lock = threading.RLock()
         self._key = signing_key if signing_key is not None else UsageKey.generate()
         self._public_key: str | None = None
+        self._pending: _Pending | None = None
+        """The writes of the transaction under way, made to the file at its end."""
         try:
             conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         except sqlite3.Error as exc:
@@ -393,21 +450,69 @@ class UsageLog:
             except sqlite3.Error as exc:
                 raise UsageLogError(f"usage log {self.path}: cannot {action}: {exc}") from exc
 
-    def _finish(self, row_id: int, values: list[Any], end: dict[str, Any]) -> None:
-        """Close the row ``row_id``, whose record fields are ``values`` (a row of
-        :data:`USAGE_RECORD_FIELDS`): give it the next ``seq``, link it into the chain
-        and sign it, with ``end`` (column: value) set too; call inside a transaction.
+    @contextmanager
+    def _writing(self, action: str) -> Iterator[_Pending]:
+        """A write: part of the :meth:`transaction` under way, or a transaction of its own.
 
-        Four statements: the row was read by the caller, the chain's head and the last
-        ``seq`` are read together, and each table is written once.
+        Args:
+            action: What the call does, for the error message.
+
+        Raises:
+            UsageLogError: SQLite failed; nothing of the write is kept.
         """
-        meta = dict(
+        with self._guard(action):
+            if self._pending is not None:
+                yield self._pending
+                return
+            with self._db.atomic():
+                pending = self._pending = _Pending()
+                try:
+                    yield pending
+                    self._write_out(pending)
+                finally:
+                    self._pending = None
+
+    def _write_out(self, pending: _Pending) -> None:
+        """Make the writes of the outermost transaction to the file, before its commit:
+        its new intervals in one ``executemany``, the chain's head and each ``meta`` row
+        once."""
+        if pending.rows:
+            self._db.executemany(_INSERT_ROW, pending.rows.values())
+        if pending.head is not None and pending.head != pending.read:
+            seq, digest = pending.head
             self._db.execute(
-                "SELECT key, value FROM meta WHERE key IN (?, ?)", [_LAST_SEQ, _LAST_HASH]
-            ).fetchall()
-        )
-        seq = int(meta[_LAST_SEQ]) + 1
-        closed = {**end, "seq": seq, "prev_hash": str(meta[_LAST_HASH])}
+                "UPDATE meta SET value = CASE key WHEN ? THEN ? ELSE ? END WHERE key IN (?, ?)",
+                [_LAST_SEQ, seq, digest, _LAST_SEQ, _LAST_HASH],
+            )
+        if pending.meta:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", pending.meta.items()
+            )
+
+    def _head(self, pending: _Pending) -> tuple[int, str]:
+        """The chain's head (last ``seq``, last hash) as the writes so far left it."""
+        if pending.head is None:
+            if pending.parent is not None:
+                pending.head = self._head(pending.parent)
+            else:
+                meta = dict(
+                    self._db.execute(
+                        "SELECT key, value FROM meta WHERE key IN (?, ?)", [_LAST_SEQ, _LAST_HASH]
+                    ).fetchall()
+                )
+                pending.head = pending.read = (int(meta[_LAST_SEQ]), str(meta[_LAST_HASH]))
+        return pending.head
+
+    def _seal(self, pending: _Pending, values: list[Any], end: dict[str, Any]) -> dict[str, Any]:
+        """Close the interval whose record fields are ``values`` (a row of
+        :data:`USAGE_RECORD_FIELDS`, changed in place): with ``end`` (column: value) set,
+        give it the next ``seq``, link it into the chain and sign it.
+
+        Returns:
+            Every column the close sets, with its value.
+        """
+        last_seq, last_hash = self._head(pending)
+        closed = {**end, "seq": last_seq + 1, "prev_hash": last_hash}
         for name, value in closed.items():
             if name in _FIELD_AT:
                 values[_FIELD_AT[name]] = value
@@ -415,13 +520,14 @@ class UsageLog:
         digest = record_hash(usage_record(values))
         closed["record_hash"] = digest
         closed["signature"] = sign_digest(digest, self._key)
+        pending.head = (last_seq + 1, digest)
+        return closed
+
+    def _update(self, row_id: int, closed: dict[str, Any]) -> None:
+        """Write a close (:meth:`_seal`) to the row ``row_id`` on file."""
         self._db.execute(
             f"UPDATE plays SET {', '.join(f'{name} = ?' for name in closed)} WHERE id = ?",
             [*closed.values(), row_id],
-        )
-        self._db.execute(
-            "UPDATE meta SET value = CASE key WHEN ? THEN ? ELSE ? END WHERE key IN (?, ?)",
-            [_LAST_SEQ, seq, digest, _LAST_SEQ, _LAST_HASH],
         )
 
     # ------------------------------------------------------------------ writes
@@ -441,7 +547,7 @@ class UsageLog:
         Raises:
             UsageLogError: The file cannot be read or written.
         """
-        with self._guard("recover open intervals"), self._db.atomic():
+        with self._writing("recover open intervals") as pending:
             rows = self._db.execute(
                 "SELECT id, started_at, start_mono_s, last_seen_at, last_seen_mono_s, "
                 f"{_RECORD_COLUMNS} FROM plays WHERE ended_at IS NULL AND run_id != ? "
@@ -455,7 +561,7 @@ class UsageLog:
                     "duration_ms": _duration_ms(start_mono_s, end_mono_s),
                     "end_reason": "power_loss",
                 }
-                self._finish(row_id, values, end)
+                self._update(row_id, self._seal(pending, values, end))
         if rows:
             logger.info("usage log %s: closed %d interval(s) as power_loss", self.path, len(rows))
         return len(rows)
@@ -495,36 +601,34 @@ class UsageLog:
             raise ValueError(f"unknown hidden reason {start.hidden!r}")
         interval_uuid = uuid or str(uuid_module.uuid4())
         at = _iso_utc(wall_s)
-        with self._guard("open an interval"), self._db.atomic():
-            self._db.execute(
-                "INSERT INTO plays (uuid, run_id, kiosk_id, room, lesson_id, lesson_title, "
-                "item_index, kind, content_hash, content_title, content_source, teacher_id, "
-                "teacher_name, started_at, start_mono_s, last_seen_at, last_seen_mono_s, "
-                "clock_offset_ms, hidden, school_id) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    interval_uuid,
-                    self._run_id,
-                    self.kiosk_id,
-                    self.room,
-                    start.lesson_id,
-                    start.lesson_title,
-                    start.item_index,
-                    start.kind,
-                    start.content_hash,
-                    start.content_title,
-                    start.content_source,
-                    start.teacher_id,
-                    start.teacher_name,
-                    at,
-                    mono_s,
-                    at,
-                    mono_s,
-                    clock_offset_ms,
-                    start.hidden,
-                    self.school_id,
-                ],
-            )
+        row: list[Any] = [None] * len(_ROW_COLUMNS)
+        for name, value in (
+            ("uuid", interval_uuid),
+            ("run_id", self._run_id),
+            ("kiosk_id", self.kiosk_id),
+            ("room", self.room),
+            ("lesson_id", start.lesson_id),
+            ("lesson_title", start.lesson_title),
+            ("item_index", start.item_index),
+            ("kind", start.kind),
+            ("content_hash", start.content_hash),
+            ("content_title", start.content_title),
+            ("content_source", start.content_source),
+            ("teacher_id", start.teacher_id),
+            ("teacher_name", start.teacher_name),
+            ("started_at", at),
+            ("start_mono_s", mono_s),
+            ("last_seen_at", at),
+            ("last_seen_mono_s", mono_s),
+            ("clock_offset_ms", clock_offset_ms),
+            ("hidden", start.hidden),
+            ("school_id", self.school_id),
+        ):
+            row[_ROW_AT[name]] = value
+        with self._writing("open an interval") as pending:
+            if pending.row(interval_uuid) is not None:
+                raise UsageLogError(f"usage log {self.path}: interval {interval_uuid} exists")
+            pending.rows[interval_uuid] = row
         return interval_uuid
 
     def close(self, uuid: str, *, wall_s: float, mono_s: float, reason: EndReason) -> None:
@@ -546,15 +650,24 @@ class UsageLog:
         _check_times(wall_s, mono_s)
         if reason not in _END_REASONS:
             raise ValueError(f"unknown end reason {reason!r}")
-        with self._guard("close an interval"), self._db.atomic():
-            row = self._db.execute(
+        at = _iso_utc(wall_s)
+        with self._writing("close an interval") as pending:
+            row = pending.row(uuid)
+            if row is not None:  # opened in this transaction: closed before it is written
+                if row[_ROW_AT["ended_at"]] is None:
+                    end = self._end(at, row[_ROW_AT["start_mono_s"]], mono_s, reason)
+                    closed = self._seal(pending, row[: len(USAGE_RECORD_FIELDS)], end)
+                    for name, value in closed.items():
+                        row[_ROW_AT[name]] = value
+                return
+            found = self._db.execute(
                 f"SELECT id, ended_at, start_mono_s, run_id, {_RECORD_COLUMNS} "
                 "FROM plays WHERE uuid = ?",
                 [uuid],
             ).fetchone()
-            if row is None:
+            if found is None:
                 raise UsageLogError(f"usage log {self.path}: no interval with uuid {uuid}")
-            row_id, ended_at, start_mono_s, run_id, *values = row
+            row_id, ended_at, start_mono_s, run_id, *values = found
             if ended_at is not None:
                 return
             if run_id != self._run_id:
@@ -562,15 +675,19 @@ class UsageLog:
                     f"usage log {self.path}: interval {uuid} was opened by an earlier run; "
                     "recover() closes it"
                 )
-            at = _iso_utc(wall_s)
-            end = {
-                "ended_at": at,
-                "duration_ms": _duration_ms(start_mono_s, mono_s),
-                "end_reason": reason,
-                "last_seen_at": at,
-                "last_seen_mono_s": mono_s,
-            }
-            self._finish(row_id, values, end)
+            end = self._end(at, start_mono_s, mono_s, reason)
+            self._update(row_id, self._seal(pending, values, end))
+
+    @staticmethod
+    def _end(at: str, start_mono_s: float, mono_s: float, reason: EndReason) -> dict[str, Any]:
+        """The columns a close by :meth:`close` sets before it is sealed."""
+        return {
+            "ended_at": at,
+            "duration_ms": _duration_ms(start_mono_s, mono_s),
+            "end_reason": reason,
+            "last_seen_at": at,
+            "last_seen_mono_s": mono_s,
+        }
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -583,20 +700,28 @@ class UsageLog:
         """Group several writes into one transaction (one fsync); a block nested in it
         is a savepoint of its own.
 
-        The writes inside are part of it with no savepoint each (the fewest statements
-        per write): a write that fails fails the whole block, so let its exception leave
-        the block, and make the writes again one by one if some of them must be kept
-        (as :class:`~kiosk.usage_writer.UsageWriter` does).
+        The writes inside are kept in memory and made to the file at the block's end, in
+        the fewest statements: an interval opened in the block is inserted once (closed
+        already if the block closed it), the chain's head and each ``meta`` row are
+        written once. A write that fails fails the whole block, so let its exception leave
+        the block, and make the writes again one by one if some of them must be kept (as
+        :class:`~kiosk.usage_writer.UsageWriter` does). Reads inside the block see what was
+        written before it.
 
         Raises:
             UsageLogError: SQLite failed; none of the writes in the block is kept.
         """
-        with self._guard("write a batch"), self._db.atomic(own=True):
-            flat, self._db.flat = self._db.flat, True
+        with self._guard("write a batch"), self._db.atomic():
+            outer = self._pending
+            pending = self._pending = _Pending(parent=outer)
             try:
                 yield
+                if outer is None:
+                    self._write_out(pending)
+                else:
+                    pending.merge()
             finally:
-                self._db.flat = flat
+                self._pending = outer
 
     def heartbeat(self, *, wall_s: float, mono_s: float) -> None:
         """Record that the kiosk is alive now.
@@ -615,16 +740,19 @@ class UsageLog:
         """
         _check_times(wall_s, mono_s)
         at = _iso_utc(wall_s)
-        with self._guard("record a heartbeat"), self._db.atomic():
+        with self._writing("record a heartbeat") as pending:
             self._db.execute(
                 "UPDATE plays SET last_seen_at = ?, last_seen_mono_s = ? "
                 "WHERE ended_at IS NULL AND run_id = ?",
                 [at, mono_s, self._run_id],
             )
-            self._db.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?), (?, ?)",
-                [_LAST_SEEN_AT, at, _LAST_SEEN_MONO_S, mono_s],
-            )
+            for uuid in pending.uuids():
+                row = pending.row(uuid)
+                if row is not None and row[_ROW_AT["ended_at"]] is None:
+                    row[_ROW_AT["last_seen_at"]] = at
+                    row[_ROW_AT["last_seen_mono_s"]] = mono_s
+            pending.meta[_LAST_SEEN_AT] = at
+            pending.meta[_LAST_SEEN_MONO_S] = mono_s
 
     def save_presentation(self, data: bytes) -> None:
         """Keep ``data`` (the presentation the panel shows, as
@@ -635,10 +763,8 @@ class UsageLog:
         Raises:
             UsageLogError: The file cannot be written.
         """
-        with self._guard("save the presentation"), self._db.atomic():
-            self._db.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [_PRESENTATION, data]
-            )
+        with self._writing("save the presentation") as pending:
+            pending.meta[_PRESENTATION] = data
 
     def saved_presentation(self) -> bytes | None:
         """What :meth:`save_presentation` last committed, or None.

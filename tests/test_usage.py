@@ -18,6 +18,7 @@ import pytest
 from kiosk.usage import SCHEMA_VERSION, DisplayStart, UsageLog
 from protocol.errors import ClassCastError, UsageLogError
 from protocol.limits import MAX_USAGE_BATCH
+from protocol.usage_chain import UsageKey, load_public_key, public_key_text, verify_chain
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -426,4 +427,99 @@ def test_sigkill_mid_interval_is_recovered_as_power_loss(tmp_path: Path) -> None
     assert record.ended_at == "2024-09-02T08:30:07.000Z"
     assert record.duration_ms == 7250
     assert record.seq == 1
+    usage.close_db()
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def _writes(usage: UsageLog, batched: bool) -> None:
+    """One lesson's writes: alone each, or in one transaction with a nested block that
+    fails (its writes are then not kept)."""
+
+    def switch(old: str, new: int, at: float) -> None:
+        usage.close(old, wall_s=WALL + at, mono_s=at, reason="next")
+        usage.open(item(new), wall_s=WALL + at, mono_s=at, uuid=f"u{new}")
+
+    def failing() -> None:
+        with usage.transaction():
+            usage.close("u1", wall_s=WALL + 9, mono_s=9.0, reason="stop")
+            usage.heartbeat(wall_s=WALL + 9, mono_s=9.0)
+            usage.save_presentation(b"never")
+            raise RuntimeError("the caller failed")
+
+    usage.open(item(0), wall_s=WALL, mono_s=0.0, uuid="u0")
+    if batched:
+        usage.save_presentation(b"first")
+        with usage.transaction():
+            usage.heartbeat(wall_s=WALL + 1, mono_s=1.0)
+            switch("u0", 1, 2.0)
+            usage.save_presentation(b"second")
+            with pytest.raises(RuntimeError):
+                failing()
+            switch("u1", 2, 3.5)
+            usage.heartbeat(wall_s=WALL + 4, mono_s=4.0)
+            with usage.transaction():
+                switch("u2", 3, 5.0)
+            usage.open(item(4), wall_s=WALL + 6, mono_s=6.0, uuid="u4")
+            usage.close("u4", wall_s=WALL + 6.5, mono_s=6.5, reason="stop")
+            usage.close("u4", wall_s=WALL + 7, mono_s=7.0, reason="stop")  # the first stands
+            usage.heartbeat(wall_s=WALL + 8, mono_s=8.0)
+            usage.save_presentation(b"third")
+    else:
+        usage.save_presentation(b"first")
+        usage.heartbeat(wall_s=WALL + 1, mono_s=1.0)
+        switch("u0", 1, 2.0)
+        usage.save_presentation(b"second")
+        switch("u1", 2, 3.5)
+        usage.heartbeat(wall_s=WALL + 4, mono_s=4.0)
+        switch("u2", 3, 5.0)
+        usage.open(item(4), wall_s=WALL + 6, mono_s=6.0, uuid="u4")
+        usage.close("u4", wall_s=WALL + 6.5, mono_s=6.5, reason="stop")
+        usage.close("u4", wall_s=WALL + 7, mono_s=7.0, reason="stop")
+        usage.heartbeat(wall_s=WALL + 8, mono_s=8.0)
+        usage.save_presentation(b"third")
+
+
+def test_a_transaction_stores_exactly_what_the_writes_alone_store(tmp_path: Path) -> None:
+    key = UsageKey.generate()
+    stored = []
+    for batched in (False, True):
+        path = tmp_path / f"{batched}.sqlite"
+        usage = UsageLog(path, kiosk_id="kiosk-1", room="101", signing_key=key)
+        _writes(usage, batched)
+        records = usage.records_after(0, 100)
+        usage.close_db()
+        with closing(sqlite3.connect(path)) as conn:
+            columns = [
+                row[1] for row in conn.execute("PRAGMA table_info(plays)") if row[1] != "run_id"
+            ]
+            rows = conn.execute(f"SELECT {', '.join(columns)} FROM plays ORDER BY id").fetchall()
+            meta = conn.execute("SELECT key, value FROM meta ORDER BY key").fetchall()
+        stored.append((records, rows, meta))
+    alone, in_one = stored
+    assert [r.item_index for r in alone[0]] == [0, 1, 2, 4]
+    assert alone[0] == in_one[0]  # the same records, hashes and signatures
+    assert alone[1] == in_one[1]  # the same rows, ids included; item 3 still open
+    assert alone[2] == in_one[2]  # the same chain head, last seen and presentation
+    assert verify_chain(alone[0], load_public_key(public_key_text(key))) == []
+
+
+def test_a_burst_in_one_transaction_costs_about_one_statement_per_switch(
+    tmp_path: Path,
+) -> None:
+    usage = make_file_log(tmp_path / "u.sqlite")
+    previous = usage.open(item(0), wall_s=WALL, mono_s=0.0)
+    statements: list[str] = []
+    usage._db.conn.set_trace_callback(statements.append)
+    with usage.transaction():
+        for i in range(1, 21):
+            usage.close(previous, wall_s=WALL + i, mono_s=float(i), reason="next")
+            previous = usage.open(item(i), wall_s=WALL + i, mono_s=float(i))
+            usage.save_presentation(b"slot %d" % i)
+    usage._db.conn.set_trace_callback(None)
+    # One insert per new interval, and a few statements for the whole burst (the first
+    # close, the chain's head, the presentation), where each write alone takes its own.
+    assert len(statements) <= 20 + 8, statements
+    assert [r.item_index for r in usage.records_after(0, 100)] == list(range(20))
     usage.close_db()
