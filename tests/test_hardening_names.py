@@ -327,10 +327,15 @@ class ErrorKiosk:
         self._server = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(5)
         return self
 
+    async def _stop(self) -> None:
+        self._server.close()  # on its own loop, ending its connections' handlers too
+        await self._server.wait_closed()
+
     def __exit__(self, *exc: object) -> None:
-        self._server.close()
+        asyncio.run_coroutine_threadsafe(self._stop(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
+        self.loop.close()
 
 
 def test_a_panels_error_message_is_printed_clean(tmp_path: Path) -> None:
