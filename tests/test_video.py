@@ -28,6 +28,7 @@ from kiosk.video import (
 )
 from media.lesson import sample_lesson_path
 from protocol.errors import CorruptContentError
+from tests.threads import native_threads, python_threads
 from tests.xvfb import vlc_has_x11_output, xlib
 from tests.xvfb import xvfb as x_server
 
@@ -101,10 +102,6 @@ def _colours(frame: VideoFrame) -> set[bytes]:
             offset = y * frame.pitch + x * 4
             found.add(data[offset : offset + 3])
     return found
-
-
-def _threads() -> int:
-    return len(os.listdir("/proc/self/task"))  # native threads too (libVLC's)
 
 
 @pytest.mark.slow
@@ -231,18 +228,18 @@ def test_a_missing_file_raises(video: VlcVideo, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_close_releases_the_player_and_its_threads() -> None:
     VlcVideo().close()  # the shared instance exists before the baseline is taken
-    python_threads, native_threads = threading.active_count(), _threads()
+    python, native = python_threads(), native_threads()
     for _ in range(2):
         video = VlcVideo()
         rec = Recorder(video)
         video.load(SAMPLE)
         video.play()
         rec.wait_for_frames(2)
-        assert _threads() > native_threads
+        assert native_threads() > native
         video.close()
         video.close()  # idempotent
-    assert threading.active_count() == python_threads
-    assert _threads() == native_threads
+    assert python_threads() == python
+    assert native_threads() == native
     # a closed video ignores commands and refuses new media
     video.play()
     video.pause()

@@ -12,7 +12,6 @@ import os
 
 os.environ["PYGLET_HEADLESS"] = "true"  # before pyglet's first import
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,6 +37,7 @@ from kiosk.video_scene import VideoScene, load_video
 from kiosk.window import Frame
 from protocol.errors import CorruptContentError
 from protocol.messages import LessonManifest, ManifestItem
+from tests.threads import native_threads, python_threads
 from tests.window_panel import PanelWindow, run_window
 
 pytestmark = [pytest.mark.display, pytest.mark.slow]
@@ -49,10 +49,6 @@ BLACK = (0, 0, 0)
 BLUE = (21, 101, 192)  # the sample lesson's second item
 VIDEO_INDEX = 5  # 05-opyt.mp4 (the PDF is two items)
 DURATION_S = 2.0
-
-
-def native_threads() -> int:
-    return len(os.listdir("/proc/self/task"))  # libVLC's threads too
 
 
 class Panel(PanelWindow):
@@ -237,7 +233,7 @@ def test_a_corrupt_video_shows_the_error_slide_and_the_lesson_goes_on(
 
 
 def test_preload_plays_nothing_and_leaving_releases_the_threads(panel: Panel) -> None:
-    python_threads, threads = threading.active_count(), native_threads()
+    python, threads = python_threads(), native_threads()
     panel.window.apply(Preload(panel.lesson, VIDEO_INDEX, panel.video_item))
     panel.run_for(0.3)
     assert native_threads() == threads  # no player yet
@@ -249,7 +245,7 @@ def test_preload_plays_nothing_and_leaving_releases_the_threads(panel: Panel) ->
     panel.window.apply(ShowIdle())
     panel.window.run_pending()
     assert not scene.playing
-    assert threading.active_count() == python_threads
+    assert python_threads() == python
     assert native_threads() == threads
     # Shown again (from the window's cache), it starts over.
     panel.show_video()
