@@ -183,6 +183,10 @@ class UsageWriter:
         self._defer: Callable[[Callable[[], None]], None] | None = None
         self._waiting: list[_Write | _Job] = []
         """Writes made since the last hand-over, when one is deferred (``_lock``)."""
+        self._urgent = threading.Event()
+        """Set with a reader's wait or the stop: while writes wait for their commit's
+        time, the thread waits on this, not on the queue, so that a write in a burst
+        costs no wake-up of the thread."""
         self._thread = threading.Thread(target=self._run, name="usage-writer", daemon=True)
         self._thread.start()
 
@@ -385,6 +389,7 @@ class UsageWriter:
         self._closed = True
         self._hand_over()
         self._queue.put(None)
+        self._urgent.set()
         self._thread.join(FLUSH_TIMEOUT_S)
         self.log.close_db()
 
@@ -392,6 +397,7 @@ class UsageWriter:
         waiter = _Waiter(give_up_when_stalled)
         self._hand_over()
         self._queue.put(waiter)
+        self._urgent.set()
         if not waiter.done.wait(timeout_s):
             raise UsageLogError(f"usage log {self.log.path}: writes did not finish in time")
         if not waiter.committed:
@@ -421,11 +427,15 @@ class UsageWriter:
         stalled_since = 0.0
         stop = False
         while True:
-            timeout = None
-            if backlog or jobs:
+            taken: list[_Item]
+            if backlog or jobs:  # wait for the commit's time, or a reader or the stop
                 due = retry_at if self._stalled else commit_at
-                timeout = max(0.0, due - time.monotonic())
-            for item in self._take(timeout):
+                self._urgent.wait(max(0.0, due - time.monotonic()))
+                self._urgent.clear()  # before taking: a later call sets it again
+                taken = self._take(0.0)
+            else:
+                taken = self._take(None)  # idle: the next write wakes the thread
+            for item in taken:
                 if item is None:
                     stop = True
                 elif isinstance(item, _Waiter):

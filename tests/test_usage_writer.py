@@ -447,3 +447,31 @@ def test_close_db_does_not_wait_for_the_interval(tmp_path: Path) -> None:
     closer.join(20.0)
     assert not closer.is_alive()
     assert on_disk(path) == 2
+
+
+def _wake_ups(thread: threading.Thread) -> int:
+    """How many times ``thread`` went to sleep and was woken (Linux counts them)."""
+    status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
+    (line,) = [ln for ln in status.splitlines() if ln.startswith("voluntary_ctxt_switches")]
+    return int(line.split()[1])
+
+
+def test_writes_waiting_for_the_interval_do_not_wake_the_writer_thread(tmp_path: Path) -> None:
+    path = tmp_path / "u.sqlite"
+    writer = UsageWriter(UsageLog(path, kiosk_id="k", room="r"), commit_interval_s=3600.0)
+    try:
+        previous = writer.open(start(0), wall_s=1000.0, mono_s=0.0)
+        wait_for_rows(path, 1)
+        pause = threading.Event()
+        pause.wait(0.1)  # the thread is asleep till the interval ends
+        before = _wake_ups(writer._thread)
+        for i in range(1, 21):  # a burst, a switch every 5 ms
+            with writer.batch():
+                writer.close(previous, wall_s=1000.0 + i, mono_s=float(i), reason="next")
+                previous = writer.open(start(i), wall_s=1000.0 + i, mono_s=float(i))
+            pause.wait(0.005)
+        pause.wait(0.1)
+        assert _wake_ups(writer._thread) - before <= 2  # not once per switch
+        assert len(writer.records_after(0, 100)) == 20  # a reader still wakes it
+    finally:
+        writer.close_db()
