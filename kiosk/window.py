@@ -65,6 +65,7 @@ from PIL import Image
 from pyglet import gl
 from pyglet.window import key
 
+from kiosk import glyphs
 from kiosk.effects import (
     PAIRED_NOTICE_S,
     ControllerPaired,
@@ -223,6 +224,7 @@ class PygletWindow:
         answer_pairing: Callable[[bool], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        glyphs.install()  # before the first text: glyphs made at C speed
         self._clock = clock
         self.control = control
         self.answer_pairing = answer_pairing

@@ -278,3 +278,38 @@ def test_idle_screen_background(panel: Panel) -> None:
     panel.window.apply(ShowIdle())
     panel.window.run_pending()
     assert panel.frames[-1].pixel(3, 3) == rgb(IDLE_BACKGROUND)
+
+
+# --------------------------------------------------------------------------- glyphs
+
+
+@pytest.mark.parametrize("size", [0, 1, 7, 90 * 120])
+def test_glyph_coverage_becomes_the_same_pixels_as_pyglet_makes_them(size: int) -> None:
+    from pyglet.font.freetype import FreeTypeGlyphRenderer
+
+    from kiosk.glyphs import PanelGlyphRenderer
+
+    coverage = bytes((i * 37 + size) % 256 for i in range(size))
+    for formats in (("R", "BGRA"), ("RG", "BGRA"), ("BGRA", "RGB")):
+        ours = PanelGlyphRenderer._expand_to_rgba(None, coverage, *formats)  # type: ignore[arg-type]
+        theirs = FreeTypeGlyphRenderer._expand_to_rgba(None, coverage, *formats)  # type: ignore[arg-type]
+        assert ours == theirs, formats
+
+
+def test_the_window_renders_glyphs_with_the_panel_renderer_and_the_same_pixels(
+    panel: Panel,
+) -> None:
+    from pyglet.font.freetype import FreeTypeFont, FreeTypeGlyphRenderer
+
+    from kiosk.glyphs import PanelGlyphRenderer
+
+    assert FreeTypeFont.glyph_renderer_class is PanelGlyphRenderer  # PygletWindow installed it
+    font = pyglet.font.load(FONT_NAME, 61, weight="bold")
+    assert isinstance(font, FreeTypeFont)
+    for char in "Ж5й":
+        ours = PanelGlyphRenderer(font).render(char).get_image_data()  # type: ignore[no-untyped-call]
+        theirs = FreeTypeGlyphRenderer(font).render(char).get_image_data()  # type: ignore[no-untyped-call]
+        assert (ours.width, ours.height) == (theirs.width, theirs.height)
+        assert ours.width > 10
+        pitch = ours.width * 4
+        assert ours.get_data("BGRA", pitch) == theirs.get_data("BGRA", pitch)
