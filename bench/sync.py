@@ -172,6 +172,10 @@ class Kiosk:
             "LD_PRELOAD": str(FAKETIME_LIB),
             "FAKETIME": f"{self.offset_s:+.3f}",
             "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+            # Its "monotonic fix", on by default with this glibc, makes timed waits on
+            # the monotonic clock return at once: CPython's interpreter lock then spins,
+            # and a kiosk on one core answered a pairing only after seconds, or never.
+            "FAKETIME_FORCE_MONOTONIC_FIX": "0",
         }
 
     def wait_ready(self) -> None:
