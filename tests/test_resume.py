@@ -623,16 +623,22 @@ class _Committed:
         pass
 
 
-def test_saves_of_one_lesson_encode_it_once_and_read_back_as_the_codec_wrote_them(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    encoded: list[object] = []
+@pytest.fixture
+def encoded(monkeypatch: pytest.MonkeyPatch) -> list[Cast]:
+    """Every ``cast`` the saved presentation has the codec encode, in order."""
+    casts: list[Cast] = []
 
     def counting(msg: Cast) -> str:
-        encoded.append(msg)
+        casts.append(msg)
         return codec_encode(msg)
 
     monkeypatch.setattr(resume, "encode", counting)
+    return casts
+
+
+def test_saves_of_one_lesson_encode_it_once_and_read_back_as_the_codec_wrote_them(
+    encoded: list[Cast],
+) -> None:
     lesson = text_lesson("Один", "Два «три»", "Четыре").manifest()
     presenter = Presenter("c-1", "Учитель")
     cast_text = CastText()
@@ -653,15 +659,8 @@ def test_saves_of_one_lesson_encode_it_once_and_read_back_as_the_codec_wrote_the
 
 
 def test_kiosks_sharing_a_process_each_encode_their_own_lesson_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, encoded: list[Cast]
 ) -> None:
-    encoded: list[object] = []
-
-    def counting(msg: Cast) -> str:
-        encoded.append(msg)
-        return codec_encode(msg)
-
-    monkeypatch.setattr(resume, "encode", counting)
     files = [PresentationFile(tmp_path / f"{n}.slots") for n in range(2)]
     lessons = [text_lesson("Один", "Два").manifest(), text_lesson("Три", "Четыре").manifest()]
     try:

@@ -391,9 +391,14 @@ def wait_for_rows(path: Path, count: int) -> None:
     raise AssertionError(f"{count} rows were not committed in 10 s")
 
 
+def counting_writer(path: Path, interval_s: float) -> tuple[CountingLog, UsageWriter]:
+    log = CountingLog(path, kiosk_id="k", room="r")
+    return log, UsageWriter(log, commit_interval_s=interval_s)
+
+
 def test_a_write_after_a_quiet_moment_is_committed_at_once(tmp_path: Path) -> None:
     path = tmp_path / "u.sqlite"
-    writer = UsageWriter(CountingLog(path, kiosk_id="k", room="r"), commit_interval_s=3600.0)
+    _, writer = counting_writer(path, 3600.0)
     try:
         writer.open(start(0), wall_s=1000.0, mono_s=0.0)
         wait_for_rows(path, 1)  # not an hour later
@@ -403,8 +408,7 @@ def test_a_write_after_a_quiet_moment_is_committed_at_once(tmp_path: Path) -> No
 
 def test_writes_within_the_interval_wait_for_it_and_share_one_commit(tmp_path: Path) -> None:
     path = tmp_path / "u.sqlite"
-    log = CountingLog(path, kiosk_id="k", room="r")
-    writer = UsageWriter(log, commit_interval_s=3600.0)
+    log, writer = counting_writer(path, 3600.0)
     try:
         previous = writer.open(start(0), wall_s=1000.0, mono_s=0.0)
         wait_for_rows(path, 1)
@@ -425,8 +429,7 @@ def test_writes_within_the_interval_wait_for_it_and_share_one_commit(tmp_path: P
 
 def test_writes_waiting_for_the_interval_are_committed_when_it_ends(tmp_path: Path) -> None:
     path = tmp_path / "u.sqlite"
-    log = CountingLog(path, kiosk_id="k", room="r")
-    writer = UsageWriter(log, commit_interval_s=0.2)
+    _, writer = counting_writer(path, 0.2)
     try:
         writer.open(start(0), wall_s=1000.0, mono_s=0.0)
         writer.open(start(1), wall_s=1000.0, mono_s=0.0)
