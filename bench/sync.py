@@ -41,10 +41,12 @@ corrections (the same run: before and after side by side). Two readings of the d
   the instant (the monotonic clock is one clock for every process here). The skew
   between two kiosks is the difference of their pictures' positions at one time.
 
-The video's kiosks run without libfaketime: its wrappers of timed waits upset libVLC's
-clock (measured: under it, a video put back on time by a change of rate jumped back by
-the whole correction, 0.1-0.6 s, when the rate returned to normal, pictures and
-positions alike; without it, never).
+The video's kiosks have their wall clocks set off too. libfaketime runs with
+``FAKETIME_FORCE_MONOTONIC_FIX=0``: its "monotonic fix", which it turns on by itself with
+this glibc, makes timed waits on the monotonic clock return at once, and under it
+CPython's interpreter lock spun (a kiosk on one core paired after seconds) and libVLC's
+clock went wrong (a video put back on time by a change of rate jumped back by the whole
+correction, 0.1-0.6 s, when the rate returned to normal).
 """
 
 from __future__ import annotations
@@ -124,8 +126,6 @@ class Kiosk:
     probe: dict[str, str] | None = None
     """Run with :data:`PROBED_KIOSK_CLI` and these extra environment variables."""
     label: str = ""
-    faketime: bool = True
-    """Set the wall clock off with libfaketime (else ``offset_s`` is not applied)."""
     proc: subprocess.Popen[str] | None = None
     address: str = ""
     flips: list[Flip] = field(default_factory=list)
@@ -157,7 +157,7 @@ class Kiosk:
             cwd=REPO_ROOT,
             env=child_env(
                 PYTHONUNBUFFERED="1",
-                **(self._faketime() if self.faketime else {}),
+                **self._faketime(),
                 **(self.probe or {}),
             ),
             stdin=subprocess.DEVNULL,
@@ -363,7 +363,7 @@ def report(name: str, run: Run, values: dict[str, float | int | str]) -> None:
 
 
 async def measure_video(
-    seconds: float, tmp: Path, n: int, late_ms: float, compare: bool, faketime: bool = False
+    seconds: float, tmp: Path, n: int, late_ms: float, compare: bool
 ) -> tuple[list[Kiosk], list[float]]:
     """``n`` kiosks (the last ``late_ms`` late; with ``compare`` one more as late that
     only seeks) play one numbered video from one instant for ``seconds``; the kiosks
@@ -383,7 +383,7 @@ async def measure_video(
         probes.append((f"{late_ms:g} ms late, seeks only", {**late, "BENCH_VIDEO_NO_RATE": "1"}))
     cpus = os.cpu_count() or 1
     kiosks = [
-        Kiosk(tmp / f"k{k}", off, k % cpus, verbose=True, probe=env, label=label, faketime=faketime)
+        Kiosk(tmp / f"k{k}", off, k % cpus, verbose=True, probe=env, label=label)
         for k, (off, (label, env)) in enumerate(zip(offsets(len(probes)), probes, strict=True))
     ]
     instants: list[float] = []
