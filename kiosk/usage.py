@@ -601,30 +601,29 @@ class UsageLog:
             raise ValueError(f"unknown hidden reason {start.hidden!r}")
         interval_uuid = uuid or str(uuid_module.uuid4())
         at = _iso_utc(wall_s)
-        row: list[Any] = [None] * len(_ROW_COLUMNS)
-        for name, value in (
-            ("uuid", interval_uuid),
-            ("run_id", self._run_id),
-            ("kiosk_id", self.kiosk_id),
-            ("room", self.room),
-            ("lesson_id", start.lesson_id),
-            ("lesson_title", start.lesson_title),
-            ("item_index", start.item_index),
-            ("kind", start.kind),
-            ("content_hash", start.content_hash),
-            ("content_title", start.content_title),
-            ("content_source", start.content_source),
-            ("teacher_id", start.teacher_id),
-            ("teacher_name", start.teacher_name),
-            ("started_at", at),
-            ("start_mono_s", mono_s),
-            ("last_seen_at", at),
-            ("last_seen_mono_s", mono_s),
-            ("clock_offset_ms", clock_offset_ms),
-            ("hidden", start.hidden),
-            ("school_id", self.school_id),
-        ):
-            row[_ROW_AT[name]] = value
+        opened = {
+            "uuid": interval_uuid,
+            "run_id": self._run_id,
+            "kiosk_id": self.kiosk_id,
+            "room": self.room,
+            "lesson_id": start.lesson_id,
+            "lesson_title": start.lesson_title,
+            "item_index": start.item_index,
+            "kind": start.kind,
+            "content_hash": start.content_hash,
+            "content_title": start.content_title,
+            "content_source": start.content_source,
+            "teacher_id": start.teacher_id,
+            "teacher_name": start.teacher_name,
+            "started_at": at,
+            "start_mono_s": mono_s,
+            "last_seen_at": at,
+            "last_seen_mono_s": mono_s,
+            "clock_offset_ms": clock_offset_ms,
+            "hidden": start.hidden,
+            "school_id": self.school_id,
+        }
+        row = [opened.get(name) for name in _ROW_COLUMNS]  # the rest NULL until closed
         with self._writing("open an interval") as pending:
             if pending.row(interval_uuid) is not None:
                 raise UsageLogError(f"usage log {self.path}: interval {interval_uuid} exists")

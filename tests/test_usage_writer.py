@@ -452,11 +452,23 @@ def test_close_db_does_not_wait_for_the_interval(tmp_path: Path) -> None:
     assert on_disk(path) == 2
 
 
+def _status(thread: threading.Thread, field: str) -> str:
+    """A field of ``thread``'s Linux status (``/proc/self/task/TID/status``)."""
+    status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
+    (line,) = [ln for ln in status.splitlines() if ln.startswith(field + ":")]
+    return line.split()[1]
+
+
 def _wake_ups(thread: threading.Thread) -> int:
     """How many times ``thread`` went to sleep and was woken (Linux counts them)."""
-    status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
-    (line,) = [ln for ln in status.splitlines() if ln.startswith("voluntary_ctxt_switches")]
-    return int(line.split()[1])
+    return int(_status(thread, "voluntary_ctxt_switches"))
+
+
+def _wait_asleep(thread: threading.Thread) -> None:
+    for _ in range(10_000):
+        if _status(thread, "State") == "S":
+            return
+    raise AssertionError("the writer thread never went to sleep")
 
 
 def test_writes_waiting_for_the_interval_do_not_wake_the_writer_thread(tmp_path: Path) -> None:
@@ -465,15 +477,15 @@ def test_writes_waiting_for_the_interval_do_not_wake_the_writer_thread(tmp_path:
     try:
         previous = writer.open(start(0), wall_s=1000.0, mono_s=0.0)
         wait_for_rows(path, 1)
-        pause = threading.Event()
-        pause.wait(0.1)  # the thread is asleep till the interval ends
+        _wait_asleep(writer._thread)  # committed: it waits for the next write
         before = _wake_ups(writer._thread)
-        for i in range(1, 21):  # a burst, a switch every 5 ms
+        pause = threading.Event()
+        for i in range(1, 21):  # a burst
             with writer.batch():
                 writer.close(previous, wall_s=1000.0 + i, mono_s=float(i), reason="next")
                 previous = writer.open(start(i), wall_s=1000.0 + i, mono_s=float(i))
-            pause.wait(0.005)
-        pause.wait(0.1)
+            pause.wait(0.005)  # a switch every 5 ms, as a teacher's quick clicks
+        _wait_asleep(writer._thread)
         assert _wake_ups(writer._thread) - before <= 2  # not once per switch
         assert len(writer.records_after(0, 100)) == 20  # a reader still wakes it
     finally:

@@ -7,6 +7,7 @@ Waits are on events with timeouts, never sleeps in a loop.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import threading
@@ -14,6 +15,7 @@ import time
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -307,18 +309,28 @@ def xvfb() -> Iterator[str]:
         yield display
 
 
+@contextlib.contextmanager
+def x_window(display: str, *, mapped: bool) -> Iterator[tuple[Any, Any, int]]:
+    """A 320x240 window on ``display`` (mapped or not): libX11, the connection, the window."""
+    x11 = xlib()
+    dpy = x11.XOpenDisplay(display.encode())
+    assert dpy
+    try:
+        window = x11.XCreateSimpleWindow(dpy, x11.XDefaultRootWindow(dpy), 0, 0, 320, 240, 0, 0, 0)
+        if mapped:
+            x11.XMapWindow(dpy, window)
+        x11.XSync(dpy, 0)
+        yield x11, dpy, window
+    finally:
+        x11.XCloseDisplay(dpy)
+
+
 @pytest.mark.slow
 def test_the_embedded_output_draws_into_an_x11_window(
     xvfb: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DISPLAY", xvfb)
-    x11 = xlib()
-    dpy = x11.XOpenDisplay(xvfb.encode())
-    assert dpy
-    try:
-        window = x11.XCreateSimpleWindow(dpy, x11.XDefaultRootWindow(dpy), 0, 0, 320, 240, 0, 0, 0)
-        x11.XMapWindow(dpy, window)
-        x11.XSync(dpy, 0)
+    with x_window(xvfb, mapped=True) as (x11, dpy, window):
         video = VlcVideo(xwindow=window)
         rec = Recorder(video)
         try:
@@ -337,8 +349,6 @@ def test_the_embedded_output_draws_into_an_x11_window(
             assert rec.frames == 0  # no frame callbacks with the embedded output
         finally:
             video.close()
-    finally:
-        x11.XCloseDisplay(dpy)
 
 
 @pytest.mark.slow
@@ -349,12 +359,7 @@ def test_the_embedded_output_opens_and_waits_paused_in_a_hidden_window(
     output in the unmapped surface and waits there, paused at the start; resumed, it
     plays on and draws once the window is mapped."""
     monkeypatch.setenv("DISPLAY", xvfb)
-    x11 = xlib()
-    dpy = x11.XOpenDisplay(xvfb.encode())
-    assert dpy
-    try:
-        window = x11.XCreateSimpleWindow(dpy, x11.XDefaultRootWindow(dpy), 0, 0, 320, 240, 0, 0, 0)
-        x11.XSync(dpy, 0)  # not mapped
+    with x_window(xvfb, mapped=False) as (x11, dpy, window):
         video = VlcVideo(xwindow=window)
         started = threading.Event()
         video.on_started = started.set
@@ -376,8 +381,6 @@ def test_the_embedded_output_opens_and_waits_paused_in_a_hidden_window(
                 time.sleep(0.05)
         finally:
             video.close()
-    finally:
-        x11.XCloseDisplay(dpy)
 
 
 @pytest.mark.slow

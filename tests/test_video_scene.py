@@ -7,6 +7,7 @@ bursts (:func:`run_for`), as on a panel: libVLC's callbacks wake it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 
@@ -340,11 +341,10 @@ class SteeredVideo:
         return None
 
 
-def test_a_video_started_at_an_instant_is_put_back_on_time(panel: Panel) -> None:
-    """Against the monotonic clock of its instant, at the times libVLC published its
-    positions: a video a few frames ahead (three readings agree) is slowed down, a pause
-    ends that correction, and a video a second ahead is moved back to where it should
-    be."""
+@contextlib.contextmanager
+def primed_steered_video(panel: Panel, title: str) -> Iterator[tuple[SteeredVideo, ManifestItem]]:
+    """A :class:`SteeredVideo` as the panel's video, shown for an instant a minute away and
+    primed at its first picture (the seek there cleared); the real loader is put back."""
     video = SteeredVideo()
     checked: VideoOut = video  # mypy checks the fake against the port
 
@@ -354,7 +354,7 @@ def test_a_video_started_at_an_instant_is_put_back_on_time(panel: Panel) -> None
 
     panel.window.factory.register("video", loader)
     try:
-        item = dataclasses.replace(panel.video_item, title="Ушло вперёд")
+        item = dataclasses.replace(panel.video_item, title=title)
         panel.window.apply(Show(panel.lesson, VIDEO_INDEX, item, at_s=time.monotonic() + 60))
         panel.window.run_pending()
         assert video.on_started is not None
@@ -362,6 +362,17 @@ def test_a_video_started_at_an_instant_is_put_back_on_time(panel: Panel) -> None
         panel.window.run_pending()
         assert video.seeks == [0]  # paused there and rewound to the start
         video.seeks.clear()
+        yield video, item
+    finally:
+        panel.window.factory.register("video", load_video)
+
+
+def test_a_video_started_at_an_instant_is_put_back_on_time(panel: Panel) -> None:
+    """Against the monotonic clock of its instant, at the times libVLC published its
+    positions: a video a few frames ahead (three readings agree) is slowed down, a pause
+    ends that correction, and a video a second ahead is moved back to where it should
+    be."""
+    with primed_steered_video(panel, "Ушло вперёд") as (video, _):
         panel.window._flip()
         scene = panel.scene()
         assert scene._clock is not None
@@ -390,31 +401,13 @@ def test_a_video_started_at_an_instant_is_put_back_on_time(panel: Panel) -> None
         [to] = video.seeks
         assert video.reading is not None
         assert abs(to - (video.reading.position_ms - 1_390)) < 50  # where it should be
-    finally:
-        panel.window.factory.register("video", load_video)
 
 
 def test_a_video_entered_after_its_instant_counts_from_the_instant(panel: Panel) -> None:
     """A panel whose frame came late to the instant (a busy machine) counts the lateness
     as drift and catches up by its rate; an instant that is no recent past one (another
     clock's) is not taken."""
-    video = SteeredVideo()
-    checked: VideoOut = video
-
-    def loader(request: SceneRequest, ctx: SceneContext) -> SceneBuilder:
-        path = ctx.store.path(request.item.sha256 or "")
-        return lambda: VideoScene(ctx, request, path, make_video=lambda c, s: checked)
-
-    panel.window.factory.register("video", loader)
-    try:
-        item = dataclasses.replace(panel.video_item, title="Опоздал")
-        panel.window.apply(Show(panel.lesson, VIDEO_INDEX, item, at_s=time.monotonic() + 60))
-        panel.window.run_pending()
-        assert video.on_started is not None
-        video.on_started()
-        panel.window.run_pending()
-        assert video.seeks == [0]  # paused at its first picture, rewound
-        video.seeks.clear()
+    with primed_steered_video(panel, "Опоздал") as (video, item):
         primed = panel.window.stage.cached((VIDEO_INDEX, item))
         assert isinstance(primed, VideoScene)
         primed.prime(time.monotonic() - 0.1)  # its instant is now 100 ms past
@@ -436,8 +429,6 @@ def test_a_video_entered_after_its_instant_counts_from_the_instant(panel: Panel)
         assert scene._started_at(later) == later
         scene.prime(later + 5.0)
         assert scene._started_at(later) == later
-    finally:
-        panel.window.factory.register("video", load_video)
 
 
 class LateVideo(VlcVideo):
