@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sqlite3
 import threading
 import uuid as uuid_module
@@ -195,6 +196,22 @@ class DisplayStart:
     teacher_name: str
     hidden: HiddenReason = ""
     """Why the item cannot be seen during this interval (``""``: it can)."""
+
+
+def new_interval_uuid(wall_s: float) -> str:
+    """A new interval's uuid: time-ordered (RFC 9562 version 7), from ``wall_s``.
+
+    The first 48 bits are the start's Unix time in milliseconds, the other 74 are
+    random (besides the version and variant bits), so uuids stay unique while those of
+    later intervals sort after earlier ones. Each new row then goes to the end of the
+    log's uuid index: a commit rewrites one or two of its pages, where a random (version
+    4) uuid lands on a random page of an index that grows all year (RFC 9562 §6.2).
+    """
+    ms = max(0, min(int(wall_s * 1000), (1 << 48) - 1)) if math.isfinite(wall_s) else 0
+    rand = int.from_bytes(os.urandom(10))  # 80 bits: 12 for rand_a, 62 for rand_b
+    rand_a, rand_b = (rand >> 62) & 0xFFF, rand & ((1 << 62) - 1)
+    value = (ms << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
+    return str(uuid_module.UUID(int=value))
 
 
 def _iso_utc(wall_s: float) -> str:
@@ -599,10 +616,10 @@ class UsageLog:
             raise ValueError(f"unknown item kind {start.kind!r}")
         if start.hidden not in _HIDDEN_REASONS:
             raise ValueError(f"unknown hidden reason {start.hidden!r}")
-        interval_uuid = uuid or str(uuid_module.uuid4())
+        new_uuid = uuid or new_interval_uuid(wall_s)
         at = _iso_utc(wall_s)
         opened = {
-            "uuid": interval_uuid,
+            "uuid": new_uuid,
             "run_id": self._run_id,
             "kiosk_id": self.kiosk_id,
             "room": self.room,
@@ -625,10 +642,10 @@ class UsageLog:
         }
         row = [opened.get(name) for name in _ROW_COLUMNS]  # the rest NULL until closed
         with self._writing("open an interval") as pending:
-            if pending.row(interval_uuid) is not None:
-                raise UsageLogError(f"usage log {self.path}: interval {interval_uuid} exists")
-            pending.rows[interval_uuid] = row
-        return interval_uuid
+            if pending.row(new_uuid) is not None:
+                raise UsageLogError(f"usage log {self.path}: interval {new_uuid} exists")
+            pending.rows[new_uuid] = row
+        return new_uuid
 
     def close(self, uuid: str, *, wall_s: float, mono_s: float, reason: EndReason) -> None:
         """Record that an interval ended and make it collectable.

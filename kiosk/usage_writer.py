@@ -56,14 +56,13 @@ import queue
 import sqlite3
 import threading
 import time
-import uuid as uuid_module
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from kiosk.usage import DisplayStart, UsageLog
+from kiosk.usage import DisplayStart, UsageLog, new_interval_uuid
 from protocol.errors import UsageLogError
 from protocol.messages import EndReason, UsageRecord
 
@@ -222,7 +221,7 @@ class UsageWriter:
         self, start: DisplayStart, *, wall_s: float, mono_s: float, clock_offset_ms: int = 0
     ) -> str:
         """Queue the start of a display interval; returns its uuid at once."""
-        interval_uuid = str(uuid_module.uuid4())
+        interval_uuid = new_interval_uuid(wall_s)
         with self._lock:
             if self._pending_opens >= self._max_pending:
                 self._dropped.add(interval_uuid)

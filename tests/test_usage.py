@@ -6,9 +6,11 @@ import dataclasses
 import os
 import signal
 import sqlite3
+import struct
 import subprocess
 import sys
 import textwrap
+import uuid as uuid_module
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -522,4 +524,60 @@ def test_a_burst_in_one_transaction_costs_about_one_statement_per_switch(
     # close, the chain's head, the presentation), where each write alone takes its own.
     assert len(statements) <= 20 + 8, statements
     assert [r.item_index for r in usage.records_after(0, 100)] == list(range(20))
+    usage.close_db()
+
+
+# --------------------------------------------------------------------------- uuids
+
+
+def test_an_interval_uuid_is_a_version_7_uuid_of_its_start(log: UsageLog) -> None:
+    made = [log.open(item(i), wall_s=WALL + 0.0015, mono_s=float(i)) for i in range(50)]
+    for text in made:
+        value = uuid_module.UUID(text)
+        assert value.version == 7
+        assert value.variant == uuid_module.RFC_4122
+        assert value.int >> 80 == int((WALL + 0.0015) * 1000)  # the start, in ms
+    assert len(set(made)) == 50  # unique within one millisecond
+
+
+def test_later_intervals_sort_after_earlier_ones(log: UsageLog) -> None:
+    made = [log.open(item(i), wall_s=WALL + i / 1000, mono_s=float(i)) for i in range(300)]
+    assert made == sorted(made)
+
+
+def _pages_written(wal: Path) -> list[int]:
+    """The page number of each frame in a WAL file (its format: sqlite.org/fileformat2)."""
+    data = wal.read_bytes()
+    (page_size,) = struct.unpack(">I", data[8:12])
+    frames = range(32, len(data) - 24 + 1, 24 + page_size)
+    return [struct.unpack(">I", data[at : at + 4])[0] for at in frames]
+
+
+def test_a_burst_rewrites_one_or_two_pages_of_the_uuid_index(tmp_path: Path) -> None:
+    path = tmp_path / "u.sqlite"
+    usage = make_file_log(path)
+    previous = usage.open(item(0), wall_s=WALL, mono_s=0.0)
+    for day in range(30):  # a log some weeks old: its uuid index spans many pages
+        with usage.transaction():
+            for i in range(1, 101):
+                at = WALL + day * 86_400 + i
+                usage.close(previous, wall_s=at, mono_s=at - WALL, reason="next")
+                previous = usage.open(item(i), wall_s=at, mono_s=at - WALL)
+    conn = usage._db.conn
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    with usage.transaction():  # a teacher's burst of clicks
+        for i in range(5):
+            at = WALL + 31 * 86_400 + i
+            usage.close(previous, wall_s=at, mono_s=at - WALL, reason="next")
+            previous = usage.open(item(i), wall_s=at, mono_s=at - WALL)
+    (index,) = [
+        name
+        for _, name, _, origin, _ in conn.execute("PRAGMA index_list(plays)")
+        if origin == "u" and [r[2] for r in conn.execute(f"PRAGMA index_info({name})")] == ["uuid"]
+    ]
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as reader:
+        pages = {p for (p,) in reader.execute("SELECT pageno FROM dbstat WHERE name = ?", [index])}
+    assert len(pages) > 20  # the index is large enough for random uuids to scatter
+    written = set(_pages_written(path.with_name("u.sqlite-wal"))) & pages
+    assert 1 <= len(written) <= 2, written  # its last leaf (and a parent when it splits)
     usage.close_db()

@@ -6,6 +6,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import uuid as uuid_module
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -497,5 +498,18 @@ def test_writes_waiting_for_the_interval_do_not_wake_the_writer_thread(tmp_path:
         # Not once per switch (40): a few hand-overs of the interpreter lock at most.
         assert _wake_ups(writer._thread) - before <= 6
         assert len(writer.records_after(0, 100)) == 40  # a reader still wakes it
+    finally:
+        writer.close_db()
+
+
+def test_the_writer_gives_an_interval_a_time_ordered_uuid_at_once(tmp_path: Path) -> None:
+    writer = UsageWriter(UsageLog(tmp_path / "u.sqlite", kiosk_id="k", room="r"))
+    try:
+        made = [writer.open(start(i), wall_s=1000.0 + i / 1000, mono_s=float(i)) for i in range(20)]
+        assert made == sorted(made)
+        assert {uuid_module.UUID(u).version for u in made} == {7}
+        assert uuid_module.UUID(made[0]).int >> 80 == 1_000_000  # the start, in ms
+        writer.close(made[-1], wall_s=1001.0, mono_s=30.0, reason="stop")
+        assert writer.records_after(0, 10)[0].uuid == made[-1]
     finally:
         writer.close_db()
