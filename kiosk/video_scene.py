@@ -72,6 +72,10 @@ from protocol.errors import CorruptContentError, MediaError
 
 logger = logging.getLogger(__name__)
 
+monotonic = time.monotonic
+"""The clock of a video's instant, of its drift readings and of the changes it makes
+(:func:`time.monotonic`, the clock libVLC's readings are stamped with)."""
+
 EMBEDDED_SETTLE_S = 0.15
 """With the embedded output, how long after VLC opened its window the surface is
 mapped. libVLC 3 opens its X11 output at the video's own size, then reopens or
@@ -219,7 +223,7 @@ class VideoScene(Scene):
             self._primed = False
             video.set_volume(self.ctx.volume)
             self._clock = PlayClock()
-            self._clock.play(self._started_at(time.monotonic()))
+            self._clock.play(self._started_at(monotonic()))
             self._drift = DriftCorrector()
             pyglet.clock.schedule_interval(self._check_drift, DRIFT_CHECK_S)
             if self._started:  # paused on its first picture: show it and play on
@@ -289,7 +293,7 @@ class VideoScene(Scene):
         if command.action in ("pause", "play"):
             self._paused = command.action == "pause"
         if self._clock is not None:
-            now = time.monotonic()
+            now = monotonic()
             if command.action == "pause":
                 self._clock.pause(now)
             elif command.action == "play":
@@ -362,7 +366,7 @@ class VideoScene(Scene):
         video, clock = self._video, self._clock
         if video is None or clock is None or not self._started or self._paused:
             return
-        now = time.monotonic()
+        now = monotonic()
         reading = video.position_reading()
         expected = None if reading is None else clock.position_ms(reading.at_s)
         readings, rate = self._drift.readings, self._drift.rate

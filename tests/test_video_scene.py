@@ -367,7 +367,9 @@ def primed_steered_video(panel: Panel, title: str) -> Iterator[tuple[SteeredVide
         panel.window.factory.register("video", load_video)
 
 
-def test_a_video_started_at_an_instant_is_put_back_on_time(panel: Panel) -> None:
+def test_a_video_started_at_an_instant_is_put_back_on_time(
+    panel: Panel, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Against the monotonic clock of its instant, at the times libVLC published its
     positions: a video a few frames ahead (three readings agree) is slowed down, a pause
     ends that correction, and a video a second ahead is moved back to where it should
@@ -378,7 +380,7 @@ def test_a_video_started_at_an_instant_is_put_back_on_time(panel: Panel) -> None
         assert scene._clock is not None
 
         def reading(off_ms: int) -> None:
-            at_s = time.monotonic()
+            at_s = video_scene.monotonic()
             expected = scene._clock.position_ms(at_s) if scene._clock else 0
             video.reading = PositionReading(at_s, round((expected or 0) + off_ms))
             scene._check_drift()
@@ -395,7 +397,10 @@ def test_a_video_started_at_an_instant_is_put_back_on_time(panel: Panel) -> None
         assert video.rates == [1.0 - RATE_STEP, 1.0]  # the pause ended the correction
         panel.window.apply(VideoCommand("play"))
         panel.window.run_pending()
-        time.sleep(SETTLE_S)  # readings published just after the resume are not used
+        # Readings published just after the resume are not used: the scene's clock (and
+        # libVLC's stamps with it) moves on past that, without waiting.
+        later = video_scene.monotonic
+        monkeypatch.setattr(video_scene, "monotonic", lambda: later() + SETTLE_S)
         for off in (1_400, 1_410, 1_390):
             reading(off)
         [to] = video.seeks
