@@ -21,8 +21,10 @@ Figures:
 - kiosk: ``KioskClient.control`` on a 2-item text lesson, alternating next/prev
   (the player moves, the usage log closes one interval and opens the next, ``ok``);
 - breakdown: the same kiosk driven by a bare websockets client (no ``KioskClient``),
-  and the kiosk with its state directory on tmpfs (``/dev/shm``, where fsync costs
-  nothing) to show what the usage log's durable writes cost;
+  the kiosk with its state directory on tmpfs (``/dev/shm``, where fsync costs
+  nothing) to show what the usage log's durable writes cost, and a kiosk that neither
+  logs usage nor saves the presentation (``bench._servers kiosk --no-bookkeeping``, a
+  diagnostic, not a panel) to show what the control path costs without them;
 - CPU per request on each side, from ``/proc/PID/stat`` and ``time.process_time``.
 """
 
@@ -160,12 +162,18 @@ async def echo_target() -> AsyncIterator[Target]:
 
 @contextlib.asynccontextmanager
 async def kiosk_target(
-    label: str, state_root: Path, checkout: str | None = None
+    label: str, state_root: Path, checkout: str | None = None, *, bookkeeping: bool = True
 ) -> AsyncIterator[Target]:
     state = Path(tempfile.mkdtemp(prefix="bench-rtt-", dir=state_root))
     try:
         with ServerProcess(
-            "kiosk", "--count", "1", "--state-dir", str(state), checkout=checkout
+            "kiosk",
+            "--count",
+            "1",
+            "--state-dir",
+            str(state),
+            *([] if bookkeeping else ["--no-bookkeeping"]),
+            checkout=checkout,
         ) as server:
             client = await KioskClient.connect(f"{LOOPBACK}:{server.info['ports'][0]}", IDENTITY)
             await client.pair(BENCH_ADMIN_SECRET, role="admin")
@@ -261,7 +269,7 @@ async def main_async(n: int, warmup: int, breakdown: bool, checkout: str | None)
         echo = await stack.enter_async_context(echo_target())
         kiosk = await stack.enter_async_context(kiosk_target("kiosk", disk_root))
         targets = [echo, kiosk]
-        other = bare = tmpfs = None
+        other = bare = tmpfs = unkept = None
         if checkout is not None:
             label = f"kiosk from {checkout}"
             other = await stack.enter_async_context(kiosk_target(label, disk_root, checkout))
@@ -272,6 +280,10 @@ async def main_async(n: int, warmup: int, breakdown: bool, checkout: str | None)
             if shm is not None:
                 tmpfs = await stack.enter_async_context(kiosk_target("kiosk, state on tmpfs", shm))
                 targets.append(tmpfs)
+            unkept = await stack.enter_async_context(
+                kiosk_target("kiosk without bookkeeping", disk_root, bookkeeping=False)
+            )
+            targets.append(unkept)
         await interleaved(targets, n, warmup)
 
     heading("baseline: websockets echo server (compression=None)")
@@ -307,6 +319,16 @@ async def main_async(n: int, warmup: int, breakdown: bool, checkout: str | None)
             figure("usage-log fsync share of kiosk p50", (k50 - t50) * 1e3, "ms")
         values["bare_ratio_p50"] = r50 / b50
         figure("KioskClient share of kiosk p50", (k50 - r50) * 1e3, "ms")
+        if unkept is not None:
+            u50, u99 = report(unkept, b50, b99)
+            values["unkept_ratio_p50"] = u50 / b50
+            values["unkept_ratio_p99"] = u99 / b99
+            values["unkept_cpu_us"] = unkept.server_cpu_s / unkept.n * 1e6
+            figure(
+                "bookkeeping share of kiosk CPU per control",
+                (kiosk.server_cpu_s / kiosk.n - unkept.server_cpu_s / unkept.n) * 1e6,
+                "us",
+            )
 
     heading("summary")
     figure("ratio p50 kiosk/echo", k50 / b50, "x", "aim <= 1.5")
