@@ -481,13 +481,25 @@ class UsageLog:
             if self._pending is not None:
                 yield self._pending
                 return
-            with self._db.atomic():
-                pending = self._pending = _Pending()
-                try:
-                    yield pending
+            with self._block() as pending:
+                yield pending
+
+    @contextmanager
+    def _block(self) -> Iterator[_Pending]:
+        """A transaction whose writes are kept in memory (a savepoint of the one under
+        way, when nested): made to the file at the end of the outermost one, handed to
+        the outer one when nested, dropped on an exception."""
+        with self._db.atomic():
+            outer = self._pending
+            pending = self._pending = _Pending(parent=outer)
+            try:
+                yield pending
+                if outer is None:
                     self._write_out(pending)
-                finally:
-                    self._pending = None
+                else:
+                    pending.merge()
+            finally:
+                self._pending = outer
 
     def _write_out(self, pending: _Pending) -> None:
         """Make the writes of the outermost transaction to the file, before its commit:
@@ -727,17 +739,8 @@ class UsageLog:
         Raises:
             UsageLogError: SQLite failed; none of the writes in the block is kept.
         """
-        with self._guard("write a batch"), self._db.atomic():
-            outer = self._pending
-            pending = self._pending = _Pending(parent=outer)
-            try:
-                yield
-                if outer is None:
-                    self._write_out(pending)
-                else:
-                    pending.merge()
-            finally:
-                self._pending = outer
+        with self._guard("write a batch"), self._block():
+            yield
 
     def heartbeat(self, *, wall_s: float, mono_s: float) -> None:
         """Record that the kiosk is alive now.

@@ -392,6 +392,13 @@ def wait_for_rows(path: Path, count: int) -> None:
     raise AssertionError(f"{count} rows were not committed in 10 s")
 
 
+def switch(writer: UsageWriter, previous: str, i: int) -> str:
+    """A teacher's switch to item ``i`` at second ``i``, as the service makes it."""
+    with writer.batch():
+        writer.close(previous, wall_s=1000.0 + i, mono_s=float(i), reason="next")
+        return writer.open(start(i), wall_s=1000.0 + i, mono_s=float(i))
+
+
 def counting_writer(path: Path, interval_s: float) -> tuple[CountingLog, UsageWriter]:
     log = CountingLog(path, kiosk_id="k", room="r")
     return log, UsageWriter(log, commit_interval_s=interval_s)
@@ -415,9 +422,7 @@ def test_writes_within_the_interval_wait_for_it_and_share_one_commit(tmp_path: P
         wait_for_rows(path, 1)
         assert log.commits == 1
         for i in range(1, 4):  # a teacher stepping through three slides
-            with writer.batch():
-                writer.close(previous, wall_s=1000.0 + i, mono_s=float(i), reason="next")
-                previous = writer.open(start(i), wall_s=1000.0 + i, mono_s=float(i))
+            previous = switch(writer, previous, i)
         threading.Event().wait(0.3)
         assert on_disk(path) == 1  # they wait for the interval's end...
         records = writer.records_after(0, 10)  # ...or a reader, which does not wait
@@ -490,9 +495,7 @@ def test_writes_waiting_for_the_interval_do_not_wake_the_writer_thread(tmp_path:
         before = _wake_ups(writer._thread)
         pause = threading.Event()
         for i in range(1, 41):  # a burst
-            with writer.batch():
-                writer.close(previous, wall_s=1000.0 + i, mono_s=float(i), reason="next")
-                previous = writer.open(start(i), wall_s=1000.0 + i, mono_s=float(i))
+            previous = switch(writer, previous, i)
             pause.wait(0.005)  # a switch every 5 ms, as a teacher's quick clicks
         _wait_settled(writer._thread)
         # Not once per switch (40): a few hand-overs of the interpreter lock at most.
