@@ -457,6 +457,16 @@ class ServerProcess:
         self.info: dict[str, Any] = {}
 
     def __enter__(self) -> Self:
+        self.start()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def start(self) -> None:
+        """Start the child; returns at once (:meth:`wait_ready` waits for it)."""
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench._servers", *self.args],
             stdin=subprocess.PIPE,
@@ -465,15 +475,14 @@ class ServerProcess:
             cwd=self.checkout or REPO_ROOT,
             env=child_env(*([self.checkout] if self.checkout else [])),
         )
-        try:
-            if self.args[:1] == ["kiosk"]:
-                hold_kiosk(self.proc.pid)
-            assert self.proc.stdout is not None
-            self.info = wait_ready(self.proc.stdout, f"server {self.args}")
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        if self.args[:1] == ["kiosk"]:
+            hold_kiosk(self.proc.pid)
+
+    def wait_ready(self) -> None:
+        """Wait for the started child's ``READY`` line; keep what it printed in ``info``."""
+        assert self.proc is not None
+        assert self.proc.stdout is not None
+        self.info = wait_ready(self.proc.stdout, f"server {self.args}")
 
     def __exit__(
         self,
@@ -488,6 +497,25 @@ class ServerProcess:
         proc, self.proc = self.proc, None
         if proc is not None:
             stop_process(proc)
+
+
+async def start_servers(stack: contextlib.ExitStack, servers: list[ServerProcess]) -> None:
+    """Start ``servers`` a few at a time (as many as there are CPUs), each stopped when
+    ``stack`` closes; the waiting happens on a worker thread, so the running loop keeps
+    serving the connections it has (their keepalive pings) however many there are."""
+    for server in servers:
+        stack.callback(server.stop)
+    window = os.cpu_count() or 1
+
+    def start_all() -> None:
+        for first in range(0, len(servers), window):
+            wave = servers[first : first + window]
+            for server in wave:
+                server.start()
+            for server in wave:
+                server.wait_ready()
+
+    await asyncio.to_thread(start_all)
 
 
 XVFB_START_TIMEOUT_S = 10.0

@@ -10,6 +10,10 @@ each process serialises the work of 50 kiosks, and their usage logs share one di
 so the kiosk side is pessimistic. The baseline (100 websockets echo servers) is
 hosted exactly the same way, so the ratio compares like with like. The controller
 (``controller.group.Group``, 100 ``KioskClient`` connections) runs here.
+``--procs 100`` runs each kiosk (and each echo server) in a process of its own, as on
+real panels, but all on this machine's cores: the processes are started a few at a time
+(one per CPU) on a worker thread, so the connections already open keep answering their
+keepalive pings meanwhile.
 
 Each round: ``Group.control(next|prev, together=False)`` (the fan-out itself, without a
 common instant's lead) on a 2-item text lesson cast to all, timed
@@ -59,6 +63,7 @@ from bench._common import (
     percentile,
     proc_cpu_s,
     result_line,
+    start_servers,
     tmpfs_dir,
     two_text_lesson,
     weak_panel,
@@ -137,10 +142,8 @@ async def interleaved_rounds(targets: list[Target], rounds: int, warmup: int) ->
 @contextlib.asynccontextmanager
 async def echo_target(kiosks: int, procs: int) -> AsyncIterator[Target]:
     with contextlib.ExitStack() as stack:
-        servers = [
-            stack.enter_context(ServerProcess("echo", "--count", str(n)))
-            for n in split(kiosks, procs)
-        ]
+        servers = [ServerProcess("echo", "--count", str(n)) for n in split(kiosks, procs)]
+        await start_servers(stack, servers)
         ports = [p for s in servers for p in s.info["ports"]]
         conns: list[ClientConnection] = list(
             await asyncio.gather(
@@ -192,19 +195,18 @@ async def kiosk_target(
     try:
         with contextlib.ExitStack() as stack:
             servers = [
-                stack.enter_context(
-                    ServerProcess(
-                        "kiosk",
-                        "--count",
-                        str(n),
-                        "--state-dir",
-                        str(root / f"p{index}"),
-                        *([] if bookkeeping else ["--no-bookkeeping"]),
-                        checkout=checkout,
-                    )
+                ServerProcess(
+                    "kiosk",
+                    "--count",
+                    str(n),
+                    "--state-dir",
+                    str(root / f"p{index}"),
+                    *([] if bookkeeping else ["--no-bookkeeping"]),
+                    checkout=checkout,
                 )
                 for index, n in enumerate(split(kiosks, procs))
             ]
+            await start_servers(stack, servers)
             addresses = [f"{LOOPBACK}:{p}" for s in servers for p in s.info["ports"]]
             creds = dict(
                 zip(addresses, await asyncio.gather(*(pair(a) for a in addresses)), strict=True)
