@@ -15,7 +15,10 @@ N kiosks without windows (their decoders are not run), sender CPU compared.
 
 Run from the repository root::
 
-    .venv/bin/python -m bench.share [--quick] [--seconds S] [--sizes 720,1080] [--kiosks N]
+    .venv/bin/python -m bench.share [--quick] [--seconds S] [--sizes 720,1080] [--kiosks N] [--weak]
+
+``--weak``: the panel (and the fan-out's kiosks) held to a third of one core, as on a
+board's small computer (``bench._common.weak_panel``); the sender stays at full speed.
 
 Baselines: the fan-out ratio compares the sender's CPU for N panels with 1 panel in the
 same run; latency has no baseline here (it is compared with the issue's aims and with
@@ -45,9 +48,11 @@ from bench._common import (
     BENCH_ADMIN_SECRET,
     REPO_ROOT,
     ServerProcess,
+    add_weak_option,
     child_env,
     figure,
     heading,
+    hold_kiosk,
     kiosk_config,
     log_like_kiosk,
     percentile,
@@ -55,6 +60,7 @@ from bench._common import (
     result_line,
     stop_process,
     wait_ready,
+    weak_panel,
     xvfb,
 )
 
@@ -286,6 +292,8 @@ class Child:
         )
         assert self.proc.stdout is not None
         try:
+            if args[0] == "--panel":
+                hold_kiosk(self.proc.pid)  # --weak: the panel on a third of a core
             self.info = wait_ready(self.proc.stdout, f"bench.share {args[0]}")
         except BaseException:
             stop_process(self.proc, terminate=True)
@@ -468,6 +476,7 @@ def main() -> None:
     parser.add_argument("--kiosks", type=int, default=10)
     parser.add_argument("--paint", nargs=4, metavar=("DISPLAY", "W", "H", "SCENE"))
     parser.add_argument("--panel", nargs=3, metavar=("W", "H", "STATE_DIR"))
+    add_weak_option(parser)
     args = parser.parse_args()
     if args.paint:
         display, w, h, scene = args.paint
@@ -480,7 +489,7 @@ def main() -> None:
     seconds = args.seconds or (3.0 if args.quick else 8.0)
     sizes = args.sizes.split(",")
     result: dict[str, float | int | str] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-share-") as tmp_name:
+    with weak_panel(args.weak), tempfile.TemporaryDirectory(prefix="bench-share-") as tmp_name:
         tmp = Path(tmp_name)
         for size in sizes:
             for scene in ("clock", "video", "still", "text"):

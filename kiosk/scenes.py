@@ -18,13 +18,14 @@ through their methods, always on the main thread.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import pyglet
 import segno
@@ -280,7 +281,9 @@ class FlippedPicture:
         self._batch = pyglet.graphics.Batch()
         self._layout: tuple[int, int, int, int] | None = None
 
-    def upload(self, width: int, height: int, data: bytes, pitch: int) -> None:
+    def upload(
+        self, width: int, height: int, data: bytes | ctypes.Array[ctypes.c_char], pitch: int
+    ) -> None:
         """Make ``data`` (BGRA rows of ``pitch`` bytes) the picture."""
         texture = self._texture
         if texture is None or (texture.width, texture.height) != (width, height):
@@ -292,7 +295,8 @@ class FlippedPicture:
             self._texture = texture
             self._sprite = pyglet.sprite.Sprite(texture, batch=self._batch)
         # pyglet passes the buffer to GL as it is (typed bytes, any buffer will do).
-        texture.blit_into(pyglet.image.ImageData(width, height, "BGRA", data, pitch=pitch), 0, 0, 0)
+        image = pyglet.image.ImageData(width, height, "BGRA", cast(bytes, data), pitch=pitch)
+        texture.blit_into(image, 0, 0, 0)
 
     def draw(self, box_w: int, box_h: int) -> None:
         """Draw the picture fitted in ``box_w``×``box_h``, centred, aspect kept (nothing

@@ -4,7 +4,8 @@
 
     network thread   ScreenStream.start / feed / stop   (kiosk.share.ScreenSink)
     decoder thread   H.264 → BGRA with PyAV (low delay: no frame reordering, slice
-                     threads only); keeps the newest picture, asks for a redraw
+                     threads only); keeps the newest picture, asks for a redraw;
+                     a picture already superseded by a waiting frame is decoded only
     main thread      ScreenScene.draw: uploads the newest picture into one texture,
                      draws it letterboxed; the "screen sharing paused" card after
                      STREAM_STALL_S without a picture
@@ -19,6 +20,7 @@ the same.
 from __future__ import annotations
 
 import collections
+import ctypes
 import logging
 import threading
 from collections.abc import Callable
@@ -59,7 +61,8 @@ class DecodedPicture:
     width: int
     height: int
     pitch: int
-    data: bytes
+    data: ctypes.Array[ctypes.c_char]
+    """The converted picture's own memory (no copy of it), kept alive by this reference."""
     number: int
     capture_us: int
 
@@ -182,27 +185,35 @@ class ScreenStream:
                 self._redraw()
 
     def _decode(self, decoder: av.VideoCodecContext, frame: StreamFrame) -> DecodedPicture | None:
+        """Decode ``frame``; its picture in BGRA, or None when it has none to show.
+
+        A picture that a frame already waiting will replace is decoded (the next ones
+        refer to it) but neither converted nor copied: on a panel that decodes slower
+        than the teacher's screen changes, that is most of a picture's cost, and the
+        decoder then catches up instead of dropping its backlog and waiting for a
+        keyframe.
+        """
         import av  # imported at the first share: PyAV and FFmpeg cost an idle panel ~25 MB
 
-        picture = None
+        last = None
         for decoded in decoder.decode(av.Packet(bytes(frame.data))):
             if decoded.width > limits.MAX_SHARE_WIDTH or decoded.height > limits.MAX_SHARE_HEIGHT:
                 raise ValueError(
                     f"a picture of {decoded.width}×{decoded.height} is over "
                     f"{limits.MAX_SHARE_WIDTH}×{limits.MAX_SHARE_HEIGHT}"
                 )
-            bgra = decoded.reformat(format="bgra")
-            plane = bgra.planes[0]
-            self._number += 1
-            picture = DecodedPicture(
-                bgra.width,
-                bgra.height,
-                plane.line_size,
-                bytes(plane),
-                self._number,
-                frame.capture_us,
-            )
-        return picture
+            last = decoded
+        with self._lock:
+            superseded = bool(self._queue)
+        if last is None or superseded:
+            return None
+        bgra = last.reformat(format="bgra")  # a new frame, with memory of its own
+        plane = bgra.planes[0]
+        pixels = (ctypes.c_char * plane.buffer_size).from_buffer(plane)  # no 8 MB copy
+        self._number += 1
+        return DecodedPicture(
+            bgra.width, bgra.height, plane.line_size, pixels, self._number, frame.capture_us
+        )
 
 
 def _owned(frame: StreamFrame) -> tuple[int, int, bool, int, bytes]:

@@ -50,7 +50,6 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import cast
 
 import pyglet
 
@@ -324,9 +323,7 @@ class VideoScene(Scene):
         if self._video is not None:
             frame = self._video.latest_frame()
             if frame is not None and frame.number != self._shown_number:
-                self._picture.upload(
-                    frame.width, frame.height, cast(bytes, frame.data), frame.pitch
-                )
+                self._picture.upload(frame.width, frame.height, frame.data, frame.pitch)
                 self._shown_number = frame.number
         self._picture.draw(self.ctx.width, self.ctx.height)
 

@@ -138,3 +138,23 @@ def test_a_picture_larger_than_the_share_limit_is_not_shown(panel: Panel) -> Non
         time.sleep(0.02)
     assert panel.shows(GREEN, BLUE)  # still the last good picture
     big.close()
+
+
+def test_pictures_superseded_while_queued_are_decoded_but_not_converted(panel: Panel) -> None:
+    """A panel that decodes slower than the screen changes converts only the newest of
+    the pictures waiting, and catches up instead of dropping them."""
+    latest = panel.stream.latest()
+    converted = latest.number if latest is not None else 0
+    with panel.stream._lock:  # the decoder waits: the pictures queue up behind it
+        assert panel.send(halves(RED, GREEN), keyframe=True)
+        for color in (BLUE, GREEN, RED):
+            assert panel.send(halves(color, color))
+    last = panel.seq - 1
+    deadline = time.monotonic() + 5
+    while (latest := panel.stream.latest()) is None or latest.capture_us != last:
+        assert time.monotonic() < deadline, "the last picture was not decoded"
+        time.sleep(0.01)
+    assert latest.number == converted + 1  # only the newest of the four
+    panel.run_until(lambda: panel.shows(RED, RED))
+    assert panel.send(halves(GREEN, BLUE))  # nothing was dropped: no keyframe is needed
+    panel.run_until(lambda: panel.shows(GREEN, BLUE))
