@@ -320,22 +320,28 @@ _CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")
 class WeakPanel:
     """The weak-panel limit of ``--weak``, for every kiosk child started while it is on.
 
-    Preferred: a child cgroup at :data:`WEAK_CPU_QUOTA_US` per :data:`WEAK_CPU_PERIOD_US`
-    (cgroup v2 ``cpu.max``, else cgroup v1 ``cpu.cfs_quota_us``; needs root), created
-    on entry and removed on exit. Elsewhere: each kiosk pinned to core 0 (``taskset``)
-    beside :data:`WEAK_BURNERS` busy processes pinned there too. Processes a kiosk starts
-    (its browser) inherit the limit. Use :func:`weak_panel`.
+    Preferred: each kiosk child in a cgroup of its own, held to :data:`WEAK_CPU_QUOTA_US`
+    per :data:`WEAK_CPU_PERIOD_US` (cgroup v2 ``cpu.max``, else cgroup v1
+    ``cpu.cfs_quota_us``; needs root), made when it is held, inside one group for the
+    run, all removed on exit. Two kiosks (``--compare``) then have a third of a core
+    each, as two panels do. Elsewhere: each kiosk pinned to core 0 (``taskset``) beside
+    :data:`WEAK_BURNERS` busy processes pinned there too. Processes a kiosk starts (its
+    browser) inherit the limit. Use :func:`weak_panel`.
     """
 
     def __init__(self) -> None:
         self.cgroup: Path | None = None
+        """The run's group; each held process is in a group of its own inside it."""
+        self._version = 0
         self._parent_procs: Path | None = None
+        self._held: list[Path] = []
         self._burners: list[subprocess.Popen[bytes]] = []
         self.how = ""
 
     def start(self) -> None:
         name = f"classcast-bench-weak-{os.getpid()}"
         controllers = _CGROUP_V2 / "cgroup.controllers"
+        quota = f"a third of one core each ({WEAK_CPU_QUOTA_US} µs every {WEAK_CPU_PERIOD_US} µs)"
         try:
             if controllers.exists() and "cpu" in controllers.read_text().split():
                 control = _CGROUP_V2 / "cgroup.subtree_control"
@@ -343,17 +349,17 @@ class WeakPanel:
                     control.write_text("+cpu")
                 group = _CGROUP_V2 / name
                 group.mkdir()
-                self.cgroup, self._parent_procs = group, _CGROUP_V2 / "cgroup.procs"
-                (group / "cpu.max").write_text(f"{WEAK_CPU_QUOTA_US} {WEAK_CPU_PERIOD_US}")
-                self.how = f"held to a third of one core: cgroup v2 {group} cpu.max"
+                self.cgroup, self._version = group, 2
+                self._parent_procs = _CGROUP_V2 / "cgroup.procs"
+                (group / "cgroup.subtree_control").write_text("+cpu")
+                self.how = f"held to {quota}: cgroup v2 cpu.max, under {group}"
                 return
             if (_CGROUP_V1_CPU / "cpu.cfs_quota_us").exists():
                 group = _CGROUP_V1_CPU / name
                 group.mkdir()
-                self.cgroup, self._parent_procs = group, _CGROUP_V1_CPU / "cgroup.procs"
-                (group / "cpu.cfs_period_us").write_text(str(WEAK_CPU_PERIOD_US))
-                (group / "cpu.cfs_quota_us").write_text(str(WEAK_CPU_QUOTA_US))
-                self.how = f"held to a third of one core: cgroup v1 {group} cpu.cfs_quota_us"
+                self.cgroup, self._version = group, 1
+                self._parent_procs = _CGROUP_V1_CPU / "cgroup.procs"
+                self.how = f"held to {quota}: cgroup v1 cpu.cfs_quota_us, under {group}"
                 return
         except OSError as exc:  # not root, or no such controller: the fallback below
             self.stop()
@@ -369,38 +375,55 @@ class WeakPanel:
 
     def hold(self, pid: int) -> None:
         """Put process ``pid`` (a kiosk child, just started) under the limit."""
-        if self.cgroup is not None:
-            (self.cgroup / "cgroup.procs").write_text(str(pid))
-        else:
+        if self.cgroup is None:
             subprocess.run(
                 ["taskset", "-a", "-p", "-c", "0", str(pid)], check=True, capture_output=True
             )
+            return
+        group = self.cgroup / f"kiosk-{pid}"
+        group.mkdir()
+        self._held.append(group)
+        if self._version == 2:
+            (group / "cpu.max").write_text(f"{WEAK_CPU_QUOTA_US} {WEAK_CPU_PERIOD_US}")
+        else:
+            (group / "cpu.cfs_period_us").write_text(str(WEAK_CPU_PERIOD_US))
+            (group / "cpu.cfs_quota_us").write_text(str(WEAK_CPU_QUOTA_US))
+        (group / "cgroup.procs").write_text(str(pid))
 
     def stop(self) -> None:
-        """Remove the cgroup (its processes moved back to the parent) or the burners."""
-        group, self.cgroup = self.cgroup, None
-        if group is not None:
-            with contextlib.suppress(OSError):
+        """Remove the groups (their processes moved back to the root first) or the burners."""
+        parent, self.cgroup = self.cgroup, None
+        held, self._held = self._held, []
+        throttled = periods = 0
+        for group in held:
+            with contextlib.suppress(OSError, ValueError):
                 stat = dict(line.split() for line in (group / "cpu.stat").read_text().splitlines())
-                print(
-                    f"weak panel: throttled in {stat.get('nr_throttled', '?')} of "
-                    f"{stat.get('nr_periods', '?')} periods of {WEAK_CPU_PERIOD_US // 1000} ms",
-                    flush=True,
-                )
-            for _ in range(50):
-                with contextlib.suppress(OSError):
-                    for pid in (group / "cgroup.procs").read_text().split():
-                        assert self._parent_procs is not None
-                        with contextlib.suppress(OSError):
-                            self._parent_procs.write_text(pid)
-                try:
-                    group.rmdir()
-                    break
-                except OSError:
-                    time.sleep(0.02)
+                throttled += int(stat.get("nr_throttled", 0))
+                periods += int(stat.get("nr_periods", 0))
+        if held:
+            print(
+                f"weak panel: {len(held)} kiosk process(es) throttled in {throttled} of "
+                f"{periods} periods of {WEAK_CPU_PERIOD_US // 1000} ms",
+                flush=True,
+            )
+        for group in [*held, *([parent] if parent is not None else [])]:
+            self._remove(group)
         for burner in self._burners:
             stop_process(burner, terminate=True)
         self._burners = []
+
+    def _remove(self, group: Path) -> None:
+        for _ in range(50):
+            with contextlib.suppress(OSError):
+                for pid in (group / "cgroup.procs").read_text().split():
+                    assert self._parent_procs is not None
+                    with contextlib.suppress(OSError):
+                        self._parent_procs.write_text(pid)
+            try:
+                group.rmdir()
+                return
+            except OSError:
+                time.sleep(0.02)
 
 
 _weak: WeakPanel | None = None

@@ -342,8 +342,6 @@ def main() -> None:
     )
     add_weak_option(parser)
     args = parser.parse_args()
-    if args.weak and args.compare:
-        parser.error("--weak holds every kiosk in one cgroup: with --compare both would share it")
     rounds = args.rounds or (20 if args.quick else 200)
     warmup = 5 if args.quick else 10
     try:

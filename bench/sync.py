@@ -1,7 +1,11 @@
 """Synchronised start and group ``next``: skew of the panels' actual flips.
 
 Run: ``.venv/bin/python -m bench.sync [--quick] [--kiosks N,...] [--rounds R] [--no-pinned]
-[--video-minutes M [--video-kiosks N] [--video-late-ms MS] [--video-compare]]``
+[--video-minutes M [--video-kiosks N] [--video-late-ms MS] [--video-compare]] [--weak]``
+
+``--weak``: every kiosk held to a third of one core of its own (``bench._common.weak_panel``),
+as on the small computers inside boards; the set at real-time priority is left out (a CPU
+quota does not hold a real-time process).
 
 Each kiosk is a whole ``classcast-kiosk --headless`` process (its pyglet window renders
 offscreen with EGL) whose wall clock is set off with libfaketime (offsets spread evenly
@@ -73,15 +77,18 @@ from bench._common import (
     BENCH_ADMIN_SECRET,
     KIOSK_CLI,
     REPO_ROOT,
+    add_weak_option,
     cancel_on_sigterm,
     child_env,
     figure,
     heading,
+    hold_kiosk,
     kiosk_address,
     p50_p99,
     pair_as_admin,
     result_line,
     stop_process,
+    weak_panel,
 )
 from bench._video_counter import FRAME_MS, make_counter_video
 from controller.client import ControllerIdentity
@@ -165,6 +172,8 @@ class Kiosk:
             stderr=subprocess.PIPE,
             text=True,
         )
+        if not self.realtime:  # --weak: a third of a core (a CFS quota does not hold SCHED_FIFO)
+            hold_kiosk(self.proc.pid)
         threading.Thread(target=self._read_log, daemon=True).start()
 
     def _faketime(self) -> dict[str, str]:
@@ -508,7 +517,9 @@ class VideoRun:
     compare: bool = False
 
 
-async def main_async(sizes: list[int], rounds: int, pinned: bool, video: VideoRun | None) -> None:
+async def main_async(
+    sizes: list[int], rounds: int, pinned: bool, video: VideoRun | None, *, weak: bool = False
+) -> None:
     cancel_on_sigterm()
     if not FAKETIME_LIB.exists():  # noqa: ASYNC240 (before anything starts)
         raise SystemExit(f"libfaketime is missing ({FAKETIME_LIB}): apt-get install faketime")
@@ -530,7 +541,7 @@ async def main_async(sizes: list[int], rounds: int, pinned: bool, video: VideoRu
             run = await measure(2, rounds, tmp / "pinned", pinned=True)
             report("pinned2", run, values)
             print(f"load average after: {uptime()}")
-            if os.geteuid() == 0 and shutil.which("chrt"):
+            if os.geteuid() == 0 and shutil.which("chrt") and not weak:
                 heading("the same at real-time priority (chrt -f 1): the machine's load removed")
                 run = await measure(2, rounds, tmp / "rt", pinned=True, realtime=True)
                 report("rt2", run, values)
@@ -569,6 +580,7 @@ def main() -> None:
     parser.add_argument(
         "--video-compare", action="store_true", help="one more as late, correcting by seeks only"
     )
+    add_weak_option(parser)
     args = parser.parse_args()
     default = "6" if args.quick else "6,20"
     chosen = default if args.kiosks is None else args.kiosks
@@ -580,9 +592,9 @@ def main() -> None:
         if video_s
         else None
     )
-    with contextlib.suppress(KeyboardInterrupt):
+    with contextlib.suppress(KeyboardInterrupt), weak_panel(args.weak):
         try:
-            asyncio.run(main_async(sizes, rounds, not args.no_pinned, video))
+            asyncio.run(main_async(sizes, rounds, not args.no_pinned, video, weak=args.weak))
         except asyncio.CancelledError:  # SIGTERM: children stopped, temp dir removed
             raise SystemExit(143) from None
 
