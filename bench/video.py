@@ -27,6 +27,10 @@ one libVLC instance with ``--aout=dummy --vout=dummy``:
   Also reported: VLC's video output module (``xcb_x11`` here) and pictures displayed
   per second. Skipped with a message without Xvfb, libX11 or VLC's X11 outputs (Debian
   ``xvfb``, ``libx11-6``, ``vlc-plugin-video-output``).
+
+``--weak``: the embedded child, a panel's player, is held to a third of one core
+(``bench._common.weak_panel``); what to read then is its pictures displayed and lost.
+The first three modes run in this process and stay at full speed.
 """
 
 from __future__ import annotations
@@ -50,7 +54,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench._common import REPO_ROOT, Xvfb, figure, heading, proc_cpu_s, result_line, xvfb
+from bench._common import (
+    REPO_ROOT,
+    Xvfb,
+    add_weak_option,
+    figure,
+    heading,
+    hold_kiosk,
+    proc_cpu_s,
+    result_line,
+    weak_panel,
+    xvfb,
+)
 from kiosk.video import (
     HEADLESS_VLC_ARGS,
     VlcVideo,
@@ -235,6 +250,7 @@ def run_embedded(server: Xvfb, path: Path, seconds: float, width: int, height: i
             bufsize=0,
         )
         try:
+            hold_kiosk(proc.pid)  # --weak: the panel's player on a third of a core
             marks: dict[str, tuple[float, float]] = {}
             for mark in ("START", "STOP"):
                 line = _read_line(proc, CHILD_TIMEOUT_S)
@@ -480,6 +496,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, help="wall time per run (default 5)")
     parser.add_argument("--runs", type=int, help="rounds of all modes per size (default 3)")
     parser.add_argument("--embedded-child", nargs=4, help=argparse.SUPPRESS)
+    add_weak_option(parser)
     args = parser.parse_args()
     if args.embedded_child:
         path, seconds, width, height = args.embedded_child
@@ -506,6 +523,7 @@ def main() -> None:
             " panel's GPU-backed Xorg"
         )
     with (
+        weak_panel(args.weak),
         tempfile.TemporaryDirectory(prefix="classcast-bench-video-") as tmp,
         xvfb(XVFB_SCREEN) if skip is None else nullcontext(None) as server,
     ):
