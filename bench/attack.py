@@ -1,6 +1,8 @@
 """A paired teacher's control round trip while a kiosk is attacked over the network.
 
-Run: ``.venv/bin/python -m bench.attack [--quick] [--connections N] [--seconds S] ...``
+Run: ``.venv/bin/python -m bench.attack [--quick] [--connections N] [--seconds S] ... [--weak]``
+(``--weak``: the kiosk held to a third of one core, as a board's small computer;
+``bench._common.weak_panel``. The attackers and the teacher stay at full speed.)
 
 Three kinds of process, all on loopback:
 
@@ -82,9 +84,11 @@ from typing import Any
 from bench._common import (
     LOOPBACK,
     REPO_ROOT,
+    add_weak_option,
     cancel_on_sigterm,
     child_env,
     heading,
+    hold_kiosk,
     kiosk_config,
     log_like_kiosk,
     percentile,
@@ -94,6 +98,7 @@ from bench._common import (
     stop_process,
     tls_client_context,
     two_text_lesson,
+    weak_panel,
 )
 
 TEACHER_PACE_PER_S = 50.0
@@ -265,6 +270,7 @@ class KioskChild:
             env=child_env(PYTHONUNBUFFERED="1"),
             preexec_fn=limits,
         )
+        hold_kiosk(self.proc.pid)  # --weak: the panel on a third of a core
         assert self.proc.stdout is not None
         assert self.proc.stderr is not None
         self.log = LogTap(self.proc.stderr)
@@ -1380,6 +1386,7 @@ def main() -> None:
     )
     parser.add_argument("--kiosk-child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--attacker", help=argparse.SUPPRESS)
+    add_weak_option(parser)
     args = parser.parse_args()
     if args.kiosk_child is not None:
         kiosk_child(args.kiosk_child)
@@ -1395,7 +1402,8 @@ def main() -> None:
     if not 1 <= args.sources <= 250:
         parser.error("--sources must be 1..250")
     started = time.monotonic()
-    phases = asyncio.run(main_async(args))
+    with weak_panel(args.weak):
+        phases = asyncio.run(main_async(args))
     if phases:
         report(phases)
     print(f"\n(whole run: {time.monotonic() - started:.0f} s)", flush=True)

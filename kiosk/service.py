@@ -210,8 +210,10 @@ class Session:
     grant: Grant | None = None
     pairing: PairingAttempt | None = None
     transfer: _Transfer | None = None
-    tokens: float = float(limits.MESSAGE_BURST)
+    tokens: float = float(limits.UNAUTHENTICATED_MESSAGE_BURST)
     tokens_at: float = 0.0
+    tokens_granted: bool = False
+    """The message bucket is the authenticated one (filled when the grant came)."""
     blobs: set[str] = field(default_factory=set)
     clock_samples: list[ClockSample] = field(default_factory=list)
     """The latest ``time_ping`` samples, which a ``cast``'s clock offset must match."""
@@ -1247,19 +1249,24 @@ class KioskService:
         logger.info("session %d: %s: %s (%s)%s", sid, what, exc, exc.code, more)
 
     def _take_token(self, session: Session) -> bool:
-        """Token bucket: MESSAGE_BURST at once, MAX_MESSAGES_PER_SECOND sustained."""
+        """Token bucket: MESSAGE_BURST at once, MAX_MESSAGES_PER_SECOND sustained; before
+        the session has a grant, UNAUTHENTICATED_MESSAGE_BURST and
+        MAX_UNAUTHENTICATED_MESSAGES_PER_SECOND (it may only say hello and pair)."""
         now = self.clock.monotonic()
-        session.tokens = min(
-            float(limits.MESSAGE_BURST),
-            session.tokens + (now - session.tokens_at) * limits.MAX_MESSAGES_PER_SECOND,
-        )
+        if session.grant is None:
+            burst = limits.UNAUTHENTICATED_MESSAGE_BURST
+            rate = limits.MAX_UNAUTHENTICATED_MESSAGES_PER_SECOND
+            before = " before pairing"
+        else:
+            burst, rate, before = limits.MESSAGE_BURST, limits.MAX_MESSAGES_PER_SECOND, ""
+            if not session.tokens_granted:  # just authenticated: the full burst
+                session.tokens_granted, session.tokens = True, float(burst)
+        session.tokens = min(float(burst), session.tokens + (now - session.tokens_at) * rate)
         session.tokens_at = now
         if session.tokens < 1:
             self._out.append(
                 CloseSession(
-                    session.sid,
-                    POLICY_VIOLATION,
-                    f"more than {limits.MAX_MESSAGES_PER_SECOND} messages per second",
+                    session.sid, POLICY_VIOLATION, f"more than {rate} messages per second{before}"
                 )
             )
             return False

@@ -120,6 +120,17 @@ connection announced."""
 MESSAGE_BURST: Final = 400
 """Messages a connection may send at once before the rate limit applies."""
 
+MAX_UNAUTHENTICATED_MESSAGES_PER_SECOND: Final = 4
+"""The same before the connection is authenticated (paired, or ``hello`` with a valid
+token). Until then it may only send ``hello``, ``pair_start`` and ``pair_confirm``: a
+client needs a handful, and a flood of them is closed (1008) after
+:data:`UNAUTHENTICATED_MESSAGE_BURST` instead of :data:`MESSAGE_BURST`, so that it costs
+the small computer inside a board little."""
+
+UNAUTHENTICATED_MESSAGE_BURST: Final = 16
+"""Messages an unauthenticated connection may send at once; once it is authenticated it
+has :data:`MESSAGE_BURST` at once."""
+
 MAX_STREAM_FRAMES_PER_SECOND: Final = 60
 """Stream frames one connection may send per second on average while it shares its
 screen (the sender sends at most 30); more closes the connection (1008)."""

@@ -43,6 +43,7 @@ from tests.helpers import (
     hello_json,
     pair,
     raw_connect,
+    recv_json,
     text_lesson,
     tls_client_context,
 )
@@ -547,3 +548,42 @@ async def test_a_teacher_whose_handshake_is_dropped_tries_again(kiosk: KioskThre
         for task in list(tasks):
             task.cancel()
         await relay.wait_closed()
+
+
+async def test_a_flood_before_pairing_is_closed_after_a_few_messages(
+    kiosk: KioskThread, admin_token: str
+) -> None:
+    """Before it is authenticated a connection may only say hello and pair: a flood of
+    messages costs the panel a few answers, not ``MESSAGE_BURST`` of them."""
+    ws = await raw_connect(kiosk.address)  # hello without a token: not authenticated
+    frame = json.dumps({"type": "get_status", "id": 1})  # refused before pairing
+
+    async def flood() -> None:
+        with contextlib.suppress(ConnectionClosed):
+            for _ in range(limits.MESSAGE_BURST):
+                await ws.send(frame)
+
+    answered = 0
+
+    async def read_until_closed() -> None:
+        nonlocal answered
+        while True:
+            assert (await recv_json(ws))["type"] == "error"
+            answered += 1
+
+    sender = asyncio.create_task(flood())
+    with pytest.raises(ConnectionClosed) as info:
+        await read_until_closed()
+    await sender
+    assert info.value.rcvd is not None
+    assert info.value.rcvd.code == 1008
+    assert "messages per second before pairing" in info.value.rcvd.reason
+    assert answered <= limits.UNAUTHENTICATED_MESSAGE_BURST + 2  # + what refilled meanwhile
+    # Authenticated, a connection has the full burst: a hundred at once are answered.
+    ws = await raw_connect(kiosk.address, token=admin_token)
+    for i in range(100):
+        await ws.send(json.dumps({"type": "get_status", "id": i}))
+    assert [(await recv_json(ws))["re"] for _ in range(100)] == list(range(100))
+    await ws.close()
+    async with await teacher(kiosk) as client:  # the kiosk is unharmed
+        assert (await client.status()).state == "idle"

@@ -876,10 +876,12 @@ async def test_a_paired_teacher_is_shown_on_the_panel(kiosk: KioskThread) -> Non
 async def test_refused_pairings_are_logged_once_per_interval(
     kiosk: KioskThread, attackers: Callable[..., Any], caplog: pytest.LogCaptureFixture
 ) -> None:
-    flooder = await attackers("127.0.0.2", "c-flood")
-    msg_a = flooder.exchange("000000").start()
+    # Five pair_starts a connection, within its message budget before pairing.
+    flooders = [await attackers("127.0.0.2", f"c-flood-{i}") for i in range(11)]
+    msg_a = flooders[0].exchange("000000").start()
     caplog.set_level("INFO")
-    replies = [await flooder.start(msg_a) for _ in range(SOURCE_STARTS_BURST + 50)]
+    replies = [await flooder.start(msg_a) for flooder in flooders for _ in range(5)]
+    assert len(replies) == SOURCE_STARTS_BURST + 50
     assert sum(r["type"] == "error" for r in replies) == 50
     refusals = [r for r in caplog.records if "pairing refused" in r.getMessage()]
     assert len(refusals) == 1
