@@ -12,7 +12,8 @@ from 127.0.0.1, who casts a 2-slide lesson and sends ``control next/prev`` paced
 
 Phases, each with the same number of controls: quiet (the baseline of this run);
 ``pair_start`` flood (4 connections from 2 addresses, 190 ``pair_start`` a second
-each, under the per-connection message limit, as in the report of the attack); PIN
+each, as in the report of the attack: over the 4 a second a connection may send before
+it is authenticated, so each is closed after a few answers and opens again); PIN
 guessing (4 connections from 2 other addresses, ``pair_start`` then a wrong
 ``pair_confirm``, 5 ms apart). Then, while the guessing goes on, a second teacher pairs
 with the PIN the panel shows (allowing it on the panel if the panel asks) and an admin
