@@ -117,13 +117,8 @@ MAX_MESSAGES_PER_SECOND: Final = 200
 Text frames count, and binary frames that are not a valid chunk of a blob this
 connection announced."""
 
-MESSAGE_BURST: Final = 64
-"""Messages a connection may send at once before the rate limit applies. A client waits
-for the reply to each request (a group control sends one to each panel), so it never
-needs many at once; a paired connection that floods requests without reading the replies
-is closed after this many answers, which on a panel held to a third of a core keeps the
-presenting teacher's controls answered (``bench/attack.py --weak``: p99 150-240 ms with
-400, 6-8 ms with 64)."""
+MESSAGE_BURST: Final = 400
+"""Messages a connection may send at once before the rate limit applies."""
 
 MAX_UNAUTHENTICATED_MESSAGES_PER_SECOND: Final = 4
 """The same before the connection is authenticated (paired, or ``hello`` with a valid
