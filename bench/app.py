@@ -171,7 +171,13 @@ async def run(browser: Any, n: int, starts: int, root: Path) -> None:
             await post(page, app.base, "/panels/add", address=address)
             await page.wait_for_selector(f".panel[data-address='{address}']")
             paired = await post(
-                page, app.base, "/pair", address=address, pin=BENCH_ADMIN_SECRET, admin="1"
+                page,
+                app.base,
+                "/pair",
+                address=address,
+                pin=BENCH_ADMIN_SECRET,
+                admin="1",
+                teacher="Петрова Анна Сергеевна",  # the app asks a teacher's name once
             )
             assert "msg ok" in paired, paired
             await page.reload()
