@@ -488,7 +488,8 @@ def net_wm_names(display: str) -> list[str]:
     keep = handler(lambda dpy, event: 0)  # windows come and go meanwhile: ignore errors
     x11.XSetErrorHandler(keep)
     dpy = x11.XOpenDisplay(display.encode())
-    assert dpy, f"cannot open {display}"
+    if not dpy:
+        raise ConnectionError(f"cannot open {display}")
     names: list[str] = []
     try:
         atom = x11.XInternAtom(dpy, b"_NET_WM_NAME", False)
@@ -543,7 +544,11 @@ def title_of(panel: Panel, display: str, prefix: str, timeout_s: float = 15.0) -
     found: list[str] = []
 
     def seen() -> bool:
-        found[:] = [n for n in net_wm_names(display) if n.startswith(tuple(prefix.split("|")))]
+        try:
+            names = net_wm_names(display)
+        except ConnectionError:  # the X server refused a connection for a moment: poll on
+            return False
+        found[:] = [n for n in names if n.startswith(tuple(prefix.split("|")))]
         return bool(found)
 
     panel.wait_until(seen, timeout_s, poll_s=0.1)
