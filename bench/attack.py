@@ -42,6 +42,9 @@ Attacks (``--attacks``, in this order; PIN guessing last because it may lock pai
   half send nothing, half send the first half of a ClientHello;
 - ``textflood``: ``--flooders`` connections (every other one paired as a teacher) that
   say hello, then send ``get_status`` as fast as the socket takes them and never read;
+- ``paced``: ``--paced`` connections of one paired controller (one token), each sending
+  ``get_status`` at ``PACED_PER_S``, under the rate limit of one connection, and reading
+  the replies: a paired device that opens many connections to multiply its budget;
 - ``binflood``: ``--flooders`` connections sending binary frames of junk chunks (a
   random blob hash, offset 0, ``JUNK_CHUNK_BYTES`` of bytes) as fast as they can, reading
   the replies;
@@ -137,12 +140,14 @@ LONG_LIVED_S = 5.0
 TEXT_BATCH = 50
 """Text frames a non-reading flooder writes before waiting for the socket."""
 BINARY_BATCH = 20
+PACED_PER_S = 180.0
+"""Messages a second each ``paced`` connection sends (one connection may send 200)."""
 JUNK_CHUNK_BYTES = 1024
 READ_BYTES = 65536
 ATTACK_SOURCES_FROM = 2
 """Attack connections come from 127.0.0.2, 127.0.0.3, ...; the teacher from 127.0.0.1."""
 
-ATTACKS = ("pairing", "idle", "halfopen", "textflood", "binflood", "guess")
+ATTACKS = ("pairing", "idle", "halfopen", "textflood", "paced", "binflood", "guess")
 DISPLAY_LOG = "INFO kiosk.headless: "
 """The headless display's journal lines (one per item shown: the teacher's controls)."""
 LEVELS = ("DEBUG ", "INFO ", "WARNING ", "ERROR ", "CRITICAL ")
@@ -567,6 +572,42 @@ async def attack_textflood(slot: Slot, opening: asyncio.Semaphore) -> None:
         writer.transport.abort()
 
 
+async def attack_paced(slot: Slot, opening: asyncio.Semaphore) -> None:
+    """Say hello with the paired controller's token, then send get_status at
+    ``PACED_PER_S``, reading the replies."""
+    reader, writer, proto = await ws_open(slot, opening)
+
+    async def read_replies() -> None:
+        while data := await reader.read(READ_BYTES):
+            proto.receive_data(data)
+            for frame in proto.events_received():
+                if frame.opcode.name == "TEXT":
+                    with contextlib.suppress(ValueError):
+                        slot.reply(json.loads(frame.data))
+            out = b"".join(proto.data_to_send())
+            if out and not writer.transport.is_closing():
+                writer.write(out)
+
+    replies = asyncio.create_task(read_replies())
+    try:
+        token = str(slot.spec["token"])
+        proto.send_text(hello_json(str(slot.spec["controller_id"]), token).encode())
+        req_id = 2
+        next_at = time.monotonic()
+        while slot.running and not replies.done() and not writer.transport.is_closing():
+            proto.send_text(json.dumps({"type": "get_status", "id": req_id}).encode())
+            req_id += 1
+            writer.write(b"".join(proto.data_to_send()))
+            slot.stats.frames_sent += 1
+            next_at += 1 / PACED_PER_S
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+    finally:
+        replies.cancel()
+        writer.transport.abort()
+        with contextlib.suppress(BaseException):
+            await replies
+
+
 async def attack_binflood(slot: Slot, opening: asyncio.Semaphore) -> None:
     """Say hello, then send junk chunk frames as fast as possible, reading the replies."""
     reader, writer, proto = await ws_open(slot, opening)
@@ -704,6 +745,7 @@ ATTACK_FNS: dict[str, AttackFn] = {
     "idle": attack_idle,
     "halfopen": attack_halfopen,
     "textflood": attack_textflood,
+    "paced": attack_paced,
     "binflood": attack_binflood,
     "guess": attack_guess,
 }
@@ -1314,6 +1356,7 @@ async def main_async(args: argparse.Namespace) -> list[Phase]:
                 "idle": f"{args.connections} idle TLS",
                 "halfopen": f"{args.connections} half-open handshakes",
                 "textflood": f"text flood, unread ({args.flooders})",
+                "paced": f"one paired device, {args.paced} conns at {PACED_PER_S:g}/s",
                 "binflood": f"binary flood ({args.flooders})",
                 "guess": f"PIN guessing ({args.guessers} sources)",
             }
@@ -1322,6 +1365,7 @@ async def main_async(args: argparse.Namespace) -> list[Phase]:
                 "idle": args.connections,
                 "halfopen": args.connections,
                 "textflood": args.flooders,
+                "paced": args.paced,
                 "binflood": args.flooders,
                 "guess": args.guessers,
             }
@@ -1375,6 +1419,9 @@ def main() -> None:
     parser.add_argument("--sources", type=int, default=16, help="attack source addresses (16)")
     parser.add_argument("--flooders", type=int, help="pairing/text/binary flood connections (4)")
     parser.add_argument("--guessers", type=int, help="PIN-guessing sources (8)")
+    parser.add_argument(
+        "--paced", type=int, default=8, help="connections of the one paired device (8)"
+    )
     parser.add_argument(
         "--attacks", default=",".join(ATTACKS), help=f"comma-separated subset of {ATTACKS}"
     )

@@ -120,6 +120,7 @@ from protocol.pairing import (
     PairingError,
     PairingRefusedError,
     PairingThrottledError,
+    TokenBucket,
 )
 from protocol.sources import LogLimiter, source_of
 
@@ -212,8 +213,7 @@ class Session:
     transfer: _Transfer | None = None
     tokens: float = float(limits.UNAUTHENTICATED_MESSAGE_BURST)
     tokens_at: float = 0.0
-    tokens_granted: bool = False
-    """The message bucket is the authenticated one (filled when the grant came)."""
+    """The message budget until the session has a grant (then its grant's counts)."""
     blobs: set[str] = field(default_factory=set)
     clock_samples: list[ClockSample] = field(default_factory=list)
     """The latest ``time_ping`` samples, which a ``cast``'s clock offset must match."""
@@ -329,6 +329,9 @@ class KioskService:
         self._last_heartbeat_s = float("-inf")
         self._heartbeat_s = heartbeat_s
         self._refusals_log = LogLimiter()
+        self._grant_buckets: dict[str, TokenBucket] = {}
+        """Each paired controller's message budget (by token hash), shared by its
+        connections: see :meth:`_take_token`."""
         self.presentation = presentation
         """Keeps what is shown for the next run (kiosk.resume); None: not kept."""
         self.share = ShareGate()
@@ -1249,29 +1252,59 @@ class KioskService:
         logger.info("session %d: %s: %s (%s)%s", sid, what, exc, exc.code, more)
 
     def _take_token(self, session: Session) -> bool:
-        """Token bucket: MESSAGE_BURST at once, MAX_MESSAGES_PER_SECOND sustained; before
-        the session has a grant, UNAUTHENTICATED_MESSAGE_BURST and
-        MAX_UNAUTHENTICATED_MESSAGES_PER_SECOND (it may only say hello and pair)."""
+        """Charge one message to its budget; False (and the session told to close) when
+        the budget is spent.
+
+        A paired controller has one budget, shared by all its connections
+        (``MESSAGE_BURST`` at once, ``MAX_MESSAGES_PER_SECOND`` sustained), so opening
+        more connections does not let it send more; it is kept across reconnections. A
+        connection without a grant has its own, small one
+        (``UNAUTHENTICATED_MESSAGE_BURST``, ``MAX_UNAUTHENTICATED_MESSAGES_PER_SECOND``:
+        it may only say hello and pair).
+        """
         now = self.clock.monotonic()
-        if session.grant is None:
-            burst = limits.UNAUTHENTICATED_MESSAGE_BURST
-            rate = limits.MAX_UNAUTHENTICATED_MESSAGES_PER_SECOND
-            before = " before pairing"
-        else:
-            burst, rate, before = limits.MESSAGE_BURST, limits.MAX_MESSAGES_PER_SECOND, ""
-            if not session.tokens_granted:  # just authenticated: the full burst
-                session.tokens_granted, session.tokens = True, float(burst)
+        grant = session.grant
+        if grant is not None:
+            bucket = self._grant_buckets.get(grant.token_hash)
+            if bucket is None:
+                bucket = self._new_grant_bucket(grant.token_hash, now)
+            if bucket.take(now):
+                return True
+            rate = limits.MAX_MESSAGES_PER_SECOND
+            reason = f"more than {rate} messages per second from this paired controller"
+            if any(
+                s.grant is not None and s.grant.token_hash == grant.token_hash and s is not session
+                for s in self._sessions.values()
+            ):
+                reason += " (all its connections together)"
+            self._out.append(CloseSession(session.sid, POLICY_VIOLATION, reason))
+            return False
+        burst = limits.UNAUTHENTICATED_MESSAGE_BURST
+        rate = limits.MAX_UNAUTHENTICATED_MESSAGES_PER_SECOND
         session.tokens = min(float(burst), session.tokens + (now - session.tokens_at) * rate)
         session.tokens_at = now
         if session.tokens < 1:
             self._out.append(
                 CloseSession(
-                    session.sid, POLICY_VIOLATION, f"more than {rate} messages per second{before}"
+                    session.sid,
+                    POLICY_VIOLATION,
+                    f"more than {rate} messages per second before pairing",
                 )
             )
             return False
         session.tokens -= 1
         return True
+
+    def _new_grant_bucket(self, token_hash: str, now: float) -> TokenBucket:
+        """A full budget for the grant ``token_hash``; budgets full again are forgotten
+        first (a full one is what a new one would be), so only those of controllers that
+        sent messages in the last ``MESSAGE_BURST / MAX_MESSAGES_PER_SECOND`` seconds
+        are kept."""
+        for key in [k for k, b in self._grant_buckets.items() if b.at_rest(now)]:
+            del self._grant_buckets[key]
+        bucket = TokenBucket.full(limits.MESSAGE_BURST, limits.MAX_MESSAGES_PER_SECOND, now)
+        self._grant_buckets[token_hash] = bucket
+        return bucket
 
 
 def _error(re: int | None, exc: ClassCastError) -> Error:

@@ -112,13 +112,15 @@ MAX_ANNOUNCEMENT_S: Final = 24 * 3600
 """Longest ``announce.duration_s`` (one day)."""
 
 MAX_MESSAGES_PER_SECOND: Final = 200
-"""Messages one connection may send per second on average before it is closed (1008).
+"""Messages one paired controller may send per second on average, all its connections
+together, before the connection that goes past it is closed (1008).
 
-Text frames count, and binary frames that are not a valid chunk of a blob this
-connection announced."""
+Text frames count, and binary frames that are not a valid chunk of a blob the
+connection announced. The budget is the token's, not the connection's: a device does
+not get more by opening more connections, and a new connection does not refill it."""
 
 MESSAGE_BURST: Final = 400
-"""Messages a connection may send at once before the rate limit applies."""
+"""Messages a paired controller may send at once before the rate limit applies."""
 
 MAX_UNAUTHENTICATED_MESSAGES_PER_SECOND: Final = 4
 """The same before the connection is authenticated (paired, or ``hello`` with a valid
@@ -128,8 +130,8 @@ client needs a handful, and a flood of them is closed (1008) after
 the small computer inside a board little."""
 
 UNAUTHENTICATED_MESSAGE_BURST: Final = 16
-"""Messages an unauthenticated connection may send at once; once it is authenticated it
-has :data:`MESSAGE_BURST` at once."""
+"""Messages an unauthenticated connection may send at once; once it is authenticated its
+messages count against its paired controller's budget (:data:`MESSAGE_BURST`)."""
 
 MAX_STREAM_FRAMES_PER_SECOND: Final = 60
 """Stream frames one connection may send per second on average while it shares its

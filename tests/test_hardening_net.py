@@ -21,6 +21,7 @@ import resource
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -380,6 +381,55 @@ async def test_binary_flood_is_closed_by_the_message_rate_limit(
     assert lines(caplog, "chunk refused") == 1
     async with await teacher(kiosk) as client:  # the kiosk is unharmed
         assert (await client.status()).state == "idle"
+
+
+async def test_more_connections_do_not_give_a_paired_controller_more_messages(
+    kiosk: KioskThread, admin_token: str
+) -> None:
+    """A paired device that opens four connections and floods on each, every one within
+    what one connection may send, is held to one budget: the kiosk closes what goes past
+    it, and answers no more than one connection's burst and rate."""
+    conns = [await raw_connect(kiosk.address, token=admin_token) for _ in range(4)]
+    each = limits.MESSAGE_BURST // 2  # twice the burst in all
+
+    async def flood(ws: ClientConnection) -> tuple[int, ConnectionClosed | None]:
+        async def send() -> None:
+            with contextlib.suppress(ConnectionClosed):
+                for i in range(each):
+                    await ws.send(json.dumps({"type": "get_status", "id": i}))
+
+        sender = asyncio.create_task(send())
+        answered = 0
+        try:
+            async with asyncio.timeout(GUARD_S):
+                while answered < each:
+                    assert (await recv_json(ws))["type"] == "status"
+                    answered += 1
+        except ConnectionClosed as exc:
+            return answered, exc
+        finally:
+            await sender
+        return answered, None
+
+    started = time.monotonic()
+    results = await asyncio.gather(*(flood(ws) for ws in conns))
+    elapsed = time.monotonic() - started
+    closes = [close for _, close in results if close is not None]
+    assert closes, "no connection was closed: each had a budget of its own"
+    for close in closes:
+        assert close.rcvd is not None
+        assert close.rcvd.code == 1008
+        assert close.rcvd.reason == (
+            f"more than {limits.MAX_MESSAGES_PER_SECOND} messages per second from this "
+            "paired controller (all its connections together)"
+        )
+    answered = sum(count for count, _ in results)
+    assert answered <= limits.MESSAGE_BURST + limits.MAX_MESSAGES_PER_SECOND * elapsed + 1
+    for ws in conns:
+        await ws.close()
+    async with await teacher(kiosk) as client:  # another controller is not held back
+        for _ in range(50):
+            assert (await client.status()).state == "idle"
 
 
 async def test_a_flooder_that_never_reads_is_aborted_and_logged_once(

@@ -42,13 +42,15 @@ from kiosk.effects import (
 from kiosk.headless import HeadlessDisplay
 from kiosk.pairing_worker import InlinePairingWorker
 from kiosk.player import Identity
-from kiosk.service import ComputeOffer, KioskService, Outgoing
+from kiosk.service import CloseSession, ComputeOffer, KioskService, Outgoing
 from kiosk.tokens import TokenStore
 from kiosk.usage import UsageLog
 from media.store import BlobStore
+from protocol import limits
 from protocol.constants import PROTOCOL_VERSION
 from protocol.messages import (
     Error,
+    GetStatus,
     Hello,
     Message,
     PairConfirm,
@@ -56,6 +58,8 @@ from protocol.messages import (
     PairOffer,
     PairStart,
     Role,
+    Status,
+    Welcome,
 )
 from protocol.pairing import (
     CONFIRM_AFTER_FAILURES,
@@ -966,3 +970,83 @@ def test_window_shows_who_paired_and_asks_to_allow(tmp_path: Path) -> None:
         assert PAIRED_NOTICE_S > 0
     finally:
         window.close()
+
+
+# ----------------------------------------------------------------- message budgets
+
+
+def connect_with_token(panel: Panel, token: str, cid: str, source: str = B) -> int:
+    """A new connection that says hello with ``token``; returns its session id."""
+    sid = panel.service.open_session(source)
+    panel.service.handle(sid, Hello(1, PROTOCOL_VERSION, cid, "Админ", token=token))
+    [welcome] = [
+        o.message for o in panel.service.drain() if isinstance(o, Outgoing) and o.sid == sid
+    ]
+    assert isinstance(welcome, Welcome)
+    assert welcome.role == "admin"
+    return sid
+
+
+def ask_status(
+    panel: Panel, sid: int, count: int, answer: type[Message] = Status
+) -> tuple[int, list[CloseSession]]:
+    """Send up to ``count`` get_status on session ``sid``, stopping when the service closes
+    it (as its adapter would); returns how many were answered (with ``answer``) and the
+    closes."""
+    answered, closes = 0, []
+    for i in range(count):
+        panel.service.handle(sid, GetStatus(100 + i))
+        for out in panel.service.drain():
+            if isinstance(out, CloseSession):
+                closes.append(out)
+            elif isinstance(out, Outgoing) and out.sid == sid:
+                assert isinstance(out.message, answer)
+                answered += 1
+        if closes:
+            break
+    return answered, closes
+
+
+def test_a_paired_controllers_connections_share_one_message_budget(panel: Panel) -> None:
+    """Opening more connections, or reconnecting, does not let a paired controller send
+    more: its connections share one budget (``MESSAGE_BURST`` at once, then
+    ``MAX_MESSAGES_PER_SECOND``), which outlives them. Another controller has its own."""
+    service, clock = panel.service, panel.clock
+    pairing = panel.connect(A, "Админ", "c-admin")
+    [paired] = panel.pair(pairing, "c-admin", ADMIN_SECRET, "admin")
+    assert isinstance(paired, Paired)
+    service.close_session(pairing)
+    first, second, third = (connect_with_token(panel, paired.token, "c-admin") for _ in range(3))
+    half = limits.MESSAGE_BURST // 2
+    assert ask_status(panel, first, half) == (half, [])
+    assert ask_status(panel, second, half) == (half, [])
+    answered, [close] = ask_status(panel, third, 1)
+    assert answered == 0
+    assert close.sid == third
+    assert close.code == 1008
+    assert close.reason == (
+        f"more than {limits.MAX_MESSAGES_PER_SECOND} messages per second from this paired "
+        "controller (all its connections together)"
+    )
+    # Another paired controller is not held back by the first one's budget.
+    other = panel.connect(C, "Другой админ", "c-other")
+    [other_paired] = panel.pair(other, "c-other", ADMIN_SECRET, "admin")
+    assert isinstance(other_paired, Paired)
+    assert ask_status(panel, other, limits.MESSAGE_BURST) == (limits.MESSAGE_BURST, [])
+    # Reconnecting does not refill the budget: only time does.
+    for sid in (first, second, third):
+        service.close_session(sid)
+    again = connect_with_token(panel, paired.token, "c-admin")
+    answered, [close] = ask_status(panel, again, 1)
+    assert answered == 0
+    assert close.reason.endswith("from this paired controller")  # its only connection
+    service.close_session(again)
+    clock.mono += 1.0
+    again = connect_with_token(panel, paired.token, "c-admin")
+    answered, [close] = ask_status(panel, again, limits.MESSAGE_BURST)
+    assert answered == limits.MAX_MESSAGES_PER_SECOND
+    # Before pairing, each connection has its own small budget, as before.
+    stranger = panel.connect(A, "Ученик", "c-student")
+    answered, [close] = ask_status(panel, stranger, limits.MESSAGE_BURST, Error)
+    assert answered == limits.UNAUTHENTICATED_MESSAGE_BURST - 1  # its hello took one
+    assert close.reason.endswith("messages per second before pairing")
