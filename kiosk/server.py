@@ -88,6 +88,11 @@ COLLECT_EVERY_CLOSES = 128
 a reference cycle holding its 256 KiB TLS buffer, which only a full garbage collection
 frees; so one runs after this many connections have closed."""
 
+MESSAGES_PER_TURN = 8
+"""Frames of one connection handled in a row before the loop turns to the others: a
+connection whose frames arrive by the hundred (a flood, a burst) cannot hold a teacher's
+control back behind more than this many."""
+
 TRIM_AFTER_PEAK = 64
 TRIM_BELOW = 8
 """After a crowd of at least TRIM_AFTER_PEAK connections shrinks to TRIM_BELOW, what it
@@ -559,8 +564,18 @@ class WebsocketServer:
         peer.writer = asyncio.create_task(peer.write(), name=f"kiosk-writer-{sid}")
         self._writers.add(peer.writer)
         peer.writer.add_done_callback(self._writers.discard)
+        in_a_row = 0
         try:
             async for frame in ws:
+                # A frame already received does not make the loop turn: take the other
+                # connections' turn when this one's keep coming without a pause.
+                if len(ws.recv_messages.frames):
+                    in_a_row += 1
+                    if in_a_row >= MESSAGES_PER_TURN:
+                        in_a_row = 0
+                        await asyncio.sleep(0)
+                else:
+                    in_a_row = 0
                 if peer.closing:
                     # Stop consuming: websockets then pauses reading (its max_queue), so
                     # what a flooder sends after its close costs nothing to parse.
