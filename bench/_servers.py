@@ -5,6 +5,11 @@ Kinds:
 ``echo --count N``
     N websockets echo servers (asyncio ``serve``, ``compression=None``, the kiosk's
     ``max_size``) on one event loop.
+``wire --count N``
+    The kiosk's wire shape with none of its work: N servers like ``echo`` that decode
+    each text message with the protocol's codec and answer it as a kiosk answers a
+    ``control``, a pushed ``status`` (a 2-item text lesson's, encoded anew) and an
+    ``ok``, both frames in one TLS write. No service, player, display or bookkeeping.
 ``kiosk --count N --state-dir DIR [--quota-bytes Q] [--no-bookkeeping] [--panel-allocator]``
     N headless :class:`kiosk.app.KioskApp` on one event loop, state in ``DIR/kNNN``.
     ``--panel-allocator``: glibc's heap set up as ``classcast-kiosk`` sets it
@@ -36,6 +41,7 @@ import socket
 import struct
 import sys
 import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -78,7 +84,50 @@ async def _echo(ws: ServerConnection) -> None:
             await ws.send(message)
 
 
-async def run_echo(count: int) -> None:
+def _wire_status() -> object:
+    from protocol.messages import Status, StatusSnapshot
+
+    return Status(
+        StatusSnapshot(
+            kiosk_id="k-bench-000",
+            room="Каб. 101",
+            school="Школа №1",
+            state="playing",
+            blanked=False,
+            lesson_id="0" * 32,
+            lesson_title="Бенчмарк",
+            index=1,
+            count=2,
+            item_kind="text",
+            item_title="Второй",
+            position_ms=0,
+            presenter="Bench Teacher",
+            version="0",
+        )
+    )
+
+
+async def _wire(ws: ServerConnection) -> None:
+    """Answer each message as a kiosk answers a control: status, then ok, one write."""
+    import dataclasses
+
+    from protocol.codec import decode, encode
+    from protocol.messages import Ok, Status
+
+    status = _wire_status()
+    assert isinstance(status, Status)
+    with contextlib.suppress(Exception):
+        async for message in ws:
+            request = decode(message if isinstance(message, str) else message.decode())
+            snapshot = dataclasses.replace(status.status, index=getattr(request, "id", 0) % 2)
+            for frame in (encode(Status(snapshot)), encode(Ok(re=getattr(request, "id", 0)))):
+                ws.protocol.send_text(frame.encode())
+            ws.transport.writelines(ws.protocol.data_to_send())
+
+
+async def run_echo(
+    count: int, handler: Callable[[ServerConnection], Awaitable[None]] = _echo
+) -> None:
     import tempfile
 
     from kiosk.tls import ensure_identity
@@ -92,7 +141,7 @@ async def run_echo(count: int) -> None:
         for _ in range(count):
             servers.append(
                 await serve(
-                    _echo,
+                    handler,
                     LOOPBACK,
                     0,
                     compression=None,
@@ -263,7 +312,7 @@ def run_tcpsink(folder: Path, hash_bytes: bool, tls: bool = False) -> None:
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     parser = argparse.ArgumentParser(prog="python -m bench._servers")
-    parser.add_argument("kind", choices=["echo", "kiosk", "tcpsink"])
+    parser.add_argument("kind", choices=["echo", "wire", "kiosk", "tcpsink"])
     parser.add_argument("--count", type=int, default=1)
     parser.add_argument("--state-dir", type=Path)
     parser.add_argument("--quota-bytes", type=int, default=4 * 1024**3)
@@ -280,6 +329,8 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles ^C and stops us
     if args.kind == "echo":
         asyncio.run(run_echo(args.count))
+    elif args.kind == "wire":
+        asyncio.run(run_echo(args.count, _wire))
     elif args.kind == "kiosk":
         if args.state_dir is None:
             parser.error("kiosk needs --state-dir")

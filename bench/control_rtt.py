@@ -20,7 +20,11 @@ Figures:
   ``KioskClient``, a text frame the size of a ``control`` message;
 - kiosk: ``KioskClient.control`` on a 2-item text lesson, alternating next/prev
   (the player moves, the usage log closes one interval and opens the next, ``ok``);
-- breakdown: the same kiosk driven by a bare websockets client (no ``KioskClient``),
+- breakdown: a server with the kiosk's wire shape and none of its work
+  (``bench._servers wire``: each message decoded with the protocol's codec and answered
+  with a pushed status and an ok, encoded anew, in one TLS write), what any server
+  speaking this protocol this way pays; the same kiosk driven by a bare websockets
+  client (no ``KioskClient``),
   the kiosk with its state directory on tmpfs (``/dev/shm``, where fsync costs
   nothing) to show what the usage log's durable writes cost, and a kiosk that neither
   logs usage nor saves the presentation (``bench._servers kiosk --no-bookkeeping``, a
@@ -161,6 +165,23 @@ async def echo_target() -> AsyncIterator[Target]:
 
 
 @contextlib.asynccontextmanager
+async def wire_target() -> AsyncIterator[Target]:
+    """A server with the kiosk's wire shape and none of its work (``bench._servers wire``)."""
+    with ServerProcess("wire", "--count", "1") as server:
+        ws = await ws_connect(server.info["ports"][0], subprotocol=False)
+        try:
+
+            async def op(i: int) -> None:
+                await ws.send(encode(Control(id=i + 2, action=action_for(i))))
+                await recv(ws)  # the status
+                await recv(ws)  # the ok
+
+            yield Target("kiosk's wire shape only", op, server.info["pid"])
+        finally:
+            await ws.close()
+
+
+@contextlib.asynccontextmanager
 async def kiosk_target(
     label: str, state_root: Path, checkout: str | None = None, *, bookkeeping: bool = True
 ) -> AsyncIterator[Target]:
@@ -269,12 +290,14 @@ async def main_async(n: int, warmup: int, breakdown: bool, checkout: str | None)
         echo = await stack.enter_async_context(echo_target())
         kiosk = await stack.enter_async_context(kiosk_target("kiosk", disk_root))
         targets = [echo, kiosk]
-        other = bare = tmpfs = unkept = None
+        other = bare = tmpfs = unkept = wire = None
         if checkout is not None:
             label = f"kiosk from {checkout}"
             other = await stack.enter_async_context(kiosk_target(label, disk_root, checkout))
             targets.append(other)
         if breakdown:
+            wire = await stack.enter_async_context(wire_target())
+            targets.append(wire)
             bare = await stack.enter_async_context(bare_kiosk_target(disk_root))
             targets.append(bare)
             if shm is not None:
@@ -312,6 +335,11 @@ async def main_async(n: int, warmup: int, breakdown: bool, checkout: str | None)
         values["other_cpu_us"] = other.server_cpu_s / other.n * 1e6
     if bare is not None:
         heading("breakdown: where the kiosk's time goes")
+        if wire is not None:
+            w50, w99 = report(wire, b50, b99)
+            values["wire_ratio_p50"] = w50 / b50
+            values["wire_ratio_p99"] = w99 / b99
+            values["wire_cpu_us"] = wire.server_cpu_s / wire.n * 1e6
         r50, _ = report(bare, b50, b99)
         if tmpfs is not None:
             t50, _ = report(tmpfs, b50, b99)
