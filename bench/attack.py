@@ -572,23 +572,28 @@ async def attack_textflood(slot: Slot, opening: asyncio.Semaphore) -> None:
         writer.transport.abort()
 
 
+async def read_replies(
+    slot: Slot, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, proto: Any
+) -> None:
+    """Read the kiosk's frames on an attacker's connection, counting the text replies
+    (and answering pings and the close through ``proto``), until the connection ends."""
+    while data := await reader.read(READ_BYTES):
+        proto.receive_data(data)
+        for frame in proto.events_received():
+            if frame.opcode.name == "TEXT":
+                with contextlib.suppress(ValueError):
+                    slot.reply(json.loads(frame.data))
+        out = b"".join(proto.data_to_send())
+        if out and not writer.transport.is_closing():
+            writer.write(out)
+
+
 async def attack_paced(slot: Slot, opening: asyncio.Semaphore) -> None:
     """Say hello with the paired controller's token, then send get_status at
     ``PACED_PER_S``, reading the replies."""
     reader, writer, proto = await ws_open(slot, opening)
 
-    async def read_replies() -> None:
-        while data := await reader.read(READ_BYTES):
-            proto.receive_data(data)
-            for frame in proto.events_received():
-                if frame.opcode.name == "TEXT":
-                    with contextlib.suppress(ValueError):
-                        slot.reply(json.loads(frame.data))
-            out = b"".join(proto.data_to_send())
-            if out and not writer.transport.is_closing():
-                writer.write(out)
-
-    replies = asyncio.create_task(read_replies())
+    replies = asyncio.create_task(read_replies(slot, reader, writer, proto))
     try:
         token = str(slot.spec["token"])
         proto.send_text(hello_json(str(slot.spec["controller_id"]), token).encode())
@@ -613,18 +618,7 @@ async def attack_binflood(slot: Slot, opening: asyncio.Semaphore) -> None:
     reader, writer, proto = await ws_open(slot, opening)
     junk = os.urandom(JUNK_CHUNK_BYTES)
 
-    async def read_replies() -> None:
-        while data := await reader.read(READ_BYTES):
-            proto.receive_data(data)
-            for frame in proto.events_received():
-                if frame.opcode.name == "TEXT":
-                    with contextlib.suppress(ValueError):
-                        slot.reply(json.loads(frame.data))
-            out = b"".join(proto.data_to_send())
-            if out and not writer.transport.is_closing():
-                writer.write(out)
-
-    replies = asyncio.create_task(read_replies())
+    replies = asyncio.create_task(read_replies(slot, reader, writer, proto))
     try:
         proto.send_text(hello_json(f"c-bench-junk-{slot.index}", None).encode())
         while slot.running and not replies.done() and not writer.transport.is_closing():
