@@ -162,12 +162,13 @@ def wait_ready(stdout: Any, what: str, timeout_s: float = READY_TIMEOUT_S) -> di
         RuntimeError: the child closed its stdout (exited) first.
     """
     deadline = time.monotonic() + timeout_s
+    poller = select.poll()  # not select(): a run of hundreds of servers passes fd 1024
+    poller.register(stdout, select.POLLIN)
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError(f"{what} did not start in {timeout_s:g} s")
-        ready, _, _ = select.select([stdout], [], [], left)
-        if not ready:
+        if not poller.poll(left * 1000):
             continue
         line = stdout.readline()
         if not line:

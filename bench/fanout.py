@@ -32,8 +32,11 @@ still write a heartbeat every 2 s).
 Diagnostics: the same fan-out with the kiosks' state on tmpfs (``/dev/shm``), which
 shows the share of the disk; and with kiosks that neither log usage nor save the
 presentation they show (``bench._servers kiosk --no-bookkeeping``, not a real panel),
-which shows what those two writes per control cost the kiosks. The CPU lines separate
-the controller's share (this process) from the kiosks' (their processes).
+which shows what those two writes per control cost the kiosks; and servers with the
+kiosk's wire shape and none of its work (``bench._servers wire``: each answers a control
+with a status and an ok, as a kiosk does), which shows what the protocol alone costs in
+this layout. The CPU lines separate the controller's share (this process) from the
+kiosks' (their processes).
 """
 
 from __future__ import annotations
@@ -140,9 +143,12 @@ async def interleaved_rounds(targets: list[Target], rounds: int, warmup: int) ->
 
 
 @contextlib.asynccontextmanager
-async def echo_target(kiosks: int, procs: int) -> AsyncIterator[Target]:
+async def echo_target(kiosks: int, procs: int, *, wire: bool = False) -> AsyncIterator[Target]:
+    """Echo servers laid out as the kiosks; with ``wire``, servers with the kiosk's wire
+    shape and none of its work (``bench._servers wire``: a status and an ok a control)."""
+    kind, replies = ("wire", 2) if wire else ("echo", 1)
     with contextlib.ExitStack() as stack:
-        servers = [ServerProcess("echo", "--count", str(n)) for n in split(kiosks, procs)]
+        servers = [ServerProcess(kind, "--count", str(n)) for n in split(kiosks, procs)]
         await start_servers(stack, servers)
         ports = [p for s in servers for p in s.info["ports"]]
         conns: list[ClientConnection] = list(
@@ -164,13 +170,15 @@ async def echo_target(kiosks: int, procs: int) -> AsyncIterator[Target]:
 
             async def one(ws: ClientConnection, frame: str) -> None:
                 await ws.send(frame)
-                await asyncio.wait_for(ws.recv(), 10.0)
+                for _ in range(replies):
+                    await asyncio.wait_for(ws.recv(), 10.0)
 
             async def one_round(i: int) -> None:
                 frame = encode(Control(id=i + 2, action=action_for(i)))
                 await asyncio.gather(*(one(ws, frame) for ws in conns))
 
-            yield Target("echo", one_round, [s.info["pid"] for s in servers])
+            label = "the kiosk's wire shape only" if wire else "echo"
+            yield Target(label, one_round, [s.info["pid"] for s in servers])
         finally:
             await asyncio.gather(*(ws.close() for ws in conns), return_exceptions=True)
 
@@ -266,7 +274,7 @@ async def main_async(
         echo = await stack.enter_async_context(echo_target(kiosks, procs))
         kiosk = await stack.enter_async_context(kiosk_target("kiosks", kiosks, procs, disk_root))
         targets = [echo, kiosk]
-        other = tmpfs = bare = None
+        other = tmpfs = bare = wire = None
         if checkout is not None:
             other = await stack.enter_async_context(
                 kiosk_target(f"kiosks from {checkout}", kiosks, procs, disk_root, checkout=checkout)
@@ -276,6 +284,7 @@ async def main_async(
     if shm is not None:
         async with contextlib.AsyncExitStack() as stack:
             echo_again = await stack.enter_async_context(echo_target(kiosks, procs))
+            wire = await stack.enter_async_context(echo_target(kiosks, procs, wire=True))
             tmpfs = await stack.enter_async_context(
                 kiosk_target("kiosks on tmpfs", kiosks, procs, shm)
             )
@@ -284,7 +293,7 @@ async def main_async(
                     "kiosks without bookkeeping", kiosks, procs, disk_root, bookkeeping=False
                 )
             )
-            await interleaved_rounds([echo_again, tmpfs, bare], rounds, warmup)
+            await interleaved_rounds([echo_again, wire, tmpfs, bare], rounds, warmup)
 
     heading(f"baseline: {kiosks} websockets echo servers")
     base = echo.report(None)
@@ -308,10 +317,13 @@ async def main_async(
         values["other_p50_ms"] = o50 * 1e3
         values["other_p99_ms"] = o99 * 1e3
         values["other_kiosks_cpu_ms"] = other.server_cpu_s / len(other.samples_s) * 1e3
-    if tmpfs is not None and bare is not None:
+    if tmpfs is not None and bare is not None and wire is not None:
         heading("diagnostics, a second run: its echo baseline")
         echo_again.label = "echo (second run)"
         echo_again.report(None)
+        heading("diagnostic: the kiosk's wire shape (a status and an ok), none of its work")
+        _, w99 = wire.report(echo_again)
+        values["wire_p99_ms"] = w99 * 1e3
         heading("diagnostic: kiosks with state on tmpfs (fsync costs nothing)")
         _, t99 = tmpfs.report(echo_again)
         values["tmpfs_p99_ms"] = t99 * 1e3
