@@ -52,7 +52,7 @@ from protocol import limits
 
 if TYPE_CHECKING:
     from kiosk.usage import DisplayStart
-    from protocol.messages import EndReason, UsageRecord
+    from protocol.messages import EndReason, Status, UsageRecord
 
 RECV_BYTES = 1024 * 1024
 SIZE_HEADER = struct.Struct(">Q")
@@ -84,7 +84,7 @@ async def _echo(ws: ServerConnection) -> None:
             await ws.send(message)
 
 
-def _wire_status() -> object:
+def _wire_status() -> Status:
     from protocol.messages import Status, StatusSnapshot
 
     return Status(
@@ -115,7 +115,6 @@ async def _wire(ws: ServerConnection) -> None:
     from protocol.messages import Ok, Status
 
     status = _wire_status()
-    assert isinstance(status, Status)
     with contextlib.suppress(Exception):
         async for message in ws:
             request = decode(message if isinstance(message, str) else message.decode())

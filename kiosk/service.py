@@ -211,8 +211,13 @@ class Session:
     grant: Grant | None = None
     pairing: PairingAttempt | None = None
     transfer: _Transfer | None = None
-    tokens: float = float(limits.UNAUTHENTICATED_MESSAGE_BURST)
-    tokens_at: float = 0.0
+    budget: TokenBucket = field(
+        default_factory=lambda: TokenBucket.full(
+            limits.UNAUTHENTICATED_MESSAGE_BURST,
+            limits.MAX_UNAUTHENTICATED_MESSAGES_PER_SECOND,
+            0.0,
+        )
+    )
     """The message budget until the session has a grant (then its grant's counts)."""
     blobs: set[str] = field(default_factory=set)
     clock_samples: list[ClockSample] = field(default_factory=list)
@@ -348,7 +353,12 @@ class KioskService:
         """Register a new connection from IP ``address``; returns its session id."""
         sid = self._next_sid
         self._next_sid += 1
-        self._sessions[sid] = Session(sid, address=address, tokens_at=self.clock.monotonic())
+        budget = TokenBucket.full(
+            limits.UNAUTHENTICATED_MESSAGE_BURST,
+            limits.MAX_UNAUTHENTICATED_MESSAGES_PER_SECOND,
+            self.clock.monotonic(),
+        )
+        self._sessions[sid] = Session(sid, address=address, budget=budget)
         return sid
 
     def close_session(self, sid: int) -> None:
@@ -1264,12 +1274,18 @@ class KioskService:
         """
         now = self.clock.monotonic()
         grant = session.grant
-        if grant is not None:
-            bucket = self._grant_buckets.get(grant.token_hash)
-            if bucket is None:
-                bucket = self._new_grant_bucket(grant.token_hash, now)
-            if bucket.take(now):
-                return True
+        if grant is None:
+            bucket = session.budget
+        else:
+            bucket = self._grant_buckets.get(grant.token_hash) or self._new_grant_bucket(
+                grant.token_hash, now
+            )
+        if bucket.take(now):
+            return True
+        if grant is None:
+            rate = limits.MAX_UNAUTHENTICATED_MESSAGES_PER_SECOND
+            reason = f"more than {rate} messages per second before pairing"
+        else:
             rate = limits.MAX_MESSAGES_PER_SECOND
             reason = f"more than {rate} messages per second from this paired controller"
             if any(
@@ -1277,23 +1293,8 @@ class KioskService:
                 for s in self._sessions.values()
             ):
                 reason += " (all its connections together)"
-            self._out.append(CloseSession(session.sid, POLICY_VIOLATION, reason))
-            return False
-        burst = limits.UNAUTHENTICATED_MESSAGE_BURST
-        rate = limits.MAX_UNAUTHENTICATED_MESSAGES_PER_SECOND
-        session.tokens = min(float(burst), session.tokens + (now - session.tokens_at) * rate)
-        session.tokens_at = now
-        if session.tokens < 1:
-            self._out.append(
-                CloseSession(
-                    session.sid,
-                    POLICY_VIOLATION,
-                    f"more than {rate} messages per second before pairing",
-                )
-            )
-            return False
-        session.tokens -= 1
-        return True
+        self._out.append(CloseSession(session.sid, POLICY_VIOLATION, reason))
+        return False
 
     def _new_grant_bucket(self, token_hash: str, now: float) -> TokenBucket:
         """A full budget for the grant ``token_hash``; budgets full again are forgotten
